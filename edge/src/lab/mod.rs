@@ -3,3 +3,4 @@
 //! without touching any real network.
 
 pub mod netns;
+pub mod topology;
