@@ -15,9 +15,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// SIP message tools (`sip check FILE...`).
+    Sip {
+        #[command(subcommand)]
+        command: dce_edge::sip::check::SipCommand,
+    },
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Sip { command } => dce_edge::sip::check::run(command),
+    }
 }

@@ -1,0 +1,302 @@
+//! Header names: the headers the parser knows by name, their compact forms
+//! (RFC 3261 section 7.3.3 and the IANA registry), and case-insensitive
+//! classification of the name bytes of a header line.
+
+use std::fmt;
+
+macro_rules! header_names {
+    ($( $(#[$doc:meta])* $variant:ident = $canonical:literal $(, $compact:literal)? ;)*) => {
+        /// A header name. Known names are matched without regard to case and
+        /// in their compact forms; everything else is [`HeaderName::Other`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum HeaderName {
+            $( $(#[$doc])* $variant, )*
+            /// Any other header (compare its name with
+            /// [`Message::header_by_name`](super::Message::header_by_name)).
+            Other,
+        }
+
+        impl HeaderName {
+            /// Every known name, in declaration order (without `Other`).
+            pub const KNOWN: &'static [HeaderName] = &[$(HeaderName::$variant,)*];
+
+            /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`).
+            pub fn canonical(self) -> &'static str {
+                match self {
+                    $(HeaderName::$variant => $canonical,)*
+                    HeaderName::Other => "",
+                }
+            }
+
+            /// The compact form, if the name has one (`i` for Call-ID).
+            pub fn compact(self) -> Option<u8> {
+                match self {
+                    $( $(HeaderName::$variant => Some($compact),)? )*
+                    _ => None,
+                }
+            }
+
+            fn from_long(name: &[u8]) -> HeaderName {
+                $(
+                    if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical.as_bytes()) {
+                        return HeaderName::$variant;
+                    }
+                )*
+                HeaderName::Other
+            }
+        }
+    };
+}
+
+header_names! {
+    /// Accept
+    Accept = "Accept";
+    /// Accept-Contact (RFC 3841)
+    AcceptContact = "Accept-Contact", b'a';
+    /// Accept-Encoding
+    AcceptEncoding = "Accept-Encoding";
+    /// Accept-Language
+    AcceptLanguage = "Accept-Language";
+    /// Alert-Info
+    AlertInfo = "Alert-Info";
+    /// Allow
+    Allow = "Allow";
+    /// Allow-Events (RFC 6665)
+    AllowEvents = "Allow-Events", b'u';
+    /// Authentication-Info
+    AuthenticationInfo = "Authentication-Info";
+    /// Authorization
+    Authorization = "Authorization";
+    /// Call-ID
+    CallId = "Call-ID", b'i';
+    /// Call-Info
+    CallInfo = "Call-Info";
+    /// Contact
+    Contact = "Contact", b'm';
+    /// Content-Disposition
+    ContentDisposition = "Content-Disposition";
+    /// Content-Encoding
+    ContentEncoding = "Content-Encoding", b'e';
+    /// Content-Language
+    ContentLanguage = "Content-Language";
+    /// Content-Length
+    ContentLength = "Content-Length", b'l';
+    /// Content-Type
+    ContentType = "Content-Type", b'c';
+    /// CSeq
+    CSeq = "CSeq";
+    /// Date
+    Date = "Date";
+    /// Error-Info
+    ErrorInfo = "Error-Info";
+    /// Event (RFC 6665)
+    Event = "Event", b'o';
+    /// Expires
+    Expires = "Expires";
+    /// From
+    From = "From", b'f';
+    /// Identity (RFC 8224)
+    Identity = "Identity", b'y';
+    /// In-Reply-To
+    InReplyTo = "In-Reply-To";
+    /// Max-Forwards
+    MaxForwards = "Max-Forwards";
+    /// MIME-Version
+    MimeVersion = "MIME-Version";
+    /// Min-Expires
+    MinExpires = "Min-Expires";
+    /// Organization
+    Organization = "Organization";
+    /// Path (RFC 3327)
+    Path = "Path";
+    /// Priority
+    Priority = "Priority";
+    /// Proxy-Authenticate
+    ProxyAuthenticate = "Proxy-Authenticate";
+    /// Proxy-Authorization
+    ProxyAuthorization = "Proxy-Authorization";
+    /// Proxy-Require
+    ProxyRequire = "Proxy-Require";
+    /// RAck (RFC 3262)
+    RAck = "RAck";
+    /// Reason (RFC 3326)
+    Reason = "Reason";
+    /// Record-Route
+    RecordRoute = "Record-Route";
+    /// Refer-To (RFC 3515)
+    ReferTo = "Refer-To", b'r';
+    /// Referred-By (RFC 3892)
+    ReferredBy = "Referred-By", b'b';
+    /// Reply-To
+    ReplyTo = "Reply-To";
+    /// Require
+    Require = "Require";
+    /// Retry-After
+    RetryAfter = "Retry-After";
+    /// Route
+    Route = "Route";
+    /// RSeq (RFC 3262)
+    RSeq = "RSeq";
+    /// Server
+    Server = "Server";
+    /// Session-Expires (RFC 4028)
+    SessionExpires = "Session-Expires", b'x';
+    /// Subject
+    Subject = "Subject", b's';
+    /// Supported
+    Supported = "Supported", b'k';
+    /// Timestamp
+    Timestamp = "Timestamp";
+    /// To
+    To = "To", b't';
+    /// Unsupported
+    Unsupported = "Unsupported";
+    /// User-Agent
+    UserAgent = "User-Agent";
+    /// Via
+    Via = "Via", b'v';
+    /// Warning
+    Warning = "Warning";
+    /// WWW-Authenticate
+    WwwAuthenticate = "WWW-Authenticate";
+}
+
+/// How many distinct values [`HeaderName`] has, `Other` included.
+pub(crate) const HEADER_NAME_COUNT: usize = HeaderName::Other as usize + 1;
+
+impl HeaderName {
+    /// Classifies the name bytes of a header line (without regard to case;
+    /// one-letter names are compact forms).
+    #[inline]
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if let [c] = name {
+            return match c.to_ascii_lowercase() {
+                b'a' => HeaderName::AcceptContact,
+                b'b' => HeaderName::ReferredBy,
+                b'c' => HeaderName::ContentType,
+                b'e' => HeaderName::ContentEncoding,
+                b'f' => HeaderName::From,
+                b'i' => HeaderName::CallId,
+                b'k' => HeaderName::Supported,
+                b'l' => HeaderName::ContentLength,
+                b'm' => HeaderName::Contact,
+                b'o' => HeaderName::Event,
+                b'r' => HeaderName::ReferTo,
+                b's' => HeaderName::Subject,
+                b't' => HeaderName::To,
+                b'u' => HeaderName::AllowEvents,
+                b'v' => HeaderName::Via,
+                b'x' => HeaderName::SessionExpires,
+                b'y' => HeaderName::Identity,
+                _ => HeaderName::Other,
+            };
+        }
+        // The hot headers first, so that a typical INVITE classifies each
+        // line with one or two comparisons.
+        let hot = match name.len() {
+            2 => Some(HeaderName::To),
+            3 => Some(HeaderName::Via),
+            4 => match name[0] | 0x20 {
+                b'f' => Some(HeaderName::From),
+                b'c' => Some(HeaderName::CSeq),
+                _ => None,
+            },
+            7 => match name[0] | 0x20 {
+                b'c' => Some(HeaderName::CallId),
+                _ => Some(HeaderName::Contact),
+            },
+            10 => Some(HeaderName::UserAgent),
+            12 => match name[0] | 0x20 {
+                b'm' => Some(HeaderName::MaxForwards),
+                b'c' => Some(HeaderName::ContentType),
+                _ => Some(HeaderName::RecordRoute),
+            },
+            14 => Some(HeaderName::ContentLength),
+            _ => None,
+        };
+        if let Some(h) = hot {
+            if name.eq_ignore_ascii_case(h.canonical().as_bytes()) {
+                return h;
+            }
+        }
+        HeaderName::from_long(name)
+    }
+
+    /// Whether the header may appear only once (RFC 3261 section 7.3.1:
+    /// these are not comma lists), so a repeat is an error (RFC 4475 section 3.3.8).
+    pub fn is_single(self) -> bool {
+        matches!(
+            self,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+        )
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderName::Other => "(other)",
+            h => h.canonical(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compact_form_maps_to_its_header() {
+        let pairs = [
+            (b'i', HeaderName::CallId),
+            (b'm', HeaderName::Contact),
+            (b'e', HeaderName::ContentEncoding),
+            (b'l', HeaderName::ContentLength),
+            (b'f', HeaderName::From),
+            (b't', HeaderName::To),
+            (b'v', HeaderName::Via),
+            (b'k', HeaderName::Supported),
+            (b'c', HeaderName::ContentType),
+            (b's', HeaderName::Subject),
+            (b'o', HeaderName::Event),
+            (b'u', HeaderName::AllowEvents),
+            (b'r', HeaderName::ReferTo),
+            (b'b', HeaderName::ReferredBy),
+            (b'x', HeaderName::SessionExpires),
+            (b'y', HeaderName::Identity),
+            (b'a', HeaderName::AcceptContact),
+        ];
+        for (c, h) in pairs {
+            assert_eq!(HeaderName::from_bytes(&[c]), h, "{}", c as char);
+            assert_eq!(HeaderName::from_bytes(&[c.to_ascii_uppercase()]), h);
+            assert_eq!(h.compact(), Some(c));
+        }
+        assert_eq!(HeaderName::from_bytes(b"z"), HeaderName::Other);
+    }
+
+    #[test]
+    fn names_match_without_regard_to_case() {
+        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(HeaderName::from_bytes(b"cseq"), HeaderName::CSeq);
+        assert_eq!(HeaderName::from_bytes(b"VIA"), HeaderName::Via);
+        assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
+    }
+
+    #[test]
+    fn every_canonical_name_round_trips() {
+        for &h in HeaderName::KNOWN {
+            assert_eq!(HeaderName::from_bytes(h.canonical().as_bytes()), h);
+            assert_eq!(
+                HeaderName::from_bytes(h.canonical().to_ascii_uppercase().as_bytes()),
+                h
+            );
+        }
+    }
+}
