@@ -11,3 +11,4 @@ pub mod lab;
 pub mod privilege;
 pub mod proxy;
 pub mod sip;
+pub mod stats;
