@@ -12,6 +12,7 @@
 pub mod cps;
 pub mod files;
 pub mod health;
+pub mod reload;
 pub mod select;
 pub mod synth;
 pub mod table;
@@ -20,5 +21,6 @@ pub mod trie;
 pub use cps::{Admission, CpsShares};
 pub use files::{LoadedRoutes, RouteErrors, RoutesConfig};
 pub use health::{HealthSettings, TargetHealth};
+pub use reload::{Decision, RouteControl, WorkerRoutes};
 pub use select::HealthView;
 pub use table::{Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target, UpstreamId};
