@@ -10,5 +10,6 @@ pub mod config;
 pub mod lab;
 pub mod privilege;
 pub mod proxy;
+pub mod route;
 pub mod sip;
 pub mod stats;
