@@ -7,5 +7,6 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dataplane;
 pub mod lab;
 pub mod privilege;
