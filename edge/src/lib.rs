@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dataplane;
 pub mod lab;
 pub mod privilege;
 pub mod proxy;
