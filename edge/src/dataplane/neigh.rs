@@ -258,11 +258,12 @@ impl NeighbourCache {
             let (data, _) = self.socket.recv_from_full().map_err(io)?;
             let mut at = 0;
             while at < data.len() {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
-                    .map_err(|e| NeighbourError::Decode {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..]).map_err(
+                    |e| NeighbourError::Decode {
                         request: what,
                         reason: e.to_string(),
-                    })?;
+                    },
+                )?;
                 let len = msg.header.length as usize;
                 if len == 0 {
                     break;
@@ -716,7 +717,9 @@ impl Upkeep {
         let before = self.pending.len();
         self.pending.retain(|_, deadline| *deadline > now);
         let expired = (before - self.pending.len()) as u64;
-        self.stats.unresolvable.fetch_add(expired, Ordering::Relaxed);
+        self.stats
+            .unresolvable
+            .fetch_add(expired, Ordering::Relaxed);
         if refresh_due {
             *last_refresh = now;
             match self.cache.routes() {

@@ -19,8 +19,12 @@ pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// can be recognised as ours without state.
 pub const BRANCH_MARK: &[u8] = b"dce";
 
-/// Length of a branch this edge makes: cookie, mark, 16 hex digits.
-pub const BRANCH_LEN: usize = MAGIC_COOKIE.len() + BRANCH_MARK.len() + 16;
+/// Length of a branch this edge makes: cookie, mark, 16 hex digits of the
+/// transaction hash, 8 hex digits of the loop key.
+pub const BRANCH_LEN: usize = MAGIC_COOKIE.len() + BRANCH_MARK.len() + 16 + LOOP_KEY_LEN;
+
+/// Length of the loop key at the end of a branch this edge makes.
+pub const LOOP_KEY_LEN: usize = 8;
 
 /// Length of a dialog cookie (16 hex digits).
 pub const COOKIE_LEN: usize = 16;
@@ -58,25 +62,41 @@ impl Secret {
         h
     }
 
-    /// The branch for a forwarded request, from the parts of the incoming
-    /// request that identify its transaction. Retransmissions, and a CANCEL
-    /// or non-2xx ACK of the same INVITE, give the same parts and so the
-    /// same branch (RFC 3261 section 16.11). Each part is length-prefixed so
-    /// that moving bytes between parts changes the hash.
-    pub fn branch<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; BRANCH_LEN] {
-        let mut h = self.hasher(1);
-        for part in parts {
-            h.write_usize(part.len());
-            h.write(part);
-        }
+    /// The branch for a forwarded request.
+    ///
+    /// `transaction` are the parts of the incoming request that identify its
+    /// transaction: retransmissions, and a CANCEL or non-2xx ACK of the same
+    /// INVITE, give the same parts and so the same branch (RFC 3261 section
+    /// 16.11). `loop_parts` are the parts that do not change as the request
+    /// travels (Request-URI, From tag, Call-ID, CSeq number); their hash ends
+    /// the branch, so a request that comes back with this edge's Via and the
+    /// same loop key has looped (section 16.3, item 4). Each part is
+    /// length-prefixed so that moving bytes between parts changes the hash.
+    pub fn branch<'a>(
+        &self,
+        transaction: impl IntoIterator<Item = &'a [u8]>,
+        loop_parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> [u8; BRANCH_LEN] {
         let mut out = [0u8; BRANCH_LEN];
-        out[..MAGIC_COOKIE.len()].copy_from_slice(MAGIC_COOKIE);
-        out[MAGIC_COOKIE.len()..MAGIC_COOKIE.len() + BRANCH_MARK.len()]
-            .copy_from_slice(BRANCH_MARK);
-        hex16(
-            h.finish(),
-            &mut out[MAGIC_COOKIE.len() + BRANCH_MARK.len()..],
-        );
+        let (head, rest) = out.split_at_mut(MAGIC_COOKIE.len() + BRANCH_MARK.len());
+        head[..MAGIC_COOKIE.len()].copy_from_slice(MAGIC_COOKIE);
+        head[MAGIC_COOKIE.len()..].copy_from_slice(BRANCH_MARK);
+        let (tx, lk) = rest.split_at_mut(16);
+        hex16(hash_parts(self.hasher(1), transaction), tx);
+        lk.copy_from_slice(&self.loop_key(loop_parts));
+        out
+    }
+
+    /// The loop key of a request: the last [`LOOP_KEY_LEN`] characters of the
+    /// branches this edge makes for it.
+    pub fn loop_key<'a>(
+        &self,
+        loop_parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> [u8; LOOP_KEY_LEN] {
+        let mut hex = [0u8; 16];
+        hex16(hash_parts(self.hasher(3), loop_parts), &mut hex);
+        let mut out = [0u8; LOOP_KEY_LEN];
+        out.copy_from_slice(&hex[..LOOP_KEY_LEN]);
         out
     }
 
@@ -125,6 +145,19 @@ pub fn is_our_branch(branch: &[u8]) -> bool {
             .all(u8::is_ascii_hexdigit)
 }
 
+fn hash_parts<'a>(mut h: SipHasher13, parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    for part in parts {
+        h.write_usize(part.len());
+        h.write(part);
+    }
+    h.finish()
+}
+
+/// The loop key of a branch this edge made, if it is one.
+pub fn branch_loop_key(branch: &[u8]) -> Option<&[u8]> {
+    is_our_branch(branch).then(|| &branch[BRANCH_LEN - LOOP_KEY_LEN..])
+}
+
 fn hex16(v: u64, out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, o) in out.iter_mut().take(16).enumerate() {
@@ -149,8 +182,14 @@ mod tests {
     #[test]
     fn branch_is_stable_for_the_same_parts_and_ours() {
         let s = secret();
-        let a = s.branch([&b"z9hG4bK776asdhds"[..], b"198.18.0.1:5060"]);
-        let b = s.branch([&b"z9hG4bK776asdhds"[..], b"198.18.0.1:5060"]);
+        let a = s.branch(
+            [&b"z9hG4bK776asdhds"[..], b"198.18.0.1:5060"],
+            [&b"sip:1@e"[..]],
+        );
+        let b = s.branch(
+            [&b"z9hG4bK776asdhds"[..], b"198.18.0.1:5060"],
+            [&b"sip:1@e"[..]],
+        );
         assert_eq!(a, b);
         assert!(is_our_branch(&a));
         assert!(a.starts_with(b"z9hG4bKdce"));
@@ -159,8 +198,29 @@ mod tests {
     #[test]
     fn branch_changes_with_parts_boundaries_and_secret() {
         let s = secret();
-        assert_ne!(s.branch([&b"ab"[..], b"c"]), s.branch([&b"a"[..], b"bc"]));
-        assert_ne!(s.branch([&b"x"[..]]), Secret::new(1, 2).branch([&b"x"[..]]));
+        let none: [&[u8]; 0] = [];
+        assert_ne!(
+            s.branch([&b"ab"[..], b"c"], none),
+            s.branch([&b"a"[..], b"bc"], none)
+        );
+        assert_ne!(
+            s.branch([&b"x"[..]], none),
+            Secret::new(1, 2).branch([&b"x"[..]], none)
+        );
+    }
+
+    #[test]
+    fn loop_key_ends_the_branch_and_ignores_the_transaction() {
+        let s = secret();
+        let a = s.branch([&b"z9hG4bKa"[..]], [&b"sip:1@e"[..], b"tag"]);
+        let b = s.branch([&b"z9hG4bKb"[..]], [&b"sip:1@e"[..], b"tag"]);
+        assert_ne!(a, b);
+        assert_eq!(branch_loop_key(&a), branch_loop_key(&b));
+        assert_eq!(
+            branch_loop_key(&a),
+            Some(&s.loop_key([&b"sip:1@e"[..], b"tag"])[..])
+        );
+        assert_eq!(branch_loop_key(b"z9hG4bKforeign"), None);
     }
 
     #[test]

@@ -5,6 +5,14 @@
 
 pub mod abuse;
 pub mod answers;
+pub mod config;
 pub mod cookie;
+pub mod edge;
 pub mod rate;
 pub mod source_table;
+
+pub use config::{Cidr, ProxyConfig, ProxySection};
+pub use edge::{EdgeProxy, ProxyControl, ProxyDrop, ProxyEvent, ProxyStats};
+
+#[cfg(test)]
+mod tests;

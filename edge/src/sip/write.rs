@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use super::grammar::{is, TOKEN};
 use super::header::HeaderName;
 use super::message::Message;
-use super::values::{self, Method, MAX_CSEQ};
+use super::values::{self, Method, Via, MAX_CSEQ};
 
 /// Why a message could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -386,6 +386,64 @@ pub struct ForwardRequest<'x> {
     /// A Record-Route value to add above the request's own, e.g.
     /// `<sip:192.0.2.1;lr>`, or `None`.
     pub record_route: Option<&'x [u8]>,
+    /// Remove the first Route value: it names this element (RFC 3261
+    /// section 16.4, loose routing).
+    pub remove_first_route: bool,
+    /// The address the request came from, written as `received` on the
+    /// request's top Via when it differs from the sent-by host (RFC 3261
+    /// section 18.2.1), and the port, written as the value of an empty
+    /// `rport` (RFC 3581), so responses find their way back.
+    pub source: Option<SocketAddr>,
+}
+
+impl<'x> ForwardRequest<'x> {
+    /// Forwarding with this element's Via and nothing else changed.
+    pub fn new(sent_by: SentBy<'x>, branch: &'x [u8]) -> Self {
+        ForwardRequest {
+            sent_by,
+            branch,
+            request_uri: None,
+            record_route: None,
+            remove_first_route: false,
+            source: None,
+        }
+    }
+}
+
+/// Writes the top Via value `via` with `received` set to `source`'s address
+/// (unless the sent-by host is that address already) and an empty `rport`
+/// filled with its port.
+fn via_with_source(o: &mut Out<'_>, via: &Via<'_>, source: SocketAddr) -> Result<(), WriteError> {
+    let raw = via.as_bytes();
+    let params = via.params().as_bytes();
+    o.put(&raw[..raw.len() - params.len()])?;
+    let mut had_rport = false;
+    for p in via.params() {
+        if p.name.eq_ignore_ascii_case(b"received") {
+            continue;
+        }
+        o.put(b";")?;
+        o.put(p.name)?;
+        if p.name.eq_ignore_ascii_case(b"rport") {
+            had_rport = true;
+            o.put(b"=")?;
+            match p.value {
+                Some(v) if !v.is_empty() => o.put(v)?,
+                _ => o.num(u64::from(source.port()))?,
+            }
+            continue;
+        }
+        if let Some(v) = p.value {
+            o.put(b"=")?;
+            o.put(v)?;
+        }
+    }
+    if via.host().ip() != Some(source.ip()) || had_rport {
+        let capacity = o.buf.len();
+        write!(o, ";received={}", source.ip())
+            .map_err(|_| WriteError::BufferTooSmall { capacity })?;
+    }
+    Ok(())
 }
 
 /// The default Max-Forwards of RFC 3261 section 8.1.1.6, used when a request
@@ -439,7 +497,36 @@ pub fn forward_request(
     if request.max_forwards().is_none() {
         o.header_num(b"Max-Forwards", u64::from(max_forwards))?;
     }
-    for (name, start, value_start, _value_end, end) in request.slot_positions() {
+    let mut first_via = forward.source.is_some();
+    let mut first_route = forward.remove_first_route;
+    for (name, start, value_start, value_end, end) in request.slot_positions() {
+        if name == HeaderName::Via && first_via {
+            first_via = false;
+            let value = &buf[value_start..value_end];
+            let (via, after) =
+                values::via_parm(value).map_err(|_| WriteError::InvalidValue { what: "Via" })?;
+            o.put(&buf[start..value_start])?;
+            via_with_source(&mut o, &via, forward.source.expect("checked above"))?;
+            o.put(after)?;
+            o.put(&buf[value_end..end])?;
+            continue;
+        }
+        if name == HeaderName::Route && first_route {
+            first_route = false;
+            let value = &buf[value_start..value_end];
+            let rest = values::next_name_addr(value).and_then(|(_, after)| {
+                values::list_next(after, super::ErrorKind::BadNameAddr)
+                    .ok()
+                    .flatten()
+            });
+            if let Some(rest) = rest {
+                // Keep the other values of the list on this line.
+                o.put(&buf[start..value_start])?;
+                o.put(rest)?;
+                o.put(b"\r\n")?;
+            }
+            continue;
+        }
         if name == HeaderName::MaxForwards {
             // Keep the name and separator as written; replace the number.
             o.put(&buf[start..value_start])?;

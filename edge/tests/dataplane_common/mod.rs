@@ -92,14 +92,18 @@ pub struct PeerReport {
 /// count and the whole run in time.
 pub fn run_peer(bind: SocketAddr, server: SocketAddr, count: u64, window: u64) -> PeerReport {
     let sock = UdpSocket::bind(bind).expect("bind peer socket");
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut report = PeerReport::default();
     // Warm-up: until one answer comes back (neighbours resolve, workers
     // start), bounded to 15 s.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut buf = [0u8; 2048];
     loop {
-        assert!(Instant::now() < deadline, "no answer to the warm-up datagram from {server}");
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the warm-up datagram from {server}"
+        );
         sock.send_to(b"warm-up", server).unwrap();
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             if &buf[1..n] == b"arm-up" {
