@@ -140,3 +140,51 @@ pub fn run_peer(bind: SocketAddr, server: SocketAddr, count: u64, window: u64) -
     }
     report
 }
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(dce_edge::lab::netns::unique_name(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The clang the tests can use, if any.
+pub fn find_clang() -> Option<&'static str> {
+    ["clang", "clang-15", "clang-14"]
+        .into_iter()
+        .find(|c| dce_edge::privilege::have_program(c))
+}
+
+/// Compiles the test XDP program (fixtures/dataplane/xsk_redirect.c) for
+/// UDP port `port` into `dir`; returns the object's path.
+pub fn compile_xsk_redirect(clang: &str, dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dataplane/xsk_redirect.c");
+    let obj = dir.join("xsk_redirect.o");
+    let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let out = std::process::Command::new(clang)
+        .args(["-O2", "-g", "-target", "bpf", &multiarch])
+        .arg(format!("-DSIP_PORT={port}"))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("run clang");
+    assert!(
+        out.status.success(),
+        "clang failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    obj
+}
