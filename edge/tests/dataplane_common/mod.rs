@@ -188,3 +188,37 @@ pub fn compile_xsk_redirect(clang: &str, dir: &std::path::Path, port: u16) -> st
     );
     obj
 }
+
+/// Two namespaces joined by a one-queue veth pair, with `198.18.{subnet}.1`
+/// and `2001:2:0:{subnet}::1` on the first and `.2` / `::2` on the second.
+pub struct Lab {
+    pub edge: dce_edge::lab::netns::Netns,
+    pub peer: dce_edge::lab::netns::Netns,
+    pub edge_if: String,
+    pub peer_if: String,
+}
+
+impl Lab {
+    pub fn new(subnet: u8) -> Lab {
+        use dce_edge::lab::netns::{ip, unique_name, Netns};
+        let edge = Netns::create("dle").unwrap();
+        let peer = Netns::create("dlp").unwrap();
+        let (ei, pi) = (unique_name("le"), unique_name("lp"));
+        ip(&[
+            "link", "add", &ei, "netns", edge.name(), "numtxqueues", "1", "numrxqueues", "1",
+            "type", "veth", "peer", "name", &pi, "netns", peer.name(), "numtxqueues", "1",
+            "numrxqueues", "1",
+        ])
+        .unwrap();
+        edge.addr_up(&ei, &format!("198.18.{subnet}.1/24")).unwrap();
+        edge.addr_up(&ei, &format!("2001:2:0:{subnet}::1/64")).unwrap();
+        peer.addr_up(&pi, &format!("198.18.{subnet}.2/24")).unwrap();
+        peer.addr_up(&pi, &format!("2001:2:0:{subnet}::2/64")).unwrap();
+        Lab {
+            edge,
+            peer,
+            edge_if: ei,
+            peer_if: pi,
+        }
+    }
+}
