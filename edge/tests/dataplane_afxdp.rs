@@ -37,8 +37,26 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
     // One queue each way: a queue without a socket would fall back to
     // XDP_PASS and the test would miss datagrams (PLATFORM.md).
     ip(&[
-        "link", "add", &ia, "netns", a.name(), "numtxqueues", "1", "numrxqueues", "1", "type",
-        "veth", "peer", "name", &ib, "netns", b.name(), "numtxqueues", "1", "numrxqueues", "1",
+        "link",
+        "add",
+        &ia,
+        "netns",
+        a.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &ib,
+        "netns",
+        b.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
     ])
     .unwrap();
     let v4_edge = format!("198.18.{subnet}.1");
@@ -73,11 +91,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
     let ia2 = ia.clone();
     a.enter(|| {
         let mut bpf = Ebpf::load_file(&obj).unwrap();
-        let prog: &mut Xdp = bpf
-            .program_mut("xsk_redirect")
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let prog: &mut Xdp = bpf.program_mut("xsk_redirect").unwrap().try_into().unwrap();
         prog.load().unwrap();
         prog.attach(&ia2, mode).unwrap();
         let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
@@ -123,7 +137,10 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
         assert_eq!(finals.len(), 1);
         let s = &finals[0];
         let c: WorkerCounters = s.counters;
-        eprintln!("{test}: final counters {c:?}, xsk {:?}, neighbour {neigh:?}", s.xsk);
+        eprintln!(
+            "{test}: final counters {c:?}, xsk {:?}, neighbour {neigh:?}",
+            s.xsk
+        );
 
         for r in [&r4, &r6] {
             assert_eq!(r.sent, 2000, "{r:?}");
@@ -150,7 +167,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
 
         // Nothing left behind: no AF_XDP socket in the namespace, and the
         // program is detached once the Ebpf object is gone.
-        drop(map);
+        let _ = map;
         drop(bpf);
         let link = std::process::Command::new("ip")
             .args(["link", "show", "dev", &ia2])

@@ -14,7 +14,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, Lab, TempDir};
 use dce_edge::dataplane::{
-    Dataplane, DataplaneConfig, Datagram, DropReason, IoMode, Outbox, PacketHandler, SocketMap,
+    Datagram, Dataplane, DataplaneConfig, DropReason, IoMode, Outbox, PacketHandler, SocketMap,
     Timestamp,
 };
 use dce_edge::privilege::{feature_or_skip, privileged_or_skip};
@@ -87,7 +87,12 @@ impl PacketHandler for MeasuredEcho {
     type Drop = Never;
     type Event = ();
 
-    fn handle(&mut self, _now: Timestamp, pkt: &Datagram<'_>, out: &mut Outbox<'_>) -> Result<(), Never> {
+    fn handle(
+        &mut self,
+        _now: Timestamp,
+        pkt: &Datagram<'_>,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), Never> {
         if self.allocate {
             std::hint::black_box(Vec::<u8>::with_capacity(16));
         }
@@ -177,15 +182,24 @@ fn socket_mode_worker_does_not_allocate_in_steady_state() {
     let mut config = DataplaneConfig::new(
         IoMode::Socket,
         "",
-        vec!["198.18.40.1:0".parse().unwrap(), "[2001:2:0:40::1]:0".parse().unwrap()],
+        vec![
+            "198.18.40.1:0".parse().unwrap(),
+            "[2001:2:0:40::1]:0".parse().unwrap(),
+        ],
         &[0],
     );
     config.idle.busy_polls = 16;
-    let (allocations, in_window) = lab.edge.enter(|| measure(&lab, &config, None, 10_000, false)).unwrap();
+    let (allocations, in_window) = lab
+        .edge
+        .enter(|| measure(&lab, &config, None, 10_000, false))
+        .unwrap();
     // Warm-up datagrams of the measured peers also count; at least the
     // 20,000 measured ones went through the window.
     assert!(in_window >= 20_000, "{in_window}");
-    assert_eq!(allocations, 0, "allocations while echoing {in_window} datagrams");
+    assert_eq!(
+        allocations, 0,
+        "allocations while echoing {in_window} datagrams"
+    );
 }
 
 #[test]
@@ -210,7 +224,10 @@ fn afxdp_worker_does_not_allocate_in_steady_state() {
     let mut config = DataplaneConfig::new(
         IoMode::AfXdp,
         &lab.edge_if,
-        vec!["198.18.40.1:5060".parse().unwrap(), "[2001:2:0:40::1]:5060".parse().unwrap()],
+        vec![
+            "198.18.40.1:5060".parse().unwrap(),
+            "[2001:2:0:40::1]:5060".parse().unwrap(),
+        ],
         &[0],
     );
     config.xsk.frame_count = 1024;
@@ -231,7 +248,10 @@ fn afxdp_worker_does_not_allocate_in_steady_state() {
         })
         .unwrap();
     assert!(in_window >= 20_000, "{in_window}");
-    assert_eq!(allocations, 0, "allocations while echoing {in_window} datagrams");
+    assert_eq!(
+        allocations, 0,
+        "allocations while echoing {in_window} datagrams"
+    );
 }
 
 #[test]
@@ -247,7 +267,10 @@ fn counting_allocator_sees_allocations_on_the_worker_thread() {
     let config = DataplaneConfig::new(
         IoMode::Socket,
         "",
-        vec!["198.18.40.1:0".parse().unwrap(), "[2001:2:0:40::1]:0".parse().unwrap()],
+        vec![
+            "198.18.40.1:0".parse().unwrap(),
+            "[2001:2:0:40::1]:0".parse().unwrap(),
+        ],
         &[0],
     );
     let (allocations, in_window) = lab

@@ -20,7 +20,11 @@ fn capture_udp_to(iface: &str, port: u16, send: impl FnOnce()) -> Vec<u8> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket creation; the fd is closed below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as libc::c_int) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
     let name = std::ffi::CString::new(iface).unwrap();
     // SAFETY: a valid C string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -57,7 +61,10 @@ fn capture_udp_to(iface: &str, port: u16, send: impl FnOnce()) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = vec![0u8; 4096];
     let frame = loop {
-        assert!(Instant::now() < deadline, "no UDP frame to port {port} captured");
+        assert!(
+            Instant::now() < deadline,
+            "no UDP frame to port {port} captured"
+        );
         // SAFETY: reads into a buffer of buf.len() bytes.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n <= 0 {

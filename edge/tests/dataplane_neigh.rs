@@ -41,14 +41,21 @@ fn interface_reports_its_mac_and_addresses() {
     }
     let p = pair(20);
     let ia = p.ia.clone();
-    let info = p
-        .a
-        .enter(move || NeighbourCache::open(&ia).unwrap().interface().clone())
-        .unwrap();
+    let info =
+        p.a.enter(move || NeighbourCache::open(&ia).unwrap().interface().clone())
+            .unwrap();
     assert_eq!(info.name, p.ia);
     assert_ne!(info.mac.octets(), [0; 6]);
-    assert!(info.addrs.contains(&"198.18.20.1".parse::<IpAddr>().unwrap()), "{info:?}");
-    assert!(info.addrs.contains(&"2001:2:0:20::1".parse::<IpAddr>().unwrap()), "{info:?}");
+    assert!(
+        info.addrs
+            .contains(&"198.18.20.1".parse::<IpAddr>().unwrap()),
+        "{info:?}"
+    );
+    assert!(
+        info.addrs
+            .contains(&"2001:2:0:20::1".parse::<IpAddr>().unwrap()),
+        "{info:?}"
+    );
 }
 
 #[test]
@@ -59,9 +66,8 @@ fn peer_on_link_resolves_to_its_mac_over_ipv4_and_ipv6() {
     let p = pair(21);
     let want = peer_mac(&p);
     let ia = p.ia.clone();
-    let (v4, v6) = p
-        .a
-        .enter(move || {
+    let (v4, v6) =
+        p.a.enter(move || {
             let mut c = NeighbourCache::open(&ia).unwrap();
             // Nothing has been sent yet: the entries do not exist until
             // resolution is triggered.
@@ -85,9 +91,8 @@ fn off_link_destination_resolves_to_the_gateway_mac() {
         .unwrap();
     let want = peer_mac(&p);
     let ia = p.ia.clone();
-    let (hop, mac, routes) = p
-        .a
-        .enter(move || {
+    let (hop, mac, routes) =
+        p.a.enter(move || {
             let mut c = NeighbourCache::open(&ia).unwrap();
             let dst: IpAddr = "198.19.22.7".parse().unwrap();
             let hop = c.next_hop(dst).unwrap();
@@ -112,15 +117,16 @@ fn address_nobody_answers_for_is_reported_unresolvable() {
     }
     let p = pair(23);
     let ia = p.ia.clone();
-    let r = p
-        .a
-        .enter(move || {
+    let r =
+        p.a.enter(move || {
             let mut c = NeighbourCache::open(&ia).unwrap();
             c.resolve("198.18.23.99".parse().unwrap(), Duration::from_millis(1500))
         })
         .unwrap();
     match r {
-        Err(NeighbourError::Unresolvable { next_hop, waited, .. }) => {
+        Err(NeighbourError::Unresolvable {
+            next_hop, waited, ..
+        }) => {
             assert_eq!(next_hop, "198.18.23.99".parse::<IpAddr>().unwrap());
             assert!(waited >= Duration::from_millis(1500));
         }
@@ -135,9 +141,8 @@ fn destination_without_route_is_reported_as_such() {
     }
     let p = pair(24);
     let ia = p.ia.clone();
-    let r = p
-        .a
-        .enter(move || {
+    let r =
+        p.a.enter(move || {
             let mut c = NeighbourCache::open(&ia).unwrap();
             // Only looked up in the kernel's table: nothing is sent.
             c.resolve("198.19.99.1".parse().unwrap(), Duration::from_secs(1))
@@ -152,7 +157,9 @@ fn unknown_interface_is_refused_by_name() {
         return;
     }
     let ns = Netns::create("dnc").unwrap();
-    let r = ns.enter(|| NeighbourCache::open("nosuchif0").map(|_| ())).unwrap();
+    let r = ns
+        .enter(|| NeighbourCache::open("nosuchif0").map(|_| ()))
+        .unwrap();
     match r {
         Err(e @ NeighbourError::NoInterface(_)) => assert!(e.to_string().contains("nosuchif0")),
         other => panic!("expected NoInterface, got {other:?}"),

@@ -42,8 +42,26 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
     let b = Netns::create("dsb").unwrap();
     let (ia, ib) = (unique_name("sa"), unique_name("sb"));
     ip(&[
-        "link", "add", &ia, "netns", a.name(), "numtxqueues", "1", "numrxqueues", "1", "type",
-        "veth", "peer", "name", &ib, "netns", b.name(), "numtxqueues", "1", "numrxqueues", "1",
+        "link",
+        "add",
+        &ia,
+        "netns",
+        a.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &ib,
+        "netns",
+        b.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
     ])
     .unwrap();
     a.addr_up(&ia, "198.18.1.1/24").unwrap();
@@ -85,9 +103,7 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
             .spawn_thread(move || run_peer("198.18.1.2:0".parse().unwrap(), v4, 3000, 100))
             .unwrap();
         let p6 = b
-            .spawn_thread(move || {
-                run_peer("[2001:2:0:1::2]:0".parse().unwrap(), v6, 3000, 100)
-            })
+            .spawn_thread(move || run_peer("[2001:2:0:1::2]:0".parse().unwrap(), v6, 3000, 100))
             .unwrap();
         let r4 = p4.join().unwrap().unwrap();
         let r6 = p6.join().unwrap().unwrap();
@@ -111,7 +127,10 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
             let snaps = dp.snapshots(Duration::from_secs(5));
             let (c, _) = sum(&snaps);
             if snaps.len() == 2 && c.handler_drops[0] == 10 {
-                assert_eq!(snaps[0].handler_drops().next(), Some(("refused", snaps[0].counters.handler_drops[0])));
+                assert_eq!(
+                    snaps[0].handler_drops().next(),
+                    Some(("refused", snaps[0].counters.handler_drops[0]))
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "drops never counted: {c:?}");
@@ -128,7 +147,12 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
         assert_eq!(c.transmitted, c.handled, "{c:?}");
         assert_eq!(echoed, c.handled);
         assert_eq!(
-            c.rx_truncated + c.tx_error + c.tx_would_block + c.tx_outbox_full + c.no_local_address + c.tx_payload_rejected,
+            c.rx_truncated
+                + c.tx_error
+                + c.tx_would_block
+                + c.tx_outbox_full
+                + c.no_local_address
+                + c.tx_payload_rejected,
             0,
             "{c:?}"
         );

@@ -269,9 +269,12 @@ fn bind(
     // frame_size` bytes long, and outlives every ring made from it (it is
     // the last field of XskPort).
     #[allow(unsafe_code)]
-    let umem = unsafe { Umem::new(umem_config, area.as_slice_ptr()) }.map_err(errno("UMEM registration"))?;
+    let umem = unsafe { Umem::new(umem_config, area.as_slice_ptr()) }
+        .map_err(errno("UMEM registration"))?;
     let sock = Socket::with_shared(info, &umem).map_err(errno("socket"))?;
-    let device = umem.fq_cq(&sock).map_err(errno("fill/completion ring setup"))?;
+    let device = umem
+        .fq_cq(&sock)
+        .map_err(errno("fill/completion ring setup"))?;
     let user = umem
         .rx_tx(
             &sock,
@@ -285,7 +288,12 @@ fn bind(
     let rx = user.map_rx().map_err(errno("RX ring mmap"))?;
     let tx = user.map_tx().map_err(errno("TX ring mmap"))?;
     umem.bind(&user).map_err(errno("bind"))?;
-    Ok(Bound { device, rx, tx, user })
+    Ok(Bound {
+        device,
+        rx,
+        tx,
+        user,
+    })
 }
 
 impl XskPort {
@@ -316,8 +324,12 @@ impl XskPort {
             )
         })?;
         let mut info = IfInfo::invalid();
-        info.from_name(&name)
-            .map_err(|e| kernel("interface lookup", std::io::Error::from_raw_os_error(e.get_raw())))?;
+        info.from_name(&name).map_err(|e| {
+            kernel(
+                "interface lookup",
+                std::io::Error::from_raw_os_error(e.get_raw()),
+            )
+        })?;
         info.set_queue(queue);
 
         let wakeup = SocketConfig::XDP_BIND_NEED_WAKEUP;
@@ -328,17 +340,26 @@ impl XskPort {
                 IoKind::AfXdpCopy,
             ),
             ZeroCopy::Required => (
-                bind(config, &area, &info, wakeup | SocketConfig::XDP_BIND_ZEROCOPY).map_err(
-                    |(_, source)| XskError::ZeroCopyUnsupported {
-                        interface: config.interface.clone(),
-                        queue,
-                        source,
-                    },
-                )?,
+                bind(
+                    config,
+                    &area,
+                    &info,
+                    wakeup | SocketConfig::XDP_BIND_ZEROCOPY,
+                )
+                .map_err(|(_, source)| XskError::ZeroCopyUnsupported {
+                    interface: config.interface.clone(),
+                    queue,
+                    source,
+                })?,
                 IoKind::AfXdpZeroCopy,
             ),
             ZeroCopy::Auto => {
-                match bind(config, &area, &info, wakeup | SocketConfig::XDP_BIND_ZEROCOPY) {
+                match bind(
+                    config,
+                    &area,
+                    &info,
+                    wakeup | SocketConfig::XDP_BIND_ZEROCOPY,
+                ) {
                     Ok(b) => (b, IoKind::AfXdpZeroCopy),
                     // The failed attempt's sockets are closed by now; copy
                     // mode starts over on fresh ones.

@@ -39,7 +39,7 @@ pub const MAX_HEADER_LEN: usize = ETH_LEN + VLAN_LEN + IPV6_LEN + UDP_LEN;
 pub const MAX_IPV6_EXTENSION_HEADERS: usize = 8;
 
 /// A 48-bit IEEE 802 MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
@@ -388,10 +388,7 @@ pub enum BuildError {
 /// Where [`write_udp_frame`] expects the payload: the length of Ethernet
 /// (plus a tag when `vlan`), IP (`ipv6` or IPv4 without options) and UDP headers.
 pub const fn payload_offset(ipv6: bool, vlan: bool) -> usize {
-    ETH_LEN
-        + if vlan { VLAN_LEN } else { 0 }
-        + if ipv6 { IPV6_LEN } else { IPV4_MIN_LEN }
-        + UDP_LEN
+    ETH_LEN + if vlan { VLAN_LEN } else { 0 } + if ipv6 { IPV6_LEN } else { IPV4_MIN_LEN } + UDP_LEN
 }
 
 /// Builds a frame around a payload already placed at
@@ -725,10 +722,7 @@ mod tests {
         let mut f = v4_frame(b"a");
         f[23] = 6;
         fix_ipv4_checksum(&mut f, 14..34);
-        assert_eq!(
-            UdpFrame::parse(&f),
-            Err(FrameError::NotUdp { protocol: 6 })
-        );
+        assert_eq!(UdpFrame::parse(&f), Err(FrameError::NotUdp { protocol: 6 }));
     }
 
     #[test]

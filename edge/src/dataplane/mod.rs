@@ -24,8 +24,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use config::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
-pub use counters::{WorkerCounters, WorkerSnapshot};
 pub use counters::IoKind;
+pub use counters::{WorkerCounters, WorkerSnapshot};
 pub use worker::{Control, Dataplane, DataplaneError, PacketIo, SocketMap, Worker, WorkerEvent};
 
 /// A point on the monotonic clock, in nanoseconds since the process first
@@ -58,7 +58,7 @@ impl Timestamp {
     }
 
     /// `self` moved forward by `d`.
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(d.as_nanos() as u64))
     }
 }

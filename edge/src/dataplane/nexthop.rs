@@ -63,7 +63,11 @@ pub(crate) fn prefix_contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
@@ -87,7 +91,7 @@ impl NextHopTable {
     pub(crate) fn apply(&mut self, update: NeighbourUpdate) {
         match update {
             NeighbourUpdate::Routes(mut routes) => {
-                routes.sort_unstable_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+                routes.sort_unstable_by_key(|r| std::cmp::Reverse(r.prefix_len));
                 self.routes = routes;
             }
             NeighbourUpdate::Set(ip, mac) => {
@@ -164,7 +168,10 @@ mod tests {
         let mac = MacAddr([2, 0, 0, 0, 0, 2]);
         t.apply(NeighbourUpdate::Set("198.18.0.2".parse().unwrap(), mac));
         let now = Timestamp::from_nanos(0);
-        assert_eq!(t.lookup("198.18.0.2".parse().unwrap(), now), NextHop::Mac(mac));
+        assert_eq!(
+            t.lookup("198.18.0.2".parse().unwrap(), now),
+            NextHop::Mac(mac)
+        );
     }
 
     #[test]
@@ -173,7 +180,10 @@ mod tests {
         let gw = MacAddr([2, 0, 0, 0, 0, 1]);
         t.apply(NeighbourUpdate::Set("198.18.0.1".parse().unwrap(), gw));
         let now = Timestamp::from_nanos(0);
-        assert_eq!(t.lookup("198.19.5.5".parse().unwrap(), now), NextHop::Mac(gw));
+        assert_eq!(
+            t.lookup("198.19.5.5".parse().unwrap(), now),
+            NextHop::Mac(gw)
+        );
     }
 
     #[test]
@@ -182,10 +192,13 @@ mod tests {
         let dst: IpAddr = "198.18.0.2".parse().unwrap();
         let t0 = Timestamp::from_nanos(0);
         assert_eq!(t.lookup(dst, t0), NextHop::NoNeighbour(dst));
-        assert_eq!(t.lookup(dst, t0.add(Duration::from_millis(10))), NextHop::NoNeighbour(dst));
+        assert_eq!(
+            t.lookup(dst, t0.plus(Duration::from_millis(10))),
+            NextHop::NoNeighbour(dst)
+        );
         assert_eq!(rx.pop(), Ok(dst));
         assert!(rx.pop().is_err());
-        t.lookup(dst, t0.add(Duration::from_secs(2)));
+        t.lookup(dst, t0.plus(Duration::from_secs(2)));
         assert_eq!(rx.pop(), Ok(dst));
     }
 
@@ -193,10 +206,18 @@ mod tests {
     fn destination_outside_every_route_has_no_route() {
         let (tx, _rx) = rtrb::RingBuffer::new(4);
         let mut t = NextHopTable::new(8, Duration::from_secs(1), tx);
-        t.apply(NeighbourUpdate::Routes(vec![route("198.18.0.0", 30, None)].into()));
+        t.apply(NeighbourUpdate::Routes(
+            vec![route("198.18.0.0", 30, None)].into(),
+        ));
         let now = Timestamp::from_nanos(0);
-        assert_eq!(t.lookup("203.0.113.1".parse().unwrap(), now), NextHop::NoRoute);
-        assert_eq!(t.lookup("2001:db8::1".parse().unwrap(), now), NextHop::NoRoute);
+        assert_eq!(
+            t.lookup("203.0.113.1".parse().unwrap(), now),
+            NextHop::NoRoute
+        );
+        assert_eq!(
+            t.lookup("2001:db8::1".parse().unwrap(), now),
+            NextHop::NoRoute
+        );
     }
 
     #[test]
@@ -204,6 +225,10 @@ mod tests {
         let net: IpAddr = "2001:db8::".parse().unwrap();
         assert!(prefix_contains(net, 32, "2001:db8:1::1".parse().unwrap()));
         assert!(!prefix_contains(net, 48, "2001:db8:1::1".parse().unwrap()));
-        assert!(prefix_contains("0.0.0.0".parse().unwrap(), 0, "203.0.113.1".parse().unwrap()));
+        assert!(prefix_contains(
+            "0.0.0.0".parse().unwrap(),
+            0,
+            "203.0.113.1".parse().unwrap()
+        ));
     }
 }

@@ -383,7 +383,8 @@ fn bind_reuseport(addr: SocketAddr) -> Result<UdpSocket, SocketError> {
     #[allow(unsafe_code)]
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    set_int(&owned, libc::SOL_SOCKET, libc::SO_REUSEPORT, one).map_err(|_| err("set SO_REUSEPORT on"))?;
+    set_int(&owned, libc::SOL_SOCKET, libc::SO_REUSEPORT, one)
+        .map_err(|_| err("set SO_REUSEPORT on"))?;
     if addr.is_ipv6() {
         set_int(&owned, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, one)
             .map_err(|_| err("set IPV6_V6ONLY on"))?;
@@ -409,7 +410,12 @@ fn bind_reuseport(addr: SocketAddr) -> Result<UdpSocket, SocketError> {
     Ok(UdpSocket::from(owned))
 }
 
-fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a c_int that outlives the call; its size is passed.
     #[allow(unsafe_code)]
     let rc = unsafe {
@@ -429,7 +435,10 @@ fn set_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_i
 }
 
 /// Writes `addr` into `out` as a sockaddr_in or sockaddr_in6; returns its length.
-pub(crate) fn std_to_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(crate) fn std_to_sockaddr(
+    addr: &SocketAddr,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -464,7 +473,10 @@ fn write_sockaddr<T>(out: &mut libc::sockaddr_storage, value: &T) -> libc::sockl
     // sockaddr type (that is its purpose); we write `size` bytes into it.
     #[allow(unsafe_code)]
     unsafe {
-        std::ptr::write((out as *mut libc::sockaddr_storage).cast::<MaybeUninit<T>>(), MaybeUninit::new(std::ptr::read(value)));
+        std::ptr::write(
+            (out as *mut libc::sockaddr_storage).cast::<MaybeUninit<T>>(),
+            MaybeUninit::new(std::ptr::read(value)),
+        );
     }
     size as libc::socklen_t
 }
@@ -478,7 +490,10 @@ pub(crate) fn sockaddr_to_std(s: &libc::sockaddr_storage) -> Option<SocketAddr> 
             #[allow(unsafe_code)]
             let sin = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.

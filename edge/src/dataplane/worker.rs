@@ -476,8 +476,5 @@ impl<H: PacketHandler> Drop for Dataplane<H> {
 
 /// The local address of `dst`'s family among `local`.
 pub(crate) fn local_for(local: &[SocketAddr], dst: &SocketAddr) -> Option<SocketAddr> {
-    local
-        .iter()
-        .copied()
-        .find(|l| l.is_ipv4() == dst.is_ipv4())
+    local.iter().copied().find(|l| l.is_ipv4() == dst.is_ipv4())
 }

@@ -92,14 +92,18 @@ pub struct PeerReport {
 /// count and the whole run in time.
 pub fn run_peer(bind: SocketAddr, server: SocketAddr, count: u64, window: u64) -> PeerReport {
     let sock = UdpSocket::bind(bind).expect("bind peer socket");
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut report = PeerReport::default();
     // Warm-up: until one answer comes back (neighbours resolve, workers
     // start), bounded to 15 s.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut buf = [0u8; 2048];
     loop {
-        assert!(Instant::now() < deadline, "no answer to the warm-up datagram from {server}");
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the warm-up datagram from {server}"
+        );
         sock.send_to(b"warm-up", server).unwrap();
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             if &buf[1..n] == b"arm-up" {
@@ -205,15 +209,34 @@ impl Lab {
         let peer = Netns::create("dlp").unwrap();
         let (ei, pi) = (unique_name("le"), unique_name("lp"));
         ip(&[
-            "link", "add", &ei, "netns", edge.name(), "numtxqueues", "1", "numrxqueues", "1",
-            "type", "veth", "peer", "name", &pi, "netns", peer.name(), "numtxqueues", "1",
-            "numrxqueues", "1",
+            "link",
+            "add",
+            &ei,
+            "netns",
+            edge.name(),
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pi,
+            "netns",
+            peer.name(),
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
         ])
         .unwrap();
         edge.addr_up(&ei, &format!("198.18.{subnet}.1/24")).unwrap();
-        edge.addr_up(&ei, &format!("2001:2:0:{subnet}::1/64")).unwrap();
+        edge.addr_up(&ei, &format!("2001:2:0:{subnet}::1/64"))
+            .unwrap();
         peer.addr_up(&pi, &format!("198.18.{subnet}.2/24")).unwrap();
-        peer.addr_up(&pi, &format!("2001:2:0:{subnet}::2/64")).unwrap();
+        peer.addr_up(&pi, &format!("2001:2:0:{subnet}::2/64"))
+            .unwrap();
         Lab {
             edge,
             peer,
