@@ -21,11 +21,42 @@ enum Command {
         #[command(subcommand)]
         command: dce_edge::sip::check::SipCommand,
     },
+    /// Show an interface's routes and neighbours as the dataplane reads them,
+    /// and optionally resolve the next hop of one destination.
+    Neighbours {
+        /// The interface.
+        #[arg(long)]
+        interface: String,
+        /// A destination to resolve (may trigger ARP / neighbour discovery).
+        #[arg(long)]
+        resolve: Option<std::net::IpAddr>,
+        /// How long resolution may take, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sip { command } => dce_edge::sip::check::run(command),
+        Command::Neighbours {
+            interface,
+            resolve,
+            timeout_ms,
+        } => match dce_edge::dataplane::neigh::report(
+            &interface,
+            resolve,
+            std::time::Duration::from_millis(timeout_ms),
+        ) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dce-edge neighbours: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -25,6 +25,12 @@ use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
 use super::worker::{local_for, PacketIo};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 
+/// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
+const TX_ROUNDS: usize = 4;
+/// Most sendto kicks per round in copy mode (the kernel sends up to 32
+/// frames per kick, so this covers a 256-entry ring).
+const COPY_KICKS: usize = 8;
+
 /// Why an AF_XDP socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
@@ -431,11 +437,37 @@ impl XskPort {
             return;
         }
         let mut writer = self.device.fill(want);
+        // Hand over exactly as many frames as slots were reserved: the
+        // ring's insert zips the iterator first, so a longer iterator would
+        // lose one frame per call.
+        let cap = writer.capacity() as usize;
         let free = &mut self.tx.free;
-        let n = writer.insert(std::iter::from_fn(|| free.pop()));
+        let start = free.len() - cap.min(free.len());
+        writer.insert(free.drain(start..));
         writer.commit();
-        drop(writer);
-        let _ = n;
+    }
+
+    /// Kicks the kernel to transmit. Copy mode transmits only from sendto,
+    /// a bounded budget per call, so it is kicked while anything is pending
+    /// (a few times at most per loop); zero-copy only when the ring asks.
+    fn kick(&mut self) {
+        match self.kind {
+            IoKind::AfXdpCopy => {
+                for _ in 0..COPY_KICKS {
+                    if self.tx_ring.pending() == 0 {
+                        break;
+                    }
+                    self.tx_ring.wake();
+                    self.tx.counters.tx_kicks += 1;
+                }
+            }
+            _ => {
+                if self.tx_ring.pending() > 0 && self.tx_ring.needs_wakeup() {
+                    self.tx_ring.wake();
+                    self.tx.counters.tx_kicks += 1;
+                }
+            }
+        }
     }
 
     /// Returns completed TX frames to the free list.
@@ -532,30 +564,32 @@ impl PacketIo for XskPort {
 
     fn transmit(&mut self, _now: Timestamp) {
         self.reap_completions();
-        if !self.tx.queued.is_empty() {
-            let mut writer = self.tx_ring.transmit(self.tx.queued.len() as u32);
-            let sent = writer.insert(self.tx.queued.iter().copied()) as usize;
-            writer.commit();
-            drop(writer);
-            self.tx.counters.transmitted += sent as u64;
-            for i in sent..self.tx.queued.len() {
-                let addr = self.tx.queued[i].addr;
-                self.tx.free.push(addr);
-                self.tx.counters.tx_ring_full += 1;
+        let queued = self.tx.queued.len();
+        let mut sent = 0;
+        // A full TX ring gets a few kick-and-reap rounds before what is
+        // left is dropped (and counted): in copy mode the kernel sends at
+        // most a small budget per kick.
+        for _round in 0..TX_ROUNDS {
+            if sent < queued {
+                let mut writer = self.tx_ring.transmit((queued - sent) as u32);
+                let cap = writer.capacity() as usize;
+                let n = writer.insert(self.tx.queued[sent..sent + cap].iter().copied()) as usize;
+                writer.commit();
+                sent += n;
             }
-            self.tx.queued.clear();
+            self.kick();
+            if sent == queued {
+                break;
+            }
+            self.reap_completions();
         }
-        // Copy mode transmits only from sendto, so kick whenever the kernel
-        // has not consumed everything; otherwise only when the ring asks.
-        let pending = self.tx_ring.pending() > 0;
-        let kick = match self.kind {
-            IoKind::AfXdpCopy => pending,
-            _ => pending && self.tx_ring.needs_wakeup(),
-        };
-        if kick {
-            self.tx_ring.wake();
-            self.tx.counters.tx_kicks += 1;
+        self.tx.counters.transmitted += sent as u64;
+        for i in sent..queued {
+            let addr = self.tx.queued[i].addr;
+            self.tx.free.push(addr);
+            self.tx.counters.tx_ring_full += 1;
         }
+        self.tx.queued.clear();
         self.refill();
     }
 

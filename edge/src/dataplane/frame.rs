@@ -39,7 +39,7 @@ pub const MAX_HEADER_LEN: usize = ETH_LEN + VLAN_LEN + IPV6_LEN + UDP_LEN;
 pub const MAX_IPV6_EXTENSION_HEADERS: usize = 8;
 
 /// A 48-bit IEEE 802 MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {

@@ -58,7 +58,7 @@ impl Timestamp {
     }
 
     /// `self` moved forward by `d`.
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(d.as_nanos() as u64))
     }
 }

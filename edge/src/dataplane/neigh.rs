@@ -341,7 +341,7 @@ impl NeighbourCache {
                 });
             }
         }
-        routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         Ok(routes)
     }
 
@@ -749,4 +749,47 @@ impl Upkeep {
             link.resync = !ok;
         }
     }
+}
+
+/// What `dce-edge neighbours` prints: the interface, its routes and
+/// neighbours as the dataplane reads them, and, when asked, the resolution
+/// of one destination (which may trigger ARP / NDP for its next hop).
+pub fn report(
+    interface: &str,
+    resolve: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<String, NeighbourError> {
+    use std::fmt::Write;
+    let mut cache = NeighbourCache::open(interface)?;
+    let info = cache.interface().clone();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "interface {} (index {}) mac {}",
+        info.name, info.ifindex, info.mac
+    );
+    for a in &info.addrs {
+        let _ = writeln!(out, "  address {a}");
+    }
+    for r in cache.routes()? {
+        match r.gateway {
+            Some(g) => {
+                let _ = writeln!(out, "route {}/{} via {g}", r.dst, r.prefix_len);
+            }
+            None => {
+                let _ = writeln!(out, "route {}/{} on link", r.dst, r.prefix_len);
+            }
+        }
+    }
+    let mut neighbours: Vec<_> = cache.neighbours()?.into_iter().collect();
+    neighbours.sort();
+    for (ip, mac) in neighbours {
+        let _ = writeln!(out, "neighbour {ip} at {mac}");
+    }
+    if let Some(dst) = resolve {
+        let hop = cache.next_hop(dst)?;
+        let mac = cache.resolve(dst, timeout)?;
+        let _ = writeln!(out, "{dst} goes to next hop {hop} at {mac}");
+    }
+    Ok(out)
 }

@@ -91,7 +91,7 @@ impl NextHopTable {
     pub(crate) fn apply(&mut self, update: NeighbourUpdate) {
         match update {
             NeighbourUpdate::Routes(mut routes) => {
-                routes.sort_unstable_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+                routes.sort_unstable_by_key(|r| std::cmp::Reverse(r.prefix_len));
                 self.routes = routes;
             }
             NeighbourUpdate::Set(ip, mac) => {
@@ -193,12 +193,12 @@ mod tests {
         let t0 = Timestamp::from_nanos(0);
         assert_eq!(t.lookup(dst, t0), NextHop::NoNeighbour(dst));
         assert_eq!(
-            t.lookup(dst, t0.add(Duration::from_millis(10))),
+            t.lookup(dst, t0.plus(Duration::from_millis(10))),
             NextHop::NoNeighbour(dst)
         );
         assert_eq!(rx.pop(), Ok(dst));
         assert!(rx.pop().is_err());
-        t.lookup(dst, t0.add(Duration::from_secs(2)));
+        t.lookup(dst, t0.plus(Duration::from_secs(2)));
         assert_eq!(rx.pop(), Ok(dst));
     }
 

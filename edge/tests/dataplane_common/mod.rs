@@ -144,3 +144,104 @@ pub fn run_peer(bind: SocketAddr, server: SocketAddr, count: u64, window: u64) -
     }
     report
 }
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(dce_edge::lab::netns::unique_name(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The clang the tests can use, if any.
+pub fn find_clang() -> Option<&'static str> {
+    ["clang", "clang-15", "clang-14"]
+        .into_iter()
+        .find(|c| dce_edge::privilege::have_program(c))
+}
+
+/// Compiles the test XDP program (fixtures/dataplane/xsk_redirect.c) for
+/// UDP port `port` into `dir`; returns the object's path.
+pub fn compile_xsk_redirect(clang: &str, dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dataplane/xsk_redirect.c");
+    let obj = dir.join("xsk_redirect.o");
+    let multiarch = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let out = std::process::Command::new(clang)
+        .args(["-O2", "-g", "-target", "bpf", &multiarch])
+        .arg(format!("-DSIP_PORT={port}"))
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("run clang");
+    assert!(
+        out.status.success(),
+        "clang failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    obj
+}
+
+/// Two namespaces joined by a one-queue veth pair, with `198.18.{subnet}.1`
+/// and `2001:2:0:{subnet}::1` on the first and `.2` / `::2` on the second.
+pub struct Lab {
+    pub edge: dce_edge::lab::netns::Netns,
+    pub peer: dce_edge::lab::netns::Netns,
+    pub edge_if: String,
+    pub peer_if: String,
+}
+
+impl Lab {
+    pub fn new(subnet: u8) -> Lab {
+        use dce_edge::lab::netns::{ip, unique_name, Netns};
+        let edge = Netns::create("dle").unwrap();
+        let peer = Netns::create("dlp").unwrap();
+        let (ei, pi) = (unique_name("le"), unique_name("lp"));
+        ip(&[
+            "link",
+            "add",
+            &ei,
+            "netns",
+            edge.name(),
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pi,
+            "netns",
+            peer.name(),
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+        ])
+        .unwrap();
+        edge.addr_up(&ei, &format!("198.18.{subnet}.1/24")).unwrap();
+        edge.addr_up(&ei, &format!("2001:2:0:{subnet}::1/64"))
+            .unwrap();
+        peer.addr_up(&pi, &format!("198.18.{subnet}.2/24")).unwrap();
+        peer.addr_up(&pi, &format!("2001:2:0:{subnet}::2/64"))
+            .unwrap();
+        Lab {
+            edge,
+            peer,
+            edge_if: ei,
+            peer_if: pi,
+        }
+    }
+}
