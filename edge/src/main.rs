@@ -15,9 +15,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Route tables: check files, look a number up, generate large tables.
+    #[command(subcommand)]
+    Routes(dce_edge::route::cli::RoutesCommand),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Routes(command) => dce_edge::route::cli::run(command),
+    }
 }
