@@ -196,13 +196,15 @@ fn check(paths: &[PathBuf]) -> (String, bool) {
             Ok(Kind::Groups(src)) if groups.is_none() => groups = Some(src),
             Ok(Kind::Prefixes(src)) if prefixes.is_none() => prefixes = Some(src),
             Ok(Kind::Config(src, c)) if config.is_none() => config = Some((src, c)),
-            Ok(_) => return (
-                format!(
+            Ok(_) => {
+                return (
+                    format!(
                     "{}: give at most one groups file, one prefixes file and one configuration\n",
                     path.display()
                 ),
-                false,
-            ),
+                    false,
+                )
+            }
         }
     }
     let result = match (config, groups, prefixes) {
