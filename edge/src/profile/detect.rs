@@ -271,7 +271,7 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
             "queues",
             WEIGHTS.queues,
             yes_no(q >= want),
-            format!("{} can have {q} queues; {name} uses {want}", iface.name),
+            format!("{} can have {q} queue(s); {name} uses {want}", iface.name),
         ),
         None => criterion(
             "queues",
@@ -305,7 +305,7 @@ pub fn detect(host: Host, profiles: &[Profile], only: Option<&str>) -> Detection
         .flat_map(|i| profiles.iter().map(|p| score(&host, i, p)))
         .collect();
     // Stable sort: equal ranks keep interface order, then profile order.
-    candidates.sort_by(|a, b| b.rank.cmp(&a.rank));
+    candidates.sort_by_key(|m| std::cmp::Reverse(m.rank));
     Detection {
         best: candidates.first().cloned(),
         candidates,

@@ -79,6 +79,14 @@ fn kernel_feature_name(ethtool_name: &str) -> &str {
     }
 }
 
+/// Lines of `ethtool -k` that summarise a group of features rather than
+/// name one.
+const GROUP_HEADERS: &[&str] = &[
+    "tx-checksumming",
+    "scatter-gather",
+    "tcp-segmentation-offload",
+];
+
 /// The driver name in `ethtool -i` output.
 pub fn parse_drvinfo(text: &str) -> Result<String, String> {
     text.lines()
@@ -153,6 +161,11 @@ pub fn parse_features(text: &str) -> Result<Features, String> {
         } else {
             continue;
         };
+        // Group headers stand for the indented features under them, which
+        // the kernel reports one by one.
+        if GROUP_HEADERS.contains(&name) {
+            continue;
+        }
         let fixed = state.contains("[fixed]");
         features.insert(kernel_feature_name(name).to_string(), Feature { on, fixed });
     }
@@ -396,6 +409,16 @@ mod tests {
         );
         assert!(!f["rx-gro-hw"].on);
         assert!(f.contains_key("tx-checksum-ipv4"));
+    }
+
+    #[test]
+    fn feature_group_headers_are_not_features() {
+        let text = "tx-checksumming: on\n\ttx-checksum-ip-generic: on\nscatter-gather: on\n\ttx-scatter-gather: on\n";
+        let f = parse_features(text).unwrap();
+        assert_eq!(
+            f.keys().collect::<Vec<_>>(),
+            ["tx-checksum-ip-generic", "tx-scatter-gather"]
+        );
     }
 
     #[test]
