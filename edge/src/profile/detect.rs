@@ -316,8 +316,10 @@ pub fn detect(host: Host, profiles: &[Profile], only: Option<&str>) -> Detection
 /// The best-scoring interface of `host` for one profile (for the audit when
 /// no interface is named).
 pub fn best_interface_for<'h>(host: &'h Host, profile: &Profile) -> Option<&'h Interface> {
+    // max_by_key keeps the last of equals; reversed, the first listed wins.
     host.interfaces
         .iter()
+        .rev()
         .max_by_key(|i| score(host, i, profile).score)
 }
 
