@@ -10,3 +10,4 @@ pub mod config;
 pub mod lab;
 pub mod privilege;
 pub mod profile;
+pub mod stats;
