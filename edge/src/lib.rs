@@ -9,4 +9,6 @@
 pub mod config;
 pub mod lab;
 pub mod privilege;
+pub mod profile;
 pub mod route;
+pub mod stats;

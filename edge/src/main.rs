@@ -16,6 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Hardware profiles: list, show, and detect the one that fits this host.
+    Profile(dce_edge::profile::cli::ProfileArgs),
+    /// Audit this host's tuning against a profile (--check), or print the fixes.
+    Tune(dce_edge::profile::cli::TuneArgs),
     /// Route tables: check files, look a number up, generate large tables.
     #[command(subcommand)]
     Routes(dce_edge::route::cli::RoutesCommand),
@@ -24,6 +28,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
+        Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
         Command::Routes(command) => dce_edge::route::cli::run(command),
     }
 }
