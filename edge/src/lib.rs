@@ -10,6 +10,7 @@ pub mod config;
 pub mod dataplane;
 pub mod lab;
 pub mod privilege;
+pub mod profile;
 pub mod proxy;
 pub mod route;
 pub mod sip;

@@ -34,6 +34,13 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Hardware profiles: list, show, and detect the one that fits this host.
+    Profile(dce_edge::profile::cli::ProfileArgs),
+    /// Audit this host's tuning against a profile (--check), or print the fixes.
+    Tune(dce_edge::profile::cli::TuneArgs),
+    /// Route tables: check files, look a number up, generate large tables.
+    #[command(subcommand)]
+    Routes(dce_edge::route::cli::RoutesCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,5 +65,8 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
+        Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
+        Command::Routes(command) => dce_edge::route::cli::run(command),
     }
 }

@@ -599,7 +599,27 @@ pub fn parse_prefixes(
         out.entries.push((key, group));
         out.lines.push(line as u32);
     }
+    if !errors.is_empty() {
+        // The build that finds repeats will not run; report them with the rest.
+        let mut first_line: HashMap<PrefixKey, u32> = HashMap::new();
+        for (&(key, _), &line) in out.entries.iter().zip(&out.lines) {
+            if let Some(first) = first_line.insert(key, line) {
+                errors.push(src.error_at_line(line as usize, repeat_reason(key, first as usize)));
+            }
+        }
+        errors.errors.sort_by_key(|e| e.line);
+    }
     errors.into_result(out)
+}
+
+fn repeat_reason(key: PrefixKey, first_line: usize) -> String {
+    let mut buf = [0u8; MAX_PREFIX_DIGITS];
+    let shown = if key.is_empty() {
+        DEFAULT_PREFIX.to_string()
+    } else {
+        String::from_utf8_lossy(key.write_digits(&mut buf)).into_owned()
+    };
+    format!("prefix {shown} repeats line {first_line}")
 }
 
 /// Reads both files and builds the table. `overrides` are probe settings
@@ -671,19 +691,10 @@ pub fn load_sources(
 fn table_error(e: TableError, src: &SourceFile, prefixes: &PrefixesFile) -> ConfigError {
     let line = |i: usize| prefixes.lines.get(i).copied().unwrap_or(0) as usize;
     match e {
-        TableError::DuplicatePrefix { first, second } => {
-            let mut buf = [0u8; MAX_PREFIX_DIGITS];
-            let key = prefixes.entries[second].0;
-            let shown = if key.is_empty() {
-                DEFAULT_PREFIX.to_string()
-            } else {
-                String::from_utf8_lossy(key.write_digits(&mut buf)).into_owned()
-            };
-            src.error_at_line(
-                line(second),
-                format!("prefix {shown} repeats line {}", line(first)),
-            )
-        }
+        TableError::DuplicatePrefix { first, second } => src.error_at_line(
+            line(second),
+            repeat_reason(prefixes.entries[second].0, line(first)),
+        ),
         other => ConfigError::file(src.path(), other.to_string()),
     }
 }

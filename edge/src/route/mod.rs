@@ -9,9 +9,11 @@
 //! which owns its own copy ([`reload::WorkerRoutes`]). Target health comes from
 //! SIP OPTIONS probes ([`probe`]) as small messages through the same rings.
 
+pub mod cli;
 pub mod cps;
 pub mod files;
 pub mod health;
+pub mod probe;
 pub mod reload;
 pub mod select;
 pub mod synth;
