@@ -991,6 +991,10 @@ impl PacketHandler for EdgeProxy {
         }
     }
 
+    fn between_batches(&mut self, _now: Timestamp) {
+        self.poll_routes();
+    }
+
     fn stats(&self) -> ProxyStats {
         self.snapshot()
     }
