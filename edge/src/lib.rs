@@ -6,6 +6,7 @@
 //! steering repository and the README for the data path.
 #![deny(unsafe_code)]
 
+pub mod appliance;
 pub mod config;
 pub mod dataplane;
 pub mod lab;

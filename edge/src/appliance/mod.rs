@@ -1,0 +1,7 @@
+//! The appliance (`dce-edge run`): the XDP filter, the workers and their
+//! proxies, the route tables and their prober, wired together by a control
+//! thread that owns everything the workers do not.
+
+pub mod config;
+
+pub use config::ApplianceConfig;
