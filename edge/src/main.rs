@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless SIP proxy.
+    Run(dce_edge::appliance::cli::RunArgs),
     /// SIP message tools (`sip check FILE...`).
     Sip {
         #[command(subcommand)]
@@ -46,6 +48,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => match dce_edge::appliance::cli::run(&args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dce-edge run: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        },
         Command::Sip { command } => dce_edge::sip::check::run(command),
         Command::Neighbours {
             interface,

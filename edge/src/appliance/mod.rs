@@ -2,6 +2,10 @@
 //! proxies, the route tables and their prober, wired together by a control
 //! thread that owns everything the workers do not.
 
+pub mod cli;
 pub mod config;
 
 pub use config::ApplianceConfig;
+pub mod run;
+
+pub use run::{Appliance, ControlEvent, StartError};
