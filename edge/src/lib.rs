@@ -7,6 +7,8 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod events;
 pub mod lab;
+pub mod metrics;
 pub mod privilege;
 pub mod stats;

@@ -15,9 +15,24 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// `stats` over HTTP (live view, JSON, summary) until the lead merges it
+    /// with the filter's pinned-map `stats`.
+    #[command(name = "stats-view", hide = true)]
+    StatsView(dce_edge::stats::StatsArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::StatsView(args) => {
+            match dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dce-edge stats: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
