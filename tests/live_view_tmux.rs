@@ -23,7 +23,10 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn dce_edge_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("dce-edge");
     assert!(
         bin.is_file(),
@@ -62,7 +65,14 @@ impl Tmux {
 
     fn capture(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-t",
+                &self.session,
+            ])
             .output()
             .expect("run tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -229,7 +239,9 @@ fn live_view_shows_rows_that_move_and_quits_on_q() {
     );
     let tmux = Tmux::start(&command);
 
-    tmux.wait_for("the unreachable message", |s| s.contains("EDGE UNREACHABLE"));
+    tmux.wait_for("the unreachable message", |s| {
+        s.contains("EDGE UNREACHABLE")
+    });
 
     let started = Instant::now();
     let _server = MetricsServer::start_on(listener, move || growing_snapshot(started))

@@ -13,7 +13,10 @@ use dce_edge::stats::{
 };
 use serde_json::Value;
 
-const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/grafana/dce-edge.json");
+const DASHBOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/dashboards/grafana/dce-edge.json"
+);
 
 fn dashboard() -> Value {
     let text = std::fs::read_to_string(DASHBOARD).expect("dashboard file");
@@ -165,9 +168,15 @@ fn every_queried_metric_is_exported() {
     let mut exprs = Vec::new();
     queries(&dashboard(), &mut exprs);
     let queried: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
-    assert!(queried.len() >= 20, "suspiciously few metrics queried: {queried:?}");
+    assert!(
+        queried.len() >= 20,
+        "suspiciously few metrics queried: {queried:?}"
+    );
     let unknown: Vec<&String> = queried.difference(&exported).collect();
-    assert!(unknown.is_empty(), "queried but not exported: {unknown:?}\nexported: {exported:?}");
+    assert!(
+        unknown.is_empty(),
+        "queried but not exported: {unknown:?}\nexported: {exported:?}"
+    );
 }
 
 #[test]
@@ -179,7 +188,10 @@ fn every_grouping_label_is_exported() {
     queries(&dashboard(), &mut exprs);
     for expr in &exprs {
         for label in grouping_labels(expr) {
-            assert!(known.contains(&label), "label {label:?} of {expr:?} is not exported");
+            assert!(
+                known.contains(&label),
+                "label {label:?} of {expr:?} is not exported"
+            );
         }
     }
 }
@@ -201,7 +213,11 @@ fn dashboard_is_importable_with_a_prometheus_datasource_variable() {
     let mut ids = BTreeSet::new();
     let mut rows = Vec::new();
     for p in panels {
-        assert!(ids.insert(p["id"].as_u64().expect("panel id")), "duplicate id {}", p["id"]);
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id {}",
+            p["id"]
+        );
         let g = &p["gridPos"];
         let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
         assert!(x + w <= 24, "panel {} overflows the grid", p["title"]);
@@ -209,7 +225,12 @@ fn dashboard_is_importable_with_a_prometheus_datasource_variable() {
             rows.push(p["title"].as_str().unwrap().to_string());
             continue;
         }
-        assert_eq!(p["datasource"]["uid"], ds_ref.as_str(), "panel {}", p["title"]);
+        assert_eq!(
+            p["datasource"]["uid"],
+            ds_ref.as_str(),
+            "panel {}",
+            p["title"]
+        );
         let targets = p["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
         for t in targets {

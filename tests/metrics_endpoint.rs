@@ -109,17 +109,23 @@ fn send(counted: &Counted, range: std::ops::Range<u64>, sent: &mut BTreeMap<&'st
 fn scrape(addr: std::net::SocketAddr) -> String {
     let response = client::get(&format!("http://{addr}/metrics"), TIMEOUT).expect("scrape");
     assert_eq!(response.status, 200);
-    assert_eq!(response.header("content-type"), Some(OPENMETRICS_CONTENT_TYPE));
+    assert_eq!(
+        response.header("content-type"),
+        Some(OPENMETRICS_CONTENT_TYPE)
+    );
     let text = String::from_utf8(response.body).expect("UTF-8 exposition");
-    assert!(text.ends_with("# EOF\n"), "exposition not terminated:\n{text}");
+    assert!(
+        text.ends_with("# EOF\n"),
+        "exposition not terminated:\n{text}"
+    );
     text
 }
 
 /// The figures of one scrape, keyed like the ledger of what was sent.
 fn figures(text: &str) -> BTreeMap<&'static str, u64> {
     let v = |name: &str, labels: &[(&str, &str)]| {
-        sample_value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
-            as u64
+        sample_value(text, name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}")) as u64
     };
     let drops = "dce_edge_xdp_drops_total";
     let calls = "dce_edge_calls_total";
@@ -128,7 +134,10 @@ fn figures(text: &str) -> BTreeMap<&'static str, u64> {
         ("not_sip", v(drops, &[("reason", "not_sip")])),
         ("rate_limit", v(drops, &[("reason", "rate_limit")])),
         ("redirected", v("dce_edge_xdp_redirected_total", &[])),
-        ("received", v("dce_edge_worker_received_total", &[("worker", "0")])),
+        (
+            "received",
+            v("dce_edge_worker_received_total", &[("worker", "0")]),
+        ),
         ("forwarded", v(calls, &[("outcome", "forwarded")])),
         ("answered", v(calls, &[("outcome", "answered")])),
         ("failed", v(calls, &[("outcome", "failed")])),
@@ -159,7 +168,9 @@ fn scrape_while_traffic_runs_matches_what_was_sent() {
             send(&counted, 0..HALF, &mut sent);
             half_tx.send(sent.clone()).unwrap();
             // Held here until the test has scraped the midpoint.
-            go_rx.recv_timeout(WAIT).expect("the test never released the traffic");
+            go_rx
+                .recv_timeout(WAIT)
+                .expect("the test never released the traffic");
             // The rest in paced batches, so scrapes land while it runs
             // (bounded: a fixed count, and at most ~1 ms of sleep a batch).
             let mut next = HALF;
@@ -173,7 +184,9 @@ fn scrape_while_traffic_runs_matches_what_was_sent() {
         })
     };
 
-    let sent_at_half = half_rx.recv_timeout(WAIT).expect("traffic reached the midpoint");
+    let sent_at_half = half_rx
+        .recv_timeout(WAIT)
+        .expect("traffic reached the midpoint");
     assert_eq!(figures(&scrape(addr)), sent_at_half, "midpoint scrape");
     go_tx.send(()).unwrap();
 
@@ -188,11 +201,21 @@ fn scrape_while_traffic_runs_matches_what_was_sent() {
     let mut scrapes_while_running = 0;
     let deadline = Instant::now() + WAIT;
     while !traffic.is_finished() {
-        assert!(Instant::now() < deadline, "traffic did not finish in {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "traffic did not finish in {WAIT:?}"
+        );
         let now = figures(&scrape(addr));
         for (key, value) in &now {
-            assert!(*value >= last[key], "{key} went back: {} -> {value}", last[key]);
-            assert!(*value <= final_bound[key], "{key} {value} over what is sent");
+            assert!(
+                *value >= last[key],
+                "{key} went back: {} -> {value}",
+                last[key]
+            );
+            assert!(
+                *value <= final_bound[key],
+                "{key} {value} over what is sent"
+            );
         }
         last = now;
         scrapes_while_running += 1;
@@ -204,7 +227,11 @@ fn scrape_while_traffic_runs_matches_what_was_sent() {
     let text = scrape(addr);
     assert_eq!(figures(&text), sent, "final scrape");
     assert_eq!(
-        sample_value(&text, "dce_edge_top_source_drops", &[("source", "198.18.0.66"), ("reason", "scanner")]),
+        sample_value(
+            &text,
+            "dce_edge_top_source_drops",
+            &[("source", "198.18.0.66"), ("reason", "scanner")]
+        ),
         Some(sent["scanner"] as f64)
     );
     // The JSON side says the same.
@@ -259,5 +286,8 @@ fn second_server_on_a_taken_port_is_refused_with_the_address() {
     let first =
         MetricsServer::start("127.0.0.1:0".parse().unwrap(), Snapshot::default).expect("start");
     let err = MetricsServer::start(first.local_addr(), Snapshot::default).unwrap_err();
-    assert!(err.to_string().contains(&first.local_addr().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&first.local_addr().to_string()),
+        "{err}"
+    );
 }

@@ -12,7 +12,10 @@ use dce_edge::stats::{CallCounters, Snapshot, XdpCounters};
 /// puts it there; `scripts/test-all.sh` builds it before the tests).
 fn dce_edge_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("dce-edge");
     assert!(
         bin.is_file(),
@@ -40,15 +43,18 @@ fn json_prints_the_served_snapshot() {
     };
     let server = {
         let served = served.clone();
-        MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || served.clone())
-            .expect("start")
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || served.clone()).expect("start")
     };
     let out = Command::new(dce_edge_bin())
         .args(["stats-view", "--json", "--url"])
         .arg(format!("http://{}", server.local_addr()))
         .output()
         .expect("run dce-edge");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Snapshot = serde_json::from_slice(&out.stdout).expect("stdout is a snapshot");
     assert_eq!(printed, served);
 }

@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn absolute_path_is_kept() {
         assert_eq!(
-            parse("[events]\nfile = \"/var/log/e.jsonl\"\n").unwrap().sink,
+            parse("[events]\nfile = \"/var/log/e.jsonl\"\n")
+                .unwrap()
+                .sink,
             EventSink::File(PathBuf::from("/var/log/e.jsonl"))
         );
     }

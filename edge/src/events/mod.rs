@@ -405,9 +405,18 @@ mod tests {
             Event::allowlist_add("198.18.5.0/24", "manual"),
             Event::allowlist_remove("198.18.5.0/24", "manual"),
             Event::route_reload_accepted("routes.toml", 4, 1200),
-            Event::route_reload_refused("routes.toml", "routes.toml:7: prefix \"12a\" is not digits", 4),
+            Event::route_reload_refused(
+                "routes.toml",
+                "routes.toml:7: prefix \"12a\" is not digits",
+                4,
+            ),
             Event::attach_fallback("eth0", "native", "generic", "driver has no native XDP"),
-            Event::target_health("carrier_a", "198.18.1.10:5060", false, "3 probes unanswered"),
+            Event::target_health(
+                "carrier_a",
+                "198.18.1.10:5060",
+                false,
+                "3 probes unanswered",
+            ),
             Event::target_health("carrier_a", "198.18.1.10:5060", true, "probe answered"),
             Event::stop("signal"),
         ];
@@ -421,7 +430,12 @@ mod tests {
             assert_eq!(line.subject, event.subject);
             assert_eq!(line.reason, event.reason);
             assert_eq!(line.details, event.details);
-            assert_eq!(line.time.len(), "2023-11-14T22:13:20.042Z".len(), "{}", line.time);
+            assert_eq!(
+                line.time.len(),
+                "2023-11-14T22:13:20.042Z".len(),
+                "{}",
+                line.time
+            );
             assert!(line.time.ends_with('Z'));
         }
         assert_eq!(lines[5].details["version"], 4);
@@ -451,7 +465,11 @@ mod tests {
         let mut log = EventLog::to_writer("test", out.clone());
         let sender = log.sender();
         for i in 0..QUEUE_CAPACITY + 3 {
-            sender.send(Event::ban(&format!("198.18.{}.{}", i / 256, i % 256), "flood", 60));
+            sender.send(Event::ban(
+                &format!("198.18.{}.{}", i / 256, i % 256),
+                "flood",
+                60,
+            ));
         }
         assert_eq!(log.drain().unwrap(), QUEUE_CAPACITY + 1);
         let lines = out.lines();
@@ -485,6 +503,9 @@ mod tests {
             sink: EventSink::File("/nonexistent/dir/events.jsonl".into()),
         };
         let err = EventLog::open(&config).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/dir/events.jsonl"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/dir/events.jsonl"),
+            "{err}"
+        );
     }
 }

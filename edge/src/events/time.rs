@@ -72,8 +72,20 @@ mod tests {
             let next = civil_from_days(d);
             let (y, m, day) = prev;
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-                [m as usize - 1];
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ][m as usize - 1];
             let expected = if day < len {
                 (y, m, day + 1)
             } else if m < 12 {

@@ -202,9 +202,7 @@ fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
                 ("response", w.forwarded_responses),
             ]
             .into_iter()
-            .map(move |(direction, n)| {
-                (labels([("worker", id), ("direction", direction)]), n)
-            })
+            .map(move |(direction, n)| (labels([("worker", id), ("direction", direction)]), n))
         }),
     )?;
     counters(
@@ -212,9 +210,9 @@ fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
         "dce_edge_worker_answered",
         "Answers a worker generated locally, by status code.",
         s.workers.iter().zip(&ids).flat_map(|(w, id)| {
-            w.answered.iter().map(move |(code, n)| {
-                (labels([("worker", id), ("code", &code.to_string())]), *n)
-            })
+            w.answered
+                .iter()
+                .map(move |(code, n)| (labels([("worker", id), ("code", &code.to_string())]), *n))
         }),
     )?;
     counters(
@@ -320,9 +318,7 @@ fn encode_targets(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
         e,
         "dce_edge_target_probes_sent",
         "Health probes sent to the upstream target.",
-        s.targets
-            .iter()
-            .map(|t| (target_labels(t), t.probes_sent)),
+        s.targets.iter().map(|t| (target_labels(t), t.probes_sent)),
     )?;
     counters(
         e,
@@ -462,12 +458,7 @@ pub fn sample_names(exposition: &str) -> Vec<String> {
     let mut names: Vec<String> = exposition
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            l.split(|c: char| c == '{' || c == ' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_string())
         .collect();
     names.sort();
     names.dedup();
@@ -733,7 +724,9 @@ mod tests {
         s.workers[0].dropped = [("odd\"reason\\\n".to_string(), 1)].into();
         let text = render_openmetrics(&s);
         assert!(
-            text.contains("dce_edge_worker_dropped_total{worker=\"0\",reason=\"odd\\\"reason\\\\\\n\"} 1"),
+            text.contains(
+                "dce_edge_worker_dropped_total{worker=\"0\",reason=\"odd\\\"reason\\\\\\n\"} 1"
+            ),
             "{text}"
         );
     }

@@ -202,7 +202,11 @@ pub(crate) fn route(method: &Method, url: &str, source: &Source) -> (u16, &'stat
     let snapshot = || std::panic::catch_unwind(AssertUnwindSafe(source));
     match path {
         "/metrics" => match snapshot() {
-            Ok(s) => (200, OPENMETRICS_CONTENT_TYPE, render_openmetrics(&s).into_bytes()),
+            Ok(s) => (
+                200,
+                OPENMETRICS_CONTENT_TYPE,
+                render_openmetrics(&s).into_bytes(),
+            ),
             Err(_) => source_failed(),
         },
         "/snapshot.json" => match snapshot() {

@@ -184,18 +184,14 @@ pub fn get(url: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
     };
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     stream.write_all(request.as_bytes()).map_err(io)?;
-    let mut reader = BufReader::new(Deadline {
-        stream,
-        deadline,
-    });
-    read_response(&mut reader)
-        .map_err(|e| match e {
-            ReadError::Io(e) => io(e),
-            ReadError::Bad(reason) => ClientError::BadResponse {
-                url: url.to_string(),
-                reason,
-            },
-        })
+    let mut reader = BufReader::new(Deadline { stream, deadline });
+    read_response(&mut reader).map_err(|e| match e {
+        ReadError::Io(e) => io(e),
+        ReadError::Bad(reason) => ClientError::BadResponse {
+            url: url.to_string(),
+            reason,
+        },
+    })
 }
 
 /// Fetches one snapshot. A URL with no path (or `/`) means
@@ -285,7 +281,9 @@ fn read_line(r: &mut impl BufRead) -> Result<String, ReadError> {
     let mut line = Vec::new();
     r.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
     if line.len() > MAX_LINE {
-        return Err(ReadError::Bad(format!("a line longer than {MAX_LINE} bytes")));
+        return Err(ReadError::Bad(format!(
+            "a line longer than {MAX_LINE} bytes"
+        )));
     }
     if line.last() != Some(&b'\n') {
         return Err(ReadError::Bad("connection closed mid-line".into()));
@@ -414,7 +412,10 @@ mod tests {
     #[test]
     fn url_with_ipv6_host_and_no_path() {
         let u = HttpUrl::parse("http://[::1]:9100").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("[::1]", 9100, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("[::1]", 9100, "/")
+        );
     }
 
     #[test]
@@ -459,13 +460,18 @@ mod tests {
 
     #[test]
     fn oversized_content_length_is_refused_before_allocating() {
-        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
         assert!(parse(raw.as_bytes()).unwrap_err().contains("limit"));
     }
 
     #[test]
     fn not_http_is_refused() {
-        assert!(parse(b"SSH-2.0-OpenSSH\r\n").unwrap_err().contains("status line"));
+        assert!(parse(b"SSH-2.0-OpenSSH\r\n")
+            .unwrap_err()
+            .contains("status line"));
     }
 
     #[test]

@@ -209,9 +209,21 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_through_json() {
-        let mut s = Snapshot { version: "0.1.0".into(), ..Snapshot::default() };
-        s.xdp = Some(XdpCounters { drops: [("scanner".to_string(), 7)].into(), passed: 1, redirected: 2 });
-        s.workers.push(WorkerCounters { id: 0, received: 10, answered: [(200, 3)].into(), ..Default::default() });
+        let mut s = Snapshot {
+            version: "0.1.0".into(),
+            ..Snapshot::default()
+        };
+        s.xdp = Some(XdpCounters {
+            drops: [("scanner".to_string(), 7)].into(),
+            passed: 1,
+            redirected: 2,
+        });
+        s.workers.push(WorkerCounters {
+            id: 0,
+            received: 10,
+            answered: [(200, 3)].into(),
+            ..Default::default()
+        });
         let text = serde_json::to_string(&s).unwrap();
         let back: Snapshot = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);

@@ -168,8 +168,7 @@ impl LiveView {
             );
         }
         let [drops, service] =
-            Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)])
-                .areas(top);
+            Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
         let [sources, bans] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                 .areas(middle);
@@ -421,7 +420,15 @@ impl LiveView {
             ],
         )
         .header(header([
-            "#", "core", "rx/s", "tx/s", "forwarded", "answered", "parse", "dropped", "rings",
+            "#",
+            "core",
+            "rx/s",
+            "tx/s",
+            "forwarded",
+            "answered",
+            "parse",
+            "dropped",
+            "rings",
         ]))
         .block(Block::bordered().title(" Workers "));
         frame.render_widget(table, area);
@@ -485,7 +492,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -584,8 +591,8 @@ fn event_loop(
         terminal.draw(|frame| view.render(frame))?;
         if event::poll(Duration::from_millis(100))? {
             if let Event::Key(key) = event::read()? {
-                let ctrl_c = key.code == KeyCode::Char('c')
-                    && key.modifiers.contains(KeyModifiers::CONTROL);
+                let ctrl_c =
+                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
                 let q = matches!(key.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc);
                 if key.kind == KeyEventKind::Press && (q || ctrl_c) {
                     return Ok(());
@@ -614,7 +621,11 @@ mod tests {
                 dataplane: "copy".into(),
             },
             xdp: Some(XdpCounters {
-                drops: [("scanner".to_string(), scanner), ("rate_limit".to_string(), 5)].into(),
+                drops: [
+                    ("scanner".to_string(), scanner),
+                    ("rate_limit".to_string(), 5),
+                ]
+                .into(),
                 passed: 10,
                 redirected: 20,
             }),
