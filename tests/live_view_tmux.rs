@@ -36,9 +36,10 @@ fn dce_edge_bin() -> PathBuf {
     bin
 }
 
-/// A tmux server on its own socket with one session; both go on drop.
+/// A tmux server on its own socket (a file this test owns) with one
+/// session; session, server and socket file go on drop.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
     session: String,
 }
 
@@ -50,11 +51,13 @@ impl Tmux {
             .subsec_nanos();
         let name = format!("dce-lv-{}-{nanos}", std::process::id());
         let tmux = Tmux {
-            socket: name.clone(),
+            socket: std::env::temp_dir().join(&name),
             session: name,
         };
         let status = Command::new("tmux")
-            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
+            .arg("-S")
+            .arg(&tmux.socket)
+            .args(["-f", "/dev/null", "new-session", "-d"])
             .args(["-s", &tmux.session, "-x", "150", "-y", "50", command])
             .env_remove("TMUX")
             .status()
@@ -65,14 +68,9 @@ impl Tmux {
 
     fn capture(&self) -> String {
         let out = Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "capture-pane",
-                "-p",
-                "-t",
-                &self.session,
-            ])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["capture-pane", "-p", "-t", &self.session])
             .output()
             .expect("run tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -80,7 +78,9 @@ impl Tmux {
 
     fn send_keys(&self, keys: &str) {
         let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", &self.session, keys])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["send-keys", "-t", &self.session, keys])
             .status()
             .expect("run tmux send-keys");
         assert!(status.success());
@@ -106,15 +106,20 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-session", "-t", &self.session])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["kill-session", "-t", &self.session])
             .stderr(Stdio::null())
             .status();
         // The server on our own socket has no session left; make sure it
         // is gone too (it serves only this test).
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -283,5 +288,33 @@ fn live_view_shows_rows_that_move_and_quits_on_q() {
     let after = tmux.wait_for("the view to quit", |s| s.contains("VIEW-EXITED"));
     assert!(after.contains("VIEW-EXITED 0"), "{after}");
     // The alternate screen is gone: the terminal is the shell's again.
+    assert!(!after.contains("Drops by reason"), "{after}");
+}
+
+#[test]
+fn live_view_quits_on_ctrl_c_and_restores_the_terminal() {
+    if !feature_or_skip(
+        "live_view_quits_on_ctrl_c_and_restores_the_terminal",
+        have_program("tmux"),
+        "tmux",
+        "apt-get install tmux, or run scripts/setup.sh",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || {
+        growing_snapshot(started)
+    })
+    .expect("start the endpoint");
+    let command = format!(
+        "{} stats-view --watch --url http://{}; echo VIEW-EXITED $?; sleep 300",
+        dce_edge_bin().display(),
+        server.local_addr()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("the figures", |s| scanner_total(s).is_some());
+    tmux.send_keys("C-c");
+    let after = tmux.wait_for("the view to quit", |s| s.contains("VIEW-EXITED"));
+    assert!(after.contains("VIEW-EXITED 0"), "{after}");
     assert!(!after.contains("Drops by reason"), "{after}");
 }
