@@ -11,4 +11,5 @@ pub mod events;
 pub mod lab;
 pub mod metrics;
 pub mod privilege;
+pub mod profile;
 pub mod stats;

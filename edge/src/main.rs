@@ -20,6 +20,10 @@ enum Command {
     /// with the filter's pinned-map `stats`.
     #[command(name = "stats-view", hide = true)]
     StatsView(dce_edge::stats::StatsArgs),
+    /// Hardware profiles: list, show, and detect the one that fits this host.
+    Profile(dce_edge::profile::cli::ProfileArgs),
+    /// Audit this host's tuning against a profile (--check), or print the fixes.
+    Tune(dce_edge::profile::cli::TuneArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,5 +38,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
+        Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
     }
 }
