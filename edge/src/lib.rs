@@ -9,7 +9,9 @@
 pub mod appliance;
 pub mod config;
 pub mod dataplane;
+pub mod events;
 pub mod lab;
+pub mod metrics;
 pub mod privilege;
 pub mod profile;
 pub mod proxy;

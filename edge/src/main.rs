@@ -36,6 +36,10 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// `stats` over HTTP (live view, JSON, summary) until the lead merges it
+    /// with the filter's pinned-map `stats`.
+    #[command(name = "stats-view", hide = true)]
+    StatsView(dce_edge::stats::StatsArgs),
     /// Hardware profiles: list, show, and detect the one that fits this host.
     Profile(dce_edge::profile::cli::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
@@ -74,6 +78,15 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::StatsView(args) => {
+            match dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dce-edge stats: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
         Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
         Command::Routes(command) => dce_edge::route::cli::run(command),
