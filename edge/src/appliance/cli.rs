@@ -28,7 +28,10 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> Result<()> {
     let cfg = ApplianceConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.check {
-        let loaded = cfg.routes.load(&cfg.source).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let loaded = cfg
+            .routes
+            .load(&cfg.source)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
             "{}: ok ({} workers, {} mode, {} prefixes in {} groups)",
             args.config.display(),
@@ -42,18 +45,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing a signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload)).context("installing SIGHUP")?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing SIGHUP")?;
 
     let pidfile = cfg.pidfile.clone();
     let mut appliance = Appliance::start(cfg.clone(), None).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     eprintln!(
         "dce-edge: running on {} ({} workers, {} mode, route table version {})",
-        appliance.local_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        appliance
+            .local_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         cfg.dataplane.workers.len(),
         mode_name(&cfg),
         appliance.routes_version()
@@ -69,7 +80,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         for ev in appliance.tick() {
             log_event(&ev);
         }
-        if args.summary_every > 0 && last_summary.elapsed() >= Duration::from_secs(args.summary_every) {
+        if args.summary_every > 0
+            && last_summary.elapsed() >= Duration::from_secs(args.summary_every)
+        {
             last_summary = Instant::now();
             let s = appliance.snapshot();
             eprintln!(
@@ -78,8 +91,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 s.workers_total(|w| w.transmitted),
                 s.workers_total(|w| w.forwarded_requests),
                 s.workers_total(|w| w.forwarded_responses),
-                s.workers.iter().flat_map(|w| w.answered.values()).sum::<u64>(),
-                s.workers.iter().flat_map(|w| w.dropped.values()).sum::<u64>(),
+                s.workers
+                    .iter()
+                    .flat_map(|w| w.answered.values())
+                    .sum::<u64>(),
+                s.workers
+                    .iter()
+                    .flat_map(|w| w.dropped.values())
+                    .sum::<u64>(),
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -102,14 +121,21 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
 
 fn log_event(ev: &ControlEvent) {
     match ev {
-        ControlEvent::Abuse { source, reason } => eprintln!("dce-edge: abuse from {source}: {reason}"),
+        ControlEvent::Abuse { source, reason } => {
+            eprintln!("dce-edge: abuse from {source}: {reason}")
+        }
         ControlEvent::Verified { source } => eprintln!("dce-edge: source {source} verified"),
         ControlEvent::Health { target, up } => {
-            eprintln!("dce-edge: target {target} is {}", if *up { "up" } else { "down" })
+            eprintln!(
+                "dce-edge: target {target} is {}",
+                if *up { "up" } else { "down" }
+            )
         }
         ControlEvent::ReloadAccepted { version, prefixes } => {
             eprintln!("dce-edge: route table version {version} ({prefixes} prefixes) in service")
         }
-        ControlEvent::ReloadRefused { reason } => eprintln!("dce-edge: route reload refused: {reason}"),
+        ControlEvent::ReloadRefused { reason } => {
+            eprintln!("dce-edge: route reload refused: {reason}")
+        }
     }
 }

@@ -126,7 +126,11 @@ pub struct ApplianceConfig {
     pub pidfile: Option<PathBuf>,
 }
 
-fn parse_addr(file: &SourceFile, s: &Spanned<String>, what: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(
+    file: &SourceFile,
+    s: &Spanned<String>,
+    what: &str,
+) -> Result<SocketAddr, ConfigError> {
     s.get_ref().parse::<SocketAddr>().map_err(|_| {
         file.error_at(
             s.span(),
@@ -157,38 +161,61 @@ impl ApplianceConfig {
         if let Some(l6) = &edge.listen6 {
             let a = parse_addr(&source, l6, "listen6")?;
             if a.is_ipv4() == listen[0].is_ipv4() {
-                return Err(source.error_at(l6.span(), "listen6 must be of the other IP family than listen"));
+                return Err(source.error_at(
+                    l6.span(),
+                    "listen6 must be of the other IP family than listen",
+                ));
             }
             listen.push(a);
         }
 
         let workers = match &edge.workers {
             Some(w) if *w.get_ref() == 0 || *w.get_ref() > 256 => {
-                return Err(source.error_at(w.span(), format!("workers is {}; it must be between 1 and 256", w.get_ref())))
+                return Err(source.error_at(
+                    w.span(),
+                    format!("workers is {}; it must be between 1 and 256", w.get_ref()),
+                ))
             }
             Some(w) => *w.get_ref() as usize,
             None => runtime.as_ref().map_or(1, |r| r.workers as usize),
         };
         let cores: Vec<Option<usize>> = match &edge.cores {
             Some(c) if c.get_ref().len() != workers => {
-                return Err(source.error_at(c.span(), format!("cores lists {} cores for {workers} workers", c.get_ref().len())))
+                return Err(source.error_at(
+                    c.span(),
+                    format!(
+                        "cores lists {} cores for {workers} workers",
+                        c.get_ref().len()
+                    ),
+                ))
             }
             Some(c) => c.get_ref().iter().map(|&c| Some(c)).collect(),
             None => match &runtime {
-                Some(r) if r.worker_cores.len() == workers => r.worker_cores.iter().map(|&c| Some(c as usize)).collect(),
+                Some(r) if r.worker_cores.len() == workers => {
+                    r.worker_cores.iter().map(|&c| Some(c as usize)).collect()
+                }
                 _ => vec![None; workers],
             },
         };
         let queues: Vec<u32> = match &edge.queues {
             Some(q) if q.get_ref().len() != workers => {
-                return Err(source.error_at(q.span(), format!("queues lists {} queues for {workers} workers", q.get_ref().len())))
+                return Err(source.error_at(
+                    q.span(),
+                    format!(
+                        "queues lists {} queues for {workers} workers",
+                        q.get_ref().len()
+                    ),
+                ))
             }
             Some(q) => q.get_ref().clone(),
             None => (0..workers as u32).collect(),
         };
         let interface = edge.interface.clone().unwrap_or_default();
         if edge.mode == IoMode::AfXdp && interface.is_empty() {
-            return Err(source.error_at(edge.listen.span(), "mode afxdp needs [edge] interface = \"NIC\""));
+            return Err(source.error_at(
+                edge.listen.span(),
+                "mode afxdp needs [edge] interface = \"NIC\"",
+            ));
         }
 
         let mut dataplane = DataplaneConfig::new(edge.mode, &interface, listen.clone(), &queues);
@@ -267,7 +294,10 @@ mod tests {
 
     #[test]
     fn socket_mode_with_defaults() {
-        let c = load(&format!("[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}")).unwrap();
+        let c = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
+        ))
+        .unwrap();
         assert_eq!(c.dataplane.mode, IoMode::Socket);
         assert_eq!(c.dataplane.workers.len(), 1);
         assert_eq!(c.proxy.advertise, "198.18.0.1:5060".parse().unwrap());
@@ -283,7 +313,10 @@ mod tests {
         let lab = profile::load("lab").unwrap();
         let r = lab.runtime();
         assert_eq!(c.dataplane.workers.len(), r.workers as usize);
-        assert_eq!(c.dataplane.workers[0].core, Some(r.worker_cores[0] as usize));
+        assert_eq!(
+            c.dataplane.workers[0].core,
+            Some(r.worker_cores[0] as usize)
+        );
         assert_eq!(c.dataplane.xsk.frame_count, r.umem_frames);
     }
 
@@ -300,14 +333,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = load(&format!("[edge]\nmode = \"socket\"\nlisten = \"nowhere\"\n{ROUTES}")).unwrap_err();
+        let e = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"nowhere\"\n{ROUTES}"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         let e = load(&format!("[edge]\nlisten = \"198.18.0.1:5060\"\nmode = \"socket\"\nworkers = 2\ncores = [1]\n{ROUTES}"))
             .unwrap_err();
         assert_eq!(e.line, 5, "{e}");
-        let e = load(&format!("profile = \"huge\"\n[edge]\nlisten = \"198.18.0.1:5060\"\n{ROUTES}")).unwrap_err();
+        let e = load(&format!(
+            "profile = \"huge\"\n[edge]\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 1, "{e}");
-        let e = load(&format!("[edge]\nlisten = \"198.18.0.1:5060\"\nmode = \"socket\"\n[bogus]\nx = 1\n{ROUTES}")).unwrap_err();
+        let e = load(&format!(
+            "[edge]\nlisten = \"198.18.0.1:5060\"\nmode = \"socket\"\n[bogus]\nx = 1\n{ROUTES}"
+        ))
+        .unwrap_err();
         assert!(e.reason.contains("bogus"), "{e}");
     }
 

@@ -88,7 +88,10 @@ pub struct Appliance {
 impl Appliance {
     /// Loads the routes, starts one worker per configured queue (AF_XDP
     /// sockets go into `xsk_map`) and the health prober.
-    pub fn start(cfg: ApplianceConfig, xsk_map: Option<&mut dyn SocketMap>) -> Result<Appliance, StartError> {
+    pub fn start(
+        cfg: ApplianceConfig,
+        xsk_map: Option<&mut dyn SocketMap>,
+    ) -> Result<Appliance, StartError> {
         let loaded = cfg.routes.load(&cfg.source).map_err(StartError::Routes)?;
         let health = loaded.table.health_settings();
         let probe_targets = loaded.table.forward_upstreams();
@@ -97,12 +100,18 @@ impl Appliance {
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
         let proxy_cfg = cfg.proxy.clone();
         let dataplane = Dataplane::start(&cfg.dataplane, xsk_map, |i| {
-            EdgeProxy::new(proxy_cfg.clone(), worker_routes[i].take().expect("one route set per worker"))
+            EdgeProxy::new(
+                proxy_cfg.clone(),
+                worker_routes[i].take().expect("one route set per worker"),
+            )
         })?;
         // Probes leave from the edge's address on a port of their own, so
         // their answers reach this socket and not the workers.
         let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
-        let mut prober = Prober::bind(probe_addr, health).map_err(|source| StartError::Prober { addr: probe_addr, source })?;
+        let mut prober = Prober::bind(probe_addr, health).map_err(|source| StartError::Prober {
+            addr: probe_addr,
+            source,
+        })?;
         prober.set_targets(&probe_targets);
         Ok(Appliance {
             cfg,
@@ -130,7 +139,10 @@ impl Appliance {
     pub fn tick(&mut self) -> Vec<ControlEvent> {
         let mut out = std::mem::take(&mut self.events);
         self.dataplane.poll_events(|_worker, ev| match ev {
-            ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse { source, reason: reason.as_str() }),
+            ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse {
+                source,
+                reason: reason.as_str(),
+            }),
             ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
         });
         self.changes.clear();
@@ -139,7 +151,10 @@ impl Appliance {
         }
         for c in &self.changes {
             self.routes.set_health(c.addr, c.up);
-            out.push(ControlEvent::Health { target: c.addr, up: c.up });
+            out.push(ControlEvent::Health {
+                target: c.addr,
+                up: c.up,
+            });
         }
         self.routes.pump();
         out
@@ -151,16 +166,23 @@ impl Appliance {
         match self.routes.reload(&self.cfg.routes, &self.cfg.source) {
             Ok(r) => {
                 self.reloads_accepted += 1;
-                self.prober.set_settings(self.routes.table().health_settings());
-                self.prober.set_targets(&self.routes.table().forward_upstreams());
-                self.events.push(ControlEvent::ReloadAccepted { version: r.version, prefixes: self.routes.table().prefix_count() });
+                self.prober
+                    .set_settings(self.routes.table().health_settings());
+                self.prober
+                    .set_targets(&self.routes.table().forward_upstreams());
+                self.events.push(ControlEvent::ReloadAccepted {
+                    version: r.version,
+                    prefixes: self.routes.table().prefix_count(),
+                });
                 Ok(r.version)
             }
             Err(e) => {
                 let reason = e.to_string();
                 self.reloads_refused += 1;
                 self.last_reload_error = Some(reason.clone());
-                self.events.push(ControlEvent::ReloadRefused { reason: reason.clone() });
+                self.events.push(ControlEvent::ReloadRefused {
+                    reason: reason.clone(),
+                });
                 Err(reason)
             }
         }
@@ -181,18 +203,36 @@ impl Appliance {
     }
 
     fn assemble(&self) -> Snapshot {
-        assemble(&self.cfg, &self.routes, &self.prober, self.started, self.reload_counts(), &self.last_workers)
+        assemble(
+            &self.cfg,
+            &self.routes,
+            &self.prober,
+            self.started,
+            self.reload_counts(),
+            &self.last_workers,
+        )
     }
 
     fn reload_counts(&self) -> (u64, u64, Option<String>) {
-        (self.reloads_accepted, self.reloads_refused, self.last_reload_error.clone())
+        (
+            self.reloads_accepted,
+            self.reloads_refused,
+            self.last_reload_error.clone(),
+        )
     }
 
     /// Stops the workers and returns the final snapshot.
     pub fn stop(self) -> Result<Snapshot, DataplaneError> {
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
-        Ok(assemble(&self.cfg, &self.routes, &self.prober, self.started, reloads, &finals))
+        Ok(assemble(
+            &self.cfg,
+            &self.routes,
+            &self.prober,
+            self.started,
+            reloads,
+            &finals,
+        ))
     }
 }
 
@@ -208,8 +248,11 @@ fn assemble(
         let mut s = Snapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             role: stats::Role::Appliance,
-            interface: (!cfg.dataplane.interface.is_empty()).then(|| cfg.dataplane.interface.clone()),
-            taken_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            interface: (!cfg.dataplane.interface.is_empty())
+                .then(|| cfg.dataplane.interface.clone()),
+            taken_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             uptime_seconds: started.elapsed().as_secs_f64(),
             ..Snapshot::default()
         };
@@ -222,7 +265,10 @@ fn assemble(
         .into();
         let mut setup = Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
         for w in workers {
-            s.workers.push(worker_counters(w, cfg.dataplane.workers.get(w.worker).map(|p| p.queue)));
+            s.workers.push(worker_counters(
+                w,
+                cfg.dataplane.workers.get(w.worker).map(|p| p.queue),
+            ));
             let h = &w.handler;
             s.routes.lookups += h.lookups;
             s.routes.misses += h.misses;
@@ -269,7 +315,11 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
         queue: if w.io == IoKind::Socket { None } else { queue },
         received: c.received,
         transmitted: c.transmitted,
-        parse_errors: h.parse_errors.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        parse_errors: h
+            .parse_errors
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect(),
         forwarded_requests: h.forwarded_requests,
         forwarded_responses: h.forwarded_responses,
         answered: h.answered.clone(),
@@ -280,21 +330,28 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
             *out.dropped.entry(name.to_string()).or_default() += n;
         }
     }
-    out.rings.insert("fill_shortfalls".into(), c.fill_shortfalls);
+    out.rings
+        .insert("fill_shortfalls".into(), c.fill_shortfalls);
     out.rings.insert("tx_kicks".into(), c.tx_kicks);
-    out.rings.insert("events_lost".into(), w.events_lost + h.events_lost);
+    out.rings
+        .insert("events_lost".into(), w.events_lost + h.events_lost);
     if let Some(x) = &w.xsk {
         out.rings.insert("rx_dropped".into(), x.rx_dropped);
         out.rings.insert("rx_ring_full".into(), x.rx_ring_full);
-        out.rings.insert("rx_fill_ring_empty".into(), x.rx_fill_ring_empty_descs);
-        out.rings.insert("rx_invalid_descs".into(), x.rx_invalid_descs);
-        out.rings.insert("tx_invalid_descs".into(), x.tx_invalid_descs);
+        out.rings
+            .insert("rx_fill_ring_empty".into(), x.rx_fill_ring_empty_descs);
+        out.rings
+            .insert("rx_invalid_descs".into(), x.rx_invalid_descs);
+        out.rings
+            .insert("tx_invalid_descs".into(), x.tx_invalid_descs);
     }
     out
 }
 
 /// Bucket bounds of the setup-latency histogram, in milliseconds.
-pub const SETUP_BOUNDS_MS: [f64; 14] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+pub const SETUP_BOUNDS_MS: [f64; 14] = [
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
 
 fn latency(h: &Histogram<u64>) -> stats::LatencyHistogram {
     let mut counts = Vec::with_capacity(SETUP_BOUNDS_MS.len() + 1);

@@ -155,7 +155,7 @@ pub struct ProxyStats {
     /// Initial INVITEs forwarded (new calls, retransmissions excluded when
     /// recognised).
     pub invites_forwarded: u64,
-    /// 2xx answers to INVITE relayed.
+    /// 2xx answers to INVITE relayed (a retransmitted 200 counts again).
     pub calls_answered: u64,
     /// Final failures to INVITE relayed or generated.
     pub calls_failed: u64,
@@ -825,17 +825,20 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
+            if status < 300 {
+                self.calls_answered += 1;
+            } else {
+                self.calls_failed += 1;
+            }
+            // The setup time is known when this worker forwarded the INVITE
+            // too (always with one worker; a sample of calls with several,
+            // since the answer may arrive on another worker's queue).
             let key = setup_key(top.branch().unwrap_or(b""));
             let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
             if slot.key == key && slot.started != 0 {
                 let us = now.saturating_sub(slot.started) / 1000;
                 let _ = self.setup_us.record(us.clamp(1, 120_000_000));
                 *slot = SetupSlot::default();
-                if status < 300 {
-                    self.calls_answered += 1;
-                } else {
-                    self.calls_failed += 1;
-                }
             }
         }
         Ok(())
