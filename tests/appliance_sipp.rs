@@ -103,9 +103,14 @@ fn run_calls_through_the_edge(mode: &str, test: &str) {
     let edge_bin = workspace_binary("dce-edge");
     let mut edge_cmd = lab.edge.ns.command(edge_bin.to_str().unwrap());
     edge_cmd
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--final-snapshot",
+        ])
+        .arg(dir.path().join("final.json"))
+        .stdout(std::process::Stdio::null());
     let mut edge = ChildGuard::new(edge_cmd.spawn().expect("start dce-edge"));
 
     // Wait until the edge answers OPTIONS (it is then listening).

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::{Appliance, ApplianceConfig, ControlEvent};
+use crate::events::{Event, EventKind, EventLog};
+use crate::metrics::MetricsServer;
 
 /// Arguments of `dce-edge run`.
 #[derive(Debug, clap::Args)]
@@ -19,9 +21,13 @@ pub struct RunArgs {
     /// Check the configuration and the route files, then exit.
     #[arg(long)]
     pub check: bool,
-    /// Print a one-line summary of the counters every N seconds (0: never).
+    /// Print a one-line summary of the counters to stderr every N seconds
+    /// (0: never).
     #[arg(long, default_value_t = 0)]
     pub summary_every: u64,
+    /// Write the final counters (a stats snapshot, JSON) to this file on exit.
+    #[arg(long)]
+    pub final_snapshot: Option<PathBuf>,
 }
 
 /// Runs the appliance until a stop signal.
@@ -52,64 +58,84 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .context("installing SIGHUP")?;
 
     let pidfile = cfg.pidfile.clone();
+    let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
+    let (metrics, publisher) = MetricsServer::start_published(cfg.metrics.listen)
+        .with_context(|| format!("starting the metrics endpoint on {}", cfg.metrics.listen))?;
     let mut appliance = Appliance::start(cfg.clone(), None).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    let iface = (!cfg.dataplane.interface.is_empty()).then_some(cfg.dataplane.interface.as_str());
+    let _ = events.write(&Event::start(env!("CARGO_PKG_VERSION"), "appliance", iface));
     eprintln!(
-        "dce-edge: running on {} ({} workers, {} mode, route table version {})",
-        appliance
-            .local_addrs()
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        "dce-edge: running on {} ({} workers, {} mode, route table version {}); metrics on http://{}/metrics",
+        appliance.local_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
         cfg.dataplane.workers.len(),
         mode_name(&cfg),
-        appliance.routes_version()
+        appliance.routes_version(),
+        metrics.local_addr(),
     );
+    let routes_file = cfg.routes.prefixes.get_ref().display().to_string();
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last_summary = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
+            let kept = appliance.routes_version();
             match appliance.reload_routes() {
                 Ok(v) => eprintln!("dce-edge: routes reloaded, version {v}"),
-                Err(e) => eprintln!("dce-edge: reload refused, the running table stays: {e}"),
+                Err(e) => {
+                    eprintln!("dce-edge: reload refused, the running table stays: {e}");
+                    let _ = events.write(&Event::route_reload_refused(&routes_file, &e, kept));
+                }
             }
         }
         for ev in appliance.tick() {
-            log_event(&ev);
+            if let Some(e) = event_of(&ev, &routes_file) {
+                let _ = events.write(&e);
+            }
         }
-        if args.summary_every > 0
-            && last_summary.elapsed() >= Duration::from_secs(args.summary_every)
-        {
-            last_summary = Instant::now();
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
             let s = appliance.snapshot();
-            eprintln!(
-                "dce-edge: rx {} tx {} fwd {}/{} answered {} dropped {}",
-                s.workers_total(|w| w.received),
-                s.workers_total(|w| w.transmitted),
-                s.workers_total(|w| w.forwarded_requests),
-                s.workers_total(|w| w.forwarded_responses),
-                s.workers
-                    .iter()
-                    .flat_map(|w| w.answered.values())
-                    .sum::<u64>(),
-                s.workers
-                    .iter()
-                    .flat_map(|w| w.dropped.values())
-                    .sum::<u64>(),
-            );
+            if args.summary_every > 0
+                && last_summary.elapsed() >= Duration::from_secs(args.summary_every)
+            {
+                last_summary = Instant::now();
+                eprintln!("{}", summary_line(&s));
+            }
+            publisher.publish(s);
         }
+        let _ = events.drain();
         std::thread::sleep(Duration::from_millis(5));
     }
     let last = appliance.stop().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = events.write(&Event::stop("signal"));
+    metrics.stop();
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
-    eprintln!("dce-edge: stopped; final counters:");
-    println!("{}", serde_json::to_string_pretty(&last)?);
+    eprintln!("dce-edge: stopped; {}", summary_line(&last));
+    if let Some(path) = &args.final_snapshot {
+        std::fs::write(path, serde_json::to_string_pretty(&last)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
+}
+
+/// One line of totals for the operator's terminal.
+pub fn summary_line(s: &crate::stats::Snapshot) -> String {
+    format!(
+        "rx {} tx {} forwarded {} requests / {} responses, answered {}, dropped {}, calls {} answered / {} failed",
+        s.workers_total(|w| w.received),
+        s.workers_total(|w| w.transmitted),
+        s.workers_total(|w| w.forwarded_requests),
+        s.workers_total(|w| w.forwarded_responses),
+        s.workers.iter().flat_map(|w| w.answered.values()).sum::<u64>(),
+        s.workers.iter().flat_map(|w| w.dropped.values()).sum::<u64>(),
+        s.calls.answered,
+        s.calls.failed,
+    )
 }
 
 fn mode_name(cfg: &ApplianceConfig) -> &'static str {
@@ -119,23 +145,19 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
     }
 }
 
-fn log_event(ev: &ControlEvent) {
-    match ev {
+/// The event-log line of a control event, if it is one the log keeps.
+fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
+    Some(match ev {
         ControlEvent::Abuse { source, reason } => {
-            eprintln!("dce-edge: abuse from {source}: {reason}")
+            Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
         }
-        ControlEvent::Verified { source } => eprintln!("dce-edge: source {source} verified"),
+        ControlEvent::Verified { .. } => return None,
         ControlEvent::Health { target, up } => {
-            eprintln!(
-                "dce-edge: target {target} is {}",
-                if *up { "up" } else { "down" }
-            )
+            Event::target_health("", &target.to_string(), *up, "probe")
         }
         ControlEvent::ReloadAccepted { version, prefixes } => {
-            eprintln!("dce-edge: route table version {version} ({prefixes} prefixes) in service")
+            Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }
-        ControlEvent::ReloadRefused { reason } => {
-            eprintln!("dce-edge: route reload refused: {reason}")
-        }
-    }
+        ControlEvent::ReloadRefused { .. } => return None,
+    })
 }

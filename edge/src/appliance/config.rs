@@ -26,6 +26,8 @@ use toml::Spanned;
 
 use crate::config::{ConfigError, SourceFile};
 use crate::dataplane::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
+use crate::events::EventsConfig;
+use crate::metrics::MetricsConfig;
 use crate::profile::{self, Profile};
 use crate::proxy::{ProxyConfig, ProxySection};
 use crate::route::RoutesConfig;
@@ -124,6 +126,10 @@ pub struct ApplianceConfig {
     pub proxy: ProxyConfig,
     /// Where to write the pid.
     pub pidfile: Option<PathBuf>,
+    /// The metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// The event log.
+    pub events: EventsConfig,
 }
 
 fn parse_addr(
@@ -255,7 +261,11 @@ impl ApplianceConfig {
         let routes = RoutesConfig::from_appliance_config(&source)?;
         let allowlist = filter_allowlist(&source)?;
         let proxy = ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist)?;
+        let metrics = MetricsConfig::from_file(&source)?;
+        let events = EventsConfig::from_file(&source)?;
         Ok(ApplianceConfig {
+            metrics,
+            events,
             profile,
             dataplane,
             listen,
