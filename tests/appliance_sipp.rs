@@ -169,16 +169,9 @@ fn run_calls_through_the_edge(mode: &str, test: &str) {
 
     // The edge's own account of it.
     edge.stop(Duration::from_secs(10)).unwrap();
-    let mut text = String::new();
-    use std::io::Read;
-    edge.child_mut()
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let last: dce_edge::stats::Snapshot =
-        serde_json::from_str(&text).expect("final snapshot on stdout");
+    let text = std::fs::read_to_string(dir.path().join("final.json"))
+        .expect("the edge wrote its final snapshot");
+    let last: dce_edge::stats::Snapshot = serde_json::from_str(&text).expect("a stats snapshot");
     let requests: u64 = last.workers.iter().map(|w| w.forwarded_requests).sum();
     let responses: u64 = last.workers.iter().map(|w| w.forwarded_responses).sum();
     // INVITE, ACK and BYE of every call went up; at least 200 and 200 came back.
