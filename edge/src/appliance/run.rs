@@ -3,14 +3,16 @@
 //! abuse reports into bans, and assembles the stats snapshot. It never
 //! touches a worker's state except through the rings.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
+use crate::dataplane::Timestamp;
 use crate::dataplane::{Dataplane, DataplaneError, IoKind, SocketMap, WorkerSnapshot};
-use crate::proxy::{EdgeProxy, ProxyEvent, ProxyStats};
+use crate::proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
 use crate::route::probe::{HealthChange, Prober};
 use crate::route::{RouteControl, RouteErrors};
 use crate::stats::{self, Snapshot};
@@ -83,6 +85,9 @@ pub struct Appliance {
     last_reload_error: Option<String>,
     last_workers: Vec<WorkerSnapshot<ProxyStats>>,
     events: Vec<ControlEvent>,
+    /// Bans the workers enforce themselves (no XDP filter): source to
+    /// reason and expiry.
+    worker_bans: HashMap<IpAddr, (&'static str, Instant)>,
 }
 
 impl Appliance {
@@ -125,6 +130,7 @@ impl Appliance {
             last_reload_error: None,
             last_workers: Vec::new(),
             events: Vec::new(),
+            worker_bans: HashMap::new(),
         })
     }
 
@@ -145,6 +151,7 @@ impl Appliance {
             }),
             ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
         });
+        self.enforce_bans(&out);
         self.changes.clear();
         if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
             eprintln!("dce-edge: health prober: {e}");
@@ -202,15 +209,49 @@ impl Appliance {
         self.assemble()
     }
 
+    /// Bans the sources the workers reported: in every worker (socket mode,
+    /// or until the XDP ban takes over). Several workers may report one
+    /// source; it is banned once.
+    fn enforce_bans(&mut self, events: &[ControlEvent]) {
+        let now = Instant::now();
+        let ban_for = Duration::from_secs(self.cfg.proxy.abuse.ban_seconds as u64);
+        self.worker_bans.retain(|_, (_, until)| *until > now);
+        for ev in events {
+            let ControlEvent::Abuse { source, reason } = ev else {
+                continue;
+            };
+            if self.worker_bans.contains_key(source) {
+                continue;
+            }
+            self.worker_bans.insert(*source, (reason, now + ban_for));
+            let until = Timestamp::now().plus(ban_for);
+            self.dataplane.broadcast(ProxyControl::Ban {
+                source: *source,
+                until,
+            });
+        }
+    }
+
     fn assemble(&self) -> Snapshot {
-        assemble(
+        let mut s = assemble(
             &self.cfg,
             &self.routes,
             &self.prober,
             self.started,
             self.reload_counts(),
             &self.last_workers,
-        )
+        );
+        let now = Instant::now();
+        s.bans = self
+            .worker_bans
+            .iter()
+            .map(|(ip, (reason, until))| stats::BanEntry {
+                source: ip.to_string(),
+                reason: reason.to_string(),
+                seconds_left: until.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        s
     }
 
     fn reload_counts(&self) -> (u64, u64, Option<String>) {

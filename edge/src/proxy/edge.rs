@@ -17,6 +17,7 @@ use super::abuse::{AbuseReason, AbuseTracker};
 use super::answers::{AnswerVerdict, Answers};
 use super::config::ProxyConfig;
 use super::cookie::{self, branch_loop_key, is_our_branch, BRANCH_LEN, COOKIE_LEN};
+use super::source_table::{SourceKey, SourceTable};
 use crate::dataplane::{Datagram, DropReason, Outbox, PacketHandler, Timestamp};
 use crate::route::reload::Decision;
 use crate::route::{RouteTable, WorkerRoutes};
@@ -49,10 +50,12 @@ pub enum ProxyDrop {
     NoDestination,
     /// The forwarded message would not fit the transmit buffer.
     TooLarge,
+    /// The source is banned (socket mode, where no XDP filter bans it).
+    Banned,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 11] = [
+    const ALL: [ProxyDrop; 12] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -64,6 +67,7 @@ impl ProxyDrop {
         ProxyDrop::AckNoRoute,
         ProxyDrop::NoDestination,
         ProxyDrop::TooLarge,
+        ProxyDrop::Banned,
     ];
 
     /// Every reason, in counter order.
@@ -85,6 +89,7 @@ impl DropReason for ProxyDrop {
         "ack_no_route",
         "no_destination",
         "too_large",
+        "banned",
     ];
 
     fn index(self) -> usize {
@@ -111,12 +116,25 @@ pub enum ProxyEvent {
 }
 
 /// Messages from the control thread to a worker's proxy.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum ProxyControl {
-    /// Nothing; the route ring carries tables and health (see
-    /// [`WorkerRoutes`]). Kept for messages the proxy itself will take.
-    Noop,
+    /// Drop everything from `source` until `until` (monotonic ns, the
+    /// dataplane's clock). Used where no XDP filter does it.
+    Ban {
+        /// The source.
+        source: IpAddr,
+        /// When the ban lapses.
+        until: Timestamp,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The source.
+        source: IpAddr,
+    },
 }
+
+/// Sources a worker bans itself (socket mode), at most.
+const WORKER_BANS: usize = 8192;
 
 /// Events a worker queues between batches before counting them lost.
 const EVENT_QUEUE: usize = 1024;
@@ -187,6 +205,7 @@ pub struct EdgeProxy {
     answers: Answers,
     abuse: AbuseTracker,
     events: VecDeque<ProxyEvent>,
+    bans: SourceTable<u64>,
     setup: Box<[SetupSlot]>,
     upstream_ips: Vec<IpAddr>,
     record_route_prefix: Vec<u8>,
@@ -296,6 +315,7 @@ impl EdgeProxy {
             answers: Answers::new(&cfg.answers),
             abuse: AbuseTracker::new(cfg.abuse),
             events: VecDeque::with_capacity(EVENT_QUEUE),
+            bans: SourceTable::with_capacity(WORKER_BANS),
             setup: vec![SetupSlot::default(); SETUP_SLOTS].into_boxed_slice(),
             upstream_ips: Vec::new(),
             record_route_prefix,
@@ -465,6 +485,13 @@ impl EdgeProxy {
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         self.received += 1;
+        if self
+            .bans
+            .get(SourceKey::new(pkt.src.ip()))
+            .is_some_and(|&until| until > now.as_nanos())
+        {
+            return self.drop(ProxyDrop::Banned);
+        }
         let msg = match sip::parse(pkt.payload) {
             Ok(m) => m,
             Err(e) => {
@@ -988,9 +1015,16 @@ impl PacketHandler for EdgeProxy {
         self.handle_datagram(now, pkt, out)
     }
 
-    fn on_control(&mut self, _now: Timestamp, msg: ProxyControl) {
+    fn on_control(&mut self, now: Timestamp, msg: ProxyControl) {
         match msg {
-            ProxyControl::Noop => {}
+            ProxyControl::Ban { source, until } => {
+                *self.bans.entry(SourceKey::new(source), now.as_nanos()) = until.as_nanos();
+            }
+            ProxyControl::Unban { source } => {
+                if self.bans.get(SourceKey::new(source)).is_some() {
+                    *self.bans.entry(SourceKey::new(source), now.as_nanos()) = 0;
+                }
+            }
         }
     }
 

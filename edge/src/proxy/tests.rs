@@ -533,3 +533,29 @@ fn a_route_reload_takes_effect_between_batches() {
     assert_eq!(lab.proxy.snapshot().table_version, 2);
     let _ = Method::Invite;
 }
+
+#[test]
+fn a_banned_source_is_dropped_until_the_ban_lapses() {
+    use crate::dataplane::PacketHandler;
+    let mut lab = Lab::new();
+    let until = Timestamp::from_nanos(lab.now + 10_000 * MS);
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Ban {
+            source: addr(CALLER).ip(),
+            until,
+        },
+    );
+    let (r, sent) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b1", "z9hG4bKb1", None),
+    );
+    assert_eq!(r, Err(ProxyDrop::Banned));
+    assert!(sent.is_empty());
+    lab.now += 20_000 * MS;
+    let (r, _) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b2", "z9hG4bKb2", None),
+    );
+    assert_eq!(r, Ok(()));
+}
