@@ -158,6 +158,7 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
         );
         for s in &finals {
             assert_eq!(s.io, dce_edge::dataplane::IoKind::Socket);
+            assert_eq!(s.socket_rx_drops, Some(0), "kernel dropped datagrams");
         }
         // The sockets are closed: the port can be bound again without
         // SO_REUSEPORT.

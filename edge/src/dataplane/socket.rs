@@ -331,11 +331,44 @@ impl PacketIo for SocketPort {
         self.tx.queued.clear();
     }
 
+    fn socket_rx_drops(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for p in &self.ports {
+            total += u64::from(sk_meminfo_drops(p.socket.as_raw_fd())?);
+        }
+        Some(total)
+    }
+
     fn wait(&mut self, timeout: Duration) {
         // Interrupted or failed polls simply end the wait early; the loop
         // polls the sockets again either way.
         let _ = self.poll.poll(&mut self.events, Some(timeout));
     }
+}
+
+/// `SO_MEMINFO` from asm-generic/socket.h (not in the libc crate); the
+/// value on x86-64 and arm64.
+const SO_MEMINFO: libc::c_int = 55;
+/// Entries of the SO_MEMINFO array (SK_MEMINFO_VARS).
+const SK_MEMINFO_VARS: usize = 9;
+
+/// Datagrams the kernel dropped on this socket (full receive buffer and
+/// the like): `SK_MEMINFO_DROPS` of `SO_MEMINFO`.
+fn sk_meminfo_drops(fd: std::os::fd::RawFd) -> Option<u32> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` describe a writable buffer of `len` bytes.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| info[libc::SK_MEMINFO_DROPS as usize])
 }
 
 /// Plain C structs for which all-zero bytes are a valid value.

@@ -132,6 +132,11 @@ pub trait PacketIo: Send + 'static {
     fn xsk_statistics(&self) -> Option<XskStatistics> {
         None
     }
+    /// Datagrams the kernel dropped on the worker's UDP sockets before the
+    /// worker saw them (socket mode: full receive buffers).
+    fn socket_rx_drops(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Ring sizes between a worker and the control thread.
@@ -161,6 +166,7 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
             counters: *self.io.counters(),
             handler_drop_names: <H::Drop as DropReason>::NAMES,
             xsk,
+            socket_rx_drops: self.io.socket_rx_drops(),
             handler: self.handler.stats(),
             events_lost: self.events_lost,
         }
