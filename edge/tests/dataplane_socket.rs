@@ -159,6 +159,10 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
         for s in &finals {
             assert_eq!(s.io, dce_edge::dataplane::IoKind::Socket);
             assert_eq!(s.socket_rx_drops, Some(0), "kernel dropped datagrams");
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if cores.iter().any(|c| Some(c.id) == s.core) {
+                assert!(s.pinned, "worker {} not pinned to {:?}", s.worker, s.core);
+            }
         }
         // The sockets are closed: the port can be bound again without
         // SO_REUSEPORT.

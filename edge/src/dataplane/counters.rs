@@ -206,8 +206,10 @@ pub struct XskStatistics {
 pub struct WorkerSnapshot<S> {
     /// The worker's index in the configuration.
     pub worker: usize,
-    /// The core it is pinned to, if any.
+    /// The core it was configured to run on, if any.
     pub core: Option<usize>,
+    /// Whether pinning to `core` succeeded.
+    pub pinned: bool,
     /// Socket mode, or AF_XDP copy or zero-copy.
     pub io: IoKind,
     /// Its counters.

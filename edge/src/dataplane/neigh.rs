@@ -581,7 +581,7 @@ impl NeighbourService {
     }
 
     /// Starts the upkeep thread.
-    pub(crate) fn run(&mut self) {
+    pub(crate) fn run(&mut self) -> std::io::Result<()> {
         let mut state = Upkeep {
             cache: self.cache.take().expect("run once"),
             links: std::mem::take(&mut self.links),
@@ -593,16 +593,16 @@ impl NeighbourService {
             stats: self.stats.clone(),
         };
         let stop = self.stop.clone();
-        self.thread = std::thread::Builder::new()
-            .name("dce-neigh".into())
-            .spawn(move || {
+        self.thread = Some(std::thread::Builder::new().name("dce-neigh".into()).spawn(
+            move || {
                 let mut last_refresh = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     state.step(&mut last_refresh);
                     std::thread::sleep(Duration::from_millis(5));
                 }
-            })
-            .ok();
+            },
+        )?);
+        Ok(())
     }
 
     /// The service's figures.
