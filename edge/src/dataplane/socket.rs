@@ -80,8 +80,9 @@ pub struct SocketPort {
     poll: mio::Poll,
     events: mio::Events,
     rx_buf: Vec<u8>,
-    /// (source, length, port index) per datagram of the current batch.
-    rx_meta: Vec<(SocketAddr, usize, usize)>,
+    /// (source, length, port index, receive slot) per datagram of the
+    /// current batch that is handed to the handler.
+    rx_meta: Vec<(SocketAddr, usize, usize, usize)>,
     batch: usize,
     slot_size: usize,
     tx: SocketTx,
@@ -141,13 +142,15 @@ impl SocketPort {
         self.ports.iter().map(|p| p.local).collect()
     }
 
-    /// Receives up to `max` datagrams from port `p` into the batch buffers.
-    fn recv_from(&mut self, p: usize, max: usize) -> usize {
+    /// Receives up to `max` datagrams from port `p` into the receive slots
+    /// from `first_slot` on; returns how many slots were used (datagrams
+    /// received, truncated ones included).
+    fn recv_from(&mut self, p: usize, max: usize, first_slot: usize) -> usize {
         let fd = self.ports[p].socket.as_raw_fd();
         let mut got = 0;
         while got < max {
             let n = (max - got).min(CHUNK);
-            let base = self.rx_meta.len();
+            let base = first_slot + got;
             let mut hdrs: [libc::mmsghdr; CHUNK] = c_zeroed();
             let mut iovs: [libc::iovec; CHUNK] = c_zeroed();
             let mut names: [libc::sockaddr_storage; CHUNK] = c_zeroed();
@@ -189,7 +192,7 @@ impl SocketPort {
                     continue;
                 }
                 match sockaddr_to_std(&names[k]) {
-                    Some(src) => self.rx_meta.push((src, len, p)),
+                    Some(src) => self.rx_meta.push((src, len, p, base + k)),
                     None => {
                         // Not an IP peer: cannot happen on an AF_INET/6
                         // socket; counted rather than trusted.
@@ -290,18 +293,18 @@ impl PacketIo for SocketPort {
         self.rx_meta.clear();
         let mut received = 0;
         for p in 0..self.ports.len() {
-            let room = self.batch - self.rx_meta.len();
+            let room = self.batch - received;
             if room == 0 {
                 break;
             }
-            received += self.recv_from(p, room);
+            received += self.recv_from(p, room, received);
         }
         for i in 0..self.rx_meta.len() {
-            let (src, len, p) = self.rx_meta[i];
+            let (src, len, p, slot) = self.rx_meta[i];
             let pkt = Datagram {
                 src,
                 dst: self.ports[p].local,
-                payload: &self.rx_buf[i * self.slot_size..][..len],
+                payload: &self.rx_buf[slot * self.slot_size..][..len],
             };
             let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
