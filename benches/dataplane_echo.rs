@@ -215,7 +215,7 @@ fn run(
     let finals = dp.stop().unwrap();
     let c = &finals[0].counters;
     println!(
-        "{name:<28} {:>10.0} answers/s  (sent {}, answered {}, lost {}, {:.1} s; worker received {}, transmitted {}, tx drops {}, kicks {})",
+        "{name:<30} {:>10.0} answers/s  (sent {}, answered {}, lost {}, {:.1} s; worker received {}, transmitted {}, tx drops {}, kicks {}, mean batch {:.1}, idle waits {})",
         f.answered as f64 / f.seconds,
         f.sent,
         f.answered,
@@ -225,6 +225,8 @@ fn run(
         c.transmitted,
         c.tx_dropped(),
         c.tx_kicks,
+        c.received as f64 / c.batches.max(1) as f64,
+        c.idle_waits,
     );
 }
 
@@ -269,7 +271,7 @@ fn main() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let echoed = server.join().unwrap().unwrap();
         println!(
-            "{:<28} {:>10.0} answers/s  (sent {}, answered {}, lost {}, {:.1} s; server echoed {echoed})",
+            "{:<30} {:>10.0} answers/s  (sent {}, answered {}, lost {}, {:.1} s; server echoed {echoed})",
             "peer: kernel UDP echo",
             f.answered as f64 / f.seconds,
             f.sent,
@@ -279,17 +281,23 @@ fn main() {
         );
     }
 
-    let l = lab(60);
-    let mut config = DataplaneConfig::new(
-        IoMode::Socket,
-        "",
-        vec!["198.18.60.1:5060".parse().unwrap()],
-        &[0],
-    );
-    config.workers[0].core = Some(1);
-    l.edge
-        .enter(|| run("socket mode", &l, &config, None, 60, seconds, window))
-        .unwrap();
+    for (name, busy_polls, subnet) in [
+        ("socket mode, busy_polls 1024", 1024, 60u8),
+        ("socket mode, busy_polls 0", 0, 63u8),
+    ] {
+        let l = lab(subnet);
+        let mut config = DataplaneConfig::new(
+            IoMode::Socket,
+            "",
+            vec![format!("198.18.{subnet}.1:5060").parse().unwrap()],
+            &[0],
+        );
+        config.workers[0].core = Some(1);
+        config.idle.busy_polls = busy_polls;
+        l.edge
+            .enter(|| run(name, &l, &config, None, subnet, seconds, window))
+            .unwrap();
+    }
 
     let clang = ["clang", "clang-15", "clang-14"]
         .into_iter()
@@ -318,9 +326,10 @@ fn main() {
         .unwrap();
     assert!(status.success(), "clang failed");
 
-    for (name, mode, subnet) in [
-        ("AF_XDP copy, native XDP", XdpMode::Driver, 61u8),
-        ("AF_XDP copy, SKB XDP", XdpMode::Skb, 62u8),
+    for (name, mode, busy_polls, subnet) in [
+        ("AF_XDP copy, native, bp 1024", XdpMode::Driver, 1024, 61u8),
+        ("AF_XDP copy, native, bp 0", XdpMode::Driver, 0, 64u8),
+        ("AF_XDP copy, SKB, bp 1024", XdpMode::Skb, 1024, 62u8),
     ] {
         let l = lab(subnet);
         let mut config = DataplaneConfig::new(
@@ -330,6 +339,7 @@ fn main() {
             &[0],
         );
         config.workers[0].core = Some(1);
+        config.idle.busy_polls = busy_polls;
         l.edge
             .enter(|| {
                 let mut bpf = Ebpf::load_file(&obj).unwrap();
