@@ -19,6 +19,8 @@ pub mod worker;
 
 mod nexthop;
 
+pub use nexthop::NeighbourUpdate;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
