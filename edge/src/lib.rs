@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dataplane;
 pub mod events;
 pub mod lab;
 pub mod metrics;

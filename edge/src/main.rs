@@ -24,6 +24,19 @@ enum Command {
     Profile(dce_edge::profile::cli::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
     Tune(dce_edge::profile::cli::TuneArgs),
+    /// Show an interface's routes and neighbours as the dataplane reads them,
+    /// and optionally resolve the next hop of one destination.
+    Neighbours {
+        /// The interface.
+        #[arg(long)]
+        interface: String,
+        /// A destination to resolve (may trigger ARP / neighbour discovery).
+        #[arg(long)]
+        resolve: Option<std::net::IpAddr>,
+        /// How long resolution may take, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,5 +53,23 @@ fn main() -> std::process::ExitCode {
         }
         Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
         Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
+        Command::Neighbours {
+            interface,
+            resolve,
+            timeout_ms,
+        } => match dce_edge::dataplane::neigh::report(
+            &interface,
+            resolve,
+            std::time::Duration::from_millis(timeout_ms),
+        ) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dce-edge neighbours: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
