@@ -87,6 +87,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
     config.xsk.completion_ring = 256;
     config.idle.busy_polls = 64;
     config.neighbour.refresh_ms = 200;
+    config.neighbour.resolve_timeout_ms = 500;
 
     let ia2 = ia.clone();
     a.enter(|| {
@@ -96,7 +97,12 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
         prog.attach(&ia2, mode).unwrap();
         let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
 
-        let mut dp = Dataplane::start(&config, Some(&mut map), |_| Echo::new()).unwrap();
+        let hole: std::net::SocketAddr = format!("198.18.{subnet}.99:5060").parse().unwrap();
+        let mut dp = Dataplane::start(&config, Some(&mut map), |_| Echo {
+            blackhole: Some(hole),
+            ..Echo::new()
+        })
+        .unwrap();
         assert!(dp.broadcast(b'X').is_empty());
         let server4 = config.local[0];
         let server6 = config.local[1];
@@ -118,12 +124,22 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
             for _ in 0..10 {
                 s.send_to(b"drop me", server4).unwrap();
             }
+            // Forwarded by the handler to an address nobody answers for.
+            for _ in 0..5 {
+                s.send_to(b"lost in the void", server4).unwrap();
+            }
         })
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let snaps = dp.snapshots(Duration::from_secs(5));
-            if snaps.len() == 1 && snaps[0].counters.handler_drops[0] == 10 {
+            let unresolvable = dp.neighbour_stats().unwrap().unresolvable;
+            if snaps.len() == 1
+                && snaps[0].counters.handler_drops[0] == 10
+                && snaps[0].counters.received == snaps[0].counters.handled + 10
+                && snaps[0].counters.handled >= 4005
+                && unresolvable >= 1
+            {
                 let xsk = snaps[0].xsk.expect("XDP_STATISTICS readable");
                 assert_eq!(xsk.rx_invalid_descs, 0, "{xsk:?}");
                 assert_eq!(xsk.tx_invalid_descs, 0, "{xsk:?}");
@@ -150,6 +166,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
         }
         assert_eq!(s.io, IoKind::AfXdpCopy, "veth has copy mode only");
         assert_eq!(c.received, c.handled + 10, "{c:?}");
+        assert!(!s.pinned, "no core configured, not pinned");
         assert_eq!(c.malformed.iter().sum::<u64>(), 0, "{c:?}");
         assert!(c.handled >= 4000, "{c:?}");
         // Every datagram handled was either transmitted or dropped under
@@ -160,8 +177,12 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
         assert_eq!(
             c.tx_dropped(),
             c.no_neighbour,
-            "only warm-ups may wait for a neighbour: {c:?}"
+            "only warm-ups and the black hole wait for a neighbour: {c:?}"
         );
+        // The five datagrams for the address nobody answers for are counted
+        // as no_neighbour (never sent), and the service gave up on it.
+        assert!(c.no_neighbour >= 5, "{c:?}");
+        assert!(neigh.unresolvable >= 1, "{neigh:?}");
         assert!(c.tx_kicks > 0);
         assert!(neigh.read_errors == 0, "{neigh:?}");
 

@@ -165,3 +165,51 @@ fn unknown_interface_is_refused_by_name() {
         other => panic!("expected NoInterface, got {other:?}"),
     }
 }
+
+#[test]
+fn stale_neighbour_is_confirmed_again_when_kicked() {
+    if !privileged_or_skip("stale_neighbour_is_confirmed_again_when_kicked") {
+        return;
+    }
+    // The neighbour thread kicks STALE next hops the workers use, since
+    // AF_XDP frames never confirm them in the kernel; this is that kick.
+    let p = pair(25);
+    let mac = peer_mac(&p);
+    p.a.ip(&[
+        "neigh",
+        "replace",
+        "198.18.25.2",
+        "lladdr",
+        &mac.to_string(),
+        "nud",
+        "stale",
+        "dev",
+        &p.ia,
+    ])
+    .unwrap();
+    let state = |p: &Pair| {
+        p.a.run("ip", &["neigh", "show", "198.18.25.2", "dev", &p.ia])
+            .unwrap()
+    };
+    assert!(state(&p).contains("STALE"), "{}", state(&p));
+    let ia = p.ia.clone();
+    p.a.enter(move || {
+        NeighbourCache::open(&ia)
+            .unwrap()
+            .trigger("198.18.25.2".parse().unwrap())
+            .unwrap()
+    })
+    .unwrap();
+    // DELAY, then a unicast probe the peer answers: REACHABLE (the delay is
+    // delay_first_probe_time, 5 s by default).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = state(&p);
+        if s.contains("REACHABLE") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {s}");
+        assert!(!s.contains("STALE"), "kick did not move the entry: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -158,11 +158,98 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
         );
         for s in &finals {
             assert_eq!(s.io, dce_edge::dataplane::IoKind::Socket);
+            assert_eq!(s.socket_rx_drops, Some(0), "kernel dropped datagrams");
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if cores.iter().any(|c| Some(c.id) == s.core) {
+                assert!(s.pinned, "worker {} not pinned to {:?}", s.worker, s.core);
+            }
         }
         // The sockets are closed: the port can be bound again without
         // SO_REUSEPORT.
         let again: SocketAddr = v4;
         std::net::UdpSocket::bind(again).expect("port free after stop");
+    })
+    .unwrap();
+}
+
+#[test]
+fn oversized_datagram_is_counted_and_the_rest_of_its_batch_answered_intact() {
+    if !privileged_or_skip(
+        "oversized_datagram_is_counted_and_the_rest_of_its_batch_answered_intact",
+    ) {
+        return;
+    }
+    let a = Netns::create("dsc").unwrap();
+    let b = Netns::create("dsd").unwrap();
+    let (ia, ib) = (unique_name("sc"), unique_name("sd"));
+    ip(&[
+        "link",
+        "add",
+        &ia,
+        "netns",
+        a.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &ib,
+        "netns",
+        b.name(),
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+    ])
+    .unwrap();
+    a.addr_up(&ia, "198.18.4.1/24").unwrap();
+    b.addr_up(&ib, "198.18.4.2/24").unwrap();
+    let mut config = DataplaneConfig::new(
+        IoMode::Socket,
+        "",
+        vec!["198.18.4.1:0".parse().unwrap()],
+        &[0],
+    );
+    config.max_payload = 512;
+    a.enter(|| {
+        let dp = Dataplane::start(&config, None, |_| Echo::new()).unwrap();
+        let server = dp.local_addrs()[0];
+        let answers = b
+            .enter(move || {
+                let s = std::net::UdpSocket::bind("198.18.4.2:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                // Warm up (neighbour resolution), then one burst with an
+                // oversized datagram in the middle, so it likely shares a
+                // recvmmsg batch with the others.
+                s.send_to(b"xwarm", server).unwrap();
+                let mut buf = [0u8; 2048];
+                s.recv_from(&mut buf).unwrap();
+                let big = vec![b'b'; 1000];
+                for i in 0..40u32 {
+                    if i == 20 {
+                        s.send_to(&big, server).unwrap();
+                    }
+                    s.send_to(format!("x{i:04}").as_bytes(), server).unwrap();
+                }
+                let mut got = Vec::new();
+                while got.len() < 40 {
+                    let (n, _) = s.recv_from(&mut buf).expect("answer within 5 s");
+                    got.push(String::from_utf8_lossy(&buf[1..n]).into_owned());
+                }
+                got.sort();
+                got
+            })
+            .unwrap();
+        let want: Vec<String> = (0..40u32).map(|i| format!("{i:04}")).collect();
+        assert_eq!(answers, want, "answers carry their own payloads");
+        let finals = dp.stop().unwrap();
+        let c = finals[0].counters;
+        assert_eq!(c.rx_truncated, 1, "{c:?}");
+        assert_eq!(c.received, 42, "{c:?}");
+        assert_eq!(c.handled, 41, "{c:?}");
     })
     .unwrap();
 }

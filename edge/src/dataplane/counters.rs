@@ -206,8 +206,10 @@ pub struct XskStatistics {
 pub struct WorkerSnapshot<S> {
     /// The worker's index in the configuration.
     pub worker: usize,
-    /// The core it is pinned to, if any.
+    /// The core it was configured to run on, if any.
     pub core: Option<usize>,
+    /// Whether pinning to `core` succeeded.
+    pub pinned: bool,
     /// Socket mode, or AF_XDP copy or zero-copy.
     pub io: IoKind,
     /// Its counters.
@@ -217,6 +219,10 @@ pub struct WorkerSnapshot<S> {
     /// The AF_XDP socket's kernel statistics (AF_XDP mode; `None` if the
     /// getsockopt failed or in socket mode).
     pub xsk: Option<XskStatistics>,
+    /// Socket mode: datagrams the kernel dropped on this worker's sockets
+    /// before the worker read them (SO_MEMINFO drops; a full receive buffer
+    /// means the worker fell behind or `net.core.rmem_max` is too small).
+    pub socket_rx_drops: Option<u64>,
     /// The handler's own statistics.
     pub handler: S,
     /// Handler events and snapshots that found the event ring full.

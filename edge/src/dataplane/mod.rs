@@ -19,13 +19,19 @@ pub mod worker;
 
 mod nexthop;
 
+pub use nexthop::NeighbourUpdate;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use config::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
-pub use counters::IoKind;
+pub use config::{
+    ConfigProblem, DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, WorkerPlacement,
+    XskConfig, ZeroCopy,
+};
+pub use counters::{IoKind, XskStatistics};
 pub use counters::{WorkerCounters, WorkerSnapshot};
+pub use neigh::{NeighbourCache, NeighbourError, NeighbourStats, Route};
 pub use worker::{Control, Dataplane, DataplaneError, PacketIo, SocketMap, Worker, WorkerEvent};
 
 /// A point on the monotonic clock, in nanoseconds since the process first

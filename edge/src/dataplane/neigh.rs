@@ -386,6 +386,17 @@ impl NeighbourCache {
 
     /// Every neighbour entry of the interface with a usable MAC.
     pub fn neighbours(&mut self) -> Result<HashMap<IpAddr, MacAddr>, NeighbourError> {
+        Ok(self
+            .neighbour_states()?
+            .into_iter()
+            .map(|(ip, (mac, _))| (ip, mac))
+            .collect())
+    }
+
+    /// Like [`NeighbourCache::neighbours`], with each entry's state.
+    fn neighbour_states(
+        &mut self,
+    ) -> Result<HashMap<IpAddr, (MacAddr, NeighbourState)>, NeighbourError> {
         let mut out = HashMap::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut msg = NeighbourMessage::default();
@@ -421,7 +432,7 @@ impl NeighbourCache {
                     }
                 }
                 if let (Some(ip), Some(mac)) = (ip, mac) {
-                    out.insert(ip, mac);
+                    out.insert(ip, (mac, n.header.state));
                 }
             }
         }
@@ -581,28 +592,29 @@ impl NeighbourService {
     }
 
     /// Starts the upkeep thread.
-    pub(crate) fn run(&mut self) {
+    pub(crate) fn run(&mut self) -> std::io::Result<()> {
         let mut state = Upkeep {
             cache: self.cache.take().expect("run once"),
             links: std::mem::take(&mut self.links),
             routes: std::mem::take(&mut self.routes),
             neighbours: std::mem::take(&mut self.neighbours),
             pending: HashMap::new(),
+            wanted: HashSet::new(),
             refresh: self.refresh,
             timeout: self.timeout,
             stats: self.stats.clone(),
         };
         let stop = self.stop.clone();
-        self.thread = std::thread::Builder::new()
-            .name("dce-neigh".into())
-            .spawn(move || {
+        self.thread = Some(std::thread::Builder::new().name("dce-neigh".into()).spawn(
+            move || {
                 let mut last_refresh = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     state.step(&mut last_refresh);
                     std::thread::sleep(Duration::from_millis(5));
                 }
-            })
-            .ok();
+            },
+        )?);
+        Ok(())
     }
 
     /// The service's figures.
@@ -645,6 +657,8 @@ struct Upkeep {
     neighbours: HashMap<IpAddr, MacAddr>,
     /// Next hops being resolved, with their deadlines.
     pending: HashMap<IpAddr, Instant>,
+    /// Next hops the workers have asked for: kept confirmed.
+    wanted: HashSet<IpAddr>,
     refresh: Duration,
     timeout: Duration,
     stats: Arc<SharedStats>,
@@ -670,6 +684,7 @@ impl Upkeep {
         let now = Instant::now();
         for ip in asked {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            self.wanted.insert(ip);
             if let Some(mac) = self.neighbours.get(&ip).copied() {
                 // Known here but the worker missed it (lost update): resend.
                 self.publish(&NeighbourUpdate::Set(ip, mac));
@@ -687,8 +702,21 @@ impl Upkeep {
         if self.pending.is_empty() && !refresh_due && !self.links.iter().any(|l| l.resync) {
             return;
         }
-        match self.cache.neighbours() {
-            Ok(current) => {
+        match self.cache.neighbour_states() {
+            Ok(states) => {
+                // Our frames bypass the kernel's neighbour code, so nothing
+                // confirms the entries we use: a STALE one the workers need
+                // is kicked (NTF_USE), which makes the kernel probe it
+                // (DELAY, PROBE, REACHABLE) before it could be collected.
+                if refresh_due {
+                    for (ip, (_, state)) in &states {
+                        if *state == NeighbourState::Stale && self.wanted.contains(ip) {
+                            let _ = self.cache.trigger(*ip);
+                        }
+                    }
+                }
+                let current: HashMap<IpAddr, MacAddr> =
+                    states.into_iter().map(|(ip, (mac, _))| (ip, mac)).collect();
                 let gone: Vec<IpAddr> = self
                     .neighbours
                     .keys()

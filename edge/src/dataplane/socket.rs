@@ -80,8 +80,9 @@ pub struct SocketPort {
     poll: mio::Poll,
     events: mio::Events,
     rx_buf: Vec<u8>,
-    /// (source, length, port index) per datagram of the current batch.
-    rx_meta: Vec<(SocketAddr, usize, usize)>,
+    /// (source, length, port index, receive slot) per datagram of the
+    /// current batch that is handed to the handler.
+    rx_meta: Vec<(SocketAddr, usize, usize, usize)>,
     batch: usize,
     slot_size: usize,
     tx: SocketTx,
@@ -141,13 +142,15 @@ impl SocketPort {
         self.ports.iter().map(|p| p.local).collect()
     }
 
-    /// Receives up to `max` datagrams from port `p` into the batch buffers.
-    fn recv_from(&mut self, p: usize, max: usize) -> usize {
+    /// Receives up to `max` datagrams from port `p` into the receive slots
+    /// from `first_slot` on; returns how many slots were used (datagrams
+    /// received, truncated ones included).
+    fn recv_from(&mut self, p: usize, max: usize, first_slot: usize) -> usize {
         let fd = self.ports[p].socket.as_raw_fd();
         let mut got = 0;
         while got < max {
             let n = (max - got).min(CHUNK);
-            let base = self.rx_meta.len();
+            let base = first_slot + got;
             let mut hdrs: [libc::mmsghdr; CHUNK] = c_zeroed();
             let mut iovs: [libc::iovec; CHUNK] = c_zeroed();
             let mut names: [libc::sockaddr_storage; CHUNK] = c_zeroed();
@@ -189,7 +192,7 @@ impl SocketPort {
                     continue;
                 }
                 match sockaddr_to_std(&names[k]) {
-                    Some(src) => self.rx_meta.push((src, len, p)),
+                    Some(src) => self.rx_meta.push((src, len, p, base + k)),
                     None => {
                         // Not an IP peer: cannot happen on an AF_INET/6
                         // socket; counted rather than trusted.
@@ -290,18 +293,18 @@ impl PacketIo for SocketPort {
         self.rx_meta.clear();
         let mut received = 0;
         for p in 0..self.ports.len() {
-            let room = self.batch - self.rx_meta.len();
+            let room = self.batch - received;
             if room == 0 {
                 break;
             }
-            received += self.recv_from(p, room);
+            received += self.recv_from(p, room, received);
         }
         for i in 0..self.rx_meta.len() {
-            let (src, len, p) = self.rx_meta[i];
+            let (src, len, p, slot) = self.rx_meta[i];
             let pkt = Datagram {
                 src,
                 dst: self.ports[p].local,
-                payload: &self.rx_buf[i * self.slot_size..][..len],
+                payload: &self.rx_buf[slot * self.slot_size..][..len],
             };
             let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
@@ -331,11 +334,44 @@ impl PacketIo for SocketPort {
         self.tx.queued.clear();
     }
 
+    fn socket_rx_drops(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for p in &self.ports {
+            total += u64::from(sk_meminfo_drops(p.socket.as_raw_fd())?);
+        }
+        Some(total)
+    }
+
     fn wait(&mut self, timeout: Duration) {
         // Interrupted or failed polls simply end the wait early; the loop
         // polls the sockets again either way.
         let _ = self.poll.poll(&mut self.events, Some(timeout));
     }
+}
+
+/// `SO_MEMINFO` from asm-generic/socket.h (not in the libc crate); the
+/// value on x86-64 and arm64.
+const SO_MEMINFO: libc::c_int = 55;
+/// Entries of the SO_MEMINFO array (SK_MEMINFO_VARS).
+const SK_MEMINFO_VARS: usize = 9;
+
+/// Datagrams the kernel dropped on this socket (full receive buffer and
+/// the like): `SK_MEMINFO_DROPS` of `SO_MEMINFO`.
+fn sk_meminfo_drops(fd: std::os::fd::RawFd) -> Option<u32> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` describe a writable buffer of `len` bytes.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| info[libc::SK_MEMINFO_DROPS as usize])
 }
 
 /// Plain C structs for which all-zero bytes are a valid value.

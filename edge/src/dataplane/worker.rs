@@ -93,7 +93,8 @@ pub enum DataplaneError {
     /// The interface's routes, neighbours or addresses could not be read.
     #[error(transparent)]
     Neighbour(#[from] NeighbourError),
-    /// A worker thread could not be started.
+    /// A worker thread (or, with `worker` equal to the worker count, the
+    /// neighbour thread) could not be started.
     #[error("cannot start worker thread {worker}: {source}")]
     Thread {
         /// Which worker.
@@ -132,6 +133,11 @@ pub trait PacketIo: Send + 'static {
     fn xsk_statistics(&self) -> Option<XskStatistics> {
         None
     }
+    /// Datagrams the kernel dropped on the worker's UDP sockets before the
+    /// worker saw them (socket mode: full receive buffers).
+    fn socket_rx_drops(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Ring sizes between a worker and the control thread.
@@ -149,6 +155,7 @@ pub struct Worker<I: PacketIo, H: PacketHandler> {
     busy_polls: u32,
     wait: Duration,
     events_lost: u64,
+    pinned: bool,
 }
 
 impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
@@ -157,10 +164,12 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
         WorkerSnapshot {
             worker: self.index,
             core: self.core,
+            pinned: self.pinned,
             io: self.io.kind(),
             counters: *self.io.counters(),
             handler_drop_names: <H::Drop as DropReason>::NAMES,
             xsk,
+            socket_rx_drops: self.io.socket_rx_drops(),
             handler: self.handler.stats(),
             events_lost: self.events_lost,
         }
@@ -170,9 +179,9 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
     /// returns the final snapshot.
     pub fn run(mut self) -> WorkerSnapshot<H::Stats> {
         if let Some(core) = self.core {
-            // Pinning can fail in a restricted cpuset; the worker still runs,
-            // the snapshot's `core` says where it was asked to be.
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            // Pinning can fail in a restricted cpuset; the worker still runs
+            // and its snapshots say `pinned: false`.
+            self.pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
         }
         let mut empty_loops: u32 = 0;
         loop {
@@ -294,7 +303,10 @@ impl<H: PacketHandler> Dataplane<H> {
                         handler_factory(i),
                     )?;
                 }
-                service.run();
+                service.run().map_err(|source| DataplaneError::Thread {
+                    worker: config.workers.len(),
+                    source,
+                })?;
                 dp.neighbour = Some(service);
             }
         }
@@ -323,6 +335,7 @@ impl<H: PacketHandler> Dataplane<H> {
             busy_polls: config.idle.busy_polls,
             wait: config.idle.wait(),
             events_lost: 0,
+            pinned: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("dce-worker-{index}"))
@@ -478,4 +491,40 @@ impl<H: PacketHandler> Drop for Dataplane<H> {
 /// The local address of `dst`'s family among `local`.
 pub(crate) fn local_for(local: &[SocketAddr], dst: &SocketAddr) -> Option<SocketAddr> {
     local.iter().copied().find(|l| l.is_ipv4() == dst.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataplane_can_move_to_another_control_thread() {
+        fn assert_send<T: Send>() {}
+        struct H;
+        #[derive(Clone, Copy)]
+        enum D {}
+        impl DropReason for D {
+            const NAMES: &'static [&'static str] = &[];
+            fn index(self) -> usize {
+                match self {}
+            }
+        }
+        impl PacketHandler for H {
+            type Control = ();
+            type Stats = ();
+            type Drop = D;
+            type Event = ();
+            fn handle(
+                &mut self,
+                _: Timestamp,
+                _: &Datagram<'_>,
+                _: &mut Outbox<'_>,
+            ) -> Result<(), D> {
+                Ok(())
+            }
+            fn on_control(&mut self, _: Timestamp, _: ()) {}
+            fn stats(&self) {}
+        }
+        assert_send::<Dataplane<H>>();
+    }
 }

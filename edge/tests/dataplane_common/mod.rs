@@ -27,6 +27,9 @@ impl DropReason for EchoDrop {
 pub struct Echo {
     pub echoed: u64,
     pub mark: u8,
+    /// Where payloads starting with `lost` are forwarded (an address nobody
+    /// answers ARP for, to exercise `no_neighbour`).
+    pub blackhole: Option<SocketAddr>,
 }
 
 impl Echo {
@@ -34,6 +37,7 @@ impl Echo {
         Echo {
             echoed: 0,
             mark: b'e',
+            blackhole: None,
         }
     }
 }
@@ -52,6 +56,11 @@ impl PacketHandler for Echo {
     ) -> Result<(), EchoDrop> {
         if pkt.payload.starts_with(b"drop") {
             return Err(EchoDrop::Refused);
+        }
+        if let (true, Some(hole)) = (pkt.payload.starts_with(b"lost"), self.blackhole) {
+            // Counted by the dataplane when it cannot be sent.
+            let _ = out.send_bytes(hole, pkt.payload);
+            return Ok(());
         }
         let mark = self.mark;
         let sent = out.send(pkt.src, |buf| {
