@@ -104,10 +104,11 @@ fn write_everything(msg: &Message<'_>) {
         );
 
         let fwd = ForwardRequest {
-            sent_by: SentBy::Addr("198.18.0.1:5060".parse().unwrap()),
-            branch: b"z9hG4bK-corpus",
-            request_uri: None,
             record_route: Some(b"<sip:198.18.0.1;lr>"),
+            ..ForwardRequest::new(
+                SentBy::Addr("198.18.0.1:5060".parse().unwrap()),
+                b"z9hG4bK-corpus",
+            )
         };
         match write::forward_request(msg, &fwd, &mut out) {
             Ok(len) => {

@@ -415,7 +415,7 @@ fn a_caller_that_echoes_its_dialog_cookie_becomes_verified() {
     let (_, fwd) = lab.send(CALLER, &invite("442071234567", "call-10", "z9hG4bKc10"));
     let rr = header(&fwd[0].1, "Record-Route")[0].to_string();
     let ok = upstream_response(&fwd[0].1, "200 OK", "uas10", true);
-    lab.send(UP_A, &ok);
+    let _ = lab.send(UP_A, &ok);
     // The ACK follows the route set: our Record-Route as its Route, the
     // upstream's Contact as its Request-URI.
     let ack = request(
@@ -476,7 +476,7 @@ fn upstream_bye_toward_the_caller_is_forwarded() {
 fn an_extension_sweep_is_reported_for_a_ban() {
     let mut lab = Lab::new();
     for ext in 100..160 {
-        lab.send(
+        let _ = lab.send(
             "198.18.0.66:5060",
             &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
         );
@@ -494,7 +494,7 @@ fn allowlisted_sources_are_never_reported() {
         c.allowlist.push(Cidr::parse("198.18.0.0/24").unwrap())
     });
     for ext in 100..200 {
-        lab.send(
+        let _ = lab.send(
             "198.18.0.66:5060",
             &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
         );
