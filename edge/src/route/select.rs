@@ -21,7 +21,7 @@ impl HealthView {
     /// A view of `upstreams` upstreams, all up.
     pub fn all_up(upstreams: usize) -> HealthView {
         let mut up = vec![!0u64; upstreams.div_ceil(64)];
-        if upstreams % 64 != 0 {
+        if !upstreams.is_multiple_of(64) {
             if let Some(last) = up.last_mut() {
                 *last = (1u64 << (upstreams % 64)) - 1;
             }
