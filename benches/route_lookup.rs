@@ -33,7 +33,7 @@ use dce_edge::config::SourceFile;
 use dce_edge::route::files;
 use dce_edge::route::health::HealthSettings;
 use dce_edge::route::synth;
-use dce_edge::route::trie::{Match, PrefixKey};
+use dce_edge::route::trie::PrefixKey;
 use dce_edge::route::{Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target};
 
 const BLOCK: usize = 64;
@@ -177,11 +177,10 @@ fn main() {
         let numbers: Vec<&[u8]> = owned.iter().map(|n| n.as_bytes()).collect();
 
         // Same answers from every method, before anything is timed.
-        let mut scratch = vec![None::<Match>; BLOCK];
         let mut out = vec![None::<RouteMatch>; BLOCK];
         let mut hits = 0;
         for block in numbers.chunks(BLOCK) {
-            table.lookup_batch(block, &mut scratch[..block.len()], &mut out[..block.len()]);
+            table.lookup_batch(block, &mut out[..block.len()]);
             for (n, got) in block.iter().zip(&out) {
                 let single = table.lookup(n);
                 assert_eq!(*got, single);
@@ -194,7 +193,7 @@ fn main() {
         let (mut batch, mut single, mut base, mut one) = (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
             batch.push(time_blocks(&numbers, |block| {
-                table.lookup_batch(block, &mut scratch[..block.len()], &mut out[..block.len()]);
+                table.lookup_batch(block, &mut out[..block.len()]);
                 out[..block.len()]
                     .iter()
                     .flatten()

@@ -26,7 +26,6 @@ use crate::route::cps::{Admission, CpsShares};
 use crate::route::files::{self, LoadStats, RouteErrors, RoutesConfig};
 use crate::route::select::HealthView;
 use crate::route::table::{GroupId, RouteGroup, RouteMatch, RouteTable, Target, UpstreamId};
-use crate::route::trie;
 
 /// Messages a ring to a worker holds at most.
 pub const RING_CAPACITY: usize = 1024;
@@ -208,13 +207,8 @@ impl WorkerRoutes {
 
     /// Lookups for a batch, overlapping their memory accesses (see
     /// [`RouteTable::lookup_batch`]).
-    pub fn lookup_batch(
-        &self,
-        numbers: &[&[u8]],
-        scratch: &mut [Option<trie::Match>],
-        out: &mut [Option<RouteMatch>],
-    ) {
-        self.current.table.lookup_batch(numbers, scratch, out);
+    pub fn lookup_batch(&self, numbers: &[&[u8]], out: &mut [Option<RouteMatch>]) {
+        self.current.table.lookup_batch(numbers, out);
     }
 
     /// The group with this id in this worker's table.
