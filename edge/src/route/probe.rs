@@ -286,6 +286,13 @@ impl Prober {
         self.core.set_settings(settings);
     }
 
+    /// Probes the forward targets of `table` on its schedule: call it at
+    /// start and after every accepted reload.
+    pub fn follow_table(&mut self, table: &crate::route::table::RouteTable) {
+        self.core.set_settings(table.health_settings());
+        self.core.set_targets(&table.forward_upstreams());
+    }
+
     /// Reads every waiting answer, then starts a round if one is due at
     /// `now`. Health changes are appended to `changes`. Never blocks.
     pub fn poll(&mut self, now: Instant, changes: &mut Vec<HealthChange>) -> io::Result<()> {

@@ -514,6 +514,13 @@ impl RouteControl {
         true
     }
 
+    /// [`RouteControl::set_health`] for each change a prober reported.
+    pub fn apply_health(&mut self, changes: &[crate::route::probe::HealthChange]) {
+        for c in changes {
+            self.set_health(c.addr, c.up);
+        }
+    }
+
     /// The last state recorded for an upstream address (up when never told).
     pub fn is_up(&self, addr: SocketAddr) -> bool {
         self.health.get(&addr).copied().unwrap_or(true)
