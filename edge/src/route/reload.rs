@@ -268,7 +268,7 @@ fn decide<'a>(current: &'a WorkerTable, route: RouteMatch, call_id: &[u8]) -> De
     }
 }
 
-/// A table version waiting on the control side for its turn in a ring.
+/// A message waiting on the control side for room in a worker's ring.
 #[derive(Debug)]
 enum Pending {
     Table(Box<WorkerTable>),
