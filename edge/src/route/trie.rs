@@ -83,17 +83,30 @@ impl Match {
 /// here" and sorting puts a prefix just before its extensions.
 #[inline(always)]
 fn pack_digits(digits: &[u8]) -> (u128, usize) {
-    let mut key = 0u128;
+    // Two u64 halves, each built by shifting in one nibble at a time: a
+    // fixed shift per digit is far cheaper than placing each digit with a
+    // variable u128 shift.
+    let mut halves = [0u64; 2];
     let mut len = 0;
-    for &b in digits.iter().take(MAX_PREFIX_DIGITS) {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
+    for (half, chunk) in halves.iter_mut().zip(digits.chunks(16)) {
+        let mut acc = 0u64;
+        let mut n = 0;
+        for &b in chunk.iter().take(MAX_PREFIX_DIGITS - len) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            acc = acc << 4 | u64::from(d + 1);
+            n += 1;
+        }
+        // Move the n nibbles to the top of the half.
+        *half = if n == 0 { 0 } else { acc << (64 - 4 * n) };
+        len += n;
+        if n < 16 {
             break;
         }
-        key |= u128::from(d + 1) << (124 - 4 * len);
-        len += 1;
     }
-    (key, len)
+    ((u128::from(halves[0]) << 64) | u128::from(halves[1]), len)
 }
 
 /// The slot of the two symbols at `pos` and `pos + 1` of a packed key.
