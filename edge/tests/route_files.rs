@@ -153,6 +153,18 @@ fn a_duplicate_prefix_alone_is_found_by_the_build() {
 }
 
 #[test]
+fn a_byte_order_mark_and_crlf_lines_are_read_as_a_spreadsheet_writes_them() {
+    let loaded = files::load_sources(
+        &text("g.toml", GROUPS),
+        &text("p.csv", "\u{feff}prefix,group\r\n49,a\r\n 4930 , a \r\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(loaded.table.prefix_count(), 2);
+    assert_eq!(loaded.table.lookup(b"493011").unwrap().prefix_len, 4);
+}
+
+#[test]
 fn an_overlong_prefix_is_refused_with_the_limit() {
     let long = "1".repeat(31);
     let errors = errors_of(GROUPS, &format!("{long},a\n"));

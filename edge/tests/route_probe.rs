@@ -185,9 +185,7 @@ fn health_changes_from_the_prober_reach_the_workers() {
     }
     let mut changes = Vec::new();
     run_until(&mut prober, &mut changes, |c| !c.is_empty());
-    for change in &changes {
-        control.set_health(change.addr, change.up);
-    }
+    control.apply_health(&changes);
     for w in &mut workers {
         assert_eq!(w.poll().health_updates, 1);
         assert_eq!(w.select(GroupId(0), b"c1").unwrap().addr, talker.addr);

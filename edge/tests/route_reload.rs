@@ -40,7 +40,7 @@ fn table_for(version: u64, prefixes: &[(String, usize)]) -> RouteTable {
             (PrefixKey::from_digits(p.as_bytes()).unwrap(), GroupId(g))
         })
         .collect();
-    if version % 2 == 0 {
+    if version.is_multiple_of(2) {
         entries.push((
             PrefixKey::from_digits(EVEN_ONLY.as_bytes()).unwrap(),
             GroupId(7),
@@ -60,7 +60,7 @@ struct Probe {
 
 fn expected(version: u64, p: &Probe) -> Option<GroupId> {
     if p.even_only {
-        return (version % 2 == 0).then_some(GroupId(7));
+        return version.is_multiple_of(2).then_some(GroupId(7));
     }
     p.prefix
         .map(|i| GroupId(((i as u64 + version) % u64::from(GROUPS)) as u32))
@@ -143,7 +143,7 @@ fn lookups_during_many_reloads_answer_from_one_version_each() {
     let mut freed = 0;
     let mut refused = 0;
     for version in 2..=RELOADS + 1 {
-        if version % 10 == 0 {
+        if version.is_multiple_of(10) {
             let before = control.version();
             assert!(control
                 .reload_files(bad_groups.path(), good_prefixes.path())

@@ -547,7 +547,13 @@ pub fn parse_prefixes(
         .comment(Some(b'#'))
         .trim(csv::Trim::All)
         .flexible(true)
-        .from_reader(src.text().as_bytes());
+        // Spreadsheets often start a CSV export with a byte-order mark.
+        .from_reader(
+            src.text()
+                .strip_prefix('\u{feff}')
+                .unwrap_or(src.text())
+                .as_bytes(),
+        );
     let mut record = csv::ByteRecord::new();
     let mut first = true;
     loop {

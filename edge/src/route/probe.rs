@@ -20,6 +20,9 @@ use std::time::Instant;
 
 use crate::route::health::{HealthSettings, TargetHealth};
 
+/// Datagrams [`Prober::poll`] reads at most in one call.
+pub const MAX_DATAGRAMS_PER_POLL: usize = 4096;
+
 /// A target went up or down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthChange {
@@ -283,10 +286,19 @@ impl Prober {
         self.core.set_settings(settings);
     }
 
+    /// Probes the forward targets of `table` on its schedule: call it at
+    /// start and after every accepted reload.
+    pub fn follow_table(&mut self, table: &crate::route::table::RouteTable) {
+        self.core.set_settings(table.health_settings());
+        self.core.set_targets(&table.forward_upstreams());
+    }
+
     /// Reads every waiting answer, then starts a round if one is due at
     /// `now`. Health changes are appended to `changes`. Never blocks.
     pub fn poll(&mut self, now: Instant, changes: &mut Vec<HealthChange>) -> io::Result<()> {
-        loop {
+        // Bounded, so a flood on the probe socket cannot hold the control
+        // thread; what is left is read at the next poll.
+        for _ in 0..MAX_DATAGRAMS_PER_POLL {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((len, _from)) => {
                     self.core.handle_datagram(&self.buf[..len], changes);

@@ -26,7 +26,6 @@ use crate::route::cps::{Admission, CpsShares};
 use crate::route::files::{self, LoadStats, RouteErrors, RoutesConfig};
 use crate::route::select::HealthView;
 use crate::route::table::{GroupId, RouteGroup, RouteMatch, RouteTable, Target, UpstreamId};
-use crate::route::trie;
 
 /// Messages a ring to a worker holds at most.
 pub const RING_CAPACITY: usize = 1024;
@@ -208,13 +207,8 @@ impl WorkerRoutes {
 
     /// Lookups for a batch, overlapping their memory accesses (see
     /// [`RouteTable::lookup_batch`]).
-    pub fn lookup_batch(
-        &self,
-        numbers: &[&[u8]],
-        scratch: &mut [Option<trie::Match>],
-        out: &mut [Option<RouteMatch>],
-    ) {
-        self.current.table.lookup_batch(numbers, scratch, out);
+    pub fn lookup_batch(&self, numbers: &[&[u8]], out: &mut [Option<RouteMatch>]) {
+        self.current.table.lookup_batch(numbers, out);
     }
 
     /// The group with this id in this worker's table.
@@ -274,7 +268,7 @@ fn decide<'a>(current: &'a WorkerTable, route: RouteMatch, call_id: &[u8]) -> De
     }
 }
 
-/// A table version waiting on the control side for its turn in a ring.
+/// A message waiting on the control side for room in a worker's ring.
 #[derive(Debug)]
 enum Pending {
     Table(Box<WorkerTable>),
@@ -518,6 +512,13 @@ impl RouteControl {
         }
         self.pump();
         true
+    }
+
+    /// [`RouteControl::set_health`] for each change a prober reported.
+    pub fn apply_health(&mut self, changes: &[crate::route::probe::HealthChange]) {
+        for c in changes {
+            self.set_health(c.addr, c.up);
+        }
     }
 
     /// The last state recorded for an upstream address (up when never told).

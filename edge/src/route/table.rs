@@ -261,21 +261,21 @@ impl RouteTable {
         })
     }
 
-    /// [`RouteTable::lookup`] for a batch: `out[i]` answers `numbers[i]`.
-    /// Overlaps the memory accesses of the batch (see
-    /// [`PrefixTrie::lookup_batch`]); `scratch` must be as long as `numbers`.
-    pub fn lookup_batch(
-        &self,
-        numbers: &[&[u8]],
-        scratch: &mut [Option<trie::Match>],
-        out: &mut [Option<RouteMatch>],
-    ) {
-        self.trie.lookup_batch(numbers, scratch);
-        for (o, m) in out.iter_mut().zip(scratch.iter()) {
-            *o = m.map(|m| RouteMatch {
-                group: GroupId(m.value),
-                prefix_len: m.len,
-            });
+    /// [`RouteTable::lookup`] for a batch: `out[i]` answers `numbers[i]`
+    /// (`out` must be at least as long). The memory accesses of the batch
+    /// overlap (see [`PrefixTrie::lookup_batch`]); never allocates.
+    pub fn lookup_batch(&self, numbers: &[&[u8]], out: &mut [Option<RouteMatch>]) {
+        const CHUNK: usize = 64;
+        assert!(out.len() >= numbers.len(), "out shorter than numbers");
+        let mut found = [None; CHUNK];
+        for (chunk, outs) in numbers.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            self.trie.lookup_batch(chunk, &mut found[..chunk.len()]);
+            for (o, m) in outs.iter_mut().zip(&found[..chunk.len()]) {
+                *o = m.map(|m| RouteMatch {
+                    group: GroupId(m.value),
+                    prefix_len: m.len,
+                });
+            }
         }
     }
 
@@ -448,5 +448,26 @@ mod tests {
                 second: 1
             }]
         );
+    }
+
+    #[test]
+    fn batch_lookup_answers_like_single_lookups() {
+        let table = crate::route::synth::prefixes(9, 500, 3);
+        let entries: Vec<_> = table
+            .iter()
+            .map(|(p, g)| (key(p), GroupId(*g as u32)))
+            .collect();
+        let groups = (0..3)
+            .map(|g| RouteGroup::new(format!("g{g}"), Action::Reject { code: 404 }))
+            .collect();
+        let t = RouteTable::build(groups, &entries, HealthSettings::default()).unwrap();
+        let numbers = crate::route::synth::numbers(10, 300, &table, 50);
+        let refs: Vec<&[u8]> = numbers.iter().map(|n| n.as_bytes()).collect();
+        let mut out = vec![None; refs.len()];
+        t.lookup_batch(&refs, &mut out);
+        for (n, got) in refs.iter().zip(&out) {
+            assert_eq!(*got, t.lookup(n));
+        }
+        assert!(out.iter().filter(|m| m.is_some()).count() > 100);
     }
 }

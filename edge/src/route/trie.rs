@@ -48,7 +48,7 @@ const BUCKET_TAG: u64 = 1 << 63;
 const BUCKET_DIGIT_WORDS: [usize; BUCKET_ENTRIES] = [0, 1, 2, 4];
 
 /// Lanes of [`PrefixTrie::lookup_batch`]: walks kept in flight at once.
-const LANES: usize = 16;
+const LANES: usize = 64;
 
 /// What a matching prefix yields: an opaque value and the prefix's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,17 +83,30 @@ impl Match {
 /// here" and sorting puts a prefix just before its extensions.
 #[inline(always)]
 fn pack_digits(digits: &[u8]) -> (u128, usize) {
-    let mut key = 0u128;
+    // Two u64 halves, each built by shifting in one nibble at a time: a
+    // fixed shift per digit is far cheaper than placing each digit with a
+    // variable u128 shift.
+    let mut halves = [0u64; 2];
     let mut len = 0;
-    for &b in digits.iter().take(MAX_PREFIX_DIGITS) {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
+    for (half, chunk) in halves.iter_mut().zip(digits.chunks(16)) {
+        let mut acc = 0u64;
+        let mut n = 0;
+        for &b in chunk.iter().take(MAX_PREFIX_DIGITS - len) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            acc = acc << 4 | u64::from(d + 1);
+            n += 1;
+        }
+        // Move the n nibbles to the top of the half.
+        *half = if n == 0 { 0 } else { acc << (64 - 4 * n) };
+        len += n;
+        if n < 16 {
             break;
         }
-        key |= u128::from(d + 1) << (124 - 4 * len);
-        len += 1;
     }
-    (key, len)
+    ((u128::from(halves[0]) << 64) | u128::from(halves[1]), len)
 }
 
 /// The slot of the two symbols at `pos` and `pos + 1` of a packed key.
@@ -212,7 +225,14 @@ fn set_bit(words: &mut [u64], i: usize) {
 /// One step of a walk at record `r`, `pos` digits into the number `key`.
 #[inline(always)]
 fn step(r: &Record, key: u128, pos: usize) -> Step {
-    if r.is_bucket() {
+    step_tagged(r, r.0[3], key, pos)
+}
+
+/// [`step`] with the record's word 3 (which holds the bucket tag) already
+/// loaded.
+#[inline(always)]
+fn step_tagged(r: &Record, word3: u64, key: u128, pos: usize) -> Step {
+    if word3 & BUCKET_TAG != 0 {
         return Step::Result(bucket_result(r, key));
     }
     let slot = slot_at(key, pos);
@@ -405,19 +425,21 @@ impl PrefixTrie {
                 }
             }
             let mut leaf = [u32::MAX; LANES];
-            let mut fetched = [Record::default(); LANES];
+            let mut word3 = [0u64; LANES];
             let mut pos = 4;
             while count > 0 {
-                // Copy every walk's record first: these loads feed no branch,
-                // so they all go to memory at once, and stepping on the copies
-                // afterwards cannot squash a load that is still out.
+                // Load one word of every walk's record first: these loads
+                // feed no branch, so they all go to memory at once. The steps
+                // afterwards find the lines in cache and cannot squash a load
+                // that is still out.
                 for j in 0..count {
-                    fetched[j] = self.records[rec[walking[j] as usize] as usize];
+                    word3[j] = self.records[rec[walking[j] as usize] as usize].0[3];
                 }
                 let mut still = 0;
                 for j in 0..count {
                     let k = walking[j] as usize;
-                    match step(&fetched[j], key[k], pos) {
+                    let r = &self.records[rec[k] as usize];
+                    match step_tagged(r, word3[j], key[k], pos) {
                         Step::Child(child) => {
                             rec[k] = child;
                             walking[still] = k as u8;
