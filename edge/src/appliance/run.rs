@@ -99,7 +99,6 @@ impl Appliance {
     ) -> Result<Appliance, StartError> {
         let loaded = cfg.routes.load(&cfg.source).map_err(StartError::Routes)?;
         let health = loaded.table.health_settings();
-        let probe_targets = loaded.table.forward_upstreams();
         let workers = cfg.dataplane.workers.len();
         let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
@@ -117,7 +116,7 @@ impl Appliance {
             addr: probe_addr,
             source,
         })?;
-        prober.set_targets(&probe_targets);
+        prober.follow_table(routes.table());
         Ok(Appliance {
             cfg,
             dataplane,
@@ -173,10 +172,7 @@ impl Appliance {
         match self.routes.reload(&self.cfg.routes, &self.cfg.source) {
             Ok(r) => {
                 self.reloads_accepted += 1;
-                self.prober
-                    .set_settings(self.routes.table().health_settings());
-                self.prober
-                    .set_targets(&self.routes.table().forward_upstreams());
+                self.prober.follow_table(self.routes.table());
                 self.events.push(ControlEvent::ReloadAccepted {
                     version: r.version,
                     prefixes: self.routes.table().prefix_count(),
