@@ -10,8 +10,8 @@ fn main() {
     let ebpf = manifest.join("..").join("ebpf");
     let source = ebpf.join("src").join("filter.bpf.c");
     let include = ebpf.join("include");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"))
-        .join("dce_filter.bpf.o");
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it")).join("dce_filter.bpf.o");
     println!("cargo:rerun-if-changed={}", ebpf.join("src").display());
     println!("cargo:rerun-if-changed={}", ebpf.join("include").display());
     println!("cargo:rerun-if-env-changed=CLANG");

@@ -651,8 +651,8 @@ static __always_inline void auto_ban(const struct packet *pkt, const struct dce_
 	ban.expires_ns = now + cfg->ban_ttl_ns;
 	ban.reason = DCE_BAN_SCANNER;
 	if (pkt->ipv6) {
-		struct dce_lpm_v6 k = pkt->key6;
-		k.prefixlen = 64;
+		struct dce_lpm_v6 k = {.prefixlen = 64};
+		__builtin_memcpy(k.addr, pkt->source.addr, 16); /* the /64, low bits zero */
 		ban.prefixlen = 64;
 		err = bpf_map_update_elem(&bans_v6, &k, &ban, BPF_ANY);
 	} else {
