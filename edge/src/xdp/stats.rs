@@ -287,24 +287,24 @@ impl StatsReport {
                 "passed to the kernel"
             }
         );
-        let _ = writeln!(s, "{:<14} {:>14} {:>12}", "", "total", "per second");
+        let _ = writeln!(s, "{:<16} {:>14} {:>12}", "", "total", "per second");
         let rates = self.rates.drops.as_array();
         for ((name, total), rate) in DropCounts::NAMES.iter().zip(t.drops.as_array()).zip(rates) {
-            let _ = writeln!(s, "drop {name:<9} {total:>14} {rate:>12.1}");
+            let _ = writeln!(s, "{:<16} {total:>14} {rate:>12.1}", format!("drop {name}"));
         }
         let _ = writeln!(
             s,
-            "{:<14} {:>14} {:>12.1}",
+            "{:<16} {:>14} {:>12.1}",
             "passed", t.passed, self.rates.passed
         );
         let _ = writeln!(
             s,
-            "{:<14} {:>14} {:>12.1}",
+            "{:<16} {:>14} {:>12.1}",
             "redirected", t.redirected, self.rates.redirected
         );
         let _ = writeln!(
             s,
-            "{:<14} {:>14} {:>12.1}",
+            "{:<16} {:>14} {:>12.1}",
             "other (not SIP)", t.passed_other, self.rates.passed_other
         );
         let e = &t.events;
