@@ -576,6 +576,16 @@ __noinline int dce_scan_headers(struct xdp_md *ctx, __u32 off, __u32 end_off)
 			for (int j = 0; j < 8; j++) {
 				if (((v >> (j * 8)) & 0xff) != '\n')
 					continue;
+				if (j < 7) {
+					/* The line's first byte is in this word: skip the
+					 * call unless it can start User-Agent, From, f, or
+					 * the empty line. */
+					__u8 first = (v >> ((j + 1) * 8)) & 0xff;
+					__u8 folded = first | 0x20;
+					if (first != '\r' && first != '\n' && folded != 'u' &&
+					    folded != 'f')
+						continue;
+				}
 				int r = dce_check_line(ctx, off + j + 1, end_off);
 				if (r == LINE_SCANNER)
 					return 1;

@@ -78,7 +78,7 @@ impl UdpFrame {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 f.extend_from_slice(&0x0800u16.to_be_bytes());
                 let mut opts = self.ipv4_options.clone();
-                while opts.len() % 4 != 0 {
+                while !opts.len().is_multiple_of(4) {
                     opts.push(0); // end of options list
                 }
                 let ihl = 5 + opts.len() / 4;

@@ -397,7 +397,7 @@ fn if_index(iface: &str) -> Result<u32, FilterError> {
 /// `/sys/fs/bpf` when nothing is mounted there.
 pub fn pin_base() -> Result<PathBuf, FilterError> {
     ensure_bpffs()?;
-    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").ok();
     let init = std::fs::read_link("/proc/1/ns/net").ok();
     let base = PathBuf::from(PIN_ROOT);
     match (ours, init) {
