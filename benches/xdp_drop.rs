@@ -1,17 +1,19 @@
-//! One run, same box, same flood: SIP INVITEs from many sources into a veth
-//! (a raw AF_PACKET sender of our own, sendmmsg, pinned to CPU 0),
-//! dropped by
-//!   1. the dce-edge XDP filter (native mode on the veth; per-source INVITE
-//!      budget of 1/s, so all but each source's first packet is `rate_limit`),
-//!   2. an equivalent nftables rule set at the netdev ingress hook (UDP dport
-//!      5060, payload starting "INVITE", per-source meter 1/s),
-//!   3. a userspace UDP socket that reads with recvmmsg and discards.
-//! Prints packets per second each path disposed of and the CPU per packet of
-//! the receiving side: RPS moves the receive work of the generic-XDP,
+//! One run, same box, same flood: SIP INVITEs from 1024 sources into a veth
+//! (a raw AF_PACKET sender of our own, sendmmsg, pinned to CPU 0), disposed
+//! of by:
+//!
+//! 1. the dce-edge XDP filter, native and generic (per-source INVITE budget
+//!    of 1/s, so all but each source's first packet is `rate_limit`);
+//! 2. an equivalent nftables rule set at the netdev ingress hook (UDP dport
+//!    5060, payload starting "INVITE", per-source meter 1/s);
+//! 3. a userspace UDP socket that reads with recvmmsg and discards.
+//!
+//! It prints the packets per second each path handled and the CPU per packet
+//! of the receiving side: RPS moves the receive work of the generic-XDP,
 //! nftables and socket paths to CPU 1, whose kernel time (/proc/stat) is
 //! divided by the packets handled. Native XDP runs in the veth's NAPI on the
-//! sender's CPU, so for it only pps and whole-box kernel time are shown. Needs root,
-//! nft.
+//! sender's CPU, so for it only pps and whole-box kernel time are shown. It
+//! also times the program alone with BPF_PROG_TEST_RUN. Needs root and nft.
 //!
 //! `cargo bench -p dce-lab --bench xdp_drop` (DCE_BENCH_PACKETS sets the
 //! flood size, default 1,000,000).
