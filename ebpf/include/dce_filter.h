@@ -119,6 +119,10 @@ struct dce_config {
 	__u64 ban_ttl_ns;                 /* auto-ban duration */
 	struct dce_rate rates[DCE_CLASS_SLOTS];
 	__u64 overload_cap;               /* packets to userspace per second per CPU */
+	/* Per kind (0 User-Agent, 1 From name), a 256-bit set of (first byte of
+	 * a signature | 0x20): a value whose (first byte | 0x20) is not in it
+	 * cannot match, so most values skip the signature loop. */
+	__u64 sig_first[2][4];
 };
 
 /*

@@ -454,6 +454,15 @@ __noinline int dce_value_is_scanner(struct xdp_md *ctx, __u32 off, __u32 end_off
 	if (bpf_xdp_load_bytes(ctx, off, v, dce_len_in_range(n, DCE_SIGNATURE_MAX_LEN)) < 0)
 		return 0;
 
+	__u32 zero = 0;
+	struct dce_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return 0;
+	__u8 first = (v[0] & 0xff) | 0x20;
+	__u32 set = kind == DCE_SIG_FROM_NAME;
+	if (!((cfg->sig_first[set][first >> 6] >> (first & 63)) & 1))
+		return 0;
+
 	for (__u32 i = 0; i < DCE_MAX_SIGNATURES; i++) {
 		__u32 key = i;
 		struct dce_signature *s = bpf_map_lookup_elem(&signatures, &key);

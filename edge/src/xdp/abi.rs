@@ -138,6 +138,9 @@ pub struct Config {
     pub rates: [Rate; CLASS_SLOTS],
     /// Packets to userspace per second per CPU.
     pub overload_cap: u64,
+    /// Per kind (0 User-Agent, 1 From name), the set of signature first
+    /// bytes `| 0x20`, as a 256-bit map.
+    pub sig_first: [[u64; 4]; 2],
 }
 
 /// `struct dce_signature`: one entry of map `signatures`.
@@ -405,7 +408,8 @@ mod tests {
                 flags,
                 ban_ttl_ns,
                 rates,
-                overload_cap
+                overload_cap,
+                sig_first
             ]
         );
         check_layout!(

@@ -535,6 +535,17 @@ impl FilterConfig {
         c.rates[abi::CLASS_REGISTER] = self.rate_limits.register.to_abi();
         c.rates[abi::CLASS_OTHER] = self.rate_limits.other.to_abi();
         c.overload_cap = self.overload_cap_pps as u64;
+        for (set, list) in [
+            (0, &self.scanner_user_agents),
+            (1, &self.scanner_from_names),
+        ] {
+            for sig in list.iter() {
+                if let Some(&b) = sig.as_bytes().first() {
+                    let folded = b.to_ascii_lowercase() | 0x20;
+                    c.sig_first[set][(folded >> 6) as usize] |= 1 << (folded & 63);
+                }
+            }
+        }
         c
     }
 
