@@ -509,4 +509,13 @@ fn remove_pins(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+    // A per-namespace folder goes with its last filter (fails while not empty).
+    if let Some(parent) = dir.parent() {
+        if parent
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("netns-"))
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
