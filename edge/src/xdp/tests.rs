@@ -1180,3 +1180,84 @@ fn redirect_mode_delivers_good_sip_to_the_bound_af_xdp_socket() {
     assert_eq!(stats.drops.total(), 0, "{stats:?}");
     assert_eq!(stats.verdict_mode, "redirect");
 }
+
+// ------------------------------------------------------------------ pins
+
+/// Pins a loaded-but-unattached filter's maps where a filter on `iface`
+/// would, claiming `owner_pid`: what a crashed (or a live) run leaves.
+fn leave_pins(iface: &str, owner_pid: u32) {
+    let mut stale = Filter::load_unattached(&pass_mode()).unwrap();
+    let dir = super::loader::pin_dir_for(iface).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    stale
+        .maps()
+        .set_info(abi::Info {
+            owner_pid,
+            attach_mode: abi::ATTACH_NATIVE,
+            ..Default::default()
+        })
+        .unwrap();
+    for (name, map) in stale.maps().named() {
+        map.pin(dir.join(name)).unwrap();
+    }
+    // Dropping the unattached filter leaves these pins behind, like a crash.
+}
+
+fn with_veth<R: Send>(test: &str, f: impl FnOnce(String) -> R + Send) -> Option<R> {
+    use crate::lab::netns::{unique_name, veth_pair, Netns};
+    if !privileged_or_skip(test) {
+        return None;
+    }
+    let a = Netns::create("xpa").unwrap();
+    let b = Netns::create("xpb").unwrap();
+    let (ia, ib) = (unique_name("pa"), unique_name("pb"));
+    veth_pair(&a, &ia, &b, &ib).unwrap();
+    b.ip(&["link", "set", &ib, "up"]).unwrap();
+    Some(b.enter(move || f(ib)).unwrap())
+}
+
+#[test]
+fn pins_left_by_a_dead_run_are_replaced() {
+    with_veth("pins_left_by_a_dead_run_are_replaced", |iface| {
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        leave_pins(&iface, dead_pid);
+        let filter = Filter::load(&pass_mode(), &iface, super::AttachMode::Native).unwrap();
+        let pinned = super::Pinned::open(&iface).unwrap();
+        assert_eq!(pinned.info().unwrap().owner_pid, std::process::id());
+        assert_eq!(pinned.read_stats().unwrap().attach_mode, "native");
+        let dir = filter.pin_dir().unwrap().to_path_buf();
+        drop(pinned);
+        drop(filter);
+        assert!(!dir.exists(), "pins removed on drop");
+        assert!(super::Pinned::open(&iface).is_err());
+    });
+}
+
+#[test]
+fn a_second_filter_on_a_live_runs_interface_is_refused() {
+    with_veth(
+        "a_second_filter_on_a_live_runs_interface_is_refused",
+        |iface| {
+            let first = Filter::load(&pass_mode(), &iface, super::AttachMode::Generic).unwrap();
+            assert_eq!(
+                first.attached(),
+                Some(super::Attached::Generic { fell_back: false })
+            );
+            // Another live process claims the pins (PID 1 is always alive).
+            let dir = first.pin_dir().unwrap().to_path_buf();
+            let mut other = super::Pinned::open(&iface).unwrap();
+            let mut info = other.info().unwrap();
+            info.owner_pid = 1;
+            other.set_info(info).unwrap();
+            let err = Filter::load(&pass_mode(), &iface, super::AttachMode::Generic).unwrap_err();
+            assert!(
+                matches!(err, super::FilterError::AlreadyRunning { pid: 1, .. }),
+                "{err}"
+            );
+            assert!(dir.exists(), "the running filter's pins stay");
+            drop(first);
+        },
+    );
+}
