@@ -7,6 +7,12 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dataplane;
+pub mod events;
 pub mod lab;
+pub mod metrics;
 pub mod privilege;
+pub mod profile;
+pub mod route;
+pub mod stats;
 pub mod xdp;
