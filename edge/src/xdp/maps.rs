@@ -584,7 +584,7 @@ impl FilterMaps {
         XskMap::try_from(Map::XskMap(data)).map_err(map_err("xsks"))
     }
 
-    /// Sets this CPU-independent bucket state (tests).
+    /// The rate-limit state of a source (tests).
     #[cfg(test)]
     pub(crate) fn bucket(&self, addr: IpAddr) -> Option<abi::Bucket> {
         let m: BpfHashMap<&MapData, abi::Source, abi::Bucket> =
