@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod route;
 pub mod sip;
 pub mod stats;
+pub mod xdp;
