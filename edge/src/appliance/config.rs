@@ -27,6 +27,7 @@ use toml::Spanned;
 use crate::config::{ConfigError, SourceFile};
 use crate::dataplane::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
 use crate::events::EventsConfig;
+use crate::xdp::config::{FilterConfig, RateLimit, VerdictMode};
 use crate::metrics::MetricsConfig;
 use crate::profile::{self, Profile};
 use crate::proxy::{ProxyConfig, ProxySection};
@@ -126,6 +127,9 @@ pub struct ApplianceConfig {
     pub proxy: ProxyConfig,
     /// Where to write the pid.
     pub pidfile: Option<PathBuf>,
+    /// The XDP filter: always in AF_XDP mode (redirecting), in socket mode
+    /// only when a `[filter]` table and an interface are given (passing).
+    pub filter: Option<FilterConfig>,
     /// The metrics endpoint.
     pub metrics: MetricsConfig,
     /// The event log.
@@ -261,9 +265,17 @@ impl ApplianceConfig {
         let routes = RoutesConfig::from_appliance_config(&source)?;
         let allowlist = filter_allowlist(&source)?;
         let proxy = ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist)?;
+        let filter = match edge.mode {
+            IoMode::AfXdp => Some(filter_config(&source, runtime.as_ref(), VerdictMode::Redirect)?),
+            IoMode::Socket if file.filter.is_some() && !interface.is_empty() => {
+                Some(filter_config(&source, runtime.as_ref(), VerdictMode::Pass)?)
+            }
+            IoMode::Socket => None,
+        };
         let metrics = MetricsConfig::from_file(&source)?;
         let events = EventsConfig::from_file(&source)?;
         Ok(ApplianceConfig {
+            filter,
             metrics,
             events,
             profile,
@@ -275,6 +287,42 @@ impl ApplianceConfig {
             source,
         })
     }
+}
+
+/// The `[filter]` table with the profile's rate limits and emergency cap
+/// for what the table leaves out, and the verdict mode the appliance needs.
+fn filter_config(
+    source: &SourceFile,
+    runtime: Option<&crate::profile::RuntimeDefaults>,
+    mode: VerdictMode,
+) -> Result<FilterConfig, ConfigError> {
+    let mut f = FilterConfig::from_source(source)?;
+    f.mode = mode;
+    let Some(r) = runtime else {
+        return Ok(f);
+    };
+    #[derive(Deserialize)]
+    struct Only {
+        filter: Option<toml::Table>,
+    }
+    let table = source.parse_toml::<Only>()?.filter.unwrap_or_default();
+    let rates = table.get("rate_limits").and_then(|v| v.as_table());
+    let set = |class: &str| rates.is_some_and(|t| t.contains_key(class));
+    let bucket = |b: crate::profile::TokenBucket| RateLimit { rate: b.rate, burst: b.burst };
+    if !set("invite") {
+        f.rate_limits.invite = bucket(r.rate_limits.invite);
+    }
+    if !set("register") {
+        f.rate_limits.register = bucket(r.rate_limits.register);
+    }
+    if !set("other") {
+        f.rate_limits.other = bucket(r.rate_limits.other);
+    }
+    if !table.contains_key("overload_cap_pps") {
+        f.overload_cap_pps = r.emergency_cap_pps.min(u32::MAX as u64) as u32;
+    }
+    f.validate().map_err(|e| ConfigError::file(source.path(), format!("[filter] with the profile's defaults: {e}")))?;
+    Ok(f)
 }
 
 /// The allowlist of the `[filter]` table, which the proxy honours too.

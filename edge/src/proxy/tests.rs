@@ -491,7 +491,7 @@ fn an_extension_sweep_is_reported_for_a_ban() {
 #[test]
 fn allowlisted_sources_are_never_reported() {
     let mut lab = Lab::with(table(None), |c| {
-        c.allowlist.push(Cidr::parse("198.18.0.0/24").unwrap())
+        c.allowlist.push("198.18.0.0/24".parse::<Cidr>().unwrap())
     });
     for ext in 100..200 {
         let _ = lab.send(
