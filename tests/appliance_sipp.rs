@@ -41,10 +41,13 @@ fn write_config(dir: &TempDir, lab: &Lab, mode: &str) -> std::path::PathBuf {
     .unwrap();
     dir.write("prefixes.csv", "prefix,group\n44,uk\n").unwrap();
     let iface = &lab.edge.iface;
+    // The lab's veths have one queue: one AF_XDP worker; socket mode spreads
+    // over two workers with SO_REUSEPORT.
+    let workers = if mode == "socket" { 2 } else { 1 };
     dir.write(
         "edge.toml",
         format!(
-            "[edge]\nmode = \"{mode}\"\ninterface = \"{iface}\"\nlisten = \"{EDGE_ADDR}:5060\"\nworkers = 2\n\
+            "[edge]\nmode = \"{mode}\"\ninterface = \"{iface}\"\nlisten = \"{EDGE_ADDR}:5060\"\nworkers = {workers}\n\
              [dataplane.idle]\nbusy_polls = 64\nwait_us = 1000\n\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
@@ -200,5 +203,13 @@ fn sipp_calls_complete_through_the_edge_in_socket_mode() {
     run_calls_through_the_edge(
         "socket",
         "sipp_calls_complete_through_the_edge_in_socket_mode",
+    );
+}
+
+#[test]
+fn sipp_calls_complete_through_the_edge_in_afxdp_mode() {
+    run_calls_through_the_edge(
+        "afxdp",
+        "sipp_calls_complete_through_the_edge_in_afxdp_mode",
     );
 }

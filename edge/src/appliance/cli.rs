@@ -61,7 +61,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
     let (metrics, publisher) = MetricsServer::start_published(cfg.metrics.listen)
         .with_context(|| format!("starting the metrics endpoint on {}", cfg.metrics.listen))?;
-    let mut appliance = Appliance::start(cfg.clone(), None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;
@@ -159,5 +159,14 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }
         ControlEvent::ReloadRefused { .. } => return None,
+        ControlEvent::AttachFallback { interface } => {
+            eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
+            Event::attach_fallback(
+                interface,
+                "auto",
+                "generic",
+                "native attach refused by the driver",
+            )
+        }
     })
 }

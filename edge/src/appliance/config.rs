@@ -27,11 +27,11 @@ use toml::Spanned;
 use crate::config::{ConfigError, SourceFile};
 use crate::dataplane::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
 use crate::events::EventsConfig;
-use crate::xdp::config::{FilterConfig, RateLimit, VerdictMode};
 use crate::metrics::MetricsConfig;
 use crate::profile::{self, Profile};
 use crate::proxy::{ProxyConfig, ProxySection};
 use crate::route::RoutesConfig;
+use crate::xdp::config::{FilterConfig, RateLimit, VerdictMode};
 
 /// The `[edge]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -266,7 +266,11 @@ impl ApplianceConfig {
         let allowlist = filter_allowlist(&source)?;
         let proxy = ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist)?;
         let filter = match edge.mode {
-            IoMode::AfXdp => Some(filter_config(&source, runtime.as_ref(), VerdictMode::Redirect)?),
+            IoMode::AfXdp => Some(filter_config(
+                &source,
+                runtime.as_ref(),
+                VerdictMode::Redirect,
+            )?),
             IoMode::Socket if file.filter.is_some() && !interface.is_empty() => {
                 Some(filter_config(&source, runtime.as_ref(), VerdictMode::Pass)?)
             }
@@ -308,7 +312,10 @@ fn filter_config(
     let table = source.parse_toml::<Only>()?.filter.unwrap_or_default();
     let rates = table.get("rate_limits").and_then(|v| v.as_table());
     let set = |class: &str| rates.is_some_and(|t| t.contains_key(class));
-    let bucket = |b: crate::profile::TokenBucket| RateLimit { rate: b.rate, burst: b.burst };
+    let bucket = |b: crate::profile::TokenBucket| RateLimit {
+        rate: b.rate,
+        burst: b.burst,
+    };
     if !set("invite") {
         f.rate_limits.invite = bucket(r.rate_limits.invite);
     }
@@ -321,7 +328,12 @@ fn filter_config(
     if !table.contains_key("overload_cap_pps") {
         f.overload_cap_pps = r.emergency_cap_pps.min(u32::MAX as u64) as u32;
     }
-    f.validate().map_err(|e| ConfigError::file(source.path(), format!("[filter] with the profile's defaults: {e}")))?;
+    f.validate().map_err(|e| {
+        ConfigError::file(
+            source.path(),
+            format!("[filter] with the profile's defaults: {e}"),
+        )
+    })?;
     Ok(f)
 }
 

@@ -11,11 +11,15 @@ use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
 use crate::dataplane::Timestamp;
-use crate::dataplane::{Dataplane, DataplaneError, IoKind, SocketMap, WorkerSnapshot};
+use crate::dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, WorkerSnapshot};
 use crate::proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
 use crate::route::probe::{HealthChange, Prober};
 use crate::route::{RouteControl, RouteErrors};
 use crate::stats::{self, Snapshot};
+use crate::xdp::config::Cidr;
+use crate::xdp::loader::{Attached, Filter};
+use crate::xdp::maps::BanReason;
+use crate::xdp::FilterError;
 
 /// Why the appliance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,9 @@ pub enum StartError {
     /// The dataplane could not start.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    /// The XDP filter could not be loaded or attached.
+    #[error("XDP filter: {0}")]
+    Filter(FilterError),
     /// The health prober's socket could not be bound.
     #[error("cannot bind the health prober at {addr}: {source}")]
     Prober {
@@ -65,6 +72,11 @@ pub enum ControlEvent {
         /// Prefixes in it.
         prefixes: usize,
     },
+    /// `attach = "auto"` fell back to generic XDP: slower, and said loudly.
+    AttachFallback {
+        /// The interface.
+        interface: String,
+    },
     /// A route reload was refused; the running table stays.
     ReloadRefused {
         /// Why.
@@ -75,6 +87,9 @@ pub enum ControlEvent {
 /// The running appliance, owned by the control thread.
 pub struct Appliance {
     cfg: ApplianceConfig,
+    /// The XDP filter (AF_XDP mode, or socket mode with a `[filter]`).
+    filter: Option<Filter>,
+    last_sweep: Instant,
     dataplane: Dataplane<EdgeProxy>,
     routes: RouteControl,
     prober: Prober,
@@ -93,22 +108,42 @@ pub struct Appliance {
 impl Appliance {
     /// Loads the routes, starts one worker per configured queue (AF_XDP
     /// sockets go into `xsk_map`) and the health prober.
-    pub fn start(
-        cfg: ApplianceConfig,
-        xsk_map: Option<&mut dyn SocketMap>,
-    ) -> Result<Appliance, StartError> {
+    pub fn start(cfg: ApplianceConfig) -> Result<Appliance, StartError> {
         let loaded = cfg.routes.load(&cfg.source).map_err(StartError::Routes)?;
+        let mut events = Vec::new();
+        let mut filter = match &cfg.filter {
+            Some(fc) => {
+                let f = Filter::load(fc, &cfg.dataplane.interface, fc.attach)
+                    .map_err(StartError::Filter)?;
+                if let Some(Attached::Generic { fell_back: true }) = f.attached() {
+                    events.push(ControlEvent::AttachFallback {
+                        interface: cfg.dataplane.interface.clone(),
+                    });
+                }
+                Some(f)
+            }
+            None => None,
+        };
         let health = loaded.table.health_settings();
         let workers = cfg.dataplane.workers.len();
         let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
         let proxy_cfg = cfg.proxy.clone();
-        let dataplane = Dataplane::start(&cfg.dataplane, xsk_map, |i| {
-            EdgeProxy::new(
-                proxy_cfg.clone(),
-                worker_routes[i].take().expect("one route set per worker"),
-            )
-        })?;
+        let mut xsk_map = match (&mut filter, cfg.dataplane.mode) {
+            (Some(f), IoMode::AfXdp) => Some(f.xsk_map().map_err(StartError::Filter)?),
+            _ => None,
+        };
+        let dataplane = Dataplane::start(
+            &cfg.dataplane,
+            xsk_map.as_mut().map(|m| m as &mut dyn SocketMap),
+            |i| {
+                EdgeProxy::new(
+                    proxy_cfg.clone(),
+                    worker_routes[i].take().expect("one route set per worker"),
+                )
+            },
+        )?;
+        drop(xsk_map);
         // Probes leave from the edge's address on a port of their own, so
         // their answers reach this socket and not the workers.
         let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
@@ -119,6 +154,8 @@ impl Appliance {
         prober.follow_table(routes.table());
         Ok(Appliance {
             cfg,
+            filter,
+            last_sweep: Instant::now(),
             dataplane,
             routes,
             prober,
@@ -128,7 +165,7 @@ impl Appliance {
             reloads_refused: 0,
             last_reload_error: None,
             last_workers: Vec::new(),
-            events: Vec::new(),
+            events,
             worker_bans: HashMap::new(),
         })
     }
@@ -212,6 +249,12 @@ impl Appliance {
         let now = Instant::now();
         let ban_for = Duration::from_secs(self.cfg.proxy.abuse.ban_seconds as u64);
         self.worker_bans.retain(|_, (_, until)| *until > now);
+        if let Some(f) = &mut self.filter {
+            if now.duration_since(self.last_sweep) >= Duration::from_secs(5) {
+                self.last_sweep = now;
+                let _ = f.sweep_expired_bans();
+            }
+        }
         for ev in events {
             let ControlEvent::Abuse { source, reason } = ev else {
                 continue;
@@ -220,11 +263,30 @@ impl Appliance {
                 continue;
             }
             self.worker_bans.insert(*source, (reason, now + ban_for));
-            let until = Timestamp::now().plus(ban_for);
-            self.dataplane.broadcast(ProxyControl::Ban {
-                source: *source,
-                until,
-            });
+            match &mut self.filter {
+                Some(f) => {
+                    let why = match *reason {
+                        "auth_failure" => BanReason::AuthFailure,
+                        "extension_scan" => BanReason::ExtensionScan,
+                        _ => BanReason::NotFound,
+                    };
+                    if let Err(e) = f.ban(
+                        Cidr::host(*source),
+                        Some(ban_for),
+                        why,
+                        "reported by the proxy",
+                    ) {
+                        eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}");
+                    }
+                }
+                None => {
+                    let until = Timestamp::now().plus(ban_for);
+                    self.dataplane.broadcast(ProxyControl::Ban {
+                        source: *source,
+                        until,
+                    });
+                }
+            }
         }
     }
 
@@ -238,6 +300,10 @@ impl Appliance {
             &self.last_workers,
         );
         let now = Instant::now();
+        if let Some(f) = &self.filter {
+            add_filter(&mut s, f);
+            return s;
+        }
         s.bans = self
             .worker_bans
             .iter()
@@ -406,5 +472,46 @@ fn latency(h: &Histogram<u64>) -> stats::LatencyHistogram {
         sum_ms: h.mean() * h.len() as f64 / 1000.0,
         p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+/// The XDP filter's part of a snapshot: verdicts, attach mode, top sources
+/// and bans, read from its maps.
+fn add_filter(s: &mut Snapshot, f: &Filter) {
+    if let Some(a) = f.attached() {
+        s.modes.attach = a.name().into();
+        s.modes.attach_fallback = matches!(a, Attached::Generic { fell_back: true });
+    }
+    if let Ok(st) = f.read_stats() {
+        s.xdp = Some(stats::XdpCounters {
+            drops: crate::xdp::stats::DropCounts::NAMES
+                .iter()
+                .zip(st.drops.as_array())
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            passed: st.passed + st.passed_other,
+            redirected: st.redirected,
+        });
+    }
+    if let Ok(top) = f.top_sources(20) {
+        s.top_sources = top
+            .into_iter()
+            .map(|t| stats::TopSource {
+                source: t.source.to_string(),
+                drops: t.drops,
+                last_reason: t.last_reason.into(),
+            })
+            .collect();
+    }
+    if let Ok(bans) = f.bans() {
+        s.bans = bans
+            .into_iter()
+            .filter(|b| !b.expired)
+            .map(|b| stats::BanEntry {
+                source: b.network.to_string(),
+                reason: b.reason.name().into(),
+                seconds_left: b.left.map_or(u64::MAX, |d| d.as_secs()),
+            })
+            .collect();
     }
 }

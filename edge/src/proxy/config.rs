@@ -221,5 +221,4 @@ mod tests {
             Secret::new(0x0011223344556677, 0x8899aabbccddeeff)
         );
     }
-
 }
