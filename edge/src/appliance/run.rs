@@ -143,7 +143,6 @@ impl Appliance {
                 )
             },
         )?;
-        drop(xsk_map);
         // Probes leave from the edge's address on a port of their own, so
         // their answers reach this socket and not the workers.
         let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
