@@ -97,6 +97,7 @@ pub struct Message<'a> {
 /// against Content-Length (RFC 3261 section 18.3: bytes past Content-Length
 /// are ignored, a shorter body is an error, no Content-Length means the rest
 /// of the datagram). Never panics and never allocates.
+#[inline]
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     parse_inner(buf).map_err(|f| f.relative_to(buf))
 }
@@ -117,6 +118,7 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
     }
 }
 
+#[inline]
 fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
     if buf.is_empty() {
         return Err(Fail::at(ErrorKind::Empty, buf));

@@ -59,6 +59,7 @@ impl fmt::Display for Host<'_> {
 
 /// Parses a host: a bracketed IPv6 reference, a dotted IPv4 address or a
 /// host name. Returns the host and the rest.
+#[inline]
 pub(crate) fn host(s: &[u8]) -> Res<(Host<'_>, &[u8])> {
     if s.first() == Some(&b'[') {
         let Some(close) = memchr::memchr(b']', s) else {
@@ -75,8 +76,13 @@ pub(crate) fn host(s: &[u8]) -> Res<(Host<'_>, &[u8])> {
     }
     // A name whose last label starts with a digit can only be an IPv4
     // address (RFC 3261 toplabel starts with ALPHA).
-    let last_label = name.rsplit(|&b| b == b'.').find(|l| !l.is_empty());
-    if last_label.is_some_and(|l| l[0].is_ascii_digit()) {
+    let last_label_start = match memchr::memrchr(b'.', name) {
+        // A trailing dot (fully qualified name): look at the label before it.
+        Some(i) if i + 1 == n => memchr::memrchr(b'.', &name[..i]).map_or(0, |j| j + 1),
+        Some(i) => i + 1,
+        None => 0,
+    };
+    if name[last_label_start].is_ascii_digit() {
         let addr = ipv4(name).ok_or(Fail::at(ErrorKind::BadHost, s))?;
         return Ok((Host::Ipv4(addr), &s[n..]));
     }
@@ -109,6 +115,7 @@ fn parse_text<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
 }
 
 /// A dotted-quad IPv4 address: four decimal octets of one to three digits.
+#[inline]
 pub(crate) fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut parts = s.split(|&b| b == b'.');
@@ -126,6 +133,7 @@ pub(crate) fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
 }
 
 /// A port: `1*DIGIT` no greater than 65535.
+#[inline]
 pub(crate) fn port(s: &[u8]) -> Res<(u16, &[u8])> {
     let n = span(s, super::grammar::DIGIT);
     match super::grammar::decimal(&s[..n], 65535) {
@@ -279,6 +287,7 @@ pub(crate) const PLACEHOLDER_URI: Uri<'static> = Uri {
 };
 
 /// Parses a URI that fills `s` exactly.
+#[inline]
 pub(crate) fn uri(s: &[u8]) -> Res<Uri<'_>> {
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
     let colon = s
@@ -321,6 +330,7 @@ pub(crate) fn uri(s: &[u8]) -> Res<Uri<'_>> {
     }
 }
 
+#[inline]
 fn sip_uri<'a>(raw: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Res<Uri<'a>> {
     // No '@' may appear in parameters or headers unescaped, so the first one
     // ends the userinfo (RFC 3261 section 25.1).
@@ -374,6 +384,7 @@ fn sip_uri<'a>(raw: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Res<Uri<'a>
 }
 
 /// `headers = header *( "&" header )`, `header = hname "=" hvalue`.
+#[inline]
 fn uri_headers(h: &[u8]) -> Res<()> {
     for header in h.split(|&b| b == b'&') {
         let Some(eq) = memchr::memchr(b'=', header) else {
@@ -388,6 +399,7 @@ fn uri_headers(h: &[u8]) -> Res<()> {
     Ok(())
 }
 
+#[inline]
 fn tel_uri<'a>(raw: &'a [u8], rest: &'a [u8]) -> Res<Uri<'a>> {
     let n = span(rest, TEL);
     let number = &rest[..n];

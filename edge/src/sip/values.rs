@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{
-    decimal, expect_token, is, params, quoted_string, skip_sws, span, starts_with_lws,
+    decimal, expect_token, params, quoted_string, skip_sws, span, starts_with_lws,
     ParamStyle, Params, TOKEN, WORD,
 };
 use super::uri::{self, Host, Uri};
@@ -295,6 +295,7 @@ fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
 
 /// One via-parm at the start of `s`; returns it and the rest (which starts
 /// at the white space or comma after it).
+#[inline]
 pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let start = skip_sws(s);
     // sent-protocol = protocol-name SLASH protocol-version SLASH transport
@@ -323,7 +324,7 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
         let bad = || Fail::at(ErrorKind::BadVia, at);
         if name.eq_ignore_ascii_case(b"branch") {
-            branch = Some(value.filter(|v| v.iter().all(|&b| is(b, TOKEN))).ok_or_else(bad)?);
+            branch = Some(value.ok_or_else(bad)?);
         } else if name.eq_ignore_ascii_case(b"received") {
             let v = value.ok_or_else(bad)?;
             let v = v
@@ -383,6 +384,7 @@ pub(crate) fn list_next(rest: &[u8], kind: ErrorKind) -> Res<Option<&[u8]>> {
 
 /// Validates a whole Via header value (a comma list) and returns the first
 /// via-parm.
+#[inline]
 pub(crate) fn via_list(value: &[u8]) -> Res<Via<'_>> {
     let (first, mut rest) = via_parm(value)?;
     while let Some(next) = list_next(rest, ErrorKind::BadVia)? {
@@ -440,6 +442,7 @@ impl<'a> NameAddr<'a> {
 }
 
 /// One name-addr or addr-spec with its parameters at the start of `s`.
+#[inline]
 pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     let start = skip_sws(s);
     let (display_name, after_display) = match start.first() {
@@ -519,6 +522,7 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
 }
 
 /// A From or To value: exactly one name-addr.
+#[inline]
 pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
     let (v, rest) = name_addr(value)?;
     let rest = skip_sws(rest);
@@ -530,6 +534,7 @@ pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
 
 /// Validates a Contact, Route or Record-Route value (a comma list).
 /// `star_allowed` admits Contact's `*` (RFC 3261 section 20.10).
+#[inline]
 pub(crate) fn name_addr_list(value: &[u8], star_allowed: bool) -> Res<()> {
     if star_allowed && value == b"*" {
         return Ok(());
@@ -560,6 +565,7 @@ impl<'a> CSeq<'a> {
 /// The largest CSeq number (RFC 3261 section 8.1.1.5: less than 2^31).
 pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 
+#[inline]
 pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
     let v = skip_sws(s);
     let n = span(v, super::grammar::DIGIT);
@@ -580,6 +586,7 @@ pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
 }
 
 /// `callid = word [ "@" word ]` (RFC 3261 section 25.1).
+#[inline]
 pub(crate) fn call_id(v: &[u8]) -> Res<()> {
     let n = span(v, WORD);
     if n == 0 {
@@ -603,6 +610,7 @@ pub(crate) fn call_id(v: &[u8]) -> Res<()> {
 }
 
 /// A value that is only `1*DIGIT` no greater than `max`, or `kind`.
+#[inline]
 pub(crate) fn number(v: &[u8], max: u64, kind: ErrorKind) -> Res<u64> {
     decimal(v, max).ok_or(Fail::at(kind, v))
 }

@@ -1,0 +1,185 @@
+//! SIP parsing speed: dce-edge's parser against the `rsip` crate on the same
+//! bytes in the same run, each parsing a message and reading the fields a
+//! stateless proxy reads (top Via branch and sent-by, Call-ID, CSeq,
+//! Max-Forwards, From tag, To tag, the dialed number of a request; status
+//! code for a response).
+//!
+//! Run with `cargo bench -p dce-lab --bench sip_parse`. Prints, per message,
+//! the median and p99 of the per-message time over many batches, messages
+//! per second on one core (from the median), and the rsip/dce-edge ratio.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use dce_edge::sip::{self, DialedNumber, Host};
+use rsip::prelude::{HeadersExt, ToTypedHeader, UntypedHeader};
+
+const INVITE: &[u8] = include_bytes!("../edge/tests/corpus/sip/messages/invite-sdp.valid.sip");
+const OK_200: &[u8] = include_bytes!("../edge/tests/corpus/sip/messages/ok-200-sdp.valid.sip");
+const OPTIONS: &[u8] = include_bytes!("../edge/tests/corpus/sip/messages/options-ping.valid.sip");
+
+/// Folds what was read into a number, so the optimiser cannot drop the reads.
+fn fold(acc: u64, bytes: &[u8]) -> u64 {
+    acc.wrapping_mul(31)
+        .wrapping_add(bytes.len() as u64)
+        .wrapping_add(bytes.first().copied().unwrap_or(0) as u64)
+}
+
+fn dce_edge_read(bytes: &[u8]) -> u64 {
+    let msg = sip::parse(bytes).expect("dce-edge parses the benchmark message");
+    let via = msg.top_via();
+    let mut acc = fold(0, via.branch().unwrap_or_default());
+    acc = match via.host() {
+        Host::Name(n) => fold(acc, n),
+        Host::Ipv4(a) => fold(acc, &a.octets()),
+        Host::Ipv6(a) => fold(acc, &a.octets()),
+    };
+    acc = acc.wrapping_add(u64::from(via.port().unwrap_or(5060)));
+    acc = fold(acc, msg.call_id());
+    let cseq = msg.cseq();
+    acc = fold(acc, cseq.method.as_bytes()).wrapping_add(u64::from(cseq.number));
+    acc = acc.wrapping_add(u64::from(msg.max_forwards().unwrap_or(70)));
+    acc = fold(acc, msg.from_tag().unwrap_or_default());
+    acc = fold(acc, msg.to_tag().unwrap_or_default());
+    if msg.is_request() {
+        let mut n = DialedNumber::new();
+        if msg.dialed_number(&mut n).is_ok() {
+            acc = fold(acc, n.as_bytes());
+        }
+    } else {
+        acc = acc.wrapping_add(u64::from(msg.status().unwrap_or(0)));
+    }
+    acc
+}
+
+fn rsip_read(bytes: &[u8]) -> u64 {
+    let msg = rsip::SipMessage::try_from(bytes).expect("rsip parses the benchmark message");
+    let via = msg.via_header().unwrap().typed().unwrap();
+    let mut acc = fold(
+        0,
+        via.branch()
+            .map(|b| b.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    acc = fold(acc, via.uri.host_with_port.host.to_string().as_bytes());
+    acc = acc.wrapping_add(
+        via.uri
+            .host_with_port
+            .port
+            .map(|p| u64::from(*p.value()))
+            .unwrap_or(5060),
+    );
+    acc = fold(acc, msg.call_id_header().unwrap().value().as_bytes());
+    let cseq = msg.cseq_header().unwrap().typed().unwrap();
+    acc = fold(acc, cseq.method.to_string().as_bytes()).wrapping_add(u64::from(cseq.seq));
+    let max_forwards = msg.max_forwards_header().ok().and_then(|h| h.num().ok());
+    acc = acc.wrapping_add(u64::from(max_forwards.unwrap_or(70)));
+    let from_tag = msg.from_header().unwrap().tag().unwrap();
+    acc = fold(
+        acc,
+        from_tag.map(|t| t.to_string()).unwrap_or_default().as_bytes(),
+    );
+    let to_tag = msg.to_header().unwrap().tag().unwrap();
+    acc = fold(acc, to_tag.map(|t| t.to_string()).unwrap_or_default().as_bytes());
+    match &msg {
+        rsip::SipMessage::Request(req) => {
+            // The same dialed-number rule: the user part without visual
+            // separators, digits only, into a stack buffer.
+            if let Some(auth) = &req.uri.auth {
+                let mut digits = [0u8; 32];
+                let mut len = 0;
+                for b in auth.user.bytes() {
+                    if b.is_ascii_digit() && len < digits.len() {
+                        digits[len] = b;
+                        len += 1;
+                    }
+                }
+                acc = fold(acc, &digits[..len]);
+            }
+        }
+        rsip::SipMessage::Response(resp) => {
+            acc = acc.wrapping_add(u64::from(resp.status_code.code()));
+        }
+    }
+    acc
+}
+
+struct Figures {
+    median_ns: f64,
+    p99_ns: f64,
+}
+
+/// Times `batches` batches of `per_batch` calls and returns the per-message
+/// median and p99 over the batches.
+fn measure(bytes: &[u8], read: fn(&[u8]) -> u64, per_batch: u32, batches: usize) -> Figures {
+    let mut sink = 0u64;
+    // Warm up caches and branch predictors.
+    for _ in 0..per_batch {
+        sink = sink.wrapping_add(read(black_box(bytes)));
+    }
+    let mut per_message = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let start = Instant::now();
+        for _ in 0..per_batch {
+            sink = sink.wrapping_add(read(black_box(bytes)));
+        }
+        per_message.push(start.elapsed().as_nanos() as f64 / f64::from(per_batch));
+    }
+    black_box(sink);
+    per_message.sort_by(f64::total_cmp);
+    let at = |q: f64| per_message[((per_message.len() - 1) as f64 * q).round() as usize];
+    Figures {
+        median_ns: at(0.5),
+        p99_ns: at(0.99),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let messages: [(&str, &[u8]); 3] = [
+        ("INVITE with SDP", INVITE),
+        ("200 OK with SDP", OK_200),
+        ("OPTIONS", OPTIONS),
+    ];
+    for (name, bytes) in messages {
+        assert_eq!(dce_edge_read(bytes) != 0, rsip_read(bytes) != 0, "{name}");
+    }
+
+    println!("SIP parse + proxy field reads, one core, per message");
+    println!(
+        "{:<16} {:>5} {:>8} | {:>10} {:>10} {:>12} | {:>10} {:>10} {:>12} | {:>6}",
+        "message",
+        "bytes",
+        "headers",
+        "dce med ns",
+        "dce p99 ns",
+        "dce msg/s",
+        "rsip med",
+        "rsip p99",
+        "rsip msg/s",
+        "ratio"
+    );
+    for (name, bytes) in messages {
+        let headers = sip::parse(bytes).unwrap().header_count();
+        let ours = measure(bytes, dce_edge_read, 2_000, 400);
+        let theirs = measure(bytes, rsip_read, 100, 400);
+        println!(
+            "{:<16} {:>5} {:>8} | {:>10.0} {:>10.0} {:>12.0} | {:>10.0} {:>10.0} {:>12.0} | {:>5.1}x",
+            name,
+            bytes.len(),
+            headers,
+            ours.median_ns,
+            ours.p99_ns,
+            1e9 / ours.median_ns,
+            theirs.median_ns,
+            theirs.p99_ns,
+            1e9 / theirs.median_ns,
+            theirs.median_ns / ours.median_ns,
+        );
+    }
+    println!(
+        "median and p99 over 400 batches (2000 messages per dce-edge batch, 100 per rsip batch); \
+         msg/s = 1e9 / median; ratio = rsip median / dce-edge median"
+    );
+}
