@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{parse, DialedNumber, MAX_MESSAGE_LEN};
+use super::{parse_strict, DialedNumber, MAX_MESSAGE_LEN};
 
 /// The `dce-edge sip` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -73,7 +73,7 @@ pub fn check_bytes(file: &str, bytes: &[u8]) -> CheckReport {
         error: None,
         offset: None,
     };
-    match parse(bytes) {
+    match parse_strict(bytes) {
         Ok(msg) => {
             report.valid = true;
             if let Some(m) = msg.method() {

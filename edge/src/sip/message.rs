@@ -252,8 +252,13 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
 
 #[inline(always)]
 fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
     // Leading white space may include folds (`TO :\r\n sip:...`).
-    v = grammar::skip_sws(v);
+    if v.first() == Some(&b'\r') {
+        v = grammar::skip_sws(v);
+    }
     while let [rest @ .., b' ' | b'\t'] = v {
         v = rest;
     }

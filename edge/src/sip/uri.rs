@@ -75,14 +75,17 @@ pub(crate) fn host(s: &[u8]) -> Res<(Host<'_>, &[u8])> {
         return Err(Fail::at(ErrorKind::BadHost, s));
     }
     // A name whose last label starts with a digit can only be an IPv4
-    // address (RFC 3261 toplabel starts with ALPHA).
-    let last_label_start = match memchr::memrchr(b'.', name) {
-        // A trailing dot (fully qualified name): look at the label before it.
-        Some(i) if i + 1 == n => memchr::memrchr(b'.', &name[..i]).map_or(0, |j| j + 1),
-        Some(i) => i + 1,
-        None => 0,
-    };
-    if name[last_label_start].is_ascii_digit() {
+    // address (RFC 3261 toplabel starts with ALPHA); a trailing dot (a fully
+    // qualified name) does not count as a label.
+    let trimmed = name.strip_suffix(b".").unwrap_or(name);
+    let last_label_start = trimmed
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(0, |i| i + 1);
+    if trimmed
+        .get(last_label_start)
+        .is_none_or(|b| b.is_ascii_digit())
+    {
         let addr = ipv4(name).ok_or(Fail::at(ErrorKind::BadHost, s))?;
         return Ok((Host::Ipv4(addr), &s[n..]));
     }
@@ -118,17 +121,31 @@ fn parse_text<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
 #[inline]
 pub(crate) fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 {
-            return None;
+    let mut part = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                value = value * 10 + u32::from(b - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = value as u8;
+                part += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(super::grammar::decimal(part, 255)?).ok()?;
     }
-    if parts.next().is_some() {
+    if part != 3 || digits == 0 {
         return None;
     }
+    octets[3] = value as u8;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -221,50 +238,7 @@ impl<'a> Uri<'a> {
             Scheme::Sip | Scheme::Sips | Scheme::Tel => self.user,
             Scheme::Other(_) => None,
         };
-        let Some(number) = number else {
-            return Err(DialedNumberError::NoNumber);
-        };
-        // A telephone-subscriber in a sip user part may carry its own
-        // parameters (`;phone-context=...`, `;isub=...`): they are not digits.
-        let number = match memchr::memchr(b';', number) {
-            Some(i) => &number[..i],
-            None => number,
-        };
-        let mut i = 0;
-        while i < number.len() {
-            let mut b = number[i];
-            if b == b'%' {
-                let hi = number.get(i + 1).copied().and_then(hex_value);
-                let lo = number.get(i + 2).copied().and_then(hex_value);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => {
-                        b = h << 4 | l;
-                        i += 2;
-                    }
-                    _ => return Err(DialedNumberError::NotANumber),
-                }
-            }
-            i += 1;
-            match b {
-                b'0'..=b'9' => {
-                    if out.len as usize == MAX_DIALED_DIGITS {
-                        out.len = 0;
-                        return Err(DialedNumberError::TooLong);
-                    }
-                    out.digits[out.len as usize] = b;
-                    out.len += 1;
-                }
-                b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
-                _ => {
-                    out.len = 0;
-                    return Err(DialedNumberError::NotANumber);
-                }
-            }
-        }
-        if out.len == 0 {
-            return Err(DialedNumberError::NoNumber);
-        }
-        Ok(())
+        digits_into(number.ok_or(DialedNumberError::NoNumber)?, out)
     }
 }
 
@@ -273,18 +247,6 @@ impl fmt::Display for Uri<'_> {
         f.write_str(&String::from_utf8_lossy(self.raw))
     }
 }
-
-/// Stands in for a URI until one is parsed.
-pub(crate) const PLACEHOLDER_URI: Uri<'static> = Uri {
-    raw: &[],
-    scheme: Scheme::Other(&[]),
-    user: None,
-    password: None,
-    host: None,
-    port: None,
-    params: &[],
-    headers: None,
-};
 
 /// Parses a URI that fills `s` exactly.
 #[inline]
@@ -429,6 +391,75 @@ fn tel_uri<'a>(raw: &'a [u8], rest: &'a [u8]) -> Res<Uri<'a>> {
         params,
         headers: None,
     })
+}
+
+/// The dialed number of a raw URI without checking the rest of it: the
+/// scheme must be sip, sips or tel; the user part is what precedes the `@`
+/// (and any `:password`), the tel number what precedes the first `;`.
+#[inline]
+pub(crate) fn dialed_number_of(raw: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
+    out.len = 0;
+    let colon = memchr::memchr(b':', raw).ok_or(DialedNumberError::NoNumber)?;
+    let (scheme, rest) = (&raw[..colon], &raw[colon + 1..]);
+    let user = if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        let at = memchr::memchr(b'@', rest).ok_or(DialedNumberError::NoNumber)?;
+        let userinfo = &rest[..at];
+        match memchr::memchr(b':', userinfo) {
+            Some(c) => &userinfo[..c],
+            None => userinfo,
+        }
+    } else if scheme.eq_ignore_ascii_case(b"tel") {
+        rest
+    } else {
+        return Err(DialedNumberError::NoNumber);
+    };
+    digits_into(user, out)
+}
+
+/// Decodes escapes, drops visual separators and keeps digits, stopping at
+/// the first `;` (a telephone-subscriber's own parameters).
+#[inline]
+fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
+    out.len = 0;
+    let number = match memchr::memchr(b';', number) {
+        Some(i) => &number[..i],
+        None => number,
+    };
+    let mut i = 0;
+    while i < number.len() {
+        let mut b = number[i];
+        if b == b'%' {
+            let hi = number.get(i + 1).copied().and_then(hex_value);
+            let lo = number.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(h), Some(l)) => {
+                    b = h << 4 | l;
+                    i += 2;
+                }
+                _ => return Err(DialedNumberError::NotANumber),
+            }
+        }
+        i += 1;
+        match b {
+            b'0'..=b'9' => {
+                if out.len as usize == MAX_DIALED_DIGITS {
+                    out.len = 0;
+                    return Err(DialedNumberError::TooLong);
+                }
+                out.digits[out.len as usize] = b;
+                out.len += 1;
+            }
+            b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
+            _ => {
+                out.len = 0;
+                return Err(DialedNumberError::NotANumber);
+            }
+        }
+    }
+    if out.len == 0 {
+        return Err(DialedNumberError::NoNumber);
+    }
+    Ok(())
 }
 
 /// The longest dialed number kept, in digits. E.164 numbers have at most 15;

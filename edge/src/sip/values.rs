@@ -275,15 +275,6 @@ pub(crate) const PLACEHOLDER_VIA: Via<'static> = Via {
     ttl: None,
 };
 
-/// Stands in for From and To until they are parsed.
-pub(crate) const PLACEHOLDER_NAME_ADDR: NameAddr<'static> = NameAddr {
-    raw: &[],
-    display_name: None,
-    uri: uri::PLACEHOLDER_URI,
-    params: &[],
-    tag: None,
-};
-
 /// Skips `SWS sep SWS`; `None` when the separator is not next.
 #[inline]
 fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
@@ -298,11 +289,18 @@ fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
 #[inline]
 pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let start = skip_sws(s);
-    // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    let (protocol, rest) = expect_token(start, ErrorKind::BadVia)?;
-    let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
-    let (version, rest) = expect_token(rest, ErrorKind::BadVia)?;
-    let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+    // sent-protocol = protocol-name SLASH protocol-version SLASH transport;
+    // nearly every Via is written `SIP/2.0/...` without white space.
+    let (protocol, version, rest) = match start.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (&start[..3], &start[4..7], &start[8..]),
+        _ => {
+            let (protocol, rest) = expect_token(start, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            let (version, rest) = expect_token(rest, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            (protocol, version, rest)
+        }
+    };
     let (transport, rest) = expect_token(rest, ErrorKind::BadVia)?;
     if !starts_with_lws(rest) {
         return Err(Fail::at(ErrorKind::BadVia, rest));
@@ -323,30 +321,36 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let mut ttl = None;
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
         let bad = || Fail::at(ErrorKind::BadVia, at);
-        if name.eq_ignore_ascii_case(b"branch") {
-            branch = Some(value.ok_or_else(bad)?);
-        } else if name.eq_ignore_ascii_case(b"received") {
-            let v = value.ok_or_else(bad)?;
-            let v = v
-                .strip_prefix(b"[")
-                .and_then(|v| v.strip_suffix(b"]"))
-                .unwrap_or(v);
-            let ip = match uri::ipv4(v) {
-                Some(a) => IpAddr::V4(a),
-                None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
-            };
-            received = Some(ip);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            rport = match value {
-                None => Rport::Requested,
-                Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
-            };
-        } else if name.eq_ignore_ascii_case(b"maddr") {
-            let v = value.ok_or_else(bad)?;
-            uri::host(v).ok().filter(|(_, r)| r.is_empty()).ok_or_else(bad)?;
-            maddr = Some(v);
-        } else if name.eq_ignore_ascii_case(b"ttl") {
-            ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+        // Dispatch on the length first: most parameters are branch and rport.
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => branch = Some(value.ok_or_else(bad)?),
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                rport = match value {
+                    None => Rport::Requested,
+                    Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
+                };
+            }
+            8 if name.eq_ignore_ascii_case(b"received") => {
+                let v = value.ok_or_else(bad)?;
+                let v = v
+                    .strip_prefix(b"[")
+                    .and_then(|v| v.strip_suffix(b"]"))
+                    .unwrap_or(v);
+                let ip = match uri::ipv4(v) {
+                    Some(a) => IpAddr::V4(a),
+                    None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
+                };
+                received = Some(ip);
+            }
+            5 if name.eq_ignore_ascii_case(b"maddr") => {
+                let v = value.ok_or_else(bad)?;
+                uri::host(v).ok().filter(|(_, r)| r.is_empty()).ok_or_else(bad)?;
+                maddr = Some(v);
+            }
+            3 if name.eq_ignore_ascii_case(b"ttl") => {
+                ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+            }
+            _ => {}
         }
         Ok(())
     })?;
@@ -521,6 +525,34 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     ))
 }
 
+/// The tag parameter of a From or To value without checking the URI: skips
+/// the display name and the URI by their delimiters and reads the header
+/// parameters (RFC 3261 section 20.10: an addr-spec ends at the first `;`,
+/// a name-addr at its `>`). The full check is [`single_name_addr`].
+#[inline]
+pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
+    let mut s = value;
+    if s.first() == Some(&b'"') {
+        s = quoted_string(s)?.1;
+    }
+    let params_at = match memchr::memchr2(b'<', b';', s) {
+        Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
+            Some(j) => &s[i + j + 1..],
+            None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
+        },
+        Some(i) => &s[i..],
+        None => return Ok(None),
+    };
+    let mut tag = None;
+    params(params_at, ParamStyle::Header, |name, value, at| {
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+            tag = Some(value.ok_or(Fail::at(ErrorKind::BadParam, at))?);
+        }
+        Ok(())
+    })?;
+    Ok(tag)
+}
+
 /// A From or To value: exactly one name-addr.
 #[inline]
 pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
@@ -649,18 +681,21 @@ pub(crate) fn date(v: &[u8]) -> Res<()> {
     }
 }
 
-/// Iterates the name-addr values of a comma list that was validated.
-pub(crate) fn next_name_addr(rest: &[u8]) -> Option<(NameAddr<'_>, &[u8])> {
-    let (v, after) = name_addr(rest).ok()?;
-    let next = list_next(after, ErrorKind::BadNameAddr).ok().flatten();
-    Some((v, next.unwrap_or(&[])))
+/// The next name-addr of a comma list and the rest after its comma (empty
+/// at the end of the list).
+#[inline]
+pub(crate) fn next_name_addr(rest: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
+    let (v, after) = name_addr(rest)?;
+    let next = list_next(after, ErrorKind::BadNameAddr)?;
+    Ok((v, next.unwrap_or(&[])))
 }
 
-/// Iterates the via-parms of a comma list that was validated.
-pub(crate) fn next_via(rest: &[u8]) -> Option<(Via<'_>, &[u8])> {
-    let (v, after) = via_parm(rest).ok()?;
-    let next = list_next(after, ErrorKind::BadVia).ok().flatten();
-    Some((v, next.unwrap_or(&[])))
+/// The next via-parm of a comma list and the rest after its comma.
+#[inline]
+pub(crate) fn next_via(rest: &[u8]) -> Res<(Via<'_>, &[u8])> {
+    let (v, after) = via_parm(rest)?;
+    let next = list_next(after, ErrorKind::BadVia)?;
+    Ok((v, next.unwrap_or(&[])))
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub enum WriteError {
     /// The response has a single Via, so it was meant for this element (RFC 3261 section 16.7).
     #[error("the response has no Via left after removing the top one")]
     NoViaLeft,
+    /// The response's Via values after the top one do not parse.
+    #[error("the response's second Via is malformed")]
+    BadVia,
     /// The CSeq number of a new request is 2^31 or more.
     #[error("CSeq {number} is not below 2^31")]
     BadCSeq {
@@ -461,8 +464,10 @@ pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize,
     if response.is_request() {
         return Err(WriteError::NotARequest);
     }
-    if response.second_via().is_none() {
-        return Err(WriteError::NoViaLeft);
+    match response.second_via() {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(WriteError::NoViaLeft),
+        Err(_) => return Err(WriteError::BadVia),
     }
     let buf = response.buf();
     let mut o = Out::new(out);
