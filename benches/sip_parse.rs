@@ -93,10 +93,16 @@ fn rsip_read(bytes: &[u8]) -> u64 {
     let from_tag = msg.from_header().unwrap().tag().unwrap();
     acc = fold(
         acc,
-        from_tag.map(|t| t.to_string()).unwrap_or_default().as_bytes(),
+        from_tag
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
     );
     let to_tag = msg.to_header().unwrap().tag().unwrap();
-    acc = fold(acc, to_tag.map(|t| t.to_string()).unwrap_or_default().as_bytes());
+    acc = fold(
+        acc,
+        to_tag.map(|t| t.to_string()).unwrap_or_default().as_bytes(),
+    );
     match &msg {
         rsip::SipMessage::Request(req) => {
             // The same dialed-number rule: the user part without visual
@@ -173,7 +179,10 @@ fn main() {
     println!("SIP parse + proxy field reads, one core, per message (thread CPU time)");
     println!(
         "load average at start: {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "{:<16} {:>5} {:>8} | {:>10} {:>10} {:>12} | {:>10} {:>10} {:>12} | {:>6}",

@@ -14,13 +14,22 @@ fn exercise(msg: &Message<'_>) {
     let _ = (msg.method(), msg.status(), msg.reason(), msg.start_line());
     let _ = msg.uri().map(|u| u.map(|u| (u.host(), u.params().count())));
     let _ = (msg.from(), msg.to(), msg.from_tag(), msg.to_tag());
-    let _ = (msg.call_id(), msg.cseq(), msg.max_forwards(), msg.content_length());
+    let _ = (
+        msg.call_id(),
+        msg.cseq(),
+        msg.max_forwards(),
+        msg.content_length(),
+    );
     let _ = (msg.expires(), msg.user_agent(), msg.body(), msg.as_bytes());
     let _ = msg.top_via().response_target();
     let _ = msg.top_via().params().count();
     let _ = msg.vias().count();
     let _ = msg.second_via();
-    let _ = msg.contacts().chain(msg.routes()).chain(msg.record_routes()).count();
+    let _ = msg
+        .contacts()
+        .chain(msg.routes())
+        .chain(msg.record_routes())
+        .count();
     for h in msg.headers() {
         let _ = msg.header_by_name(h.name_bytes);
     }

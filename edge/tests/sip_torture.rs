@@ -10,7 +10,9 @@ use dce_edge::sip::{
 };
 
 fn corpus(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/sip").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/sip")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -19,9 +21,15 @@ fn wsinv_reads_through_folding_and_white_space() {
     let bytes = corpus("rfc4475/wsinv.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
     assert_eq!(m.method(), Some(Method::Invite));
-    assert_eq!(m.to().unwrap().uri().as_bytes(), b"sip:vivekg@chair-dnrc.example.com");
+    assert_eq!(
+        m.to().unwrap().uri().as_bytes(),
+        b"sip:vivekg@chair-dnrc.example.com"
+    );
     assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
-    assert_eq!(m.from().unwrap().display_name(), Some(&b"\"J Rosenberg \\\\\\\"\""[..]));
+    assert_eq!(
+        m.from().unwrap().display_name(),
+        Some(&b"\"J Rosenberg \\\\\\\"\""[..])
+    );
     assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
     assert_eq!(m.max_forwards(), Some(68));
     assert_eq!(m.cseq().number, 9);
@@ -39,11 +47,16 @@ fn wsinv_reads_through_folding_and_white_space() {
         b"newfangled value\r\n continued newfangled value"
     );
     assert_eq!(
-        m.header_by_name(b"UnknownHeaderWithUnusualValue").unwrap().value,
+        m.header_by_name(b"UnknownHeaderWithUnusualValue")
+            .unwrap()
+            .value,
         b";;,,;;,;"
     );
     let contact = m.contacts().next().unwrap().unwrap();
-    assert_eq!(contact.params().get(b"newparam"), Some(Some(&b"newvalue"[..])));
+    assert_eq!(
+        contact.params().get(b"newparam"),
+        Some(Some(&b"newvalue"[..]))
+    );
     assert_eq!(contact.params().get(b"secondparam"), Some(None));
     assert_eq!(contact.params().get(b"q"), Some(Some(&b"0.33"[..])));
     assert_eq!(m.routes().count(), 1);
@@ -57,12 +70,23 @@ fn intmeth_keeps_unusual_tokens_and_quoted_controls() {
     let m = sip::parse_strict(&bytes).unwrap();
     assert_eq!(
         m.method(),
-        Some(Method::Other(b"!interesting-Method0123456789_*+`.%indeed'~"))
+        Some(Method::Other(
+            b"!interesting-Method0123456789_*+`.%indeed'~"
+        ))
     );
     let uri = m.uri().unwrap().unwrap();
-    assert_eq!(uri.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
-    assert_eq!(m.to().unwrap().display_name(), Some(&b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\""[..]));
-    assert_eq!(m.from().unwrap().display_name(), Some(&b"token1~` token2'+_ token3*%!.-"[..]));
+    assert_eq!(
+        uri.user(),
+        Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+    );
+    assert_eq!(
+        m.to().unwrap().display_name(),
+        Some(&b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\""[..])
+    );
+    assert_eq!(
+        m.from().unwrap().display_name(),
+        Some(&b"token1~` token2'+_ token3*%!.-"[..])
+    );
     assert_eq!(m.from_tag(), Some(&b"_token~1'+`*%!-."[..]));
     assert_eq!(m.max_forwards(), Some(255));
     assert_eq!(m.cseq().number, 139122385);
@@ -74,10 +98,16 @@ fn intmeth_keeps_unusual_tokens_and_quoted_controls() {
 fn esc01_keeps_escapes_in_user_and_params() {
     let bytes = corpus("rfc4475/esc01.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
-    assert_eq!(m.uri().unwrap().unwrap().user(), Some(&b"sips%3Auser%40example.com"[..]));
+    assert_eq!(
+        m.uri().unwrap().unwrap().user(),
+        Some(&b"sips%3Auser%40example.com"[..])
+    );
     assert_eq!(m.to().unwrap().uri().user(), Some(&b"%75se%72"[..]));
     let c = m.contacts().next().unwrap().unwrap();
-    assert_eq!(c.uri().params().get(b"n%61me"), Some(Some(&b"v%61lue%25%34%31"[..])));
+    assert_eq!(
+        c.uri().params().get(b"n%61me"),
+        Some(Some(&b"v%61lue%25%34%31"[..]))
+    );
     assert_eq!(m.call_id(), b"esc01.239409asdfakjkn23onasd0-3234");
     assert_eq!(m.content_type(), Some(&b"application/sdp"[..]));
 }
@@ -107,7 +137,10 @@ fn longreq_reads_34_vias_across_every_spelling() {
     assert_eq!(m.vias().count(), 34);
     assert_eq!(m.top_via().host(), Host::Name(b"sip33.example.com"));
     assert_eq!(m.to().unwrap().uri().port(), Some(6000));
-    assert_eq!(m.vias().last().unwrap().unwrap().received(), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5))));
+    assert_eq!(
+        m.vias().last().unwrap().unwrap().received(),
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)))
+    );
 }
 
 #[test]
@@ -155,14 +188,19 @@ fn noreason_and_unreason_keep_their_reason_phrases() {
     assert_eq!(m.reason(), Some(&b""[..]));
     let bytes = corpus("rfc4475/unreason.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
-    assert!(std::str::from_utf8(m.reason().unwrap()).unwrap().ends_with("простое"));
+    assert!(std::str::from_utf8(m.reason().unwrap())
+        .unwrap()
+        .ends_with("простое"));
 }
 
 #[test]
 fn unknown_schemes_parse_as_other() {
     let bytes = corpus("rfc4475/unkscm.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
-    assert_eq!(m.uri().unwrap().unwrap().scheme(), Scheme::Other(b"nobodyKnowsThisScheme"));
+    assert_eq!(
+        m.uri().unwrap().unwrap().scheme(),
+        Scheme::Other(b"nobodyKnowsThisScheme")
+    );
     let bytes = corpus("rfc4475/unksm2.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
     assert_eq!(m.to().unwrap().uri().scheme(), Scheme::Other(b"isbn"));
@@ -213,7 +251,10 @@ fn invalid_torture_messages_name_the_right_place() {
 fn rfc5118_ipv6_references_are_typed() {
     let bytes = corpus("rfc5118/port-ambiguous.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();
-    assert_eq!(m.uri().unwrap().unwrap().host(), Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap())));
+    assert_eq!(
+        m.uri().unwrap().unwrap().host(),
+        Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap()))
+    );
     assert_eq!(m.uri().unwrap().unwrap().port(), None);
     let bytes = corpus("rfc5118/port-unambiguous.valid.sip");
     let m = sip::parse_strict(&bytes).unwrap();

@@ -10,8 +10,12 @@ use dce_edge::sip::write::{
 use dce_edge::sip::{self, HeaderName, Host, Method, Rport};
 
 fn corpus(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/sip").join(name))
-        .unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus/sip")
+            .join(name),
+    )
+    .unwrap()
 }
 
 const REQUEST: &[u8] = b"INVITE sip:+44-20-7946-0000@edge.example.com SIP/2.0\r\n\
@@ -44,8 +48,14 @@ fn response_copies_every_via_in_order_and_tags_to() {
     let resp = sip::parse_strict(&out).unwrap();
     assert_eq!(resp.status(), Some(486));
     assert_eq!(resp.reason(), Some(&b"Busy Here"[..]));
-    let branches: Vec<_> = resp.vias().map(|v| v.unwrap().branch().unwrap().to_vec()).collect();
-    assert_eq!(branches, [&b"z9hG4bKfirst"[..], b"z9hG4bKsecond", b"z9hG4bKthird"]);
+    let branches: Vec<_> = resp
+        .vias()
+        .map(|v| v.unwrap().branch().unwrap().to_vec())
+        .collect();
+    assert_eq!(
+        branches,
+        [&b"z9hG4bKfirst"[..], b"z9hG4bKsecond", b"z9hG4bKthird"]
+    );
     assert_eq!(resp.to_tag(), Some(&b"t1"[..]));
     assert_eq!(resp.from_tag(), Some(&b"abc"[..]));
     assert_eq!(resp.call_id(), b"call-1@192.0.2.10");
@@ -74,7 +84,10 @@ fn response_100_gets_no_to_tag() {
 #[test]
 fn redirect_lists_contacts_and_server() {
     let req = request();
-    let contacts: [&[u8]; 2] = [b"sip:+442079460000@198.18.0.10", b"sip:+442079460000@198.18.0.11:5070"];
+    let contacts: [&[u8]; 2] = [
+        b"sip:+442079460000@198.18.0.10",
+        b"sip:+442079460000@198.18.0.11:5070",
+    ];
     let out = write(|o| {
         ResponseBuilder::new(302, "Moved Temporarily")
             .to_tag(b"r1")
@@ -83,7 +96,10 @@ fn redirect_lists_contacts_and_server() {
             .write(&req, o)
     });
     let resp = sip::parse_strict(&out).unwrap();
-    let uris: Vec<_> = resp.contacts().map(|c| c.unwrap().uri().as_bytes().to_vec()).collect();
+    let uris: Vec<_> = resp
+        .contacts()
+        .map(|c| c.unwrap().uri().as_bytes().to_vec())
+        .collect();
     assert_eq!(uris, contacts.map(|c| c.to_vec()));
     assert_eq!(resp.server(), Some(&b"dce-edge/0.1"[..]));
 }
@@ -91,7 +107,12 @@ fn redirect_lists_contacts_and_server() {
 #[test]
 fn service_unavailable_carries_retry_after() {
     let req = request();
-    let out = write(|o| ResponseBuilder::new(503, "Service Unavailable").to_tag(b"x").retry_after(30).write(&req, o));
+    let out = write(|o| {
+        ResponseBuilder::new(503, "Service Unavailable")
+            .to_tag(b"x")
+            .retry_after(30)
+            .write(&req, o)
+    });
     let resp = sip::parse_strict(&out).unwrap();
     assert_eq!(resp.header_value(HeaderName::RetryAfter), Some(&b"30"[..]));
 }
@@ -109,7 +130,10 @@ fn response_body_sets_content_type_and_length() {
     let resp = sip::parse_strict(&out).unwrap();
     assert_eq!(resp.body(), b"v=0\r\n");
     assert_eq!(resp.content_type(), Some(&b"application/sdp"[..]));
-    assert_eq!(resp.header_value(HeaderName::Allow), Some(&b"INVITE, ACK, BYE"[..]));
+    assert_eq!(
+        resp.header_value(HeaderName::Allow),
+        Some(&b"INVITE, ACK, BYE"[..])
+    );
 }
 
 #[test]
@@ -121,11 +145,15 @@ fn response_refuses_values_that_break_framing() {
         Err(WriteError::InvalidValue { .. })
     ));
     assert!(matches!(
-        ResponseBuilder::new(200, "OK").headers(&[("X-Evil", b"a\r\nVia: x")]).write(&req, &mut out),
+        ResponseBuilder::new(200, "OK")
+            .headers(&[("X-Evil", b"a\r\nVia: x")])
+            .write(&req, &mut out),
         Err(WriteError::InvalidValue { .. })
     ));
     assert!(matches!(
-        ResponseBuilder::new(200, "OK").to_tag(b"a;b").write(&req, &mut out),
+        ResponseBuilder::new(200, "OK")
+            .to_tag(b"a;b")
+            .write(&req, &mut out),
         Err(WriteError::InvalidValue { .. })
     ));
     assert_eq!(
@@ -139,7 +167,10 @@ fn response_to_a_response_is_refused() {
     let bytes = corpus("messages/ringing-180.valid.sip");
     let resp = sip::parse(&bytes).unwrap();
     let mut out = [0u8; 1500];
-    assert_eq!(write_response(&resp, 200, "OK", None, &mut out), Err(WriteError::NotARequest));
+    assert_eq!(
+        write_response(&resp, 200, "OK", None, &mut out),
+        Err(WriteError::NotARequest)
+    );
 }
 
 #[test]
@@ -195,7 +226,10 @@ fn forwarded_request_has_our_via_on_top_and_max_forwards_minus_one() {
 fn forwarded_request_copies_other_lines_byte_for_byte() {
     let req = request();
     let fwd = ForwardRequest {
-        sent_by: SentBy::Name { host: b"edge.example.com", port: None },
+        sent_by: SentBy::Name {
+            host: b"edge.example.com",
+            port: None,
+        },
         branch: b"z9hG4bKedge2",
         request_uri: None,
         record_route: None,
@@ -203,9 +237,11 @@ fn forwarded_request_copies_other_lines_byte_for_byte() {
     let out = write(|o| forward_request(&req, &fwd, o));
     let text = String::from_utf8(out).unwrap();
     let original = std::str::from_utf8(REQUEST).unwrap();
-    for line in ["v: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKfirst;rport\r\n",
+    for line in [
+        "v: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKfirst;rport\r\n",
         "f: \"Caller\" <sip:caller@example.net>;tag=abc\r\n",
-        "Subject: folded\r\n  subject line\r\n"] {
+        "Subject: folded\r\n  subject line\r\n",
+    ] {
         assert!(original.contains(line) && text.contains(line), "{line:?}");
     }
     assert!(text.contains("Via: SIP/2.0/UDP edge.example.com;branch=z9hG4bKedge2;rport\r\n"));
@@ -240,11 +276,20 @@ fn forwarded_request_can_replace_the_request_uri_and_record_route() {
     };
     let out = write(|o| forward_request(&req, &fwd, o));
     let f = sip::parse_strict(&out).unwrap();
-    assert_eq!(f.request_uri(), Some(&b"sip:+442079460000@198.18.0.2:5060"[..]));
+    assert_eq!(
+        f.request_uri(),
+        Some(&b"sip:+442079460000@198.18.0.2:5060"[..])
+    );
     assert_eq!(f.method(), Some(Method::Invite));
-    assert_eq!(f.top_via().host(), Host::Ipv6("2001:db8::1".parse().unwrap()));
+    assert_eq!(
+        f.top_via().host(),
+        Host::Ipv6("2001:db8::1".parse().unwrap())
+    );
     assert_eq!(f.top_via().port(), Some(5062));
-    assert_eq!(f.record_routes().next().unwrap().unwrap().uri().as_bytes(), b"sip:198.18.0.1;lr");
+    assert_eq!(
+        f.record_routes().next().unwrap().unwrap().uri().as_bytes(),
+        b"sip:198.18.0.1;lr"
+    );
 }
 
 #[test]
@@ -258,7 +303,10 @@ fn request_with_max_forwards_zero_is_not_forwarded() {
         record_route: None,
     };
     let mut out = [0u8; 2000];
-    assert_eq!(forward_request(&req, &fwd, &mut out), Err(WriteError::MaxForwardsExhausted));
+    assert_eq!(
+        forward_request(&req, &fwd, &mut out),
+        Err(WriteError::MaxForwardsExhausted)
+    );
 }
 
 #[test]
@@ -270,7 +318,10 @@ fn forwarded_response_loses_its_top_via_line() {
     assert_eq!(f.vias().count(), 1);
     assert_eq!(Some(*f.top_via()), resp.second_via().unwrap());
     assert_eq!(f.body(), resp.body());
-    assert_eq!(out.len(), bytes.len() - resp.header(HeaderName::Via).unwrap().line.len());
+    assert_eq!(
+        out.len(),
+        bytes.len() - resp.header(HeaderName::Via).unwrap().line.len()
+    );
 }
 
 #[test]
@@ -290,7 +341,10 @@ fn response_with_one_via_is_not_forwarded() {
     let bytes = corpus("messages/busy-503.valid.sip");
     let resp = sip::parse_strict(&bytes).unwrap();
     let mut out = [0u8; 2000];
-    assert_eq!(forward_response(&resp, &mut out), Err(WriteError::NoViaLeft));
+    assert_eq!(
+        forward_response(&resp, &mut out),
+        Err(WriteError::NoViaLeft)
+    );
 }
 
 #[test]
@@ -305,7 +359,10 @@ fn new_request_carries_every_field_and_its_content_length() {
         call_id: b"lg-1@198.18.0.1",
         cseq: 1,
         max_forwards: 70,
-        headers: &[("User-Agent", b"dce-loadgen"), ("Contact", b"<sip:load@198.18.0.1:5070>")],
+        headers: &[
+            ("User-Agent", b"dce-loadgen"),
+            ("Contact", b"<sip:load@198.18.0.1:5070>"),
+        ],
         content_type: Some(b"application/sdp"),
         body: b"v=0\r\no=- 1 1 IN IP4 198.18.0.1\r\n",
     };
@@ -330,7 +387,10 @@ fn new_request_refuses_a_cseq_of_2_pow_31() {
     let builder = RequestBuilder {
         method: Method::Options,
         request_uri: b"sip:198.18.0.2",
-        sent_by: SentBy::Name { host: b"198.18.0.1", port: Some(5060) },
+        sent_by: SentBy::Name {
+            host: b"198.18.0.1",
+            port: Some(5060),
+        },
         branch: b"z9hG4bKp",
         from: b"<sip:p@198.18.0.1>;tag=1",
         to: b"<sip:198.18.0.2>",
@@ -342,5 +402,8 @@ fn new_request_refuses_a_cseq_of_2_pow_31() {
         body: b"",
     };
     let mut out = [0u8; 1000];
-    assert_eq!(builder.write(&mut out), Err(WriteError::BadCSeq { number: 1 << 31 }));
+    assert_eq!(
+        builder.write(&mut out),
+        Err(WriteError::BadCSeq { number: 1 << 31 })
+    );
 }

@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(r.kind, Some("request"));
         assert_eq!(r.method.as_deref(), Some("OPTIONS"));
         assert_eq!(r.dialed.as_deref(), Some("442079460000"));
-        assert_eq!(text_line(&r), "a.sip: valid: request OPTIONS, dialed 442079460000");
+        assert_eq!(
+            text_line(&r),
+            "a.sip: valid: request OPTIONS, dialed 442079460000"
+        );
     }
 
     #[test]
@@ -201,7 +204,9 @@ mod tests {
     fn json_line_has_every_key() {
         let r = check_bytes("a.sip", OPTIONS);
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        for key in ["file", "valid", "kind", "method", "status", "dialed", "error", "offset"] {
+        for key in [
+            "file", "valid", "kind", "method", "status", "dialed", "error", "offset",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
     }

@@ -30,7 +30,10 @@ const fn build_classes() -> [u16; 256] {
         let alpha = b.is_ascii_alphabetic();
         let digit = b.is_ascii_digit();
         let alnum = alpha || digit;
-        let mark = matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')');
+        let mark = matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        );
         let unreserved = alnum || mark;
         let token = alnum
             || matches!(
@@ -274,10 +277,7 @@ pub(crate) enum ParamStyle {
 /// byte is not `;`, otherwise `(name, value, rest)`.
 #[inline]
 #[allow(clippy::type_complexity)]
-pub(crate) fn one_param(
-    s: &[u8],
-    style: ParamStyle,
-) -> Res<Option<(&[u8], Option<&[u8]>, &[u8])>> {
+pub(crate) fn one_param(s: &[u8], style: ParamStyle) -> Res<Option<(&[u8], Option<&[u8]>, &[u8])>> {
     let after_ws = match style {
         ParamStyle::Header => skip_sws(s),
         ParamStyle::Uri => s,

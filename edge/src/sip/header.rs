@@ -289,7 +289,10 @@ mod tests {
 
     #[test]
     fn names_match_without_regard_to_case() {
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::from_bytes(b"cseq"), HeaderName::CSeq);
         assert_eq!(HeaderName::from_bytes(b"VIA"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);

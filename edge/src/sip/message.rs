@@ -290,10 +290,8 @@ fn header_value<'a>(
     index: usize,
 ) -> Res<()> {
     match name {
-        HeaderName::Via => {
-            if msg.first[HeaderName::Via as usize] as usize == index {
-                msg.top_via = values::via_parm(value)?.0;
-            }
+        HeaderName::Via if msg.first[HeaderName::Via as usize] as usize == index => {
+            msg.top_via = values::via_parm(value)?.0;
         }
         HeaderName::From => msg.from_tag = values::light_tag(value)?,
         HeaderName::To => msg.to_tag = values::light_tag(value)?,
@@ -305,15 +303,13 @@ fn header_value<'a>(
         }
         HeaderName::CSeq => msg.cseq = values::cseq(value)?,
         HeaderName::MaxForwards => {
-            msg.max_forwards =
-                Some(values::number(value, 255, ErrorKind::BadMaxForwards)? as u8);
+            msg.max_forwards = Some(values::number(value, 255, ErrorKind::BadMaxForwards)? as u8);
         }
         HeaderName::ContentLength => {
-            msg.content_length = Some(values::number(
-                value,
-                u64::from(u32::MAX),
-                ErrorKind::BadContentLength,
-            )? as u32);
+            msg.content_length =
+                Some(
+                    values::number(value, u64::from(u32::MAX), ErrorKind::BadContentLength)? as u32,
+                );
         }
         HeaderName::Expires => {
             msg.expires =
@@ -371,7 +367,9 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         }
         let rest = &line[sp + 1..];
         let code = match rest {
-            [a, b, c, b' ', ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            [a, b, c, b' ', ..]
+                if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() =>
+            {
                 u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
             }
             _ => return Err(Fail::at(ErrorKind::BadStatusCode, rest)),
@@ -382,7 +380,10 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         let reason = &rest[4..];
         // Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII
         // / UTF8-CONT / SP / HTAB): no control characters.
-        if let Some(i) = reason.iter().position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        if let Some(i) = reason
+            .iter()
+            .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
             return Err(Fail::at(ErrorKind::BadReasonPhrase, &reason[i..]));
         }
         return Ok(StartLine::Response { code, reason, line });

@@ -48,6 +48,4 @@ pub use message::{
     parse, parse_strict, Header, Message, NameAddrs, Vias, MAX_HEADERS, MAX_MESSAGE_LEN,
 };
 pub use uri::{DialedNumber, DialedNumberError, Host, Scheme, Uri, MAX_DIALED_DIGITS};
-pub use values::{
-    CSeq, Method, NameAddr, Rport, Transport, Via, BRANCH_MAGIC_COOKIE, MAX_CSEQ,
-};
+pub use values::{CSeq, Method, NameAddr, Rport, Transport, Via, BRANCH_MAGIC_COOKIE, MAX_CSEQ};

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{
-    check_escaped, hex_value, params, span, ParamStyle, Params, HNV, HOST, PASSWORD, TEL,
-    URIC, USER,
+    check_escaped, hex_value, params, span, ParamStyle, Params, HNV, HOST, PASSWORD, TEL, URIC,
+    USER,
 };
 
 /// The scheme of a URI.
@@ -255,8 +255,7 @@ pub(crate) fn uri(s: &[u8]) -> Res<Uri<'_>> {
     let colon = s
         .iter()
         .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')));
-    let Some(colon) = colon.filter(|&c| c > 0 && s[c] == b':' && s[0].is_ascii_alphabetic())
-    else {
+    let Some(colon) = colon.filter(|&c| c > 0 && s[c] == b':' && s[0].is_ascii_alphabetic()) else {
         return Err(Fail::at(ErrorKind::BadUri, s));
     };
     let name = &s[..colon];
@@ -397,7 +396,10 @@ fn tel_uri<'a>(raw: &'a [u8], rest: &'a [u8]) -> Res<Uri<'a>> {
 /// scheme must be sip, sips or tel; the user part is what precedes the `@`
 /// (and any `:password`), the tel number what precedes the first `;`.
 #[inline]
-pub(crate) fn dialed_number_of(raw: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
+pub(crate) fn dialed_number_of(
+    raw: &[u8],
+    out: &mut DialedNumber,
+) -> Result<(), DialedNumberError> {
     out.len = 0;
     let colon = memchr::memchr(b':', raw).ok_or(DialedNumberError::NoNumber)?;
     let (scheme, rest) = (&raw[..colon], &raw[colon + 1..]);
@@ -567,7 +569,8 @@ mod tests {
 
     #[test]
     fn sip_uri_splits_user_password_host_port_params_headers() {
-        let u = Uri::parse(b"sip:alice:secret@example.com:5070;transport=udp;lr?Subject=hi").unwrap();
+        let u =
+            Uri::parse(b"sip:alice:secret@example.com:5070;transport=udp;lr?Subject=hi").unwrap();
         assert_eq!(u.scheme(), Scheme::Sip);
         assert_eq!(u.user(), Some(&b"alice"[..]));
         assert_eq!(u.password(), Some(&b"secret"[..]));
@@ -580,7 +583,10 @@ mod tests {
 
     #[test]
     fn sips_scheme_is_case_insensitive() {
-        assert_eq!(Uri::parse(b"SIPS:bob@example.com").unwrap().scheme(), Scheme::Sips);
+        assert_eq!(
+            Uri::parse(b"SIPS:bob@example.com").unwrap().scheme(),
+            Scheme::Sips
+        );
     }
 
     #[test]
@@ -596,32 +602,47 @@ mod tests {
     fn port_inside_ipv6_brackets_is_part_of_the_address() {
         // RFC 5118 section 4.3.
         let u = Uri::parse(b"sip:[2001:db8::10:5070]").unwrap();
-        assert_eq!(u.host(), Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap())));
+        assert_eq!(
+            u.host(),
+            Some(Host::Ipv6("2001:db8::10:5070".parse().unwrap()))
+        );
         assert_eq!(u.port(), None);
     }
 
     #[test]
     fn unbracketed_ipv6_is_rejected() {
         // RFC 5118 section 4.2.
-        assert_eq!(Uri::parse(b"sip:2001:db8::10").unwrap_err().kind, ErrorKind::BadHost);
+        assert_eq!(
+            Uri::parse(b"sip:2001:db8::10").unwrap_err().kind,
+            ErrorKind::BadHost
+        );
     }
 
     #[test]
     fn three_colon_ipv6_before_ipv4_is_tolerated() {
         // RFC 5118 section 4.10.
         let u = Uri::parse(b"sip:user@[2001:db8:::192.0.2.1]").unwrap();
-        assert_eq!(u.host(), Some(Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap())));
+        assert_eq!(
+            u.host(),
+            Some(Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()))
+        );
         assert!(Uri::parse(b"sip:user@[2001:db8:::10]").is_err());
     }
 
     #[test]
     fn bad_ipv4_is_rejected() {
-        assert_eq!(Uri::parse(b"sip:256.1.1.1").unwrap_err().kind, ErrorKind::BadHost);
+        assert_eq!(
+            Uri::parse(b"sip:256.1.1.1").unwrap_err().kind,
+            ErrorKind::BadHost
+        );
     }
 
     #[test]
     fn port_above_65535_is_rejected() {
-        assert_eq!(Uri::parse(b"sip:a.example:65536").unwrap_err().kind, ErrorKind::BadPort);
+        assert_eq!(
+            Uri::parse(b"sip:a.example:65536").unwrap_err().kind,
+            ErrorKind::BadPort
+        );
     }
 
     #[test]
@@ -631,20 +652,35 @@ mod tests {
             b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(u.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
-        assert_eq!(u.password(), Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
+        assert_eq!(
+            u.user(),
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        assert_eq!(
+            u.password(),
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
         assert_eq!(u.host(), Some(Host::Name(b"example.com")));
     }
 
     #[test]
     fn bad_escape_in_user_is_rejected() {
-        assert_eq!(Uri::parse(b"sip:a%4g@example.com").unwrap_err().kind, ErrorKind::BadEscape);
+        assert_eq!(
+            Uri::parse(b"sip:a%4g@example.com").unwrap_err().kind,
+            ErrorKind::BadEscape
+        );
     }
 
     #[test]
     fn missing_scheme_is_rejected() {
-        assert_eq!(Uri::parse(b"<sip:a@b>").unwrap_err().kind, ErrorKind::BadUri);
-        assert_eq!(Uri::parse(b"example.com").unwrap_err().kind, ErrorKind::BadUri);
+        assert_eq!(
+            Uri::parse(b"<sip:a@b>").unwrap_err().kind,
+            ErrorKind::BadUri
+        );
+        assert_eq!(
+            Uri::parse(b"example.com").unwrap_err().kind,
+            ErrorKind::BadUri
+        );
     }
 
     #[test]
@@ -659,31 +695,52 @@ mod tests {
         let u = Uri::parse(b"tel:+1-201-555-0123;phone-context=example.com").unwrap();
         assert_eq!(u.scheme(), Scheme::Tel);
         assert_eq!(u.user(), Some(&b"+1-201-555-0123"[..]));
-        assert_eq!(u.params().get(b"phone-context"), Some(Some(&b"example.com"[..])));
+        assert_eq!(
+            u.params().get(b"phone-context"),
+            Some(Some(&b"example.com"[..]))
+        );
         assert!(Uri::parse(b"tel:;x").is_err());
     }
 
     #[test]
     fn dialed_number_strips_visual_separators() {
-        assert_eq!(dialed("sip:+1-(201).555-0123@example.com;user=phone").unwrap(), "12015550123");
+        assert_eq!(
+            dialed("sip:+1-(201).555-0123@example.com;user=phone").unwrap(),
+            "12015550123"
+        );
         assert_eq!(dialed("tel:+1-201-555-0123").unwrap(), "12015550123");
     }
 
     #[test]
     fn dialed_number_decodes_percent_escapes() {
-        assert_eq!(dialed("sip:%2B44%2020%207946%200000@example.com").unwrap(), "442079460000");
+        assert_eq!(
+            dialed("sip:%2B44%2020%207946%200000@example.com").unwrap(),
+            "442079460000"
+        );
     }
 
     #[test]
     fn dialed_number_stops_at_subscriber_parameters() {
-        assert_eq!(dialed("sip:5551234;phone-context=+1212@example.com").unwrap(), "5551234");
+        assert_eq!(
+            dialed("sip:5551234;phone-context=+1212@example.com").unwrap(),
+            "5551234"
+        );
     }
 
     #[test]
     fn dialed_number_rejects_names_and_long_numbers() {
-        assert_eq!(dialed("sip:alice@example.com").unwrap_err(), DialedNumberError::NotANumber);
-        assert_eq!(dialed("sip:example.com").unwrap_err(), DialedNumberError::NoNumber);
-        assert_eq!(dialed("sip:null-%00-null@example.com").unwrap_err(), DialedNumberError::NotANumber);
+        assert_eq!(
+            dialed("sip:alice@example.com").unwrap_err(),
+            DialedNumberError::NotANumber
+        );
+        assert_eq!(
+            dialed("sip:example.com").unwrap_err(),
+            DialedNumberError::NoNumber
+        );
+        assert_eq!(
+            dialed("sip:null-%00-null@example.com").unwrap_err(),
+            DialedNumberError::NotANumber
+        );
         let long = format!("sip:{}@example.com", "1".repeat(33));
         assert_eq!(dialed(&long).unwrap_err(), DialedNumberError::TooLong);
         let max = format!("sip:{}@example.com", "1".repeat(32));

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{
-    decimal, expect_token, params, quoted_string, skip_sws, span, starts_with_lws,
-    ParamStyle, Params, TOKEN, WORD,
+    decimal, expect_token, params, quoted_string, skip_sws, span, starts_with_lws, ParamStyle,
+    Params, TOKEN, WORD,
 };
 use super::uri::{self, Host, Uri};
 
@@ -217,7 +217,8 @@ impl<'a> Via<'a> {
 
     /// Whether the branch starts with the RFC 3261 magic cookie `z9hG4bK`.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch.is_some_and(|b| b.starts_with(BRANCH_MAGIC_COOKIE))
+        self.branch
+            .is_some_and(|b| b.starts_with(BRANCH_MAGIC_COOKIE))
     }
 
     /// The received parameter (brackets around IPv6 tolerated, RFC 5118 section 4.5).
@@ -344,7 +345,10 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
             }
             5 if name.eq_ignore_ascii_case(b"maddr") => {
                 let v = value.ok_or_else(bad)?;
-                uri::host(v).ok().filter(|(_, r)| r.is_empty()).ok_or_else(bad)?;
+                uri::host(v)
+                    .ok()
+                    .filter(|(_, r)| r.is_empty())
+                    .ok_or_else(bad)?;
                 maddr = Some(v);
             }
             3 if name.eq_ignore_ascii_case(b"ttl") => {
@@ -741,8 +745,13 @@ mod tests {
     #[test]
     fn via_ipv6_sent_by_and_received_with_or_without_brackets() {
         // RFC 5118 section 4.5.
-        let a = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111").unwrap();
-        let b = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3").unwrap();
+        let a = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111",
+        )
+        .unwrap();
+        let b =
+            Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+                .unwrap();
         assert_eq!(a.host(), Host::Ipv6("2001:db8::9:1".parse().unwrap()));
         assert_eq!(a.received(), b.received());
         assert_eq!(a.received(), Some("2001:db8::9:255".parse().unwrap()));
@@ -770,14 +779,19 @@ mod tests {
     #[test]
     fn via_bad_received_is_rejected() {
         assert_eq!(
-            Via::parse(b"SIP/2.0/UDP h;received=host.example").unwrap_err().kind,
+            Via::parse(b"SIP/2.0/UDP h;received=host.example")
+                .unwrap_err()
+                .kind,
             ErrorKind::BadVia
         );
     }
 
     #[test]
     fn name_addr_quoted_display_name_and_tag() {
-        let n = single_name_addr(b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        let n = single_name_addr(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
         assert_eq!(n.display_name(), Some(&b"\"J Rosenberg \\\\\\\"\""[..]));
         assert_eq!(n.uri().user(), Some(&b"jdrosen"[..]));
         assert_eq!(n.tag(), Some(&b"98asjd8"[..]));
@@ -822,9 +836,17 @@ mod tests {
     #[test]
     fn addr_spec_with_uri_headers_is_rejected() {
         // RFC 4475 section 3.1.2.13.
-        let e = name_addr_list(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E", true).unwrap_err();
+        let e = name_addr_list(
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadNameAddr);
-        assert!(name_addr_list(b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>", true).is_ok());
+        assert!(name_addr_list(
+            b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            true
+        )
+        .is_ok());
     }
 
     #[test]
@@ -845,8 +867,16 @@ mod tests {
 
     #[test]
     fn cseq_over_2_pow_31_is_rejected() {
-        assert_eq!(CSeq::parse(b"2147483648 INVITE").unwrap_err().kind, ErrorKind::BadCSeq);
-        assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER").unwrap_err().kind, ErrorKind::BadCSeq);
+        assert_eq!(
+            CSeq::parse(b"2147483648 INVITE").unwrap_err().kind,
+            ErrorKind::BadCSeq
+        );
+        assert_eq!(
+            CSeq::parse(b"36893488147419103232 REGISTER")
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadCSeq
+        );
         assert!(CSeq::parse(b"fhdjkgfhdkjhgkj").is_err());
         assert!(CSeq::parse(b"1").is_err());
     }
@@ -862,7 +892,10 @@ mod tests {
     #[test]
     fn date_must_be_gmt() {
         assert!(date(b"Sat, 13 Nov 2010 23:29:00 GMT").is_ok());
-        assert_eq!(date(b"Fri, 01 Jan 2010 16:00:00 EST").unwrap_err().kind, ErrorKind::BadDate);
+        assert_eq!(
+            date(b"Fri, 01 Jan 2010 16:00:00 EST").unwrap_err().kind,
+            ErrorKind::BadDate
+        );
     }
 
     #[test]
