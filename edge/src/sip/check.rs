@@ -124,13 +124,21 @@ pub fn check_files(files: &[PathBuf], json: bool, out: &mut dyn Write) -> u8 {
                 (line, s)
             }
             Err(e) => {
+                // The reason goes to standard error so that `--json` lines
+                // keep exactly the documented keys.
+                eprintln!("{name}: cannot read: {e}");
+                let report = CheckReport {
+                    file: name.clone(),
+                    valid: false,
+                    kind: None,
+                    method: None,
+                    status: None,
+                    dialed: None,
+                    error: Some("io".to_owned()),
+                    offset: None,
+                };
                 let line = if json {
-                    serde_json::json!({
-                        "file": name, "valid": false, "kind": null, "method": null,
-                        "status": null, "dialed": null, "error": "io", "offset": null,
-                        "reason": e.to_string(),
-                    })
-                    .to_string()
+                    serde_json::to_string(&report).unwrap_or_default()
                 } else {
                     format!("{name}: error: cannot read: {e}")
                 };
