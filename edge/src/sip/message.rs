@@ -104,7 +104,7 @@ pub struct Message<'a> {
 /// Content-Length means the rest of the datagram. Other values are parsed
 /// when read; [`parse_strict`] also checks them all. Never panics and never
 /// allocates.
-#[inline]
+#[inline(always)]
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     parse_inner(buf).map_err(|f| f.relative_to(buf))
 }
@@ -134,7 +134,7 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
     if buf.is_empty() {
         return Err(Fail::at(ErrorKind::Empty, buf));
