@@ -6,7 +6,7 @@ use std::path::Path;
 use dce_edge::sip::write::{
     forward_request, forward_response, write_response, ForwardRequest, RequestBuilder, SentBy,
 };
-use dce_edge::sip::{self, DialedNumber, HeaderName, Message, Method};
+use dce_edge::sip::{self, DialedNumber, ErrorKind, HeaderName, Message, Method};
 use proptest::prelude::*;
 
 /// Reads every accessor and runs every writer; must never panic.
@@ -46,9 +46,11 @@ fn exercise(msg: &Message<'_>) {
         record_route: Some(b"<sip:198.18.0.1;lr>"),
     };
     if let Ok(len) = forward_request(msg, &fwd, &mut out) {
-        // A forwarded copy of a parsed request parses again.
-        let again = sip::parse(&out[..len]);
-        assert!(again.is_ok(), "{again:?}");
+        // A forwarded copy of a parsed request parses again, unless the
+        // pushed lines take it over MAX_HEADERS.
+        if let Err(e) = sip::parse(&out[..len]) {
+            assert_eq!(e.kind, ErrorKind::TooManyHeaders, "{e}");
+        }
     }
     if let Ok(len) = forward_response(msg, &mut out) {
         let again = sip::parse(&out[..len]);

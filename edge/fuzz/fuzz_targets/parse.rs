@@ -7,7 +7,7 @@ use dce_edge::sip::write::{
     forward_request, forward_response, write_response, ForwardRequest, RequestBuilder,
     ResponseBuilder, SentBy,
 };
-use dce_edge::sip::{self, DialedNumber, HeaderName, Message};
+use dce_edge::sip::{self, DialedNumber, ErrorKind, HeaderName, Message};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(msg: &Message<'_>) {
@@ -70,10 +70,16 @@ fn exercise(msg: &Message<'_>) {
         record_route: Some(b"<sip:198.18.0.1;lr>"),
     };
     if let Ok(len) = forward_request(msg, &fwd, &mut out) {
-        let again = sip::parse(&out[..len]).expect("a forwarded request parses");
-        assert_eq!(again.call_id(), msg.call_id());
-        if strict.is_ok() {
-            sip::parse_strict(&out[..len]).expect("a forwarded valid request stays valid");
+        // Pushing a Via (and Record-Route, Max-Forwards) can take a request
+        // with 62 to 64 header lines over MAX_HEADERS; anything else must parse.
+        match sip::parse(&out[..len]) {
+            Ok(again) => {
+                assert_eq!(again.call_id(), msg.call_id());
+                if strict.is_ok() {
+                    sip::parse_strict(&out[..len]).expect("a forwarded valid request stays valid");
+                }
+            }
+            Err(e) => assert_eq!(e.kind, ErrorKind::TooManyHeaders, "forwarded request: {e}"),
         }
     }
     if let Ok(len) = forward_response(msg, &mut out) {

@@ -398,7 +398,10 @@ pub const DEFAULT_MAX_FORWARDS: u8 = 70;
 /// Writes `request` as forwarded: the start line (with the new Request-URI,
 /// if any), this element's Via on top, the Record-Route if any,
 /// Max-Forwards decremented (added as 69 when absent), and every other
-/// header line and the body copied byte for byte.
+/// header line and the body copied byte for byte. The copy has up to three
+/// more header lines than the request, so a request near
+/// [`MAX_HEADERS`](super::MAX_HEADERS) lines forwards into one this parser
+/// would refuse with `TooManyHeaders`.
 pub fn forward_request(
     request: &Message<'_>,
     forward: &ForwardRequest<'_>,
