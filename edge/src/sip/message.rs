@@ -106,7 +106,7 @@ pub struct Message<'a> {
 /// allocates.
 #[inline(always)]
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
-    parse_inner(buf).map_err(|f| f.relative_to(buf))
+    parse_inner(buf)
 }
 
 /// Parses one SIP datagram and checks it against the whole RFC 3261 grammar
@@ -135,15 +135,18 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
 }
 
 #[inline(always)]
-fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
+fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
+    // Errors become offsets here rather than in `parse`, so that the
+    // message is not moved through a second `Result` on the way out.
+    let at = |f: Fail| f.relative_to(buf);
     if buf.is_empty() {
-        return Err(Fail::at(ErrorKind::Empty, buf));
+        return Err(at(Fail::at(ErrorKind::Empty, buf)));
     }
     if buf.len() > MAX_MESSAGE_LEN {
-        return Err(Fail::at(ErrorKind::TooLarge, &buf[MAX_MESSAGE_LEN..]));
+        return Err(at(Fail::at(ErrorKind::TooLarge, &buf[MAX_MESSAGE_LEN..])));
     }
-    let cr = line_end(buf, 0)?;
-    let start = start_line(&buf[..cr])?;
+    let cr = line_end(buf, 0).map_err(at)?;
+    let start = start_line(&buf[..cr]).map_err(at)?;
 
     let mut msg = Message {
         buf,
@@ -169,11 +172,11 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
     let mut pos = cr + 2;
     loop {
         let Some(&b) = buf.get(pos) else {
-            return Err(Fail::at(ErrorKind::Truncated, &buf[buf.len()..]));
+            return Err(at(Fail::at(ErrorKind::Truncated, &buf[buf.len()..])));
         };
         if b == b'\r' {
             if buf.get(pos + 1) != Some(&b'\n') {
-                return Err(Fail::at(ErrorKind::LineEnding, &buf[pos..]));
+                return Err(at(Fail::at(ErrorKind::LineEnding, &buf[pos..])));
             }
             pos += 2;
             break;
@@ -181,7 +184,7 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         // header-name: a token, then optional white space and a colon.
         let name_len = span(&buf[pos..], TOKEN);
         if name_len == 0 {
-            return Err(Fail::at(ErrorKind::BadHeaderName, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::BadHeaderName, &buf[pos..])));
         }
         let name_end = pos + name_len;
         let mut i = name_end;
@@ -189,13 +192,16 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
             i += 1;
         }
         if buf.get(i) != Some(&b':') {
-            return Err(Fail::at(ErrorKind::BadHeaderName, &buf[i.min(buf.len())..]));
+            return Err(at(Fail::at(
+                ErrorKind::BadHeaderName,
+                &buf[i.min(buf.len())..],
+            )));
         }
         i += 1;
         // The value runs to the CRLF that is not followed by white space.
-        let mut cr = line_end(buf, i)?;
+        let mut cr = line_end(buf, i).map_err(at)?;
         while matches!(buf.get(cr + 2), Some(b' ' | b'\t')) {
-            cr = line_end(buf, cr + 2)?;
+            cr = line_end(buf, cr + 2).map_err(at)?;
         }
         let line_end = cr + 2;
         let value = trim(&buf[i..cr]);
@@ -204,13 +210,13 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
 
         let index = msg.count as usize;
         if index == MAX_HEADERS {
-            return Err(Fail::at(ErrorKind::TooManyHeaders, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::TooManyHeaders, &buf[pos..])));
         }
         let first = &mut msg.first[name as usize];
         if *first == NONE {
             *first = index as u8;
         } else if name.is_single() {
-            return Err(Fail::at(ErrorKind::DuplicateHeader, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::DuplicateHeader, &buf[pos..])));
         }
         msg.slots[index] = Slot {
             name,
@@ -221,7 +227,7 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
             line_end: line_end as u16,
         };
         msg.count += 1;
-        header_value(&mut msg, name, value, index)?;
+        header_value(&mut msg, name, value, index).map_err(at)?;
         pos = line_end;
     }
     msg.headers_end = pos;
@@ -235,17 +241,17 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         HeaderName::CSeq,
     ] {
         if msg.first[h as usize] == NONE {
-            return Err(Fail::at(ErrorKind::MissingHeader, &buf[pos - 2..]));
+            return Err(at(Fail::at(ErrorKind::MissingHeader, &buf[pos - 2..])));
         }
     }
     if let StartLine::Request { method, line, .. } = msg.start {
         if method.as_bytes() != msg.cseq.method.as_bytes() {
             let slot = msg.slots[msg.first[HeaderName::CSeq as usize] as usize];
             let _ = line;
-            return Err(Fail::at(
+            return Err(at(Fail::at(
                 ErrorKind::CSeqMethodMismatch,
                 &buf[slot.value_start as usize..],
-            ));
+            )));
         }
     }
 
@@ -256,10 +262,10 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         Some(n) if n as usize <= rest.len() => &rest[..n as usize],
         Some(_) => {
             let slot = msg.slots[msg.first[HeaderName::ContentLength as usize] as usize];
-            return Err(Fail::at(
+            return Err(at(Fail::at(
                 ErrorKind::BodyTooShort,
                 &buf[slot.value_start as usize..],
-            ));
+            )));
         }
         None => rest,
     };

@@ -52,22 +52,29 @@ pub enum Method<'a> {
 impl<'a> Method<'a> {
     /// The method named by `token` (compared with case).
     pub fn from_bytes(token: &'a [u8]) -> Method<'a> {
-        match token {
-            b"INVITE" => Method::Invite,
-            b"ACK" => Method::Ack,
-            b"BYE" => Method::Bye,
-            b"CANCEL" => Method::Cancel,
-            b"OPTIONS" => Method::Options,
-            b"REGISTER" => Method::Register,
-            b"PRACK" => Method::Prack,
-            b"SUBSCRIBE" => Method::Subscribe,
-            b"NOTIFY" => Method::Notify,
-            b"PUBLISH" => Method::Publish,
-            b"INFO" => Method::Info,
-            b"REFER" => Method::Refer,
-            b"MESSAGE" => Method::Message,
-            b"UPDATE" => Method::Update,
-            other => Method::Other(other),
+        // Dispatch on length and first byte, then compare once: a `match`
+        // on byte-string literals would call memcmp for each candidate.
+        let (candidate, name): (Method<'a>, &[u8]) = match (token.len(), token.first()) {
+            (3, Some(b'A')) => (Method::Ack, b"ACK"),
+            (3, Some(b'B')) => (Method::Bye, b"BYE"),
+            (4, Some(b'I')) => (Method::Info, b"INFO"),
+            (5, Some(b'P')) => (Method::Prack, b"PRACK"),
+            (5, Some(b'R')) => (Method::Refer, b"REFER"),
+            (6, Some(b'I')) => (Method::Invite, b"INVITE"),
+            (6, Some(b'C')) => (Method::Cancel, b"CANCEL"),
+            (6, Some(b'N')) => (Method::Notify, b"NOTIFY"),
+            (6, Some(b'U')) => (Method::Update, b"UPDATE"),
+            (7, Some(b'O')) => (Method::Options, b"OPTIONS"),
+            (7, Some(b'P')) => (Method::Publish, b"PUBLISH"),
+            (7, Some(b'M')) => (Method::Message, b"MESSAGE"),
+            (8, Some(b'R')) => (Method::Register, b"REGISTER"),
+            (9, Some(b'S')) => (Method::Subscribe, b"SUBSCRIBE"),
+            _ => return Method::Other(token),
+        };
+        if token.iter().zip(name).all(|(a, b)| a == b) {
+            candidate
+        } else {
+            Method::Other(token)
         }
     }
 
@@ -120,20 +127,15 @@ pub enum Transport<'a> {
 
 impl<'a> Transport<'a> {
     fn from_bytes(t: &'a [u8]) -> Transport<'a> {
-        if t.eq_ignore_ascii_case(b"UDP") {
-            Transport::Udp
-        } else if t.eq_ignore_ascii_case(b"TCP") {
-            Transport::Tcp
-        } else if t.eq_ignore_ascii_case(b"TLS") {
-            Transport::Tls
-        } else if t.eq_ignore_ascii_case(b"SCTP") {
-            Transport::Sctp
-        } else if t.eq_ignore_ascii_case(b"WS") {
-            Transport::Ws
-        } else if t.eq_ignore_ascii_case(b"WSS") {
-            Transport::Wss
-        } else {
-            Transport::Other(t)
+        let lower = |i: usize| t.get(i).map_or(0, |b| b | 0x20);
+        match (t.len(), lower(0), lower(1), lower(2), lower(3)) {
+            (3, b'u', b'd', b'p', _) => Transport::Udp,
+            (3, b't', b'c', b'p', _) => Transport::Tcp,
+            (3, b't', b'l', b's', _) => Transport::Tls,
+            (4, b's', b'c', b't', b'p') => Transport::Sctp,
+            (2, b'w', b's', _, _) => Transport::Ws,
+            (3, b'w', b's', b's', _) => Transport::Wss,
+            _ => Transport::Other(t),
         }
     }
 }
