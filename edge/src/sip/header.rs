@@ -36,15 +36,6 @@ macro_rules! header_names {
                     _ => None,
                 }
             }
-
-            fn from_long(name: &[u8]) -> HeaderName {
-                $(
-                    if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical.as_bytes()) {
-                        return HeaderName::$variant;
-                    }
-                )*
-                HeaderName::Other
-            }
         }
     };
 }
@@ -192,42 +183,84 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        // The common headers first, matched on length and first letter and
-        // compared with a case-folding loop, so that a typical INVITE
-        // classifies each line with one comparison.
-        let (hot, lower): (HeaderName, &[u8]) = match (name.len(), name[0] | 0x20) {
-            (2, b't') => (HeaderName::To, b"to"),
-            (3, b'v') => (HeaderName::Via, b"via"),
-            (4, b'f') => (HeaderName::From, b"from"),
-            (4, b'c') => (HeaderName::CSeq, b"cseq"),
-            (4, b'd') => (HeaderName::Date, b"date"),
-            (5, b'r') => (HeaderName::Route, b"route"),
-            (5, b'a') => (HeaderName::Allow, b"allow"),
-            (6, b'a') => (HeaderName::Accept, b"accept"),
-            (6, b's') => (HeaderName::Server, b"server"),
-            (7, b'c') => {
-                if name[1] | 0x20 == b'a' {
-                    (HeaderName::CallId, b"call-id")
+        // Every known name is told apart by its length and its first and
+        // last letters (Refer-To and Reply-To also need the third); one
+        // case-folding comparison then confirms it.
+        let first = name[0] | 0x20;
+        let last = name[name.len() - 1] | 0x20;
+        let (candidate, lower): (HeaderName, &[u8]) = match (name.len(), first, last) {
+            (2, b't', b'o') => (HeaderName::To, b"to"),
+            (3, b'v', b'a') => (HeaderName::Via, b"via"),
+            (4, b'c', b'q') => (HeaderName::CSeq, b"cseq"),
+            (4, b'd', b'e') => (HeaderName::Date, b"date"),
+            (4, b'f', b'm') => (HeaderName::From, b"from"),
+            (4, b'p', b'h') => (HeaderName::Path, b"path"),
+            (4, b'r', b'k') => (HeaderName::RAck, b"rack"),
+            (4, b'r', b'q') => (HeaderName::RSeq, b"rseq"),
+            (5, b'a', b'w') => (HeaderName::Allow, b"allow"),
+            (5, b'e', b't') => (HeaderName::Event, b"event"),
+            (5, b'r', b'e') => (HeaderName::Route, b"route"),
+            (6, b'a', b't') => (HeaderName::Accept, b"accept"),
+            (6, b'r', b'n') => (HeaderName::Reason, b"reason"),
+            (6, b's', b'r') => (HeaderName::Server, b"server"),
+            (7, b'c', b'd') => (HeaderName::CallId, b"call-id"),
+            (7, b'c', b't') => (HeaderName::Contact, b"contact"),
+            (7, b'e', b's') => (HeaderName::Expires, b"expires"),
+            (7, b'r', b'e') => (HeaderName::Require, b"require"),
+            (7, b's', b't') => (HeaderName::Subject, b"subject"),
+            (7, b'w', b'g') => (HeaderName::Warning, b"warning"),
+            (8, b'i', b'y') => (HeaderName::Identity, b"identity"),
+            (8, b'p', b'y') => (HeaderName::Priority, b"priority"),
+            (8, b'r', b'o') => {
+                if name[2] | 0x20 == b'f' {
+                    (HeaderName::ReferTo, b"refer-to")
                 } else {
-                    (HeaderName::Contact, b"contact")
+                    (HeaderName::ReplyTo, b"reply-to")
                 }
             }
-            (7, b'e') => (HeaderName::Expires, b"expires"),
-            (7, b's') => (HeaderName::Subject, b"subject"),
-            (9, b's') => (HeaderName::Supported, b"supported"),
-            (10, b'u') => (HeaderName::UserAgent, b"user-agent"),
-            (12, b'm') => (HeaderName::MaxForwards, b"max-forwards"),
-            (12, b'c') => (HeaderName::ContentType, b"content-type"),
-            (12, b'r') => (HeaderName::RecordRoute, b"record-route"),
-            (14, b'c') => (HeaderName::ContentLength, b"content-length"),
-            _ => return HeaderName::from_long(name),
+            (9, b'c', b'o') => (HeaderName::CallInfo, b"call-info"),
+            (9, b's', b'd') => (HeaderName::Supported, b"supported"),
+            (9, b't', b'p') => (HeaderName::Timestamp, b"timestamp"),
+            (10, b'a', b'o') => (HeaderName::AlertInfo, b"alert-info"),
+            (10, b'e', b'o') => (HeaderName::ErrorInfo, b"error-info"),
+            (10, b'u', b't') => (HeaderName::UserAgent, b"user-agent"),
+            (11, b'i', b'o') => (HeaderName::InReplyTo, b"in-reply-to"),
+            (11, b'm', b's') => (HeaderName::MinExpires, b"min-expires"),
+            (11, b'r', b'r') => (HeaderName::RetryAfter, b"retry-after"),
+            (11, b'r', b'y') => (HeaderName::ReferredBy, b"referred-by"),
+            (11, b'u', b'd') => (HeaderName::Unsupported, b"unsupported"),
+            (12, b'a', b's') => (HeaderName::AllowEvents, b"allow-events"),
+            (12, b'c', b'e') => (HeaderName::ContentType, b"content-type"),
+            (12, b'm', b'n') => (HeaderName::MimeVersion, b"mime-version"),
+            (12, b'm', b's') => (HeaderName::MaxForwards, b"max-forwards"),
+            (12, b'o', b'n') => (HeaderName::Organization, b"organization"),
+            (12, b'r', b'e') => (HeaderName::RecordRoute, b"record-route"),
+            (13, b'a', b'n') => (HeaderName::Authorization, b"authorization"),
+            (13, b'p', b'e') => (HeaderName::ProxyRequire, b"proxy-require"),
+            (14, b'a', b't') => (HeaderName::AcceptContact, b"accept-contact"),
+            (14, b'c', b'h') => (HeaderName::ContentLength, b"content-length"),
+            (15, b'a', b'e') => (HeaderName::AcceptLanguage, b"accept-language"),
+            (15, b'a', b'g') => (HeaderName::AcceptEncoding, b"accept-encoding"),
+            (15, b's', b's') => (HeaderName::SessionExpires, b"session-expires"),
+            (16, b'c', b'e') => (HeaderName::ContentLanguage, b"content-language"),
+            (16, b'c', b'g') => (HeaderName::ContentEncoding, b"content-encoding"),
+            (16, b'w', b'e') => (HeaderName::WwwAuthenticate, b"www-authenticate"),
+            (18, b'p', b'e') => (HeaderName::ProxyAuthenticate, b"proxy-authenticate"),
+            (19, b'a', b'o') => (HeaderName::AuthenticationInfo, b"authentication-info"),
+            (19, b'c', b'n') => (HeaderName::ContentDisposition, b"content-disposition"),
+            (19, b'p', b'n') => (HeaderName::ProxyAuthorization, b"proxy-authorization"),
+            _ => return HeaderName::Other,
         };
         // Header names are tokens; OR-ing 0x20 lowers ASCII letters and
         // leaves '-' as it is, and no other token byte becomes a letter.
-        if name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b) {
-            return hot;
+        let mut i = 0;
+        while i < lower.len() {
+            if name[i] | 0x20 != lower[i] {
+                return HeaderName::Other;
+            }
+            i += 1;
         }
-        HeaderName::from_long(name)
+        candidate
     }
 
     /// Whether the header may appear only once (RFC 3261 section 7.3.1:

@@ -204,8 +204,20 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             cr = line_end(buf, cr + 2).map_err(at)?;
         }
         let line_end = cr + 2;
-        let value = trim(&buf[i..cr]);
-        let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
+        // The value without the white space around it; leading white space
+        // may include folds (`TO :\r\n sip:...`).
+        let mut value_start = i;
+        while value_start < cr && is_wsp(buf[value_start]) {
+            value_start += 1;
+        }
+        if value_start < cr && buf[value_start] == b'\r' {
+            value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+        }
+        let mut value_end = cr;
+        while value_end > value_start && is_wsp(buf[value_end - 1]) {
+            value_end -= 1;
+        }
+        let value = &buf[value_start..value_end];
         let name = HeaderName::from_bytes(&buf[pos..name_end]);
 
         let index = msg.count as usize;
@@ -270,21 +282,6 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         None => rest,
     };
     Ok(msg)
-}
-
-#[inline(always)]
-fn trim(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    // Leading white space may include folds (`TO :\r\n sip:...`).
-    if v.first() == Some(&b'\r') {
-        v = grammar::skip_sws(v);
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
 }
 
 /// Reads the value of one header line the hot path needs.
