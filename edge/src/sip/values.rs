@@ -513,7 +513,8 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     };
     let mut tag = None;
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
-        if name.eq_ignore_ascii_case(b"tag") {
+        // The first tag counts, as in `light_tag`.
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
             tag = Some(value.ok_or(Fail::at(ErrorKind::BadParam, at))?);
         }
         Ok(())
@@ -541,7 +542,9 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
     if s.first() == Some(&b'"') {
         s = quoted_string(s)?.1;
     }
-    let params_at = match memchr::memchr2(b'<', b';', s) {
+    // The first '<' or ';' (usually within a few bytes: a display name or
+    // nothing precedes the URI) decides between name-addr and addr-spec.
+    let params_at = match s.iter().position(|&b| b == b'<' || b == b';') {
         Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
             Some(j) => &s[i + j + 1..],
             None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
@@ -549,14 +552,19 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
         Some(i) => &s[i..],
         None => return Ok(None),
     };
-    let mut tag = None;
-    params(params_at, ParamStyle::Header, |name, value, at| {
-        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
-            tag = Some(value.ok_or(Fail::at(ErrorKind::BadParam, at))?);
+    // Read parameters up to the tag; the ones after it are checked by the
+    // full parse (`single_name_addr`).
+    let mut rest = params_at;
+    while let Some((name, value, next)) = super::grammar::one_param(rest, ParamStyle::Header)? {
+        if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+            return match value {
+                Some(v) => Ok(Some(v)),
+                None => Err(Fail::at(ErrorKind::BadParam, rest)),
+            };
         }
-        Ok(())
-    })?;
-    Ok(tag)
+        rest = next;
+    }
+    Ok(None)
 }
 
 /// A From or To value: exactly one name-addr.
