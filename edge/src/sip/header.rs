@@ -356,7 +356,10 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"VIA"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
-        assert_eq!(HeaderName::from_bytes(b"Proxy-AuthoXization"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::from_bytes(b"Proxy-AuthoXization"),
+            HeaderName::Other
+        );
         assert_eq!(HeaderName::from_bytes(b"Content-Lengtx"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"Reply-To"), HeaderName::ReplyTo);
         assert_eq!(HeaderName::from_bytes(b"refer-to"), HeaderName::ReferTo);
