@@ -407,3 +407,36 @@ fn new_request_refuses_a_cseq_of_2_pow_31() {
         Err(WriteError::BadCSeq { number: 1 << 31 })
     );
 }
+
+#[test]
+fn forwarded_response_drops_a_top_via_line_that_ends_in_a_bare_comma() {
+    // Found by the fuzzer: `parse` reads only the first value of the top
+    // Via line, so a trailing comma must not leave an empty Via behind.
+    let resp = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa ,\t\r\n\
+Via: SIP/2.0/UDP 198.51.100.17;branch=z9hG4bKb\r\n\
+To: <sip:b@example.com>;tag=2\r\nFrom: <sip:a@example.net>;tag=1\r\n\
+Call-ID: c@x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let msg = sip::parse(resp).unwrap();
+    let out = write(|o| forward_response(&msg, o));
+    let f = sip::parse_strict(&out).unwrap();
+    assert_eq!(f.top_via().branch(), Some(&b"z9hG4bKb"[..]));
+    assert_eq!(f.vias().count(), 1);
+}
+
+#[test]
+fn response_tags_a_to_value_followed_by_a_blank_continuation_line() {
+    // Found by the fuzzer: a folded line of blanks after the To value must
+    // not end up between the value and the added tag.
+    let req = b"OPTIONS sip:a@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+To: <sip:a@example.com>\r\n \r\n\
+From: <sip:b@example.net>;tag=1\r\nCall-ID: c@x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    let msg = sip::parse_strict(req).unwrap();
+    assert_eq!(
+        msg.header_value(HeaderName::To),
+        Some(&b"<sip:a@example.com>"[..])
+    );
+    let out = write(|o| write_response(&msg, 200, "OK", Some(b"t9"), o));
+    assert_eq!(sip::parse_strict(&out).unwrap().to_tag(), Some(&b"t9"[..]));
+}

@@ -213,9 +213,17 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         if value_start < cr && buf[value_start] == b'\r' {
             value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
         }
+        // Trailing white space may include folds too (a continuation line
+        // of blanks): every CRLF inside the value is one.
         let mut value_end = cr;
-        while value_end > value_start && is_wsp(buf[value_end - 1]) {
-            value_end -= 1;
+        loop {
+            if value_end > value_start && is_wsp(buf[value_end - 1]) {
+                value_end -= 1;
+            } else if value_end >= value_start + 2 && &buf[value_end - 2..value_end] == b"\r\n" {
+                value_end -= 2;
+            } else {
+                break;
+            }
         }
         let value = &buf[value_start..value_end];
         let name = HeaderName::from_bytes(&buf[pos..name_end]);

@@ -485,8 +485,9 @@ pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize,
                 .ok()
                 .and_then(|(_, after)| values::list_next(after, super::ErrorKind::BadVia).ok())
                 .flatten();
-            if let Some(rest) = rest {
-                // Keep the other values of the list on this line.
+            // Keep the other values of the list on this line (a trailing
+            // comma with nothing after it leaves nothing to keep).
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
                 o.put(&buf[start..value_start])?;
                 o.put(rest)?;
                 o.put(b"\r\n")?;
