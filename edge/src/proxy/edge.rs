@@ -448,6 +448,14 @@ impl EdgeProxy {
         }
     }
 
+    /// Counts a message that is not valid SIP under its parse error kind.
+    fn malformed(&mut self, kind: ErrorKind) -> Result<(), ProxyDrop> {
+        if let Some(c) = self.parse_errors.get_mut(kind as usize) {
+            *c += 1;
+        }
+        self.drop(ProxyDrop::Malformed)
+    }
+
     fn drop(&mut self, reason: ProxyDrop) -> Result<(), ProxyDrop> {
         self.dropped[reason as usize] += 1;
         Err(reason)
@@ -496,13 +504,7 @@ impl EdgeProxy {
         }
         let msg = match sip::parse(pkt.payload) {
             Ok(m) => m,
-            Err(e) => {
-                let i = e.kind as usize;
-                if let Some(c) = self.parse_errors.get_mut(i) {
-                    *c += 1;
-                }
-                return self.drop(ProxyDrop::Malformed);
-            }
+            Err(e) => return self.malformed(e.kind),
         };
         if msg.is_request() {
             self.request(now.as_nanos(), pkt.src, &msg, out)
@@ -519,13 +521,22 @@ impl EdgeProxy {
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         let method = msg.method().expect("a request has a method");
-        let uri = *msg.uri().expect("a request has a Request-URI");
+        // The parser checks values lazily: a bad Request-URI or Route shows
+        // here, and is as malformed as a bad start line.
+        let uri = match msg.uri() {
+            Some(Ok(u)) => u,
+            Some(Err(e)) => return self.malformed(e.kind),
+            None => return self.malformed(ErrorKind::BadRequestUri),
+        };
         let trusted = self.is_trusted(src.ip());
 
         // Loose routing (RFC 3261 section 16.4): a first Route naming this
         // edge is ours to remove; its dialog cookie proves the source real.
         let mut routes = msg.routes();
-        let first_route = routes.next();
+        let first_route = match routes.next().transpose() {
+            Ok(r) => r,
+            Err(e) => return self.malformed(e.kind),
+        };
         let route_is_ours = first_route
             .as_ref()
             .is_some_and(|r| self.uri_is_ours(r.uri()));
@@ -548,7 +559,10 @@ impl EdgeProxy {
             }
         }
         let next_route = if route_is_ours {
-            routes.next()
+            match routes.next().transpose() {
+                Ok(r) => r,
+                Err(e) => return self.malformed(e.kind),
+            }
         } else {
             first_route
         };
@@ -576,7 +590,7 @@ impl EdgeProxy {
 
         // Loop detection (section 16.3 item 4).
         let loop_key = self.loop_key(msg);
-        for via in msg.vias() {
+        for via in msg.vias().flatten() {
             if self.host_is_ours(via.host(), via.port())
                 && via
                     .branch()
@@ -613,7 +627,9 @@ impl EdgeProxy {
         // in To, not in the Request-URI.
         let mut number = DialedNumber::new();
         let have_number = match method {
-            Method::Register => msg.to().uri().dialed_number(&mut number).is_ok(),
+            Method::Register => msg
+                .to()
+                .is_ok_and(|to| to.uri().dialed_number(&mut number).is_ok()),
             _ => msg.dialed_number(&mut number).is_ok(),
         };
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
@@ -718,7 +734,7 @@ impl EdgeProxy {
     /// number do not change as it travels.
     fn loop_key(&self, msg: &Message<'_>) -> [u8; cookie::LOOP_KEY_LEN] {
         let cseq = msg.cseq().number.to_le_bytes();
-        let uri = msg.uri().map_or(&b""[..], |u| u.as_bytes());
+        let uri = msg.request_uri().unwrap_or(b"");
         self.cfg
             .secret
             .loop_key([uri, msg.from_tag().unwrap_or(b""), msg.call_id(), &cseq[..]])
@@ -731,7 +747,7 @@ impl EdgeProxy {
     fn branch(&self, msg: &Message<'_>) -> [u8; BRANCH_LEN] {
         let top = msg.top_via();
         let cseq = msg.cseq().number.to_le_bytes();
-        let uri = msg.uri().map_or(&b""[..], |u| u.as_bytes());
+        let uri = msg.request_uri().unwrap_or(b"");
         let loop_parts = [uri, msg.from_tag().unwrap_or(b""), msg.call_id(), &cseq[..]];
         match top.branch() {
             Some(b) if top.has_rfc3261_branch() => {
@@ -819,7 +835,11 @@ impl EdgeProxy {
         if !ours {
             return self.drop(ProxyDrop::NotOurVia);
         }
-        let Some(next) = msg.second_via() else {
+        let next = match msg.second_via() {
+            Ok(v) => v,
+            Err(e) => return self.malformed(e.kind),
+        };
+        let Some(next) = next else {
             return self.drop(ProxyDrop::NoNextVia);
         };
         let Some(dest) = next.response_target() else {
@@ -833,7 +853,9 @@ impl EdgeProxy {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),
                 404 | 484 => {
                     let mut number = DialedNumber::new();
-                    let _ = msg.to().uri().dialed_number(&mut number);
+                    if let Ok(to) = msg.to() {
+                        let _ = to.uri().dialed_number(&mut number);
+                    }
                     self.abuse.not_found(dest.ip(), number.as_bytes(), now)
                 }
                 _ => None,

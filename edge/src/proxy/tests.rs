@@ -182,7 +182,7 @@ fn routed_invite_is_forwarded_with_our_via_on_top_and_max_forwards_decremented()
     assert_eq!(msg.max_forwards(), Some(69));
     // The caller's Via is second, with received and rport filled in.
     let second = msg.second_via().unwrap();
-    assert_eq!(second.response_target(), Some(addr(CALLER)));
+    assert_eq!(second.unwrap().response_target(), Some(addr(CALLER)));
     assert!(header(fwd, "Via")[1].contains("rport=5060"), "{fwd}");
     // Record-Route carries the dialog cookie.
     assert!(

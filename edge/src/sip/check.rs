@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{parse, DialedNumber, MAX_MESSAGE_LEN};
+use super::{parse_strict, DialedNumber, MAX_MESSAGE_LEN};
 
 /// The `dce-edge sip` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -73,7 +73,7 @@ pub fn check_bytes(file: &str, bytes: &[u8]) -> CheckReport {
         error: None,
         offset: None,
     };
-    match parse(bytes) {
+    match parse_strict(bytes) {
         Ok(msg) => {
             report.valid = true;
             if let Some(m) = msg.method() {
@@ -124,13 +124,21 @@ pub fn check_files(files: &[PathBuf], json: bool, out: &mut dyn Write) -> u8 {
                 (line, s)
             }
             Err(e) => {
+                // The reason goes to standard error so that `--json` lines
+                // keep exactly the documented keys.
+                eprintln!("{name}: cannot read: {e}");
+                let report = CheckReport {
+                    file: name.clone(),
+                    valid: false,
+                    kind: None,
+                    method: None,
+                    status: None,
+                    dialed: None,
+                    error: Some("io".to_owned()),
+                    offset: None,
+                };
                 let line = if json {
-                    serde_json::json!({
-                        "file": name, "valid": false, "kind": null, "method": null,
-                        "status": null, "dialed": null, "error": "io", "offset": null,
-                        "reason": e.to_string(),
-                    })
-                    .to_string()
+                    serde_json::to_string(&report).unwrap_or_default()
                 } else {
                     format!("{name}: error: cannot read: {e}")
                 };

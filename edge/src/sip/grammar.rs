@@ -176,6 +176,7 @@ pub(crate) fn expect_token(s: &[u8], kind: ErrorKind) -> Res<(&[u8], &[u8])> {
 /// A quoted string starting at `s[0] == '"'`: returns the whole string with
 /// its quotes and the rest. `qdtext` and `quoted-pair` as in RFC 3261
 /// section 25.1; bytes from 0x80 up are taken as UTF-8 without decoding.
+#[inline]
 pub(crate) fn quoted_string(s: &[u8]) -> Res<(&[u8], &[u8])> {
     debug_assert_eq!(s.first(), Some(&b'"'));
     let mut i = 1;
@@ -220,6 +221,7 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
 /// Checks that every byte of `s` is in `class` and every `%` starts a valid
 /// escape (`escaped = "%" HEXDIG HEXDIG`). `kind` is reported for a byte
 /// outside the class.
+#[inline]
 pub(crate) fn check_escaped(s: &[u8], class: u16, kind: ErrorKind) -> Res<()> {
     let mut i = 0;
     while i < s.len() {

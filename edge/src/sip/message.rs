@@ -1,7 +1,10 @@
-//! The message view: one pass over a datagram that checks the start line, the
-//! header lines and the body against RFC 3261, keeps header positions in a
-//! fixed table, and parses the values a proxy always reads (top Via, From,
-//! To, Call-ID, CSeq, Max-Forwards, Content-Length) once.
+//! The message view: one pass over a datagram that frames it (start line,
+//! header lines, body against Content-Length), keeps header positions in a
+//! fixed table and reads once the values a proxy always needs (top Via,
+//! From and To tags, Call-ID, CSeq, Max-Forwards, Content-Length). Every
+//! other typed value is parsed lazily from its slice; [`Message::validate`]
+//! (or [`parse_strict`]) checks every header the parser knows against the
+//! RFC 3261 grammar.
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{self, is_wsp, span, TOKEN};
@@ -59,7 +62,7 @@ pub struct Header<'a> {
 enum StartLine<'a> {
     Request {
         method: Method<'a>,
-        uri: Uri<'a>,
+        uri: &'a [u8],
         line: &'a [u8],
     },
     Response {
@@ -79,8 +82,8 @@ pub struct Message<'a> {
     count: u8,
     first: [u8; HEADER_NAME_COUNT],
     top_via: Via<'a>,
-    from: NameAddr<'a>,
-    to: NameAddr<'a>,
+    from_tag: Option<&'a [u8]>,
+    to_tag: Option<&'a [u8]>,
     call_id: &'a [u8],
     cseq: CSeq<'a>,
     max_forwards: Option<u8>,
@@ -90,15 +93,29 @@ pub struct Message<'a> {
     body: &'a [u8],
 }
 
-/// Parses one SIP datagram. The whole message is checked: the start line,
-/// every header line, the values of Via, From, To, Call-ID, CSeq,
-/// Max-Forwards, Content-Length, Contact, Route, Record-Route, Expires and
-/// Date, the presence of Via, From, To, Call-ID and CSeq, and the body
-/// against Content-Length (RFC 3261 section 18.3: bytes past Content-Length
-/// are ignored, a shorter body is an error, no Content-Length means the rest
-/// of the datagram). Never panics and never allocates.
+/// Parses one SIP datagram for the hot path. Checks the start line (method,
+/// Request-URI scheme and delimiters, `SIP/2.0`, status code), every header
+/// line (name, colon, CRLF, folding), that Via, From, To, Call-ID and CSeq
+/// are present and From, To, Call-ID, CSeq, Max-Forwards and Content-Length
+/// appear once, and parses the top Via, the From and To tags, CSeq (its
+/// method must match the request's), Max-Forwards, Content-Length and
+/// Expires. The body follows RFC 3261 section 18.3: bytes past
+/// Content-Length are ignored, a shorter body is an error, no
+/// Content-Length means the rest of the datagram. Other values are parsed
+/// when read; [`parse_strict`] also checks them all. Never panics and never
+/// allocates.
+#[inline(always)]
 pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
-    parse_inner(buf).map_err(|f| f.relative_to(buf))
+    parse_inner(buf)
+}
+
+/// Parses one SIP datagram and checks it against the whole RFC 3261 grammar
+/// the parser knows ([`parse`] then [`Message::validate`]): what `dce-edge
+/// sip check` and the RFC 4475 / RFC 5118 torture tests use.
+pub fn parse_strict(buf: &[u8]) -> Result<Message<'_>, ParseError> {
+    let msg = parse(buf)?;
+    msg.validate()?;
+    Ok(msg)
 }
 
 /// Finds the end of the line starting at `from`: returns the index of its
@@ -117,15 +134,19 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
     }
 }
 
-fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
+#[inline(always)]
+fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
+    // Errors become offsets here rather than in `parse`, so that the
+    // message is not moved through a second `Result` on the way out.
+    let at = |f: Fail| f.relative_to(buf);
     if buf.is_empty() {
-        return Err(Fail::at(ErrorKind::Empty, buf));
+        return Err(at(Fail::at(ErrorKind::Empty, buf)));
     }
     if buf.len() > MAX_MESSAGE_LEN {
-        return Err(Fail::at(ErrorKind::TooLarge, &buf[MAX_MESSAGE_LEN..]));
+        return Err(at(Fail::at(ErrorKind::TooLarge, &buf[MAX_MESSAGE_LEN..])));
     }
-    let cr = line_end(buf, 0)?;
-    let start = start_line(&buf[..cr])?;
+    let cr = line_end(buf, 0).map_err(at)?;
+    let start = start_line(&buf[..cr]).map_err(at)?;
 
     let mut msg = Message {
         buf,
@@ -134,8 +155,8 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         count: 0,
         first: [NONE; HEADER_NAME_COUNT],
         top_via: PLACEHOLDER_VIA,
-        from: PLACEHOLDER_NAME_ADDR,
-        to: PLACEHOLDER_NAME_ADDR,
+        from_tag: None,
+        to_tag: None,
         call_id: &[],
         cseq: CSeq {
             number: 0,
@@ -151,11 +172,11 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
     let mut pos = cr + 2;
     loop {
         let Some(&b) = buf.get(pos) else {
-            return Err(Fail::at(ErrorKind::Truncated, &buf[buf.len()..]));
+            return Err(at(Fail::at(ErrorKind::Truncated, &buf[buf.len()..])));
         };
         if b == b'\r' {
             if buf.get(pos + 1) != Some(&b'\n') {
-                return Err(Fail::at(ErrorKind::LineEnding, &buf[pos..]));
+                return Err(at(Fail::at(ErrorKind::LineEnding, &buf[pos..])));
             }
             pos += 2;
             break;
@@ -163,7 +184,7 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         // header-name: a token, then optional white space and a colon.
         let name_len = span(&buf[pos..], TOKEN);
         if name_len == 0 {
-            return Err(Fail::at(ErrorKind::BadHeaderName, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::BadHeaderName, &buf[pos..])));
         }
         let name_end = pos + name_len;
         let mut i = name_end;
@@ -171,28 +192,51 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
             i += 1;
         }
         if buf.get(i) != Some(&b':') {
-            return Err(Fail::at(ErrorKind::BadHeaderName, &buf[i.min(buf.len())..]));
+            return Err(at(Fail::at(
+                ErrorKind::BadHeaderName,
+                &buf[i.min(buf.len())..],
+            )));
         }
         i += 1;
         // The value runs to the CRLF that is not followed by white space.
-        let mut cr = line_end(buf, i)?;
+        let mut cr = line_end(buf, i).map_err(at)?;
         while matches!(buf.get(cr + 2), Some(b' ' | b'\t')) {
-            cr = line_end(buf, cr + 2)?;
+            cr = line_end(buf, cr + 2).map_err(at)?;
         }
         let line_end = cr + 2;
-        let value = trim(&buf[i..cr]);
-        let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
+        // The value without the white space around it; leading white space
+        // may include folds (`TO :\r\n sip:...`).
+        let mut value_start = i;
+        while value_start < cr && is_wsp(buf[value_start]) {
+            value_start += 1;
+        }
+        if value_start < cr && buf[value_start] == b'\r' {
+            value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+        }
+        // Trailing white space may include folds too (a continuation line
+        // of blanks): every CRLF inside the value is one.
+        let mut value_end = cr;
+        loop {
+            if value_end > value_start && is_wsp(buf[value_end - 1]) {
+                value_end -= 1;
+            } else if value_end >= value_start + 2 && &buf[value_end - 2..value_end] == b"\r\n" {
+                value_end -= 2;
+            } else {
+                break;
+            }
+        }
+        let value = &buf[value_start..value_end];
         let name = HeaderName::from_bytes(&buf[pos..name_end]);
 
         let index = msg.count as usize;
         if index == MAX_HEADERS {
-            return Err(Fail::at(ErrorKind::TooManyHeaders, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::TooManyHeaders, &buf[pos..])));
         }
         let first = &mut msg.first[name as usize];
         if *first == NONE {
             *first = index as u8;
         } else if name.is_single() {
-            return Err(Fail::at(ErrorKind::DuplicateHeader, &buf[pos..]));
+            return Err(at(Fail::at(ErrorKind::DuplicateHeader, &buf[pos..])));
         }
         msg.slots[index] = Slot {
             name,
@@ -203,7 +247,7 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
             line_end: line_end as u16,
         };
         msg.count += 1;
-        header_value(&mut msg, name, value, index)?;
+        header_value(&mut msg, name, value, index).map_err(at)?;
         pos = line_end;
     }
     msg.headers_end = pos;
@@ -217,17 +261,17 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         HeaderName::CSeq,
     ] {
         if msg.first[h as usize] == NONE {
-            return Err(Fail::at(ErrorKind::MissingHeader, &buf[pos - 2..]));
+            return Err(at(Fail::at(ErrorKind::MissingHeader, &buf[pos - 2..])));
         }
     }
     if let StartLine::Request { method, line, .. } = msg.start {
         if method.as_bytes() != msg.cseq.method.as_bytes() {
             let slot = msg.slots[msg.first[HeaderName::CSeq as usize] as usize];
             let _ = line;
-            return Err(Fail::at(
+            return Err(at(Fail::at(
                 ErrorKind::CSeqMethodMismatch,
                 &buf[slot.value_start as usize..],
-            ));
+            )));
         }
     }
 
@@ -238,28 +282,18 @@ fn parse_inner(buf: &[u8]) -> Res<Message<'_>> {
         Some(n) if n as usize <= rest.len() => &rest[..n as usize],
         Some(_) => {
             let slot = msg.slots[msg.first[HeaderName::ContentLength as usize] as usize];
-            return Err(Fail::at(
+            return Err(at(Fail::at(
                 ErrorKind::BodyTooShort,
                 &buf[slot.value_start as usize..],
-            ));
+            )));
         }
         None => rest,
     };
     Ok(msg)
 }
 
+/// Reads the value of one header line the hot path needs.
 #[inline(always)]
-fn trim(mut v: &[u8]) -> &[u8] {
-    // Leading white space may include folds (`TO :\r\n sip:...`).
-    v = grammar::skip_sws(v);
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
-/// Checks and records the value of one header line.
-#[inline]
 fn header_value<'a>(
     msg: &mut Message<'a>,
     name: HeaderName,
@@ -267,16 +301,15 @@ fn header_value<'a>(
     index: usize,
 ) -> Res<()> {
     match name {
-        HeaderName::Via => {
-            let top = values::via_list(value)?;
-            if msg.first[HeaderName::Via as usize] as usize == index {
-                msg.top_via = top;
-            }
+        HeaderName::Via if msg.first[HeaderName::Via as usize] as usize == index => {
+            msg.top_via = values::via_parm(value)?.0;
         }
-        HeaderName::From => msg.from = values::single_name_addr(value)?,
-        HeaderName::To => msg.to = values::single_name_addr(value)?,
+        HeaderName::From => msg.from_tag = values::light_tag(value)?,
+        HeaderName::To => msg.to_tag = values::light_tag(value)?,
         HeaderName::CallId => {
-            values::call_id(value)?;
+            if value.is_empty() {
+                return Err(Fail::at(ErrorKind::BadCallId, value));
+            }
             msg.call_id = value;
         }
         HeaderName::CSeq => msg.cseq = values::cseq(value)?,
@@ -289,16 +322,47 @@ fn header_value<'a>(
                     values::number(value, u64::from(u32::MAX), ErrorKind::BadContentLength)? as u32,
                 );
         }
-        HeaderName::Contact => values::name_addr_list(value, true)?,
-        HeaderName::Route | HeaderName::RecordRoute => values::name_addr_list(value, false)?,
         HeaderName::Expires => {
             msg.expires =
                 Some(values::number(value, u64::from(u32::MAX), ErrorKind::BadExpires)? as u32);
         }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks one header value against its full grammar (for `validate`).
+fn check_value(name: HeaderName, value: &[u8]) -> Res<()> {
+    match name {
+        HeaderName::Via => {
+            values::via_list(value)?;
+        }
+        HeaderName::From | HeaderName::To => {
+            values::single_name_addr(value)?;
+        }
+        HeaderName::CallId => values::call_id(value)?,
+        HeaderName::Contact => values::name_addr_list(value, true)?,
+        HeaderName::Route | HeaderName::RecordRoute => values::name_addr_list(value, false)?,
         HeaderName::Date => values::date(value)?,
         _ => {}
     }
     Ok(())
+}
+
+/// The full check of a Request-URI: a valid URI without headers.
+fn request_uri(raw: &[u8]) -> Res<Uri<'_>> {
+    let uri = uri::uri(raw).map_err(|f| Fail {
+        kind: match f.kind {
+            ErrorKind::BadUri => ErrorKind::BadRequestUri,
+            k => k,
+        },
+        addr: f.addr,
+    })?;
+    if uri.headers().is_some() {
+        // RFC 3261 section 19.1.1: headers are not allowed in the Request-URI.
+        return Err(Fail::at(ErrorKind::RequestUriHeaders, raw));
+    }
+    Ok(uri)
 }
 
 /// Parses the start line (without its CRLF).
@@ -356,28 +420,28 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
     if let Some(i) = raw_uri.iter().position(|&b| b == b' ' || b == b'\t') {
         return Err(Fail::at(ErrorKind::BadRequestLine, &raw_uri[i..]));
     }
-    let uri = uri::uri(raw_uri).map_err(|f| Fail {
-        kind: match f.kind {
-            ErrorKind::BadUri => ErrorKind::BadRequestUri,
-            k => k,
-        },
-        addr: f.addr,
-    })?;
-    if uri.headers().is_some() {
-        // RFC 3261 section 19.1.1: headers are not allowed in the Request-URI.
-        return Err(Fail::at(ErrorKind::RequestUriHeaders, raw_uri));
+    // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" with something after it.
+    let scheme_len = raw_uri
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+        .unwrap_or(raw_uri.len());
+    if scheme_len == 0
+        || !raw_uri[0].is_ascii_alphabetic()
+        || raw_uri.get(scheme_len) != Some(&b':')
+        || scheme_len + 1 == raw_uri.len()
+    {
+        return Err(Fail::at(ErrorKind::BadRequestUri, raw_uri));
     }
     Ok(StartLine::Request {
         method: Method::from_bytes(method),
-        uri,
+        uri: raw_uri,
         line,
     })
 }
 
-// Values that stand in for the mandatory headers until they are parsed; the
-// presence check at the end of `parse` guarantees that none survives.
+// Stands in for the top Via until it is parsed; the presence check at the
+// end of `parse` guarantees that it does not survive.
 const PLACEHOLDER_VIA: Via<'static> = values::PLACEHOLDER_VIA;
-const PLACEHOLDER_NAME_ADDR: NameAddr<'static> = values::PLACEHOLDER_NAME_ADDR;
 
 impl<'a> Message<'a> {
     /// Whether this is a request.
@@ -399,12 +463,21 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// The Request-URI of a request.
-    pub fn uri(&self) -> Option<&Uri<'a>> {
-        match &self.start {
+    /// The Request-URI of a request, as written.
+    #[inline]
+    pub fn request_uri(&self) -> Option<&'a [u8]> {
+        match self.start {
             StartLine::Request { uri, .. } => Some(uri),
             StartLine::Response { .. } => None,
         }
+    }
+
+    /// The Request-URI of a request, parsed (`None` for a response). An
+    /// error says why it is not a valid URI; after [`parse_strict`] it is
+    /// always `Ok`.
+    pub fn uri(&self) -> Option<Result<Uri<'a>, ParseError>> {
+        self.request_uri()
+            .map(|raw| request_uri(raw).map_err(|f| f.relative_to(self.buf)))
     }
 
     /// The status code of a response.
@@ -496,43 +569,49 @@ impl<'a> Message<'a> {
         &self.top_via
     }
 
-    /// Every Via value in order, across header lines and comma lists.
+    /// Every Via value in order, across header lines and comma lists, each
+    /// parsed when reached. A malformed value yields its error and ends the walk.
     pub fn vias(&self) -> Vias<'a, '_> {
         Vias {
             msg: self,
             slot: self.first[HeaderName::Via as usize] as usize,
             rest: &[],
+            done: false,
         }
     }
 
     /// The second Via value: where a proxy sends a response after removing
-    /// its own (RFC 3261 section 16.7).
-    pub fn second_via(&self) -> Option<Via<'a>> {
-        self.vias().nth(1)
+    /// its own (RFC 3261 section 16.7). `Ok(None)` when there is only one.
+    pub fn second_via(&self) -> Result<Option<Via<'a>>, ParseError> {
+        self.vias().nth(1).transpose()
     }
 
-    /// The From value.
-    #[inline]
-    pub fn from(&self) -> &NameAddr<'a> {
-        &self.from
+    fn single(&self, name: HeaderName) -> Result<NameAddr<'a>, ParseError> {
+        let value = self.header_value(name).unwrap_or_default();
+        values::single_name_addr(value).map_err(|f| f.relative_to(self.buf))
     }
 
-    /// The To value.
-    #[inline]
-    pub fn to(&self) -> &NameAddr<'a> {
-        &self.to
+    /// The From value, parsed (an error says why it is malformed; after
+    /// [`parse_strict`] it is always `Ok`).
+    pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single(HeaderName::From)
+    }
+
+    /// The To value, parsed (see [`Message::from`]).
+    pub fn to(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single(HeaderName::To)
     }
 
     /// The From tag.
     #[inline]
     pub fn from_tag(&self) -> Option<&'a [u8]> {
-        self.from.tag()
+        self.from_tag
     }
 
     /// The To tag (absent on a dialog-creating request).
     #[inline]
     pub fn to_tag(&self) -> Option<&'a [u8]> {
-        self.to.tag()
+        self.to_tag
     }
 
     /// The Call-ID.
@@ -578,7 +657,8 @@ impl<'a> Message<'a> {
         self.header_value(HeaderName::ContentType)
     }
 
-    /// Every Contact value, in order (none for `Contact: *`).
+    /// Every Contact value, in order, each parsed when reached (none for
+    /// `Contact: *`). A malformed value yields its error and ends the walk.
     pub fn contacts(&self) -> NameAddrs<'a, '_> {
         NameAddrs::new(self, HeaderName::Contact)
     }
@@ -619,13 +699,28 @@ impl<'a> Message<'a> {
     /// [`Uri::dialed_number`]). A response has none.
     #[inline]
     pub fn dialed_number(&self, out: &mut DialedNumber) -> Result<(), DialedNumberError> {
-        match &self.start {
-            StartLine::Request { uri, .. } => uri.dialed_number(out),
+        match self.start {
+            StartLine::Request { uri, .. } => uri::dialed_number_of(uri, out),
             StartLine::Response { .. } => {
                 out.clone_from(&DialedNumber::new());
                 Err(DialedNumberError::NoNumber)
             }
         }
+    }
+
+    /// Checks every header value the parser has a grammar for (Via, From,
+    /// To, Call-ID, Contact, Route, Record-Route, Date) and the Request-URI
+    /// against RFC 3261; returns the first error with its offset in the
+    /// datagram.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if let StartLine::Request { uri, .. } = self.start {
+            request_uri(uri).map_err(|f| f.relative_to(self.buf))?;
+        }
+        for slot in &self.slots[..self.count as usize] {
+            let value = &self.buf[slot.value_start as usize..slot.value_end as usize];
+            check_value(slot.name, value).map_err(|f| f.relative_to(self.buf))?;
+        }
+        Ok(())
     }
 
     /// The header slots in order, for the writers: (name, line start,
@@ -656,17 +751,28 @@ pub struct Vias<'a, 'm> {
     msg: &'m Message<'a>,
     slot: usize,
     rest: &'a [u8],
+    done: bool,
 }
 
 impl<'a> Iterator for Vias<'a, '_> {
-    type Item = Via<'a>;
+    type Item = Result<Via<'a>, ParseError>;
 
-    fn next(&mut self) -> Option<Via<'a>> {
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         loop {
             if !self.rest.is_empty() {
-                let (via, rest) = values::next_via(self.rest)?;
-                self.rest = rest;
-                return Some(via);
+                return Some(match values::next_via(self.rest) {
+                    Ok((via, rest)) => {
+                        self.rest = rest;
+                        Ok(via)
+                    }
+                    Err(f) => {
+                        self.done = true;
+                        Err(f.relative_to(self.msg.buf))
+                    }
+                });
             }
             let count = self.msg.count as usize;
             while self.slot < count && self.msg.slots[self.slot].name != HeaderName::Via {
@@ -689,6 +795,7 @@ pub struct NameAddrs<'a, 'm> {
     name: HeaderName,
     slot: usize,
     rest: &'a [u8],
+    done: bool,
 }
 
 impl<'a, 'm> NameAddrs<'a, 'm> {
@@ -701,19 +808,30 @@ impl<'a, 'm> NameAddrs<'a, 'm> {
                 i => i as usize,
             },
             rest: &[],
+            done: false,
         }
     }
 }
 
 impl<'a> Iterator for NameAddrs<'a, '_> {
-    type Item = NameAddr<'a>;
+    type Item = Result<NameAddr<'a>, ParseError>;
 
-    fn next(&mut self) -> Option<NameAddr<'a>> {
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         loop {
             if !self.rest.is_empty() {
-                let (v, rest) = values::next_name_addr(self.rest)?;
-                self.rest = rest;
-                return Some(v);
+                return Some(match values::next_name_addr(self.rest) {
+                    Ok((v, rest)) => {
+                        self.rest = rest;
+                        Ok(v)
+                    }
+                    Err(f) => {
+                        self.done = true;
+                        Err(f.relative_to(self.msg.buf))
+                    }
+                });
             }
             let count = self.msg.count as usize;
             while self.slot < count && self.msg.slots[self.slot].name != self.name {

@@ -59,6 +59,7 @@ impl fmt::Display for Host<'_> {
 
 /// Parses a host: a bracketed IPv6 reference, a dotted IPv4 address or a
 /// host name. Returns the host and the rest.
+#[inline]
 pub(crate) fn host(s: &[u8]) -> Res<(Host<'_>, &[u8])> {
     if s.first() == Some(&b'[') {
         let Some(close) = memchr::memchr(b']', s) else {
@@ -74,9 +75,17 @@ pub(crate) fn host(s: &[u8]) -> Res<(Host<'_>, &[u8])> {
         return Err(Fail::at(ErrorKind::BadHost, s));
     }
     // A name whose last label starts with a digit can only be an IPv4
-    // address (RFC 3261 toplabel starts with ALPHA).
-    let last_label = name.rsplit(|&b| b == b'.').find(|l| !l.is_empty());
-    if last_label.is_some_and(|l| l[0].is_ascii_digit()) {
+    // address (RFC 3261 toplabel starts with ALPHA); a trailing dot (a fully
+    // qualified name) does not count as a label.
+    let trimmed = name.strip_suffix(b".").unwrap_or(name);
+    let last_label_start = trimmed
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(0, |i| i + 1);
+    if trimmed
+        .get(last_label_start)
+        .is_none_or(|b| b.is_ascii_digit())
+    {
         let addr = ipv4(name).ok_or(Fail::at(ErrorKind::BadHost, s))?;
         return Ok((Host::Ipv4(addr), &s[n..]));
     }
@@ -109,23 +118,39 @@ fn parse_text<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
 }
 
 /// A dotted-quad IPv4 address: four decimal octets of one to three digits.
+#[inline]
 pub(crate) fn ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 {
-            return None;
+    let mut part = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                value = value * 10 + u32::from(b - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = value as u8;
+                part += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(super::grammar::decimal(part, 255)?).ok()?;
     }
-    if parts.next().is_some() {
+    if part != 3 || digits == 0 {
         return None;
     }
+    octets[3] = value as u8;
     Some(Ipv4Addr::from(octets))
 }
 
 /// A port: `1*DIGIT` no greater than 65535.
+#[inline]
 pub(crate) fn port(s: &[u8]) -> Res<(u16, &[u8])> {
     let n = span(s, super::grammar::DIGIT);
     match super::grammar::decimal(&s[..n], 65535) {
@@ -213,50 +238,7 @@ impl<'a> Uri<'a> {
             Scheme::Sip | Scheme::Sips | Scheme::Tel => self.user,
             Scheme::Other(_) => None,
         };
-        let Some(number) = number else {
-            return Err(DialedNumberError::NoNumber);
-        };
-        // A telephone-subscriber in a sip user part may carry its own
-        // parameters (`;phone-context=...`, `;isub=...`): they are not digits.
-        let number = match memchr::memchr(b';', number) {
-            Some(i) => &number[..i],
-            None => number,
-        };
-        let mut i = 0;
-        while i < number.len() {
-            let mut b = number[i];
-            if b == b'%' {
-                let hi = number.get(i + 1).copied().and_then(hex_value);
-                let lo = number.get(i + 2).copied().and_then(hex_value);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => {
-                        b = h << 4 | l;
-                        i += 2;
-                    }
-                    _ => return Err(DialedNumberError::NotANumber),
-                }
-            }
-            i += 1;
-            match b {
-                b'0'..=b'9' => {
-                    if out.len as usize == MAX_DIALED_DIGITS {
-                        out.len = 0;
-                        return Err(DialedNumberError::TooLong);
-                    }
-                    out.digits[out.len as usize] = b;
-                    out.len += 1;
-                }
-                b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
-                _ => {
-                    out.len = 0;
-                    return Err(DialedNumberError::NotANumber);
-                }
-            }
-        }
-        if out.len == 0 {
-            return Err(DialedNumberError::NoNumber);
-        }
-        Ok(())
+        digits_into(number.ok_or(DialedNumberError::NoNumber)?, out)
     }
 }
 
@@ -266,19 +248,8 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
-/// Stands in for a URI until one is parsed.
-pub(crate) const PLACEHOLDER_URI: Uri<'static> = Uri {
-    raw: &[],
-    scheme: Scheme::Other(&[]),
-    user: None,
-    password: None,
-    host: None,
-    port: None,
-    params: &[],
-    headers: None,
-};
-
 /// Parses a URI that fills `s` exactly.
+#[inline]
 pub(crate) fn uri(s: &[u8]) -> Res<Uri<'_>> {
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
     let colon = s
@@ -320,6 +291,7 @@ pub(crate) fn uri(s: &[u8]) -> Res<Uri<'_>> {
     }
 }
 
+#[inline]
 fn sip_uri<'a>(raw: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Res<Uri<'a>> {
     // No '@' may appear in parameters or headers unescaped, so the first one
     // ends the userinfo (RFC 3261 section 25.1).
@@ -373,6 +345,7 @@ fn sip_uri<'a>(raw: &'a [u8], scheme: Scheme<'a>, rest: &'a [u8]) -> Res<Uri<'a>
 }
 
 /// `headers = header *( "&" header )`, `header = hname "=" hvalue`.
+#[inline]
 fn uri_headers(h: &[u8]) -> Res<()> {
     for header in h.split(|&b| b == b'&') {
         let Some(eq) = memchr::memchr(b'=', header) else {
@@ -387,6 +360,7 @@ fn uri_headers(h: &[u8]) -> Res<()> {
     Ok(())
 }
 
+#[inline]
 fn tel_uri<'a>(raw: &'a [u8], rest: &'a [u8]) -> Res<Uri<'a>> {
     let n = span(rest, TEL);
     let number = &rest[..n];
@@ -416,6 +390,78 @@ fn tel_uri<'a>(raw: &'a [u8], rest: &'a [u8]) -> Res<Uri<'a>> {
         params,
         headers: None,
     })
+}
+
+/// The dialed number of a raw URI without checking the rest of it: the
+/// scheme must be sip, sips or tel; the user part is what precedes the `@`
+/// (and any `:password`), the tel number what precedes the first `;`.
+#[inline]
+pub(crate) fn dialed_number_of(
+    raw: &[u8],
+    out: &mut DialedNumber,
+) -> Result<(), DialedNumberError> {
+    out.len = 0;
+    let colon = memchr::memchr(b':', raw).ok_or(DialedNumberError::NoNumber)?;
+    let (scheme, rest) = (&raw[..colon], &raw[colon + 1..]);
+    let user = if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        let at = memchr::memchr(b'@', rest).ok_or(DialedNumberError::NoNumber)?;
+        let userinfo = &rest[..at];
+        match memchr::memchr(b':', userinfo) {
+            Some(c) => &userinfo[..c],
+            None => userinfo,
+        }
+    } else if scheme.eq_ignore_ascii_case(b"tel") {
+        rest
+    } else {
+        return Err(DialedNumberError::NoNumber);
+    };
+    digits_into(user, out)
+}
+
+/// Decodes escapes, drops visual separators and keeps digits, stopping at
+/// the first `;` (a telephone-subscriber's own parameters).
+#[inline]
+fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
+    out.len = 0;
+    let number = match memchr::memchr(b';', number) {
+        Some(i) => &number[..i],
+        None => number,
+    };
+    let mut i = 0;
+    while i < number.len() {
+        let mut b = number[i];
+        if b == b'%' {
+            let hi = number.get(i + 1).copied().and_then(hex_value);
+            let lo = number.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(h), Some(l)) => {
+                    b = h << 4 | l;
+                    i += 2;
+                }
+                _ => return Err(DialedNumberError::NotANumber),
+            }
+        }
+        i += 1;
+        match b {
+            b'0'..=b'9' => {
+                if out.len as usize == MAX_DIALED_DIGITS {
+                    out.len = 0;
+                    return Err(DialedNumberError::TooLong);
+                }
+                out.digits[out.len as usize] = b;
+                out.len += 1;
+            }
+            b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
+            _ => {
+                out.len = 0;
+                return Err(DialedNumberError::NotANumber);
+            }
+        }
+    }
+    if out.len == 0 {
+        return Err(DialedNumberError::NoNumber);
+    }
+    Ok(())
 }
 
 /// The longest dialed number kept, in digits. E.164 numbers have at most 15;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{
-    decimal, expect_token, is, params, quoted_string, skip_sws, span, starts_with_lws, ParamStyle,
+    decimal, expect_token, params, quoted_string, skip_sws, span, starts_with_lws, ParamStyle,
     Params, TOKEN, WORD,
 };
 use super::uri::{self, Host, Uri};
@@ -52,22 +52,29 @@ pub enum Method<'a> {
 impl<'a> Method<'a> {
     /// The method named by `token` (compared with case).
     pub fn from_bytes(token: &'a [u8]) -> Method<'a> {
-        match token {
-            b"INVITE" => Method::Invite,
-            b"ACK" => Method::Ack,
-            b"BYE" => Method::Bye,
-            b"CANCEL" => Method::Cancel,
-            b"OPTIONS" => Method::Options,
-            b"REGISTER" => Method::Register,
-            b"PRACK" => Method::Prack,
-            b"SUBSCRIBE" => Method::Subscribe,
-            b"NOTIFY" => Method::Notify,
-            b"PUBLISH" => Method::Publish,
-            b"INFO" => Method::Info,
-            b"REFER" => Method::Refer,
-            b"MESSAGE" => Method::Message,
-            b"UPDATE" => Method::Update,
-            other => Method::Other(other),
+        // Dispatch on length and first byte, then compare once: a `match`
+        // on byte-string literals would call memcmp for each candidate.
+        let (candidate, name): (Method<'a>, &[u8]) = match (token.len(), token.first()) {
+            (3, Some(b'A')) => (Method::Ack, b"ACK"),
+            (3, Some(b'B')) => (Method::Bye, b"BYE"),
+            (4, Some(b'I')) => (Method::Info, b"INFO"),
+            (5, Some(b'P')) => (Method::Prack, b"PRACK"),
+            (5, Some(b'R')) => (Method::Refer, b"REFER"),
+            (6, Some(b'I')) => (Method::Invite, b"INVITE"),
+            (6, Some(b'C')) => (Method::Cancel, b"CANCEL"),
+            (6, Some(b'N')) => (Method::Notify, b"NOTIFY"),
+            (6, Some(b'U')) => (Method::Update, b"UPDATE"),
+            (7, Some(b'O')) => (Method::Options, b"OPTIONS"),
+            (7, Some(b'P')) => (Method::Publish, b"PUBLISH"),
+            (7, Some(b'M')) => (Method::Message, b"MESSAGE"),
+            (8, Some(b'R')) => (Method::Register, b"REGISTER"),
+            (9, Some(b'S')) => (Method::Subscribe, b"SUBSCRIBE"),
+            _ => return Method::Other(token),
+        };
+        if token.iter().zip(name).all(|(a, b)| a == b) {
+            candidate
+        } else {
+            Method::Other(token)
         }
     }
 
@@ -120,20 +127,15 @@ pub enum Transport<'a> {
 
 impl<'a> Transport<'a> {
     fn from_bytes(t: &'a [u8]) -> Transport<'a> {
-        if t.eq_ignore_ascii_case(b"UDP") {
-            Transport::Udp
-        } else if t.eq_ignore_ascii_case(b"TCP") {
-            Transport::Tcp
-        } else if t.eq_ignore_ascii_case(b"TLS") {
-            Transport::Tls
-        } else if t.eq_ignore_ascii_case(b"SCTP") {
-            Transport::Sctp
-        } else if t.eq_ignore_ascii_case(b"WS") {
-            Transport::Ws
-        } else if t.eq_ignore_ascii_case(b"WSS") {
-            Transport::Wss
-        } else {
-            Transport::Other(t)
+        let lower = |i: usize| t.get(i).map_or(0, |b| b | 0x20);
+        match (t.len(), lower(0), lower(1), lower(2), lower(3)) {
+            (3, b'u', b'd', b'p', _) => Transport::Udp,
+            (3, b't', b'c', b'p', _) => Transport::Tcp,
+            (3, b't', b'l', b's', _) => Transport::Tls,
+            (4, b's', b'c', b't', b'p') => Transport::Sctp,
+            (2, b'w', b's', _, _) => Transport::Ws,
+            (3, b'w', b's', b's', _) => Transport::Wss,
+            _ => Transport::Other(t),
         }
     }
 }
@@ -276,15 +278,6 @@ pub(crate) const PLACEHOLDER_VIA: Via<'static> = Via {
     ttl: None,
 };
 
-/// Stands in for From and To until they are parsed.
-pub(crate) const PLACEHOLDER_NAME_ADDR: NameAddr<'static> = NameAddr {
-    raw: &[],
-    display_name: None,
-    uri: uri::PLACEHOLDER_URI,
-    params: &[],
-    tag: None,
-};
-
 /// Skips `SWS sep SWS`; `None` when the separator is not next.
 #[inline]
 fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
@@ -296,13 +289,21 @@ fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
 
 /// One via-parm at the start of `s`; returns it and the rest (which starts
 /// at the white space or comma after it).
+#[inline]
 pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let start = skip_sws(s);
-    // sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    let (protocol, rest) = expect_token(start, ErrorKind::BadVia)?;
-    let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
-    let (version, rest) = expect_token(rest, ErrorKind::BadVia)?;
-    let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+    // sent-protocol = protocol-name SLASH protocol-version SLASH transport;
+    // nearly every Via is written `SIP/2.0/...` without white space.
+    let (protocol, version, rest) = match start.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (&start[..3], &start[4..7], &start[8..]),
+        _ => {
+            let (protocol, rest) = expect_token(start, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            let (version, rest) = expect_token(rest, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            (protocol, version, rest)
+        }
+    };
     let (transport, rest) = expect_token(rest, ErrorKind::BadVia)?;
     if !starts_with_lws(rest) {
         return Err(Fail::at(ErrorKind::BadVia, rest));
@@ -323,37 +324,39 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let mut ttl = None;
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
         let bad = || Fail::at(ErrorKind::BadVia, at);
-        if name.eq_ignore_ascii_case(b"branch") {
-            branch = Some(
-                value
-                    .filter(|v| v.iter().all(|&b| is(b, TOKEN)))
-                    .ok_or_else(bad)?,
-            );
-        } else if name.eq_ignore_ascii_case(b"received") {
-            let v = value.ok_or_else(bad)?;
-            let v = v
-                .strip_prefix(b"[")
-                .and_then(|v| v.strip_suffix(b"]"))
-                .unwrap_or(v);
-            let ip = match uri::ipv4(v) {
-                Some(a) => IpAddr::V4(a),
-                None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
-            };
-            received = Some(ip);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            rport = match value {
-                None => Rport::Requested,
-                Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
-            };
-        } else if name.eq_ignore_ascii_case(b"maddr") {
-            let v = value.ok_or_else(bad)?;
-            uri::host(v)
-                .ok()
-                .filter(|(_, r)| r.is_empty())
-                .ok_or_else(bad)?;
-            maddr = Some(v);
-        } else if name.eq_ignore_ascii_case(b"ttl") {
-            ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+        // Dispatch on the length first: most parameters are branch and rport.
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => branch = Some(value.ok_or_else(bad)?),
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                rport = match value {
+                    None => Rport::Requested,
+                    Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
+                };
+            }
+            8 if name.eq_ignore_ascii_case(b"received") => {
+                let v = value.ok_or_else(bad)?;
+                let v = v
+                    .strip_prefix(b"[")
+                    .and_then(|v| v.strip_suffix(b"]"))
+                    .unwrap_or(v);
+                let ip = match uri::ipv4(v) {
+                    Some(a) => IpAddr::V4(a),
+                    None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
+                };
+                received = Some(ip);
+            }
+            5 if name.eq_ignore_ascii_case(b"maddr") => {
+                let v = value.ok_or_else(bad)?;
+                uri::host(v)
+                    .ok()
+                    .filter(|(_, r)| r.is_empty())
+                    .ok_or_else(bad)?;
+                maddr = Some(v);
+            }
+            3 if name.eq_ignore_ascii_case(b"ttl") => {
+                ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+            }
+            _ => {}
         }
         Ok(())
     })?;
@@ -391,6 +394,7 @@ pub(crate) fn list_next(rest: &[u8], kind: ErrorKind) -> Res<Option<&[u8]>> {
 
 /// Validates a whole Via header value (a comma list) and returns the first
 /// via-parm.
+#[inline]
 pub(crate) fn via_list(value: &[u8]) -> Res<Via<'_>> {
     let (first, mut rest) = via_parm(value)?;
     while let Some(next) = list_next(rest, ErrorKind::BadVia)? {
@@ -448,6 +452,7 @@ impl<'a> NameAddr<'a> {
 }
 
 /// One name-addr or addr-spec with its parameters at the start of `s`.
+#[inline]
 pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     let start = skip_sws(s);
     let (display_name, after_display) = match start.first() {
@@ -508,7 +513,8 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     };
     let mut tag = None;
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
-        if name.eq_ignore_ascii_case(b"tag") {
+        // The first tag counts, as in `light_tag`.
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
             tag = Some(value.ok_or(Fail::at(ErrorKind::BadParam, at))?);
         }
         Ok(())
@@ -526,7 +532,43 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
     ))
 }
 
+/// The tag parameter of a From or To value without checking the URI: skips
+/// the display name and the URI by their delimiters and reads the header
+/// parameters (RFC 3261 section 20.10: an addr-spec ends at the first `;`,
+/// a name-addr at its `>`). The full check is [`single_name_addr`].
+#[inline]
+pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
+    let mut s = value;
+    if s.first() == Some(&b'"') {
+        s = quoted_string(s)?.1;
+    }
+    // The first '<' or ';' (usually within a few bytes: a display name or
+    // nothing precedes the URI) decides between name-addr and addr-spec.
+    let params_at = match s.iter().position(|&b| b == b'<' || b == b';') {
+        Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
+            Some(j) => &s[i + j + 1..],
+            None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
+        },
+        Some(i) => &s[i..],
+        None => return Ok(None),
+    };
+    // Read parameters up to the tag; the ones after it are checked by the
+    // full parse (`single_name_addr`).
+    let mut rest = params_at;
+    while let Some((name, value, next)) = super::grammar::one_param(rest, ParamStyle::Header)? {
+        if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+            return match value {
+                Some(v) => Ok(Some(v)),
+                None => Err(Fail::at(ErrorKind::BadParam, rest)),
+            };
+        }
+        rest = next;
+    }
+    Ok(None)
+}
+
 /// A From or To value: exactly one name-addr.
+#[inline]
 pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
     let (v, rest) = name_addr(value)?;
     let rest = skip_sws(rest);
@@ -538,6 +580,7 @@ pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
 
 /// Validates a Contact, Route or Record-Route value (a comma list).
 /// `star_allowed` admits Contact's `*` (RFC 3261 section 20.10).
+#[inline]
 pub(crate) fn name_addr_list(value: &[u8], star_allowed: bool) -> Res<()> {
     if star_allowed && value == b"*" {
         return Ok(());
@@ -568,6 +611,7 @@ impl<'a> CSeq<'a> {
 /// The largest CSeq number (RFC 3261 section 8.1.1.5: less than 2^31).
 pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 
+#[inline]
 pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
     let v = skip_sws(s);
     let n = span(v, super::grammar::DIGIT);
@@ -588,6 +632,7 @@ pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
 }
 
 /// `callid = word [ "@" word ]` (RFC 3261 section 25.1).
+#[inline]
 pub(crate) fn call_id(v: &[u8]) -> Res<()> {
     let n = span(v, WORD);
     if n == 0 {
@@ -611,6 +656,7 @@ pub(crate) fn call_id(v: &[u8]) -> Res<()> {
 }
 
 /// A value that is only `1*DIGIT` no greater than `max`, or `kind`.
+#[inline]
 pub(crate) fn number(v: &[u8], max: u64, kind: ErrorKind) -> Res<u64> {
     decimal(v, max).ok_or(Fail::at(kind, v))
 }
@@ -649,18 +695,21 @@ pub(crate) fn date(v: &[u8]) -> Res<()> {
     }
 }
 
-/// Iterates the name-addr values of a comma list that was validated.
-pub(crate) fn next_name_addr(rest: &[u8]) -> Option<(NameAddr<'_>, &[u8])> {
-    let (v, after) = name_addr(rest).ok()?;
-    let next = list_next(after, ErrorKind::BadNameAddr).ok().flatten();
-    Some((v, next.unwrap_or(&[])))
+/// The next name-addr of a comma list and the rest after its comma (empty
+/// at the end of the list).
+#[inline]
+pub(crate) fn next_name_addr(rest: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
+    let (v, after) = name_addr(rest)?;
+    let next = list_next(after, ErrorKind::BadNameAddr)?;
+    Ok((v, next.unwrap_or(&[])))
 }
 
-/// Iterates the via-parms of a comma list that was validated.
-pub(crate) fn next_via(rest: &[u8]) -> Option<(Via<'_>, &[u8])> {
-    let (v, after) = via_parm(rest).ok()?;
-    let next = list_next(after, ErrorKind::BadVia).ok().flatten();
-    Some((v, next.unwrap_or(&[])))
+/// The next via-parm of a comma list and the rest after its comma.
+#[inline]
+pub(crate) fn next_via(rest: &[u8]) -> Res<(Via<'_>, &[u8])> {
+    let (v, after) = via_parm(rest)?;
+    let next = list_next(after, ErrorKind::BadVia)?;
+    Ok((v, next.unwrap_or(&[])))
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub enum WriteError {
     /// The response has a single Via, so it was meant for this element (RFC 3261 section 16.7).
     #[error("the response has no Via left after removing the top one")]
     NoViaLeft,
+    /// The response's Via values after the top one do not parse.
+    #[error("the response's second Via is malformed")]
+    BadVia,
     /// The CSeq number of a new request is 2^31 or more.
     #[error("CSeq {number} is not below 2^31")]
     BadCSeq {
@@ -453,7 +456,10 @@ pub const DEFAULT_MAX_FORWARDS: u8 = 70;
 /// Writes `request` as forwarded: the start line (with the new Request-URI,
 /// if any), this element's Via on top, the Record-Route if any,
 /// Max-Forwards decremented (added as 69 when absent), and every other
-/// header line and the body copied byte for byte.
+/// header line and the body copied byte for byte. The copy has up to three
+/// more header lines than the request, so a request near
+/// [`MAX_HEADERS`](super::MAX_HEADERS) lines forwards into one this parser
+/// would refuse with `TooManyHeaders`.
 pub fn forward_request(
     request: &Message<'_>,
     forward: &ForwardRequest<'_>,
@@ -514,12 +520,8 @@ pub fn forward_request(
         if name == HeaderName::Route && first_route {
             first_route = false;
             let value = &buf[value_start..value_end];
-            let rest = values::next_name_addr(value).and_then(|(_, after)| {
-                values::list_next(after, super::ErrorKind::BadNameAddr)
-                    .ok()
-                    .flatten()
-            });
-            if let Some(rest) = rest {
+            let rest = values::next_name_addr(value).ok().map(|(_, after)| after);
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
                 // Keep the other values of the list on this line.
                 o.put(&buf[start..value_start])?;
                 o.put(rest)?;
@@ -548,8 +550,10 @@ pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize,
     if response.is_request() {
         return Err(WriteError::NotARequest);
     }
-    if response.second_via().is_none() {
-        return Err(WriteError::NoViaLeft);
+    match response.second_via() {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(WriteError::NoViaLeft),
+        Err(_) => return Err(WriteError::BadVia),
     }
     let buf = response.buf();
     let mut o = Out::new(out);
@@ -564,8 +568,9 @@ pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize,
                 .ok()
                 .and_then(|(_, after)| values::list_next(after, super::ErrorKind::BadVia).ok())
                 .flatten();
-            if let Some(rest) = rest {
-                // Keep the other values of the list on this line.
+            // Keep the other values of the list on this line (a trailing
+            // comma with nothing after it leaves nothing to keep).
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
                 o.put(&buf[start..value_start])?;
                 o.put(rest)?;
                 o.put(b"\r\n")?;
