@@ -89,6 +89,8 @@ pub struct Appliance {
     cfg: ApplianceConfig,
     /// The XDP filter (AF_XDP mode, or socket mode with a `[filter]`).
     filter: Option<Filter>,
+    /// Upstream addresses this edge put in the XDP allowlist.
+    upstreams_allowed: Vec<IpAddr>,
     last_sweep: Instant,
     dataplane: Dataplane<EdgeProxy>,
     routes: RouteControl,
@@ -151,9 +153,10 @@ impl Appliance {
             source,
         })?;
         prober.follow_table(routes.table());
-        Ok(Appliance {
+        let mut appliance = Appliance {
             cfg,
             filter,
+            upstreams_allowed: Vec::new(),
             last_sweep: Instant::now(),
             dataplane,
             routes,
@@ -166,7 +169,46 @@ impl Appliance {
             last_workers: Vec::new(),
             events,
             worker_bans: HashMap::new(),
-        })
+        };
+        appliance.allow_upstreams();
+        Ok(appliance)
+    }
+
+    /// Keeps the route table's upstreams in the XDP allowlist: they answer
+    /// every call (hundreds of responses per second from one address) and
+    /// must never meet a per-source rate limit or a ban. Entries this edge
+    /// added for upstreams a reload dropped are taken out again; entries the
+    /// configuration lists stay.
+    fn allow_upstreams(&mut self) {
+        let Some(filter) = &mut self.filter else {
+            return;
+        };
+        let configured: Vec<Cidr> = self
+            .cfg
+            .filter
+            .as_ref()
+            .map(|f| f.allowlist.clone())
+            .unwrap_or_default();
+        let mut wanted: Vec<IpAddr> = self
+            .routes
+            .table()
+            .upstreams()
+            .iter()
+            .map(|a| a.ip())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for ip in &self.upstreams_allowed {
+            if !wanted.contains(ip) && !configured.contains(&Cidr::host(*ip)) {
+                let _ = filter.disallow(Cidr::host(*ip));
+            }
+        }
+        for ip in &wanted {
+            if let Err(e) = filter.allow(Cidr::host(*ip)) {
+                eprintln!("dce-edge: cannot allowlist upstream {ip} in the XDP filter: {e}");
+            }
+        }
+        self.upstreams_allowed = wanted;
     }
 
     /// The addresses the workers serve (the real port when the
@@ -209,6 +251,7 @@ impl Appliance {
             Ok(r) => {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());
+                self.allow_upstreams();
                 self.events.push(ControlEvent::ReloadAccepted {
                     version: r.version,
                     prefixes: self.routes.table().prefix_count(),
