@@ -22,6 +22,10 @@ enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
     /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
     Run(dce_edge::appliance::cli::RunArgs),
+    /// The lab demo: legitimate calls through the edge while it sheds
+    /// scanners, a password guess, a spoofed INVITE flood and garbage, in
+    /// network namespaces (root; removes everything it made).
+    Demo(dce_edge::lab::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
     /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
     Filter(xdp_cli::FilterArgs),
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo(args) => exit(dce_edge::lab::demo::main(&args)),
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
         Command::Stats(args) if !args.reads_endpoint() => {
             exit(xdp_cli::run_stats(&xdp_cli::StatsArgs {

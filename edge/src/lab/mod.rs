@@ -3,6 +3,8 @@
 //! without touching any real network.
 
 pub mod bin;
+pub mod demo;
 pub mod netns;
 pub mod ping;
+pub mod raw;
 pub mod topology;
