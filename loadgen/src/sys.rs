@@ -1,0 +1,747 @@
+//! The kernel interfaces the generator needs and `std` does not offer:
+//! batched UDP I/O (recvmmsg/sendmmsg), level-triggered epoll, socket options
+//! (buffers, SO_REUSEPORT, drop counters), per-thread CPU time and AF_PACKET
+//! raw sockets. Every `unsafe` block of the crate lives here, each with the
+//! reason it is sound.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// `SO_MEMINFO` (linux/socket.h): socket memory counters, among them drops.
+const SO_MEMINFO: libc::c_int = 55;
+/// Index of the drop counter in the `SO_MEMINFO` array (linux/sock_diag.h).
+const SK_MEMINFO_DROPS: usize = 8;
+/// Length of the `SO_MEMINFO` array.
+const SK_MEMINFO_VARS: usize = 9;
+/// `PACKET_QDISC_BYPASS` (linux/if_packet.h).
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+/// `RUSAGE_THREAD` (sys/resource.h on Linux).
+const RUSAGE_THREAD: libc::c_int = 1;
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: i32) -> io::Result<()> {
+    // SAFETY: `value` lives for the call and its size is passed with it.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    cvt(rc).map(|_| ())
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    let mut value: i32 = 0;
+    let mut len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value`.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    cvt(rc).map(|_| value)
+}
+
+/// Options for a UDP socket the generator binds.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpOptions {
+    /// Receive and send buffer size asked for, in bytes (like SIPp's
+    /// `-buff_size`); forced past `rmem_max` when the process may.
+    pub buffer_bytes: usize,
+    /// Let several sockets share the port (one per server thread).
+    pub reuse_port: bool,
+}
+
+/// Binds a non-blocking UDP socket with the given options.
+pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the returned fd is owned right below.
+    #[allow(unsafe_code)]
+    let fd = cvt(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    #[allow(unsafe_code)]
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    if opts.reuse_port {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    if opts.buffer_bytes > 0 {
+        let size = opts.buffer_bytes.min(i32::MAX as usize / 2) as i32;
+        // The FORCE variants pass net.core.[rw]mem_max but need CAP_NET_ADMIN;
+        // fall back to the plain ones (capped by the sysctl) otherwise.
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
+        }
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, size)?;
+        }
+    }
+    let (storage, len) = sockaddr_from(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    cvt(rc).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    Ok(UdpSocket::from(owned))
+}
+
+/// Lets datagrams larger than the path MTU leave fragmented (IP_PMTUDISC_DONT)
+/// instead of failing with EMSGSIZE.
+pub fn allow_fragmentation(sock: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )
+}
+
+/// The receive buffer the kernel actually granted (it doubles the request).
+pub fn recv_buffer_bytes(sock: &impl AsRawFd) -> io::Result<usize> {
+    getsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v as usize)
+}
+
+/// Datagrams the kernel dropped at this socket (full receive buffer and the
+/// like), from `SO_MEMINFO`.
+pub fn socket_drops(sock: &impl AsRawFd) -> io::Result<u64> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = size_of::<[u32; SK_MEMINFO_VARS]>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    cvt(rc)?;
+    Ok(u64::from(info[SK_MEMINFO_DROPS]))
+}
+
+/// Converts a socket address into the kernel's representation.
+pub fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    #[allow(unsafe_code)]
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
+            };
+            (storage, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6)
+            };
+            (storage, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+/// Converts the kernel's representation back; `None` for other families.
+pub fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            #[allow(unsafe_code)]
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            #[allow(unsafe_code)]
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Largest datagram one receive slot holds; longer ones are counted as
+/// truncated (SIP over UDP stays well below, RFC 3261 section 18.1.1).
+pub const RX_SLOT: usize = 4096;
+/// Largest datagram one transmit slot holds.
+pub const TX_SLOT: usize = 2048;
+
+/// A batch of receive slots for `recvmmsg`, allocated once.
+pub struct RxBatch {
+    bufs: Vec<u8>,
+    lens: Vec<usize>,
+    truncated: Vec<bool>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    count: usize,
+}
+
+// SAFETY: the raw pointers inside iovec/mmsghdr only ever point into this
+// struct's own vectors and are rebuilt before each use.
+#[allow(unsafe_code)]
+unsafe impl Send for RxBatch {}
+
+impl RxBatch {
+    /// Room for `slots` datagrams.
+    pub fn new(slots: usize) -> Self {
+        // SAFETY: these kernel structs are plain old data; zero is valid.
+        #[allow(unsafe_code)]
+        let (addr, iov, hdr) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
+        };
+        RxBatch {
+            bufs: vec![0; slots * RX_SLOT],
+            lens: vec![0; slots],
+            truncated: vec![false; slots],
+            addrs: vec![addr; slots],
+            iovs: vec![iov; slots],
+            hdrs: vec![hdr; slots],
+            count: 0,
+        }
+    }
+
+    /// Receives up to the batch size without blocking; returns how many
+    /// arrived (0 when none was waiting).
+    pub fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
+        let slots = self.hdrs.len();
+        for i in 0..slots {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i * RX_SLOT..].as_mut_ptr().cast(),
+                iov_len: RX_SLOT,
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        // SAFETY: every header points at a live buffer and address slot of
+        // this batch, sized as declared; the call does not block.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            self.count = 0;
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = rc as usize;
+        for i in 0..n {
+            let len = self.hdrs[i].msg_len as usize;
+            self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.lens[i] = len.min(RX_SLOT);
+        }
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last receive: bytes, sender, and whether the kernel
+    /// cut it to the slot size.
+    pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>, bool) {
+        let start = i * RX_SLOT;
+        (
+            &self.bufs[start..start + self.lens[i]],
+            sockaddr_to(&self.addrs[i]),
+            self.truncated[i],
+        )
+    }
+
+    /// How many datagrams the last receive returned.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the last receive returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// What a transmit batch reports after a flush.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushResult {
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Datagrams given up after the socket stayed full (EAGAIN) for the
+    /// bounded retry; the caller's retransmission timers cover them.
+    pub blocked: u64,
+    /// Datagrams refused with another error.
+    pub errors: u64,
+    /// The last error seen, if any (errno).
+    pub last_errno: i32,
+}
+
+/// A batch of outgoing datagrams for `sendmmsg`, each tagged with the index
+/// of the socket it leaves from. Consecutive datagrams for the same socket go
+/// out in one system call.
+pub struct TxBatch {
+    bufs: Vec<u8>,
+    lens: Vec<usize>,
+    socks: Vec<u32>,
+    addrs: Vec<libc::sockaddr_storage>,
+    addr_lens: Vec<libc::socklen_t>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    count: usize,
+}
+
+// SAFETY: as for RxBatch, the pointers only reference the struct's own vectors.
+#[allow(unsafe_code)]
+unsafe impl Send for TxBatch {}
+
+impl TxBatch {
+    /// Room for `slots` datagrams.
+    pub fn new(slots: usize) -> Self {
+        // SAFETY: plain old data, zero is valid.
+        #[allow(unsafe_code)]
+        let (addr, iov, hdr) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
+        };
+        TxBatch {
+            bufs: vec![0; slots * TX_SLOT],
+            lens: vec![0; slots],
+            socks: vec![0; slots],
+            addrs: vec![addr; slots],
+            addr_lens: vec![0; slots],
+            iovs: vec![iov; slots],
+            hdrs: vec![hdr; slots],
+            count: 0,
+        }
+    }
+
+    /// True when no slot is left; flush before pushing more.
+    pub fn is_full(&self) -> bool {
+        self.count == self.lens.len()
+    }
+
+    /// Datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The next free slot's buffer; call [`TxBatch::commit`] with the length
+    /// written to queue it. Panics when full (check [`TxBatch::is_full`]).
+    pub fn slot(&mut self) -> &mut [u8] {
+        assert!(!self.is_full(), "TxBatch::slot on a full batch");
+        let start = self.count * TX_SLOT;
+        &mut self.bufs[start..start + TX_SLOT]
+    }
+
+    /// Queues the datagram written into [`TxBatch::slot`].
+    pub fn commit(&mut self, len: usize, sock: u32, dst: SocketAddr) {
+        let i = self.count;
+        let (storage, alen) = sockaddr_from(dst);
+        self.lens[i] = len.min(TX_SLOT);
+        self.socks[i] = sock;
+        self.addrs[i] = storage;
+        self.addr_lens[i] = alen;
+        self.count += 1;
+    }
+
+    /// Queues a copy of `bytes` (cut to the slot size).
+    pub fn push(&mut self, bytes: &[u8], sock: u32, dst: SocketAddr) {
+        let n = bytes.len().min(TX_SLOT);
+        self.slot()[..n].copy_from_slice(&bytes[..n]);
+        self.commit(n, sock, dst);
+    }
+
+    /// Sends everything queued, through `fds[sock]` for each datagram, and
+    /// empties the batch.
+    pub fn flush(&mut self, fds: &[RawFd]) -> FlushResult {
+        let mut result = FlushResult::default();
+        for i in 0..self.count {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i * TX_SLOT..].as_mut_ptr().cast(),
+                iov_len: self.lens[i],
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.addr_lens[i];
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        let mut at = 0;
+        let mut spins = 0u32;
+        while at < self.count {
+            let sock = self.socks[at];
+            let mut end = at + 1;
+            while end < self.count && self.socks[end] == sock {
+                end += 1;
+            }
+            let fd = fds[sock as usize];
+            // SAFETY: headers at..end point at live buffers and addresses of
+            // this batch, sized as declared.
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs[at..].as_mut_ptr(),
+                    (end - at) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc > 0 {
+                result.sent += rc as u64;
+                at += rc as usize;
+                spins = 0;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            let errno = e.raw_os_error().unwrap_or(0);
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock if spins < 64 => {
+                    // The socket's send queue is full: give the kernel a
+                    // moment, bounded, then give the datagram up (counted).
+                    spins += 1;
+                    std::thread::yield_now();
+                    continue;
+                }
+                io::ErrorKind::WouldBlock => {
+                    result.blocked += 1;
+                    result.last_errno = errno;
+                    at += 1;
+                    spins = 0;
+                }
+                _ => {
+                    // sendmmsg reports the error of the first datagram;
+                    // skip it and go on with the rest.
+                    result.errors += 1;
+                    result.last_errno = errno;
+                    at += 1;
+                }
+            }
+        }
+        self.count = 0;
+        result
+    }
+}
+
+/// A level-triggered epoll set over sockets identified by a `u64` token.
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+    ready: usize,
+}
+
+impl Epoll {
+    /// An empty set able to report `max_events` at a time.
+    pub fn new(max_events: usize) -> io::Result<Self> {
+        // SAFETY: plain epoll_create1; the fd is owned right below.
+        #[allow(unsafe_code)]
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fd was just created and is owned by nobody else.
+        #[allow(unsafe_code)]
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
+            ready: 0,
+        })
+    }
+
+    /// Watches `sock` for readability, reporting it as `token`.
+    pub fn add(&self, sock: &impl AsRawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both fds are valid; ev lives for the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                sock.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        cvt(rc).map(|_| ())
+    }
+
+    /// Waits up to `timeout` (0: just look) for readable sockets; returns how
+    /// many tokens [`Epoll::token`] can give.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<usize> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `events` has room for the count passed; ts lives for the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::epoll_pwait2(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            self.ready = 0;
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        self.ready = rc as usize;
+        Ok(self.ready)
+    }
+
+    /// The token of ready socket `i` from the last wait.
+    pub fn token(&self, i: usize) -> u64 {
+        self.events[i].u64
+    }
+}
+
+/// CPU time (user + system) the calling thread has used so far.
+pub fn thread_cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage: libc::rusage = zeroed();
+        libc::getrusage(RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Clock ticks per second for /proc times.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// An AF_PACKET raw socket bound to one interface, for frames built by hand.
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl PacketSocket {
+    /// Opens a raw packet socket on `ifname` (in the calling thread's network
+    /// namespace). Needs CAP_NET_RAW.
+    pub fn open(ifname: &str) -> io::Result<Self> {
+        let ifindex = ifindex(ifname)?;
+        // SAFETY: plain socket(2); protocol 0 means this socket receives
+        // nothing, it only transmits. The fd is owned right below.
+        #[allow(unsafe_code)]
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket: {e} (needs CAP_NET_RAW)")))?;
+        // SAFETY: fd was just created and is owned by nobody else.
+        #[allow(unsafe_code)]
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Skipping the qdisc is what fast senders do; where the kernel
+        // refuses it, frames still go out through the qdisc.
+        let _ = setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        Ok(PacketSocket { fd, ifindex })
+    }
+
+    /// Sends each frame of `frames` as is; returns how many the kernel took.
+    /// A full queue (ENOBUFS/EAGAIN) stops the batch early without error.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: sockaddr_ll is plain old data.
+        #[allow(unsafe_code)]
+        let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
+        ll.sll_family = libc::AF_PACKET as u16;
+        ll.sll_ifindex = self.ifindex;
+        ll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        ll.sll_halen = 6;
+        let mut iovs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            })
+            .collect();
+        // SAFETY: plain old data.
+        #[allow(unsafe_code)]
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; frames.len()];
+        for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+            h.msg_hdr.msg_name = (&mut ll as *mut libc::sockaddr_ll).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a frame borrowed for this call and at
+        // `ll`, both alive until it returns; the kernel only reads them.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                hdrs.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(rc as usize)
+    }
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> io::Result<i32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name with NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the call.
+    #[allow(unsafe_code)]
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?} in this network namespace"),
+        ));
+    }
+    Ok(idx as i32)
+}
+
+/// The hardware (MAC) address of interface `name`, read with SIOCGIFHWADDR in
+/// the calling thread's namespace (sysfs may show another namespace).
+pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} is longer than {} bytes", libc::IFNAMSIZ - 1),
+        ));
+    }
+    let sock = UdpSocket::bind("0.0.0.0:0").or_else(|_| UdpSocket::bind("[::]:0"))?;
+    // SAFETY: ifreq is plain old data.
+    #[allow(unsafe_code)]
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes the union's hwaddr.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
+    cvt(rc).map_err(|e| io::Error::new(e.kind(), format!("MAC address of {name}: {e}")))?;
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds a sockaddr.
+    #[allow(unsafe_code)]
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok(mac)
+}
+
+/// Pins the calling thread to `core` (an index into the CPUs the process may
+/// use); false when the core does not exist or pinning failed.
+pub fn pin_to_core(core: usize) -> bool {
+    core_affinity::get_core_ids()
+        .and_then(|ids| ids.into_iter().find(|c| c.id == core))
+        .map(core_affinity::set_for_current)
+        .unwrap_or(false)
+}
