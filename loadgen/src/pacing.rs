@@ -9,8 +9,9 @@
 /// global schedule at `cps`, bounded by a count and a duration.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    /// Picoseconds between two calls of the global schedule.
-    interval_ps: u128,
+    /// The rate in thousandths of a call per second, so that schedule times
+    /// are exact integers (`k * 10^12 / cps_milli` nanoseconds).
+    cps_milli: u128,
     lanes: u64,
     /// Next global call index this lane will start.
     next: u64,
@@ -35,13 +36,12 @@ impl Pacer {
     /// A non-positive or non-finite `cps` schedules nothing.
     pub fn new(cps: f64, duration_ns: u64, max_calls: u64, lane: u64, lanes: u64) -> Self {
         let lanes = lanes.max(1);
-        let (interval_ps, max_calls) = if cps.is_finite() && cps > 0.0 {
-            ((1e12 / cps).round().max(1.0) as u128, max_calls)
-        } else {
-            (1, 0)
+        let (cps_milli, max_calls) = match milli(cps) {
+            Some(m) => (m, max_calls),
+            None => (1, 0),
         };
         Pacer {
-            interval_ps,
+            cps_milli,
             lanes,
             next: lane.min(lanes - 1),
             max_calls,
@@ -50,7 +50,7 @@ impl Pacer {
     }
 
     fn at(&self, index: u64) -> u64 {
-        (u128::from(index) * self.interval_ps / 1000).min(u128::from(u64::MAX)) as u64
+        (u128::from(index) * 1_000_000_000_000 / self.cps_milli).min(u128::from(u64::MAX)) as u64
     }
 
     /// The next call if it is due at `now_ns`; call repeatedly until `None`.
@@ -88,14 +88,17 @@ impl Pacer {
     /// Calls the whole schedule (all lanes) offers: the count bound or the
     /// duration bound, whichever comes first.
     pub fn planned_total(cps: f64, duration_ns: u64, max_calls: u64) -> u64 {
-        if !(cps.is_finite() && cps > 0.0) {
-            return 0;
-        }
-        let interval_ps = (1e12 / cps).round().max(1.0) as u128;
-        // Calls with index k where k * interval < duration.
-        let by_time = (u128::from(duration_ns) * 1000).div_ceil(interval_ps);
+        let Some(m) = milli(cps) else { return 0 };
+        // Calls with index k where k * 10^12 / m < duration.
+        let by_time = (u128::from(duration_ns) * m).div_ceil(1_000_000_000_000);
         (by_time.min(u128::from(u64::MAX)) as u64).min(max_calls)
     }
+}
+
+/// `cps` in thousandths, if it is a usable rate (at least 0.001).
+fn milli(cps: f64) -> Option<u128> {
+    let m = (cps * 1000.0).round();
+    (cps.is_finite() && m >= 1.0).then_some(m.min(1e15) as u128)
 }
 
 #[cfg(test)]

@@ -48,3 +48,115 @@ fn every_call_completes_against_an_answering_server() {
     assert_eq!(s.counters.requests.bye, 200 + s.counters.bye_again, "{s}");
     assert_eq!(r.latency_us["setup"].count, 200);
 }
+
+#[test]
+fn dropped_first_invites_are_recovered_by_retransmission() {
+    let uas = server(|c| c.drop_first_invite_share = 1.0);
+    let r = uac::run(&callers(&uas, 50, Scenario::Call), &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 50, "{r}");
+    assert_eq!(s.counters.invite_dropped_on_purpose, 50, "{s}");
+    // Every call needed at least one INVITE retransmission, and none of them
+    // counted as a new call.
+    assert!(r.retransmissions.invite >= 50, "{r}");
+    assert_eq!(r.started, 50);
+    assert_eq!(s.counters.new_calls, 50, "{s}");
+}
+
+#[test]
+fn failures_are_counted_by_code() {
+    let uas = server(|c| {
+        c.busy_share = 0.3;
+        c.unavailable_share = 0.2;
+    });
+    let r = uac::run(&callers(&uas, 400, Scenario::Call), &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    let busy = r.outcomes.failed.get(&486).copied().unwrap_or(0);
+    let unavailable = r.outcomes.failed.get(&503).copied().unwrap_or(0);
+    assert!(busy > 0 && unavailable > 0, "{r}");
+    assert_eq!(busy, s.counters.answers.get(486), "{r}\n{s}");
+    assert_eq!(unavailable, s.counters.answers.get(503), "{r}\n{s}");
+    assert_eq!(r.outcomes.completed + busy + unavailable, 400, "{r}");
+    assert!(r.accounting.balanced, "{r}");
+    // Failures are acknowledged, so the server stops retransmitting them.
+    assert_eq!(s.counters.ack_timeouts, 0, "{s}");
+}
+
+#[test]
+fn cancel_before_answer_ends_with_487() {
+    let uas = server(|c| {
+        c.ring = true;
+        c.answer_delay = Duration::from_secs(30);
+    });
+    let r = uac::run(&callers(&uas, 40, Scenario::Cancel), &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 40, "{r}");
+    assert_eq!(s.counters.answers.get(487), 40, "{s}");
+    assert_eq!(r.latency_us["cancel"].count, 40);
+}
+
+#[test]
+fn register_answers_the_digest_challenge() {
+    let uas = server(|c| c.password = Some("secret".into()));
+    let mut c = callers(&uas, 30, Scenario::Register);
+    c.password = "secret".into();
+    let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 30, "{r}");
+    assert_eq!((s.counters.register_challenged, s.counters.register_accepted), (30, 30), "{s}");
+}
+
+#[test]
+fn register_with_a_wrong_password_fails_with_403() {
+    let uas = server(|c| c.password = Some("secret".into()));
+    let mut c = callers(&uas, 10, Scenario::Register);
+    c.password = "guess".into();
+    let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
+    uas.stop().unwrap();
+    assert_eq!(r.outcomes.failed.get(&403), Some(&10), "{r}");
+}
+
+#[test]
+fn options_pings_are_answered() {
+    let uas = server(|_| {});
+    let r = uac::run(&callers(&uas, 30, Scenario::Options), &AtomicBool::new(false)).unwrap();
+    uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 30, "{r}");
+    assert_eq!(r.latency_us["options"].count, 30);
+}
+
+#[test]
+fn calls_to_a_silent_port_time_out_and_are_all_accounted() {
+    // A bound socket that never answers: every INVITE is retransmitted and
+    // every call ends as timed out, none lost from the books.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut c = UacConfig::new(silent.local_addr().unwrap());
+    c.cps = 100.0;
+    c.max_calls = 20;
+    c.sources = 2;
+    c.timers = SipTimers {
+        t1_ns: 20_000_000,
+        t2_ns: 80_000_000,
+        timeout_ns: 300_000_000,
+    };
+    let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
+    assert_eq!(r.outcomes.timed_out_no_answer, 20, "{r}");
+    assert!(r.retransmissions.invite >= 20 * 3, "{r}");
+    assert!(r.accounting.balanced, "{r}");
+}
+
+#[test]
+fn held_calls_send_bye_after_the_hold_time() {
+    let uas = server(|c| {
+        c.trying = true;
+        c.ring = true;
+    });
+    let mut c = callers(&uas, 20, Scenario::Call);
+    c.hold = Duration::from_millis(200);
+    let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 20, "{r}");
+    assert_eq!(r.answers.get(&180), Some(&20), "{r}");
+    assert!(r.latency_us["first_answer"].count == 20);
+    assert_eq!(s.counters.requests.ack, 20 + s.counters.ack_again, "{s}");
+}
