@@ -135,6 +135,10 @@ struct CallerArgs {
     buffer: usize,
     #[command(flatten)]
     timers: TimerArgs,
+    /// After a busy turn, sleep this long (µs) and then read in batches;
+    /// latency comes from kernel arrival stamps either way (0: wake per packet).
+    #[arg(long, default_value_t = 500)]
+    coalesce_us: u64,
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
@@ -161,6 +165,7 @@ impl CallerArgs {
         c.cores = self.cores.clone();
         c.buffer_bytes = self.buffer;
         c.timers = self.timers.timers()?;
+        c.coalesce = Duration::from_micros(self.coalesce_us);
         c.progress = !self.quiet;
         Ok(c)
     }
@@ -227,6 +232,10 @@ struct UasArgs {
     buffer: usize,
     #[command(flatten)]
     timers: TimerArgs,
+    /// After a busy turn, sleep this long (µs) and answer in batches; answers
+    /// wait up to this long (0: answer every arrival at once).
+    #[arg(long, default_value_t = 500)]
+    coalesce_us: u64,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -251,6 +260,7 @@ impl UasArgs {
         c.buffer_bytes = self.buffer;
         c.timers = self.timers.timers()?;
         c.linger = Duration::from_nanos(c.timers.timeout_ns);
+        c.coalesce = Duration::from_micros(self.coalesce_us);
         c.progress = !self.quiet;
         Ok(c)
     }

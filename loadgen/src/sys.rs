@@ -20,6 +20,13 @@ const SK_MEMINFO_VARS: usize = 9;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 /// `RUSAGE_THREAD` (sys/resource.h on Linux).
 const RUSAGE_THREAD: libc::c_int = 1;
+/// `SO_TIMESTAMPNS` (asm-generic/socket.h, 64-bit `time_t`): the kernel
+/// stamps each received datagram with its arrival time (CLOCK_REALTIME).
+const SO_TIMESTAMPNS: libc::c_int = 35;
+/// `PR_SET_TIMERSLACK` (linux/prctl.h).
+const PR_SET_TIMERSLACK: libc::c_int = 29;
+/// Control bytes kept per received datagram (one timestamp message).
+const CTRL_WORDS: usize = 8;
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -121,6 +128,32 @@ pub fn allow_fragmentation(sock: &UdpSocket) -> io::Result<()> {
         libc::IP_MTU_DISCOVER,
         libc::IP_PMTUDISC_DONT,
     )
+}
+
+/// Asks the kernel to stamp every datagram this socket receives with its
+/// arrival time, so latency is measured at arrival and not when the worker
+/// gets to the datagram (see [`RxBatch::stamp`]).
+pub fn enable_rx_timestamps(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)
+}
+
+/// Lets this thread's timed sleeps end within `slack_ns` of their deadline
+/// (the default slack is 50 µs).
+pub fn set_timer_slack(slack_ns: u64) {
+    // SAFETY: PR_SET_TIMERSLACK only changes the calling thread's timer
+    // slack; the extra arguments are ignored.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(PR_SET_TIMERSLACK, slack_ns as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// CLOCK_REALTIME now, in nanoseconds since the epoch (the clock of kernel
+/// receive timestamps).
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The receive buffer the kernel actually granted (it doubles the request).
@@ -233,6 +266,9 @@ pub struct RxBatch {
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Control messages, in u64 words so they are aligned for cmsghdr.
+    ctrl: Vec<[u64; CTRL_WORDS]>,
+    stamps: Vec<Option<u64>>,
     count: usize,
 }
 
@@ -260,6 +296,8 @@ impl RxBatch {
             addrs: vec![addr; slots],
             iovs: vec![iov; slots],
             hdrs: vec![hdr; slots],
+            ctrl: vec![[0; CTRL_WORDS]; slots],
+            stamps: vec![None; slots],
             count: 0,
         }
     }
@@ -278,12 +316,12 @@ impl RxBatch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = CTRL_WORDS * 8;
             h.msg_flags = 0;
         }
-        // SAFETY: every header points at a live buffer and address slot of
-        // this batch, sized as declared; the call does not block.
+        // SAFETY: every header points at a live buffer, address slot and
+        // control buffer of this batch, sized as declared; it does not block.
         #[allow(unsafe_code)]
         let rc = unsafe {
             libc::recvmmsg(
@@ -307,9 +345,17 @@ impl RxBatch {
             let len = self.hdrs[i].msg_len as usize;
             self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.lens[i] = len.min(RX_SLOT);
+            let ctrl_len = self.hdrs[i].msg_hdr.msg_controllen;
+            self.stamps[i] = timestamp_from_control(&self.ctrl[i], ctrl_len);
         }
         self.count = n;
         Ok(n)
+    }
+
+    /// Arrival time of datagram `i` (CLOCK_REALTIME, ns), when the socket
+    /// has timestamps enabled.
+    pub fn stamp(&self, i: usize) -> Option<u64> {
+        self.stamps[i]
     }
 
     /// Datagram `i` of the last receive: bytes, sender, and whether the kernel
@@ -332,6 +378,24 @@ impl RxBatch {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
+}
+
+/// Reads an `SCM_TIMESTAMPNS` control message: a cmsghdr (length, level,
+/// type: 16 bytes on 64-bit Linux) followed by a `timespec` (two 64-bit
+/// words). The buffer is read as native-endian words, no pointer casts.
+fn timestamp_from_control(ctrl: &[u64; CTRL_WORDS], len: usize) -> Option<u64> {
+    if len < 32 || ctrl[0] < 32 {
+        return None;
+    }
+    let (level, kind) = if cfg!(target_endian = "little") {
+        ((ctrl[1] & 0xffff_ffff) as i32, (ctrl[1] >> 32) as i32)
+    } else {
+        ((ctrl[1] >> 32) as i32, (ctrl[1] & 0xffff_ffff) as i32)
+    };
+    if level != libc::SOL_SOCKET || kind != SO_TIMESTAMPNS {
+        return None;
+    }
+    Some(ctrl[2].wrapping_mul(1_000_000_000).wrapping_add(ctrl[3]))
 }
 
 /// What a transmit batch reports after a flush.

@@ -92,6 +92,9 @@ pub struct UacConfig {
     pub user_agent: String,
     /// Print a progress line to stderr once a second.
     pub progress: bool,
+    /// After a busy turn, sleep this long before reading again, so datagrams
+    /// are taken in batches (0: wake on every arrival).
+    pub coalesce: Duration,
 }
 
 impl UacConfig {
@@ -118,6 +121,7 @@ impl UacConfig {
             buffer_bytes: 4 << 20,
             user_agent: "dce-loadgen".into(),
             progress: false,
+            coalesce: Duration::from_micros(500),
         }
     }
 }
@@ -500,6 +504,16 @@ impl<'a> Worker<'a> {
         let mut tick_wall = Instant::now();
         let mut stop_deadline: Option<u64> = None;
         let mut warnings = Vec::new();
+        let mut did_work = false;
+        // Kernel arrival stamps are CLOCK_REALTIME; this maps them onto the
+        // run's monotonic clock (refreshed every second to follow slewing).
+        let mut rt_offset = sys::realtime_ns().saturating_sub(self.now());
+        sys::set_timer_slack(10_000);
+        for s in &self.socks {
+            if let Err(e) = sys::enable_rx_timestamps(s) {
+                warnings.push(format!("no kernel receive timestamps ({e}): latency includes the generator's own delay"));
+            }
+        }
         loop {
             let now = self.now();
             if stop_deadline.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -539,12 +553,22 @@ impl<'a> Worker<'a> {
             .flatten()
             .min()
             .unwrap_or(now + 1_000_000);
+            // Coalescing: after a turn that did work, sleep a fixed interval
+            // instead of waiting on the sockets, so arrivals do not wake the
+            // thread one by one; the next turn takes them in batches. Latency
+            // is read from kernel arrival stamps, so the sleep does not
+            // distort it; calls due meanwhile start up to one interval late
+            // (recorded as start lag). An idle turn waits on the sockets.
             let timeout = if busy {
+                Duration::ZERO
+            } else if did_work && !self.cfg.coalesce.is_zero() {
+                std::thread::sleep(self.cfg.coalesce);
                 Duration::ZERO
             } else {
                 Duration::from_nanos(wake.saturating_sub(now).min(100_000_000))
             };
             let ready = epoll.wait(timeout).map_err(io_err("epoll wait"))?;
+            let mut received = 0;
             for r in 0..ready {
                 let sock = epoll.token(r) as usize;
                 // Up to a few batches per socket per turn, so one busy socket
@@ -558,15 +582,19 @@ impl<'a> Worker<'a> {
                         }
                     };
                     let now = self.now();
+                    received += n;
                     for i in 0..n {
-                        let (bytes, from, truncated) = rx.get(i);
+                        let (bytes, _, truncated) = rx.get(i);
                         self.c.traffic.received += 1;
                         if truncated {
                             self.c.unexpected.truncated += 1;
                             continue;
                         }
-                        let _ = from;
-                        self.on_datagram(sock as u32, bytes, now);
+                        // Arrival time on our clock; `now` if unstamped.
+                        let at = rx
+                            .stamp(i)
+                            .map_or(now, |rt| rt.saturating_sub(rt_offset).min(now));
+                        self.on_datagram(sock as u32, bytes, now, at);
                     }
                     if n < BATCH {
                         break;
@@ -574,8 +602,10 @@ impl<'a> Worker<'a> {
                 }
                 self.flush();
             }
+            did_work = started > 0 || fired > 0 || received > 0;
             let now = self.now();
             if now >= next_tick {
+                rt_offset = sys::realtime_ns().saturating_sub(self.now());
                 let cpu = sys::thread_cpu_time();
                 let wall = tick_wall.elapsed().as_secs_f64().max(1e-9);
                 let busy = (cpu - tick_cpu).as_secs_f64() / wall;
@@ -682,7 +712,7 @@ impl<'a> Worker<'a> {
             let c = &mut self.calls[slot as usize];
             c.sock = sock;
             c.index = index;
-            c.t_start = now;
+            c.t_start = now.max(self.started_at.elapsed().as_nanos() as u64);
             c.answered = false;
             c.cancel_lost = false;
             c.to_tag_len = 0;
@@ -850,7 +880,7 @@ impl<'a> Worker<'a> {
         self.begin_transaction(slot, State::Byeing, now);
     }
 
-    fn on_datagram(&mut self, sock: u32, bytes: &[u8], now: u64) {
+    fn on_datagram(&mut self, sock: u32, bytes: &[u8], now: u64, at: u64) {
         // The one place received bytes are read (see `sipmsg`).
         let v = match sipmsg::parse(bytes) {
             Ok(v) => v,
@@ -879,7 +909,7 @@ impl<'a> Worker<'a> {
             self.after_end(sock, &v, code);
             return;
         }
-        self.on_answer(key.slot, &v, code, now);
+        self.on_answer(key.slot, &v, code, now, at);
     }
 
     /// An answer for a call that has ended: counted, and a final answer to
@@ -910,7 +940,9 @@ impl<'a> Worker<'a> {
         true
     }
 
-    fn on_answer(&mut self, slot: u32, v: &SipView<'_>, code: u16, now: u64) {
+    /// Acts on an answer that arrived at `at` (for latency), handled at
+    /// `now` (for timers).
+    fn on_answer(&mut self, slot: u32, v: &SipView<'_>, code: u16, now: u64, at: u64) {
         let c = &self.calls[slot as usize];
         let (state, t_start, t_step) = (c.state, c.t_start, c.t_step);
         let final_ = code >= 200;
@@ -919,7 +951,7 @@ impl<'a> Worker<'a> {
             (State::Inviting | State::Proceeding | State::Cancelling, Method::Invite) => {
                 if !self.calls[slot as usize].answered {
                     self.calls[slot as usize].answered = true;
-                    self.c.latencies.first_answer.record_ns(now - t_start);
+                    self.c.latencies.first_answer.record_ns(at.saturating_sub(t_start));
                 }
                 if !final_ {
                     if state == State::Inviting {
@@ -941,7 +973,7 @@ impl<'a> Worker<'a> {
                     self.c.unexpected.out_of_state += 1;
                 }
                 if ok {
-                    self.c.latencies.setup.record_ns(now - t_start);
+                    self.c.latencies.setup.record_ns(at.saturating_sub(t_start));
                     self.send_ack(slot, true);
                     if state == State::Cancelling {
                         self.calls[slot as usize].cancel_lost = true;
@@ -958,7 +990,7 @@ impl<'a> Worker<'a> {
                 }
                 self.send_ack(slot, false);
                 if state == State::Cancelling && code == 487 {
-                    self.c.latencies.cancel.record_ns(now - t_step);
+                    self.c.latencies.cancel.record_ns(at.saturating_sub(t_step));
                     self.c.outcomes.completed += 1;
                 } else {
                     self.c.outcomes.failed.add(code);
@@ -978,7 +1010,7 @@ impl<'a> Worker<'a> {
                 if !final_ {
                     return;
                 }
-                self.c.latencies.bye.record_ns(now - t_step);
+                self.c.latencies.bye.record_ns(at.saturating_sub(t_step));
                 if !ok {
                     self.c.outcomes.bye_failed.add(code);
                 } else if self.calls[slot as usize].cancel_lost {
@@ -993,7 +1025,7 @@ impl<'a> Worker<'a> {
                 if !final_ {
                     return;
                 }
-                self.c.latencies.options.record_ns(now - t_start);
+                self.c.latencies.options.record_ns(at.saturating_sub(t_start));
                 if ok {
                     self.c.outcomes.completed += 1;
                 } else {
@@ -1027,7 +1059,7 @@ impl<'a> Worker<'a> {
                     self.begin_transaction(slot, State::Registering(2), now);
                     return;
                 }
-                self.c.latencies.register.record_ns(now - t_start);
+                self.c.latencies.register.record_ns(at.saturating_sub(t_start));
                 if ok {
                     self.c.outcomes.completed += 1;
                 } else {

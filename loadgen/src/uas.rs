@@ -64,6 +64,10 @@ pub struct UasConfig {
     pub buffer_bytes: usize,
     /// Print a progress line to stderr once a second.
     pub progress: bool,
+    /// After a busy turn, sleep this long before reading again, so requests
+    /// are taken and answered in batches; answers then wait up to this long
+    /// (0: answer on every arrival, at a higher CPU cost).
+    pub coalesce: Duration,
 }
 
 impl UasConfig {
@@ -87,6 +91,7 @@ impl UasConfig {
             realm: "dce-loadgen".into(),
             buffer_bytes: 4 << 20,
             progress: false,
+            coalesce: Duration::from_micros(500),
         }
     }
 }
@@ -436,6 +441,27 @@ pub fn run(cfg: UasConfig, duration: Duration, stop: &AtomicBool) -> Result<UasR
     uas.stop()
 }
 
+/// Keys of the call table are already hashes ([`fnv1a`]); hashing them
+/// again (SipHash) would only cost time.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type CallTable = HashMap<u64, ServerCall, std::hash::BuildHasherDefault<PreHashed>>;
+
 /// FNV-1a: a fast, stable hash of a Call-ID (keys and deterministic
 /// choices must be the same on every retransmission).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
@@ -539,11 +565,12 @@ struct Server<'a> {
     index: usize,
     sock: UdpSocket,
     fds: [std::os::fd::RawFd; 1],
-    calls: HashMap<u64, ServerCall>,
+    calls: CallTable,
     timers: TimerLanes<Timer>,
     pool: Pool,
     tx: TxBatch,
     scratch: Box<[u8; TX_SLOT]>,
+    spare: Option<Box<[u8; TX_SLOT]>>,
     contact: Vec<u8>,
     sdp: Vec<u8>,
     challenge_salt: u64,
@@ -565,7 +592,7 @@ impl<'a> Server<'a> {
             index,
             sock,
             fds,
-            calls: HashMap::with_capacity(1 << 16),
+            calls: CallTable::with_capacity_and_hasher(1 << 16, Default::default()),
             timers: TimerLanes::new(),
             pool: Pool {
                 bufs: Vec::new(),
@@ -574,6 +601,7 @@ impl<'a> Server<'a> {
             },
             tx: TxBatch::new(BATCH),
             scratch: Box::new([0; TX_SLOT]),
+            spare: Some(Box::new([0; TX_SLOT])),
             contact: format!("<sip:uas@{local}>").into_bytes(),
             sdp,
             challenge_salt: u64::from(crate::uac::random_u32()),
@@ -612,17 +640,30 @@ impl<'a> Server<'a> {
         let mut next_tick = 1_000_000_000u64;
         let mut tick_cpu = sys::thread_cpu_time();
         let mut tick_wall = Instant::now();
+        let mut did_work = false;
+        sys::set_timer_slack(10_000);
         while !stop.load(Ordering::Relaxed) {
             let now = self.now();
+            let mut fired = 0;
             while let Some((_, t)) = self.timers.pop_expired(now) {
                 self.on_timer(t, now);
+                fired += 1;
             }
             self.flush();
             let wake = self.timers.next_deadline().unwrap_or(u64::MAX).min(next_tick);
-            // Wake at least every 50 ms to see a stop request.
-            let timeout = Duration::from_nanos(wake.saturating_sub(now).min(50_000_000));
-            if epoll.wait(timeout).map_err(io("epoll wait"))? > 0 {
-                for _ in 0..8 {
+            // Coalescing (see `UasConfig::coalesce`): after a busy turn,
+            // sleep instead of waiting on the socket, then read in batches.
+            let readable = if did_work && !self.cfg.coalesce.is_zero() {
+                std::thread::sleep(self.cfg.coalesce);
+                true
+            } else {
+                // Wake at least every 50 ms to see a stop request.
+                let timeout = Duration::from_nanos(wake.saturating_sub(now).min(50_000_000));
+                epoll.wait(timeout).map_err(io("epoll wait"))? > 0
+            };
+            let mut received = 0;
+            if readable {
+                for _ in 0..16 {
                     let n = match rx.recv(&self.sock) {
                         Ok(n) => n,
                         Err(e) => {
@@ -632,6 +673,7 @@ impl<'a> Server<'a> {
                             0
                         }
                     };
+                    received += n;
                     let now = self.now();
                     for i in 0..n {
                         let (bytes, from, truncated) = rx.get(i);
@@ -649,6 +691,7 @@ impl<'a> Server<'a> {
                     }
                 }
             }
+            did_work = received > 0 || fired > 0;
             let now = self.now();
             if now >= next_tick {
                 let cpu = sys::thread_cpu_time();
@@ -724,6 +767,20 @@ impl<'a> Server<'a> {
         } else {
             200
         }
+    }
+
+    /// Runs `f` with the bytes of pool buffer `buf` moved out of the pool,
+    /// so `f` may use the server mutably without copying them. `f` may
+    /// release `buf` (its slot then holds the spare box until reused, and the
+    /// bytes are put back into that free slot), but must store new bytes
+    /// before releasing, as `send_final` does.
+    fn with_stored<R>(&mut self, buf: u32, f: impl FnOnce(&mut Self, &[u8]) -> R) -> R {
+        let spare = self.spare.take().unwrap_or_else(|| Box::new([0; TX_SLOT]));
+        let held = std::mem::replace(&mut self.pool.bufs[buf as usize], spare);
+        let len = usize::from(self.pool.lens[buf as usize]);
+        let r = f(self, &held[..len]);
+        self.spare = Some(std::mem::replace(&mut self.pool.bufs[buf as usize], held));
+        r
     }
 
     fn arm(&mut self, key: u64, now: u64, delay: u64, kind: TimerKind) {
@@ -873,15 +930,14 @@ impl<'a> Server<'a> {
             return None;
         }
         let n = out.len();
-        let bytes = self.scratch[..n].to_vec();
-        self.pool.put(&bytes)
+        self.pool.put(&self.scratch[..n])
     }
 
     /// Sends the final answer of an INVITE and keeps it for retransmission
     /// until the ACK.
     fn send_final(&mut self, key: u64, req: &SipView<'_>, code: u16, peer: SocketAddr, now: u64) {
         let Some(n) = self.answer(req, code, peer) else { return };
-        let stored = self.pool.put(&self.scratch[..n].to_vec());
+        let stored = self.pool.put(&self.scratch[..n]);
         if let Some(c) = self.calls.get_mut(&key) {
             if let Some(old) = c.buf.take() {
                 self.pool.release(old);
@@ -966,10 +1022,11 @@ impl<'a> Server<'a> {
         };
         self.answer(v, 200, peer);
         // 487 for the INVITE, built from the stored INVITE.
-        let invite = self.pool.get(buf).to_vec();
-        if let Ok(iv) = sipmsg::parse(&invite) {
-            self.send_final(key, &iv, 487, peer, now);
-        }
+        self.with_stored(buf, |s, invite| {
+            if let Ok(iv) = sipmsg::parse(invite) {
+                s.send_final(key, &iv, 487, peer, now);
+            }
+        });
     }
 
     fn on_register(&mut self, v: &SipView<'_>, peer: SocketAddr) {
@@ -1013,10 +1070,11 @@ impl<'a> Server<'a> {
         match t.kind {
             TimerKind::Answer if c.state == CallState::Proceeding => {
                 let Some(buf) = c.buf else { return };
-                let invite = self.pool.get(buf).to_vec();
-                if let Ok(iv) = sipmsg::parse(&invite) {
-                    self.send_final(t.key, &iv, c.code, c.peer, now);
-                }
+                self.with_stored(buf, |s, invite| {
+                    if let Ok(iv) = sipmsg::parse(invite) {
+                        s.send_final(t.key, &iv, c.code, c.peer, now);
+                    }
+                });
             }
             TimerKind::Retransmit if c.state == CallState::Answered => {
                 if now.saturating_sub(c.t_answer) >= self.cfg.timers.timeout_ns {
