@@ -9,3 +9,5 @@
 pub mod config;
 pub mod lab;
 pub mod privilege;
+pub mod profile;
+pub mod stats;

@@ -15,9 +15,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Hardware profiles: list, show, and detect the one that fits this host.
+    Profile(dce_edge::profile::cli::ProfileArgs),
+    /// Audit this host's tuning against a profile (--check), or print the fixes.
+    Tune(dce_edge::profile::cli::TuneArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
+        Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
+    }
 }

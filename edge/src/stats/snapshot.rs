@@ -1,0 +1,233 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which product mode produced a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `dce-edge run`: XDP filter plus workers and proxy.
+    #[default]
+    Appliance,
+    /// `dce-edge filter`: the XDP filter alone in front of a SIP server.
+    Filter,
+}
+
+/// How packets reach the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Modes {
+    /// XDP attach mode actually in use: `native`, `generic`, or `none`.
+    pub attach: String,
+    /// True when `auto` asked for native and the kernel gave generic.
+    pub attach_fallback: bool,
+    /// How workers receive: `zero_copy`, `copy` (AF_XDP) or `socket`.
+    pub dataplane: String,
+}
+
+/// The XDP program's verdict counters, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct XdpCounters {
+    /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
+    /// `scanner`, `rate_limit`, `overload`, `malformed`); every reason is
+    /// present, zero or not.
+    pub drops: BTreeMap<String, u64>,
+    /// Packets passed to the kernel (not SIP, or shield mode).
+    pub passed: u64,
+    /// Packets redirected to AF_XDP sockets.
+    pub redirected: u64,
+}
+
+/// A source the XDP program dropped packets from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopSource {
+    /// The address (IPv4) or /64 (IPv6).
+    pub source: String,
+    /// Packets dropped from it.
+    pub drops: u64,
+    /// The reason of its latest drop.
+    pub last_reason: String,
+}
+
+/// A banned source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanEntry {
+    /// The address or prefix.
+    pub source: String,
+    /// Why (`scanner`, `manual`, `not_found`, `auth_failure`,
+    /// `extension_scan`, `flood`).
+    pub reason: String,
+    /// Seconds until the ban lapses.
+    pub seconds_left: u64,
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WorkerCounters {
+    /// Worker index.
+    pub id: usize,
+    /// The core it is pinned to.
+    pub core: Option<usize>,
+    /// The NIC queue it serves (AF_XDP).
+    pub queue: Option<u32>,
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams transmitted.
+    pub transmitted: u64,
+    /// Messages that failed to parse, by error kind.
+    pub parse_errors: BTreeMap<String, u64>,
+    /// Requests forwarded upstream.
+    pub forwarded_requests: u64,
+    /// Responses forwarded back toward callers.
+    pub forwarded_responses: u64,
+    /// Answers generated locally, by status code.
+    pub answered: BTreeMap<u16, u64>,
+    /// Messages neither forwarded nor answered, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// Ring and fill-queue shortfalls and kernel socket drops, by name.
+    pub rings: BTreeMap<String, u64>,
+}
+
+/// Route table counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RouteCounters {
+    /// Version of the table the workers run.
+    pub table_version: u64,
+    /// Prefixes in it.
+    pub prefixes: u64,
+    /// Lookups made.
+    pub lookups: u64,
+    /// Lookups that matched, by route group.
+    pub hits: BTreeMap<String, u64>,
+    /// Lookups that matched nothing.
+    pub misses: u64,
+    /// Requests refused with 503 over a group's CPS cap, by group.
+    pub cap_rejections: BTreeMap<String, u64>,
+    /// Reloads accepted.
+    pub reloads_accepted: u64,
+    /// Reloads refused.
+    pub reloads_refused: u64,
+    /// Why the last refused reload was refused.
+    pub last_reload_error: Option<String>,
+}
+
+/// One upstream target's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    /// Its route group.
+    pub group: String,
+    /// host:port.
+    pub target: String,
+    /// Up or down as the prober sees it.
+    pub up: bool,
+    /// Round trip of the last answered probe, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Probes answered.
+    pub probes_answered: u64,
+}
+
+/// A latency histogram: counts per bucket with upper bounds in
+/// milliseconds (the last bound is +Inf), Prometheus-style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LatencyHistogram {
+    /// Upper bounds of the buckets, in milliseconds, ascending.
+    pub bounds_ms: Vec<f64>,
+    /// Count in each bucket (not cumulative); one more than `bounds_ms`
+    /// (the overflow bucket).
+    pub counts: Vec<u64>,
+    /// Observations.
+    pub count: u64,
+    /// Sum of observations in milliseconds.
+    pub sum_ms: f64,
+    /// Median, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, in milliseconds.
+    pub p99_ms: f64,
+}
+
+/// Call counters as the proxy sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CallCounters {
+    /// INVITEs forwarded upstream (retransmissions included).
+    pub invites_forwarded: u64,
+    /// 2xx answers to INVITE relayed back.
+    pub answered: u64,
+    /// Final non-2xx answers to INVITE relayed back or generated.
+    pub failed: u64,
+}
+
+/// Everything the edge counts, at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    /// dce-edge version.
+    pub version: String,
+    /// Which mode produced it.
+    pub role: Role,
+    /// The interface the filter is attached to, if any.
+    pub interface: Option<String>,
+    /// Unix time of the snapshot, in milliseconds.
+    pub taken_at_ms: u64,
+    /// Seconds since the edge started.
+    pub uptime_seconds: f64,
+    /// Attach and dataplane modes.
+    pub modes: Modes,
+    /// XDP verdicts, when a filter is attached.
+    pub xdp: Option<XdpCounters>,
+    /// Sources with the most drops, most first.
+    pub top_sources: Vec<TopSource>,
+    /// Active bans.
+    pub bans: Vec<BanEntry>,
+    /// Per-worker counters.
+    pub workers: Vec<WorkerCounters>,
+    /// Route table counters.
+    pub routes: RouteCounters,
+    /// Upstream target health.
+    pub targets: Vec<TargetHealth>,
+    /// Call setup latency through the edge (INVITE forwarded to its first
+    /// final answer relayed).
+    pub setup_latency: LatencyHistogram,
+    /// Call counters.
+    pub calls: CallCounters,
+}
+
+impl Snapshot {
+    /// Sum of one worker counter over all workers.
+    pub fn workers_total(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
+        self.workers.iter().map(f).sum()
+    }
+
+    /// Total XDP drops over all reasons.
+    pub fn xdp_drops_total(&self) -> u64 {
+        self.xdp.as_ref().map_or(0, |x| x.drops.values().sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let mut s = Snapshot {
+            version: "0.1.0".into(),
+            ..Snapshot::default()
+        };
+        s.xdp = Some(XdpCounters {
+            drops: [("scanner".to_string(), 7)].into(),
+            passed: 1,
+            redirected: 2,
+        });
+        s.workers.push(WorkerCounters {
+            id: 0,
+            received: 10,
+            answered: [(200, 3)].into(),
+            ..Default::default()
+        });
+        let text = serde_json::to_string(&s).unwrap();
+        let back: Snapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.xdp_drops_total(), 7);
+        assert_eq!(back.workers_total(|w| w.received), 10);
+    }
+}
