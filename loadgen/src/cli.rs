@@ -397,7 +397,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cfg.max_p99 = Duration::from_secs_f64(a.max_p99_ms / 1000.0);
             // Read the profile first: a bad profile should not cost a search.
             let band = match &a.profile {
-                Some(p) => Some(crate::profile::cps_band(p)?),
+                Some(p) => Some(crate::profile::band(p)?),
                 None => None,
             };
             let mut r = capacity::search(&cfg, &stop, |s| {
@@ -414,7 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             })?;
             if let (Some(name), Some(band)) = (&a.profile, band) {
-                r.profile = Some(crate::profile::verdict(name, band, r.highest_held_cps.unwrap_or(0.0)));
+                r.profile = Some(crate::profile::verdict(name, &band, r.highest_held_cps.unwrap_or(0.0)));
             }
             print!("{r}");
             if let Some(p) = &a.json {

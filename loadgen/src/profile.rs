@@ -1,117 +1,58 @@
-//! The CPS band a hardware profile says a box must hold.
-//!
-//! Interim: `dce_edge::profile` is being written on another branch. Until it
-//! lands this reads `hardware-profiles/NAME.toml` itself, key
-//! `[must_hold] cps_min` / `cps_max`; when it lands, [`cps_band`] becomes a
-//! call to `dce_edge::profile::load(name)`.
+//! Whether a measured capacity meets a hardware profile's band
+//! (`dce_edge::profile`): the profile's `target_cps` is what a box of its
+//! tier must hold; the architecture guide's band for a Kamailio-class proxy
+//! on the tier is shown beside it.
 
-use std::path::{Path, PathBuf};
-
-use dce_edge::config::{ConfigError, SourceFile};
+use dce_edge::config::ConfigError;
+use dce_edge::profile::Band;
 use serde::Serialize;
 
-/// Calls per second a tier must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct CpsBand {
-    /// The least a box of the tier must sustain.
-    pub min: f64,
-    /// The top of the band.
-    pub max: f64,
+/// The band of profile `name` (a built-in name, or a path to a file).
+pub fn band(name: &str) -> Result<Band, ConfigError> {
+    Ok(dce_edge::profile::load(name)?.band().clone())
 }
 
-#[derive(serde::Deserialize)]
-struct ProfileFile {
-    must_hold: MustHold,
-}
-
-#[derive(serde::Deserialize)]
-struct MustHold {
-    cps_min: toml::Spanned<f64>,
-    cps_max: toml::Spanned<f64>,
-}
-
-/// Where profile files are looked for: `$DCE_PROFILE_DIR`, else
-/// `hardware-profiles/` in the current directory or its parents.
-pub fn profile_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("DCE_PROFILE_DIR") {
-        return d.into();
-    }
-    let mut at = std::env::current_dir().unwrap_or_default();
-    loop {
-        let cand = at.join("hardware-profiles");
-        if cand.is_dir() {
-            return cand;
-        }
-        if !at.pop() {
-            return PathBuf::from("hardware-profiles");
-        }
-    }
-}
-
-/// The CPS band of profile `name` (a file name without `.toml`, or a path).
-pub fn cps_band(name: &str) -> Result<CpsBand, ConfigError> {
-    let path = if name.ends_with(".toml") || name.contains('/') {
-        PathBuf::from(name)
-    } else {
-        profile_dir().join(format!("{name}.toml"))
-    };
-    band_from_file(&path)
-}
-
-/// Reads the band from a profile file.
-pub fn band_from_file(path: &Path) -> Result<CpsBand, ConfigError> {
-    let src = SourceFile::read(path)?;
-    let p: ProfileFile = src.parse_toml()?;
-    let (min, max) = (p.must_hold.cps_min, p.must_hold.cps_max);
-    if !(min.get_ref().is_finite() && *min.get_ref() > 0.0) {
-        return Err(src.error_at(min.span(), "cps_min must be a positive number"));
-    }
-    if *max.get_ref() < *min.get_ref() {
-        return Err(src.error_at(max.span(), "cps_max is below cps_min"));
-    }
-    Ok(CpsBand {
-        min: *min.get_ref(),
-        max: *max.get_ref(),
-    })
-}
-
-/// How a measured capacity compares with a band.
+/// How a measured capacity compares with a profile's band.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Verdict {
     /// Profile name.
     pub profile: String,
-    /// The band.
-    pub band: CpsBand,
+    /// Calls per second the tier must hold.
+    pub target_cps: u32,
+    /// The guide's band for a Kamailio-class proxy on the tier.
+    pub guide_cps: (u32, u32),
+    /// The p99 setup latency the tier must keep, ms.
+    pub setup_latency_p99_ms: u32,
     /// The highest rate that held.
     pub measured_cps: f64,
-    /// True when the measured rate reaches the band's minimum.
+    /// True when the measured rate reaches the target.
     pub meets: bool,
     /// One sentence for people.
     pub summary: String,
 }
 
 /// Compares `measured_cps` with `band`.
-pub fn verdict(profile: &str, band: CpsBand, measured_cps: f64) -> Verdict {
-    let meets = measured_cps >= band.min;
-    let summary = if measured_cps >= band.max {
+pub fn verdict(profile: &str, band: &Band, measured_cps: f64) -> Verdict {
+    let target = f64::from(band.target_cps);
+    let meets = measured_cps >= target;
+    let guide = (band.guide_cps.min, band.guide_cps.max);
+    let summary = if meets {
         format!(
-            "meets profile {profile}: held {measured_cps:.0} cps, at or above the band's top ({:.0}-{:.0} cps)",
-            band.min, band.max
-        )
-    } else if meets {
-        format!(
-            "meets profile {profile}: held {measured_cps:.0} cps, inside the band {:.0}-{:.0} cps",
-            band.min, band.max
+            "meets profile {profile}: held {measured_cps:.0} cps, target {} cps (guide band for a Kamailio-class proxy {}-{} cps)",
+            band.target_cps, guide.0, guide.1
         )
     } else {
         format!(
-            "does NOT meet profile {profile}: held {measured_cps:.0} cps, below the band's minimum {:.0} cps",
-            band.min
+            "does NOT meet profile {profile}: held {measured_cps:.0} cps, below its target {} cps ({:.0}% of it)",
+            band.target_cps,
+            measured_cps / target.max(1.0) * 100.0
         )
     };
     Verdict {
         profile: profile.into(),
-        band,
+        target_cps: band.target_cps,
+        guide_cps: guide,
+        setup_latency_p99_ms: band.setup_latency_p99_ms,
         measured_cps,
         meets,
         summary,
@@ -122,32 +63,19 @@ pub fn verdict(profile: &str, band: CpsBand, measured_cps: f64) -> Verdict {
 mod tests {
     use super::*;
 
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("dce-prof-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
+    #[test]
+    fn verdict_compares_with_the_profile_target() {
+        let b = band("lab").expect("built-in lab profile");
+        let t = f64::from(b.target_cps);
+        assert!(verdict("lab", &b, t).meets);
+        let below = verdict("lab", &b, t - 1.0);
+        assert!(!below.meets);
+        assert!(below.summary.contains("does NOT meet"), "{}", below.summary);
     }
 
     #[test]
-    fn band_is_read_from_must_hold() {
-        let p = write("ok.toml", "[must_hold]\ncps_min = 5000\ncps_max = 30000\n");
-        assert_eq!(band_from_file(&p).unwrap(), CpsBand { min: 5000.0, max: 30000.0 });
-    }
-
-    #[test]
-    fn inverted_band_names_the_line() {
-        let p = write("bad.toml", "[must_hold]\ncps_min = 5000\ncps_max = 100\n");
-        let e = band_from_file(&p).unwrap_err();
-        assert_eq!(e.line, 3, "{e}");
-    }
-
-    #[test]
-    fn verdict_says_whether_the_band_is_met() {
-        let b = CpsBand { min: 5000.0, max: 30000.0 };
-        assert!(verdict("x", b, 6000.0).meets);
-        assert!(!verdict("x", b, 4000.0).meets);
-        assert!(verdict("x", b, 40000.0).summary.contains("top"));
+    fn unknown_profile_is_refused_with_a_reason() {
+        let e = band("no-such-tier").unwrap_err();
+        assert!(!e.reason.is_empty());
     }
 }
