@@ -26,7 +26,10 @@ const UAC_CORE: &str = "0";
 const UAS_CORE: &str = "1";
 
 fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -40,7 +43,9 @@ fn main() {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
-        eprintln!("loadgen_vs_sipp: needs 2 cores (callers on core 0, servers on core 1); skipping");
+        eprintln!(
+            "loadgen_vs_sipp: needs 2 cores (callers on core 0, servers on core 1); skipping"
+        );
         return;
     }
     let plan = Plan {
@@ -62,15 +67,29 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("dce-bench-sipp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
 
-    let dce = search("dce-loadgen", &plan, |cps, port| dce_step(cps, port, plan.step, sources));
-    let sipp = search("sipp", &plan, |cps, port| sipp_step(cps, port, plan.step, &dir));
+    let dce = search("dce-loadgen", &plan, |cps, port| {
+        dce_step(cps, port, plan.step, sources)
+    });
+    let sipp = search("sipp", &plan, |cps, port| {
+        sipp_step(cps, port, plan.step, &dir)
+    });
     let _ = std::fs::remove_dir_all(&dir);
 
     println!();
-    println!("loadgen_vs_sipp results (load average before {load_before}, after {})", loadavg());
+    println!(
+        "loadgen_vs_sipp results (load average before {load_before}, after {})",
+        loadavg()
+    );
     println!(
         "  {:<12} {:>10} {:>10} {:>9} {:>10} {:>10} {:>11} {:>14}",
-        "tool", "held cps", "completed", "failed%", "uac cpu s", "uas cpu s", "cores busy", "calls/cpu-s"
+        "tool",
+        "held cps",
+        "completed",
+        "failed%",
+        "uac cpu s",
+        "uas cpu s",
+        "cores busy",
+        "calls/cpu-s"
     );
     for (name, best) in [("dce-loadgen", &dce), ("sipp", &sipp)] {
         match best {
@@ -136,7 +155,11 @@ impl StepResult {
 
 /// Rising steps until one fails, then bisection between the last good and
 /// the first bad rate; returns the best step that held.
-fn search(tool: &str, plan: &Plan, mut step: impl FnMut(f64, u16) -> Option<StepResult>) -> Option<StepResult> {
+fn search(
+    tool: &str,
+    plan: &Plan,
+    mut step: impl FnMut(f64, u16) -> Option<StepResult>,
+) -> Option<StepResult> {
     let mut port = 21000 + (std::process::id() % 2000) as u16 * 10;
     let mut run = |cps: f64| -> Option<StepResult> {
         port += 3;
@@ -178,7 +201,9 @@ fn search(tool: &str, plan: &Plan, mut step: impl FnMut(f64, u16) -> Option<Step
         }
     }
     for _ in 0..plan.refine {
-        let (Some(g), Some(b)) = (best.as_ref().map(|s| s.offered), bad) else { break };
+        let (Some(g), Some(b)) = (best.as_ref().map(|s| s.offered), bad) else {
+            break;
+        };
         let mid = ((g + b) / 2.0).round();
         if mid <= g || mid >= b {
             break;
@@ -343,7 +368,15 @@ fn sipp_step(cps: f64, port: u16, step: Duration, dir: &std::path::Path) -> Opti
     let uas = Command::new("taskset")
         .args(["-c", UAS_CORE, "sipp", "-sf"])
         .arg(&scenario)
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-buff_size", "4194304", "-nostdin"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+        ])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -358,8 +391,22 @@ fn sipp_step(cps: f64, port: u16, step: Duration, dir: &std::path::Path) -> Opti
         .args(["-c", UAC_CORE, "sipp", "-sn", "uac"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["-i", "127.0.0.1", "-p", &(port + 1).to_string()])
-        .args(["-r", &format!("{cps:.0}"), "-rp", "1000", "-m", &calls.to_string()])
-        .args(["-buff_size", "4194304", "-nostdin", "-trace_stat", "-fd", "1"])
+        .args([
+            "-r",
+            &format!("{cps:.0}"),
+            "-rp",
+            "1000",
+            "-m",
+            &calls.to_string(),
+        ])
+        .args([
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-trace_stat",
+            "-fd",
+            "1",
+        ])
         .arg("-stf")
         .arg(&stat)
         .args(["-timeout", &format!("{}s", step.as_secs() + 40)])

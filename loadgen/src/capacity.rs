@@ -245,12 +245,25 @@ impl CapacityReport {
 
 impl fmt::Display for CapacityReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "dce-loadgen capacity: {} against {}", self.scenario, self.target)?;
+        writeln!(
+            f,
+            "dce-loadgen capacity: {} against {}",
+            self.scenario, self.target
+        )?;
         writeln!(f, "  criterion: {}", self.criterion)?;
         writeln!(
             f,
             "  {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}  result",
-            "offered", "achieved", "started", "failed%", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "retx", "gen%"
+            "offered",
+            "achieved",
+            "started",
+            "failed%",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "retx",
+            "gen%"
         )?;
         let ms = |us: u64| us as f64 / 1000.0;
         for s in &self.steps {

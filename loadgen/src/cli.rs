@@ -81,7 +81,11 @@ struct TimerArgs {
 impl TimerArgs {
     fn timers(&self) -> Result<SipTimers> {
         if self.t1_ms == 0 || self.t2_ms < self.t1_ms {
-            bail!("timers: T1 must be above 0 and T2 at least T1 (got T1 {} ms, T2 {} ms)", self.t1_ms, self.t2_ms);
+            bail!(
+                "timers: T1 must be above 0 and T2 at least T1 (got T1 {} ms, T2 {} ms)",
+                self.t1_ms,
+                self.t2_ms
+            );
         }
         let ms = 1_000_000;
         Ok(SipTimers {
@@ -104,7 +108,11 @@ struct CallerArgs {
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
     /// Dialed numbers: a pattern such as 4420{0000-9999}.
-    #[arg(long, default_value = "4420{0000-9999}", conflicts_with = "numbers_file")]
+    #[arg(
+        long,
+        default_value = "4420{0000-9999}",
+        conflicts_with = "numbers_file"
+    )]
     numbers: String,
     /// Dialed numbers from a file, one per line.
     #[arg(long)]
@@ -359,7 +367,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Uas(a) => {
             let cfg = a.config()?;
-            eprintln!("dce-loadgen uas: listening on {} ({} threads)", cfg.listen, cfg.threads);
+            eprintln!(
+                "dce-loadgen uas: listening on {} ({} threads)",
+                cfg.listen, cfg.threads
+            );
             let r = uas::run(cfg, secs(a.duration, "--duration")?, &stop)?;
             print!("{r}");
             if let Some(p) = &a.json {
@@ -414,7 +425,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             })?;
             if let (Some(name), Some(band)) = (&a.profile, band) {
-                r.profile = Some(crate::profile::verdict(name, &band, r.highest_held_cps.unwrap_or(0.0)));
+                r.profile = Some(crate::profile::verdict(
+                    name,
+                    &band,
+                    r.highest_held_cps.unwrap_or(0.0),
+                ));
             }
             print!("{r}");
             if let Some(p) = &a.json {
@@ -450,9 +465,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ok = r.accounting.balanced && r.outcomes.completed == r.started && r.started > 0;
             println!(
                 "selftest: {}",
-                if ok { "PASS (every call completed, buckets balance)" } else { "FAIL" }
+                if ok {
+                    "PASS (every call completed, buckets balance)"
+                } else {
+                    "FAIL"
+                }
             );
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }

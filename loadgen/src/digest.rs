@@ -37,32 +37,30 @@ pub enum DigestError {
 /// scheme), unquoting quoted values. Values with escaped quotes keep the
 /// backslashes (realms and nonces never contain them in practice).
 fn params(mut s: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    std::iter::from_fn(move || {
-        loop {
-            while let [b' ' | b'\t' | b',' | b'\r' | b'\n', rest @ ..] = s {
-                s = rest;
-            }
-            if s.is_empty() {
-                return None;
-            }
-            let eq = s.iter().position(|&b| b == b'=' || b == b',')?;
-            if s[eq] == b',' {
-                s = &s[eq..];
-                continue;
-            }
-            let name = trim(&s[..eq]);
-            let rest = &s[eq + 1..];
-            let rest = trim_start(rest);
-            let (value, after) = if let [b'"', inner @ ..] = rest {
-                let end = inner.iter().position(|&b| b == b'"').unwrap_or(inner.len());
-                (&inner[..end], inner.get(end + 1..).unwrap_or(&[]))
-            } else {
-                let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
-                (trim(&rest[..end]), &rest[end..])
-            };
-            s = after;
-            return Some((name, value));
+    std::iter::from_fn(move || loop {
+        while let [b' ' | b'\t' | b',' | b'\r' | b'\n', rest @ ..] = s {
+            s = rest;
         }
+        if s.is_empty() {
+            return None;
+        }
+        let eq = s.iter().position(|&b| b == b'=' || b == b',')?;
+        if s[eq] == b',' {
+            s = &s[eq..];
+            continue;
+        }
+        let name = trim(&s[..eq]);
+        let rest = &s[eq + 1..];
+        let rest = trim_start(rest);
+        let (value, after) = if let [b'"', inner @ ..] = rest {
+            let end = inner.iter().position(|&b| b == b'"').unwrap_or(inner.len());
+            (&inner[..end], inner.get(end + 1..).unwrap_or(&[]))
+        } else {
+            let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+            (trim(&rest[..end]), &rest[end..])
+        };
+        s = after;
+        return Some((name, value));
     })
 }
 
@@ -184,7 +182,11 @@ pub fn response(c: &Credentials<'_>, realm: &[u8], nonce: &[u8], qop_auth: bool)
 
 /// Appends an `Authorization: Digest ...` header line (with CRLF) answering
 /// `challenge` to `out`.
-pub fn write_authorization(out: &mut crate::msg::MsgBuf<'_>, ch: &Challenge<'_>, c: &Credentials<'_>) {
+pub fn write_authorization(
+    out: &mut crate::msg::MsgBuf<'_>,
+    ch: &Challenge<'_>,
+    c: &Credentials<'_>,
+) {
     let resp = response(c, ch.realm, ch.nonce, ch.qop_auth);
     out.put(b"Authorization: Digest username=\"");
     out.put(c.username);
@@ -333,7 +335,10 @@ mod tests {
         let c = mufasa();
         let ha1 = md5_hex(&[c.username, b"r", c.password]);
         let ha2 = md5_hex(&[c.method, c.uri]);
-        assert_eq!(response(&c, b"r", b"n", false), md5_hex(&[&ha1, b"n", &ha2]));
+        assert_eq!(
+            response(&c, b"r", b"n", false),
+            md5_hex(&[&ha1, b"n", &ha2])
+        );
     }
 
     #[test]

@@ -303,7 +303,10 @@ pub fn write_request(
     buf: &mut [u8],
     t: &CallerTemplate,
     r: &Request<'_>,
-    auth: Option<(&crate::digest::Challenge<'_>, &crate::digest::Credentials<'_>)>,
+    auth: Option<(
+        &crate::digest::Challenge<'_>,
+        &crate::digest::Credentials<'_>,
+    )>,
 ) -> Option<usize> {
     let mut out = MsgBuf::new(buf);
     let register = r.method == Method::Register;
@@ -581,7 +584,13 @@ mod tests {
         assert_eq!(ack.method(), Some(Method::Ack));
         assert_eq!(ack.top_branch(), Some(&b"z9hG4bKx"[..]));
         assert_eq!(ack.to_tag(), Some(&b"2"[..]));
-        assert!(matches!(ack.start, crate::sipmsg::Start::Request { uri: b"sip:b@y", .. }));
+        assert!(matches!(
+            ack.start,
+            crate::sipmsg::Start::Request {
+                uri: b"sip:b@y",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -590,15 +599,23 @@ mod tests {
         let mut o = MsgBuf::new(&mut b);
         o.put(b"12345");
         assert!(o.overflowed());
-        assert_eq!(write_request(&mut [0u8; 16], &template(), &Request {
-            method: Method::Options,
-            txn: Txn::Options,
-            number: b"1",
-            key: KEY,
-            cseq: 1,
-            to_tag: None,
-            with_sdp: false,
-        }, None), None);
+        assert_eq!(
+            write_request(
+                &mut [0u8; 16],
+                &template(),
+                &Request {
+                    method: Method::Options,
+                    txn: Txn::Options,
+                    number: b"1",
+                    key: KEY,
+                    cseq: 1,
+                    to_tag: None,
+                    with_sdp: false,
+                },
+                None
+            ),
+            None
+        );
     }
 
     #[test]

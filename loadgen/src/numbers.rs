@@ -69,7 +69,9 @@ impl Numbers {
                 let (lo_s, hi_s) = inner
                     .split_once('-')
                     .ok_or_else(|| err("a range is written {lo-hi}"))?;
-                let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|c| c.is_ascii_digit());
+                let digits = |s: &str| {
+                    !s.is_empty() && s.len() <= 18 && s.bytes().all(|c| c.is_ascii_digit())
+                };
                 if !digits(lo_s) || !digits(hi_s) {
                     return Err(err("range bounds must be 1 to 18 digits"));
                 }
@@ -143,11 +145,13 @@ impl Numbers {
     pub fn len(&self) -> u64 {
         match self {
             Numbers::List(l) => l.len() as u64,
-            Numbers::Pattern(parts) => parts.iter().try_fold(1u64, |acc, p| match p {
-                Part::Literal(_) => Some(acc),
-                Part::Range { lo, hi, .. } => acc.checked_mul(hi - lo + 1),
-            })
-            .unwrap_or(0),
+            Numbers::Pattern(parts) => parts
+                .iter()
+                .try_fold(1u64, |acc, p| match p {
+                    Part::Literal(_) => Some(acc),
+                    Part::Range { lo, hi, .. } => acc.checked_mul(hi - lo + 1),
+                })
+                .unwrap_or(0),
         }
     }
 
@@ -218,9 +222,18 @@ mod tests {
 
     #[test]
     fn bad_patterns_say_why() {
-        assert!(Numbers::pattern("44{9-1}").unwrap_err().reason.contains("above"));
-        assert!(Numbers::pattern("44{1-").unwrap_err().reason.contains("'}'"));
-        assert!(Numbers::pattern("44 20").unwrap_err().reason.contains("cannot be dialed"));
+        assert!(Numbers::pattern("44{9-1}")
+            .unwrap_err()
+            .reason
+            .contains("above"));
+        assert!(Numbers::pattern("44{1-")
+            .unwrap_err()
+            .reason
+            .contains("'}'"));
+        assert!(Numbers::pattern("44 20")
+            .unwrap_err()
+            .reason
+            .contains("cannot be dialed"));
         assert!(Numbers::pattern("").is_err());
     }
 

@@ -115,7 +115,13 @@ mod tests {
     fn calls_are_due_at_index_over_rate() {
         let mut p = Pacer::new(1000.0, 10 * S, u64::MAX, 0, 1);
         let due = drain(&mut p, 0);
-        assert_eq!(due, vec![Due { index: 0, scheduled_ns: 0 }]);
+        assert_eq!(
+            due,
+            vec![Due {
+                index: 0,
+                scheduled_ns: 0
+            }]
+        );
         let due = drain(&mut p, 2_500_000);
         assert_eq!(
             due.iter().map(|d| d.scheduled_ns).collect::<Vec<_>>(),

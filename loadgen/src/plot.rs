@@ -13,7 +13,9 @@ const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The plot: p50, p90, p99 and p99.9 (log scale, milliseconds) against the
@@ -65,7 +67,11 @@ pub fn latency_vs_cps(r: &CapacityReport, limit_ms: f64) -> String {
             LEFT + pw,
             LEFT - 6.0,
             yy + 4.0,
-            if v < 1.0 { format!("{v}") } else { format!("{v:.0}") }
+            if v < 1.0 {
+                format!("{v}")
+            } else {
+                format!("{v:.0}")
+            }
         );
         decade += 1.0;
     }
@@ -119,7 +125,10 @@ pub fn latency_vs_cps(r: &CapacityReport, limit_ms: f64) -> String {
         for st in steps.iter().filter(|st| st.latency.count > 0) {
             let (cx, cy) = (x(st.offered_cps), y(ms(get(&st.latency))));
             if st.held {
-                let _ = writeln!(s, r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" fill="{color}"/>"#);
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" fill="{color}"/>"#
+                );
             } else {
                 let _ = writeln!(
                     s,

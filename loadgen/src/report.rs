@@ -278,7 +278,12 @@ impl Unexpected {
 
     /// Sum of all reasons.
     pub fn total(&self) -> u64 {
-        self.unparseable + self.truncated + self.foreign + self.after_end + self.requests + self.out_of_state
+        self.unparseable
+            + self.truncated
+            + self.foreign
+            + self.after_end
+            + self.requests
+            + self.out_of_state
     }
 }
 
@@ -607,7 +612,10 @@ fn fmt_codes(m: &BTreeMap<u16, u64>) -> String {
 }
 
 /// Writes a latency table.
-pub fn fmt_latency(f: &mut fmt::Formatter<'_>, rows: &BTreeMap<&'static str, LatencySummary>) -> fmt::Result {
+pub fn fmt_latency(
+    f: &mut fmt::Formatter<'_>,
+    rows: &BTreeMap<&'static str, LatencySummary>,
+) -> fmt::Result {
     writeln!(
         f,
         "  {:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -633,7 +641,11 @@ pub fn fmt_latency(f: &mut fmt::Formatter<'_>, rows: &BTreeMap<&'static str, Lat
 impl fmt::Display for UacReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.outcomes;
-        writeln!(f, "dce-loadgen uac: {} against {}", self.scenario, self.target)?;
+        writeln!(
+            f,
+            "dce-loadgen uac: {} against {}",
+            self.scenario, self.target
+        )?;
         writeln!(
             f,
             "  offered {:.1} cps, achieved {:.1} cps over {:.2} s ({} planned, {} started, {} sources), run took {:.2} s",
@@ -642,7 +654,11 @@ impl fmt::Display for UacReport {
         writeln!(f, "  outcomes")?;
         writeln!(f, "    completed               {}", o.completed)?;
         writeln!(f, "    failed (final answer)   {}", fmt_codes(&o.failed))?;
-        writeln!(f, "    BYE failed              {}", fmt_codes(&o.bye_failed))?;
+        writeln!(
+            f,
+            "    BYE failed              {}",
+            fmt_codes(&o.bye_failed)
+        )?;
         writeln!(f, "    timed out, no answer    {}", o.timed_out_no_answer)?;
         writeln!(f, "    timed out, no final     {}", o.timed_out_no_final)?;
         writeln!(f, "    timed out, later step   {}", o.timed_out_later)?;
@@ -654,7 +670,11 @@ impl fmt::Display for UacReport {
             o.total,
             if self.accounting.balanced { "=" } else { "!=" },
             self.started,
-            if self.accounting.balanced { "" } else { "  <-- BUG" }
+            if self.accounting.balanced {
+                ""
+            } else {
+                "  <-- BUG"
+            }
         )?;
         writeln!(f, "  failed ratio {:.4}%", self.failed_ratio * 100.0)?;
         writeln!(f, "  answers received   {}", fmt_codes(&self.answers))?;
@@ -802,7 +822,8 @@ mod tests {
             ..Default::default()
         };
         c.outcomes.completed = 1;
-        let j: serde_json::Value = serde_json::from_str(&UacReport::build(c, facts(1)).to_json()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&UacReport::build(c, facts(1)).to_json()).unwrap();
         assert_eq!(j["accounting"]["balanced"], true);
         assert_eq!(j["outcomes"]["total"], 1);
     }

@@ -113,6 +113,10 @@ pub enum Malformed {
     /// More Via headers than [`MAX_VIAS`].
     #[error("more than {MAX_VIAS} Via headers")]
     TooManyVias,
+    /// Content-Length promises more body than the datagram holds (RFC 3261
+    /// section 18.3: such a datagram is discarded).
+    #[error("Content-Length beyond the datagram")]
+    ContentLength,
 }
 
 impl<'a> SipView<'a> {
@@ -172,8 +176,14 @@ pub fn tag_param(value: &[u8]) -> Option<&[u8]> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let a = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let b = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(a, |b| b + 1);
+    let a = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let b = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(a, |b| b + 1);
     &s[a..b.max(a)]
 }
 
@@ -218,7 +228,9 @@ pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
                 v.via_count += 1;
             }
             Header::CSeq => {
-                let mut parts = value.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
+                let mut parts = value
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|p| !p.is_empty());
                 let n = parts.next().and_then(parse_u32).ok_or(Malformed::CSeq)?;
                 let m = parts.next().ok_or(Malformed::CSeq)?;
                 v.cseq = n;
@@ -233,8 +245,9 @@ pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
     }
     let rest = &buf[lines.at.min(buf.len())..];
     v.body = match content_length {
-        Some(n) if (n as usize) < rest.len() => &rest[..n as usize],
-        _ => rest,
+        Some(n) if n as usize > rest.len() => return Err(Malformed::ContentLength),
+        Some(n) => &rest[..n as usize],
+        None => rest,
     };
     if v.call_id.is_empty() {
         return Err(Malformed::Missing("Call-ID"));
@@ -267,7 +280,9 @@ fn start_line(line: &[u8]) -> Option<Start<'_>> {
     let uri = parts.next()?;
     let version = parts.next()?;
     if method.is_empty()
-        || !method.iter().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(b))
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(b))
         || uri.is_empty()
         || version != b"SIP/2.0"
         || parts.next().is_some()
@@ -398,8 +413,14 @@ mod tests {
     #[test]
     fn garbage_and_missing_headers_are_refused() {
         assert_eq!(parse(b"\x00\x01binary").unwrap_err(), Malformed::StartLine);
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n").unwrap_err(), Malformed::StartLine);
-        assert_eq!(parse(b"SIP/2.0 99 x\r\n\r\n").unwrap_err(), Malformed::StartLine);
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            Malformed::StartLine
+        );
+        assert_eq!(
+            parse(b"SIP/2.0 99 x\r\n\r\n").unwrap_err(),
+            Malformed::StartLine
+        );
         let no_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: v\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\n\r\n";
         assert_eq!(parse(no_cseq).unwrap_err(), Malformed::Missing("CSeq"));
         let bad_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: v\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: x OPTIONS\r\n\r\n";

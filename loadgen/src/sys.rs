@@ -56,15 +56,8 @@ fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resul
     let mut len = size_of::<i32>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `value`.
     #[allow(unsafe_code)]
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            (&mut value as *mut i32).cast(),
-            &mut len,
-        )
-    };
+    let rc =
+        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len) };
     cvt(rc).map(|_| value)
 }
 
@@ -687,14 +680,14 @@ impl PacketSocket {
         // SAFETY: plain socket(2); protocol 0 means this socket receives
         // nothing, it only transmits. The fd is owned right below.
         #[allow(unsafe_code)]
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket: {e} (needs CAP_NET_RAW)")))?;
+        let fd =
+            cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
+                .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("AF_PACKET socket: {e} (needs CAP_NET_RAW)"),
+                )
+            })?;
         // SAFETY: fd was just created and is owned by nobody else.
         #[allow(unsafe_code)]
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -777,7 +770,10 @@ pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
     if name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} is longer than {} bytes", libc::IFNAMSIZ - 1),
+            format!(
+                "interface name {name:?} is longer than {} bytes",
+                libc::IFNAMSIZ - 1
+            ),
         ));
     }
     let sock = UdpSocket::bind("0.0.0.0:0").or_else(|_| UdpSocket::bind("[::]:0"))?;

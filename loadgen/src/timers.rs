@@ -35,7 +35,8 @@ impl SipTimers {
     /// retransmission) of an INVITE: Timer A starts at T1 and doubles
     /// (section 17.1.1.2), without a cap.
     pub fn invite_interval(&self, sent: u32) -> u64 {
-        self.t1_ns.saturating_mul(1u64 << (sent.saturating_sub(1)).min(32))
+        self.t1_ns
+            .saturating_mul(1u64 << (sent.saturating_sub(1)).min(32))
     }
 
     /// Interval before retransmission number `sent` of a non-INVITE request

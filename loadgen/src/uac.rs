@@ -169,7 +169,9 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
         )));
     }
     if cfg.threads == 0 || cfg.sources == 0 {
-        return Err(UacError::Config("threads and sources must be at least 1".into()));
+        return Err(UacError::Config(
+            "threads and sources must be at least 1".into(),
+        ));
     }
     if cfg.sources < cfg.threads {
         return Err(UacError::Config(format!(
@@ -524,14 +526,21 @@ impl<'a> Worker<'a> {
             // read when the generator falls behind (the lag is recorded).
             let mut started = 0;
             while started < 4096 {
-                let Some(due) = self.pacer.poll(now) else { break };
-                self.c.latencies.start_lag.record_ns(now.saturating_sub(due.scheduled_ns));
+                let Some(due) = self.pacer.poll(now) else {
+                    break;
+                };
+                self.c
+                    .latencies
+                    .start_lag
+                    .record_ns(now.saturating_sub(due.scheduled_ns));
                 self.start_call(due.index, now);
                 started += 1;
             }
             let mut fired = 0;
             while fired < 8192 {
-                let Some((_, t)) = self.timers.pop_expired(now) else { break };
+                let Some((_, t)) = self.timers.pop_expired(now) else {
+                    break;
+                };
                 self.on_timer(t, now);
                 fired += 1;
             }
@@ -617,11 +626,15 @@ impl<'a> Worker<'a> {
                     completed: self.c.outcomes.completed,
                     not_completed: self.c.outcomes.not_completed(),
                     active: self.active as u64,
-                    retransmissions: self.c.retransmissions.invite + self.c.retransmissions.non_invite,
+                    retransmissions: self.c.retransmissions.invite
+                        + self.c.retransmissions.non_invite,
                     sent: self.c.traffic.sent,
                     received: self.c.traffic.received,
                     busy,
-                    lag_us: self.pacer.next_due_ns().map_or(0, |d| now.saturating_sub(d) / 1000),
+                    lag_us: self
+                        .pacer
+                        .next_due_ns()
+                        .map_or(0, |d| now.saturating_sub(d) / 1000),
                 });
                 next_tick = now + 1_000_000_000;
             }
@@ -739,7 +752,13 @@ impl<'a> Worker<'a> {
             State::Cancelling => (Method::Cancel, Txn::Invite, 1, false, false),
             State::Byeing => (Method::Bye, Txn::Bye, 2, false, true),
             State::Optioning => (Method::Options, Txn::Options, 1, false, false),
-            State::Registering(round) => (Method::Register, Txn::Register, u32::from(round), false, false),
+            State::Registering(round) => (
+                Method::Register,
+                Txn::Register,
+                u32::from(round),
+                false,
+                false,
+            ),
             State::Holding | State::Free => return false,
         };
         self.send_request(slot, method, txn, cseq, with_sdp, tag)
@@ -820,7 +839,9 @@ impl<'a> Worker<'a> {
     }
 
     fn on_timer(&mut self, t: Timer, now: u64) {
-        let Some(c) = self.calls.get(t.slot as usize) else { return };
+        let Some(c) = self.calls.get(t.slot as usize) else {
+            return;
+        };
         if c.token != t.token || c.state == State::Free {
             return;
         }
@@ -831,7 +852,10 @@ impl<'a> Worker<'a> {
                 let retransmits = invite
                     || matches!(
                         state,
-                        State::Cancelling | State::Byeing | State::Optioning | State::Registering(_)
+                        State::Cancelling
+                            | State::Byeing
+                            | State::Optioning
+                            | State::Registering(_)
                     );
                 if !retransmits {
                     return;
@@ -951,7 +975,10 @@ impl<'a> Worker<'a> {
             (State::Inviting | State::Proceeding | State::Cancelling, Method::Invite) => {
                 if !self.calls[slot as usize].answered {
                     self.calls[slot as usize].answered = true;
-                    self.c.latencies.first_answer.record_ns(at.saturating_sub(t_start));
+                    self.c
+                        .latencies
+                        .first_answer
+                        .record_ns(at.saturating_sub(t_start));
                 }
                 if !final_ {
                     if state == State::Inviting {
@@ -1025,7 +1052,10 @@ impl<'a> Worker<'a> {
                 if !final_ {
                     return;
                 }
-                self.c.latencies.options.record_ns(at.saturating_sub(t_start));
+                self.c
+                    .latencies
+                    .options
+                    .record_ns(at.saturating_sub(t_start));
                 if ok {
                     self.c.outcomes.completed += 1;
                 } else {
@@ -1059,7 +1089,10 @@ impl<'a> Worker<'a> {
                     self.begin_transaction(slot, State::Registering(2), now);
                     return;
                 }
-                self.c.latencies.register.record_ns(at.saturating_sub(t_start));
+                self.c
+                    .latencies
+                    .register
+                    .record_ns(at.saturating_sub(t_start));
                 if ok {
                     self.c.outcomes.completed += 1;
                 } else {

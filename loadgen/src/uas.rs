@@ -225,7 +225,11 @@ impl fmt::Display for UasReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counters;
         let r = &c.requests;
-        writeln!(f, "dce-loadgen uas on {} for {:.2} s", self.listen, self.elapsed_s)?;
+        writeln!(
+            f,
+            "dce-loadgen uas on {} for {:.2} s",
+            self.listen, self.elapsed_s
+        )?;
         writeln!(
             f,
             "  requests: INVITE {} ACK {} BYE {} CANCEL {} OPTIONS {} REGISTER {} other {}",
@@ -236,7 +240,12 @@ impl fmt::Display for UasReport {
             "  calls: new {}, INVITE again {}, first INVITE ignored on purpose {}",
             c.new_calls, c.invite_again, c.invite_dropped_on_purpose
         )?;
-        let codes: Vec<String> = c.answers.to_map().iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let codes: Vec<String> = c
+            .answers
+            .to_map()
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
         writeln!(f, "  answers sent: {}", codes.join(" "))?;
         writeln!(
             f,
@@ -303,7 +312,9 @@ impl Uas {
             ("drop share", cfg.drop_first_invite_share),
         ] {
             if !(0.0..=1.0).contains(&share) {
-                return Err(UasError::Config(format!("{name} must be within 0..=1, got {share}")));
+                return Err(UasError::Config(format!(
+                    "{name} must be within 0..=1, got {share}"
+                )));
             }
         }
         if cfg.busy_share + cfg.unavailable_share > 1.0 {
@@ -628,7 +639,11 @@ impl<'a> Server<'a> {
         }
     }
 
-    fn run(&mut self, stop: &AtomicBool, mut progress: rtrb::Producer<Progress>) -> Result<Vec<String>, UasError> {
+    fn run(
+        &mut self,
+        stop: &AtomicBool,
+        mut progress: rtrb::Producer<Progress>,
+    ) -> Result<Vec<String>, UasError> {
         let io = |what: &str| {
             let what = what.to_string();
             move |source| UasError::Io { what, source }
@@ -650,7 +665,11 @@ impl<'a> Server<'a> {
                 fired += 1;
             }
             self.flush();
-            let wake = self.timers.next_deadline().unwrap_or(u64::MAX).min(next_tick);
+            let wake = self
+                .timers
+                .next_deadline()
+                .unwrap_or(u64::MAX)
+                .min(next_tick);
             // Coalescing (see `UasConfig::coalesce`): after a busy turn,
             // sleep instead of waiting on the socket, then read in batches.
             let readable = if did_work && !self.cfg.coalesce.is_zero() {
@@ -695,7 +714,8 @@ impl<'a> Server<'a> {
             let now = self.now();
             if now >= next_tick {
                 let cpu = sys::thread_cpu_time();
-                let busy = (cpu - tick_cpu).as_secs_f64() / tick_wall.elapsed().as_secs_f64().max(1e-9);
+                let busy =
+                    (cpu - tick_cpu).as_secs_f64() / tick_wall.elapsed().as_secs_f64().max(1e-9);
                 self.peak_busy = self.peak_busy.max(busy);
                 tick_cpu = cpu;
                 tick_wall = Instant::now();
@@ -902,7 +922,12 @@ impl<'a> Server<'a> {
             if let Some(c) = self.calls.get_mut(&key) {
                 c.buf = buf;
             }
-            self.arm(key, now, self.cfg.answer_delay.as_nanos() as u64, TimerKind::Answer);
+            self.arm(
+                key,
+                now,
+                self.cfg.answer_delay.as_nanos() as u64,
+                TimerKind::Answer,
+            );
         }
     }
 
@@ -936,7 +961,9 @@ impl<'a> Server<'a> {
     /// Sends the final answer of an INVITE and keeps it for retransmission
     /// until the ACK.
     fn send_final(&mut self, key: u64, req: &SipView<'_>, code: u16, peer: SocketAddr, now: u64) {
-        let Some(n) = self.answer(req, code, peer) else { return };
+        let Some(n) = self.answer(req, code, peer) else {
+            return;
+        };
         let stored = self.pool.put(&self.scratch[..n]);
         if let Some(c) = self.calls.get_mut(&key) {
             if let Some(old) = c.buf.take() {
@@ -959,7 +986,12 @@ impl<'a> Server<'a> {
             c.state = CallState::Ended;
             c.token = c.token.wrapping_add(1);
         }
-        self.arm(key, now, self.cfg.linger.as_nanos() as u64, TimerKind::Forget);
+        self.arm(
+            key,
+            now,
+            self.cfg.linger.as_nanos() as u64,
+            TimerKind::Forget,
+        );
     }
 
     fn on_ack(&mut self, v: &SipView<'_>, now: u64) {
@@ -975,7 +1007,12 @@ impl<'a> Server<'a> {
                 }
                 c.state = CallState::Confirmed;
                 c.token = c.token.wrapping_add(1);
-                self.arm(key, now, self.cfg.dialog_limit.as_nanos() as u64, TimerKind::Forget);
+                self.arm(
+                    key,
+                    now,
+                    self.cfg.dialog_limit.as_nanos() as u64,
+                    TimerKind::Forget,
+                );
             }
             CallState::Answered => self.end(key, now),
             CallState::Confirmed | CallState::Ended => self.c.ack_again += 1,
@@ -1063,7 +1100,9 @@ impl<'a> Server<'a> {
     }
 
     fn on_timer(&mut self, t: Timer, now: u64) {
-        let Some(c) = self.calls.get(&t.key).copied() else { return };
+        let Some(c) = self.calls.get(&t.key).copied() else {
+            return;
+        };
         if c.token != t.token {
             return;
         }

@@ -88,7 +88,11 @@ fn cancel_before_answer_ends_with_487() {
         c.ring = true;
         c.answer_delay = Duration::from_secs(30);
     });
-    let r = uac::run(&callers(&uas, 40, Scenario::Cancel), &AtomicBool::new(false)).unwrap();
+    let r = uac::run(
+        &callers(&uas, 40, Scenario::Cancel),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let s = uas.stop().unwrap();
     assert_eq!(r.outcomes.completed, 40, "{r}");
     assert_eq!(s.counters.answers.get(487), 40, "{s}");
@@ -103,7 +107,11 @@ fn register_answers_the_digest_challenge() {
     let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
     let s = uas.stop().unwrap();
     assert_eq!(r.outcomes.completed, 30, "{r}");
-    assert_eq!((s.counters.register_challenged, s.counters.register_accepted), (30, 30), "{s}");
+    assert_eq!(
+        (s.counters.register_challenged, s.counters.register_accepted),
+        (30, 30),
+        "{s}"
+    );
 }
 
 #[test]
@@ -119,7 +127,11 @@ fn register_with_a_wrong_password_fails_with_403() {
 #[test]
 fn options_pings_are_answered() {
     let uas = server(|_| {});
-    let r = uac::run(&callers(&uas, 30, Scenario::Options), &AtomicBool::new(false)).unwrap();
+    let r = uac::run(
+        &callers(&uas, 30, Scenario::Options),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     uas.stop().unwrap();
     assert_eq!(r.outcomes.completed, 30, "{r}");
     assert_eq!(r.latency_us["options"].count, 30);

@@ -10,7 +10,10 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::raw::parse_mac;
-use super::{Bounds, FloodConfig, FragmentMode, FragmentsConfig, GarbageConfig, GuessConfig, Ipv4Net, ScanConfig};
+use super::{
+    Bounds, FloodConfig, FragmentMode, FragmentsConfig, GarbageConfig, GuessConfig, Ipv4Net,
+    ScanConfig,
+};
 use crate::numbers::Numbers;
 use crate::sipmsg::Method;
 
@@ -49,7 +52,10 @@ pub struct BoundArgs {
 impl BoundArgs {
     fn bounds(&self) -> Result<Bounds> {
         if !(self.duration.is_finite() && self.duration > 0.0) {
-            bail!("--duration must be a positive number of seconds, got {}", self.duration);
+            bail!(
+                "--duration must be a positive number of seconds, got {}",
+                self.duration
+            );
         }
         Ok(Bounds {
             count: self.count,
@@ -231,7 +237,12 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
                 FloodMethod::Invite => Method::Invite,
                 FloodMethod::Options => Method::Options,
             };
-            c.dst_mac = a.dst_mac.as_deref().map(parse_mac).transpose().map_err(anyhow::Error::msg)?;
+            c.dst_mac = a
+                .dst_mac
+                .as_deref()
+                .map(parse_mac)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             c.bounds = a.bounds.bounds()?;
             (super::flood(&c, stop)?, a.bounds.json)
         }
@@ -255,14 +266,20 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
             };
             c.datagram_size = a.datagram_size;
             c.fragment_size = a.fragment_size;
-            c.dst_mac = a.dst_mac.as_deref().map(parse_mac).transpose().map_err(anyhow::Error::msg)?;
+            c.dst_mac = a
+                .dst_mac
+                .as_deref()
+                .map(parse_mac)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             c.bounds = a.bounds.bounds()?;
             (super::fragments(&c, stop)?, a.bounds.json)
         }
     };
     print!("{report}");
     if let Some(p) = json {
-        std::fs::write(&p, report.to_json()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+        std::fs::write(&p, report.to_json())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

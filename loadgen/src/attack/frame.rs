@@ -106,7 +106,13 @@ pub fn write_udp_frame(out: &mut [u8], e: &Endpoints, ip_id: u16, payload: &[u8]
     }
     write_eth(out, e);
     // Don't Fragment set: this frame is whole.
-    write_ipv4(&mut out[14..], e, (28 + payload.len()) as u16, ip_id, 0x4000);
+    write_ipv4(
+        &mut out[14..],
+        e,
+        (28 + payload.len()) as u16,
+        ip_id,
+        0x4000,
+    );
     let udp = &mut out[34..total];
     udp[0..2].copy_from_slice(&e.src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&e.dst_port.to_be_bytes());
@@ -121,7 +127,12 @@ pub fn write_udp_frame(out: &mut [u8], e: &Endpoints, ip_id: u16, payload: &[u8]
 /// Cuts a UDP datagram carrying `payload` into IPv4 fragments whose data
 /// parts are at most `fragment_data` bytes (rounded down to a multiple of 8,
 /// RFC 791), and returns the frames in order.
-pub fn fragment_frames(e: &Endpoints, ip_id: u16, payload: &[u8], fragment_data: usize) -> Vec<Vec<u8>> {
+pub fn fragment_frames(
+    e: &Endpoints,
+    ip_id: u16,
+    payload: &[u8],
+    fragment_data: usize,
+) -> Vec<Vec<u8>> {
     let seg = udp_segment(e, payload);
     let step = (fragment_data / 8).max(1) * 8;
     let mut frames = Vec::new();
@@ -158,7 +169,10 @@ mod tests {
     #[test]
     fn rfc1071_example_sum() {
         // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
-        assert_eq!(ones_complement_sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0), 0xddf2);
+        assert_eq!(
+            ones_complement_sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0),
+            0xddf2
+        );
     }
 
     #[test]

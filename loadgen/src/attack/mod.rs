@@ -20,7 +20,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use raw::{flood, fragments, FloodConfig, FragmentMode, FragmentsConfig};
-pub use udp::{garbage, garbage_datagram, guess, scan, GarbageConfig, GuessConfig, ScanConfig, GARBAGE_KINDS};
+pub use udp::{
+    garbage, garbage_datagram, guess, scan, GarbageConfig, GuessConfig, ScanConfig, GARBAGE_KINDS,
+};
 
 /// Why an attack was refused before anything was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,9 +117,13 @@ pub struct Ipv4Net {
 impl Ipv4Net {
     /// Parses `a.b.c.d/len`.
     pub fn parse(s: &str) -> Result<Ipv4Net, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected a.b.c.d/len"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected a.b.c.d/len"))?;
         let addr: Ipv4Addr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
-        let len: u8 = l.parse().map_err(|e| format!("{s:?}: prefix length: {e}"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|e| format!("{s:?}: prefix length: {e}"))?;
         if len > 32 {
             return Err(format!("{s:?}: prefix length above 32"));
         }
@@ -237,13 +243,21 @@ impl AttackReport {
 
 impl fmt::Display for AttackReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "dce-loadgen attack {} against {}", self.kind, self.target)?;
+        writeln!(
+            f,
+            "dce-loadgen attack {} against {}",
+            self.kind, self.target
+        )?;
         writeln!(
             f,
             "  sent {} ({} failed) in {:.2} s, {:.0} per second",
             self.sent, self.send_failed, self.elapsed_s, self.pps
         )?;
-        let codes: Vec<String> = self.answers.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        let codes: Vec<String> = self
+            .answers
+            .iter()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect();
         writeln!(
             f,
             "  answers: {} ({}), other datagrams received {}",
@@ -284,7 +298,13 @@ mod tests {
         for ok in ["198.18.0.1", "198.19.255.254", "127.0.0.1", "127.9.9.9"] {
             assert!(check_destination(ok.parse().unwrap()).is_ok(), "{ok}");
         }
-        for bad in ["198.20.0.1", "198.17.255.255", "10.0.0.1", "8.8.8.8", "192.0.2.1"] {
+        for bad in [
+            "198.20.0.1",
+            "198.17.255.255",
+            "10.0.0.1",
+            "8.8.8.8",
+            "192.0.2.1",
+        ] {
             let e = check_destination(bad.parse().unwrap()).unwrap_err();
             assert!(e.to_string().contains("198.18.0.0/15"), "{e}");
         }
@@ -292,7 +312,8 @@ mod tests {
 
     #[test]
     fn default_route_interface_is_found_in_the_route_table() {
-        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                      eth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                      eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                      veth1\t000012C6\t00000000\t0001\t0\t0\t0\t00FEFFFF\t0\t0\t0\n";

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::frame::{self, Endpoints};
-use super::{check_destination, check_interface, target_v4, AttackReport, Bounds, Ipv4Net, Refusal};
+use super::{
+    check_destination, check_interface, target_v4, AttackReport, Bounds, Ipv4Net, Refusal,
+};
 use crate::msg::MsgBuf;
 use crate::pacing::Pacer;
 use crate::sipmsg::Method;
@@ -140,7 +142,11 @@ fn neighbour(iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
 /// The destination MAC: given, zero on loopback, or from the neighbour
 /// table (after one ordinary datagram to the discard port to make the
 /// kernel resolve it).
-fn resolve_mac(iface: &str, ip: Ipv4Addr, given: Option<[u8; 6]>) -> Result<[u8; 6], RawAttackError> {
+fn resolve_mac(
+    iface: &str,
+    ip: Ipv4Addr,
+    given: Option<[u8; 6]>,
+) -> Result<[u8; 6], RawAttackError> {
     if let Some(m) = given {
         return Ok(m);
     }
@@ -165,7 +171,14 @@ fn resolve_mac(iface: &str, ip: Ipv4Addr, given: Option<[u8; 6]>) -> Result<[u8;
     )))
 }
 
-fn flood_payload(out: &mut [u8], method: Method, src: SocketAddr, dst: SocketAddr, k: u64, pad_to: usize) -> Option<usize> {
+fn flood_payload(
+    out: &mut [u8],
+    method: Method,
+    src: SocketAddr,
+    dst: SocketAddr,
+    k: u64,
+    pad_to: usize,
+) -> Option<usize> {
     let mut o = MsgBuf::new(out);
     o.put(method.token());
     o.put(b" sip:");
@@ -208,7 +221,13 @@ struct RawSender {
     dst_mac: [u8; 6],
 }
 
-fn prepare(iface: &str, target: SocketAddr, spoof: &Ipv4Net, bounds: &Bounds, mac: Option<[u8; 6]>) -> Result<(RawSender, std::net::SocketAddrV4), RawAttackError> {
+fn prepare(
+    iface: &str,
+    target: SocketAddr,
+    spoof: &Ipv4Net,
+    bounds: &Bounds,
+    mac: Option<[u8; 6]>,
+) -> Result<(RawSender, std::net::SocketAddrV4), RawAttackError> {
     check_destination(target.ip())?;
     let t = target_v4(target)?;
     if !spoof.in_lab() {
@@ -216,14 +235,22 @@ fn prepare(iface: &str, target: SocketAddr, spoof: &Ipv4Net, bounds: &Bounds, ma
     }
     check_interface(iface)?;
     bounds.check()?;
-    let sock = PacketSocket::open(iface).map_err(|e| RawAttackError::Io(format!("{iface}: {e}")))?;
+    let sock =
+        PacketSocket::open(iface).map_err(|e| RawAttackError::Io(format!("{iface}: {e}")))?;
     let src_mac = if iface == "lo" {
         [0; 6]
     } else {
         sys::interface_mac(iface).map_err(|e| RawAttackError::Io(e.to_string()))?
     };
     let dst_mac = resolve_mac(iface, *t.ip(), mac)?;
-    Ok((RawSender { sock, src_mac, dst_mac }, t))
+    Ok((
+        RawSender {
+            sock,
+            src_mac,
+            dst_mac,
+        },
+        t,
+    ))
 }
 
 /// Sends `frames` completely, retrying a full queue briefly; returns (sent,
@@ -260,7 +287,13 @@ fn run_paced(
         target: target.to_string(),
         ..Default::default()
     };
-    let mut pacer = Pacer::new(bounds.rate(), bounds.duration.as_nanos() as u64, bounds.count, 0, 1);
+    let mut pacer = Pacer::new(
+        bounds.rate(),
+        bounds.duration.as_nanos() as u64,
+        bounds.count,
+        0,
+        1,
+    );
     let start = Instant::now();
     let mut frames: Vec<Vec<u8>> = Vec::with_capacity(256);
     while !pacer.finished() {
@@ -277,7 +310,9 @@ fn run_paced(
         }
         if frames.is_empty() {
             let wake = pacer.next_due_ns().unwrap_or(now);
-            std::thread::sleep(Duration::from_nanos(wake.saturating_sub(now).min(10_000_000)));
+            std::thread::sleep(Duration::from_nanos(
+                wake.saturating_sub(now).min(10_000_000),
+            ));
             continue;
         }
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
@@ -307,7 +342,9 @@ pub fn flood(cfg: &FloodConfig, stop: &AtomicBool) -> Result<AttackReport, RawAt
             let src_ip = cfg.spoof.nth(k);
             let src_port = 1024 + (k.wrapping_mul(7919) % 60000) as u16;
             let src = SocketAddr::new(IpAddr::V4(src_ip), src_port);
-            let Some(n) = flood_payload(&mut payload, cfg.method, src, cfg.target, k, 0) else { return };
+            let Some(n) = flood_payload(&mut payload, cfg.method, src, cfg.target, k, 0) else {
+                return;
+            };
             let e = Endpoints {
                 src_mac: sender.src_mac,
                 dst_mac: sender.dst_mac,
@@ -322,7 +359,10 @@ pub fn flood(cfg: &FloodConfig, stop: &AtomicBool) -> Result<AttackReport, RawAt
             }
         },
     );
-    report.notes.push(format!("spoofed sources from {} on {}", cfg.spoof, cfg.iface));
+    report.notes.push(format!(
+        "spoofed sources from {} on {}",
+        cfg.spoof, cfg.iface
+    ));
     Ok(report)
 }
 
@@ -346,7 +386,10 @@ pub fn fragments(cfg: &FragmentsConfig, stop: &AtomicBool) -> Result<AttackRepor
             let src_ip = cfg.spoof.nth(k);
             let src_port = 1024 + (k.wrapping_mul(7919) % 60000) as u16;
             let src = SocketAddr::new(IpAddr::V4(src_ip), src_port);
-            let Some(n) = flood_payload(&mut payload, Method::Invite, src, cfg.target, k, size) else { return };
+            let Some(n) = flood_payload(&mut payload, Method::Invite, src, cfg.target, k, size)
+            else {
+                return;
+            };
             let e = Endpoints {
                 src_mac: sender.src_mac,
                 dst_mac: sender.dst_mac,
@@ -378,7 +421,10 @@ mod tests {
     fn floods_outside_the_lab_are_refused_before_any_socket_opens() {
         let cfg = FloodConfig::new("lo", "192.0.2.1:5060".parse().unwrap());
         let e = flood(&cfg, &AtomicBool::new(false)).unwrap_err();
-        assert!(matches!(e, RawAttackError::Refused(Refusal::Destination(_))), "{e}");
+        assert!(
+            matches!(e, RawAttackError::Refused(Refusal::Destination(_))),
+            "{e}"
+        );
     }
 
     #[test]
@@ -386,7 +432,10 @@ mod tests {
         let mut cfg = FloodConfig::new("lo", "127.0.0.1:5060".parse().unwrap());
         cfg.spoof = Ipv4Net::parse("10.0.0.0/8").unwrap();
         let e = flood(&cfg, &AtomicBool::new(false)).unwrap_err();
-        assert!(matches!(e, RawAttackError::Refused(Refusal::SpoofRange(_))), "{e}");
+        assert!(
+            matches!(e, RawAttackError::Refused(Refusal::SpoofRange(_))),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,7 +450,10 @@ mod tests {
 
     #[test]
     fn mac_addresses_parse() {
-        assert_eq!(parse_mac("02:00:0a:ff:00:01").unwrap(), [2, 0, 10, 255, 0, 1]);
+        assert_eq!(
+            parse_mac("02:00:0a:ff:00:01").unwrap(),
+            [2, 0, 10, 255, 0, 1]
+        );
         assert!(parse_mac("02:00").is_err());
     }
 }

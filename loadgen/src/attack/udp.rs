@@ -37,7 +37,8 @@ struct Sender {
 
 impl Sender {
     fn new(target: SocketAddr, sources: usize) -> Result<Sender, UdpAttackError> {
-        let ip = crate::uac::route_source(target).map_err(|e| UdpAttackError::Io(format!("route to {target}: {e}")))?;
+        let ip = crate::uac::route_source(target)
+            .map_err(|e| UdpAttackError::Io(format!("route to {target}: {e}")))?;
         let mut socks = Vec::new();
         for _ in 0..sources.max(1) {
             socks.push(
@@ -51,11 +52,17 @@ impl Sender {
                 .map_err(|e| UdpAttackError::Io(format!("bind: {e}")))?,
             );
         }
-        let epoll = Epoll::new(socks.len()).map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
+        let epoll =
+            Epoll::new(socks.len()).map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
         for (i, s) in socks.iter().enumerate() {
-            epoll.add(s, i as u64).map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
+            epoll
+                .add(s, i as u64)
+                .map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
         }
-        let locals = socks.iter().map(|s| s.local_addr().expect("bound socket")).collect();
+        let locals = socks
+            .iter()
+            .map(|s| s.local_addr().expect("bound socket"))
+            .collect();
         let fds = socks.iter().map(|s| s.as_raw_fd()).collect();
         Ok(Sender {
             socks,
@@ -91,7 +98,13 @@ fn drive(
         target: target.to_string(),
         ..Default::default()
     };
-    let mut pacer = Pacer::new(bounds.rate(), bounds.duration.as_nanos() as u64, bounds.count, 0, 1);
+    let mut pacer = Pacer::new(
+        bounds.rate(),
+        bounds.duration.as_nanos() as u64,
+        bounds.count,
+        0,
+        1,
+    );
     let start = Instant::now();
     let mut answers = crate::report::CodeCounts::default();
     let mut sending_done_at: Option<Instant> = None;
@@ -135,7 +148,10 @@ fn drive(
         } else {
             Duration::from_nanos(wake.saturating_sub(now).min(10_000_000))
         };
-        let ready = s.epoll.wait(timeout).map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
+        let ready = s
+            .epoll
+            .wait(timeout)
+            .map_err(|e| UdpAttackError::Io(format!("epoll: {e}")))?;
         for r in 0..ready {
             let sock = s.epoll.token(r) as usize;
             let got = s.rx.recv(&s.socks[sock]).unwrap_or(0);
@@ -287,12 +303,25 @@ pub fn scan(cfg: &ScanConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAtta
             let mut e = MsgBuf::new(&mut ext);
             cfg.extensions.write(k, &mut e);
             let n = e.len();
-            scanner_request(buf, cfg.method, &ext[..n], cfg.target, local, &cfg.from_name, &cfg.user_agent, k, 1, None)
+            scanner_request(
+                buf,
+                cfg.method,
+                &ext[..n],
+                cfg.target,
+                local,
+                &cfg.from_name,
+                &cfg.user_agent,
+                k,
+                1,
+                None,
+            )
         },
         |v, _, _, report| {
             if matches!(v.code(), Some(200 | 401 | 403 | 407)) && report.found.len() < 10_000 {
                 if let Some(u) = user_of(v.to) {
-                    report.found.push(format!("{u} ({})", v.code().unwrap_or(0)));
+                    report
+                        .found
+                        .push(format!("{u} ({})", v.code().unwrap_or(0)));
                 }
             }
             None
@@ -359,7 +388,20 @@ pub fn guess(cfg: &GuessConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAt
         cfg.bounds,
         cfg.listen_after,
         stop,
-        |k, local, buf| scanner_request(buf, Method::Register, user, cfg.target, local, "", &cfg.user_agent, k, 1, None),
+        |k, local, buf| {
+            scanner_request(
+                buf,
+                Method::Register,
+                user,
+                cfg.target,
+                local,
+                "",
+                &cfg.user_agent,
+                k,
+                1,
+                None,
+            )
+        },
         |v, local, buf, report| {
             let k = v
                 .call_id
@@ -379,10 +421,23 @@ pub fn guess(cfg: &GuessConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAt
                         cnonce: b"0a4f113b",
                         nc: b"00000001",
                     };
-                    scanner_request(buf, Method::Register, user, cfg.target, local, "", &cfg.user_agent, k, 2, Some((&ch, &creds)))
+                    scanner_request(
+                        buf,
+                        Method::Register,
+                        user,
+                        cfg.target,
+                        local,
+                        "",
+                        &cfg.user_agent,
+                        k,
+                        2,
+                        Some((&ch, &creds)),
+                    )
                 }
                 (2, 200..=299) => {
-                    report.found.push(format!("password {:?} accepted", cfg.passwords.get(k)));
+                    report
+                        .found
+                        .push(format!("password {:?} accepted", cfg.passwords.get(k)));
                     None
                 }
                 _ => None,
@@ -468,7 +523,9 @@ pub fn garbage_datagram(k: u64, seed: u64, out: &mut [u8]) -> usize {
         10 => o.put(b"GET / HTTP/1.1\r\nHost: 198.18.0.1\r\n\r\n"),
         11 => {}
         12 => o.put(b"\r"),
-        13 => o.put(&[0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03]),
+        13 => o.put(&[
+            0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03,
+        ]),
         14 => o.put(b"INV@TE sip:100@x SIP/2.0\r\n\r\n"),
         _ => o.put(b"INVITE sip:100@x SIP/3.0\r\n\r\n"),
     }
@@ -502,7 +559,8 @@ pub fn garbage(cfg: &GarbageConfig, stop: &AtomicBool) -> Result<AttackReport, U
         |k, _, buf| Some(garbage_datagram(k, cfg.seed, buf)),
         |_, _, _, _| None,
     )?;
-    r.notes.push(format!("kinds, in turn: {}", GARBAGE_KINDS.join(", ")));
+    r.notes
+        .push(format!("kinds, in turn: {}", GARBAGE_KINDS.join(", ")));
     Ok(r)
 }
 
@@ -516,7 +574,7 @@ mod tests {
         for k in 0..GARBAGE_KINDS.len() as u64 {
             let n = garbage_datagram(k, 7, &mut buf);
             assert!(
-                sipmsg::parse(&buf[..n]).is_err() || k == 6,
+                sipmsg::parse(&buf[..n]).is_err(),
                 "kind {} parsed as SIP",
                 GARBAGE_KINDS[k as usize]
             );
