@@ -162,7 +162,7 @@ pub fn search(
     stop: &AtomicBool,
     mut on_step: impl FnMut(&Step),
 ) -> Result<CapacityReport, UacError> {
-    if !(cfg.growth > 1.0) {
+    if cfg.growth.is_nan() || cfg.growth <= 1.0 {
         return Err(UacError::Config(format!(
             "growth must be above 1, got {}",
             cfg.growth

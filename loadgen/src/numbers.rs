@@ -102,7 +102,7 @@ impl Numbers {
             return Err(err("empty"));
         }
         let n = Numbers::Pattern(parts);
-        if n.len() == 0 {
+        if n.is_empty() {
             return Err(err("more numbers than fit 64 bits"));
         }
         Ok(n)

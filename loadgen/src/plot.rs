@@ -18,6 +18,13 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A plotted percentile: name, colour, and how to read it from a summary.
+type Series = (
+    &'static str,
+    &'static str,
+    fn(&crate::report::LatencySummary) -> u64,
+);
+
 /// The plot: p50, p90, p99 and p99.9 (log scale, milliseconds) against the
 /// offered rate, steps that held as filled dots and failed ones as crosses,
 /// the latency limit as a dashed line.
@@ -103,7 +110,7 @@ pub fn latency_vs_cps(r: &CapacityReport, limit_ms: f64) -> String {
         LEFT + pw + 6.0,
         ly + 4.0
     );
-    let series: [(&str, &str, fn(&crate::report::LatencySummary) -> u64); 4] = [
+    let series: [Series; 4] = [
         ("p50", "#1f77b4", |l| l.p50_us),
         ("p90", "#2ca02c", |l| l.p90_us),
         ("p99", "#ff7f0e", |l| l.p99_us),

@@ -537,6 +537,9 @@ struct Timer {
 
 /// Fixed-size buffers reused for stored INVITEs and answers.
 struct Pool {
+    // Boxed so that growing the pool moves pointers, not 2 KiB arrays, and
+    // so `Server::with_stored` can swap a buffer out in O(1).
+    #[allow(clippy::vec_box)]
     bufs: Vec<Box<[u8; TX_SLOT]>>,
     lens: Vec<u16>,
     free: Vec<u32>,
