@@ -147,6 +147,9 @@ struct CallerArgs {
     /// latency comes from kernel arrival stamps either way (0: wake per packet).
     #[arg(long, default_value_t = 500)]
     coalesce_us: u64,
+    /// Send and receive datagrams one by one (no UDP GSO/GRO).
+    #[arg(long)]
+    no_gso: bool,
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
@@ -174,6 +177,7 @@ impl CallerArgs {
         c.buffer_bytes = self.buffer;
         c.timers = self.timers.timers()?;
         c.coalesce = Duration::from_micros(self.coalesce_us);
+        c.gso = !self.no_gso;
         c.progress = !self.quiet;
         Ok(c)
     }
@@ -244,6 +248,9 @@ struct UasArgs {
     /// wait up to this long (0: answer every arrival at once).
     #[arg(long, default_value_t = 500)]
     coalesce_us: u64,
+    /// Send and receive datagrams one by one (no UDP GSO/GRO).
+    #[arg(long)]
+    no_gso: bool,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -269,6 +276,7 @@ impl UasArgs {
         c.timers = self.timers.timers()?;
         c.linger = Duration::from_nanos(c.timers.timeout_ns);
         c.coalesce = Duration::from_micros(self.coalesce_us);
+        c.gso = !self.no_gso;
         c.progress = !self.quiet;
         Ok(c)
     }

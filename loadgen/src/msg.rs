@@ -67,6 +67,17 @@ impl<'a> MsgBuf<'a> {
         self.put(&tmp[i..]);
     }
 
+    /// Appends `n` in lower-case hex, left-padded with zeros to `width`
+    /// digits, so identifiers keep one length (and datagrams of one kind
+    /// one size, which lets them leave in one segmented send).
+    pub fn put_hex_padded(&mut self, n: u64, width: usize) {
+        let digits = if n == 0 { 1 } else { (64 - n.leading_zeros() as usize).div_ceil(4) };
+        for _ in digits..width {
+            self.put(b"0");
+        }
+        self.put_hex(n);
+    }
+
     /// Appends `n` in decimal, left-padded with zeros to `width` digits.
     pub fn put_u64_padded(&mut self, n: u64, width: usize) {
         let digits = if n == 0 { 1 } else { n.ilog10() as usize + 1 };
@@ -155,15 +166,15 @@ pub struct CallKey {
 pub const CALL_ID_HOST: &[u8] = b"@dce-loadgen";
 
 impl CallKey {
-    /// Writes `run.thread.slot.generation` in hex.
+    /// Writes `run.thread.slot.generation` in fixed-width hex.
     pub fn write(&self, out: &mut MsgBuf<'_>) {
-        out.put_hex(u64::from(self.run));
+        out.put_hex_padded(u64::from(self.run), 8);
         out.put(b".");
-        out.put_hex(u64::from(self.thread));
+        out.put_hex_padded(u64::from(self.thread), 4);
         out.put(b".");
-        out.put_hex(u64::from(self.slot));
+        out.put_hex_padded(u64::from(self.slot), 8);
         out.put(b".");
-        out.put_hex(u64::from(self.generation));
+        out.put_hex_padded(u64::from(self.generation), 8);
     }
 
     /// Reads a key back from a Call-ID this generator wrote.
@@ -616,6 +627,19 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn call_ids_of_one_run_have_one_length() {
+        let len = |k: CallKey| {
+            let mut b = [0u8; 64];
+            let mut o = MsgBuf::new(&mut b);
+            k.write(&mut o);
+            o.len()
+        };
+        let small = CallKey { slot: 1, generation: 0, ..KEY };
+        let big = CallKey { slot: 0xfff_ffff, generation: 0xffff, ..KEY };
+        assert_eq!(len(small), len(big));
     }
 
     #[test]

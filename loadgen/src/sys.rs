@@ -25,8 +25,22 @@ const RUSAGE_THREAD: libc::c_int = 1;
 const SO_TIMESTAMPNS: libc::c_int = 35;
 /// `PR_SET_TIMERSLACK` (linux/prctl.h).
 const PR_SET_TIMERSLACK: libc::c_int = 29;
-/// Control bytes kept per received datagram (one timestamp message).
+/// Control bytes kept per received datagram (a timestamp and a GRO segment
+/// size message).
 const CTRL_WORDS: usize = 8;
+/// `SOL_UDP` (netinet/udp.h).
+const SOL_UDP: libc::c_int = 17;
+/// `UDP_SEGMENT` (linux/udp.h): send one buffer as equal-size datagrams.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive runs of datagrams of one flow at once.
+const UDP_GRO: libc::c_int = 104;
+/// Most datagrams in one segmented send.
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one segmented send (an IP packet's payload limit).
+const GSO_MAX_BYTES: usize = 60_000;
+/// Largest datagram sent segmented: below any Ethernet path MTU, since the
+/// segments must fit the device's MTU.
+const GSO_MAX_SEGMENT: usize = 1400;
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -128,6 +142,12 @@ pub fn allow_fragmentation(sock: &UdpSocket) -> io::Result<()> {
 /// gets to the datagram (see [`RxBatch::stamp`]).
 pub fn enable_rx_timestamps(sock: &impl AsRawFd) -> io::Result<()> {
     setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)
+}
+
+/// Lets the kernel hand this socket runs of datagrams of one flow in one
+/// receive (each run is split again by [`RxBatch::segments`]).
+pub fn enable_gro(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1)
 }
 
 /// Lets this thread's timed sleeps end within `slack_ns` of their deadline
@@ -253,6 +273,7 @@ pub const TX_SLOT: usize = 2048;
 
 /// A batch of receive slots for `recvmmsg`, allocated once.
 pub struct RxBatch {
+    slot: usize,
     bufs: Vec<u8>,
     lens: Vec<usize>,
     truncated: Vec<bool>,
@@ -262,6 +283,7 @@ pub struct RxBatch {
     /// Control messages, in u64 words so they are aligned for cmsghdr.
     ctrl: Vec<[u64; CTRL_WORDS]>,
     stamps: Vec<Option<u64>>,
+    segments: Vec<usize>,
     count: usize,
 }
 
@@ -271,8 +293,14 @@ pub struct RxBatch {
 unsafe impl Send for RxBatch {}
 
 impl RxBatch {
-    /// Room for `slots` datagrams.
+    /// Room for `slots` datagrams of up to [`RX_SLOT`] bytes.
     pub fn new(slots: usize) -> Self {
+        Self::with_slot_size(slots, RX_SLOT)
+    }
+
+    /// Room for `slots` receives of up to `slot` bytes each (64 KiB for
+    /// sockets with [`enable_gro`], whose receives carry runs of datagrams).
+    pub fn with_slot_size(slots: usize, slot: usize) -> Self {
         // SAFETY: these kernel structs are plain old data; zero is valid.
         #[allow(unsafe_code)]
         let (addr, iov, hdr) = unsafe {
@@ -283,7 +311,8 @@ impl RxBatch {
             )
         };
         RxBatch {
-            bufs: vec![0; slots * RX_SLOT],
+            slot,
+            bufs: vec![0; slots * slot],
             lens: vec![0; slots],
             truncated: vec![false; slots],
             addrs: vec![addr; slots],
@@ -291,6 +320,7 @@ impl RxBatch {
             hdrs: vec![hdr; slots],
             ctrl: vec![[0; CTRL_WORDS]; slots],
             stamps: vec![None; slots],
+            segments: vec![0; slots],
             count: 0,
         }
     }
@@ -301,8 +331,8 @@ impl RxBatch {
         let slots = self.hdrs.len();
         for i in 0..slots {
             self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i * RX_SLOT..].as_mut_ptr().cast(),
-                iov_len: RX_SLOT,
+                iov_base: self.bufs[i * self.slot..].as_mut_ptr().cast(),
+                iov_len: self.slot,
             };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
@@ -337,9 +367,11 @@ impl RxBatch {
         for i in 0..n {
             let len = self.hdrs[i].msg_len as usize;
             self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.lens[i] = len.min(RX_SLOT);
+            self.lens[i] = len.min(self.slot);
             let ctrl_len = self.hdrs[i].msg_hdr.msg_controllen;
-            self.stamps[i] = timestamp_from_control(&self.ctrl[i], ctrl_len);
+            let (stamp, segment) = read_control(&self.ctrl[i], ctrl_len);
+            self.stamps[i] = stamp;
+            self.segments[i] = segment.unwrap_or(0);
         }
         self.count = n;
         Ok(n)
@@ -351,10 +383,25 @@ impl RxBatch {
         self.stamps[i]
     }
 
+    /// The datagrams of receive `i`: one, or a GRO run of equal-size
+    /// datagrams (the last may be shorter) split back apart.
+    /// An empty datagram is one (empty) segment, so it is counted too.
+    pub fn segments(&self, i: usize) -> impl Iterator<Item = &[u8]> {
+        let (bytes, _, _) = self.get(i);
+        let seg = match self.segments[i] {
+            0 => bytes.len().max(1),
+            n => n,
+        };
+        let empty = bytes.is_empty();
+        std::iter::once(bytes)
+            .filter(move |_| empty)
+            .chain(bytes.chunks(seg))
+    }
+
     /// Datagram `i` of the last receive: bytes, sender, and whether the kernel
     /// cut it to the slot size.
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>, bool) {
-        let start = i * RX_SLOT;
+        let start = i * self.slot;
         (
             &self.bufs[start..start + self.lens[i]],
             sockaddr_to(&self.addrs[i]),
@@ -373,22 +420,39 @@ impl RxBatch {
     }
 }
 
-/// Reads an `SCM_TIMESTAMPNS` control message: a cmsghdr (length, level,
-/// type: 16 bytes on 64-bit Linux) followed by a `timespec` (two 64-bit
-/// words). The buffer is read as native-endian words, no pointer casts.
-fn timestamp_from_control(ctrl: &[u64; CTRL_WORDS], len: usize) -> Option<u64> {
-    if len < 32 || ctrl[0] < 32 {
-        return None;
+/// Reads the control messages of a receive: `SCM_TIMESTAMPNS` (a
+/// `timespec`, arrival time) and `UDP_GRO` (an `int`, the segment size of a
+/// run). Each message is a cmsghdr (length, level, type: 16 bytes on 64-bit
+/// Linux) and its data, padded to 8 bytes; the buffer is read as
+/// native-endian words, without pointer casts.
+fn read_control(ctrl: &[u64; CTRL_WORDS], len: usize) -> (Option<u64>, Option<usize>) {
+    let (mut stamp, mut segment) = (None, None);
+    let mut at = 0; // in words
+    while (at + 2) * 8 <= len.min(CTRL_WORDS * 8) {
+        let cmsg_len = ctrl[at] as usize;
+        if cmsg_len < 16 {
+            break;
+        }
+        let (level, kind) = if cfg!(target_endian = "little") {
+            ((ctrl[at + 1] & 0xffff_ffff) as i32, (ctrl[at + 1] >> 32) as i32)
+        } else {
+            ((ctrl[at + 1] >> 32) as i32, (ctrl[at + 1] & 0xffff_ffff) as i32)
+        };
+        let data = at + 2;
+        if level == libc::SOL_SOCKET && kind == SO_TIMESTAMPNS && cmsg_len >= 32 && data + 1 < CTRL_WORDS {
+            stamp = Some(ctrl[data].wrapping_mul(1_000_000_000).wrapping_add(ctrl[data + 1]));
+        } else if level == SOL_UDP && kind == UDP_GRO && cmsg_len >= 20 && data < CTRL_WORDS {
+            let word = ctrl[data];
+            let v = if cfg!(target_endian = "little") {
+                word & 0xffff_ffff
+            } else {
+                word >> 32
+            };
+            segment = Some(v as usize).filter(|&n| n > 0);
+        }
+        at += cmsg_len.div_ceil(8);
     }
-    let (level, kind) = if cfg!(target_endian = "little") {
-        ((ctrl[1] & 0xffff_ffff) as i32, (ctrl[1] >> 32) as i32)
-    } else {
-        ((ctrl[1] >> 32) as i32, (ctrl[1] & 0xffff_ffff) as i32)
-    };
-    if level != libc::SOL_SOCKET || kind != SO_TIMESTAMPNS {
-        return None;
-    }
-    Some(ctrl[2].wrapping_mul(1_000_000_000).wrapping_add(ctrl[3]))
+    (stamp, segment)
 }
 
 /// What a transmit batch reports after a flush.
@@ -412,6 +476,12 @@ pub struct TxBatch {
     bufs: Vec<u8>,
     lens: Vec<usize>,
     socks: Vec<u32>,
+    dsts: Vec<SocketAddr>,
+    /// UDP_SEGMENT control message per header, as words (see `flush`).
+    gso_ctrl: Vec<[u64; 3]>,
+    /// Per header: first datagram and how many it carries.
+    groups: Vec<(usize, usize)>,
+    gso: bool,
     addrs: Vec<libc::sockaddr_storage>,
     addr_lens: Vec<libc::socklen_t>,
     iovs: Vec<libc::iovec>,
@@ -439,12 +509,29 @@ impl TxBatch {
             bufs: vec![0; slots * TX_SLOT],
             lens: vec![0; slots],
             socks: vec![0; slots],
+            dsts: vec![SocketAddr::from(([0, 0, 0, 0], 0)); slots],
+            gso_ctrl: vec![[0; 3]; slots],
+            groups: Vec::with_capacity(slots),
+            gso: false,
             addrs: vec![addr; slots],
             addr_lens: vec![0; slots],
             iovs: vec![iov; slots],
             hdrs: vec![hdr; slots],
             count: 0,
         }
+    }
+
+    /// Sends runs of equal-size datagrams from one socket to one destination
+    /// as one segmented send (UDP GSO): the kernel walks its stack once per
+    /// run instead of once per datagram; what leaves is the same datagrams.
+    /// Turned off by itself if the kernel refuses it.
+    pub fn set_gso(&mut self, on: bool) {
+        self.gso = on;
+    }
+
+    /// True while segmented sends are in use.
+    pub fn gso(&self) -> bool {
+        self.gso
     }
 
     /// True when no slot is left; flush before pushing more.
@@ -476,6 +563,7 @@ impl TxBatch {
         let (storage, alen) = sockaddr_from(dst);
         self.lens[i] = len.min(TX_SLOT);
         self.socks[i] = sock;
+        self.dsts[i] = dst;
         self.addrs[i] = storage;
         self.addr_lens[i] = alen;
         self.count += 1;
@@ -497,26 +585,93 @@ impl TxBatch {
                 iov_base: self.bufs[i * TX_SLOT..].as_mut_ptr().cast(),
                 iov_len: self.lens[i],
             };
-            let h = &mut self.hdrs[i].msg_hdr;
+        }
+        let mut from = 0;
+        while from < self.count {
+            self.build_groups(from);
+            match self.send_groups(fds, &mut result) {
+                None => break,
+                // The kernel refused a segmented send: go on without GSO
+                // from the datagram where it failed.
+                Some(datagram) => {
+                    self.gso = false;
+                    from = datagram;
+                }
+            }
+        }
+        self.count = 0;
+        result
+    }
+
+    /// Fills one header per run of datagrams from `from` on.
+    fn build_groups(&mut self, from: usize) {
+        self.groups.clear();
+        let mut i = from;
+        while i < self.count {
+            let mut j = i + 1;
+            let len = self.lens[i];
+            if self.gso && len <= GSO_MAX_SEGMENT {
+                while j < self.count
+                    && j - i < GSO_MAX_SEGMENTS
+                    && (j - i + 1) * len <= GSO_MAX_BYTES
+                    && self.socks[j] == self.socks[i]
+                    && self.dsts[j] == self.dsts[i]
+                    // Every segment but the last must be full size.
+                    && self.lens[j] <= len
+                    && self.lens[j] > 0
+                {
+                    let last_short = self.lens[j] < len;
+                    j += 1;
+                    if last_short {
+                        break;
+                    }
+                }
+            }
+            let g = self.groups.len();
+            let n = j - i;
+            let ctrl_ptr = if n > 1 {
+                // cmsghdr { cmsg_len = CMSG_LEN(2) = 18, SOL_UDP, UDP_SEGMENT }
+                // followed by the u16 segment size; 24 bytes with padding.
+                let level_type = if cfg!(target_endian = "little") {
+                    (SOL_UDP as u64) | ((UDP_SEGMENT as u64) << 32)
+                } else {
+                    ((SOL_UDP as u64) << 32) | (UDP_SEGMENT as u64)
+                };
+                let seg = u64::from(len as u16);
+                let data = if cfg!(target_endian = "little") { seg } else { seg << 48 };
+                self.gso_ctrl[g] = [18, level_type, data];
+                self.gso_ctrl[g].as_mut_ptr().cast()
+            } else {
+                std::ptr::null_mut()
+            };
+            let h = &mut self.hdrs[g].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = self.addr_lens[i];
             h.msg_iov = &mut self.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_iovlen = n;
+            h.msg_control = ctrl_ptr;
+            h.msg_controllen = if n > 1 { 24 } else { 0 };
             h.msg_flags = 0;
+            self.groups.push((i, n));
+            i = j;
         }
+    }
+
+    /// Sends the headers built by `build_groups`; returns the first datagram
+    /// of a segmented send the kernel refused, if one was.
+    fn send_groups(&mut self, fds: &[RawFd], result: &mut FlushResult) -> Option<usize> {
+        let total = self.groups.len();
         let mut at = 0;
         let mut spins = 0u32;
-        while at < self.count {
-            let sock = self.socks[at];
+        while at < total {
+            let sock = self.socks[self.groups[at].0];
             let mut end = at + 1;
-            while end < self.count && self.socks[end] == sock {
+            while end < total && self.socks[self.groups[end].0] == sock {
                 end += 1;
             }
             let fd = fds[sock as usize];
-            // SAFETY: headers at..end point at live buffers and addresses of
-            // this batch, sized as declared.
+            // SAFETY: headers at..end point at live buffers, iovecs,
+            // addresses and control words of this batch, sized as declared.
             #[allow(unsafe_code)]
             let rc = unsafe {
                 libc::sendmmsg(
@@ -527,39 +682,49 @@ impl TxBatch {
                 )
             };
             if rc > 0 {
-                result.sent += rc as u64;
+                for g in &self.groups[at..at + rc as usize] {
+                    result.sent += g.1 as u64;
+                }
                 at += rc as usize;
                 spins = 0;
                 continue;
             }
             let e = io::Error::last_os_error();
             let errno = e.raw_os_error().unwrap_or(0);
+            let (first, n) = self.groups[at];
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock if spins < 64 => {
                     // The socket's send queue is full: give the kernel a
-                    // moment, bounded, then give the datagram up (counted).
+                    // moment, bounded, then give the datagrams up (counted).
                     spins += 1;
                     std::thread::yield_now();
                     continue;
                 }
+                _ if n > 1
+                    && matches!(
+                        errno,
+                        libc::EINVAL | libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT
+                    ) =>
+                {
+                    return Some(first);
+                }
                 io::ErrorKind::WouldBlock => {
-                    result.blocked += 1;
+                    result.blocked += n as u64;
                     result.last_errno = errno;
                     at += 1;
                     spins = 0;
                 }
                 _ => {
-                    // sendmmsg reports the error of the first datagram;
-                    // skip it and go on with the rest.
-                    result.errors += 1;
+                    // sendmmsg reports the error of the first header; skip
+                    // it and go on with the rest.
+                    result.errors += n as u64;
                     result.last_errno = errno;
                     at += 1;
                 }
             }
         }
-        self.count = 0;
-        result
+        None
     }
 }
 
@@ -804,4 +969,100 @@ pub fn pin_to_core(core: usize) -> bool {
         .and_then(|ids| ids.into_iter().find(|c| c.id == core))
         .map(core_affinity::set_for_current)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock() -> UdpSocket {
+        bind_udp(
+            "127.0.0.1:0".parse().unwrap(),
+            UdpOptions {
+                buffer_bytes: 1 << 20,
+                reuse_port: false,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Reads until `want` datagrams arrived (bounded wait).
+    fn read_all(rx: &UdpSocket, batch: &mut RxBatch, want: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < want && std::time::Instant::now() < deadline {
+            let n = batch.recv(rx).unwrap();
+            for i in 0..n {
+                got.extend(batch.segments(i).map(<[u8]>::to_vec));
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        got
+    }
+
+    fn send_mixed(gso: bool, gro: bool) -> Vec<Vec<u8>> {
+        let (tx_sock, rx_sock) = (sock(), sock());
+        if gro {
+            enable_gro(&rx_sock).unwrap();
+        }
+        let dst = rx_sock.local_addr().unwrap();
+        let mut tx = TxBatch::new(64);
+        tx.set_gso(gso);
+        // A run of equal sizes, a shorter one that may end the run, an
+        // empty datagram, and another run.
+        let mut sent = Vec::new();
+        for i in 0..10u8 {
+            sent.push(vec![b'a' + i; 300]);
+        }
+        sent.push(vec![b'z'; 120]);
+        sent.push(Vec::new());
+        for i in 0..5u8 {
+            sent.push(vec![b'A' + i; 700]);
+        }
+        for d in &sent {
+            tx.push(d, 0, dst);
+        }
+        let r = tx.flush(&[tx_sock.as_raw_fd()]);
+        assert_eq!(r.sent, sent.len() as u64, "{r:?}");
+        assert_eq!(tx.gso(), gso, "the kernel took the segmented sends");
+        let mut batch = RxBatch::with_slot_size(16, 65_536);
+        let got = read_all(&rx_sock, &mut batch, sent.len());
+        assert_eq!(got, sent, "every datagram arrives whole and in order");
+        got
+    }
+
+    #[test]
+    fn segmented_sends_arrive_as_the_same_datagrams() {
+        send_mixed(true, false);
+    }
+
+    #[test]
+    fn gro_runs_are_split_back_into_the_datagrams_sent() {
+        send_mixed(true, true);
+    }
+
+    #[test]
+    fn plain_sends_arrive_as_sent() {
+        send_mixed(false, true);
+    }
+
+    #[test]
+    fn control_messages_give_stamp_and_segment_size() {
+        let mut ctrl = [0u64; CTRL_WORDS];
+        // SCM_TIMESTAMPNS: len 32, SOL_SOCKET, type 35, {1 s, 5 ns}.
+        ctrl[0] = 32;
+        ctrl[1] = (libc::SOL_SOCKET as u64) | ((SO_TIMESTAMPNS as u64) << 32);
+        ctrl[2] = 1;
+        ctrl[3] = 5;
+        // UDP_GRO: len 20, SOL_UDP, type 104, int 700.
+        ctrl[4] = 20;
+        ctrl[5] = (SOL_UDP as u64) | ((UDP_GRO as u64) << 32);
+        ctrl[6] = 700;
+        if cfg!(target_endian = "little") {
+            assert_eq!(read_control(&ctrl, 56), (Some(1_000_000_005), Some(700)));
+        }
+        assert_eq!(read_control(&ctrl, 0), (None, None));
+    }
 }

@@ -95,6 +95,9 @@ pub struct UacConfig {
     /// After a busy turn, sleep this long before reading again, so datagrams
     /// are taken in batches (0: wake on every arrival).
     pub coalesce: Duration,
+    /// Send runs of equal-size datagrams as one segmented send (UDP GSO)
+    /// and take runs in one receive (UDP GRO); what travels is unchanged.
+    pub gso: bool,
 }
 
 impl UacConfig {
@@ -122,6 +125,7 @@ impl UacConfig {
             user_agent: "dce-loadgen".into(),
             progress: false,
             coalesce: Duration::from_micros(500),
+            gso: true,
         }
     }
 }
@@ -500,7 +504,13 @@ impl<'a> Worker<'a> {
         for (i, s) in self.socks.iter().enumerate() {
             epoll.add(s, i as u64).map_err(io_err("epoll add"))?;
         }
-        let mut rx = RxBatch::new(BATCH);
+        let mut rx = if self.cfg.gso {
+            // GRO hands over runs of datagrams: slots of a full IP packet.
+            RxBatch::with_slot_size(16, 65_536)
+        } else {
+            RxBatch::new(BATCH)
+        };
+        self.tx.set_gso(self.cfg.gso);
         let mut next_tick = 1_000_000_000u64;
         let mut tick_cpu = sys::thread_cpu_time();
         let mut tick_wall = Instant::now();
@@ -514,6 +524,11 @@ impl<'a> Worker<'a> {
         for s in &self.socks {
             if let Err(e) = sys::enable_rx_timestamps(s) {
                 warnings.push(format!("no kernel receive timestamps ({e}): latency includes the generator's own delay"));
+            }
+            if self.cfg.gso {
+                if let Err(e) = sys::enable_gro(s) {
+                    warnings.push(format!("no UDP GRO ({e}): datagrams are received one by one"));
+                }
             }
         }
         loop {
@@ -593,9 +608,9 @@ impl<'a> Worker<'a> {
                     let now = self.now();
                     received += n;
                     for i in 0..n {
-                        let (bytes, _, truncated) = rx.get(i);
-                        self.c.traffic.received += 1;
+                        let (_, _, truncated) = rx.get(i);
                         if truncated {
+                            self.c.traffic.received += 1;
                             self.c.unexpected.truncated += 1;
                             continue;
                         }
@@ -603,9 +618,12 @@ impl<'a> Worker<'a> {
                         let at = rx
                             .stamp(i)
                             .map_or(now, |rt| rt.saturating_sub(rt_offset).min(now));
-                        self.on_datagram(sock as u32, bytes, now, at);
+                        for bytes in rx.segments(i) {
+                            self.c.traffic.received += 1;
+                            self.on_datagram(sock as u32, bytes, now, at);
+                        }
                     }
-                    if n < BATCH {
+                    if n < 16 {
                         break;
                     }
                 }

@@ -68,6 +68,9 @@ pub struct UasConfig {
     /// are taken and answered in batches; answers then wait up to this long
     /// (0: answer on every arrival, at a higher CPU cost).
     pub coalesce: Duration,
+    /// UDP GSO for runs of equal-size answers and GRO for runs of requests
+    /// (see [`crate::uac::UacConfig::gso`]).
+    pub gso: bool,
 }
 
 impl UasConfig {
@@ -92,6 +95,7 @@ impl UasConfig {
             buffer_bytes: 4 << 20,
             progress: false,
             coalesce: Duration::from_micros(500),
+            gso: true,
         }
     }
 }
@@ -653,8 +657,18 @@ impl<'a> Server<'a> {
         };
         let mut epoll = Epoll::new(1).map_err(io("epoll"))?;
         epoll.add(&self.sock, 0).map_err(io("epoll add"))?;
-        let mut rx = RxBatch::new(BATCH);
         let mut warnings = Vec::new();
+        let mut rx = if self.cfg.gso {
+            RxBatch::with_slot_size(16, 65_536)
+        } else {
+            RxBatch::new(BATCH)
+        };
+        self.tx.set_gso(self.cfg.gso);
+        if self.cfg.gso {
+            if let Err(e) = sys::enable_gro(&self.sock) {
+                warnings.push(format!("no UDP GRO ({e}): datagrams are received one by one"));
+            }
+        }
         let mut next_tick = 1_000_000_000u64;
         let mut tick_cpu = sys::thread_cpu_time();
         let mut tick_wall = Instant::now();
@@ -698,17 +712,20 @@ impl<'a> Server<'a> {
                     received += n;
                     let now = self.now();
                     for i in 0..n {
-                        let (bytes, from, truncated) = rx.get(i);
-                        self.c.traffic.received += 1;
+                        let (_, from, truncated) = rx.get(i);
                         if truncated {
+                            self.c.traffic.received += 1;
                             self.c.truncated += 1;
                             continue;
                         }
                         let Some(from) = from else { continue };
-                        self.on_datagram(bytes, from, now);
+                        for bytes in rx.segments(i) {
+                            self.c.traffic.received += 1;
+                            self.on_datagram(bytes, from, now);
+                        }
                     }
                     self.flush();
-                    if n < BATCH {
+                    if n < 16 {
                         break;
                     }
                 }
@@ -760,7 +777,7 @@ impl<'a> Server<'a> {
         let mut tag = [0u8; 20];
         let mut tb = MsgBuf::new(&mut tag);
         tb.put(b"u");
-        tb.put_hex(fnv1a(req.call_id));
+        tb.put_hex_padded(fnv1a(req.call_id), 16);
         let tn = tb.len();
         let invite = req.cseq_method == Method::Invite;
         let r = Response {
@@ -1091,7 +1108,7 @@ impl<'a> Server<'a> {
                 o.put(b"WWW-Authenticate: Digest realm=\"");
                 o.put(self.cfg.realm.as_bytes());
                 o.put(b"\", nonce=\"");
-                o.put_hex(fnv1a(v.call_id) ^ self.challenge_salt);
+                o.put_hex_padded(fnv1a(v.call_id) ^ self.challenge_salt, 16);
                 o.put(b"\", algorithm=MD5, qop=\"auth\"\r\n");
                 let n = o.len();
                 if let Some(len) = self.write(v, 401, &extra[..n]) {
