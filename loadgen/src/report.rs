@@ -417,9 +417,10 @@ pub struct UacReport {
     pub target: String,
     /// Calls per second asked for.
     pub offered_cps: f64,
-    /// Calls started per second over the start window.
+    /// Calls started per second over the span they really started in.
     pub achieved_cps: f64,
-    /// Seconds from the first to the last scheduled start.
+    /// Seconds from the run's start to the last actual start, plus one
+    /// interval of the offered rate.
     pub start_window_s: f64,
     /// Seconds from the start to the last call's end.
     pub elapsed_s: f64,

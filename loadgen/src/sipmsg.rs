@@ -308,26 +308,27 @@ enum Header {
 }
 
 fn header_kind(name: &[u8]) -> Header {
-    // Compact forms from RFC 3261 section 7.3.3.
+    // Dispatch on the length first: most headers are then decided by one
+    // comparison. Compact forms from RFC 3261 section 7.3.3.
     let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
-    if eq(b"call-id") || eq(b"i") {
-        Header::CallId
-    } else if eq(b"from") || eq(b"f") {
-        Header::From
-    } else if eq(b"to") || eq(b"t") {
-        Header::To
-    } else if eq(b"via") || eq(b"v") {
-        Header::Via
-    } else if eq(b"cseq") {
-        Header::CSeq
-    } else if eq(b"www-authenticate") {
-        Header::WwwAuthenticate
-    } else if eq(b"authorization") {
-        Header::Authorization
-    } else if eq(b"content-length") || eq(b"l") {
-        Header::ContentLength
-    } else {
-        Header::Other
+    match name.len() {
+        1 => match name[0].to_ascii_lowercase() {
+            b'i' => Header::CallId,
+            b'f' => Header::From,
+            b't' => Header::To,
+            b'v' => Header::Via,
+            b'l' => Header::ContentLength,
+            _ => Header::Other,
+        },
+        2 if eq(b"to") => Header::To,
+        3 if eq(b"via") => Header::Via,
+        4 if eq(b"from") => Header::From,
+        4 if eq(b"cseq") => Header::CSeq,
+        7 if eq(b"call-id") => Header::CallId,
+        13 if eq(b"authorization") => Header::Authorization,
+        14 if eq(b"content-length") => Header::ContentLength,
+        16 if eq(b"www-authenticate") => Header::WwwAuthenticate,
+        _ => Header::Other,
     }
 }
 

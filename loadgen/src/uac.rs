@@ -261,19 +261,21 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
     let mut threads = Vec::new();
     let mut warnings = Vec::new();
     let mut end_ns = 0u64;
+    let mut last_start_ns = 0u64;
     for (w, cpu) in results {
         total.merge(&w.counters);
         end_ns = end_ns.max(w.end_ns);
+        last_start_ns = last_start_ns.max(w.last_start_ns);
         warnings.extend(w.warnings);
         threads.push(cpu);
     }
-    // The start window is the scheduled span the calls were offered over: the
-    // whole duration, or up to the last call the count bound allowed.
-    let per_call = 1.0 / cfg.cps;
-    let window = if planned < cfg.max_calls {
-        cfg.duration.as_secs_f64()
+    // The achieved rate is over the span calls really started in: to the
+    // last actual start plus one interval. A generator that fell behind
+    // started its last calls late, which lowers the achieved rate.
+    let window = if total.started > 0 {
+        last_start_ns as f64 / 1e9 + 1.0 / cfg.cps
     } else {
-        (planned as f64 * per_call).min(cfg.duration.as_secs_f64())
+        0.0
     };
     Ok(UacReport::build(
         total,
@@ -383,6 +385,7 @@ struct AuthSlot {
 
 struct WorkerResult {
     counters: CallerCounters,
+    last_start_ns: u64,
     end_ns: u64,
     warnings: Vec<String>,
 }
@@ -411,6 +414,7 @@ struct Worker<'a> {
     started_at: Instant,
     stop: &'a AtomicBool,
     local_calls: u64,
+    last_start_ns: u64,
     cpu_start: Duration,
     wall_start: Instant,
     peak_busy: f64,
@@ -476,6 +480,7 @@ impl<'a> Worker<'a> {
             started_at,
             stop,
             local_calls: 0,
+            last_start_ns: 0,
             cpu_start: sys::thread_cpu_time(),
             wall_start: Instant::now(),
             peak_busy: 0.0,
@@ -549,6 +554,7 @@ impl<'a> Worker<'a> {
                     .start_lag
                     .record_ns(now.saturating_sub(due.scheduled_ns));
                 self.start_call(due.index, now);
+                self.last_start_ns = now;
                 started += 1;
             }
             let mut fired = 0;
@@ -671,6 +677,7 @@ impl<'a> Worker<'a> {
         Ok(WorkerResult {
             counters: std::mem::take(&mut self.c),
             end_ns: self.now(),
+            last_start_ns: self.last_start_ns,
             warnings,
         })
     }
