@@ -7,7 +7,10 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod dataplane;
+pub mod events;
 pub mod lab;
+pub mod metrics;
 pub mod privilege;
 pub mod profile;
 pub mod stats;

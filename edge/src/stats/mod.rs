@@ -3,7 +3,16 @@
 //! that show (the Prometheus endpoint, `dce-edge stats`, the live view, the
 //! demo report). The control thread assembles a [`Snapshot`]; nothing here
 //! touches the hot path.
+//!
+//! Around it: [`rates`] (per-second rates from two snapshots), [`client`]
+//! (fetch a snapshot from a running edge over HTTP), [`watch`] (the live
+//! terminal view) and [`cli`] (the `dce-edge stats` arguments).
 
+pub mod cli;
+pub mod client;
+pub mod rates;
 mod snapshot;
+pub mod watch;
 
+pub use cli::StatsArgs;
 pub use snapshot::*;

@@ -1,0 +1,511 @@
+//! The event log a SOC feeds to its SIEM: one JSON line per thing that
+//! changed (ban, unban, allowlist change, route reload, attach-mode fallback,
+//! target health change, start and stop), with `time` (RFC 3339 UTC with
+//! milliseconds), `event`, `subject`, `reason` and a `details` object.
+//!
+//! Threads: the [`EventLog`] is owned by the control thread and written
+//! without locks. Other control-side threads (the target prober, a reload
+//! watcher) get an [`EventSender`]: it stamps the time and queues the event
+//! on a bounded channel without ever blocking; the control thread writes the
+//! queue out with [`EventLog::drain`] on each tick. An event that finds the
+//! queue full is counted, and the count is written as an `events_lost` event
+//! on the next drain, so no loss is silent. Workers never emit events: their
+//! abuse signals reach the control thread first, which decides and logs.
+
+mod config;
+mod time;
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use config::{EventSink, EventsConfig, EventsSection};
+pub use time::rfc3339_millis;
+
+/// What happened; written as the `event` field, in snake case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The edge started (subject: the interface or `dce-edge`).
+    Start,
+    /// The edge is stopping.
+    Stop,
+    /// A source was put in the XDP ban map.
+    Ban,
+    /// A ban was lifted (expired or removed by hand).
+    Unban,
+    /// A prefix was added to the allowlist.
+    AllowlistAdd,
+    /// A prefix was removed from the allowlist.
+    AllowlistRemove,
+    /// A route table reload was validated and handed to the workers.
+    RouteReloadAccepted,
+    /// A route table reload was refused; the running table stays.
+    RouteReloadRefused,
+    /// Native XDP attach failed and the filter runs in generic (slow) mode.
+    AttachFallback,
+    /// An upstream target started answering probes again.
+    TargetUp,
+    /// An upstream target stopped answering probes.
+    TargetDown,
+    /// Events were queued faster than the control thread wrote them and
+    /// some were lost; `details.count` says how many.
+    EventsLost,
+}
+
+/// One event, before it is stamped and written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// What it happened to: an address or prefix, a file, an interface, a
+    /// target.
+    pub subject: String,
+    /// Why, in a word or a sentence (`scanner`, `expired`, the reload error).
+    pub reason: String,
+    /// Anything else, as a JSON object.
+    pub details: Map<String, Value>,
+}
+
+impl Event {
+    /// An event with no details yet.
+    pub fn new(kind: EventKind, subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        Event {
+            kind,
+            subject: subject.into(),
+            reason: reason.into(),
+            details: Map::new(),
+        }
+    }
+
+    /// Adds one detail.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// The edge started in `role` (`appliance`, `filter`) on `interface`.
+    pub fn start(version: &str, role: &str, interface: Option<&str>) -> Self {
+        Event::new(EventKind::Start, interface.unwrap_or("dce-edge"), "started")
+            .with("version", version)
+            .with("role", role)
+    }
+
+    /// The edge is stopping, because of `reason` (`signal`, `error: ...`).
+    pub fn stop(reason: &str) -> Self {
+        Event::new(EventKind::Stop, "dce-edge", reason)
+    }
+
+    /// `source` banned for `seconds` because of `reason` (`scanner`, `flood`,
+    /// `auth_failure`, `extension_scan`, `not_found`, `manual`).
+    pub fn ban(source: &str, reason: &str, seconds: u64) -> Self {
+        Event::new(EventKind::Ban, source, reason).with("seconds", seconds)
+    }
+
+    /// The ban on `source` lifted (`expired` or `manual`).
+    pub fn unban(source: &str, reason: &str) -> Self {
+        Event::new(EventKind::Unban, source, reason)
+    }
+
+    /// `prefix` added to the allowlist (`reason`: `manual`, `config`).
+    pub fn allowlist_add(prefix: &str, reason: &str) -> Self {
+        Event::new(EventKind::AllowlistAdd, prefix, reason)
+    }
+
+    /// `prefix` removed from the allowlist.
+    pub fn allowlist_remove(prefix: &str, reason: &str) -> Self {
+        Event::new(EventKind::AllowlistRemove, prefix, reason)
+    }
+
+    /// The route table in `file` accepted as `version` with `prefixes`.
+    pub fn route_reload_accepted(file: &str, version: u64, prefixes: u64) -> Self {
+        Event::new(EventKind::RouteReloadAccepted, file, "valid")
+            .with("version", version)
+            .with("prefixes", prefixes)
+    }
+
+    /// The route table in `file` refused with `error` (file, line, reason);
+    /// `kept_version` still runs.
+    pub fn route_reload_refused(file: &str, error: &str, kept_version: u64) -> Self {
+        Event::new(EventKind::RouteReloadRefused, file, error).with("kept_version", kept_version)
+    }
+
+    /// XDP on `interface`: `requested` mode refused by the kernel with
+    /// `error`, running in `actual` mode instead.
+    pub fn attach_fallback(interface: &str, requested: &str, actual: &str, error: &str) -> Self {
+        Event::new(EventKind::AttachFallback, interface, error)
+            .with("requested", requested)
+            .with("actual", actual)
+    }
+
+    /// `target` of route `group` changed health (`reason`: what the prober
+    /// saw, e.g. `3 probes unanswered`, `probe answered`).
+    pub fn target_health(group: &str, target: &str, up: bool, reason: &str) -> Self {
+        let kind = if up {
+            EventKind::TargetUp
+        } else {
+            EventKind::TargetDown
+        };
+        Event::new(kind, target, reason).with("group", group)
+    }
+}
+
+/// One written line, borrowed from the event.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: &'a str,
+    event: EventKind,
+    subject: &'a str,
+    reason: &'a str,
+    details: &'a Map<String, Value>,
+}
+
+/// One line as read back (tests, tools that tail the log).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventLine {
+    /// RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// What happened.
+    pub event: EventKind,
+    /// What it happened to.
+    pub subject: String,
+    /// Why.
+    pub reason: String,
+    /// Anything else.
+    pub details: Map<String, Value>,
+}
+
+/// Why events could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The events file could not be opened.
+    #[error("cannot open events file {path}: {reason}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// A line could not be written (disk full, pipe closed).
+    #[error("cannot write {event:?} event to {sink}: {reason}")]
+    Write {
+        /// Where the log goes.
+        sink: String,
+        /// The event that was not written.
+        event: EventKind,
+        /// What the system said.
+        reason: String,
+    },
+}
+
+/// Events queued by [`EventSender`]s before the control thread drains them.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Queues events from control-side threads other than the log's owner.
+/// Cloneable; never blocks.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: Sender<(SystemTime, Event)>,
+    lost: Arc<AtomicU64>,
+}
+
+impl EventSender {
+    /// Queues `event`, stamped now. When the queue is full the event is
+    /// counted as lost (reported by the next drain) and `false` returned.
+    pub fn send(&self, event: Event) -> bool {
+        match self.tx.try_send((SystemTime::now(), event)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// The event log, owned by the control thread.
+pub struct EventLog {
+    out: BufWriter<Box<dyn Write + Send>>,
+    sink: String,
+    tx: Sender<(SystemTime, Event)>,
+    rx: Receiver<(SystemTime, Event)>,
+    lost: Arc<AtomicU64>,
+    written: u64,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("sink", &self.sink)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl EventLog {
+    /// Opens the sink the configuration names (a file is created if missing
+    /// and appended to).
+    pub fn open(config: &EventsConfig) -> Result<Self, EventsError> {
+        match &config.sink {
+            EventSink::Stdout => Ok(Self::to_writer("stdout", std::io::stdout())),
+            EventSink::File(path) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| EventsError::Open {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Self::to_writer(&path.display().to_string(), file))
+            }
+        }
+    }
+
+    /// A log writing to any writer; `sink` names it in errors.
+    pub fn to_writer(sink: &str, writer: impl Write + Send + 'static) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        EventLog {
+            out: BufWriter::new(Box::new(writer)),
+            sink: sink.to_string(),
+            tx,
+            rx,
+            lost: Arc::new(AtomicU64::new(0)),
+            written: 0,
+        }
+    }
+
+    /// A sender for another control-side thread.
+    pub fn sender(&self) -> EventSender {
+        EventSender {
+            tx: self.tx.clone(),
+            lost: self.lost.clone(),
+        }
+    }
+
+    /// Writes `event` stamped now, and flushes it.
+    pub fn write(&mut self, event: &Event) -> Result<(), EventsError> {
+        self.write_at(event, SystemTime::now())
+    }
+
+    /// Writes `event` stamped `at`, and flushes it (a SIEM tailing the file
+    /// sees every event as soon as it happens).
+    pub fn write_at(&mut self, event: &Event, at: SystemTime) -> Result<(), EventsError> {
+        let time = rfc3339_millis(at);
+        let line = Line {
+            time: &time,
+            event: event.kind,
+            subject: &event.subject,
+            reason: &event.reason,
+            details: &event.details,
+        };
+        let result = serde_json::to_writer(&mut self.out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        result.map_err(|e| EventsError::Write {
+            sink: self.sink.clone(),
+            event: event.kind,
+            reason: e.to_string(),
+        })?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Writes every event the senders queued, in order, then an
+    /// `events_lost` event if any were lost since the last drain. Returns
+    /// how many lines were written.
+    pub fn drain(&mut self) -> Result<usize, EventsError> {
+        let mut n = 0;
+        while let Ok((at, event)) = self.rx.try_recv() {
+            self.write_at(&event, at)?;
+            n += 1;
+        }
+        let lost = self.lost.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let event = Event::new(EventKind::EventsLost, "event queue", "queue full")
+                .with("count", lost)
+                .with("capacity", QUEUE_CAPACITY as u64);
+            if let Err(e) = self.write(&event) {
+                // Keep the count for the next try.
+                self.lost.fetch_add(lost, Ordering::Relaxed);
+                return Err(e);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A writer tests can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn lines(&self) -> Vec<EventLine> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn ban_line_has_every_field() {
+        let out = Shared::default();
+        let mut log = EventLog::to_writer("test", out.clone());
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_042);
+        log.write_at(&Event::ban("198.18.0.9", "scanner", 600), at)
+            .unwrap();
+        let raw = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            raw,
+            "{\"time\":\"2023-11-14T22:13:20.042Z\",\"event\":\"ban\",\"subject\":\"198.18.0.9\",\"reason\":\"scanner\",\"details\":{\"seconds\":600}}\n"
+        );
+    }
+
+    #[test]
+    fn every_kind_writes_one_parseable_line() {
+        let out = Shared::default();
+        let mut log = EventLog::to_writer("test", out.clone());
+        let events = [
+            Event::start("0.1.0", "filter", Some("eth0")),
+            Event::ban("198.18.0.9", "scanner", 600),
+            Event::unban("198.18.0.9", "expired"),
+            Event::allowlist_add("198.18.5.0/24", "manual"),
+            Event::allowlist_remove("198.18.5.0/24", "manual"),
+            Event::route_reload_accepted("routes.toml", 4, 1200),
+            Event::route_reload_refused(
+                "routes.toml",
+                "routes.toml:7: prefix \"12a\" is not digits",
+                4,
+            ),
+            Event::attach_fallback("eth0", "native", "generic", "driver has no native XDP"),
+            Event::target_health(
+                "carrier_a",
+                "198.18.1.10:5060",
+                false,
+                "3 probes unanswered",
+            ),
+            Event::target_health("carrier_a", "198.18.1.10:5060", true, "probe answered"),
+            Event::stop("signal"),
+        ];
+        for e in &events {
+            log.write(e).unwrap();
+        }
+        let lines = out.lines();
+        assert_eq!(lines.len(), events.len());
+        for (line, event) in lines.iter().zip(&events) {
+            assert_eq!(line.event, event.kind);
+            assert_eq!(line.subject, event.subject);
+            assert_eq!(line.reason, event.reason);
+            assert_eq!(line.details, event.details);
+            assert_eq!(
+                line.time.len(),
+                "2023-11-14T22:13:20.042Z".len(),
+                "{}",
+                line.time
+            );
+            assert!(line.time.ends_with('Z'));
+        }
+        assert_eq!(lines[5].details["version"], 4);
+        assert_eq!(lines[6].details["kept_version"], 4);
+        assert_eq!(lines[8].event, EventKind::TargetDown);
+        assert_eq!(log.written(), events.len() as u64);
+    }
+
+    #[test]
+    fn events_from_other_threads_are_written_on_drain_with_their_time() {
+        let out = Shared::default();
+        let mut log = EventLog::to_writer("test", out.clone());
+        let sender = log.sender();
+        std::thread::spawn(move || {
+            assert!(sender.send(Event::target_health("g", "t:5060", false, "down")));
+        })
+        .join()
+        .unwrap();
+        assert!(out.lines().is_empty());
+        assert_eq!(log.drain().unwrap(), 1);
+        assert_eq!(out.lines()[0].event, EventKind::TargetDown);
+    }
+
+    #[test]
+    fn a_full_queue_is_reported_as_events_lost() {
+        let out = Shared::default();
+        let mut log = EventLog::to_writer("test", out.clone());
+        let sender = log.sender();
+        for i in 0..QUEUE_CAPACITY + 3 {
+            sender.send(Event::ban(
+                &format!("198.18.{}.{}", i / 256, i % 256),
+                "flood",
+                60,
+            ));
+        }
+        assert_eq!(log.drain().unwrap(), QUEUE_CAPACITY + 1);
+        let lines = out.lines();
+        let last = lines.last().unwrap();
+        assert_eq!(last.event, EventKind::EventsLost);
+        assert_eq!(last.details["count"], 3);
+        assert_eq!(log.drain().unwrap(), 0);
+    }
+
+    #[test]
+    fn file_sink_appends_lines() {
+        let dir = std::env::temp_dir().join(format!("dce-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let config = EventsConfig {
+            sink: EventSink::File(path.clone()),
+        };
+        for _ in 0..2 {
+            let mut log = EventLog::open(&config).unwrap();
+            log.write(&Event::stop("test")).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn unopenable_file_names_the_path() {
+        let config = EventsConfig {
+            sink: EventSink::File("/nonexistent/dir/events.jsonl".into()),
+        };
+        let err = EventLog::open(&config).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/dir/events.jsonl"),
+            "{err}"
+        );
+    }
+}

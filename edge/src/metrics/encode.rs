@@ -1,0 +1,755 @@
+//! A [`Snapshot`] rendered as OpenMetrics text, through a `prometheus-client`
+//! collector built per scrape: the control thread owns the figures, so the
+//! exporter keeps no metric state of its own and never drifts from them.
+
+use std::fmt::Write as _;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::stats::{LatencyHistogram, Role, Snapshot};
+
+/// How many top sources become `dce_edge_top_source_drops` series: each
+/// source address is a label value, so the series count must stay bounded
+/// however many addresses an attack spoofs.
+pub const TOP_SOURCES_EXPORTED: usize = 10;
+
+/// Ban reasons always exported (at zero when none is active), so a
+/// dashboard's series exist before the first ban.
+pub const BAN_REASONS: [&str; 6] = [
+    "scanner",
+    "manual",
+    "not_found",
+    "auth_failure",
+    "extension_scan",
+    "flood",
+];
+
+/// The OpenMetrics content type `/metrics` answers with.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders a snapshot as a complete OpenMetrics exposition, `# EOF` included.
+pub fn render_openmetrics(snapshot: &Snapshot) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector {
+        snapshot: snapshot.clone(),
+    }));
+    let mut text = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail; the encoder only propagates the
+    // writer's errors.
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("encoding into a String cannot fail");
+    text
+}
+
+/// Escapes a label value as OpenMetrics requires (backslash, double quote,
+/// line feed); `prometheus-client` writes label values verbatim.
+pub fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One series' labels, values already escaped.
+type Labels = Vec<(&'static str, String)>;
+
+fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, escape_label_value(v)))
+        .collect()
+}
+
+/// The collector: one snapshot, encoded once.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snapshot: Snapshot,
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.snapshot;
+        let e = &mut encoder;
+        encode_info(e, s)?;
+        gauge_one(
+            e,
+            "dce_edge_uptime_seconds",
+            "Seconds since the edge started.",
+            s.uptime_seconds,
+        )?;
+        if let Some(xdp) = &s.xdp {
+            counters(
+                e,
+                "dce_edge_xdp_drops",
+                "Packets the XDP program dropped, by reason, summed over CPUs.",
+                xdp.drops
+                    .iter()
+                    .map(|(reason, n)| (labels([("reason", reason)]), *n)),
+            )?;
+            counter_one(
+                e,
+                "dce_edge_xdp_passed",
+                "Packets the XDP program passed to the kernel.",
+                xdp.passed,
+            )?;
+            counter_one(
+                e,
+                "dce_edge_xdp_redirected",
+                "Packets the XDP program redirected to AF_XDP sockets.",
+                xdp.redirected,
+            )?;
+        }
+        encode_workers(e, s)?;
+        encode_routes(e, s)?;
+        encode_targets(e, s)?;
+        encode_setup_latency(e, &s.setup_latency)?;
+        counters(
+            e,
+            "dce_edge_calls",
+            "Calls by outcome: INVITEs forwarded, 2xx answers relayed, final failures.",
+            [
+                ("forwarded", s.calls.invites_forwarded),
+                ("answered", s.calls.answered),
+                ("failed", s.calls.failed),
+            ]
+            .into_iter()
+            .map(|(outcome, n)| (labels([("outcome", outcome)]), n)),
+        )?;
+        encode_bans(e, s)?;
+        encode_top_sources(e, s)?;
+        Ok(())
+    }
+}
+
+fn encode_info(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let role = match s.role {
+        Role::Appliance => "appliance",
+        Role::Filter => "filter",
+    };
+    let info = Info::new(labels([
+        ("version", &s.version),
+        ("role", role),
+        ("attach_mode", &s.modes.attach),
+        ("dataplane_mode", &s.modes.dataplane),
+        (
+            "attach_fallback",
+            if s.modes.attach_fallback {
+                "true"
+            } else {
+                "false"
+            },
+        ),
+    ]));
+    let m = e.encode_descriptor(
+        "dce_edge",
+        "Build and modes: XDP attach mode (native, generic, none), dataplane mode (zero_copy, copy, socket), and whether attach fell back to generic.",
+        None,
+        MetricType::Info,
+    )?;
+    info.encode(m)
+}
+
+fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let ids: Vec<String> = s.workers.iter().map(|w| w.id.to_string()).collect();
+    let per_worker = |f: fn(&crate::stats::WorkerCounters) -> u64| {
+        s.workers
+            .iter()
+            .zip(&ids)
+            .map(move |(w, id)| (labels([("worker", id)]), f(w)))
+    };
+    counters(
+        e,
+        "dce_edge_worker_received",
+        "Datagrams a worker received.",
+        per_worker(|w| w.received),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_transmitted",
+        "Datagrams a worker transmitted.",
+        per_worker(|w| w.transmitted),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_parse_errors",
+        "Messages a worker could not parse, by error kind.",
+        s.workers.iter().zip(&ids).flat_map(|(w, id)| {
+            w.parse_errors
+                .iter()
+                .map(move |(kind, n)| (labels([("worker", id), ("kind", kind)]), *n))
+        }),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_forwarded",
+        "Messages a worker forwarded: requests upstream, responses back toward callers.",
+        s.workers.iter().zip(&ids).flat_map(|(w, id)| {
+            [
+                ("request", w.forwarded_requests),
+                ("response", w.forwarded_responses),
+            ]
+            .into_iter()
+            .map(move |(direction, n)| (labels([("worker", id), ("direction", direction)]), n))
+        }),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_answered",
+        "Answers a worker generated locally, by status code.",
+        s.workers.iter().zip(&ids).flat_map(|(w, id)| {
+            w.answered
+                .iter()
+                .map(move |(code, n)| (labels([("worker", id), ("code", &code.to_string())]), *n))
+        }),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_dropped",
+        "Messages a worker neither forwarded nor answered, by reason.",
+        s.workers.iter().zip(&ids).flat_map(|(w, id)| {
+            w.dropped
+                .iter()
+                .map(move |(reason, n)| (labels([("worker", id), ("reason", reason)]), *n))
+        }),
+    )?;
+    counters(
+        e,
+        "dce_edge_worker_ring_events",
+        "Ring and fill-queue shortfalls and kernel socket drops seen by a worker, by event.",
+        s.workers.iter().zip(&ids).flat_map(|(w, id)| {
+            w.rings
+                .iter()
+                .map(move |(event, n)| (labels([("worker", id), ("event", event)]), *n))
+        }),
+    )
+}
+
+fn encode_routes(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let r = &s.routes;
+    counter_one(
+        e,
+        "dce_edge_route_lookups",
+        "Route lookups made.",
+        r.lookups,
+    )?;
+    counters(
+        e,
+        "dce_edge_route_hits",
+        "Route lookups that matched, by route group.",
+        r.hits
+            .iter()
+            .map(|(group, n)| (labels([("group", group)]), *n)),
+    )?;
+    counter_one(
+        e,
+        "dce_edge_route_misses",
+        "Route lookups that matched nothing.",
+        r.misses,
+    )?;
+    counters(
+        e,
+        "dce_edge_route_cap_rejections",
+        "Requests refused with 503 over a route group's CPS cap, by group.",
+        r.cap_rejections
+            .iter()
+            .map(|(group, n)| (labels([("group", group)]), *n)),
+    )?;
+    gauge_one(
+        e,
+        "dce_edge_route_table_version",
+        "Version of the route table the workers run.",
+        r.table_version as f64,
+    )?;
+    gauge_one(
+        e,
+        "dce_edge_route_prefixes",
+        "Prefixes in the running route table.",
+        r.prefixes as f64,
+    )?;
+    counters(
+        e,
+        "dce_edge_route_reloads",
+        "Route table reloads, by result (a refused reload keeps the running table).",
+        [
+            ("accepted", r.reloads_accepted),
+            ("refused", r.reloads_refused),
+        ]
+        .into_iter()
+        .map(|(result, n)| (labels([("result", result)]), n)),
+    )
+}
+
+fn encode_targets(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let target_labels = |t: &crate::stats::TargetHealth| {
+        labels([("group", t.group.as_str()), ("target", t.target.as_str())])
+    };
+    gauges(
+        e,
+        "dce_edge_target_up",
+        "1 when the prober sees the upstream target up, 0 when down.",
+        None,
+        s.targets
+            .iter()
+            .map(|t| (target_labels(t), if t.up { 1.0 } else { 0.0 })),
+    )?;
+    gauges(
+        e,
+        "dce_edge_target_probe_rtt",
+        "Round trip of the last answered probe to the upstream target.",
+        Some(&Unit::Seconds),
+        s.targets
+            .iter()
+            .filter_map(|t| t.rtt_ms.map(|ms| (target_labels(t), ms / 1000.0))),
+    )?;
+    counters(
+        e,
+        "dce_edge_target_probes_sent",
+        "Health probes sent to the upstream target.",
+        s.targets.iter().map(|t| (target_labels(t), t.probes_sent)),
+    )?;
+    counters(
+        e,
+        "dce_edge_target_probes_answered",
+        "Health probes the upstream target answered.",
+        s.targets
+            .iter()
+            .map(|t| (target_labels(t), t.probes_answered)),
+    )
+}
+
+/// Buckets in seconds, not cumulative, the overflow bucket last with
+/// `f64::MAX` as its bound (which `prometheus-client` writes as `+Inf`; it
+/// accumulates the counts itself). Returns the buckets and the count that
+/// goes with them.
+pub fn histogram_buckets_seconds(h: &LatencyHistogram) -> (Vec<(f64, u64)>, u64) {
+    if h.counts.is_empty() {
+        // No buckets at all: everything observed is in +Inf.
+        return (vec![(f64::MAX, h.count)], h.count);
+    }
+    let mut buckets: Vec<(f64, u64)> = h
+        .bounds_ms
+        .iter()
+        .zip(&h.counts)
+        .map(|(ms, n)| (ms / 1000.0, *n))
+        .collect();
+    // Counts past the last bound (the overflow bucket, or any surplus from a
+    // malformed histogram) all land in +Inf, so no observation is lost.
+    let overflow: u64 = h.counts.iter().skip(h.bounds_ms.len()).sum();
+    buckets.push((f64::MAX, overflow));
+    // The +Inf bucket must equal _count: take the count from the buckets.
+    let count = buckets.iter().map(|(_, n)| n).sum();
+    (buckets, count)
+}
+
+fn encode_setup_latency(
+    e: &mut DescriptorEncoder,
+    h: &LatencyHistogram,
+) -> Result<(), std::fmt::Error> {
+    let (buckets, count) = histogram_buckets_seconds(h);
+    let mut m = e.encode_descriptor(
+        "dce_edge_call_setup",
+        "Call setup latency through the edge: INVITE forwarded to its first final answer relayed.",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    m.encode_histogram::<NoLabelSet>(h.sum_ms / 1000.0, count, &buckets, None)
+}
+
+fn encode_bans(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let mut by_reason: std::collections::BTreeMap<&str, u64> =
+        BAN_REASONS.iter().map(|r| (*r, 0)).collect();
+    for ban in &s.bans {
+        *by_reason.entry(ban.reason.as_str()).or_default() += 1;
+    }
+    gauges(
+        e,
+        "dce_edge_bans_active",
+        "Sources banned in the XDP ban map right now, by reason.",
+        None,
+        by_reason
+            .into_iter()
+            .map(|(reason, n)| (labels([("reason", reason)]), n as f64)),
+    )
+}
+
+fn encode_top_sources(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    let mut top: Vec<&crate::stats::TopSource> = s.top_sources.iter().collect();
+    top.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.source.cmp(&b.source)));
+    top.truncate(TOP_SOURCES_EXPORTED);
+    gauges(
+        e,
+        "dce_edge_top_source_drops",
+        "Packets dropped from each of the top 10 offending sources, with the reason of the latest drop.",
+        None,
+        top.into_iter().map(|t| {
+            (
+                labels([("source", &t.source), ("reason", &t.last_reason)]),
+                t.drops as f64,
+            )
+        }),
+    )
+}
+
+fn counter_one(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+/// A counter family; `name` has no `_total`, the encoder appends it.
+fn counters(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge_one(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+fn gauges(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    series: impl IntoIterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The metric names of a rendered exposition's samples (`_total`,
+/// `_bucket`, `_info` suffixes included), sorted and without repeats: what a
+/// PromQL expression can name.
+pub fn sample_names(exposition: &str) -> Vec<String> {
+    let mut names: Vec<String> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A one-line `name{labels} value` lookup in an exposition, for tests and
+/// tools: the value of the sample whose name and labels match exactly.
+pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted = String::from(name);
+    if !labels.is_empty() {
+        wanted.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                wanted.push(',');
+            }
+            let _ = write!(wanted, "{k}=\"{}\"", escape_label_value(v));
+        }
+        wanted.push('}');
+    }
+    wanted.push(' ');
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(wanted.as_str()))
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| match v {
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            v => v.parse().ok(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{
+        BanEntry, CallCounters, Modes, RouteCounters, TargetHealth, TopSource, WorkerCounters,
+        XdpCounters,
+    };
+
+    fn known_snapshot() -> Snapshot {
+        Snapshot {
+            version: "0.1.0".into(),
+            role: Role::Appliance,
+            interface: Some("eth0".into()),
+            taken_at_ms: 1_700_000_000_000,
+            uptime_seconds: 12.5,
+            modes: Modes {
+                attach: "native".into(),
+                attach_fallback: false,
+                dataplane: "copy".into(),
+            },
+            xdp: Some(XdpCounters {
+                drops: [("not_sip".to_string(), 3), ("scanner".to_string(), 7)].into(),
+                passed: 11,
+                redirected: 13,
+            }),
+            top_sources: vec![TopSource {
+                source: "198.18.0.9".into(),
+                drops: 7,
+                last_reason: "scanner".into(),
+            }],
+            bans: vec![BanEntry {
+                source: "198.18.0.9".into(),
+                reason: "scanner".into(),
+                seconds_left: 30,
+            }],
+            workers: vec![WorkerCounters {
+                id: 0,
+                received: 100,
+                transmitted: 90,
+                parse_errors: [("bad_start_line".to_string(), 2)].into(),
+                forwarded_requests: 40,
+                forwarded_responses: 41,
+                answered: [(200, 5), (404, 1)].into(),
+                dropped: [("max_forwards".to_string(), 1)].into(),
+                rings: [("fill_empty".to_string(), 4)].into(),
+                ..Default::default()
+            }],
+            routes: RouteCounters {
+                table_version: 3,
+                prefixes: 1000,
+                lookups: 50,
+                hits: [("carrier_a".to_string(), 45)].into(),
+                misses: 5,
+                cap_rejections: [("carrier_a".to_string(), 2)].into(),
+                reloads_accepted: 2,
+                reloads_refused: 1,
+                last_reload_error: Some("routes.toml:3: bad prefix".into()),
+            },
+            targets: vec![TargetHealth {
+                group: "carrier_a".into(),
+                target: "198.18.1.10:5060".into(),
+                up: true,
+                rtt_ms: Some(1.5),
+                probes_sent: 10,
+                probes_answered: 9,
+            }],
+            setup_latency: LatencyHistogram {
+                bounds_ms: vec![1.0, 5.0, 50.0],
+                counts: vec![4, 3, 2, 1],
+                count: 10,
+                sum_ms: 70.0,
+                p50_ms: 2.0,
+                p99_ms: 60.0,
+            },
+            calls: CallCounters {
+                invites_forwarded: 20,
+                answered: 18,
+                failed: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn known_snapshot_renders_expected_lines() {
+        let text = render_openmetrics(&known_snapshot());
+        for line in [
+            "# TYPE dce_edge_xdp_drops counter",
+            "dce_edge_xdp_drops_total{reason=\"not_sip\"} 3",
+            "dce_edge_xdp_drops_total{reason=\"scanner\"} 7",
+            "dce_edge_xdp_passed_total 11",
+            "dce_edge_xdp_redirected_total 13",
+            "# TYPE dce_edge info",
+            "dce_edge_info{version=\"0.1.0\",role=\"appliance\",attach_mode=\"native\",dataplane_mode=\"copy\",attach_fallback=\"false\"} 1",
+            "dce_edge_worker_received_total{worker=\"0\"} 100",
+            "dce_edge_worker_transmitted_total{worker=\"0\"} 90",
+            "dce_edge_worker_parse_errors_total{worker=\"0\",kind=\"bad_start_line\"} 2",
+            "dce_edge_worker_forwarded_total{worker=\"0\",direction=\"request\"} 40",
+            "dce_edge_worker_forwarded_total{worker=\"0\",direction=\"response\"} 41",
+            "dce_edge_worker_answered_total{worker=\"0\",code=\"404\"} 1",
+            "dce_edge_worker_dropped_total{worker=\"0\",reason=\"max_forwards\"} 1",
+            "dce_edge_worker_ring_events_total{worker=\"0\",event=\"fill_empty\"} 4",
+            "dce_edge_route_lookups_total 50",
+            "dce_edge_route_hits_total{group=\"carrier_a\"} 45",
+            "dce_edge_route_misses_total 5",
+            "dce_edge_route_cap_rejections_total{group=\"carrier_a\"} 2",
+            "dce_edge_route_table_version 3.0",
+            "dce_edge_route_prefixes 1000.0",
+            "dce_edge_route_reloads_total{result=\"accepted\"} 2",
+            "dce_edge_route_reloads_total{result=\"refused\"} 1",
+            "dce_edge_target_up{group=\"carrier_a\",target=\"198.18.1.10:5060\"} 1.0",
+            "# UNIT dce_edge_target_probe_rtt_seconds seconds",
+            "dce_edge_target_probe_rtt_seconds{group=\"carrier_a\",target=\"198.18.1.10:5060\"} 0.0015",
+            "# TYPE dce_edge_call_setup_seconds histogram",
+            "dce_edge_call_setup_seconds_sum 0.07",
+            "dce_edge_call_setup_seconds_count 10",
+            "dce_edge_call_setup_seconds_bucket{le=\"0.001\"} 4",
+            "dce_edge_call_setup_seconds_bucket{le=\"0.005\"} 7",
+            "dce_edge_call_setup_seconds_bucket{le=\"0.05\"} 9",
+            "dce_edge_call_setup_seconds_bucket{le=\"+Inf\"} 10",
+            "dce_edge_calls_total{outcome=\"forwarded\"} 20",
+            "dce_edge_calls_total{outcome=\"answered\"} 18",
+            "dce_edge_calls_total{outcome=\"failed\"} 2",
+            "dce_edge_bans_active{reason=\"scanner\"} 1.0",
+            "dce_edge_bans_active{reason=\"flood\"} 0.0",
+            "dce_edge_top_source_drops{source=\"198.18.0.9\",reason=\"scanner\"} 7.0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing line {line:?} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn exposition_ends_with_eof() {
+        let text = render_openmetrics(&known_snapshot());
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn every_counter_sample_ends_in_total() {
+        let text = render_openmetrics(&known_snapshot());
+        let counters: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" counter"))
+            .collect();
+        assert!(counters.len() > 10, "{counters:?}");
+        for name in sample_names(&text) {
+            let family = counters.iter().find(|c| {
+                name.strip_prefix(**c)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            });
+            if let Some(family) = family {
+                assert_eq!(name, format!("{family}_total"), "counter sample {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_monotone() {
+        let text = render_openmetrics(&known_snapshot());
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("dce_edge_call_setup_seconds_bucket{le=\""))
+            .map(|l| {
+                let (le, rest) = l.split_once("\"} ").unwrap();
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, rest.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(buckets.len(), 4);
+        assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0), "{buckets:?}");
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+        let count = sample_value(&text, "dce_edge_call_setup_seconds_count", &[]).unwrap();
+        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count as u64));
+    }
+
+    #[test]
+    fn histogram_without_buckets_puts_its_count_in_inf() {
+        let h = LatencyHistogram {
+            count: 5,
+            sum_ms: 10.0,
+            ..Default::default()
+        };
+        assert_eq!(histogram_buckets_seconds(&h), (vec![(f64::MAX, 5)], 5));
+    }
+
+    #[test]
+    fn histogram_surplus_counts_land_in_inf() {
+        let h = LatencyHistogram {
+            bounds_ms: vec![1.0],
+            counts: vec![1, 2, 3],
+            count: 6,
+            ..Default::default()
+        };
+        assert_eq!(
+            histogram_buckets_seconds(&h),
+            (vec![(0.001, 1), (f64::MAX, 5)], 6)
+        );
+    }
+
+    #[test]
+    fn top_sources_are_capped_at_ten_most_dropped() {
+        let mut s = known_snapshot();
+        s.top_sources = (0..25)
+            .map(|i| TopSource {
+                source: format!("198.18.2.{i}"),
+                drops: i,
+                last_reason: "rate_limit".into(),
+            })
+            .collect();
+        let text = render_openmetrics(&s);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("dce_edge_top_source_drops{"))
+            .collect();
+        assert_eq!(series.len(), TOP_SOURCES_EXPORTED);
+        assert!(series.iter().any(|l| l.contains("198.18.2.24\"")));
+        assert!(!series.iter().any(|l| l.contains("198.18.2.14\"")));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = known_snapshot();
+        s.workers[0].dropped = [("odd\"reason\\\n".to_string(), 1)].into();
+        let text = render_openmetrics(&s);
+        assert!(
+            text.contains(
+                "dce_edge_worker_dropped_total{worker=\"0\",reason=\"odd\\\"reason\\\\\\n\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_xdp_families_without_a_filter() {
+        let mut s = known_snapshot();
+        s.xdp = None;
+        let text = render_openmetrics(&s);
+        assert!(!text.contains("dce_edge_xdp_"), "{text}");
+        assert!(text.contains("dce_edge_info{"));
+    }
+
+    #[test]
+    fn sample_value_finds_labelled_series() {
+        let text = render_openmetrics(&known_snapshot());
+        assert_eq!(
+            sample_value(&text, "dce_edge_xdp_drops_total", &[("reason", "scanner")]),
+            Some(7.0)
+        );
+        assert_eq!(
+            sample_value(&text, "dce_edge_xdp_drops_total", &[("reason", "nope")]),
+            None
+        );
+    }
+}
