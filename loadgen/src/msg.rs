@@ -71,7 +71,11 @@ impl<'a> MsgBuf<'a> {
     /// digits, so identifiers keep one length (and datagrams of one kind
     /// one size, which lets them leave in one segmented send).
     pub fn put_hex_padded(&mut self, n: u64, width: usize) {
-        let digits = if n == 0 { 1 } else { (64 - n.leading_zeros() as usize).div_ceil(4) };
+        let digits = if n == 0 {
+            1
+        } else {
+            (64 - n.leading_zeros() as usize).div_ceil(4)
+        };
         for _ in digits..width {
             self.put(b"0");
         }
@@ -637,8 +641,16 @@ mod tests {
             k.write(&mut o);
             o.len()
         };
-        let small = CallKey { slot: 1, generation: 0, ..KEY };
-        let big = CallKey { slot: 0xfff_ffff, generation: 0xffff, ..KEY };
+        let small = CallKey {
+            slot: 1,
+            generation: 0,
+            ..KEY
+        };
+        let big = CallKey {
+            slot: 0xfff_ffff,
+            generation: 0xffff,
+            ..KEY
+        };
         assert_eq!(len(small), len(big));
     }
 

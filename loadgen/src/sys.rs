@@ -434,13 +434,27 @@ fn read_control(ctrl: &[u64; CTRL_WORDS], len: usize) -> (Option<u64>, Option<us
             break;
         }
         let (level, kind) = if cfg!(target_endian = "little") {
-            ((ctrl[at + 1] & 0xffff_ffff) as i32, (ctrl[at + 1] >> 32) as i32)
+            (
+                (ctrl[at + 1] & 0xffff_ffff) as i32,
+                (ctrl[at + 1] >> 32) as i32,
+            )
         } else {
-            ((ctrl[at + 1] >> 32) as i32, (ctrl[at + 1] & 0xffff_ffff) as i32)
+            (
+                (ctrl[at + 1] >> 32) as i32,
+                (ctrl[at + 1] & 0xffff_ffff) as i32,
+            )
         };
         let data = at + 2;
-        if level == libc::SOL_SOCKET && kind == SO_TIMESTAMPNS && cmsg_len >= 32 && data + 1 < CTRL_WORDS {
-            stamp = Some(ctrl[data].wrapping_mul(1_000_000_000).wrapping_add(ctrl[data + 1]));
+        if level == libc::SOL_SOCKET
+            && kind == SO_TIMESTAMPNS
+            && cmsg_len >= 32
+            && data + 1 < CTRL_WORDS
+        {
+            stamp = Some(
+                ctrl[data]
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(ctrl[data + 1]),
+            );
         } else if level == SOL_UDP && kind == UDP_GRO && cmsg_len >= 20 && data < CTRL_WORDS {
             let word = ctrl[data];
             let v = if cfg!(target_endian = "little") {
@@ -638,7 +652,11 @@ impl TxBatch {
                     ((SOL_UDP as u64) << 32) | (UDP_SEGMENT as u64)
                 };
                 let seg = u64::from(len as u16);
-                let data = if cfg!(target_endian = "little") { seg } else { seg << 48 };
+                let data = if cfg!(target_endian = "little") {
+                    seg
+                } else {
+                    seg << 48
+                };
                 self.gso_ctrl[g] = [18, level_type, data];
                 self.gso_ctrl[g].as_mut_ptr().cast()
             } else {

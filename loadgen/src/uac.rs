@@ -532,7 +532,9 @@ impl<'a> Worker<'a> {
             }
             if self.cfg.gso {
                 if let Err(e) = sys::enable_gro(s) {
-                    warnings.push(format!("no UDP GRO ({e}): datagrams are received one by one"));
+                    warnings.push(format!(
+                        "no UDP GRO ({e}): datagrams are received one by one"
+                    ));
                 }
             }
         }

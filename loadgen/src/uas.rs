@@ -666,7 +666,9 @@ impl<'a> Server<'a> {
         self.tx.set_gso(self.cfg.gso);
         if self.cfg.gso {
             if let Err(e) = sys::enable_gro(&self.sock) {
-                warnings.push(format!("no UDP GRO ({e}): datagrams are received one by one"));
+                warnings.push(format!(
+                    "no UDP GRO ({e}): datagrams are received one by one"
+                ));
             }
         }
         let mut next_tick = 1_000_000_000u64;
