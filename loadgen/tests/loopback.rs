@@ -172,3 +172,50 @@ fn held_calls_send_bye_after_the_hold_time() {
     assert!(r.latency_us["first_answer"].count == 20);
     assert_eq!(s.counters.requests.ack, 20 + s.counters.ack_again, "{s}");
 }
+
+#[test]
+fn two_threads_on_each_side_complete_every_call() {
+    // Server threads share the port through SO_REUSEPORT; the kernel keeps
+    // each source on one thread, so every call's messages meet its state.
+    let uas = server(|c| c.threads = 2);
+    let mut c = callers(&uas, 400, Scenario::Call);
+    c.threads = 2;
+    c.sources = 8;
+    let r = uac::run(&c, &AtomicBool::new(false)).unwrap();
+    let s = uas.stop().unwrap();
+    assert_eq!(r.outcomes.completed, 400, "{r}");
+    assert_eq!(r.threads.len(), 2);
+    assert_eq!(s.threads.len(), 2);
+    assert_eq!(s.counters.bye_unmatched + s.counters.ack_unmatched, 0, "{s}");
+}
+
+#[test]
+fn numbers_from_the_pattern_reach_the_server_in_order() {
+    // A server that only listens: the test reads the INVITEs itself.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = UacConfig::new(sock.local_addr().unwrap());
+    c.numbers = dce_loadgen::numbers::Numbers::pattern("4420{0000-0002}").unwrap();
+    c.max_calls = 3;
+    c.cps = 100.0;
+    c.sources = 1;
+    c.timers = SipTimers {
+        t1_ns: 5_000_000_000,
+        t2_ns: 5_000_000_000,
+        timeout_ns: 200_000_000,
+    };
+    let handle = std::thread::spawn(move || uac::run(&c, &AtomicBool::new(false)).unwrap());
+    let mut buf = [0u8; 4096];
+    let mut uris = Vec::new();
+    while uris.len() < 3 {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let v = dce_loadgen::sipmsg::parse(&buf[..n]).unwrap();
+        if let dce_loadgen::sipmsg::Start::Request { uri, .. } = v.start {
+            uris.push(String::from_utf8_lossy(uri).into_owned());
+        }
+    }
+    let r = handle.join().unwrap();
+    assert_eq!(r.outcomes.timed_out_no_answer, 3, "{r}");
+    let users: Vec<&str> = uris.iter().map(|u| &u[4..12]).collect();
+    assert_eq!(users, ["44200000", "44200001", "44200002"]);
+}
