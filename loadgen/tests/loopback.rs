@@ -186,14 +186,19 @@ fn two_threads_on_each_side_complete_every_call() {
     assert_eq!(r.outcomes.completed, 400, "{r}");
     assert_eq!(r.threads.len(), 2);
     assert_eq!(s.threads.len(), 2);
-    assert_eq!(s.counters.bye_unmatched + s.counters.ack_unmatched, 0, "{s}");
+    assert_eq!(
+        s.counters.bye_unmatched + s.counters.ack_unmatched,
+        0,
+        "{s}"
+    );
 }
 
 #[test]
 fn numbers_from_the_pattern_reach_the_server_in_order() {
     // A server that only listens: the test reads the INVITEs itself.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut c = UacConfig::new(sock.local_addr().unwrap());
     c.numbers = dce_loadgen::numbers::Numbers::pattern("4420{0000-0002}").unwrap();
     c.max_calls = 3;
