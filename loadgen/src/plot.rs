@@ -82,8 +82,17 @@ pub fn latency_vs_cps(r: &CapacityReport, limit_ms: f64) -> String {
         );
         decade += 1.0;
     }
-    for i in 0..=5 {
-        let v = xmax / 5.0 * f64::from(i);
+    // Round tick steps (1, 2 or 5 times a power of ten), about five of them.
+    let raw = xmax / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|&s| s >= raw)
+        .unwrap_or(raw);
+    let ticks = (xmax / step).floor() as u32;
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
         let xx = x(v);
         let _ = writeln!(
             s,
