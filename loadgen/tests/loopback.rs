@@ -224,3 +224,32 @@ fn numbers_from_the_pattern_reach_the_server_in_order() {
     let users: Vec<&str> = uris.iter().map(|u| &u[4..12]).collect();
     assert_eq!(users, ["44200000", "44200001", "44200002"]);
 }
+
+#[test]
+fn calls_leave_from_every_source_across_addresses_and_ports() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c = UacConfig::new(sock.local_addr().unwrap());
+    c.local_addrs = vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()];
+    c.sources = 4;
+    c.cps = 1000.0;
+    c.max_calls = 64; // 16 consecutive calls per socket: every socket is used.
+    c.timers = SipTimers {
+        t1_ns: 5_000_000_000,
+        t2_ns: 5_000_000_000,
+        timeout_ns: 300_000_000,
+    };
+    let handle = std::thread::spawn(move || uac::run(&c, &AtomicBool::new(false)).unwrap());
+    let mut buf = [0u8; 4096];
+    let mut sources = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let (_, from) = sock.recv_from(&mut buf).unwrap();
+        sources.insert(from);
+    }
+    let r = handle.join().unwrap();
+    assert_eq!(r.started, 64);
+    assert_eq!(sources.len(), 4, "{sources:?}");
+    let ips: std::collections::HashSet<_> = sources.iter().map(|s| s.ip()).collect();
+    assert_eq!(ips.len(), 2, "{sources:?}");
+}
