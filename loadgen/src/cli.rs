@@ -145,7 +145,7 @@ struct CallerArgs {
     timers: TimerArgs,
     /// After a busy turn, sleep this long (µs) and then read in batches;
     /// latency comes from kernel arrival stamps either way (0: wake per packet).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     coalesce_us: u64,
     /// Send and receive datagrams one by one (no UDP GSO/GRO).
     #[arg(long)]

@@ -684,10 +684,11 @@ impl<'a> Server<'a> {
                 fired += 1;
             }
             self.flush();
+            // Timers wake the thread on a 1 ms grid (see the callers' loop).
             let wake = self
                 .timers
                 .next_deadline()
-                .unwrap_or(u64::MAX)
+                .map_or(u64::MAX, |d| d.div_ceil(1_000_000) * 1_000_000)
                 .min(next_tick);
             // Coalescing (see `UasConfig::coalesce`): after a busy turn,
             // sleep instead of waiting on the socket, then read in batches.
