@@ -120,34 +120,6 @@ impl<'a> MsgBuf<'a> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-
-    /// Overwrites a decimal field reserved earlier with `width` spaces at
-    /// `at` (right-aligned, space padded: `Content-Length` is written before
-    /// the body's length is known).
-    pub fn patch_u64(&mut self, at: usize, width: usize, n: u64) {
-        if self.overflow || at + width > self.len {
-            return;
-        }
-        let mut tmp = [b' '; 20];
-        let mut i = tmp.len();
-        let mut v = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        let digits = &tmp[i..];
-        if digits.len() > width {
-            self.overflow = true;
-            return;
-        }
-        let field = &mut self.buf[at..at + width];
-        field.fill(b' ');
-        field[..digits.len()].copy_from_slice(digits);
-    }
 }
 
 /// What identifies a call of this generator: the run, the thread, the call

@@ -91,8 +91,8 @@ impl Default for CodeCounts {
 }
 
 impl CodeCounts {
-    /// Counts one `code`; codes outside 100-699 are counted as 699... never:
-    /// the parser refuses them, so they cannot reach here.
+    /// Counts one `code` (the SIP reader only yields 100-699; anything else
+    /// would be clamped into that range, never dropped).
     #[inline]
     pub fn add(&mut self, code: u16) {
         let i = usize::from(code.clamp(100, 699) - 100);
