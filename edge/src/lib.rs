@@ -13,4 +13,6 @@ pub mod lab;
 pub mod metrics;
 pub mod privilege;
 pub mod profile;
+pub mod route;
 pub mod stats;
+pub mod xdp;

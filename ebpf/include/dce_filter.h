@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every type and constant the dce-edge XDP filter shares with userspace.
+ *
+ * The Rust mirror is edge/src/xdp/abi.rs; a test there reads this object's
+ * BTF and checks that every struct below has the same size and field offsets
+ * as its mirror. Change both together.
+ *
+ * Conventions: fixed-width types only, explicit padding, no bitfields, every
+ * struct a multiple of 8 bytes so that arrays of them have no hidden gaps.
+ */
+#ifndef DCE_FILTER_H
+#define DCE_FILTER_H
+
+#include <linux/types.h>
+
+/* Limits. */
+#define DCE_MAX_SIP_PORTS 8
+#define DCE_MAX_SIGNATURES 32
+#define DCE_SIGNATURE_MAX_LEN 32          /* bytes of one signature */
+#define DCE_SIGNATURE_WORDS 4             /* DCE_SIGNATURE_MAX_LEN / 8 */
+#define DCE_SCAN_BYTES 1024               /* bounded header scan of a message */
+#define DCE_MAX_IPV6_EXT_HEADERS 8        /* deeper chains are malformed */
+#define DCE_MAX_XSK_QUEUES 256
+
+/* Map sizes (max_entries). */
+#define DCE_LPM_ENTRIES 65536             /* each allow/block/ban trie */
+#define DCE_BUCKET_ENTRIES 262144         /* per-source rate-limit state (LRU) */
+#define DCE_TOP_SOURCE_ENTRIES 8192       /* drop tally per source (LRU) */
+
+/*
+ * Counter slots in struct dce_counters. Slots 0..DCE_VERDICT_SLOTS-1 are
+ * verdicts: every packet the program sees moves exactly one of them. The
+ * slots after that are events, counted in addition to a verdict.
+ */
+enum dce_counter {
+	/* drops, one reason each */
+	DCE_DROP_BLOCKLIST = 0,
+	DCE_DROP_BANNED = 1,
+	DCE_DROP_FRAGMENT = 2,
+	DCE_DROP_NOT_SIP = 3,
+	DCE_DROP_SCANNER = 4,
+	DCE_DROP_RATE_LIMIT = 5,
+	DCE_DROP_OVERLOAD = 6,
+	DCE_DROP_MALFORMED = 7,
+	/* SIP that passed every check and went to the kernel stack */
+	DCE_PASSED = 8,
+	/* SIP that passed every check and went to the queue's AF_XDP socket */
+	DCE_REDIRECTED = 9,
+	/* not UDP to a SIP port: passed untouched */
+	DCE_PASSED_OTHER = 10,
+	/* events */
+	DCE_EV_FRAGMENT_PASSED = 11,      /* a first fragment passed by policy */
+	DCE_EV_ALLOWLISTED = 12,          /* a SIP packet from an allowlisted source */
+	DCE_EV_AUTO_BAN = 13,             /* the program banned a scanner */
+	DCE_EV_AUTO_BAN_FAILED = 14,      /* ...but the ban trie refused the entry */
+	DCE_EV_BAN_EXPIRED = 15,          /* an expired ban was hit and removed */
+	DCE_COUNTER_SLOTS = 16,
+};
+
+#define DCE_DROP_REASONS 8
+#define DCE_VERDICT_SLOTS 11
+
+/* Why a source is banned (struct dce_ban.reason). */
+enum dce_ban_reason {
+	DCE_BAN_MANUAL = 1,               /* an operator, `dce-edge ban` */
+	DCE_BAN_SCANNER = 2,              /* auto-ban by the XDP program */
+	DCE_BAN_NOT_FOUND = 3,            /* the appliance saw a 404 storm */
+	DCE_BAN_AUTH_FAILURE = 4,         /* the appliance saw a 401/403 storm */
+	DCE_BAN_EXTENSION_SCAN = 5,       /* the appliance saw an extension scan */
+	DCE_BAN_FLOOD = 6,                /* the appliance saw a flood */
+};
+
+/* Rate-limit classes (index into struct dce_config.rates, dce_bucket.tat). */
+enum dce_class {
+	DCE_CLASS_INVITE = 0,
+	DCE_CLASS_REGISTER = 1,
+	DCE_CLASS_OTHER = 2,
+	DCE_CLASSES = 3,
+};
+
+/* Arrays indexed by class have 4 slots (the last unused), so that an index
+ * masked with & 3 is inside the array for the verifier. */
+#define DCE_CLASS_SLOTS 4
+
+/* struct dce_config.flags */
+#define DCE_CFG_FRAGMENTS_PASS (1u << 0)  /* pass first fragments to SIP ports */
+#define DCE_CFG_AUTO_BAN (1u << 1)        /* ban sources that match a scanner signature */
+#define DCE_CFG_REDIRECT (1u << 2)        /* good SIP to the XSKMAP (appliance mode) */
+
+/* struct dce_signature.kinds: which header values a signature applies to. */
+#define DCE_SIG_USER_AGENT (1u << 0)
+#define DCE_SIG_FROM_NAME (1u << 1)
+
+/* struct dce_info.attach_mode */
+enum dce_attach_mode {
+	DCE_ATTACH_NONE = 0,              /* loaded, not attached (tests) */
+	DCE_ATTACH_NATIVE = 1,
+	DCE_ATTACH_GENERIC = 2,
+};
+
+/*
+ * A generic cell rate algorithm (GCRA) budget, equivalent to a token bucket
+ * with `rate` tokens per second and `burst` tokens: a packet is admitted when
+ * the source's theoretical arrival time is at most `tolerance_ns` ahead of
+ * now, and then moves it on by `interval_ns`. Userspace derives both from
+ * rate and burst: interval = 1e9 / rate, tolerance = (burst - 1) * interval.
+ */
+struct dce_rate {
+	__u64 interval_ns;
+	__u64 tolerance_ns;
+};
+
+/* Map `config`, an ARRAY with one entry, written by userspace. */
+struct dce_config {
+	__u16 sip_ports[DCE_MAX_SIP_PORTS];
+	__u32 n_sip_ports;                /* 0: nothing is SIP, everything passes */
+	__u32 flags;                      /* DCE_CFG_* */
+	__u64 ban_ttl_ns;                 /* auto-ban duration */
+	struct dce_rate rates[DCE_CLASS_SLOTS];
+	__u64 overload_cap;               /* packets to userspace per second per CPU */
+	/* Per kind (0 User-Agent, 1 From name), a 256-bit set of (first byte of
+	 * a signature | 0x20): a value whose (first byte | 0x20) is not in it
+	 * cannot match, so most values skip the signature loop. */
+	__u64 sig_first[2][4];
+};
+
+/*
+ * Map `signatures`, an ARRAY of DCE_MAX_SIGNATURES; the first entry with
+ * len == 0 ends the list. A header value v matches when, for each of the four
+ * 8-byte words w of its first 32 bytes (little-endian loads, zero past the
+ * packet), (w | fold) & mask == word. Userspace builds word (the signature,
+ * lower case), mask (0xff for each of its len bytes) and fold (0x20 at the
+ * letters, so either case matches), which makes matching a case-insensitive
+ * prefix test without a per-byte loop.
+ */
+struct dce_signature {
+	__u8 len;
+	__u8 kinds;                       /* DCE_SIG_* */
+	__u8 _pad[6];
+	__u64 word[DCE_SIGNATURE_WORDS];
+	__u64 mask[DCE_SIGNATURE_WORDS];
+	__u64 fold[DCE_SIGNATURE_WORDS];
+};
+
+/* Map `counters`, a PERCPU_ARRAY with one entry. */
+struct dce_counters {
+	__u64 slot[DCE_COUNTER_SLOTS];
+};
+
+/* LPM trie keys: allow_v4, block_v4, bans_v4 / allow_v6, block_v6, bans_v6. */
+struct dce_lpm_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct dce_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/*
+ * A source as the rate limits and the top-sources tally see it: IPv4 as an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d), IPv6 cut to its /64 (the low 8
+ * bytes zero), since one IPv6 host owns a whole /64.
+ */
+struct dce_source {
+	__u8 addr[16];
+};
+
+/* Value of bans_v4 / bans_v6. */
+struct dce_ban {
+	__u64 expires_ns;                 /* CLOCK_MONOTONIC; ~0 = never */
+	__u64 banned_ns;                  /* CLOCK_MONOTONIC when banned */
+	__u32 reason;                     /* enum dce_ban_reason */
+	__u32 prefixlen;                  /* of the entry's own key */
+	__u8 note[32];                    /* operator's text, NUL-padded */
+};
+
+/* Value of allow_* / block_* tries: the entry exists, that is all. */
+struct dce_list_entry {
+	__u32 present;
+};
+
+/* Value of `buckets` (LRU_HASH keyed by struct dce_source). */
+struct dce_bucket {
+	__u64 tat[DCE_CLASS_SLOTS];       /* theoretical arrival time per class */
+};
+
+/* Value of `top_sources` (LRU_HASH keyed by struct dce_source). */
+struct dce_top_source {
+	__u64 drops;
+	__u64 last_ns;                    /* CLOCK_MONOTONIC of the last drop */
+	__u32 last_reason;                /* enum dce_counter, a drop slot */
+	__u32 _pad;
+};
+
+/* Map `overload`, a PERCPU_ARRAY with one entry: this CPU's window. */
+struct dce_overload {
+	__u64 window_start_ns;
+	__u64 count;
+};
+
+/* Map `info`, an ARRAY with one entry, written by userspace for a second process. */
+struct dce_info {
+	__u32 attach_mode;                /* enum dce_attach_mode */
+	__u32 fell_back;                  /* 1: auto mode fell back to generic */
+	__u32 owner_pid;                  /* the process that attached the program */
+	__u32 ifindex;
+	__u64 loaded_ns;                  /* CLOCK_MONOTONIC */
+	__u32 verdict_mode;               /* 0 pass, DCE_CFG_REDIRECT */
+	__u32 _pad;
+};
+
+#endif /* DCE_FILTER_H */

@@ -1,0 +1,598 @@
+//! Health probes: a SIP OPTIONS (RFC 3261 section 11) to every forward target
+//! each interval, answers matched by Call-ID and Via branch.
+//!
+//! [`ProbeSet`] is the sans-IO core: it decides when a round starts, writes
+//! the probes, matches answers and runs each target's [`TargetHealth`]. The
+//! clock is passed in. [`Prober`] drives it over a non-blocking UDP socket on
+//! the control thread; its [`HealthChange`]s go to
+//! [`RouteControl::set_health`](crate::route::reload::RouteControl::set_health),
+//! which passes them to the workers through their rings.
+//!
+//! A probe counts as answered when a final response (200-699) other than 503
+//! arrives before the next round starts: any server that answers is alive,
+//! except one that says it cannot take calls now. Provisional responses are
+//! ignored; an unanswered probe counts as missed when the next round starts.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use crate::route::health::{HealthSettings, TargetHealth};
+
+/// Datagrams [`Prober::poll`] reads at most in one call.
+pub const MAX_DATAGRAMS_PER_POLL: usize = 4096;
+
+/// A target went up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The target's address.
+    pub addr: SocketAddr,
+    /// Its new state.
+    pub up: bool,
+    /// Probes in a row (missed, or answered) that made the change.
+    pub after: u32,
+}
+
+/// An OPTIONS in flight.
+#[derive(Debug, Clone)]
+struct Outstanding {
+    call_id: String,
+    branch: String,
+}
+
+#[derive(Debug, Clone)]
+struct Probed {
+    addr: SocketAddr,
+    health: TargetHealth,
+    outstanding: Option<Outstanding>,
+}
+
+/// Probe state for a set of targets (sans-IO).
+#[derive(Debug)]
+pub struct ProbeSet {
+    settings: HealthSettings,
+    sent_by: SocketAddr,
+    targets: Vec<Probed>,
+    /// Call-ID of each outstanding probe to its target's index.
+    by_call_id: HashMap<String, usize>,
+    next_round: Option<Instant>,
+    /// Makes this prober's Call-IDs unlike any earlier run's.
+    instance: u64,
+    sequence: u64,
+    /// Counters: probes sent, answers matched, datagrams that matched nothing.
+    pub stats: ProbeStats,
+}
+
+/// Counters of a [`ProbeSet`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeStats {
+    /// OPTIONS written.
+    pub sent: u64,
+    /// OPTIONS that could not be sent (the socket refused them).
+    pub send_failed: u64,
+    /// Final answers matched to an outstanding probe.
+    pub answered: u64,
+    /// Probes counted as missed.
+    pub missed: u64,
+    /// Datagrams that matched no outstanding probe (late, unknown,
+    /// provisional or unparsable).
+    pub unmatched: u64,
+}
+
+impl ProbeSet {
+    /// Probes sent with `sent_by` (our address, for the Via and From) on
+    /// `settings`' schedule.
+    pub fn new(settings: HealthSettings, sent_by: SocketAddr) -> ProbeSet {
+        ProbeSet {
+            settings,
+            sent_by,
+            targets: Vec::new(),
+            by_call_id: HashMap::new(),
+            next_round: None,
+            instance: fastrand::u64(..),
+            sequence: 0,
+            stats: ProbeStats::default(),
+        }
+    }
+
+    /// Replaces the probe schedule and thresholds (after a reload).
+    pub fn set_settings(&mut self, settings: HealthSettings) {
+        self.settings = settings;
+    }
+
+    /// The targets to probe (after a reload). Targets already known keep
+    /// their health and probe; new ones start up.
+    pub fn set_targets(&mut self, addrs: &[SocketAddr]) {
+        let mut old: HashMap<SocketAddr, Probed> =
+            self.targets.drain(..).map(|p| (p.addr, p)).collect();
+        self.by_call_id.clear();
+        for &addr in addrs {
+            let p = old.remove(&addr).unwrap_or(Probed {
+                addr,
+                health: TargetHealth::new_up(),
+                outstanding: None,
+            });
+            if let Some(o) = &p.outstanding {
+                self.by_call_id
+                    .insert(o.call_id.clone(), self.targets.len());
+            }
+            self.targets.push(p);
+        }
+    }
+
+    /// Whether the target is up by the probes so far (`None` if not probed).
+    pub fn is_up(&self, addr: SocketAddr) -> Option<bool> {
+        self.targets
+            .iter()
+            .find(|p| p.addr == addr)
+            .map(|p| p.health.is_up())
+    }
+
+    /// When the next round is due (`None` before the first).
+    pub fn next_round(&self) -> Option<Instant> {
+        self.next_round
+    }
+
+    /// True when a round is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.next_round.is_none_or(|t| now >= t)
+    }
+
+    /// Starts a round if one is due: probes still unanswered count as missed,
+    /// then a new OPTIONS is written for every target and passed to `send`
+    /// (which returns whether it went out). Changes are appended to `changes`.
+    pub fn poll_round(
+        &mut self,
+        now: Instant,
+        changes: &mut Vec<HealthChange>,
+        mut send: impl FnMut(SocketAddr, &[u8]) -> bool,
+    ) {
+        if !self.due(now) {
+            return;
+        }
+        self.next_round = Some(now + self.settings.interval);
+        self.by_call_id.clear();
+        let mut buf = Vec::with_capacity(512);
+        for i in 0..self.targets.len() {
+            if self.targets[i].outstanding.take().is_some() {
+                self.stats.missed += 1;
+                self.record(i, false, changes);
+            }
+            self.sequence += 1;
+            let call_id = format!(
+                "{:016x}-{}@{}",
+                self.instance,
+                self.sequence,
+                self.sent_by.ip()
+            );
+            let branch = format!("z9hG4bK-dce-{:x}-{}", self.instance, self.sequence);
+            buf.clear();
+            wire::write_options(
+                &mut buf,
+                self.targets[i].addr,
+                self.sent_by,
+                &branch,
+                &call_id,
+                (self.sequence % (1 << 31)) as u32,
+            );
+            if send(self.targets[i].addr, &buf) {
+                self.stats.sent += 1;
+            } else {
+                self.stats.send_failed += 1;
+            }
+            // A probe that could not be sent is missed at the next round too.
+            self.by_call_id.insert(call_id.clone(), i);
+            self.targets[i].outstanding = Some(Outstanding { call_id, branch });
+        }
+    }
+
+    /// Handles one datagram received on the probe socket. Returns true when
+    /// it answered an outstanding probe.
+    pub fn handle_datagram(&mut self, datagram: &[u8], changes: &mut Vec<HealthChange>) -> bool {
+        let Some(reply) = wire::parse_reply(datagram) else {
+            self.stats.unmatched += 1;
+            return false;
+        };
+        let matched = std::str::from_utf8(reply.call_id)
+            .ok()
+            .and_then(|c| self.by_call_id.get(c).copied())
+            .filter(|&i| {
+                self.targets[i]
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|o| o.branch.as_bytes() == reply.branch)
+            });
+        let Some(i) = matched else {
+            self.stats.unmatched += 1;
+            return false;
+        };
+        if reply.status < 200 || !reply.cseq_is_options {
+            self.stats.unmatched += 1;
+            return false;
+        }
+        let outstanding = self.targets[i].outstanding.take().expect("matched");
+        self.by_call_id.remove(&outstanding.call_id);
+        // 503: the server says it cannot take calls now.
+        let answered = reply.status != 503;
+        if answered {
+            self.stats.answered += 1;
+        } else {
+            self.stats.missed += 1;
+        }
+        self.record(i, answered, changes);
+        true
+    }
+
+    fn record(&mut self, i: usize, answered: bool, changes: &mut Vec<HealthChange>) {
+        let p = &mut self.targets[i];
+        if let Some(up) = p.health.record(answered, &self.settings) {
+            changes.push(HealthChange {
+                addr: p.addr,
+                up,
+                after: if up {
+                    self.settings.up_after
+                } else {
+                    self.settings.down_after
+                },
+            });
+        }
+    }
+}
+
+/// Probes over a UDP socket, for the control thread.
+#[derive(Debug)]
+pub struct Prober {
+    socket: UdpSocket,
+    core: ProbeSet,
+    buf: Box<[u8]>,
+}
+
+impl Prober {
+    /// Binds a non-blocking UDP socket at `local` (a specific address: it is
+    /// the sent-by of every probe) and probes on `settings`' schedule.
+    pub fn bind(local: SocketAddr, settings: HealthSettings) -> io::Result<Prober> {
+        Prober::from_socket(UdpSocket::bind(local)?, settings)
+    }
+
+    /// Probes from an already bound socket (made non-blocking here).
+    pub fn from_socket(socket: UdpSocket, settings: HealthSettings) -> io::Result<Prober> {
+        socket.set_nonblocking(true)?;
+        let sent_by = socket.local_addr()?;
+        Ok(Prober {
+            socket,
+            core: ProbeSet::new(settings, sent_by),
+            buf: vec![0u8; 65_536].into_boxed_slice(),
+        })
+    }
+
+    /// The socket (to register with a poller).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// The probe state.
+    pub fn probes(&self) -> &ProbeSet {
+        &self.core
+    }
+
+    /// The targets to probe (see [`ProbeSet::set_targets`]).
+    pub fn set_targets(&mut self, addrs: &[SocketAddr]) {
+        self.core.set_targets(addrs);
+    }
+
+    /// The probe schedule and thresholds (see [`ProbeSet::set_settings`]).
+    pub fn set_settings(&mut self, settings: HealthSettings) {
+        self.core.set_settings(settings);
+    }
+
+    /// Probes the forward targets of `table` on its schedule: call it at
+    /// start and after every accepted reload.
+    pub fn follow_table(&mut self, table: &crate::route::table::RouteTable) {
+        self.core.set_settings(table.health_settings());
+        self.core.set_targets(&table.forward_upstreams());
+    }
+
+    /// Reads every waiting answer, then starts a round if one is due at
+    /// `now`. Health changes are appended to `changes`. Never blocks.
+    pub fn poll(&mut self, now: Instant, changes: &mut Vec<HealthChange>) -> io::Result<()> {
+        // Bounded, so a flood on the probe socket cannot hold the control
+        // thread; what is left is read at the next poll.
+        for _ in 0..MAX_DATAGRAMS_PER_POLL {
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((len, _from)) => {
+                    self.core.handle_datagram(&self.buf[..len], changes);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // An ICMP error reported on the socket says nothing about
+                // which probe it was; the probe is simply not answered.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let socket = &self.socket;
+        self.core.poll_round(now, changes, |addr, bytes| {
+            socket.send_to(bytes, addr).is_ok()
+        });
+        Ok(())
+    }
+
+    /// When [`Prober::poll`] next has a round to start.
+    pub fn next_round(&self) -> Option<Instant> {
+        self.core.next_round()
+    }
+}
+
+/// Writing OPTIONS and reading the answer.
+///
+/// TEMPORARY: a minimal helper until `dce_edge::sip` (branch wip/sip) is on
+/// main; then `write_options` becomes `sip::write::RequestBuilder` and
+/// `parse_reply` becomes `sip::parse` with `status()`, `call_id()`,
+/// `top_via().branch()` and `cseq()`. Replace it, do not grow it.
+pub mod wire {
+    use std::io::Write as _;
+    use std::net::SocketAddr;
+
+    /// Appends an OPTIONS request for `target` to `out`.
+    pub fn write_options(
+        out: &mut Vec<u8>,
+        target: SocketAddr,
+        sent_by: SocketAddr,
+        branch: &str,
+        call_id: &str,
+        cseq: u32,
+    ) {
+        // SocketAddr's Display writes [v6]:port, as a SIP hostport needs.
+        let _ = write!(
+            out,
+            "OPTIONS sip:{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {sent_by};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:dce-edge@{sent_by}>;tag={cseq:x}\r\n\
+             To: <sip:{target}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} OPTIONS\r\n\
+             Accept: application/sdp\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+    }
+
+    /// What the prober needs from a response.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Reply<'a> {
+        /// The status code.
+        pub status: u16,
+        /// The Call-ID value.
+        pub call_id: &'a [u8],
+        /// The branch of the first Via.
+        pub branch: &'a [u8],
+        /// True when CSeq names OPTIONS.
+        pub cseq_is_options: bool,
+    }
+
+    fn trim(mut s: &[u8]) -> &[u8] {
+        while let [b' ' | b'\t', rest @ ..] = s {
+            s = rest;
+        }
+        while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+            s = rest;
+        }
+        s
+    }
+
+    /// Reads a SIP response's status, Call-ID, top Via branch and CSeq
+    /// method; `None` for anything else. Never panics.
+    pub fn parse_reply(datagram: &[u8]) -> Option<Reply<'_>> {
+        let mut lines = datagram.split(|&b| b == b'\n');
+        let status_line = lines.next()?;
+        let code = status_line.strip_prefix(b"SIP/2.0 ")?.get(..3)?;
+        if !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+        let (mut call_id, mut branch, mut cseq) = (None, None, None);
+        for line in lines {
+            let line = trim(line);
+            if line.is_empty() {
+                break;
+            }
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = trim(&line[..colon]);
+            let value = trim(&line[colon + 1..]);
+            if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+                call_id.get_or_insert(value);
+            } else if (name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v"))
+                && branch.is_none()
+            {
+                let first = value.split(|&b| b == b',').next().unwrap_or(value);
+                branch = first.split(|&b| b == b';').skip(1).find_map(|p| {
+                    let p = trim(p);
+                    let eq = p.iter().position(|&b| b == b'=')?;
+                    trim(&p[..eq])
+                        .eq_ignore_ascii_case(b"branch")
+                        .then(|| trim(&p[eq + 1..]))
+                });
+            } else if name.eq_ignore_ascii_case(b"cseq") {
+                cseq.get_or_insert(value);
+            }
+        }
+        let method = cseq?
+            .split(|&b| b == b' ' || b == b'\t')
+            .rfind(|p| !p.is_empty())?;
+        Some(Reply {
+            status,
+            call_id: call_id?,
+            branch: branch?,
+            cseq_is_options: method == b"OPTIONS",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> HealthSettings {
+        HealthSettings {
+            interval: Duration::from_secs(1),
+            down_after: 2,
+            up_after: 2,
+        }
+    }
+
+    /// An answer to `request` with `status`, as a server would write it.
+    fn answer(request: &[u8], status: u16) -> Vec<u8> {
+        let text = std::str::from_utf8(request).unwrap();
+        let mut out = format!("SIP/2.0 {status} Whatever\r\n");
+        for line in text.split("\r\n") {
+            for h in ["Via:", "From:", "To:", "Call-ID:", "CSeq:"] {
+                if line.starts_with(h) {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        out.into_bytes()
+    }
+
+    fn round(
+        set: &mut ProbeSet,
+        now: Instant,
+        changes: &mut Vec<HealthChange>,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut sent = Vec::new();
+        set.poll_round(now, changes, |a, b| {
+            sent.push((a, b.to_vec()));
+            true
+        });
+        sent
+    }
+
+    #[test]
+    fn the_parser_reads_what_the_writer_and_a_server_write() {
+        let mut req = Vec::new();
+        wire::write_options(
+            &mut req,
+            "[2001:db8::5]:5060".parse().unwrap(),
+            "198.18.0.1:5060".parse().unwrap(),
+            "z9hG4bK-x",
+            "c1@h",
+            7,
+        );
+        assert!(req.starts_with(b"OPTIONS sip:[2001:db8::5]:5060 SIP/2.0\r\n"));
+        let reply = answer(&req, 200);
+        let r = wire::parse_reply(&reply).unwrap();
+        assert_eq!(
+            (r.status, r.call_id, r.branch, r.cseq_is_options),
+            (200, &b"c1@h"[..], &b"z9hG4bK-x"[..], true)
+        );
+        assert_eq!(wire::parse_reply(&req), None, "a request is not a reply");
+        assert_eq!(wire::parse_reply(b"SIP/2.0 2x0 OK\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn a_silent_target_goes_down_and_an_answering_one_stays_up() {
+        let a: SocketAddr = "198.18.0.10:5060".parse().unwrap();
+        let b: SocketAddr = "198.18.0.11:5060".parse().unwrap();
+        let mut set = ProbeSet::new(settings(), "198.18.0.1:5060".parse().unwrap());
+        set.set_targets(&[a, b]);
+        let mut changes = Vec::new();
+        let t0 = Instant::now();
+        for k in 0..4 {
+            let now = t0 + Duration::from_secs(k);
+            for (addr, req) in round(&mut set, now, &mut changes) {
+                if addr == a {
+                    assert!(set.handle_datagram(&answer(&req, 200), &mut changes));
+                }
+            }
+        }
+        assert_eq!(
+            changes,
+            vec![HealthChange {
+                addr: b,
+                up: false,
+                after: 2
+            }]
+        );
+        assert_eq!(set.is_up(a), Some(true));
+        assert_eq!(set.stats.answered, 4);
+    }
+
+    #[test]
+    fn a_down_target_comes_back_after_m_answers() {
+        let b: SocketAddr = "198.18.0.11:5060".parse().unwrap();
+        let mut set = ProbeSet::new(settings(), "198.18.0.1:5060".parse().unwrap());
+        set.set_targets(&[b]);
+        let mut changes = Vec::new();
+        let t0 = Instant::now();
+        for k in 0..3 {
+            round(&mut set, t0 + Duration::from_secs(k), &mut changes);
+        }
+        assert_eq!(set.is_up(b), Some(false));
+        for k in 3..5 {
+            for (_, req) in round(&mut set, t0 + Duration::from_secs(k), &mut changes) {
+                set.handle_datagram(&answer(&req, 404), &mut changes);
+            }
+        }
+        assert_eq!(
+            changes.last(),
+            Some(&HealthChange {
+                addr: b,
+                up: true,
+                after: 2
+            })
+        );
+    }
+
+    #[test]
+    fn late_provisional_503_and_foreign_answers_do_not_count() {
+        let b: SocketAddr = "198.18.0.11:5060".parse().unwrap();
+        let mut set = ProbeSet::new(settings(), "198.18.0.1:5060".parse().unwrap());
+        set.set_targets(&[b]);
+        let mut changes = Vec::new();
+        let t0 = Instant::now();
+        let first = round(&mut set, t0, &mut changes);
+        assert!(
+            !set.handle_datagram(&answer(&first[0].1, 100), &mut changes),
+            "provisional"
+        );
+        let second = round(&mut set, t0 + Duration::from_secs(1), &mut changes);
+        assert!(
+            !set.handle_datagram(&answer(&first[0].1, 200), &mut changes),
+            "late"
+        );
+        assert!(
+            set.handle_datagram(&answer(&second[0].1, 503), &mut changes),
+            "503 is matched"
+        );
+        assert_eq!(
+            changes,
+            vec![HealthChange {
+                addr: b,
+                up: false,
+                after: 2
+            }],
+            "but counts as missed"
+        );
+        assert!(!set.handle_datagram(b"garbage", &mut changes));
+    }
+
+    #[test]
+    fn rounds_wait_for_the_interval() {
+        let mut set = ProbeSet::new(settings(), "198.18.0.1:5060".parse().unwrap());
+        set.set_targets(&["198.18.0.11:5060".parse().unwrap()]);
+        let t0 = Instant::now();
+        let mut changes = Vec::new();
+        assert_eq!(round(&mut set, t0, &mut changes).len(), 1);
+        assert_eq!(
+            round(&mut set, t0 + Duration::from_millis(999), &mut changes).len(),
+            0
+        );
+        assert_eq!(
+            round(&mut set, t0 + Duration::from_secs(1), &mut changes).len(),
+            1
+        );
+    }
+}

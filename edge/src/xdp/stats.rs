@@ -1,0 +1,369 @@
+//! What the filter has done: drops per reason, passes, redirects, the attach
+//! mode and the top offending sources, as serde-serializable snapshots (the
+//! SOC live view and the Prometheus exporter reuse them) and as text.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::abi;
+use super::config::Cidr;
+
+/// Drop counts, one per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DropCounts {
+    /// Source in the static blocklist.
+    pub blocklist: u64,
+    /// Source banned (by an operator, the appliance, or auto-ban).
+    pub banned: u64,
+    /// First fragment of a datagram to a SIP port.
+    pub fragment: u64,
+    /// Payload on a SIP port does not start like SIP.
+    pub not_sip: u64,
+    /// Scanner User-Agent or From display name.
+    pub scanner: u64,
+    /// Source over its per-class budget.
+    pub rate_limit: u64,
+    /// This CPU's cap on packets to userspace reached.
+    pub overload: u64,
+    /// IP/UDP lengths inconsistent, or an IPv6 chain too deep to judge.
+    pub malformed: u64,
+}
+
+impl DropCounts {
+    /// Reason names in counter order.
+    pub const NAMES: [&'static str; abi::slot::DROP_REASONS] = [
+        "blocklist",
+        "banned",
+        "fragment",
+        "not_sip",
+        "scanner",
+        "rate_limit",
+        "overload",
+        "malformed",
+    ];
+
+    /// The counts in counter order.
+    pub fn as_array(&self) -> [u64; abi::slot::DROP_REASONS] {
+        [
+            self.blocklist,
+            self.banned,
+            self.fragment,
+            self.not_sip,
+            self.scanner,
+            self.rate_limit,
+            self.overload,
+            self.malformed,
+        ]
+    }
+
+    fn from_slots(c: &[u64; abi::slot::SLOTS]) -> DropCounts {
+        use abi::slot::*;
+        DropCounts {
+            blocklist: c[DROP_BLOCKLIST],
+            banned: c[DROP_BANNED],
+            fragment: c[DROP_FRAGMENT],
+            not_sip: c[DROP_NOT_SIP],
+            scanner: c[DROP_SCANNER],
+            rate_limit: c[DROP_RATE_LIMIT],
+            overload: c[DROP_OVERLOAD],
+            malformed: c[DROP_MALFORMED],
+        }
+    }
+
+    /// Sum over every reason.
+    pub fn total(&self) -> u64 {
+        self.as_array().iter().sum()
+    }
+}
+
+/// Events counted besides the verdicts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct EventCounts {
+    /// First fragments passed by the `fragments = "pass"` policy (also in `passed`).
+    pub fragments_passed: u64,
+    /// SIP packets from allowlisted sources.
+    pub allowlisted: u64,
+    /// Scanners banned by the program.
+    pub auto_bans: u64,
+    /// Auto-bans the ban trie refused (full).
+    pub auto_ban_failures: u64,
+    /// Packets that hit an expired ban (which no longer applied).
+    pub expired_ban_hits: u64,
+}
+
+/// A snapshot of the filter's counters, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FilterStats {
+    /// Drops per reason.
+    pub drops: DropCounts,
+    /// SIP that passed every check and went to the kernel stack.
+    pub passed: u64,
+    /// SIP that passed every check and went to an AF_XDP socket.
+    pub redirected: u64,
+    /// Everything that is not UDP to a SIP port, passed untouched.
+    pub passed_other: u64,
+    /// Events.
+    pub events: EventCounts,
+    /// "native", "generic", or "none" (loaded, not attached).
+    pub attach_mode: String,
+    /// True when auto mode could not attach natively and fell back to generic.
+    pub fell_back_to_generic: bool,
+    /// "redirect" (appliance) or "pass" (shield, socket mode).
+    pub verdict_mode: String,
+}
+
+impl FilterStats {
+    /// From summed counters and the `info` entry.
+    pub fn from_counters(c: &[u64; abi::slot::SLOTS], info: &abi::Info) -> FilterStats {
+        use abi::slot::*;
+        FilterStats {
+            drops: DropCounts::from_slots(c),
+            passed: c[PASSED],
+            redirected: c[REDIRECTED],
+            passed_other: c[PASSED_OTHER],
+            events: EventCounts {
+                fragments_passed: c[EV_FRAGMENT_PASSED],
+                allowlisted: c[EV_ALLOWLISTED],
+                auto_bans: c[EV_AUTO_BAN],
+                auto_ban_failures: c[EV_AUTO_BAN_FAILED],
+                expired_ban_hits: c[EV_BAN_EXPIRED],
+            },
+            attach_mode: match info.attach_mode {
+                abi::ATTACH_NATIVE => "native",
+                abi::ATTACH_GENERIC => "generic",
+                _ => "none",
+            }
+            .into(),
+            fell_back_to_generic: info.fell_back != 0,
+            verdict_mode: if info.verdict_mode & abi::CFG_REDIRECT != 0 {
+                "redirect"
+            } else {
+                "pass"
+            }
+            .into(),
+        }
+    }
+
+    /// Every packet the program has seen (each moves exactly one verdict).
+    pub fn packets(&self) -> u64 {
+        self.drops.total() + self.passed + self.redirected + self.passed_other
+    }
+
+    /// Per-second rates between an earlier snapshot and this one.
+    pub fn rates_since(&self, earlier: &FilterStats, elapsed: Duration) -> FilterRates {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        let (a, b) = (self.drops.as_array(), earlier.drops.as_array());
+        let d: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| rate(*x, *y)).collect();
+        FilterRates {
+            interval_secs: secs,
+            drops: DropRates {
+                blocklist: d[0],
+                banned: d[1],
+                fragment: d[2],
+                not_sip: d[3],
+                scanner: d[4],
+                rate_limit: d[5],
+                overload: d[6],
+                malformed: d[7],
+            },
+            passed: rate(self.passed, earlier.passed),
+            redirected: rate(self.redirected, earlier.redirected),
+            passed_other: rate(self.passed_other, earlier.passed_other),
+        }
+    }
+}
+
+/// Drops per second per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DropRates {
+    /// See [`DropCounts`].
+    pub blocklist: f64,
+    /// See [`DropCounts`].
+    pub banned: f64,
+    /// See [`DropCounts`].
+    pub fragment: f64,
+    /// See [`DropCounts`].
+    pub not_sip: f64,
+    /// See [`DropCounts`].
+    pub scanner: f64,
+    /// See [`DropCounts`].
+    pub rate_limit: f64,
+    /// See [`DropCounts`].
+    pub overload: f64,
+    /// See [`DropCounts`].
+    pub malformed: f64,
+}
+
+impl DropRates {
+    fn as_array(&self) -> [f64; abi::slot::DROP_REASONS] {
+        [
+            self.blocklist,
+            self.banned,
+            self.fragment,
+            self.not_sip,
+            self.scanner,
+            self.rate_limit,
+            self.overload,
+            self.malformed,
+        ]
+    }
+}
+
+/// Per-second rates over an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FilterRates {
+    /// Length of the interval the rates are measured over.
+    pub interval_secs: f64,
+    /// Drops per second per reason.
+    pub drops: DropRates,
+    /// SIP passed per second.
+    pub passed: f64,
+    /// SIP redirected per second.
+    pub redirected: f64,
+    /// Other traffic passed per second.
+    pub passed_other: f64,
+}
+
+/// One offending source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopSourceEntry {
+    /// The source (IPv4 host, or IPv6 /64).
+    pub source: Cidr,
+    /// Packets dropped from it.
+    pub drops: u64,
+    /// The reason of its last drop.
+    pub last_reason: &'static str,
+    /// Seconds since its last drop.
+    pub secs_since_last: u64,
+}
+
+impl TopSourceEntry {
+    pub(crate) fn new(source: Cidr, v: &abi::TopSource, now_ns: u64) -> Self {
+        TopSourceEntry {
+            source,
+            drops: v.drops,
+            last_reason: DropCounts::NAMES
+                .get(v.last_reason as usize)
+                .copied()
+                .unwrap_or("unknown"),
+            secs_since_last: now_ns.saturating_sub(v.last_ns) / 1_000_000_000,
+        }
+    }
+}
+
+/// What `dce-edge stats` prints: totals, rates, top sources.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    /// The interface the filter runs on.
+    pub iface: String,
+    /// Counters at the end of the interval.
+    pub totals: FilterStats,
+    /// Rates over the interval.
+    pub rates: FilterRates,
+    /// The sources with the most drops.
+    pub top_sources: Vec<TopSourceEntry>,
+}
+
+impl StatsReport {
+    /// The report as a person reads it.
+    pub fn to_text(&self) -> String {
+        let t = &self.totals;
+        let mut s = String::new();
+        let mode = if t.fell_back_to_generic {
+            format!("{} (FELL BACK from native: slow path)", t.attach_mode)
+        } else {
+            t.attach_mode.clone()
+        };
+        let _ = writeln!(
+            s,
+            "dce-edge filter on {}: XDP {mode}, good SIP is {}",
+            self.iface,
+            if t.verdict_mode == "redirect" {
+                "redirected to AF_XDP"
+            } else {
+                "passed to the kernel"
+            }
+        );
+        let _ = writeln!(s, "{:<16} {:>14} {:>12}", "", "total", "per second");
+        let rates = self.rates.drops.as_array();
+        for ((name, total), rate) in DropCounts::NAMES.iter().zip(t.drops.as_array()).zip(rates) {
+            let _ = writeln!(s, "{:<16} {total:>14} {rate:>12.1}", format!("drop {name}"));
+        }
+        let _ = writeln!(
+            s,
+            "{:<16} {:>14} {:>12.1}",
+            "passed", t.passed, self.rates.passed
+        );
+        let _ = writeln!(
+            s,
+            "{:<16} {:>14} {:>12.1}",
+            "redirected", t.redirected, self.rates.redirected
+        );
+        let _ = writeln!(
+            s,
+            "{:<16} {:>14} {:>12.1}",
+            "other (not SIP)", t.passed_other, self.rates.passed_other
+        );
+        let e = &t.events;
+        let _ = writeln!(
+            s,
+            "events: {} auto-bans ({} refused), {} allowlisted, {} fragments passed, {} expired-ban hits",
+            e.auto_bans, e.auto_ban_failures, e.allowlisted, e.fragments_passed, e.expired_ban_hits
+        );
+        if self.top_sources.is_empty() {
+            let _ = writeln!(s, "top sources: none dropped");
+        } else {
+            let _ = writeln!(s, "top sources:");
+            for src in &self.top_sources {
+                let _ = writeln!(
+                    s,
+                    "  {:<24} {:>12} drops, last {} ({}s ago)",
+                    src.source.to_string(),
+                    src.drops,
+                    src.last_reason,
+                    src.secs_since_last
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_divide_the_difference_by_the_interval() {
+        let mut a = FilterStats::default();
+        let mut b = FilterStats::default();
+        a.drops.scanner = 10;
+        b.drops.scanner = 30;
+        b.passed = 5;
+        let r = b.rates_since(&a, Duration::from_secs(2));
+        assert_eq!(r.drops.scanner, 10.0);
+        assert_eq!(r.passed, 2.5);
+        assert_eq!(r.drops.banned, 0.0);
+    }
+
+    #[test]
+    fn fallback_is_shouted_in_the_text() {
+        let report = StatsReport {
+            iface: "eth0".into(),
+            totals: FilterStats {
+                attach_mode: "generic".into(),
+                fell_back_to_generic: true,
+                verdict_mode: "pass".into(),
+                ..Default::default()
+            },
+            rates: FilterRates::default(),
+            top_sources: vec![],
+        };
+        let text = report.to_text();
+        assert!(text.contains("FELL BACK"), "{text}");
+        assert!(text.contains("passed to the kernel"), "{text}");
+    }
+}
