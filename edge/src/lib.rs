@@ -6,6 +6,7 @@
 //! steering repository and the README for the data path.
 #![deny(unsafe_code)]
 
+pub mod appliance;
 pub mod config;
 pub mod dataplane;
 pub mod events;
@@ -13,6 +14,8 @@ pub mod lab;
 pub mod metrics;
 pub mod privilege;
 pub mod profile;
+pub mod proxy;
 pub mod route;
+pub mod sip;
 pub mod stats;
 pub mod xdp;

@@ -19,22 +19,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
+    /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
+    Run(dce_edge::appliance::cli::RunArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
     /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
     Filter(xdp_cli::FilterArgs),
-    /// Counters of a running filter or appliance: drops per reason, rates,
-    /// passes, redirects, attach mode, top offending sources.
-    Stats(xdp_cli::StatsArgs),
+    /// Counters of a running appliance or filter: from its metrics endpoint
+    /// (default), live with --watch, or from the filter's pinned maps with
+    /// --iface: drops per reason, rates, calls, top sources, bans.
+    Stats(dce_edge::stats::StatsArgs),
     /// Ban a source or network in the running filter, or list the bans.
     Ban(xdp_cli::BanArgs),
     /// Lift a ban.
     Unban(xdp_cli::UnbanArgs),
     /// Add a source or network to the allowlist (or remove it).
     Allow(xdp_cli::AllowArgs),
-    /// `stats` over HTTP (live view, JSON, summary) until the lead merges it
-    /// with the filter's pinned-map `stats`.
-    #[command(name = "stats-view", hide = true)]
-    StatsView(dce_edge::stats::StatsArgs),
+    /// SIP message tools (`sip check FILE...`).
+    Sip {
+        #[command(subcommand)]
+        command: dce_edge::sip::check::SipCommand,
+    },
+    /// Route tables: check files, look a number up, generate large tables.
+    #[command(subcommand)]
+    Routes(dce_edge::route::cli::RoutesCommand),
     /// Hardware profiles: list, show, and detect the one that fits this host.
     Profile(dce_edge::profile::cli::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
@@ -52,12 +60,9 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
-    /// Route tables: check files, look a number up, generate large tables.
-    #[command(subcommand)]
-    Routes(dce_edge::route::cli::RoutesCommand),
 }
 
-/// Maps a filter-side command's result to an exit code, printing the error.
+/// Maps a command's result to an exit code, printing the error.
 fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,40 +76,45 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => match dce_edge::appliance::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dce-edge run: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
-        Command::Stats(args) => exit(xdp_cli::run_stats(&args)),
+        Command::Stats(args) if !args.reads_endpoint() => {
+            exit(xdp_cli::run_stats(&xdp_cli::StatsArgs {
+                iface: args.iface.clone(),
+                json: args.json,
+                top: args.top,
+                interval: args.interval,
+            }))
+        }
+        Command::Stats(args) => exit(
+            dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock())
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        ),
         Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
         Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
         Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
-        Command::StatsView(args) => {
-            match dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("dce-edge stats: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Sip { command } => dce_edge::sip::check::run(command),
+        Command::Routes(command) => dce_edge::route::cli::run(command),
         Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
         Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
         Command::Neighbours {
             interface,
             resolve,
             timeout_ms,
-        } => match dce_edge::dataplane::neigh::report(
-            &interface,
-            resolve,
-            std::time::Duration::from_millis(timeout_ms),
-        ) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("dce-edge neighbours: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Routes(command) => dce_edge::route::cli::run(command),
+        } => exit(
+            dce_edge::dataplane::neigh::report(
+                &interface,
+                resolve,
+                std::time::Duration::from_millis(timeout_ms),
+            )
+            .map(|text| print!("{text}"))
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        ),
     }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub enum IoMode {
     /// One AF_XDP socket per NIC RX queue, fed by the XDP program's XSKMAP.
     #[default]
+    #[serde(alias = "afxdp")]
     AfXdp,
     /// One UDP socket per worker on the same address (SO_REUSEPORT).
     Socket,

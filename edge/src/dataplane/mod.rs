@@ -121,6 +121,11 @@ pub trait PacketHandler: Send + 'static {
     /// Applies a control message, between batches.
     fn on_control(&mut self, now: Timestamp, msg: Self::Control);
 
+    /// Called once per worker loop, before each receive batch (and at least
+    /// once per idle wait): the place to take what arrived on rings of the
+    /// handler's own, such as route tables and health changes.
+    fn between_batches(&mut self, _now: Timestamp) {}
+
     /// A snapshot of the handler's own statistics, taken when the control
     /// thread asks for one (not on the hot path).
     fn stats(&self) -> Self::Stats;

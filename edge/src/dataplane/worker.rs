@@ -207,6 +207,7 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
                     self.io.apply_neighbour(update);
                 }
             }
+            self.handler.between_batches(now);
             let handler = &mut self.handler;
             let received = self.io.receive(now, |pkt, out| {
                 handler.handle(now, pkt, out).map_err(DropReason::index)

@@ -323,15 +323,12 @@ impl Prober {
     }
 }
 
-/// Writing OPTIONS and reading the answer.
-///
-/// TEMPORARY: a minimal helper until `dce_edge::sip` (branch wip/sip) is on
-/// main; then `write_options` becomes `sip::write::RequestBuilder` and
-/// `parse_reply` becomes `sip::parse` with `status()`, `call_id()`,
-/// `top_via().branch()` and `cseq()`. Replace it, do not grow it.
+/// Writing OPTIONS and reading the answer, with the SIP parser and writer.
 pub mod wire {
-    use std::io::Write as _;
     use std::net::SocketAddr;
+
+    use crate::sip::write::{RequestBuilder, SentBy};
+    use crate::sip::{self, Method};
 
     /// Appends an OPTIONS request for `target` to `out`.
     pub fn write_options(
@@ -343,18 +340,27 @@ pub mod wire {
         cseq: u32,
     ) {
         // SocketAddr's Display writes [v6]:port, as a SIP hostport needs.
-        let _ = write!(
-            out,
-            "OPTIONS sip:{target} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {sent_by};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:dce-edge@{sent_by}>;tag={cseq:x}\r\n\
-             To: <sip:{target}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: {cseq} OPTIONS\r\n\
-             Accept: application/sdp\r\n\
-             Content-Length: 0\r\n\r\n"
-        );
+        let uri = format!("sip:{target}");
+        let from = format!("<sip:dce-edge@{sent_by}>;tag={cseq:x}");
+        let to = format!("<{uri}>");
+        let request = RequestBuilder {
+            method: Method::Options,
+            request_uri: uri.as_bytes(),
+            sent_by: SentBy::Addr(sent_by),
+            branch: branch.as_bytes(),
+            from: from.as_bytes(),
+            to: to.as_bytes(),
+            call_id: call_id.as_bytes(),
+            cseq,
+            max_forwards: 70,
+            headers: &[("Accept", b"application/sdp")],
+            content_type: None,
+            body: b"",
+        };
+        let mut buf = [0u8; 1024];
+        if let Ok(len) = request.write(&mut buf) {
+            out.extend_from_slice(&buf[..len]);
+        }
     }
 
     /// What the prober needs from a response.
@@ -370,60 +376,15 @@ pub mod wire {
         pub cseq_is_options: bool,
     }
 
-    fn trim(mut s: &[u8]) -> &[u8] {
-        while let [b' ' | b'\t', rest @ ..] = s {
-            s = rest;
-        }
-        while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
-            s = rest;
-        }
-        s
-    }
-
     /// Reads a SIP response's status, Call-ID, top Via branch and CSeq
     /// method; `None` for anything else. Never panics.
     pub fn parse_reply(datagram: &[u8]) -> Option<Reply<'_>> {
-        let mut lines = datagram.split(|&b| b == b'\n');
-        let status_line = lines.next()?;
-        let code = status_line.strip_prefix(b"SIP/2.0 ")?.get(..3)?;
-        if !code.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-        let (mut call_id, mut branch, mut cseq) = (None, None, None);
-        for line in lines {
-            let line = trim(line);
-            if line.is_empty() {
-                break;
-            }
-            let colon = line.iter().position(|&b| b == b':')?;
-            let name = trim(&line[..colon]);
-            let value = trim(&line[colon + 1..]);
-            if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-                call_id.get_or_insert(value);
-            } else if (name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v"))
-                && branch.is_none()
-            {
-                let first = value.split(|&b| b == b',').next().unwrap_or(value);
-                branch = first.split(|&b| b == b';').skip(1).find_map(|p| {
-                    let p = trim(p);
-                    let eq = p.iter().position(|&b| b == b'=')?;
-                    trim(&p[..eq])
-                        .eq_ignore_ascii_case(b"branch")
-                        .then(|| trim(&p[eq + 1..]))
-                });
-            } else if name.eq_ignore_ascii_case(b"cseq") {
-                cseq.get_or_insert(value);
-            }
-        }
-        let method = cseq?
-            .split(|&b| b == b' ' || b == b'\t')
-            .rfind(|p| !p.is_empty())?;
+        let msg = sip::parse(datagram).ok()?;
         Some(Reply {
-            status,
-            call_id: call_id?,
-            branch: branch?,
-            cseq_is_options: method == b"OPTIONS",
+            status: msg.status()?,
+            call_id: msg.call_id(),
+            branch: msg.top_via().branch()?,
+            cseq_is_options: msg.cseq().method == Method::Options,
         })
     }
 }

@@ -1,0 +1,225 @@
+//! Who may get a locally generated answer, and how often: the rule that
+//! keeps the edge from being a reflector.
+//!
+//! A spoofed request names a victim as its source. If the edge answered every
+//! request, a flood of spoofed OPTIONS would turn it into an amplifier aimed
+//! at the victim. So a source only gets answers freely once it has shown it
+//! is real: it is allowlisted, it is an upstream of a route, or it echoed a
+//! dialog cookie (it received a response routed through this edge). Every
+//! other source shares a small per-worker budget, with a tiny per-source
+//! allowance inside it.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::rate::{RateLimit, RateState};
+use super::source_table::{SourceKey, SourceTable};
+
+/// Answer budgets; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    /// Answers per second to one verified source.
+    pub verified_rate: u32,
+    /// Burst of answers to one verified source.
+    pub verified_burst: u32,
+    /// Answers per second to one unverified source.
+    pub unverified_rate: u32,
+    /// Burst of answers to one unverified source.
+    pub unverified_burst: u32,
+    /// Answers per second to all unverified sources together, per worker.
+    pub unverified_total_rate: u32,
+    /// Burst of that total.
+    pub unverified_total_burst: u32,
+    /// How long a source stays verified after it last proved itself, in
+    /// seconds.
+    pub verified_seconds: u32,
+    /// Sources tracked per worker (memory is fixed at start).
+    pub tracked_sources: usize,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        AnswerConfig {
+            verified_rate: 200,
+            verified_burst: 400,
+            unverified_rate: 2,
+            unverified_burst: 4,
+            unverified_total_rate: 200,
+            unverified_total_burst: 200,
+            verified_seconds: 3600,
+            tracked_sources: 65_536,
+        }
+    }
+}
+
+/// Whether an answer may go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerVerdict {
+    /// Send it.
+    Send,
+    /// The source's own allowance is spent.
+    SourceLimited,
+    /// The budget shared by all unverified sources is spent.
+    UnverifiedLimited,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SourceState {
+    /// Until when (ns) the source counts as verified; 0 when never.
+    verified_until: u64,
+    answers: RateState,
+}
+
+/// One worker's answer budgets and its set of verified sources.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    verified: RateLimit,
+    unverified: RateLimit,
+    unverified_total: RateLimit,
+    total_state: RateState,
+    verified_ns: u64,
+    sources: SourceTable<SourceState>,
+}
+
+impl Answers {
+    /// Budgets from `config`, with fixed memory for its tracked sources.
+    pub fn new(config: &AnswerConfig) -> Self {
+        Answers {
+            verified: RateLimit::per_second(config.verified_rate, config.verified_burst),
+            unverified: RateLimit::per_second(config.unverified_rate, config.unverified_burst),
+            unverified_total: RateLimit::per_second(
+                config.unverified_total_rate,
+                config.unverified_total_burst,
+            ),
+            total_state: RateState::default(),
+            verified_ns: config.verified_seconds as u64 * 1_000_000_000,
+            sources: SourceTable::with_capacity(config.tracked_sources.max(64)),
+        }
+    }
+
+    /// Records that `src` proved it is real at `now`.
+    pub fn verify(&mut self, src: IpAddr, now: u64) {
+        let until = now + self.verified_ns;
+        self.sources.entry(SourceKey::new(src), now).verified_until = until;
+    }
+
+    /// True when `src` proved itself within the verification period.
+    pub fn is_verified(&self, src: IpAddr, now: u64) -> bool {
+        self.sources
+            .get(SourceKey::new(src))
+            .is_some_and(|s| s.verified_until > now)
+    }
+
+    /// Decides whether an answer to `src` may go out at `now`, charging the
+    /// budgets when it may. `trusted` sources (allowlisted, upstreams) count
+    /// as verified.
+    pub fn admit(&mut self, src: IpAddr, trusted: bool, now: u64) -> AnswerVerdict {
+        let state = self.sources.entry(SourceKey::new(src), now);
+        if trusted || state.verified_until > now {
+            return if self.verified.admit(&mut state.answers, now) {
+                AnswerVerdict::Send
+            } else {
+                AnswerVerdict::SourceLimited
+            };
+        }
+        // Check the source's own allowance without spending the shared
+        // budget on a source that would be refused anyway.
+        let mut trial = state.answers;
+        if !self.unverified.admit(&mut trial, now) {
+            return AnswerVerdict::SourceLimited;
+        }
+        if !self.unverified_total.admit(&mut self.total_state, now) {
+            return AnswerVerdict::UnverifiedLimited;
+        }
+        state.answers = trial;
+        AnswerVerdict::Send
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0xC612_0000 + n))
+    }
+
+    #[test]
+    fn a_spoofed_flood_from_many_sources_gets_only_the_shared_budget() {
+        let cfg = AnswerConfig {
+            unverified_total_rate: 100,
+            unverified_total_burst: 100,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        // 100k requests from 100k sources over one second.
+        let sent = (0..100_000u32)
+            .filter(|&i| {
+                a.admit(ip(i), false, 1_000 * MS + i as u64 * 10_000) == AnswerVerdict::Send
+            })
+            .count();
+        assert!(sent <= 200, "{sent} answers went to spoofed sources");
+        assert!(sent >= 100);
+    }
+
+    #[test]
+    fn one_unverified_source_gets_its_small_allowance() {
+        let mut a = Answers::new(&AnswerConfig::default());
+        let sent = (0..1000)
+            .filter(|&i| a.admit(ip(1), false, i * MS) == AnswerVerdict::Send)
+            .count();
+        // Burst of 4 then 2 per second over one second.
+        assert!((4..=7).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn verified_and_trusted_sources_get_their_own_budget() {
+        let mut a = Answers::new(&AnswerConfig::default());
+        a.verify(ip(7), 0);
+        assert!(a.is_verified(ip(7), MS));
+        let verified = (0..300)
+            .filter(|&i| a.admit(ip(7), false, i * MS) == AnswerVerdict::Send)
+            .count();
+        assert_eq!(verified, 300);
+        let trusted = (0..300)
+            .filter(|&i| a.admit(ip(8), true, i * MS) == AnswerVerdict::Send)
+            .count();
+        assert_eq!(trusted, 300);
+    }
+
+    #[test]
+    fn verification_expires() {
+        let cfg = AnswerConfig {
+            verified_seconds: 1,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        a.verify(ip(9), 0);
+        assert!(a.is_verified(ip(9), 999 * MS));
+        assert!(!a.is_verified(ip(9), 1001 * MS));
+    }
+
+    #[test]
+    fn a_refused_source_does_not_spend_the_shared_budget() {
+        let cfg = AnswerConfig {
+            unverified_total_rate: 10,
+            unverified_total_burst: 10,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        // One noisy source hammers; it gets its 4 and no more.
+        let noisy = (0..1000)
+            .filter(|_| a.admit(ip(1), false, 0) == AnswerVerdict::Send)
+            .count();
+        assert_eq!(noisy, 4);
+        // Six other sources still get answers from the shared budget.
+        let others = (2..8)
+            .filter(|&i| a.admit(ip(i), false, 0) == AnswerVerdict::Send)
+            .count();
+        assert_eq!(others, 6);
+    }
+}

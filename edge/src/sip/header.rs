@@ -1,0 +1,378 @@
+//! Header names: the headers the parser knows by name, their compact forms
+//! (RFC 3261 section 7.3.3 and the IANA registry), and case-insensitive
+//! classification of the name bytes of a header line.
+
+use std::fmt;
+
+macro_rules! header_names {
+    ($( $(#[$doc:meta])* $variant:ident = $canonical:literal $(, $compact:literal)? ;)*) => {
+        /// A header name. Known names are matched without regard to case and
+        /// in their compact forms; everything else is [`HeaderName::Other`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum HeaderName {
+            $( $(#[$doc])* $variant, )*
+            /// Any other header (compare its name with
+            /// [`Message::header_by_name`](super::Message::header_by_name)).
+            Other,
+        }
+
+        impl HeaderName {
+            /// Every known name, in declaration order (without `Other`).
+            pub const KNOWN: &'static [HeaderName] = &[$(HeaderName::$variant,)*];
+
+            /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`).
+            pub fn canonical(self) -> &'static str {
+                match self {
+                    $(HeaderName::$variant => $canonical,)*
+                    HeaderName::Other => "",
+                }
+            }
+
+            /// The compact form, if the name has one (`i` for Call-ID).
+            pub fn compact(self) -> Option<u8> {
+                match self {
+                    $( $(HeaderName::$variant => Some($compact),)? )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+header_names! {
+    /// Accept
+    Accept = "Accept";
+    /// Accept-Contact (RFC 3841)
+    AcceptContact = "Accept-Contact", b'a';
+    /// Accept-Encoding
+    AcceptEncoding = "Accept-Encoding";
+    /// Accept-Language
+    AcceptLanguage = "Accept-Language";
+    /// Alert-Info
+    AlertInfo = "Alert-Info";
+    /// Allow
+    Allow = "Allow";
+    /// Allow-Events (RFC 6665)
+    AllowEvents = "Allow-Events", b'u';
+    /// Authentication-Info
+    AuthenticationInfo = "Authentication-Info";
+    /// Authorization
+    Authorization = "Authorization";
+    /// Call-ID
+    CallId = "Call-ID", b'i';
+    /// Call-Info
+    CallInfo = "Call-Info";
+    /// Contact
+    Contact = "Contact", b'm';
+    /// Content-Disposition
+    ContentDisposition = "Content-Disposition";
+    /// Content-Encoding
+    ContentEncoding = "Content-Encoding", b'e';
+    /// Content-Language
+    ContentLanguage = "Content-Language";
+    /// Content-Length
+    ContentLength = "Content-Length", b'l';
+    /// Content-Type
+    ContentType = "Content-Type", b'c';
+    /// CSeq
+    CSeq = "CSeq";
+    /// Date
+    Date = "Date";
+    /// Error-Info
+    ErrorInfo = "Error-Info";
+    /// Event (RFC 6665)
+    Event = "Event", b'o';
+    /// Expires
+    Expires = "Expires";
+    /// From
+    From = "From", b'f';
+    /// Identity (RFC 8224)
+    Identity = "Identity", b'y';
+    /// In-Reply-To
+    InReplyTo = "In-Reply-To";
+    /// Max-Forwards
+    MaxForwards = "Max-Forwards";
+    /// MIME-Version
+    MimeVersion = "MIME-Version";
+    /// Min-Expires
+    MinExpires = "Min-Expires";
+    /// Organization
+    Organization = "Organization";
+    /// Path (RFC 3327)
+    Path = "Path";
+    /// Priority
+    Priority = "Priority";
+    /// Proxy-Authenticate
+    ProxyAuthenticate = "Proxy-Authenticate";
+    /// Proxy-Authorization
+    ProxyAuthorization = "Proxy-Authorization";
+    /// Proxy-Require
+    ProxyRequire = "Proxy-Require";
+    /// RAck (RFC 3262)
+    RAck = "RAck";
+    /// Reason (RFC 3326)
+    Reason = "Reason";
+    /// Record-Route
+    RecordRoute = "Record-Route";
+    /// Refer-To (RFC 3515)
+    ReferTo = "Refer-To", b'r';
+    /// Referred-By (RFC 3892)
+    ReferredBy = "Referred-By", b'b';
+    /// Reply-To
+    ReplyTo = "Reply-To";
+    /// Require
+    Require = "Require";
+    /// Retry-After
+    RetryAfter = "Retry-After";
+    /// Route
+    Route = "Route";
+    /// RSeq (RFC 3262)
+    RSeq = "RSeq";
+    /// Server
+    Server = "Server";
+    /// Session-Expires (RFC 4028)
+    SessionExpires = "Session-Expires", b'x';
+    /// Subject
+    Subject = "Subject", b's';
+    /// Supported
+    Supported = "Supported", b'k';
+    /// Timestamp
+    Timestamp = "Timestamp";
+    /// To
+    To = "To", b't';
+    /// Unsupported
+    Unsupported = "Unsupported";
+    /// User-Agent
+    UserAgent = "User-Agent";
+    /// Via
+    Via = "Via", b'v';
+    /// Warning
+    Warning = "Warning";
+    /// WWW-Authenticate
+    WwwAuthenticate = "WWW-Authenticate";
+}
+
+/// How many distinct values [`HeaderName`] has, `Other` included.
+pub(crate) const HEADER_NAME_COUNT: usize = HeaderName::Other as usize + 1;
+
+impl HeaderName {
+    /// Classifies the name bytes of a header line (without regard to case;
+    /// one-letter names are compact forms).
+    #[inline]
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if let [c] = name {
+            return match c.to_ascii_lowercase() {
+                b'a' => HeaderName::AcceptContact,
+                b'b' => HeaderName::ReferredBy,
+                b'c' => HeaderName::ContentType,
+                b'e' => HeaderName::ContentEncoding,
+                b'f' => HeaderName::From,
+                b'i' => HeaderName::CallId,
+                b'k' => HeaderName::Supported,
+                b'l' => HeaderName::ContentLength,
+                b'm' => HeaderName::Contact,
+                b'o' => HeaderName::Event,
+                b'r' => HeaderName::ReferTo,
+                b's' => HeaderName::Subject,
+                b't' => HeaderName::To,
+                b'u' => HeaderName::AllowEvents,
+                b'v' => HeaderName::Via,
+                b'x' => HeaderName::SessionExpires,
+                b'y' => HeaderName::Identity,
+                _ => HeaderName::Other,
+            };
+        }
+        // Every known name is told apart by its length and its first and
+        // last letters (Refer-To and Reply-To also need the third); one
+        // case-folding comparison then confirms it.
+        let first = name[0] | 0x20;
+        let last = name[name.len() - 1] | 0x20;
+        let (candidate, lower): (HeaderName, &[u8]) = match (name.len(), first, last) {
+            (2, b't', b'o') => (HeaderName::To, b"to"),
+            (3, b'v', b'a') => (HeaderName::Via, b"via"),
+            (4, b'c', b'q') => (HeaderName::CSeq, b"cseq"),
+            (4, b'd', b'e') => (HeaderName::Date, b"date"),
+            (4, b'f', b'm') => (HeaderName::From, b"from"),
+            (4, b'p', b'h') => (HeaderName::Path, b"path"),
+            (4, b'r', b'k') => (HeaderName::RAck, b"rack"),
+            (4, b'r', b'q') => (HeaderName::RSeq, b"rseq"),
+            (5, b'a', b'w') => (HeaderName::Allow, b"allow"),
+            (5, b'e', b't') => (HeaderName::Event, b"event"),
+            (5, b'r', b'e') => (HeaderName::Route, b"route"),
+            (6, b'a', b't') => (HeaderName::Accept, b"accept"),
+            (6, b'r', b'n') => (HeaderName::Reason, b"reason"),
+            (6, b's', b'r') => (HeaderName::Server, b"server"),
+            (7, b'c', b'd') => (HeaderName::CallId, b"call-id"),
+            (7, b'c', b't') => (HeaderName::Contact, b"contact"),
+            (7, b'e', b's') => (HeaderName::Expires, b"expires"),
+            (7, b'r', b'e') => (HeaderName::Require, b"require"),
+            (7, b's', b't') => (HeaderName::Subject, b"subject"),
+            (7, b'w', b'g') => (HeaderName::Warning, b"warning"),
+            (8, b'i', b'y') => (HeaderName::Identity, b"identity"),
+            (8, b'p', b'y') => (HeaderName::Priority, b"priority"),
+            (8, b'r', b'o') => {
+                if name[2] | 0x20 == b'f' {
+                    (HeaderName::ReferTo, b"refer-to")
+                } else {
+                    (HeaderName::ReplyTo, b"reply-to")
+                }
+            }
+            (9, b'c', b'o') => (HeaderName::CallInfo, b"call-info"),
+            (9, b's', b'd') => (HeaderName::Supported, b"supported"),
+            (9, b't', b'p') => (HeaderName::Timestamp, b"timestamp"),
+            (10, b'a', b'o') => (HeaderName::AlertInfo, b"alert-info"),
+            (10, b'e', b'o') => (HeaderName::ErrorInfo, b"error-info"),
+            (10, b'u', b't') => (HeaderName::UserAgent, b"user-agent"),
+            (11, b'i', b'o') => (HeaderName::InReplyTo, b"in-reply-to"),
+            (11, b'm', b's') => (HeaderName::MinExpires, b"min-expires"),
+            (11, b'r', b'r') => (HeaderName::RetryAfter, b"retry-after"),
+            (11, b'r', b'y') => (HeaderName::ReferredBy, b"referred-by"),
+            (11, b'u', b'd') => (HeaderName::Unsupported, b"unsupported"),
+            (12, b'a', b's') => (HeaderName::AllowEvents, b"allow-events"),
+            (12, b'c', b'e') => (HeaderName::ContentType, b"content-type"),
+            (12, b'm', b'n') => (HeaderName::MimeVersion, b"mime-version"),
+            (12, b'm', b's') => (HeaderName::MaxForwards, b"max-forwards"),
+            (12, b'o', b'n') => (HeaderName::Organization, b"organization"),
+            (12, b'r', b'e') => (HeaderName::RecordRoute, b"record-route"),
+            (13, b'a', b'n') => (HeaderName::Authorization, b"authorization"),
+            (13, b'p', b'e') => (HeaderName::ProxyRequire, b"proxy-require"),
+            (14, b'a', b't') => (HeaderName::AcceptContact, b"accept-contact"),
+            (14, b'c', b'h') => (HeaderName::ContentLength, b"content-length"),
+            (15, b'a', b'e') => (HeaderName::AcceptLanguage, b"accept-language"),
+            (15, b'a', b'g') => (HeaderName::AcceptEncoding, b"accept-encoding"),
+            (15, b's', b's') => (HeaderName::SessionExpires, b"session-expires"),
+            (16, b'c', b'e') => (HeaderName::ContentLanguage, b"content-language"),
+            (16, b'c', b'g') => (HeaderName::ContentEncoding, b"content-encoding"),
+            (16, b'w', b'e') => (HeaderName::WwwAuthenticate, b"www-authenticate"),
+            (18, b'p', b'e') => (HeaderName::ProxyAuthenticate, b"proxy-authenticate"),
+            (19, b'a', b'o') => (HeaderName::AuthenticationInfo, b"authentication-info"),
+            (19, b'c', b'n') => (HeaderName::ContentDisposition, b"content-disposition"),
+            (19, b'p', b'n') => (HeaderName::ProxyAuthorization, b"proxy-authorization"),
+            _ => return HeaderName::Other,
+        };
+        if folded_eq(name, lower) {
+            candidate
+        } else {
+            HeaderName::Other
+        }
+    }
+
+    /// Whether the header may appear only once (RFC 3261 section 7.3.1:
+    /// these are not comma lists), so a repeat is an error (RFC 4475 section 3.3.8).
+    pub fn is_single(self) -> bool {
+        matches!(
+            self,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+        )
+    }
+}
+
+/// Whether `name` equals `lower` (a lower-case header name of the same
+/// length) without regard to case. Header names are tokens: OR-ing 0x20
+/// lowers ASCII letters, leaves '-' and digits as they are, and turns no
+/// other token byte into a letter. Compares eight or four bytes at a time.
+#[inline(always)]
+fn folded_eq(name: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    let word8 = |s: &[u8]| u64::from_le_bytes(<[u8; 8]>::try_from(s).unwrap_or([0; 8]));
+    let word4 = |s: &[u8]| u32::from_le_bytes(<[u8; 4]>::try_from(s).unwrap_or([0; 4]));
+    if n >= 8 {
+        // Two overlapping words cover names of 8 to 16 bytes; longer ones
+        // (up to 19) also compare the middle byte by byte.
+        const FOLD: u64 = 0x2020_2020_2020_2020;
+        word8(&name[..8]) | FOLD == word8(&lower[..8])
+            && word8(&name[n - 8..]) | FOLD == word8(&lower[n - 8..])
+            && name[8..n.saturating_sub(8).max(8)]
+                .iter()
+                .zip(&lower[8..n.saturating_sub(8).max(8)])
+                .all(|(&a, &b)| a | 0x20 == b)
+    } else if n >= 4 {
+        const FOLD: u32 = 0x2020_2020;
+        word4(&name[..4]) | FOLD == word4(&lower[..4])
+            && word4(&name[n - 4..]) | FOLD == word4(&lower[n - 4..])
+    } else {
+        name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderName::Other => "(other)",
+            h => h.canonical(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compact_form_maps_to_its_header() {
+        let pairs = [
+            (b'i', HeaderName::CallId),
+            (b'm', HeaderName::Contact),
+            (b'e', HeaderName::ContentEncoding),
+            (b'l', HeaderName::ContentLength),
+            (b'f', HeaderName::From),
+            (b't', HeaderName::To),
+            (b'v', HeaderName::Via),
+            (b'k', HeaderName::Supported),
+            (b'c', HeaderName::ContentType),
+            (b's', HeaderName::Subject),
+            (b'o', HeaderName::Event),
+            (b'u', HeaderName::AllowEvents),
+            (b'r', HeaderName::ReferTo),
+            (b'b', HeaderName::ReferredBy),
+            (b'x', HeaderName::SessionExpires),
+            (b'y', HeaderName::Identity),
+            (b'a', HeaderName::AcceptContact),
+        ];
+        for (c, h) in pairs {
+            assert_eq!(HeaderName::from_bytes(&[c]), h, "{}", c as char);
+            assert_eq!(HeaderName::from_bytes(&[c.to_ascii_uppercase()]), h);
+            assert_eq!(h.compact(), Some(c));
+        }
+        assert_eq!(HeaderName::from_bytes(b"z"), HeaderName::Other);
+    }
+
+    #[test]
+    fn names_match_without_regard_to_case() {
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
+        assert_eq!(HeaderName::from_bytes(b"cseq"), HeaderName::CSeq);
+        assert_eq!(HeaderName::from_bytes(b"VIA"), HeaderName::Via);
+        assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::from_bytes(b"Proxy-AuthoXization"),
+            HeaderName::Other
+        );
+        assert_eq!(HeaderName::from_bytes(b"Content-Lengtx"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"Reply-To"), HeaderName::ReplyTo);
+        assert_eq!(HeaderName::from_bytes(b"refer-to"), HeaderName::ReferTo);
+    }
+
+    #[test]
+    fn every_canonical_name_round_trips() {
+        for &h in HeaderName::KNOWN {
+            assert_eq!(HeaderName::from_bytes(h.canonical().as_bytes()), h);
+            assert_eq!(
+                HeaderName::from_bytes(h.canonical().to_ascii_uppercase().as_bytes()),
+                h
+            );
+        }
+    }
+}

@@ -1,0 +1,917 @@
+//! Typed views of the header values a proxy reads: Via, name-addr headers
+//! (From, To, Contact, Route, Record-Route), CSeq, methods, and the checks
+//! for Call-ID, Date and the numeric headers. Each parser takes the value as
+//! the header line holds it (folds included) and borrows from it.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::error::{ErrorKind, Fail, ParseError, Res};
+use super::grammar::{
+    decimal, expect_token, params, quoted_string, skip_sws, span, starts_with_lws, ParamStyle,
+    Params, TOKEN, WORD,
+};
+use super::uri::{self, Host, Uri};
+
+/// A SIP method. Methods are case-sensitive (RFC 3261 section 7.1); any
+/// token is a valid method, unknown ones are kept as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method<'a> {
+    /// INVITE
+    Invite,
+    /// ACK
+    Ack,
+    /// BYE
+    Bye,
+    /// CANCEL
+    Cancel,
+    /// OPTIONS
+    Options,
+    /// REGISTER
+    Register,
+    /// PRACK (RFC 3262)
+    Prack,
+    /// SUBSCRIBE (RFC 6665)
+    Subscribe,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// PUBLISH (RFC 3903)
+    Publish,
+    /// INFO (RFC 6086)
+    Info,
+    /// REFER (RFC 3515)
+    Refer,
+    /// MESSAGE (RFC 3428)
+    Message,
+    /// UPDATE (RFC 3311)
+    Update,
+    /// Any other token.
+    Other(&'a [u8]),
+}
+
+impl<'a> Method<'a> {
+    /// The method named by `token` (compared with case).
+    pub fn from_bytes(token: &'a [u8]) -> Method<'a> {
+        // Dispatch on length and first byte, then compare once: a `match`
+        // on byte-string literals would call memcmp for each candidate.
+        let (candidate, name): (Method<'a>, &[u8]) = match (token.len(), token.first()) {
+            (3, Some(b'A')) => (Method::Ack, b"ACK"),
+            (3, Some(b'B')) => (Method::Bye, b"BYE"),
+            (4, Some(b'I')) => (Method::Info, b"INFO"),
+            (5, Some(b'P')) => (Method::Prack, b"PRACK"),
+            (5, Some(b'R')) => (Method::Refer, b"REFER"),
+            (6, Some(b'I')) => (Method::Invite, b"INVITE"),
+            (6, Some(b'C')) => (Method::Cancel, b"CANCEL"),
+            (6, Some(b'N')) => (Method::Notify, b"NOTIFY"),
+            (6, Some(b'U')) => (Method::Update, b"UPDATE"),
+            (7, Some(b'O')) => (Method::Options, b"OPTIONS"),
+            (7, Some(b'P')) => (Method::Publish, b"PUBLISH"),
+            (7, Some(b'M')) => (Method::Message, b"MESSAGE"),
+            (8, Some(b'R')) => (Method::Register, b"REGISTER"),
+            (9, Some(b'S')) => (Method::Subscribe, b"SUBSCRIBE"),
+            _ => return Method::Other(token),
+        };
+        if token.iter().zip(name).all(|(a, b)| a == b) {
+            candidate
+        } else {
+            Method::Other(token)
+        }
+    }
+
+    /// The method as written on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Method::Invite => b"INVITE",
+            Method::Ack => b"ACK",
+            Method::Bye => b"BYE",
+            Method::Cancel => b"CANCEL",
+            Method::Options => b"OPTIONS",
+            Method::Register => b"REGISTER",
+            Method::Prack => b"PRACK",
+            Method::Subscribe => b"SUBSCRIBE",
+            Method::Notify => b"NOTIFY",
+            Method::Publish => b"PUBLISH",
+            Method::Info => b"INFO",
+            Method::Refer => b"REFER",
+            Method::Message => b"MESSAGE",
+            Method::Update => b"UPDATE",
+            Method::Other(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Method<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// The transport of a Via (`SIP/2.0/UDP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    /// UDP
+    Udp,
+    /// TCP
+    Tcp,
+    /// TLS
+    Tls,
+    /// SCTP
+    Sctp,
+    /// WS (RFC 7118)
+    Ws,
+    /// WSS (RFC 7118)
+    Wss,
+    /// Any other token, as written.
+    Other(&'a [u8]),
+}
+
+impl<'a> Transport<'a> {
+    fn from_bytes(t: &'a [u8]) -> Transport<'a> {
+        let lower = |i: usize| t.get(i).map_or(0, |b| b | 0x20);
+        match (t.len(), lower(0), lower(1), lower(2), lower(3)) {
+            (3, b'u', b'd', b'p', _) => Transport::Udp,
+            (3, b't', b'c', b'p', _) => Transport::Tcp,
+            (3, b't', b'l', b's', _) => Transport::Tls,
+            (4, b's', b'c', b't', b'p') => Transport::Sctp,
+            (2, b'w', b's', _, _) => Transport::Ws,
+            (3, b'w', b's', b's', _) => Transport::Wss,
+            _ => Transport::Other(t),
+        }
+    }
+}
+
+/// The `rport` parameter of a Via (RFC 3581).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rport {
+    /// No `rport` parameter.
+    #[default]
+    Absent,
+    /// `;rport` without a value: the client asks for the source port.
+    Requested,
+    /// `;rport=N`, filled in by the server that received the request.
+    Port(u16),
+}
+
+/// One Via value (`via-parm`, RFC 3261 section 20.42).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    raw: &'a [u8],
+    protocol: &'a [u8],
+    version: &'a [u8],
+    transport: Transport<'a>,
+    host: Host<'a>,
+    port: Option<u16>,
+    params: &'a [u8],
+    branch: Option<&'a [u8]>,
+    received: Option<IpAddr>,
+    rport: Rport,
+    maddr: Option<&'a [u8]>,
+    ttl: Option<u8>,
+}
+
+/// The RFC 3261 branch prefix that marks a branch as unique (section 8.1.1.7).
+pub const BRANCH_MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+impl<'a> Via<'a> {
+    /// Parses one via-parm that fills `s` (no comma list).
+    pub fn parse(s: &'a [u8]) -> Result<Via<'a>, ParseError> {
+        match via_parm(s) {
+            Ok((v, rest)) if skip_sws(rest).is_empty() => Ok(v),
+            Ok((_, rest)) => Err(Fail::at(ErrorKind::BadVia, rest).relative_to(s)),
+            Err(f) => Err(f.relative_to(s)),
+        }
+    }
+
+    /// The value as written.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The protocol name (`SIP`).
+    pub fn protocol(&self) -> &'a [u8] {
+        self.protocol
+    }
+
+    /// The protocol version (`2.0`).
+    pub fn version(&self) -> &'a [u8] {
+        self.version
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport<'a> {
+        self.transport
+    }
+
+    /// The host of sent-by.
+    pub fn host(&self) -> Host<'a> {
+        self.host
+    }
+
+    /// The port of sent-by, if written (5060 is implied for UDP when absent).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.branch
+    }
+
+    /// Whether the branch starts with the RFC 3261 magic cookie `z9hG4bK`.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch
+            .is_some_and(|b| b.starts_with(BRANCH_MAGIC_COOKIE))
+    }
+
+    /// The received parameter (brackets around IPv6 tolerated, RFC 5118 section 4.5).
+    pub fn received(&self) -> Option<IpAddr> {
+        self.received
+    }
+
+    /// The rport parameter.
+    pub fn rport(&self) -> Rport {
+        self.rport
+    }
+
+    /// The maddr parameter, as written.
+    pub fn maddr(&self) -> Option<&'a [u8]> {
+        self.maddr
+    }
+
+    /// The ttl parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.ttl
+    }
+
+    /// All parameters, in order, including the ones with their own accessor.
+    pub fn params(&self) -> Params<'a> {
+        Params::new(self.params, ParamStyle::Header)
+    }
+
+    /// Where a response to this Via goes (RFC 3261 section 18.2.2 with RFC
+    /// 3581): the received address if present, else the sent-by host when it
+    /// is an IP literal; the rport value if present, else the sent-by port,
+    /// else 5060. `None` when the host is a name that would need DNS.
+    pub fn response_target(&self) -> Option<std::net::SocketAddr> {
+        let ip = self.received.or_else(|| self.host.ip())?;
+        let port = match self.rport {
+            Rport::Port(p) => p,
+            _ => self.port.unwrap_or(5060),
+        };
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+}
+
+/// Stands in for the top Via until the message's Via is parsed.
+pub(crate) const PLACEHOLDER_VIA: Via<'static> = Via {
+    raw: &[],
+    protocol: &[],
+    version: &[],
+    transport: Transport::Udp,
+    host: Host::Name(&[]),
+    port: None,
+    params: &[],
+    branch: None,
+    received: None,
+    rport: Rport::Absent,
+    maddr: None,
+    ttl: None,
+};
+
+/// Skips `SWS sep SWS`; `None` when the separator is not next.
+#[inline]
+fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
+    match skip_sws(s).split_first() {
+        Some((&b, rest)) if b == sep => Some(skip_sws(rest)),
+        _ => None,
+    }
+}
+
+/// One via-parm at the start of `s`; returns it and the rest (which starts
+/// at the white space or comma after it).
+#[inline]
+pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
+    let start = skip_sws(s);
+    // sent-protocol = protocol-name SLASH protocol-version SLASH transport;
+    // nearly every Via is written `SIP/2.0/...` without white space.
+    let (protocol, version, rest) = match start.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (&start[..3], &start[4..7], &start[8..]),
+        _ => {
+            let (protocol, rest) = expect_token(start, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            let (version, rest) = expect_token(rest, ErrorKind::BadVia)?;
+            let rest = separator(rest, b'/').ok_or(Fail::at(ErrorKind::BadVia, rest))?;
+            (protocol, version, rest)
+        }
+    };
+    let (transport, rest) = expect_token(rest, ErrorKind::BadVia)?;
+    if !starts_with_lws(rest) {
+        return Err(Fail::at(ErrorKind::BadVia, rest));
+    }
+    let rest = skip_sws(rest);
+    let (host, rest) = uri::host(rest)?;
+    let (port, rest) = match separator(rest, b':') {
+        Some(p) => {
+            let (p, rest) = uri::port(p)?;
+            (Some(p), rest)
+        }
+        None => (None, rest),
+    };
+    let mut branch = None;
+    let mut received = None;
+    let mut rport = Rport::Absent;
+    let mut maddr = None;
+    let mut ttl = None;
+    let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
+        let bad = || Fail::at(ErrorKind::BadVia, at);
+        // Dispatch on the length first: most parameters are branch and rport.
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => branch = Some(value.ok_or_else(bad)?),
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                rport = match value {
+                    None => Rport::Requested,
+                    Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
+                };
+            }
+            8 if name.eq_ignore_ascii_case(b"received") => {
+                let v = value.ok_or_else(bad)?;
+                let v = v
+                    .strip_prefix(b"[")
+                    .and_then(|v| v.strip_suffix(b"]"))
+                    .unwrap_or(v);
+                let ip = match uri::ipv4(v) {
+                    Some(a) => IpAddr::V4(a),
+                    None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
+                };
+                received = Some(ip);
+            }
+            5 if name.eq_ignore_ascii_case(b"maddr") => {
+                let v = value.ok_or_else(bad)?;
+                uri::host(v)
+                    .ok()
+                    .filter(|(_, r)| r.is_empty())
+                    .ok_or_else(bad)?;
+                maddr = Some(v);
+            }
+            3 if name.eq_ignore_ascii_case(b"ttl") => {
+                ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let raw_len = rest.as_ptr() as usize - start.as_ptr() as usize;
+    Ok((
+        Via {
+            raw: &start[..raw_len],
+            protocol,
+            version,
+            transport: Transport::from_bytes(transport),
+            host,
+            port,
+            params,
+            branch,
+            received,
+            rport,
+            maddr,
+            ttl,
+        },
+        rest,
+    ))
+}
+
+/// After a list element: `Ok(Some(next))` at a comma, `Ok(None)` at the end
+/// of the value, an error of `kind` at anything else.
+#[inline]
+pub(crate) fn list_next(rest: &[u8], kind: ErrorKind) -> Res<Option<&[u8]>> {
+    let r = skip_sws(rest);
+    match r.split_first() {
+        None => Ok(None),
+        Some((&b',', next)) => Ok(Some(skip_sws(next))),
+        Some(_) => Err(Fail::at(kind, r)),
+    }
+}
+
+/// Validates a whole Via header value (a comma list) and returns the first
+/// via-parm.
+#[inline]
+pub(crate) fn via_list(value: &[u8]) -> Res<Via<'_>> {
+    let (first, mut rest) = via_parm(value)?;
+    while let Some(next) = list_next(rest, ErrorKind::BadVia)? {
+        rest = via_parm(next)?.1;
+    }
+    Ok(first)
+}
+
+/// A name-addr or addr-spec with header parameters: the value of From, To,
+/// Contact, Route and Record-Route (RFC 3261 section 20.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    raw: &'a [u8],
+    display_name: Option<&'a [u8]>,
+    uri: Uri<'a>,
+    params: &'a [u8],
+    tag: Option<&'a [u8]>,
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses one value that fills `s` (no comma list).
+    pub fn parse(s: &'a [u8]) -> Result<NameAddr<'a>, ParseError> {
+        match name_addr(s) {
+            Ok((v, rest)) if skip_sws(rest).is_empty() => Ok(v),
+            Ok((_, rest)) => Err(Fail::at(ErrorKind::BadNameAddr, rest).relative_to(s)),
+            Err(f) => Err(f.relative_to(s)),
+        }
+    }
+
+    /// The value as written.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The display name as written: a quoted string keeps its quotes and
+    /// escapes, a run of tokens keeps its inner white space.
+    pub fn display_name(&self) -> Option<&'a [u8]> {
+        self.display_name
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &Uri<'a> {
+        &self.uri
+    }
+
+    /// The header parameters (after the URI or the closing `>`).
+    pub fn params(&self) -> Params<'a> {
+        Params::new(self.params, ParamStyle::Header)
+    }
+
+    /// The tag parameter (From and To, RFC 3261 section 19.3).
+    pub fn tag(&self) -> Option<&'a [u8]> {
+        self.tag
+    }
+}
+
+/// One name-addr or addr-spec with its parameters at the start of `s`.
+#[inline]
+pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
+    let start = skip_sws(s);
+    let (display_name, after_display) = match start.first() {
+        Some(b'"') => {
+            let (q, rest) = quoted_string(start)?;
+            (Some(q), skip_sws(rest))
+        }
+        Some(b'<') => (None, start),
+        Some(_) => {
+            // Either `*(token LWS) "<"` or an addr-spec whose scheme is the
+            // first token.
+            let mut cur = start;
+            let mut end = start;
+            loop {
+                let n = span(cur, TOKEN);
+                if n == 0 {
+                    break;
+                }
+                end = &cur[n..];
+                cur = skip_sws(end);
+            }
+            match cur.first() {
+                Some(b'<') => {
+                    let len = end.as_ptr() as usize - start.as_ptr() as usize;
+                    if len == 0 {
+                        (None, cur)
+                    } else {
+                        (Some(&start[..len]), cur)
+                    }
+                }
+                Some(b':') if cur.as_ptr() == end.as_ptr() => (None, start),
+                _ => return Err(Fail::at(ErrorKind::BadDisplayName, cur)),
+            }
+        }
+        None => return Err(Fail::at(ErrorKind::BadNameAddr, start)),
+    };
+    let (uri, rest) = if let Some(inner) = after_display.strip_prefix(b"<") {
+        let Some(close) = memchr::memchr(b'>', inner) else {
+            return Err(Fail::at(ErrorKind::BadNameAddr, after_display));
+        };
+        (uri::uri(&inner[..close])?, &inner[close + 1..])
+    } else {
+        if display_name.is_some() {
+            return Err(Fail::at(ErrorKind::BadNameAddr, after_display));
+        }
+        // addr-spec: the URI ends at the first separator of the header
+        // grammar. A URI holding ',', ';' or '?' must be in angle brackets
+        // (RFC 3261 section 20.10), so URI headers here are an error.
+        let n = after_display
+            .iter()
+            .position(|&b| matches!(b, b';' | b',' | b' ' | b'\t' | b'\r'))
+            .unwrap_or(after_display.len());
+        let u = uri::uri(&after_display[..n])?;
+        if u.headers().is_some() {
+            return Err(Fail::at(ErrorKind::BadNameAddr, after_display));
+        }
+        (u, &after_display[n..])
+    };
+    let mut tag = None;
+    let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
+        // The first tag counts, as in `light_tag`.
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+            tag = Some(value.ok_or(Fail::at(ErrorKind::BadParam, at))?);
+        }
+        Ok(())
+    })?;
+    let raw_len = rest.as_ptr() as usize - start.as_ptr() as usize;
+    Ok((
+        NameAddr {
+            raw: &start[..raw_len],
+            display_name,
+            uri,
+            params,
+            tag,
+        },
+        rest,
+    ))
+}
+
+/// The tag parameter of a From or To value without checking the URI: skips
+/// the display name and the URI by their delimiters and reads the header
+/// parameters (RFC 3261 section 20.10: an addr-spec ends at the first `;`,
+/// a name-addr at its `>`). The full check is [`single_name_addr`].
+#[inline]
+pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
+    let mut s = value;
+    if s.first() == Some(&b'"') {
+        s = quoted_string(s)?.1;
+    }
+    // The first '<' or ';' (usually within a few bytes: a display name or
+    // nothing precedes the URI) decides between name-addr and addr-spec.
+    let params_at = match s.iter().position(|&b| b == b'<' || b == b';') {
+        Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
+            Some(j) => &s[i + j + 1..],
+            None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
+        },
+        Some(i) => &s[i..],
+        None => return Ok(None),
+    };
+    // Read parameters up to the tag; the ones after it are checked by the
+    // full parse (`single_name_addr`).
+    let mut rest = params_at;
+    while let Some((name, value, next)) = super::grammar::one_param(rest, ParamStyle::Header)? {
+        if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+            return match value {
+                Some(v) => Ok(Some(v)),
+                None => Err(Fail::at(ErrorKind::BadParam, rest)),
+            };
+        }
+        rest = next;
+    }
+    Ok(None)
+}
+
+/// A From or To value: exactly one name-addr.
+#[inline]
+pub(crate) fn single_name_addr(value: &[u8]) -> Res<NameAddr<'_>> {
+    let (v, rest) = name_addr(value)?;
+    let rest = skip_sws(rest);
+    if !rest.is_empty() {
+        return Err(Fail::at(ErrorKind::BadNameAddr, rest));
+    }
+    Ok(v)
+}
+
+/// Validates a Contact, Route or Record-Route value (a comma list).
+/// `star_allowed` admits Contact's `*` (RFC 3261 section 20.10).
+#[inline]
+pub(crate) fn name_addr_list(value: &[u8], star_allowed: bool) -> Res<()> {
+    if star_allowed && value == b"*" {
+        return Ok(());
+    }
+    let mut rest = name_addr(value)?.1;
+    while let Some(next) = list_next(rest, ErrorKind::BadNameAddr)? {
+        rest = name_addr(next)?.1;
+    }
+    Ok(())
+}
+
+/// The CSeq value: sequence number and method (RFC 3261 section 20.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// The sequence number, below 2^31.
+    pub number: u32,
+    /// The method.
+    pub method: Method<'a>,
+}
+
+impl<'a> CSeq<'a> {
+    /// Parses a CSeq value.
+    pub fn parse(s: &'a [u8]) -> Result<CSeq<'a>, ParseError> {
+        cseq(s).map_err(|f| f.relative_to(s))
+    }
+}
+
+/// The largest CSeq number (RFC 3261 section 8.1.1.5: less than 2^31).
+pub const MAX_CSEQ: u32 = (1 << 31) - 1;
+
+#[inline]
+pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
+    let v = skip_sws(s);
+    let n = span(v, super::grammar::DIGIT);
+    let number = decimal(&v[..n], u64::from(MAX_CSEQ)).ok_or(Fail::at(ErrorKind::BadCSeq, v))?;
+    let rest = &v[n..];
+    if !starts_with_lws(rest) {
+        return Err(Fail::at(ErrorKind::BadCSeq, rest));
+    }
+    let (method, rest) = expect_token(skip_sws(rest), ErrorKind::BadCSeq)?;
+    let rest = skip_sws(rest);
+    if !rest.is_empty() {
+        return Err(Fail::at(ErrorKind::BadCSeq, rest));
+    }
+    Ok(CSeq {
+        number: number as u32,
+        method: Method::from_bytes(method),
+    })
+}
+
+/// `callid = word [ "@" word ]` (RFC 3261 section 25.1).
+#[inline]
+pub(crate) fn call_id(v: &[u8]) -> Res<()> {
+    let n = span(v, WORD);
+    if n == 0 {
+        return Err(Fail::at(ErrorKind::BadCallId, v));
+    }
+    let rest = &v[n..];
+    let rest = match rest.split_first() {
+        Some((&b'@', host)) => {
+            let m = span(host, WORD);
+            if m == 0 {
+                return Err(Fail::at(ErrorKind::BadCallId, host));
+            }
+            &host[m..]
+        }
+        _ => rest,
+    };
+    if !rest.is_empty() {
+        return Err(Fail::at(ErrorKind::BadCallId, rest));
+    }
+    Ok(())
+}
+
+/// A value that is only `1*DIGIT` no greater than `max`, or `kind`.
+#[inline]
+pub(crate) fn number(v: &[u8], max: u64, kind: ErrorKind) -> Res<u64> {
+    decimal(v, max).ok_or(Fail::at(kind, v))
+}
+
+/// `rfc1123-date = wkday "," SP date1 SP time SP "GMT"` (RFC 3261 section 20.17).
+pub(crate) fn date(v: &[u8]) -> Res<()> {
+    const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let bad = || Fail::at(ErrorKind::BadDate, v);
+    // "Fri, 01 Jan 2010 16:00:00 GMT"
+    if v.len() != 29 {
+        return Err(bad());
+    }
+    let digits = |r: std::ops::Range<usize>| v[r].iter().all(u8::is_ascii_digit);
+    let ok = DAYS.contains(&&v[0..3])
+        && &v[3..5] == b", "
+        && digits(5..7)
+        && v[7] == b' '
+        && MONTHS.contains(&&v[8..11])
+        && v[11] == b' '
+        && digits(12..16)
+        && v[16] == b' '
+        && digits(17..19)
+        && v[19] == b':'
+        && digits(20..22)
+        && v[22] == b':'
+        && digits(23..25)
+        && &v[25..29] == b" GMT";
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The next name-addr of a comma list and the rest after its comma (empty
+/// at the end of the list).
+#[inline]
+pub(crate) fn next_name_addr(rest: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
+    let (v, after) = name_addr(rest)?;
+    let next = list_next(after, ErrorKind::BadNameAddr)?;
+    Ok((v, next.unwrap_or(&[])))
+}
+
+/// The next via-parm of a comma list and the rest after its comma.
+#[inline]
+pub(crate) fn next_via(rest: &[u8]) -> Res<(Via<'_>, &[u8])> {
+    let (v, after) = via_parm(rest)?;
+    let next = list_next(after, ErrorKind::BadVia)?;
+    Ok((v, next.unwrap_or(&[])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn via_with_folding_and_spaces_around_slashes() {
+        // RFC 4475 section 3.1.1.1.
+        let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.protocol(), b"SIP");
+        assert_eq!(v.version(), b"2.0");
+        assert_eq!(v.transport(), Transport::Udp);
+        assert_eq!(v.host(), Host::Ipv4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
+        assert!(!v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn via_params_received_rport_maddr_ttl() {
+        let v = Via::parse(
+            b"SIP/2.0/UDP pc33.example.com:5066;branch=z9hG4bK776;received=192.0.2.4;rport=5067;maddr=239.1.1.1;ttl=16;x=y",
+        )
+        .unwrap();
+        assert_eq!(v.port(), Some(5066));
+        assert!(v.has_rfc3261_branch());
+        assert_eq!(v.received(), Some("192.0.2.4".parse().unwrap()));
+        assert_eq!(v.rport(), Rport::Port(5067));
+        assert_eq!(v.maddr(), Some(&b"239.1.1.1"[..]));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.params().get(b"x"), Some(Some(&b"y"[..])));
+        assert_eq!(v.response_target(), Some("192.0.2.4:5067".parse().unwrap()));
+    }
+
+    #[test]
+    fn via_rport_without_value_is_a_request() {
+        let v = Via::parse(b"SIP/2.0/UDP 192.0.2.1;rport;branch=z9hG4bKx").unwrap();
+        assert_eq!(v.rport(), Rport::Requested);
+        assert_eq!(v.response_target(), Some("192.0.2.1:5060".parse().unwrap()));
+    }
+
+    #[test]
+    fn via_ipv6_sent_by_and_received_with_or_without_brackets() {
+        // RFC 5118 section 4.5.
+        let a = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111",
+        )
+        .unwrap();
+        let b =
+            Via::parse(b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+                .unwrap();
+        assert_eq!(a.host(), Host::Ipv6("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(a.received(), b.received());
+        assert_eq!(a.received(), Some("2001:db8::9:255".parse().unwrap()));
+    }
+
+    #[test]
+    fn via_unknown_transport_is_kept() {
+        let v = Via::parse(b"SIP/2.0/UNKNOWN t4.example.com;branch=z9hG4bKasd0f3en").unwrap();
+        assert_eq!(v.transport(), Transport::Other(b"UNKNOWN"));
+    }
+
+    #[test]
+    fn via_with_empty_params_is_rejected() {
+        // RFC 4475 section 3.1.2.1.
+        assert!(via_list(b"SIP/2.0/UDP 192.0.2.15;;,;,,").is_err());
+    }
+
+    #[test]
+    fn via_list_returns_the_first_value() {
+        let v = via_list(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239").unwrap();
+        assert_eq!(v.host(), Host::Name(b"spindle.example.com"));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
+    }
+
+    #[test]
+    fn via_bad_received_is_rejected() {
+        assert_eq!(
+            Via::parse(b"SIP/2.0/UDP h;received=host.example")
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadVia
+        );
+    }
+
+    #[test]
+    fn name_addr_quoted_display_name_and_tag() {
+        let n = single_name_addr(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
+        assert_eq!(n.display_name(), Some(&b"\"J Rosenberg \\\\\\\"\""[..]));
+        assert_eq!(n.uri().user(), Some(&b"jdrosen"[..]));
+        assert_eq!(n.tag(), Some(&b"98asjd8"[..]));
+    }
+
+    #[test]
+    fn name_addr_token_display_name_without_space_before_bracket() {
+        // RFC 4475 section 3.1.1.6.
+        let n = single_name_addr(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display_name(), Some(&b"caller"[..]));
+        assert_eq!(n.tag(), Some(&b"323"[..]));
+    }
+
+    #[test]
+    fn addr_spec_params_belong_to_the_header() {
+        let n = single_name_addr(b"sip:caller@example.net;tag=134161461246").unwrap();
+        assert_eq!(n.uri().as_bytes(), b"sip:caller@example.net");
+        assert_eq!(n.tag(), Some(&b"134161461246"[..]));
+        assert!(n.display_name().is_none());
+    }
+
+    #[test]
+    fn unterminated_display_name_is_rejected() {
+        // RFC 4475 section 3.1.2.6.
+        let e = single_name_addr(b"\"Mr. J. User <sip:j.user@example.com>").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnterminatedQuote);
+    }
+
+    #[test]
+    fn comma_in_unquoted_display_name_is_rejected() {
+        // RFC 4475 section 3.1.2.15.
+        let e = single_name_addr(b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadDisplayName);
+    }
+
+    #[test]
+    fn spaces_inside_angle_brackets_are_rejected() {
+        // RFC 4475 section 3.1.2.14.
+        assert!(single_name_addr(b"\"Watson, Thomas\" < sip:t.watson@example.org >").is_err());
+    }
+
+    #[test]
+    fn addr_spec_with_uri_headers_is_rejected() {
+        // RFC 4475 section 3.1.2.13.
+        let e = name_addr_list(
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadNameAddr);
+        assert!(name_addr_list(
+            b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            true
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn contact_star_and_lists() {
+        assert!(name_addr_list(b"*", true).is_ok());
+        assert!(name_addr_list(b"*", false).is_err());
+        assert!(name_addr_list(b"<sip:a@b>;q=0.5, \"B\" <sip:b@c>;expires=60", true).is_ok());
+        assert!(name_addr_list(b"\"Joe\" <sip:joe@example.org>;;;;", true).is_err());
+    }
+
+    #[test]
+    fn cseq_number_and_method() {
+        let c = CSeq::parse(b"0009\r\n  INVITE").unwrap();
+        assert_eq!(c.number, 9);
+        assert_eq!(c.method, Method::Invite);
+        assert_eq!(CSeq::parse(b"2147483647 ACK").unwrap().number, MAX_CSEQ);
+    }
+
+    #[test]
+    fn cseq_over_2_pow_31_is_rejected() {
+        assert_eq!(
+            CSeq::parse(b"2147483648 INVITE").unwrap_err().kind,
+            ErrorKind::BadCSeq
+        );
+        assert_eq!(
+            CSeq::parse(b"36893488147419103232 REGISTER")
+                .unwrap_err()
+                .kind,
+            ErrorKind::BadCSeq
+        );
+        assert!(CSeq::parse(b"fhdjkgfhdkjhgkj").is_err());
+        assert!(CSeq::parse(b"1").is_err());
+    }
+
+    #[test]
+    fn call_id_is_word_at_word() {
+        assert!(call_id(b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{").is_ok());
+        assert!(call_id(b"a@b@c").is_err());
+        assert!(call_id(b"a b").is_err());
+        assert!(call_id(b"").is_err());
+    }
+
+    #[test]
+    fn date_must_be_gmt() {
+        assert!(date(b"Sat, 13 Nov 2010 23:29:00 GMT").is_ok());
+        assert_eq!(
+            date(b"Fri, 01 Jan 2010 16:00:00 EST").unwrap_err().kind,
+            ErrorKind::BadDate
+        );
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        assert_eq!(Method::from_bytes(b"INVITE"), Method::Invite);
+        assert_eq!(Method::from_bytes(b"invite"), Method::Other(b"invite"));
+        assert_eq!(Method::Other(b"NEWMETHOD").as_bytes(), b"NEWMETHOD");
+    }
+}
