@@ -2,9 +2,9 @@
 //! callers and servers act on (start line, Call-ID, CSeq, From, To and its
 //! tag, the Via headers, the digest headers, the body).
 //!
-//! Interim: this is a deliberately small line scanner, kept behind
-//! [`parse`] until `dce_edge::sip` lands on main; then [`parse`] becomes a thin
-//! adapter over that parser and this scanner goes away.
+//! The bytes are parsed by the appliance's own parser (`dce_edge::sip`:
+//! zero-copy, RFC 3261 grammar, fuzzed); this module only maps its view onto
+//! the few fields the generator acts on, in one place.
 
 /// SIP methods the generator acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,22 +101,13 @@ pub struct SipView<'a> {
 /// Why a datagram is not a SIP message the generator can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
-    /// The start line is neither a request nor a status line.
-    #[error("bad start line")]
-    StartLine,
-    /// A header the generator needs is missing.
-    #[error("missing {0} header")]
-    Missing(&'static str),
-    /// CSeq is not `number method`.
-    #[error("bad CSeq")]
-    CSeq,
+    /// The SIP parser refused it (bad start line, missing or repeated
+    /// required header, Content-Length beyond the datagram, ...).
+    #[error("{0}")]
+    Sip(dce_edge::sip::ParseError),
     /// More Via headers than [`MAX_VIAS`].
     #[error("more than {MAX_VIAS} Via headers")]
     TooManyVias,
-    /// Content-Length promises more body than the datagram holds (RFC 3261
-    /// section 18.3: such a datagram is discarded).
-    #[error("Content-Length beyond the datagram")]
-    ContentLength,
 }
 
 impl<'a> SipView<'a> {
@@ -187,195 +178,55 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[a..b.max(a)]
 }
 
-fn parse_u32(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 {
-        return None;
+fn method(m: dce_edge::sip::Method<'_>) -> Method {
+    use dce_edge::sip::Method as M;
+    match m {
+        M::Invite => Method::Invite,
+        M::Ack => Method::Ack,
+        M::Bye => Method::Bye,
+        M::Cancel => Method::Cancel,
+        M::Options => Method::Options,
+        M::Register => Method::Register,
+        _ => Method::Other,
     }
-    s.iter().try_fold(0u32, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-    })
 }
 
-/// Reads a datagram as a SIP message.
+/// Reads a datagram as a SIP message, with `dce_edge::sip::parse`.
 pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
-    let mut lines = Lines { buf, at: 0 };
-    let first = lines.next_line().ok_or(Malformed::StartLine)?;
-    let start = start_line(first).ok_or(Malformed::StartLine)?;
-    let mut v = SipView {
-        start,
-        call_id: &[],
-        cseq: 0,
-        cseq_method: Method::Other,
-        from: &[],
-        to: &[],
-        vias: [&[]; MAX_VIAS],
-        via_count: 0,
-        www_authenticate: None,
-        authorization: None,
-        body: &[],
-    };
-    let (mut have_cseq, mut content_length) = (false, None);
-    while let Some((name, value)) = lines.next_header() {
-        match header_kind(name) {
-            Header::CallId => v.call_id = value,
-            Header::From => v.from = value,
-            Header::To => v.to = value,
-            Header::Via => {
-                if v.via_count == MAX_VIAS {
-                    return Err(Malformed::TooManyVias);
-                }
-                v.vias[v.via_count] = value;
-                v.via_count += 1;
-            }
-            Header::CSeq => {
-                let mut parts = value
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|p| !p.is_empty());
-                let n = parts.next().and_then(parse_u32).ok_or(Malformed::CSeq)?;
-                let m = parts.next().ok_or(Malformed::CSeq)?;
-                v.cseq = n;
-                v.cseq_method = Method::from_token(m);
-                have_cseq = true;
-            }
-            Header::WwwAuthenticate => v.www_authenticate = Some(value),
-            Header::Authorization => v.authorization = Some(value),
-            Header::ContentLength => content_length = parse_u32(value),
-            Header::Other => {}
-        }
-    }
-    let rest = &buf[lines.at.min(buf.len())..];
-    v.body = match content_length {
-        Some(n) if n as usize > rest.len() => return Err(Malformed::ContentLength),
-        Some(n) => &rest[..n as usize],
-        None => rest,
-    };
-    if v.call_id.is_empty() {
-        return Err(Malformed::Missing("Call-ID"));
-    }
-    if !have_cseq {
-        return Err(Malformed::Missing("CSeq"));
-    }
-    if v.via_count == 0 {
-        return Err(Malformed::Missing("Via"));
-    }
-    if v.from.is_empty() {
-        return Err(Malformed::Missing("From"));
-    }
-    if v.to.is_empty() {
-        return Err(Malformed::Missing("To"));
-    }
-    Ok(v)
-}
-
-fn start_line(line: &[u8]) -> Option<Start<'_>> {
-    if let Some(rest) = line.strip_prefix(b"SIP/2.0 ") {
-        let code = rest.get(..3).and_then(parse_u32)?;
-        if !(100..700).contains(&code) || rest.get(3).is_some_and(|&b| b != b' ') {
-            return None;
-        }
-        return Some(Start::Response { code: code as u16 });
-    }
-    let mut parts = line.split(|&b| b == b' ');
-    let method = parts.next()?;
-    let uri = parts.next()?;
-    let version = parts.next()?;
-    if method.is_empty()
-        || !method
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(b))
-        || uri.is_empty()
-        || version != b"SIP/2.0"
-        || parts.next().is_some()
-    {
-        return None;
-    }
-    Some(Start::Request {
-        method: Method::from_token(method),
-        uri,
-    })
-}
-
-enum Header {
-    CallId,
-    From,
-    To,
-    Via,
-    CSeq,
-    WwwAuthenticate,
-    Authorization,
-    ContentLength,
-    Other,
-}
-
-fn header_kind(name: &[u8]) -> Header {
-    // Dispatch on the length first: most headers are then decided by one
-    // comparison. Compact forms from RFC 3261 section 7.3.3.
-    let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
-    match name.len() {
-        1 => match name[0].to_ascii_lowercase() {
-            b'i' => Header::CallId,
-            b'f' => Header::From,
-            b't' => Header::To,
-            b'v' => Header::Via,
-            b'l' => Header::ContentLength,
-            _ => Header::Other,
+    use dce_edge::sip::HeaderName;
+    let m = dce_edge::sip::parse(buf).map_err(Malformed::Sip)?;
+    let start = match (m.method(), m.request_uri(), m.status()) {
+        (Some(meth), Some(uri), _) => Start::Request {
+            method: method(meth),
+            uri,
         },
-        2 if eq(b"to") => Header::To,
-        3 if eq(b"via") => Header::Via,
-        4 if eq(b"from") => Header::From,
-        4 if eq(b"cseq") => Header::CSeq,
-        7 if eq(b"call-id") => Header::CallId,
-        13 if eq(b"authorization") => Header::Authorization,
-        14 if eq(b"content-length") => Header::ContentLength,
-        16 if eq(b"www-authenticate") => Header::WwwAuthenticate,
-        _ => Header::Other,
-    }
-}
-
-struct Lines<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Lines<'a> {
-    /// The next line without its CRLF (or bare LF); `None` at the end.
-    fn next_line(&mut self) -> Option<&'a [u8]> {
-        if self.at >= self.buf.len() {
-            return None;
+        (_, _, Some(code)) => Start::Response { code },
+        // The parser yields either a request or a response.
+        _ => Start::Response { code: 0 },
+    };
+    let mut vias = [&[][..]; MAX_VIAS];
+    let mut via_count = 0;
+    for h in m.headers_named(HeaderName::Via) {
+        if via_count == MAX_VIAS {
+            return Err(Malformed::TooManyVias);
         }
-        let rest = &self.buf[self.at..];
-        let (line, used) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], i + 1),
-            None => (rest, rest.len()),
-        };
-        self.at += used;
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
+        vias[via_count] = h.value;
+        via_count += 1;
     }
-
-    /// The next header as (name, value), joining folded lines (RFC 3261
-    /// section 7.3.1); `None` at the blank line ending the headers.
-    fn next_header(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-        loop {
-            let line_start = self.at;
-            let line = self.next_line()?;
-            if line.is_empty() {
-                return None;
-            }
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                continue; // Not a header line: skipped, like a lenient proxy.
-            };
-            let name = trim(&line[..colon]);
-            let value_start = line_start + colon + 1;
-            let mut value_end = line_start + line.len();
-            // Folded continuation lines start with SP or HT.
-            while self.at < self.buf.len() && matches!(self.buf[self.at], b' ' | b'\t') {
-                let cont_start = self.at;
-                let cont = self.next_line().unwrap_or(&[]);
-                value_end = cont_start + cont.len();
-            }
-            return Some((name, trim(&self.buf[value_start..value_end])));
-        }
-    }
+    let cseq = m.cseq();
+    Ok(SipView {
+        start,
+        call_id: m.call_id(),
+        cseq: cseq.number,
+        cseq_method: method(cseq.method),
+        from: m.header_value(HeaderName::From).unwrap_or_default(),
+        to: m.header_value(HeaderName::To).unwrap_or_default(),
+        vias,
+        via_count,
+        www_authenticate: m.header_value(HeaderName::WwwAuthenticate),
+        authorization: m.header_value(HeaderName::Authorization),
+        body: m.body(),
+    })
 }
 
 #[cfg(test)]
@@ -413,18 +264,14 @@ mod tests {
 
     #[test]
     fn garbage_and_missing_headers_are_refused() {
-        assert_eq!(parse(b"\x00\x01binary").unwrap_err(), Malformed::StartLine);
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\n\r\n").unwrap_err(),
-            Malformed::StartLine
-        );
-        assert_eq!(
-            parse(b"SIP/2.0 99 x\r\n\r\n").unwrap_err(),
-            Malformed::StartLine
-        );
-        let no_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: v\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\n\r\n";
-        assert_eq!(parse(no_cseq).unwrap_err(), Malformed::Missing("CSeq"));
-        let bad_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: v\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: x OPTIONS\r\n\r\n";
-        assert_eq!(parse(bad_cseq).unwrap_err(), Malformed::CSeq);
+        assert!(parse(b"\x00\x01binary").is_err());
+        assert!(parse(b"GET / HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse(b"SIP/2.0 99 x\r\n\r\n").is_err());
+        let no_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\n\r\n";
+        assert!(matches!(parse(no_cseq), Err(Malformed::Sip(_))));
+        let bad_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: x OPTIONS\r\n\r\n";
+        assert!(matches!(parse(bad_cseq), Err(Malformed::Sip(_))));
+        let short_body = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 10\r\n\r\nv=0";
+        assert!(matches!(parse(short_body), Err(Malformed::Sip(_))));
     }
 }
