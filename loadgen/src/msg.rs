@@ -282,6 +282,9 @@ pub struct Request<'a> {
     pub to_tag: Option<&'a [u8]>,
     /// Carry the SDP offer.
     pub with_sdp: bool,
+    /// The dialog's route set (RFC 3261 section 12.1.2), written as a Route
+    /// header in requests inside the dialog.
+    pub route: Option<&'a [u8]>,
 }
 
 /// Writes a caller's request. Returns the length, or `None` if it did not
@@ -341,6 +344,11 @@ pub fn write_request(
     out.put(b" ");
     out.put(r.method.token());
     out.put(b"\r\n");
+    if let Some(route) = r.route {
+        out.put(b"Route: ");
+        out.put(route);
+        out.put(b"\r\n");
+    }
     if matches!(r.method, Method::Invite | Method::Register) {
         out.put(b"Contact: <sip:");
         out.put(if register { r.number } else { &t.caller });
@@ -521,6 +529,7 @@ mod tests {
             cseq: 1,
             to_tag: None,
             with_sdp: true,
+            route: None,
         };
         let n = write_request(&mut b, &template(), &r, None).unwrap();
         let v = parse(&b[..n]).unwrap();
@@ -541,6 +550,7 @@ mod tests {
             cseq: 1,
             to_tag: None,
             with_sdp: false,
+            route: None,
         };
         let n = write_request(&mut b, &template(), &r, None).unwrap();
         let req = b[..n].to_vec();
@@ -598,6 +608,7 @@ mod tests {
                     cseq: 1,
                     to_tag: None,
                     with_sdp: false,
+                    route: None,
                 },
                 None
             ),

@@ -94,6 +94,9 @@ pub struct SipView<'a> {
     pub www_authenticate: Option<&'a [u8]>,
     /// Authorization value, if any.
     pub authorization: Option<&'a [u8]>,
+    /// The first Record-Route value as written (a proxy that records the
+    /// route; one proxy between caller and server is the lab's case).
+    pub record_route: Option<&'a [u8]>,
     /// The body.
     pub body: &'a [u8],
 }
@@ -225,6 +228,7 @@ pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
         via_count,
         www_authenticate: m.header_value(HeaderName::WwwAuthenticate),
         authorization: m.header_value(HeaderName::Authorization),
+        record_route: m.header_value(HeaderName::RecordRoute),
         body: m.body(),
     })
 }

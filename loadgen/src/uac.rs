@@ -357,7 +357,13 @@ struct Call {
     cancel_lost: bool,
     to_tag: [u8; TAG_MAX],
     to_tag_len: u8,
+    /// The dialog's route set: the 2xx's Record-Route (one proxy).
+    route: [u8; ROUTE_MAX],
+    route_len: u8,
 }
+
+/// Longest Record-Route value a call keeps for its dialog.
+const ROUTE_MAX: usize = 160;
 
 impl Call {
     fn empty() -> Self {
@@ -374,6 +380,8 @@ impl Call {
             cancel_lost: false,
             to_tag: [0; TAG_MAX],
             to_tag_len: 0,
+            route: [0; ROUTE_MAX],
+            route_len: 0,
         }
     }
 }
@@ -763,6 +771,7 @@ impl<'a> Worker<'a> {
             c.answered = false;
             c.cancel_lost = false;
             c.to_tag_len = 0;
+            c.route_len = 0;
         }
         let state = match self.cfg.scenario {
             Scenario::Call | Scenario::Cancel => State::Inviting,
@@ -819,6 +828,9 @@ impl<'a> Worker<'a> {
         let nlen = nb.len();
         let number = &num[..nlen];
         let tag = &c.to_tag[..usize::from(c.to_tag_len)];
+        let route = &c.route[..usize::from(c.route_len)];
+        // Requests inside the dialog (ACK of a 2xx, BYE) follow its route set.
+        let in_dialog = matches!(txn, Txn::Ack2xx) || method == Method::Bye;
         let req = Request {
             method,
             txn,
@@ -827,6 +839,7 @@ impl<'a> Worker<'a> {
             cseq,
             to_tag: with_tag.then_some(tag),
             with_sdp,
+            route: (in_dialog && !route.is_empty()).then_some(route),
         };
         let t = &self.templates[sock as usize];
         let mut cnonce = [0u8; 32];
@@ -995,6 +1008,15 @@ impl<'a> Worker<'a> {
         let c = &mut self.calls[slot as usize];
         c.to_tag[..tag.len()].copy_from_slice(tag);
         c.to_tag_len = tag.len() as u8;
+        // A route set too long to keep is dropped: the dialog then goes
+        // straight to the target, as without a proxy recording the route.
+        match v.record_route {
+            Some(rr) if rr.len() <= ROUTE_MAX => {
+                c.route[..rr.len()].copy_from_slice(rr);
+                c.route_len = rr.len() as u8;
+            }
+            _ => c.route_len = 0,
+        }
         true
     }
 

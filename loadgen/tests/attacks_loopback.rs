@@ -76,6 +76,7 @@ fn garbage_is_counted_by_the_server_and_never_answered_as_a_call() {
     let uas = server(None);
     let n = GARBAGE_KINDS.len() as u64 * 4;
     let c = GarbageConfig {
+        local_addr: None,
         target: uas.local_addr(),
         sources: 4,
         bounds: bounds(n),

@@ -90,6 +90,10 @@ pub struct ScanArgs {
     /// From display name.
     #[arg(long, default_value = "sipvicious")]
     from_name: String,
+    /// Address to send from (default: the route's source address); lets
+    /// each attack in a lab come from a source of its own.
+    #[arg(long)]
+    local_addr: Option<std::net::IpAddr>,
     /// Source sockets.
     #[arg(long, default_value_t = 1)]
     sources: usize,
@@ -115,6 +119,10 @@ pub struct GuessArgs {
     /// User-Agent.
     #[arg(long, default_value = "friendly-scanner")]
     user_agent: String,
+    /// Address to send from (default: the route's source address); lets
+    /// each attack in a lab come from a source of its own.
+    #[arg(long)]
+    local_addr: Option<std::net::IpAddr>,
     /// Source sockets.
     #[arg(long, default_value_t = 1)]
     sources: usize,
@@ -156,6 +164,10 @@ pub struct GarbageArgs {
     /// Target (198.18.0.0/15 or 127.0.0.0/8).
     #[arg(long)]
     target: SocketAddr,
+    /// Address to send from (default: the route's source address); lets
+    /// each attack in a lab come from a source of its own.
+    #[arg(long)]
+    local_addr: Option<std::net::IpAddr>,
     /// Source sockets.
     #[arg(long, default_value_t = 8)]
     sources: usize,
@@ -215,6 +227,7 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
             c.user_agent = a.user_agent;
             c.from_name = a.from_name;
             c.sources = a.sources;
+            c.local_addr = a.local_addr;
             c.bounds = a.bounds.bounds()?;
             (super::scan(&c, stop)?, a.bounds.json)
         }
@@ -227,6 +240,7 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
             };
             c.user_agent = a.user_agent;
             c.sources = a.sources;
+            c.local_addr = a.local_addr;
             c.bounds = a.bounds.bounds()?;
             (super::guess(&c, stop)?, a.bounds.json)
         }
@@ -250,6 +264,7 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
             let c = GarbageConfig {
                 target: a.target,
                 sources: a.sources,
+                local_addr: a.local_addr,
                 bounds: a.bounds.bounds()?,
                 seed: a.seed,
                 listen_after: Duration::from_secs(1),

@@ -2,7 +2,7 @@
 //! shaped like SIPVicious, REGISTER password guessing, and malformed or
 //! non-SIP garbage.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,9 +36,16 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(target: SocketAddr, sources: usize) -> Result<Sender, UdpAttackError> {
-        let ip = crate::uac::route_source(target)
-            .map_err(|e| UdpAttackError::Io(format!("route to {target}: {e}")))?;
+    fn new(
+        target: SocketAddr,
+        sources: usize,
+        local: Option<IpAddr>,
+    ) -> Result<Sender, UdpAttackError> {
+        let ip = match local {
+            Some(ip) => ip,
+            None => crate::uac::route_source(target)
+                .map_err(|e| UdpAttackError::Io(format!("route to {target}: {e}")))?,
+        };
         let mut socks = Vec::new();
         for _ in 0..sources.max(1) {
             socks.push(
@@ -84,6 +91,7 @@ fn drive(
     kind: &str,
     target: SocketAddr,
     sources: usize,
+    local: Option<IpAddr>,
     bounds: Bounds,
     listen_after: Duration,
     stop: &AtomicBool,
@@ -92,7 +100,7 @@ fn drive(
 ) -> Result<AttackReport, UdpAttackError> {
     check_destination(target.ip())?;
     bounds.check()?;
-    let mut s = Sender::new(target, sources)?;
+    let mut s = Sender::new(target, sources, local)?;
     let mut report = AttackReport {
         kind: kind.into(),
         target: target.to_string(),
@@ -263,6 +271,8 @@ pub struct ScanConfig {
     pub from_name: String,
     /// Source sockets.
     pub sources: usize,
+    /// The address to send from (default: the route's source address).
+    pub local_addr: Option<IpAddr>,
     /// Bounds.
     pub bounds: Bounds,
     /// How long to keep reading answers after the last request.
@@ -279,6 +289,7 @@ impl ScanConfig {
             user_agent: "friendly-scanner".into(),
             from_name: "sipvicious".into(),
             sources: 1,
+            local_addr: None,
             bounds: Bounds {
                 count: 900,
                 ..Bounds::default()
@@ -296,6 +307,7 @@ pub fn scan(cfg: &ScanConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAtta
         &format!("scan ({})", String::from_utf8_lossy(cfg.method.token())),
         cfg.target,
         cfg.sources,
+        cfg.local_addr,
         cfg.bounds,
         cfg.listen_after,
         stop,
@@ -349,6 +361,8 @@ pub struct GuessConfig {
     pub user_agent: String,
     /// Source sockets.
     pub sources: usize,
+    /// The address to send from (default: the route's source address).
+    pub local_addr: Option<IpAddr>,
     /// Bounds: `count` guesses, each one challenge round trip.
     pub bounds: Bounds,
     /// How long to keep reading answers after the last guess.
@@ -364,6 +378,7 @@ impl GuessConfig {
             passwords: Numbers::pattern("{0000-9999}").expect("valid pattern"),
             user_agent: "friendly-scanner".into(),
             sources: 1,
+            local_addr: None,
             bounds: Bounds {
                 count: 10_000,
                 duration: Duration::from_secs(10),
@@ -385,6 +400,7 @@ pub fn guess(cfg: &GuessConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAt
         "guess",
         cfg.target,
         cfg.sources,
+        cfg.local_addr,
         cfg.bounds,
         cfg.listen_after,
         stop,
@@ -539,6 +555,8 @@ pub struct GarbageConfig {
     pub target: SocketAddr,
     /// Source sockets.
     pub sources: usize,
+    /// The address to send from (default: the route's source address).
+    pub local_addr: Option<IpAddr>,
     /// Bounds.
     pub bounds: Bounds,
     /// Seed of the noise.
@@ -553,6 +571,7 @@ pub fn garbage(cfg: &GarbageConfig, stop: &AtomicBool) -> Result<AttackReport, U
         "garbage",
         cfg.target,
         cfg.sources,
+        cfg.local_addr,
         cfg.bounds,
         cfg.listen_after,
         stop,
