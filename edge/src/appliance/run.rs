@@ -341,20 +341,7 @@ impl Appliance {
             self.reload_counts(),
             &self.last_workers,
         );
-        let now = Instant::now();
-        if let Some(f) = &self.filter {
-            add_filter(&mut s, f);
-            return s;
-        }
-        s.bans = self
-            .worker_bans
-            .iter()
-            .map(|(ip, (reason, until))| stats::BanEntry {
-                source: ip.to_string(),
-                reason: reason.to_string(),
-                seconds_left: until.saturating_duration_since(now).as_secs(),
-            })
-            .collect();
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
         s
     }
 
@@ -370,14 +357,16 @@ impl Appliance {
     pub fn stop(self) -> Result<Snapshot, DataplaneError> {
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
-        Ok(assemble(
+        let mut s = assemble(
             &self.cfg,
             &self.routes,
             &self.prober,
             self.started,
             reloads,
             &finals,
-        ))
+        );
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        Ok(s)
     }
 }
 
@@ -515,6 +504,28 @@ fn latency(h: &Histogram<u64>) -> stats::LatencyHistogram {
         p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
     }
+}
+
+/// The control thread's part of a snapshot: the XDP filter's counters and
+/// bans when it runs, else the bans the workers enforce.
+fn add_bans(
+    s: &mut Snapshot,
+    filter: Option<&Filter>,
+    worker_bans: &HashMap<IpAddr, (&'static str, Instant)>,
+) {
+    if let Some(f) = filter {
+        add_filter(s, f);
+        return;
+    }
+    let now = Instant::now();
+    s.bans = worker_bans
+        .iter()
+        .map(|(ip, (reason, until))| stats::BanEntry {
+            source: ip.to_string(),
+            reason: reason.to_string(),
+            seconds_left: until.saturating_duration_since(now).as_secs(),
+        })
+        .collect();
 }
 
 /// The XDP filter's part of a snapshot: verdicts, attach mode, top sources

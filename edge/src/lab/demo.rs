@@ -566,8 +566,8 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         completed: u(&callers, &["outcomes", "completed"]),
         failed: u(&callers, &["accounting", "started"])
             .saturating_sub(u(&callers, &["outcomes", "completed"])),
-        setup_p50_ms: f(&callers, &["latency", "setup", "p50_us"]) / 1000.0,
-        setup_p99_ms: f(&callers, &["latency", "setup", "p99_us"]) / 1000.0,
+        setup_p50_ms: f(&callers, &["latency_us", "setup", "p50_us"]) / 1000.0,
+        setup_p99_ms: f(&callers, &["latency_us", "setup", "p99_us"]) / 1000.0,
     };
     let attacks = attack_names
         .iter()

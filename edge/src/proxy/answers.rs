@@ -8,6 +8,12 @@
 //! dialog cookie (it received a response routed through this edge). Every
 //! other source shares a small per-worker budget, with a tiny per-source
 //! allowance inside it.
+//!
+//! The same holds for new calls: an INVITE from an unverified source is
+//! forwarded only within a per-worker budget of new calls from unverified
+//! sources. Otherwise a flood of spoofed INVITEs that routes would reach the
+//! upstreams, and their answers (100, 200, retransmitted until an ACK that
+//! never comes) would be reflected at the spoofed addresses through the edge.
 
 use std::net::IpAddr;
 
@@ -32,6 +38,11 @@ pub struct AnswerConfig {
     pub unverified_total_rate: u32,
     /// Burst of that total.
     pub unverified_total_burst: u32,
+    /// New calls per second from all unverified sources together, per
+    /// worker; beyond it their INVITEs are dropped unanswered.
+    pub unverified_calls_rate: u32,
+    /// Burst of those new calls.
+    pub unverified_calls_burst: u32,
     /// How long a source stays verified after it last proved itself, in
     /// seconds.
     pub verified_seconds: u32,
@@ -48,6 +59,8 @@ impl Default for AnswerConfig {
             unverified_burst: 4,
             unverified_total_rate: 200,
             unverified_total_burst: 200,
+            unverified_calls_rate: 200,
+            unverified_calls_burst: 200,
             verified_seconds: 3600,
             tracked_sources: 65_536,
         }
@@ -79,6 +92,8 @@ pub struct Answers {
     unverified: RateLimit,
     unverified_total: RateLimit,
     total_state: RateState,
+    unverified_calls: RateLimit,
+    calls_state: RateState,
     verified_ns: u64,
     sources: SourceTable<SourceState>,
 }
@@ -94,6 +109,11 @@ impl Answers {
                 config.unverified_total_burst,
             ),
             total_state: RateState::default(),
+            unverified_calls: RateLimit::per_second(
+                config.unverified_calls_rate,
+                config.unverified_calls_burst,
+            ),
+            calls_state: RateState::default(),
             verified_ns: config.verified_seconds as u64 * 1_000_000_000,
             sources: SourceTable::with_capacity(config.tracked_sources.max(64)),
         }
@@ -110,6 +130,15 @@ impl Answers {
         self.sources
             .get(SourceKey::new(src))
             .is_some_and(|s| s.verified_until > now)
+    }
+
+    /// Decides whether a new call from `src` may be forwarded at `now`:
+    /// always for trusted and verified sources, within the shared budget for
+    /// the rest.
+    pub fn admit_call(&mut self, src: IpAddr, trusted: bool, now: u64) -> bool {
+        trusted
+            || self.is_verified(src, now)
+            || self.unverified_calls.admit(&mut self.calls_state, now)
     }
 
     /// Decides whether an answer to `src` may go out at `now`, charging the
@@ -189,6 +218,24 @@ mod tests {
             .filter(|&i| a.admit(ip(8), true, i * MS) == AnswerVerdict::Send)
             .count();
         assert_eq!(trusted, 300);
+    }
+
+    #[test]
+    fn new_calls_from_unverified_sources_share_a_budget() {
+        let cfg = AnswerConfig {
+            unverified_calls_rate: 50,
+            unverified_calls_burst: 50,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        let spoofed = (0..10_000u32)
+            .filter(|&i| a.admit_call(ip(i), false, i as u64 * 100_000))
+            .count();
+        // One simulated second: the burst plus one second of rate at most.
+        assert!((50..=101).contains(&spoofed), "{spoofed}");
+        a.verify(ip(5), 0);
+        assert!((0..1000).all(|_| a.admit_call(ip(5), false, MS)));
+        assert!((0..1000).all(|_| a.admit_call(ip(6), true, MS)));
     }
 
     #[test]

@@ -52,10 +52,12 @@ pub enum ProxyDrop {
     TooLarge,
     /// The source is banned (socket mode, where no XDP filter bans it).
     Banned,
+    /// A new call from an unverified source over the budget for such calls.
+    UnverifiedCall,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 12] = [
+    const ALL: [ProxyDrop; 13] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -68,6 +70,7 @@ impl ProxyDrop {
         ProxyDrop::NoDestination,
         ProxyDrop::TooLarge,
         ProxyDrop::Banned,
+        ProxyDrop::UnverifiedCall,
     ];
 
     /// Every reason, in counter order.
@@ -90,6 +93,7 @@ impl DropReason for ProxyDrop {
         "no_destination",
         "too_large",
         "banned",
+        "unverified_call",
     ];
 
     fn index(self) -> usize {
@@ -633,6 +637,11 @@ impl EdgeProxy {
             _ => msg.dialed_number(&mut number).is_ok(),
         };
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
+        // New calls from sources that have not shown they are real stay
+        // within their budget, unanswered beyond it (see `answers`).
+        if initial_invite && !self.answers.admit_call(src.ip(), trusted, now) {
+            return self.drop(ProxyDrop::UnverifiedCall);
+        }
         self.lookups += 1;
         let decision = {
             let d = if !have_number {
