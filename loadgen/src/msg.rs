@@ -461,6 +461,14 @@ pub fn write_response(buf: &mut [u8], req: &SipView<'_>, r: &Response<'_>) -> Op
     out.put(b" ");
     out.put(req.cseq_method.token());
     out.put(b"\r\n");
+    // RFC 3261 section 12.1.1: a UAS copies the Record-Route of a request
+    // that creates a dialog into its answers, so the route set reaches the
+    // caller (and the proxies that asked for it stay in the dialog).
+    if let (Some(rr), Method::Invite, 101..=299) = (req.record_route, req.cseq_method, r.code) {
+        out.put(b"Record-Route: ");
+        out.put(rr);
+        out.put(b"\r\n");
+    }
     if let Some(c) = r.contact {
         out.put(b"Contact: ");
         out.put(c);

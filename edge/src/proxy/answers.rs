@@ -14,6 +14,11 @@
 //! sources. Otherwise a flood of spoofed INVITEs that routes would reach the
 //! upstreams, and their answers (100, 200, retransmitted until an ACK that
 //! never comes) would be reflected at the spoofed addresses through the edge.
+//!
+//! Under a flood (more requests from unverified sources per second than a
+//! threshold) the shields go up for a while: no answers and no new calls
+//! for unverified sources at all, so a spoofed flood is reflected nowhere.
+//! Verified and trusted sources are not affected.
 
 use std::net::IpAddr;
 
@@ -43,6 +48,11 @@ pub struct AnswerConfig {
     pub unverified_calls_rate: u32,
     /// Burst of those new calls.
     pub unverified_calls_burst: u32,
+    /// Requests per second from unverified sources, per worker, that mean a
+    /// flood and raise the shields (0: never).
+    pub flood_threshold: u32,
+    /// How long the shields stay up after the flood was last seen, seconds.
+    pub shields_seconds: u32,
     /// How long a source stays verified after it last proved itself, in
     /// seconds.
     pub verified_seconds: u32,
@@ -59,8 +69,10 @@ impl Default for AnswerConfig {
             unverified_burst: 4,
             unverified_total_rate: 200,
             unverified_total_burst: 200,
-            unverified_calls_rate: 200,
-            unverified_calls_burst: 200,
+            unverified_calls_rate: 100,
+            unverified_calls_burst: 50,
+            flood_threshold: 2000,
+            shields_seconds: 10,
             verified_seconds: 3600,
             tracked_sources: 65_536,
         }
@@ -94,6 +106,12 @@ pub struct Answers {
     total_state: RateState,
     unverified_calls: RateLimit,
     calls_state: RateState,
+    flood_threshold: u32,
+    shields_ns: u64,
+    window_start: u64,
+    window_count: u32,
+    shields_until: u64,
+    shields_raised: u64,
     verified_ns: u64,
     sources: SourceTable<SourceState>,
 }
@@ -114,6 +132,12 @@ impl Answers {
                 config.unverified_calls_burst,
             ),
             calls_state: RateState::default(),
+            flood_threshold: config.flood_threshold,
+            shields_ns: config.shields_seconds as u64 * 1_000_000_000,
+            window_start: 0,
+            window_count: 0,
+            shields_until: 0,
+            shields_raised: 0,
             verified_ns: config.verified_seconds as u64 * 1_000_000_000,
             sources: SourceTable::with_capacity(config.tracked_sources.max(64)),
         }
@@ -132,13 +156,39 @@ impl Answers {
             .is_some_and(|s| s.verified_until > now)
     }
 
+    /// Counts a request from an unverified, untrusted source at `now`, and
+    /// raises the shields when such requests exceed the flood threshold.
+    pub fn note_unverified(&mut self, now: u64) {
+        if now.saturating_sub(self.window_start) >= 1_000_000_000 {
+            self.window_start = now;
+            self.window_count = 0;
+        }
+        self.window_count = self.window_count.saturating_add(1);
+        if self.flood_threshold != 0 && self.window_count > self.flood_threshold {
+            if self.shields_until <= now {
+                self.shields_raised += 1;
+            }
+            self.shields_until = now + self.shields_ns;
+        }
+    }
+
+    /// True while a flood of unverified requests keeps the shields up.
+    pub fn shields_up(&self, now: u64) -> bool {
+        self.shields_until > now
+    }
+
+    /// How many times the shields went up.
+    pub fn shields_raised(&self) -> u64 {
+        self.shields_raised
+    }
+
     /// Decides whether a new call from `src` may be forwarded at `now`:
     /// always for trusted and verified sources, within the shared budget for
-    /// the rest.
+    /// the rest, and not at all for them while the shields are up.
     pub fn admit_call(&mut self, src: IpAddr, trusted: bool, now: u64) -> bool {
         trusted
             || self.is_verified(src, now)
-            || self.unverified_calls.admit(&mut self.calls_state, now)
+            || (!self.shields_up(now) && self.unverified_calls.admit(&mut self.calls_state, now))
     }
 
     /// Decides whether an answer to `src` may go out at `now`, charging the
@@ -152,6 +202,9 @@ impl Answers {
             } else {
                 AnswerVerdict::SourceLimited
             };
+        }
+        if self.shields_until > now {
+            return AnswerVerdict::UnverifiedLimited;
         }
         // Check the source's own allowance without spending the shared
         // budget on a source that would be refused anyway.
@@ -236,6 +289,33 @@ mod tests {
         a.verify(ip(5), 0);
         assert!((0..1000).all(|_| a.admit_call(ip(5), false, MS)));
         assert!((0..1000).all(|_| a.admit_call(ip(6), true, MS)));
+    }
+
+    #[test]
+    fn a_flood_raises_the_shields_and_they_fall_after_it() {
+        let cfg = AnswerConfig {
+            flood_threshold: 100,
+            shields_seconds: 2,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        a.verify(ip(1), 0);
+        for i in 0..500u32 {
+            a.note_unverified(i as u64 * MS);
+        }
+        assert!(a.shields_up(500 * MS));
+        assert_eq!(a.shields_raised(), 1);
+        // No answers and no calls for unverified sources; verified ones go on.
+        assert_eq!(
+            a.admit(ip(9), false, 501 * MS),
+            AnswerVerdict::UnverifiedLimited
+        );
+        assert!(!a.admit_call(ip(9), false, 501 * MS));
+        assert!(a.admit_call(ip(1), false, 501 * MS));
+        assert_eq!(a.admit(ip(1), false, 501 * MS), AnswerVerdict::Send);
+        // Quiet for longer than the shield time: down again.
+        assert!(!a.shields_up(3_000 * MS));
+        assert!(a.admit_call(ip(9), false, 3_000 * MS));
     }
 
     #[test]

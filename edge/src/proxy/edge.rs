@@ -637,6 +637,9 @@ impl EdgeProxy {
             _ => msg.dialed_number(&mut number).is_ok(),
         };
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
+        if !trusted && !self.answers.is_verified(src.ip(), now) {
+            self.answers.note_unverified(now);
+        }
         // New calls from sources that have not shown they are real stay
         // within their budget, unanswered beyond it (see `answers`).
         if initial_invite && !self.answers.admit_call(src.ip(), trusted, now) {
