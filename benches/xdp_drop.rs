@@ -315,13 +315,34 @@ fn main() {
                 f.build()
             }),
         ];
-        cases
+        let mut out = cases
             .into_iter()
             .map(|(name, frame)| {
                 let r = run_repeat(filter.program_fd(), &frame, None, 200_000).unwrap();
                 (name, r.duration_ns)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        // A spoofed flood: every source sends about one packet per second, so
+        // each stays inside its own budget and only a per-CPU cap stops it.
+        // Here the emergency cap (1/s) drops all but the first run.
+        let within_budget = FilterConfig {
+            rate_limits: dce_edge::xdp::RateLimits {
+                invite: RateLimit {
+                    rate: 10_000_000,
+                    burst: 10_000_000,
+                },
+                ..Default::default()
+            },
+            overload_cap_pps: 1,
+            ..cfg.clone()
+        };
+        let filter = Filter::load_unattached(&within_budget).expect("the program loads");
+        let r = run_repeat(filter.program_fd(), &frames[0], None, 200_000).unwrap();
+        out.push((
+            "flood INVITE within its source's budget (overload)",
+            r.duration_ns,
+        ));
+        out
     };
 
     // 1 and 2. The XDP filter, native (in the veth's NAPI, on the sender's
