@@ -608,30 +608,41 @@ impl FilterMaps {
         removed(m.remove(&source_key(addr)), "verified")
     }
 
+    /// Every entry of the `verified` map. Two system calls per entry.
+    fn verified_raw(&self) -> Result<Vec<(abi::Source, abi::Verified)>, FilterError> {
+        let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
+        // An entry evicted between listing and reading is simply gone.
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
     /// Every verified source, expired ones included (until swept), soonest
     /// to lapse first. Reads the whole map: two system calls per entry.
     pub fn verified(&self) -> Result<Vec<VerifiedEntry>, FilterError> {
-        let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
-            BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
         let now = monotonic_ns();
-        let mut out = Vec::new();
-        for item in m.iter() {
-            // An entry evicted between listing and reading is simply gone.
-            let Ok((k, v)) = item else { continue };
-            out.push(VerifiedEntry {
+        let mut out: Vec<VerifiedEntry> = self
+            .verified_raw()?
+            .into_iter()
+            .map(|(k, v)| VerifiedEntry {
                 source: source_network(&k),
                 left: Duration::from_nanos(v.expires_ns.saturating_sub(now)),
                 age: Duration::from_nanos(now.saturating_sub(v.verified_ns)),
                 expired: v.expires_ns <= now,
-            });
-        }
-        out.sort_by_key(|e| (e.left, e.source.to_string()));
+            })
+            .collect();
+        out.sort_by_key(|e| (e.left, e.source.addr));
         Ok(out)
     }
 
-    /// How many sources are verified now (unexpired entries).
+    /// How many sources are verified now (unexpired entries). Reads the
+    /// whole map like [`FilterMaps::verified`], without building the list.
     pub fn verified_count(&self) -> Result<usize, FilterError> {
-        Ok(self.verified()?.iter().filter(|e| !e.expired).count())
+        let now = monotonic_ns();
+        Ok(self
+            .verified_raw()?
+            .iter()
+            .filter(|(_, v)| v.expires_ns > now)
+            .count())
     }
 
     /// Removes lapsed verifications (they already no longer apply);
@@ -639,15 +650,12 @@ impl FilterMaps {
     /// verified again between the listing and the removal would be lost.
     pub fn sweep_expired_verified(&mut self) -> Result<usize, FilterError> {
         let now = monotonic_ns();
-        let expired: Vec<abi::Source> = {
-            let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
-                BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
-            m.iter()
-                .filter_map(Result::ok)
-                .filter(|(_, v)| v.expires_ns <= now)
-                .map(|(k, _)| k)
-                .collect()
-        };
+        let expired: Vec<abi::Source> = self
+            .verified_raw()?
+            .into_iter()
+            .filter(|(_, v)| v.expires_ns <= now)
+            .map(|(k, _)| k)
+            .collect();
         let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
             BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
         let mut swept = 0;
