@@ -28,8 +28,8 @@ pub struct Modes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct XdpCounters {
     /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
-    /// `scanner`, `rate_limit`, `overload`, `malformed`); every reason is
-    /// present, zero or not.
+    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`);
+    /// every reason is present, zero or not.
     pub drops: BTreeMap<String, u64>,
     /// Packets passed to the kernel (not SIP, or shield mode).
     pub passed: u64,
