@@ -229,6 +229,7 @@ impl Appliance {
             ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
         });
         self.enforce_bans(&out);
+        self.verify_sources(&out);
         self.changes.clear();
         if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
             eprintln!("dce-edge: health prober: {e}");
@@ -284,6 +285,23 @@ impl Appliance {
         self.assemble()
     }
 
+    /// Tells the XDP filter which sources proved they are real, so that a
+    /// flood from spoofed sources (which spends the unverified budget) does
+    /// not crowd them out.
+    fn verify_sources(&mut self, events: &[ControlEvent]) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        let ttl = Duration::from_secs(self.cfg.proxy.answers.verified_seconds.max(1) as u64);
+        for ev in events {
+            if let ControlEvent::Verified { source } = ev {
+                if let Err(e) = f.verify(*source, ttl) {
+                    eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
+                }
+            }
+        }
+    }
+
     /// Bans the sources the workers reported: in every worker (socket mode,
     /// or until the XDP ban takes over). Several workers may report one
     /// source; it is banned once.
@@ -295,6 +313,7 @@ impl Appliance {
             if now.duration_since(self.last_sweep) >= Duration::from_secs(5) {
                 self.last_sweep = now;
                 let _ = f.sweep_expired_bans();
+                let _ = f.sweep_expired_verified();
             }
         }
         for ev in events {
