@@ -575,6 +575,9 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
             })
             .collect();
     }
+    if let Ok(n) = f.verified_count() {
+        s.verified_sources = n as u64;
+    }
     if let Ok(bans) = f.bans() {
         s.bans = bans
             .into_iter()

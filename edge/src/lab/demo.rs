@@ -409,8 +409,23 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         &dir.join("callers.log"),
     )?;
 
-    // Attacks start once the callers are under way, and end before them.
-    std::thread::sleep(Duration::from_secs(2));
+    // Attacks start once the callers are known to the edge: every caller
+    // address has completed a call and echoed its dialog cookie, as the
+    // regular callers of a real edge have long before any attack. (A caller
+    // that first appears during a flood competes with the flood's budget;
+    // that is the price of reflecting nothing.)
+    let warm_up = Instant::now();
+    let callers_n = lab.callers.addrs.len() as u64;
+    while warm_up.elapsed() < Duration::from_secs(20) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if edge_snapshot(&lab.edge.ns).is_some_and(|s| s.verified_sources >= callers_n) {
+            break;
+        }
+    }
+    eprintln!(
+        "callers verified after {:.1} s; the attacks start",
+        warm_up.elapsed().as_secs_f64()
+    );
     let attack_for = seconds.saturating_sub(4).max(2).to_string();
     let target = edge_sip.to_string();
     let a = |i: usize| attacker.addrs[i.min(attacker.addrs.len() - 1)].to_string();
@@ -652,7 +667,7 @@ fn progress_line(elapsed: Duration, s: &Snapshot, last: Option<&Snapshot>) -> St
         })
         .unwrap_or_default();
     format!(
-        "{:>4}s  calls answered {:>7} (+{:>5}/s) failed {:>4}  setup p50 {:>5.1} ms p99 {:>6.1} ms | XDP dropped {:>9} (+{:>7}/s): {} | bans {}",
+        "{:>4}s  calls answered {:>7} (+{:>5}/s) failed {:>4}  setup p50 {:>5.1} ms p99 {:>6.1} ms | XDP dropped {:>9} (+{:>7}/s): {} | bans {} verified {}",
         elapsed.as_secs(),
         s.calls.answered,
         d_calls,
@@ -662,7 +677,8 @@ fn progress_line(elapsed: Duration, s: &Snapshot, last: Option<&Snapshot>) -> St
         drops,
         d_drops,
         top.join(", "),
-        s.bans.len()
+        s.bans.len(),
+        s.verified_sources
     )
 }
 

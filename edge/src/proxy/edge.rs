@@ -54,10 +54,13 @@ pub enum ProxyDrop {
     Banned,
     /// A new call from an unverified source over the budget for such calls.
     UnverifiedCall,
+    /// A response to an unverified destination while the shields are up
+    /// (it would answer a spoofed flood's INVITE admitted before they rose).
+    ShieldedResponse,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 13] = [
+    const ALL: [ProxyDrop; 14] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -71,6 +74,7 @@ impl ProxyDrop {
         ProxyDrop::TooLarge,
         ProxyDrop::Banned,
         ProxyDrop::UnverifiedCall,
+        ProxyDrop::ShieldedResponse,
     ];
 
     /// Every reason, in counter order.
@@ -94,6 +98,7 @@ impl DropReason for ProxyDrop {
         "too_large",
         "banned",
         "unverified_call",
+        "shielded_response",
     ];
 
     fn index(self) -> usize {
@@ -860,6 +865,9 @@ impl EdgeProxy {
         let status = msg.status().expect("a response has a status");
         let cseq = msg.cseq();
         let to_untrusted = !self.is_trusted(dest.ip()) && !self.answers.is_verified(dest.ip(), now);
+        if to_untrusted && self.answers.shields_up(now) {
+            return self.drop(ProxyDrop::ShieldedResponse);
+        }
         if to_untrusted {
             let reason = match status {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),

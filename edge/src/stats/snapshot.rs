@@ -178,6 +178,10 @@ pub struct Snapshot {
     pub top_sources: Vec<TopSource>,
     /// Active bans.
     pub bans: Vec<BanEntry>,
+    /// Sources that proved their address is real (echoed a dialog cookie)
+    /// and skip the XDP budget for unverified sources.
+    #[serde(default)]
+    pub verified_sources: u64,
     /// Per-worker counters.
     pub workers: Vec<WorkerCounters>,
     /// Route table counters.
