@@ -26,19 +26,7 @@ const CLIENT_INVITES: usize = 3;
 
 /// The `dce-edge` binary next to this test's `deps/` folder.
 fn dce_edge_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile_dir.join("dce-edge");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first with `cargo build -p dce-edge --bin dce-edge` \
-         (same profile as this test; scripts/test-all.sh does)",
-        bin.display()
-    );
-    bin
+    dce_edge::lab::bin::workspace_binary("dce-edge")
 }
 
 /// A command run inside `ns` without a new mount namespace (unlike `ip

@@ -22,18 +22,7 @@ use dce_edge::stats::{
 const WAIT: Duration = Duration::from_secs(60);
 
 fn dce_edge_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("dce-edge");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first with `cargo build --bins` (same profile as the tests)",
-        bin.display()
-    );
-    bin
+    dce_edge::lab::bin::workspace_binary("dce-edge")
 }
 
 /// A tmux server on its own socket (a file this test owns) with one

@@ -11,18 +11,7 @@ use dce_edge::stats::{CallCounters, Snapshot, XdpCounters};
 /// The `dce-edge` binary next to this test's folder (`cargo build --bins`
 /// puts it there; `scripts/test-all.sh` builds it before the tests).
 fn dce_edge_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("dce-edge");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it first with `cargo build --bins` (same profile as the tests)",
-        bin.display()
-    );
-    bin
+    dce_edge::lab::bin::workspace_binary("dce-edge")
 }
 
 #[test]

@@ -413,7 +413,7 @@ impl EdgeProxy {
         }
         ProxyStats {
             received: self.received,
-            parse_errors: ALL_ERROR_KINDS
+            parse_errors: ErrorKind::ALL
                 .iter()
                 .filter_map(|&k| {
                     let n = self.parse_errors[k as usize];
@@ -1006,43 +1006,6 @@ pub fn reason_phrase(code: u16) -> &'static str {
         _ => "Global Failure",
     }
 }
-
-const ALL_ERROR_KINDS: &[ErrorKind] = &[
-    ErrorKind::Empty,
-    ErrorKind::TooLarge,
-    ErrorKind::Truncated,
-    ErrorKind::LineEnding,
-    ErrorKind::BadMethod,
-    ErrorKind::BadRequestLine,
-    ErrorKind::BadRequestUri,
-    ErrorKind::RequestUriHeaders,
-    ErrorKind::UnsupportedVersion,
-    ErrorKind::BadStatusLine,
-    ErrorKind::BadStatusCode,
-    ErrorKind::BadReasonPhrase,
-    ErrorKind::BadHeaderName,
-    ErrorKind::BadHeaderValue,
-    ErrorKind::TooManyHeaders,
-    ErrorKind::DuplicateHeader,
-    ErrorKind::MissingHeader,
-    ErrorKind::BadVia,
-    ErrorKind::BadNameAddr,
-    ErrorKind::BadDisplayName,
-    ErrorKind::UnterminatedQuote,
-    ErrorKind::BadUri,
-    ErrorKind::BadHost,
-    ErrorKind::BadPort,
-    ErrorKind::BadParam,
-    ErrorKind::BadEscape,
-    ErrorKind::BadCallId,
-    ErrorKind::BadCSeq,
-    ErrorKind::CSeqMethodMismatch,
-    ErrorKind::BadMaxForwards,
-    ErrorKind::BadContentLength,
-    ErrorKind::BodyTooShort,
-    ErrorKind::BadExpires,
-    ErrorKind::BadDate,
-];
 
 impl PacketHandler for EdgeProxy {
     type Control = ProxyControl;
