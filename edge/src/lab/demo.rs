@@ -416,7 +416,8 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     // that is the price of reflecting nothing.)
     let warm_up = Instant::now();
     let callers_n = lab.callers.addrs.len() as u64;
-    while warm_up.elapsed() < Duration::from_secs(20) && !stop.load(Ordering::Relaxed) {
+    let warm_up_limit = Duration::from_secs((seconds / 2).clamp(2, 20));
+    while warm_up.elapsed() < warm_up_limit && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(500));
         if edge_snapshot(&lab.edge.ns).is_some_and(|s| s.verified_sources >= callers_n) {
             break;
@@ -426,7 +427,8 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         "callers verified after {:.1} s; the attacks start",
         warm_up.elapsed().as_secs_f64()
     );
-    let attack_for = seconds.saturating_sub(4).max(2).to_string();
+    // The attacks end a few seconds before the callers stop placing calls.
+    let attack_for = seconds.saturating_sub(warm_up.elapsed().as_secs() + 3).max(2).to_string();
     let target = edge_sip.to_string();
     let a = |i: usize| attacker.addrs[i.min(attacker.addrs.len() - 1)].to_string();
     let attacks: Vec<(&str, Vec<String>)> = vec![
