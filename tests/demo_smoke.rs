@@ -9,8 +9,14 @@ use dce_edge::lab::bin::{workspace_binary, TempDir};
 use dce_edge::privilege::privileged_or_skip;
 
 fn namespaces() -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next().map(String::from)).collect()
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
 }
 
 #[test]
@@ -23,7 +29,16 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
     let dir = TempDir::new("demo").unwrap();
     let report_path = dir.path().join("report.json");
     let child = Command::new(&edge)
-        .args(["demo", "--seconds", "12", "--cps", "100", "--flood-pps", "5000", "--json"])
+        .args([
+            "demo",
+            "--seconds",
+            "12",
+            "--cps",
+            "100",
+            "--flood-pps",
+            "5000",
+            "--json",
+        ])
         .arg(&report_path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -33,7 +48,11 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
     let marker = format!("{:x}x", child.id());
     let out = child.wait_with_output().expect("the demo ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed ({}):\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stderr}",
+        out.status
+    );
     let text = std::fs::read_to_string(&report_path).expect("the demo wrote its report");
     let r: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
 
@@ -44,16 +63,32 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
     // The attacks found nothing and their sources were dealt with.
     for a in r["attacks"].as_array().unwrap() {
         assert!(a["sent"].as_u64().unwrap() > 0, "{a}");
-        assert!(a["found"].as_array().unwrap().is_empty(), "an attack found something: {a}");
+        assert!(
+            a["found"].as_array().unwrap().is_empty(),
+            "an attack found something: {a}"
+        );
     }
     let drops = &r["xdp_drops"];
-    assert!(drops["scanner"].as_u64().unwrap() + drops["banned"].as_u64().unwrap() > 0, "{text}");
-    assert!(r["bans"].as_array().unwrap().iter().any(|b| b[1] == "scanner"), "{text}");
+    assert!(
+        drops["scanner"].as_u64().unwrap() + drops["banned"].as_u64().unwrap() > 0,
+        "{text}"
+    );
+    assert!(
+        r["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b[1] == "scanner"),
+        "{text}"
+    );
     assert!(drops["not_sip"].as_u64().unwrap() > 0, "{text}");
     assert_eq!(r["attach_mode"], "native", "{text}");
     assert_eq!(r["dataplane_mode"], "copy", "{text}");
     assert!(r["prefixes"].as_u64().unwrap() >= 10_000);
     // Nothing left behind.
-    let left: Vec<_> = namespaces().into_iter().filter(|n| n.contains(&marker)).collect();
+    let left: Vec<_> = namespaces()
+        .into_iter()
+        .filter(|n| n.contains(&marker))
+        .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }

@@ -539,6 +539,7 @@ impl PacketIo for XskPort {
                 Err(e) => self.tx.counters.malformed[frame_error_index(&e)] += 1,
                 Ok(f) if f.vlan != self.vlan => self.tx.counters.wrong_vlan += 1,
                 Ok(f) => {
+                    self.tx.table.learn(f.src.ip(), f.src_mac);
                     let pkt = Datagram {
                         src: f.src,
                         dst: f.dst,

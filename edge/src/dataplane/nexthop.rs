@@ -105,6 +105,28 @@ impl NextHopTable {
         }
     }
 
+    /// Learns the MAC of an on-link source from a frame it sent, when the
+    /// table has none for it yet (unknown, or asked and not answered). The
+    /// first answer to a new caller then goes out at once instead of being
+    /// dropped while the kernel resolves it (SIP would retransmit after
+    /// 500 ms). A MAC the kernel resolved is never replaced from a frame, and
+    /// the neighbour service's next update overrides what was learned.
+    pub(crate) fn learn(&mut self, src: IpAddr, mac: MacAddr) {
+        if self.next_hop_ip(src) != Some(src) {
+            return;
+        }
+        match self.entries.get(&src) {
+            Some(Entry::Resolved(_)) => {}
+            Some(Entry::Asked(_)) => {
+                self.entries.insert(src, Entry::Resolved(mac));
+            }
+            None if self.entries.len() < self.capacity => {
+                self.entries.insert(src, Entry::Resolved(mac));
+            }
+            None => {}
+        }
+    }
+
     /// The route's next hop for `dst`: its gateway, or `dst` itself when on link.
     fn next_hop_ip(&self, dst: IpAddr) -> Option<IpAddr> {
         self.routes
@@ -160,6 +182,32 @@ mod tests {
             .into(),
         ));
         (t, rx)
+    }
+
+    #[test]
+    fn an_on_link_source_is_learned_from_its_frame_but_never_replaces_the_kernel() {
+        let (mut t, _rx) = table();
+        let t0 = Timestamp::from_nanos(0);
+        let caller: IpAddr = "198.18.0.2".parse().unwrap();
+        t.learn(caller, MacAddr([2, 0, 0, 0, 0, 10]));
+        assert_eq!(
+            t.lookup(caller, t0),
+            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 10]))
+        );
+        // The kernel's answer wins, and a later frame does not change it.
+        t.apply(NeighbourUpdate::Set(caller, MacAddr([2, 0, 0, 0, 0, 11])));
+        t.learn(caller, MacAddr([2, 0, 0, 0, 0, 12]));
+        assert_eq!(
+            t.lookup(caller, t0),
+            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 11]))
+        );
+        // An off-link source teaches nothing: its frames come from a router.
+        let far: IpAddr = "203.0.113.7".parse().unwrap();
+        t.learn(far, MacAddr([2, 0, 0, 0, 0, 13]));
+        assert_ne!(
+            t.lookup(far, t0),
+            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 13]))
+        );
     }
 
     #[test]

@@ -428,7 +428,10 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         warm_up.elapsed().as_secs_f64()
     );
     // The attacks end a few seconds before the callers stop placing calls.
-    let attack_for = seconds.saturating_sub(warm_up.elapsed().as_secs() + 3).max(2).to_string();
+    let attack_for = seconds
+        .saturating_sub(warm_up.elapsed().as_secs() + 3)
+        .max(2)
+        .to_string();
     let target = edge_sip.to_string();
     let a = |i: usize| attacker.addrs[i.min(attacker.addrs.len() - 1)].to_string();
     let attacks: Vec<(&str, Vec<String>)> = vec![
