@@ -148,8 +148,16 @@ fn upstream_killed_mid_run(mode: IoMode, test: &str) {
     );
 
     let last = edge.stop().unwrap();
+    let (dead, alive) = (
+        target(&last, doomed).unwrap(),
+        target(&last, survivor).unwrap(),
+    );
+    assert!(!dead.up && alive.up, "{:?}", last.targets);
+    // Probe counters are each target's own: the dead one stopped answering.
     assert!(
-        target(&last, doomed).is_some_and(|t| !t.up),
+        dead.probes_answered < dead.probes_sent
+            && alive.probes_answered > dead.probes_answered
+            && alive.rtt_ms.is_some(),
         "{:?}",
         last.targets
     );

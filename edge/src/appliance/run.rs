@@ -394,13 +394,15 @@ fn assemble(
         let table = routes.table();
         for g in table.groups() {
             for t in &g.targets {
+                // Each target's own probes (redirect targets are not probed).
+                let probes = prober.probes().target_probes(t.addr).unwrap_or_default();
                 s.targets.push(stats::TargetHealth {
                     group: g.name.clone(),
                     target: t.addr.to_string(),
                     up: prober.probes().is_up(t.addr).unwrap_or(true),
-                    rtt_ms: None,
-                    probes_sent: prober.probes().stats.sent,
-                    probes_answered: prober.probes().stats.answered,
+                    rtt_ms: probes.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    probes_sent: probes.sent,
+                    probes_answered: probes.answered,
                 });
             }
         }
