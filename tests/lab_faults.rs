@@ -167,9 +167,9 @@ fn upstream_killed_mid_run(mode: IoMode, test: &str) {
         last.calls
     );
     assert!(
-        edge.events()
-            .iter()
-            .any(|e| e["event"] == "target_down" && e["subject"] == doomed.to_string()),
+        edge.events().iter().any(|e| e["event"] == "target_down"
+            && e["subject"] == doomed.to_string()
+            && e["details"]["group"] == "uk"),
         "no target_down event: {:?}",
         edge.events()
     );

@@ -236,4 +236,14 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
         "{:?}",
         last.calls
     );
+    // The SOC's event log names each ban the XDP program made by itself.
+    let events = edge.events();
+    for src in &sources {
+        assert!(
+            events.iter().any(|e| e["event"] == "ban"
+                && e["subject"] == src.as_str()
+                && e["reason"] == "scanner"),
+            "no ban event for {src}: {events:?}"
+        );
+    }
 }
