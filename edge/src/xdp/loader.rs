@@ -471,8 +471,24 @@ pub fn ensure_bpffs() -> Result<(), FilterError> {
     Ok(())
 }
 
+/// True when `pid` is a running process. A zombie (dead, not yet reaped
+/// by its parent: an edge killed under a supervisor or container init that
+/// is slow to reap) holds nothing any more and counts as dead, or a restart
+/// would be refused until the zombie went.
 fn pid_alive(pid: u32) -> bool {
-    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')', since comm
+        // may itself hold spaces and parentheses.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 /// Clears the way for a new filter at `dir`: refuses when a live process

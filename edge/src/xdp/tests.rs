@@ -1236,6 +1236,37 @@ fn pins_left_by_a_dead_run_are_replaced() {
 }
 
 #[test]
+fn pins_of_a_killed_run_not_yet_reaped_are_replaced() {
+    with_veth(
+        "pins_of_a_killed_run_not_yet_reaped_are_replaced",
+        |iface| {
+            // A child that has exited but is not waited for: a zombie.
+            let mut zombie = std::process::Command::new("true").spawn().unwrap();
+            let pid = zombie.id();
+            let state = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+                    .and_then(|r| r.chars().next())
+            };
+            assert!(
+                crate::lab::wait_until(Duration::from_secs(10), || state() == Some('Z')),
+                "{pid} never became a zombie: {:?}",
+                state()
+            );
+            leave_pins(&iface, pid);
+            let filter = Filter::load(&pass_mode(), &iface, super::AttachMode::Generic);
+            zombie.wait().unwrap();
+            let filter = filter.unwrap();
+            let pinned = super::Pinned::open(&iface).unwrap();
+            assert_eq!(pinned.info().unwrap().owner_pid, std::process::id());
+            drop(pinned);
+            drop(filter);
+        },
+    );
+}
+
+#[test]
 fn same_named_interfaces_in_two_namespaces_pin_apart() {
     use crate::lab::netns::{enter_netns, unique_name, veth_pair, Netns};
     if !privileged_or_skip("same_named_interfaces_in_two_namespaces_pin_apart") {
