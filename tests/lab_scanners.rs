@@ -29,9 +29,11 @@ fn scan(attacker: &Host, program: &str, args: &[&str]) -> String {
     assert!(!args
         .iter()
         .any(|a| a.starts_with("-R") || a.starts_with("--reportback")));
+    // Bounded even if a scanner hangs: coreutils' timeout ends it.
     let out = attacker
         .ns
-        .command(program)
+        .command("timeout")
+        .args(["120", program])
         .args(args)
         .stdin(Stdio::null())
         .output()
