@@ -13,7 +13,9 @@
 //! nftables and socket paths to CPU 1, whose kernel time (/proc/stat) is
 //! divided by the packets handled. Native XDP runs in the veth's NAPI on the
 //! sender's CPU, so for it only pps and whole-box kernel time are shown. It
-//! also times the program alone with BPF_PROG_TEST_RUN. Needs root and nft.
+//! also times the program alone with BPF_PROG_TEST_RUN, on the flood INVITE
+//! and on the paths a spoofed flood and a verified caller take. Needs root
+//! and nft.
 //!
 //! `cargo bench -p dce-lab --bench xdp_drop` (DCE_BENCH_PACKETS sets the
 //! flood size, default 1,000,000).
@@ -315,13 +317,58 @@ fn main() {
                 f.build()
             }),
         ];
-        cases
+        let mut out = cases
             .into_iter()
             .map(|(name, frame)| {
                 let r = run_repeat(filter.program_fd(), &frame, None, 200_000).unwrap();
                 (name, r.duration_ns)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        // A spoofed flood: every source sends about one packet per second, so
+        // each stays inside its own budget and only a per-CPU cap stops it.
+        // Here the emergency cap (1/s) drops all but the first run.
+        let within_budget = FilterConfig {
+            rate_limits: dce_edge::xdp::RateLimits {
+                invite: RateLimit {
+                    rate: 10_000_000,
+                    burst: 10_000_000,
+                },
+                ..Default::default()
+            },
+            overload_cap_pps: 1,
+            ..cfg.clone()
+        };
+        let filter = Filter::load_unattached(&within_budget).expect("the program loads");
+        let r = run_repeat(filter.program_fd(), &frames[0], None, 200_000).unwrap();
+        out.push((
+            "flood INVITE within its source's budget (overload)",
+            r.duration_ns,
+        ));
+        // The same flood, stopped by this CPU's budget for sources that are
+        // neither allowlisted nor verified (1/s).
+        let unverified = FilterConfig {
+            overload_cap_pps: u32::MAX,
+            unverified_cap_pps: 1,
+            ..within_budget.clone()
+        };
+        let filter = Filter::load_unattached(&unverified).expect("the program loads");
+        let r = run_repeat(filter.program_fd(), &frames[0], None, 200_000).unwrap();
+        out.push((
+            "flood INVITE within its source's budget (unverified)",
+            r.duration_ns,
+        ));
+        // A verified caller's INVITE goes all the way: every check, the
+        // header scan included, then passes.
+        let mut filter = Filter::load_unattached(&unverified).expect("the program loads");
+        filter
+            .verify(
+                IpAddr::V4(Ipv4Addr::new(198, 18, 128, 0)),
+                Duration::from_secs(3600),
+            )
+            .expect("verify");
+        let r = run_repeat(filter.program_fd(), &frames[0], None, 200_000).unwrap();
+        out.push(("verified caller's INVITE (passed)", r.duration_ns));
+        out
     };
 
     // 1 and 2. The XDP filter, native (in the veth's NAPI, on the sender's

@@ -353,7 +353,14 @@ fn filter_stops_scanners_and_floods_and_lets_sip_through() {
         d(&["totals", "drops", "banned"]) >= 1,
         "svwar came after the ban: {after}"
     );
-    for quiet in ["blocklist", "fragment", "not_sip", "overload", "malformed"] {
+    for quiet in [
+        "blocklist",
+        "fragment",
+        "not_sip",
+        "overload",
+        "malformed",
+        "unverified",
+    ] {
         assert_eq!(d(&["totals", "drops", quiet]), 0, "{quiet}: {after}");
     }
     let top = after["top_sources"].as_array().unwrap();

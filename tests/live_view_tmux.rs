@@ -1,4 +1,4 @@
-//! The live view in a real terminal: tmux runs `dce-edge stats-view --watch`
+//! The live view in a real terminal: tmux runs `dce-edge stats --watch`
 //! against a test endpoint whose counters grow with time. The pane first
 //! says the edge cannot be reached (the port is held but nobody answers),
 //! then, once the endpoint serves, shows drop reasons, top sources, bans and
@@ -239,7 +239,7 @@ fn live_view_shows_rows_that_move_and_quits_on_q() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
     let command = format!(
-        "{} stats-view --watch --url {url}; echo VIEW-EXITED $?; sleep 300",
+        "{} stats --watch --url {url}; echo VIEW-EXITED $?; sleep 300",
         dce_edge_bin().display()
     );
     let tmux = Tmux::start(&command);
@@ -307,7 +307,7 @@ fn live_view_quits_on_ctrl_c_and_restores_the_terminal() {
     })
     .expect("start the endpoint");
     let command = format!(
-        "{} stats-view --watch --url http://{}; echo VIEW-EXITED $?; sleep 300",
+        "{} stats --watch --url http://{}; echo VIEW-EXITED $?; sleep 300",
         dce_edge_bin().display(),
         server.local_addr()
     );

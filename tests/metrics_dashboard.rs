@@ -26,6 +26,7 @@ fn dashboard() -> Value {
 /// A snapshot with every section populated, so every family has samples.
 fn full_snapshot() -> Snapshot {
     Snapshot {
+        verified_sources: 3,
         version: "0.1.0".into(),
         role: Role::Appliance,
         interface: Some("eth0".into()),

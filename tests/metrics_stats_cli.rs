@@ -1,4 +1,4 @@
-//! `dce-edge stats-view --json --url ...` (the HTTP side of `dce-edge
+//! `dce-edge stats --json --url ...` (the HTTP side of `dce-edge
 //! stats`) prints the snapshot the endpoint serves, for scripts; and says
 //! which URL it could not reach.
 
@@ -46,7 +46,7 @@ fn json_prints_the_served_snapshot() {
         MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || served.clone()).expect("start")
     };
     let out = Command::new(dce_edge_bin())
-        .args(["stats-view", "--json", "--url"])
+        .args(["stats", "--json", "--url"])
         .arg(format!("http://{}", server.local_addr()))
         .output()
         .expect("run dce-edge");
@@ -66,7 +66,7 @@ fn unreachable_endpoint_fails_naming_the_url() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     let out = Command::new(dce_edge_bin())
-        .args(["stats-view", "--json", "--url", &url])
+        .args(["stats", "--json", "--url", &url])
         .output()
         .expect("run dce-edge");
     assert!(!out.status.success());

@@ -27,6 +27,7 @@
 #define DCE_LPM_ENTRIES 65536             /* each allow/block/ban trie */
 #define DCE_BUCKET_ENTRIES 262144         /* per-source rate-limit state (LRU) */
 #define DCE_TOP_SOURCE_ENTRIES 8192       /* drop tally per source (LRU) */
+#define DCE_VERIFIED_ENTRIES 65536        /* sources shown to be real (LRU) */
 
 /*
  * Counter slots in struct dce_counters. Slots 0..DCE_VERDICT_SLOTS-1 are
@@ -43,23 +44,25 @@ enum dce_counter {
 	DCE_DROP_RATE_LIMIT = 5,
 	DCE_DROP_OVERLOAD = 6,
 	DCE_DROP_MALFORMED = 7,
+	DCE_DROP_UNVERIFIED = 8,          /* this CPU's budget for unverified sources spent */
 	/* SIP that passed every check and went to the kernel stack */
-	DCE_PASSED = 8,
+	DCE_PASSED = 9,
 	/* SIP that passed every check and went to the queue's AF_XDP socket */
-	DCE_REDIRECTED = 9,
+	DCE_REDIRECTED = 10,
 	/* not UDP to a SIP port: passed untouched */
-	DCE_PASSED_OTHER = 10,
+	DCE_PASSED_OTHER = 11,
 	/* events */
-	DCE_EV_FRAGMENT_PASSED = 11,      /* a first fragment passed by policy */
-	DCE_EV_ALLOWLISTED = 12,          /* a SIP packet from an allowlisted source */
-	DCE_EV_AUTO_BAN = 13,             /* the program banned a scanner */
-	DCE_EV_AUTO_BAN_FAILED = 14,      /* ...but the ban trie refused the entry */
-	DCE_EV_BAN_EXPIRED = 15,          /* an expired ban was hit and removed */
-	DCE_COUNTER_SLOTS = 16,
+	DCE_EV_FRAGMENT_PASSED = 12,      /* a first fragment passed by policy */
+	DCE_EV_ALLOWLISTED = 13,          /* a SIP packet from an allowlisted source */
+	DCE_EV_AUTO_BAN = 14,             /* the program banned a scanner */
+	DCE_EV_AUTO_BAN_FAILED = 15,      /* ...but the ban trie refused the entry */
+	DCE_EV_BAN_EXPIRED = 16,          /* a packet hit an expired ban (which no longer applies) */
+	DCE_EV_VERIFIED = 17,             /* a SIP packet from an unexpired verified source */
+	DCE_COUNTER_SLOTS = 18,
 };
 
-#define DCE_DROP_REASONS 8
-#define DCE_VERDICT_SLOTS 11
+#define DCE_DROP_REASONS 9
+#define DCE_VERDICT_SLOTS 12
 
 /* Why a source is banned (struct dce_ban.reason). */
 enum dce_ban_reason {
@@ -119,6 +122,10 @@ struct dce_config {
 	__u64 ban_ttl_ns;                 /* auto-ban duration */
 	struct dce_rate rates[DCE_CLASS_SLOTS];
 	__u64 overload_cap;               /* packets to userspace per second per CPU */
+	/* Per CPU: the budget of packets to userspace from sources neither
+	 * allowlisted nor verified, as a GCRA (rate unverified_cap_pps, burst a
+	 * tenth of a second of it). */
+	struct dce_rate unverified;
 	/* Per kind (0 User-Agent, 1 From name), a 256-bit set of (first byte of
 	 * a signature | 0x20): a value whose (first byte | 0x20) is not in it
 	 * cannot match, so most values skip the signature loop. */
@@ -195,10 +202,22 @@ struct dce_top_source {
 	__u32 _pad;
 };
 
-/* Map `overload`, a PERCPU_ARRAY with one entry: this CPU's window. */
+/*
+ * Value of `verified` (LRU_HASH keyed by struct dce_source), written by
+ * userspace for a source that proved it receives our responses at its
+ * address (it came back with our dialog cookie). Until expires_ns it is
+ * spared the budget for unverified sources; nothing else changes for it.
+ */
+struct dce_verified {
+	__u64 expires_ns;                 /* CLOCK_MONOTONIC */
+	__u64 verified_ns;                /* CLOCK_MONOTONIC of the latest verification */
+};
+
+/* Map `overload`, a PERCPU_ARRAY with one entry: this CPU's budgets. */
 struct dce_overload {
-	__u64 window_start_ns;
-	__u64 count;
+	__u64 window_start_ns;            /* the emergency cap's one-second window */
+	__u64 count;                      /* packets to userspace in it */
+	__u64 unverified_tat;             /* GCRA state of config.unverified */
 };
 
 /* Map `info`, an ARRAY with one entry, written by userspace for a second process. */

@@ -3,17 +3,29 @@
  * dce-edge XDP filter: sheds SIP floods, scanners and garbage in the NIC
  * path, counting every drop under exactly one reason.
  *
- * Verdict order (DESIGN.md, cheapest first):
+ * Verdict order (DESIGN.md, cheapest first; each drop counts under the first
+ * reason that applies):
  *   1. not UDP to a configured SIP port                     -> PASS (passed_other)
  *      UDP to a SIP port whose IP/UDP lengths do not add up -> DROP malformed
- *   2. source in the allowlist: skip 3, the auto-ban of 6, 7 and the drop of 8
+ *   2. source in the allowlist: skips 3, 6, 7, 8 and the auto-ban of 9
  *   3. source in the blocklist / an unexpired ban           -> DROP blocklist / banned
  *   4. first fragment of a datagram to a SIP port           -> DROP fragment, or PASS by policy
  *   5. payload not starting like SIP                        -> DROP not_sip
- *   6. scanner User-Agent / From display name               -> DROP scanner (+ auto-ban)
+ *   6. source neither allowlisted nor verified (`verified` map, unexpired),
+ *      and this CPU's budget for such sources spent         -> DROP unverified
  *   7. per-source GCRA budget of the message's class        -> DROP rate_limit
- *   8. per-CPU cap on packets to userspace per second       -> DROP overload
- *   9. REDIRECT to the queue's AF_XDP socket (appliance mode, socket bound), else PASS
+ *   8. this CPU's emergency cap on packets to userspace     -> DROP overload
+ *   9. scanner User-Agent / From display name               -> DROP scanner (+ auto-ban)
+ *  10. REDIRECT to the queue's AF_XDP socket (appliance mode, socket bound), else PASS
+ *
+ * The budgets (6-8) come before the header scan (9) because the scan is
+ * the most expensive step (a walk over up to DCE_SCAN_BYTES of headers) and
+ * a flood is what must be shed cheaply. 6 and 8 are checked there but only
+ * charged at 10, by packets that really go to userspace, so a scanner's
+ * packets do not spend them; 7 is charged when checked (a source's dropped
+ * scanner packets spend its own budget, nobody else's). A scanner is still
+ * caught, and auto-banned, by any packet that gets through 6-8; while it is
+ * over a budget its packets are dropped by that budget instead.
  *
  * Truncation: a frame cut before its UDP destination port is readable cannot
  * be shown to be SIP, so it passes (the kernel's own checks drop broken IP).
@@ -101,6 +113,15 @@ struct {
 	__type(key, struct dce_source);
 	__type(value, struct dce_top_source);
 } top_sources SEC(".maps");
+
+/* Written by userspace only: the program never inserts, so a spoofed flood
+ * cannot evict a verified source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DCE_VERIFIED_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_verified);
+} verified SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -713,23 +734,44 @@ static __always_inline int over_budget(const struct packet *pkt, const struct dc
 	return 0;
 }
 
-/* This CPU's packets to userspace in the current one-second window. */
-static __always_inline int over_cap(const struct dce_config *cfg, int allowlisted,
-				    struct clock *clk)
+/* A source that proved it receives our responses at its address, and
+ * whose verification has not expired. */
+static __always_inline int is_verified(const struct packet *pkt, struct clock *clk)
+{
+	struct dce_verified *v = bpf_map_lookup_elem(&verified, &pkt->source);
+
+	return v && v->expires_ns > clock_now(clk);
+}
+
+/* This CPU's budgets, with the emergency cap's one-second window rolled
+ * over when it has ended. NULL cannot happen (a one-entry per-CPU array). */
+static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 {
 	__u32 zero = 0;
 	struct dce_overload *o = bpf_map_lookup_elem(&overload, &zero);
 	__u64 now = clock_now(clk);
 
-	if (!o)
-		return 0;
-	if (now - o->window_start_ns >= 1000000000ULL) {
+	if (o && now - o->window_start_ns >= 1000000000ULL) {
 		o->window_start_ns = now;
 		o->count = 0;
 	}
-	if (o->count >= cfg->overload_cap && !allowlisted)
+	return o;
+}
+
+/* GCRA on this CPU's budget for unverified sources: 1 when spent. Checks
+ * only; *tat is what the state becomes if the packet is charged. */
+static __always_inline int unverified_spent(const struct dce_overload *o,
+					    const struct dce_config *cfg, struct clock *clk,
+					    __u64 *tat)
+{
+	__u64 now = clock_now(clk);
+	__u64 t = o->unverified_tat;
+
+	if (t < now)
+		t = now;
+	if (t - now > cfg->unverified.tolerance_ns)
 		return 1;
-	o->count++;
+	*tat = t + cfg->unverified.interval_ns;
 	return 0;
 }
 
@@ -783,16 +825,34 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	if (class == SIP_NOT)
 		return DROP(DCE_DROP_NOT_SIP);
 
+	int trusted = allowlisted;
+	if (!allowlisted && is_verified(pkt, clk)) {
+		trusted = 1;
+		cnt->slot[DCE_EV_VERIFIED]++;
+	}
+	struct dce_overload *o = cpu_budgets(clk);
+	__u64 unverified_tat = 0;
+	if (o && !trusted && unverified_spent(o, cfg, clk, &unverified_tat))
+		return DROP(DCE_DROP_UNVERIFIED);
+	if (!allowlisted) {
+		if (over_budget(pkt, cfg, class, clk))
+			return DROP(DCE_DROP_RATE_LIMIT);
+		if (o && o->count >= cfg->overload_cap)
+			return DROP(DCE_DROP_OVERLOAD);
+	}
+
 	if (dce_scan_headers(ctx, pkt->payload_off, pkt->payload_end)) {
 		if ((cfg->flags & DCE_CFG_AUTO_BAN) && !allowlisted)
 			auto_ban(pkt, cfg, clk, cnt);
 		return DROP(DCE_DROP_SCANNER);
 	}
 
-	if (!allowlisted && over_budget(pkt, cfg, class, clk))
-		return DROP(DCE_DROP_RATE_LIMIT);
-	if (over_cap(cfg, allowlisted, clk))
-		return DROP(DCE_DROP_OVERLOAD);
+	/* Going to userspace: charge this CPU's budgets. */
+	if (o) {
+		o->count++;
+		if (!trusted)
+			o->unverified_tat = unverified_tat;
+	}
 
 	if (cfg->flags & DCE_CFG_REDIRECT) {
 		/* XDP_PASS when no AF_XDP socket is bound to this queue. */

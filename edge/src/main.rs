@@ -22,21 +22,23 @@ enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
     /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
     Run(dce_edge::appliance::cli::RunArgs),
+    /// The lab demo: legitimate calls through the edge while it sheds
+    /// scanners, a password guess, a spoofed INVITE flood and garbage, in
+    /// network namespaces (root; removes everything it made).
+    Demo(dce_edge::lab::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
     /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
     Filter(xdp_cli::FilterArgs),
-    /// Counters of a running filter or appliance: drops per reason, rates,
-    /// passes, redirects, attach mode, top offending sources.
-    Stats(xdp_cli::StatsArgs),
+    /// Counters of a running appliance or filter: from its metrics endpoint
+    /// (default), live with --watch, or from the filter's pinned maps with
+    /// --iface: drops per reason, rates, calls, top sources, bans.
+    Stats(dce_edge::stats::StatsArgs),
     /// Ban a source or network in the running filter, or list the bans.
     Ban(xdp_cli::BanArgs),
     /// Lift a ban.
     Unban(xdp_cli::UnbanArgs),
     /// Add a source or network to the allowlist (or remove it).
     Allow(xdp_cli::AllowArgs),
-    /// `stats` over HTTP (live view, JSON, summary).
-    #[command(name = "stats-view", hide = true)]
-    StatsView(dce_edge::stats::StatsArgs),
     /// SIP message tools (`sip check FILE...`).
     Sip {
         #[command(subcommand)]
@@ -85,15 +87,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo(args) => exit(dce_edge::lab::demo::main(&args)),
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
-        Command::Stats(args) => exit(xdp_cli::run_stats(&args)),
-        Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
-        Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
-        Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
-        Command::StatsView(args) => exit(
+        Command::Stats(args) if !args.reads_endpoint() => {
+            exit(xdp_cli::run_stats(&xdp_cli::StatsArgs {
+                iface: args.iface.clone(),
+                json: args.json,
+                top: args.top,
+                interval: args.interval,
+            }))
+        }
+        Command::Stats(args) => exit(
             dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock())
                 .map_err(|e| anyhow::anyhow!("{e}")),
         ),
+        Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
+        Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
+        Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
         Command::Sip { command } => dce_edge::sip::check::run(command),
         Command::Routes(command) => dce_edge::route::cli::run(command),
         Command::Profile(args) => dce_edge::profile::cli::run_profile(args),

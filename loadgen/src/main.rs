@@ -1,5 +1,4 @@
-//! The `dce-loadgen` command.
-fn main() {
-    eprintln!("dce-loadgen: no scenarios yet");
-    std::process::exit(2);
+//! The `dce-loadgen` command; everything it does lives in the library.
+fn main() -> std::process::ExitCode {
+    dce_loadgen::cli::main()
 }

@@ -185,3 +185,54 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
         }
     })
 }
+
+/// `dce-edge routes reload`: SIGHUP to the appliance in `pidfile`, then the
+/// outcome as the appliance's metrics endpoint at `url` reports it.
+pub fn reload_routes(pidfile: &std::path::Path, url: &str) -> Result<String> {
+    use crate::stats::client::fetch_snapshot;
+    let text = std::fs::read_to_string(pidfile)
+        .with_context(|| format!("reading {}", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pidfile.display()))?;
+    let before = fetch_snapshot(url, Duration::from_secs(2))
+        .ok()
+        .map(|s| s.routes);
+    // SAFETY: kill(2) with a pid read from the appliance's own pidfile and a
+    // signal number; no memory is shared.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot signal process {pid} from {}: {}",
+            pidfile.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let Some(before) = before else {
+        return Ok(format!("sent SIGHUP to {pid}; the metrics endpoint {url} did not answer, so the outcome is in the appliance's log\n"));
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(now) = fetch_snapshot(url, Duration::from_secs(2)) else {
+            continue;
+        };
+        let r = now.routes;
+        if r.reloads_accepted > before.reloads_accepted {
+            return Ok(format!(
+                "accepted: route table version {} with {} prefixes in service\n",
+                r.table_version, r.prefixes
+            ));
+        }
+        if r.reloads_refused > before.reloads_refused {
+            anyhow::bail!(
+                "refused, version {} stays in service: {}",
+                r.table_version,
+                r.last_reload_error.unwrap_or_default()
+            );
+        }
+    }
+    anyhow::bail!("sent SIGHUP to {pid}, but {url} showed no reload within 10 s")
+}

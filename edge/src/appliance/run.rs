@@ -104,6 +104,8 @@ pub struct Appliance {
     cfg: ApplianceConfig,
     /// The XDP filter (AF_XDP mode, or socket mode with a `[filter]`).
     filter: Option<Filter>,
+    /// Upstream addresses this edge put in the XDP allowlist.
+    upstreams_allowed: Vec<IpAddr>,
     last_sweep: Instant,
     dataplane: Dataplane<EdgeProxy>,
     routes: RouteControl,
@@ -169,9 +171,10 @@ impl Appliance {
             source,
         })?;
         prober.follow_table(routes.table());
-        Ok(Appliance {
+        let mut appliance = Appliance {
             cfg,
             filter,
+            upstreams_allowed: Vec::new(),
             last_sweep: Instant::now(),
             dataplane,
             routes,
@@ -185,7 +188,46 @@ impl Appliance {
             events,
             worker_bans: HashMap::new(),
             logged_bans: HashSet::new(),
-        })
+        };
+        appliance.allow_upstreams();
+        Ok(appliance)
+    }
+
+    /// Keeps the route table's upstreams in the XDP allowlist: they answer
+    /// every call (hundreds of responses per second from one address) and
+    /// must never meet a per-source rate limit or a ban. Entries this edge
+    /// added for upstreams a reload dropped are taken out again; entries the
+    /// configuration lists stay.
+    fn allow_upstreams(&mut self) {
+        let Some(filter) = &mut self.filter else {
+            return;
+        };
+        let configured: Vec<Cidr> = self
+            .cfg
+            .filter
+            .as_ref()
+            .map(|f| f.allowlist.clone())
+            .unwrap_or_default();
+        let mut wanted: Vec<IpAddr> = self
+            .routes
+            .table()
+            .upstreams()
+            .iter()
+            .map(|a| a.ip())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for ip in &self.upstreams_allowed {
+            if !wanted.contains(ip) && !configured.contains(&Cidr::host(*ip)) {
+                let _ = filter.disallow(Cidr::host(*ip));
+            }
+        }
+        for ip in &wanted {
+            if let Err(e) = filter.allow(Cidr::host(*ip)) {
+                eprintln!("dce-edge: cannot allowlist upstream {ip} in the XDP filter: {e}");
+            }
+        }
+        self.upstreams_allowed = wanted;
     }
 
     /// The addresses the workers serve (the real port when the
@@ -206,6 +248,7 @@ impl Appliance {
             ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
         });
         self.enforce_bans(&out);
+        self.verify_sources(&out);
         self.changes.clear();
         if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
             eprintln!("dce-edge: health prober: {e}");
@@ -239,6 +282,7 @@ impl Appliance {
             Ok(r) => {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());
+                self.allow_upstreams();
                 self.events.push(ControlEvent::ReloadAccepted {
                     version: r.version,
                     prefixes: self.routes.table().prefix_count(),
@@ -293,6 +337,23 @@ impl Appliance {
         }
     }
 
+    /// Tells the XDP filter which sources proved they are real, so that a
+    /// flood from spoofed sources (which spends the unverified budget) does
+    /// not crowd them out.
+    fn verify_sources(&mut self, events: &[ControlEvent]) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        let ttl = Duration::from_secs(self.cfg.proxy.answers.verified_seconds.max(1) as u64);
+        for ev in events {
+            if let ControlEvent::Verified { source } = ev {
+                if let Err(e) = f.verify(*source, ttl) {
+                    eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
+                }
+            }
+        }
+    }
+
     /// Bans the sources the workers reported: in every worker (socket mode,
     /// or until the XDP ban takes over). Several workers may report one
     /// source; it is banned once.
@@ -304,6 +365,7 @@ impl Appliance {
             if now.duration_since(self.last_sweep) >= Duration::from_secs(5) {
                 self.last_sweep = now;
                 let _ = f.sweep_expired_bans();
+                let _ = f.sweep_expired_verified();
             }
         }
         for ev in events {
@@ -352,20 +414,7 @@ impl Appliance {
             self.reload_counts(),
             &self.last_workers,
         );
-        let now = Instant::now();
-        if let Some(f) = &self.filter {
-            add_filter(&mut s, f);
-            return s;
-        }
-        s.bans = self
-            .worker_bans
-            .iter()
-            .map(|(ip, (reason, until))| stats::BanEntry {
-                source: ip.to_string(),
-                reason: reason.to_string(),
-                seconds_left: until.saturating_duration_since(now).as_secs(),
-            })
-            .collect();
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
         s
     }
 
@@ -381,14 +430,16 @@ impl Appliance {
     pub fn stop(self) -> Result<Snapshot, DataplaneError> {
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
-        Ok(assemble(
+        let mut s = assemble(
             &self.cfg,
             &self.routes,
             &self.prober,
             self.started,
             reloads,
             &finals,
-        ))
+        );
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        Ok(s)
     }
 }
 
@@ -530,6 +581,28 @@ fn latency(h: &Histogram<u64>) -> stats::LatencyHistogram {
     }
 }
 
+/// The control thread's part of a snapshot: the XDP filter's counters and
+/// bans when it runs, else the bans the workers enforce.
+fn add_bans(
+    s: &mut Snapshot,
+    filter: Option<&Filter>,
+    worker_bans: &HashMap<IpAddr, (&'static str, Instant)>,
+) {
+    if let Some(f) = filter {
+        add_filter(s, f);
+        return;
+    }
+    let now = Instant::now();
+    s.bans = worker_bans
+        .iter()
+        .map(|(ip, (reason, until))| stats::BanEntry {
+            source: ip.to_string(),
+            reason: reason.to_string(),
+            seconds_left: until.saturating_duration_since(now).as_secs(),
+        })
+        .collect();
+}
+
 /// The XDP filter's part of a snapshot: verdicts, attach mode, top sources
 /// and bans, read from its maps.
 fn add_filter(s: &mut Snapshot, f: &Filter) {
@@ -557,6 +630,9 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
                 last_reason: t.last_reason.into(),
             })
             .collect();
+    }
+    if let Ok(n) = f.verified_count() {
+        s.verified_sources = n as u64;
     }
     if let Ok(bans) = f.bans() {
         s.bans = bans

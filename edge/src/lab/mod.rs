@@ -3,9 +3,11 @@
 //! without touching any real network.
 
 pub mod bin;
+pub mod demo;
 pub mod edge;
 pub mod netns;
 pub mod ping;
+pub mod raw;
 pub mod sipp;
 pub mod topology;
 

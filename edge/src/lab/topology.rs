@@ -28,8 +28,10 @@ pub const EDGE_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const FIRST_CALLER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 /// The first upstream address; upstreams get consecutive addresses.
 pub const FIRST_UPSTREAM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-/// The attacker's own address.
+/// The attacker's own address; it holds [`ATTACKER_ADDRS`] consecutive ones.
 pub const ATTACKER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
+/// How many addresses the attacker holds.
+pub const ATTACKER_ADDRS: usize = 4;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -147,8 +149,16 @@ impl Lab {
         let upstreams = (0..upstreams)
             .map(|i| add_host(&bridge, "lup", vec![offset(FIRST_UPSTREAM, i)]))
             .collect::<io::Result<Vec<_>>>()?;
+        // The attacker holds a few addresses, so that each attack can come
+        // from a source of its own (and be banned on its own).
         let attacker = if spec.attacker {
-            Some(add_host(&bridge, "latk", vec![ATTACKER_ADDR])?)
+            Some(add_host(
+                &bridge,
+                "latk",
+                (0..ATTACKER_ADDRS)
+                    .map(|i| offset(ATTACKER_ADDR, i))
+                    .collect(),
+            )?)
         } else {
             None
         };

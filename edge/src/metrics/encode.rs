@@ -90,6 +90,12 @@ impl Collector for SnapshotCollector {
             "Seconds since the edge started.",
             s.uptime_seconds,
         )?;
+        gauge_one(
+            e,
+            "dce_edge_verified_sources",
+            "Sources that proved their address is real and skip the XDP budget for unverified sources.",
+            s.verified_sources as f64,
+        )?;
         if let Some(xdp) = &s.xdp {
             counters(
                 e,
@@ -501,6 +507,7 @@ mod tests {
 
     fn known_snapshot() -> Snapshot {
         Snapshot {
+            verified_sources: 0,
             version: "0.1.0".into(),
             role: Role::Appliance,
             interface: Some("eth0".into()),

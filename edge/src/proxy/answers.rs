@@ -8,6 +8,17 @@
 //! dialog cookie (it received a response routed through this edge). Every
 //! other source shares a small per-worker budget, with a tiny per-source
 //! allowance inside it.
+//!
+//! The same holds for new calls: an INVITE from an unverified source is
+//! forwarded only within a per-worker budget of new calls from unverified
+//! sources. Otherwise a flood of spoofed INVITEs that routes would reach the
+//! upstreams, and their answers (100, 200, retransmitted until an ACK that
+//! never comes) would be reflected at the spoofed addresses through the edge.
+//!
+//! Under a flood (more requests from unverified sources per second than a
+//! threshold) the shields go up for a while: no answers and no new calls
+//! for unverified sources at all, so a spoofed flood is reflected nowhere.
+//! Verified and trusted sources are not affected.
 
 use std::net::IpAddr;
 
@@ -32,6 +43,16 @@ pub struct AnswerConfig {
     pub unverified_total_rate: u32,
     /// Burst of that total.
     pub unverified_total_burst: u32,
+    /// New calls per second from all unverified sources together, per
+    /// worker; beyond it their INVITEs are dropped unanswered.
+    pub unverified_calls_rate: u32,
+    /// Burst of those new calls.
+    pub unverified_calls_burst: u32,
+    /// Requests per second from unverified sources, per worker, that mean a
+    /// flood and raise the shields (0: never).
+    pub flood_threshold: u32,
+    /// How long the shields stay up after the flood was last seen, seconds.
+    pub shields_seconds: u32,
     /// How long a source stays verified after it last proved itself, in
     /// seconds.
     pub verified_seconds: u32,
@@ -48,6 +69,10 @@ impl Default for AnswerConfig {
             unverified_burst: 4,
             unverified_total_rate: 200,
             unverified_total_burst: 200,
+            unverified_calls_rate: 200,
+            unverified_calls_burst: 100,
+            flood_threshold: 1000,
+            shields_seconds: 10,
             verified_seconds: 3600,
             tracked_sources: 65_536,
         }
@@ -79,6 +104,14 @@ pub struct Answers {
     unverified: RateLimit,
     unverified_total: RateLimit,
     total_state: RateState,
+    unverified_calls: RateLimit,
+    calls_state: RateState,
+    flood_threshold: u32,
+    shields_ns: u64,
+    window_start: u64,
+    window_count: u32,
+    shields_until: u64,
+    shields_raised: u64,
     verified_ns: u64,
     sources: SourceTable<SourceState>,
 }
@@ -94,6 +127,17 @@ impl Answers {
                 config.unverified_total_burst,
             ),
             total_state: RateState::default(),
+            unverified_calls: RateLimit::per_second(
+                config.unverified_calls_rate,
+                config.unverified_calls_burst,
+            ),
+            calls_state: RateState::default(),
+            flood_threshold: config.flood_threshold,
+            shields_ns: config.shields_seconds as u64 * 1_000_000_000,
+            window_start: 0,
+            window_count: 0,
+            shields_until: 0,
+            shields_raised: 0,
             verified_ns: config.verified_seconds as u64 * 1_000_000_000,
             sources: SourceTable::with_capacity(config.tracked_sources.max(64)),
         }
@@ -112,6 +156,41 @@ impl Answers {
             .is_some_and(|s| s.verified_until > now)
     }
 
+    /// Counts a request from an unverified, untrusted source at `now`, and
+    /// raises the shields when such requests exceed the flood threshold.
+    pub fn note_unverified(&mut self, now: u64) {
+        if now.saturating_sub(self.window_start) >= 1_000_000_000 {
+            self.window_start = now;
+            self.window_count = 0;
+        }
+        self.window_count = self.window_count.saturating_add(1);
+        if self.flood_threshold != 0 && self.window_count > self.flood_threshold {
+            if self.shields_until <= now {
+                self.shields_raised += 1;
+            }
+            self.shields_until = now + self.shields_ns;
+        }
+    }
+
+    /// True while a flood of unverified requests keeps the shields up.
+    pub fn shields_up(&self, now: u64) -> bool {
+        self.shields_until > now
+    }
+
+    /// How many times the shields went up.
+    pub fn shields_raised(&self) -> u64 {
+        self.shields_raised
+    }
+
+    /// Decides whether a new call from `src` may be forwarded at `now`:
+    /// always for trusted and verified sources, within the shared budget for
+    /// the rest, and not at all for them while the shields are up.
+    pub fn admit_call(&mut self, src: IpAddr, trusted: bool, now: u64) -> bool {
+        trusted
+            || self.is_verified(src, now)
+            || (!self.shields_up(now) && self.unverified_calls.admit(&mut self.calls_state, now))
+    }
+
     /// Decides whether an answer to `src` may go out at `now`, charging the
     /// budgets when it may. `trusted` sources (allowlisted, upstreams) count
     /// as verified.
@@ -123,6 +202,9 @@ impl Answers {
             } else {
                 AnswerVerdict::SourceLimited
             };
+        }
+        if self.shields_until > now {
+            return AnswerVerdict::UnverifiedLimited;
         }
         // Check the source's own allowance without spending the shared
         // budget on a source that would be refused anyway.
@@ -189,6 +271,51 @@ mod tests {
             .filter(|&i| a.admit(ip(8), true, i * MS) == AnswerVerdict::Send)
             .count();
         assert_eq!(trusted, 300);
+    }
+
+    #[test]
+    fn new_calls_from_unverified_sources_share_a_budget() {
+        let cfg = AnswerConfig {
+            unverified_calls_rate: 50,
+            unverified_calls_burst: 50,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        let spoofed = (0..10_000u32)
+            .filter(|&i| a.admit_call(ip(i), false, i as u64 * 100_000))
+            .count();
+        // One simulated second: the burst plus one second of rate at most.
+        assert!((50..=101).contains(&spoofed), "{spoofed}");
+        a.verify(ip(5), 0);
+        assert!((0..1000).all(|_| a.admit_call(ip(5), false, MS)));
+        assert!((0..1000).all(|_| a.admit_call(ip(6), true, MS)));
+    }
+
+    #[test]
+    fn a_flood_raises_the_shields_and_they_fall_after_it() {
+        let cfg = AnswerConfig {
+            flood_threshold: 100,
+            shields_seconds: 2,
+            ..AnswerConfig::default()
+        };
+        let mut a = Answers::new(&cfg);
+        a.verify(ip(1), 0);
+        for i in 0..500u32 {
+            a.note_unverified(i as u64 * MS);
+        }
+        assert!(a.shields_up(500 * MS));
+        assert_eq!(a.shields_raised(), 1);
+        // No answers and no calls for unverified sources; verified ones go on.
+        assert_eq!(
+            a.admit(ip(9), false, 501 * MS),
+            AnswerVerdict::UnverifiedLimited
+        );
+        assert!(!a.admit_call(ip(9), false, 501 * MS));
+        assert!(a.admit_call(ip(1), false, 501 * MS));
+        assert_eq!(a.admit(ip(1), false, 501 * MS), AnswerVerdict::Send);
+        // Quiet for longer than the shield time: down again.
+        assert!(!a.shields_up(3_000 * MS));
+        assert!(a.admit_call(ip(9), false, 3_000 * MS));
     }
 
     #[test]

@@ -52,10 +52,15 @@ pub enum ProxyDrop {
     TooLarge,
     /// The source is banned (socket mode, where no XDP filter bans it).
     Banned,
+    /// A new call from an unverified source over the budget for such calls.
+    UnverifiedCall,
+    /// A response to an unverified destination while the shields are up
+    /// (it would answer a spoofed flood's INVITE admitted before they rose).
+    ShieldedResponse,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 12] = [
+    const ALL: [ProxyDrop; 14] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -68,6 +73,8 @@ impl ProxyDrop {
         ProxyDrop::NoDestination,
         ProxyDrop::TooLarge,
         ProxyDrop::Banned,
+        ProxyDrop::UnverifiedCall,
+        ProxyDrop::ShieldedResponse,
     ];
 
     /// Every reason, in counter order.
@@ -90,6 +97,8 @@ impl DropReason for ProxyDrop {
         "no_destination",
         "too_large",
         "banned",
+        "unverified_call",
+        "shielded_response",
     ];
 
     fn index(self) -> usize {
@@ -633,6 +642,14 @@ impl EdgeProxy {
             _ => msg.dialed_number(&mut number).is_ok(),
         };
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
+        if !trusted && !self.answers.is_verified(src.ip(), now) {
+            self.answers.note_unverified(now);
+        }
+        // New calls from sources that have not shown they are real stay
+        // within their budget, unanswered beyond it (see `answers`).
+        if initial_invite && !self.answers.admit_call(src.ip(), trusted, now) {
+            return self.drop(ProxyDrop::UnverifiedCall);
+        }
         self.lookups += 1;
         let decision = {
             let d = if !have_number {
@@ -848,6 +865,9 @@ impl EdgeProxy {
         let status = msg.status().expect("a response has a status");
         let cseq = msg.cseq();
         let to_untrusted = !self.is_trusted(dest.ip()) && !self.answers.is_verified(dest.ip(), now);
+        if to_untrusted && self.answers.shields_up(now) {
+            return self.drop(ProxyDrop::ShieldedResponse);
+        }
         if to_untrusted {
             let reason = match status {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),

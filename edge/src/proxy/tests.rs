@@ -559,3 +559,45 @@ fn a_banned_source_is_dropped_until_the_ban_lapses() {
     );
     assert_eq!(r, Ok(()));
 }
+
+#[test]
+fn a_spoofed_invite_flood_reaches_the_upstreams_only_within_the_budget() {
+    let mut lab = Lab::new();
+    let mut forwarded = 0;
+    for i in 0..5_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let (_, sent) = lab.send(
+            &src,
+            &invite(
+                "442071234567",
+                &format!("flood-{i}"),
+                &format!("z9hG4bKfl{i}"),
+            ),
+        );
+        forwarded += sent
+            .iter()
+            .filter(|(to, _)| *to == addr(UP_A) || *to == addr(UP_B))
+            .count();
+    }
+    // 5,000 INVITEs over 5 simulated seconds; 200 per second (burst 200).
+    assert!(forwarded <= 200 * 6, "{forwarded} flood INVITEs forwarded");
+    let s = lab.proxy.snapshot();
+    assert_eq!(
+        s.dropped.get("unverified_call").copied().unwrap_or(0) as usize + forwarded,
+        5_000
+    );
+    // A trusted caller is not held back by the flood.
+    let mut lab2 = Lab::with(table(None), |c| {
+        c.allowlist.push("198.18.0.0/24".parse().unwrap())
+    });
+    for i in 0..2_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let _ = lab2.send(
+            &src,
+            &invite("442071234567", &format!("f-{i}"), &format!("z9hG4bKf{i}")),
+        );
+    }
+    let (r, sent) = lab2.send(CALLER, &invite("442071234567", "legit-1", "z9hG4bKlegit"));
+    assert_eq!(r, Ok(()));
+    assert!(sent[0].1.starts_with("INVITE"));
+}

@@ -48,6 +48,17 @@ pub enum RoutesCommand {
         #[arg(required = true, num_args = 1..)]
         number: Vec<String>,
     },
+    /// Ask a running appliance to reload its route files (SIGHUP to the pid
+    /// in its pidfile), then report whether it accepted the new table or
+    /// kept the running one, and why.
+    Reload {
+        /// The appliance's pidfile ([edge] pidfile).
+        #[arg(long)]
+        pidfile: PathBuf,
+        /// The appliance's metrics endpoint, where the outcome is read.
+        #[arg(long, default_value = crate::stats::client::DEFAULT_URL)]
+        url: String,
+    },
     /// Write a synthetic E.164-like table (groups.toml and prefixes.csv) for
     /// trying large tables; never commit what it writes.
     Generate {
@@ -83,6 +94,12 @@ pub fn run(command: RoutesCommand) -> ExitCode {
             seed,
             out,
         } => generate(prefixes, groups, seed, &out),
+        RoutesCommand::Reload { pidfile, url } => {
+            match crate::appliance::cli::reload_routes(&pidfile, &url) {
+                Ok(text) => (text, true),
+                Err(e) => (format!("{e:#}\n"), false),
+            }
+        }
     };
     if ok {
         print!("{out}");

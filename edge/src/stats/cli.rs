@@ -12,7 +12,7 @@ use super::watch::{self, count, WatchError, WatchOptions};
 use super::Snapshot;
 
 /// Arguments of `dce-edge stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct StatsArgs {
     /// Live terminal view, refreshed every second (q or Ctrl-C quits).
     #[arg(long)]
@@ -27,6 +27,12 @@ pub struct StatsArgs {
     /// endpoint (the filter's own stats).
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
+    /// With --iface: how many top sources to show.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// With --iface: seconds between the two reads the rates come from.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
 }
 
 impl StatsArgs {

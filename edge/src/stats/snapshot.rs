@@ -28,8 +28,8 @@ pub struct Modes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct XdpCounters {
     /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
-    /// `scanner`, `rate_limit`, `overload`, `malformed`); every reason is
-    /// present, zero or not.
+    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`);
+    /// every reason is present, zero or not.
     pub drops: BTreeMap<String, u64>,
     /// Packets passed to the kernel (not SIP, or shield mode).
     pub passed: u64,
@@ -178,6 +178,10 @@ pub struct Snapshot {
     pub top_sources: Vec<TopSource>,
     /// Active bans.
     pub bans: Vec<BanEntry>,
+    /// Sources that proved their address is real (echoed a dialog cookie)
+    /// and skip the XDP budget for unverified sources.
+    #[serde(default)]
+    pub verified_sources: u64,
     /// Per-worker counters.
     pub workers: Vec<WorkerCounters>,
     /// Route table counters.

@@ -25,6 +25,8 @@ pub const LPM_ENTRIES: usize = 65536;
 pub const BUCKET_ENTRIES: usize = 262_144;
 /// Entries in the top-sources map.
 pub const TOP_SOURCE_ENTRIES: usize = 8192;
+/// Entries in the map of verified sources.
+pub const VERIFIED_ENTRIES: usize = 65536;
 
 /// Counter slots (`enum dce_counter`): drops, then verdicts, then events.
 pub mod slot {
@@ -44,28 +46,33 @@ pub mod slot {
     pub const DROP_OVERLOAD: usize = 6;
     /// Dropped: IP/UDP lengths inconsistent, or IPv6 chain too deep.
     pub const DROP_MALFORMED: usize = 7;
+    /// Dropped: source neither allowlisted nor verified, and this CPU's
+    /// budget for such sources spent.
+    pub const DROP_UNVERIFIED: usize = 8;
     /// SIP passed to the kernel stack.
-    pub const PASSED: usize = 8;
+    pub const PASSED: usize = 9;
     /// SIP redirected to an AF_XDP socket.
-    pub const REDIRECTED: usize = 9;
+    pub const REDIRECTED: usize = 10;
     /// Not UDP to a SIP port: passed untouched.
-    pub const PASSED_OTHER: usize = 10;
+    pub const PASSED_OTHER: usize = 11;
     /// Event: a first fragment passed by policy.
-    pub const EV_FRAGMENT_PASSED: usize = 11;
+    pub const EV_FRAGMENT_PASSED: usize = 12;
     /// Event: a SIP packet from an allowlisted source.
-    pub const EV_ALLOWLISTED: usize = 12;
+    pub const EV_ALLOWLISTED: usize = 13;
     /// Event: the program banned a scanner.
-    pub const EV_AUTO_BAN: usize = 13;
+    pub const EV_AUTO_BAN: usize = 14;
     /// Event: the ban trie refused an auto-ban.
-    pub const EV_AUTO_BAN_FAILED: usize = 14;
+    pub const EV_AUTO_BAN_FAILED: usize = 15;
     /// Event: a packet hit an expired ban (which no longer applies).
-    pub const EV_BAN_EXPIRED: usize = 15;
+    pub const EV_BAN_EXPIRED: usize = 16;
+    /// Event: a SIP packet from a verified source (unexpired, not allowlisted).
+    pub const EV_VERIFIED: usize = 17;
     /// Number of slots.
-    pub const SLOTS: usize = 16;
+    pub const SLOTS: usize = 18;
     /// Number of drop reasons (slots `0..DROP_REASONS`).
-    pub const DROP_REASONS: usize = 8;
+    pub const DROP_REASONS: usize = 9;
     /// Slots that are verdicts: each packet moves exactly one of `0..VERDICT_SLOTS`.
-    pub const VERDICT_SLOTS: usize = 11;
+    pub const VERDICT_SLOTS: usize = 12;
 }
 
 /// `enum dce_ban_reason` values.
@@ -138,6 +145,9 @@ pub struct Config {
     pub rates: [Rate; CLASS_SLOTS],
     /// Packets to userspace per second per CPU.
     pub overload_cap: u64,
+    /// Per CPU: the GCRA budget of packets to userspace from sources
+    /// neither allowlisted nor verified.
+    pub unverified: Rate,
     /// Per kind (0 User-Agent, 1 From name), the set of signature first
     /// bytes `| 0x20`, as a 256-bit map.
     pub sig_first: [[u64; 4]; 2],
@@ -244,14 +254,26 @@ pub struct TopSource {
     pub _pad: u32,
 }
 
-/// `struct dce_overload`: one CPU's cap window.
+/// `struct dce_verified`: value of the `verified` map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// CLOCK_MONOTONIC nanoseconds when the verification lapses.
+    pub expires_ns: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest verification.
+    pub verified_ns: u64,
+}
+
+/// `struct dce_overload`: one CPU's budgets.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overload {
-    /// Start of the current one-second window.
+    /// Start of the emergency cap's current one-second window.
     pub window_start_ns: u64,
     /// Packets to userspace in it.
     pub count: u64,
+    /// GCRA state (theoretical arrival time) of the unverified budget.
+    pub unverified_tat: u64,
 }
 
 /// `struct dce_info`: what a second process needs to know about the running filter.
@@ -292,6 +314,7 @@ mod pod {
     unsafe impl aya::Pod for Bucket {}
     unsafe impl aya::Pod for TopSource {}
     unsafe impl aya::Pod for Overload {}
+    unsafe impl aya::Pod for Verified {}
     unsafe impl aya::Pod for Info {}
 }
 
@@ -409,6 +432,7 @@ mod tests {
                 ban_ttl_ns,
                 rates,
                 overload_cap,
+                unverified,
                 sig_first
             ]
         );
@@ -436,7 +460,13 @@ mod tests {
             TopSource,
             [drops, last_ns, last_reason, _pad]
         );
-        check_layout!(s, "dce_overload", Overload, [window_start_ns, count]);
+        check_layout!(
+            s,
+            "dce_overload",
+            Overload,
+            [window_start_ns, count, unverified_tat]
+        );
+        check_layout!(s, "dce_verified", Verified, [expires_ns, verified_ns]);
         check_layout!(
             s,
             "dce_info",
@@ -496,6 +526,7 @@ mod tests {
             ("DCE_LPM_ENTRIES", LPM_ENTRIES as i64),
             ("DCE_BUCKET_ENTRIES", BUCKET_ENTRIES as i64),
             ("DCE_TOP_SOURCE_ENTRIES", TOP_SOURCE_ENTRIES as i64),
+            ("DCE_VERIFIED_ENTRIES", VERIFIED_ENTRIES as i64),
             ("DCE_DROP_BLOCKLIST", slot::DROP_BLOCKLIST as i64),
             ("DCE_DROP_BANNED", slot::DROP_BANNED as i64),
             ("DCE_DROP_FRAGMENT", slot::DROP_FRAGMENT as i64),
@@ -504,6 +535,7 @@ mod tests {
             ("DCE_DROP_RATE_LIMIT", slot::DROP_RATE_LIMIT as i64),
             ("DCE_DROP_OVERLOAD", slot::DROP_OVERLOAD as i64),
             ("DCE_DROP_MALFORMED", slot::DROP_MALFORMED as i64),
+            ("DCE_DROP_UNVERIFIED", slot::DROP_UNVERIFIED as i64),
             ("DCE_PASSED", slot::PASSED as i64),
             ("DCE_REDIRECTED", slot::REDIRECTED as i64),
             ("DCE_PASSED_OTHER", slot::PASSED_OTHER as i64),
@@ -512,6 +544,7 @@ mod tests {
             ("DCE_EV_AUTO_BAN", slot::EV_AUTO_BAN as i64),
             ("DCE_EV_AUTO_BAN_FAILED", slot::EV_AUTO_BAN_FAILED as i64),
             ("DCE_EV_BAN_EXPIRED", slot::EV_BAN_EXPIRED as i64),
+            ("DCE_EV_VERIFIED", slot::EV_VERIFIED as i64),
             ("DCE_COUNTER_SLOTS", slot::SLOTS as i64),
             ("DCE_DROP_REASONS", slot::DROP_REASONS as i64),
             ("DCE_VERDICT_SLOTS", slot::VERDICT_SLOTS as i64),

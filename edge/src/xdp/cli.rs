@@ -145,6 +145,9 @@ pub fn run_filter(args: &FilterArgs) -> Result<()> {
             if let Err(e) = filter.sweep_expired_bans() {
                 eprintln!("dce-edge filter: sweeping expired bans: {e}");
             }
+            if let Err(e) = filter.sweep_expired_verified() {
+                eprintln!("dce-edge filter: sweeping lapsed verifications: {e}");
+            }
             last_sweep = Instant::now();
         }
     }
@@ -154,7 +157,8 @@ pub fn run_filter(args: &FilterArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints totals, rates over `--interval`, and the top sources.
+/// Prints totals, rates over `--interval`, the top sources and how many
+/// sources are verified.
 pub fn run_stats(args: &StatsArgs) -> Result<()> {
     if !(args.interval > 0.0 && args.interval <= 3600.0) {
         bail!(
@@ -173,6 +177,7 @@ pub fn run_stats(args: &StatsArgs) -> Result<()> {
         totals,
         rates,
         top_sources: pinned.top_sources(args.top)?,
+        verified_sources: pinned.verified_count()?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -37,6 +37,14 @@ pub const DEFAULT_FROM_NAMES: &[&str] = &["sipvicious"];
 /// Largest rate or burst the filter takes (packets per second / packets).
 pub const MAX_RATE: u32 = 10_000_000;
 
+/// Default per-CPU budget of packets to userspace per second from sources
+/// neither allowlisted nor verified: above the per-queue CPS band of every
+/// hardware profile (at most 15,000 new calls per second per queue), so
+/// first INVITEs of new callers fit in it when there is no flood, and far
+/// below the emergency cap, so a spoofed flood leaves the workers most of
+/// their capacity for verified sources.
+pub const DEFAULT_UNVERIFIED_CAP_PPS: u32 = 20_000;
+
 /// An IPv4 or IPv6 network in CIDR notation; a bare address is a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
@@ -261,6 +269,10 @@ pub struct FilterConfig {
     pub rate_limits: RateLimits,
     /// Packets to userspace per second per CPU before `overload` drops.
     pub overload_cap_pps: u32,
+    /// Packets to userspace per second per CPU from sources neither
+    /// allowlisted nor verified before `unverified` drops (admitted evenly:
+    /// a burst of a tenth of a second's worth, then one per 1/rate).
+    pub unverified_cap_pps: u32,
 }
 
 impl Default for FilterConfig {
@@ -278,6 +290,7 @@ impl Default for FilterConfig {
             ban_ttl: Duration::from_secs(3600),
             rate_limits: RateLimits::default(),
             overload_cap_pps: 250_000,
+            unverified_cap_pps: DEFAULT_UNVERIFIED_CAP_PPS,
         }
     }
 }
@@ -305,6 +318,7 @@ struct RawFilter {
     auto_ban: Option<bool>,
     ban_ttl_secs: Option<Spanned<i64>>,
     overload_cap_pps: Option<Spanned<i64>>,
+    unverified_cap_pps: Option<Spanned<i64>>,
     #[serde(default)]
     rate_limits: RawRateLimits,
 }
@@ -436,6 +450,12 @@ impl FilterConfig {
         if let Some(c) = &raw.overload_cap_pps {
             cfg.overload_cap_pps = number(c, "overload_cap_pps", 1, u32::MAX as i64)? as u32;
         }
+        if let Some(c) = &raw.unverified_cap_pps {
+            if *c.get_ref() == 0 {
+                return Err(src.error_at(c.span(), UNVERIFIED_CAP_ZERO.to_string()));
+            }
+            cfg.unverified_cap_pps = number(c, "unverified_cap_pps", 1, u32::MAX as i64)? as u32;
+        }
         let rate = |r: &Option<RawRate>, class: &str, default: RateLimit| match r {
             None => Ok(default),
             Some(r) => Ok(RateLimit {
@@ -503,6 +523,9 @@ impl FilterConfig {
         if self.overload_cap_pps == 0 {
             return Err("overload_cap_pps must be at least 1".into());
         }
+        if self.unverified_cap_pps == 0 {
+            return Err(UNVERIFIED_CAP_ZERO.into());
+        }
         if self.ban_ttl.is_zero() {
             return Err("ban_ttl must be at least one second".into());
         }
@@ -535,6 +558,7 @@ impl FilterConfig {
         c.rates[abi::CLASS_REGISTER] = self.rate_limits.register.to_abi();
         c.rates[abi::CLASS_OTHER] = self.rate_limits.other.to_abi();
         c.overload_cap = self.overload_cap_pps as u64;
+        c.unverified = unverified_budget(self.unverified_cap_pps);
         for (set, list) in [
             (0, &self.scanner_user_agents),
             (1, &self.scanner_from_names),
@@ -561,6 +585,25 @@ impl FilterConfig {
             )
             .collect()
     }
+}
+
+/// Why an `unverified_cap_pps` of 0 is refused, and what to write instead.
+const UNVERIFIED_CAP_ZERO: &str = "unverified_cap_pps 0 would drop every packet from sources \
+     that are neither allowlisted nor verified, including a new caller's first INVITE; \
+     it must be at least 1 (to effectively disable the budget, give a large value \
+     such as 4294967295)";
+
+/// The per-CPU GCRA of the unverified budget: `cap` per second, with a
+/// burst of a tenth of a second's worth. Evenly admitted, a spoofed flood
+/// reaches the workers at the budget's rate instead of in a one-second
+/// window's worth at line rate at the start of each window, which would
+/// overflow their RX rings and lose verified packets with it.
+pub fn unverified_budget(cap: u32) -> abi::Rate {
+    RateLimit {
+        rate: cap,
+        burst: (cap / 10).max(1),
+    }
+    .to_abi()
 }
 
 /// A signature must be 1 to 32 printable ASCII bytes.
@@ -646,6 +689,7 @@ scanner_from_names = ["sipvicious", "x"]
 auto_ban = false
 ban_ttl_secs = 60
 overload_cap_pps = 1000
+unverified_cap_pps = 300
 rate_limits.invite = { rate = 5, burst = 10 }
 rate_limits.register = { rate = 1, burst = 2 }
 
@@ -665,6 +709,7 @@ table = "x"
         assert!(!cfg.auto_ban);
         assert_eq!(cfg.ban_ttl, Duration::from_secs(60));
         assert_eq!(cfg.overload_cap_pps, 1000);
+        assert_eq!(cfg.unverified_cap_pps, 300);
         assert_eq!(cfg.rate_limits.invite, RateLimit { rate: 5, burst: 10 });
         assert_eq!(cfg.rate_limits.other, RateLimits::default().other);
     }
@@ -703,6 +748,40 @@ table = "x"
         let e = refused("[filter]\nrate_limits.invite = { rate = 0, burst = 5 }\n");
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("rate_limits.invite.rate 0"), "{e}");
+    }
+
+    #[test]
+    fn zero_unverified_cap_is_refused_with_the_way_to_disable_it() {
+        let e = refused("[filter]\noverload_cap_pps = 5\nunverified_cap_pps = 0\n");
+        assert_eq!((e.file.to_str(), e.line), (Some("edge.toml"), 3), "{e}");
+        assert!(
+            e.reason.contains("unverified_cap_pps 0") && e.reason.contains("4294967295"),
+            "{e}"
+        );
+        let code = FilterConfig {
+            unverified_cap_pps: 0,
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("unverified_cap_pps"));
+    }
+
+    #[test]
+    fn unverified_cap_above_the_range_is_refused() {
+        let e = refused("[filter]\nunverified_cap_pps = 4294967296\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("unverified_cap_pps 4294967296"), "{e}");
+    }
+
+    #[test]
+    fn unverified_budget_admits_a_tenth_of_a_second_at_once() {
+        assert_eq!(FilterConfig::default().unverified_cap_pps, 20_000);
+        let r = FilterConfig::default().to_abi().unverified;
+        assert_eq!(r.interval_ns, 50_000, "one per 50 us at 20,000/s");
+        assert_eq!(r.tolerance_ns, 1999 * 50_000, "a burst of 2,000");
+        let one = unverified_budget(1);
+        assert_eq!((one.interval_ns, one.tolerance_ns), (1_000_000_000, 0));
+        let most = unverified_budget(u32::MAX);
+        assert_eq!(most.interval_ns, 1, "the interval never reaches 0");
     }
 
     #[test]

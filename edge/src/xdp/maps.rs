@@ -18,7 +18,7 @@ use super::stats::{FilterStats, TopSourceEntry};
 use super::FilterError;
 
 /// Names of the program's maps, as the object and the pin directory call them.
-pub const MAP_NAMES: [&str; 14] = [
+pub const MAP_NAMES: [&str; 15] = [
     "config",
     "info",
     "signatures",
@@ -32,6 +32,7 @@ pub const MAP_NAMES: [&str; 14] = [
     "bans_v6",
     "buckets",
     "top_sources",
+    "verified",
     "xsks",
 ];
 
@@ -146,6 +147,21 @@ fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// One verified source as `verified()` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedEntry {
+    /// The source: an IPv4 host, or the /64 of an IPv6 address.
+    pub source: Cidr,
+    /// Time until the verification lapses (zero once expired).
+    #[serde(rename = "secs_left", serialize_with = "secs")]
+    pub left: Duration,
+    /// Time since the latest verification.
+    #[serde(rename = "secs_ago", serialize_with = "secs")]
+    pub age: Duration,
+    /// True when it has lapsed and no longer applies (not yet swept).
+    pub expired: bool,
+}
+
 /// Longest note a ban keeps (bytes).
 pub const BAN_NOTE_MAX: usize = 32;
 
@@ -180,6 +196,7 @@ pub struct FilterMaps {
     bans_v6: Map,
     buckets: Map,
     top_sources: Map,
+    verified: Map,
     xsks: Map,
 }
 
@@ -253,6 +270,7 @@ impl FilterMaps {
             bans_v6: take("bans_v6")?,
             buckets: take("buckets")?,
             top_sources: take("top_sources")?,
+            verified: take("verified")?,
             xsks: take("xsks")?,
         })
     }
@@ -282,12 +300,13 @@ impl FilterMaps {
             bans_v6: open("bans_v6")?,
             buckets: open("buckets")?,
             top_sources: open("top_sources")?,
+            verified: open("verified")?,
             xsks: open("xsks")?,
         })
     }
 
     /// Every map with its name, for pinning.
-    pub(crate) fn named(&self) -> [(&'static str, &Map); 14] {
+    pub(crate) fn named(&self) -> [(&'static str, &Map); 15] {
         [
             ("config", &self.config),
             ("info", &self.info),
@@ -302,6 +321,7 @@ impl FilterMaps {
             ("bans_v6", &self.bans_v6),
             ("buckets", &self.buckets),
             ("top_sources", &self.top_sources),
+            ("verified", &self.verified),
             ("xsks", &self.xsks),
         ]
     }
@@ -557,6 +577,96 @@ impl FilterMaps {
         Ok(out)
     }
 
+    /// Marks the source of `addr` (the address for IPv4, its /64 for IPv6)
+    /// as verified for `ttl`: until then the program spares it the per-CPU
+    /// budget for unverified sources (`unverified_cap_pps`). It still goes
+    /// through the blocklist, bans, its own rate limits, the emergency cap
+    /// and the scanner checks. Verifying again moves the expiry to now +
+    /// `ttl`. When the map is full, the least recently used entry makes room.
+    pub fn verify(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {
+        if ttl.is_zero() {
+            return Err(FilterError::Config(format!(
+                "verifying {addr} for 0 s would change nothing; the time to live must be positive"
+            )));
+        }
+        let now = monotonic_ns();
+        let value = abi::Verified {
+            expires_ns: now.saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64),
+            verified_ns: now,
+        };
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        m.insert(source_key(addr), value, 0)
+            .map_err(map_err("verified"))
+    }
+
+    /// Forgets the verification of the source of `addr`; false when there
+    /// was none.
+    pub fn unverify(&mut self, addr: IpAddr) -> Result<bool, FilterError> {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        removed(m.remove(&source_key(addr)), "verified")
+    }
+
+    /// Every entry of the `verified` map. Two system calls per entry.
+    fn verified_raw(&self) -> Result<Vec<(abi::Source, abi::Verified)>, FilterError> {
+        let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
+        // An entry evicted between listing and reading is simply gone.
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Every verified source, expired ones included (until swept), soonest
+    /// to lapse first. Reads the whole map: two system calls per entry.
+    pub fn verified(&self) -> Result<Vec<VerifiedEntry>, FilterError> {
+        let now = monotonic_ns();
+        let mut out: Vec<VerifiedEntry> = self
+            .verified_raw()?
+            .into_iter()
+            .map(|(k, v)| VerifiedEntry {
+                source: source_network(&k),
+                left: Duration::from_nanos(v.expires_ns.saturating_sub(now)),
+                age: Duration::from_nanos(now.saturating_sub(v.verified_ns)),
+                expired: v.expires_ns <= now,
+            })
+            .collect();
+        out.sort_by_key(|e| (e.left, e.source.addr));
+        Ok(out)
+    }
+
+    /// How many sources are verified now (unexpired entries). Reads the
+    /// whole map like [`FilterMaps::verified`], without building the list.
+    pub fn verified_count(&self) -> Result<usize, FilterError> {
+        let now = monotonic_ns();
+        Ok(self
+            .verified_raw()?
+            .iter()
+            .filter(|(_, v)| v.expires_ns > now)
+            .count())
+    }
+
+    /// Removes lapsed verifications (they already no longer apply);
+    /// returns how many. Call it from the thread that verifies: an entry
+    /// verified again between the listing and the removal would be lost.
+    pub fn sweep_expired_verified(&mut self) -> Result<usize, FilterError> {
+        let now = monotonic_ns();
+        let expired: Vec<abi::Source> = self
+            .verified_raw()?
+            .into_iter()
+            .filter(|(_, v)| v.expires_ns <= now)
+            .map(|(k, _)| k)
+            .collect();
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        let mut swept = 0;
+        for k in &expired {
+            if removed(m.remove(k), "verified")? {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
     /// The XSKMAP (indexed by RX queue) where AF_XDP sockets go, borrowed.
     pub fn xsk_map(&mut self) -> Result<XskMap<&mut MapData>, FilterError> {
         XskMap::try_from(&mut self.xsks).map_err(map_err("xsks"))
@@ -590,6 +700,32 @@ impl FilterMaps {
         let m: BpfHashMap<&MapData, abi::Source, abi::Bucket> =
             BpfHashMap::try_from(&self.buckets).ok()?;
         m.get(&source_key(addr), 0).ok()
+    }
+
+    /// Writes a verification verbatim (tests: an expiry in the past).
+    #[cfg(test)]
+    pub(crate) fn put_verified_raw(&mut self, addr: IpAddr, value: abi::Verified) {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).unwrap();
+        m.insert(source_key(addr), value, 0).unwrap();
+    }
+
+    /// Every CPU's budgets (tests).
+    #[cfg(test)]
+    pub(crate) fn cpu_budgets(&self) -> Vec<abi::Overload> {
+        let m: PerCpuArray<&MapData, abi::Overload> =
+            PerCpuArray::try_from(&self.overload).unwrap();
+        m.get(&0, 0).unwrap().iter().copied().collect()
+    }
+
+    /// Rewrites every CPU's budgets with `f` (tests: time passing).
+    #[cfg(test)]
+    pub(crate) fn update_cpu_budgets(&mut self, f: impl Fn(abi::Overload) -> abi::Overload) {
+        let values: Vec<abi::Overload> = self.cpu_budgets().into_iter().map(f).collect();
+        let mut m: PerCpuArray<&mut MapData, abi::Overload> =
+            PerCpuArray::try_from(&mut self.overload).unwrap();
+        m.set(0, aya::maps::PerCpuValues::try_from(values).unwrap(), 0)
+            .unwrap();
     }
 
     /// Writes a ban entry verbatim (tests: an expiry in the past).

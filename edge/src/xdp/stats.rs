@@ -29,6 +29,9 @@ pub struct DropCounts {
     pub overload: u64,
     /// IP/UDP lengths inconsistent, or an IPv6 chain too deep to judge.
     pub malformed: u64,
+    /// Source neither allowlisted nor verified, and this CPU's budget for
+    /// such sources (`unverified_cap_pps`) spent: mostly spoofed floods.
+    pub unverified: u64,
 }
 
 impl DropCounts {
@@ -42,6 +45,7 @@ impl DropCounts {
         "rate_limit",
         "overload",
         "malformed",
+        "unverified",
     ];
 
     /// The counts in counter order.
@@ -55,6 +59,7 @@ impl DropCounts {
             self.rate_limit,
             self.overload,
             self.malformed,
+            self.unverified,
         ]
     }
 
@@ -69,6 +74,7 @@ impl DropCounts {
             rate_limit: c[DROP_RATE_LIMIT],
             overload: c[DROP_OVERLOAD],
             malformed: c[DROP_MALFORMED],
+            unverified: c[DROP_UNVERIFIED],
         }
     }
 
@@ -91,6 +97,8 @@ pub struct EventCounts {
     pub auto_ban_failures: u64,
     /// Packets that hit an expired ban (which no longer applied).
     pub expired_ban_hits: u64,
+    /// SIP packets from verified sources (unexpired, not allowlisted).
+    pub verified: u64,
 }
 
 /// A snapshot of the filter's counters, summed over CPUs.
@@ -129,6 +137,7 @@ impl FilterStats {
                 auto_bans: c[EV_AUTO_BAN],
                 auto_ban_failures: c[EV_AUTO_BAN_FAILED],
                 expired_ban_hits: c[EV_BAN_EXPIRED],
+                verified: c[EV_VERIFIED],
             },
             attach_mode: match info.attach_mode {
                 abi::ATTACH_NATIVE => "native",
@@ -168,6 +177,7 @@ impl FilterStats {
                 rate_limit: d[5],
                 overload: d[6],
                 malformed: d[7],
+                unverified: d[8],
             },
             passed: rate(self.passed, earlier.passed),
             redirected: rate(self.redirected, earlier.redirected),
@@ -195,6 +205,8 @@ pub struct DropRates {
     pub overload: f64,
     /// See [`DropCounts`].
     pub malformed: f64,
+    /// See [`DropCounts`].
+    pub unverified: f64,
 }
 
 impl DropRates {
@@ -208,6 +220,7 @@ impl DropRates {
             self.rate_limit,
             self.overload,
             self.malformed,
+            self.unverified,
         ]
     }
 }
@@ -265,6 +278,8 @@ pub struct StatsReport {
     pub rates: FilterRates,
     /// The sources with the most drops.
     pub top_sources: Vec<TopSourceEntry>,
+    /// Sources verified now (unexpired entries of the `verified` map).
+    pub verified_sources: usize,
 }
 
 impl StatsReport {
@@ -310,9 +325,16 @@ impl StatsReport {
         let e = &t.events;
         let _ = writeln!(
             s,
-            "events: {} auto-bans ({} refused), {} allowlisted, {} fragments passed, {} expired-ban hits",
-            e.auto_bans, e.auto_ban_failures, e.allowlisted, e.fragments_passed, e.expired_ban_hits
+            "events: {} auto-bans ({} refused), {} allowlisted, {} from verified sources, \
+             {} fragments passed, {} expired-ban hits",
+            e.auto_bans,
+            e.auto_ban_failures,
+            e.allowlisted,
+            e.verified,
+            e.fragments_passed,
+            e.expired_ban_hits
         );
+        let _ = writeln!(s, "verified sources: {}", self.verified_sources);
         if self.top_sources.is_empty() {
             let _ = writeln!(s, "top sources: none dropped");
         } else {
@@ -350,6 +372,51 @@ mod tests {
     }
 
     #[test]
+    fn every_drop_reason_has_a_name_in_counter_order() {
+        let mut c = [0u64; abi::slot::SLOTS];
+        for (i, v) in c.iter_mut().enumerate().take(abi::slot::DROP_REASONS) {
+            *v = 100 + i as u64;
+        }
+        let drops = DropCounts::from_slots(&c);
+        assert_eq!(drops.as_array().to_vec(), c[..abi::slot::DROP_REASONS]);
+        assert_eq!(DropCounts::NAMES[abi::slot::DROP_UNVERIFIED], "unverified");
+        assert_eq!(drops.unverified, c[abi::slot::DROP_UNVERIFIED]);
+        let later = FilterStats {
+            drops: DropCounts {
+                unverified: drops.unverified + 50,
+                ..drops
+            },
+            ..Default::default()
+        };
+        let earlier = FilterStats {
+            drops,
+            ..Default::default()
+        };
+        let r = later.rates_since(&earlier, Duration::from_secs(5));
+        assert_eq!(r.drops.unverified, 10.0);
+        assert_eq!(r.drops.as_array().iter().sum::<f64>(), 10.0);
+    }
+
+    #[test]
+    fn text_shows_unverified_drops_and_verified_sources() {
+        let mut totals = FilterStats::default();
+        totals.drops.unverified = 4321;
+        totals.events.verified = 17;
+        let report = StatsReport {
+            iface: "eth0".into(),
+            totals,
+            rates: FilterRates::default(),
+            top_sources: vec![],
+            verified_sources: 3,
+        };
+        let text = report.to_text();
+        assert!(text.contains("drop unverified"), "{text}");
+        assert!(text.contains("4321"), "{text}");
+        assert!(text.contains("17 from verified sources"), "{text}");
+        assert!(text.contains("verified sources: 3"), "{text}");
+    }
+
+    #[test]
     fn fallback_is_shouted_in_the_text() {
         let report = StatsReport {
             iface: "eth0".into(),
@@ -361,6 +428,7 @@ mod tests {
             },
             rates: FilterRates::default(),
             top_sources: vec![],
+            verified_sources: 0,
         };
         let text = report.to_text();
         assert!(text.contains("FELL BACK"), "{text}");

@@ -104,6 +104,7 @@ const SLOT_NAMES: [&str; slot::SLOTS] = [
     "rate_limit",
     "overload",
     "malformed",
+    "unverified",
     "passed",
     "redirected",
     "passed_other",
@@ -112,6 +113,7 @@ const SLOT_NAMES: [&str; slot::SLOTS] = [
     "ev_auto_ban",
     "ev_auto_ban_failed",
     "ev_ban_expired",
+    "ev_verified",
 ];
 
 fn describe(delta: &[u64; slot::SLOTS]) -> String {
@@ -1011,6 +1013,361 @@ fn allowlisted_sources_are_never_dropped_by_the_overload_cap() {
     };
     let (_, delta) = h.run_n(&udp4(&options()).build(), 5);
     assert_eq!((delta[slot::PASSED], delta[slot::DROP_OVERLOAD]), (5, 0));
+}
+
+// ------------------------------------------- verified sources, unverified budget
+
+/// Keeps the calling test thread on the CPU it runs on, so that each
+/// BPF_PROG_TEST_RUN of a test meets the same per-CPU budgets; restores the
+/// thread's CPU set when dropped.
+struct OnOneCpu {
+    before: libc::cpu_set_t,
+}
+
+impl OnOneCpu {
+    fn pin() -> OnOneCpu {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: sched_getaffinity/sched_setaffinity read and write one
+        // cpu_set_t we own (zeroed, which is a valid empty set), of the size
+        // given, for the calling thread (pid 0); CPU_SET writes into it.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut before), 0);
+            let cpu = libc::sched_getcpu();
+            assert!(cpu >= 0, "sched_getcpu");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            OnOneCpu { before }
+        }
+    }
+}
+
+impl Drop for OnOneCpu {
+    fn drop(&mut self) {
+        // SAFETY: as in `pin`: one cpu_set_t of ours, for the calling thread.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before);
+        }
+    }
+}
+
+/// An hour in nanoseconds: a budget interval nothing refills in during a test.
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+/// Loads `cfg`, then gives the per-CPU unverified budget a burst of `burst`
+/// packets and an interval of an hour, so that it does not refill during
+/// the test however slow the machine.
+fn with_unverified_burst(test: &str, cfg: FilterConfig, burst: u64) -> Option<Harness> {
+    let mut h = Harness::with(test, cfg)?;
+    let mut c = h.filter.config_entry().unwrap();
+    c.unverified = abi::Rate {
+        interval_ns: HOUR_NS,
+        tolerance_ns: (burst - 1) * HOUR_NS,
+    };
+    h.filter.set_config_entry(c).unwrap();
+    Some(h)
+}
+
+const VERIFIED4: &str = "198.18.0.50";
+const ALLOWED4: &str = "198.18.0.60";
+
+fn invite_from(src: &str) -> Vec<u8> {
+    let mut f = udp4(&invite());
+    f.src = ip(src);
+    f.build()
+}
+
+fn counts(pairs: &[(usize, u64)]) -> String {
+    let mut want = [0u64; slot::SLOTS];
+    for (s, n) in pairs {
+        want[*s] += n;
+    }
+    describe(&want)
+}
+
+#[test]
+fn unverified_sources_are_dropped_once_the_cpu_budget_is_spent_while_verified_and_allowlisted_pass()
+{
+    let mut cfg = pass_mode();
+    cfg.allowlist = vec![ALLOWED4.parse().unwrap()];
+    let Some(mut h) = with_unverified_burst("unverified_budget_spent_others_pass", cfg, 4) else {
+        return;
+    };
+    h.filter
+        .verify(ip(VERIFIED4), Duration::from_secs(600))
+        .unwrap();
+    let _cpu = OnOneCpu::pin();
+
+    let (action, d) = h.run_n(&udp4(&invite()).build(), 9);
+    assert_eq!(action_name(action), "XDP_DROP");
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 4), (slot::DROP_UNVERIFIED, 5)]),
+        "the first 4 spend the budget"
+    );
+    // Another unverified source shares this CPU's budget.
+    let mut other = udp4(&invite());
+    other.src = ip("198.18.0.11");
+    h.expect(&other.build(), XDP_DROP, slot::DROP_UNVERIFIED, &[]);
+
+    // In the same window, a verified and an allowlisted source still pass.
+    let (action, d) = h.run_n(&invite_from(VERIFIED4), 5);
+    assert_eq!(action_name(action), "XDP_PASS");
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 5), (slot::EV_VERIFIED, 5)])
+    );
+    let (action, d) = h.run_n(&invite_from(ALLOWED4), 5);
+    assert_eq!(action_name(action), "XDP_PASS");
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 5), (slot::EV_ALLOWLISTED, 5)])
+    );
+    // ... and neither spent the unverified budget: it is still spent, not over-spent.
+    h.expect(
+        &udp4(&invite()).build(),
+        XDP_DROP,
+        slot::DROP_UNVERIFIED,
+        &[],
+    );
+    let top = h.filter.top_sources(1).unwrap();
+    assert_eq!(
+        (top[0].source, top[0].last_reason),
+        (Cidr::host(ip(SRC4)), "unverified")
+    );
+}
+
+#[test]
+fn an_expired_verification_no_longer_spares_the_budget() {
+    let Some(mut h) =
+        with_unverified_burst("an_expired_verification_no_longer_helps", pass_mode(), 1)
+    else {
+        return;
+    };
+    let now = super::maps::monotonic_ns();
+    h.filter.put_verified_raw(
+        ip(VERIFIED4),
+        abi::Verified {
+            expires_ns: now - 1_000_000_000,
+            verified_ns: now - 2_000_000_000,
+        },
+    );
+    let _cpu = OnOneCpu::pin();
+    h.expect(&udp4(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+    h.expect(
+        &invite_from(VERIFIED4),
+        XDP_DROP,
+        slot::DROP_UNVERIFIED,
+        &[],
+    );
+
+    let listed = h.filter.verified().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].expired && listed[0].left.is_zero(), "{listed:?}");
+    assert_eq!(h.filter.verified_count().unwrap(), 0);
+    assert_eq!(h.filter.sweep_expired_verified().unwrap(), 1);
+    assert!(h.filter.verified().unwrap().is_empty());
+
+    // Verified again, it passes.
+    h.filter
+        .verify(ip(VERIFIED4), Duration::from_secs(60))
+        .unwrap();
+    h.expect(
+        &invite_from(VERIFIED4),
+        XDP_PASS,
+        slot::PASSED,
+        &[slot::EV_VERIFIED],
+    );
+}
+
+#[test]
+fn a_verified_source_is_still_rate_limited_by_its_own_budget() {
+    let Some(mut h) = with_tight(
+        "a_verified_source_is_still_rate_limited_by_its_own_budget",
+        tight_limits(),
+    ) else {
+        return;
+    };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    let (_, d) = h.run_n(&udp4(&invite()).build(), 10);
+    assert_eq!(
+        describe(&d),
+        counts(&[
+            (slot::PASSED, 3),
+            (slot::DROP_RATE_LIMIT, 7),
+            (slot::EV_VERIFIED, 10)
+        ])
+    );
+}
+
+#[test]
+fn a_verified_source_is_still_dropped_when_banned_or_blocklisted() {
+    let cfg = FilterConfig {
+        blocklist: vec![ALLOWED4.parse().unwrap()],
+        ..pass_mode()
+    };
+    let Some(mut h) = Harness::with("a_verified_source_is_still_dropped_when_banned", cfg) else {
+        return;
+    };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.filter
+        .verify(ip(ALLOWED4), Duration::from_secs(600))
+        .unwrap();
+    h.filter
+        .ban(
+            Cidr::host(ip(SRC4)),
+            Some(Duration::from_secs(60)),
+            BanReason::Flood,
+            "",
+        )
+        .unwrap();
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    h.expect(&invite_from(ALLOWED4), XDP_DROP, slot::DROP_BLOCKLIST, &[]);
+}
+
+#[test]
+fn a_verified_scanner_is_dropped_and_auto_banned() {
+    let Some(mut h) = Harness::new("a_verified_scanner_is_dropped_and_auto_banned") else {
+        return;
+    };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.expect(
+        &udp4(&sip_request("INVITE", "friendly-scanner", "x")).build(),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN],
+    );
+    assert_eq!(h.filter.bans().unwrap()[0].reason, BanReason::Scanner);
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+}
+
+#[test]
+fn the_unverified_budget_refills_as_time_passes() {
+    let Some(mut h) = with_unverified_burst(
+        "the_unverified_budget_refills_as_time_passes",
+        pass_mode(),
+        4,
+    ) else {
+        return;
+    };
+    let _cpu = OnOneCpu::pin();
+    let frame = udp4(&invite()).build();
+    let (_, d) = h.run_n(&frame, 6);
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 4), (slot::DROP_UNVERIFIED, 2)])
+    );
+    // Four intervals later (moving this CPU's state back by as much), the
+    // whole burst is there again, and no more.
+    h.filter.update_cpu_budgets(|mut o| {
+        o.unverified_tat = o.unverified_tat.saturating_sub(4 * HOUR_NS);
+        o
+    });
+    let (_, d) = h.run_n(&frame, 6);
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 4), (slot::DROP_UNVERIFIED, 2)])
+    );
+    // One interval later, one more.
+    h.filter.update_cpu_budgets(|mut o| {
+        o.unverified_tat = o.unverified_tat.saturating_sub(HOUR_NS);
+        o
+    });
+    let (_, d) = h.run_n(&frame, 2);
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 1), (slot::DROP_UNVERIFIED, 1)])
+    );
+}
+
+#[test]
+fn scanner_packets_do_not_spend_the_cpu_budgets() {
+    let cfg = FilterConfig {
+        auto_ban: false,
+        ..pass_mode()
+    };
+    let Some(h) = with_unverified_burst("scanner_packets_do_not_spend_the_cpu_budgets", cfg, 4)
+    else {
+        return;
+    };
+    let _cpu = OnOneCpu::pin();
+    let mut scanner = udp4(&sip_request("OPTIONS", "friendly-scanner", "x"));
+    scanner.src = ip("198.18.0.66");
+    let (_, d) = h.run_n(&scanner.build(), 10);
+    assert_eq!(describe(&d), counts(&[(slot::DROP_SCANNER, 10)]));
+    let (_, d) = h.run_n(&udp4(&invite()).build(), 5);
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 4), (slot::DROP_UNVERIFIED, 1)])
+    );
+}
+
+#[test]
+fn a_scanner_over_its_own_budget_is_dropped_by_the_budget_before_the_scan() {
+    let cfg = FilterConfig {
+        auto_ban: true,
+        ..tight_limits()
+    };
+    let Some(h) = with_tight("a_scanner_over_its_own_budget_is_rate_limited", cfg) else {
+        return;
+    };
+    // A scanner within its budget is scanned, caught and banned.
+    let scanner = udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build();
+    h.expect(&scanner, XDP_DROP, slot::DROP_SCANNER, &[slot::EV_AUTO_BAN]);
+    // A source that spent its budget on clean packets first is dropped by
+    // the budget, unscanned, so it is not banned until it is within it again.
+    let mut quiet = udp4(&options());
+    quiet.src = ip("198.18.0.67");
+    let (_, d) = h.run_n(&quiet.build(), 4);
+    assert_eq!(describe(&d), counts(&[(slot::PASSED, 4)]));
+    let mut turned = udp4(&sip_request("OPTIONS", "friendly-scanner", "x"));
+    turned.src = ip("198.18.0.67");
+    h.expect(&turned.build(), XDP_DROP, slot::DROP_RATE_LIMIT, &[]);
+    assert_eq!(h.filter.bans().unwrap().len(), 1, "only the first scanner");
+}
+
+#[test]
+fn verify_lists_counts_and_unverify_forgets() {
+    let Some(mut h) = Harness::new("verify_lists_counts_and_unverify_forgets") else {
+        return;
+    };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.filter.verify(ip(SRC6), Duration::from_secs(60)).unwrap();
+    let listed = h.filter.verified().unwrap();
+    let summary: Vec<(String, bool)> = listed
+        .iter()
+        .map(|e| (e.source.to_string(), e.expired))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("2001:db8:1:2::/64".to_string(), false),
+            ("198.18.0.10/32".to_string(), false),
+        ],
+        "soonest to lapse first; IPv6 by its /64"
+    );
+    assert!(
+        listed[1].left > Duration::from_secs(500) && listed[1].left <= Duration::from_secs(600)
+    );
+    assert_eq!(h.filter.verified_count().unwrap(), 2);
+    // Another address of the same /64 is the same source.
+    let mut neighbour = udp6(&invite());
+    neighbour.src = ip("2001:db8:1:2::99");
+    h.expect(
+        &neighbour.build(),
+        XDP_PASS,
+        slot::PASSED,
+        &[slot::EV_VERIFIED],
+    );
+    assert!(h.filter.unverify(ip("2001:db8:1:2::1")).unwrap());
+    assert!(!h.filter.unverify(ip(SRC6)).unwrap(), "already gone");
+    h.expect(&neighbour.build(), XDP_PASS, slot::PASSED, &[]);
+    assert_eq!(h.filter.verified_count().unwrap(), 1);
+    let err = h.filter.verify(ip(SRC4), Duration::ZERO).unwrap_err();
+    assert!(err.to_string().contains("positive"), "{err}");
 }
 
 // -------------------------------------------------------------- top sources

@@ -1,0 +1,64 @@
+//! The `dce-loadgen` command: the self-test passes, and bad requests are
+//! refused with the reason.
+
+use std::process::Command;
+
+fn loadgen(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dce-loadgen"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn selftest_completes_every_call() {
+    let (code, out, err) = loadgen(&["selftest", "--cps", "200", "--duration", "1"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("selftest: PASS"), "{out}");
+    assert!(
+        out.contains("sum of buckets          200 = 200 started"),
+        "{out}"
+    );
+}
+
+#[test]
+fn flood_outside_the_lab_is_refused_with_the_reason() {
+    let (code, _, err) = loadgen(&[
+        "attack",
+        "flood",
+        "--iface",
+        "lo",
+        "--target",
+        "192.0.2.1:5060",
+        "--count",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("198.18.0.0/15"), "{err}");
+}
+
+#[test]
+fn a_zero_rate_is_refused() {
+    let (code, _, err) = loadgen(&["uac", "--target", "127.0.0.1:9", "--cps", "0", "--quiet"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("calls per second must be above 0"), "{err}");
+}
+
+#[test]
+fn a_bad_number_pattern_is_refused_with_the_reason() {
+    let (code, _, err) = loadgen(&[
+        "uac",
+        "--target",
+        "127.0.0.1:9",
+        "--numbers",
+        "44{9-1}",
+        "--quiet",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("above its end"), "{err}");
+}
