@@ -14,11 +14,6 @@ use dce_edge::lab::sipp::{Uac, Uas};
 use dce_edge::lab::topology::{Host, Lab, LabSpec, ATTACKER_ADDR, EDGE_ADDR};
 use dce_edge::privilege::{feature_or_skip, have_program, privileged_or_skip};
 
-/// Two more attacker addresses, one per scanner: svwar and svcrack ignore
-/// `-b`, so each runs while the route to the edge prefers its own source.
-const SVWAR_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 201);
-const SVCRACK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 202);
-
 const CALLS_DURING: u32 = 450;
 const CALLS_AFTER: u32 = 100;
 
@@ -84,12 +79,11 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
     })
     .unwrap();
     let attacker = lab.attacker.as_ref().unwrap();
-    for a in [SVWAR_ADDR, SVCRACK_ADDR] {
-        attacker
-            .ns
-            .ip(&["addr", "add", &format!("{a}/24"), "dev", &attacker.iface])
-            .unwrap();
-    }
+    // One source per scanner (the attacker holds several addresses, the
+    // first being ATTACKER_ADDR): svwar and svcrack ignore `-b`, so each
+    // runs while the route to the edge prefers its own source.
+    assert!(attacker.addrs.len() >= 3, "{:?}", attacker.addrs);
+    let (svwar_addr, svcrack_addr) = (attacker.addrs[1], attacker.addrs[2]);
     let dir = TempDir::new("scan").unwrap();
     let server = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
     let attacker_ip = ATTACKER_ADDR.to_string();
@@ -135,7 +129,7 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
         "svmap found the edge:\n{svmap}"
     );
     // svwar: an extension sweep (REGISTER for 100-199).
-    prefer_source(attacker, SVWAR_ADDR);
+    prefer_source(attacker, svwar_addr);
     let svwar = scan(
         attacker,
         "svwar",
@@ -146,7 +140,7 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
         "svwar found extensions:\n{svwar}"
     );
     // svcrack: a password guess for extension 100.
-    prefer_source(attacker, SVCRACK_ADDR);
+    prefer_source(attacker, svcrack_addr);
     let svcrack = scan(
         attacker,
         "svcrack",
@@ -171,7 +165,7 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
     assert!(after.all_successful(), "{}", after.report());
 
     // Each scanning source is banned as a scanner, in the snapshot...
-    let sources: Vec<String> = [ATTACKER_ADDR, SVWAR_ADDR, SVCRACK_ADDR]
+    let sources: Vec<String> = [ATTACKER_ADDR, svwar_addr, svcrack_addr]
         .iter()
         .map(|a| format!("{a}/32"))
         .collect();
