@@ -22,9 +22,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::bin::TempDir;
+use super::edge::{EdgeConfig, EdgeProcess};
 use super::netns::{ChildGuard, Netns};
-use super::ping::options_ping;
 use super::topology::{Lab, LabSpec, EDGE_ADDR, SPOOF_PREFIX};
+use crate::dataplane::IoMode;
 use crate::stats::Snapshot;
 
 /// Arguments of `dce-edge demo`.
@@ -140,10 +141,11 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-/// Writes the route table: `prefixes` six-digit prefixes 44xxxx split over
-/// two forward groups with the upstreams in opposite priority, plus a
-/// reject group (900) and a redirect group (800).
-fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
+/// The route table: `prefixes` six-digit prefixes 44xxxx split over two
+/// forward groups with the upstreams in opposite priority, plus a reject
+/// group (900) and a redirect group (800). Returns the groups file and the
+/// prefixes file.
+pub fn demo_routes(lab: &Lab, prefixes: usize) -> (String, String) {
     let up: Vec<String> = lab
         .upstreams
         .iter()
@@ -158,7 +160,6 @@ fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
         a = up[0],
         b = up[up.len() - 1]
     );
-    std::fs::write(dir.join("groups.toml"), groups)?;
     let mut csv = String::with_capacity(prefixes * 16);
     csv.push_str("prefix,group\n900,premium\n800,moved\n");
     for i in 0..prefixes.max(10_000) {
@@ -174,34 +175,21 @@ fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
         csv.push_str(g);
         csv.push('\n');
     }
-    std::fs::write(dir.join("prefixes.csv"), csv)?;
-    Ok(())
+    (groups, csv)
 }
 
-fn write_config(dir: &Path, lab: &Lab) -> Result<PathBuf> {
-    let text = format!(
-        "# Written by dce-edge demo.\nprofile = \"lab\"\n\n\
-         [edge]\nmode = \"afxdp\"\ninterface = \"{iface}\"\nlisten = \"{EDGE_ADDR}:5060\"\nworkers = 1\n\
-         pidfile = \"{pid}\"\n\n\
-         [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
-         [filter]\nattach = \"auto\"\nauto_ban = true\nban_ttl_secs = 600\n\n\
-         [proxy]\nrecord_route = true\n\n\
-         [events]\nfile = \"events.jsonl\"\n",
-        iface = lab.edge.iface,
-        pid = dir.join("edge.pid").display(),
-    );
-    let path = dir.join("edge.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
-/// Reads the edge's snapshot from inside its namespace.
-fn edge_snapshot(ns: &Netns) -> Option<Snapshot> {
-    ns.enter(|| {
-        crate::stats::client::fetch_snapshot("http://127.0.0.1:9560", Duration::from_secs(2)).ok()
-    })
-    .ok()
-    .flatten()
+/// The edge's configuration: AF_XDP mode with the lab profile, the XDP
+/// filter's defaults (scanner auto-ban on), nobody allowlisted but the
+/// route table's upstreams (added by the appliance itself), so the callers
+/// have to prove their addresses like any caller.
+fn demo_edge(lab: &Lab, prefixes: usize, binary: PathBuf) -> EdgeConfig {
+    let (groups, csv) = demo_routes(lab, prefixes);
+    let mut cfg = EdgeConfig::new(lab, IoMode::AfXdp, groups, csv);
+    cfg.allowlist.clear();
+    cfg.profile = Some("lab".into());
+    cfg.filter = "auto_ban = true\nban_ttl_secs = 600\n".into();
+    cfg.binary = Some(binary);
+    cfg
 }
 
 /// Counts IPv4 UDP datagrams from the edge to spoofed sources arriving in
@@ -326,8 +314,6 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     })
     .context("building the lab's namespaces")?;
     let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
-    write_routes(&dir, &lab, prefixes)?;
-    let config = write_config(&dir, &lab)?;
 
     let mut procs = Procs {
         children: Vec::new(),
@@ -351,30 +337,10 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
             &dir.join(format!("upstream{i}.log")),
         )?;
     }
-    procs.spawn(
-        "edge",
-        &lab.edge.ns,
-        &edge_bin,
-        &[
-            "run".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--final-snapshot".into(),
-            dir.join("edge-final.json").display().to_string(),
-        ],
-        &dir.join("edge.log"),
-    )?;
-    let caller = lab.callers.addr();
+    let mut edge = EdgeProcess::start(&lab, &dir, &demo_edge(&lab, prefixes, edge_bin))
+        .context("starting the edge")?;
     let edge_sip: SocketAddr = (EDGE_ADDR, 5060).into();
-    let answered = lab
-        .callers
-        .ns
-        .enter(move || options_ping((caller, 0).into(), edge_sip, Duration::from_secs(30)))??;
-    if answered != Some(200) {
-        let log = std::fs::read_to_string(dir.join("edge.log")).unwrap_or_default();
-        bail!("the edge did not come up (no answer to OPTIONS in 30 s); its log:\n{log}");
-    }
-    let first = edge_snapshot(&lab.edge.ns).unwrap_or_default();
+    let first = edge.snapshot().ok().unwrap_or_default();
     eprintln!(
         "edge up: XDP {} mode, AF_XDP {} mode, {} prefixes; {} s of calls at {} cps with attacks",
         first.modes.attach, first.modes.dataplane, first.routes.prefixes, seconds, args.cps
@@ -419,7 +385,11 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     let warm_up_limit = Duration::from_secs((seconds / 2).clamp(2, 20));
     while warm_up.elapsed() < warm_up_limit && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(500));
-        if edge_snapshot(&lab.edge.ns).is_some_and(|s| s.verified_sources >= callers_n) {
+        if edge
+            .snapshot()
+            .ok()
+            .is_some_and(|s| s.verified_sources >= callers_n)
+        {
             break;
         }
     }
@@ -556,7 +526,7 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     let mut last: Option<Snapshot> = None;
     while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
-        if let Some(s) = edge_snapshot(&lab.edge.ns) {
+        if let Ok(s) = edge.snapshot() {
             eprintln!("{}", progress_line(started.elapsed(), &s, last.as_ref()));
             last = Some(s);
         }
@@ -574,12 +544,9 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     }
     reflect_stop.store(true, Ordering::Relaxed);
     let _ = reflector.join();
-    let before_stop = edge_snapshot(&lab.edge.ns).or(last).unwrap_or_default();
+    let before_stop = edge.snapshot().ok().or(last).unwrap_or_default();
     drop(procs);
-
-    let final_snapshot: Snapshot = read_json(&dir.join("edge-final.json"))
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or(before_stop);
+    let final_snapshot = edge.stop().unwrap_or(before_stop);
     let callers = read_json(&dir.join("callers.json")).unwrap_or(Value::Null);
     let calls = CallsReport {
         offered: u(&callers, &["accounting", "started"]),

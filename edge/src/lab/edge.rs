@@ -84,6 +84,11 @@ pub struct EdgeConfig {
     pub filter: String,
     /// More lines for the `[proxy]` table.
     pub proxy: String,
+    /// The hardware profile the edge takes its defaults from, if any.
+    pub profile: Option<String>,
+    /// The `dce-edge` binary to run; `None`: the workspace's, next to the
+    /// running test (see [`workspace_binary`]).
+    pub binary: Option<PathBuf>,
 }
 
 impl EdgeConfig {
@@ -103,6 +108,8 @@ impl EdgeConfig {
             allowlist,
             filter: String::new(),
             proxy: String::new(),
+            profile: None,
+            binary: None,
         }
     }
 
@@ -114,8 +121,13 @@ impl EdgeConfig {
             IoMode::Socket => ("socket", String::new()),
         };
         let allow: Vec<String> = self.allowlist.iter().map(|a| format!("\"{a}\"")).collect();
+        let profile = self
+            .profile
+            .as_ref()
+            .map(|p| format!("profile = \"{p}\"\n\n"))
+            .unwrap_or_default();
         format!(
-            "[edge]\nmode = \"{mode}\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
+            "{profile}[edge]\nmode = \"{mode}\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
              [dataplane.idle]\nbusy_polls = 64\nwait_us = 1000\n\n\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
@@ -155,6 +167,7 @@ pub struct EdgeProcess {
     final_snapshot: PathBuf,
     log: PathBuf,
     starts: u32,
+    binary: Option<PathBuf>,
     child: Option<ChildGuard>,
 }
 
@@ -177,6 +190,7 @@ impl EdgeProcess {
             final_snapshot: dir.join("final.json"),
             log: dir.join("edge-0.log"),
             starts: 0,
+            binary: cfg.binary.clone(),
             child: None,
         };
         edge.restart()?;
@@ -194,7 +208,11 @@ impl EdgeProcess {
         self.starts += 1;
         self.log = self.dir.join(format!("edge-{}.log", self.starts));
         let _ = std::fs::remove_file(&self.final_snapshot);
-        let mut cmd = self.nsenter(&workspace_binary("dce-edge"));
+        let bin = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| workspace_binary("dce-edge"));
+        let mut cmd = self.nsenter(&bin);
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
