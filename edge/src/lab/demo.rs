@@ -140,10 +140,12 @@ fn preflight() -> Result<()> {
     Ok(())
 }
 
-/// Writes the route table: `prefixes` six-digit prefixes 44xxxx split over
-/// two forward groups with the upstreams in opposite priority, plus a
-/// reject group (900) and a redirect group (800).
-fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
+/// Writes the route table into `dir` (`groups.toml`, `prefixes.csv`): at
+/// least ten thousand prefixes 44xxxx (`prefixes` of them) split over two
+/// forward groups with the upstreams in opposite priority, plus a reject
+/// group (900) and a redirect group (800). The benchmarks feed the same
+/// files to the edge and to the peers they compare it with.
+pub fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
     let up: Vec<String> = lab
         .upstreams
         .iter()
@@ -178,8 +180,13 @@ fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_config(dir: &Path, lab: &Lab) -> Result<PathBuf> {
-    let text = format!(
+/// Writes the lab edge's configuration (`edge.toml`, for the route files of
+/// [`write_routes`]) into `dir` and returns its path: the `lab` profile,
+/// AF_XDP mode on the edge's interface, one worker. `overrides` is merged
+/// over it table by table (a value in `overrides` replaces the demo's), so
+/// a benchmark can run the same edge in socket mode or with other limits.
+pub fn write_config(dir: &Path, lab: &Lab, overrides: &toml::Table) -> Result<PathBuf> {
+    let base = format!(
         "# Written by dce-edge demo.\nprofile = \"lab\"\n\n\
          [edge]\nmode = \"afxdp\"\ninterface = \"{iface}\"\nlisten = \"{EDGE_ADDR}:5060\"\nworkers = 1\n\
          pidfile = \"{pid}\"\n\n\
@@ -190,9 +197,29 @@ fn write_config(dir: &Path, lab: &Lab) -> Result<PathBuf> {
         iface = lab.edge.iface,
         pid = dir.join("edge.pid").display(),
     );
+    let text = if overrides.is_empty() {
+        base
+    } else {
+        let mut table: toml::Table = base.parse().context("the demo's own configuration")?;
+        merge_tables(&mut table, overrides);
+        format!("# Written by dce-edge's lab, with overrides.\n{table}")
+    };
     let path = dir.join("edge.toml");
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Merges `over` into `base`: tables merge key by key, any other value
+/// replaces what `base` had.
+fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// Reads the edge's snapshot from inside its namespace.
@@ -327,7 +354,7 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     .context("building the lab's namespaces")?;
     let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
     write_routes(&dir, &lab, prefixes)?;
-    let config = write_config(&dir, &lab)?;
+    let config = write_config(&dir, &lab, &toml::Table::new())?;
 
     let mut procs = Procs {
         children: Vec::new(),
