@@ -152,9 +152,24 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
         }
         ControlEvent::Verified { .. } => return None,
-        ControlEvent::Health { target, up } => {
-            Event::target_health("", &target.to_string(), *up, "probe")
+        ControlEvent::Health {
+            target,
+            group,
+            up,
+            after,
+        } => {
+            let why = if *up {
+                format!("{after} probes answered")
+            } else {
+                format!("{after} probes unanswered")
+            };
+            Event::target_health(group, &target.to_string(), *up, &why)
         }
+        ControlEvent::Banned {
+            source,
+            reason,
+            seconds,
+        } => Event::ban(source, reason, *seconds).with("by", "xdp"),
         ControlEvent::ReloadAccepted { version, prefixes } => {
             Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }

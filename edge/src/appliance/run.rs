@@ -3,7 +3,7 @@
 //! abuse reports into bans, and assembles the stats snapshot. It never
 //! touches a worker's state except through the rings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,8 +62,23 @@ pub enum ControlEvent {
     Health {
         /// host:port.
         target: SocketAddr,
+        /// The route groups that list it (comma-separated).
+        group: String,
         /// Its new state.
         up: bool,
+        /// Probes in a row (unanswered, or answered) that made the change.
+        after: u32,
+    },
+    /// A ban the control thread did not make itself appeared in the XDP
+    /// ban map: the program's own auto-ban of a scanner, or a manual
+    /// `dce-edge ban` from another process.
+    Banned {
+        /// The banned network.
+        source: String,
+        /// Why (`scanner`, `manual`, ...).
+        reason: String,
+        /// Seconds until it lapses.
+        seconds: u64,
     },
     /// A route reload was accepted.
     ReloadAccepted {
@@ -105,6 +120,9 @@ pub struct Appliance {
     /// Bans the workers enforce themselves (no XDP filter): source to
     /// reason and expiry.
     worker_bans: HashMap<IpAddr, (&'static str, Instant)>,
+    /// Bans in the XDP ban map that have had their event: made here (an
+    /// `Abuse` event says so) or seen in the map by [`Appliance::snapshot`].
+    logged_bans: HashSet<String>,
 }
 
 impl Appliance {
@@ -169,6 +187,7 @@ impl Appliance {
             last_workers: Vec::new(),
             events,
             worker_bans: HashMap::new(),
+            logged_bans: HashSet::new(),
         };
         appliance.allow_upstreams();
         Ok(appliance)
@@ -236,9 +255,20 @@ impl Appliance {
         }
         for c in &self.changes {
             self.routes.set_health(c.addr, c.up);
+            let group = self
+                .routes
+                .table()
+                .groups()
+                .iter()
+                .filter(|g| g.targets.iter().any(|t| t.addr == c.addr))
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
             out.push(ControlEvent::Health {
                 target: c.addr,
+                group,
                 up: c.up,
+                after: c.after,
             });
         }
         self.routes.pump();
@@ -282,7 +312,29 @@ impl Appliance {
         if snaps.len() == self.dataplane.workers() {
             self.last_workers = snaps;
         }
-        self.assemble()
+        let s = self.assemble();
+        if self.filter.is_some() {
+            self.note_new_bans(&s.bans);
+        }
+        s
+    }
+
+    /// Queues a `Banned` event for every ban in the XDP map that has had
+    /// none: the program bans scanners by itself, and `dce-edge ban` runs
+    /// in another process, so the map is the only place the control thread
+    /// learns of them. A ban that lapsed and comes back is new again.
+    fn note_new_bans(&mut self, bans: &[stats::BanEntry]) {
+        self.logged_bans
+            .retain(|logged| bans.iter().any(|b| &b.source == logged));
+        for b in bans {
+            if self.logged_bans.insert(b.source.clone()) {
+                self.events.push(ControlEvent::Banned {
+                    source: b.source.clone(),
+                    reason: b.reason.clone(),
+                    seconds: b.seconds_left,
+                });
+            }
+        }
     }
 
     /// Tells the XDP filter which sources proved they are real, so that a
@@ -326,6 +378,8 @@ impl Appliance {
             self.worker_bans.insert(*source, (reason, now + ban_for));
             match &mut self.filter {
                 Some(f) => {
+                    // The Abuse event is this ban's event.
+                    self.logged_bans.insert(Cidr::host(*source).to_string());
                     let why = match *reason {
                         "auth_failure" => BanReason::AuthFailure,
                         "extension_scan" => BanReason::ExtensionScan,
@@ -445,13 +499,15 @@ fn assemble(
         let table = routes.table();
         for g in table.groups() {
             for t in &g.targets {
+                // Each target's own probes (redirect targets are not probed).
+                let probes = prober.probes().target_probes(t.addr).unwrap_or_default();
                 s.targets.push(stats::TargetHealth {
                     group: g.name.clone(),
                     target: t.addr.to_string(),
                     up: prober.probes().is_up(t.addr).unwrap_or(true),
-                    rtt_ms: None,
-                    probes_sent: prober.probes().stats.sent,
-                    probes_answered: prober.probes().stats.answered,
+                    rtt_ms: probes.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    probes_sent: probes.sent,
+                    probes_answered: probes.answered,
                 });
             }
         }

@@ -1,6 +1,7 @@
 //! A SIP OPTIONS ping, for waiting until an edge or a server answers.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sip::{self, write::RequestBuilder, write::SentBy, Method};
@@ -13,18 +14,33 @@ pub fn options_ping(
     to: SocketAddr,
     timeout: Duration,
 ) -> std::io::Result<Option<u16>> {
+    options_ping_uri(from, to, &format!("sip:{to}"), timeout)
+}
+
+/// Like [`options_ping`], with the Request-URI (and To) given: an OPTIONS
+/// to `sip:33123@edge` asks the edge to route the number rather than to
+/// answer for itself, so whoever answers shows where the number goes.
+pub fn options_ping_uri(
+    from: SocketAddr,
+    to: SocketAddr,
+    uri: &str,
+    timeout: Duration,
+) -> std::io::Result<Option<u16>> {
     let socket = UdpSocket::bind(from)?;
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let local = socket.local_addr()?;
-    let uri = format!("sip:{to}");
+    // Every ping gets Call-IDs of its own: a server that keeps dialogs
+    // (SIPp) takes a repeated Call-ID for a message of an old call.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let deadline = Instant::now() + timeout;
     let mut seq = 0u32;
     let mut out = [0u8; 1500];
     let mut buf = [0u8; 65_536];
     while Instant::now() < deadline {
         seq += 1;
-        let branch = format!("z9hG4bKping{}x{seq}", std::process::id());
-        let call_id = format!("ping-{}-{seq}@{}", std::process::id(), local.ip());
+        let branch = format!("z9hG4bKping{}x{run}x{seq}", std::process::id());
+        let call_id = format!("ping-{}-{run}-{seq}@{}", std::process::id(), local.ip());
         let from_hdr = format!("<sip:ping@{}>;tag=p{seq}", local.ip());
         let to_hdr = format!("<{uri}>");
         let req = RequestBuilder {

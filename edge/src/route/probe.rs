@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::route::health::{HealthSettings, TargetHealth};
 
@@ -39,6 +39,7 @@ pub struct HealthChange {
 struct Outstanding {
     call_id: String,
     branch: String,
+    sent_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +47,19 @@ struct Probed {
     addr: SocketAddr,
     health: TargetHealth,
     outstanding: Option<Outstanding>,
+    probes: TargetProbes,
+}
+
+/// One target's probe counters (the stats snapshot shows them per target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetProbes {
+    /// OPTIONS sent to it.
+    pub sent: u64,
+    /// Probes it answered (a final response other than 503, in time).
+    pub answered: u64,
+    /// Round trip of its last answered probe, when the answer's arrival
+    /// time was known ([`ProbeSet::handle_datagram_at`]).
+    pub rtt: Option<Duration>,
 }
 
 /// Probe state for a set of targets (sans-IO).
@@ -112,6 +126,7 @@ impl ProbeSet {
                 addr,
                 health: TargetHealth::new_up(),
                 outstanding: None,
+                probes: TargetProbes::default(),
             });
             if let Some(o) = &p.outstanding {
                 self.by_call_id
@@ -127,6 +142,14 @@ impl ProbeSet {
             .iter()
             .find(|p| p.addr == addr)
             .map(|p| p.health.is_up())
+    }
+
+    /// The probe counters of one target (`None` if not probed).
+    pub fn target_probes(&self, addr: SocketAddr) -> Option<TargetProbes> {
+        self.targets
+            .iter()
+            .find(|p| p.addr == addr)
+            .map(|p| p.probes)
     }
 
     /// When the next round is due (`None` before the first).
@@ -178,18 +201,43 @@ impl ProbeSet {
             );
             if send(self.targets[i].addr, &buf) {
                 self.stats.sent += 1;
+                self.targets[i].probes.sent += 1;
             } else {
                 self.stats.send_failed += 1;
             }
             // A probe that could not be sent is missed at the next round too.
             self.by_call_id.insert(call_id.clone(), i);
-            self.targets[i].outstanding = Some(Outstanding { call_id, branch });
+            self.targets[i].outstanding = Some(Outstanding {
+                call_id,
+                branch,
+                sent_at: now,
+            });
         }
     }
 
     /// Handles one datagram received on the probe socket. Returns true when
     /// it answered an outstanding probe.
     pub fn handle_datagram(&mut self, datagram: &[u8], changes: &mut Vec<HealthChange>) -> bool {
+        self.handle_reply(datagram, None, changes)
+    }
+
+    /// [`ProbeSet::handle_datagram`] for a datagram that arrived at
+    /// `received`: an answer also sets its target's round trip.
+    pub fn handle_datagram_at(
+        &mut self,
+        datagram: &[u8],
+        received: Instant,
+        changes: &mut Vec<HealthChange>,
+    ) -> bool {
+        self.handle_reply(datagram, Some(received), changes)
+    }
+
+    fn handle_reply(
+        &mut self,
+        datagram: &[u8],
+        received: Option<Instant>,
+        changes: &mut Vec<HealthChange>,
+    ) -> bool {
         let Some(reply) = wire::parse_reply(datagram) else {
             self.stats.unmatched += 1;
             return false;
@@ -217,6 +265,11 @@ impl ProbeSet {
         let answered = reply.status != 503;
         if answered {
             self.stats.answered += 1;
+            let probes = &mut self.targets[i].probes;
+            probes.answered += 1;
+            if let Some(at) = received {
+                probes.rtt = Some(at.saturating_duration_since(outstanding.sent_at));
+            }
         } else {
             self.stats.missed += 1;
         }
@@ -301,7 +354,11 @@ impl Prober {
         for _ in 0..MAX_DATAGRAMS_PER_POLL {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((len, _from)) => {
-                    self.core.handle_datagram(&self.buf[..len], changes);
+                    // The clock is read here, at the I/O edge, for the
+                    // round trip; the core takes it as an argument.
+                    let received = Instant::now();
+                    self.core
+                        .handle_datagram_at(&self.buf[..len], received, changes);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // An ICMP error reported on the socket says nothing about
@@ -479,6 +536,47 @@ mod tests {
         );
         assert_eq!(set.is_up(a), Some(true));
         assert_eq!(set.stats.answered, 4);
+    }
+
+    #[test]
+    fn probe_counters_and_round_trips_are_kept_per_target() {
+        let a: SocketAddr = "198.18.0.10:5060".parse().unwrap();
+        let b: SocketAddr = "198.18.0.11:5060".parse().unwrap();
+        let mut set = ProbeSet::new(settings(), "198.18.0.1:5060".parse().unwrap());
+        set.set_targets(&[a, b]);
+        let mut changes = Vec::new();
+        let t0 = Instant::now();
+        for k in 0..3 {
+            let now = t0 + Duration::from_secs(k);
+            for (addr, req) in round(&mut set, now, &mut changes) {
+                if addr == a {
+                    let at = now + Duration::from_millis(3 + k);
+                    assert!(set.handle_datagram_at(&answer(&req, 200), at, &mut changes));
+                }
+            }
+        }
+        assert_eq!(
+            set.target_probes(a),
+            Some(TargetProbes {
+                sent: 3,
+                answered: 3,
+                rtt: Some(Duration::from_millis(5)),
+            })
+        );
+        assert_eq!(
+            set.target_probes(b),
+            Some(TargetProbes {
+                sent: 3,
+                answered: 0,
+                rtt: None,
+            })
+        );
+        // The totals still count both.
+        assert_eq!((set.stats.sent, set.stats.answered), (6, 3));
+        // A reload that keeps a target keeps its counters.
+        set.set_targets(&[b, a]);
+        assert_eq!(set.target_probes(a).map(|p| p.answered), Some(3));
+        assert_eq!(set.target_probes("198.18.0.12:5060".parse().unwrap()), None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Loading, attaching, pinning and detaching the filter.
 //!
 //! A running filter pins its maps under `/sys/fs/bpf/dce-edge/<ifname>/`
-//! (inside a network namespace other than PID 1's:
-//! `/sys/fs/bpf/dce-edge/netns-<inode>/<ifname>/`), so that a second
+//! (inside a network namespace other than PID 1's, or when PID 1's cannot
+//! be read: `/sys/fs/bpf/dce-edge/netns-<inode>/<ifname>/`), so that a second
 //! `dce-edge` process can read its counters and change its lists and bans.
 //! The pins go when the filter is dropped; a leftover from a crashed run
 //! (its owner process gone) is removed by the next start.
@@ -393,15 +393,18 @@ fn if_index(iface: &str) -> Result<u32, FilterError> {
 
 /// `/sys/fs/bpf/dce-edge`, or its `netns-<inode>` subfolder when this
 /// process is in another network namespace than PID 1, so that interfaces
-/// of the same name in two namespaces do not share pins. Mounts bpffs at
-/// `/sys/fs/bpf` when nothing is mounted there.
+/// of the same name in two namespaces do not share pins. When PID 1's
+/// namespace cannot be read (some sandboxes deny it even to root), the
+/// subfolder is used too: sharing the base folder there would let a filter
+/// in one namespace take another namespace's pins for its own. Mounts bpffs
+/// at `/sys/fs/bpf` when nothing is mounted there.
 pub fn pin_base() -> Result<PathBuf, FilterError> {
     ensure_bpffs()?;
     let ours = std::fs::read_link("/proc/thread-self/ns/net").ok();
     let init = std::fs::read_link("/proc/1/ns/net").ok();
     let base = PathBuf::from(PIN_ROOT);
     match (ours, init) {
-        (Some(a), Some(b)) if a != b => {
+        (Some(a), init) if init.as_ref() != Some(&a) => {
             // "net:[4026532285]" -> "netns-4026532285"
             let inode: String = a
                 .to_string_lossy()
@@ -468,8 +471,24 @@ pub fn ensure_bpffs() -> Result<(), FilterError> {
     Ok(())
 }
 
+/// True when `pid` is a running process. A zombie (dead, not yet reaped
+/// by its parent: an edge killed under a supervisor or container init that
+/// is slow to reap) holds nothing any more and counts as dead, or a restart
+/// would be refused until the zombie went.
 fn pid_alive(pid: u32) -> bool {
-    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')', since comm
+        // may itself hold spaces and parentheses.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 /// Clears the way for a new filter at `dir`: refuses when a live process

@@ -1593,6 +1593,77 @@ fn pins_left_by_a_dead_run_are_replaced() {
 }
 
 #[test]
+fn pins_of_a_killed_run_not_yet_reaped_are_replaced() {
+    with_veth(
+        "pins_of_a_killed_run_not_yet_reaped_are_replaced",
+        |iface| {
+            // A child that has exited but is not waited for: a zombie.
+            let mut zombie = std::process::Command::new("true").spawn().unwrap();
+            let pid = zombie.id();
+            let state = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+                    .and_then(|r| r.chars().next())
+            };
+            assert!(
+                crate::lab::wait_until(Duration::from_secs(10), || state() == Some('Z')),
+                "{pid} never became a zombie: {:?}",
+                state()
+            );
+            leave_pins(&iface, pid);
+            let filter = Filter::load(&pass_mode(), &iface, super::AttachMode::Generic);
+            zombie.wait().unwrap();
+            let filter = filter.unwrap();
+            let pinned = super::Pinned::open(&iface).unwrap();
+            assert_eq!(pinned.info().unwrap().owner_pid, std::process::id());
+            drop(pinned);
+            drop(filter);
+        },
+    );
+}
+
+#[test]
+fn same_named_interfaces_in_two_namespaces_pin_apart() {
+    use crate::lab::netns::{enter_netns, unique_name, veth_pair, Netns};
+    if !privileged_or_skip("same_named_interfaces_in_two_namespaces_pin_apart") {
+        return;
+    }
+    // Two namespaces, each with an interface of the same name.
+    let name = unique_name("dup");
+    let peers: Vec<(Netns, Netns)> = (0..2)
+        .map(|_| (Netns::create("xda").unwrap(), Netns::create("xdb").unwrap()))
+        .collect();
+    for (a, b) in &peers {
+        veth_pair(a, &unique_name("dp"), b, &name).unwrap();
+        b.ip(&["link", "set", &name, "up"]).unwrap();
+    }
+    let first = peers[0].1.open().unwrap();
+    let second = peers[1].1.open().unwrap();
+    let (one, two) = std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&first).unwrap();
+            let one = Filter::load(&pass_mode(), &name, super::AttachMode::Generic).unwrap();
+            enter_netns(&second).unwrap();
+            let two = Filter::load(&pass_mode(), &name, super::AttachMode::Generic).unwrap();
+            let dirs = (
+                one.pin_dir().unwrap().to_path_buf(),
+                two.pin_dir().unwrap().to_path_buf(),
+            );
+            // Both filters' pins exist side by side while both run.
+            assert!(dirs.0.is_dir() && dirs.1.is_dir(), "{dirs:?}");
+            drop(two);
+            drop(one);
+            dirs
+        })
+        .join()
+        .unwrap()
+    });
+    assert_ne!(one, two, "two namespaces share one pin folder");
+    assert!(!one.exists() && !two.exists());
+}
+
+#[test]
 fn a_second_filter_on_a_live_runs_interface_is_refused() {
     with_veth(
         "a_second_filter_on_a_live_runs_interface_is_refused",

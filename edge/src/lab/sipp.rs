@@ -1,0 +1,259 @@
+//! SIPp (Debian `sip-tester`) as the lab's callers and upstream servers:
+//! a UAS that answers every INVITE with 200 and the edge's OPTIONS probes,
+//! and a UAC run of a bounded number of calls at a bounded rate, with the
+//! outcome read from SIPp's own final statistics.
+//!
+//! Both run as separate processes inside a lab host's namespace and are
+//! ended by their pid when their guard drops.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::netns::{ChildGuard, Netns};
+use super::ping::options_ping;
+use super::topology::Host;
+
+/// A UAS scenario that answers INVITE with 200 alone (no 180: SIPp aborts
+/// calls when a retransmitted INVITE arrives after a 180/200 pair), takes
+/// the ACK and answers BYE.
+pub const UAS_200_SCENARIO: &str = include_str!("uas_200.xml");
+
+/// SIPp's socket buffers: with its 64 KB default it drops packets itself
+/// near 3.6K CPS (PLATFORM.md).
+const BUFF_SIZE: &str = "4194304";
+
+fn seq() -> u32 {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A SIPp UAS on port 5060 of a lab host.
+#[derive(Debug)]
+pub struct Uas {
+    child: ChildGuard,
+    addr: SocketAddr,
+    stats: PathBuf,
+}
+
+impl Uas {
+    /// Starts `sipp` with [`UAS_200_SCENARIO`] on `host`'s address, port
+    /// 5060, answering out-of-dialog OPTIONS itself (`-aa`, so the edge's
+    /// health probes see it up), writing its counters to a CSV in `dir`
+    /// every second. Returns once it answers an OPTIONS (up to 20 s).
+    pub fn start(host: &Host, dir: &Path) -> io::Result<Uas> {
+        let scenario = dir.join("uas_200.xml");
+        if !scenario.exists() {
+            std::fs::write(&scenario, UAS_200_SCENARIO)?;
+        }
+        let addr = SocketAddr::from((host.addr(), 5060));
+        let stats = dir.join(format!("uas-{}-{}.csv", host.addr(), seq()));
+        let ip = host.addr().to_string();
+        let mut cmd = host.ns.command("sipp");
+        cmd.args(["-sf", &scenario.to_string_lossy(), "-i", &ip, "-p", "5060"])
+            .args(["-aa", "-nostdin", "-buff_size", BUFF_SIZE])
+            .args(["-trace_stat", "-fd", "1", "-stf"])
+            .arg(&stats)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = ChildGuard::new(
+            cmd.spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot start sipp: {e}")))?,
+        );
+        let mut uas = Uas { child, addr, stats };
+        let from = SocketAddr::from((host.addr(), 0));
+        let answered = host
+            .ns
+            .enter(move || options_ping(from, addr, Duration::from_secs(20)))??;
+        if answered != Some(200) {
+            let exited = uas.child.wait_timeout(Duration::ZERO)?;
+            return Err(io::Error::other(format!(
+                "the SIPp UAS at {addr} did not answer OPTIONS within 20 s (exited: {exited:?})"
+            )));
+        }
+        Ok(uas)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Calls it has received so far, from the last line of its statistics
+    /// file (written every second); `None` before the first line.
+    pub fn incoming_calls(&self) -> Option<u64> {
+        stat_column(&self.stats, "IncomingCall(C)")
+    }
+
+    /// Ends it at once (SIGKILL by its pid) and reaps it: an upstream that
+    /// dies without a word.
+    pub fn kill(&mut self) -> io::Result<()> {
+        let child = self.child.child_mut();
+        child.kill()?;
+        child.wait().map(|_| ())
+    }
+}
+
+/// The last value of `column` in a SIPp `-trace_stat` CSV.
+fn stat_column(path: &Path, column: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let index = lines.next()?.split(';').position(|c| c == column)?;
+    lines
+        .filter_map(|l| l.split(';').nth(index)?.trim().parse().ok())
+        .next_back()
+}
+
+/// A run of SIPp's built-in `uac` scenario (INVITE, 200, ACK, BYE, 200)
+/// from a caller address to the edge.
+#[derive(Debug, Clone)]
+pub struct Uac {
+    /// The caller's address (must be on the namespace's interface).
+    pub local: Ipv4Addr,
+    /// The caller's SIP port.
+    pub port: u16,
+    /// Where the calls go (the edge).
+    pub target: SocketAddr,
+    /// The dialed number (Request-URI user part).
+    pub number: String,
+    /// Calls per second.
+    pub rate: u32,
+    /// Calls in all; SIPp stops after them.
+    pub calls: u32,
+    /// Calls in progress at most.
+    pub limit: u32,
+    /// SIPp's global timeout: it stops after this whatever happened.
+    pub timeout: Duration,
+}
+
+impl Uac {
+    /// `calls` calls to `number` at `rate` per second from `local`:5070 to
+    /// `target`, at most 200 at once, stopped by SIPp after 60 s.
+    pub fn new(local: Ipv4Addr, target: SocketAddr, number: &str, rate: u32, calls: u32) -> Uac {
+        Uac {
+            local,
+            port: 5070,
+            target,
+            number: number.to_string(),
+            rate,
+            calls,
+            limit: 200,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Starts the run inside `ns` (SIPp's output goes to a file in `dir`).
+    pub fn spawn(&self, ns: &Netns, dir: &Path) -> io::Result<RunningUac> {
+        let out = dir.join(format!("uac-{}-{}-{}.out", self.local, self.port, seq()));
+        let mut cmd = ns.command("sipp");
+        cmd.arg(self.target.to_string())
+            .args(["-sn", "uac", "-s", &self.number])
+            .args(["-i", &self.local.to_string(), "-p", &self.port.to_string()])
+            .args(["-r", &self.rate.to_string(), "-m", &self.calls.to_string()])
+            .args(["-l", &self.limit.to_string(), "-nostdin"])
+            .args(["-buff_size", BUFF_SIZE, "-trace_err"])
+            .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start sipp: {e}")))?;
+        Ok(RunningUac {
+            child: ChildGuard::new(child),
+            out,
+            calls: self.calls,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Runs it inside `ns` and waits for its outcome.
+    pub fn run(&self, ns: &Netns, dir: &Path) -> io::Result<UacOutcome> {
+        self.spawn(ns, dir)?.wait()
+    }
+}
+
+/// A UAC run in progress.
+#[derive(Debug)]
+pub struct RunningUac {
+    child: ChildGuard,
+    out: PathBuf,
+    calls: u32,
+    timeout: Duration,
+}
+
+impl RunningUac {
+    /// Waits for SIPp to finish (its own timeout plus 30 s at most; then it
+    /// is ended and what it printed so far is read).
+    pub fn wait(mut self) -> io::Result<UacOutcome> {
+        let status = self
+            .child
+            .wait_timeout(self.timeout + Duration::from_secs(30))?;
+        if status.is_none() {
+            let _ = self.child.stop(Duration::from_secs(5));
+        }
+        let screen = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let count = |name: &str| {
+            screen
+                .lines()
+                .filter(|l| l.contains(name))
+                .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u64>().ok())
+                .next_back()
+        };
+        Ok(UacOutcome {
+            calls: self.calls,
+            successful: count("Successful call").unwrap_or(0),
+            failed: count("Failed call").unwrap_or(0),
+            status,
+            screen,
+        })
+    }
+}
+
+/// What a UAC run reported in its final statistics.
+#[derive(Debug, Clone)]
+pub struct UacOutcome {
+    /// Calls asked for.
+    pub calls: u32,
+    /// Calls SIPp counted successful (cumulative).
+    pub successful: u64,
+    /// Calls SIPp counted failed (cumulative).
+    pub failed: u64,
+    /// SIPp's exit status (`None`: it had to be stopped).
+    pub status: Option<ExitStatus>,
+    /// Everything SIPp printed.
+    pub screen: String,
+}
+
+impl UacOutcome {
+    /// Every call asked for completed, none failed, SIPp exited with 0.
+    pub fn all_successful(&self) -> bool {
+        self.successful == self.calls as u64
+            && self.failed == 0
+            && self.status.is_some_and(|s| s.success())
+    }
+
+    /// One line for a failure message, then SIPp's last statistics screen.
+    pub fn report(&self) -> String {
+        let tail: Vec<&str> = self.screen.lines().rev().take(40).collect();
+        format!(
+            "sipp uac: {} successful, {} failed of {} calls, exit {:?}\n{}",
+            self.successful,
+            self.failed,
+            self.calls,
+            self.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
