@@ -344,7 +344,12 @@ struct Cpu {
 
 impl Cpu {
     fn ticks(&self) -> u64 {
-        let mut sum: u64 = self.pids.iter().filter_map(|&p| proc_ticks(p)).map(|t| t.0).sum();
+        let mut sum: u64 = self
+            .pids
+            .iter()
+            .filter_map(|&p| proc_ticks(p))
+            .map(|t| t.0)
+            .sum();
         if !self.trees.is_empty() {
             if let Ok(dir) = std::fs::read_dir("/proc") {
                 for entry in dir.flatten() {
@@ -593,7 +598,12 @@ fn start_servers(ctx: &Ctx, tag: &str) -> Result<Servers> {
             .args(["--duration", "3600", "--quiet"])
             .args(["--timeout-ms", &TRANSACTION_TIMEOUT.as_millis().to_string()]);
         if !ctx.plan.server_cores.is_empty() {
-            let cores: Vec<String> = ctx.plan.server_cores.iter().map(|c| c.to_string()).collect();
+            let cores: Vec<String> = ctx
+                .plan
+                .server_cores
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
             cmd.args(["--cores", &cores.join(",")]);
         }
         cmd.stdin(Stdio::null())
@@ -741,11 +751,8 @@ fn edge_snapshot(ctx: &Ctx) -> Option<dce_edge::stats::Snapshot> {
         .edge
         .ns
         .enter(|| {
-            dce_edge::stats::client::fetch_snapshot(
-                "http://127.0.0.1:9560",
-                Duration::from_secs(2),
-            )
-            .ok()
+            dce_edge::stats::client::fetch_snapshot("http://127.0.0.1:9560", Duration::from_secs(2))
+                .ok()
         })
         .ok()
         .flatten()
@@ -1038,7 +1045,13 @@ fn compare(plan: &Plan, stop: &AtomicBool) -> Result<()> {
     }
     let load_after = loadavg();
     drop(ctx);
-    report(&outcomes, &date, &load_before, &load_after, started.elapsed());
+    report(
+        &outcomes,
+        &date,
+        &load_before,
+        &load_after,
+        started.elapsed(),
+    );
     Ok(())
 }
 
@@ -1102,7 +1115,11 @@ fn report(outcomes: &[Outcome], date: &str, before: &str, after: &str, took: Dur
     );
     println!(
         "  {:<16} {:>9} {:>23} {:>23} {:>23}  basis",
-        "configuration", "rate cps", "through p50 / p99 ms", "direct p50 / p99 ms", "added p50 / p99 ms"
+        "configuration",
+        "rate cps",
+        "through p50 / p99 ms",
+        "direct p50 / p99 ms",
+        "added p50 / p99 ms"
     );
     for o in outcomes {
         for p in &o.latency {
