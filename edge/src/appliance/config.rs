@@ -25,7 +25,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{ConfigError, SourceFile};
-use crate::dataplane::{DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
+use crate::dataplane::{DataplaneConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
 use crate::events::EventsConfig;
 use crate::metrics::MetricsConfig;
 use crate::profile::{self, Profile};
@@ -83,10 +83,21 @@ pub struct DataplaneSection {
     pub tx_ring: Option<u32>,
     /// Zero-copy policy: auto, required or off.
     pub zero_copy: Option<ZeroCopy>,
-    /// Idle strategy.
-    pub idle: Option<IdleConfig>,
+    /// Idle strategy; what is not set keeps the mode's default
+    /// ([`crate::dataplane::IdleConfig::for_mode`]).
+    pub idle: Option<IdleFile>,
     /// Neighbour upkeep.
     pub neighbour: Option<NeighbourConfig>,
+}
+
+/// `[dataplane.idle]` as written: each value optional.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdleFile {
+    /// Empty loops spun before blocking.
+    pub busy_polls: Option<u32>,
+    /// Longest blocking wait, in microseconds.
+    pub wait_us: Option<u64>,
 }
 
 /// The top level of the file: which tables may appear. Each part reads its
@@ -253,7 +264,8 @@ impl ApplianceConfig {
         dataplane.xsk = xsk;
         dataplane.batch = d.batch.unwrap_or(dataplane.batch);
         if let Some(idle) = d.idle {
-            dataplane.idle = idle;
+            dataplane.idle.busy_polls = idle.busy_polls.unwrap_or(dataplane.idle.busy_polls);
+            dataplane.idle.wait_us = idle.wait_us.unwrap_or(dataplane.idle.wait_us);
         }
         if let Some(n) = d.neighbour {
             dataplane.neighbour = n;
@@ -372,6 +384,31 @@ mod tests {
         assert_eq!(c.dataplane.workers.len(), 1);
         assert_eq!(c.proxy.advertise, "198.18.0.1:5060".parse().unwrap());
         assert_eq!(c.routes.groups.get_ref(), &PathBuf::from("g.toml"));
+        // A socket-mode worker sleeps as soon as a loop finds nothing.
+        assert_eq!(c.dataplane.idle.busy_polls, 0);
+    }
+
+    #[test]
+    fn idle_defaults_follow_the_mode_and_a_partial_table_keeps_the_rest() {
+        let afxdp = load(&format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
+        ))
+        .unwrap();
+        assert_eq!(afxdp.dataplane.idle.busy_polls, 1024);
+        let socket = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n\
+             [dataplane.idle]\nwait_us = 250\n{ROUTES}"
+        ))
+        .unwrap();
+        assert_eq!(socket.dataplane.idle.busy_polls, 0);
+        assert_eq!(socket.dataplane.idle.wait_us, 250);
+        let spun = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n\
+             [dataplane.idle]\nbusy_polls = 64\n{ROUTES}"
+        ))
+        .unwrap();
+        assert_eq!(spun.dataplane.idle.busy_polls, 64);
+        assert_eq!(spun.dataplane.idle.wait_us, 1000);
     }
 
     #[test]

@@ -189,7 +189,48 @@ fn demo_edge(lab: &Lab, prefixes: usize, binary: PathBuf) -> EdgeConfig {
     cfg.profile = Some("lab".into());
     cfg.filter = "auto_ban = true\nban_ttl_secs = 600\n".into();
     cfg.binary = Some(binary);
+    // The appliance's own idle defaults, as a deployment runs it.
+    cfg.busy_polls = None;
     cfg
+}
+
+/// Writes the demo's route table into `dir` (`groups.toml`, `prefixes.csv`,
+/// [`demo_routes`]), so that a benchmark can feed the same files to the
+/// edge and to the peers it compares the edge with.
+pub fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
+    let (groups, csv) = demo_routes(lab, prefixes);
+    std::fs::write(dir.join("groups.toml"), groups)?;
+    std::fs::write(dir.join("prefixes.csv"), csv)?;
+    Ok(())
+}
+
+/// Writes the demo edge's configuration (`edge.toml`, for the route files
+/// of [`write_routes`]) into `dir` and returns its path. `overrides` is
+/// merged over it table by table (a value in `overrides` replaces the
+/// demo's), so a benchmark can run the same edge in socket mode or with
+/// other limits.
+pub fn write_config(dir: &Path, lab: &Lab, overrides: &toml::Table) -> Result<PathBuf> {
+    // The route files are already in `dir`; the configuration only names them.
+    let cfg = demo_edge(lab, 0, PathBuf::new());
+    let base = cfg.toml(&lab.edge.iface);
+    let mut table: toml::Table = base.parse().context("the demo's own configuration")?;
+    merge_tables(&mut table, overrides);
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, format!("# Written by dce-edge's lab.\n{table}"))?;
+    Ok(path)
+}
+
+/// Merges `over` into `base`: tables merge key by key, any other value
+/// replaces what `base` had.
+fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// Counts IPv4 UDP datagrams from the edge to spoofed sources arriving in

@@ -86,6 +86,10 @@ pub struct EdgeConfig {
     pub proxy: String,
     /// The hardware profile the edge takes its defaults from, if any.
     pub profile: Option<String>,
+    /// `[dataplane.idle] busy_polls`: empty loops a worker spins before it
+    /// sleeps. The tests keep it low (64) so an idle edge leaves the shared
+    /// cores to the peers; `None` keeps the appliance's default for the mode.
+    pub busy_polls: Option<u32>,
     /// The `dce-edge` binary to run; `None`: the workspace's, next to the
     /// running test (see [`workspace_binary`]).
     pub binary: Option<PathBuf>,
@@ -109,6 +113,7 @@ impl EdgeConfig {
             filter: String::new(),
             proxy: String::new(),
             profile: None,
+            busy_polls: Some(64),
             binary: None,
         }
     }
@@ -126,9 +131,13 @@ impl EdgeConfig {
             .as_ref()
             .map(|p| format!("profile = \"{p}\"\n\n"))
             .unwrap_or_default();
+        let idle = self
+            .busy_polls
+            .map(|b| format!("[dataplane.idle]\nbusy_polls = {b}\nwait_us = 1000\n\n"))
+            .unwrap_or_default();
         format!(
             "{profile}[edge]\nmode = \"{mode}\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
-             [dataplane.idle]\nbusy_polls = 64\nwait_us = 1000\n\n\
+             {idle}\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
              [filter]\nallowlist = [{}]\n{}\n\

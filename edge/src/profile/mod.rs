@@ -204,13 +204,14 @@ mod tests {
     }
 
     #[test]
-    fn lab_band_is_three_times_kamailio_and_unconfirmed() {
+    fn lab_band_is_three_times_kamailio_and_confirmed_by_measurement() {
         let lab = load("lab").unwrap();
         let band = lab.band();
         assert_eq!(band.target_cps, 15_000);
         assert_eq!(band.target_cps, 3 * band.guide_cps.max);
         assert_eq!(band.target_basis, TargetBasis::Measurement);
-        assert!(!band.is_confirmed());
+        assert!(band.is_confirmed());
+        assert!(band.measured_cps >= Some(band.target_cps));
         assert_eq!(
             band.setup_latency_slo(),
             std::time::Duration::from_millis(50)
@@ -336,10 +337,18 @@ mod tests {
 
     #[test]
     fn measured_value_makes_the_band_confirmed() {
-        let src = lab_with("measured_cps = 0", "measured_cps = 16200");
+        let src = lab_with("measured_cps = 15217", "measured_cps = 16200");
         let band = parse(&src).unwrap().band().clone();
         assert_eq!(band.measured_cps, Some(16_200));
         assert!(band.is_confirmed());
+    }
+
+    #[test]
+    fn no_measured_value_leaves_the_band_unconfirmed() {
+        let src = lab_with("measured_cps = 15217", "measured_cps = 0");
+        let band = parse(&src).unwrap().band().clone();
+        assert_eq!(band.measured_cps, None);
+        assert!(!band.is_confirmed());
     }
 
     #[test]
