@@ -7,6 +7,11 @@
 //! Run with `cargo bench -p dce-lab --bench sip_parse`. Prints, per message,
 //! the median and p99 of the per-message time over many batches, messages
 //! per second on one core (from the median), and the rsip/dce-edge ratio.
+//!
+//! `sip_parse count MESSAGE N` (MESSAGE one of `invite`, `ok`, `options`,
+//! `strict`) instead runs only dce-edge's parse and reads N times, for an
+//! instruction count under `valgrind --tool=callgrind` (the inclusive cost
+//! of `dce_edge_read` divided by N is the cost of one message).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -40,11 +45,14 @@ fn fold(acc: u64, bytes: &[u8]) -> u64 {
         .wrapping_add(bytes.first().copied().unwrap_or(0) as u64)
 }
 
+// Not inlined, so that callgrind counts it as one function.
+#[inline(never)]
 fn dce_edge_read(bytes: &[u8]) -> u64 {
     read_fields(sip::parse(bytes).expect("dce-edge parses the benchmark message"))
 }
 
 /// The same reads after the full RFC 3261 check of every header value.
+#[inline(never)]
 fn dce_edge_strict_read(bytes: &[u8]) -> u64 {
     read_fields(sip::parse_strict(bytes).expect("dce-edge parses the benchmark message"))
 }
@@ -203,8 +211,31 @@ fn measure(
     (a.figures(), b.figures())
 }
 
+/// Runs one reader `n` times on one message and nothing else, for callgrind.
+fn count(message: &str, n: u64) {
+    let (bytes, read): (&[u8], fn(&[u8]) -> u64) = match message {
+        "invite" => (INVITE, dce_edge_read),
+        "ok" => (OK_200, dce_edge_read),
+        "options" => (OPTIONS, dce_edge_read),
+        "strict" => (INVITE, dce_edge_strict_read),
+        other => panic!("count: unknown message {other:?} (invite, ok, options, strict)"),
+    };
+    let mut sink = 0u64;
+    for _ in 0..n {
+        sink = sink.wrapping_add(read(black_box(bytes)));
+    }
+    println!("{message}: {n} messages read (sink {sink})");
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, message, n] = &args[..] {
+        if mode == "count" {
+            count(message, n.parse().expect("count: N is a number"));
+            return;
+        }
+    }
     type Reader = fn(&[u8]) -> u64;
     let messages: [(&str, &[u8], Reader); 4] = [
         ("INVITE with SDP", INVITE, dce_edge_read),

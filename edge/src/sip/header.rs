@@ -186,8 +186,10 @@ impl HeaderName {
         // Every known name is told apart by its length and its first and
         // last letters (Refer-To and Reply-To also need the third); one
         // case-folding comparison then confirms it.
-        let first = name[0] | 0x20;
-        let last = name[name.len() - 1] | 0x20;
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return HeaderName::Other;
+        };
+        let (first, last) = (first | 0x20, last | 0x20);
         let (candidate, lower): (HeaderName, &[u8]) = match (name.len(), first, last) {
             (2, b't', b'o') => (HeaderName::To, b"to"),
             (3, b'v', b'a') => (HeaderName::Via, b"via"),
@@ -274,9 +276,11 @@ impl HeaderName {
 }
 
 /// Whether `name` equals `lower` (a lower-case header name of the same
-/// length) without regard to case. Header names are tokens: OR-ing 0x20
-/// lowers ASCII letters, leaves '-' and digits as they are, and turns no
-/// other token byte into a letter. Compares eight or four bytes at a time.
+/// length) without regard to case. Only the letters of `lower` (the bytes
+/// with bit 0x40) are compared with bit 0x20 set; OR-ing 0x20 turns a byte
+/// into a lower-case letter only when it is that letter in either case, and
+/// every other byte ('-') must match exactly (a CR OR 0x20 is '-'). So a
+/// match is always a token. Compares eight or four bytes at a time.
 #[inline(always)]
 fn folded_eq(name: &[u8], lower: &[u8]) -> bool {
     let n = lower.len();
@@ -285,22 +289,24 @@ fn folded_eq(name: &[u8], lower: &[u8]) -> bool {
     }
     let word8 = |s: &[u8]| u64::from_le_bytes(<[u8; 8]>::try_from(s).unwrap_or([0; 8]));
     let word4 = |s: &[u8]| u32::from_le_bytes(<[u8; 4]>::try_from(s).unwrap_or([0; 4]));
+    let eq8 = |a: u64, l: u64| a | ((l & 0x4040_4040_4040_4040) >> 1) == l;
+    let eq4 = |a: u32, l: u32| a | ((l & 0x4040_4040) >> 1) == l;
     if n >= 8 {
         // Two overlapping words cover names of 8 to 16 bytes; longer ones
         // (up to 19) also compare the middle byte by byte.
-        const FOLD: u64 = 0x2020_2020_2020_2020;
-        word8(&name[..8]) | FOLD == word8(&lower[..8])
-            && word8(&name[n - 8..]) | FOLD == word8(&lower[n - 8..])
+        eq8(word8(&name[..8]), word8(&lower[..8]))
+            && eq8(word8(&name[n - 8..]), word8(&lower[n - 8..]))
             && name[8..n.saturating_sub(8).max(8)]
                 .iter()
                 .zip(&lower[8..n.saturating_sub(8).max(8)])
-                .all(|(&a, &b)| a | 0x20 == b)
+                .all(|(&a, &b)| a | ((b & 0x40) >> 1) == b)
     } else if n >= 4 {
-        const FOLD: u32 = 0x2020_2020;
-        word4(&name[..4]) | FOLD == word4(&lower[..4])
-            && word4(&name[n - 4..]) | FOLD == word4(&lower[n - 4..])
+        eq4(word4(&name[..4]), word4(&lower[..4]))
+            && eq4(word4(&name[n - 4..]), word4(&lower[n - 4..]))
     } else {
-        name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
+        name.iter()
+            .zip(lower)
+            .all(|(&a, &b)| a | ((b & 0x40) >> 1) == b)
     }
 }
 
@@ -363,6 +369,23 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"Content-Lengtx"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"Reply-To"), HeaderName::ReplyTo);
         assert_eq!(HeaderName::from_bytes(b"refer-to"), HeaderName::ReferTo);
+    }
+
+    #[test]
+    fn a_control_byte_never_stands_for_a_dash() {
+        // CR OR 0x20 is '-': the dash must be compared exactly.
+        assert_eq!(HeaderName::from_bytes(b"Call\rID"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"Max\rForwards"), HeaderName::Other);
+        assert_eq!(
+            HeaderName::from_bytes(b"www\rauthenticate"),
+            HeaderName::Other
+        );
+        assert_eq!(HeaderName::from_bytes(b"Reply\rTo"), HeaderName::Other);
+    }
+
+    #[test]
+    fn an_empty_name_is_other() {
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
     }
 
     #[test]

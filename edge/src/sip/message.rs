@@ -9,6 +9,7 @@
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{self, is_wsp, span, TOKEN};
 use super::header::{HeaderName, HEADER_NAME_COUNT};
+use super::scan;
 use super::uri::{self, DialedNumber, DialedNumberError, Uri};
 use super::values::{self, CSeq, Method, NameAddr, Via};
 
@@ -122,9 +123,8 @@ pub fn parse_strict(buf: &[u8]) -> Result<Message<'_>, ParseError> {
 /// CR. A line must end in CRLF.
 #[inline(always)]
 fn line_end(buf: &[u8], from: usize) -> Res<usize> {
-    match memchr::memchr(b'\n', &buf[from..]) {
-        Some(i) => {
-            let lf = from + i;
+    match scan::find_byte(buf, from, b'\n') {
+        Some(lf) => {
             if lf == from || buf[lf - 1] != b'\r' {
                 return Err(Fail::at(ErrorKind::LineEnding, &buf[lf..]));
             }
@@ -132,6 +132,48 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
         }
         None => Err(Fail::at(ErrorKind::Truncated, &buf[buf.len()..])),
     }
+}
+
+/// The name of the header line at `pos`: its class, where the name ends and
+/// where its colon is. The fast way takes the first colon near `pos` and
+/// accepts a known name spelled exactly (which is a token); anything else
+/// goes through [`header_name_checked`].
+#[inline(always)]
+fn header_name(buf: &[u8], pos: usize) -> Res<(HeaderName, usize, usize)> {
+    // Known names are at most 19 bytes; a few spaces may follow.
+    const NEAR: usize = 24;
+    if let Some(colon) = scan::find_byte(buf, pos, b':') {
+        if colon - pos <= NEAR {
+            let mut name_end = colon;
+            while name_end > pos && is_wsp(buf[name_end - 1]) {
+                name_end -= 1;
+            }
+            let name = HeaderName::from_bytes(&buf[pos..name_end]);
+            if name != HeaderName::Other {
+                return Ok((name, name_end, colon));
+            }
+        }
+    }
+    header_name_checked(buf, pos)
+}
+
+/// `header-name HCOLON` checked byte by byte: a token, optional white
+/// space, a colon.
+#[cold]
+fn header_name_checked(buf: &[u8], pos: usize) -> Res<(HeaderName, usize, usize)> {
+    let name_len = span(&buf[pos..], TOKEN);
+    if name_len == 0 {
+        return Err(Fail::at(ErrorKind::BadHeaderName, &buf[pos..]));
+    }
+    let name_end = pos + name_len;
+    let mut i = name_end;
+    while i < buf.len() && is_wsp(buf[i]) {
+        i += 1;
+    }
+    if buf.get(i) != Some(&b':') {
+        return Err(Fail::at(ErrorKind::BadHeaderName, &buf[i.min(buf.len())..]));
+    }
+    Ok((HeaderName::from_bytes(&buf[pos..name_end]), name_end, i))
 }
 
 #[inline(always)]
@@ -181,23 +223,8 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             pos += 2;
             break;
         }
-        // header-name: a token, then optional white space and a colon.
-        let name_len = span(&buf[pos..], TOKEN);
-        if name_len == 0 {
-            return Err(at(Fail::at(ErrorKind::BadHeaderName, &buf[pos..])));
-        }
-        let name_end = pos + name_len;
-        let mut i = name_end;
-        while i < buf.len() && is_wsp(buf[i]) {
-            i += 1;
-        }
-        if buf.get(i) != Some(&b':') {
-            return Err(at(Fail::at(
-                ErrorKind::BadHeaderName,
-                &buf[i.min(buf.len())..],
-            )));
-        }
-        i += 1;
+        let (name, name_end, colon) = header_name(buf, pos).map_err(at)?;
+        let i = colon + 1;
         // The value runs to the CRLF that is not followed by white space.
         let mut cr = line_end(buf, i).map_err(at)?;
         while matches!(buf.get(cr + 2), Some(b' ' | b'\t')) {
@@ -226,7 +253,6 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             }
         }
         let value = &buf[value_start..value_end];
-        let name = HeaderName::from_bytes(&buf[pos..name_end]);
 
         let index = msg.count as usize;
         if index == MAX_HEADERS {

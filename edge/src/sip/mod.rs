@@ -35,6 +35,7 @@ mod error;
 mod grammar;
 mod header;
 mod message;
+mod scan;
 mod uri;
 mod values;
 
