@@ -211,9 +211,12 @@ fn measure(
     (a.figures(), b.figures())
 }
 
+/// A way to parse a message and read the proxy's fields.
+type Reader = fn(&[u8]) -> u64;
+
 /// Runs one reader `n` times on one message and nothing else, for callgrind.
 fn count(message: &str, n: u64) {
-    let (bytes, read): (&[u8], fn(&[u8]) -> u64) = match message {
+    let (bytes, read): (&[u8], Reader) = match message {
         "invite" => (INVITE, dce_edge_read),
         "ok" => (OK_200, dce_edge_read),
         "options" => (OPTIONS, dce_edge_read),
@@ -236,7 +239,6 @@ fn main() {
             return;
         }
     }
-    type Reader = fn(&[u8]) -> u64;
     let messages: [(&str, &[u8], Reader); 4] = [
         ("INVITE with SDP", INVITE, dce_edge_read),
         ("200 OK with SDP", OK_200, dce_edge_read),
