@@ -22,8 +22,8 @@ use super::wait_until;
 use crate::dataplane::IoMode;
 use crate::stats::{client, Snapshot};
 
-/// Where the edge serves `/snapshot.json` inside its namespace (the
-/// `[metrics]` default).
+/// Where the edge serves `/snapshot.json` and `/metrics` inside its
+/// namespace (the `[metrics]` default).
 pub const METRICS_URL: &str = "http://127.0.0.1:9560";
 
 /// How long a start may take before it counts as failed: loading the XDP
@@ -328,6 +328,15 @@ impl EdgeProcess {
     pub fn snapshot(&self) -> io::Result<Snapshot> {
         in_netns(&self.ns, || {
             client::fetch_snapshot(METRICS_URL, Duration::from_secs(5))
+        })?
+        .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// Reads the OpenMetrics text of `/metrics` (a plain HTTP GET, what a
+    /// Prometheus scrape sees) from a thread inside the edge's namespace.
+    pub fn scrape_metrics(&self) -> io::Result<String> {
+        in_netns(&self.ns, || {
+            client::fetch_metrics(METRICS_URL, Duration::from_secs(5))
         })?
         .map_err(|e| io::Error::other(e.to_string()))
     }
