@@ -182,9 +182,13 @@ pub struct ProxyStats {
     /// Initial INVITEs forwarded (new calls, retransmissions excluded when
     /// recognised).
     pub invites_forwarded: u64,
-    /// 2xx answers to INVITE relayed (a retransmitted 200 counts again).
+    /// 2xx answers to INVITE relayed, each call once: a retransmitted final
+    /// answer is not counted again when this worker forwarded the INVITE
+    /// (always with one worker; with several, an answer arriving on another
+    /// worker's queue is counted on every arrival).
     pub calls_answered: u64,
-    /// Final failures to INVITE relayed or generated.
+    /// Final failures to INVITE relayed or generated (counted like
+    /// `calls_answered`).
     pub calls_failed: u64,
     /// Call setup times through this edge (INVITE forwarded to final
     /// answer relayed), in microseconds.
@@ -197,6 +201,9 @@ pub struct ProxyStats {
 struct SetupSlot {
     key: u64,
     started: u64,
+    /// A final answer was relayed: retransmissions of it, and of the
+    /// INVITE, are not counted again.
+    answered: bool,
 }
 
 /// Per-group counters of the current table, folded into totals by name when
@@ -833,7 +840,11 @@ impl EdgeProxy {
             let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
             // A retransmission keeps the first send time.
             if slot.key != key || now.saturating_sub(slot.started) > SETUP_STALE_NS {
-                *slot = SetupSlot { key, started: now };
+                *slot = SetupSlot {
+                    key,
+                    started: now,
+                    answered: false,
+                };
                 self.invites_forwarded += 1;
             }
         }
@@ -896,20 +907,29 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
-            if status < 300 {
-                self.calls_answered += 1;
-            } else {
-                self.calls_failed += 1;
-            }
             // The setup time is known when this worker forwarded the INVITE
             // too (always with one worker; a sample of calls with several,
-            // since the answer may arrive on another worker's queue).
+            // since the answer may arrive on another worker's queue). The
+            // slot also tells a retransmitted final answer from the first.
             let key = setup_key(top.branch().unwrap_or(b""));
             let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
-            if slot.key == key && slot.started != 0 {
-                let us = now.saturating_sub(slot.started) / 1000;
-                let _ = self.setup_us.record(us.clamp(1, 120_000_000));
-                *slot = SetupSlot::default();
+            let first = if slot.key == key && slot.started != 0 {
+                let first = !slot.answered;
+                if first {
+                    let us = now.saturating_sub(slot.started) / 1000;
+                    let _ = self.setup_us.record(us.clamp(1, 120_000_000));
+                    slot.answered = true;
+                }
+                first
+            } else {
+                true
+            };
+            if first {
+                if status < 300 {
+                    self.calls_answered += 1;
+                } else {
+                    self.calls_failed += 1;
+                }
             }
         }
         Ok(())

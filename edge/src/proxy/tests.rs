@@ -268,6 +268,31 @@ fn response_pops_our_via_and_goes_to_the_callers_received_and_rport() {
 }
 
 #[test]
+fn a_retransmitted_answer_and_a_late_invite_copy_count_no_second_call() {
+    let mut lab = Lab::new();
+    let inv = invite("442071234567", "call-rt", "z9hG4bKrt");
+    let (_, fwd) = lab.send("198.18.0.10:40000", &inv);
+    let ok = upstream_response(&fwd[0].1, "200 OK", "uasrt", true);
+    // The server resends its 200 until the ACK comes: every copy is
+    // relayed, the call is counted once.
+    for _ in 0..3 {
+        let (r, sent) = lab.send(UP_A, &ok);
+        assert_eq!(r, Ok(()));
+        assert_eq!(sent.len(), 1);
+    }
+    // A copy of the INVITE arriving after the answer is forwarded (the
+    // server answers it again) but is no new call.
+    let (r, sent) = lab.send("198.18.0.10:40000", &inv);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent.len(), 1);
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.forwarded_responses, 3);
+    assert_eq!(s.invites_forwarded, 1);
+    assert_eq!(s.calls_answered, 1);
+    assert_eq!(s.setup_us.len(), 1);
+}
+
+#[test]
 fn response_not_through_us_is_dropped_and_counted() {
     let mut lab = Lab::new();
     let stray = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.0.10:5060;branch=z9hG4bKx\r\n\
