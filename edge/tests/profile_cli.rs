@@ -40,7 +40,9 @@ fn list_names_every_builtin_tier() {
     for name in ["lab", "cloud-vm", "small-edge", "medium-edge", "large-edge"] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
-    assert!(out.contains("measurement (to confirm)"), "{out}");
+    // The lab's band is the measured one; the others come from the guide.
+    assert!(out.contains("measured 15217"), "{out}");
+    assert!(out.contains("guide"), "{out}");
 }
 
 #[test]
@@ -49,7 +51,8 @@ fn show_prints_the_file_with_its_comments() {
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(out.starts_with("# hardware-profiles/lab.toml\n"), "{out}");
-    assert!(out.contains("MEASURED VALUE"), "{out}");
+    assert!(out.contains("measured_cps = 15217"), "{out}");
+    assert!(out.contains("# The capacity `dce-loadgen capacity --profile lab` found"), "{out}");
 }
 
 #[test]
