@@ -52,7 +52,10 @@ fn show_prints_the_file_with_its_comments() {
     let out = stdout(&o);
     assert!(out.starts_with("# hardware-profiles/lab.toml\n"), "{out}");
     assert!(out.contains("measured_cps = 15217"), "{out}");
-    assert!(out.contains("# The capacity `dce-loadgen capacity --profile lab` found"), "{out}");
+    assert!(
+        out.contains("# The capacity `dce-loadgen capacity --profile lab` found"),
+        "{out}"
+    );
 }
 
 #[test]
