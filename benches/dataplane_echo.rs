@@ -22,7 +22,7 @@ use dce_edge::dataplane::{
     Datagram, Dataplane, DataplaneConfig, DropReason, IoMode, Outbox, PacketHandler, SocketMap,
     Timestamp,
 };
-use dce_edge::lab::netns::{ip, unique_name, Netns};
+use dce_edge::lab::netns::{unique_name, veth_pair_one_queue, Netns};
 
 #[derive(Debug, Clone, Copy)]
 enum Never {}
@@ -161,29 +161,7 @@ fn lab(subnet: u8) -> Lab {
     let edge = Netns::create("bde").unwrap();
     let peer = Netns::create("bdp").unwrap();
     let (ei, pi) = (unique_name("be"), unique_name("bp"));
-    ip(&[
-        "link",
-        "add",
-        &ei,
-        "netns",
-        edge.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &pi,
-        "netns",
-        peer.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])
-    .unwrap();
+    veth_pair_one_queue(&edge, &ei, &peer, &pi).unwrap();
     edge.addr_up(&ei, &format!("198.18.{subnet}.1/24")).unwrap();
     peer.addr_up(&pi, &format!("198.18.{subnet}.2/24")).unwrap();
     Lab {

@@ -699,14 +699,7 @@ fn edge_overrides(plan: &Plan, mode: &str) -> Result<toml::Table> {
     // (`[dataplane]` ring sizes, `[proxy.answers]`, ...).
     if let Some(extra) = &plan.edge_toml {
         let extra: toml::Table = extra.parse().context("DCE_BENCH_EDGE_TOML")?;
-        for (k, v) in extra {
-            match (table.get_mut(&k), v) {
-                (Some(toml::Value::Table(t)), toml::Value::Table(e)) => t.extend(e),
-                (_, v) => {
-                    table.insert(k, v);
-                }
-            }
-        }
+        dce_edge::lab::demo::merge_tables(&mut table, &extra);
     }
     Ok(table)
 }

@@ -15,7 +15,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, Echo, TempDir};
 use dce_edge::dataplane::{Dataplane, DataplaneConfig, IoKind, IoMode, WorkerCounters};
-use dce_edge::lab::netns::{ip, unique_name, Netns};
+use dce_edge::lab::netns::{unique_name, veth_pair_one_queue, Netns};
 use dce_edge::privilege::{feature_or_skip, privileged_or_skip};
 
 const PORT: u16 = 5060;
@@ -36,29 +36,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
     let (ia, ib) = (unique_name("xa"), unique_name("xb"));
     // One queue each way: a queue without a socket would fall back to
     // XDP_PASS and the test would miss datagrams (PLATFORM.md).
-    ip(&[
-        "link",
-        "add",
-        &ia,
-        "netns",
-        a.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &ib,
-        "netns",
-        b.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])
-    .unwrap();
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
     let v4_edge = format!("198.18.{subnet}.1");
     let v4_peer = format!("198.18.{subnet}.2");
     let v6_edge = format!("2001:2:0:{subnet}::1");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dataplane_common::{run_peer, Echo};
 use dce_edge::dataplane::config::WorkerPlacement;
 use dce_edge::dataplane::{Dataplane, DataplaneConfig, IoMode, WorkerCounters};
-use dce_edge::lab::netns::{ip, unique_name, Netns};
+use dce_edge::lab::netns::{unique_name, veth_pair_one_queue, Netns};
 use dce_edge::privilege::privileged_or_skip;
 
 fn sum(snaps: &[dce_edge::dataplane::WorkerSnapshot<u64>]) -> (WorkerCounters, u64) {
@@ -41,29 +41,7 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
     let a = Netns::create("dsa").unwrap();
     let b = Netns::create("dsb").unwrap();
     let (ia, ib) = (unique_name("sa"), unique_name("sb"));
-    ip(&[
-        "link",
-        "add",
-        &ia,
-        "netns",
-        a.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &ib,
-        "netns",
-        b.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])
-    .unwrap();
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
     a.addr_up(&ia, "198.18.1.1/24").unwrap();
     a.addr_up(&ia, "2001:2:0:1::1/64").unwrap();
     b.addr_up(&ib, "198.18.1.2/24").unwrap();
@@ -182,29 +160,7 @@ fn oversized_datagram_is_counted_and_the_rest_of_its_batch_answered_intact() {
     let a = Netns::create("dsc").unwrap();
     let b = Netns::create("dsd").unwrap();
     let (ia, ib) = (unique_name("sc"), unique_name("sd"));
-    ip(&[
-        "link",
-        "add",
-        &ia,
-        "netns",
-        a.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &ib,
-        "netns",
-        b.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])
-    .unwrap();
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
     a.addr_up(&ia, "198.18.4.1/24").unwrap();
     b.addr_up(&ib, "198.18.4.2/24").unwrap();
     let mut config = DataplaneConfig::new(

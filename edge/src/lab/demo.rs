@@ -182,8 +182,9 @@ pub fn demo_routes(lab: &Lab, prefixes: usize) -> (String, String) {
 /// filter's defaults (scanner auto-ban on), nobody allowlisted but the
 /// route table's upstreams (added by the appliance itself), so the callers
 /// have to prove their addresses like any caller.
-fn demo_edge(lab: &Lab, prefixes: usize, binary: PathBuf) -> EdgeConfig {
-    let (groups, csv) = demo_routes(lab, prefixes);
+/// `routes` are the groups and prefixes files' texts ([`demo_routes`]).
+fn demo_edge(lab: &Lab, routes: (String, String), binary: PathBuf) -> EdgeConfig {
+    let (groups, csv) = routes;
     let mut cfg = EdgeConfig::new(lab, IoMode::AfXdp, groups, csv);
     cfg.allowlist.clear();
     cfg.profile = Some("lab".into());
@@ -211,7 +212,7 @@ pub fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
 /// other limits.
 pub fn write_config(dir: &Path, lab: &Lab, overrides: &toml::Table) -> Result<PathBuf> {
     // The route files are already in `dir`; the configuration only names them.
-    let cfg = demo_edge(lab, 0, PathBuf::new());
+    let cfg = demo_edge(lab, (String::new(), String::new()), PathBuf::new());
     let base = cfg.toml(&lab.edge.iface);
     let mut table: toml::Table = base.parse().context("the demo's own configuration")?;
     merge_tables(&mut table, overrides);
@@ -222,7 +223,7 @@ pub fn write_config(dir: &Path, lab: &Lab, overrides: &toml::Table) -> Result<Pa
 
 /// Merges `over` into `base`: tables merge key by key, any other value
 /// replaces what `base` had.
-fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
+pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
     for (key, value) in over {
         match (base.get_mut(key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
@@ -378,8 +379,12 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
             &dir.join(format!("upstream{i}.log")),
         )?;
     }
-    let mut edge = EdgeProcess::start(&lab, &dir, &demo_edge(&lab, prefixes, edge_bin))
-        .context("starting the edge")?;
+    let mut edge = EdgeProcess::start(
+        &lab,
+        &dir,
+        &demo_edge(&lab, demo_routes(&lab, prefixes), edge_bin),
+    )
+    .context("starting the edge")?;
     let edge_sip: SocketAddr = (EDGE_ADDR, 5060).into();
     let first = edge.snapshot().ok().unwrap_or_default();
     eprintln!(

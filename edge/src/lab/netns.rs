@@ -179,20 +179,28 @@ pub fn enter_netns(file: &File) -> io::Result<()> {
 /// Creates a veth pair: `a_if` inside `a`, `b_if` inside `b`, both down and
 /// without addresses. Deleting either namespace removes the pair.
 pub fn veth_pair(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
-    ip(&[
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ])
+    veth_pair_with(a, a_if, b, b_if, &[])
+}
+
+/// [`veth_pair`] with one RX and one TX queue at each end, as an AF_XDP
+/// worker needs on a lab veth: a queue without a socket would pass traffic
+/// around it (PLATFORM.md).
+pub fn veth_pair_one_queue(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
+    veth_pair_with(a, a_if, b, b_if, &["numtxqueues", "1", "numrxqueues", "1"])
+}
+
+fn veth_pair_with(
+    a: &Netns,
+    a_if: &str,
+    b: &Netns,
+    b_if: &str,
+    each_end: &[&str],
+) -> io::Result<()> {
+    let mut args = vec!["link", "add", a_if, "netns", a.name()];
+    args.extend_from_slice(each_end);
+    args.extend_from_slice(&["type", "veth", "peer", "name", b_if, "netns", b.name()]);
+    args.extend_from_slice(each_end);
+    ip(&args)
 }
 
 /// A child process this test or lab started; ended by its pid on drop

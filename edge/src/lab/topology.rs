@@ -93,28 +93,7 @@ fn add_host(bridge: &Netns, prefix: &str, addrs: Vec<Ipv4Addr>) -> io::Result<Ho
     let port = unique_name("p");
     // One queue each way: an AF_XDP socket binds one queue, and a second
     // unbound queue would pass traffic around it (PLATFORM.md).
-    super::netns::ip(&[
-        "link",
-        "add",
-        &iface,
-        "netns",
-        ns.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &port,
-        "netns",
-        bridge.name(),
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])?;
+    super::netns::veth_pair_one_queue(&ns, &iface, bridge, &port)?;
     bridge.ip(&["link", "set", &port, "master", "br0"])?;
     bridge.ip(&["link", "set", &port, "up"])?;
     for (i, a) in addrs.iter().enumerate() {

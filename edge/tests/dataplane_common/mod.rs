@@ -213,33 +213,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(subnet: u8) -> Lab {
-        use dce_edge::lab::netns::{ip, unique_name, Netns};
+        use dce_edge::lab::netns::{unique_name, veth_pair_one_queue, Netns};
         let edge = Netns::create("dle").unwrap();
         let peer = Netns::create("dlp").unwrap();
         let (ei, pi) = (unique_name("le"), unique_name("lp"));
-        ip(&[
-            "link",
-            "add",
-            &ei,
-            "netns",
-            edge.name(),
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pi,
-            "netns",
-            peer.name(),
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-        ])
-        .unwrap();
+        veth_pair_one_queue(&edge, &ei, &peer, &pi).unwrap();
         edge.addr_up(&ei, &format!("198.18.{subnet}.1/24")).unwrap();
         edge.addr_up(&ei, &format!("2001:2:0:{subnet}::1/64"))
             .unwrap();
