@@ -16,10 +16,15 @@
 //! before timing.
 //!
 //! Methods:
-//! - `trie batch`: `RouteTable::lookup_batch`, 64 numbers per call, as a
-//!   worker routes a batch of packets (memory accesses overlap);
+//! - `trie batch`: `RouteTable::lookup_batch`, 64 numbers per call (64 walks
+//!   in flight, their memory accesses overlap);
 //! - `trie single`: `RouteTable::lookup`, one number after another;
-//! - `hashmap`: the baseline.
+//! - `prefetched`: what a worker does with a batch of packets:
+//!   `RouteTable::prefetch` for each of 64 numbers, then `RouteTable::lookup`
+//!   for each in turn (the first cache miss of every lookup overlaps);
+//! - `hashmap`: the baseline;
+//! - `batch 4K pg`, `single 4K pg` (tables over 2 MiB): the same table copied
+//!   onto small pages, to show what huge pages change.
 //!
 //! For each method, `mean` is the whole pass divided by the count of numbers,
 //! and `p50`/`p99` are percentiles over blocks of 64 consecutive numbers,
@@ -154,6 +159,18 @@ impl Baseline {
     }
 }
 
+/// Whether the table asked for huge pages and how much of the process the
+/// kernel backs with them.
+fn huge_pages(table: &RouteTable) -> String {
+    if !table.on_huge_pages() {
+        return "no (under 2 MiB)".into();
+    }
+    match dce_edge::route::huge::process_huge_bytes() {
+        Some(b) => format!("advised; process AnonHugePages {:.0} MiB", mib(b as usize)),
+        None => "advised".into(),
+    }
+}
+
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -174,6 +191,8 @@ fn main() {
     for size in [1_000usize, 100_000, 1_000_000] {
         let prefixes = synth::prefixes(1, size, GROUPS);
         let (table, _) = build(&prefixes);
+        // The same table on 4 KiB pages, to show what huge pages change.
+        let small = table.clone_on_small_pages();
         let baseline = Baseline::new(&prefixes);
         // One contiguous buffer, as a worker's dialed numbers sit in the
         // packets it just parsed (separate heap strings would add a cache
@@ -202,7 +221,33 @@ fn main() {
         }
 
         let (mut batch, mut single, mut base, mut one) = (vec![], vec![], vec![], vec![]);
+        let (mut batch_small, mut single_small, mut prefetched) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
+            prefetched.push(time_blocks(&numbers, |block| {
+                for n in block {
+                    table.prefetch(n);
+                }
+                block
+                    .iter()
+                    .filter_map(|n| table.lookup(n))
+                    .map(|m| u64::from(m.group.0))
+                    .sum()
+            }));
+            batch_small.push(time_blocks(&numbers, |block| {
+                small.lookup_batch(block, &mut out[..block.len()]);
+                out[..block.len()]
+                    .iter()
+                    .flatten()
+                    .map(|m| u64::from(m.group.0))
+                    .sum()
+            }));
+            single_small.push(time_blocks(&numbers, |block| {
+                block
+                    .iter()
+                    .filter_map(|n| small.lookup(n))
+                    .map(|m| u64::from(m.group.0))
+                    .sum()
+            }));
             batch.push(time_blocks(&numbers, |block| {
                 table.lookup_batch(block, &mut out[..block.len()]);
                 out[..block.len()]
@@ -236,6 +281,8 @@ fn main() {
             p99: median(v.iter().map(|f| f.p99).collect()),
         };
         let (batch, single, base) = (summary(&batch), summary(&single), summary(&base));
+        let (batch_small, single_small) = (summary(&batch_small), summary(&single_small));
+        let prefetched = summary(&prefetched);
         let one = (
             median(one.iter().map(|o| o.0).collect()),
             median(one.iter().map(|o| o.1).collect()),
@@ -252,15 +299,21 @@ fn main() {
             &single,
             format!("{:>9.1} {:>9.1}", one.0, one.1),
         );
+        row("prefetched", &prefetched, String::new());
         row("hashmap", &base, String::new());
+        if table.on_huge_pages() {
+            row("batch 4K pg", &batch_small, String::new());
+            row("single 4K pg", &single_small, String::new());
+        }
         println!(
             "{size:>9}  hits {:.1}%; baseline / trie (p50): single {:.1}x, batch {:.1}x; \
-             memory per copy {:.1} MiB (hashmap about {:.1} MiB)",
+             memory per copy {:.1} MiB (hashmap about {:.1} MiB); trie on huge pages: {}",
             100.0 * hits as f64 / numbers.len() as f64,
             base.p50 / single.p50,
             base.p50 / batch.p50,
             mib(table.heap_bytes()),
             mib(baseline.heap_bytes()),
+            huge_pages(&table),
         );
         if size == 1_000_000 {
             at_million = Some((prefixes, batch, single, base));

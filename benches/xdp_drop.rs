@@ -12,8 +12,11 @@
 //! of the receiving side: RPS moves the receive work of the generic-XDP,
 //! nftables and socket paths to CPU 1, whose kernel time (/proc/stat) is
 //! divided by the packets handled. Native XDP runs in the veth's NAPI on the
-//! sender's CPU, so for it only pps and whole-box kernel time are shown. It
-//! also times the program alone with BPF_PROG_TEST_RUN, on the flood INVITE
+//! sender's CPU, so CPU 1 does not see it; for every path the bench also
+//! prints the whole box's kernel time (plus the socket reader's user time)
+//! beyond what the sender alone spends on the same packets (measured first,
+//! with the receiving end of the veth down), per packet handled. It also
+//! times the program alone with BPF_PROG_TEST_RUN, on the flood INVITE
 //! and on the paths a spoofed flood and a verified caller take. Needs root
 //! and nft.
 //!
@@ -63,8 +66,8 @@ fn ticks_to_ns(t: u64) -> f64 {
     t as f64 * 1e9 / hz
 }
 
-/// CPU time of the calling thread (user + system), in nanoseconds.
-fn thread_cpu_ns() -> f64 {
+/// CPU time of the calling thread, user and system, in nanoseconds.
+fn thread_cpu_ns() -> (f64, f64) {
     // SAFETY: getrusage fills the zeroed struct we own.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -72,7 +75,7 @@ fn thread_cpu_ns() -> f64 {
         ru
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
 /// Pins the calling thread to one CPU.
@@ -239,6 +242,18 @@ struct Row {
     handled: u64,
     /// Receive-side CPU: CPU 1's kernel time (+ the reader's own CPU).
     receive_ns: Option<f64>,
+    /// User time spent receiving (the socket reader's), on top of kernel time.
+    user_ns: f64,
+}
+
+impl Row {
+    /// What the box spent on this path beyond sending, per packet handled:
+    /// whole-box kernel time (+ the reader's user time) minus what the same
+    /// number of packets cost the sender alone.
+    fn beyond_sender_ns(&self, sender_ns_per_pkt: f64) -> f64 {
+        (self.flood.kernel_all_ns + self.user_ns - sender_ns_per_pkt * self.flood.sent as f64)
+            / self.handled.max(1) as f64
+    }
 }
 
 fn main() {
@@ -371,6 +386,22 @@ fn main() {
         out
     };
 
+    // The sender alone: the same flood into the veth with the receiving end
+    // down, so each packet is built, sent and dropped by the veth at once.
+    // Subtracted from each path's whole-box kernel time, it leaves what the
+    // receiving side cost, native XDP included (which runs on the sender's
+    // CPU, in the veth's NAPI).
+    let sender_alone = {
+        rcv.ip(&["link", "set", &r_if, "down"]).unwrap();
+        let f = flood(&snd, &s_if, &frames, count);
+        rcv.ip(&["link", "set", &r_if, "up"]).unwrap();
+        // Taking the link down removed the route to the flood's sources.
+        rcv.ip(&["route", "replace", "198.18.128.0/17", "dev", &r_if])
+            .unwrap();
+        f
+    };
+    let sender_ns_per_pkt = sender_alone.kernel_all_ns / sender_alone.sent.max(1) as f64;
+
     // 1 and 2. The XDP filter, native (in the veth's NAPI, on the sender's
     // CPU) and generic (after RPS, on CPU 1).
     for (name, mode) in [
@@ -392,6 +423,7 @@ fn main() {
             receive_ns: (mode == AttachMode::Generic).then_some(flood.kernel_cpu1_ns),
             flood,
             handled,
+            user_ns: 0.0,
         });
     }
 
@@ -427,6 +459,7 @@ fn main() {
             receive_ns: Some(flood.kernel_cpu1_ns),
             flood,
             handled: dropped,
+            user_ns: 0.0,
         });
     }
 
@@ -455,16 +488,18 @@ fn main() {
             let (stop, read) = (stop.clone(), read.clone());
             std::thread::spawn(move || {
                 pin_to_cpu(1);
-                let cpu0 = thread_cpu_ns();
+                let (u0, s0) = thread_cpu_ns();
                 recv_discard(socket, &stop, &read);
-                thread_cpu_ns() - cpu0
+                let (u1, s1) = thread_cpu_ns();
+                (u1 - u0, s1 - s0)
             })
         };
         std::thread::sleep(Duration::from_millis(100));
         let rcvbuf0 = udp_rcvbuf_errors(&rcv);
         let flood = flood(&snd, &s_if, &frames, count);
         stop.store(true, Ordering::Relaxed);
-        let reader_ns = reader.join().unwrap();
+        let (reader_user_ns, reader_sys_ns) = reader.join().unwrap();
+        let reader_ns = reader_user_ns + reader_sys_ns;
         let rcvbuf = udp_rcvbuf_errors(&rcv) - rcvbuf0;
         // The reader's system time is already in CPU 1's kernel time; its
         // user time is small. Count the larger of the two views once.
@@ -480,6 +515,7 @@ fn main() {
             receive_ns: Some(receive),
             flood,
             handled: handled + rcvbuf,
+            user_ns: reader_user_ns,
         });
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -492,12 +528,25 @@ fn main() {
         println!("program alone, {name}: {ns} ns per run (BPF_PROG_TEST_RUN, 200000 runs)");
     }
     println!(
-        "{:<12} {:>9} {:>9} {:>6} {:>11} {:>18} {:>20}",
-        "path", "sent", "handled", "secs", "pps", "receive ns/pkt", "kernel ns/pkt (all)"
+        "sender alone (receiving end down): {} packets, {:.0} ns/pkt whole-box kernel time",
+        sender_alone.sent, sender_ns_per_pkt
+    );
+    println!(
+        "{:<12} {:>9} {:>9} {:>6} {:>11} {:>18} {:>20} {:>17}",
+        "path",
+        "sent",
+        "handled",
+        "secs",
+        "pps",
+        "receive ns/pkt",
+        "kernel ns/pkt (all)",
+        "beyond sender"
     );
     let mut recv = std::collections::HashMap::new();
     let mut pps = std::collections::HashMap::new();
+    let mut beyond = std::collections::HashMap::new();
     for r in &rows {
+        beyond.insert(r.name, r.beyond_sender_ns(sender_ns_per_pkt));
         let rate = r.handled as f64 / r.flood.elapsed.as_secs_f64();
         let per = r.receive_ns.map(|ns| ns / r.handled.max(1) as f64);
         pps.insert(r.name, rate);
@@ -505,7 +554,7 @@ fn main() {
             recv.insert(r.name, p);
         }
         println!(
-            "{:<12} {:>9} {:>9} {:>6.2} {:>11.0} {:>18} {:>20.0}",
+            "{:<12} {:>9} {:>9} {:>6.2} {:>11.0} {:>18} {:>20.0} {:>17.0}",
             r.name,
             r.flood.sent,
             r.handled,
@@ -514,6 +563,7 @@ fn main() {
             per.map(|p| format!("{p:.0}"))
                 .unwrap_or_else(|| "(on CPU 0)".into()),
             r.flood.kernel_all_ns / r.handled.max(1) as f64,
+            beyond[r.name],
         );
     }
     println!(
@@ -525,9 +575,19 @@ fn main() {
         pps["XDP native"] / pps["nftables"].max(1.0),
     );
     println!(
+        "ratios, whole box beyond the sender: socket/XDP native = {:.2}, socket/XDP generic = {:.2} \
+         (target >= 3); nftables/XDP native = {:.2}, nftables/XDP generic = {:.2} (target > 1)",
+        beyond["UDP socket"] / beyond["XDP native"],
+        beyond["UDP socket"] / beyond["XDP generic"],
+        beyond["nftables"] / beyond["XDP native"],
+        beyond["nftables"] / beyond["XDP generic"],
+    );
+    println!(
         "receive ns/pkt: kernel CPU time of CPU 1 (RPS target; + the socket reader) per packet \
          handled; XDP native runs on the sender's CPU, so only its whole-box kernel time is shown. \
-         kernel ns/pkt (all): system+irq+softirq time of both CPUs, sender included."
+         kernel ns/pkt (all): system+irq+softirq time of both CPUs, sender included. \
+         beyond sender: that whole-box time (+ the socket reader's user time) minus what the \
+         sender alone spent on as many packets, per packet handled."
     );
 }
 

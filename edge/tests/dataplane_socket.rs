@@ -38,6 +38,20 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
     if !privileged_or_skip("socket_mode_answers_every_datagram_over_ipv4_and_ipv6") {
         return;
     }
+    answers_every_datagram(Echo::new);
+}
+
+/// The same with a handler that sees each batch first: it refuses any
+/// datagram it was not shown before, so one missed prefetch fails the test.
+#[test]
+fn socket_mode_shows_every_datagram_to_prefetch_before_handling_it() {
+    if !privileged_or_skip("socket_mode_shows_every_datagram_to_prefetch_before_handling_it") {
+        return;
+    }
+    answers_every_datagram(Echo::prefetching);
+}
+
+fn answers_every_datagram(echo: fn() -> Echo) {
     let a = Netns::create("dsa").unwrap();
     let b = Netns::create("dsb").unwrap();
     let (ia, ib) = (unique_name("sa"), unique_name("sb"));
@@ -69,7 +83,7 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
     config.idle.busy_polls = 64;
 
     a.enter(|| {
-        let mut dp = Dataplane::start(&config, None, |_| Echo::new()).unwrap();
+        let mut dp = Dataplane::start(&config, None, |_| echo()).unwrap();
         assert_eq!(dp.workers(), 2);
         let local = dp.local_addrs().to_vec();
         assert!(local.iter().all(|l| l.port() != 0), "{local:?}");
@@ -143,9 +157,23 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
             }
         }
         // The sockets are closed: the port can be bound again without
-        // SO_REUSEPORT.
+        // SO_REUSEPORT. A process that another test of this binary is
+        // starting at that moment holds a copy of every descriptor between
+        // its fork and its exec (where close-on-exec drops them), so the
+        // port may stay taken for a moment: retry, bounded.
         let again: SocketAddr = v4;
-        std::net::UdpSocket::bind(again).expect("port free after stop");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::net::UdpSocket::bind(again) {
+                Ok(_) => break,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("port {again} not free after stop: {e}"),
+            }
+        }
     })
     .unwrap();
 }

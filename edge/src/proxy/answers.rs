@@ -51,6 +51,11 @@ pub struct AnswerConfig {
     /// Requests per second from unverified sources, per worker, that mean a
     /// flood and raise the shields (0: never).
     pub flood_threshold: u32,
+    /// How many requests beyond that rate, arriving at once, the detector
+    /// lets pass before it calls them a flood. Small, so that the shields go
+    /// up within the first milliseconds of a fast flood, before the answers
+    /// to what got through come back (at least 1).
+    pub flood_burst: u32,
     /// How long the shields stay up after the flood was last seen, seconds.
     pub shields_seconds: u32,
     /// How long a source stays verified after it last proved itself, in
@@ -70,8 +75,9 @@ impl Default for AnswerConfig {
             unverified_total_rate: 200,
             unverified_total_burst: 200,
             unverified_calls_rate: 200,
-            unverified_calls_burst: 100,
+            unverified_calls_burst: 20,
             flood_threshold: 1000,
+            flood_burst: 100,
             shields_seconds: 10,
             verified_seconds: 3600,
             tracked_sources: 65_536,
@@ -106,10 +112,11 @@ pub struct Answers {
     total_state: RateState,
     unverified_calls: RateLimit,
     calls_state: RateState,
-    flood_threshold: u32,
+    /// The flood detector: unverified requests within `flood_threshold` per
+    /// second and `flood_burst` at once are normal; beyond, a flood.
+    flood: Option<RateLimit>,
+    flood_state: RateState,
     shields_ns: u64,
-    window_start: u64,
-    window_count: u32,
     shields_until: u64,
     shields_raised: u64,
     verified_ns: u64,
@@ -132,10 +139,10 @@ impl Answers {
                 config.unverified_calls_burst,
             ),
             calls_state: RateState::default(),
-            flood_threshold: config.flood_threshold,
+            flood: (config.flood_threshold != 0)
+                .then(|| RateLimit::per_second(config.flood_threshold, config.flood_burst)),
+            flood_state: RateState::default(),
             shields_ns: config.shields_seconds as u64 * 1_000_000_000,
-            window_start: 0,
-            window_count: 0,
             shields_until: 0,
             shields_raised: 0,
             verified_ns: config.verified_seconds as u64 * 1_000_000_000,
@@ -159,12 +166,10 @@ impl Answers {
     /// Counts a request from an unverified, untrusted source at `now`, and
     /// raises the shields when such requests exceed the flood threshold.
     pub fn note_unverified(&mut self, now: u64) {
-        if now.saturating_sub(self.window_start) >= 1_000_000_000 {
-            self.window_start = now;
-            self.window_count = 0;
-        }
-        self.window_count = self.window_count.saturating_add(1);
-        if self.flood_threshold != 0 && self.window_count > self.flood_threshold {
+        let Some(flood) = &self.flood else {
+            return;
+        };
+        if !flood.admit(&mut self.flood_state, now) {
             if self.shields_until <= now {
                 self.shields_raised += 1;
             }
@@ -316,6 +321,31 @@ mod tests {
         // Quiet for longer than the shield time: down again.
         assert!(!a.shields_up(3_000 * MS));
         assert!(a.admit_call(ip(9), false, 3_000 * MS));
+    }
+
+    #[test]
+    fn the_detector_trips_within_its_burst_and_spares_a_steady_rate() {
+        let cfg = AnswerConfig {
+            flood_threshold: 1000,
+            flood_burst: 100,
+            ..AnswerConfig::default()
+        };
+        // A steady 900 unverified requests per second for ten seconds: no flood.
+        let mut a = Answers::new(&cfg);
+        for i in 0..9_000u64 {
+            a.note_unverified(i * 1_000_000_000 / 900);
+        }
+        assert_eq!(a.shields_raised(), 0);
+        // 50,000 per second (20 us apart): up after about the burst.
+        let mut a = Answers::new(&cfg);
+        let t0 = 5_000 * MS;
+        let first_up = (0..1_000u64)
+            .find(|&i| {
+                a.note_unverified(t0 + i * 20_000);
+                a.shields_up(t0 + i * 20_000)
+            })
+            .expect("the shields go up");
+        assert!((100..=110).contains(&first_up), "{first_up}");
     }
 
     #[test]

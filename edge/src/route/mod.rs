@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cps;
 pub mod files;
 pub mod health;
+pub mod huge;
 pub mod probe;
 pub mod reload;
 pub mod select;

@@ -261,6 +261,13 @@ impl RouteTable {
         })
     }
 
+    /// Starts loading what a lookup of `number` will read (see
+    /// [`PrefixTrie::prefetch`]); changes nothing.
+    #[inline]
+    pub fn prefetch(&self, number: &[u8]) {
+        self.trie.prefetch(number);
+    }
+
     /// [`RouteTable::lookup`] for a batch: `out[i]` answers `numbers[i]`
     /// (`out` must be at least as long). The memory accesses of the batch
     /// overlap (see [`PrefixTrie::lookup_batch`]); never allocates.
@@ -355,6 +362,22 @@ impl RouteTable {
                 .map(|g| g.name.capacity() + g.targets.capacity() * std::mem::size_of::<Target>())
                 .sum::<usize>()
             + self.upstreams.capacity() * std::mem::size_of::<SocketAddr>()
+    }
+
+    /// True when the prefix trie sits on huge-page-advised memory (tables
+    /// of more than about 2 MiB; see [`crate::route::huge`]).
+    pub fn on_huge_pages(&self) -> bool {
+        self.trie.on_huge_pages()
+    }
+
+    /// A copy whose trie stays on small pages whatever its size, to measure
+    /// what huge pages change (`benches/route_lookup.rs`); workers never use
+    /// it.
+    pub fn clone_on_small_pages(&self) -> RouteTable {
+        RouteTable {
+            trie: self.trie.clone_on_small_pages(),
+            ..self.clone()
+        }
     }
 }
 

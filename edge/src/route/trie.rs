@@ -24,6 +24,8 @@
 //! access. [`PrefixTrie::lookup_batch`] overlaps those accesses between the
 //! numbers of a batch.
 
+use crate::route::huge::HugeSlice;
+
 /// Slots per node: (end + 10 digits) squared.
 const SLOTS: usize = 121;
 /// Entries of the direct table: one per combination of the first four symbols.
@@ -268,6 +270,15 @@ fn bucket_result(r: &Record, key: u128) -> u32 {
     r.0[3] as u32
 }
 
+/// Asks the CPU to bring `line` into its caches.
+#[inline(always)]
+fn prefetch_line(line: &Record) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    safe_arch::prefetch_t0(line);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = line;
+}
+
 /// A longest-prefix-match table from digit strings to `u32` values.
 ///
 /// Immutable once built; [`Clone`] makes an independent copy (each worker
@@ -275,8 +286,10 @@ fn bucket_result(r: &Record, key: u128) -> u32 {
 #[derive(Debug, Clone)]
 pub struct PrefixTrie {
     direct: Box<[u32]>,
-    records: Vec<Record>,
-    leaves: Vec<u32>,
+    /// On huge pages when large (see [`HugeSlice`]): a lookup in a table of
+    /// a million prefixes then costs a cache miss but no TLB miss.
+    records: HugeSlice<Record>,
+    leaves: HugeSlice<u32>,
     prefixes: usize,
     longest: usize,
 }
@@ -322,12 +335,10 @@ impl PrefixTrie {
         };
         builder.records.push(Record::default());
         builder.node(0, rest, 0, root_value);
-        builder.records.shrink_to_fit();
-        builder.leaves.shrink_to_fit();
         let mut trie = PrefixTrie {
             direct: Box::new([]),
-            records: builder.records,
-            leaves: builder.leaves,
+            records: HugeSlice::from_slice(&builder.records),
+            leaves: HugeSlice::from_slice(&builder.leaves),
             prefixes: items.len(),
             longest: items.iter().map(|(k, _)| k.len()).max().unwrap_or(0),
         };
@@ -396,6 +407,20 @@ impl PrefixTrie {
                 Step::Result(packed) => return Match::unpack(packed),
                 Step::Leaf(i) => return Match::unpack(self.leaves[i as usize]),
             }
+        }
+    }
+
+    /// Starts loading the first record a lookup of `number` will read, and
+    /// returns at once. A worker calls it for every packet of a batch before
+    /// it handles the first one, so that the cache misses of the batch's
+    /// lookups overlap as in [`PrefixTrie::lookup_batch`] while each packet
+    /// is still routed on its own. Changes nothing; a no-op where the CPU
+    /// has no prefetch instruction we use.
+    #[inline]
+    pub fn prefetch(&self, number: &[u8]) {
+        let (key, _) = pack_digits(number);
+        if let Err(rec) = self.start(key) {
+            prefetch_line(&self.records[rec as usize]);
         }
     }
 
@@ -480,11 +505,27 @@ impl PrefixTrie {
         self.records.len()
     }
 
-    /// Heap bytes this copy holds.
+    /// Bytes of memory this copy holds (whole huge pages where mapped).
     pub fn heap_bytes(&self) -> usize {
         self.direct.len() * std::mem::size_of::<u32>()
-            + self.records.capacity() * std::mem::size_of::<Record>()
-            + self.leaves.capacity() * std::mem::size_of::<u32>()
+            + self.records.footprint()
+            + self.leaves.footprint()
+    }
+
+    /// A copy kept on small pages whatever its size, to measure what huge
+    /// pages change (`benches/route_lookup.rs`); workers never use it.
+    pub fn clone_on_small_pages(&self) -> PrefixTrie {
+        PrefixTrie {
+            records: HugeSlice::on_heap(&self.records),
+            leaves: HugeSlice::on_heap(&self.leaves),
+            ..self.clone()
+        }
+    }
+
+    /// True when the trie's records sit in a huge-page-advised mapping (a
+    /// table too large for one huge page; see [`HugeSlice`]).
+    pub fn on_huge_pages(&self) -> bool {
+        self.records.is_mapped()
     }
 }
 
