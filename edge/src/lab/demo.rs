@@ -569,12 +569,18 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
 
     // Progress, once a second, from the edge's own counters.
     let started = Instant::now();
-    let mut last: Option<Snapshot> = None;
+    // The edge refreshes its snapshot about once a second, so a read can
+    // find the same one again: rates come from the last two different ones.
+    let (mut base, mut newest): (Option<Snapshot>, Option<Snapshot>) = (None, None);
     while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         if let Ok(s) = edge.snapshot() {
-            eprintln!("{}", progress_line(started.elapsed(), &s, last.as_ref()));
-            last = Some(s);
+            if newest.as_ref().is_none_or(|n| n.taken_at_ms != s.taken_at_ms) {
+                base = newest.replace(s);
+            }
+            if let Some(n) = &newest {
+                eprintln!("{}", progress_line(started.elapsed(), n, base.as_ref()));
+            }
         }
     }
     if stop.load(Ordering::Relaxed) {
@@ -590,7 +596,7 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     }
     reflect_stop.store(true, Ordering::Relaxed);
     let _ = reflector.join();
-    let before_stop = edge.snapshot().ok().or(last).unwrap_or_default();
+    let before_stop = edge.snapshot().ok().or(newest).unwrap_or_default();
     drop(procs);
     let final_snapshot = edge.stop().unwrap_or(before_stop);
     let callers = read_json(&dir.join("callers.json")).unwrap_or(Value::Null);
@@ -667,9 +673,16 @@ fn before_or_final_bans(s: &Snapshot) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One progress line: totals from `s`, rates per second against `last`
+/// over the time between the two snapshots (the edge's own clock), so a
+/// snapshot read twice does not show as a second with no traffic.
 fn progress_line(elapsed: Duration, s: &Snapshot, last: Option<&Snapshot>) -> String {
     let drops = s.xdp_drops_total();
-    let rate = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(now));
+    let span_ms = last.map_or(0, |l| s.taken_at_ms.saturating_sub(l.taken_at_ms));
+    let rate = |now: u64, before: Option<u64>| match before {
+        Some(b) if span_ms > 0 => now.saturating_sub(b) * 1000 / span_ms,
+        _ => 0,
+    };
     let d_drops = rate(drops, last.map(Snapshot::xdp_drops_total));
     let d_calls = rate(s.calls.answered, last.map(|l| l.calls.answered));
     let top: Vec<String> = s
