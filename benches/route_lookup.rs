@@ -19,9 +19,6 @@
 //! - `trie batch`: `RouteTable::lookup_batch`, 64 numbers per call (64 walks
 //!   in flight, their memory accesses overlap);
 //! - `trie single`: `RouteTable::lookup`, one number after another;
-//! - `prefetched`: what a worker does with a batch of packets:
-//!   `RouteTable::prefetch` for each of 64 numbers, then `RouteTable::lookup`
-//!   for each in turn (the first cache miss of every lookup overlaps);
 //! - `hashmap`: the baseline;
 //! - `batch 4K pg`, `single 4K pg` (tables over 2 MiB): the same table copied
 //!   onto small pages, to show what huge pages change.
@@ -221,18 +218,8 @@ fn main() {
         }
 
         let (mut batch, mut single, mut base, mut one) = (vec![], vec![], vec![], vec![]);
-        let (mut batch_small, mut single_small, mut prefetched) = (vec![], vec![], vec![]);
+        let (mut batch_small, mut single_small) = (vec![], vec![]);
         for _ in 0..rounds {
-            prefetched.push(time_blocks(&numbers, |block| {
-                for n in block {
-                    table.prefetch(n);
-                }
-                block
-                    .iter()
-                    .filter_map(|n| table.lookup(n))
-                    .map(|m| u64::from(m.group.0))
-                    .sum()
-            }));
             batch_small.push(time_blocks(&numbers, |block| {
                 small.lookup_batch(block, &mut out[..block.len()]);
                 out[..block.len()]
@@ -282,7 +269,6 @@ fn main() {
         };
         let (batch, single, base) = (summary(&batch), summary(&single), summary(&base));
         let (batch_small, single_small) = (summary(&batch_small), summary(&single_small));
-        let prefetched = summary(&prefetched);
         let one = (
             median(one.iter().map(|o| o.0).collect()),
             median(one.iter().map(|o| o.1).collect()),
@@ -299,7 +285,6 @@ fn main() {
             &single,
             format!("{:>9.1} {:>9.1}", one.0, one.1),
         );
-        row("prefetched", &prefetched, String::new());
         row("hashmap", &base, String::new());
         if table.on_huge_pages() {
             row("batch 4K pg", &batch_small, String::new());

@@ -20,9 +20,7 @@ use dce_edge::privilege::{feature_or_skip, privileged_or_skip};
 
 const PORT: u16 = 5060;
 
-/// With `prefetch`, the echo asks to see every batch first and refuses what
-/// it was not shown (see `Echo::prefetching`).
-fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8, prefetch: bool) {
+fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
     if !privileged_or_skip(test) {
         return;
     }
@@ -80,11 +78,7 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8, prefetch: bool) {
         let hole: std::net::SocketAddr = format!("198.18.{subnet}.99:5060").parse().unwrap();
         let mut dp = Dataplane::start(&config, Some(&mut map), |_| Echo {
             blackhole: Some(hole),
-            ..if prefetch {
-                Echo::prefetching()
-            } else {
-                Echo::new()
-            }
+            ..Echo::new()
         })
         .unwrap();
         assert!(dp.broadcast(b'X').is_empty());
@@ -204,15 +198,10 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8, prefetch: bool) {
 
 #[test]
 fn afxdp_copy_mode_echo_in_native_xdp() {
-    echo_through_afxdp(
-        "afxdp_copy_mode_echo_in_native_xdp",
-        XdpMode::Driver,
-        2,
-        false,
-    );
+    echo_through_afxdp("afxdp_copy_mode_echo_in_native_xdp", XdpMode::Driver, 2);
 }
 
 #[test]
 fn afxdp_copy_mode_echo_in_skb_xdp() {
-    echo_through_afxdp("afxdp_copy_mode_echo_in_skb_xdp", XdpMode::Skb, 3, true);
+    echo_through_afxdp("afxdp_copy_mode_echo_in_skb_xdp", XdpMode::Skb, 3);
 }

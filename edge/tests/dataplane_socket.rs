@@ -38,20 +38,6 @@ fn socket_mode_answers_every_datagram_over_ipv4_and_ipv6() {
     if !privileged_or_skip("socket_mode_answers_every_datagram_over_ipv4_and_ipv6") {
         return;
     }
-    answers_every_datagram(Echo::new);
-}
-
-/// The same with a handler that sees each batch first: it refuses any
-/// datagram it was not shown before, so one missed prefetch fails the test.
-#[test]
-fn socket_mode_shows_every_datagram_to_prefetch_before_handling_it() {
-    if !privileged_or_skip("socket_mode_shows_every_datagram_to_prefetch_before_handling_it") {
-        return;
-    }
-    answers_every_datagram(Echo::prefetching);
-}
-
-fn answers_every_datagram(echo: fn() -> Echo) {
     let a = Netns::create("dsa").unwrap();
     let b = Netns::create("dsb").unwrap();
     let (ia, ib) = (unique_name("sa"), unique_name("sb"));
@@ -83,7 +69,7 @@ fn answers_every_datagram(echo: fn() -> Echo) {
     config.idle.busy_polls = 64;
 
     a.enter(|| {
-        let mut dp = Dataplane::start(&config, None, |_| echo()).unwrap();
+        let mut dp = Dataplane::start(&config, None, |_| Echo::new()).unwrap();
         assert_eq!(dp.workers(), 2);
         let local = dp.local_addrs().to_vec();
         assert!(local.iter().all(|l| l.port() != 0), "{local:?}");

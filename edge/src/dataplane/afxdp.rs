@@ -22,7 +22,7 @@ use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
 use super::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
-use super::worker::{local_for, PacketIo, Receiver};
+use super::worker::{local_for, PacketIo};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 
 /// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
@@ -93,31 +93,6 @@ impl UmemArea {
             ptr: NonNull::new(p.cast()).expect("mmap never returns null on success"),
             len,
         })
-    }
-
-    /// The bytes of a received frame, or `None` when the descriptor points
-    /// outside the mapping or across a frame boundary (the kernel never
-    /// hands out such a descriptor; if it did, the frame is not read).
-    ///
-    /// The slice must not be used after the frame goes back to the kernel
-    /// through the fill ring: the worker reads a batch's frames, then
-    /// recycles them.
-    fn rx_frame(&self, desc: XdpDesc, frame_size: usize) -> Option<&[u8]> {
-        let start = desc.addr as usize;
-        let end = start.checked_add(desc.len as usize)?;
-        let base = desc.addr as usize & !(frame_size - 1);
-        if end > self.len || end > base + frame_size {
-            return None;
-        }
-        // SAFETY: the range lies within one frame of the mapping (checked
-        // above); the kernel handed this frame to us through the RX ring and
-        // will not write it until we give it back through the fill ring,
-        // after the batch's last use of the slice. TX frames come from the
-        // free list, so they never alias it.
-        #[allow(unsafe_code)]
-        let bytes =
-            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(start), desc.len as usize) };
-        Some(bytes)
     }
 
     fn as_slice_ptr(&self) -> NonNull<[u8]> {
@@ -515,7 +490,10 @@ impl PacketIo for XskPort {
         &mut self.tx.counters
     }
 
-    fn receive<R: Receiver>(&mut self, now: Timestamp, rx: &mut R) -> usize {
+    fn receive<F>(&mut self, now: Timestamp, mut handle: F) -> usize
+    where
+        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>,
+    {
         self.tx.now = now;
         self.rx_descs.clear();
         {
@@ -535,31 +513,27 @@ impl PacketIo for XskPort {
             return 0;
         }
         let mask = !(self.tx.frame_size as u64 - 1);
-        if rx.wants_prefetch() {
-            for i in 0..received {
-                if let Some(bytes) = self.area.rx_frame(self.rx_descs[i], self.tx.frame_size) {
-                    if let Ok(f) = UdpFrame::parse(bytes) {
-                        if f.vlan == self.vlan {
-                            rx.prefetch(&Datagram {
-                                src: f.src,
-                                dst: f.dst,
-                                payload: f.payload(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
         for i in 0..received {
             let desc = self.rx_descs[i];
+            let start = desc.addr as usize;
+            let end = start + desc.len as usize;
             let base_addr = desc.addr & mask;
             self.tx.counters.received += 1;
-            let Some(bytes) = self.area.rx_frame(desc, self.tx.frame_size) else {
+            if end > self.area.len || end > (base_addr as usize + self.tx.frame_size) {
                 // The kernel never hands out such a descriptor; if it did,
                 // the frame is refused, not read.
                 self.tx.counters.malformed[0] += 1;
                 self.tx.free.push(base_addr);
                 continue;
+            }
+            // SAFETY: the range lies within one frame of the mapping (checked
+            // above); the kernel handed this frame to us through the RX ring
+            // and will not write it until we give it back through the fill
+            // ring, which happens after this slice's last use below. TX
+            // frames come from the free list, so they never alias it.
+            #[allow(unsafe_code)]
+            let bytes: &[u8] = unsafe {
+                std::slice::from_raw_parts(self.area.ptr.as_ptr().add(start), desc.len as usize)
             };
             match UdpFrame::parse(bytes) {
                 Err(e) => self.tx.counters.malformed[frame_error_index(&e)] += 1,
@@ -571,7 +545,7 @@ impl PacketIo for XskPort {
                         dst: f.dst,
                         payload: f.payload(),
                     };
-                    let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
+                    let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
                     let c = &mut self.tx.counters;
                     match result {
                         Ok(()) => c.handled += 1,

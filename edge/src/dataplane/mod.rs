@@ -118,19 +118,6 @@ pub trait PacketHandler: Send + 'static {
         out: &mut Outbox<'_>,
     ) -> Result<(), Self::Drop>;
 
-    /// True when the handler wants to see each batch before handling it
-    /// ([`PacketHandler::prefetch`]); the I/O then reads every datagram's
-    /// headers twice, so say so only when it pays.
-    fn wants_prefetch(&self) -> bool {
-        false
-    }
-
-    /// Sees each datagram of a batch before the first is handled, when
-    /// [`PacketHandler::wants_prefetch`]: the place to start memory loads
-    /// (a route lookup's first cache line) so that the cache misses of a
-    /// batch overlap instead of queueing one per packet. Changes nothing.
-    fn prefetch(&mut self, _pkt: &Datagram<'_>) {}
-
     /// Applies a control message, between batches.
     fn on_control(&mut self, now: Timestamp, msg: Self::Control);
 

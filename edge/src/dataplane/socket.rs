@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::config::DataplaneConfig;
 use super::counters::{IoKind, WorkerCounters};
-use super::worker::{local_for, PacketIo, Receiver};
+use super::worker::{local_for, PacketIo};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 
 /// Most messages per recvmmsg/sendmmsg call; the headers live on the stack.
@@ -286,7 +286,10 @@ impl PacketIo for SocketPort {
         &mut self.tx.counters
     }
 
-    fn receive<R: Receiver>(&mut self, _now: Timestamp, rx: &mut R) -> usize {
+    fn receive<F>(&mut self, _now: Timestamp, mut handle: F) -> usize
+    where
+        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>,
+    {
         self.rx_meta.clear();
         let mut received = 0;
         for p in 0..self.ports.len() {
@@ -296,15 +299,6 @@ impl PacketIo for SocketPort {
             }
             received += self.recv_from(p, room, received);
         }
-        if rx.wants_prefetch() {
-            for &(src, len, p, slot) in &self.rx_meta {
-                rx.prefetch(&Datagram {
-                    src,
-                    dst: self.ports[p].local,
-                    payload: &self.rx_buf[slot * self.slot_size..][..len],
-                });
-            }
-        }
         for i in 0..self.rx_meta.len() {
             let (src, len, p, slot) = self.rx_meta[i];
             let pkt = Datagram {
@@ -312,7 +306,7 @@ impl PacketIo for SocketPort {
                 dst: self.ports[p].local,
                 payload: &self.rx_buf[slot * self.slot_size..][..len],
             };
-            let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
+            let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
             c.received += 1;
             match result {

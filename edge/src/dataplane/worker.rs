@@ -110,42 +110,6 @@ pub enum DataplaneError {
     },
 }
 
-/// What a worker's I/O hands the datagrams of a batch to.
-pub trait Receiver {
-    /// True when [`Receiver::prefetch`] should see the batch first.
-    fn wants_prefetch(&self) -> bool;
-    /// Sees a datagram of the batch before any is handled, to start the
-    /// memory loads its handling will need; changes nothing.
-    fn prefetch(&mut self, pkt: &Datagram<'_>);
-    /// Handles one datagram; returns the handler's drop index on drop.
-    fn handle(&mut self, pkt: &Datagram<'_>, out: &mut Outbox<'_>) -> Result<(), usize>;
-}
-
-/// A worker's handler as the [`Receiver`] of one batch.
-struct BatchReceiver<'a, H> {
-    handler: &'a mut H,
-    now: Timestamp,
-}
-
-impl<H: PacketHandler> Receiver for BatchReceiver<'_, H> {
-    #[inline]
-    fn wants_prefetch(&self) -> bool {
-        self.handler.wants_prefetch()
-    }
-
-    #[inline]
-    fn prefetch(&mut self, pkt: &Datagram<'_>) {
-        self.handler.prefetch(pkt);
-    }
-
-    #[inline]
-    fn handle(&mut self, pkt: &Datagram<'_>, out: &mut Outbox<'_>) -> Result<(), usize> {
-        self.handler
-            .handle(self.now, pkt, out)
-            .map_err(DropReason::index)
-    }
-}
-
 /// A worker's I/O: receives batches, lends transmit buffers through an
 /// [`Outbox`], transmits, waits when idle. AF_XDP and socket mode implement it.
 pub trait PacketIo: Send + 'static {
@@ -153,11 +117,12 @@ pub trait PacketIo: Send + 'static {
     fn kind(&self) -> IoKind;
     /// The counters this I/O keeps (the worker's counters).
     fn counters(&mut self) -> &mut WorkerCounters;
-    /// Receives up to one batch: when `rx` wants it, shows it every datagram
-    /// of the batch first ([`Receiver::prefetch`]), then hands each one to
-    /// [`Receiver::handle`] with an outbox for its replies. Returns how many
-    /// datagrams (or frames) were received.
-    fn receive<R: Receiver>(&mut self, now: Timestamp, rx: &mut R) -> usize;
+    /// Receives up to one batch and calls `handle` on each datagram with an
+    /// outbox for its replies; `handle` returns a handler drop index on
+    /// drop. Returns how many datagrams (or frames) were received.
+    fn receive<F>(&mut self, now: Timestamp, handle: F) -> usize
+    where
+        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>;
     /// Transmits what the outbox queued and recycles finished buffers.
     fn transmit(&mut self, now: Timestamp);
     /// Blocks until traffic arrives or `timeout` passes.
@@ -243,13 +208,10 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
                 }
             }
             self.handler.between_batches(now);
-            let received = self.io.receive(
-                now,
-                &mut BatchReceiver {
-                    handler: &mut self.handler,
-                    now,
-                },
-            );
+            let handler = &mut self.handler;
+            let received = self.io.receive(now, |pkt, out| {
+                handler.handle(now, pkt, out).map_err(DropReason::index)
+            });
             self.io.transmit(now);
             while let Some(ev) = self.handler.poll_event() {
                 if self.events.push(WorkerEvent::Handler(ev)).is_err() {

@@ -575,7 +575,10 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         if let Ok(s) = edge.snapshot() {
-            if newest.as_ref().is_none_or(|n| n.taken_at_ms != s.taken_at_ms) {
+            if newest
+                .as_ref()
+                .is_none_or(|n| n.taken_at_ms != s.taken_at_ms)
+            {
                 base = newest.replace(s);
             }
             if let Some(n) = &newest {

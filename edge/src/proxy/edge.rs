@@ -1027,28 +1027,6 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// The leading digits of a request's Request-URI user part (`INVITE
-/// sip:+4930123@...` gives `4930123`), read from the start line without
-/// parsing the message: a hint for [`PacketHandler::prefetch`], so a wrong
-/// or missing answer costs nothing but the hint. `None` for responses and
-/// URIs that do not start with digits.
-pub(crate) fn request_uri_digits(payload: &[u8]) -> Option<&[u8]> {
-    // Method, one space, then the URI; the start line is short.
-    let head = &payload[..payload.len().min(64)];
-    let sp = head.iter().position(|&b| b == b' ')?;
-    if head.starts_with(b"SIP/") {
-        return None;
-    }
-    let uri = &head[sp + 1..];
-    let colon = uri.iter().take(5).position(|&b| b == b':')?;
-    let mut user = &uri[colon + 1..];
-    if let [b'+', rest @ ..] = user {
-        user = rest;
-    }
-    let digits = user.iter().take_while(|b| b.is_ascii_digit()).count();
-    (digits > 0).then(|| &user[..digits])
-}
-
 impl PacketHandler for EdgeProxy {
     type Control = ProxyControl;
     type Stats = ProxyStats;
@@ -1062,19 +1040,6 @@ impl PacketHandler for EdgeProxy {
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         self.handle_datagram(now, pkt, out)
-    }
-
-    /// Only a table too large for the caches is worth a second look at
-    /// each packet.
-    fn wants_prefetch(&self) -> bool {
-        self.routes.is_large()
-    }
-
-    /// Starts loading the route table line this request's lookup will read.
-    fn prefetch(&mut self, pkt: &Datagram<'_>) {
-        if let Some(number) = request_uri_digits(pkt.payload) {
-            self.routes.prefetch(number);
-        }
     }
 
     fn on_control(&mut self, now: Timestamp, msg: ProxyControl) {

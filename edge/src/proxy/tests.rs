@@ -626,23 +626,3 @@ fn a_spoofed_invite_flood_reaches_the_upstreams_only_within_the_budget() {
     assert_eq!(r, Ok(()));
     assert!(sent[0].1.starts_with("INVITE"));
 }
-
-#[test]
-fn the_prefetch_hint_reads_the_request_uri_digits() {
-    use super::edge::request_uri_digits as digits;
-    let d = |s: &str| digits(s.as_bytes()).map(|b| String::from_utf8(b.to_vec()).unwrap());
-    assert_eq!(
-        d("INVITE sip:+4930123456@198.18.0.1 SIP/2.0\r\n").as_deref(),
-        Some("4930123456")
-    );
-    assert_eq!(
-        d("BYE sips:0049301;user=phone@h SIP/2.0\r\n").as_deref(),
-        Some("0049301")
-    );
-    assert_eq!(d("INVITE tel:+1-212-555 SIP/2.0\r\n").as_deref(), Some("1"));
-    assert_eq!(d("OPTIONS sip:edge@198.18.0.1 SIP/2.0\r\n"), None);
-    assert_eq!(d("SIP/2.0 200 OK\r\n"), None);
-    assert_eq!(d("INVITE"), None);
-    assert_eq!(d(""), None);
-    assert_eq!(d("INVITE sip:"), None);
-}

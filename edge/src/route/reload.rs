@@ -205,21 +205,6 @@ impl WorkerRoutes {
         self.current.table.lookup(number)
     }
 
-    /// True when this worker's table is large enough to sit on huge pages
-    /// (more than about 2 MiB), where a lookup misses the caches and
-    /// [`WorkerRoutes::prefetch`] pays.
-    #[inline]
-    pub fn is_large(&self) -> bool {
-        self.current.table.on_huge_pages()
-    }
-
-    /// Starts loading what a lookup of `number` will read (see
-    /// [`RouteTable::prefetch`]).
-    #[inline]
-    pub fn prefetch(&self, number: &[u8]) {
-        self.current.table.prefetch(number);
-    }
-
     /// Lookups for a batch, overlapping their memory accesses (see
     /// [`RouteTable::lookup_batch`]).
     pub fn lookup_batch(&self, numbers: &[&[u8]], out: &mut [Option<RouteMatch>]) {

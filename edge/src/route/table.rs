@@ -261,13 +261,6 @@ impl RouteTable {
         })
     }
 
-    /// Starts loading what a lookup of `number` will read (see
-    /// [`PrefixTrie::prefetch`]); changes nothing.
-    #[inline]
-    pub fn prefetch(&self, number: &[u8]) {
-        self.trie.prefetch(number);
-    }
-
     /// [`RouteTable::lookup`] for a batch: `out[i]` answers `numbers[i]`
     /// (`out` must be at least as long). The memory accesses of the batch
     /// overlap (see [`PrefixTrie::lookup_batch`]); never allocates.

@@ -270,15 +270,6 @@ fn bucket_result(r: &Record, key: u128) -> u32 {
     r.0[3] as u32
 }
 
-/// Asks the CPU to bring `line` into its caches.
-#[inline(always)]
-fn prefetch_line(line: &Record) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
-    safe_arch::prefetch_t0(line);
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
-    let _ = line;
-}
-
 /// A longest-prefix-match table from digit strings to `u32` values.
 ///
 /// Immutable once built; [`Clone`] makes an independent copy (each worker
@@ -407,20 +398,6 @@ impl PrefixTrie {
                 Step::Result(packed) => return Match::unpack(packed),
                 Step::Leaf(i) => return Match::unpack(self.leaves[i as usize]),
             }
-        }
-    }
-
-    /// Starts loading the first record a lookup of `number` will read, and
-    /// returns at once. A worker calls it for every packet of a batch before
-    /// it handles the first one, so that the cache misses of the batch's
-    /// lookups overlap as in [`PrefixTrie::lookup_batch`] while each packet
-    /// is still routed on its own. Changes nothing; a no-op where the CPU
-    /// has no prefetch instruction we use.
-    #[inline]
-    pub fn prefetch(&self, number: &[u8]) {
-        let (key, _) = pack_digits(number);
-        if let Err(rec) = self.start(key) {
-            prefetch_line(&self.records[rec as usize]);
         }
     }
 

@@ -30,12 +30,6 @@ pub struct Echo {
     /// Where payloads starting with `lost` are forwarded (an address nobody
     /// answers ARP for, to exercise `no_neighbour`).
     pub blackhole: Option<SocketAddr>,
-    /// Asks to see each batch first (`PacketHandler::prefetch`), and then
-    /// refuses any datagram it was not shown before handling it, so a test
-    /// sees a missed prefetch as a refused datagram.
-    pub prefetch: bool,
-    /// Datagrams shown to `prefetch` and not yet handled.
-    pub pending: u64,
 }
 
 impl Echo {
@@ -44,16 +38,6 @@ impl Echo {
             echoed: 0,
             mark: b'e',
             blackhole: None,
-            prefetch: false,
-            pending: 0,
-        }
-    }
-
-    /// An echo that asks to see every batch before handling it.
-    pub fn prefetching() -> Self {
-        Echo {
-            prefetch: true,
-            ..Echo::new()
         }
     }
 }
@@ -70,12 +54,6 @@ impl PacketHandler for Echo {
         pkt: &Datagram<'_>,
         out: &mut Outbox<'_>,
     ) -> Result<(), EchoDrop> {
-        if self.prefetch {
-            if self.pending == 0 {
-                return Err(EchoDrop::Refused);
-            }
-            self.pending -= 1;
-        }
         if pkt.payload.starts_with(b"drop") {
             return Err(EchoDrop::Refused);
         }
@@ -98,14 +76,6 @@ impl PacketHandler for Echo {
             self.echoed += 1;
         }
         Ok(())
-    }
-
-    fn wants_prefetch(&self) -> bool {
-        self.prefetch
-    }
-
-    fn prefetch(&mut self, _pkt: &Datagram<'_>) {
-        self.pending += 1;
     }
 
     fn on_control(&mut self, _now: Timestamp, mark: u8) {
