@@ -37,7 +37,7 @@ use dce_edge::config::SourceFile;
 use dce_edge::route::files;
 use dce_edge::route::health::HealthSettings;
 use dce_edge::route::synth;
-use dce_edge::route::trie::PrefixKey;
+use dce_edge::route::trie::{PrefixKey, PrefixTrie};
 use dce_edge::route::{Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target};
 
 const BLOCK: usize = 64;
@@ -154,6 +154,37 @@ impl Baseline {
         let slot = std::mem::size_of::<(Box<[u8]>, u32)>() + 1;
         self.map.capacity() * slot + self.map.len() * 32
     }
+}
+
+/// How lookups walk the 1M-prefix trie: its records by kind, and how many
+/// records (each a cache line) a lookup reads after the direct table.
+fn walk_shapes(prefixes: &[(String, usize)], count: usize) {
+    let entries: Vec<(PrefixKey, u32)> = prefixes
+        .iter()
+        .map(|(p, g)| (PrefixKey::from_digits(p.as_bytes()).unwrap(), *g as u32))
+        .collect();
+    let trie = PrefixTrie::build(&entries).expect("no duplicates");
+    let (buckets, nodes, leaves) = trie.layout();
+    let mut depth = [0usize; 8];
+    let mut external = 0;
+    let numbers = synth::numbers(2, count, prefixes, 50);
+    for n in &numbers {
+        let (records, leaf) = trie.walk_shape(n.as_bytes());
+        depth[records.min(7)] += 1;
+        external += usize::from(leaf);
+    }
+    let pct = |n: usize| 100.0 * n as f64 / numbers.len() as f64;
+    println!(
+        "1000000 prefixes: {buckets} bucket and {nodes} node lines, {leaves} external results; \
+         lines read after the direct table per lookup: 0 {:.1}%, 1 {:.1}%, 2 {:.1}%, 3 {:.1}%, \
+         4+ {:.1}%; plus the external results line {:.1}%",
+        pct(depth[0]),
+        pct(depth[1]),
+        pct(depth[2]),
+        pct(depth[3]),
+        pct(depth[4..].iter().sum()),
+        pct(external),
+    );
 }
 
 /// Whether the table asked for huge pages and how much of the process the
@@ -306,6 +337,7 @@ fn main() {
     }
 
     let (prefixes, batch, single, base) = at_million.expect("measured at 1M");
+    walk_shapes(&prefixes, count);
     let mut builds = Vec::new();
     let mut table = None;
     for _ in 0..3 {

@@ -499,6 +499,35 @@ impl PrefixTrie {
         }
     }
 
+    /// How a lookup of `number` walks: records read after the direct table
+    /// (nodes and buckets) and whether it ends in the external results
+    /// array. For measuring the layout (`benches/route_lookup.rs`).
+    pub fn walk_shape(&self, number: &[u8]) -> (usize, bool) {
+        let (key, _) = pack_digits(number);
+        let Err(mut rec) = self.start(key) else {
+            return (0, false);
+        };
+        let (mut pos, mut records) = (4, 0);
+        loop {
+            records += 1;
+            match step(&self.records[rec as usize], key, pos) {
+                Step::Child(child) => {
+                    rec = child;
+                    pos += 2;
+                }
+                Step::Result(_) => return (records, false),
+                Step::Leaf(_) => return (records, true),
+            }
+        }
+    }
+
+    /// Records that are buckets, records that are nodes, and external
+    /// results.
+    pub fn layout(&self) -> (usize, usize, usize) {
+        let buckets = self.records.iter().filter(|r| r.is_bucket()).count();
+        (buckets, self.records.len() - buckets, self.leaves.len())
+    }
+
     /// True when the trie's records sit in a huge-page-advised mapping (a
     /// table too large for one huge page; see [`HugeSlice`]).
     pub fn on_huge_pages(&self) -> bool {
