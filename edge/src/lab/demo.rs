@@ -103,6 +103,11 @@ pub struct AttackLine {
     pub kind: String,
     /// Packets sent.
     pub sent: u64,
+    /// Packets the attacker's kernel refused (not sent, so not in `sent`).
+    pub send_failed: u64,
+    /// Packets per second it reached (what the box could send, which may be
+    /// less than what was asked for).
+    pub pps: f64,
     /// SIP answers the attacker got back.
     pub answers: u64,
     /// What it found (extensions, passwords): should be nothing.
@@ -618,6 +623,8 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
             AttackLine {
                 kind: name.to_string(),
                 sent: u(&v, &["sent"]),
+                send_failed: u(&v, &["send_failed"]),
+                pps: f(&v, &["pps"]),
                 answers: v
                     .get("answers")
                     .and_then(Value::as_object)
@@ -747,7 +754,10 @@ pub fn render(r: &DemoReport) -> String {
         c.setup_p50_ms,
         c.setup_p99_ms
     );
-    let _ = writeln!(o, "\nattacks (sent / SIP answers received / found)");
+    let _ = writeln!(
+        o,
+        "\nattacks (sent at the rate reached / refused by the sender's kernel / SIP answers received / found)"
+    );
     for a in &r.attacks {
         let found = if a.found.is_empty() {
             "nothing".to_string()
@@ -756,8 +766,8 @@ pub fn render(r: &DemoReport) -> String {
         };
         let _ = writeln!(
             o,
-            "  {:<8} {:>10} sent  {:>6} answers  found {}",
-            a.kind, a.sent, a.answers, found
+            "  {:<8} {:>10} sent {:>8.0} pps  {:>6} refused  {:>6} answers  found {}",
+            a.kind, a.sent, a.pps, a.send_failed, a.answers, found
         );
     }
     let _ = writeln!(o, "\ndropped in XDP, by reason");
