@@ -20,23 +20,28 @@ pub const MAX_HEADERS: usize = 64;
 /// The largest datagram accepted (the UDP length field is 16 bits).
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 
-/// Where one header line lies in the datagram. Offsets fit in 16 bits
-/// because datagrams are at most [`MAX_MESSAGE_LEN`] bytes.
+/// Where one header line lies in the datagram, in eight bytes. Offsets fit
+/// in 16 bits because datagrams are at most [`MAX_MESSAGE_LEN`] bytes. The
+/// line starts where the one before it ends (the first one after the start
+/// line), so its start is not kept.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     name: HeaderName,
-    name_start: u16,
-    name_end: u16,
+    /// The length of the name; [`LONG_NAME`] for a name of 255 bytes or
+    /// more, whose end is then found again (a name is a token).
+    name_len: u8,
     value_start: u16,
     value_end: u16,
     /// One past the CRLF that ends the line (after any folded lines).
     line_end: u16,
 }
 
+/// [`Slot::name_len`] of a name too long for a byte.
+const LONG_NAME: u8 = u8::MAX;
+
 const EMPTY_SLOT: Slot = Slot {
     name: HeaderName::Other,
-    name_start: 0,
-    name_end: 0,
+    name_len: 0,
     value_start: 0,
     value_end: 0,
     line_end: 0,
@@ -81,6 +86,8 @@ pub struct Message<'a> {
     start: StartLine<'a>,
     slots: [Slot; MAX_HEADERS],
     count: u8,
+    /// Where the first header line starts (after the start line's CRLF).
+    headers_start: u16,
     first: [u8; HEADER_NAME_COUNT],
     top_via: Via<'a>,
     from_tag: Option<&'a [u8]>,
@@ -195,6 +202,7 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         start,
         slots: [EMPTY_SLOT; MAX_HEADERS],
         count: 0,
+        headers_start: (cr + 2) as u16,
         first: [NONE; HEADER_NAME_COUNT],
         top_via: PLACEHOLDER_VIA,
         from_tag: None,
@@ -266,8 +274,7 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         }
         msg.slots[index] = Slot {
             name,
-            name_start: pos as u16,
-            name_end: name_end as u16,
+            name_len: (name_end - pos).min(LONG_NAME as usize) as u8,
             value_start: value_start as u16,
             value_end: (value_start + value.len()) as u16,
             line_end: line_end as u16,
@@ -396,8 +403,13 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
     const VERSION: &[u8] = b"SIP/2.0";
     if line.starts_with(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let Some(sp) = memchr::memchr(b' ', line) else {
-            return Err(Fail::at(ErrorKind::BadStatusLine, &line[line.len()..]));
+        let sp = if line.get(7) == Some(&b' ') {
+            7
+        } else {
+            match memchr::memchr(b' ', line) {
+                Some(sp) => sp,
+                None => return Err(Fail::at(ErrorKind::BadStatusLine, &line[line.len()..])),
+            }
         };
         if &line[..sp] != VERSION {
             return Err(Fail::at(ErrorKind::UnsupportedVersion, line));
@@ -426,12 +438,22 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Ok(StartLine::Response { code, reason, line });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let (method, rest) = grammar::expect_token(line, ErrorKind::BadMethod)?;
+    let method_len = span(line, TOKEN);
+    if method_len == 0 {
+        return Err(Fail::at(ErrorKind::BadMethod, line));
+    }
+    let (method, rest) = line.split_at(method_len);
     let Some((&b' ', rest)) = rest.split_first() else {
         return Err(Fail::at(ErrorKind::BadRequestLine, rest));
     };
-    let Some(sp) = memchr::memrchr(b' ', rest) else {
-        return Err(Fail::at(ErrorKind::BadRequestLine, &rest[rest.len()..]));
+    // The last space: nearly always the one before `SIP/2.0`.
+    let sp = if rest.ends_with(b" SIP/2.0") {
+        rest.len() - 8
+    } else {
+        match memchr::memrchr(b' ', rest) {
+            Some(sp) => sp,
+            None => return Err(Fail::at(ErrorKind::BadRequestLine, &rest[rest.len()..])),
+        }
     };
     let version = &rest[sp + 1..];
     if version != VERSION {
@@ -443,7 +465,15 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Err(Fail::at(kind, version));
     }
     let raw_uri = &rest[..sp];
-    if let Some(i) = raw_uri.iter().position(|&b| b == b' ' || b == b'\t') {
+    // The first space or tab, if any (sixteen bytes per step).
+    let white = match (
+        scan::find_byte(raw_uri, 0, b' '),
+        scan::find_byte(raw_uri, 0, b'\t'),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(i) = white {
         return Err(Fail::at(ErrorKind::BadRequestLine, &raw_uri[i..]));
     }
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" with something after it.
@@ -529,21 +559,34 @@ impl<'a> Message<'a> {
         }
     }
 
-    fn header_at(&self, slot: &Slot) -> Header<'a> {
+    /// Where the header line of slot `index` starts.
+    #[inline]
+    fn line_start(&self, index: usize) -> usize {
+        match index.checked_sub(1) {
+            Some(before) => self.slots[before].line_end as usize,
+            None => self.headers_start as usize,
+        }
+    }
+
+    fn header_at(&self, index: usize) -> Header<'a> {
         let b = self.buf;
+        let slot = &self.slots[index];
+        let start = self.line_start(index);
+        let name_end = match slot.name_len {
+            LONG_NAME => start + span(&b[start..], TOKEN),
+            n => start + n as usize,
+        };
         Header {
             name: slot.name,
-            name_bytes: &b[slot.name_start as usize..slot.name_end as usize],
+            name_bytes: &b[start..name_end],
             value: &b[slot.value_start as usize..slot.value_end as usize],
-            line: &b[slot.name_start as usize..slot.line_end as usize],
+            line: &b[start..slot.line_end as usize],
         }
     }
 
     /// Every header line, in order.
     pub fn headers(&self) -> impl Iterator<Item = Header<'a>> + '_ {
-        self.slots[..self.count as usize]
-            .iter()
-            .map(|s| self.header_at(s))
+        (0..self.count as usize).map(|i| self.header_at(i))
     }
 
     /// How many header lines the message has.
@@ -556,7 +599,7 @@ impl<'a> Message<'a> {
     pub fn header(&self, name: HeaderName) -> Option<Header<'a>> {
         match self.first[name as usize] {
             NONE => None,
-            i => Some(self.header_at(&self.slots[i as usize])),
+            i => Some(self.header_at(i as usize)),
         }
     }
 
@@ -572,10 +615,9 @@ impl<'a> Message<'a> {
             NONE => self.count as usize,
             i => i as usize,
         };
-        self.slots[from..self.count as usize]
-            .iter()
-            .filter(move |s| s.name == name)
-            .map(|s| self.header_at(s))
+        (from..self.count as usize)
+            .filter(move |&i| self.slots[i].name == name)
+            .map(|i| self.header_at(i))
     }
 
     /// The first header line whose name is `name` (without regard to case;
@@ -754,15 +796,18 @@ impl<'a> Message<'a> {
     pub(crate) fn slot_positions(
         &self,
     ) -> impl Iterator<Item = (HeaderName, usize, usize, usize, usize)> + '_ {
-        self.slots[..self.count as usize].iter().map(|s| {
-            (
-                s.name,
-                s.name_start as usize,
-                s.value_start as usize,
-                s.value_end as usize,
-                s.line_end as usize,
-            )
-        })
+        self.slots[..self.count as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.name,
+                    self.line_start(i),
+                    s.value_start as usize,
+                    s.value_end as usize,
+                    s.line_end as usize,
+                )
+            })
     }
 
     /// The datagram this message was parsed from.

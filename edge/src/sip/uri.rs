@@ -400,13 +400,14 @@ pub(crate) fn dialed_number_of(
     raw: &[u8],
     out: &mut DialedNumber,
 ) -> Result<(), DialedNumberError> {
+    use super::scan::find_byte;
     out.len = 0;
-    let colon = memchr::memchr(b':', raw).ok_or(DialedNumberError::NoNumber)?;
+    let colon = find_byte(raw, 0, b':').ok_or(DialedNumberError::NoNumber)?;
     let (scheme, rest) = (&raw[..colon], &raw[colon + 1..]);
     let user = if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-        let at = memchr::memchr(b'@', rest).ok_or(DialedNumberError::NoNumber)?;
+        let at = find_byte(rest, 0, b'@').ok_or(DialedNumberError::NoNumber)?;
         let userinfo = &rest[..at];
-        match memchr::memchr(b':', userinfo) {
+        match find_byte(userinfo, 0, b':') {
             Some(c) => &userinfo[..c],
             None => userinfo,
         }
@@ -423,7 +424,7 @@ pub(crate) fn dialed_number_of(
 #[inline]
 fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
     out.len = 0;
-    let number = match memchr::memchr(b';', number) {
+    let number = match super::scan::find_byte(number, 0, b';') {
         Some(i) => &number[..i],
         None => number,
     };
