@@ -164,41 +164,7 @@ impl HeaderName {
     /// one-letter names are compact forms).
     #[inline]
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        if let [c] = name {
-            return match c.to_ascii_lowercase() {
-                b'a' => HeaderName::AcceptContact,
-                b'b' => HeaderName::ReferredBy,
-                b'c' => HeaderName::ContentType,
-                b'e' => HeaderName::ContentEncoding,
-                b'f' => HeaderName::From,
-                b'i' => HeaderName::CallId,
-                b'k' => HeaderName::Supported,
-                b'l' => HeaderName::ContentLength,
-                b'm' => HeaderName::Contact,
-                b'o' => HeaderName::Event,
-                b'r' => HeaderName::ReferTo,
-                b's' => HeaderName::Subject,
-                b't' => HeaderName::To,
-                b'u' => HeaderName::AllowEvents,
-                b'v' => HeaderName::Via,
-                b'x' => HeaderName::SessionExpires,
-                b'y' => HeaderName::Identity,
-                _ => HeaderName::Other,
-            };
-        }
-        // Every known name of two or more bytes has its own slot in a
-        // 128-entry table, found from its length and three of its letters;
-        // one case-folding comparison then confirms it.
-        let n = name.len();
-        if !(2..=MAX_NAME_LEN).contains(&n) {
-            return HeaderName::Other;
-        }
-        let candidate = NAME_TABLE[name_hash(n, name[0], name[n - 1], name[n / 2])];
-        if candidate != HeaderName::Other && folded_eq(name, lower_name(candidate)) {
-            candidate
-        } else {
-            HeaderName::Other
-        }
+        classify(name, 0, name.len())
     }
 
     /// Whether the header may appear only once (RFC 3261 section 7.3.1:
@@ -213,6 +179,57 @@ impl HeaderName {
                 | HeaderName::MaxForwards
                 | HeaderName::ContentLength
         )
+    }
+}
+
+/// Classifies the header name `buf[pos..end]` (see
+/// [`HeaderName::from_bytes`]). Bytes after `end` may be loaded to compare
+/// sixteen at a time; they do not count.
+#[inline(always)]
+pub(crate) fn classify(buf: &[u8], pos: usize, end: usize) -> HeaderName {
+    let name = &buf[pos..end];
+    if let [c] = name {
+        return match c.to_ascii_lowercase() {
+            b'a' => HeaderName::AcceptContact,
+            b'b' => HeaderName::ReferredBy,
+            b'c' => HeaderName::ContentType,
+            b'e' => HeaderName::ContentEncoding,
+            b'f' => HeaderName::From,
+            b'i' => HeaderName::CallId,
+            b'k' => HeaderName::Supported,
+            b'l' => HeaderName::ContentLength,
+            b'm' => HeaderName::Contact,
+            b'o' => HeaderName::Event,
+            b'r' => HeaderName::ReferTo,
+            b's' => HeaderName::Subject,
+            b't' => HeaderName::To,
+            b'u' => HeaderName::AllowEvents,
+            b'v' => HeaderName::Via,
+            b'x' => HeaderName::SessionExpires,
+            b'y' => HeaderName::Identity,
+            _ => HeaderName::Other,
+        };
+    }
+    // Every known name of two or more bytes has its own slot in a
+    // 128-entry table, found from its length and three of its letters;
+    // one case-folding comparison then confirms it.
+    let n = name.len();
+    if !(2..=MAX_NAME_LEN).contains(&n) {
+        return HeaderName::Other;
+    }
+    let candidate = NAME_TABLE[name_hash(n, name[0], name[n - 1], name[n / 2])];
+    if candidate == HeaderName::Other {
+        return HeaderName::Other;
+    }
+    // Sixteen bytes at once when the buffer holds them from the name on.
+    let matched = match super::scan::folded_eq16(buf, pos, &FOLD16[candidate as usize]) {
+        Some(mask) if n <= 16 => !mask & ((1u32 << n) - 1) == 0,
+        _ => folded_eq(name, lower_name(candidate)),
+    };
+    if matched {
+        candidate
+    } else {
+        HeaderName::Other
     }
 }
 
@@ -275,6 +292,28 @@ const fn build_name_table() -> [HeaderName; 128] {
         i += 1;
     }
     table
+}
+
+/// Every known name of up to sixteen bytes as the 16-byte comparison wants
+/// it: the lower-case name padded with zeros, and 0x20 where it has a
+/// letter (OR-ing that folds exactly the letters, as in [`folded_eq`]).
+static FOLD16: [([u8; 16], [u8; 16]); HEADER_NAME_COUNT] = build_fold16();
+
+const fn build_fold16() -> [([u8; 16], [u8; 16]); HEADER_NAME_COUNT] {
+    let lower = build_lower_names();
+    let mut out = [([0u8; 16], [0u8; 16]); HEADER_NAME_COUNT];
+    let mut i = 0;
+    while i < HEADER_NAME_COUNT {
+        let mut j = 0;
+        while j < 16 && j < lower[i].1 as usize {
+            let l = lower[i].0[j];
+            out[i].0[j] = l;
+            out[i].1[j] = (l & 0x40) >> 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The lower-case spelling of a known name.

@@ -8,7 +8,7 @@
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{self, is_wsp, span, TOKEN};
-use super::header::{HeaderName, HEADER_NAME_COUNT};
+use super::header::{classify, HeaderName, HEADER_NAME_COUNT};
 use super::scan;
 use super::uri::{self, DialedNumber, DialedNumberError, Uri};
 use super::values::{self, CSeq, Method, NameAddr, Via};
@@ -130,7 +130,14 @@ pub fn parse_strict(buf: &[u8]) -> Result<Message<'_>, ParseError> {
 /// CR. A line must end in CRLF.
 #[inline(always)]
 fn line_end(buf: &[u8], from: usize) -> Res<usize> {
-    match scan::find_byte(buf, from, b'\n') {
+    line_end_from(buf, from, from)
+}
+
+/// [`line_end`] when the bytes from `from` to `search_from` are known to
+/// hold no LF.
+#[inline(always)]
+fn line_end_from(buf: &[u8], from: usize, search_from: usize) -> Res<usize> {
+    match scan::find_byte(buf, search_from, b'\n') {
         Some(lf) => {
             if lf == from || buf[lf - 1] != b'\r' {
                 return Err(Fail::at(ErrorKind::LineEnding, &buf[lf..]));
@@ -147,16 +154,31 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
 /// goes through [`header_name_checked`].
 #[inline(always)]
 fn header_name(buf: &[u8], pos: usize) -> Res<(HeaderName, usize, usize)> {
+    header_name_colon(buf, pos, scan::find_byte(buf, pos, b':'))
+}
+
+/// [`header_name`] when the first colon at or after `pos` is known
+/// (`None`: there is none near).
+#[inline(always)]
+fn header_name_colon(
+    buf: &[u8],
+    pos: usize,
+    colon: Option<usize>,
+) -> Res<(HeaderName, usize, usize)> {
     // Known names are at most 19 bytes; a few spaces may follow.
     const NEAR: usize = 24;
-    if let Some(colon) = scan::find_byte(buf, pos, b':') {
+    if let Some(colon) = colon {
         if colon - pos <= NEAR {
             let mut name_end = colon;
             while name_end > pos && is_wsp(buf[name_end - 1]) {
                 name_end -= 1;
             }
-            let name = HeaderName::from_bytes(&buf[pos..name_end]);
-            if name != HeaderName::Other {
+            let name = classify(buf, pos, name_end);
+            // A known name is a token; another name is accepted here when
+            // it is one too (what `header_name_checked` would find).
+            if name != HeaderName::Other
+                || (name_end > pos && buf[pos..name_end].iter().all(|&b| grammar::is(b, TOKEN)))
+            {
                 return Ok((name, name_end, colon));
             }
         }
@@ -231,10 +253,38 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             pos += 2;
             break;
         }
-        let (name, name_end, colon) = header_name(buf, pos).map_err(at)?;
+        // The first 32 bytes of the line hold the colon (known names are
+        // at most 19 bytes) and, on a short line, its end.
+        let (name, name_end, colon, mut cr) = match scan::colons_and_lfs(buf, pos) {
+            Some((colons, lfs)) => {
+                let colon = (colons != 0).then(|| pos + colons.trailing_zeros() as usize);
+                let (name, name_end, colon) = header_name_colon(buf, pos, colon).map_err(at)?;
+                let i = colon + 1;
+                // LFs at or after i inside the window (i - pos <= 32 when
+                // the colon came from it).
+                let after = match i - pos {
+                    shift @ 0..=31 => lfs >> shift,
+                    _ => 0,
+                };
+                let cr = if after != 0 {
+                    let lf = i + after.trailing_zeros() as usize;
+                    if lf == i || buf[lf - 1] != b'\r' {
+                        return Err(at(Fail::at(ErrorKind::LineEnding, &buf[lf..])));
+                    }
+                    lf - 1
+                } else {
+                    // No LF in the window after i: the search goes on past it.
+                    line_end_from(buf, i, (pos + 32).max(i)).map_err(at)?
+                };
+                (name, name_end, colon, cr)
+            }
+            None => {
+                let (name, name_end, colon) = header_name(buf, pos).map_err(at)?;
+                (name, name_end, colon, line_end(buf, colon + 1).map_err(at)?)
+            }
+        };
         let i = colon + 1;
         // The value runs to the CRLF that is not followed by white space.
-        let mut cr = line_end(buf, i).map_err(at)?;
         while matches!(buf.get(cr + 2), Some(b' ' | b'\t')) {
             cr = line_end(buf, cr + 2).map_err(at)?;
         }
@@ -242,16 +292,21 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         // The value without the white space around it; leading white space
         // may include folds (`TO :\r\n sip:...`).
         let mut value_start = i;
-        while value_start < cr && is_wsp(buf[value_start]) {
-            value_start += 1;
-        }
-        if value_start < cr && buf[value_start] == b'\r' {
-            value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+        if buf[i] == b' ' && !matches!(buf[i + 1], b' ' | b'\t' | b'\r') {
+            // `Name: value`, the usual way (i < cr, so i + 1 <= cr).
+            value_start = i + 1;
+        } else {
+            while value_start < cr && is_wsp(buf[value_start]) {
+                value_start += 1;
+            }
+            if value_start < cr && buf[value_start] == b'\r' {
+                value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+            }
         }
         // Trailing white space may include folds too (a continuation line
         // of blanks): every CRLF inside the value is one.
         let mut value_end = cr;
-        loop {
+        while matches!(buf[value_end - 1], b' ' | b'\t' | b'\n') {
             if value_end > value_start && is_wsp(buf[value_end - 1]) {
                 value_end -= 1;
             } else if value_end >= value_start + 2 && &buf[value_end - 2..value_end] == b"\r\n" {
@@ -335,7 +390,11 @@ fn header_value<'a>(
 ) -> Res<()> {
     match name {
         HeaderName::Via if msg.first[HeaderName::Via as usize] as usize == index => {
-            msg.top_via = values::via_parm(value)?.0;
+            // `via_parm`, without moving the value through a `Result`.
+            msg.top_via = match values::via_parm_fast(value) {
+                Some((via, _)) => via,
+                None => values::via_parm_general(value)?.0,
+            };
         }
         HeaderName::From => msg.from_tag = values::light_tag(value)?,
         HeaderName::To => msg.to_tag = values::light_tag(value)?,

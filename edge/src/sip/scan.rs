@@ -30,6 +30,24 @@ pub(crate) fn find_quoted_stop(buf: &[u8], from: usize) -> Option<usize> {
     imp::find_quoted_stop(buf, from)
 }
 
+/// Compares the sixteen bytes at `at` with a lower-case name: `fold.0` is
+/// the name padded with zeros, `fold.1` has 0x20 at its letters. Returns one
+/// bit per byte that equals the name's byte once OR-ed with `fold.1`, or
+/// `None` when fewer than sixteen bytes are left (or without SSE2).
+#[inline(always)]
+pub(crate) fn folded_eq16(buf: &[u8], at: usize, fold: &([u8; 16], [u8; 16])) -> Option<u32> {
+    imp::folded_eq16(buf, at, fold)
+}
+
+/// The colons and the line feeds among the 32 bytes at `at`, one bit per
+/// byte each (lowest bit first), or `None` when fewer than 32 bytes are left
+/// (or without SSE2). A header line's name, its colon and, for a short line,
+/// its end are all found from this one look.
+#[inline(always)]
+pub(crate) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
+    imp::colons_and_lfs(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
@@ -47,6 +65,24 @@ mod imp {
     fn load(buf: &[u8], at: usize) -> Option<m128i> {
         let bytes: &[u8; 16] = buf.get(at..at.checked_add(16)?)?.try_into().ok()?;
         Some(load_unaligned_m128i(bytes))
+    }
+
+    #[inline(always)]
+    pub(super) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
+        let bytes: &[u8; 32] = buf.get(at..at.checked_add(32)?)?.try_into().ok()?;
+        let (lo, hi) = bytes.split_at(16);
+        let lo = load_unaligned_m128i(lo.try_into().ok()?);
+        let hi = load_unaligned_m128i(hi.try_into().ok()?);
+        let both = |b: u8| u64::from(mask(lo, b)) | u64::from(mask(hi, b)) << 16;
+        Some((both(b':'), both(b'\n')))
+    }
+
+    #[inline(always)]
+    pub(super) fn folded_eq16(buf: &[u8], at: usize, fold: &([u8; 16], [u8; 16])) -> Option<u32> {
+        let v = load(buf, at)?;
+        let folded = bitor_m128i(v, load_unaligned_m128i(&fold.1));
+        let eq = cmp_eq_mask_i8_m128i(folded, load_unaligned_m128i(&fold.0));
+        Some(move_mask_i8_m128i(eq) as u32)
     }
 
     #[inline(always)]
@@ -109,6 +145,16 @@ mod imp {
     #[inline(always)]
     pub(super) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
         memchr::memchr(byte, buf.get(from..)?).map(|i| from + i)
+    }
+
+    #[inline(always)]
+    pub(super) fn folded_eq16(_: &[u8], _: usize, _: &([u8; 16], [u8; 16])) -> Option<u32> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn colons_and_lfs(_: &[u8], _: usize) -> Option<(u64, u64)> {
+        None
     }
 
     #[inline(always)]
@@ -186,6 +232,31 @@ mod tests {
             }
         }
         assert_eq!(find_quoted_stop(b"abc", 9), None);
+    }
+
+    #[test]
+    fn colons_and_lfs_mark_every_colon_and_lf_of_32_bytes() {
+        let mut buf = [b'a'; 40];
+        buf[0] = b':';
+        buf[5] = b'\n';
+        buf[17] = b':';
+        buf[31] = b'\n';
+        buf[32] = b':';
+        for at in 0..=8 {
+            let got = colons_and_lfs(&buf, at);
+            if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+                let bits = |b: u8| {
+                    (0..32)
+                        .filter(|&i| buf[at + i] == b)
+                        .fold(0u64, |m, i| m | 1 << i)
+                };
+                assert_eq!(got, Some((bits(b':'), bits(b'\n'))), "at {at}");
+            } else {
+                assert_eq!(got, None);
+            }
+        }
+        assert_eq!(colons_and_lfs(&buf, 9), None);
+        assert_eq!(colons_and_lfs(&buf, usize::MAX), None);
     }
 
     #[test]

@@ -712,7 +712,7 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
 /// the display name and the URI by their delimiters and reads the header
 /// parameters (RFC 3261 section 20.10: an addr-spec ends at the first `;`,
 /// a name-addr at its `>`). The full check is [`single_name_addr`].
-#[inline]
+#[inline(always)]
 pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
     let mut s = value;
     if s.first() == Some(&b'"') {
