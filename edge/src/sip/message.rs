@@ -536,10 +536,14 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Err(Fail::at(ErrorKind::BadRequestLine, &raw_uri[i..]));
     }
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" with something after it.
-    let scheme_len = raw_uri
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
-        .unwrap_or(raw_uri.len());
+    let scheme_len = if raw_uri.len() >= 4 && raw_uri[..4].eq_ignore_ascii_case(b"sip:") {
+        3
+    } else {
+        raw_uri
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+            .unwrap_or(raw_uri.len())
+    };
     if scheme_len == 0
         || !raw_uri[0].is_ascii_alphabetic()
         || raw_uri.get(scheme_len) != Some(&b':')

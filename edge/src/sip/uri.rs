@@ -428,6 +428,8 @@ fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumber
         Some(i) => &number[..i],
         None => number,
     };
+    // The count stays in a register; `out.len` is written on the way out.
+    let mut len = 0usize;
     let mut i = 0;
     while i < number.len() {
         let mut b = number[i];
@@ -439,18 +441,21 @@ fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumber
                     b = h << 4 | l;
                     i += 2;
                 }
-                _ => return Err(DialedNumberError::NotANumber),
+                _ => {
+                    out.len = len as u8;
+                    return Err(DialedNumberError::NotANumber);
+                }
             }
         }
         i += 1;
         match b {
             b'0'..=b'9' => {
-                if out.len as usize == MAX_DIALED_DIGITS {
+                if len >= MAX_DIALED_DIGITS {
                     out.len = 0;
                     return Err(DialedNumberError::TooLong);
                 }
-                out.digits[out.len as usize] = b;
-                out.len += 1;
+                out.digits[len] = b;
+                len += 1;
             }
             b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
             _ => {
@@ -459,7 +464,8 @@ fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumber
             }
         }
     }
-    if out.len == 0 {
+    out.len = len as u8;
+    if len == 0 {
         return Err(DialedNumberError::NoNumber);
     }
     Ok(())
