@@ -179,6 +179,13 @@ pub(crate) fn expect_token(s: &[u8], kind: ErrorKind) -> Res<(&[u8], &[u8])> {
 #[inline]
 pub(crate) fn quoted_string(s: &[u8]) -> Res<(&[u8], &[u8])> {
     debug_assert_eq!(s.first(), Some(&b'"'));
+    // Most quoted strings hold neither escapes nor folds: when the first
+    // byte the loop below would look at is the closing quote, that is the end.
+    if let Some(end) = super::scan::find_quoted_stop(s, 1) {
+        if s[end] == b'"' {
+            return Ok((&s[..=end], &s[end + 1..]));
+        }
+    }
     let mut i = 1;
     while i < s.len() {
         match s[i] {

@@ -21,6 +21,9 @@ macro_rules! header_names {
             /// Every known name, in declaration order (without `Other`).
             pub const KNOWN: &'static [HeaderName] = &[$(HeaderName::$variant,)*];
 
+            /// The canonical spellings, in declaration order.
+            const CANONICAL: &'static [&'static str] = &[$($canonical,)*];
+
             /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`).
             pub fn canonical(self) -> &'static str {
                 match self {
@@ -161,103 +164,7 @@ impl HeaderName {
     /// one-letter names are compact forms).
     #[inline]
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        if let [c] = name {
-            return match c.to_ascii_lowercase() {
-                b'a' => HeaderName::AcceptContact,
-                b'b' => HeaderName::ReferredBy,
-                b'c' => HeaderName::ContentType,
-                b'e' => HeaderName::ContentEncoding,
-                b'f' => HeaderName::From,
-                b'i' => HeaderName::CallId,
-                b'k' => HeaderName::Supported,
-                b'l' => HeaderName::ContentLength,
-                b'm' => HeaderName::Contact,
-                b'o' => HeaderName::Event,
-                b'r' => HeaderName::ReferTo,
-                b's' => HeaderName::Subject,
-                b't' => HeaderName::To,
-                b'u' => HeaderName::AllowEvents,
-                b'v' => HeaderName::Via,
-                b'x' => HeaderName::SessionExpires,
-                b'y' => HeaderName::Identity,
-                _ => HeaderName::Other,
-            };
-        }
-        // Every known name is told apart by its length and its first and
-        // last letters (Refer-To and Reply-To also need the third); one
-        // case-folding comparison then confirms it.
-        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
-            return HeaderName::Other;
-        };
-        let (first, last) = (first | 0x20, last | 0x20);
-        let (candidate, lower): (HeaderName, &[u8]) = match (name.len(), first, last) {
-            (2, b't', b'o') => (HeaderName::To, b"to"),
-            (3, b'v', b'a') => (HeaderName::Via, b"via"),
-            (4, b'c', b'q') => (HeaderName::CSeq, b"cseq"),
-            (4, b'd', b'e') => (HeaderName::Date, b"date"),
-            (4, b'f', b'm') => (HeaderName::From, b"from"),
-            (4, b'p', b'h') => (HeaderName::Path, b"path"),
-            (4, b'r', b'k') => (HeaderName::RAck, b"rack"),
-            (4, b'r', b'q') => (HeaderName::RSeq, b"rseq"),
-            (5, b'a', b'w') => (HeaderName::Allow, b"allow"),
-            (5, b'e', b't') => (HeaderName::Event, b"event"),
-            (5, b'r', b'e') => (HeaderName::Route, b"route"),
-            (6, b'a', b't') => (HeaderName::Accept, b"accept"),
-            (6, b'r', b'n') => (HeaderName::Reason, b"reason"),
-            (6, b's', b'r') => (HeaderName::Server, b"server"),
-            (7, b'c', b'd') => (HeaderName::CallId, b"call-id"),
-            (7, b'c', b't') => (HeaderName::Contact, b"contact"),
-            (7, b'e', b's') => (HeaderName::Expires, b"expires"),
-            (7, b'r', b'e') => (HeaderName::Require, b"require"),
-            (7, b's', b't') => (HeaderName::Subject, b"subject"),
-            (7, b'w', b'g') => (HeaderName::Warning, b"warning"),
-            (8, b'i', b'y') => (HeaderName::Identity, b"identity"),
-            (8, b'p', b'y') => (HeaderName::Priority, b"priority"),
-            (8, b'r', b'o') => {
-                if name[2] | 0x20 == b'f' {
-                    (HeaderName::ReferTo, b"refer-to")
-                } else {
-                    (HeaderName::ReplyTo, b"reply-to")
-                }
-            }
-            (9, b'c', b'o') => (HeaderName::CallInfo, b"call-info"),
-            (9, b's', b'd') => (HeaderName::Supported, b"supported"),
-            (9, b't', b'p') => (HeaderName::Timestamp, b"timestamp"),
-            (10, b'a', b'o') => (HeaderName::AlertInfo, b"alert-info"),
-            (10, b'e', b'o') => (HeaderName::ErrorInfo, b"error-info"),
-            (10, b'u', b't') => (HeaderName::UserAgent, b"user-agent"),
-            (11, b'i', b'o') => (HeaderName::InReplyTo, b"in-reply-to"),
-            (11, b'm', b's') => (HeaderName::MinExpires, b"min-expires"),
-            (11, b'r', b'r') => (HeaderName::RetryAfter, b"retry-after"),
-            (11, b'r', b'y') => (HeaderName::ReferredBy, b"referred-by"),
-            (11, b'u', b'd') => (HeaderName::Unsupported, b"unsupported"),
-            (12, b'a', b's') => (HeaderName::AllowEvents, b"allow-events"),
-            (12, b'c', b'e') => (HeaderName::ContentType, b"content-type"),
-            (12, b'm', b'n') => (HeaderName::MimeVersion, b"mime-version"),
-            (12, b'm', b's') => (HeaderName::MaxForwards, b"max-forwards"),
-            (12, b'o', b'n') => (HeaderName::Organization, b"organization"),
-            (12, b'r', b'e') => (HeaderName::RecordRoute, b"record-route"),
-            (13, b'a', b'n') => (HeaderName::Authorization, b"authorization"),
-            (13, b'p', b'e') => (HeaderName::ProxyRequire, b"proxy-require"),
-            (14, b'a', b't') => (HeaderName::AcceptContact, b"accept-contact"),
-            (14, b'c', b'h') => (HeaderName::ContentLength, b"content-length"),
-            (15, b'a', b'e') => (HeaderName::AcceptLanguage, b"accept-language"),
-            (15, b'a', b'g') => (HeaderName::AcceptEncoding, b"accept-encoding"),
-            (15, b's', b's') => (HeaderName::SessionExpires, b"session-expires"),
-            (16, b'c', b'e') => (HeaderName::ContentLanguage, b"content-language"),
-            (16, b'c', b'g') => (HeaderName::ContentEncoding, b"content-encoding"),
-            (16, b'w', b'e') => (HeaderName::WwwAuthenticate, b"www-authenticate"),
-            (18, b'p', b'e') => (HeaderName::ProxyAuthenticate, b"proxy-authenticate"),
-            (19, b'a', b'o') => (HeaderName::AuthenticationInfo, b"authentication-info"),
-            (19, b'c', b'n') => (HeaderName::ContentDisposition, b"content-disposition"),
-            (19, b'p', b'n') => (HeaderName::ProxyAuthorization, b"proxy-authorization"),
-            _ => return HeaderName::Other,
-        };
-        if folded_eq(name, lower) {
-            candidate
-        } else {
-            HeaderName::Other
-        }
+        classify(name, 0, name.len())
     }
 
     /// Whether the header may appear only once (RFC 3261 section 7.3.1:
@@ -273,6 +180,147 @@ impl HeaderName {
                 | HeaderName::ContentLength
         )
     }
+}
+
+/// Classifies the header name `buf[pos..end]` (see
+/// [`HeaderName::from_bytes`]). Bytes after `end` may be loaded to compare
+/// sixteen at a time; they do not count.
+#[inline(always)]
+pub(crate) fn classify(buf: &[u8], pos: usize, end: usize) -> HeaderName {
+    let name = &buf[pos..end];
+    if let [c] = name {
+        return match c.to_ascii_lowercase() {
+            b'a' => HeaderName::AcceptContact,
+            b'b' => HeaderName::ReferredBy,
+            b'c' => HeaderName::ContentType,
+            b'e' => HeaderName::ContentEncoding,
+            b'f' => HeaderName::From,
+            b'i' => HeaderName::CallId,
+            b'k' => HeaderName::Supported,
+            b'l' => HeaderName::ContentLength,
+            b'm' => HeaderName::Contact,
+            b'o' => HeaderName::Event,
+            b'r' => HeaderName::ReferTo,
+            b's' => HeaderName::Subject,
+            b't' => HeaderName::To,
+            b'u' => HeaderName::AllowEvents,
+            b'v' => HeaderName::Via,
+            b'x' => HeaderName::SessionExpires,
+            b'y' => HeaderName::Identity,
+            _ => HeaderName::Other,
+        };
+    }
+    // Every known name of two or more bytes has its own slot in a
+    // 128-entry table, found from its length and three of its letters;
+    // one case-folding comparison then confirms it.
+    let n = name.len();
+    if !(2..=MAX_NAME_LEN).contains(&n) {
+        return HeaderName::Other;
+    }
+    let candidate = NAME_TABLE[name_hash(n, name[0], name[n - 1], name[n / 2])];
+    if candidate == HeaderName::Other {
+        return HeaderName::Other;
+    }
+    // Sixteen bytes at once when the buffer holds them from the name on.
+    let matched = match super::scan::folded_eq16(buf, pos, &FOLD16[candidate as usize]) {
+        Some(mask) if n <= 16 => !mask & ((1u32 << n) - 1) == 0,
+        _ => folded_eq(name, lower_name(candidate)),
+    };
+    if matched {
+        candidate
+    } else {
+        HeaderName::Other
+    }
+}
+
+/// The longest known header name (`Proxy-Authorization` and others).
+const MAX_NAME_LEN: usize = 19;
+
+/// The slot of a name in [`NAME_TABLE`]: from its length and its first,
+/// last and middle bytes with bit 0x20 set. The multipliers were chosen so
+/// that no two known names share a slot (`build_name_table` checks it when
+/// compiling).
+#[inline(always)]
+const fn name_hash(len: usize, first: u8, last: u8, mid: u8) -> usize {
+    let h = (first | 0x20) as u32 * 11
+        + (last | 0x20) as u32 * 145
+        + (mid | 0x20) as u32 * 152
+        + len as u32 * 211;
+    (h & 127) as usize
+}
+
+/// The known names (two bytes or more) by their [`name_hash`] slot;
+/// `Other` in the free slots.
+static NAME_TABLE: [HeaderName; 128] = build_name_table();
+
+/// Every known name in lower case, by [`HeaderName`] value, padded with
+/// zeros, and its length.
+static LOWER_NAMES: [([u8; MAX_NAME_LEN], u8); HEADER_NAME_COUNT] = build_lower_names();
+
+const fn build_lower_names() -> [([u8; MAX_NAME_LEN], u8); HEADER_NAME_COUNT] {
+    let mut out = [([0u8; MAX_NAME_LEN], 0u8); HEADER_NAME_COUNT];
+    let mut i = 0;
+    while i < HeaderName::CANONICAL.len() {
+        let name = HeaderName::CANONICAL[i].as_bytes();
+        assert!(
+            name.len() <= MAX_NAME_LEN,
+            "a header name is longer than MAX_NAME_LEN"
+        );
+        let mut j = 0;
+        while j < name.len() {
+            out[i].0[j] = name[j].to_ascii_lowercase();
+            j += 1;
+        }
+        out[i].1 = name.len() as u8;
+        i += 1;
+    }
+    out
+}
+
+const fn build_name_table() -> [HeaderName; 128] {
+    let mut table = [HeaderName::Other; 128];
+    let mut i = 0;
+    while i < HeaderName::CANONICAL.len() {
+        let name = HeaderName::CANONICAL[i].as_bytes();
+        let n = name.len();
+        let h = name_hash(n, name[0], name[n - 1], name[n / 2]);
+        assert!(
+            matches!(table[h], HeaderName::Other),
+            "two header names share a NAME_TABLE slot: change the name_hash multipliers"
+        );
+        table[h] = HeaderName::KNOWN[i];
+        i += 1;
+    }
+    table
+}
+
+/// Every known name of up to sixteen bytes as the 16-byte comparison wants
+/// it: the lower-case name padded with zeros, and 0x20 where it has a
+/// letter (OR-ing that folds exactly the letters, as in [`folded_eq`]).
+static FOLD16: [([u8; 16], [u8; 16]); HEADER_NAME_COUNT] = build_fold16();
+
+const fn build_fold16() -> [([u8; 16], [u8; 16]); HEADER_NAME_COUNT] {
+    let lower = build_lower_names();
+    let mut out = [([0u8; 16], [0u8; 16]); HEADER_NAME_COUNT];
+    let mut i = 0;
+    while i < HEADER_NAME_COUNT {
+        let mut j = 0;
+        while j < 16 && j < lower[i].1 as usize {
+            let l = lower[i].0[j];
+            out[i].0[j] = l;
+            out[i].1[j] = (l & 0x40) >> 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The lower-case spelling of a known name.
+#[inline(always)]
+fn lower_name(name: HeaderName) -> &'static [u8] {
+    let (bytes, len) = &LOWER_NAMES[name as usize];
+    &bytes[..*len as usize]
 }
 
 /// Whether `name` equals `lower` (a lower-case header name of the same

@@ -8,7 +8,7 @@
 
 use super::error::{ErrorKind, Fail, ParseError, Res};
 use super::grammar::{self, is_wsp, span, TOKEN};
-use super::header::{HeaderName, HEADER_NAME_COUNT};
+use super::header::{classify, HeaderName, HEADER_NAME_COUNT};
 use super::scan;
 use super::uri::{self, DialedNumber, DialedNumberError, Uri};
 use super::values::{self, CSeq, Method, NameAddr, Via};
@@ -20,23 +20,28 @@ pub const MAX_HEADERS: usize = 64;
 /// The largest datagram accepted (the UDP length field is 16 bits).
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 
-/// Where one header line lies in the datagram. Offsets fit in 16 bits
-/// because datagrams are at most [`MAX_MESSAGE_LEN`] bytes.
+/// Where one header line lies in the datagram, in eight bytes. Offsets fit
+/// in 16 bits because datagrams are at most [`MAX_MESSAGE_LEN`] bytes. The
+/// line starts where the one before it ends (the first one after the start
+/// line), so its start is not kept.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     name: HeaderName,
-    name_start: u16,
-    name_end: u16,
+    /// The length of the name; [`LONG_NAME`] for a name of 255 bytes or
+    /// more, whose end is then found again (a name is a token).
+    name_len: u8,
     value_start: u16,
     value_end: u16,
     /// One past the CRLF that ends the line (after any folded lines).
     line_end: u16,
 }
 
+/// [`Slot::name_len`] of a name too long for a byte.
+const LONG_NAME: u8 = u8::MAX;
+
 const EMPTY_SLOT: Slot = Slot {
     name: HeaderName::Other,
-    name_start: 0,
-    name_end: 0,
+    name_len: 0,
     value_start: 0,
     value_end: 0,
     line_end: 0,
@@ -81,6 +86,8 @@ pub struct Message<'a> {
     start: StartLine<'a>,
     slots: [Slot; MAX_HEADERS],
     count: u8,
+    /// Where the first header line starts (after the start line's CRLF).
+    headers_start: u16,
     first: [u8; HEADER_NAME_COUNT],
     top_via: Via<'a>,
     from_tag: Option<&'a [u8]>,
@@ -123,7 +130,14 @@ pub fn parse_strict(buf: &[u8]) -> Result<Message<'_>, ParseError> {
 /// CR. A line must end in CRLF.
 #[inline(always)]
 fn line_end(buf: &[u8], from: usize) -> Res<usize> {
-    match scan::find_byte(buf, from, b'\n') {
+    line_end_from(buf, from, from)
+}
+
+/// [`line_end`] when the bytes from `from` to `search_from` are known to
+/// hold no LF.
+#[inline(always)]
+fn line_end_from(buf: &[u8], from: usize, search_from: usize) -> Res<usize> {
+    match scan::find_byte(buf, search_from, b'\n') {
         Some(lf) => {
             if lf == from || buf[lf - 1] != b'\r' {
                 return Err(Fail::at(ErrorKind::LineEnding, &buf[lf..]));
@@ -140,16 +154,31 @@ fn line_end(buf: &[u8], from: usize) -> Res<usize> {
 /// goes through [`header_name_checked`].
 #[inline(always)]
 fn header_name(buf: &[u8], pos: usize) -> Res<(HeaderName, usize, usize)> {
+    header_name_colon(buf, pos, scan::find_byte(buf, pos, b':'))
+}
+
+/// [`header_name`] when the first colon at or after `pos` is known
+/// (`None`: there is none near).
+#[inline(always)]
+fn header_name_colon(
+    buf: &[u8],
+    pos: usize,
+    colon: Option<usize>,
+) -> Res<(HeaderName, usize, usize)> {
     // Known names are at most 19 bytes; a few spaces may follow.
     const NEAR: usize = 24;
-    if let Some(colon) = scan::find_byte(buf, pos, b':') {
+    if let Some(colon) = colon {
         if colon - pos <= NEAR {
             let mut name_end = colon;
             while name_end > pos && is_wsp(buf[name_end - 1]) {
                 name_end -= 1;
             }
-            let name = HeaderName::from_bytes(&buf[pos..name_end]);
-            if name != HeaderName::Other {
+            let name = classify(buf, pos, name_end);
+            // A known name is a token; another name is accepted here when
+            // it is one too (what `header_name_checked` would find).
+            if name != HeaderName::Other
+                || (name_end > pos && buf[pos..name_end].iter().all(|&b| grammar::is(b, TOKEN)))
+            {
                 return Ok((name, name_end, colon));
             }
         }
@@ -195,6 +224,7 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         start,
         slots: [EMPTY_SLOT; MAX_HEADERS],
         count: 0,
+        headers_start: (cr + 2) as u16,
         first: [NONE; HEADER_NAME_COUNT],
         top_via: PLACEHOLDER_VIA,
         from_tag: None,
@@ -223,10 +253,38 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             pos += 2;
             break;
         }
-        let (name, name_end, colon) = header_name(buf, pos).map_err(at)?;
+        // The first 32 bytes of the line hold the colon (known names are
+        // at most 19 bytes) and, on a short line, its end.
+        let (name, name_end, colon, mut cr) = match scan::colons_and_lfs(buf, pos) {
+            Some((colons, lfs)) => {
+                let colon = (colons != 0).then(|| pos + colons.trailing_zeros() as usize);
+                let (name, name_end, colon) = header_name_colon(buf, pos, colon).map_err(at)?;
+                let i = colon + 1;
+                // LFs at or after i inside the window (i - pos <= 32 when
+                // the colon came from it).
+                let after = match i - pos {
+                    shift @ 0..=31 => lfs >> shift,
+                    _ => 0,
+                };
+                let cr = if after != 0 {
+                    let lf = i + after.trailing_zeros() as usize;
+                    if lf == i || buf[lf - 1] != b'\r' {
+                        return Err(at(Fail::at(ErrorKind::LineEnding, &buf[lf..])));
+                    }
+                    lf - 1
+                } else {
+                    // No LF in the window after i: the search goes on past it.
+                    line_end_from(buf, i, (pos + 32).max(i)).map_err(at)?
+                };
+                (name, name_end, colon, cr)
+            }
+            None => {
+                let (name, name_end, colon) = header_name(buf, pos).map_err(at)?;
+                (name, name_end, colon, line_end(buf, colon + 1).map_err(at)?)
+            }
+        };
         let i = colon + 1;
         // The value runs to the CRLF that is not followed by white space.
-        let mut cr = line_end(buf, i).map_err(at)?;
         while matches!(buf.get(cr + 2), Some(b' ' | b'\t')) {
             cr = line_end(buf, cr + 2).map_err(at)?;
         }
@@ -234,16 +292,21 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         // The value without the white space around it; leading white space
         // may include folds (`TO :\r\n sip:...`).
         let mut value_start = i;
-        while value_start < cr && is_wsp(buf[value_start]) {
-            value_start += 1;
-        }
-        if value_start < cr && buf[value_start] == b'\r' {
-            value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+        if buf[i] == b' ' && !matches!(buf[i + 1], b' ' | b'\t' | b'\r') {
+            // `Name: value`, the usual way (i < cr, so i + 1 <= cr).
+            value_start = i + 1;
+        } else {
+            while value_start < cr && is_wsp(buf[value_start]) {
+                value_start += 1;
+            }
+            if value_start < cr && buf[value_start] == b'\r' {
+                value_start = cr - grammar::skip_sws(&buf[value_start..cr]).len();
+            }
         }
         // Trailing white space may include folds too (a continuation line
         // of blanks): every CRLF inside the value is one.
         let mut value_end = cr;
-        loop {
+        while matches!(buf[value_end - 1], b' ' | b'\t' | b'\n') {
             if value_end > value_start && is_wsp(buf[value_end - 1]) {
                 value_end -= 1;
             } else if value_end >= value_start + 2 && &buf[value_end - 2..value_end] == b"\r\n" {
@@ -266,8 +329,7 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         }
         msg.slots[index] = Slot {
             name,
-            name_start: pos as u16,
-            name_end: name_end as u16,
+            name_len: (name_end - pos).min(LONG_NAME as usize) as u8,
             value_start: value_start as u16,
             value_end: (value_start + value.len()) as u16,
             line_end: line_end as u16,
@@ -328,7 +390,11 @@ fn header_value<'a>(
 ) -> Res<()> {
     match name {
         HeaderName::Via if msg.first[HeaderName::Via as usize] as usize == index => {
-            msg.top_via = values::via_parm(value)?.0;
+            // `via_parm`, without moving the value through a `Result`.
+            msg.top_via = match values::via_parm_fast(value) {
+                Some((via, _)) => via,
+                None => values::via_parm_general(value)?.0,
+            };
         }
         HeaderName::From => msg.from_tag = values::light_tag(value)?,
         HeaderName::To => msg.to_tag = values::light_tag(value)?,
@@ -396,8 +462,13 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
     const VERSION: &[u8] = b"SIP/2.0";
     if line.starts_with(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let Some(sp) = memchr::memchr(b' ', line) else {
-            return Err(Fail::at(ErrorKind::BadStatusLine, &line[line.len()..]));
+        let sp = if line.get(7) == Some(&b' ') {
+            7
+        } else {
+            match memchr::memchr(b' ', line) {
+                Some(sp) => sp,
+                None => return Err(Fail::at(ErrorKind::BadStatusLine, &line[line.len()..])),
+            }
         };
         if &line[..sp] != VERSION {
             return Err(Fail::at(ErrorKind::UnsupportedVersion, line));
@@ -426,12 +497,22 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Ok(StartLine::Response { code, reason, line });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let (method, rest) = grammar::expect_token(line, ErrorKind::BadMethod)?;
+    let method_len = span(line, TOKEN);
+    if method_len == 0 {
+        return Err(Fail::at(ErrorKind::BadMethod, line));
+    }
+    let (method, rest) = line.split_at(method_len);
     let Some((&b' ', rest)) = rest.split_first() else {
         return Err(Fail::at(ErrorKind::BadRequestLine, rest));
     };
-    let Some(sp) = memchr::memrchr(b' ', rest) else {
-        return Err(Fail::at(ErrorKind::BadRequestLine, &rest[rest.len()..]));
+    // The last space: nearly always the one before `SIP/2.0`.
+    let sp = if rest.ends_with(b" SIP/2.0") {
+        rest.len() - 8
+    } else {
+        match memchr::memrchr(b' ', rest) {
+            Some(sp) => sp,
+            None => return Err(Fail::at(ErrorKind::BadRequestLine, &rest[rest.len()..])),
+        }
     };
     let version = &rest[sp + 1..];
     if version != VERSION {
@@ -443,14 +524,26 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Err(Fail::at(kind, version));
     }
     let raw_uri = &rest[..sp];
-    if let Some(i) = raw_uri.iter().position(|&b| b == b' ' || b == b'\t') {
+    // The first space or tab, if any (sixteen bytes per step).
+    let white = match (
+        scan::find_byte(raw_uri, 0, b' '),
+        scan::find_byte(raw_uri, 0, b'\t'),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(i) = white {
         return Err(Fail::at(ErrorKind::BadRequestLine, &raw_uri[i..]));
     }
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" with something after it.
-    let scheme_len = raw_uri
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
-        .unwrap_or(raw_uri.len());
+    let scheme_len = if raw_uri.len() >= 4 && raw_uri[..4].eq_ignore_ascii_case(b"sip:") {
+        3
+    } else {
+        raw_uri
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+            .unwrap_or(raw_uri.len())
+    };
     if scheme_len == 0
         || !raw_uri[0].is_ascii_alphabetic()
         || raw_uri.get(scheme_len) != Some(&b':')
@@ -529,21 +622,34 @@ impl<'a> Message<'a> {
         }
     }
 
-    fn header_at(&self, slot: &Slot) -> Header<'a> {
+    /// Where the header line of slot `index` starts.
+    #[inline]
+    fn line_start(&self, index: usize) -> usize {
+        match index.checked_sub(1) {
+            Some(before) => self.slots[before].line_end as usize,
+            None => self.headers_start as usize,
+        }
+    }
+
+    fn header_at(&self, index: usize) -> Header<'a> {
         let b = self.buf;
+        let slot = &self.slots[index];
+        let start = self.line_start(index);
+        let name_end = match slot.name_len {
+            LONG_NAME => start + span(&b[start..], TOKEN),
+            n => start + n as usize,
+        };
         Header {
             name: slot.name,
-            name_bytes: &b[slot.name_start as usize..slot.name_end as usize],
+            name_bytes: &b[start..name_end],
             value: &b[slot.value_start as usize..slot.value_end as usize],
-            line: &b[slot.name_start as usize..slot.line_end as usize],
+            line: &b[start..slot.line_end as usize],
         }
     }
 
     /// Every header line, in order.
     pub fn headers(&self) -> impl Iterator<Item = Header<'a>> + '_ {
-        self.slots[..self.count as usize]
-            .iter()
-            .map(|s| self.header_at(s))
+        (0..self.count as usize).map(|i| self.header_at(i))
     }
 
     /// How many header lines the message has.
@@ -556,7 +662,7 @@ impl<'a> Message<'a> {
     pub fn header(&self, name: HeaderName) -> Option<Header<'a>> {
         match self.first[name as usize] {
             NONE => None,
-            i => Some(self.header_at(&self.slots[i as usize])),
+            i => Some(self.header_at(i as usize)),
         }
     }
 
@@ -572,10 +678,9 @@ impl<'a> Message<'a> {
             NONE => self.count as usize,
             i => i as usize,
         };
-        self.slots[from..self.count as usize]
-            .iter()
-            .filter(move |s| s.name == name)
-            .map(|s| self.header_at(s))
+        (from..self.count as usize)
+            .filter(move |&i| self.slots[i].name == name)
+            .map(|i| self.header_at(i))
     }
 
     /// The first header line whose name is `name` (without regard to case;
@@ -754,15 +859,18 @@ impl<'a> Message<'a> {
     pub(crate) fn slot_positions(
         &self,
     ) -> impl Iterator<Item = (HeaderName, usize, usize, usize, usize)> + '_ {
-        self.slots[..self.count as usize].iter().map(|s| {
-            (
-                s.name,
-                s.name_start as usize,
-                s.value_start as usize,
-                s.value_end as usize,
-                s.line_end as usize,
-            )
-        })
+        self.slots[..self.count as usize]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.name,
+                    self.line_start(i),
+                    s.value_start as usize,
+                    s.value_end as usize,
+                    s.line_end as usize,
+                )
+            })
     }
 
     /// The datagram this message was parsed from.

@@ -11,10 +11,48 @@ pub(crate) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
     imp::find_byte(buf, from, byte)
 }
 
+/// Whether a quoted string must look at `b` (RFC 3261 `qdtext` takes every
+/// other byte as it is): the closing quote, a backslash, a control byte
+/// (tab and CR included) or DEL.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn is_quoted_stop(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f
+}
+
+/// The index of the first byte at or after `from` for which
+/// [`is_quoted_stop`] holds.
+#[inline(always)]
+pub(crate) fn find_quoted_stop(buf: &[u8], from: usize) -> Option<usize> {
+    imp::find_quoted_stop(buf, from)
+}
+
+/// Compares the sixteen bytes at `at` with a lower-case name: `fold.0` is
+/// the name padded with zeros, `fold.1` has 0x20 at its letters. Returns one
+/// bit per byte that equals the name's byte once OR-ed with `fold.1`, or
+/// `None` when fewer than sixteen bytes are left (or without SSE2).
+#[inline(always)]
+pub(crate) fn folded_eq16(buf: &[u8], at: usize, fold: &([u8; 16], [u8; 16])) -> Option<u32> {
+    imp::folded_eq16(buf, at, fold)
+}
+
+/// The colons and the line feeds among the 32 bytes at `at`, one bit per
+/// byte each (lowest bit first), or `None` when fewer than 32 bytes are left
+/// (or without SSE2). A header line's name, its colon and, for a short line,
+/// its end are all found from this one look.
+#[inline(always)]
+pub(crate) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
+    imp::colons_and_lfs(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
-        cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, min_u8_m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
     };
 
     /// One bit per byte of `v` that equals `byte`, lowest bit first.
@@ -30,10 +68,53 @@ mod imp {
     }
 
     #[inline(always)]
+    pub(super) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
+        let bytes: &[u8; 32] = buf.get(at..at.checked_add(32)?)?.try_into().ok()?;
+        let (lo, hi) = bytes.split_at(16);
+        let lo = load_unaligned_m128i(lo.try_into().ok()?);
+        let hi = load_unaligned_m128i(hi.try_into().ok()?);
+        let both = |b: u8| u64::from(mask(lo, b)) | u64::from(mask(hi, b)) << 16;
+        Some((both(b':'), both(b'\n')))
+    }
+
+    #[inline(always)]
+    pub(super) fn folded_eq16(buf: &[u8], at: usize, fold: &([u8; 16], [u8; 16])) -> Option<u32> {
+        let v = load(buf, at)?;
+        let folded = bitor_m128i(v, load_unaligned_m128i(&fold.1));
+        let eq = cmp_eq_mask_i8_m128i(folded, load_unaligned_m128i(&fold.0));
+        Some(move_mask_i8_m128i(eq) as u32)
+    }
+
+    #[inline(always)]
     pub(super) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
+        find_by(buf, from, |v| mask(v, byte), !byte)
+    }
+
+    /// One bit per byte that [`super::is_quoted_stop`] takes.
+    #[inline(always)]
+    fn quoted_stop_mask(v: m128i) -> u32 {
+        let eq = |b: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8));
+        // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
+        let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, set_splat_i8_m128i(0x1f)), v);
+        let any = bitor_m128i(
+            bitor_m128i(eq(b'"'), eq(b'\\')),
+            bitor_m128i(eq(0x7f), control),
+        );
+        move_mask_i8_m128i(any) as u32
+    }
+
+    #[inline(always)]
+    pub(super) fn find_quoted_stop(buf: &[u8], from: usize) -> Option<usize> {
+        find_by(buf, from, quoted_stop_mask, b'a')
+    }
+
+    /// The first byte at or after `from` whose bit `mask` sets; `pad` is a
+    /// byte whose bit `mask` never sets.
+    #[inline(always)]
+    fn find_by(buf: &[u8], from: usize, mask: impl Fn(m128i) -> u32, pad: u8) -> Option<usize> {
         let mut at = from;
         while let Some(v) = load(buf, at) {
-            let m = mask(v, byte);
+            let m = mask(v);
             if m != 0 {
                 return Some(at + m.trailing_zeros() as usize);
             }
@@ -47,12 +128,12 @@ mod imp {
             return None;
         }
         let m = match load(buf, len.wrapping_sub(16)) {
-            Some(v) => mask(v, byte) >> (at + 16 - len),
+            Some(v) => mask(v) >> (at + 16 - len),
             None => {
                 // The padding must not match: fill it with another byte.
-                let mut padded = [!byte; 16];
+                let mut padded = [pad; 16];
                 padded[..len - at].copy_from_slice(&buf[at..]);
-                mask(load_unaligned_m128i(&padded), byte)
+                mask(load_unaligned_m128i(&padded))
             }
         };
         (m != 0).then(|| at + m.trailing_zeros() as usize)
@@ -64,6 +145,24 @@ mod imp {
     #[inline(always)]
     pub(super) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
         memchr::memchr(byte, buf.get(from..)?).map(|i| from + i)
+    }
+
+    #[inline(always)]
+    pub(super) fn folded_eq16(_: &[u8], _: usize, _: &([u8; 16], [u8; 16])) -> Option<u32> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn colons_and_lfs(_: &[u8], _: usize) -> Option<(u64, u64)> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn find_quoted_stop(buf: &[u8], from: usize) -> Option<usize> {
+        let rest = buf.get(from..)?;
+        rest.iter()
+            .position(|&b| super::is_quoted_stop(b))
+            .map(|i| from + i)
     }
 }
 
@@ -108,6 +207,56 @@ mod tests {
             long[33] = b;
             assert_eq!(find_byte(&long, 0, b), naive(&long, 0, b), "{b:#x}");
         }
+    }
+
+    #[test]
+    fn quoted_stops_match_the_byte_loop() {
+        let naive = |buf: &[u8], from: usize| (from..buf.len()).find(|&i| is_quoted_stop(buf[i]));
+        let mut buf = Vec::new();
+        for len in 0..40 {
+            for hit in 0..=len {
+                for special in 0..=255u8 {
+                    buf.clear();
+                    buf.extend((0..len).map(|i| [b'a', b' ', 0x80, 0xff, b'~'][i % 5]));
+                    if hit < len {
+                        buf[hit] = special;
+                    }
+                    for from in [0, 1, hit.saturating_sub(1), hit, len] {
+                        assert_eq!(
+                            find_quoted_stop(&buf, from),
+                            naive(&buf, from),
+                            "len {len} hit {hit} from {from} byte {special:#x}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(find_quoted_stop(b"abc", 9), None);
+    }
+
+    #[test]
+    fn colons_and_lfs_mark_every_colon_and_lf_of_32_bytes() {
+        let mut buf = [b'a'; 40];
+        buf[0] = b':';
+        buf[5] = b'\n';
+        buf[17] = b':';
+        buf[31] = b'\n';
+        buf[32] = b':';
+        for at in 0..=8 {
+            let got = colons_and_lfs(&buf, at);
+            if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+                let bits = |b: u8| {
+                    (0..32)
+                        .filter(|&i| buf[at + i] == b)
+                        .fold(0u64, |m, i| m | 1 << i)
+                };
+                assert_eq!(got, Some((bits(b':'), bits(b'\n'))), "at {at}");
+            } else {
+                assert_eq!(got, None);
+            }
+        }
+        assert_eq!(colons_and_lfs(&buf, 9), None);
+        assert_eq!(colons_and_lfs(&buf, usize::MAX), None);
     }
 
     #[test]

@@ -400,13 +400,14 @@ pub(crate) fn dialed_number_of(
     raw: &[u8],
     out: &mut DialedNumber,
 ) -> Result<(), DialedNumberError> {
+    use super::scan::find_byte;
     out.len = 0;
-    let colon = memchr::memchr(b':', raw).ok_or(DialedNumberError::NoNumber)?;
+    let colon = find_byte(raw, 0, b':').ok_or(DialedNumberError::NoNumber)?;
     let (scheme, rest) = (&raw[..colon], &raw[colon + 1..]);
     let user = if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-        let at = memchr::memchr(b'@', rest).ok_or(DialedNumberError::NoNumber)?;
+        let at = find_byte(rest, 0, b'@').ok_or(DialedNumberError::NoNumber)?;
         let userinfo = &rest[..at];
-        match memchr::memchr(b':', userinfo) {
+        match find_byte(userinfo, 0, b':') {
             Some(c) => &userinfo[..c],
             None => userinfo,
         }
@@ -423,10 +424,12 @@ pub(crate) fn dialed_number_of(
 #[inline]
 fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumberError> {
     out.len = 0;
-    let number = match memchr::memchr(b';', number) {
+    let number = match super::scan::find_byte(number, 0, b';') {
         Some(i) => &number[..i],
         None => number,
     };
+    // The count stays in a register; `out.len` is written on the way out.
+    let mut len = 0usize;
     let mut i = 0;
     while i < number.len() {
         let mut b = number[i];
@@ -438,18 +441,21 @@ fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumber
                     b = h << 4 | l;
                     i += 2;
                 }
-                _ => return Err(DialedNumberError::NotANumber),
+                _ => {
+                    out.len = len as u8;
+                    return Err(DialedNumberError::NotANumber);
+                }
             }
         }
         i += 1;
         match b {
             b'0'..=b'9' => {
-                if out.len as usize == MAX_DIALED_DIGITS {
+                if len >= MAX_DIALED_DIGITS {
                     out.len = 0;
                     return Err(DialedNumberError::TooLong);
                 }
-                out.digits[out.len as usize] = b;
-                out.len += 1;
+                out.digits[len] = b;
+                len += 1;
             }
             b'+' | b'-' | b'.' | b'(' | b')' | b' ' => {}
             _ => {
@@ -458,7 +464,8 @@ fn digits_into(number: &[u8], out: &mut DialedNumber) -> Result<(), DialedNumber
             }
         }
     }
-    if out.len == 0 {
+    out.len = len as u8;
+    if len == 0 {
         return Err(DialedNumberError::NoNumber);
     }
     Ok(())

@@ -287,10 +287,225 @@ fn separator(s: &[u8], sep: u8) -> Option<&[u8]> {
     }
 }
 
+/// The parameters of a Via that have their own accessor, as they are read.
+#[derive(Default)]
+struct ViaParams<'a> {
+    branch: Option<&'a [u8]>,
+    received: Option<IpAddr>,
+    rport: Rport,
+    maddr: Option<&'a [u8]>,
+    ttl: Option<u8>,
+}
+
+impl<'a> ViaParams<'a> {
+    /// Reads one parameter; `at` is the parameter as written, for errors.
+    #[inline(always)]
+    fn read(&mut self, name: &'a [u8], value: Option<&'a [u8]>, at: &[u8]) -> Res<()> {
+        let bad = || Fail::at(ErrorKind::BadVia, at);
+        // Dispatch on the length first: most parameters are branch and rport.
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => self.branch = Some(value.ok_or_else(bad)?),
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                self.rport = match value {
+                    None => Rport::Requested,
+                    Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
+                };
+            }
+            8 if name.eq_ignore_ascii_case(b"received") => {
+                let v = value.ok_or_else(bad)?;
+                let v = v
+                    .strip_prefix(b"[")
+                    .and_then(|v| v.strip_suffix(b"]"))
+                    .unwrap_or(v);
+                let ip = match uri::ipv4(v) {
+                    Some(a) => IpAddr::V4(a),
+                    None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
+                };
+                self.received = Some(ip);
+            }
+            5 if name.eq_ignore_ascii_case(b"maddr") => {
+                let v = value.ok_or_else(bad)?;
+                uri::host(v)
+                    .ok()
+                    .filter(|(_, r)| r.is_empty())
+                    .ok_or_else(bad)?;
+                self.maddr = Some(v);
+            }
+            3 if name.eq_ignore_ascii_case(b"ttl") => {
+                self.ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// One via-parm at the start of `s`; returns it and the rest (which starts
-/// at the white space or comma after it).
+/// at the white space or comma after it). Tries [`via_parm_fast`] first.
 #[inline]
 pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
+    match via_parm_fast(s) {
+        Some(v) => Ok(v),
+        None => via_parm_general(s),
+    }
+}
+
+/// Whether `b` would make the general grammar skip white space or a fold
+/// here: the fast path leaves such values to [`via_parm_general`].
+#[inline(always)]
+fn is_ws_or_cr(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
+}
+
+/// The common shape of a via-parm in one forward pass: `SIP/2.0/` (any
+/// case), a transport token, one space, sent-by without white space, and
+/// parameters written `;name` or `;name=value` without white space or
+/// quotes. Returns exactly what [`via_parm_general`] returns for such a
+/// value, and `None` for anything else (any white space, fold, quote,
+/// IPv6 reference, error), which then goes the general way, so errors and
+/// their offsets are the general parser's.
+#[inline(always)]
+pub(crate) fn via_parm_fast(s: &[u8]) -> Option<(Via<'_>, &[u8])> {
+    use super::grammar::{is, GEN_VALUE};
+    let prefix = s.get(..8)?;
+    if !prefix.eq_ignore_ascii_case(b"SIP/2.0/") {
+        return None;
+    }
+    let mut i = 8;
+    // transport token, then exactly one space.
+    while i < s.len() && is(s[i], TOKEN) {
+        i += 1;
+    }
+    if i == 8 || s.get(i) != Some(&b' ') {
+        return None;
+    }
+    let transport = &s[8..i];
+    i += 1;
+    // sent-by host: a dotted quad in the same pass, else `uri::host`.
+    let host_start = i;
+    let mut octets = [0u8; 4];
+    let mut part = 0usize;
+    let mut value: u32 = 0;
+    let mut digits = 0u32;
+    let mut quad = true;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'0'..=b'9' => {
+                if quad {
+                    value = value * 10 + u32::from(b - b'0');
+                    digits += 1;
+                    if digits > 3 || value > 255 {
+                        quad = false;
+                    }
+                }
+            }
+            b'.' => {
+                if digits == 0 || part >= 3 {
+                    quad = false;
+                } else {
+                    octets[part] = value as u8;
+                }
+                part += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ if is(b, super::grammar::HOST) => quad = false,
+            _ => break,
+        }
+        i += 1;
+    }
+    let host = if quad && part == 3 && digits > 0 {
+        octets[3] = value as u8;
+        Host::Ipv4(std::net::Ipv4Addr::from(octets))
+    } else {
+        if s.get(i) == Some(&b'[') || i == host_start {
+            return None;
+        }
+        let (host, rest) = uri::host(&s[host_start..]).ok()?;
+        if rest.len() != s.len() - i {
+            return None;
+        }
+        host
+    };
+    // [":" port]
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        i += 1;
+        let start = i;
+        let mut p: u32 = 0;
+        while let Some(&b) = s.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            p = p * 10 + u32::from(b - b'0');
+            if p > 65535 {
+                return None;
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        port = Some(p as u16);
+    }
+    // *( ";" name [ "=" value ] )
+    let params_start = i;
+    let mut read = ViaParams::default();
+    while s.get(i) == Some(&b';') {
+        let at = &s[i..];
+        i += 1;
+        let name_start = i;
+        while i < s.len() && is(s[i], TOKEN) {
+            i += 1;
+        }
+        if i == name_start {
+            return None;
+        }
+        let name = &s[name_start..i];
+        let value = if s.get(i) == Some(&b'=') {
+            i += 1;
+            let value_start = i;
+            while i < s.len() && is(s[i], GEN_VALUE) {
+                i += 1;
+            }
+            if i == value_start {
+                return None;
+            }
+            Some(&s[value_start..i])
+        } else {
+            None
+        };
+        if s.get(i).is_some_and(|&b| is_ws_or_cr(b)) {
+            return None;
+        }
+        read.read(name, value, at).ok()?;
+    }
+    if s.get(i).is_some_and(|&b| is_ws_or_cr(b)) {
+        return None;
+    }
+    Some((
+        Via {
+            raw: &s[..i],
+            protocol: &s[..3],
+            version: &s[4..7],
+            transport: Transport::from_bytes(transport),
+            host,
+            port,
+            params: &s[params_start..i],
+            branch: read.branch,
+            received: read.received,
+            rport: read.rport,
+            maddr: read.maddr,
+            ttl: read.ttl,
+        },
+        &s[i..],
+    ))
+}
+
+/// One via-parm by the full grammar (white space and folds anywhere the
+/// RFC allows them).
+#[inline]
+pub(crate) fn via_parm_general(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
     let start = skip_sws(s);
     // sent-protocol = protocol-name SLASH protocol-version SLASH transport;
     // nearly every Via is written `SIP/2.0/...` without white space.
@@ -317,48 +532,9 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
         }
         None => (None, rest),
     };
-    let mut branch = None;
-    let mut received = None;
-    let mut rport = Rport::Absent;
-    let mut maddr = None;
-    let mut ttl = None;
+    let mut read = ViaParams::default();
     let (params, rest) = params(rest, ParamStyle::Header, |name, value, at| {
-        let bad = || Fail::at(ErrorKind::BadVia, at);
-        // Dispatch on the length first: most parameters are branch and rport.
-        match name.len() {
-            6 if name.eq_ignore_ascii_case(b"branch") => branch = Some(value.ok_or_else(bad)?),
-            5 if name.eq_ignore_ascii_case(b"rport") => {
-                rport = match value {
-                    None => Rport::Requested,
-                    Some(v) => Rport::Port(decimal(v, 65535).ok_or_else(bad)? as u16),
-                };
-            }
-            8 if name.eq_ignore_ascii_case(b"received") => {
-                let v = value.ok_or_else(bad)?;
-                let v = v
-                    .strip_prefix(b"[")
-                    .and_then(|v| v.strip_suffix(b"]"))
-                    .unwrap_or(v);
-                let ip = match uri::ipv4(v) {
-                    Some(a) => IpAddr::V4(a),
-                    None => IpAddr::V6(uri::ipv6(v).ok_or_else(bad)?),
-                };
-                received = Some(ip);
-            }
-            5 if name.eq_ignore_ascii_case(b"maddr") => {
-                let v = value.ok_or_else(bad)?;
-                uri::host(v)
-                    .ok()
-                    .filter(|(_, r)| r.is_empty())
-                    .ok_or_else(bad)?;
-                maddr = Some(v);
-            }
-            3 if name.eq_ignore_ascii_case(b"ttl") => {
-                ttl = Some(decimal(value.ok_or_else(bad)?, 255).ok_or_else(bad)? as u8);
-            }
-            _ => {}
-        }
-        Ok(())
+        read.read(name, value, at)
     })?;
     let raw_len = rest.as_ptr() as usize - start.as_ptr() as usize;
     Ok((
@@ -370,11 +546,11 @@ pub(crate) fn via_parm(s: &[u8]) -> Res<(Via<'_>, &[u8])> {
             host,
             port,
             params,
-            branch,
-            received,
-            rport,
-            maddr,
-            ttl,
+            branch: read.branch,
+            received: read.received,
+            rport: read.rport,
+            maddr: read.maddr,
+            ttl: read.ttl,
         },
         rest,
     ))
@@ -536,7 +712,7 @@ pub(crate) fn name_addr(s: &[u8]) -> Res<(NameAddr<'_>, &[u8])> {
 /// the display name and the URI by their delimiters and reads the header
 /// parameters (RFC 3261 section 20.10: an addr-spec ends at the first `;`,
 /// a name-addr at its `>`). The full check is [`single_name_addr`].
-#[inline]
+#[inline(always)]
 pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
     let mut s = value;
     if s.first() == Some(&b'"') {
@@ -544,14 +720,23 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
     }
     // The first '<' or ';' (usually within a few bytes: a display name or
     // nothing precedes the URI) decides between name-addr and addr-spec.
-    let params_at = match s.iter().position(|&b| b == b'<' || b == b';') {
-        Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
-            Some(j) => &s[i + j + 1..],
+    let mut i = 0;
+    while i < s.len() && s[i] != b'<' && s[i] != b';' {
+        i += 1;
+    }
+    let params_at = match s.get(i) {
+        Some(b'<') => match super::scan::find_byte(s, i, b'>') {
+            Some(j) => &s[j + 1..],
             None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
         },
-        Some(i) => &s[i..],
+        Some(_) => &s[i..],
         None => return Ok(None),
     };
+    // Nearly always the tag comes first, written `;tag=value`: the general
+    // loop below returns the same value for it.
+    if let Some(tag) = tag_first(params_at) {
+        return Ok(Some(tag));
+    }
     // Read parameters up to the tag; the ones after it are checked by the
     // full parse (`single_name_addr`).
     let mut rest = params_at;
@@ -565,6 +750,21 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
         rest = next;
     }
     Ok(None)
+}
+
+/// `;tag=value` (name in any case, no white space, a value that is not a
+/// quoted string) at the start of `s`: the value, as `one_param` reads it.
+#[inline(always)]
+fn tag_first(s: &[u8]) -> Option<&[u8]> {
+    use super::grammar::{is, GEN_VALUE};
+    match s {
+        [b';', t, a, g, b'=', ..] if [*t, *a, *g].eq_ignore_ascii_case(b"tag") => {
+            let v = &s[5..];
+            let n = v.iter().position(|&b| !is(b, GEN_VALUE)).unwrap_or(v.len());
+            (n > 0).then(|| &v[..n])
+        }
+        _ => None,
+    }
 }
 
 /// A From or To value: exactly one name-addr.
@@ -613,6 +813,44 @@ pub const MAX_CSEQ: u32 = (1 << 31) - 1;
 
 #[inline]
 pub(crate) fn cseq(s: &[u8]) -> Res<CSeq<'_>> {
+    match cseq_fast(s) {
+        Some(c) => Ok(c),
+        None => cseq_general(s),
+    }
+}
+
+/// `1*DIGIT SP token` filling `s` in one pass: what [`cseq_general`] returns
+/// for it; `None` for any other shape (white space runs, folds, errors).
+#[inline(always)]
+fn cseq_fast(s: &[u8]) -> Option<CSeq<'_>> {
+    let mut i = 0;
+    // At most MAX_CSEQ * 10 + 9 before the check: no overflow in 64 bits.
+    let mut number: u64 = 0;
+    while let Some(&b) = s.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        number = number * 10 + u64::from(b - b'0');
+        if number > u64::from(MAX_CSEQ) {
+            return None;
+        }
+        i += 1;
+    }
+    if i == 0 || s.get(i) != Some(&b' ') {
+        return None;
+    }
+    let method = &s[i + 1..];
+    if method.is_empty() || !method.iter().all(|&b| super::grammar::is(b, TOKEN)) {
+        return None;
+    }
+    Some(CSeq {
+        number: number as u32,
+        method: Method::from_bytes(method),
+    })
+}
+
+#[inline]
+fn cseq_general(s: &[u8]) -> Res<CSeq<'_>> {
     let v = skip_sws(s);
     let n = span(v, super::grammar::DIGIT);
     let number = decimal(&v[..n], u64::from(MAX_CSEQ)).ok_or(Fail::at(ErrorKind::BadCSeq, v))?;
@@ -913,5 +1151,342 @@ mod tests {
         assert_eq!(Method::from_bytes(b"INVITE"), Method::Invite);
         assert_eq!(Method::from_bytes(b"invite"), Method::Other(b"invite"));
         assert_eq!(Method::Other(b"NEWMETHOD").as_bytes(), b"NEWMETHOD");
+    }
+}
+
+/// The fast paths against the general grammar: on every input, the result
+/// (value, rest, error kind and offset) is the general parser's.
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `light_tag` as it was before `tag_first`: the reference.
+    fn light_tag_reference(value: &[u8]) -> Res<Option<&[u8]>> {
+        let mut s = value;
+        if s.first() == Some(&b'"') {
+            s = quoted_string_reference(s)?.1;
+        }
+        let params_at = match s.iter().position(|&b| b == b'<' || b == b';') {
+            Some(i) if s[i] == b'<' => match memchr::memchr(b'>', &s[i..]) {
+                Some(j) => &s[i + j + 1..],
+                None => return Err(Fail::at(ErrorKind::BadNameAddr, &s[i..])),
+            },
+            Some(i) => &s[i..],
+            None => return Ok(None),
+        };
+        let mut rest = params_at;
+        while let Some((name, value, next)) =
+            super::super::grammar::one_param(rest, ParamStyle::Header)?
+        {
+            if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+                return match value {
+                    Some(v) => Ok(Some(v)),
+                    None => Err(Fail::at(ErrorKind::BadParam, rest)),
+                };
+            }
+            rest = next;
+        }
+        Ok(None)
+    }
+
+    /// `quoted_string` without its fast path.
+    fn quoted_string_reference(s: &[u8]) -> Res<(&[u8], &[u8])> {
+        let mut i = 1;
+        while i < s.len() {
+            match s[i] {
+                b'"' => return Ok((&s[..=i], &s[i + 1..])),
+                b'\\' => match s.get(i + 1) {
+                    Some(&c) if c <= 0x7f && c != b'\r' && c != b'\n' => i += 2,
+                    _ => return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..])),
+                },
+                b'\r' => {
+                    if matches!(s.get(i + 1..i + 3), Some([b'\n', b' ' | b'\t'])) {
+                        i += 3;
+                    } else {
+                        return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..]));
+                    }
+                }
+                b'\t' => i += 1,
+                c if c < 0x20 || c == 0x7f => {
+                    return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..]));
+                }
+                _ => i += 1,
+            }
+        }
+        Err(Fail::at(ErrorKind::UnterminatedQuote, s))
+    }
+
+    /// Results as offsets from `base`, so that two parses compare.
+    fn via_outcome(
+        base: &[u8],
+        r: Res<(Via<'_>, &[u8])>,
+    ) -> Result<(Via<'static>, usize), ParseError> {
+        match r {
+            Ok((v, rest)) => {
+                // Compare through the Debug text: Via borrows `base`.
+                let _ = v;
+                Ok((PLACEHOLDER_VIA, base.len() - rest.len()))
+            }
+            Err(f) => Err(f.relative_to(base)),
+        }
+    }
+
+    fn pieces() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(vec![
+            &b"SIP/2.0/UDP "[..],
+            b"sip/2.0/tcp ",
+            b"SIP/2.0/",
+            b"UDP",
+            b"TLS",
+            b" ",
+            b"  ",
+            b"\t",
+            b"\r\n ",
+            b"\r\n",
+            b"\r",
+            b"198.51.100.17",
+            b"192.0.2.256",
+            b"1.2.3",
+            b"1.2.3.4.5",
+            b"0001.2.3.4",
+            b"10.0.0.1.",
+            b"host.example.com",
+            b"h_1.example.",
+            b"-bad",
+            b"[2001:db8::1]",
+            b"[::1",
+            b":",
+            b":5060",
+            b":65536",
+            b":0",
+            b":099999",
+            b";",
+            b";branch=",
+            b";branch",
+            b"z9hG4bK-524287-1",
+            b";rport",
+            b";rport=",
+            b";rport=5061",
+            b";rport=70000",
+            b";received=",
+            b"192.0.2.1",
+            b"[2001:db8::9:255]",
+            b"2001:db8::9:255",
+            b";maddr=239.1.1.1",
+            b";maddr=",
+            b";ttl=16",
+            b";ttl=256",
+            b";x",
+            b"=",
+            b"\"q\"",
+            b",",
+            b"a",
+            b"9",
+            b".",
+            b"%",
+            b"<",
+            b">",
+            b";tag=",
+            b";TAG=",
+            b"tag",
+            b"9fxced76sl",
+            b"\"Alice\" ",
+            b"\"A\\\"b\" ",
+            b"\"\t\"",
+            b"\"",
+            b"<sip:a@b>",
+            b"sip:a@b",
+            b"1 ",
+            b"2147483647",
+            b"2147483648",
+            b"INVITE",
+            b"0009",
+            &[0x7f][..],
+            &[0x80][..],
+            &[0x01][..],
+            b"\\",
+        ]);
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    fn check_via(s: &[u8]) {
+        let general = via_parm_general(s);
+        let fast = via_parm_fast(s);
+        if let Some((v, rest)) = fast {
+            match general {
+                Ok((g, grest)) => {
+                    assert_eq!(v, g, "{:?}", String::from_utf8_lossy(s));
+                    assert_eq!(
+                        rest.as_ptr(),
+                        grest.as_ptr(),
+                        "{:?}",
+                        String::from_utf8_lossy(s)
+                    );
+                }
+                Err(e) => panic!(
+                    "fast path accepts what the general one refuses ({:?}): {:?}",
+                    e.kind,
+                    String::from_utf8_lossy(s)
+                ),
+            }
+        }
+        assert_eq!(
+            via_outcome(s, via_parm(s)),
+            via_outcome(s, via_parm_general(s)),
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+
+    fn check_cseq(s: &[u8]) {
+        let a = cseq(s).map_err(|f| f.relative_to(s));
+        let b = cseq_general(s).map_err(|f| f.relative_to(s));
+        assert_eq!(a, b, "{:?}", String::from_utf8_lossy(s));
+    }
+
+    fn check_tag(s: &[u8]) {
+        let a = light_tag(s).map_err(|f| f.relative_to(s));
+        let b = light_tag_reference(s).map_err(|f| f.relative_to(s));
+        assert_eq!(a, b, "{:?}", String::from_utf8_lossy(s));
+        if let Ok(Some(t)) = light_tag(s) {
+            let r = light_tag_reference(s).unwrap().unwrap();
+            assert_eq!(t.as_ptr(), r.as_ptr());
+        }
+        if s.first() == Some(&b'"') {
+            let a = quoted_string(s).map(|(q, r)| (q.len(), r.len()));
+            let b = quoted_string_reference(s).map(|(q, r)| (q.len(), r.len()));
+            assert_eq!(
+                a.map_err(|f| f.relative_to(s)),
+                b.map_err(|f| f.relative_to(s)),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    #[test]
+    fn via_fast_path_edge_cases() {
+        for s in [
+            &b"SIP/2.0/UDP 198.51.100.17:5060;branch=z9hG4bK-1;rport"[..],
+            b"SIP/2.0/UDP 198.51.100.17:5060;branch=z9hG4bK-1;rport, SIP/2.0/TCP h;branch=z",
+            b"SIP/2.0/UDP 198.51.100.17 ;branch=z9hG4bK-1",
+            b"SIP/2.0/UDP 198.51.100.17\r\n ;branch=z9hG4bK-1",
+            b"SIP/2.0/UDP  198.51.100.17;branch=z9hG4bK-1",
+            b"SIP/2.0/UDP\t198.51.100.17;branch=z9hG4bK-1",
+            b"SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas3-111",
+            b"SIP/2.0/UDP [2001:db8::9:1;branch=z",
+            b"SIP/2.0/UDP 1.2.3.4.5;branch=z",
+            b"SIP/2.0/UDP 1.2.3.256;branch=z",
+            b"SIP/2.0/UDP 1.2.3.4444;branch=z",
+            b"SIP/2.0/UDP 12345678901234567890.1.1.1;branch=z",
+            b"SIP/2.0/UDP 1.2.3.4.;branch=z",
+            b"SIP/2.0/UDP 1.2.3;branch=z",
+            b"SIP/2.0/UDP 1.2.3.com;branch=z",
+            b"SIP/2.0/UDP host.example.com.;branch=z",
+            b"SIP/2.0/UDP host:;branch=z",
+            b"SIP/2.0/UDP host:65536;branch=z",
+            b"SIP/2.0/UDP host:00000005060;branch=z",
+            b"SIP/2.0/UDP host: 5060;branch=z",
+            b"SIP/2.0/UDP host;branch",
+            b"SIP/2.0/UDP host;branch=",
+            b"SIP/2.0/UDP host;branch=\"z\"",
+            b"SIP/2.0/UDP host;branch = z",
+            b"SIP/2.0/UDP host;;branch=z",
+            b"SIP/2.0/UDP host;rport=99999",
+            b"SIP/2.0/UDP host;received=[2001:db8::9:255];rport=5061;maddr=239.1.1.1;ttl=16",
+            b"SIP/2.0/UDP host;received=host.example",
+            b"SIP/2.0/UDP host;ttl=256",
+            b"SIP/2.0/UDP host;maddr=;x",
+            b"SIP/2.0/UDP host;x=y z",
+            b"SIP/2.0/UDP host;x=y\t",
+            b"SIP/2.0/UDP host;x=y\r\n ;branch=z",
+            b"SIP/2.0/UDP host;x=y<",
+            b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw",
+            b"SIP/2.0/ 192.0.2.2",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP ",
+            b"SIP/2.0/",
+            b"",
+        ] {
+            check_via(s);
+        }
+    }
+
+    #[test]
+    fn cseq_and_tag_fast_path_edge_cases() {
+        for s in [
+            &b"1 INVITE"[..],
+            b"0009\r\n  INVITE",
+            b"1  INVITE",
+            b"1\tINVITE",
+            b"1 INVITE ",
+            b"1 INV ITE",
+            b"1 ",
+            b"2147483647 ACK",
+            b"2147483648 ACK",
+            b"99999999999999999999 ACK",
+            b"4294967300 INVITE",
+            b"42949672960 INVITE",
+            b"429496730 INVITE",
+            b" 1 INVITE",
+            b"",
+        ] {
+            check_cseq(s);
+        }
+        for s in [
+            &b"\"Alice Example\" <sip:+12125550100@carrier.example.net;user=phone>;tag=9fxced76sl"
+                [..],
+            b"<sip:+14155550123@edge.example.com;user=phone>",
+            b"<sip:a@b>;TaG=x;tag=y",
+            b"<sip:a@b>;tag",
+            b"<sip:a@b>;tag=",
+            b"<sip:a@b>;tag= x",
+            b"<sip:a@b>;tag=\"x\"",
+            b"<sip:a@b> ;tag=x",
+            b"<sip:a@b>;x=1;tag=x",
+            b"<sip:a@b;tag=inside>",
+            b"<sip:a@b",
+            b"sip:a@b;tag=x",
+            b"sip:a@b",
+            b"\"A \\\"q\\\" \" <sip:a@b>;tag=1",
+            b"\"tab\there\" <sip:a@b>;tag=1",
+            b"\"fold\r\n here\" <sip:a@b>;tag=1",
+            b"\"bare\rcr\" <sip:a@b>;tag=1",
+            b"\"del\x7f\" <sip:a@b>;tag=1",
+            b"\"unterminated <sip:a@b>;tag=1",
+            b"\"",
+            b"",
+        ] {
+            check_tag(s);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn via_fast_path_matches_the_grammar(s in pieces()) {
+            check_via(&s);
+            let mut full = b"SIP/2.0/UDP ".to_vec();
+            full.extend_from_slice(&s);
+            check_via(&full);
+        }
+
+        #[test]
+        fn cseq_and_tag_fast_paths_match_the_grammar(s in pieces()) {
+            check_cseq(&s);
+            check_tag(&s);
+            let mut q = b"\"".to_vec();
+            q.extend_from_slice(&s);
+            check_tag(&q);
+        }
+
+        #[test]
+        fn fast_paths_never_panic_on_bytes(s in prop::collection::vec(any::<u8>(), 0..80)) {
+            check_via(&s);
+            check_cseq(&s);
+            check_tag(&s);
+        }
     }
 }
