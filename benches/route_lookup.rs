@@ -156,6 +156,29 @@ impl Baseline {
     }
 }
 
+/// `lookup_batch` over `numbers`, block by block.
+fn time_batch(table: &RouteTable, numbers: &[&[u8]], out: &mut [Option<RouteMatch>]) -> Figures {
+    time_blocks(numbers, |block| {
+        table.lookup_batch(block, &mut out[..block.len()]);
+        out[..block.len()]
+            .iter()
+            .flatten()
+            .map(|m| u64::from(m.group.0))
+            .sum()
+    })
+}
+
+/// `lookup` over `numbers`, one after another.
+fn time_single(table: &RouteTable, numbers: &[&[u8]]) -> Figures {
+    time_blocks(numbers, |block| {
+        block
+            .iter()
+            .filter_map(|n| table.lookup(n))
+            .map(|m| u64::from(m.group.0))
+            .sum()
+    })
+}
+
 /// How lookups walk the 1M-prefix trie: its records by kind, and how many
 /// records (each a cache line) a lookup reads after the direct table.
 fn walk_shapes(prefixes: &[(String, usize)], count: usize) {
@@ -251,36 +274,10 @@ fn main() {
         let (mut batch, mut single, mut base, mut one) = (vec![], vec![], vec![], vec![]);
         let (mut batch_small, mut single_small) = (vec![], vec![]);
         for _ in 0..rounds {
-            batch_small.push(time_blocks(&numbers, |block| {
-                small.lookup_batch(block, &mut out[..block.len()]);
-                out[..block.len()]
-                    .iter()
-                    .flatten()
-                    .map(|m| u64::from(m.group.0))
-                    .sum()
-            }));
-            single_small.push(time_blocks(&numbers, |block| {
-                block
-                    .iter()
-                    .filter_map(|n| small.lookup(n))
-                    .map(|m| u64::from(m.group.0))
-                    .sum()
-            }));
-            batch.push(time_blocks(&numbers, |block| {
-                table.lookup_batch(block, &mut out[..block.len()]);
-                out[..block.len()]
-                    .iter()
-                    .flatten()
-                    .map(|m| u64::from(m.group.0))
-                    .sum()
-            }));
-            single.push(time_blocks(&numbers, |block| {
-                block
-                    .iter()
-                    .filter_map(|n| table.lookup(n))
-                    .map(|m| u64::from(m.group.0))
-                    .sum()
-            }));
+            batch_small.push(time_batch(&small, &numbers, &mut out));
+            single_small.push(time_single(&small, &numbers));
+            batch.push(time_batch(&table, &numbers, &mut out));
+            single.push(time_single(&table, &numbers));
             base.push(time_blocks(&numbers, |block| {
                 block
                     .iter()

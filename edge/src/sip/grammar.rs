@@ -186,6 +186,12 @@ pub(crate) fn quoted_string(s: &[u8]) -> Res<(&[u8], &[u8])> {
             return Ok((&s[..=end], &s[end + 1..]));
         }
     }
+    quoted_string_loop(s)
+}
+
+/// [`quoted_string`] byte by byte, without its fast path: what it falls
+/// back to for escapes and folds.
+pub(crate) fn quoted_string_loop(s: &[u8]) -> Res<(&[u8], &[u8])> {
     let mut i = 1;
     while i < s.len() {
         match s[i] {

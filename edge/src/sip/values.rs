@@ -737,8 +737,13 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
     if let Some(tag) = tag_first(params_at) {
         return Ok(Some(tag));
     }
-    // Read parameters up to the tag; the ones after it are checked by the
-    // full parse (`single_name_addr`).
+    tag_in_params(params_at)
+}
+
+/// The tag among the header parameters at `params_at`, read one parameter at
+/// a time up to it (the ones after it are checked by the full parse,
+/// [`single_name_addr`]).
+fn tag_in_params(params_at: &[u8]) -> Res<Option<&[u8]>> {
     let mut rest = params_at;
     while let Some((name, value, next)) = super::grammar::one_param(rest, ParamStyle::Header)? {
         if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
@@ -1175,46 +1180,12 @@ mod fast_path_tests {
             Some(i) => &s[i..],
             None => return Ok(None),
         };
-        let mut rest = params_at;
-        while let Some((name, value, next)) =
-            super::super::grammar::one_param(rest, ParamStyle::Header)?
-        {
-            if name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
-                return match value {
-                    Some(v) => Ok(Some(v)),
-                    None => Err(Fail::at(ErrorKind::BadParam, rest)),
-                };
-            }
-            rest = next;
-        }
-        Ok(None)
+        tag_in_params(params_at)
     }
 
     /// `quoted_string` without its fast path.
     fn quoted_string_reference(s: &[u8]) -> Res<(&[u8], &[u8])> {
-        let mut i = 1;
-        while i < s.len() {
-            match s[i] {
-                b'"' => return Ok((&s[..=i], &s[i + 1..])),
-                b'\\' => match s.get(i + 1) {
-                    Some(&c) if c <= 0x7f && c != b'\r' && c != b'\n' => i += 2,
-                    _ => return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..])),
-                },
-                b'\r' => {
-                    if matches!(s.get(i + 1..i + 3), Some([b'\n', b' ' | b'\t'])) {
-                        i += 3;
-                    } else {
-                        return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..]));
-                    }
-                }
-                b'\t' => i += 1,
-                c if c < 0x20 || c == 0x7f => {
-                    return Err(Fail::at(ErrorKind::BadHeaderValue, &s[i..]));
-                }
-                _ => i += 1,
-            }
-        }
-        Err(Fail::at(ErrorKind::UnterminatedQuote, s))
+        super::super::grammar::quoted_string_loop(s)
     }
 
     /// Results as offsets from `base`, so that two parses compare.
