@@ -187,7 +187,7 @@ fn walk_shapes(prefixes: &[(String, usize)], count: usize) {
         .map(|(p, g)| (PrefixKey::from_digits(p.as_bytes()).unwrap(), *g as u32))
         .collect();
     let trie = PrefixTrie::build(&entries).expect("no duplicates");
-    let (buckets, nodes, leaves) = trie.layout();
+    let layout = trie.layout();
     let mut depth = [0usize; 8];
     let mut external = 0;
     let numbers = synth::numbers(2, count, prefixes, 50);
@@ -198,9 +198,13 @@ fn walk_shapes(prefixes: &[(String, usize)], count: usize) {
     }
     let pct = |n: usize| 100.0 * n as f64 / numbers.len() as f64;
     println!(
-        "1000000 prefixes: {buckets} bucket and {nodes} node lines, {leaves} external results; \
-         lines read after the direct table per lookup: 0 {:.1}%, 1 {:.1}%, 2 {:.1}%, 3 {:.1}%, \
-         4+ {:.1}%; plus the external results line {:.1}%",
+        "1000000 prefixes: {} bucket and {} node lines, {} singles, {} external results; \
+         lines read after the direct table per lookup (a single counts as one): 0 {:.1}%, \
+         1 {:.1}%, 2 {:.1}%, 3 {:.1}%, 4+ {:.1}%; plus the external results line {:.1}%",
+        layout.buckets,
+        layout.nodes,
+        layout.singles,
+        layout.external_results,
         pct(depth[0]),
         pct(depth[1]),
         pct(depth[2]),
@@ -220,6 +224,33 @@ fn huge_pages(table: &RouteTable) -> String {
         Some(b) => format!("advised; process AnonHugePages {:.0} MiB", mib(b as usize)),
         None => "advised".into(),
     }
+}
+
+/// ns per load of a chain of dependent loads over the 64-byte lines of
+/// `bytes` of memory on huge pages, in one random cycle: what one cache miss
+/// at that working-set size costs on this machine (the floor for a walk
+/// that must read a line of a table that large).
+fn load_latency(bytes: usize, rng: &mut fastrand::Rng) -> f64 {
+    let n = bytes / 64;
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    rng.shuffle(&mut order);
+    let mut lines = vec![[0u64; 8]; n];
+    for w in 0..n {
+        lines[order[w] as usize][0] = u64::from(order[(w + 1) % n]);
+    }
+    let lines = dce_edge::route::huge::HugeSlice::from_slice(&lines);
+    let steps = 2_000_000;
+    let mut at = 0usize;
+    for _ in 0..n.min(steps) {
+        at = lines[at][0] as usize;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        at = lines[at][0] as usize;
+    }
+    let ns = t.elapsed().as_nanos() as f64 / steps as f64;
+    black_box(at);
+    ns
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -361,6 +392,20 @@ fn main() {
         loaded.stats.build.as_secs_f64() * 1e3,
         mib(table.heap_bytes()),
         table.prefix_count(),
+    );
+    let mut rng = fastrand::Rng::with_seed(3);
+    let sizes = [1 << 20, 4 << 20, 8 << 20, table.heap_bytes()];
+    let latencies: Vec<String> = sizes
+        .iter()
+        .map(|&b| {
+            let ns = median((0..3).map(|_| load_latency(b, &mut rng)).collect());
+            format!("{:.1} MiB {ns:.0} ns", mib(b))
+        })
+        .collect();
+    println!(
+        "memory latency (dependent loads over random lines, huge pages; median of 3): {}; \
+         the last is the 1M table's size, the floor for a lookup that must read one line of it",
+        latencies.join(", ")
     );
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!(

@@ -69,6 +69,7 @@ fn full_snapshot() -> Snapshot {
             table_version: 1,
             prefixes: 1,
             lookups: 1,
+            batched_lookups: 1,
             hits: [("a".to_string(), 1)].into(),
             misses: 1,
             cap_rejections: [("a".to_string(), 1)].into(),

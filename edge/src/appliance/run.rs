@@ -479,6 +479,7 @@ fn assemble(
             let h = &w.handler;
             s.routes.lookups += h.lookups;
             s.routes.misses += h.misses;
+            s.routes.batched_lookups += h.batched_lookups;
             for (g, n) in &h.hits {
                 *s.routes.hits.entry(g.clone()).or_default() += n;
             }

@@ -22,7 +22,7 @@ use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
 use super::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
-use super::worker::{local_for, PacketIo};
+use super::worker::{local_for, PacketIo, Receiver};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 
 /// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
@@ -72,6 +72,25 @@ struct UmemArea {
 unsafe impl Send for UmemArea {}
 
 impl UmemArea {
+    /// `len` bytes of the area from `start` (panics past its end). Only for
+    /// frames the kernel handed over through the RX ring: it does not write
+    /// them until they go back through the fill ring, which happens after
+    /// the batch is handled, and TX frames come from the free list, so they
+    /// never alias them.
+    #[inline]
+    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "outside the UMEM"
+        );
+        // SAFETY: the range lies within the mapping (checked above), which
+        // lives as long as `self`; see above for why nothing writes it.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(start), len)
+        }
+    }
+
     fn map(len: usize) -> std::io::Result<UmemArea> {
         // SAFETY: an anonymous private mapping with no address hint; the
         // result is checked before use.
@@ -224,6 +243,17 @@ impl TxSlots for XskTx {
     }
 }
 
+/// A received frame that holds a datagram for the handler: where its UMEM
+/// frame starts, where its payload lies in the UMEM, and its addresses.
+#[derive(Clone, Copy)]
+struct RxFrame {
+    base_addr: u64,
+    payload: usize,
+    len: usize,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
+
 /// One AF_XDP socket bound to one RX queue, with its UMEM and rings.
 pub struct XskPort {
     // Field order is drop order: rings and sockets before the memory.
@@ -236,6 +266,8 @@ pub struct XskPort {
     batch: usize,
     fill_size: u32,
     rx_descs: Vec<XdpDesc>,
+    /// The datagrams of the batch being received.
+    rx_frames: Vec<RxFrame>,
     vlan: Option<u16>,
     tx: XskTx,
     area: UmemArea,
@@ -386,6 +418,7 @@ impl XskPort {
             batch: config.batch,
             fill_size: x.fill_ring,
             rx_descs: Vec::with_capacity(config.batch),
+            rx_frames: Vec::with_capacity(config.batch),
             vlan: config.vlan,
             tx: XskTx {
                 base: area.ptr,
@@ -490,10 +523,7 @@ impl PacketIo for XskPort {
         &mut self.tx.counters
     }
 
-    fn receive<F>(&mut self, now: Timestamp, mut handle: F) -> usize
-    where
-        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>,
-    {
+    fn receive<R: Receiver>(&mut self, now: Timestamp, rx: &mut R) -> usize {
         self.tx.now = now;
         self.rx_descs.clear();
         {
@@ -512,7 +542,10 @@ impl PacketIo for XskPort {
             }
             return 0;
         }
+        // First pass: check and parse every frame; the ones that are not
+        // datagrams for the handler are counted and their frames freed.
         let mask = !(self.tx.frame_size as u64 - 1);
+        self.rx_frames.clear();
         for i in 0..received {
             let desc = self.rx_descs[i];
             let start = desc.addr as usize;
@@ -526,38 +559,45 @@ impl PacketIo for XskPort {
                 self.tx.free.push(base_addr);
                 continue;
             }
-            // SAFETY: the range lies within one frame of the mapping (checked
-            // above); the kernel handed this frame to us through the RX ring
-            // and will not write it until we give it back through the fill
-            // ring, which happens after this slice's last use below. TX
-            // frames come from the free list, so they never alias it.
-            #[allow(unsafe_code)]
-            let bytes: &[u8] = unsafe {
-                std::slice::from_raw_parts(self.area.ptr.as_ptr().add(start), desc.len as usize)
-            };
-            match UdpFrame::parse(bytes) {
+            match UdpFrame::parse(self.area.bytes(start, desc.len as usize)) {
                 Err(e) => self.tx.counters.malformed[frame_error_index(&e)] += 1,
                 Ok(f) if f.vlan != self.vlan => self.tx.counters.wrong_vlan += 1,
                 Ok(f) => {
                     self.tx.table.learn(f.src.ip(), f.src_mac);
-                    let pkt = Datagram {
+                    let payload = f.payload_range();
+                    self.rx_frames.push(RxFrame {
+                        base_addr,
+                        payload: start + payload.start,
+                        len: payload.len(),
                         src: f.src,
                         dst: f.dst,
-                        payload: f.payload(),
-                    };
-                    let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
-                    let c = &mut self.tx.counters;
-                    match result {
-                        Ok(()) => c.handled += 1,
-                        Err(reason) => {
-                            if let Some(n) = c.handler_drops.get_mut(reason) {
-                                *n += 1;
-                            }
-                        }
-                    }
+                    });
+                    continue;
                 }
             }
             self.tx.free.push(base_addr);
+        }
+        let area = &self.area;
+        rx.prepare(&mut self.rx_frames.iter().map(|f| area.bytes(f.payload, f.len)));
+        // Second pass: handle them, in the same order.
+        for i in 0..self.rx_frames.len() {
+            let f = self.rx_frames[i];
+            let pkt = Datagram {
+                src: f.src,
+                dst: f.dst,
+                payload: self.area.bytes(f.payload, f.len),
+            };
+            let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
+            let c = &mut self.tx.counters;
+            match result {
+                Ok(()) => c.handled += 1,
+                Err(reason) => {
+                    if let Some(n) = c.handler_drops.get_mut(reason) {
+                        *n += 1;
+                    }
+                }
+            }
+            self.tx.free.push(f.base_addr);
         }
         self.tx.counters.batches += 1;
         received

@@ -108,6 +108,13 @@ pub trait PacketHandler: Send + 'static {
     /// instance); `()` if nothing.
     type Event: Send + 'static;
 
+    /// Called once per receive batch, before [`PacketHandler::handle`], with
+    /// the payloads of the datagrams `handle` is about to get, in the order
+    /// it gets them: the place to do a batch's work side by side (route
+    /// lookups whose memory accesses overlap, for instance). `handle` must
+    /// still be right on its own: what `prepare` computed is a hint.
+    fn prepare(&mut self, _now: Timestamp, _payloads: &mut dyn Iterator<Item = &[u8]>) {}
+
     /// Handles one datagram: writes zero or more datagrams into `out`, or
     /// returns the reason it dropped it (which the worker counts). Sends that
     /// fail are counted by the dataplane; the handler need not count them.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::config::DataplaneConfig;
 use super::counters::{IoKind, WorkerCounters};
-use super::worker::{local_for, PacketIo};
+use super::worker::{local_for, PacketIo, Receiver};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 
 /// Most messages per recvmmsg/sendmmsg call; the headers live on the stack.
@@ -286,10 +286,7 @@ impl PacketIo for SocketPort {
         &mut self.tx.counters
     }
 
-    fn receive<F>(&mut self, _now: Timestamp, mut handle: F) -> usize
-    where
-        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>,
-    {
+    fn receive<R: Receiver>(&mut self, _now: Timestamp, rx: &mut R) -> usize {
         self.rx_meta.clear();
         let mut received = 0;
         for p in 0..self.ports.len() {
@@ -299,6 +296,15 @@ impl PacketIo for SocketPort {
             }
             received += self.recv_from(p, room, received);
         }
+        if received > 0 {
+            let (buf, size) = (&self.rx_buf, self.slot_size);
+            rx.prepare(
+                &mut self
+                    .rx_meta
+                    .iter()
+                    .map(|&(_, len, _, slot)| &buf[slot * size..][..len]),
+            );
+        }
         for i in 0..self.rx_meta.len() {
             let (src, len, p, slot) = self.rx_meta[i];
             let pkt = Datagram {
@@ -306,7 +312,7 @@ impl PacketIo for SocketPort {
                 dst: self.ports[p].local,
                 payload: &self.rx_buf[slot * self.slot_size..][..len],
             };
-            let result = handle(&pkt, &mut Outbox::new(&mut self.tx));
+            let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
             c.received += 1;
             match result {

@@ -117,12 +117,12 @@ pub trait PacketIo: Send + 'static {
     fn kind(&self) -> IoKind;
     /// The counters this I/O keeps (the worker's counters).
     fn counters(&mut self) -> &mut WorkerCounters;
-    /// Receives up to one batch and calls `handle` on each datagram with an
-    /// outbox for its replies; `handle` returns a handler drop index on
-    /// drop. Returns how many datagrams (or frames) were received.
-    fn receive<F>(&mut self, now: Timestamp, handle: F) -> usize
-    where
-        F: FnMut(&Datagram<'_>, &mut Outbox<'_>) -> Result<(), usize>;
+    /// Receives up to one batch, calls [`Receiver::prepare`] once with the
+    /// payloads of the datagrams it is about to hand to
+    /// [`Receiver::handle`] (in that order), then `handle` on each datagram
+    /// with an outbox for its replies. Returns how many datagrams (or
+    /// frames) were received.
+    fn receive<R: Receiver>(&mut self, now: Timestamp, rx: &mut R) -> usize;
     /// Transmits what the outbox queued and recycles finished buffers.
     fn transmit(&mut self, now: Timestamp);
     /// Blocks until traffic arrives or `timeout` passes.
@@ -137,6 +137,34 @@ pub trait PacketIo: Send + 'static {
     /// worker saw them (socket mode: full receive buffers).
     fn socket_rx_drops(&self) -> Option<u64> {
         None
+    }
+}
+
+/// What a [`PacketIo`] hands a received batch to.
+pub trait Receiver {
+    /// Sees the payloads of the batch's datagrams before they are handled.
+    fn prepare(&mut self, payloads: &mut dyn Iterator<Item = &[u8]>);
+    /// Handles one datagram; returns a handler drop index on drop.
+    fn handle(&mut self, pkt: &Datagram<'_>, out: &mut Outbox<'_>) -> Result<(), usize>;
+}
+
+/// A worker's handler at one instant, as its I/O sees it.
+struct HandlerAt<'h, H> {
+    handler: &'h mut H,
+    now: Timestamp,
+}
+
+impl<H: PacketHandler> Receiver for HandlerAt<'_, H> {
+    #[inline]
+    fn prepare(&mut self, payloads: &mut dyn Iterator<Item = &[u8]>) {
+        self.handler.prepare(self.now, payloads);
+    }
+
+    #[inline]
+    fn handle(&mut self, pkt: &Datagram<'_>, out: &mut Outbox<'_>) -> Result<(), usize> {
+        self.handler
+            .handle(self.now, pkt, out)
+            .map_err(DropReason::index)
     }
 }
 
@@ -208,10 +236,11 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
                 }
             }
             self.handler.between_batches(now);
-            let handler = &mut self.handler;
-            let received = self.io.receive(now, |pkt, out| {
-                handler.handle(now, pkt, out).map_err(DropReason::index)
-            });
+            let mut rx = HandlerAt {
+                handler: &mut self.handler,
+                now,
+            };
+            let received = self.io.receive(now, &mut rx);
             self.io.transmit(now);
             while let Some(ev) = self.handler.poll_event() {
                 if self.events.push(WorkerEvent::Handler(ev)).is_err() {

@@ -75,6 +75,11 @@ pub struct DemoReport {
     pub worker_drops: std::collections::BTreeMap<String, u64>,
     /// Local answers the workers sent, by code.
     pub worker_answers: std::collections::BTreeMap<u16, u64>,
+    /// Route lookups the workers made, and how many of them were answered
+    /// from a receive batch's side-by-side lookups.
+    pub route_lookups: u64,
+    /// See `route_lookups`.
+    pub route_lookups_batched: u64,
     /// Bans in force at the end: source and reason.
     pub bans: Vec<(String, String)>,
     /// Datagrams the edge sent to spoofed sources (a reflector shows here).
@@ -665,6 +670,8 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
                 m
             },
         ),
+        route_lookups: s.routes.lookups,
+        route_lookups_batched: s.routes.batched_lookups,
         bans: before_or_final_bans(s),
         reflected: reflected.load(Ordering::Relaxed),
     };
@@ -777,6 +784,11 @@ pub fn render(r: &DemoReport) -> String {
     let _ = writeln!(o, "reached the workers (AF_XDP): {}", r.xdp_redirected);
     let _ = writeln!(o, "  dropped there, by reason: {:?}", r.worker_drops);
     let _ = writeln!(o, "  answered locally, by code: {:?}", r.worker_answers);
+    let _ = writeln!(
+        o,
+        "  route lookups: {} ({} of them batched per receive batch)",
+        r.route_lookups, r.route_lookups_batched
+    );
     let _ = writeln!(o, "\nbans in force: {}", r.bans.len());
     for (src, why) in &r.bans {
         let _ = writeln!(o, "  {src:<20} {why}");

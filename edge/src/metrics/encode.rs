@@ -261,6 +261,12 @@ fn encode_routes(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt
     )?;
     counter_one(
         e,
+        "dce_edge_route_batched_lookups",
+        "Route lookups answered from a receive batch's side-by-side lookups.",
+        r.batched_lookups,
+    )?;
+    counter_one(
+        e,
         "dce_edge_route_misses",
         "Route lookups that matched nothing.",
         r.misses,
@@ -549,6 +555,7 @@ mod tests {
                 table_version: 3,
                 prefixes: 1000,
                 lookups: 50,
+                batched_lookups: 40,
                 hits: [("carrier_a".to_string(), 45)].into(),
                 misses: 5,
                 cap_rejections: [("carrier_a".to_string(), 2)].into(),

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 
 use super::abuse::{AbuseReason, AbuseTracker};
 use super::answers::{AnswerVerdict, Answers};
+use super::batch::PreparedRoutes;
 use super::config::ProxyConfig;
 use super::cookie::{self, branch_loop_key, is_our_branch, BRANCH_LEN, COOKIE_LEN};
 use super::source_table::{SourceKey, SourceTable};
@@ -173,6 +174,9 @@ pub struct ProxyStats {
     pub lookups: u64,
     /// Lookups with no match.
     pub misses: u64,
+    /// Lookups answered from the receive batch's side-by-side lookups
+    /// (the rest were looked up one at a time).
+    pub batched_lookups: u64,
     /// Matches by group name.
     pub hits: BTreeMap<String, u64>,
     /// 503s over a group's CPS cap, by group name.
@@ -236,6 +240,8 @@ pub struct EdgeProxy {
     forwarded_responses: u64,
     lookups: u64,
     misses: u64,
+    batched_lookups: u64,
+    prepared: PreparedRoutes,
     invites_forwarded: u64,
     calls_answered: u64,
     calls_failed: u64,
@@ -348,6 +354,8 @@ impl EdgeProxy {
             forwarded_responses: 0,
             lookups: 0,
             misses: 0,
+            batched_lookups: 0,
+            prepared: PreparedRoutes::new(),
             invites_forwarded: 0,
             calls_answered: 0,
             calls_failed: 0,
@@ -371,6 +379,8 @@ impl EdgeProxy {
     pub fn poll_routes(&mut self) -> bool {
         let polled = self.routes.poll();
         if polled.swapped_to.is_some() {
+            // Routes prepared on the old table are not this table's.
+            self.prepared.clear();
             self.table_changed();
             return true;
         }
@@ -440,6 +450,7 @@ impl EdgeProxy {
                 .collect(),
             lookups: self.lookups,
             misses: self.misses,
+            batched_lookups: self.batched_lookups,
             hits,
             cap_rejections: caps,
             table_version: self.routes.version(),
@@ -511,6 +522,7 @@ impl EdgeProxy {
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         self.received += 1;
+        self.prepared.advance();
         if self
             .bans
             .get(SourceKey::new(pkt.src.ip()))
@@ -659,14 +671,21 @@ impl EdgeProxy {
         }
         self.lookups += 1;
         let decision = {
+            let found = if !have_number {
+                None
+            } else if let Some(found) = self.prepared.route_for(&number) {
+                self.batched_lookups += 1;
+                found
+            } else {
+                self.routes.lookup(number.as_bytes())
+            };
             let d = if !have_number {
                 Decision::NoRoute
             } else if initial_invite {
                 self.routes
-                    .route_call(number.as_bytes(), msg.call_id(), Duration::from_nanos(now))
+                    .route_call_found(found, msg.call_id(), Duration::from_nanos(now))
             } else {
-                self.routes
-                    .route_in_dialog(number.as_bytes(), msg.call_id())
+                self.routes.route_in_dialog_found(found, msg.call_id())
             };
             Routed::from(d)
         };
@@ -1040,6 +1059,10 @@ impl PacketHandler for EdgeProxy {
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         self.handle_datagram(now, pkt, out)
+    }
+
+    fn prepare(&mut self, _now: Timestamp, payloads: &mut dyn Iterator<Item = &[u8]>) {
+        self.prepared.prepare(&self.routes, payloads);
     }
 
     fn on_control(&mut self, now: Timestamp, msg: ProxyControl) {

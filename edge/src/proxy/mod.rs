@@ -5,6 +5,7 @@
 
 pub mod abuse;
 pub mod answers;
+mod batch;
 pub mod config;
 pub mod cookie;
 pub mod edge;

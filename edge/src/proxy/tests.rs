@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::cookie::Secret;
 use super::*;
-use crate::dataplane::{Datagram, OutboxBuffer, Timestamp};
+use crate::dataplane::{Datagram, OutboxBuffer, PacketHandler, Timestamp};
 use crate::route::trie::PrefixKey;
 use crate::route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
 use crate::sip::{self, Method};
@@ -625,4 +625,111 @@ fn a_spoofed_invite_flood_reaches_the_upstreams_only_within_the_budget() {
     let (r, sent) = lab2.send(CALLER, &invite("442071234567", "legit-1", "z9hG4bKlegit"));
     assert_eq!(r, Ok(()));
     assert!(sent[0].1.starts_with("INVITE"));
+}
+
+impl Lab {
+    /// Feeds datagrams as one receive batch: `prepare` over all of them,
+    /// then each in turn, as a worker does.
+    fn send_batch(&mut self, from: &str, msgs: &[String]) -> Vec<Sent> {
+        let now = Timestamp::from_nanos(self.now + MS);
+        PacketHandler::prepare(&mut self.proxy, now, &mut msgs.iter().map(|m| m.as_bytes()));
+        msgs.iter().map(|m| self.send(from, m)).collect()
+    }
+}
+
+/// One datagram's verdict and what it sent.
+type Sent = (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>);
+
+fn mixed_batch() -> Vec<String> {
+    vec![
+        invite("4420123", "batch-1", "z9hG4bKb1"),
+        invite("4490123", "batch-2", "z9hG4bKb2"),
+        invite("4480123", "batch-3", "z9hG4bKb3"),
+        invite("3312345", "batch-4", "z9hG4bKb4"),
+        request(
+            "BYE",
+            "sip:4420123@198.18.0.1",
+            "",
+            "batch-1",
+            "z9hG4bKb5",
+            Some("tt"),
+        ),
+        request(
+            "REGISTER",
+            "sip:198.18.0.1",
+            "Contact: <sip:dest@198.18.0.10>\r\n",
+            "batch-6",
+            "z9hG4bKb6",
+            None,
+        ),
+        "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_string(),
+        "garbage that is not SIP".to_string(),
+        request(
+            "INVITE",
+            "sip:+44-20-555@198.18.0.1:5060;user=phone",
+            "",
+            "batch-9",
+            "z9hG4bKb9",
+            None,
+        ),
+        invite("4420124", "batch-10", "z9hG4bKb10"),
+    ]
+}
+
+#[test]
+fn a_prepared_batch_routes_exactly_as_one_datagram_at_a_time() {
+    let trusted = |c: &mut ProxyConfig| c.allowlist.push("198.18.0.0/24".parse().unwrap());
+    let mut batched = Lab::with(table(None), trusted);
+    let mut single = Lab::with(table(None), trusted);
+    let msgs = mixed_batch();
+    let a = batched.send_batch(CALLER, &msgs);
+    let b: Vec<_> = msgs.iter().map(|m| single.send(CALLER, m)).collect();
+    assert_eq!(a, b);
+    let (sa, sb) = (batched.proxy.snapshot(), single.proxy.snapshot());
+    assert_eq!(sa.lookups, sb.lookups);
+    assert_eq!(sa.misses, sb.misses);
+    assert_eq!(sa.hits, sb.hits);
+    assert_eq!(sb.batched_lookups, 0);
+    // Every request routed by its Request-URI (not the REGISTER, which
+    // routes by To) took the prepared answer.
+    assert_eq!(sa.batched_lookups, 7);
+    assert_eq!(sa.lookups, 8);
+    // And the decisions are the table's: forward, reject, redirect, no route.
+    assert!([addr(UP_A), addr(UP_B)].contains(&a[0].1[0].0));
+    assert!(a[1].1[0].1.starts_with("SIP/2.0 403 "), "{:?}", a[1]);
+    assert!(a[2].1[0].1.starts_with("SIP/2.0 302 "), "{:?}", a[2]);
+    assert!(a[3].1[0].1.starts_with("SIP/2.0 404 "), "{:?}", a[3]);
+    assert!(
+        a[8].1
+            .first()
+            .is_some_and(|s| [addr(UP_A), addr(UP_B)].contains(&s.0)),
+        "{:?}",
+        a[8]
+    );
+}
+
+#[test]
+fn routes_prepared_before_a_reload_are_not_used_after_it() {
+    let mut lab = Lab::new();
+    let msgs = [invite("3312345", "prep-1", "z9hG4bKp1")];
+    let now = Timestamp::from_nanos(lab.now + MS);
+    PacketHandler::prepare(&mut lab.proxy, now, &mut msgs.iter().map(|m| m.as_bytes()));
+    // The table changes between the prepared lookups and the handling.
+    let fwd = RouteGroup::new("fr", Action::Forward).with_target(Target::new(addr(UP_B), 1, 1));
+    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
+    let t = RouteTable::build(
+        vec![fwd],
+        &[(p("33"), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    lab.control.install(t);
+    lab.control.pump();
+    assert!(lab.proxy.poll_routes());
+    let (r, sent) = lab.send(CALLER, &msgs[0]);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(UP_B), "routed by the new table");
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.batched_lookups, 0);
+    assert_eq!(s.misses, 0);
 }

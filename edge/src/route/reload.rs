@@ -233,7 +233,20 @@ impl WorkerRoutes {
     /// cap, then the group's action. `now` is time since the workers' shared
     /// epoch. Never allocates.
     pub fn route_call(&mut self, number: &[u8], call_id: &[u8], now: Duration) -> Decision<'_> {
-        let Some(route) = self.current.table.lookup(number) else {
+        let found = self.current.table.lookup(number);
+        self.route_call_found(found, call_id, now)
+    }
+
+    /// [`WorkerRoutes::route_call`] for a number already looked up (by
+    /// [`WorkerRoutes::lookup`] or [`WorkerRoutes::lookup_batch`] on this
+    /// table: `found` is what the lookup returned).
+    pub fn route_call_found(
+        &mut self,
+        found: Option<RouteMatch>,
+        call_id: &[u8],
+        now: Duration,
+    ) -> Decision<'_> {
+        let Some(route) = found else {
             return Decision::NoRoute;
         };
         if let Admission::OverCap { retry_after } = self.current.cps.admit(route.group, now) {
@@ -246,7 +259,12 @@ impl WorkerRoutes {
     /// the same answer as [`WorkerRoutes::route_call`] without counting
     /// against the cap, so it follows the INVITE's target while that is up.
     pub fn route_in_dialog(&self, number: &[u8], call_id: &[u8]) -> Decision<'_> {
-        match self.current.table.lookup(number) {
+        self.route_in_dialog_found(self.current.table.lookup(number), call_id)
+    }
+
+    /// [`WorkerRoutes::route_in_dialog`] for a number already looked up.
+    pub fn route_in_dialog_found(&self, found: Option<RouteMatch>, call_id: &[u8]) -> Decision<'_> {
+        match found {
             None => Decision::NoRoute,
             Some(route) => decide(&self.current, route, call_id),
         }

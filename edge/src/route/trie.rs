@@ -17,6 +17,10 @@
 //! - a subtree with at most four prefixes is a bucket: one line holding the
 //!   prefixes' remaining digits, compared against the number in a few
 //!   instructions, so the last step of a walk is one cache line;
+//! - a subtree with one prefix below a node 4 or more digits deep (four in
+//!   five subtrees of a million-prefix table) is a single: 16 bytes in an
+//!   array of its own rather than a whole line, which halves the table and
+//!   keeps a million prefixes inside a 32 MiB L3;
 //! - a direct table over the first four symbols (14,641 entries, 58 KiB)
 //!   replaces the top two levels.
 //!
@@ -42,7 +46,10 @@ const BUCKET_ENTRIES: usize = 4;
 /// Digits past the bucket's depth that a bucket entry can hold.
 const BUCKET_DIGITS: usize = 15;
 /// Result runs a node keeps in its own cache line.
-const INLINE_RUNS: usize = 6;
+const INLINE_RUNS: usize = 5;
+/// The shallowest node whose one-prefix subtrees become singles; the direct
+/// table stands for the nodes above it and holds records only.
+const SINGLE_MIN_DEPTH: usize = 4;
 /// Set in word 3 of a bucket; never set in a node (its run map uses bits
 /// 0-120 only).
 const BUCKET_TAG: u64 = 1 << 63;
@@ -161,10 +168,13 @@ impl PrefixKey {
 
 /// One cache line of the trie: a node or a bucket.
 ///
-/// A node: words 0-1 are the child map, words 2-3 the map of where runs of
-/// equal results start, word 4 holds the first child's index (low half) and
-/// the first external result's index (high half), words 5-7 hold up to six
-/// results when the node has at most six runs (then nothing is external).
+/// A node: words 0-1 and 2-3 are two 121-bit maps, A and B, that give each
+/// slot a kind: A alone is a child record, A and B a single, B alone the
+/// start of a run of equal results, neither a slot in the run before it.
+/// Word 4 holds the first child record's index (low half) and the first
+/// single's (high half); word 5's low half the first external result's, and
+/// words 5 (high half) to 7 up to five results when the node has at most
+/// five runs (then nothing is external).
 ///
 /// A bucket: word 3 holds the tag, the entry count (bits 32-34), the bucket's
 /// depth in digits (bits 40-45) and the result inherited from above (low
@@ -193,10 +203,24 @@ impl Record {
     }
 }
 
+/// A subtree of one prefix: the prefix's digits past the subtree's depth,
+/// packed as in a bucket entry (the low nibble counting them), its packed
+/// result, and the packed result inherited from above for numbers that do
+/// not match it.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct Single {
+    digits: u64,
+    result: u32,
+    inherited: u32,
+}
+
 /// What one step of a walk found.
 enum Step {
     /// Descend into this record, two digits further.
     Child(u32),
+    /// The walk ends at this index of `singles`, two digits further.
+    Single(u32),
     /// The walk ends with this packed result.
     Result(u32),
     /// The walk ends with the packed result at this index of `leaves`.
@@ -238,17 +262,48 @@ fn step_tagged(r: &Record, word3: u64, key: u128, pos: usize) -> Step {
         return Step::Result(bucket_result(r, key));
     }
     let slot = slot_at(key, pos);
-    let [child_lo, child_hi, leaf_lo, leaf_hi, bases, ..] = r.0;
-    if bit_set(child_lo, child_hi, slot) {
-        return Step::Child(bases as u32 + rank_below(child_lo, child_hi, slot));
+    let [a_lo, a_hi, b_lo, _, bases, word5, ..] = r.0;
+    let b_hi = word3;
+    if bit_set(a_lo, a_hi, slot) {
+        if bit_set(b_lo, b_hi, slot) {
+            let rank = rank_below(a_lo & b_lo, a_hi & b_hi, slot);
+            return Step::Single((bases >> 32) as u32 + rank);
+        }
+        return Step::Child(bases as u32 + rank_below(a_lo & !b_lo, a_hi & !b_hi, slot));
     }
-    // The run holding `slot` starts at the last run bit at or before it.
-    let run = rank_below(leaf_lo, leaf_hi, slot + 1) - 1;
-    if leaf_lo.count_ones() + leaf_hi.count_ones() <= INLINE_RUNS as u32 {
-        Step::Result(r.half(5, run as usize))
+    // The run holding `slot` starts at the last run start at or before it.
+    let (runs_lo, runs_hi) = (b_lo & !a_lo, b_hi & !a_hi);
+    let run = rank_below(runs_lo, runs_hi, slot + 1) - 1;
+    if runs_lo.count_ones() + runs_hi.count_ones() <= INLINE_RUNS as u32 {
+        Step::Result(r.half(5, run as usize + 1))
     } else {
-        Step::Leaf((bases >> 32) as u32 + run)
+        Step::Leaf(word5 as u32 + run)
     }
+}
+
+/// The packed result of a single for the number `key`; `depth` is the
+/// single's depth (its node's plus two).
+#[inline(always)]
+fn single_result(s: &Single, key: u128, depth: usize) -> u32 {
+    // Singles sit below nodes and hold at least one digit, so depth < 30.
+    let digits = ((key << (4 * depth)) >> 64) as u64;
+    let len = (s.digits & 0xf) as u32;
+    // len is 1..=15, so the shift stays inside the word.
+    let mask = !0u64 << (64 - 4 * len);
+    if (digits ^ s.digits) & mask == 0 {
+        s.result
+    } else {
+        s.inherited
+    }
+}
+
+/// A prefix's digits past `depth`, moved to the top of a word, with their
+/// count in the low nibble (at most [`BUCKET_DIGITS`]).
+fn entry_digits(key: PrefixKey, depth: usize) -> u64 {
+    let rest = key.len() - depth;
+    let digits = ((key.0 << (4 * depth)) >> 64) as u64;
+    let kept = !0u64 << (64 - 4 * rest);
+    (digits & kept) | rest as u64
 }
 
 /// The packed result of a bucket for the number `key`.
@@ -280,9 +335,23 @@ pub struct PrefixTrie {
     /// On huge pages when large (see [`HugeSlice`]): a lookup in a table of
     /// a million prefixes then costs a cache miss but no TLB miss.
     records: HugeSlice<Record>,
+    singles: HugeSlice<Single>,
     leaves: HugeSlice<u32>,
     prefixes: usize,
     longest: usize,
+}
+
+/// What a trie is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrieLayout {
+    /// Bucket records (64 bytes each).
+    pub buckets: usize,
+    /// Node records (64 bytes each).
+    pub nodes: usize,
+    /// Singles (16 bytes each).
+    pub singles: usize,
+    /// Results kept outside their nodes (4 bytes each).
+    pub external_results: usize,
 }
 
 /// The builder was given two entries with the same prefix; the indices are
@@ -315,7 +384,8 @@ impl PrefixTrie {
 
     fn build_sorted(items: &[(PrefixKey, u32)]) -> PrefixTrie {
         let mut builder = Builder {
-            records: Vec::with_capacity(items.len() / 2 + 64),
+            records: Vec::with_capacity(items.len() / 8 + 64),
+            singles: Vec::with_capacity(items.len() / 2),
             leaves: Vec::new(),
             scratch: Vec::new(),
         };
@@ -329,6 +399,7 @@ impl PrefixTrie {
         let mut trie = PrefixTrie {
             direct: Box::new([]),
             records: HugeSlice::from_slice(&builder.records),
+            singles: HugeSlice::from_slice(&builder.singles),
             leaves: HugeSlice::from_slice(&builder.leaves),
             prefixes: items.len(),
             longest: items.iter().map(|(k, _)| k.len()).max().unwrap_or(0),
@@ -359,7 +430,9 @@ impl PrefixTrie {
                         Step::Result(packed) => packed | DIRECT_RESULT,
                         Step::Leaf(i) => self.leaves[i as usize] | DIRECT_RESULT,
                         Step::Child(c) => c,
+                        Step::Single(_) => unreachable!("no singles above depth 4"),
                     },
+                    Step::Single(_) => unreachable!("no singles above depth 4"),
                 };
             }
         }
@@ -397,6 +470,10 @@ impl PrefixTrie {
                 }
                 Step::Result(packed) => return Match::unpack(packed),
                 Step::Leaf(i) => return Match::unpack(self.leaves[i as usize]),
+                Step::Single(i) => {
+                    let s = &self.singles[i as usize];
+                    return Match::unpack(single_result(s, key, pos + 2));
+                }
             }
         }
     }
@@ -427,6 +504,8 @@ impl PrefixTrie {
                 }
             }
             let mut leaf = [u32::MAX; LANES];
+            // The single each lane ends at, and its depth.
+            let mut single = [(u32::MAX, 0u8); LANES];
             let mut word3 = [0u64; LANES];
             let mut pos = 4;
             while count > 0 {
@@ -449,14 +528,19 @@ impl PrefixTrie {
                         }
                         Step::Result(packed) => outs[k] = Match::unpack(packed),
                         Step::Leaf(i) => leaf[k] = i,
+                        Step::Single(i) => single[k] = (i, (pos + 2) as u8),
                     }
                 }
                 count = still;
                 pos += 2;
             }
-            for (k, &i) in leaf.iter().enumerate().take(chunk.len()) {
-                if i != u32::MAX {
-                    outs[k] = Match::unpack(self.leaves[i as usize]);
+            for k in 0..chunk.len() {
+                if leaf[k] != u32::MAX {
+                    outs[k] = Match::unpack(self.leaves[leaf[k] as usize]);
+                } else if single[k].0 != u32::MAX {
+                    let (i, depth) = single[k];
+                    let s = &self.singles[i as usize];
+                    outs[k] = Match::unpack(single_result(s, key[k], usize::from(depth)));
                 }
             }
         }
@@ -486,6 +570,7 @@ impl PrefixTrie {
     pub fn heap_bytes(&self) -> usize {
         self.direct.len() * std::mem::size_of::<u32>()
             + self.records.footprint()
+            + self.singles.footprint()
             + self.leaves.footprint()
     }
 
@@ -494,14 +579,15 @@ impl PrefixTrie {
     pub fn clone_on_small_pages(&self) -> PrefixTrie {
         PrefixTrie {
             records: HugeSlice::on_heap(&self.records),
+            singles: HugeSlice::on_heap(&self.singles),
             leaves: HugeSlice::on_heap(&self.leaves),
             ..self.clone()
         }
     }
 
     /// How a lookup of `number` walks: records read after the direct table
-    /// (nodes and buckets) and whether it ends in the external results
-    /// array. For measuring the layout (`benches/route_lookup.rs`).
+    /// (nodes, buckets and singles) and whether it ends in the external
+    /// results array. For measuring the layout (`benches/route_lookup.rs`).
     pub fn walk_shape(&self, number: &[u8]) -> (usize, bool) {
         let (key, _) = pack_digits(number);
         let Err(mut rec) = self.start(key) else {
@@ -517,15 +603,20 @@ impl PrefixTrie {
                 }
                 Step::Result(_) => return (records, false),
                 Step::Leaf(_) => return (records, true),
+                Step::Single(_) => return (records + 1, false),
             }
         }
     }
 
-    /// Records that are buckets, records that are nodes, and external
-    /// results.
-    pub fn layout(&self) -> (usize, usize, usize) {
+    /// How the trie is laid out (`benches/route_lookup.rs`).
+    pub fn layout(&self) -> TrieLayout {
         let buckets = self.records.iter().filter(|r| r.is_bucket()).count();
-        (buckets, self.records.len() - buckets, self.leaves.len())
+        TrieLayout {
+            buckets,
+            nodes: self.records.len() - buckets,
+            singles: self.singles.len(),
+            external_results: self.leaves.len(),
+        }
     }
 
     /// True when the trie's records sit in a huge-page-advised mapping (a
@@ -553,6 +644,7 @@ fn duplicates(entries: &[(PrefixKey, u32)]) -> Vec<DuplicatePrefix> {
 
 struct Builder {
     records: Vec<Record>,
+    singles: Vec<Single>,
     leaves: Vec<u32>,
     /// Reused lists of pending children, one per depth being built.
     scratch: Vec<Vec<Pending>>,
@@ -619,15 +711,33 @@ impl Builder {
             }
         }
 
+        // A one-prefix subtree deep enough is a single; the rest are records.
+        let is_single = |c: &Pending| {
+            depth >= SINGLE_MIN_DEPTH
+                && c.end - c.start == 1
+                && items[c.start].0.len() - (depth + 2) <= BUCKET_DIGITS
+        };
         let child_base = self.records.len();
+        let single_base = self.singles.len();
         let mut rec = Record::default();
         let mut runs = [0u32; SLOTS];
         let mut run_count = 0;
         let mut next_child = children.iter().peekable();
         for (slot, &value) in slots.iter().enumerate() {
-            if next_child.peek().is_some_and(|c| c.slot == slot) {
-                next_child.next();
+            if let Some(c) = next_child.next_if(|c| c.slot == slot) {
                 set_bit(&mut rec.0[0..2], slot);
+                if is_single(c) {
+                    set_bit(&mut rec.0[2..4], slot);
+                    self.singles.push(Single {
+                        digits: entry_digits(items[c.start].0, depth + 2),
+                        result: Match {
+                            value: items[c.start].1,
+                            len: items[c.start].0.len(),
+                        }
+                        .pack(),
+                        inherited: c.inherited,
+                    });
+                }
                 continue;
             }
             if run_count == 0 || runs[run_count - 1] != value {
@@ -636,23 +746,22 @@ impl Builder {
                 run_count += 1;
             }
         }
-        let leaf_base = if run_count <= INLINE_RUNS {
+        if run_count <= INLINE_RUNS {
             for (k, &value) in runs[..run_count].iter().enumerate() {
-                rec.set_half(5, k, value);
+                rec.set_half(5, k + 1, value);
             }
-            0
         } else {
-            let base = self.leaves.len();
+            rec.0[5] = self.leaves.len() as u64;
             self.leaves.extend_from_slice(&runs[..run_count]);
-            base
-        };
-        rec.0[4] = child_base as u64 | (leaf_base as u64) << 32;
+        }
+        rec.0[4] = child_base as u64 | (single_base as u64) << 32;
         self.records[at] = rec;
-        // Children of one node sit side by side, in slot order.
-        self.records
-            .resize(child_base + children.len(), Record::default());
+        // Child records of one node sit side by side, in slot order, and so
+        // do its singles.
+        let records: usize = children.iter().filter(|c| !is_single(c)).count();
+        self.records.resize(child_base + records, Record::default());
         let depth = depth + 2;
-        for (k, c) in children.iter().enumerate() {
+        for (k, c) in children.iter().filter(|c| !is_single(c)).enumerate() {
             let sub = &items[c.start..c.end];
             if sub.len() <= BUCKET_ENTRIES
                 && sub
@@ -679,11 +788,7 @@ fn bucket(items: &[(PrefixKey, u32)], depth: usize, inherited: u32) -> Record {
     rec.0[3] =
         BUCKET_TAG | (depth as u64) << 40 | (items.len() as u64) << 32 | u64::from(inherited);
     for (i, &(key, value)) in sorted.iter().enumerate() {
-        let rest = key.len() - depth;
-        // The key's digits past `depth`, moved to the top of a word.
-        let digits = ((key.0 << (4 * depth)) >> 64) as u64;
-        let kept = !0u64 << (64 - 4 * rest);
-        rec.0[BUCKET_DIGIT_WORDS[i]] = (digits & kept) | rest as u64;
+        rec.0[BUCKET_DIGIT_WORDS[i]] = entry_digits(key, depth);
         rec.set_half(
             5,
             i,
@@ -784,6 +889,41 @@ mod tests {
         assert_eq!(found(&t, &long), Some((1, 30)));
         assert_eq!(found(&t, &format!("{long}12")), Some((1, 30)));
         assert_eq!(found(&t, &long[..29]), Some((2, 29)));
+    }
+
+    #[test]
+    fn a_lone_deep_prefix_is_a_single_that_matches_or_inherits() {
+        // Six prefixes below 4930 make it a node 4 digits deep; 493012345
+        // and 4930555 are alone under theirs and become singles inheriting
+        // 4930's result, the four under 493098 a bucket.
+        let t = trie(&[
+            ("4930", 1),
+            ("493012345", 2),
+            ("4930987", 3),
+            ("4930985", 4),
+            ("4930986", 5),
+            ("4930984", 6),
+            ("4930555", 7),
+        ]);
+        assert_eq!(t.layout().singles, 2);
+        assert_eq!(t.layout().buckets, 1);
+        assert_eq!(found(&t, "4930555"), Some((7, 7)));
+        assert_eq!(found(&t, "493055"), Some((1, 4)));
+        assert_eq!(found(&t, "49301234567"), Some((2, 9)));
+        assert_eq!(found(&t, "4930123"), Some((1, 4)));
+        assert_eq!(found(&t, "493012349"), Some((1, 4)));
+        assert_eq!(found(&t, "493098"), Some((1, 4)));
+        assert_eq!(found(&t, "4930987"), Some((3, 7)));
+        let numbers: Vec<&[u8]> = vec![b"493012345", b"4930123", b"4930985111", b"4"];
+        let mut out = vec![None; numbers.len()];
+        t.lookup_batch(&numbers, &mut out);
+        for (n, got) in numbers.iter().zip(&out) {
+            assert_eq!(*got, t.lookup(n));
+        }
+        // Above depth 4 the direct table stands for the nodes: no singles.
+        let t = trie(&[("49", 1), ("4912345", 2)]);
+        assert_eq!(t.layout().singles, 0);
+        assert_eq!(found(&t, "491234567"), Some((2, 7)));
     }
 
     fn brute_force(entries: &[(String, u32)], number: &str) -> Option<(u32, usize)> {

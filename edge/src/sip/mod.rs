@@ -36,7 +36,7 @@ mod grammar;
 mod header;
 mod message;
 mod scan;
-mod uri;
+pub(crate) mod uri;
 mod values;
 
 pub mod check;

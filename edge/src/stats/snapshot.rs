@@ -96,6 +96,10 @@ pub struct RouteCounters {
     pub prefixes: u64,
     /// Lookups made.
     pub lookups: u64,
+    /// Of those, lookups answered from a receive batch's side-by-side
+    /// lookups (the rest were made one at a time).
+    #[serde(default)]
+    pub batched_lookups: u64,
     /// Lookups that matched, by route group.
     pub hits: BTreeMap<String, u64>,
     /// Lookups that matched nothing.

@@ -302,10 +302,11 @@ impl LiveView {
             )));
             let rt = &s.routes;
             lines.push(Line::from(format!(
-                "Routes: table v{} · {} prefixes · {} lookups · {} misses · {} cap rejections",
+                "Routes: table v{} · {} prefixes · {} lookups ({} batched) · {} misses · {} cap rejections",
                 rt.table_version,
                 count(rt.prefixes),
                 count(rt.lookups),
+                count(rt.batched_lookups),
                 count(rt.misses),
                 count(rt.cap_rejections.values().sum())
             )));
