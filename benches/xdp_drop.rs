@@ -1,6 +1,5 @@
-//! One run, same box, same flood: SIP INVITEs from 1024 sources into a veth
-//! (a raw AF_PACKET sender of our own, sendmmsg, pinned to CPU 0), disposed
-//! of by:
+//! One run, same box, same flood: SIP INVITEs from 1024 sources into a veth,
+//! from each of two senders pinned to CPU 0, disposed of by:
 //!
 //! 1. the dce-edge XDP filter, native and generic (per-source INVITE budget
 //!    of 1/s, so all but each source's first packet is `rate_limit`);
@@ -8,31 +7,42 @@
 //!    5060, payload starting "INVITE", per-source meter 1/s);
 //! 3. a userspace UDP socket that reads with recvmmsg and discards.
 //!
-//! It prints the packets per second each path handled and the CPU per packet
-//! of the receiving side: RPS moves the receive work of the generic-XDP,
-//! nftables and socket paths to CPU 1, whose kernel time (/proc/stat) is
-//! divided by the packets handled. Native XDP runs in the veth's NAPI on the
-//! sender's CPU, so CPU 1 does not see it; for every path the bench also
-//! prints the whole box's kernel time (plus the socket reader's user time)
-//! beyond what the sender alone spends on the same packets (measured first,
-//! with the receiving end of the veth down), per packet handled. It also
-//! times the program alone with BPF_PROG_TEST_RUN, on the flood INVITE
-//! and on the paths a spoofed flood and a verified caller take. Needs root
-//! and nft.
+//! The senders: a raw AF_PACKET `sendmmsg` sender of our own (socket
+//! buffers, which the veth copies into a page of its own before native XDP
+//! runs, for want of headroom), then the kernel's XDP traffic generator
+//! (`BPF_PROG_TEST_RUN` in live-frame mode running `xdp_gen.bpf.c`, paced,
+//! 200,000 packets per second by default, DCE_BENCH_LIVE_PPS): the veth's
+//! peer receives xdp_frames with headroom, as XDP receives frames from a NIC
+//! driver, and only the paths past XDP build socket buffers.
+//!
+//! It prints the packets per second each path handled and what the box
+//! spent per packet: with the AF_PACKET sender, RPS moves the receive work
+//! of the generic-XDP, nftables and socket paths to CPU 1, whose kernel time
+//! (/proc/stat) is divided by the packets handled; native XDP runs in the
+//! veth's NAPI on the sender's CPU, so for every path the bench also prints
+//! the whole box's kernel time (plus the socket reader's user time) beyond
+//! what the sender alone spends on the same packets (measured first, with
+//! the receiving end of the veth down), per packet handled. With the
+//! generator there is no RPS (every path runs on CPU 0; the socket reader
+//! has CPU 1) and only that whole-box figure applies. It also times the
+//! program alone with BPF_PROG_TEST_RUN, on the flood INVITE and on the
+//! paths a spoofed flood and a verified caller take. Needs root, nft,
+//! ethtool and clang.
 //!
 //! `cargo bench -p dce-lab --bench xdp_drop` (DCE_BENCH_PACKETS sets the
 //! flood size, default 1,000,000).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aya::programs::Xdp;
 use dce_edge::lab::netns::{unique_name, veth_pair, Netns};
 use dce_edge::privilege::{have_program, is_root};
 use dce_edge::xdp::frame::{sip_request, UdpFrame};
-use dce_edge::xdp::test_run::run_repeat;
+use dce_edge::xdp::test_run::{run_live_frames, run_repeat};
 use dce_edge::xdp::{AttachMode, Filter, FilterConfig, RateLimit, VerdictMode};
 
 const SOURCES: u32 = 1024;
@@ -188,25 +198,151 @@ struct Flood {
     elapsed: Duration,
     kernel_all_ns: f64,
     kernel_cpu1_ns: f64,
+    /// Packets the receiving interface dropped before the path saw them
+    /// (its rx_dropped: the RPS backlog of CPU 1 was full). They were
+    /// received and disposed of on this path's account, so each row counts
+    /// them as handled: the cheaper way to count for the slower paths.
+    backlog_dropped: u64,
 }
 
-/// Sends `count` packets from a thread in `sender`, pinned to CPU 0.
-fn flood(sender: &Netns, iface: &str, frames: &[Vec<u8>], count: u64) -> Flood {
-    let k0 = kernel_ticks();
-    let t0 = Instant::now();
-    let ifindex: i32 = sender
-        .run("cat", &[&format!("/sys/class/net/{iface}/ifindex")])
+/// How the flood gets into the veth.
+enum Sender<'a> {
+    /// Raw AF_PACKET sendmmsg of these frames, round robin: socket buffers,
+    /// which a veth copies into a page of its own before native XDP sees
+    /// them (they lack XDP's headroom).
+    AfPacket(&'a [Vec<u8>]),
+    /// The live-frame generator (`xdp_gen.bpf.c`) on this template: the
+    /// veth's peer receives xdp_frames with headroom, as XDP gets frames
+    /// from a NIC driver, and only paths past XDP build socket buffers.
+    /// Paced at `pps` on average, so that every path can take the whole
+    /// flood (a socket reader that only overflows its buffer would be timed
+    /// dropping, not reading).
+    XdpFrames {
+        program: BorrowedFd<'a>,
+        template: &'a [u8],
+        pps: u64,
+    },
+}
+
+/// Runs the live-frame generator for `count` frames at `pps` on average, in
+/// test runs of 16,384 frames (each run sets up a page pool, which costs
+/// milliseconds, so runs must be large). Returns how many it generated.
+fn send_live_frames(
+    program: BorrowedFd<'_>,
+    template: &[u8],
+    count: u64,
+    pps: u64,
+    deadline: Instant,
+) -> u64 {
+    const BURST: u64 = 16_384;
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < count && Instant::now() < deadline {
+        let n = BURST.min(count - sent);
+        run_live_frames(program, template, n as u32, 64).expect("the live-frame generator runs");
+        sent += n;
+        let due = start + Duration::from_secs_f64(sent as f64 / pps as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+    sent
+}
+
+impl Sender<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Sender::AfPacket(_) => {
+                "raw AF_PACKET sendmmsg (socket buffers, which the veth copies for native XDP)"
+            }
+            Sender::XdpFrames { .. } => {
+                "XDP live frames, paced (xdp_frames with headroom, as a NIC driver hands them to XDP)"
+            }
+        }
+    }
+}
+
+fn ifindex_of(ns: &Netns, iface: &str) -> u32 {
+    ns.run("cat", &[&format!("/sys/class/net/{iface}/ifindex")])
         .unwrap()
         .trim()
         .parse()
-        .unwrap();
+        .unwrap()
+}
+
+/// The live-frame generator, loaded but not attached: test runs drive it.
+struct Generator {
+    bpf: aya::Ebpf,
+}
+
+impl Generator {
+    fn fd(&self) -> BorrowedFd<'_> {
+        let program: &Xdp = self
+            .bpf
+            .program("flood_gen")
+            .expect("flood_gen")
+            .try_into()
+            .expect("an XDP program");
+        program.fd().expect("loaded").as_fd()
+    }
+}
+
+/// Builds `benches/xdp_gen.bpf.c` with clang (which the filter's own build
+/// needs too) and loads it to redirect into `ifindex` from `SOURCES`
+/// addresses.
+fn load_generator(dir: &std::path::Path, ifindex: u32) -> Generator {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/xdp_gen.bpf.c");
+    let obj = dir.join("xdp_gen.o");
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
+    let include = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let status = std::process::Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", &include, "-c", src, "-o"])
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {clang}: {e}"));
+    assert!(status.success(), "{clang} failed building {src}");
+    let object = std::fs::read(&obj).unwrap();
+    let mut bpf = aya::EbpfLoader::new()
+        .override_global("target_ifindex", &ifindex, true)
+        .override_global("sources", &SOURCES, true)
+        .load(&object)
+        .expect("the generator loads");
+    let program: &mut Xdp = bpf
+        .program_mut("flood_gen")
+        .expect("flood_gen")
+        .try_into()
+        .expect("an XDP program");
+    program.load().expect("the generator passes the verifier");
+    Generator { bpf }
+}
+
+/// Sends `count` packets from a thread in `sender`, pinned to CPU 0.
+fn flood(b: &Bench<'_>, how: &Sender<'_>) -> Flood {
+    let (sender, iface, count) = (b.snd, b.s_if, b.count);
+    let dropped0 = rx_dropped(b.rcv, b.r_if);
+    let k0 = kernel_ticks();
+    let t0 = Instant::now();
+    let ifindex = ifindex_of(sender, iface) as i32;
     let deadline = t0 + Duration::from_secs(60);
-    let sent = sender
-        .enter(|| {
-            pin_to_cpu(0);
-            send_raw(ifindex, frames, count, deadline)
-        })
-        .unwrap();
+    let sent = match *how {
+        Sender::AfPacket(frames) => sender
+            .enter(|| {
+                pin_to_cpu(0);
+                send_raw(ifindex, frames, count, deadline)
+            })
+            .unwrap(),
+        Sender::XdpFrames {
+            program,
+            template,
+            pps,
+        } => sender
+            .enter(|| {
+                pin_to_cpu(0);
+                send_live_frames(program, template, count, pps, deadline)
+            })
+            .unwrap(),
+    };
     let elapsed = t0.elapsed();
     // Let the receiving side drain what is queued.
     std::thread::sleep(Duration::from_millis(300));
@@ -216,7 +352,19 @@ fn flood(sender: &Netns, iface: &str, frames: &[Vec<u8>], count: u64) -> Flood {
         elapsed,
         kernel_all_ns: ticks_to_ns(k1[0] - k0[0]),
         kernel_cpu1_ns: ticks_to_ns(k1[2] - k0[2]),
+        backlog_dropped: rx_dropped(b.rcv, b.r_if).saturating_sub(dropped0),
     }
+}
+
+/// The interface's rx_dropped counter.
+fn rx_dropped(ns: &Netns, iface: &str) -> u64 {
+    ns.run(
+        "cat",
+        &[&format!("/sys/class/net/{iface}/statistics/rx_dropped")],
+    )
+    .ok()
+    .and_then(|v| v.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// UDP receive-buffer drops of the namespace (/proc/net/snmp Udp RcvbufErrors).
@@ -302,8 +450,6 @@ fn main() {
         },
         ..FilterConfig::default()
     };
-    let mut rows = Vec::new();
-
     // 0. The program alone: BPF_PROG_TEST_RUN, in-kernel loop, no interface.
     let program_ns = {
         let filter = Filter::load_unattached(&cfg).expect("the program loads");
@@ -386,21 +532,103 @@ fn main() {
         out
     };
 
+    let bench = Bench {
+        snd: &snd,
+        rcv: &rcv,
+        s_if: &s_if,
+        r_if: &r_if,
+        cfg: &cfg,
+        dir: &dir,
+        count,
+    };
+    let mut tables = vec![measure(&bench, &Sender::AfPacket(&frames))];
+    // The second sender: XDP live frames, which reach the veth's peer as
+    // xdp_frames with headroom, the way a NIC driver hands frames to XDP.
+    // GRO on the receiving end gives its veth a NAPI instance, without which
+    // it refuses redirected frames when no XDP program is attached.
+    let generator = load_generator(&dir, ifindex_of(&snd, &s_if));
+    let live_pps: u64 = std::env::var("DCE_BENCH_LIVE_PPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let mut template = frames[0].clone();
+    // No UDP checksum: the generator rewrites the source address.
+    template[40..42].fill(0);
+    rcv.run("ethtool", &["-K", &r_if, "gro", "on"]).unwrap();
+    // No RPS: every path runs in the veth's NAPI on CPU 0, where the frames
+    // arrive (bursts of 16,384 would overflow CPU 1's backlog); the socket
+    // reader has CPU 1 to itself. Only the whole-box figures apply.
+    rcv.run("sh", &["-c", &format!("echo 0 > {rps}")]).unwrap();
+    tables.push(measure(
+        &bench,
+        &Sender::XdpFrames {
+            program: generator.fd(),
+            template: &template,
+            pps: live_pps,
+        },
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "xdp_drop: up to {count} SIP INVITEs of {frame_len} bytes from {SOURCES} sources into a \
+         veth, from each of two senders on CPU 0 (raw AF_PACKET sendmmsg; XDP live frames), \
+         one run per path and sender, same box"
+    );
+    for (name, ns) in &program_ns {
+        println!("program alone, {name}: {ns} ns per run (BPF_PROG_TEST_RUN, 200000 runs)");
+    }
+    for t in &tables {
+        report(t);
+    }
+    println!(
+        "receive ns/pkt: kernel CPU time of CPU 1 (RPS target; + the socket reader) per packet \
+         handled; XDP native runs on the sender's CPU, so only its whole-box kernel time is shown. \
+         kernel ns/pkt (all): system+irq+softirq time of both CPUs, sender included. \
+         beyond sender: that whole-box time (+ the socket reader's user time) minus what the \
+         sender alone spent on as many packets, per packet handled."
+    );
+}
+
+/// What the flood, the lab and the filter's configuration are.
+struct Bench<'a> {
+    snd: &'a Netns,
+    rcv: &'a Netns,
+    s_if: &'a str,
+    r_if: &'a str,
+    cfg: &'a FilterConfig,
+    dir: &'a std::path::Path,
+    count: u64,
+}
+
+/// One sender's figures: the sender alone and each path.
+struct Table {
+    sender: &'static str,
+    /// RPS moved the stack's receive work to CPU 1 (the CPU 1 figures mean
+    /// something).
+    rps: bool,
+    sender_alone: Flood,
+    rows: Vec<Row>,
+}
+
+/// Floods each path with `how`, after the sender alone.
+fn measure(b: &Bench<'_>, how: &Sender<'_>) -> Table {
+    let r_if = b.r_if;
+    let mut rows = Vec::new();
     // The sender alone: the same flood into the veth with the receiving end
     // down, so each packet is built, sent and dropped by the veth at once.
     // Subtracted from each path's whole-box kernel time, it leaves what the
     // receiving side cost, native XDP included (which runs on the sender's
     // CPU, in the veth's NAPI).
     let sender_alone = {
-        rcv.ip(&["link", "set", &r_if, "down"]).unwrap();
-        let f = flood(&snd, &s_if, &frames, count);
-        rcv.ip(&["link", "set", &r_if, "up"]).unwrap();
+        b.rcv.ip(&["link", "set", b.r_if, "down"]).unwrap();
+        let f = flood(b, how);
+        b.rcv.ip(&["link", "set", b.r_if, "up"]).unwrap();
         // Taking the link down removed the route to the flood's sources.
-        rcv.ip(&["route", "replace", "198.18.128.0/17", "dev", &r_if])
+        b.rcv
+            .ip(&["route", "replace", "198.18.128.0/17", "dev", b.r_if])
             .unwrap();
         f
     };
-    let sender_ns_per_pkt = sender_alone.kernel_all_ns / sender_alone.sent.max(1) as f64;
 
     // 1 and 2. The XDP filter, native (in the veth's NAPI, on the sender's
     // CPU) and generic (after RPS, on CPU 1).
@@ -408,21 +636,22 @@ fn main() {
         ("XDP native", AttachMode::Native),
         ("XDP generic", AttachMode::Generic),
     ] {
-        let (cfg, iface) = (cfg.clone(), r_if.clone());
-        let filter = rcv
+        let (cfg, iface) = (b.cfg.clone(), b.r_if.to_string());
+        let filter = b
+            .rcv
             .enter(move || Filter::load(&cfg, &iface, mode))
             .unwrap()
             .expect("the filter attaches");
         let before = filter.read_stats().unwrap();
-        let flood = flood(&snd, &s_if, &frames, count);
+        let flood = flood(b, how);
         let after = filter.read_stats().unwrap();
         let handled = after.packets() - before.packets();
         drop(filter);
         rows.push(Row {
             name,
             receive_ns: (mode == AttachMode::Generic).then_some(flood.kernel_cpu1_ns),
+            handled: handled + flood.backlog_dropped,
             flood,
-            handled,
             user_ns: 0.0,
         });
     }
@@ -439,11 +668,12 @@ fn main() {
                }}\n\
              }}\n"
         );
-        let file = dir.join("rules.nft");
+        let file = b.dir.join("rules.nft");
         std::fs::write(&file, rules).unwrap();
-        rcv.run("nft", &["-f", file.to_str().unwrap()]).unwrap();
-        let flood = flood(&snd, &s_if, &frames, count);
-        let listing = rcv
+        b.rcv.run("nft", &["-f", file.to_str().unwrap()]).unwrap();
+        let flood = flood(b, how);
+        let listing = b
+            .rcv
             .run("nft", &["list", "chain", "netdev", "dcebench", "ingress"])
             .unwrap();
         let dropped: u64 = listing
@@ -452,23 +682,26 @@ fn main() {
             .and_then(|s| s.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .expect("nft counter");
-        rcv.run("nft", &["delete", "table", "netdev", "dcebench"])
+        b.rcv
+            .run("nft", &["delete", "table", "netdev", "dcebench"])
             .unwrap();
         rows.push(Row {
             name: "nftables",
             receive_ns: Some(flood.kernel_cpu1_ns),
+            handled: dropped + flood.backlog_dropped,
             flood,
-            handled: dropped,
             user_ns: 0.0,
         });
     }
 
     // 4. A UDP socket read with recvmmsg and discarded, its reader on CPU 1.
     {
-        let socket = rcv
+        let socket = b
+            .rcv
             .enter(|| UdpSocket::bind((RECEIVER, 5060)).unwrap())
             .unwrap();
-        let size: libc::c_int = 16 << 20;
+        // Room for a burst of the paced generator (16,384 frames).
+        let size: libc::c_int = 64 << 20;
         // SAFETY: setsockopt reads one c_int from a live local; the fd is open.
         unsafe {
             libc::setsockopt(
@@ -495,41 +728,45 @@ fn main() {
             })
         };
         std::thread::sleep(Duration::from_millis(100));
-        let rcvbuf0 = udp_rcvbuf_errors(&rcv);
-        let flood = flood(&snd, &s_if, &frames, count);
+        let rcvbuf0 = udp_rcvbuf_errors(b.rcv);
+        let flood = flood(b, how);
         stop.store(true, Ordering::Relaxed);
         let (reader_user_ns, reader_sys_ns) = reader.join().unwrap();
         let reader_ns = reader_user_ns + reader_sys_ns;
-        let rcvbuf = udp_rcvbuf_errors(&rcv) - rcvbuf0;
+        let rcvbuf = udp_rcvbuf_errors(b.rcv) - rcvbuf0;
         // The reader's system time is already in CPU 1's kernel time; its
         // user time is small. Count the larger of the two views once.
         let receive = flood.kernel_cpu1_ns.max(reader_ns);
         let handled = read.load(Ordering::Relaxed);
         if rcvbuf > 0 {
             println!(
-                "(the socket's receive buffer overflowed {rcvbuf} times; those count as handled)"
+                "({}: the socket's receive buffer overflowed {rcvbuf} times; those count as handled)",
+                how.name()
             );
         }
         rows.push(Row {
             name: "UDP socket",
             receive_ns: Some(receive),
+            handled: handled + rcvbuf + flood.backlog_dropped,
             flood,
-            handled: handled + rcvbuf,
             user_ns: reader_user_ns,
         });
     }
-    let _ = std::fs::remove_dir_all(&dir);
-
-    println!(
-        "xdp_drop: up to {count} SIP INVITEs of {frame_len} bytes from {SOURCES} sources into a \
-         veth (raw AF_PACKET sendmmsg sender on CPU 0), one run per path, same box"
-    );
-    for (name, ns) in &program_ns {
-        println!("program alone, {name}: {ns} ns per run (BPF_PROG_TEST_RUN, 200000 runs)");
+    Table {
+        sender: how.name(),
+        rps: matches!(how, Sender::AfPacket(_)),
+        sender_alone,
+        rows,
     }
+}
+
+/// Prints one sender's table and its ratios.
+fn report(t: &Table) {
+    let sender_ns_per_pkt = t.sender_alone.kernel_all_ns / t.sender_alone.sent.max(1) as f64;
+    println!("\nsender: {}", t.sender);
     println!(
         "sender alone (receiving end down): {} packets, {:.0} ns/pkt whole-box kernel time",
-        sender_alone.sent, sender_ns_per_pkt
+        t.sender_alone.sent, sender_ns_per_pkt
     );
     println!(
         "{:<12} {:>9} {:>9} {:>6} {:>11} {:>18} {:>20} {:>17}",
@@ -542,10 +779,16 @@ fn main() {
         "kernel ns/pkt (all)",
         "beyond sender"
     );
+    for r in t.rows.iter().filter(|r| r.flood.backlog_dropped > 0) {
+        println!(
+            "({}: {} packets dropped at the full RPS backlog of CPU 1, counted as handled)",
+            r.name, r.flood.backlog_dropped
+        );
+    }
     let mut recv = std::collections::HashMap::new();
     let mut pps = std::collections::HashMap::new();
     let mut beyond = std::collections::HashMap::new();
-    for r in &rows {
+    for r in &t.rows {
         beyond.insert(r.name, r.beyond_sender_ns(sender_ns_per_pkt));
         let rate = r.handled as f64 / r.flood.elapsed.as_secs_f64();
         let per = r.receive_ns.map(|ns| ns / r.handled.max(1) as f64);
@@ -560,20 +803,23 @@ fn main() {
             r.handled,
             r.flood.elapsed.as_secs_f64(),
             rate,
-            per.map(|p| format!("{p:.0}"))
+            per.filter(|_| t.rps)
+                .map(|p| format!("{p:.0}"))
                 .unwrap_or_else(|| "(on CPU 0)".into()),
             r.flood.kernel_all_ns / r.handled.max(1) as f64,
             beyond[r.name],
         );
     }
-    println!(
-        "ratios: socket/XDP receive CPU per packet = {:.2} (target >= 3); \
-         nftables/XDP receive CPU per packet = {:.2} (target > 1); \
-         XDP native/nftables pps = {:.2}",
-        recv["UDP socket"] / recv["XDP generic"],
-        recv["nftables"] / recv["XDP generic"],
-        pps["XDP native"] / pps["nftables"].max(1.0),
-    );
+    if t.rps {
+        println!(
+            "ratios: socket/XDP receive CPU per packet = {:.2} (target >= 3); \
+             nftables/XDP receive CPU per packet = {:.2} (target > 1); \
+             XDP native/nftables pps = {:.2}",
+            recv["UDP socket"] / recv["XDP generic"],
+            recv["nftables"] / recv["XDP generic"],
+            pps["XDP native"] / pps["nftables"].max(1.0),
+        );
+    }
     println!(
         "ratios, whole box beyond the sender: socket/XDP native = {:.2}, socket/XDP generic = {:.2} \
          (target >= 3); nftables/XDP native = {:.2}, nftables/XDP generic = {:.2} (target > 1)",
@@ -581,13 +827,6 @@ fn main() {
         beyond["UDP socket"] / beyond["XDP generic"],
         beyond["nftables"] / beyond["XDP native"],
         beyond["nftables"] / beyond["XDP generic"],
-    );
-    println!(
-        "receive ns/pkt: kernel CPU time of CPU 1 (RPS target; + the socket reader) per packet \
-         handled; XDP native runs on the sender's CPU, so only its whole-box kernel time is shown. \
-         kernel ns/pkt (all): system+irq+softirq time of both CPUs, sender included. \
-         beyond sender: that whole-box time (+ the socket reader's user time) minus what the \
-         sender alone spent on as many packets, per packet handled."
     );
 }
 
