@@ -177,7 +177,12 @@ fn header_name_colon(
             // A known name is a token; another name is accepted here when
             // it is one too (what `header_name_checked` would find).
             if name != HeaderName::Other
-                || (name_end > pos && buf[pos..name_end].iter().all(|&b| grammar::is(b, TOKEN)))
+                || (name_end > pos && {
+                    // Letters, digits and '-' sixteen at a time (all of
+                    // them are token characters), then byte by byte.
+                    let from = scan::skip_alnum_dash_dot(&buf[..name_end], pos);
+                    buf[from..name_end].iter().all(|&b| grammar::is(b, TOKEN))
+                })
             {
                 return Ok((name, name_end, colon));
             }
