@@ -278,8 +278,20 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
                     }
                     lf - 1
                 } else {
-                    // No LF in the window after i: the search goes on past it.
-                    line_end_from(buf, i, (pos + 32).max(i)).map_err(at)?
+                    // No LF in the window after i: one more look at the
+                    // next 32 bytes, then the search goes on past them.
+                    let from = (pos + 32).max(i);
+                    match scan::lfs32(buf, from) {
+                        Some(lfs) if lfs != 0 => {
+                            let lf = from + lfs.trailing_zeros() as usize;
+                            if lf == i || buf[lf - 1] != b'\r' {
+                                return Err(at(Fail::at(ErrorKind::LineEnding, &buf[lf..])));
+                            }
+                            lf - 1
+                        }
+                        Some(_) => line_end_from(buf, i, from + 32).map_err(at)?,
+                        None => line_end_from(buf, i, from).map_err(at)?,
+                    }
                 };
                 (name, name_end, colon, cr)
             }

@@ -71,6 +71,14 @@ pub(crate) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
     imp::colons_and_lfs(buf, at)
 }
 
+/// The line feeds among the 32 bytes at `at`, one bit per byte (lowest bit
+/// first), or `None` when fewer than 32 bytes are left (or without SSE2):
+/// the next look along a header line longer than the first 32 bytes.
+#[inline(always)]
+pub(crate) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
+    imp::lfs32(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
@@ -114,6 +122,15 @@ mod imp {
             at += 16;
         }
         at
+    }
+
+    #[inline(always)]
+    pub(super) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
+        let bytes: &[u8; 32] = buf.get(at..at.checked_add(32)?)?.try_into().ok()?;
+        let (lo, hi) = bytes.split_at(16);
+        let lo = load_unaligned_m128i(lo.try_into().ok()?);
+        let hi = load_unaligned_m128i(hi.try_into().ok()?);
+        Some(u64::from(mask(lo, b'\n')) | u64::from(mask(hi, b'\n')) << 16)
     }
 
     #[inline(always)]
@@ -209,6 +226,11 @@ mod imp {
     #[inline(always)]
     pub(super) fn skip_alnum_dash_dot(_: &[u8], from: usize) -> usize {
         from
+    }
+
+    #[inline(always)]
+    pub(super) fn lfs32(_: &[u8], _: usize) -> Option<u64> {
+        None
     }
 
     #[inline(always)]
@@ -310,6 +332,14 @@ mod tests {
             }
         }
         assert_eq!(colons_and_lfs(&buf, 9), None);
+        for at in 0..=9 {
+            let got = lfs32(&buf, at);
+            if at <= 8 && cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+                assert_eq!(got, colons_and_lfs(&buf, at).map(|(_, lfs)| lfs), "at {at}");
+            } else {
+                assert_eq!(got, None, "at {at}");
+            }
+        }
         assert_eq!(colons_and_lfs(&buf, usize::MAX), None);
     }
 
