@@ -177,7 +177,12 @@ fn header_name_colon(
             // A known name is a token; another name is accepted here when
             // it is one too (what `header_name_checked` would find).
             if name != HeaderName::Other
-                || (name_end > pos && buf[pos..name_end].iter().all(|&b| grammar::is(b, TOKEN)))
+                || (name_end > pos && {
+                    // Letters, digits and '-' sixteen at a time (all of
+                    // them are token characters), then byte by byte.
+                    let from = scan::skip_alnum_dash_dot(&buf[..name_end], pos);
+                    buf[from..name_end].iter().all(|&b| grammar::is(b, TOKEN))
+                })
             {
                 return Ok((name, name_end, colon));
             }
@@ -273,8 +278,20 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
                     }
                     lf - 1
                 } else {
-                    // No LF in the window after i: the search goes on past it.
-                    line_end_from(buf, i, (pos + 32).max(i)).map_err(at)?
+                    // No LF in the window after i: one more look at the
+                    // next 32 bytes, then the search goes on past them.
+                    let from = (pos + 32).max(i);
+                    match scan::lfs32(buf, from) {
+                        Some(lfs) if lfs != 0 => {
+                            let lf = from + lfs.trailing_zeros() as usize;
+                            if lf == i || buf[lf - 1] != b'\r' {
+                                return Err(at(Fail::at(ErrorKind::LineEnding, &buf[lf..])));
+                            }
+                            lf - 1
+                        }
+                        Some(_) => line_end_from(buf, i, from + 32).map_err(at)?,
+                        None => line_end_from(buf, i, from).map_err(at)?,
+                    }
                 };
                 (name, name_end, colon, cr)
             }

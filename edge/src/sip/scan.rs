@@ -39,6 +39,29 @@ pub(crate) fn folded_eq16(buf: &[u8], at: usize, fold: &([u8; 16], [u8; 16])) ->
     imp::folded_eq16(buf, at, fold)
 }
 
+/// Whether `b` is an ASCII letter or digit, `-` or `.`: the bytes most
+/// tokens, host names and parameter values are made of (all of them are in
+/// the grammar's TOKEN, HOST and GEN_VALUE classes).
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn is_alnum_dash_dot(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+/// Skips a run of [`is_alnum_dash_dot`] bytes from `from`, sixteen at a
+/// time while sixteen bytes are left: returns an index `i >= from` such
+/// that every byte of `buf[from..i]` is one. It may stop early (near the
+/// end of `buf`, or without SSE2 it does not move): callers go on byte by
+/// byte from there with their own class, which must hold for every such
+/// byte.
+#[inline(always)]
+pub(crate) fn skip_alnum_dash_dot(buf: &[u8], from: usize) -> usize {
+    imp::skip_alnum_dash_dot(buf, from)
+}
+
 /// The colons and the line feeds among the 32 bytes at `at`, one bit per
 /// byte each (lowest bit first), or `None` when fewer than 32 bytes are left
 /// (or without SSE2). A header line's name, its colon and, for a short line,
@@ -48,11 +71,19 @@ pub(crate) fn colons_and_lfs(buf: &[u8], at: usize) -> Option<(u64, u64)> {
     imp::colons_and_lfs(buf, at)
 }
 
+/// The line feeds among the 32 bytes at `at`, one bit per byte (lowest bit
+/// first), or `None` when fewer than 32 bytes are left (or without SSE2):
+/// the next look along a header line longer than the first 32 bytes.
+#[inline(always)]
+pub(crate) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
+    imp::lfs32(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
         bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, min_u8_m128i,
-        move_mask_i8_m128i, set_splat_i8_m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i, sub_i8_m128i,
     };
 
     /// One bit per byte of `v` that equals `byte`, lowest bit first.
@@ -65,6 +96,41 @@ mod imp {
     fn load(buf: &[u8], at: usize) -> Option<m128i> {
         let bytes: &[u8; 16] = buf.get(at..at.checked_add(16)?)?.try_into().ok()?;
         Some(load_unaligned_m128i(bytes))
+    }
+
+    /// One bit per byte of `v` in `lo..=hi` (unsigned): `v - lo` is at
+    /// most `hi - lo` exactly when `min(v - lo, hi - lo) == v - lo`.
+    #[inline(always)]
+    fn in_range(v: m128i, lo: u8, hi: u8) -> m128i {
+        let d = sub_i8_m128i(v, set_splat_i8_m128i(lo as i8));
+        cmp_eq_mask_i8_m128i(min_u8_m128i(d, set_splat_i8_m128i((hi - lo) as i8)), d)
+    }
+
+    #[inline(always)]
+    pub(super) fn skip_alnum_dash_dot(buf: &[u8], from: usize) -> usize {
+        let mut at = from;
+        while let Some(v) = load(buf, at) {
+            // Letters of either case once OR-ed with 0x20 (only 'A'..='Z'
+            // and 'a'..='z' land in 'a'..='z'), digits, '-' and '.'.
+            let letter = in_range(bitor_m128i(v, set_splat_i8_m128i(0x20)), b'a', b'z');
+            let digit = in_range(v, b'0', b'9');
+            let dash_dot = in_range(v, b'-', b'.');
+            let m = move_mask_i8_m128i(bitor_m128i(letter, bitor_m128i(digit, dash_dot))) as u32;
+            if m != 0xffff {
+                return at + (!m).trailing_zeros() as usize;
+            }
+            at += 16;
+        }
+        at
+    }
+
+    #[inline(always)]
+    pub(super) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
+        let bytes: &[u8; 32] = buf.get(at..at.checked_add(32)?)?.try_into().ok()?;
+        let (lo, hi) = bytes.split_at(16);
+        let lo = load_unaligned_m128i(lo.try_into().ok()?);
+        let hi = load_unaligned_m128i(hi.try_into().ok()?);
+        Some(u64::from(mask(lo, b'\n')) | u64::from(mask(hi, b'\n')) << 16)
     }
 
     #[inline(always)]
@@ -154,6 +220,16 @@ mod imp {
 
     #[inline(always)]
     pub(super) fn colons_and_lfs(_: &[u8], _: usize) -> Option<(u64, u64)> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn skip_alnum_dash_dot(_: &[u8], from: usize) -> usize {
+        from
+    }
+
+    #[inline(always)]
+    pub(super) fn lfs32(_: &[u8], _: usize) -> Option<u64> {
         None
     }
 
@@ -256,7 +332,65 @@ mod tests {
             }
         }
         assert_eq!(colons_and_lfs(&buf, 9), None);
+        for at in 0..=9 {
+            let got = lfs32(&buf, at);
+            if at <= 8 && cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+                assert_eq!(got, colons_and_lfs(&buf, at).map(|(_, lfs)| lfs), "at {at}");
+            } else {
+                assert_eq!(got, None, "at {at}");
+            }
+        }
         assert_eq!(colons_and_lfs(&buf, usize::MAX), None);
+    }
+
+    #[test]
+    fn alnum_dash_dot_bytes_are_in_every_class_that_skips_them() {
+        use super::super::grammar::{is, GEN_VALUE, HOST, TOKEN};
+        for b in 0..=255u8 {
+            if is_alnum_dash_dot(b) {
+                assert!(is(b, TOKEN) && is(b, HOST) && is(b, GEN_VALUE), "{b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn skip_alnum_dash_dot_never_passes_another_byte() {
+        let mut buf = Vec::new();
+        for len in 0..50 {
+            for hit in 0..=len {
+                for special in 0..=255u8 {
+                    buf.clear();
+                    buf.extend((0..len).map(|i| b"aZ09-.mQ"[i % 8]));
+                    if hit < len {
+                        buf[hit] = special;
+                    }
+                    for from in [0, 1, hit.saturating_sub(1), hit, len, len + 3] {
+                        let got = skip_alnum_dash_dot(&buf, from);
+                        assert!(got >= from, "len {len} hit {hit} from {from}");
+                        if from >= len {
+                            assert_eq!(got, from);
+                            continue;
+                        }
+                        assert!(got <= len);
+                        assert!(buf[from..got].iter().all(|&b| is_alnum_dash_dot(b)));
+                        // With SSE2 it reaches the first other byte when the
+                        // sixteen bytes of the step holding it could be loaded.
+                        let first_other = (from..len)
+                            .find(|&i| !is_alnum_dash_dot(buf[i]))
+                            .unwrap_or(len);
+                        let step = from + (first_other - from) / 16 * 16;
+                        if cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
+                            && step + 16 <= len
+                        {
+                            assert_eq!(
+                                got, first_other,
+                                "len {len} hit {hit} from {from} byte {special:#x}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -465,6 +465,9 @@ pub(crate) fn via_parm_fast(s: &[u8]) -> Option<(Via<'_>, &[u8])> {
         let value = if s.get(i) == Some(&b'=') {
             i += 1;
             let value_start = i;
+            // Long values (branches) are mostly letters, digits and '-',
+            // all of them GEN_VALUE: sixteen at a time, then byte by byte.
+            i = super::scan::skip_alnum_dash_dot(s, i);
             while i < s.len() && is(s[i], GEN_VALUE) {
                 i += 1;
             }
