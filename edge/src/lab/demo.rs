@@ -585,14 +585,24 @@ pub fn run(args: &DemoArgs, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         if let Ok(s) = edge.snapshot() {
-            if newest
+            let fresh = newest
                 .as_ref()
-                .is_none_or(|n| n.taken_at_ms != s.taken_at_ms)
-            {
+                .is_none_or(|n| n.taken_at_ms != s.taken_at_ms);
+            if fresh {
                 base = newest.replace(s);
             }
             if let Some(n) = &newest {
-                eprintln!("{}", progress_line(started.elapsed(), n, base.as_ref()));
+                // A read can come just before the edge's next refresh:
+                // say so rather than print the line before as if it were new.
+                let stale = if fresh {
+                    ""
+                } else {
+                    " [edge snapshot not refreshed]"
+                };
+                eprintln!(
+                    "{}{stale}",
+                    progress_line(started.elapsed(), n, base.as_ref())
+                );
             }
         }
     }
