@@ -79,6 +79,25 @@ pub(crate) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
     imp::lfs32(buf, at)
 }
 
+/// Whether `b` is a visual separator of a telephone number that the
+/// dialed number drops (`+ - . ( )` and space).
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn is_dial_separator(b: u8) -> bool {
+    matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b' ')
+}
+
+/// The ASCII digits and the [`is_dial_separator`] bytes among the sixteen
+/// bytes at `at`, one bit per byte each (lowest bit first), or `None` when
+/// fewer than sixteen bytes are left (or without SSE2).
+#[inline(always)]
+pub(crate) fn digits_and_dial_separators(buf: &[u8], at: usize) -> Option<(u32, u32)> {
+    imp::digits_and_dial_separators(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
@@ -122,6 +141,18 @@ mod imp {
             at += 16;
         }
         at
+    }
+
+    #[inline(always)]
+    pub(super) fn digits_and_dial_separators(buf: &[u8], at: usize) -> Option<(u32, u32)> {
+        let v = load(buf, at)?;
+        let eq = |b: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8));
+        let digits = move_mask_i8_m128i(in_range(v, b'0', b'9')) as u32;
+        let separators = bitor_m128i(
+            bitor_m128i(bitor_m128i(eq(b'+'), eq(b'-')), bitor_m128i(eq(b'.'), eq(b' '))),
+            bitor_m128i(eq(b'('), eq(b')')),
+        );
+        Some((digits, move_mask_i8_m128i(separators) as u32))
     }
 
     #[inline(always)]
@@ -230,6 +261,11 @@ mod imp {
 
     #[inline(always)]
     pub(super) fn lfs32(_: &[u8], _: usize) -> Option<u64> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn digits_and_dial_separators(_: &[u8], _: usize) -> Option<(u32, u32)> {
         None
     }
 
@@ -391,6 +427,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn digits_and_dial_separators_mark_every_such_byte_of_16() {
+        for special in 0..=255u8 {
+            let mut buf = *b"+1-(415) 555.01x3Z";
+            buf[7] = special;
+            for at in 0..=3 {
+                let got = digits_and_dial_separators(&buf, at);
+                if at + 16 > buf.len() || !cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
+                {
+                    assert_eq!(got, None, "at {at}");
+                    continue;
+                }
+                let bits = |f: &dyn Fn(u8) -> bool| {
+                    (0..16)
+                        .filter(|&i| f(buf[at + i]))
+                        .fold(0u32, |m, i| m | 1 << i)
+                };
+                let want = (bits(&|b| b.is_ascii_digit()), bits(&is_dial_separator));
+                assert_eq!(got, Some(want), "at {at} byte {special:#x}");
+            }
+        }
+        assert_eq!(digits_and_dial_separators(b"0123", usize::MAX), None);
     }
 
     #[test]
