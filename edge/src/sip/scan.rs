@@ -11,6 +11,12 @@ pub(crate) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
     imp::find_byte(buf, from, byte)
 }
 
+/// The index (in `buf`) of the first space or tab at or after `from`.
+#[inline(always)]
+pub(crate) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+    imp::find_space_or_tab(buf, from)
+}
+
 /// Whether a quoted string must look at `b` (RFC 3261 `qdtext` takes every
 /// other byte as it is): the closing quote, a backslash, a control byte
 /// (tab and CR included) or DEL.
@@ -187,6 +193,11 @@ mod imp {
         find_by(buf, from, |v| mask(v, byte), !byte)
     }
 
+    #[inline(always)]
+    pub(super) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+        find_by(buf, from, |v| mask(v, b' ') | mask(v, b'\t'), b'a')
+    }
+
     /// One bit per byte that [`super::is_quoted_stop`] takes.
     #[inline(always)]
     fn quoted_stop_mask(v: m128i) -> u32 {
@@ -242,6 +253,14 @@ mod imp {
     #[inline(always)]
     pub(super) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
         memchr::memchr(byte, buf.get(from..)?).map(|i| from + i)
+    }
+
+    #[inline(always)]
+    pub(super) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+        let rest = buf.get(from..)?;
+        rest.iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .map(|i| from + i)
     }
 
     #[inline(always)]
@@ -303,6 +322,33 @@ mod tests {
                             find_byte(&buf, from, byte),
                             naive(&buf, from, byte),
                             "len {len} hit {hit} from {from} byte {byte:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn space_or_tab_matches_the_byte_loop_at_every_length_and_start() {
+        let naive = |buf: &[u8], from: usize| (from..buf.len()).find(|&i| matches!(buf[i], b' ' | b'\t'));
+        let mut buf = Vec::new();
+        for len in 0..50 {
+            for hit in 0..=len {
+                for special in [b' ', b'\t', b'a', 0x00, 0xff, b'\r'] {
+                    buf.clear();
+                    buf.extend((0..len).map(|i| b"sip:+1@x.example;u=p"[i % 20]));
+                    if hit < len {
+                        buf[hit] = special;
+                    }
+                    if hit + 7 < len {
+                        buf[hit + 7] = b' ';
+                    }
+                    for from in [0, 1, hit.saturating_sub(1), hit, len, len + 2] {
+                        assert_eq!(
+                            find_space_or_tab(&buf, from),
+                            naive(&buf, from),
+                            "len {len} hit {hit} from {from} byte {special:#x}"
                         );
                     }
                 }
