@@ -129,6 +129,7 @@ pub enum Transport<'a> {
 }
 
 impl<'a> Transport<'a> {
+    #[inline]
     fn from_bytes(t: &'a [u8]) -> Transport<'a> {
         let lower = |i: usize| t.get(i).map_or(0, |b| b | 0x20);
         match (t.len(), lower(0), lower(1), lower(2), lower(3)) {
@@ -739,9 +740,14 @@ pub(crate) fn light_tag(value: &[u8]) -> Res<Option<&[u8]>> {
         None => return Ok(None),
     };
     // Nearly always the tag comes first, written `;tag=value`: the general
-    // loop below returns the same value for it.
+    // loop below returns the same value for it. A name-addr with nothing
+    // after its `>` (the To of a dialog-creating request) has no tag: the
+    // loop finds no parameter in an empty slice either.
     if let Some(tag) = tag_first(params_at) {
         return Ok(Some(tag));
+    }
+    if params_at.is_empty() {
+        return Ok(None);
     }
     tag_in_params(params_at)
 }
