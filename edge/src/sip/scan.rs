@@ -155,7 +155,10 @@ mod imp {
         let eq = |b: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8));
         let digits = move_mask_i8_m128i(in_range(v, b'0', b'9')) as u32;
         let separators = bitor_m128i(
-            bitor_m128i(bitor_m128i(eq(b'+'), eq(b'-')), bitor_m128i(eq(b'.'), eq(b' '))),
+            bitor_m128i(
+                bitor_m128i(eq(b'+'), eq(b'-')),
+                bitor_m128i(eq(b'.'), eq(b' ')),
+            ),
             bitor_m128i(eq(b'('), eq(b')')),
         );
         Some((digits, move_mask_i8_m128i(separators) as u32))
@@ -331,7 +334,8 @@ mod tests {
 
     #[test]
     fn space_or_tab_matches_the_byte_loop_at_every_length_and_start() {
-        let naive = |buf: &[u8], from: usize| (from..buf.len()).find(|&i| matches!(buf[i], b' ' | b'\t'));
+        let naive =
+            |buf: &[u8], from: usize| (from..buf.len()).find(|&i| matches!(buf[i], b' ' | b'\t'));
         let mut buf = Vec::new();
         for len in 0..50 {
             for hit in 0..=len {
@@ -482,7 +486,8 @@ mod tests {
             buf[7] = special;
             for at in 0..=3 {
                 let got = digits_and_dial_separators(&buf, at);
-                if at + 16 > buf.len() || !cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
+                if at + 16 > buf.len()
+                    || !cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
                 {
                     assert_eq!(got, None, "at {at}");
                     continue;
