@@ -459,6 +459,9 @@ pub(crate) fn via_parm_fast(s: &[u8]) -> Option<(Via<'_>, &[u8])> {
         let at = &s[i..];
         i += 1;
         let name_start = i;
+        // Letters, digits, '-' and '.' (all TOKEN) sixteen at a time while
+        // sixteen bytes are left, then byte by byte.
+        i = super::scan::skip_alnum_dash_dot(s, i);
         while i < s.len() && is(s[i], TOKEN) {
             i += 1;
         }
