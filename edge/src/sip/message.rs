@@ -370,7 +370,10 @@ fn parse_inner(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         }
     }
     if let StartLine::Request { method, line, .. } = msg.start {
-        if method.as_bytes() != msg.cseq.method.as_bytes() {
+        // Both come from `Method::from_bytes`, which names every method it
+        // knows, so equal methods are equal as written and the other way
+        // round (and no memcmp is called for the usual, known method).
+        if method != msg.cseq.method {
             let slot = msg.slots[msg.first[HeaderName::CSeq as usize] as usize];
             let _ = line;
             return Err(at(Fail::at(
@@ -514,11 +517,26 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Ok(StartLine::Response { code, reason, line });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let method_len = span(line, TOKEN);
+    // A method this parser names is a token, so when the bytes before the
+    // first space name one, the token ends at that space: one search rather
+    // than the byte loop.
+    let (method, method_len) = match scan::find_byte(line, 0, b' ') {
+        Some(sp) => match Method::from_bytes(&line[..sp]) {
+            Method::Other(_) => {
+                let n = span(line, TOKEN);
+                (Method::from_bytes(&line[..n]), n)
+            }
+            known => (known, sp),
+        },
+        None => {
+            let n = span(line, TOKEN);
+            (Method::from_bytes(&line[..n]), n)
+        }
+    };
     if method_len == 0 {
         return Err(Fail::at(ErrorKind::BadMethod, line));
     }
-    let (method, rest) = line.split_at(method_len);
+    let rest = &line[method_len..];
     let Some((&b' ', rest)) = rest.split_first() else {
         return Err(Fail::at(ErrorKind::BadRequestLine, rest));
     };
@@ -542,14 +560,7 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
     }
     let raw_uri = &rest[..sp];
     // The first space or tab, if any (sixteen bytes per step).
-    let white = match (
-        scan::find_byte(raw_uri, 0, b' '),
-        scan::find_byte(raw_uri, 0, b'\t'),
-    ) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if let Some(i) = white {
+    if let Some(i) = scan::find_space_or_tab(raw_uri, 0) {
         return Err(Fail::at(ErrorKind::BadRequestLine, &raw_uri[i..]));
     }
     // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" with something after it.
@@ -569,7 +580,7 @@ fn start_line(line: &[u8]) -> Res<StartLine<'_>> {
         return Err(Fail::at(ErrorKind::BadRequestUri, raw_uri));
     }
     Ok(StartLine::Request {
-        method: Method::from_bytes(method),
+        method,
         uri: raw_uri,
         line,
     })

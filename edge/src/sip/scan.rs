@@ -11,6 +11,12 @@ pub(crate) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
     imp::find_byte(buf, from, byte)
 }
 
+/// The index (in `buf`) of the first space or tab at or after `from`.
+#[inline(always)]
+pub(crate) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+    imp::find_space_or_tab(buf, from)
+}
+
 /// Whether a quoted string must look at `b` (RFC 3261 `qdtext` takes every
 /// other byte as it is): the closing quote, a backslash, a control byte
 /// (tab and CR included) or DEL.
@@ -79,6 +85,25 @@ pub(crate) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
     imp::lfs32(buf, at)
 }
 
+/// Whether `b` is a visual separator of a telephone number that the
+/// dialed number drops (`+ - . ( )` and space).
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn is_dial_separator(b: u8) -> bool {
+    matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b' ')
+}
+
+/// The ASCII digits and the [`is_dial_separator`] bytes among the sixteen
+/// bytes at `at`, one bit per byte each (lowest bit first), or `None` when
+/// fewer than sixteen bytes are left (or without SSE2).
+#[inline(always)]
+pub(crate) fn digits_and_dial_separators(buf: &[u8], at: usize) -> Option<(u32, u32)> {
+    imp::digits_and_dial_separators(buf, at)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
@@ -125,6 +150,21 @@ mod imp {
     }
 
     #[inline(always)]
+    pub(super) fn digits_and_dial_separators(buf: &[u8], at: usize) -> Option<(u32, u32)> {
+        let v = load(buf, at)?;
+        let eq = |b: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8));
+        let digits = move_mask_i8_m128i(in_range(v, b'0', b'9')) as u32;
+        let separators = bitor_m128i(
+            bitor_m128i(
+                bitor_m128i(eq(b'+'), eq(b'-')),
+                bitor_m128i(eq(b'.'), eq(b' ')),
+            ),
+            bitor_m128i(eq(b'('), eq(b')')),
+        );
+        Some((digits, move_mask_i8_m128i(separators) as u32))
+    }
+
+    #[inline(always)]
     pub(super) fn lfs32(buf: &[u8], at: usize) -> Option<u64> {
         let bytes: &[u8; 32] = buf.get(at..at.checked_add(32)?)?.try_into().ok()?;
         let (lo, hi) = bytes.split_at(16);
@@ -154,6 +194,11 @@ mod imp {
     #[inline(always)]
     pub(super) fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
         find_by(buf, from, |v| mask(v, byte), !byte)
+    }
+
+    #[inline(always)]
+    pub(super) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+        find_by(buf, from, |v| mask(v, b' ') | mask(v, b'\t'), b'a')
     }
 
     /// One bit per byte that [`super::is_quoted_stop`] takes.
@@ -214,6 +259,14 @@ mod imp {
     }
 
     #[inline(always)]
+    pub(super) fn find_space_or_tab(buf: &[u8], from: usize) -> Option<usize> {
+        let rest = buf.get(from..)?;
+        rest.iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .map(|i| from + i)
+    }
+
+    #[inline(always)]
     pub(super) fn folded_eq16(_: &[u8], _: usize, _: &([u8; 16], [u8; 16])) -> Option<u32> {
         None
     }
@@ -230,6 +283,11 @@ mod imp {
 
     #[inline(always)]
     pub(super) fn lfs32(_: &[u8], _: usize) -> Option<u64> {
+        None
+    }
+
+    #[inline(always)]
+    pub(super) fn digits_and_dial_separators(_: &[u8], _: usize) -> Option<(u32, u32)> {
         None
     }
 
@@ -267,6 +325,34 @@ mod tests {
                             find_byte(&buf, from, byte),
                             naive(&buf, from, byte),
                             "len {len} hit {hit} from {from} byte {byte:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn space_or_tab_matches_the_byte_loop_at_every_length_and_start() {
+        let naive =
+            |buf: &[u8], from: usize| (from..buf.len()).find(|&i| matches!(buf[i], b' ' | b'\t'));
+        let mut buf = Vec::new();
+        for len in 0..50 {
+            for hit in 0..=len {
+                for special in [b' ', b'\t', b'a', 0x00, 0xff, b'\r'] {
+                    buf.clear();
+                    buf.extend((0..len).map(|i| b"sip:+1@x.example;u=p"[i % 20]));
+                    if hit < len {
+                        buf[hit] = special;
+                    }
+                    if hit + 7 < len {
+                        buf[hit + 7] = b' ';
+                    }
+                    for from in [0, 1, hit.saturating_sub(1), hit, len, len + 2] {
+                        assert_eq!(
+                            find_space_or_tab(&buf, from),
+                            naive(&buf, from),
+                            "len {len} hit {hit} from {from} byte {special:#x}"
                         );
                     }
                 }
@@ -391,6 +477,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn digits_and_dial_separators_mark_every_such_byte_of_16() {
+        for special in 0..=255u8 {
+            let mut buf = *b"+1-(415) 555.01x3Z";
+            buf[7] = special;
+            for at in 0..=3 {
+                let got = digits_and_dial_separators(&buf, at);
+                if at + 16 > buf.len()
+                    || !cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
+                {
+                    assert_eq!(got, None, "at {at}");
+                    continue;
+                }
+                let bits = |f: &dyn Fn(u8) -> bool| {
+                    (0..16)
+                        .filter(|&i| f(buf[at + i]))
+                        .fold(0u32, |m, i| m | 1 << i)
+                };
+                let want = (bits(&|b| b.is_ascii_digit()), bits(&is_dial_separator));
+                assert_eq!(got, Some(want), "at {at} byte {special:#x}");
+            }
+        }
+        assert_eq!(digits_and_dial_separators(b"0123", usize::MAX), None);
     }
 
     #[test]
