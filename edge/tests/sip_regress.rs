@@ -75,6 +75,17 @@ fn describe(buf: &[u8], out: &mut String) {
             let _ = write!(out, "err {} {}", e.kind.name(), e.offset);
         }
     }
+    // The proxy's way (the message built in the caller's slot) must see
+    // exactly what `parse` sees.
+    let mut in_slot = String::new();
+    let mut slot = None;
+    match sip::parse_in(&mut slot, buf) {
+        Ok(msg) => describe_ok(msg, &mut in_slot),
+        Err(e) => {
+            let _ = write!(in_slot, "err {} {}", e.kind.name(), e.offset);
+        }
+    }
+    assert_eq!(*out, in_slot, "parse and parse_in differ on {buf:?}");
     match sip::parse_strict(buf) {
         Ok(_) => out.push_str(" strict ok"),
         Err(e) => {

@@ -530,14 +530,16 @@ impl EdgeProxy {
         {
             return self.drop(ProxyDrop::Banned);
         }
-        let msg = match sip::parse(pkt.payload) {
+        // Built in this frame's slot: the message is never moved.
+        let mut slot = None;
+        let msg = match sip::parse_in(&mut slot, pkt.payload) {
             Ok(m) => m,
             Err(e) => return self.malformed(e.kind),
         };
         if msg.is_request() {
-            self.request(now.as_nanos(), pkt.src, &msg, out)
+            self.request(now.as_nanos(), pkt.src, msg, out)
         } else {
-            self.response(now.as_nanos(), &msg, out)
+            self.response(now.as_nanos(), msg, out)
         }
     }
 

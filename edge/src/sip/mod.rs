@@ -46,7 +46,7 @@ pub use error::{ErrorKind, ParseError};
 pub use grammar::{Param, Params};
 pub use header::HeaderName;
 pub use message::{
-    parse, parse_strict, Header, Message, NameAddrs, Vias, MAX_HEADERS, MAX_MESSAGE_LEN,
+    parse, parse_in, parse_strict, Header, Message, NameAddrs, Vias, MAX_HEADERS, MAX_MESSAGE_LEN,
 };
 pub use uri::{DialedNumber, DialedNumberError, Host, Scheme, Uri, MAX_DIALED_DIGITS};
 pub use values::{CSeq, Method, NameAddr, Rport, Transport, Via, BRANCH_MAGIC_COOKIE, MAX_CSEQ};
