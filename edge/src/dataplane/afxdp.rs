@@ -588,15 +588,7 @@ impl PacketIo for XskPort {
                 payload: self.area.bytes(f.payload, f.len),
             };
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
-            let c = &mut self.tx.counters;
-            match result {
-                Ok(()) => c.handled += 1,
-                Err(reason) => {
-                    if let Some(n) = c.handler_drops.get_mut(reason) {
-                        *n += 1;
-                    }
-                }
-            }
+            self.tx.counters.count_handled(result);
             self.tx.free.push(f.base_addr);
         }
         self.tx.counters.batches += 1;

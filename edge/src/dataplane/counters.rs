@@ -128,6 +128,20 @@ impl Default for WorkerCounters {
 }
 
 impl WorkerCounters {
+    /// Counts what the handler did with one datagram: accepted it, or
+    /// dropped it for the reason at that index.
+    #[inline]
+    pub fn count_handled(&mut self, result: Result<(), usize>) {
+        match result {
+            Ok(()) => self.handled += 1,
+            Err(reason) => {
+                if let Some(n) = self.handler_drops.get_mut(reason) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+
     /// Received datagrams dropped before or by the handler, all reasons.
     pub fn rx_dropped(&self) -> u64 {
         self.handler_drops.iter().sum::<u64>()

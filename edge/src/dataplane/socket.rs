@@ -315,14 +315,7 @@ impl PacketIo for SocketPort {
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
             c.received += 1;
-            match result {
-                Ok(()) => c.handled += 1,
-                Err(reason) => {
-                    if let Some(n) = c.handler_drops.get_mut(reason) {
-                        *n += 1;
-                    }
-                }
-            }
+            c.count_handled(result);
         }
         if received > 0 {
             self.tx.counters.batches += 1;

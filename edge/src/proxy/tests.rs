@@ -538,21 +538,26 @@ fn garbage_is_counted_by_parse_error_kind() {
     assert_eq!(s.dropped.get("malformed"), Some(&1));
 }
 
-#[test]
-fn a_route_reload_takes_effect_between_batches() {
-    let mut lab = Lab::new();
-    let mut fwd = RouteGroup::new("uk", Action::Forward).with_target(Target::new(addr(UP_B), 1, 1));
+/// Reloads `lab`'s proxy with a table that sends prefix 33 to one group,
+/// `name`, forwarding to UP_B without a cap, and checks the proxy swapped.
+fn route_33_to_up_b(lab: &mut Lab, name: &str) {
+    let mut fwd = RouteGroup::new(name, Action::Forward).with_target(Target::new(addr(UP_B), 1, 1));
     fwd.cps_cap = None;
-    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
     let t = RouteTable::build(
         vec![fwd],
-        &[(p("33"), GroupId(0))],
+        &[(PrefixKey::from_digits(b"33").unwrap(), GroupId(0))],
         HealthSettings::default(),
     )
     .unwrap();
     lab.control.install(t);
     lab.control.pump();
     assert!(lab.proxy.poll_routes());
+}
+
+#[test]
+fn a_route_reload_takes_effect_between_batches() {
+    let mut lab = Lab::new();
+    route_33_to_up_b(&mut lab, "uk");
     let (_, sent) = lab.send(CALLER, &invite("3312345", "reload-1", "z9hG4bKr"));
     assert_eq!(sent[0].0, addr(UP_B));
     assert_eq!(lab.proxy.snapshot().table_version, 2);
@@ -715,17 +720,7 @@ fn routes_prepared_before_a_reload_are_not_used_after_it() {
     let now = Timestamp::from_nanos(lab.now + MS);
     PacketHandler::prepare(&mut lab.proxy, now, &mut msgs.iter().map(|m| m.as_bytes()));
     // The table changes between the prepared lookups and the handling.
-    let fwd = RouteGroup::new("fr", Action::Forward).with_target(Target::new(addr(UP_B), 1, 1));
-    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
-    let t = RouteTable::build(
-        vec![fwd],
-        &[(p("33"), GroupId(0))],
-        HealthSettings::default(),
-    )
-    .unwrap();
-    lab.control.install(t);
-    lab.control.pump();
-    assert!(lab.proxy.poll_routes());
+    route_33_to_up_b(&mut lab, "fr");
     let (r, sent) = lab.send(CALLER, &msgs[0]);
     assert_eq!(r, Ok(()));
     assert_eq!(sent[0].0, addr(UP_B), "routed by the new table");

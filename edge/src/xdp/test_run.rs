@@ -114,23 +114,13 @@ pub fn run_repeat(
         attr.ctx_size_in = std::mem::size_of::<XdpMd>() as u32;
         attr.ctx_in = &mut ctx_in as *mut XdpMd as u64;
     }
-    // SAFETY: the bpf syscall reads `attr` (size given) and, through it,
-    // `frame` and `ctx_in` (sizes given), and writes at most data_size_out
-    // bytes into `out`; all of them stay alive and unaliased across the call.
+    // SAFETY: the kernel reads `frame` and `ctx_in` (sizes given) and writes
+    // at most data_size_out bytes into `out`; all of them stay alive and
+    // unaliased across the call.
     #[allow(unsafe_code)]
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>() as u32,
-        )
+    unsafe {
+        test_run(&mut attr)?
     };
-    if rc != 0 {
-        return Err(FilterError::TestRun(
-            std::io::Error::last_os_error().to_string(),
-        ));
-    }
     out.truncate(attr.data_size_out as usize);
     Ok(TestRun {
         action: attr.retval,
@@ -166,15 +156,29 @@ pub fn run_live_frames(
         batch_size,
         ..Default::default()
     };
-    // SAFETY: the bpf syscall reads `attr` (size given) and, through it,
-    // `frame` (size given); live-frame mode writes no output. Both stay
-    // alive and unaliased across the call.
+    // SAFETY: the kernel reads `frame` (size given); live-frame mode writes
+    // no output. It stays alive and unaliased across the call.
     #[allow(unsafe_code)]
+    unsafe {
+        test_run(&mut attr)
+    }
+}
+
+/// `BPF_PROG_TEST_RUN` with `attr`; the kernel fills in its outputs.
+///
+/// # Safety
+/// Every buffer `attr` points at must be valid for its given size (read, or
+/// written for `data_out`/`ctx_out`) and stay alive and unaliased for the
+/// call.
+#[allow(unsafe_code)]
+unsafe fn test_run(attr: &mut TestRunAttr) -> Result<(), FilterError> {
+    // SAFETY: the bpf syscall reads `attr` (size given) and the buffers it
+    // points at, which the caller vouches for.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
+            attr as *mut TestRunAttr,
             std::mem::size_of::<TestRunAttr>() as u32,
         )
     };
