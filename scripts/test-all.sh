@@ -14,6 +14,9 @@ jobs="${CARGO_BUILD_JOBS:-2}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== crate boundaries (Cargo's dependency graph)"
+./scripts/check-boundaries.sh
+
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -j "$jobs" -- -D warnings
 

@@ -1,10 +1,13 @@
 //! The `dce-edge` command: appliance, filter, and the tools around them.
-//! Each subcommand lives in the library; this file only dispatches.
+//! Each subcommand's flags live in [`cli`]; the work is done by the library
+//! crates; this file only dispatches.
+
+mod cli;
 
 use std::process::ExitCode;
 
+use crate::cli::filter as xdp_cli;
 use clap::{Parser, Subcommand};
-use dce_edge::xdp::cli as xdp_cli;
 
 #[derive(Parser)]
 #[command(
@@ -21,18 +24,18 @@ struct Cli {
 enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
     /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
-    Run(dce_edge::appliance::cli::RunArgs),
+    Run(crate::cli::run::RunArgs),
     /// The lab demo: legitimate calls through the edge while it sheds
     /// scanners, a password guess, a spoofed INVITE flood and garbage, in
     /// network namespaces (root; removes everything it made).
-    Demo(dce_edge::lab::demo::DemoArgs),
+    Demo(crate::cli::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
     /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
     Filter(xdp_cli::FilterArgs),
     /// Counters of a running appliance or filter: from its metrics endpoint
     /// (default), live with --watch, or from the filter's pinned maps with
     /// --iface: drops per reason, rates, calls, top sources, bans.
-    Stats(dce_edge::stats::StatsArgs),
+    Stats(crate::cli::stats::StatsArgs),
     /// Ban a source or network in the running filter, or list the bans.
     Ban(xdp_cli::BanArgs),
     /// Lift a ban.
@@ -42,15 +45,15 @@ enum Command {
     /// SIP message tools (`sip check FILE...`).
     Sip {
         #[command(subcommand)]
-        command: dce_edge::sip::check::SipCommand,
+        command: crate::cli::sip::SipCommand,
     },
     /// Route tables: check files, look a number up, generate large tables.
     #[command(subcommand)]
-    Routes(dce_edge::route::cli::RoutesCommand),
+    Routes(crate::cli::routes::RoutesCommand),
     /// Hardware profiles: list, show, and detect the one that fits this host.
-    Profile(dce_edge::profile::cli::ProfileArgs),
+    Profile(crate::cli::profile::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
-    Tune(dce_edge::profile::cli::TuneArgs),
+    Tune(crate::cli::profile::TuneArgs),
     /// Show an interface's routes and neighbours as the dataplane reads them,
     /// and optionally resolve the next hop of one destination.
     Neighbours {
@@ -80,14 +83,14 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => match dce_edge::appliance::cli::run(&args) {
+        Command::Run(args) => match crate::cli::run::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dce-edge run: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Demo(args) => exit(dce_edge::lab::demo::main(&args)),
+        Command::Demo(args) => exit(crate::cli::demo::main(&args)),
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
         Command::Stats(args) if !args.reads_endpoint() => {
             exit(xdp_cli::run_stats(&xdp_cli::StatsArgs {
@@ -98,22 +101,22 @@ fn main() -> ExitCode {
             }))
         }
         Command::Stats(args) => exit(
-            dce_edge::stats::cli::run(&args, &mut std::io::stdout().lock())
+            crate::cli::stats::run(&args, &mut std::io::stdout().lock())
                 .map_err(|e| anyhow::anyhow!("{e}")),
         ),
         Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
         Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
         Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
-        Command::Sip { command } => dce_edge::sip::check::run(command),
-        Command::Routes(command) => dce_edge::route::cli::run(command),
-        Command::Profile(args) => dce_edge::profile::cli::run_profile(args),
-        Command::Tune(args) => dce_edge::profile::cli::run_tune(args),
+        Command::Sip { command } => crate::cli::sip::run(command),
+        Command::Routes(command) => crate::cli::routes::run(command),
+        Command::Profile(args) => crate::cli::profile::run_profile(args),
+        Command::Tune(args) => crate::cli::profile::run_tune(args),
         Command::Neighbours {
             interface,
             resolve,
             timeout_ms,
         } => exit(
-            dce_edge::dataplane::neigh::report(
+            dataplane::neigh::report(
                 &interface,
                 resolve,
                 std::time::Duration::from_millis(timeout_ms),

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::profile::Verdict;
 use crate::report::{LatencySummary, SATURATION};
 use crate::uac::{self, Scenario, UacConfig, UacError};
+use crate::verdict::Verdict;
 
 /// How the search runs.
 #[derive(Debug, Clone)]

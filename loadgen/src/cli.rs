@@ -416,7 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cfg.max_p99 = Duration::from_secs_f64(a.max_p99_ms / 1000.0);
             // Read the profile first: a bad profile should not cost a search.
             let band = match &a.profile {
-                Some(p) => Some(crate::profile::band(p)?),
+                Some(p) => Some(crate::verdict::band(p)?),
                 None => None,
             };
             let mut r = capacity::search(&cfg, &stop, |s| {
@@ -433,7 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             })?;
             if let (Some(name), Some(band)) = (&a.profile, band) {
-                r.profile = Some(crate::profile::verdict(
+                r.profile = Some(crate::verdict::verdict(
                     name,
                     &band,
                     r.highest_held_cps.unwrap_or(0.0),

@@ -1,4 +1,4 @@
 //! The `dce-loadgen` command; everything it does lives in the library.
 fn main() -> std::process::ExitCode {
-    dce_loadgen::cli::main()
+    loadgen::cli::main()
 }

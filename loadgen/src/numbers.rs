@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dce_edge::config::ConfigError;
+use config::ConfigError;
 
 use crate::msg::MsgBuf;
 

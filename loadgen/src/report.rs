@@ -319,7 +319,7 @@ impl Traffic {
     }
 
     /// Adds a flush result.
-    pub fn add_flush(&mut self, f: crate::sys::FlushResult) {
+    pub fn add_flush(&mut self, f: sys::FlushResult) {
         self.sent += f.sent;
         self.send_blocked += f.blocked;
         self.send_errors += f.errors;

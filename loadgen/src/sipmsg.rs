@@ -2,7 +2,7 @@
 //! callers and servers act on (start line, Call-ID, CSeq, From, To and its
 //! tag, the Via headers, the digest headers, the body).
 //!
-//! The bytes are parsed by the appliance's own parser (`dce_edge::sip`:
+//! The bytes are parsed by the appliance's own parser (`sip`:
 //! zero-copy, RFC 3261 grammar, fuzzed); this module only maps its view onto
 //! the few fields the generator acts on, in one place.
 
@@ -107,7 +107,7 @@ pub enum Malformed {
     /// The SIP parser refused it (bad start line, missing or repeated
     /// required header, Content-Length beyond the datagram, ...).
     #[error("{0}")]
-    Sip(dce_edge::sip::ParseError),
+    Sip(sip::ParseError),
     /// More Via headers than [`MAX_VIAS`].
     #[error("more than {MAX_VIAS} Via headers")]
     TooManyVias,
@@ -181,8 +181,8 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[a..b.max(a)]
 }
 
-fn method(m: dce_edge::sip::Method<'_>) -> Method {
-    use dce_edge::sip::Method as M;
+fn method(m: sip::Method<'_>) -> Method {
+    use sip::Method as M;
     match m {
         M::Invite => Method::Invite,
         M::Ack => Method::Ack,
@@ -194,10 +194,10 @@ fn method(m: dce_edge::sip::Method<'_>) -> Method {
     }
 }
 
-/// Reads a datagram as a SIP message, with `dce_edge::sip::parse`.
+/// Reads a datagram as a SIP message, with `sip::parse`.
 pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
-    use dce_edge::sip::HeaderName;
-    let m = dce_edge::sip::parse(buf).map_err(Malformed::Sip)?;
+    use sip::HeaderName;
+    let m = sip::parse(buf).map_err(Malformed::Sip)?;
     let start = match (m.method(), m.request_uri(), m.status()) {
         (Some(meth), Some(uri), _) => Start::Request {
             method: method(meth),

@@ -19,8 +19,8 @@ use crate::pacing::Pacer;
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CallerCounters, RunFacts, ThreadCpu, UacReport};
 use crate::sipmsg::{self, Method, SipView};
-use crate::sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
 use crate::timers::{SipTimers, TimerLanes};
+use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
 
 /// What each caller does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -24,8 +24,8 @@ use crate::msg::{self, MsgBuf, Response};
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CodeCounts, ThreadCpu, Traffic, SATURATION};
 use crate::sipmsg::{self, Method, SipView};
-use crate::sys::{self, Epoll, RxBatch, TxBatch, UdpOptions, TX_SLOT};
 use crate::timers::{SipTimers, TimerLanes};
+use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions, TX_SLOT};
 
 /// How the servers answer.
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use dce_loadgen::attack::{self, Bounds, GarbageConfig, GuessConfig, ScanConfig, GARBAGE_KINDS};
-use dce_loadgen::numbers::Numbers;
-use dce_loadgen::sipmsg::Method;
-use dce_loadgen::uas::{Uas, UasConfig};
+use loadgen::attack::{self, Bounds, GarbageConfig, GuessConfig, ScanConfig, GARBAGE_KINDS};
+use loadgen::numbers::Numbers;
+use loadgen::sipmsg::Method;
+use loadgen::uas::{Uas, UasConfig};
 
 fn server(password: Option<&str>) -> Uas {
     let mut c = UasConfig::new("127.0.0.1:0".parse().unwrap());

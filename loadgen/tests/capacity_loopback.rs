@@ -5,9 +5,9 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use dce_loadgen::capacity::{self, CapacityConfig};
-use dce_loadgen::uac::UacConfig;
-use dce_loadgen::uas::{Uas, UasConfig};
+use loadgen::capacity::{self, CapacityConfig};
+use loadgen::uac::UacConfig;
+use loadgen::uas::{Uas, UasConfig};
 
 #[test]
 fn search_rises_geometrically_and_reports_every_step() {
@@ -40,7 +40,7 @@ fn search_rises_geometrically_and_reports_every_step() {
         Some(h) => assert!(r.steps.iter().any(|s| s.held && s.offered_cps == h)),
         None => assert!(!r.steps[0].held),
     }
-    let svg = dce_loadgen::plot::latency_vs_cps(&r, 50.0);
+    let svg = loadgen::plot::latency_vs_cps(&r, 50.0);
     assert_eq!(svg.matches("<polyline").count(), 4);
 }
 

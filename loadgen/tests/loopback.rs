@@ -5,9 +5,9 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use dce_loadgen::timers::SipTimers;
-use dce_loadgen::uac::{self, Scenario, UacConfig};
-use dce_loadgen::uas::{Uas, UasConfig};
+use loadgen::timers::SipTimers;
+use loadgen::uac::{self, Scenario, UacConfig};
+use loadgen::uas::{Uas, UasConfig};
 
 fn server(cfg: impl FnOnce(&mut UasConfig)) -> Uas {
     let mut c = UasConfig::new("127.0.0.1:0".parse().unwrap());
@@ -200,7 +200,7 @@ fn numbers_from_the_pattern_reach_the_server_in_order() {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut c = UacConfig::new(sock.local_addr().unwrap());
-    c.numbers = dce_loadgen::numbers::Numbers::pattern("4420{0000-0002}").unwrap();
+    c.numbers = loadgen::numbers::Numbers::pattern("4420{0000-0002}").unwrap();
     c.max_calls = 3;
     c.cps = 100.0;
     c.sources = 1;
@@ -214,8 +214,8 @@ fn numbers_from_the_pattern_reach_the_server_in_order() {
     let mut uris = Vec::new();
     while uris.len() < 3 {
         let (n, _) = sock.recv_from(&mut buf).unwrap();
-        let v = dce_loadgen::sipmsg::parse(&buf[..n]).unwrap();
-        if let dce_loadgen::sipmsg::Start::Request { uri, .. } = v.start {
+        let v = loadgen::sipmsg::parse(&buf[..n]).unwrap();
+        if let loadgen::sipmsg::Start::Request { uri, .. } = v.start {
             uris.push(String::from_utf8_lossy(uri).into_owned());
         }
     }

@@ -2,9 +2,9 @@
 //! input without panicking: the SIP reader, the digest headers, the number
 //! patterns, and the answers path of a server fed random datagrams.
 
-use dce_loadgen::digest::{Answer, Challenge};
-use dce_loadgen::numbers::Numbers;
-use dce_loadgen::sipmsg;
+use loadgen::digest::{Answer, Challenge};
+use loadgen::numbers::Numbers;
+use loadgen::sipmsg;
 use proptest::prelude::*;
 
 const INVITE: &[u8] = b"INVITE sip:44201234@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.1:5061;branch=z9hG4bKa\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:44201234@y>\r\nCall-ID: abc@h\r\nCSeq: 1 INVITE\r\nAuthorization: Digest username=\"u\", response=\"r\"\r\nContent-Length: 3\r\n\r\nv=0";

@@ -8,12 +8,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dce_edge::lab::netns::{unique_name, veth_pair, Netns};
-use dce_edge::privilege::privileged_or_skip;
-use dce_loadgen::attack::{
-    self, Bounds, FloodConfig, FragmentMode, FragmentsConfig, Ipv4Net, Refusal,
-};
-use dce_loadgen::sys::{self, UdpOptions};
+use lab::netns::{unique_name, veth_pair, Netns};
+use lab::privilege::privileged_or_skip;
+use loadgen::attack::{self, Bounds, FloodConfig, FragmentMode, FragmentsConfig, Ipv4Net, Refusal};
+use sys::{self, UdpOptions};
 
 struct Lab {
     sender: Netns,
@@ -114,8 +112,8 @@ fn flood_frames_arrive_from_spoofed_sources_and_every_one_is_counted() {
             std::net::IpAddr::V4(v) => assert_eq!(v.octets()[..3], [198, 18, 100]),
             other => panic!("source {other} is not from the spoofed prefix"),
         }
-        let v = dce_loadgen::sipmsg::parse(bytes).expect("flood payload is SIP");
-        assert_eq!(v.method(), Some(dce_loadgen::sipmsg::Method::Invite));
+        let v = loadgen::sipmsg::parse(bytes).expect("flood payload is SIP");
+        assert_eq!(v.method(), Some(loadgen::sipmsg::Method::Invite));
     }
 }
 

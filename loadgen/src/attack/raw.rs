@@ -14,7 +14,7 @@ use super::{
 use crate::msg::MsgBuf;
 use crate::pacing::Pacer;
 use crate::sipmsg::Method;
-use crate::sys::{self, PacketSocket};
+use sys::{self, PacketSocket};
 
 /// Errors of the raw attacks.
 #[derive(Debug, thiserror::Error)]

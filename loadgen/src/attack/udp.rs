@@ -13,7 +13,7 @@ use crate::msg::MsgBuf;
 use crate::numbers::Numbers;
 use crate::pacing::Pacer;
 use crate::sipmsg::{self, Method, SipView};
-use crate::sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
+use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
 
 /// Errors of the UDP attacks.
 #[derive(Debug, thiserror::Error)]

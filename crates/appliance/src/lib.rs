@@ -1,0 +1,11 @@
+//! The appliance (`dce-edge run`): the XDP filter, the workers and their
+//! proxies, the route tables and their prober, wired together by a control
+//! thread that owns everything the workers do not. The command line that
+//! starts it lives in the `dce-edge` binary.
+
+pub mod config;
+pub mod probe;
+pub mod run;
+
+pub use config::ApplianceConfig;
+pub use run::{Appliance, ControlEvent, StartError};

@@ -1,0 +1,649 @@
+//! The control thread of the appliance: starts the workers with a proxy
+//! each, keeps their route tables and target health current, turns their
+//! abuse reports into bans, and assembles the stats snapshot. It never
+//! touches a worker's state except through the rings.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use super::config::ApplianceConfig;
+use crate::probe::Prober;
+use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, WorkerSnapshot};
+use proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
+use route::health::HealthChange;
+use route::{RouteControl, RouteErrors};
+use telemetry::stats::{self, Snapshot};
+use xdp::config::Cidr;
+use xdp::loader::{Attached, Filter};
+use xdp::maps::BanReason;
+use xdp::FilterError;
+
+/// Why the appliance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The route files were refused.
+    #[error("routes refused:\n{0}")]
+    Routes(RouteErrors),
+    /// The dataplane could not start.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// The XDP filter could not be loaded or attached.
+    #[error("XDP filter: {0}")]
+    Filter(FilterError),
+    /// The health prober's socket could not be bound.
+    #[error("cannot bind the health prober at {addr}: {source}")]
+    Prober {
+        /// Where it tried.
+        addr: SocketAddr,
+        /// Why not.
+        source: std::io::Error,
+    },
+}
+
+/// Something the control thread did that an operator may want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlEvent {
+    /// A worker reported an abuser.
+    Abuse {
+        /// The source.
+        source: IpAddr,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A source proved its address real.
+    Verified {
+        /// The source.
+        source: IpAddr,
+    },
+    /// A target went up or down.
+    Health {
+        /// host:port.
+        target: SocketAddr,
+        /// The route groups that list it (comma-separated).
+        group: String,
+        /// Its new state.
+        up: bool,
+        /// Probes in a row (unanswered, or answered) that made the change.
+        after: u32,
+    },
+    /// A ban the control thread did not make itself appeared in the XDP
+    /// ban map: the program's own auto-ban of a scanner, or a manual
+    /// `dce-edge ban` from another process.
+    Banned {
+        /// The banned network.
+        source: String,
+        /// Why (`scanner`, `manual`, ...).
+        reason: String,
+        /// Seconds until it lapses.
+        seconds: u64,
+    },
+    /// A route reload was accepted.
+    ReloadAccepted {
+        /// The new version.
+        version: u64,
+        /// Prefixes in it.
+        prefixes: usize,
+    },
+    /// `attach = "auto"` fell back to generic XDP: slower, and said loudly.
+    AttachFallback {
+        /// The interface.
+        interface: String,
+    },
+    /// A route reload was refused; the running table stays.
+    ReloadRefused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The running appliance, owned by the control thread.
+pub struct Appliance {
+    cfg: ApplianceConfig,
+    /// The XDP filter (AF_XDP mode, or socket mode with a `[filter]`).
+    filter: Option<Filter>,
+    /// Upstream addresses this edge put in the XDP allowlist.
+    upstreams_allowed: Vec<IpAddr>,
+    last_sweep: Instant,
+    dataplane: Dataplane<EdgeProxy>,
+    routes: RouteControl,
+    prober: Prober,
+    started: Instant,
+    changes: Vec<HealthChange>,
+    reloads_accepted: u64,
+    reloads_refused: u64,
+    last_reload_error: Option<String>,
+    last_workers: Vec<WorkerSnapshot<ProxyStats>>,
+    events: Vec<ControlEvent>,
+    /// Bans the workers enforce themselves (no XDP filter): source to
+    /// reason and expiry.
+    worker_bans: HashMap<IpAddr, (&'static str, Instant)>,
+    /// Bans in the XDP ban map that have had their event: made here (an
+    /// `Abuse` event says so) or seen in the map by [`Appliance::snapshot`].
+    logged_bans: HashSet<String>,
+}
+
+impl Appliance {
+    /// Loads the routes, starts one worker per configured queue (AF_XDP
+    /// sockets go into `xsk_map`) and the health prober.
+    pub fn start(cfg: ApplianceConfig) -> Result<Appliance, StartError> {
+        let loaded = cfg.routes.load(&cfg.source).map_err(StartError::Routes)?;
+        let mut events = Vec::new();
+        let mut filter = match &cfg.filter {
+            Some(fc) => {
+                let f = Filter::load(fc, &cfg.dataplane.interface, fc.attach)
+                    .map_err(StartError::Filter)?;
+                if let Some(Attached::Generic { fell_back: true }) = f.attached() {
+                    events.push(ControlEvent::AttachFallback {
+                        interface: cfg.dataplane.interface.clone(),
+                    });
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        let health = loaded.table.health_settings();
+        let workers = cfg.dataplane.workers.len();
+        let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
+        let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
+        let proxy_cfg = cfg.proxy.clone();
+        let mut xsk_map = match (&mut filter, cfg.dataplane.mode) {
+            (Some(f), IoMode::AfXdp) => Some(f.xsk_map().map_err(StartError::Filter)?),
+            _ => None,
+        };
+        let dataplane = Dataplane::start(
+            &cfg.dataplane,
+            xsk_map.as_mut().map(|m| m as &mut dyn SocketMap),
+            |i| {
+                EdgeProxy::new(
+                    proxy_cfg.clone(),
+                    worker_routes[i].take().expect("one route set per worker"),
+                )
+            },
+        )?;
+        // Probes leave from the edge's address on a port of their own, so
+        // their answers reach this socket and not the workers.
+        let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
+        let mut prober = Prober::bind(probe_addr, health).map_err(|source| StartError::Prober {
+            addr: probe_addr,
+            source,
+        })?;
+        prober.follow_table(routes.table());
+        let mut appliance = Appliance {
+            cfg,
+            filter,
+            upstreams_allowed: Vec::new(),
+            last_sweep: Instant::now(),
+            dataplane,
+            routes,
+            prober,
+            started: Instant::now(),
+            changes: Vec::new(),
+            reloads_accepted: 0,
+            reloads_refused: 0,
+            last_reload_error: None,
+            last_workers: Vec::new(),
+            events,
+            worker_bans: HashMap::new(),
+            logged_bans: HashSet::new(),
+        };
+        appliance.allow_upstreams();
+        Ok(appliance)
+    }
+
+    /// Keeps the route table's upstreams in the XDP allowlist: they answer
+    /// every call (hundreds of responses per second from one address) and
+    /// must never meet a per-source rate limit or a ban. Entries this edge
+    /// added for upstreams a reload dropped are taken out again; entries the
+    /// configuration lists stay.
+    fn allow_upstreams(&mut self) {
+        let Some(filter) = &mut self.filter else {
+            return;
+        };
+        let configured: Vec<Cidr> = self
+            .cfg
+            .filter
+            .as_ref()
+            .map(|f| f.allowlist.clone())
+            .unwrap_or_default();
+        let mut wanted: Vec<IpAddr> = self
+            .routes
+            .table()
+            .upstreams()
+            .iter()
+            .map(|a| a.ip())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for ip in &self.upstreams_allowed {
+            if !wanted.contains(ip) && !configured.contains(&Cidr::host(*ip)) {
+                let _ = filter.disallow(Cidr::host(*ip));
+            }
+        }
+        for ip in &wanted {
+            if let Err(e) = filter.allow(Cidr::host(*ip)) {
+                eprintln!("dce-edge: cannot allowlist upstream {ip} in the XDP filter: {e}");
+            }
+        }
+        self.upstreams_allowed = wanted;
+    }
+
+    /// The addresses the workers serve (the real port when the
+    /// configuration said 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.dataplane.local_addrs()
+    }
+
+    /// One round of control work; call it every few milliseconds. Returns
+    /// what happened, for the event log.
+    pub fn tick(&mut self) -> Vec<ControlEvent> {
+        let mut out = std::mem::take(&mut self.events);
+        self.dataplane.poll_events(|_worker, ev| match ev {
+            ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse {
+                source,
+                reason: reason.as_str(),
+            }),
+            ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
+        });
+        self.enforce_bans(&out);
+        self.verify_sources(&out);
+        self.changes.clear();
+        if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
+            eprintln!("dce-edge: health prober: {e}");
+        }
+        for c in &self.changes {
+            self.routes.set_health(c.addr, c.up);
+            let group = self
+                .routes
+                .table()
+                .groups()
+                .iter()
+                .filter(|g| g.targets.iter().any(|t| t.addr == c.addr))
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            out.push(ControlEvent::Health {
+                target: c.addr,
+                group,
+                up: c.up,
+                after: c.after,
+            });
+        }
+        self.routes.pump();
+        out
+    }
+
+    /// Reads the route files again; on success every worker swaps to the new
+    /// table between batches, on failure the running table stays.
+    pub fn reload_routes(&mut self) -> Result<u64, String> {
+        match self.routes.reload(&self.cfg.routes, &self.cfg.source) {
+            Ok(r) => {
+                self.reloads_accepted += 1;
+                self.prober.follow_table(self.routes.table());
+                self.allow_upstreams();
+                self.events.push(ControlEvent::ReloadAccepted {
+                    version: r.version,
+                    prefixes: self.routes.table().prefix_count(),
+                });
+                Ok(r.version)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.reloads_refused += 1;
+                self.last_reload_error = Some(reason.clone());
+                self.events.push(ControlEvent::ReloadRefused {
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// The route table version the control thread last installed.
+    pub fn routes_version(&self) -> u64 {
+        self.routes.version()
+    }
+
+    /// Asks every worker for its counters and assembles a snapshot.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let snaps = self.dataplane.snapshots(Duration::from_secs(2));
+        if snaps.len() == self.dataplane.workers() {
+            self.last_workers = snaps;
+        }
+        let s = self.assemble();
+        if self.filter.is_some() {
+            self.note_new_bans(&s.bans);
+        }
+        s
+    }
+
+    /// Queues a `Banned` event for every ban in the XDP map that has had
+    /// none: the program bans scanners by itself, and `dce-edge ban` runs
+    /// in another process, so the map is the only place the control thread
+    /// learns of them. A ban that lapsed and comes back is new again.
+    fn note_new_bans(&mut self, bans: &[stats::BanEntry]) {
+        self.logged_bans
+            .retain(|logged| bans.iter().any(|b| &b.source == logged));
+        for b in bans {
+            if self.logged_bans.insert(b.source.clone()) {
+                self.events.push(ControlEvent::Banned {
+                    source: b.source.clone(),
+                    reason: b.reason.clone(),
+                    seconds: b.seconds_left,
+                });
+            }
+        }
+    }
+
+    /// Tells the XDP filter which sources proved they are real, so that a
+    /// flood from spoofed sources (which spends the unverified budget) does
+    /// not crowd them out.
+    fn verify_sources(&mut self, events: &[ControlEvent]) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        let ttl = Duration::from_secs(self.cfg.proxy.answers.verified_seconds.max(1) as u64);
+        for ev in events {
+            if let ControlEvent::Verified { source } = ev {
+                if let Err(e) = f.verify(*source, ttl) {
+                    eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
+                }
+            }
+        }
+    }
+
+    /// Bans the sources the workers reported: in every worker (socket mode,
+    /// or until the XDP ban takes over). Several workers may report one
+    /// source; it is banned once.
+    fn enforce_bans(&mut self, events: &[ControlEvent]) {
+        let now = Instant::now();
+        let ban_for = Duration::from_secs(self.cfg.proxy.abuse.ban_seconds as u64);
+        self.worker_bans.retain(|_, (_, until)| *until > now);
+        if let Some(f) = &mut self.filter {
+            if now.duration_since(self.last_sweep) >= Duration::from_secs(5) {
+                self.last_sweep = now;
+                let _ = f.sweep_expired_bans();
+                let _ = f.sweep_expired_verified();
+            }
+        }
+        for ev in events {
+            let ControlEvent::Abuse { source, reason } = ev else {
+                continue;
+            };
+            if self.worker_bans.contains_key(source) {
+                continue;
+            }
+            self.worker_bans.insert(*source, (reason, now + ban_for));
+            match &mut self.filter {
+                Some(f) => {
+                    // The Abuse event is this ban's event.
+                    self.logged_bans.insert(Cidr::host(*source).to_string());
+                    let why = match *reason {
+                        "auth_failure" => BanReason::AuthFailure,
+                        "extension_scan" => BanReason::ExtensionScan,
+                        _ => BanReason::NotFound,
+                    };
+                    if let Err(e) = f.ban(
+                        Cidr::host(*source),
+                        Some(ban_for),
+                        why,
+                        "reported by the proxy",
+                    ) {
+                        eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}");
+                    }
+                }
+                None => {
+                    let until = dataplane::now().plus(ban_for);
+                    self.dataplane.broadcast(ProxyControl::Ban {
+                        source: *source,
+                        until,
+                    });
+                }
+            }
+        }
+    }
+
+    fn assemble(&self) -> Snapshot {
+        let mut s = assemble(
+            &self.cfg,
+            &self.routes,
+            &self.prober,
+            self.started,
+            self.reload_counts(),
+            &self.last_workers,
+        );
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        s
+    }
+
+    fn reload_counts(&self) -> (u64, u64, Option<String>) {
+        (
+            self.reloads_accepted,
+            self.reloads_refused,
+            self.last_reload_error.clone(),
+        )
+    }
+
+    /// Stops the workers and returns the final snapshot.
+    pub fn stop(self) -> Result<Snapshot, DataplaneError> {
+        let reloads = self.reload_counts();
+        let finals = self.dataplane.stop()?;
+        let mut s = assemble(
+            &self.cfg,
+            &self.routes,
+            &self.prober,
+            self.started,
+            reloads,
+            &finals,
+        );
+        add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        Ok(s)
+    }
+}
+
+fn assemble(
+    cfg: &ApplianceConfig,
+    routes: &RouteControl,
+    prober: &Prober,
+    started: Instant,
+    (reloads_accepted, reloads_refused, last_reload_error): (u64, u64, Option<String>),
+    workers: &[WorkerSnapshot<ProxyStats>],
+) -> Snapshot {
+    {
+        let mut s = Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            role: stats::Role::Appliance,
+            interface: (!cfg.dataplane.interface.is_empty())
+                .then(|| cfg.dataplane.interface.clone()),
+            taken_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            uptime_seconds: started.elapsed().as_secs_f64(),
+            ..Snapshot::default()
+        };
+        s.modes.attach = "none".into();
+        s.modes.dataplane = match workers.first().map(|w| w.io) {
+            Some(IoKind::AfXdpZeroCopy) => "zero_copy",
+            Some(IoKind::AfXdpCopy) => "copy",
+            _ => "socket",
+        }
+        .into();
+        let mut setup = Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
+        for w in workers {
+            s.workers.push(worker_counters(
+                w,
+                cfg.dataplane.workers.get(w.worker).map(|p| p.queue),
+            ));
+            let h = &w.handler;
+            s.routes.lookups += h.lookups;
+            s.routes.misses += h.misses;
+            s.routes.batched_lookups += h.batched_lookups;
+            for (g, n) in &h.hits {
+                *s.routes.hits.entry(g.clone()).or_default() += n;
+            }
+            for (g, n) in &h.cap_rejections {
+                *s.routes.cap_rejections.entry(g.clone()).or_default() += n;
+            }
+            s.calls.invites_forwarded += h.invites_forwarded;
+            s.calls.answered += h.calls_answered;
+            s.calls.failed += h.calls_failed;
+            let _ = setup.add(&h.setup_us);
+        }
+        s.setup_latency = latency(&setup);
+        s.routes.table_version = routes.version();
+        s.routes.prefixes = routes.table().prefix_count() as u64;
+        s.routes.reloads_accepted = reloads_accepted;
+        s.routes.reloads_refused = reloads_refused;
+        s.routes.last_reload_error = last_reload_error;
+        let table = routes.table();
+        for g in table.groups() {
+            for t in &g.targets {
+                // Each target's own probes (redirect targets are not probed).
+                let probes = prober.probes().target_probes(t.addr).unwrap_or_default();
+                s.targets.push(stats::TargetHealth {
+                    group: g.name.clone(),
+                    target: t.addr.to_string(),
+                    up: prober.probes().is_up(t.addr).unwrap_or(true),
+                    rtt_ms: probes.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    probes_sent: probes.sent,
+                    probes_answered: probes.answered,
+                });
+            }
+        }
+        s
+    }
+}
+
+fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats::WorkerCounters {
+    let h = &w.handler;
+    let c = &w.counters;
+    let mut out = stats::WorkerCounters {
+        id: w.worker,
+        core: w.core,
+        queue: if w.io == IoKind::Socket { None } else { queue },
+        received: c.received,
+        transmitted: c.transmitted,
+        parse_errors: h
+            .parse_errors
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect(),
+        forwarded_requests: h.forwarded_requests,
+        forwarded_responses: h.forwarded_responses,
+        answered: h.answered.clone(),
+        ..Default::default()
+    };
+    for (name, n) in w.handler_drops().chain(c.drops()) {
+        if n > 0 {
+            *out.dropped.entry(name.to_string()).or_default() += n;
+        }
+    }
+    out.rings
+        .insert("fill_shortfalls".into(), c.fill_shortfalls);
+    out.rings.insert("tx_kicks".into(), c.tx_kicks);
+    out.rings
+        .insert("events_lost".into(), w.events_lost + h.events_lost);
+    if let Some(x) = &w.xsk {
+        out.rings.insert("rx_dropped".into(), x.rx_dropped);
+        out.rings.insert("rx_ring_full".into(), x.rx_ring_full);
+        out.rings
+            .insert("rx_fill_ring_empty".into(), x.rx_fill_ring_empty_descs);
+        out.rings
+            .insert("rx_invalid_descs".into(), x.rx_invalid_descs);
+        out.rings
+            .insert("tx_invalid_descs".into(), x.tx_invalid_descs);
+    }
+    out
+}
+
+/// Bucket bounds of the setup-latency histogram, in milliseconds.
+pub const SETUP_BOUNDS_MS: [f64; 14] = [
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+
+fn latency(h: &Histogram<u64>) -> stats::LatencyHistogram {
+    let mut counts = Vec::with_capacity(SETUP_BOUNDS_MS.len() + 1);
+    let mut below = 0u64;
+    for b in SETUP_BOUNDS_MS {
+        let upto = h.count_between(0, (b * 1000.0) as u64);
+        counts.push(upto.saturating_sub(below));
+        below = upto;
+    }
+    counts.push(h.len().saturating_sub(below));
+    stats::LatencyHistogram {
+        bounds_ms: SETUP_BOUNDS_MS.to_vec(),
+        counts,
+        count: h.len(),
+        sum_ms: h.mean() * h.len() as f64 / 1000.0,
+        p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+/// The control thread's part of a snapshot: the XDP filter's counters and
+/// bans when it runs, else the bans the workers enforce.
+fn add_bans(
+    s: &mut Snapshot,
+    filter: Option<&Filter>,
+    worker_bans: &HashMap<IpAddr, (&'static str, Instant)>,
+) {
+    if let Some(f) = filter {
+        add_filter(s, f);
+        return;
+    }
+    let now = Instant::now();
+    s.bans = worker_bans
+        .iter()
+        .map(|(ip, (reason, until))| stats::BanEntry {
+            source: ip.to_string(),
+            reason: reason.to_string(),
+            seconds_left: until.saturating_duration_since(now).as_secs(),
+        })
+        .collect();
+}
+
+/// The XDP filter's part of a snapshot: verdicts, attach mode, top sources
+/// and bans, read from its maps.
+fn add_filter(s: &mut Snapshot, f: &Filter) {
+    if let Some(a) = f.attached() {
+        s.modes.attach = a.name().into();
+        s.modes.attach_fallback = matches!(a, Attached::Generic { fell_back: true });
+    }
+    if let Ok(st) = f.read_stats() {
+        s.xdp = Some(stats::XdpCounters {
+            drops: xdp::stats::DropCounts::NAMES
+                .iter()
+                .zip(st.drops.as_array())
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            passed: st.passed + st.passed_other,
+            redirected: st.redirected,
+        });
+    }
+    if let Ok(top) = f.top_sources(20) {
+        s.top_sources = top
+            .into_iter()
+            .map(|t| stats::TopSource {
+                source: t.source.to_string(),
+                drops: t.drops,
+                last_reason: t.last_reason.into(),
+            })
+            .collect();
+    }
+    if let Ok(n) = f.verified_count() {
+        s.verified_sources = n as u64;
+    }
+    if let Ok(bans) = f.bans() {
+        s.bans = bans
+            .into_iter()
+            .filter(|b| !b.expired)
+            .map(|b| stats::BanEntry {
+                source: b.network.to_string(),
+                reason: b.reason.name().into(),
+                seconds_left: b.left.map_or(u64::MAX, |d| d.as_secs()),
+            })
+            .collect();
+    }
+}

@@ -1,0 +1,55 @@
+//! The dataplane: everything between a NIC queue and a sans-IO packet
+//! handler. Frames arrive through AF_XDP sockets ([`afxdp`]) or UDP sockets
+//! ([`socket`]), pinned workers ([`worker`]) hand each datagram to a
+//! [`PacketHandler`] and send what it writes into the [`Outbox`]. The
+//! contract between the two (those types, [`Datagram`], [`Timestamp`]) is
+//! the proxy crate's `handler` module, re-exported here; this crate owns the
+//! clock ([`now`]) and every socket.
+
+pub mod afxdp;
+pub mod config;
+pub mod counters;
+pub mod neigh;
+pub mod socket;
+pub mod worker;
+
+mod nexthop;
+
+pub use nexthop::NeighbourUpdate;
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+pub use config::{
+    ConfigProblem, DataplaneConfig, IdleConfig, IoMode, NeighbourConfig, WorkerPlacement,
+    XskConfig, ZeroCopy,
+};
+pub use counters::{IoKind, XskStatistics};
+pub use counters::{WorkerCounters, WorkerSnapshot};
+pub use neigh::{NeighbourCache, NeighbourError, NeighbourStats, Route};
+pub use worker::{Control, Dataplane, DataplaneError, PacketIo, SocketMap, Worker, WorkerEvent};
+
+pub use proxy::handler::{
+    Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, SendError, Timestamp, TxSlots,
+};
+
+/// The current time on the dataplane's monotonic clock: nanoseconds since
+/// the process first asked. The only place a [`Timestamp`] is read from a
+/// clock; handlers get it passed in.
+pub fn now() -> Timestamp {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    Timestamp::from_nanos(start.elapsed().as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_moves_forward() {
+        let a = now();
+        let b = now();
+        assert!(b >= a);
+    }
+}

@@ -1,0 +1,219 @@
+//! AF_XDP end to end in a namespace pair, in native (driver) and SKB XDP
+//! mode: a minimal XDP program redirects UDP to port 5060 into the
+//! dataplane's socket, the echo worker answers through AF_XDP TX with frames
+//! built by the frame writer and MACs from the neighbour cache, and the
+//! peer's ordinary sockets receive every answer. The peer's veth has receive
+//! checksum offload off, so its UDP stack verifies each answer's checksum:
+//! arrival proves the checksums.
+
+use crate::common as dataplane_common;
+
+use std::time::{Duration, Instant};
+
+use aya::maps::XskMap;
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use dataplane::{Dataplane, DataplaneConfig, IoKind, IoMode, WorkerCounters};
+use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, Echo, TempDir};
+use lab::netns::{unique_name, veth_pair_one_queue, Netns};
+use lab::privilege::{feature_or_skip, privileged_or_skip};
+
+const PORT: u16 = 5060;
+
+fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
+    if !privileged_or_skip(test) {
+        return;
+    }
+    let clang = find_clang();
+    if !feature_or_skip(test, clang.is_some(), "clang", "apt-get install clang") {
+        return;
+    }
+    let tmp = TempDir::new("xsk");
+    let obj = compile_xsk_redirect(clang.unwrap(), &tmp.0, PORT);
+
+    let a = Netns::create("dxa").unwrap();
+    let b = Netns::create("dxb").unwrap();
+    let (ia, ib) = (unique_name("xa"), unique_name("xb"));
+    // One queue each way: a queue without a socket would fall back to
+    // XDP_PASS and the test would miss datagrams (PLATFORM.md).
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
+    let v4_edge = format!("198.18.{subnet}.1");
+    let v4_peer = format!("198.18.{subnet}.2");
+    let v6_edge = format!("2001:2:0:{subnet}::1");
+    let v6_peer = format!("2001:2:0:{subnet}::2");
+    a.addr_up(&ia, &format!("{v4_edge}/24")).unwrap();
+    a.addr_up(&ia, &format!("{v6_edge}/64")).unwrap();
+    b.addr_up(&ib, &format!("{v4_peer}/24")).unwrap();
+    b.addr_up(&ib, &format!("{v6_peer}/64")).unwrap();
+    // Without RX checksum offload the peer's kernel checks every UDP
+    // checksum of what our AF_XDP socket sends, and drops bad ones.
+    b.run("ethtool", &["-K", &ib, "rx", "off"]).unwrap();
+
+    let mut config = DataplaneConfig::new(
+        IoMode::AfXdp,
+        &ia,
+        vec![
+            format!("{v4_edge}:{PORT}").parse().unwrap(),
+            format!("[{v6_edge}]:{PORT}").parse().unwrap(),
+        ],
+        &[0],
+    );
+    config.xsk.frame_count = 1024;
+    config.xsk.fill_ring = 512;
+    config.xsk.rx_ring = 256;
+    config.xsk.tx_ring = 256;
+    config.xsk.completion_ring = 256;
+    config.idle.busy_polls = 64;
+    config.neighbour.refresh_ms = 200;
+    config.neighbour.resolve_timeout_ms = 500;
+
+    let ia2 = ia.clone();
+    a.enter(|| {
+        let mut bpf = Ebpf::load_file(&obj).unwrap();
+        let prog: &mut Xdp = bpf.program_mut("xsk_redirect").unwrap().try_into().unwrap();
+        prog.load().unwrap();
+        prog.attach(&ia2, mode).unwrap();
+        let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
+
+        let hole: std::net::SocketAddr = format!("198.18.{subnet}.99:5060").parse().unwrap();
+        let mut dp = Dataplane::start(&config, Some(&mut map), |_| Echo {
+            blackhole: Some(hole),
+            ..Echo::new()
+        })
+        .unwrap();
+        assert!(dp.broadcast(b'X').is_empty());
+        let server4 = config.local[0];
+        let server6 = config.local[1];
+        let bind4 = format!("{v4_peer}:0").parse().unwrap();
+        let bind6 = format!("[{v6_peer}]:0").parse().unwrap();
+        let p4 = b
+            .spawn_thread(move || run_peer(bind4, server4, 2000, 64))
+            .unwrap();
+        let p6 = b
+            .spawn_thread(move || run_peer(bind6, server6, 2000, 64))
+            .unwrap();
+        let r4 = p4.join().unwrap().unwrap();
+        let r6 = p6.join().unwrap().unwrap();
+
+        // Garbage to the SIP port that the handler refuses, and a datagram
+        // to another port, which the XDP program passes to the kernel.
+        b.enter(move || {
+            let s = std::net::UdpSocket::bind(bind4).unwrap();
+            for _ in 0..10 {
+                s.send_to(b"drop me", server4).unwrap();
+            }
+            // Forwarded by the handler to an address nobody answers for.
+            for _ in 0..5 {
+                s.send_to(b"lost in the void", server4).unwrap();
+            }
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let snaps = dp.snapshots(Duration::from_secs(5));
+            let unresolvable = dp.neighbour_stats().unwrap().unresolvable;
+            if snaps.len() == 1
+                && snaps[0].counters.handler_drops[0] == 10
+                && snaps[0].counters.received == snaps[0].counters.handled + 10
+                && snaps[0].counters.handled >= 4005
+                && unresolvable >= 1
+            {
+                let xsk = snaps[0].xsk.expect("XDP_STATISTICS readable");
+                assert_eq!(xsk.rx_invalid_descs, 0, "{xsk:?}");
+                assert_eq!(xsk.tx_invalid_descs, 0, "{xsk:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "refused datagrams never counted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let neigh = dp.neighbour_stats().unwrap();
+        let finals = dp.stop().unwrap();
+        assert_eq!(finals.len(), 1);
+        let s = &finals[0];
+        let c: WorkerCounters = s.counters;
+        eprintln!(
+            "{test}: final counters {c:?}, xsk {:?}, neighbour {neigh:?}",
+            s.xsk
+        );
+
+        for r in [&r4, &r6] {
+            assert_eq!(r.sent, 2000, "{r:?}");
+            assert_eq!(r.answered, r.sent, "every datagram answered: {r:?} {c:?}");
+            assert_eq!(r.bad_answers, 0, "{r:?}");
+            assert_eq!(r.first_bytes, vec![b'X'], "{r:?}");
+        }
+        assert_eq!(s.io, IoKind::AfXdpCopy, "veth has copy mode only");
+        assert_eq!(c.received, c.handled + 10, "{c:?}");
+        assert!(!s.pinned, "no core configured, not pinned");
+        assert_eq!(c.malformed.iter().sum::<u64>(), 0, "{c:?}");
+        assert!(c.handled >= 4000, "{c:?}");
+        // Every datagram handled was either transmitted or dropped under
+        // a reason (only warm-ups can be: the first before the neighbour
+        // is known).
+        assert_eq!(c.transmitted + c.tx_dropped(), c.handled, "{c:?}");
+        assert_eq!(s.handler, c.transmitted, "{c:?}");
+        assert_eq!(
+            c.tx_dropped(),
+            c.no_neighbour,
+            "only warm-ups and the black hole wait for a neighbour: {c:?}"
+        );
+        // The five datagrams for the address nobody answers for are counted
+        // as no_neighbour (never sent), and the service gave up on it.
+        assert!(c.no_neighbour >= 5, "{c:?}");
+        assert!(neigh.unresolvable >= 1, "{neigh:?}");
+        assert!(c.tx_kicks > 0);
+        assert!(neigh.read_errors == 0, "{neigh:?}");
+
+        // Nothing left behind: no AF_XDP socket in the namespace, and the
+        // program is detached once the Ebpf object is gone. A process that
+        // another test of this binary is starting at that moment holds a
+        // copy of every descriptor (the link's and the sockets') between its
+        // fork and its exec, where close-on-exec drops them: wait for that,
+        // bounded.
+        let _ = map;
+        drop(bpf);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let link = std::process::Command::new("ip")
+                .args(["link", "show", "dev", &ia2])
+                .output()
+                .unwrap();
+            let link = String::from_utf8_lossy(&link.stdout).to_string();
+            let ss = std::process::Command::new("ss")
+                .args(["-a", "-n", "--xdp"])
+                .output()
+                .unwrap();
+            let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+            let sockets = ss.lines().filter(|l| !l.trim().is_empty()).count();
+            if !link.contains("xdp") && sockets <= 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left behind after 10 s: program attached {}, AF_XDP sockets: {ss}; link: {link}",
+                link.contains("xdp")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .unwrap();
+    let names = (a.name().to_string(), b.name().to_string());
+    drop(a);
+    drop(b);
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&names.0) && !list.contains(&names.1));
+}
+
+#[test]
+fn afxdp_copy_mode_echo_in_native_xdp() {
+    echo_through_afxdp("afxdp_copy_mode_echo_in_native_xdp", XdpMode::Driver, 2);
+}
+
+#[test]
+fn afxdp_copy_mode_echo_in_skb_xdp() {
+    echo_through_afxdp("afxdp_copy_mode_echo_in_skb_xdp", XdpMode::Skb, 3);
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the dataplane: AF_XDP and socket workers on veth pairs in network namespaces, the frame writer against the kernel, neighbours, and no allocation in the steady state.
+
+mod afxdp;
+mod alloc;
+#[allow(dead_code)]
+mod common;
+mod frame_kernel;
+mod neigh;
+mod socket;

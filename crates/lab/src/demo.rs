@@ -1,0 +1,817 @@
+//! `dce-edge demo`: the appliance's main job where anyone can watch it.
+//!
+//! It builds the lab (callers, an attacker, the edge and two upstream
+//! servers in namespaces on one bridge), runs `dce-edge run` in AF_XDP mode
+//! with a route table of ten thousand prefixes, sends legitimate calls from
+//! the callers through the edge to the upstreams with `dce-loadgen`, and at
+//! the same time attacks the edge: a SIPVicious-style scanner sweep, a
+//! REGISTER password guess, an INVITE flood from spoofed sources and garbage
+//! on the SIP port. It shows progress each second and a report at the end,
+//! and removes everything it made, also on Ctrl-C or failure.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::bin::TempDir;
+use super::edge::{EdgeConfig, EdgeProcess};
+use super::netns::{ChildGuard, Netns};
+use super::topology::{Lab, LabSpec, EDGE_ADDR, SPOOF_PREFIX};
+use dataplane::IoMode;
+use telemetry::stats::Snapshot;
+
+/// What the demo runs (the `dce-edge demo` flags).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// How long the calls and attacks run, in seconds.
+    pub seconds: u64,
+    /// Legitimate calls started per second.
+    pub cps: f64,
+    /// Packets per second of the spoofed INVITE flood (0: none).
+    pub flood_pps: u64,
+    /// Prefixes in the route table (at least 10,000).
+    pub prefixes: usize,
+    /// Write the report as JSON to this file too.
+    pub json: Option<PathBuf>,
+    /// Keep the lab's files (configuration, route table, reports) here
+    /// instead of a temporary directory.
+    pub keep: Option<PathBuf>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            seconds: 30,
+            cps: 200.0,
+            flood_pps: 100_000,
+            prefixes: 10_000,
+            json: None,
+            keep: None,
+        }
+    }
+}
+
+/// The demo's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// Seconds of traffic.
+    pub seconds: u64,
+    /// XDP attach mode and AF_XDP mode.
+    pub attach_mode: String,
+    /// `copy` or `zero_copy`.
+    pub dataplane_mode: String,
+    /// Prefixes in the route table.
+    pub prefixes: u64,
+    /// Legitimate calls as the callers saw them.
+    pub calls: CallsReport,
+    /// What each attack sent.
+    pub attacks: Vec<AttackLine>,
+    /// XDP drops by reason.
+    pub xdp_drops: std::collections::BTreeMap<String, u64>,
+    /// Packets XDP redirected to the workers.
+    pub xdp_redirected: u64,
+    /// Messages the workers dropped, by reason.
+    pub worker_drops: std::collections::BTreeMap<String, u64>,
+    /// Local answers the workers sent, by code.
+    pub worker_answers: std::collections::BTreeMap<u16, u64>,
+    /// Route lookups the workers made, and how many of them were answered
+    /// from a receive batch's side-by-side lookups.
+    pub route_lookups: u64,
+    /// See `route_lookups`.
+    pub route_lookups_batched: u64,
+    /// Bans in force at the end: source and reason.
+    pub bans: Vec<(String, String)>,
+    /// Datagrams the edge sent to spoofed sources (a reflector shows here).
+    pub reflected: u64,
+}
+
+/// Legitimate calls.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CallsReport {
+    /// Calls started.
+    pub offered: u64,
+    /// Calls that completed (INVITE, 200, ACK, BYE, 200).
+    pub completed: u64,
+    /// Calls that failed or timed out.
+    pub failed: u64,
+    /// Median setup time (INVITE to 200), milliseconds.
+    pub setup_p50_ms: f64,
+    /// 99th percentile setup time, milliseconds.
+    pub setup_p99_ms: f64,
+}
+
+/// One attack.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackLine {
+    /// Which.
+    pub kind: String,
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets the attacker's kernel refused (not sent, so not in `sent`).
+    pub send_failed: u64,
+    /// Packets per second it reached (what the box could send, which may be
+    /// less than what was asked for).
+    pub pps: f64,
+    /// SIP answers the attacker got back.
+    pub answers: u64,
+    /// What it found (extensions, passwords): should be nothing.
+    pub found: Vec<String>,
+}
+
+/// The loadgen binary next to this one.
+fn loadgen_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the dce-edge binary")?;
+    let path = exe.with_file_name("dce-loadgen");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the workspace (`cargo build --release --workspace --bins`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Refuses to start where the demo cannot run, saying why.
+fn preflight() -> Result<()> {
+    if !crate::privilege::is_root() {
+        bail!("dce-edge demo needs root: it creates network namespaces and attaches an XDP program (run it with sudo)");
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux): it cannot load dce-edge's XDP program");
+    }
+    if let Err(e) = xdp::loader::Filter::load_unattached(&xdp::config::FilterConfig::default()) {
+        bail!("this kernel refuses dce-edge's XDP program: {e}");
+    }
+    if !crate::privilege::have_program("ip") {
+        bail!("the `ip` command (iproute2) is missing: apt-get install iproute2");
+    }
+    Ok(())
+}
+
+/// The route table: `prefixes` six-digit prefixes 44xxxx split over two
+/// forward groups with the upstreams in opposite priority, plus a reject
+/// group (900) and a redirect group (800). Returns the groups file and the
+/// prefixes file.
+pub fn demo_routes(lab: &Lab, prefixes: usize) -> (String, String) {
+    let up: Vec<String> = lab
+        .upstreams
+        .iter()
+        .map(|u| format!("{}:5060", u.addr()))
+        .collect();
+    let groups = format!(
+        "[health]\ninterval_ms = 1000\ndown_after = 3\nup_after = 2\n\n\
+         [[group]]\nname = \"uk-fixed\"\naction = \"forward\"\ntargets = [\n  {{ address = \"{a}\", priority = 1, weight = 1 }},\n  {{ address = \"{b}\", priority = 1, weight = 1 }},\n]\n\n\
+         [[group]]\nname = \"uk-mobile\"\naction = \"forward\"\ntargets = [\n  {{ address = \"{b}\", priority = 1 }},\n  {{ address = \"{a}\", priority = 2 }},\n]\n\n\
+         [[group]]\nname = \"premium\"\naction = \"reject\"\ncode = 403\n\n\
+         [[group]]\nname = \"moved\"\naction = \"redirect\"\ntargets = [{{ address = \"{a}\" }}]\n",
+        a = up[0],
+        b = up[up.len() - 1]
+    );
+    let mut csv = String::with_capacity(prefixes * 16);
+    csv.push_str("prefix,group\n900,premium\n800,moved\n");
+    for i in 0..prefixes.max(10_000) {
+        // 44 followed by four to six digits: 440000 .. 449999, then 4400000 ...
+        let p = if i < 10_000 {
+            format!("44{i:04}")
+        } else {
+            format!("44{:05}", i)
+        };
+        let g = if i % 2 == 0 { "uk-fixed" } else { "uk-mobile" };
+        csv.push_str(&p);
+        csv.push(',');
+        csv.push_str(g);
+        csv.push('\n');
+    }
+    (groups, csv)
+}
+
+/// The edge's configuration: AF_XDP mode with the lab profile, the XDP
+/// filter's defaults (scanner auto-ban on), nobody allowlisted but the
+/// route table's upstreams (added by the appliance itself), so the callers
+/// have to prove their addresses like any caller.
+/// `routes` are the groups and prefixes files' texts ([`demo_routes`]).
+fn demo_edge(lab: &Lab, routes: (String, String), binary: PathBuf) -> EdgeConfig {
+    let (groups, csv) = routes;
+    let mut cfg = EdgeConfig::new(lab, IoMode::AfXdp, groups, csv);
+    cfg.allowlist.clear();
+    cfg.profile = Some("lab".into());
+    cfg.filter = "auto_ban = true\nban_ttl_secs = 600\n".into();
+    cfg.binary = Some(binary);
+    // The appliance's own idle defaults, as a deployment runs it.
+    cfg.busy_polls = None;
+    cfg
+}
+
+/// Writes the demo's route table into `dir` (`groups.toml`, `prefixes.csv`,
+/// [`demo_routes`]), so that a benchmark can feed the same files to the
+/// edge and to the peers it compares the edge with.
+pub fn write_routes(dir: &Path, lab: &Lab, prefixes: usize) -> Result<()> {
+    let (groups, csv) = demo_routes(lab, prefixes);
+    std::fs::write(dir.join("groups.toml"), groups)?;
+    std::fs::write(dir.join("prefixes.csv"), csv)?;
+    Ok(())
+}
+
+/// Writes the demo edge's configuration (`edge.toml`, for the route files
+/// of [`write_routes`]) into `dir` and returns its path. `overrides` is
+/// merged over it table by table (a value in `overrides` replaces the
+/// demo's), so a benchmark can run the same edge in socket mode or with
+/// other limits.
+pub fn write_config(dir: &Path, lab: &Lab, overrides: &toml::Table) -> Result<PathBuf> {
+    // The route files are already in `dir`; the configuration only names them.
+    let cfg = demo_edge(lab, (String::new(), String::new()), PathBuf::new());
+    let base = cfg.toml(&lab.edge.iface);
+    let mut table: toml::Table = base.parse().context("the demo's own configuration")?;
+    merge_tables(&mut table, overrides);
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, format!("# Written by dce-edge's lab.\n{table}"))?;
+    Ok(path)
+}
+
+/// Merges `over` into `base`: tables merge key by key, any other value
+/// replaces what `base` had.
+pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Counts IPv4 UDP datagrams from the edge to spoofed sources arriving in
+/// the attacker's namespace, on a raw socket, until `stop`.
+#[allow(clippy::type_complexity)]
+fn count_reflections(
+    ns: &Netns,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> Result<std::thread::JoinHandle<std::io::Result<std::io::Result<()>>>> {
+    let edge = u32::from(EDGE_ADDR);
+    let (net, bits) = SPOOF_PREFIX.split_once('/').expect("a prefix");
+    let net = u32::from(net.parse::<Ipv4Addr>().expect("an IPv4 prefix"));
+    let mask = u32::MAX << (32 - bits.parse::<u32>().expect("a prefix length"));
+    Ok(ns.spawn_thread(move || -> std::io::Result<()> {
+        let sock = super::raw::PacketSocket::open_ipv4()?;
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Some(n) = sock.recv_timeout(&mut buf, Duration::from_millis(200))? else {
+                continue;
+            };
+            // Ethernet (14) + IPv4 header: protocol, source, destination.
+            if n < 34 || buf[12..14] != [0x08, 0x00] || buf[23] != 17 {
+                continue;
+            }
+            let src = u32::from_be_bytes(buf[26..30].try_into().expect("4 bytes"));
+            let dst = u32::from_be_bytes(buf[30..34].try_into().expect("4 bytes"));
+            if src == edge && dst & mask == net & mask {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    })?)
+}
+
+struct Procs {
+    children: Vec<(String, ChildGuard)>,
+}
+
+impl Procs {
+    fn spawn(
+        &mut self,
+        name: &str,
+        ns: &Netns,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<()> {
+        let out = std::fs::File::create(log)?;
+        let mut cmd = ns.command(program.to_str().context("a UTF-8 path")?);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        self.children
+            .push((name.to_string(), ChildGuard::new(child)));
+        Ok(())
+    }
+
+    fn wait(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let Some((_, c)) = self.children.iter_mut().find(|(n, _)| n == name) else {
+            return Ok(());
+        };
+        match c.wait_timeout(timeout)? {
+            Some(_) => Ok(()),
+            None => {
+                c.stop(Duration::from_secs(3))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// Runs the demo; `stop` ends it early (Ctrl-C).
+pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
+    preflight()?;
+    let loadgen = loadgen_binary()?;
+    let edge_bin = std::env::current_exe()?;
+    let seconds = args.seconds.clamp(5, 3600);
+    let prefixes = args.prefixes.max(10_000);
+
+    let tmp;
+    let dir: PathBuf = match &args.keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = TempDir::new("demo")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    eprintln!("building the lab: callers, attacker, edge, two upstreams (198.18.0.0/24) ...");
+    let lab = Lab::build(&LabSpec {
+        caller_addrs: 40,
+        upstreams: 2,
+        attacker: true,
+    })
+    .context("building the lab's namespaces")?;
+    let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
+
+    let mut procs = Procs {
+        children: Vec::new(),
+    };
+    let run_for = (seconds + 15).to_string();
+    for (i, up) in lab.upstreams.iter().enumerate() {
+        procs.spawn(
+            &format!("upstream{i}"),
+            &up.ns,
+            &loadgen,
+            &[
+                "uas".into(),
+                "--listen".into(),
+                format!("{}:5060", up.addr()),
+                "--duration".into(),
+                run_for.clone(),
+                "--quiet".into(),
+                "--json".into(),
+                dir.join(format!("upstream{i}.json")).display().to_string(),
+            ],
+            &dir.join(format!("upstream{i}.log")),
+        )?;
+    }
+    let mut edge = EdgeProcess::start(
+        &lab,
+        &dir,
+        &demo_edge(&lab, demo_routes(&lab, prefixes), edge_bin),
+    )
+    .context("starting the edge")?;
+    let edge_sip: SocketAddr = (EDGE_ADDR, 5060).into();
+    let first = edge.snapshot().ok().unwrap_or_default();
+    eprintln!(
+        "edge up: XDP {} mode, AF_XDP {} mode, {} prefixes; {} s of calls at {} cps with attacks",
+        first.modes.attach, first.modes.dataplane, first.routes.prefixes, seconds, args.cps
+    );
+
+    // Legitimate callers from 40 addresses.
+    let mut caller_args: Vec<String> = vec![
+        "uac".into(),
+        "--target".into(),
+        edge_sip.to_string(),
+        "--cps".into(),
+        args.cps.to_string(),
+        "--duration".into(),
+        seconds.to_string(),
+        "--numbers".into(),
+        "44{00000000-99999999}".into(),
+        "--sources".into(),
+        "80".into(),
+        "--quiet".into(),
+        "--json".into(),
+        dir.join("callers.json").display().to_string(),
+    ];
+    for a in &lab.callers.addrs {
+        caller_args.push("--local-addr".into());
+        caller_args.push(a.to_string());
+    }
+    procs.spawn(
+        "callers",
+        &lab.callers.ns,
+        &loadgen,
+        &caller_args,
+        &dir.join("callers.log"),
+    )?;
+
+    // Attacks start once the callers are known to the edge: every caller
+    // address has completed a call and echoed its dialog cookie, as the
+    // regular callers of a real edge have long before any attack. (A caller
+    // that first appears during a flood competes with the flood's budget;
+    // that is the price of reflecting nothing.)
+    let warm_up = Instant::now();
+    let callers_n = lab.callers.addrs.len() as u64;
+    let warm_up_limit = Duration::from_secs((seconds / 2).clamp(2, 20));
+    while warm_up.elapsed() < warm_up_limit && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if edge
+            .snapshot()
+            .ok()
+            .is_some_and(|s| s.verified_sources >= callers_n)
+        {
+            break;
+        }
+    }
+    eprintln!(
+        "callers verified after {:.1} s; the attacks start",
+        warm_up.elapsed().as_secs_f64()
+    );
+    // The attacks end a few seconds before the callers stop placing calls.
+    let attack_for = seconds
+        .saturating_sub(warm_up.elapsed().as_secs() + 3)
+        .max(2)
+        .to_string();
+    let target = edge_sip.to_string();
+    let a = |i: usize| attacker.addrs[i.min(attacker.addrs.len() - 1)].to_string();
+    let attacks: Vec<(&str, Vec<String>)> = vec![
+        (
+            "scan",
+            vec![
+                "attack",
+                "scan",
+                "--target",
+                &target,
+                "--local-addr",
+                &a(1),
+                "--pps",
+                "200",
+                "--count",
+                "100000",
+                "--duration",
+                &attack_for,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        ),
+        (
+            "guess",
+            vec![
+                "attack",
+                "guess",
+                "--target",
+                &target,
+                "--local-addr",
+                &a(2),
+                "--user-agent",
+                "Zoiper rv2.10",
+                "--pps",
+                "100",
+                "--count",
+                "100000",
+                "--duration",
+                &attack_for,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        ),
+        (
+            "garbage",
+            vec![
+                "attack",
+                "garbage",
+                "--target",
+                &target,
+                "--local-addr",
+                &a(3),
+                "--pps",
+                "500",
+                "--count",
+                "1000000",
+                "--duration",
+                &attack_for,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        ),
+    ];
+    let mut attack_names = Vec::new();
+    for (name, mut argv) in attacks {
+        argv.push("--json".into());
+        argv.push(
+            dir.join(format!("attack-{name}.json"))
+                .display()
+                .to_string(),
+        );
+        procs.spawn(
+            &format!("attack-{name}"),
+            &attacker.ns,
+            &loadgen,
+            &argv,
+            &dir.join(format!("attack-{name}.log")),
+        )?;
+        attack_names.push(name);
+    }
+    if args.flood_pps > 0 {
+        let argv: Vec<String> = vec![
+            "attack".into(),
+            "flood".into(),
+            "--iface".into(),
+            attacker.iface.clone(),
+            "--target".into(),
+            target.clone(),
+            "--spoof".into(),
+            SPOOF_PREFIX.into(),
+            "--pps".into(),
+            args.flood_pps.to_string(),
+            "--count".into(),
+            (args.flood_pps * seconds).to_string(),
+            "--duration".into(),
+            attack_for.clone(),
+            "--json".into(),
+            dir.join("attack-flood.json").display().to_string(),
+        ];
+        procs.spawn(
+            "attack-flood",
+            &attacker.ns,
+            &loadgen,
+            &argv,
+            &dir.join("attack-flood.log"),
+        )?;
+        attack_names.push("flood");
+    }
+    let reflect_stop = Arc::new(AtomicBool::new(false));
+    let reflected = Arc::new(AtomicU64::new(0));
+    let reflector = count_reflections(
+        &attacker.ns,
+        Arc::clone(&reflect_stop),
+        Arc::clone(&reflected),
+    )?;
+
+    // Progress, once a second, from the edge's own counters.
+    let started = Instant::now();
+    // The edge refreshes its snapshot about once a second, so a read can
+    // find the same one again: rates come from the last two different ones.
+    let (mut base, mut newest): (Option<Snapshot>, Option<Snapshot>) = (None, None);
+    while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(s) = edge.snapshot() {
+            let fresh = newest
+                .as_ref()
+                .is_none_or(|n| n.taken_at_ms != s.taken_at_ms);
+            if fresh {
+                base = newest.replace(s);
+            }
+            if let Some(n) = &newest {
+                // A read can come just before the edge's next refresh:
+                // say so rather than print the line before as if it were new.
+                let stale = if fresh {
+                    ""
+                } else {
+                    " [edge snapshot not refreshed]"
+                };
+                eprintln!(
+                    "{}{stale}",
+                    progress_line(started.elapsed(), n, base.as_ref())
+                );
+            }
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("interrupted: stopping the lab ...");
+    }
+    // Callers finish their last calls (bounded), then everything stops.
+    procs.wait(
+        "callers",
+        Duration::from_secs(if stop.load(Ordering::Relaxed) { 1 } else { 45 }),
+    )?;
+    for name in &attack_names {
+        procs.wait(&format!("attack-{name}"), Duration::from_secs(5))?;
+    }
+    reflect_stop.store(true, Ordering::Relaxed);
+    let _ = reflector.join();
+    let before_stop = edge.snapshot().ok().or(newest).unwrap_or_default();
+    drop(procs);
+    let final_snapshot = edge.stop().unwrap_or(before_stop);
+    let callers = read_json(&dir.join("callers.json")).unwrap_or(Value::Null);
+    let calls = CallsReport {
+        offered: u(&callers, &["accounting", "started"]),
+        completed: u(&callers, &["outcomes", "completed"]),
+        failed: u(&callers, &["accounting", "started"])
+            .saturating_sub(u(&callers, &["outcomes", "completed"])),
+        setup_p50_ms: f(&callers, &["latency_us", "setup", "p50_us"]) / 1000.0,
+        setup_p99_ms: f(&callers, &["latency_us", "setup", "p99_us"]) / 1000.0,
+    };
+    let attacks = attack_names
+        .iter()
+        .map(|name| {
+            let v = read_json(&dir.join(format!("attack-{name}.json"))).unwrap_or(Value::Null);
+            AttackLine {
+                kind: name.to_string(),
+                sent: u(&v, &["sent"]),
+                send_failed: u(&v, &["send_failed"]),
+                pps: f(&v, &["pps"]),
+                answers: v
+                    .get("answers")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
+                found: v
+                    .get("found")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let s = &final_snapshot;
+    let report = DemoReport {
+        seconds,
+        attach_mode: s.modes.attach.clone(),
+        dataplane_mode: s.modes.dataplane.clone(),
+        prefixes: s.routes.prefixes,
+        calls,
+        attacks,
+        xdp_drops: s.xdp.as_ref().map(|x| x.drops.clone()).unwrap_or_default(),
+        xdp_redirected: s.xdp.as_ref().map_or(0, |x| x.redirected),
+        worker_drops: s.workers.iter().flat_map(|w| w.dropped.clone()).fold(
+            Default::default(),
+            |mut m, (k, v)| {
+                *m.entry(k).or_default() += v;
+                m
+            },
+        ),
+        worker_answers: s.workers.iter().flat_map(|w| w.answered.clone()).fold(
+            Default::default(),
+            |mut m, (k, v)| {
+                *m.entry(k).or_default() += v;
+                m
+            },
+        ),
+        route_lookups: s.routes.lookups,
+        route_lookups_batched: s.routes.batched_lookups,
+        bans: before_or_final_bans(s),
+        reflected: reflected.load(Ordering::Relaxed),
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    drop(lab);
+    Ok(report)
+}
+
+fn before_or_final_bans(s: &Snapshot) -> Vec<(String, String)> {
+    s.bans
+        .iter()
+        .map(|b| (b.source.clone(), b.reason.clone()))
+        .collect()
+}
+
+/// One progress line: totals from `s`, rates per second against `last`
+/// over the time between the two snapshots (the edge's own clock), so a
+/// snapshot read twice does not show as a second with no traffic.
+fn progress_line(elapsed: Duration, s: &Snapshot, last: Option<&Snapshot>) -> String {
+    let drops = s.xdp_drops_total();
+    let span_ms = last.map_or(0, |l| s.taken_at_ms.saturating_sub(l.taken_at_ms));
+    let rate = |now: u64, before: Option<u64>| match before {
+        Some(b) if span_ms > 0 => now.saturating_sub(b) * 1000 / span_ms,
+        _ => 0,
+    };
+    let d_drops = rate(drops, last.map(Snapshot::xdp_drops_total));
+    let d_calls = rate(s.calls.answered, last.map(|l| l.calls.answered));
+    let top: Vec<String> = s
+        .xdp
+        .as_ref()
+        .map(|x| {
+            let mut v: Vec<_> = x.drops.iter().filter(|(_, &n)| n > 0).collect();
+            v.sort_by(|a, b| b.1.cmp(a.1));
+            v.into_iter()
+                .take(4)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{:>4}s  calls answered {:>7} (+{:>5}/s) failed {:>4}  setup p50 {:>5.1} ms p99 {:>6.1} ms | XDP dropped {:>9} (+{:>7}/s): {} | bans {} verified {}",
+        elapsed.as_secs(),
+        s.calls.answered,
+        d_calls,
+        s.calls.failed,
+        s.setup_latency.p50_ms,
+        s.setup_latency.p99_ms,
+        drops,
+        d_drops,
+        top.join(", "),
+        s.bans.len(),
+        s.verified_sources
+    )
+}
+
+/// The report as a person reads it.
+pub fn render(r: &DemoReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let c = &r.calls;
+    let pct = |n: u64, d: u64| {
+        if d == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / d as f64
+        }
+    };
+    let _ = writeln!(
+        o,
+        "\ndce-edge demo: {} s; XDP {} mode, AF_XDP {} mode; {} route prefixes",
+        r.seconds, r.attach_mode, r.dataplane_mode, r.prefixes
+    );
+    let _ = writeln!(
+        o,
+        "\nlegitimate calls (dce-loadgen callers -> edge -> upstream servers)"
+    );
+    let _ = writeln!(
+        o,
+        "  offered {}  completed {} ({:.2}%)  failed {}  setup p50 {:.2} ms  p99 {:.2} ms",
+        c.offered,
+        c.completed,
+        pct(c.completed, c.offered),
+        c.failed,
+        c.setup_p50_ms,
+        c.setup_p99_ms
+    );
+    let _ = writeln!(
+        o,
+        "\nattacks (sent at the rate reached / refused by the sender's kernel / SIP answers received / found)"
+    );
+    for a in &r.attacks {
+        let found = if a.found.is_empty() {
+            "nothing".to_string()
+        } else {
+            a.found.join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>10} sent {:>8.0} pps  {:>6} refused  {:>6} answers  found {}",
+            a.kind, a.sent, a.pps, a.send_failed, a.answers, found
+        );
+    }
+    let _ = writeln!(o, "\ndropped in XDP, by reason");
+    for (k, v) in &r.xdp_drops {
+        let _ = writeln!(o, "  {k:<12} {v:>10}");
+    }
+    let _ = writeln!(o, "reached the workers (AF_XDP): {}", r.xdp_redirected);
+    let _ = writeln!(o, "  dropped there, by reason: {:?}", r.worker_drops);
+    let _ = writeln!(o, "  answered locally, by code: {:?}", r.worker_answers);
+    let _ = writeln!(
+        o,
+        "  route lookups: {} ({} of them batched per receive batch)",
+        r.route_lookups, r.route_lookups_batched
+    );
+    let _ = writeln!(o, "\nbans in force: {}", r.bans.len());
+    for (src, why) in &r.bans {
+        let _ = writeln!(o, "  {src:<20} {why}");
+    }
+    let _ = writeln!(
+        o,
+        "\nreflected to spoofed sources: {} datagrams",
+        r.reflected
+    );
+    o
+}

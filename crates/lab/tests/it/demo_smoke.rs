@@ -1,0 +1,94 @@
+//! `dce-edge demo`, short: it builds the lab, runs calls and every attack,
+//! writes its report, and leaves nothing behind. The assertions are about
+//! what happened, not how fast: the scanners find nothing and get banned,
+//! the flood is dropped in XDP, calls complete, and the lab is gone.
+
+use std::process::Command;
+
+use lab::bin::{workspace_binary, TempDir};
+use lab::privilege::privileged_or_skip;
+
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+#[test]
+fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
+    if !privileged_or_skip("the_demo_sheds_every_attack_completes_calls_and_cleans_up") {
+        return;
+    }
+    let edge = workspace_binary("dce-edge");
+    let _ = workspace_binary("dce-loadgen");
+    let dir = TempDir::new("demo").unwrap();
+    let report_path = dir.path().join("report.json");
+    let child = Command::new(&edge)
+        .args([
+            "demo",
+            "--seconds",
+            "12",
+            "--cps",
+            "100",
+            "--flood-pps",
+            "5000",
+            "--json",
+        ])
+        .arg(&report_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dce-edge demo");
+    // The lab's namespaces are named prefix + the demo's pid in hex + 'x' + n.
+    let marker = format!("{:x}x", child.id());
+    let out = child.wait_with_output().expect("the demo ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stderr}",
+        out.status
+    );
+    let text = std::fs::read_to_string(&report_path).expect("the demo wrote its report");
+    let r: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+
+    // Calls went through the edge.
+    let offered = r["calls"]["offered"].as_u64().unwrap();
+    let completed = r["calls"]["completed"].as_u64().unwrap();
+    assert!(offered > 0 && completed > 0, "{text}");
+    // The attacks found nothing and their sources were dealt with.
+    for a in r["attacks"].as_array().unwrap() {
+        assert!(a["sent"].as_u64().unwrap() > 0, "{a}");
+        assert!(
+            a["found"].as_array().unwrap().is_empty(),
+            "an attack found something: {a}"
+        );
+    }
+    let drops = &r["xdp_drops"];
+    assert!(
+        drops["scanner"].as_u64().unwrap() + drops["banned"].as_u64().unwrap() > 0,
+        "{text}"
+    );
+    assert!(
+        r["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b[1] == "scanner"),
+        "{text}"
+    );
+    assert!(drops["not_sip"].as_u64().unwrap() > 0, "{text}");
+    assert_eq!(r["attach_mode"], "native", "{text}");
+    assert_eq!(r["dataplane_mode"], "copy", "{text}");
+    assert!(r["prefixes"].as_u64().unwrap() >= 10_000);
+    // Nothing left behind.
+    let left: Vec<_> = namespaces()
+        .into_iter()
+        .filter(|n| n.contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}

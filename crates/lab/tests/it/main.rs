@@ -1,0 +1,13 @@
+//! End-to-end tests of dce-edge: the real binaries in network namespaces with real peers (SIPp, Kamailio, SIPVicious), bounded senders, clean-up on failure.
+
+mod appliance_sipp;
+mod demo_smoke;
+mod filter_e2e;
+mod lab_faults;
+mod lab_kamailio;
+mod lab_scanners;
+mod live_view_tmux;
+mod metrics_dashboard;
+mod metrics_e2e;
+mod metrics_endpoint;
+mod metrics_stats_cli;

@@ -1,0 +1,267 @@
+//! The Grafana dashboard in `dashboards/grafana/dce-edge.json` is
+//! importable JSON and queries only what the endpoint exports: every
+//! `dce_edge_*` name in its expressions is a sample name rendered from a
+//! snapshot with every part filled, and every `by (...)` label is a label
+//! the endpoint writes (or one Prometheus adds).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use telemetry::metrics::{render_openmetrics, sample_names};
+use telemetry::stats::{
+    BanEntry, CallCounters, LatencyHistogram, Modes, Role, RouteCounters, Snapshot, TargetHealth,
+    TopSource, WorkerCounters, XdpCounters,
+};
+
+const DASHBOARD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../dashboards/grafana/dce-edge.json"
+);
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(DASHBOARD).expect("dashboard file");
+    serde_json::from_str(&text).expect("dashboard is well-formed JSON")
+}
+
+/// A snapshot with every section populated, so every family has samples.
+fn full_snapshot() -> Snapshot {
+    Snapshot {
+        verified_sources: 3,
+        version: "0.1.0".into(),
+        role: Role::Appliance,
+        interface: Some("eth0".into()),
+        taken_at_ms: 1,
+        uptime_seconds: 1.0,
+        modes: Modes {
+            attach: "native".into(),
+            attach_fallback: false,
+            dataplane: "zero_copy".into(),
+        },
+        xdp: Some(XdpCounters {
+            drops: [("scanner".to_string(), 1)].into(),
+            passed: 1,
+            redirected: 1,
+        }),
+        top_sources: vec![TopSource {
+            source: "198.18.0.1".into(),
+            drops: 1,
+            last_reason: "scanner".into(),
+        }],
+        bans: vec![BanEntry {
+            source: "198.18.0.1".into(),
+            reason: "scanner".into(),
+            seconds_left: 1,
+        }],
+        workers: vec![WorkerCounters {
+            id: 0,
+            core: Some(0),
+            queue: Some(0),
+            received: 1,
+            transmitted: 1,
+            parse_errors: [("truncated".to_string(), 1)].into(),
+            forwarded_requests: 1,
+            forwarded_responses: 1,
+            answered: [(200, 1)].into(),
+            dropped: [("loop".to_string(), 1)].into(),
+            rings: [("fill_empty".to_string(), 1)].into(),
+        }],
+        routes: RouteCounters {
+            table_version: 1,
+            prefixes: 1,
+            lookups: 1,
+            batched_lookups: 1,
+            hits: [("a".to_string(), 1)].into(),
+            misses: 1,
+            cap_rejections: [("a".to_string(), 1)].into(),
+            reloads_accepted: 1,
+            reloads_refused: 1,
+            last_reload_error: None,
+        },
+        targets: vec![TargetHealth {
+            group: "a".into(),
+            target: "198.18.1.1:5060".into(),
+            up: true,
+            rtt_ms: Some(1.0),
+            probes_sent: 1,
+            probes_answered: 1,
+        }],
+        setup_latency: LatencyHistogram {
+            bounds_ms: vec![1.0],
+            counts: vec![1, 0],
+            count: 1,
+            sum_ms: 0.5,
+            p50_ms: 0.5,
+            p99_ms: 0.5,
+        },
+        calls: CallCounters {
+            invites_forwarded: 1,
+            answered: 1,
+            failed: 0,
+        },
+    }
+}
+
+/// Every string in the dashboard that holds a query: panel target `expr`s
+/// and template variable queries.
+fn queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr" | "definition" | "query", Value::String(s)) => out.push(s.clone()),
+                    _ => queries(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| queries(v, out)),
+        _ => {}
+    }
+}
+
+/// `dce_edge_[a-z_]+` occurrences in an expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("dce_edge_") {
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..len].to_string());
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// Label names inside `by (...)` clauses.
+fn grouping_labels(expr: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("by (") {
+        let tail = &rest[at + 4..];
+        let end = tail.find(')').expect("closed by clause");
+        labels.extend(tail[..end].split(',').map(|l| l.trim().to_string()));
+        rest = &tail[end..];
+    }
+    labels
+}
+
+/// Label keys the exposition writes.
+fn exported_labels(exposition: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, labels)) = line.split_once('{') {
+            let labels = labels.split('}').next().unwrap_or_default();
+            for pair in labels.split(',') {
+                if let Some((k, _)) = pair.split_once('=') {
+                    keys.insert(k.to_string());
+                }
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_queried_metric_is_exported() {
+    let exported: BTreeSet<String> = sample_names(&render_openmetrics(&full_snapshot()))
+        .into_iter()
+        .collect();
+    let mut exprs = Vec::new();
+    queries(&dashboard(), &mut exprs);
+    let queried: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    assert!(
+        queried.len() >= 20,
+        "suspiciously few metrics queried: {queried:?}"
+    );
+    let unknown: Vec<&String> = queried.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "queried but not exported: {unknown:?}\nexported: {exported:?}"
+    );
+}
+
+#[test]
+fn every_grouping_label_is_exported() {
+    let mut known = exported_labels(&render_openmetrics(&full_snapshot()));
+    // Added by Prometheus at scrape time, or the histogram's bucket label.
+    known.extend(["instance".to_string(), "job".to_string(), "le".to_string()]);
+    let mut exprs = Vec::new();
+    queries(&dashboard(), &mut exprs);
+    for expr in &exprs {
+        for label in grouping_labels(expr) {
+            assert!(
+                known.contains(&label),
+                "label {label:?} of {expr:?} is not exported"
+            );
+        }
+    }
+}
+
+#[test]
+fn dashboard_is_importable_with_a_prometheus_datasource_variable() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "dce-edge");
+    assert!(d["schemaVersion"].as_u64().is_some());
+    let vars = d["templating"]["list"].as_array().expect("templating list");
+    let ds = vars
+        .iter()
+        .find(|v| v["type"] == "datasource")
+        .expect("a datasource variable");
+    assert_eq!(ds["query"], "prometheus");
+    let ds_ref = format!("${{{}}}", ds["name"].as_str().unwrap());
+
+    let panels = d["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut rows = Vec::new();
+    for p in panels {
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id {}",
+            p["id"]
+        );
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
+        assert!(x + w <= 24, "panel {} overflows the grid", p["title"]);
+        if p["type"] == "row" {
+            rows.push(p["title"].as_str().unwrap().to_string());
+            continue;
+        }
+        assert_eq!(
+            p["datasource"]["uid"],
+            ds_ref.as_str(),
+            "panel {}",
+            p["title"]
+        );
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
+        for t in targets {
+            assert_eq!(t["datasource"]["uid"], ds_ref.as_str());
+            assert!(t["expr"].as_str().is_some_and(|e| e.contains("dce_edge_")));
+        }
+    }
+    assert_eq!(rows, ["Attack", "Service", "Health"]);
+}
+
+#[test]
+fn views_cover_what_the_soc_asked_for() {
+    let mut exprs = Vec::new();
+    queries(&dashboard(), &mut exprs);
+    let all = exprs.join("\n");
+    for needed in [
+        "dce_edge_xdp_drops_total",
+        "dce_edge_top_source_drops",
+        "dce_edge_bans_active",
+        "dce_edge_calls_total",
+        "histogram_quantile(0.5, sum by (le) (rate(dce_edge_call_setup_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(dce_edge_call_setup_seconds_bucket",
+        "dce_edge_worker_answered_total",
+        "dce_edge_worker_received_total",
+        "dce_edge_worker_ring_events_total",
+        "dce_edge_target_up",
+        "dce_edge_target_probe_rtt_seconds",
+        "dce_edge_route_reloads_total",
+    ] {
+        assert!(all.contains(needed), "no panel queries {needed}");
+    }
+}

@@ -1,0 +1,674 @@
+//! The profile file's schema: the raw TOML shape (with spans, so refusals
+//! point at the line), its validation, and the validated, plain types the
+//! appliance and the load generator read.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::drivers;
+use config::{ConfigError, SourceFile};
+
+/// A validated hardware profile: what the box is, how dce-edge runs on it,
+/// what it must hold, and how the host should be tuned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    name: String,
+    description: String,
+    source: String,
+    hardware: Hardware,
+    runtime: RuntimeDefaults,
+    tuning: HostTuning,
+    band: Band,
+    #[serde(skip)]
+    origin: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+impl Profile {
+    /// The profile's name (its file name without `.toml`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One line saying what the tier is.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Where the profile's numbers come from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// What the box is.
+    pub fn hardware(&self) -> &Hardware {
+        &self.hardware
+    }
+
+    /// How dce-edge runs on the box: every default the appliance does not
+    /// get from its own configuration.
+    pub fn runtime(&self) -> &RuntimeDefaults {
+        &self.runtime
+    }
+
+    /// How the host should be set up (`dce-edge tune --check` audits it).
+    pub fn tuning(&self) -> &HostTuning {
+        &self.tuning
+    }
+
+    /// What the box must hold (`dce-loadgen capacity --profile` checks it).
+    pub fn band(&self) -> &Band {
+        &self.band
+    }
+
+    /// The file the profile was read from (`hardware-profiles/NAME.toml`
+    /// for the built-in ones).
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The file's text, comments included.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// XDP attachment mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpMode {
+    /// Driver mode: the program runs before the kernel allocates anything.
+    Native,
+    /// SKB mode: works on any driver, after a socket buffer is allocated.
+    Generic,
+}
+
+/// AF_XDP socket mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfXdpMode {
+    /// The NIC writes into the UMEM directly.
+    ZeroCopy,
+    /// The kernel copies each frame into the UMEM; works on any driver.
+    Copy,
+}
+
+/// What the box is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hardware {
+    /// Online CPUs (logical, as Linux numbers them); the tier's minimum.
+    pub cores: u32,
+    /// Minimum maximum clock of a core, MHz.
+    pub min_clock_mhz: u32,
+    /// NIC drivers this tier is built on (any one of them).
+    pub nic_drivers: Vec<String>,
+    /// Link speed, Mb/s.
+    pub link_speed_mbps: u32,
+    /// How the XDP program attaches.
+    pub xdp_mode: XdpMode,
+    /// How the AF_XDP sockets bind.
+    pub af_xdp: AfXdpMode,
+}
+
+/// A per-source token bucket: sustained rate and depth, in packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TokenBucket {
+    /// Packets per second a source may send sustained.
+    pub rate: u32,
+    /// Packets a source may send at once.
+    pub burst: u32,
+}
+
+/// The XDP program's default per-source rate limits, by request class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimits {
+    /// INVITE.
+    pub invite: TokenBucket,
+    /// REGISTER.
+    pub register: TokenBucket,
+    /// Every other SIP message.
+    pub other: TokenBucket,
+}
+
+/// How dce-edge runs on the box: the defaults for everything the appliance
+/// configuration does not set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeDefaults {
+    /// NIC queues (RSS channels) to use; one AF_XDP socket each.
+    pub queues: u32,
+    /// Worker threads; one per queue.
+    pub workers: u32,
+    /// The core each worker is pinned to; worker `i` serves queue `i`.
+    pub worker_cores: Vec<u32>,
+    /// The core of the control thread (not a worker core).
+    pub control_core: u32,
+    /// UMEM frames per worker.
+    pub umem_frames: u32,
+    /// Bytes per UMEM frame.
+    pub frame_size: u32,
+    /// Fill ring entries.
+    pub fill_ring: u32,
+    /// Completion ring entries.
+    pub completion_ring: u32,
+    /// RX ring entries.
+    pub rx_ring: u32,
+    /// TX ring entries.
+    pub tx_ring: u32,
+    /// Frames a worker takes from or puts on a ring at once.
+    pub batch_size: u32,
+    /// Per-source rate limits in the XDP program.
+    pub rate_limits: RateLimits,
+    /// Packets per second per CPU redirected to userspace above which the
+    /// XDP program drops (`overload`).
+    pub emergency_cap_pps: u64,
+}
+
+impl RuntimeDefaults {
+    /// Bytes of UMEM per worker.
+    pub fn umem_bytes(&self) -> u64 {
+        u64::from(self.umem_frames) * u64::from(self.frame_size)
+    }
+}
+
+/// How the host should be set up for the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostTuning {
+    /// Pin queue `i`'s interrupt to worker core `i`.
+    pub pin_irqs: bool,
+    /// net.core.busy_poll, microseconds (0: off).
+    pub busy_poll_us: u32,
+    /// net.core.busy_read, microseconds (0: off).
+    pub busy_read_us: u32,
+    /// The interface's napi_defer_hard_irqs.
+    pub napi_defer_hard_irqs: u32,
+    /// The interface's gro_flush_timeout, nanoseconds.
+    pub gro_flush_timeout_ns: u64,
+    /// The CPU frequency governor the worker cores should run.
+    pub governor: Option<String>,
+    /// Worker cores isolated from the scheduler (isolcpus, nohz_full).
+    pub isolate_workers: bool,
+}
+
+/// Where a band's target comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetBasis {
+    /// The architecture guide's bands and the NIC anchors.
+    Guide,
+    /// Measurement on the box itself.
+    Measurement,
+}
+
+/// Calls per second, from and to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CpsRange {
+    /// Lower end.
+    pub min: u32,
+    /// Upper end.
+    pub max: u32,
+}
+
+/// What a box of this tier must hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Band {
+    /// The architecture guide's band for a Kamailio-class proxy on this tier.
+    pub guide_cps: CpsRange,
+    /// Calls per second dce-edge must hold on this tier.
+    pub target_cps: u32,
+    /// Where `target_cps` comes from.
+    pub target_basis: TargetBasis,
+    /// The capacity measured on such a box, once someone has.
+    pub measured_cps: Option<u32>,
+    /// The command that measures it.
+    pub measure_with: String,
+    /// Flood packets per second the XDP tier must drop while legitimate
+    /// calls still succeed.
+    pub flood_pps: u64,
+    /// Percentage of legitimate calls that must succeed during the flood.
+    pub flood_legit_success_pct: f64,
+    /// Call setup latency SLO at p99, milliseconds.
+    pub setup_latency_p99_ms: u32,
+}
+
+impl Band {
+    /// The setup latency SLO (p99).
+    pub fn setup_latency_slo(&self) -> Duration {
+        Duration::from_millis(u64::from(self.setup_latency_p99_ms))
+    }
+
+    /// True when the target rests on a measurement that has been made.
+    pub fn is_confirmed(&self) -> bool {
+        self.measured_cps.is_some()
+    }
+}
+
+// ---- The file as written, with spans for the refusals. ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Spanned<String>,
+    description: String,
+    source: Spanned<String>,
+    hardware: RawHardware,
+    runtime: RawRuntime,
+    tuning: RawTuning,
+    band: RawBand,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardware {
+    cores: Spanned<u32>,
+    min_clock_mhz: Spanned<u32>,
+    nic_drivers: Spanned<Vec<Spanned<String>>>,
+    link_speed_mbps: Spanned<u32>,
+    xdp_mode: XdpMode,
+    af_xdp: AfXdpMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBucket {
+    rate: Spanned<u32>,
+    burst: Spanned<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    invite: RawBucket,
+    register: RawBucket,
+    other: RawBucket,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    queues: Spanned<u32>,
+    workers: Spanned<u32>,
+    worker_cores: Spanned<Vec<Spanned<u32>>>,
+    control_core: Spanned<u32>,
+    umem_frames: Spanned<u32>,
+    frame_size: Spanned<u32>,
+    fill_ring: Spanned<u32>,
+    completion_ring: Spanned<u32>,
+    rx_ring: Spanned<u32>,
+    tx_ring: Spanned<u32>,
+    batch_size: Spanned<u32>,
+    emergency_cap_pps: Spanned<u64>,
+    rate_limits: RawRateLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTuning {
+    pin_irqs: bool,
+    busy_poll_us: Spanned<u32>,
+    busy_read_us: Spanned<u32>,
+    napi_defer_hard_irqs: Spanned<u32>,
+    gro_flush_timeout_ns: Spanned<u64>,
+    governor: Option<Spanned<String>>,
+    isolate_workers: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBand {
+    guide_cps_min: Spanned<u32>,
+    guide_cps_max: Spanned<u32>,
+    target_cps: Spanned<u32>,
+    target_basis: TargetBasis,
+    measured_cps: u32,
+    measure_with: String,
+    flood_pps: Spanned<u64>,
+    flood_legit_success_pct: Spanned<f64>,
+    setup_latency_p99_ms: Spanned<u32>,
+}
+
+/// The architecture guide's band for a Kamailio-class proxy, all tiers.
+pub const GUIDE_CPS: CpsRange = CpsRange {
+    min: 5_000,
+    max: 30_000,
+};
+
+/// The guide's end-to-end call setup budget, milliseconds.
+pub const GUIDE_SETUP_LATENCY_MS: u32 = 50;
+
+/// Ethernet link speeds a profile may name, Mb/s.
+pub const LINK_SPEEDS_MBPS: &[u32] = &[
+    1_000, 2_500, 5_000, 10_000, 25_000, 40_000, 50_000, 100_000, 200_000, 400_000, 800_000,
+];
+
+/// CPU frequency governors Linux offers.
+pub const GOVERNORS: &[&str] = &[
+    "performance",
+    "powersave",
+    "schedutil",
+    "ondemand",
+    "conservative",
+    "userspace",
+];
+
+/// Largest AF_XDP ring a profile may ask for (entries).
+pub const MAX_RING: u32 = 65_536;
+
+struct Check<'a> {
+    src: &'a SourceFile,
+}
+
+impl Check<'_> {
+    fn fail<T>(&self, span: Range<usize>, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(self.src.error_at(span, reason))
+    }
+
+    fn range<T: PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        key: &str,
+        v: &Spanned<T>,
+        lo: T,
+        hi: T,
+    ) -> Result<T, ConfigError> {
+        let x = *v.get_ref();
+        if x < lo || x > hi {
+            return self.fail(
+                v.span(),
+                format!("{key} = {x} is out of range: allowed {lo} to {hi}"),
+            );
+        }
+        Ok(x)
+    }
+
+    fn ring(&self, key: &str, v: &Spanned<u32>) -> Result<u32, ConfigError> {
+        let x = self.range(key, v, 64, MAX_RING)?;
+        if !x.is_power_of_two() {
+            return self.fail(
+                v.span(),
+                format!("{key} = {x}: AF_XDP rings must be a power of two (e.g. 2048)"),
+            );
+        }
+        Ok(x)
+    }
+
+    fn bucket(&self, class: &str, b: &RawBucket) -> Result<TokenBucket, ConfigError> {
+        Ok(TokenBucket {
+            rate: self.range(&format!("{class}.rate"), &b.rate, 1, 1_000_000)?,
+            burst: self.range(&format!("{class}.burst"), &b.burst, 1, 10_000_000)?,
+        })
+    }
+}
+
+/// Parses and validates a profile file. The profile's `name` must be the
+/// file's name without `.toml`.
+pub fn parse(src: &SourceFile) -> Result<Profile, ConfigError> {
+    let raw: RawProfile = src.parse_toml()?;
+    let c = Check { src };
+
+    // ---- name and provenance ----
+    let name = raw.name.get_ref();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return c.fail(
+            raw.name.span(),
+            format!("name {name:?} must be lowercase letters, digits and '-'"),
+        );
+    }
+    let stem = src.path().file_stem().and_then(|s| s.to_str());
+    if stem != Some(name.as_str()) {
+        return c.fail(
+            raw.name.span(),
+            format!(
+                "name {name:?} differs from the file name {:?}; a profile is found by its file name",
+                src.path().file_name().unwrap_or_default()
+            ),
+        );
+    }
+    if raw.source.get_ref().trim().is_empty() {
+        return c.fail(
+            raw.source.span(),
+            "source is empty: say where the profile's numbers come from",
+        );
+    }
+
+    // ---- hardware ----
+    let h = &raw.hardware;
+    let cores = c.range("cores", &h.cores, 1, super::cpus::MAX_CPU + 1)?;
+    let min_clock_mhz = c.range("min_clock_mhz", &h.min_clock_mhz, 500, 10_000)?;
+    if h.nic_drivers.get_ref().is_empty() {
+        return c.fail(
+            h.nic_drivers.span(),
+            "nic_drivers is empty: name the NIC drivers of this tier",
+        );
+    }
+    let mut nic_drivers = Vec::new();
+    for d in h.nic_drivers.get_ref() {
+        let Some(support) = drivers::lookup(d.get_ref()) else {
+            let known: Vec<&str> = drivers::DRIVERS.iter().map(|d| d.driver).collect();
+            return c.fail(
+                d.span(),
+                format!(
+                    "driver {:?} is not in the driver table; known: {}",
+                    d.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        };
+        if h.af_xdp == AfXdpMode::ZeroCopy && support.zero_copy_since.is_none() {
+            return c.fail(
+                d.span(),
+                format!(
+                    "driver {:?} has no AF_XDP zero-copy; use af_xdp = \"copy\" or drop the driver",
+                    d.get_ref()
+                ),
+            );
+        }
+        nic_drivers.push(d.get_ref().clone());
+    }
+    let link = *h.link_speed_mbps.get_ref();
+    if !LINK_SPEEDS_MBPS.contains(&link) {
+        return c.fail(
+            h.link_speed_mbps.span(),
+            format!(
+                "link_speed_mbps = {link} is not an Ethernet speed; allowed: {LINK_SPEEDS_MBPS:?}"
+            ),
+        );
+    }
+    let hardware = Hardware {
+        cores,
+        min_clock_mhz,
+        nic_drivers,
+        link_speed_mbps: link,
+        xdp_mode: h.xdp_mode,
+        af_xdp: h.af_xdp,
+    };
+
+    // ---- runtime ----
+    let r = &raw.runtime;
+    let queues = c.range("queues", &r.queues, 1, cores)?;
+    let workers = *r.workers.get_ref();
+    if workers != queues {
+        return c.fail(
+            r.workers.span(),
+            format!(
+                "workers = {workers} but queues = {queues}: dce-edge runs one worker per queue"
+            ),
+        );
+    }
+    if r.worker_cores.get_ref().len() != workers as usize {
+        return c.fail(
+            r.worker_cores.span(),
+            format!(
+                "worker_cores names {} cores for {workers} workers",
+                r.worker_cores.get_ref().len()
+            ),
+        );
+    }
+    let control_core = c.range("control_core", &r.control_core, 0, cores - 1)?;
+    let mut seen = BTreeSet::new();
+    let mut worker_cores = Vec::new();
+    for core in r.worker_cores.get_ref() {
+        let n = c.range("worker core", core, 0, cores - 1)?;
+        if n == control_core {
+            return c.fail(
+                core.span(),
+                format!("worker core {n} is the control_core; workers need cores of their own"),
+            );
+        }
+        if !seen.insert(n) {
+            return c.fail(core.span(), format!("worker core {n} is named twice"));
+        }
+        worker_cores.push(n);
+    }
+    let frame_size = *r.frame_size.get_ref();
+    if frame_size != 2048 && frame_size != 4096 {
+        return c.fail(
+            r.frame_size.span(),
+            format!("frame_size = {frame_size}: aligned AF_XDP frames are 2048 or 4096 bytes"),
+        );
+    }
+    let fill_ring = c.ring("fill_ring", &r.fill_ring)?;
+    let completion_ring = c.ring("completion_ring", &r.completion_ring)?;
+    let rx_ring = c.ring("rx_ring", &r.rx_ring)?;
+    let tx_ring = c.ring("tx_ring", &r.tx_ring)?;
+    if fill_ring < rx_ring {
+        return c.fail(
+            r.fill_ring.span(),
+            format!("fill_ring = {fill_ring} is smaller than rx_ring = {rx_ring}: the fill ring must cover the RX ring or it runs empty"),
+        );
+    }
+    let umem_frames = c.range("umem_frames", &r.umem_frames, 64, 1 << 22)?;
+    if umem_frames < fill_ring + tx_ring {
+        return c.fail(
+            r.umem_frames.span(),
+            format!(
+                "umem_frames = {umem_frames} cannot fill the fill ring ({fill_ring}) and the TX ring ({tx_ring}) at once; at least {} needed",
+                fill_ring + tx_ring
+            ),
+        );
+    }
+    let batch_size = c.range("batch_size", &r.batch_size, 1, rx_ring)?;
+    let emergency_cap_pps = c.range("emergency_cap_pps", &r.emergency_cap_pps, 1, 1 << 32)?;
+    let rl = &r.rate_limits;
+    let runtime = RuntimeDefaults {
+        queues,
+        workers,
+        worker_cores,
+        control_core,
+        umem_frames,
+        frame_size,
+        fill_ring,
+        completion_ring,
+        rx_ring,
+        tx_ring,
+        batch_size,
+        rate_limits: RateLimits {
+            invite: c.bucket("invite", &rl.invite)?,
+            register: c.bucket("register", &rl.register)?,
+            other: c.bucket("other", &rl.other)?,
+        },
+        emergency_cap_pps,
+    };
+
+    // ---- tuning ----
+    let t = &raw.tuning;
+    let governor = match &t.governor {
+        Some(g) if !GOVERNORS.contains(&g.get_ref().as_str()) => {
+            return c.fail(
+                g.span(),
+                format!("governor {:?} is not one of {GOVERNORS:?}", g.get_ref()),
+            );
+        }
+        Some(g) => Some(g.get_ref().clone()),
+        None => None,
+    };
+    let tuning = HostTuning {
+        pin_irqs: t.pin_irqs,
+        busy_poll_us: c.range("busy_poll_us", &t.busy_poll_us, 0, 100_000)?,
+        busy_read_us: c.range("busy_read_us", &t.busy_read_us, 0, 100_000)?,
+        napi_defer_hard_irqs: c.range("napi_defer_hard_irqs", &t.napi_defer_hard_irqs, 0, 1000)?,
+        gro_flush_timeout_ns: c.range(
+            "gro_flush_timeout_ns",
+            &t.gro_flush_timeout_ns,
+            0,
+            100_000_000,
+        )?,
+        governor,
+        isolate_workers: t.isolate_workers,
+    };
+
+    // ---- band ----
+    let b = &raw.band;
+    let guide_min = c.range(
+        "guide_cps_min",
+        &b.guide_cps_min,
+        GUIDE_CPS.min,
+        GUIDE_CPS.max,
+    )?;
+    let guide_max = c.range(
+        "guide_cps_max",
+        &b.guide_cps_max,
+        GUIDE_CPS.min,
+        GUIDE_CPS.max,
+    )?;
+    if guide_min > guide_max {
+        return c.fail(
+            b.guide_cps_max.span(),
+            format!("guide_cps_max = {guide_max} is below guide_cps_min = {guide_min}"),
+        );
+    }
+    let target_cps = *b.target_cps.get_ref();
+    if target_cps < guide_max {
+        return c.fail(
+            b.target_cps.span(),
+            format!("target_cps = {target_cps} is below the guide's {guide_max} for this tier: dce-edge must beat a Kamailio-class proxy"),
+        );
+    }
+    let flood_pps = c.range("flood_pps", &b.flood_pps, 1, 1_000_000_000)?;
+    let pct = *b.flood_legit_success_pct.get_ref();
+    if !(pct > 0.0 && pct <= 100.0) {
+        return c.fail(
+            b.flood_legit_success_pct.span(),
+            format!("flood_legit_success_pct = {pct} must be above 0 and at most 100"),
+        );
+    }
+    let setup_latency_p99_ms = c.range(
+        "setup_latency_p99_ms",
+        &b.setup_latency_p99_ms,
+        1,
+        GUIDE_SETUP_LATENCY_MS,
+    )?;
+    let band = Band {
+        guide_cps: CpsRange {
+            min: guide_min,
+            max: guide_max,
+        },
+        target_cps,
+        target_basis: b.target_basis,
+        measured_cps: (b.measured_cps != 0).then_some(b.measured_cps),
+        measure_with: b.measure_with.clone(),
+        flood_pps,
+        flood_legit_success_pct: pct,
+        setup_latency_p99_ms,
+    };
+
+    Ok(Profile {
+        name: name.clone(),
+        description: raw.description,
+        source: raw.source.into_inner(),
+        hardware,
+        runtime,
+        tuning,
+        band,
+        origin: src.path().to_path_buf(),
+        text: src.text().to_string(),
+    })
+}

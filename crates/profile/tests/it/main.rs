@@ -1,0 +1,3 @@
+//! Integration tests of the hardware profiles against recorded host fixtures.
+
+mod fixtures;

@@ -1,0 +1,730 @@
+//! The proxy on message sequences, without a network: what it sends, where,
+//! and what it counts.
+
+use std::net::SocketAddr;
+
+use super::cookie::Secret;
+use super::*;
+use crate::handler::{Datagram, OutboxBuffer, PacketHandler, Timestamp};
+use route::trie::PrefixKey;
+use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
+use sip::{self, Method};
+
+const EDGE: &str = "198.18.0.1:5060";
+const CALLER: &str = "198.18.0.10:5060";
+const UP_A: &str = "198.18.0.100:5060";
+const UP_B: &str = "198.18.0.101:5060";
+const MS: u64 = 1_000_000;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn table(cap: Option<u32>) -> RouteTable {
+    let mut fwd = RouteGroup::new("uk", Action::Forward)
+        .with_target(Target::new(addr(UP_A), 1, 1))
+        .with_target(Target::new(addr(UP_B), 1, 1));
+    fwd.cps_cap = cap;
+    let groups = vec![
+        fwd,
+        RouteGroup::new("blocked", Action::Reject { code: 403 }),
+        RouteGroup::new("moved", Action::Redirect).with_target(Target::new(addr(UP_B), 1, 1)),
+    ];
+    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
+    let prefixes = vec![
+        (p("44"), GroupId(0)),
+        (p("4490"), GroupId(1)),
+        (p("4480"), GroupId(2)),
+    ];
+    RouteTable::build(groups, &prefixes, HealthSettings::default()).unwrap()
+}
+
+struct Lab {
+    proxy: EdgeProxy,
+    control: RouteControl,
+    now: u64,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab::with(table(None), |_| {})
+    }
+
+    fn with(t: RouteTable, tweak: impl FnOnce(&mut ProxyConfig)) -> Lab {
+        let (control, mut workers) = RouteControl::new(t, 1);
+        let mut cfg = ProxyConfig::new(addr(EDGE), Secret::new(7, 9));
+        tweak(&mut cfg);
+        Lab {
+            proxy: EdgeProxy::new(cfg, workers.remove(0)),
+            control,
+            now: 1_000 * MS,
+        }
+    }
+
+    /// Feeds one datagram; returns the verdict and what was sent.
+    fn send(
+        &mut self,
+        from: &str,
+        msg: &str,
+    ) -> (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>) {
+        self.now += MS;
+        let mut buf = OutboxBuffer::new(4, 4096);
+        let pkt = Datagram {
+            src: addr(from),
+            dst: addr(EDGE),
+            payload: msg.as_bytes(),
+        };
+        let r =
+            self.proxy
+                .handle_datagram(Timestamp::from_nanos(self.now), &pkt, &mut buf.outbox());
+        let sent = buf
+            .datagrams()
+            .map(|(a, b)| (a, String::from_utf8(b.to_vec()).unwrap()))
+            .collect();
+        (r, sent)
+    }
+}
+
+fn invite(number: &str, call_id: &str, branch: &str) -> String {
+    format!(
+        "INVITE sip:{number}@198.18.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.0.10:5060;branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@198.18.0.10>;tag=ft1\r\n\
+         To: <sip:{number}@198.18.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@198.18.0.10:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn request(
+    method: &str,
+    uri: &str,
+    extra: &str,
+    call_id: &str,
+    branch: &str,
+    to_tag: Option<&str>,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.0.10:5060;branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@198.18.0.10>;tag=ft1\r\n\
+         To: <sip:dest@198.18.0.1>{to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 2 {method}\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The response an upstream gives to the forwarded request `fwd`.
+fn upstream_response(fwd: &str, status: &str, to_tag: &str, record_route: bool) -> String {
+    let msg = sip::parse(fwd.as_bytes()).unwrap();
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for h in msg.headers() {
+        let name = String::from_utf8_lossy(h.name_bytes);
+        let value = String::from_utf8_lossy(h.value);
+        match name.to_ascii_lowercase().as_str() {
+            "via" | "from" | "call-id" | "cseq" => out.push_str(&format!("{name}: {value}\r\n")),
+            "record-route" if record_route => out.push_str(&format!("{name}: {value}\r\n")),
+            "to" => out.push_str(&format!("{name}: {value};tag={to_tag}\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+#[test]
+fn options_to_the_edge_is_answered_200_locally() {
+    let mut lab = Lab::new();
+    let (r, sent) = lab.send(
+        CALLER,
+        &request(
+            "OPTIONS",
+            "sip:198.18.0.1:5060",
+            "",
+            "opt-1",
+            "z9hG4bKo1",
+            None,
+        ),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, addr(CALLER));
+    assert!(sent[0].1.starts_with("SIP/2.0 200 OK\r\n"), "{}", sent[0].1);
+    assert_eq!(lab.proxy.snapshot().answered.get(&200), Some(&1));
+}
+
+#[test]
+fn routed_invite_is_forwarded_with_our_via_on_top_and_max_forwards_decremented() {
+    let mut lab = Lab::new();
+    let (r, sent) = lab.send(CALLER, &invite("442071234567", "call-1", "z9hG4bKc1"));
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent.len(), 1);
+    let (to, fwd) = &sent[0];
+    assert!(*to == addr(UP_A) || *to == addr(UP_B));
+    let msg = sip::parse(fwd.as_bytes()).unwrap();
+    let top = msg.top_via();
+    assert_eq!(top.response_target(), Some(addr(EDGE)));
+    assert!(top.branch().unwrap().starts_with(b"z9hG4bKdce"));
+    assert_eq!(msg.max_forwards(), Some(69));
+    // The caller's Via is second, with received and rport filled in.
+    let second = msg.second_via().unwrap();
+    assert_eq!(second.unwrap().response_target(), Some(addr(CALLER)));
+    assert!(header(fwd, "Via")[1].contains("rport=5060"), "{fwd}");
+    // Record-Route carries the dialog cookie.
+    assert!(
+        header(fwd, "Record-Route")[0].starts_with("<sip:198.18.0.1:5060;lr;dce="),
+        "{fwd}"
+    );
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.forwarded_requests, 1);
+    assert_eq!(s.invites_forwarded, 1);
+    assert_eq!(s.hits.get("uk"), Some(&1));
+}
+
+#[test]
+fn retransmission_cancel_and_ack_follow_the_invite_with_its_branch() {
+    let mut lab = Lab::new();
+    let inv = invite("442071234567", "call-2", "z9hG4bKc2");
+    let (_, first) = lab.send(CALLER, &inv);
+    let (_, again) = lab.send(CALLER, &inv);
+    let cancel = inv
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let (_, cancelled) = lab.send(CALLER, &cancel);
+    let branch = |m: &str| {
+        sip::parse(m.as_bytes())
+            .unwrap()
+            .top_via()
+            .branch()
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(first[0].0, again[0].0);
+    assert_eq!(
+        first[0].0, cancelled[0].0,
+        "CANCEL goes to the INVITE's target"
+    );
+    assert_eq!(branch(&first[0].1), branch(&again[0].1));
+    assert_eq!(
+        branch(&first[0].1),
+        branch(&cancelled[0].1),
+        "CANCEL carries the INVITE's branch"
+    );
+    // The retransmission is not a new call.
+    assert_eq!(lab.proxy.snapshot().invites_forwarded, 1);
+}
+
+#[test]
+fn in_dialog_requests_of_a_call_reach_the_same_target() {
+    let mut lab = Lab::new();
+    let (_, inv) = lab.send(CALLER, &invite("442071234567", "call-3", "z9hG4bKc3"));
+    let bye = request(
+        "BYE",
+        "sip:442071234567@198.18.0.1:5060",
+        "",
+        "call-3",
+        "z9hG4bKb3",
+        Some("uas1"),
+    );
+    let (r, sent) = lab.send(CALLER, &bye);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, inv[0].0);
+}
+
+#[test]
+fn response_pops_our_via_and_goes_to_the_callers_received_and_rport() {
+    let mut lab = Lab::new();
+    let (_, fwd) = lab.send(
+        "198.18.0.10:40000",
+        &invite("442071234567", "call-4", "z9hG4bKc4"),
+    );
+    let ok = upstream_response(&fwd[0].1, "200 OK", "uas4", true);
+    let (r, sent) = lab.send(UP_A, &ok);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent.len(), 1);
+    // rport said 40000: the answer goes to the port the INVITE came from.
+    assert_eq!(sent[0].0, addr("198.18.0.10:40000"));
+    let back = sip::parse(sent[0].1.as_bytes()).unwrap();
+    assert_eq!(back.vias().count(), 1);
+    assert_eq!(back.top_via().branch(), Some(&b"z9hG4bKc4"[..]));
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.forwarded_responses, 1);
+    assert_eq!(s.calls_answered, 1);
+    assert_eq!(s.setup_us.len(), 1);
+}
+
+#[test]
+fn a_retransmitted_answer_and_a_late_invite_copy_count_no_second_call() {
+    let mut lab = Lab::new();
+    let inv = invite("442071234567", "call-rt", "z9hG4bKrt");
+    let (_, fwd) = lab.send("198.18.0.10:40000", &inv);
+    let ok = upstream_response(&fwd[0].1, "200 OK", "uasrt", true);
+    // The server resends its 200 until the ACK comes: every copy is
+    // relayed, the call is counted once.
+    for _ in 0..3 {
+        let (r, sent) = lab.send(UP_A, &ok);
+        assert_eq!(r, Ok(()));
+        assert_eq!(sent.len(), 1);
+    }
+    // A copy of the INVITE arriving after the answer is forwarded (the
+    // server answers it again) but is no new call.
+    let (r, sent) = lab.send("198.18.0.10:40000", &inv);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent.len(), 1);
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.forwarded_responses, 3);
+    assert_eq!(s.invites_forwarded, 1);
+    assert_eq!(s.calls_answered, 1);
+    assert_eq!(s.setup_us.len(), 1);
+}
+
+#[test]
+fn response_not_through_us_is_dropped_and_counted() {
+    let mut lab = Lab::new();
+    let stray = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.0.10:5060;branch=z9hG4bKx\r\n\
+                 From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: s1\r\nCSeq: 1 INVITE\r\n\r\n";
+    let (r, sent) = lab.send(UP_A, stray);
+    assert_eq!(r, Err(ProxyDrop::NotOurVia));
+    assert!(sent.is_empty());
+    assert_eq!(lab.proxy.snapshot().dropped.get("not_our_via"), Some(&1));
+}
+
+#[test]
+fn max_forwards_zero_is_answered_483() {
+    let mut lab = Lab::new();
+    let inv = invite("442071234567", "call-5", "z9hG4bKc5")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let (_, sent) = lab.send(CALLER, &inv);
+    assert!(sent[0].1.starts_with("SIP/2.0 483 "), "{}", sent[0].1);
+}
+
+#[test]
+fn a_request_that_comes_back_to_us_is_answered_482() {
+    let mut lab = Lab::new();
+    let (_, fwd) = lab.send(CALLER, &invite("442071234567", "call-6", "z9hG4bKc6"));
+    // The upstream sends it straight back, adding its own Via on top.
+    let looped = fwd[0].1.replacen(
+        "Via: ",
+        "Via: SIP/2.0/UDP 198.18.0.100:5060;branch=z9hG4bKup6\r\nVia: ",
+        1,
+    );
+    let (_, sent) = lab.send(UP_A, &looped);
+    assert!(sent[0].1.starts_with("SIP/2.0 482 "), "{}", sent[0].1);
+}
+
+#[test]
+fn no_route_is_answered_404_and_its_ack_absorbed() {
+    let mut lab = Lab::new();
+    let inv = invite("3312345", "call-7", "z9hG4bKc7");
+    let (_, sent) = lab.send(CALLER, &inv);
+    assert!(
+        sent[0].1.starts_with("SIP/2.0 404 Not Found\r\n"),
+        "{}",
+        sent[0].1
+    );
+    let tag = sip::parse(sent[0].1.as_bytes())
+        .unwrap()
+        .to_tag()
+        .unwrap()
+        .to_vec();
+    let ack = request(
+        "ACK",
+        "sip:3312345@198.18.0.1:5060",
+        "",
+        "call-7",
+        "z9hG4bKc7",
+        Some(std::str::from_utf8(&tag).unwrap()),
+    )
+    .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+    let (r, sent) = lab.send(CALLER, &ack);
+    assert_eq!(r, Err(ProxyDrop::AckAbsorbed));
+    assert!(sent.is_empty());
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.misses, 1);
+    assert_eq!(s.calls_failed, 1);
+}
+
+#[test]
+fn reject_and_redirect_groups_answer_with_their_codes() {
+    let mut lab = Lab::new();
+    let (_, rejected) = lab.send(CALLER, &invite("44901234", "call-8", "z9hG4bKc8"));
+    assert!(
+        rejected[0].1.starts_with("SIP/2.0 403 "),
+        "{}",
+        rejected[0].1
+    );
+    let (_, moved) = lab.send(CALLER, &invite("44801234", "call-9", "z9hG4bKc9"));
+    assert!(moved[0].1.starts_with("SIP/2.0 302 "), "{}", moved[0].1);
+    assert_eq!(
+        header(&moved[0].1, "Contact"),
+        vec!["<sip:44801234@198.18.0.101:5060>"]
+    );
+}
+
+#[test]
+fn over_the_cps_cap_calls_get_503_with_retry_after() {
+    let mut lab = Lab::with(table(Some(2)), |_| {});
+    let verdicts: Vec<String> = (0..4)
+        .map(|i| {
+            lab.send(
+                CALLER,
+                &invite(
+                    "442071234567",
+                    &format!("cap-{i}"),
+                    &format!("z9hG4bKcap{i}"),
+                ),
+            )
+            .1
+        })
+        .map(|sent| sent[0].1.lines().next().unwrap().to_string())
+        .collect();
+    assert!(verdicts[0].starts_with("INVITE"));
+    assert!(verdicts[1].starts_with("INVITE"));
+    assert_eq!(verdicts[2], "SIP/2.0 503 Service Unavailable");
+    assert_eq!(lab.proxy.snapshot().cap_rejections.get("uk"), Some(&2));
+}
+
+#[test]
+fn a_spoofed_options_flood_gets_almost_no_answers() {
+    let mut lab = Lab::new();
+    let mut answered = 0;
+    for i in 0..20_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let (_, sent) = lab.send(
+            &src,
+            &request(
+                "OPTIONS",
+                "sip:198.18.0.1",
+                "",
+                &format!("f{i}"),
+                "z9hG4bKf",
+                None,
+            ),
+        );
+        answered += sent.len();
+    }
+    // 20,000 spoofed requests over 20 simulated seconds: the shared budget
+    // for unverified sources (200/s) bounds what goes out.
+    assert!(
+        answered <= 200 * 21,
+        "{answered} answers to spoofed sources"
+    );
+    let s = lab.proxy.snapshot();
+    assert_eq!(
+        s.dropped
+            .get("answer_limited_unverified")
+            .copied()
+            .unwrap_or(0) as usize
+            + answered,
+        20_000
+    );
+}
+
+#[test]
+fn a_caller_that_echoes_its_dialog_cookie_becomes_verified() {
+    let mut lab = Lab::new();
+    let (_, fwd) = lab.send(CALLER, &invite("442071234567", "call-10", "z9hG4bKc10"));
+    let rr = header(&fwd[0].1, "Record-Route")[0].to_string();
+    let ok = upstream_response(&fwd[0].1, "200 OK", "uas10", true);
+    let _ = lab.send(UP_A, &ok);
+    // The ACK follows the route set: our Record-Route as its Route, the
+    // upstream's Contact as its Request-URI.
+    let ack = request(
+        "ACK",
+        "sip:uas@198.18.0.100:5060",
+        &format!("Route: {rr}\r\n"),
+        "call-10",
+        "z9hG4bKa10",
+        Some("uas10"),
+    )
+    .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+    let (r, sent) = lab.send(CALLER, &ack);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(UP_A));
+    // Our Route is removed before the ACK goes on.
+    assert!(header(&sent[0].1, "Route").is_empty(), "{}", sent[0].1);
+    assert_eq!(
+        lab.proxy.next_event(),
+        Some(ProxyEvent::Verified {
+            source: addr(CALLER).ip()
+        })
+    );
+}
+
+#[test]
+fn in_dialog_request_to_a_foreign_host_without_cookie_is_not_relayed() {
+    let mut lab = Lab::new();
+    let bye = request(
+        "BYE",
+        "sip:victim@203.0.113.9:5060",
+        "",
+        "relay-1",
+        "z9hG4bKr1",
+        Some("x"),
+    );
+    let (r, sent) = lab.send("198.19.1.1:5060", &bye);
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn upstream_bye_toward_the_caller_is_forwarded() {
+    let mut lab = Lab::new();
+    let bye = request(
+        "BYE",
+        "sip:caller@198.18.0.10:5060",
+        "",
+        "call-11",
+        "z9hG4bKb11",
+        Some("ft1"),
+    );
+    let (r, sent) = lab.send(UP_A, &bye);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(CALLER));
+}
+
+#[test]
+fn an_extension_sweep_is_reported_for_a_ban() {
+    let mut lab = Lab::new();
+    for ext in 100..160 {
+        let _ = lab.send(
+            "198.18.0.66:5060",
+            &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
+        );
+    }
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(events[0], ProxyEvent::Abuse { source, .. } if source == addr("198.18.0.66:1").ip())
+    );
+}
+
+#[test]
+fn allowlisted_sources_are_never_reported() {
+    let mut lab = Lab::with(table(None), |c| {
+        c.allowlist.push("198.18.0.0/24".parse::<Cidr>().unwrap())
+    });
+    for ext in 100..200 {
+        let _ = lab.send(
+            "198.18.0.66:5060",
+            &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
+        );
+    }
+    assert_eq!(lab.proxy.next_event(), None);
+}
+
+#[test]
+fn garbage_is_counted_by_parse_error_kind() {
+    let mut lab = Lab::new();
+    let (r, sent) = lab.send(CALLER, "HELLO\r\n\r\n");
+    assert_eq!(r, Err(ProxyDrop::Malformed));
+    assert!(sent.is_empty());
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.parse_errors.values().sum::<u64>(), 1);
+    assert_eq!(s.dropped.get("malformed"), Some(&1));
+}
+
+/// Reloads `lab`'s proxy with a table that sends prefix 33 to one group,
+/// `name`, forwarding to UP_B without a cap, and checks the proxy swapped.
+fn route_33_to_up_b(lab: &mut Lab, name: &str) {
+    let mut fwd = RouteGroup::new(name, Action::Forward).with_target(Target::new(addr(UP_B), 1, 1));
+    fwd.cps_cap = None;
+    let t = RouteTable::build(
+        vec![fwd],
+        &[(PrefixKey::from_digits(b"33").unwrap(), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    lab.control.install(t);
+    lab.control.pump();
+    assert!(lab.proxy.poll_routes());
+}
+
+#[test]
+fn a_route_reload_takes_effect_between_batches() {
+    let mut lab = Lab::new();
+    route_33_to_up_b(&mut lab, "uk");
+    let (_, sent) = lab.send(CALLER, &invite("3312345", "reload-1", "z9hG4bKr"));
+    assert_eq!(sent[0].0, addr(UP_B));
+    assert_eq!(lab.proxy.snapshot().table_version, 2);
+    let _ = Method::Invite;
+}
+
+#[test]
+fn a_banned_source_is_dropped_until_the_ban_lapses() {
+    use crate::handler::PacketHandler;
+    let mut lab = Lab::new();
+    let until = Timestamp::from_nanos(lab.now + 10_000 * MS);
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Ban {
+            source: addr(CALLER).ip(),
+            until,
+        },
+    );
+    let (r, sent) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b1", "z9hG4bKb1", None),
+    );
+    assert_eq!(r, Err(ProxyDrop::Banned));
+    assert!(sent.is_empty());
+    lab.now += 20_000 * MS;
+    let (r, _) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b2", "z9hG4bKb2", None),
+    );
+    assert_eq!(r, Ok(()));
+}
+
+#[test]
+fn a_spoofed_invite_flood_reaches_the_upstreams_only_within_the_budget() {
+    let mut lab = Lab::new();
+    let mut forwarded = 0;
+    for i in 0..5_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let (_, sent) = lab.send(
+            &src,
+            &invite(
+                "442071234567",
+                &format!("flood-{i}"),
+                &format!("z9hG4bKfl{i}"),
+            ),
+        );
+        forwarded += sent
+            .iter()
+            .filter(|(to, _)| *to == addr(UP_A) || *to == addr(UP_B))
+            .count();
+    }
+    // 5,000 INVITEs over 5 simulated seconds; 200 per second (burst 200).
+    assert!(forwarded <= 200 * 6, "{forwarded} flood INVITEs forwarded");
+    let s = lab.proxy.snapshot();
+    assert_eq!(
+        s.dropped.get("unverified_call").copied().unwrap_or(0) as usize + forwarded,
+        5_000
+    );
+    // A trusted caller is not held back by the flood.
+    let mut lab2 = Lab::with(table(None), |c| {
+        c.allowlist.push("198.18.0.0/24".parse().unwrap())
+    });
+    for i in 0..2_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let _ = lab2.send(
+            &src,
+            &invite("442071234567", &format!("f-{i}"), &format!("z9hG4bKf{i}")),
+        );
+    }
+    let (r, sent) = lab2.send(CALLER, &invite("442071234567", "legit-1", "z9hG4bKlegit"));
+    assert_eq!(r, Ok(()));
+    assert!(sent[0].1.starts_with("INVITE"));
+}
+
+impl Lab {
+    /// Feeds datagrams as one receive batch: `prepare` over all of them,
+    /// then each in turn, as a worker does.
+    fn send_batch(&mut self, from: &str, msgs: &[String]) -> Vec<Sent> {
+        let now = Timestamp::from_nanos(self.now + MS);
+        PacketHandler::prepare(&mut self.proxy, now, &mut msgs.iter().map(|m| m.as_bytes()));
+        msgs.iter().map(|m| self.send(from, m)).collect()
+    }
+}
+
+/// One datagram's verdict and what it sent.
+type Sent = (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>);
+
+fn mixed_batch() -> Vec<String> {
+    vec![
+        invite("4420123", "batch-1", "z9hG4bKb1"),
+        invite("4490123", "batch-2", "z9hG4bKb2"),
+        invite("4480123", "batch-3", "z9hG4bKb3"),
+        invite("3312345", "batch-4", "z9hG4bKb4"),
+        request(
+            "BYE",
+            "sip:4420123@198.18.0.1",
+            "",
+            "batch-1",
+            "z9hG4bKb5",
+            Some("tt"),
+        ),
+        request(
+            "REGISTER",
+            "sip:198.18.0.1",
+            "Contact: <sip:dest@198.18.0.10>\r\n",
+            "batch-6",
+            "z9hG4bKb6",
+            None,
+        ),
+        "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_string(),
+        "garbage that is not SIP".to_string(),
+        request(
+            "INVITE",
+            "sip:+44-20-555@198.18.0.1:5060;user=phone",
+            "",
+            "batch-9",
+            "z9hG4bKb9",
+            None,
+        ),
+        invite("4420124", "batch-10", "z9hG4bKb10"),
+    ]
+}
+
+#[test]
+fn a_prepared_batch_routes_exactly_as_one_datagram_at_a_time() {
+    let trusted = |c: &mut ProxyConfig| c.allowlist.push("198.18.0.0/24".parse().unwrap());
+    let mut batched = Lab::with(table(None), trusted);
+    let mut single = Lab::with(table(None), trusted);
+    let msgs = mixed_batch();
+    let a = batched.send_batch(CALLER, &msgs);
+    let b: Vec<_> = msgs.iter().map(|m| single.send(CALLER, m)).collect();
+    assert_eq!(a, b);
+    let (sa, sb) = (batched.proxy.snapshot(), single.proxy.snapshot());
+    assert_eq!(sa.lookups, sb.lookups);
+    assert_eq!(sa.misses, sb.misses);
+    assert_eq!(sa.hits, sb.hits);
+    assert_eq!(sb.batched_lookups, 0);
+    // Every request routed by its Request-URI (not the REGISTER, which
+    // routes by To) took the prepared answer.
+    assert_eq!(sa.batched_lookups, 7);
+    assert_eq!(sa.lookups, 8);
+    // And the decisions are the table's: forward, reject, redirect, no route.
+    assert!([addr(UP_A), addr(UP_B)].contains(&a[0].1[0].0));
+    assert!(a[1].1[0].1.starts_with("SIP/2.0 403 "), "{:?}", a[1]);
+    assert!(a[2].1[0].1.starts_with("SIP/2.0 302 "), "{:?}", a[2]);
+    assert!(a[3].1[0].1.starts_with("SIP/2.0 404 "), "{:?}", a[3]);
+    assert!(
+        a[8].1
+            .first()
+            .is_some_and(|s| [addr(UP_A), addr(UP_B)].contains(&s.0)),
+        "{:?}",
+        a[8]
+    );
+}
+
+#[test]
+fn routes_prepared_before_a_reload_are_not_used_after_it() {
+    let mut lab = Lab::new();
+    let msgs = [invite("3312345", "prep-1", "z9hG4bKp1")];
+    let now = Timestamp::from_nanos(lab.now + MS);
+    PacketHandler::prepare(&mut lab.proxy, now, &mut msgs.iter().map(|m| m.as_bytes()));
+    // The table changes between the prepared lookups and the handling.
+    route_33_to_up_b(&mut lab, "fr");
+    let (r, sent) = lab.send(CALLER, &msgs[0]);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(UP_B), "routed by the new table");
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.batched_lookups, 0);
+    assert_eq!(s.misses, 0);
+}

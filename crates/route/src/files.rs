@@ -1,0 +1,720 @@
+//! Route files: groups in TOML, prefixes in CSV, and the `[routes]` table of
+//! the appliance configuration that points at them.
+//!
+//! Every refusal names the file, the line and the reason, and a file is read
+//! to its end so that one run reports many problems (up to [`MAX_ERRORS`]).
+//! See docs/route.md for the formats with examples.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::health::{limits, HealthSettings};
+use crate::table::{Action, GroupId, RouteGroup, RouteTable, TableError, Target};
+use crate::trie::{PrefixKey, MAX_PREFIX_DIGITS};
+use config::{ConfigError, SourceFile};
+
+/// Errors reported in full; past this many, only a count is kept.
+pub const MAX_ERRORS: usize = 50;
+
+/// The SIP port a target gets when its address has none.
+pub const DEFAULT_PORT: u16 = 5060;
+
+/// Longest group name.
+pub const GROUP_NAME_MAX: usize = 64;
+
+/// The prefix that stands for the default route in the prefixes file.
+pub const DEFAULT_PREFIX: &str = "default";
+
+/// A refused set of route files: every error found (up to [`MAX_ERRORS`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RouteErrors {
+    /// The errors, in file order.
+    pub errors: Vec<ConfigError>,
+    /// Errors found beyond [`MAX_ERRORS`] and not kept.
+    pub omitted: usize,
+}
+
+impl fmt::Display for RouteErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        if self.omitted > 0 {
+            write!(f, "\n... and {} more errors", self.omitted)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ConfigError> for RouteErrors {
+    fn from(e: ConfigError) -> Self {
+        RouteErrors {
+            errors: vec![e],
+            omitted: 0,
+        }
+    }
+}
+
+/// Collects errors up to [`MAX_ERRORS`].
+#[derive(Debug, Default)]
+struct ErrorList {
+    errors: Vec<ConfigError>,
+    omitted: usize,
+}
+
+impl ErrorList {
+    fn push(&mut self, e: ConfigError) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.errors.is_empty() && self.omitted == 0
+    }
+
+    fn into_result<T>(self, ok: T) -> Result<T, RouteErrors> {
+        if self.is_empty() {
+            Ok(ok)
+        } else {
+            Err(RouteErrors {
+                errors: self.errors,
+                omitted: self.omitted,
+            })
+        }
+    }
+}
+
+/// Probe settings as a file writes them; every field optional. Used by the
+/// groups file's `[health]` table and by `[routes.health]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Milliseconds between probes of a target.
+    pub interval_ms: Option<Spanned<i64>>,
+    /// Missed probes in a row that take a target down.
+    pub down_after: Option<Spanned<i64>>,
+    /// Answered probes in a row that bring a target back.
+    pub up_after: Option<Spanned<i64>>,
+}
+
+impl HealthSpec {
+    /// Applies the fields that are set to `settings`, checking their ranges.
+    fn apply(&self, src: &SourceFile, settings: &mut HealthSettings, errors: &mut ErrorList) {
+        if let Some(v) = &self.interval_ms {
+            match in_range(
+                v,
+                limits::INTERVAL_MS_MIN as i64,
+                limits::INTERVAL_MS_MAX as i64,
+            ) {
+                Ok(ms) => settings.interval = Duration::from_millis(ms as u64),
+                Err(why) => errors.push(src.error_at(v.span(), format!("interval_ms {why}"))),
+            }
+        }
+        for (field, value, out) in [
+            ("down_after", &self.down_after, &mut settings.down_after),
+            ("up_after", &self.up_after, &mut settings.up_after),
+        ] {
+            if let Some(v) = value {
+                match in_range(v, 1, i64::from(limits::COUNT_MAX)) {
+                    Ok(n) => *out = n as u32,
+                    Err(why) => errors.push(src.error_at(v.span(), format!("{field} {why}"))),
+                }
+            }
+        }
+    }
+}
+
+fn in_range(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
+    let n = *v.get_ref();
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("is {n}; it must be between {min} and {max}"))
+    }
+}
+
+/// The `[routes]` table of the appliance configuration.
+///
+/// ```toml
+/// [routes]
+/// groups = "routes/groups.toml"      # relative to the configuration file
+/// prefixes = "routes/prefixes.csv"
+/// [routes.health]                    # optional; overrides the groups file
+/// interval_ms = 2000
+/// down_after = 3
+/// up_after = 2
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesConfig {
+    /// The route groups file (TOML).
+    pub groups: Spanned<PathBuf>,
+    /// The prefixes file (CSV).
+    pub prefixes: Spanned<PathBuf>,
+    /// Probe settings that override the groups file's `[health]`.
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
+}
+
+/// Just the `[routes]` table of a whole appliance configuration.
+#[derive(Debug, Deserialize)]
+struct ApplianceRoutes {
+    routes: Option<RoutesConfig>,
+}
+
+impl RoutesConfig {
+    /// Reads the `[routes]` table out of an appliance configuration file
+    /// (other tables are left to their owners).
+    pub fn from_appliance_config(config: &SourceFile) -> Result<RoutesConfig, ConfigError> {
+        config
+            .parse_toml::<ApplianceRoutes>()?
+            .routes
+            .ok_or_else(|| ConfigError::file(config.path(), "no [routes] table"))
+    }
+
+    /// Where a path of this table points: relative paths are taken from the
+    /// directory of the configuration file.
+    pub fn resolve(config_file: &Path, path: &Path) -> PathBuf {
+        match config_file.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// Reads, checks and builds the route table this `[routes]` table points
+    /// at. `config` is the appliance configuration it came from: paths are
+    /// relative to it, and errors in `[routes]` itself point into it.
+    pub fn load(&self, config: &SourceFile) -> Result<LoadedRoutes, RouteErrors> {
+        let started = Instant::now();
+        let read = |p: &Spanned<PathBuf>, what: &str| {
+            let path = Self::resolve(config.path(), p.get_ref());
+            SourceFile::read(&path).map_err(|e| {
+                config.error_at(
+                    p.span(),
+                    format!("cannot use {what} file {}: {}", path.display(), e.reason),
+                )
+            })
+        };
+        let groups = read(&self.groups, "groups");
+        let prefixes = read(&self.prefixes, "prefixes");
+        let (groups, prefixes) = match (groups, prefixes) {
+            (Ok(g), Ok(p)) => (g, p),
+            (g, p) => {
+                return Err(RouteErrors {
+                    errors: [g.err(), p.err()].into_iter().flatten().collect(),
+                    omitted: 0,
+                })
+            }
+        };
+        let reading = started.elapsed();
+        let overrides = self.health.as_ref().map(|h| (config, h));
+        let mut loaded = load_sources(&groups, &prefixes, overrides)?;
+        loaded.stats.read_and_parse += reading;
+        Ok(loaded)
+    }
+}
+
+/// A table read from files, with what was noticed on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedRoutes {
+    /// The table, ready to hand to the workers.
+    pub table: RouteTable,
+    /// Problems that do not stop the table (a group no prefix uses, ...).
+    pub warnings: Vec<ConfigError>,
+    /// Counts and times.
+    pub stats: LoadStats,
+}
+
+/// How long loading took.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    /// Reading and parsing both files.
+    pub read_and_parse: Duration,
+    /// Building the lookup structure from the parsed prefixes.
+    pub build: Duration,
+}
+
+/// Route groups as read from a groups file, before any prefix is known.
+#[derive(Debug, Clone)]
+pub struct GroupsFile {
+    /// The groups, in file order ([`GroupId`] is the position).
+    pub groups: Vec<RouteGroup>,
+    /// Line of each group's name.
+    pub lines: Vec<usize>,
+    /// Probe settings of the file (defaults where it sets none).
+    pub health: HealthSettings,
+    /// Problems that do not refuse the file.
+    pub warnings: Vec<ConfigError>,
+    names: HashMap<String, GroupId>,
+}
+
+impl GroupsFile {
+    /// The group with this name.
+    pub fn id(&self, name: &str) -> Option<GroupId> {
+        self.names.get(name).copied()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroups {
+    #[serde(default)]
+    health: Option<HealthSpec>,
+    #[serde(default)]
+    group: Vec<Spanned<RawGroup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    action: Spanned<String>,
+    code: Option<Spanned<i64>>,
+    cps_cap: Option<Spanned<i64>>,
+    retry_after: Option<Spanned<i64>>,
+    #[serde(default)]
+    targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    address: Spanned<String>,
+    priority: Option<Spanned<i64>>,
+    weight: Option<Spanned<i64>>,
+}
+
+/// True for names made of ASCII letters, digits, `_`, `.` and `-`.
+pub fn valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= GROUP_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Parses a target address: `ip:port`, `[ipv6]:port`, or an IP alone (port
+/// [`DEFAULT_PORT`]).
+pub fn parse_target_address(s: &str) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    let ip = s
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(s);
+    ip.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+}
+
+/// Reads a groups file: syntax, names, actions, codes, targets, caps and the
+/// `[health]` table.
+pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
+    let raw: RawGroups = src.parse_toml()?;
+    let mut errors = ErrorList::default();
+    let mut warnings = Vec::new();
+    let mut health = HealthSettings::default();
+    if let Some(spec) = &raw.health {
+        spec.apply(src, &mut health, &mut errors);
+    }
+    let line_of = |span: Range<usize>| config::line_column(src.text(), span.start).0;
+    let mut names: HashMap<String, GroupId> = HashMap::new();
+    let mut groups = Vec::with_capacity(raw.group.len());
+    let mut lines = Vec::with_capacity(raw.group.len());
+    for spanned in &raw.group {
+        let g = spanned.get_ref();
+        let name = g.name.get_ref();
+        if !valid_group_name(name) {
+            errors.push(src.error_at(
+                g.name.span(),
+                format!(
+                    "group name {name:?} must be 1 to {GROUP_NAME_MAX} letters, digits, '_', '.' or '-'"
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(name.as_str()) {
+            errors.push(src.error_at(
+                g.name.span(),
+                format!(
+                    "group {name:?} is already defined on line {}",
+                    lines[first.0 as usize]
+                ),
+            ));
+        } else {
+            names.insert(name.clone(), GroupId(groups.len() as u32));
+        }
+        let action = match (g.action.get_ref().as_str(), &g.code) {
+            ("forward", None) => Some(Action::Forward),
+            ("redirect", None) => Some(Action::Redirect),
+            ("forward" | "redirect", Some(code)) => {
+                errors.push(src.error_at(
+                    code.span(),
+                    format!(
+                        "code is for reject groups; group {name:?} has action {}",
+                        g.action.get_ref()
+                    ),
+                ));
+                None
+            }
+            ("reject", None) => {
+                errors.push(src.error_at(
+                    g.action.span(),
+                    format!(
+                        "reject group {name:?} needs a code (400 to 699, such as 403, 404 or 503)"
+                    ),
+                ));
+                None
+            }
+            ("reject", Some(code)) => match in_range(code, 400, 699) {
+                Ok(c) => Some(Action::Reject { code: c as u16 }),
+                Err(why) => {
+                    errors.push(src.error_at(
+                        code.span(),
+                        format!("reject code {why} (a 4xx, 5xx or 6xx final response)"),
+                    ));
+                    None
+                }
+            },
+            (other, _) => {
+                errors.push(src.error_at(
+                    g.action.span(),
+                    format!("action {other:?} is not forward, redirect or reject"),
+                ));
+                None
+            }
+        };
+        let mut group = RouteGroup::new(name.clone(), action.unwrap_or(Action::Forward));
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        let targets = g.targets.as_ref().map(|t| &t.get_ref()[..]).unwrap_or(&[]);
+        for t in targets {
+            let t = t.get_ref();
+            let Some(addr) = parse_target_address(t.address.get_ref()) else {
+                errors.push(src.error_at(
+                    t.address.span(),
+                    format!(
+                        "target address {:?} is not an IP address with an optional port (198.18.0.1:5060, [2001:db8::1]:5060)",
+                        t.address.get_ref()
+                    ),
+                ));
+                continue;
+            };
+            if let Some(line) = seen.insert(addr, line_of(t.address.span())) {
+                errors.push(src.error_at(
+                    t.address.span(),
+                    format!("target {addr} is already in group {name:?} on line {line}"),
+                ));
+            }
+            let priority = match &t.priority {
+                None => 1,
+                Some(p) => in_range(p, 0, i64::from(u16::MAX)).unwrap_or_else(|why| {
+                    errors.push(src.error_at(p.span(), format!("priority {why}")));
+                    1
+                }),
+            };
+            let weight = match &t.weight {
+                None => 1,
+                Some(w) => in_range(w, 1, i64::from(u16::MAX)).unwrap_or_else(|why| {
+                    errors.push(src.error_at(w.span(), format!("weight {why}")));
+                    1
+                }),
+            };
+            group
+                .targets
+                .push(Target::new(addr, priority as u16, weight as u16));
+        }
+        match action {
+            Some(Action::Forward | Action::Redirect) if targets.is_empty() => {
+                let span = g.targets.as_ref().map_or(g.action.span(), |t| t.span());
+                errors.push(src.error_at(
+                    span,
+                    format!(
+                        "{} group {name:?} has no targets; calls to it could go nowhere",
+                        g.action.get_ref()
+                    ),
+                ));
+            }
+            Some(Action::Reject { .. }) if !targets.is_empty() => {
+                let span = g.targets.as_ref().map_or(g.action.span(), |t| t.span());
+                warnings.push(src.error_at(
+                    span,
+                    format!("targets of reject group {name:?} are never used"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(cap) = &g.cps_cap {
+            match in_range(cap, 1, 1_000_000_000) {
+                Ok(c) => group.cps_cap = Some(c as u32),
+                Err(why) => errors.push(src.error_at(
+                    cap.span(),
+                    format!("cps_cap {why} (to refuse every call, use action = \"reject\")"),
+                )),
+            }
+        }
+        if let Some(r) = &g.retry_after {
+            match in_range(r, 1, 86_400) {
+                Ok(s) => group.retry_after = Duration::from_secs(s as u64),
+                Err(why) => {
+                    errors.push(src.error_at(r.span(), format!("retry_after {why} (seconds)")))
+                }
+            }
+            if g.cps_cap.is_none() {
+                warnings.push(src.error_at(
+                    r.span(),
+                    format!(
+                        "retry_after of group {name:?} is never used: the group has no cps_cap"
+                    ),
+                ));
+            }
+        }
+        lines.push(line_of(g.name.span()));
+        groups.push(group);
+    }
+    errors.into_result(GroupsFile {
+        groups,
+        lines,
+        health,
+        warnings,
+        names,
+    })
+}
+
+/// Prefixes as read from a prefixes file.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixesFile {
+    /// Each prefix and its group (an empty prefix is the default route).
+    pub entries: Vec<(PrefixKey, GroupId)>,
+    /// Line of each entry.
+    pub lines: Vec<u32>,
+}
+
+/// What a prefix field says, or why it is refused.
+fn parse_prefix(field: &[u8]) -> Result<PrefixKey, String> {
+    if field == DEFAULT_PREFIX.as_bytes() {
+        return Ok(PrefixKey::from_digits(b"").expect("empty prefix"));
+    }
+    let shown = String::from_utf8_lossy(field);
+    if field.is_empty() {
+        return Err(format!(
+            "empty prefix (write {DEFAULT_PREFIX:?} for the default route)"
+        ));
+    }
+    if field[0] == b'+' {
+        return Err(format!(
+            "prefix {shown:?} starts with '+'; write E.164 digits without it"
+        ));
+    }
+    if let Some(pos) = field.iter().position(|b| !b.is_ascii_digit()) {
+        return Err(format!(
+            "prefix {shown:?} has a non-digit at position {}; prefixes are digits, or {DEFAULT_PREFIX:?}",
+            pos + 1
+        ));
+    }
+    if field.len() > MAX_PREFIX_DIGITS {
+        return Err(format!(
+            "prefix {shown:?} has {} digits; the limit is {MAX_PREFIX_DIGITS}",
+            field.len()
+        ));
+    }
+    Ok(PrefixKey::from_digits(field).expect("checked digits"))
+}
+
+/// Reads a prefixes file: `prefix,group` per line, `#` comment lines, blank
+/// lines, an optional `prefix,group` header. With `groups`, every group name
+/// must exist; without, names are not checked and every entry gets group 0.
+pub fn parse_prefixes(
+    src: &SourceFile,
+    groups: Option<&GroupsFile>,
+) -> Result<PrefixesFile, RouteErrors> {
+    let mut errors = ErrorList::default();
+    let mut out = PrefixesFile::default();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        // Spreadsheets often start a CSV export with a byte-order mark.
+        .from_reader(
+            src.text()
+                .strip_prefix('\u{feff}')
+                .unwrap_or(src.text())
+                .as_bytes(),
+        );
+    let mut record = csv::ByteRecord::new();
+    let mut first = true;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                errors.push(src.error_at_line(line, format!("unreadable CSV: {e}")));
+                break;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.len() == 1 && record[0].is_empty() {
+            continue;
+        }
+        if std::mem::take(&mut first)
+            && record.len() == 2
+            && record[0].eq_ignore_ascii_case(b"prefix")
+            && record[1].eq_ignore_ascii_case(b"group")
+        {
+            continue;
+        }
+        if record.len() != 2 {
+            errors.push(src.error_at_line(
+                line,
+                format!("expected 2 fields (prefix,group), found {}", record.len()),
+            ));
+            continue;
+        }
+        let key = match parse_prefix(&record[0]) {
+            Ok(k) => k,
+            Err(why) => {
+                errors.push(src.error_at_line(line, why));
+                continue;
+            }
+        };
+        let name = String::from_utf8_lossy(&record[1]);
+        let group = match groups {
+            None => GroupId(0),
+            Some(g) => match g.id(&name) {
+                Some(id) => id,
+                None => {
+                    errors.push(src.error_at_line(line, format!("unknown group {name:?}")));
+                    continue;
+                }
+            },
+        };
+        out.entries.push((key, group));
+        out.lines.push(line as u32);
+    }
+    if !errors.is_empty() {
+        // The build that finds repeats will not run; report them with the rest.
+        let mut first_line: HashMap<PrefixKey, u32> = HashMap::new();
+        for (&(key, _), &line) in out.entries.iter().zip(&out.lines) {
+            if let Some(first) = first_line.insert(key, line) {
+                errors.push(src.error_at_line(line as usize, repeat_reason(key, first as usize)));
+            }
+        }
+        errors.errors.sort_by_key(|e| e.line);
+    }
+    errors.into_result(out)
+}
+
+fn repeat_reason(key: PrefixKey, first_line: usize) -> String {
+    let mut buf = [0u8; MAX_PREFIX_DIGITS];
+    let shown = if key.is_empty() {
+        DEFAULT_PREFIX.to_string()
+    } else {
+        String::from_utf8_lossy(key.write_digits(&mut buf)).into_owned()
+    };
+    format!("prefix {shown} repeats line {first_line}")
+}
+
+/// Reads both files and builds the table. `overrides` are probe settings
+/// from the appliance configuration, with the file they come from.
+pub fn load_sources(
+    groups_src: &SourceFile,
+    prefixes_src: &SourceFile,
+    overrides: Option<(&SourceFile, &HealthSpec)>,
+) -> Result<LoadedRoutes, RouteErrors> {
+    let started_at = Instant::now();
+    let groups = parse_groups(groups_src);
+    let prefixes = parse_prefixes(prefixes_src, groups.as_ref().ok());
+    let (mut groups, prefixes) = match (groups, prefixes) {
+        (Ok(g), Ok(p)) => (g, p),
+        (g, p) => {
+            let mut all = ErrorList::default();
+            for e in [g.err(), p.err()].into_iter().flatten() {
+                all.omitted += e.omitted;
+                e.errors.into_iter().for_each(|e| all.push(e));
+            }
+            return Err(RouteErrors {
+                errors: all.errors,
+                omitted: all.omitted,
+            });
+        }
+    };
+    let mut errors = ErrorList::default();
+    let mut health = groups.health;
+    if let Some((config, spec)) = overrides {
+        spec.apply(config, &mut health, &mut errors);
+    }
+    let parsed = Instant::now();
+    let mut used = vec![false; groups.groups.len()];
+    for (_, g) in &prefixes.entries {
+        used[g.0 as usize] = true;
+    }
+    let mut warnings = std::mem::take(&mut groups.warnings);
+    for (i, g) in groups.groups.iter().enumerate() {
+        if !used[i] {
+            warnings.push(groups_src.error_at_line(
+                groups.lines[i],
+                format!("group {:?} is not used by any prefix", g.name),
+            ));
+        }
+    }
+    let table = RouteTable::build(groups.groups, &prefixes.entries, health);
+    let built = Instant::now();
+    match table {
+        Ok(table) => errors.into_result(LoadedRoutes {
+            table,
+            warnings,
+            stats: LoadStats {
+                read_and_parse: parsed - started_at,
+                build: built - parsed,
+            },
+        }),
+        Err(table_errors) => {
+            for e in table_errors {
+                errors.push(table_error(e, prefixes_src, &prefixes));
+            }
+            Err(RouteErrors {
+                errors: errors.errors,
+                omitted: errors.omitted,
+            })
+        }
+    }
+}
+
+fn table_error(e: TableError, src: &SourceFile, prefixes: &PrefixesFile) -> ConfigError {
+    let line = |i: usize| prefixes.lines.get(i).copied().unwrap_or(0) as usize;
+    match e {
+        TableError::DuplicatePrefix { first, second } => src.error_at_line(
+            line(second),
+            repeat_reason(prefixes.entries[second].0, line(first)),
+        ),
+        other => ConfigError::file(src.path(), other.to_string()),
+    }
+}
+
+/// Reads and builds from two paths (the `routes check` and `routes lookup`
+/// tools; the appliance goes through [`RoutesConfig::load`]).
+pub fn load_files(groups: &Path, prefixes: &Path) -> Result<LoadedRoutes, RouteErrors> {
+    let g = SourceFile::read(groups);
+    let p = SourceFile::read(prefixes);
+    match (g, p) {
+        (Ok(g), Ok(p)) => load_sources(&g, &p, None),
+        (g, p) => Err(RouteErrors {
+            errors: [g.err(), p.err()].into_iter().flatten().collect(),
+            omitted: 0,
+        }),
+    }
+}

@@ -1,0 +1,728 @@
+//! The `[filter]` table of the appliance configuration file, validated, and
+//! its translation into the XDP program's map contents.
+//!
+//! Other top-level tables of the same file (`[routes]`, `[proxy]`, ...) are
+//! ignored here; each section reads only its own. Every refused value names
+//! the file, the line and the reason.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::abi;
+use config::{ConfigError, SourceFile};
+pub use wire::Cidr;
+
+/// The scanner User-Agent signatures used when the file names none.
+pub const DEFAULT_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "iWar",
+    "smap",
+    "VaxSIPUserAgent",
+    "pplsip",
+    "sundayddr",
+    "siparmyknife",
+];
+
+/// The From display names used when the file names none (SIPVicious's own).
+pub const DEFAULT_FROM_NAMES: &[&str] = &["sipvicious"];
+
+/// Largest rate or burst the filter takes (packets per second / packets).
+pub const MAX_RATE: u32 = 10_000_000;
+
+/// Default per-CPU budget of packets to userspace per second from sources
+/// neither allowlisted nor verified: above the per-queue CPS band of every
+/// hardware profile (at most 15,000 new calls per second per queue), so
+/// first INVITEs of new callers fit in it when there is no flood, and far
+/// below the emergency cap, so a spoofed flood leaves the workers most of
+/// their capacity for verified sources.
+pub const DEFAULT_UNVERIFIED_CAP_PPS: u32 = 20_000;
+
+/// How the program is attached to the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// In the driver; refuse when the driver cannot.
+    Native,
+    /// In the kernel's generic (SKB) path: slower, works everywhere.
+    Generic,
+    /// Native, falling back to generic with a warning in the log and the stats.
+    #[default]
+    Auto,
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(AttachMode::Native),
+            "generic" => Ok(AttachMode::Generic),
+            "auto" => Ok(AttachMode::Auto),
+            _ => Err(format!(
+                "attach mode {s:?}: expected native, generic or auto"
+            )),
+        }
+    }
+}
+
+/// What happens to SIP that passes every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictMode {
+    /// To the queue's AF_XDP socket when one is bound (appliance mode).
+    #[default]
+    Redirect,
+    /// To the kernel stack (shield and socket modes).
+    Pass,
+}
+
+/// What happens to the first fragment of a datagram to a SIP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FragmentPolicy {
+    /// Dropped and counted (`fragment`); the rest never reassembles.
+    #[default]
+    Drop,
+    /// Passed to the kernel, which reassembles it.
+    Pass,
+}
+
+/// A per-source budget: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    /// Packets per second, sustained.
+    pub rate: u32,
+    /// Packets admitted back to back before the rate applies.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// The GCRA form the program uses.
+    pub fn to_abi(self) -> abi::Rate {
+        let interval_ns = (1_000_000_000u64 / self.rate.max(1) as u64).max(1);
+        abi::Rate {
+            interval_ns,
+            tolerance_ns: interval_ns * (self.burst.max(1) as u64 - 1),
+        }
+    }
+}
+
+/// Budgets per message class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimits {
+    /// INVITE requests.
+    pub invite: RateLimit,
+    /// REGISTER requests.
+    pub register: RateLimit,
+    /// Every other request and every response.
+    pub other: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            invite: RateLimit {
+                rate: 50,
+                burst: 100,
+            },
+            register: RateLimit {
+                rate: 10,
+                burst: 20,
+            },
+            other: RateLimit {
+                rate: 200,
+                burst: 400,
+            },
+        }
+    }
+}
+
+/// The validated `[filter]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilterConfig {
+    /// UDP ports that carry SIP (1 to 8).
+    pub sip_ports: Vec<u16>,
+    /// How to attach.
+    pub attach: AttachMode,
+    /// Redirect good SIP to AF_XDP, or pass it to the kernel.
+    pub mode: VerdictMode,
+    /// First fragments to SIP ports.
+    pub fragments: FragmentPolicy,
+    /// Sources that skip the blocklist, bans and rate limits.
+    pub allowlist: Vec<Cidr>,
+    /// Sources always dropped (`blocklist`).
+    pub blocklist: Vec<Cidr>,
+    /// User-Agent prefixes of scanners (case-insensitive).
+    pub scanner_user_agents: Vec<String>,
+    /// From display-name prefixes of scanners (case-insensitive).
+    pub scanner_from_names: Vec<String>,
+    /// Ban a source that matches a scanner signature.
+    pub auto_ban: bool,
+    /// How long an auto-ban lasts.
+    pub ban_ttl: Duration,
+    /// Per-source budgets.
+    pub rate_limits: RateLimits,
+    /// Packets to userspace per second per CPU before `overload` drops.
+    pub overload_cap_pps: u32,
+    /// Packets to userspace per second per CPU from sources neither
+    /// allowlisted nor verified before `unverified` drops (admitted evenly:
+    /// a burst of a tenth of a second's worth, then one per 1/rate).
+    pub unverified_cap_pps: u32,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            sip_ports: vec![5060],
+            attach: AttachMode::Auto,
+            mode: VerdictMode::Redirect,
+            fragments: FragmentPolicy::Drop,
+            allowlist: Vec::new(),
+            blocklist: Vec::new(),
+            scanner_user_agents: DEFAULT_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
+            scanner_from_names: DEFAULT_FROM_NAMES.iter().map(|s| s.to_string()).collect(),
+            auto_ban: true,
+            ban_ttl: Duration::from_secs(3600),
+            rate_limits: RateLimits::default(),
+            overload_cap_pps: 250_000,
+            unverified_cap_pps: DEFAULT_UNVERIFIED_CAP_PPS,
+        }
+    }
+}
+
+/// The file as this section sees it: only `[filter]`, the rest ignored.
+#[derive(Deserialize, Default)]
+struct FileWrapper {
+    #[serde(default)]
+    filter: RawFilter,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    sip_ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    attach: Option<AttachMode>,
+    mode: Option<VerdictMode>,
+    fragments: Option<FragmentPolicy>,
+    #[serde(default)]
+    allowlist: Vec<Spanned<String>>,
+    #[serde(default)]
+    blocklist: Vec<Spanned<String>>,
+    scanner_user_agents: Option<Vec<Spanned<String>>>,
+    scanner_from_names: Option<Vec<Spanned<String>>>,
+    auto_ban: Option<bool>,
+    ban_ttl_secs: Option<Spanned<i64>>,
+    overload_cap_pps: Option<Spanned<i64>>,
+    unverified_cap_pps: Option<Spanned<i64>>,
+    #[serde(default)]
+    rate_limits: RawRateLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    invite: Option<RawRate>,
+    register: Option<RawRate>,
+    other: Option<RawRate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    rate: Spanned<i64>,
+    burst: Spanned<i64>,
+}
+
+impl FilterConfig {
+    /// Reads the `[filter]` table of a configuration file (defaults when absent).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<FilterConfig, ConfigError> {
+        Self::from_source(&SourceFile::read(path)?)
+    }
+
+    /// Reads the `[filter]` table of a file already in memory.
+    pub fn from_source(src: &SourceFile) -> Result<FilterConfig, ConfigError> {
+        let raw = src.parse_toml::<FileWrapper>()?.filter;
+        let mut cfg = FilterConfig::default();
+        let number = |v: &Spanned<i64>, what: &str, min: i64, max: i64| {
+            let n = *v.get_ref();
+            if n < min || n > max {
+                Err(src.error_at(
+                    v.span(),
+                    format!("{what} {n} is out of range: it must be {min} to {max}"),
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+
+        if let Some(ports) = &raw.sip_ports {
+            let list = ports.get_ref();
+            if list.is_empty() || list.len() > abi::MAX_SIP_PORTS {
+                return Err(src.error_at(
+                    ports.span(),
+                    format!(
+                        "sip_ports has {} ports; it takes 1 to {}",
+                        list.len(),
+                        abi::MAX_SIP_PORTS
+                    ),
+                ));
+            }
+            cfg.sip_ports.clear();
+            for p in list {
+                let port = number(p, "SIP port", 1, 65535)? as u16;
+                if cfg.sip_ports.contains(&port) {
+                    return Err(src.error_at(p.span(), format!("SIP port {port} is listed twice")));
+                }
+                cfg.sip_ports.push(port);
+            }
+        }
+        if let Some(a) = raw.attach {
+            cfg.attach = a;
+        }
+        if let Some(m) = raw.mode {
+            cfg.mode = m;
+        }
+        if let Some(f) = raw.fragments {
+            cfg.fragments = f;
+        }
+        let cidrs = |list: &[Spanned<String>], what: &str| -> Result<Vec<Cidr>, ConfigError> {
+            if list.len() > abi::LPM_ENTRIES {
+                return Err(src.error_at(
+                    list[abi::LPM_ENTRIES].span(),
+                    format!("{what} has more than {} entries", abi::LPM_ENTRIES),
+                ));
+            }
+            list.iter()
+                .map(|s| {
+                    s.get_ref()
+                        .parse::<Cidr>()
+                        .map_err(|e| src.error_at(s.span(), format!("{what}: {e}")))
+                })
+                .collect()
+        };
+        cfg.allowlist = cidrs(&raw.allowlist, "allowlist")?;
+        cfg.blocklist = cidrs(&raw.blocklist, "blocklist")?;
+        let signatures =
+            |list: &[Spanned<String>], what: &str| -> Result<Vec<String>, ConfigError> {
+                list.iter()
+                    .map(|s| {
+                        check_signature(s.get_ref())
+                            .map(|()| s.get_ref().clone())
+                            .map_err(|e| src.error_at(s.span(), format!("{what}: {e}")))
+                    })
+                    .collect()
+            };
+        if let Some(list) = &raw.scanner_user_agents {
+            cfg.scanner_user_agents = signatures(list, "scanner_user_agents")?;
+        }
+        if let Some(list) = &raw.scanner_from_names {
+            cfg.scanner_from_names = signatures(list, "scanner_from_names")?;
+        }
+        let total = cfg.scanner_user_agents.len() + cfg.scanner_from_names.len();
+        if total > abi::MAX_SIGNATURES {
+            let span = raw
+                .scanner_user_agents
+                .as_ref()
+                .and_then(|l| l.last())
+                .or(raw.scanner_from_names.as_ref().and_then(|l| l.last()))
+                .map(|s| s.span())
+                .unwrap_or(0..0);
+            return Err(src.error_at(
+                span,
+                format!(
+                    "{total} scanner signatures; the filter holds at most {}",
+                    abi::MAX_SIGNATURES
+                ),
+            ));
+        }
+        if let Some(b) = raw.auto_ban {
+            cfg.auto_ban = b;
+        }
+        if let Some(t) = &raw.ban_ttl_secs {
+            cfg.ban_ttl =
+                Duration::from_secs(number(t, "ban_ttl_secs", 1, 10 * 365 * 86400)? as u64);
+        }
+        if let Some(c) = &raw.overload_cap_pps {
+            cfg.overload_cap_pps = number(c, "overload_cap_pps", 1, u32::MAX as i64)? as u32;
+        }
+        if let Some(c) = &raw.unverified_cap_pps {
+            if *c.get_ref() == 0 {
+                return Err(src.error_at(c.span(), UNVERIFIED_CAP_ZERO.to_string()));
+            }
+            cfg.unverified_cap_pps = number(c, "unverified_cap_pps", 1, u32::MAX as i64)? as u32;
+        }
+        let rate = |r: &Option<RawRate>, class: &str, default: RateLimit| match r {
+            None => Ok(default),
+            Some(r) => Ok(RateLimit {
+                rate: number(
+                    &r.rate,
+                    &format!("rate_limits.{class}.rate"),
+                    1,
+                    MAX_RATE as i64,
+                )? as u32,
+                burst: number(
+                    &r.burst,
+                    &format!("rate_limits.{class}.burst"),
+                    1,
+                    MAX_RATE as i64,
+                )? as u32,
+            }),
+        };
+        let d = RateLimits::default();
+        cfg.rate_limits = RateLimits {
+            invite: rate(&raw.rate_limits.invite, "invite", d.invite)?,
+            register: rate(&raw.rate_limits.register, "register", d.register)?,
+            other: rate(&raw.rate_limits.other, "other", d.other)?,
+        };
+        Ok(cfg)
+    }
+
+    /// Checks a configuration built in code (the file path checks as it reads).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sip_ports.is_empty() || self.sip_ports.len() > abi::MAX_SIP_PORTS {
+            return Err(format!(
+                "{} SIP ports; the filter takes 1 to {}",
+                self.sip_ports.len(),
+                abi::MAX_SIP_PORTS
+            ));
+        }
+        if self.sip_ports.contains(&0) {
+            return Err("SIP port 0 is not a port".into());
+        }
+        for s in self
+            .scanner_user_agents
+            .iter()
+            .chain(&self.scanner_from_names)
+        {
+            check_signature(s)?;
+        }
+        let total = self.scanner_user_agents.len() + self.scanner_from_names.len();
+        if total > abi::MAX_SIGNATURES {
+            return Err(format!(
+                "{total} scanner signatures; the filter holds at most {}",
+                abi::MAX_SIGNATURES
+            ));
+        }
+        for (class, r) in [
+            ("invite", self.rate_limits.invite),
+            ("register", self.rate_limits.register),
+            ("other", self.rate_limits.other),
+        ] {
+            if r.rate == 0 || r.burst == 0 || r.rate > MAX_RATE || r.burst > MAX_RATE {
+                return Err(format!(
+                    "rate_limits.{class}: rate {} and burst {} must be 1 to {MAX_RATE}",
+                    r.rate, r.burst
+                ));
+            }
+        }
+        if self.overload_cap_pps == 0 {
+            return Err("overload_cap_pps must be at least 1".into());
+        }
+        if self.unverified_cap_pps == 0 {
+            return Err(UNVERIFIED_CAP_ZERO.into());
+        }
+        if self.ban_ttl.is_zero() {
+            return Err("ban_ttl must be at least one second".into());
+        }
+        for list in [&self.allowlist, &self.blocklist] {
+            if list.len() > abi::LPM_ENTRIES {
+                return Err(format!("more than {} list entries", abi::LPM_ENTRIES));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `config` map entry.
+    pub fn to_abi(&self) -> abi::Config {
+        let mut c = abi::Config::default();
+        for (slot, port) in c.sip_ports.iter_mut().zip(&self.sip_ports) {
+            *slot = *port;
+        }
+        c.n_sip_ports = self.sip_ports.len().min(abi::MAX_SIP_PORTS) as u32;
+        if self.fragments == FragmentPolicy::Pass {
+            c.flags |= abi::CFG_FRAGMENTS_PASS;
+        }
+        if self.auto_ban {
+            c.flags |= abi::CFG_AUTO_BAN;
+        }
+        if self.mode == VerdictMode::Redirect {
+            c.flags |= abi::CFG_REDIRECT;
+        }
+        c.ban_ttl_ns = self.ban_ttl.as_nanos().min(u64::MAX as u128) as u64;
+        c.rates[abi::CLASS_INVITE] = self.rate_limits.invite.to_abi();
+        c.rates[abi::CLASS_REGISTER] = self.rate_limits.register.to_abi();
+        c.rates[abi::CLASS_OTHER] = self.rate_limits.other.to_abi();
+        c.overload_cap = self.overload_cap_pps as u64;
+        c.unverified = unverified_budget(self.unverified_cap_pps);
+        for (set, list) in [
+            (0, &self.scanner_user_agents),
+            (1, &self.scanner_from_names),
+        ] {
+            for sig in list.iter() {
+                if let Some(&b) = sig.as_bytes().first() {
+                    let folded = b.to_ascii_lowercase() | 0x20;
+                    c.sig_first[set][(folded >> 6) as usize] |= 1 << (folded & 63);
+                }
+            }
+        }
+        c
+    }
+
+    /// The `signatures` map entries, in order (User-Agents, then From names).
+    pub fn signatures(&self) -> Vec<abi::Signature> {
+        self.scanner_user_agents
+            .iter()
+            .map(|s| signature(s, abi::SIG_USER_AGENT))
+            .chain(
+                self.scanner_from_names
+                    .iter()
+                    .map(|s| signature(s, abi::SIG_FROM_NAME)),
+            )
+            .collect()
+    }
+}
+
+/// Why an `unverified_cap_pps` of 0 is refused, and what to write instead.
+const UNVERIFIED_CAP_ZERO: &str = "unverified_cap_pps 0 would drop every packet from sources \
+     that are neither allowlisted nor verified, including a new caller's first INVITE; \
+     it must be at least 1 (to effectively disable the budget, give a large value \
+     such as 4294967295)";
+
+/// The per-CPU GCRA of the unverified budget: `cap` per second, with a
+/// burst of a tenth of a second's worth. Evenly admitted, a spoofed flood
+/// reaches the workers at the budget's rate instead of in a one-second
+/// window's worth at line rate at the start of each window, which would
+/// overflow their RX rings and lose verified packets with it.
+pub fn unverified_budget(cap: u32) -> abi::Rate {
+    RateLimit {
+        rate: cap,
+        burst: (cap / 10).max(1),
+    }
+    .to_abi()
+}
+
+/// A signature must be 1 to 32 printable ASCII bytes.
+fn check_signature(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("an empty signature would match everything".into());
+    }
+    if s.len() > abi::SIGNATURE_MAX_LEN {
+        return Err(format!(
+            "signature {s:?} is {} bytes long; the limit is {}",
+            s.len(),
+            abi::SIGNATURE_MAX_LEN
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "signature {s:?} holds {c:?}; only printable ASCII is matched"
+        ));
+    }
+    Ok(())
+}
+
+/// The map form of one signature: lower-case words, a mask over its bytes,
+/// and a fold bit at its letters (see `struct dce_signature`).
+pub fn signature(text: &str, kinds: u8) -> abi::Signature {
+    let mut word = [0u8; abi::SIGNATURE_MAX_LEN];
+    let mut mask = [0u8; abi::SIGNATURE_MAX_LEN];
+    let mut fold = [0u8; abi::SIGNATURE_MAX_LEN];
+    for (i, b) in text.bytes().take(abi::SIGNATURE_MAX_LEN).enumerate() {
+        word[i] = b.to_ascii_lowercase();
+        mask[i] = 0xff;
+        fold[i] = if b.is_ascii_alphabetic() { 0x20 } else { 0 };
+    }
+    let words = |bytes: [u8; abi::SIGNATURE_MAX_LEN]| {
+        let mut out = [0u64; abi::SIGNATURE_WORDS];
+        for (w, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        out
+    };
+    abi::Signature {
+        len: text.len().min(abi::SIGNATURE_MAX_LEN) as u8,
+        kinds,
+        _pad: [0; 6],
+        word: words(word),
+        mask: words(mask),
+        fold: words(fold),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FilterConfig, ConfigError> {
+        FilterConfig::from_source(&SourceFile::from_text("edge.toml", text))
+    }
+
+    #[test]
+    fn missing_table_gives_the_defaults() {
+        let cfg = parse("[routes]\nx = 1\n").unwrap();
+        assert_eq!(cfg, FilterConfig::default());
+        assert_eq!(cfg.sip_ports, vec![5060]);
+        assert_eq!(cfg.scanner_user_agents.len(), 10);
+    }
+
+    #[test]
+    fn full_table_is_read_and_other_tables_ignored() {
+        let cfg = parse(
+            r#"
+[proxy]
+anything = "goes"
+
+[filter]
+sip_ports = [5060, 5080]
+attach = "generic"
+mode = "pass"
+fragments = "pass"
+allowlist = ["198.18.0.0/24", "2001:db8::/32", "198.18.9.9"]
+blocklist = ["203.0.113.0/24"]
+scanner_user_agents = ["evil-ua"]
+scanner_from_names = ["sipvicious", "x"]
+auto_ban = false
+ban_ttl_secs = 60
+overload_cap_pps = 1000
+unverified_cap_pps = 300
+rate_limits.invite = { rate = 5, burst = 10 }
+rate_limits.register = { rate = 1, burst = 2 }
+
+[routes]
+table = "x"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sip_ports, vec![5060, 5080]);
+        assert_eq!(cfg.attach, AttachMode::Generic);
+        assert_eq!(cfg.mode, VerdictMode::Pass);
+        assert_eq!(cfg.fragments, FragmentPolicy::Pass);
+        assert_eq!(cfg.allowlist.len(), 3);
+        assert_eq!(cfg.allowlist[2].to_string(), "198.18.9.9/32");
+        assert_eq!(cfg.blocklist[0].to_string(), "203.0.113.0/24");
+        assert_eq!(cfg.scanner_user_agents, vec!["evil-ua"]);
+        assert!(!cfg.auto_ban);
+        assert_eq!(cfg.ban_ttl, Duration::from_secs(60));
+        assert_eq!(cfg.overload_cap_pps, 1000);
+        assert_eq!(cfg.unverified_cap_pps, 300);
+        assert_eq!(cfg.rate_limits.invite, RateLimit { rate: 5, burst: 10 });
+        assert_eq!(cfg.rate_limits.other, RateLimits::default().other);
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        parse(text).expect_err("must be refused")
+    }
+
+    #[test]
+    fn bad_cidr_is_refused_with_file_and_line() {
+        let e = refused("[filter]\nallowlist = [\"198.18.0.0/24\",\n  \"198.18.0.300/24\"]\n");
+        assert_eq!((e.file.to_str(), e.line), (Some("edge.toml"), 3), "{e}");
+        assert!(e.reason.contains("not an IPv4 or IPv6"), "{e}");
+    }
+
+    #[test]
+    fn cidr_with_host_bits_is_refused() {
+        let e = refused("[filter]\nblocklist = [\"198.18.0.1/24\"]\n");
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn too_long_signature_is_refused() {
+        let long = "x".repeat(33);
+        let e = refused(&format!("[filter]\n\nscanner_user_agents = [\"{long}\"]\n"));
+        assert_eq!(e.line, 3);
+        assert!(
+            e.reason.contains("33 bytes") && e.reason.contains("32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_rate_is_refused() {
+        let e = refused("[filter]\nrate_limits.invite = { rate = 0, burst = 5 }\n");
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("rate_limits.invite.rate 0"), "{e}");
+    }
+
+    #[test]
+    fn zero_unverified_cap_is_refused_with_the_way_to_disable_it() {
+        let e = refused("[filter]\noverload_cap_pps = 5\nunverified_cap_pps = 0\n");
+        assert_eq!((e.file.to_str(), e.line), (Some("edge.toml"), 3), "{e}");
+        assert!(
+            e.reason.contains("unverified_cap_pps 0") && e.reason.contains("4294967295"),
+            "{e}"
+        );
+        let code = FilterConfig {
+            unverified_cap_pps: 0,
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("unverified_cap_pps"));
+    }
+
+    #[test]
+    fn unverified_cap_above_the_range_is_refused() {
+        let e = refused("[filter]\nunverified_cap_pps = 4294967296\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("unverified_cap_pps 4294967296"), "{e}");
+    }
+
+    #[test]
+    fn unverified_budget_admits_a_tenth_of_a_second_at_once() {
+        assert_eq!(FilterConfig::default().unverified_cap_pps, 20_000);
+        let r = FilterConfig::default().to_abi().unverified;
+        assert_eq!(r.interval_ns, 50_000, "one per 50 us at 20,000/s");
+        assert_eq!(r.tolerance_ns, 1999 * 50_000, "a burst of 2,000");
+        let one = unverified_budget(1);
+        assert_eq!((one.interval_ns, one.tolerance_ns), (1_000_000_000, 0));
+        let most = unverified_budget(u32::MAX);
+        assert_eq!(most.interval_ns, 1, "the interval never reaches 0");
+    }
+
+    #[test]
+    fn more_than_eight_ports_is_refused() {
+        let e = refused("[filter]\nsip_ports = [1,2,3,4,5,6,7,8,9]\n");
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("9 ports"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let e = refused("[filter]\nsip_port = [5060]\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("sip_port"), "{e}");
+    }
+
+    #[test]
+    fn bad_attach_mode_is_refused() {
+        let e = refused("[filter]\nattach = \"fast\"\n");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn gcra_form_of_a_budget() {
+        let r = RateLimit { rate: 10, burst: 5 }.to_abi();
+        assert_eq!(r.interval_ns, 100_000_000);
+        assert_eq!(r.tolerance_ns, 400_000_000);
+    }
+
+    #[test]
+    fn signature_words_fold_letters_only() {
+        let s = signature("sip-Scan", abi::SIG_USER_AGENT);
+        assert_eq!(s.len, 8);
+        assert_eq!(s.word[0], u64::from_le_bytes(*b"sip-scan"));
+        assert_eq!(s.mask[0], u64::MAX);
+        assert_eq!(s.mask[1], 0);
+        // '-' is not folded, letters are.
+        assert_eq!(
+            s.fold[0].to_le_bytes(),
+            [0x20, 0x20, 0x20, 0, 0x20, 0x20, 0x20, 0x20]
+        );
+    }
+}

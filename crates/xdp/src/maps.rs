@@ -1,0 +1,833 @@
+//! Reading and writing the filter's maps: configuration, lists, bans,
+//! counters, top sources. The same code serves the process that loaded the
+//! program ([`super::Filter`]) and a second process that opened its pins
+//! ([`super::Pinned`]).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, XskMap};
+use serde::Serialize;
+
+use super::abi;
+use super::config::{Cidr, FilterConfig};
+use super::stats::{FilterStats, TopSourceEntry};
+use super::FilterError;
+
+/// Names of the program's maps, as the object and the pin directory call them.
+pub const MAP_NAMES: [&str; 15] = [
+    "config",
+    "info",
+    "signatures",
+    "counters",
+    "overload",
+    "allow_v4",
+    "allow_v6",
+    "block_v4",
+    "block_v6",
+    "bans_v4",
+    "bans_v6",
+    "buckets",
+    "top_sources",
+    "verified",
+    "xsks",
+];
+
+/// Why a source is banned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BanReason {
+    /// An operator (`dce-edge ban`).
+    Manual,
+    /// The XDP program saw a scanner signature.
+    Scanner,
+    /// The appliance saw a storm of 404s from the source.
+    NotFound,
+    /// The appliance saw a storm of 401/403s (failed authentication).
+    AuthFailure,
+    /// The appliance saw the source walk through extensions.
+    ExtensionScan,
+    /// The appliance saw a flood from the source.
+    Flood,
+}
+
+impl BanReason {
+    /// Every reason, in map order.
+    pub const ALL: [BanReason; 6] = [
+        BanReason::Manual,
+        BanReason::Scanner,
+        BanReason::NotFound,
+        BanReason::AuthFailure,
+        BanReason::ExtensionScan,
+        BanReason::Flood,
+    ];
+
+    /// The value stored in the map.
+    pub fn code(self) -> u32 {
+        match self {
+            BanReason::Manual => abi::ban_reason::MANUAL,
+            BanReason::Scanner => abi::ban_reason::SCANNER,
+            BanReason::NotFound => abi::ban_reason::NOT_FOUND,
+            BanReason::AuthFailure => abi::ban_reason::AUTH_FAILURE,
+            BanReason::ExtensionScan => abi::ban_reason::EXTENSION_SCAN,
+            BanReason::Flood => abi::ban_reason::FLOOD,
+        }
+    }
+
+    /// The reason for a map value; unknown codes read as manual.
+    pub fn from_code(code: u32) -> BanReason {
+        BanReason::ALL
+            .into_iter()
+            .find(|r| r.code() == code)
+            .unwrap_or(BanReason::Manual)
+    }
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            BanReason::Manual => "manual",
+            BanReason::Scanner => "scanner",
+            BanReason::NotFound => "not_found",
+            BanReason::AuthFailure => "auth_failure",
+            BanReason::ExtensionScan => "extension_scan",
+            BanReason::Flood => "flood",
+        }
+    }
+}
+
+impl fmt::Display for BanReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BanReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        BanReason::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = BanReason::ALL.iter().map(|r| r.name()).collect();
+                format!("ban reason {s:?}: expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// One ban as `bans()` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BanEntry {
+    /// The banned network (a host is /32 or /128; auto-bans of IPv6 are /64).
+    pub network: Cidr,
+    /// Why.
+    pub reason: BanReason,
+    /// The operator's note, if any.
+    pub note: String,
+    /// Time left; `None` for a ban without expiry.
+    #[serde(rename = "secs_left", serialize_with = "secs_opt")]
+    pub left: Option<Duration>,
+    /// Time since the ban was made.
+    #[serde(rename = "secs_ago", serialize_with = "secs")]
+    pub age: Duration,
+    /// True when the ban has expired and no longer applies (not yet swept).
+    pub expired: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+
+/// One verified source as `verified()` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedEntry {
+    /// The source: an IPv4 host, or the /64 of an IPv6 address.
+    pub source: Cidr,
+    /// Time until the verification lapses (zero once expired).
+    #[serde(rename = "secs_left", serialize_with = "secs")]
+    pub left: Duration,
+    /// Time since the latest verification.
+    #[serde(rename = "secs_ago", serialize_with = "secs")]
+    pub age: Duration,
+    /// True when it has lapsed and no longer applies (not yet swept).
+    pub expired: bool,
+}
+
+/// Longest note a ban keeps (bytes).
+pub const BAN_NOTE_MAX: usize = 32;
+
+/// Reads the monotonic clock the XDP program's `bpf_ktime_get_ns` uses.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively
+    // borrowed `ts`; CLOCK_MONOTONIC always exists on Linux.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Handles to every map of one loaded filter.
+#[derive(Debug)]
+pub struct FilterMaps {
+    config: Map,
+    info: Map,
+    signatures: Map,
+    counters: Map,
+    overload: Map,
+    allow_v4: Map,
+    allow_v6: Map,
+    block_v4: Map,
+    block_v6: Map,
+    bans_v4: Map,
+    bans_v6: Map,
+    buckets: Map,
+    top_sources: Map,
+    verified: Map,
+    xsks: Map,
+}
+
+fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
+    move |e| FilterError::Map {
+        what,
+        error: e.to_string(),
+    }
+}
+
+fn key_v4(c: &Cidr) -> Option<Key<[u8; 4]>> {
+    match c.addr {
+        IpAddr::V4(a) => Some(Key::new(c.prefix as u32, a.octets())),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn key_v6(c: &Cidr) -> Option<Key<[u8; 16]>> {
+    match c.addr {
+        IpAddr::V6(a) => Some(Key::new(c.prefix as u32, a.octets())),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The source a `dce_source` key stands for, as a network.
+pub fn source_network(s: &abi::Source) -> Cidr {
+    let v6 = Ipv6Addr::from(s.addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => Cidr::host(IpAddr::V4(v4)),
+        None => Cidr {
+            addr: IpAddr::V6(v6),
+            prefix: 64,
+        },
+    }
+}
+
+/// The `dce_source` key of an address (IPv4-mapped, or the IPv6 /64).
+pub fn source_key(addr: IpAddr) -> abi::Source {
+    match addr {
+        IpAddr::V4(a) => abi::Source {
+            addr: a.to_ipv6_mapped().octets(),
+        },
+        IpAddr::V6(a) => {
+            let mut addr = a.octets();
+            addr[8..].fill(0);
+            abi::Source { addr }
+        }
+    }
+}
+
+impl FilterMaps {
+    /// Takes the maps out of a loaded object.
+    pub(crate) fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<FilterMaps, FilterError> {
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(FilterError::Map {
+                what: name,
+                error: "the embedded object has no such map".into(),
+            })
+        };
+        Ok(FilterMaps {
+            config: take("config")?,
+            info: take("info")?,
+            signatures: take("signatures")?,
+            counters: take("counters")?,
+            overload: take("overload")?,
+            allow_v4: take("allow_v4")?,
+            allow_v6: take("allow_v6")?,
+            block_v4: take("block_v4")?,
+            block_v6: take("block_v6")?,
+            bans_v4: take("bans_v4")?,
+            bans_v6: take("bans_v6")?,
+            buckets: take("buckets")?,
+            top_sources: take("top_sources")?,
+            verified: take("verified")?,
+            xsks: take("xsks")?,
+        })
+    }
+
+    /// Opens the maps pinned in `dir`.
+    pub(crate) fn from_pins(dir: &std::path::Path) -> Result<FilterMaps, FilterError> {
+        let open = |name: &'static str| {
+            let path = dir.join(name);
+            MapData::from_pin(&path)
+                .and_then(Map::from_map_data)
+                .map_err(|e| FilterError::Pins {
+                    dir: dir.to_path_buf(),
+                    reason: format!("cannot open pinned map {name}: {e}"),
+                })
+        };
+        Ok(FilterMaps {
+            config: open("config")?,
+            info: open("info")?,
+            signatures: open("signatures")?,
+            counters: open("counters")?,
+            overload: open("overload")?,
+            allow_v4: open("allow_v4")?,
+            allow_v6: open("allow_v6")?,
+            block_v4: open("block_v4")?,
+            block_v6: open("block_v6")?,
+            bans_v4: open("bans_v4")?,
+            bans_v6: open("bans_v6")?,
+            buckets: open("buckets")?,
+            top_sources: open("top_sources")?,
+            verified: open("verified")?,
+            xsks: open("xsks")?,
+        })
+    }
+
+    /// Every map with its name, for pinning.
+    pub fn named(&self) -> [(&'static str, &Map); 15] {
+        [
+            ("config", &self.config),
+            ("info", &self.info),
+            ("signatures", &self.signatures),
+            ("counters", &self.counters),
+            ("overload", &self.overload),
+            ("allow_v4", &self.allow_v4),
+            ("allow_v6", &self.allow_v6),
+            ("block_v4", &self.block_v4),
+            ("block_v6", &self.block_v6),
+            ("bans_v4", &self.bans_v4),
+            ("bans_v6", &self.bans_v6),
+            ("buckets", &self.buckets),
+            ("top_sources", &self.top_sources),
+            ("verified", &self.verified),
+            ("xsks", &self.xsks),
+        ]
+    }
+
+    /// Writes a whole configuration: the `config` entry, the signatures, and
+    /// the allow/block lists (entries no longer listed are removed). A
+    /// configuration that does not validate changes nothing.
+    pub fn configure(&mut self, cfg: &FilterConfig) -> Result<(), FilterError> {
+        cfg.validate().map_err(FilterError::Config)?;
+        let mut sigs: Array<&mut MapData, abi::Signature> =
+            Array::try_from(&mut self.signatures).map_err(map_err("signatures"))?;
+        let list = cfg.signatures();
+        for i in 0..abi::MAX_SIGNATURES {
+            let s = list.get(i).copied().unwrap_or_default();
+            sigs.set(i as u32, s, 0).map_err(map_err("signatures"))?;
+        }
+        replace_list(
+            &mut self.allow_v4,
+            &mut self.allow_v6,
+            &cfg.allowlist,
+            "allowlist",
+        )?;
+        replace_list(
+            &mut self.block_v4,
+            &mut self.block_v6,
+            &cfg.blocklist,
+            "blocklist",
+        )?;
+        let mut config: Array<&mut MapData, abi::Config> =
+            Array::try_from(&mut self.config).map_err(map_err("config"))?;
+        config.set(0, cfg.to_abi(), 0).map_err(map_err("config"))?;
+        Ok(())
+    }
+
+    /// The `config` entry as the program sees it.
+    pub fn config_entry(&self) -> Result<abi::Config, FilterError> {
+        let config: Array<&MapData, abi::Config> =
+            Array::try_from(&self.config).map_err(map_err("config"))?;
+        config.get(&0, 0).map_err(map_err("config"))
+    }
+
+    /// Writes the `config` entry directly (tests, live tuning).
+    pub fn set_config_entry(&mut self, c: abi::Config) -> Result<(), FilterError> {
+        let mut config: Array<&mut MapData, abi::Config> =
+            Array::try_from(&mut self.config).map_err(map_err("config"))?;
+        config.set(0, c, 0).map_err(map_err("config"))
+    }
+
+    /// The `info` entry (attach mode, owner).
+    pub fn info(&self) -> Result<abi::Info, FilterError> {
+        let info: Array<&MapData, abi::Info> =
+            Array::try_from(&self.info).map_err(map_err("info"))?;
+        info.get(&0, 0).map_err(map_err("info"))
+    }
+
+    /// Writes the `info` map (the loader does, once attached; tests write
+    /// stale values to check recovery).
+    pub fn set_info(&mut self, value: abi::Info) -> Result<(), FilterError> {
+        let mut info: Array<&mut MapData, abi::Info> =
+            Array::try_from(&mut self.info).map_err(map_err("info"))?;
+        info.set(0, value, 0).map_err(map_err("info"))
+    }
+
+    /// Bans a network for `ttl` (`None`: until unbanned). `note` is kept with
+    /// the ban (at most [`BAN_NOTE_MAX`] bytes). A ban of an allowlisted source
+    /// is stored but has no effect while the allowlist holds it.
+    pub fn ban(
+        &mut self,
+        network: Cidr,
+        ttl: Option<Duration>,
+        reason: BanReason,
+        note: &str,
+    ) -> Result<(), FilterError> {
+        if note.len() > BAN_NOTE_MAX {
+            return Err(FilterError::Config(format!(
+                "ban note {note:?} is {} bytes; the limit is {BAN_NOTE_MAX}",
+                note.len()
+            )));
+        }
+        let now = monotonic_ns();
+        let mut value = abi::Ban {
+            expires_ns: match ttl {
+                Some(t) => now.saturating_add(t.as_nanos().min(u64::MAX as u128) as u64),
+                None => u64::MAX,
+            },
+            banned_ns: now,
+            reason: reason.code(),
+            prefixlen: network.prefix as u32,
+            note: [0; 32],
+        };
+        value.note[..note.len()].copy_from_slice(note.as_bytes());
+        if let Some(k) = key_v4(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 4], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v4).map_err(map_err("bans_v4"))?;
+            t.insert(&k, value, 0).map_err(map_err("bans_v4"))
+        } else if let Some(k) = key_v6(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 16], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v6).map_err(map_err("bans_v6"))?;
+            t.insert(&k, value, 0).map_err(map_err("bans_v6"))
+        } else {
+            unreachable!("a Cidr is IPv4 or IPv6")
+        }
+    }
+
+    /// Lifts the ban on exactly `network`; false when there was none.
+    pub fn unban(&mut self, network: Cidr) -> Result<bool, FilterError> {
+        let r = if let Some(k) = key_v4(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 4], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v4).map_err(map_err("bans_v4"))?;
+            t.remove(&k)
+        } else if let Some(k) = key_v6(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 16], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v6).map_err(map_err("bans_v6"))?;
+            t.remove(&k)
+        } else {
+            unreachable!("a Cidr is IPv4 or IPv6")
+        };
+        removed(r, "bans")
+    }
+
+    /// Adds a network to the allowlist (it then skips bans, the blocklist
+    /// and the rate limits).
+    pub fn allow(&mut self, network: Cidr) -> Result<(), FilterError> {
+        list_insert(
+            &mut self.allow_v4,
+            &mut self.allow_v6,
+            &network,
+            "allowlist",
+        )
+    }
+
+    /// Removes exactly `network` from the allowlist; false when absent.
+    pub fn disallow(&mut self, network: Cidr) -> Result<bool, FilterError> {
+        list_remove(
+            &mut self.allow_v4,
+            &mut self.allow_v6,
+            &network,
+            "allowlist",
+        )
+    }
+
+    /// Adds a network to the blocklist.
+    pub fn block(&mut self, network: Cidr) -> Result<(), FilterError> {
+        list_insert(
+            &mut self.block_v4,
+            &mut self.block_v6,
+            &network,
+            "blocklist",
+        )
+    }
+
+    /// The allowlist as the program holds it.
+    pub fn allowlist(&self) -> Result<Vec<Cidr>, FilterError> {
+        list_entries(&self.allow_v4, &self.allow_v6)
+    }
+
+    /// The blocklist as the program holds it.
+    pub fn blocklist(&self) -> Result<Vec<Cidr>, FilterError> {
+        list_entries(&self.block_v4, &self.block_v6)
+    }
+
+    /// Every ban, soonest to expire first, with reason and time left.
+    pub fn bans(&self) -> Result<Vec<BanEntry>, FilterError> {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        let entry = |addr: IpAddr, prefix: u32, v: abi::Ban| {
+            let note_len = v.note.iter().position(|&b| b == 0).unwrap_or(v.note.len());
+            BanEntry {
+                network: Cidr {
+                    addr,
+                    prefix: prefix as u8,
+                },
+                reason: BanReason::from_code(v.reason),
+                note: String::from_utf8_lossy(&v.note[..note_len]).into_owned(),
+                left: (v.expires_ns != u64::MAX)
+                    .then(|| Duration::from_nanos(v.expires_ns.saturating_sub(now))),
+                age: Duration::from_nanos(now.saturating_sub(v.banned_ns)),
+                expired: v.expires_ns <= now,
+            }
+        };
+        let t4: LpmTrie<&MapData, [u8; 4], abi::Ban> =
+            LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
+        for item in t4.iter() {
+            let (k, v) = item.map_err(map_err("bans_v4"))?;
+            out.push(entry(
+                IpAddr::V4(Ipv4Addr::from(k.data())),
+                k.prefix_len(),
+                v,
+            ));
+        }
+        let t6: LpmTrie<&MapData, [u8; 16], abi::Ban> =
+            LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
+        for item in t6.iter() {
+            let (k, v) = item.map_err(map_err("bans_v6"))?;
+            out.push(entry(
+                IpAddr::V6(Ipv6Addr::from(k.data())),
+                k.prefix_len(),
+                v,
+            ));
+        }
+        out.sort_by_key(|b| (b.left.unwrap_or(Duration::MAX), b.network.to_string()));
+        Ok(out)
+    }
+
+    /// Removes expired bans (they already no longer apply); returns how many.
+    pub fn sweep_expired_bans(&mut self) -> Result<usize, FilterError> {
+        let expired: Vec<Cidr> = self
+            .bans()?
+            .into_iter()
+            .filter(|b| b.expired)
+            .map(|b| b.network)
+            .collect();
+        for n in &expired {
+            self.unban(*n)?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Counters summed over every CPU, indexed by `abi::slot`.
+    pub fn counters(&self) -> Result<[u64; abi::slot::SLOTS], FilterError> {
+        let c: PerCpuArray<&MapData, abi::Counters> =
+            PerCpuArray::try_from(&self.counters).map_err(map_err("counters"))?;
+        let per_cpu = c.get(&0, 0).map_err(map_err("counters"))?;
+        let mut sum = [0u64; abi::slot::SLOTS];
+        for cpu in per_cpu.iter() {
+            for (s, v) in sum.iter_mut().zip(cpu.slot.iter()) {
+                *s = s.wrapping_add(*v);
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Totals per reason, passes, redirects and the attach mode.
+    pub fn read_stats(&self) -> Result<FilterStats, FilterError> {
+        Ok(FilterStats::from_counters(&self.counters()?, &self.info()?))
+    }
+
+    /// The sources with the most drops, most first, at most `limit`.
+    pub fn top_sources(&self, limit: usize) -> Result<Vec<TopSourceEntry>, FilterError> {
+        let m: BpfHashMap<&MapData, abi::Source, abi::TopSource> =
+            BpfHashMap::try_from(&self.top_sources).map_err(map_err("top_sources"))?;
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for item in m.iter() {
+            // An entry evicted between listing and reading is simply gone.
+            let Ok((k, v)) = item else { continue };
+            out.push(TopSourceEntry::new(source_network(&k), &v, now));
+        }
+        out.sort_by(|a, b| {
+            b.drops
+                .cmp(&a.drops)
+                .then(a.source.to_string().cmp(&b.source.to_string()))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Marks the source of `addr` (the address for IPv4, its /64 for IPv6)
+    /// as verified for `ttl`: until then the program spares it the per-CPU
+    /// budget for unverified sources (`unverified_cap_pps`). It still goes
+    /// through the blocklist, bans, its own rate limits, the emergency cap
+    /// and the scanner checks. Verifying again moves the expiry to now +
+    /// `ttl`. When the map is full, the least recently used entry makes room.
+    pub fn verify(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {
+        if ttl.is_zero() {
+            return Err(FilterError::Config(format!(
+                "verifying {addr} for 0 s would change nothing; the time to live must be positive"
+            )));
+        }
+        let now = monotonic_ns();
+        let value = abi::Verified {
+            expires_ns: now.saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64),
+            verified_ns: now,
+        };
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        m.insert(source_key(addr), value, 0)
+            .map_err(map_err("verified"))
+    }
+
+    /// Forgets the verification of the source of `addr`; false when there
+    /// was none.
+    pub fn unverify(&mut self, addr: IpAddr) -> Result<bool, FilterError> {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        removed(m.remove(&source_key(addr)), "verified")
+    }
+
+    /// Every entry of the `verified` map. Two system calls per entry.
+    fn verified_raw(&self) -> Result<Vec<(abi::Source, abi::Verified)>, FilterError> {
+        let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
+        // An entry evicted between listing and reading is simply gone.
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Every verified source, expired ones included (until swept), soonest
+    /// to lapse first. Reads the whole map: two system calls per entry.
+    pub fn verified(&self) -> Result<Vec<VerifiedEntry>, FilterError> {
+        let now = monotonic_ns();
+        let mut out: Vec<VerifiedEntry> = self
+            .verified_raw()?
+            .into_iter()
+            .map(|(k, v)| VerifiedEntry {
+                source: source_network(&k),
+                left: Duration::from_nanos(v.expires_ns.saturating_sub(now)),
+                age: Duration::from_nanos(now.saturating_sub(v.verified_ns)),
+                expired: v.expires_ns <= now,
+            })
+            .collect();
+        out.sort_by_key(|e| (e.left, e.source.addr));
+        Ok(out)
+    }
+
+    /// How many sources are verified now (unexpired entries). Reads the
+    /// whole map like [`FilterMaps::verified`], without building the list.
+    pub fn verified_count(&self) -> Result<usize, FilterError> {
+        let now = monotonic_ns();
+        Ok(self
+            .verified_raw()?
+            .iter()
+            .filter(|(_, v)| v.expires_ns > now)
+            .count())
+    }
+
+    /// Removes lapsed verifications (they already no longer apply);
+    /// returns how many. Call it from the thread that verifies: an entry
+    /// verified again between the listing and the removal would be lost.
+    pub fn sweep_expired_verified(&mut self) -> Result<usize, FilterError> {
+        let now = monotonic_ns();
+        let expired: Vec<abi::Source> = self
+            .verified_raw()?
+            .into_iter()
+            .filter(|(_, v)| v.expires_ns <= now)
+            .map(|(k, _)| k)
+            .collect();
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).map_err(map_err("verified"))?;
+        let mut swept = 0;
+        for k in &expired {
+            if removed(m.remove(k), "verified")? {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// The XSKMAP (indexed by RX queue) where AF_XDP sockets go, borrowed.
+    pub fn xsk_map(&mut self) -> Result<XskMap<&mut MapData>, FilterError> {
+        XskMap::try_from(&mut self.xsks).map_err(map_err("xsks"))
+    }
+
+    /// An owned handle on the XSKMAP (a duplicate of its descriptor), for a
+    /// dataplane thread that inserts its sockets itself.
+    pub fn xsk_map_owned(&self) -> Result<XskMap<MapData>, FilterError> {
+        use std::os::fd::AsFd;
+        let Map::XskMap(data) = &self.xsks else {
+            return Err(FilterError::Map {
+                what: "xsks",
+                error: "not an XSKMAP".into(),
+            });
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| FilterError::Map {
+                what: "xsks",
+                error: e.to_string(),
+            })?;
+        let data = MapData::from_fd(fd).map_err(map_err("xsks"))?;
+        XskMap::try_from(Map::XskMap(data)).map_err(map_err("xsks"))
+    }
+
+    /// The rate-limit state of a source (tests).
+    pub fn bucket(&self, addr: IpAddr) -> Option<abi::Bucket> {
+        let m: BpfHashMap<&MapData, abi::Source, abi::Bucket> =
+            BpfHashMap::try_from(&self.buckets).ok()?;
+        m.get(&source_key(addr), 0).ok()
+    }
+
+    /// Writes a verification verbatim (tests: an expiry in the past).
+    pub fn put_verified_raw(&mut self, addr: IpAddr, value: abi::Verified) {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Verified> =
+            BpfHashMap::try_from(&mut self.verified).unwrap();
+        m.insert(source_key(addr), value, 0).unwrap();
+    }
+
+    /// Every CPU's budgets (tests).
+    pub fn cpu_budgets(&self) -> Vec<abi::Overload> {
+        let m: PerCpuArray<&MapData, abi::Overload> =
+            PerCpuArray::try_from(&self.overload).unwrap();
+        m.get(&0, 0).unwrap().iter().copied().collect()
+    }
+
+    /// Rewrites every CPU's budgets with `f` (tests: time passing).
+    pub fn update_cpu_budgets(&mut self, f: impl Fn(abi::Overload) -> abi::Overload) {
+        let values: Vec<abi::Overload> = self.cpu_budgets().into_iter().map(f).collect();
+        let mut m: PerCpuArray<&mut MapData, abi::Overload> =
+            PerCpuArray::try_from(&mut self.overload).unwrap();
+        m.set(0, aya::maps::PerCpuValues::try_from(values).unwrap(), 0)
+            .unwrap();
+    }
+
+    /// Writes a ban entry verbatim (tests: an expiry in the past).
+    pub fn put_ban_raw(&mut self, network: Cidr, value: abi::Ban) {
+        if let Some(k) = key_v4(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 4], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v4).unwrap();
+            t.insert(&k, value, 0).unwrap();
+        } else if let Some(k) = key_v6(&network) {
+            let mut t: LpmTrie<&mut MapData, [u8; 16], abi::Ban> =
+                LpmTrie::try_from(&mut self.bans_v6).unwrap();
+            t.insert(&k, value, 0).unwrap();
+        }
+    }
+}
+
+fn removed(r: Result<(), MapError>, what: &'static str) -> Result<bool, FilterError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(false)
+        }
+        Err(e) => Err(map_err(what)(e)),
+    }
+}
+
+fn list_insert(
+    v4: &mut Map,
+    v6: &mut Map,
+    network: &Cidr,
+    what: &'static str,
+) -> Result<(), FilterError> {
+    let present = abi::ListEntry { present: 1 };
+    if let Some(k) = key_v4(network) {
+        let mut t: LpmTrie<&mut MapData, [u8; 4], abi::ListEntry> =
+            LpmTrie::try_from(v4).map_err(map_err(what))?;
+        t.insert(&k, present, 0).map_err(map_err(what))
+    } else if let Some(k) = key_v6(network) {
+        let mut t: LpmTrie<&mut MapData, [u8; 16], abi::ListEntry> =
+            LpmTrie::try_from(v6).map_err(map_err(what))?;
+        t.insert(&k, present, 0).map_err(map_err(what))
+    } else {
+        unreachable!("a Cidr is IPv4 or IPv6")
+    }
+}
+
+fn list_remove(
+    v4: &mut Map,
+    v6: &mut Map,
+    network: &Cidr,
+    what: &'static str,
+) -> Result<bool, FilterError> {
+    let r = if let Some(k) = key_v4(network) {
+        let mut t: LpmTrie<&mut MapData, [u8; 4], abi::ListEntry> =
+            LpmTrie::try_from(v4).map_err(map_err(what))?;
+        t.remove(&k)
+    } else if let Some(k) = key_v6(network) {
+        let mut t: LpmTrie<&mut MapData, [u8; 16], abi::ListEntry> =
+            LpmTrie::try_from(v6).map_err(map_err(what))?;
+        t.remove(&k)
+    } else {
+        unreachable!("a Cidr is IPv4 or IPv6")
+    };
+    removed(r, what)
+}
+
+fn list_entries(v4: &Map, v6: &Map) -> Result<Vec<Cidr>, FilterError> {
+    let mut out = Vec::new();
+    let t4: LpmTrie<&MapData, [u8; 4], abi::ListEntry> =
+        LpmTrie::try_from(v4).map_err(map_err("list"))?;
+    for k in t4.keys() {
+        let k = k.map_err(map_err("list"))?;
+        out.push(Cidr {
+            addr: IpAddr::V4(Ipv4Addr::from(k.data())),
+            prefix: k.prefix_len() as u8,
+        });
+    }
+    let t6: LpmTrie<&MapData, [u8; 16], abi::ListEntry> =
+        LpmTrie::try_from(v6).map_err(map_err("list"))?;
+    for k in t6.keys() {
+        let k = k.map_err(map_err("list"))?;
+        out.push(Cidr {
+            addr: IpAddr::V6(Ipv6Addr::from(k.data())),
+            prefix: k.prefix_len() as u8,
+        });
+    }
+    Ok(out)
+}
+
+/// Makes a list trie pair hold exactly `wanted`.
+fn replace_list(
+    v4: &mut Map,
+    v6: &mut Map,
+    wanted: &[Cidr],
+    what: &'static str,
+) -> Result<(), FilterError> {
+    for old in list_entries(v4, v6)? {
+        if !wanted.contains(&old) {
+            list_remove(v4, v6, &old, what)?;
+        }
+    }
+    for n in wanted {
+        list_insert(v4, v6, n, what)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Tests of the XDP program and its userspace side: BPF_PROG_TEST_RUN runs of
+//! every verdict and counter, maps, and attaching to veth pairs in network
+//! namespaces.
+
+mod program;

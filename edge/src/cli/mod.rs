@@ -1,0 +1,11 @@
+//! One module per `dce-edge` subcommand: its flags and how it prints. The
+//! work itself is done by the library crates.
+
+pub mod demo;
+pub mod filter;
+pub mod profile;
+pub mod routes;
+pub mod run;
+pub mod sip;
+pub mod stats;
+pub mod watch;

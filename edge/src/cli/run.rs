@@ -1,0 +1,238 @@
+//! `dce-edge run --config FILE`: the appliance in the foreground until
+//! SIGINT or SIGTERM; SIGHUP reloads the route tables.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use appliance::{Appliance, ApplianceConfig, ControlEvent};
+use telemetry::events::{Event, EventKind, EventLog};
+use telemetry::metrics::MetricsServer;
+
+/// Arguments of `dce-edge run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The appliance configuration (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Check the configuration and the route files, then exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Print a one-line summary of the counters to stderr every N seconds
+    /// (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub summary_every: u64,
+    /// Write the final counters (a stats snapshot, JSON) to this file on exit.
+    #[arg(long)]
+    pub final_snapshot: Option<PathBuf>,
+}
+
+/// Runs the appliance until a stop signal.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let cfg = ApplianceConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.check {
+        let loaded = cfg
+            .routes
+            .load(&cfg.source)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "{}: ok ({} workers, {} mode, {} prefixes in {} groups)",
+            args.config.display(),
+            cfg.dataplane.workers.len(),
+            mode_name(&cfg),
+            loaded.table.prefix_count(),
+            loaded.table.groups().len()
+        );
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing a signal handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing SIGHUP")?;
+
+    let pidfile = cfg.pidfile.clone();
+    let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
+    let (metrics, publisher) = MetricsServer::start_published(cfg.metrics.listen)
+        .with_context(|| format!("starting the metrics endpoint on {}", cfg.metrics.listen))?;
+    let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(p) = &pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let iface = (!cfg.dataplane.interface.is_empty()).then_some(cfg.dataplane.interface.as_str());
+    let _ = events.write(&Event::start(env!("CARGO_PKG_VERSION"), "appliance", iface));
+    eprintln!(
+        "dce-edge: running on {} ({} workers, {} mode, route table version {}); metrics on http://{}/metrics",
+        appliance.local_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        cfg.dataplane.workers.len(),
+        mode_name(&cfg),
+        appliance.routes_version(),
+        metrics.local_addr(),
+    );
+    let routes_file = cfg.routes.prefixes.get_ref().display().to_string();
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
+    let mut last_summary = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            let kept = appliance.routes_version();
+            match appliance.reload_routes() {
+                Ok(v) => eprintln!("dce-edge: routes reloaded, version {v}"),
+                Err(e) => {
+                    eprintln!("dce-edge: reload refused, the running table stays: {e}");
+                    let _ = events.write(&Event::route_reload_refused(&routes_file, &e, kept));
+                }
+            }
+        }
+        for ev in appliance.tick() {
+            if let Some(e) = event_of(&ev, &routes_file) {
+                let _ = events.write(&e);
+            }
+        }
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            let s = appliance.snapshot();
+            if args.summary_every > 0
+                && last_summary.elapsed() >= Duration::from_secs(args.summary_every)
+            {
+                last_summary = Instant::now();
+                eprintln!("{}", summary_line(&s));
+            }
+            publisher.publish(s);
+        }
+        let _ = events.drain();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let last = appliance.stop().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = events.write(&Event::stop("signal"));
+    metrics.stop();
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    eprintln!("dce-edge: stopped; {}", summary_line(&last));
+    if let Some(path) = &args.final_snapshot {
+        std::fs::write(path, serde_json::to_string_pretty(&last)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One line of totals for the operator's terminal.
+pub fn summary_line(s: &telemetry::stats::Snapshot) -> String {
+    format!(
+        "rx {} tx {} forwarded {} requests / {} responses, answered {}, dropped {}, calls {} answered / {} failed",
+        s.workers_total(|w| w.received),
+        s.workers_total(|w| w.transmitted),
+        s.workers_total(|w| w.forwarded_requests),
+        s.workers_total(|w| w.forwarded_responses),
+        s.workers.iter().flat_map(|w| w.answered.values()).sum::<u64>(),
+        s.workers.iter().flat_map(|w| w.dropped.values()).sum::<u64>(),
+        s.calls.answered,
+        s.calls.failed,
+    )
+}
+
+fn mode_name(cfg: &ApplianceConfig) -> &'static str {
+    match cfg.dataplane.mode {
+        dataplane::IoMode::AfXdp => "af_xdp",
+        dataplane::IoMode::Socket => "socket",
+    }
+}
+
+/// The event-log line of a control event, if it is one the log keeps.
+fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
+    Some(match ev {
+        ControlEvent::Abuse { source, reason } => {
+            Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
+        }
+        ControlEvent::Verified { .. } => return None,
+        ControlEvent::Health {
+            target,
+            group,
+            up,
+            after,
+        } => {
+            let why = if *up {
+                format!("{after} probes answered")
+            } else {
+                format!("{after} probes unanswered")
+            };
+            Event::target_health(group, &target.to_string(), *up, &why)
+        }
+        ControlEvent::Banned {
+            source,
+            reason,
+            seconds,
+        } => Event::ban(source, reason, *seconds).with("by", "xdp"),
+        ControlEvent::ReloadAccepted { version, prefixes } => {
+            Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
+        }
+        ControlEvent::ReloadRefused { .. } => return None,
+        ControlEvent::AttachFallback { interface } => {
+            eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
+            Event::attach_fallback(
+                interface,
+                "auto",
+                "generic",
+                "native attach refused by the driver",
+            )
+        }
+    })
+}
+
+/// `dce-edge routes reload`: SIGHUP to the appliance in `pidfile`, then the
+/// outcome as the appliance's metrics endpoint at `url` reports it.
+pub fn reload_routes(pidfile: &std::path::Path, url: &str) -> Result<String> {
+    use telemetry::stats::client::fetch_snapshot;
+    let text = std::fs::read_to_string(pidfile)
+        .with_context(|| format!("reading {}", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pidfile.display()))?;
+    let before = fetch_snapshot(url, Duration::from_secs(2))
+        .ok()
+        .map(|s| s.routes);
+    // SAFETY: kill(2) with a pid read from the appliance's own pidfile and a
+    // signal number; no memory is shared.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot signal process {pid} from {}: {}",
+            pidfile.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let Some(before) = before else {
+        return Ok(format!("sent SIGHUP to {pid}; the metrics endpoint {url} did not answer, so the outcome is in the appliance's log\n"));
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(now) = fetch_snapshot(url, Duration::from_secs(2)) else {
+            continue;
+        };
+        let r = now.routes;
+        if r.reloads_accepted > before.reloads_accepted {
+            return Ok(format!(
+                "accepted: route table version {} with {} prefixes in service\n",
+                r.table_version, r.prefixes
+            ));
+        }
+        if r.reloads_refused > before.reloads_refused {
+            anyhow::bail!(
+                "refused, version {} stays in service: {}",
+                r.table_version,
+                r.last_reload_error.unwrap_or_default()
+            );
+        }
+    }
+    anyhow::bail!("sent SIGHUP to {pid}, but {url} showed no reload within 10 s")
+}

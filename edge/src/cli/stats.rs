@@ -1,0 +1,205 @@
+//! The `dce-edge stats` arguments and what the HTTP side of them does:
+//! `--watch` runs the live view, `--json` prints one snapshot for scripts,
+//! neither prints a short text summary. All three read a running edge's
+//! `/snapshot.json`. Reading a filter's pinned BPF maps (`--iface`, no
+//! `--url`) belongs to the XDP filter's stats and is not handled here.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::watch::{self, count, WatchError, WatchOptions};
+use telemetry::stats::client::{fetch_snapshot, ClientError, DEFAULT_URL};
+use telemetry::stats::Snapshot;
+
+/// Arguments of `dce-edge stats`.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct StatsArgs {
+    /// Live terminal view, refreshed every second (q or Ctrl-C quits).
+    #[arg(long)]
+    pub watch: bool,
+    /// Print one snapshot as JSON, for scripts.
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// The edge's metrics endpoint [default: http://127.0.0.1:9560].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Read the pinned maps of the filter on this interface instead of an
+    /// endpoint (the filter's own stats).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// With --iface: how many top sources to show.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// With --iface: seconds between the two reads the rates come from.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+}
+
+impl StatsArgs {
+    /// True when these arguments ask for an endpoint over HTTP (this
+    /// module) rather than the filter's pinned maps: `--watch`, `--url`,
+    /// or no `--iface`.
+    pub fn reads_endpoint(&self) -> bool {
+        self.watch || self.url.is_some() || self.iface.is_none()
+    }
+
+    /// The endpoint URL, the default when none is given.
+    pub fn endpoint(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_URL)
+    }
+}
+
+/// Why `stats` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// The snapshot could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] ClientError),
+    /// The live view could not run.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    /// Standard output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// `--iface` without `--url` asks for the pinned maps.
+    #[error("--iface {iface} without --url reads the filter's pinned maps, which this command does not do; give --url to read an endpoint")]
+    PinnedMaps {
+        /// The interface given.
+        iface: String,
+    },
+}
+
+/// How long a one-shot fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `stats` over HTTP, printing to `out` (the live view draws on the
+/// terminal itself).
+pub fn run(args: &StatsArgs, out: &mut impl Write) -> Result<(), StatsError> {
+    if !args.reads_endpoint() {
+        return Err(StatsError::PinnedMaps {
+            iface: args.iface.clone().unwrap_or_default(),
+        });
+    }
+    let url = args.endpoint();
+    if args.watch {
+        return Ok(watch::run(&WatchOptions::new(url))?);
+    }
+    let snapshot = fetch_snapshot(url, FETCH_TIMEOUT)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &snapshot).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(summary(&snapshot).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A few lines for a person: drops by reason, passes, calls, latency, bans,
+/// the top sources.
+pub fn summary(s: &Snapshot) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "dce-edge {} on {} (attach {}, dataplane {}), up {}",
+        s.version,
+        s.interface.as_deref().unwrap_or("no interface"),
+        s.modes.attach,
+        s.modes.dataplane,
+        watch::duration(s.uptime_seconds as u64)
+    );
+    if let Some(x) = &s.xdp {
+        let _ = writeln!(
+            t,
+            "xdp: {} dropped, {} passed, {} redirected",
+            count(s.xdp_drops_total()),
+            count(x.passed),
+            count(x.redirected)
+        );
+        for (reason, n) in &x.drops {
+            let _ = writeln!(t, "  drop {reason:<12} {:>14}", count(*n));
+        }
+    }
+    let _ = writeln!(
+        t,
+        "calls: {} forwarded, {} answered, {} failed; setup p50 {:.2} ms, p99 {:.2} ms",
+        count(s.calls.invites_forwarded),
+        count(s.calls.answered),
+        count(s.calls.failed),
+        s.setup_latency.p50_ms,
+        s.setup_latency.p99_ms
+    );
+    let _ = writeln!(t, "bans: {} active", s.bans.len());
+    for top in s.top_sources.iter().take(5) {
+        let _ = writeln!(
+            t,
+            "  top {:<40} {:>14} {}",
+            top.source,
+            count(top.drops),
+            top.last_reason
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        stats: StatsArgs,
+    }
+
+    fn parse(args: &[&str]) -> StatsArgs {
+        Cli::try_parse_from(std::iter::once("stats").chain(args.iter().copied()))
+            .unwrap()
+            .stats
+    }
+
+    #[test]
+    fn watch_with_url_reads_the_endpoint() {
+        let a = parse(&["--watch", "--url", "http://127.0.0.1:1/"]);
+        assert!(a.watch && a.reads_endpoint());
+        assert_eq!(a.endpoint(), "http://127.0.0.1:1/");
+    }
+
+    #[test]
+    fn iface_alone_is_for_the_pinned_maps() {
+        let a = parse(&["--json", "--iface", "eth0"]);
+        assert!(!a.reads_endpoint());
+        let err = run(&a, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, StatsError::PinnedMaps { .. }), "{err}");
+    }
+
+    #[test]
+    fn no_arguments_read_the_default_endpoint() {
+        let a = parse(&[]);
+        assert!(a.reads_endpoint());
+        assert_eq!(a.endpoint(), DEFAULT_URL);
+    }
+
+    #[test]
+    fn watch_and_json_conflict() {
+        assert!(Cli::try_parse_from(["stats", "--watch", "--json"]).is_err());
+    }
+
+    #[test]
+    fn summary_names_reasons_and_bans() {
+        let mut s = Snapshot {
+            version: "0.1.0".into(),
+            ..Default::default()
+        };
+        s.xdp = Some(telemetry::stats::XdpCounters {
+            drops: [("scanner".to_string(), 1234)].into(),
+            passed: 1,
+            redirected: 2,
+        });
+        let text = summary(&s);
+        assert!(text.contains("drop scanner"), "{text}");
+        assert!(text.contains("1,234"), "{text}");
+        assert!(text.contains("bans: 0 active"), "{text}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Tests of the `dce-edge` command line: `sip check`, `profile`, `routes`, the tuning scripts.
+
+mod profile_cli;
+mod profile_veth;
+mod routes_cli;
+mod sip_check;
+mod tuning_script;
