@@ -1,9 +1,14 @@
-//! Builds the XDP program (C, in ebpf/) with clang and embeds the object:
+//! Builds the XDP program (C, in ebpf/) with clang and embeds the object, and
+//! generates the Rust side of its ABI from `ebpf/include/dce_filter.h`
+//! (`$OUT_DIR/abi.rs`, see build/abi.rs). The object:
 //! `$OUT_DIR/dce_filter.bpf.o`, included by `xdp` with
 //! `include_bytes!`. PLATFORM.md: Debian's clang, `-target bpf`, plus the
 //! multiarch include folder that clang does not search for BPF targets.
 use std::path::PathBuf;
 use std::process::Command;
+
+#[path = "build/abi.rs"]
+mod abi;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
@@ -15,6 +20,24 @@ fn main() {
     println!("cargo:rerun-if-changed={}", ebpf.join("src").display());
     println!("cargo:rerun-if-changed={}", ebpf.join("include").display());
     println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-changed=build/abi.rs");
+
+    // The Rust side of the ABI, generated from the one header.
+    let header_path = include.join("dce_filter.h");
+    let header = std::fs::read_to_string(&header_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", header_path.display()));
+    let generated = match abi::generate(&header) {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "{}:{}: {} (the Rust side of the XDP ABI is generated from this header)",
+            header_path.display(),
+            e.line,
+            e.reason
+        ),
+    };
+    let abi_out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it")).join("abi.rs");
+    std::fs::write(&abi_out, generated)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", abi_out.display()));
 
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let multiarch = format!("/usr/include/{}-linux-gnu", host_arch());

@@ -613,10 +613,10 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
     }
     if let Ok(st) = f.read_stats() {
         s.xdp = Some(stats::XdpCounters {
-            drops: xdp::stats::DropCounts::NAMES
+            drops: st
+                .drops
                 .iter()
-                .zip(st.drops.as_array())
-                .map(|(n, c)| (n.to_string(), c))
+                .map(|(reason, count)| (reason.name().to_string(), count))
                 .collect(),
             passed: st.passed + st.passed_other,
             redirected: st.redirected,

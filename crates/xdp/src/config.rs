@@ -528,8 +528,9 @@ fn check_signature(s: &str) -> Result<(), String> {
 }
 
 /// The map form of one signature: lower-case words, a mask over its bytes,
-/// and a fold bit at its letters (see `struct dce_signature`).
-pub fn signature(text: &str, kinds: u8) -> abi::Signature {
+/// and a fold bit at its letters (see `struct dce_signature`); `kinds` are
+/// `SIG_*` bits (they fit the struct's byte).
+pub fn signature(text: &str, kinds: u32) -> abi::Signature {
     let mut word = [0u8; abi::SIGNATURE_MAX_LEN];
     let mut mask = [0u8; abi::SIGNATURE_MAX_LEN];
     let mut fold = [0u8; abi::SIGNATURE_MAX_LEN];
@@ -547,7 +548,7 @@ pub fn signature(text: &str, kinds: u8) -> abi::Signature {
     };
     abi::Signature {
         len: text.len().min(abi::SIGNATURE_MAX_LEN) as u8,
-        kinds,
+        kinds: kinds as u8,
         _pad: [0; 6],
         word: words(word),
         mask: words(mask),

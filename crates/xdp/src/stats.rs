@@ -7,80 +7,71 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::abi;
+use super::abi::{self, DropReason};
 use super::config::Cidr;
 
-/// Drop counts, one per reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct DropCounts {
-    /// Source in the static blocklist.
-    pub blocklist: u64,
-    /// Source banned (by an operator, the appliance, or auto-ban).
-    pub banned: u64,
-    /// First fragment of a datagram to a SIP port.
-    pub fragment: u64,
-    /// Payload on a SIP port does not start like SIP.
-    pub not_sip: u64,
-    /// Scanner User-Agent or From display name.
-    pub scanner: u64,
-    /// Source over its per-class budget.
-    pub rate_limit: u64,
-    /// This CPU's cap on packets to userspace reached.
-    pub overload: u64,
-    /// IP/UDP lengths inconsistent, or an IPv6 chain too deep to judge.
-    pub malformed: u64,
-    /// Source neither allowlisted nor verified, and this CPU's budget for
-    /// such sources (`unverified_cap_pps`) spent: mostly spoofed floods.
-    pub unverified: u64,
+/// One value per drop reason, indexed by [`DropReason`]: the one list of
+/// reasons (generated from the header) drives the counts, their names and
+/// their order everywhere. Serialises as `{"blocklist": .., "banned": .., ...}`
+/// in slot order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerReason<T>([T; DropReason::COUNT]);
+
+impl<T: Copy + Default> Default for PerReason<T> {
+    fn default() -> Self {
+        PerReason([T::default(); DropReason::COUNT])
+    }
 }
 
-impl DropCounts {
-    /// Reason names in counter order.
-    pub const NAMES: [&'static str; abi::slot::DROP_REASONS] = [
-        "blocklist",
-        "banned",
-        "fragment",
-        "not_sip",
-        "scanner",
-        "rate_limit",
-        "overload",
-        "malformed",
-        "unverified",
-    ];
-
-    /// The counts in counter order.
-    pub fn as_array(&self) -> [u64; abi::slot::DROP_REASONS] {
-        [
-            self.blocklist,
-            self.banned,
-            self.fragment,
-            self.not_sip,
-            self.scanner,
-            self.rate_limit,
-            self.overload,
-            self.malformed,
-            self.unverified,
-        ]
+impl<T: Copy> PerReason<T> {
+    /// Each reason with its value, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, T)> + '_ {
+        DropReason::ALL.iter().map(move |&r| (r, self.0[r.slot()]))
     }
+}
 
-    fn from_slots(c: &[u64; abi::slot::SLOTS]) -> DropCounts {
-        use abi::slot::*;
-        DropCounts {
-            blocklist: c[DROP_BLOCKLIST],
-            banned: c[DROP_BANNED],
-            fragment: c[DROP_FRAGMENT],
-            not_sip: c[DROP_NOT_SIP],
-            scanner: c[DROP_SCANNER],
-            rate_limit: c[DROP_RATE_LIMIT],
-            overload: c[DROP_OVERLOAD],
-            malformed: c[DROP_MALFORMED],
-            unverified: c[DROP_UNVERIFIED],
+impl<T> std::ops::Index<DropReason> for PerReason<T> {
+    type Output = T;
+    fn index(&self, r: DropReason) -> &T {
+        &self.0[r.slot()]
+    }
+}
+
+impl<T> std::ops::IndexMut<DropReason> for PerReason<T> {
+    fn index_mut(&mut self, r: DropReason) -> &mut T {
+        &mut self.0[r.slot()]
+    }
+}
+
+impl<T: Serialize + Copy> Serialize for PerReason<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(DropReason::COUNT))?;
+        for (r, v) in self.iter() {
+            m.serialize_entry(r.name(), &v)?;
         }
+        m.end()
+    }
+}
+
+/// Drop counts, one per reason.
+pub type DropCounts = PerReason<u64>;
+
+/// Drops per second, one per reason.
+pub type DropRates = PerReason<f64>;
+
+impl DropCounts {
+    fn from_slots(c: &[u64; abi::slot::SLOTS]) -> DropCounts {
+        let mut d = DropCounts::default();
+        for r in DropReason::ALL {
+            d[r] = c[r.slot()];
+        }
+        d
     }
 
     /// Sum over every reason.
     pub fn total(&self) -> u64 {
-        self.as_array().iter().sum()
+        self.0.iter().sum()
     }
 }
 
@@ -164,64 +155,17 @@ impl FilterStats {
     pub fn rates_since(&self, earlier: &FilterStats, elapsed: Duration) -> FilterRates {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
-        let (a, b) = (self.drops.as_array(), earlier.drops.as_array());
-        let d: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| rate(*x, *y)).collect();
+        let mut drops = DropRates::default();
+        for r in DropReason::ALL {
+            drops[r] = rate(self.drops[r], earlier.drops[r]);
+        }
         FilterRates {
             interval_secs: secs,
-            drops: DropRates {
-                blocklist: d[0],
-                banned: d[1],
-                fragment: d[2],
-                not_sip: d[3],
-                scanner: d[4],
-                rate_limit: d[5],
-                overload: d[6],
-                malformed: d[7],
-                unverified: d[8],
-            },
+            drops,
             passed: rate(self.passed, earlier.passed),
             redirected: rate(self.redirected, earlier.redirected),
             passed_other: rate(self.passed_other, earlier.passed_other),
         }
-    }
-}
-
-/// Drops per second per reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct DropRates {
-    /// See [`DropCounts`].
-    pub blocklist: f64,
-    /// See [`DropCounts`].
-    pub banned: f64,
-    /// See [`DropCounts`].
-    pub fragment: f64,
-    /// See [`DropCounts`].
-    pub not_sip: f64,
-    /// See [`DropCounts`].
-    pub scanner: f64,
-    /// See [`DropCounts`].
-    pub rate_limit: f64,
-    /// See [`DropCounts`].
-    pub overload: f64,
-    /// See [`DropCounts`].
-    pub malformed: f64,
-    /// See [`DropCounts`].
-    pub unverified: f64,
-}
-
-impl DropRates {
-    fn as_array(&self) -> [f64; abi::slot::DROP_REASONS] {
-        [
-            self.blocklist,
-            self.banned,
-            self.fragment,
-            self.not_sip,
-            self.scanner,
-            self.rate_limit,
-            self.overload,
-            self.malformed,
-            self.unverified,
-        ]
     }
 }
 
@@ -258,9 +202,8 @@ impl TopSourceEntry {
         TopSourceEntry {
             source,
             drops: v.drops,
-            last_reason: DropCounts::NAMES
-                .get(v.last_reason as usize)
-                .copied()
+            last_reason: DropReason::from_slot(v.last_reason as usize)
+                .map(DropReason::name)
                 .unwrap_or("unknown"),
             secs_since_last: now_ns.saturating_sub(v.last_ns) / 1_000_000_000,
         }
@@ -303,9 +246,13 @@ impl StatsReport {
             }
         );
         let _ = writeln!(s, "{:<16} {:>14} {:>12}", "", "total", "per second");
-        let rates = self.rates.drops.as_array();
-        for ((name, total), rate) in DropCounts::NAMES.iter().zip(t.drops.as_array()).zip(rates) {
-            let _ = writeln!(s, "{:<16} {total:>14} {rate:>12.1}", format!("drop {name}"));
+        for (reason, total) in t.drops.iter() {
+            let rate = self.rates.drops[reason];
+            let _ = writeln!(
+                s,
+                "{:<16} {total:>14} {rate:>12.1}",
+                format!("drop {}", reason.name())
+            );
         }
         let _ = writeln!(
             s,
@@ -362,13 +309,13 @@ mod tests {
     fn rates_divide_the_difference_by_the_interval() {
         let mut a = FilterStats::default();
         let mut b = FilterStats::default();
-        a.drops.scanner = 10;
-        b.drops.scanner = 30;
+        a.drops[DropReason::Scanner] = 10;
+        b.drops[DropReason::Scanner] = 30;
         b.passed = 5;
         let r = b.rates_since(&a, Duration::from_secs(2));
-        assert_eq!(r.drops.scanner, 10.0);
+        assert_eq!(r.drops[DropReason::Scanner], 10.0);
         assert_eq!(r.passed, 2.5);
-        assert_eq!(r.drops.banned, 0.0);
+        assert_eq!(r.drops[DropReason::Banned], 0.0);
     }
 
     #[test]
@@ -378,14 +325,17 @@ mod tests {
             *v = 100 + i as u64;
         }
         let drops = DropCounts::from_slots(&c);
-        assert_eq!(drops.as_array().to_vec(), c[..abi::slot::DROP_REASONS]);
-        assert_eq!(DropCounts::NAMES[abi::slot::DROP_UNVERIFIED], "unverified");
-        assert_eq!(drops.unverified, c[abi::slot::DROP_UNVERIFIED]);
+        let in_order: Vec<u64> = drops.iter().map(|(_, v)| v).collect();
+        assert_eq!(in_order, c[..abi::slot::DROP_REASONS]);
+        assert_eq!(
+            DropReason::ALL[abi::slot::DROP_UNVERIFIED].name(),
+            "unverified"
+        );
+        assert_eq!(drops[DropReason::Unverified], c[abi::slot::DROP_UNVERIFIED]);
+        let mut more = drops;
+        more[DropReason::Unverified] += 50;
         let later = FilterStats {
-            drops: DropCounts {
-                unverified: drops.unverified + 50,
-                ..drops
-            },
+            drops: more,
             ..Default::default()
         };
         let earlier = FilterStats {
@@ -393,14 +343,14 @@ mod tests {
             ..Default::default()
         };
         let r = later.rates_since(&earlier, Duration::from_secs(5));
-        assert_eq!(r.drops.unverified, 10.0);
-        assert_eq!(r.drops.as_array().iter().sum::<f64>(), 10.0);
+        assert_eq!(r.drops[DropReason::Unverified], 10.0);
+        assert_eq!(r.drops.iter().map(|(_, v)| v).sum::<f64>(), 10.0);
     }
 
     #[test]
     fn text_shows_unverified_drops_and_verified_sources() {
         let mut totals = FilterStats::default();
-        totals.drops.unverified = 4321;
+        totals.drops[DropReason::Unverified] = 4321;
         totals.events.verified = 17;
         let report = StatsReport {
             iface: "eth0".into(),

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Every type and constant the dce-edge XDP filter shares with userspace.
+ * Every type and constant the dce-edge XDP filter shares with userspace:
+ * the one truth of the ABI. The Rust side (the `xdp::abi` module) is
+ * generated from this file by crates/xdp/build.rs, and a test holds the
+ * generated layouts against the compiled object's BTF.
  *
- * The Rust mirror is edge/src/xdp/abi.rs; a test there reads this object's
- * BTF and checks that every struct below has the same size and field offsets
- * as its mirror. Change both together.
- *
- * Conventions: fixed-width types only, explicit padding, no bitfields, every
- * struct a multiple of 8 bytes so that arrays of them have no hidden gaps.
+ * Conventions (the generator relies on them and refuses a line that breaks
+ * them): fixed-width types only, explicit padding, no bitfields, every
+ * struct a multiple of 8 bytes so that arrays of them have no hidden gaps;
+ * one member per line, each with a trailing comment (it becomes the Rust
+ * documentation); constants are integer literals or (1u << N).
  */
 #ifndef DCE_FILTER_H
 #define DCE_FILTER_H
@@ -15,19 +17,19 @@
 #include <linux/types.h>
 
 /* Limits. */
-#define DCE_MAX_SIP_PORTS 8
-#define DCE_MAX_SIGNATURES 32
-#define DCE_SIGNATURE_MAX_LEN 32          /* bytes of one signature */
-#define DCE_SIGNATURE_WORDS 4             /* DCE_SIGNATURE_MAX_LEN / 8 */
-#define DCE_SCAN_BYTES 1024               /* bounded header scan of a message */
-#define DCE_MAX_IPV6_EXT_HEADERS 8        /* deeper chains are malformed */
-#define DCE_MAX_XSK_QUEUES 256
+#define DCE_MAX_SIP_PORTS 8               /* most SIP ports the filter watches */
+#define DCE_MAX_SIGNATURES 32             /* entries in the signatures map */
+#define DCE_SIGNATURE_MAX_LEN 32          /* longest scanner signature, in bytes */
+#define DCE_SIGNATURE_WORDS 4             /* 8-byte words of one signature (DCE_SIGNATURE_MAX_LEN / 8) */
+#define DCE_SCAN_BYTES 1024               /* bytes of a message the bounded header scan looks at */
+#define DCE_MAX_IPV6_EXT_HEADERS 8        /* deepest IPv6 extension-header chain walked; deeper is malformed */
+#define DCE_MAX_XSK_QUEUES 256            /* entries in the XSKMAP (one per RX queue) */
 
 /* Map sizes (max_entries). */
-#define DCE_LPM_ENTRIES 65536             /* each allow/block/ban trie */
-#define DCE_BUCKET_ENTRIES 262144         /* per-source rate-limit state (LRU) */
-#define DCE_TOP_SOURCE_ENTRIES 8192       /* drop tally per source (LRU) */
-#define DCE_VERIFIED_ENTRIES 65536        /* sources shown to be real (LRU) */
+#define DCE_LPM_ENTRIES 65536             /* entries in each allow/block/ban trie */
+#define DCE_BUCKET_ENTRIES 262144         /* entries of per-source rate-limit state (LRU) */
+#define DCE_TOP_SOURCE_ENTRIES 8192       /* entries of the drop tally per source (LRU) */
+#define DCE_VERIFIED_ENTRIES 65536        /* entries of sources shown to be real (LRU) */
 
 /*
  * Counter slots in struct dce_counters. Slots 0..DCE_VERDICT_SLOTS-1 are
@@ -36,21 +38,19 @@
  */
 enum dce_counter {
 	/* drops, one reason each */
-	DCE_DROP_BLOCKLIST = 0,
-	DCE_DROP_BANNED = 1,
-	DCE_DROP_FRAGMENT = 2,
-	DCE_DROP_NOT_SIP = 3,
-	DCE_DROP_SCANNER = 4,
-	DCE_DROP_RATE_LIMIT = 5,
-	DCE_DROP_OVERLOAD = 6,
-	DCE_DROP_MALFORMED = 7,
-	DCE_DROP_UNVERIFIED = 8,          /* this CPU's budget for unverified sources spent */
-	/* SIP that passed every check and went to the kernel stack */
-	DCE_PASSED = 9,
-	/* SIP that passed every check and went to the queue's AF_XDP socket */
-	DCE_REDIRECTED = 10,
-	/* not UDP to a SIP port: passed untouched */
-	DCE_PASSED_OTHER = 11,
+	DCE_DROP_BLOCKLIST = 0,           /* source in the static blocklist */
+	DCE_DROP_BANNED = 1,              /* source banned (by an operator, the appliance or auto-ban) */
+	DCE_DROP_FRAGMENT = 2,            /* first fragment of a datagram to a SIP port */
+	DCE_DROP_NOT_SIP = 3,             /* payload on a SIP port does not start like SIP */
+	DCE_DROP_SCANNER = 4,             /* scanner User-Agent or From display name */
+	DCE_DROP_RATE_LIMIT = 5,          /* source over its per-class budget */
+	DCE_DROP_OVERLOAD = 6,            /* this CPU's cap on packets to userspace reached */
+	DCE_DROP_MALFORMED = 7,           /* IP/UDP lengths inconsistent, or an IPv6 chain too deep */
+	DCE_DROP_UNVERIFIED = 8,          /* source neither allowlisted nor verified, this CPU's budget for such sources spent */
+	/* passes */
+	DCE_PASSED = 9,                   /* SIP that passed every check and went to the kernel stack */
+	DCE_REDIRECTED = 10,              /* SIP that passed every check and went to the queue's AF_XDP socket */
+	DCE_PASSED_OTHER = 11,            /* not UDP to a SIP port: passed untouched */
 	/* events */
 	DCE_EV_FRAGMENT_PASSED = 12,      /* a first fragment passed by policy */
 	DCE_EV_ALLOWLISTED = 13,          /* a SIP packet from an allowlisted source */
@@ -58,11 +58,11 @@ enum dce_counter {
 	DCE_EV_AUTO_BAN_FAILED = 15,      /* ...but the ban trie refused the entry */
 	DCE_EV_BAN_EXPIRED = 16,          /* a packet hit an expired ban (which no longer applies) */
 	DCE_EV_VERIFIED = 17,             /* a SIP packet from an unexpired verified source */
-	DCE_COUNTER_SLOTS = 18,
+	DCE_COUNTER_SLOTS = 18,           /* number of slots */
 };
 
-#define DCE_DROP_REASONS 9
-#define DCE_VERDICT_SLOTS 12
+#define DCE_DROP_REASONS 9                /* drop slots: 0 .. DCE_DROP_REASONS - 1 */
+#define DCE_VERDICT_SLOTS 12              /* verdict slots: each packet moves exactly one of 0 .. DCE_VERDICT_SLOTS - 1 */
 
 /* Why a source is banned (struct dce_ban.reason). */
 enum dce_ban_reason {
@@ -76,15 +76,15 @@ enum dce_ban_reason {
 
 /* Rate-limit classes (index into struct dce_config.rates, dce_bucket.tat). */
 enum dce_class {
-	DCE_CLASS_INVITE = 0,
-	DCE_CLASS_REGISTER = 1,
-	DCE_CLASS_OTHER = 2,
-	DCE_CLASSES = 3,
+	DCE_CLASS_INVITE = 0,             /* rate-limit class of an INVITE */
+	DCE_CLASS_REGISTER = 1,           /* rate-limit class of a REGISTER */
+	DCE_CLASS_OTHER = 2,              /* rate-limit class of every other message, responses included */
+	DCE_CLASSES = 3,                  /* number of classes */
 };
 
 /* Arrays indexed by class have 4 slots (the last unused), so that an index
  * masked with & 3 is inside the array for the verifier. */
-#define DCE_CLASS_SLOTS 4
+#define DCE_CLASS_SLOTS 4                 /* slots of class-indexed arrays (the last unused) */
 
 /* struct dce_config.flags */
 #define DCE_CFG_FRAGMENTS_PASS (1u << 0)  /* pass first fragments to SIP ports */
@@ -92,14 +92,14 @@ enum dce_class {
 #define DCE_CFG_REDIRECT (1u << 2)        /* good SIP to the XSKMAP (appliance mode) */
 
 /* struct dce_signature.kinds: which header values a signature applies to. */
-#define DCE_SIG_USER_AGENT (1u << 0)
-#define DCE_SIG_FROM_NAME (1u << 1)
+#define DCE_SIG_USER_AGENT (1u << 0)      /* the signature applies to User-Agent values */
+#define DCE_SIG_FROM_NAME (1u << 1)       /* the signature applies to From display names */
 
 /* struct dce_info.attach_mode */
 enum dce_attach_mode {
 	DCE_ATTACH_NONE = 0,              /* loaded, not attached (tests) */
-	DCE_ATTACH_NATIVE = 1,
-	DCE_ATTACH_GENERIC = 2,
+	DCE_ATTACH_NATIVE = 1,            /* native (driver) XDP */
+	DCE_ATTACH_GENERIC = 2,           /* generic (SKB) XDP */
 };
 
 /*
@@ -110,26 +110,20 @@ enum dce_attach_mode {
  * rate and burst: interval = 1e9 / rate, tolerance = (burst - 1) * interval.
  */
 struct dce_rate {
-	__u64 interval_ns;
-	__u64 tolerance_ns;
+	__u64 interval_ns;                /* nanoseconds per admitted packet (1e9 / rate) */
+	__u64 tolerance_ns;               /* how far ahead of now the arrival time may run ((burst - 1) * interval) */
 };
 
 /* Map `config`, an ARRAY with one entry, written by userspace. */
 struct dce_config {
-	__u16 sip_ports[DCE_MAX_SIP_PORTS];
+	__u16 sip_ports[DCE_MAX_SIP_PORTS]; /* SIP ports, host byte order; the first n_sip_ports count */
 	__u32 n_sip_ports;                /* 0: nothing is SIP, everything passes */
-	__u32 flags;                      /* DCE_CFG_* */
-	__u64 ban_ttl_ns;                 /* auto-ban duration */
-	struct dce_rate rates[DCE_CLASS_SLOTS];
+	__u32 flags;                      /* DCE_CFG_* bits */
+	__u64 ban_ttl_ns;                 /* auto-ban duration, nanoseconds */
+	struct dce_rate rates[DCE_CLASS_SLOTS]; /* per-source budgets per class (DCE_CLASS_*) */
 	__u64 overload_cap;               /* packets to userspace per second per CPU */
-	/* Per CPU: the budget of packets to userspace from sources neither
-	 * allowlisted nor verified, as a GCRA (rate unverified_cap_pps, burst a
-	 * tenth of a second of it). */
-	struct dce_rate unverified;
-	/* Per kind (0 User-Agent, 1 From name), a 256-bit set of (first byte of
-	 * a signature | 0x20): a value whose (first byte | 0x20) is not in it
-	 * cannot match, so most values skip the signature loop. */
-	__u64 sig_first[2][4];
+	struct dce_rate unverified;       /* per CPU: the GCRA budget of packets to userspace from sources neither allowlisted nor verified */
+	__u64 sig_first[2][4];            /* per kind (0 User-Agent, 1 From name), the 256-bit set of signature first bytes | 0x20: a value whose first byte is not in it skips the signature loop */
 };
 
 /*
@@ -142,28 +136,28 @@ struct dce_config {
  * prefix test without a per-byte loop.
  */
 struct dce_signature {
-	__u8 len;
-	__u8 kinds;                       /* DCE_SIG_* */
-	__u8 _pad[6];
-	__u64 word[DCE_SIGNATURE_WORDS];
-	__u64 mask[DCE_SIGNATURE_WORDS];
-	__u64 fold[DCE_SIGNATURE_WORDS];
+	__u8 len;                         /* length in bytes; 0 ends the list */
+	__u8 kinds;                       /* DCE_SIG_* bits */
+	__u8 _pad[6];                     /* padding */
+	__u64 word[DCE_SIGNATURE_WORDS];  /* the signature in lower case, as little-endian words */
+	__u64 mask[DCE_SIGNATURE_WORDS];  /* 0xff for each of its bytes */
+	__u64 fold[DCE_SIGNATURE_WORDS];  /* 0x20 at its letters (either case matches) */
 };
 
 /* Map `counters`, a PERCPU_ARRAY with one entry. */
 struct dce_counters {
-	__u64 slot[DCE_COUNTER_SLOTS];
+	__u64 slot[DCE_COUNTER_SLOTS];    /* indexed by enum dce_counter */
 };
 
 /* LPM trie keys: allow_v4, block_v4, bans_v4 / allow_v6, block_v6, bans_v6. */
 struct dce_lpm_v4 {
-	__u32 prefixlen;
-	__u8 addr[4];
+	__u32 prefixlen;                  /* bits of addr that count */
+	__u8 addr[4];                     /* network byte order */
 };
 
 struct dce_lpm_v6 {
-	__u32 prefixlen;
-	__u8 addr[16];
+	__u32 prefixlen;                  /* bits of addr that count */
+	__u8 addr[16];                    /* network byte order */
 };
 
 /*
@@ -172,7 +166,7 @@ struct dce_lpm_v6 {
  * bytes zero), since one IPv6 host owns a whole /64.
  */
 struct dce_source {
-	__u8 addr[16];
+	__u8 addr[16];                    /* network byte order */
 };
 
 /* Value of bans_v4 / bans_v6. */
@@ -186,7 +180,7 @@ struct dce_ban {
 
 /* Value of allow_* / block_* tries: the entry exists, that is all. */
 struct dce_list_entry {
-	__u32 present;
+	__u32 present;                    /* always 1 */
 };
 
 /* Value of `buckets` (LRU_HASH keyed by struct dce_source). */
@@ -196,10 +190,10 @@ struct dce_bucket {
 
 /* Value of `top_sources` (LRU_HASH keyed by struct dce_source). */
 struct dce_top_source {
-	__u64 drops;
+	__u64 drops;                      /* packets dropped */
 	__u64 last_ns;                    /* CLOCK_MONOTONIC of the last drop */
 	__u32 last_reason;                /* enum dce_counter, a drop slot */
-	__u32 _pad;
+	__u32 _pad;                       /* padding */
 };
 
 /*
@@ -225,10 +219,10 @@ struct dce_info {
 	__u32 attach_mode;                /* enum dce_attach_mode */
 	__u32 fell_back;                  /* 1: auto mode fell back to generic */
 	__u32 owner_pid;                  /* the process that attached the program */
-	__u32 ifindex;
+	__u32 ifindex;                    /* interface index */
 	__u64 loaded_ns;                  /* CLOCK_MONOTONIC */
 	__u32 verdict_mode;               /* 0 pass, DCE_CFG_REDIRECT */
-	__u32 _pad;
+	__u32 _pad;                       /* padding */
 };
 
 #endif /* DCE_FILTER_H */
