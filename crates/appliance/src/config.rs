@@ -59,9 +59,14 @@ pub struct EdgeSection {
     /// The RX queue of each worker (AF_XDP); default 0, 1, ...
     #[serde(default)]
     pub queues: Option<Spanned<Vec<u32>>>,
-    /// Where to write the process id, for `dce-edge routes reload`.
+    /// Where to write the process id (for process supervisors; commands
+    /// talk to the control socket).
     #[serde(default)]
     pub pidfile: Option<PathBuf>,
+    /// The control socket `dce-edge` commands talk to (default
+    /// `/run/dce-edge/control.sock`); its directory is created root-only.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The `[dataplane]` table: overrides of the profile's sizes.
@@ -139,6 +144,8 @@ pub struct ApplianceConfig {
     pub proxy: ProxyConfig,
     /// Where to write the pid.
     pub pidfile: Option<PathBuf>,
+    /// The control socket.
+    pub control_socket: PathBuf,
     /// The XDP filter: always in AF_XDP mode (redirecting), in socket mode
     /// only when a `[filter]` table and an interface are given (passing).
     pub filter: Option<FilterConfig>,
@@ -304,6 +311,11 @@ impl ApplianceConfig {
             routes,
             proxy,
             pidfile: edge.pidfile.clone(),
+            control_socket: source.resolve(
+                edge.control_socket
+                    .as_deref()
+                    .unwrap_or(Path::new(crate::control::DEFAULT_PATH)),
+            ),
             source,
         })
     }

@@ -4,6 +4,7 @@
 //! starts it lives in the `dce-edge` binary.
 
 pub mod config;
+pub mod control;
 pub mod probe;
 pub mod run;
 

@@ -306,6 +306,11 @@ impl Appliance {
         self.routes.version()
     }
 
+    /// Prefixes in the table the control thread last installed.
+    pub fn prefix_count(&self) -> usize {
+        self.routes.table().prefix_count()
+    }
+
     /// Asks every worker for its counters and assembles a snapshot.
     pub fn snapshot(&mut self) -> Snapshot {
         let snaps = self.dataplane.snapshots(Duration::from_secs(2));

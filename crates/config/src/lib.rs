@@ -97,6 +97,16 @@ impl SourceFile {
         &self.path
     }
 
+    /// Where a path written in this file points: a relative path is taken
+    /// from the file's own directory (so a configuration and the files it
+    /// names can move together), an absolute one as written.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     /// The file's text.
     pub fn text(&self) -> &str {
         &self.text

@@ -136,7 +136,7 @@ impl EdgeConfig {
             .map(|b| format!("[dataplane.idle]\nbusy_polls = {b}\nwait_us = 1000\n\n"))
             .unwrap_or_default();
         format!(
-            "{profile}[edge]\nmode = \"{mode}\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
+            "{profile}[edge]\nmode = \"{mode}\"\ncontrol_socket = \"run/control.sock\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
              {idle}\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
@@ -373,23 +373,24 @@ impl EdgeProcess {
         }
     }
 
-    fn signal(&self, signal: libc::c_int) -> io::Result<()> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| io::Error::other("dce-edge is not running"))?;
-        // SAFETY: kill on the pid of a child this process owns and has not
-        // reaped, so the pid cannot have been reused.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    /// Asks the running edge to read its route files again, as an operator
+    /// does (`dce-edge routes reload --control ...`): whether it accepted
+    /// the new table, and the edge's answer.
+    pub fn reload(&self) -> io::Result<(bool, String)> {
+        let control = self.control_socket();
+        let control = control.to_string_lossy();
+        let out = self.command(&["routes", "reload", "--control", &control])?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
     }
 
-    /// Sends SIGHUP: the edge reads its route files again.
-    pub fn reload(&self) -> io::Result<()> {
-        self.signal(libc::SIGHUP)
+    /// The edge's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("run").join("control.sock")
     }
 
     /// Writes `contents` into the edge's folder as `name` (a new prefixes

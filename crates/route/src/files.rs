@@ -185,22 +185,13 @@ impl RoutesConfig {
             .ok_or_else(|| ConfigError::file(config.path(), "no [routes] table"))
     }
 
-    /// Where a path of this table points: relative paths are taken from the
-    /// directory of the configuration file.
-    pub fn resolve(config_file: &Path, path: &Path) -> PathBuf {
-        match config_file.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        }
-    }
-
     /// Reads, checks and builds the route table this `[routes]` table points
     /// at. `config` is the appliance configuration it came from: paths are
     /// relative to it, and errors in `[routes]` itself point into it.
     pub fn load(&self, config: &SourceFile) -> Result<LoadedRoutes, RouteErrors> {
         let started = Instant::now();
         let read = |p: &Spanned<PathBuf>, what: &str| {
-            let path = Self::resolve(config.path(), p.get_ref());
+            let path = config.resolve(p.get_ref());
             SourceFile::read(&path).map_err(|e| {
                 config.error_at(
                     p.span(),

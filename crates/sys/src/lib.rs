@@ -5,6 +5,10 @@
 //! raw sockets. Every `unsafe` block of the crate lives here, each with the
 //! reason it is sound.
 
+mod peer;
+
+pub use peer::{effective_uid, peer_uid};
+
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

@@ -48,16 +48,13 @@ pub enum RoutesCommand {
         #[arg(required = true, num_args = 1..)]
         number: Vec<String>,
     },
-    /// Ask a running appliance to reload its route files (SIGHUP to the pid
-    /// in its pidfile), then report whether it accepted the new table or
-    /// kept the running one, and why.
+    /// Ask a running appliance, through its control socket, to reload its
+    /// route files, and report whether it accepted the new table or kept the
+    /// running one, and why.
     Reload {
-        /// The appliance's pidfile ([edge] pidfile).
-        #[arg(long)]
-        pidfile: PathBuf,
-        /// The appliance's metrics endpoint, where the outcome is read.
-        #[arg(long, default_value = telemetry::stats::client::DEFAULT_URL)]
-        url: String,
+        /// The appliance's control socket ([edge] control_socket).
+        #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
+        control: PathBuf,
     },
     /// Write a synthetic E.164-like table (groups.toml and prefixes.csv) for
     /// trying large tables; never commit what it writes.
@@ -94,11 +91,8 @@ pub fn run(command: RoutesCommand) -> ExitCode {
             seed,
             out,
         } => generate(prefixes, groups, seed, &out),
-        RoutesCommand::Reload { pidfile, url } => {
-            match crate::cli::run::reload_routes(&pidfile, &url) {
-                Ok(text) => (text, true),
-                Err(e) => (format!("{e:#}\n"), false),
-            }
+        RoutesCommand::Reload { control } => {
+            crate::cli::run::ask(&control, &appliance::control::ControlRequest::ReloadRoutes)
         }
     };
     if ok {

@@ -1,5 +1,7 @@
 //! `dce-edge run --config FILE`: the appliance in the foreground until
-//! SIGINT or SIGTERM; SIGHUP reloads the route tables.
+//! SIGINT or SIGTERM. Commands reach it through its control socket
+//! (`appliance::control`); SIGHUP also reloads the route tables, for
+//! process supervisors that know its pid.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use appliance::control::{self, ControlRequest, ControlResponse, ControlServer};
 use appliance::{Appliance, ApplianceConfig, ControlEvent};
 use telemetry::events::{Event, EventKind, EventLog};
 use telemetry::metrics::MetricsServer;
@@ -61,6 +64,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
     let (metrics, publisher) = MetricsServer::start_published(cfg.metrics.listen)
         .with_context(|| format!("starting the metrics endpoint on {}", cfg.metrics.listen))?;
+    let mut control = ControlServer::bind(&cfg.control_socket)?;
     let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
@@ -81,15 +85,27 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut last_summary = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
-            let kept = appliance.routes_version();
-            match appliance.reload_routes() {
-                Ok(v) => eprintln!("dce-edge: routes reloaded, version {v}"),
-                Err(e) => {
-                    eprintln!("dce-edge: reload refused, the running table stays: {e}");
-                    let _ = events.write(&Event::route_reload_refused(&routes_file, &e, kept));
+            let _ = reload_routes(&mut appliance, &mut events, &routes_file);
+        }
+        control.poll(|request| match request {
+            ControlRequest::Status => ControlResponse::ok(format!(
+                "running: route table version {}, {} workers",
+                appliance.routes_version(),
+                cfg.dataplane.workers.len()
+            )),
+            ControlRequest::ReloadRoutes => {
+                match reload_routes(&mut appliance, &mut events, &routes_file) {
+                    Ok(v) => ControlResponse::ok(format!(
+                        "accepted: route table version {v} with {} prefixes in service",
+                        appliance.prefix_count()
+                    )),
+                    Err(e) => ControlResponse::refused(format!(
+                        "refused, version {} stays in service: {e}",
+                        appliance.routes_version()
+                    )),
                 }
             }
-        }
+        });
         for ev in appliance.tick() {
             if let Some(e) = event_of(&ev, &routes_file) {
                 let _ = events.write(&e);
@@ -186,53 +202,33 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
     })
 }
 
-/// `dce-edge routes reload`: SIGHUP to the appliance in `pidfile`, then the
-/// outcome as the appliance's metrics endpoint at `url` reports it.
-pub fn reload_routes(pidfile: &std::path::Path, url: &str) -> Result<String> {
-    use telemetry::stats::client::fetch_snapshot;
-    let text = std::fs::read_to_string(pidfile)
-        .with_context(|| format!("reading {}", pidfile.display()))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{} does not hold a process id", pidfile.display()))?;
-    let before = fetch_snapshot(url, Duration::from_secs(2))
-        .ok()
-        .map(|s| s.routes);
-    // SAFETY: kill(2) with a pid read from the appliance's own pidfile and a
-    // signal number; no memory is shared.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
-    if rc != 0 {
-        anyhow::bail!(
-            "cannot signal process {pid} from {}: {}",
-            pidfile.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    let Some(before) = before else {
-        return Ok(format!("sent SIGHUP to {pid}; the metrics endpoint {url} did not answer, so the outcome is in the appliance's log\n"));
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        let Ok(now) = fetch_snapshot(url, Duration::from_secs(2)) else {
-            continue;
-        };
-        let r = now.routes;
-        if r.reloads_accepted > before.reloads_accepted {
-            return Ok(format!(
-                "accepted: route table version {} with {} prefixes in service\n",
-                r.table_version, r.prefixes
-            ));
+/// Reloads the route files, saying what happened on stderr and, when
+/// refused, in the event log (an accepted reload's event comes from the
+/// appliance's own events).
+fn reload_routes(
+    appliance: &mut Appliance,
+    events: &mut EventLog,
+    routes_file: &str,
+) -> Result<u64, String> {
+    let kept = appliance.routes_version();
+    match appliance.reload_routes() {
+        Ok(v) => {
+            eprintln!("dce-edge: routes reloaded, version {v}");
+            Ok(v)
         }
-        if r.reloads_refused > before.reloads_refused {
-            anyhow::bail!(
-                "refused, version {} stays in service: {}",
-                r.table_version,
-                r.last_reload_error.unwrap_or_default()
-            );
+        Err(e) => {
+            eprintln!("dce-edge: reload refused, the running table stays: {e}");
+            let _ = events.write(&Event::route_reload_refused(routes_file, &e, kept));
+            Err(e)
         }
     }
-    anyhow::bail!("sent SIGHUP to {pid}, but {url} showed no reload within 10 s")
+}
+
+/// Sends `request` to the appliance's control socket at `path`; the text to
+/// print and whether the appliance did it.
+pub fn ask(path: &std::path::Path, request: &ControlRequest) -> (String, bool) {
+    match control::request(path, request, Duration::from_secs(30)) {
+        Ok(r) => (format!("{}\n", r.message), r.ok),
+        Err(e) => (format!("{e}\n"), false),
+    }
 }

@@ -227,7 +227,11 @@ fn a_route_reload_mid_run_loses_no_call_and_routes_the_new_prefix() {
     );
     edge.write_file("prefixes.csv", "prefix,group\n44,uk\n33,fr\n")
         .unwrap();
-    edge.reload().unwrap();
+    let (accepted, answer) = edge.reload().unwrap();
+    assert!(
+        accepted && answer.contains("accepted: route table version 2 with 2 prefixes"),
+        "{answer}"
+    );
     let v2 = edge
         .wait_for("the new table installed", PATIENCE, |s| {
             s.routes.reloads_accepted == 1
@@ -300,7 +304,14 @@ fn a_bad_reload_is_refused_and_the_running_table_stays() {
     // Line 3 names a group the groups file does not have.
     edge.write_file("prefixes.csv", "prefix,group\n44,uk\n33,nowhere\n")
         .unwrap();
-    edge.reload().unwrap();
+    let (accepted, answer) = edge.reload().unwrap();
+    assert!(
+        !accepted
+            && answer.contains("refused, version 1 stays in service")
+            && answer.contains("prefixes.csv:3:")
+            && answer.contains("nowhere"),
+        "the operator's answer names the file, the line and the group: {answer}"
+    );
     let s = edge
         .wait_for("the reload refused", PATIENCE, |s| {
             s.routes.reloads_refused >= 1

@@ -9,7 +9,7 @@
 //! A relative path is taken from the configuration file's folder, so the
 //! same file means the same place whatever directory the edge starts in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -62,12 +62,7 @@ impl EventsConfig {
                 "events file is empty: give a path, or \"-\" for standard output",
             ));
         }
-        let mut path = PathBuf::from(value);
-        if path.is_relative() {
-            if let Some(dir) = source.path().parent() {
-                path = dir.join(path);
-            }
-        }
+        let path = source.resolve(Path::new(value));
         if value.ends_with('/') || path.is_dir() {
             return Err(source.error_at(
                 file.span(),
