@@ -21,7 +21,7 @@ forbid() {
   fi
 }
 
-io='libc|mio|socket2|aya|aya-obj|xdpilone|netlink-.*|tiny_http|signal-hook.*|core_affinity|crossbeam-.*|ratatui|crossterm|prometheus-client'
+io='libc|mio|socket2|aya|aya-obj|xdpilone|netlink-.*|tiny_http|ureq|signal-hook.*|core_affinity|crossbeam-.*|ratatui|crossterm|prometheus-client'
 ours_io='dce-sys|dce-xdp|dce-dataplane|dce-telemetry|dce-appliance|dce-lab|dce-profile'
 
 forbid dce-proxy "$io|$ours_io" "the proxy is sans-IO: no sockets, system calls, threads or clocks of its own"

@@ -1,47 +1,31 @@
 //! RFC 3339 timestamps in UTC with milliseconds (`2024-05-01T12:00:00.123Z`),
 //! the form SIEMs parse without a format hint.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Formats `t` as RFC 3339 UTC with milliseconds. Times before 1970 (a
-/// clock set far back) are written as the epoch.
+/// The last millisecond RFC 3339 can write: its years have four digits.
+const LAST: Duration = Duration::from_millis(253_402_300_799_999);
+
+/// Formats `t` as RFC 3339 UTC with milliseconds. A clock set before 1970
+/// writes the epoch, one set past 9999 the last millisecond of 9999, so a
+/// wrong clock never stops the event log.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Year, month, day of a count of days since 1970-01-01 in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`: eras of 400
-/// years, each 146097 days, counted from 0000-03-01).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let t = t.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn at(ms: u64) -> String {
         rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Year, month and day of an `rfc3339_millis` string.
+    fn date(stamp: &str) -> (u32, u32, u32) {
+        let field = |range: std::ops::Range<usize>| stamp[range].parse().unwrap();
+        (field(0..4), field(5..7), field(8..10))
     }
 
     #[test]
@@ -65,11 +49,27 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_before_1970_writes_the_epoch() {
+        let before = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(rfc3339_millis(before), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_clock_past_9999_writes_the_last_millisecond_of_9999() {
+        assert_eq!(at(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(at(253_402_300_800_000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(at(u64::MAX / 4), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
     fn every_day_over_four_centuries_follows_the_previous() {
-        // Walks 1970..2370 day by day: each date is the day after the last.
-        let mut prev = civil_from_days(0);
-        for d in 1..146_097 {
-            let next = civil_from_days(d);
+        // Walks 1970..2370 day by day at midnight: each date is the day after
+        // the last, and the clock reads 00:00:00.000.
+        let mut prev = date(&at(0));
+        for d in 1..146_097u64 {
+            let stamp = at(d * 86_400_000);
+            assert!(stamp.ends_with("T00:00:00.000Z"), "{stamp}");
+            let next = date(&stamp);
             let (y, m, day) = prev;
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
             let len = [
@@ -93,7 +93,7 @@ mod tests {
             } else {
                 (y + 1, 1, 1)
             };
-            assert_eq!(next, expected, "day {d}");
+            assert_eq!(next, expected, "day {d}: {stamp}");
             prev = next;
         }
     }

@@ -1,10 +1,9 @@
-//! A small HTTP/1.1 GET over `std::net::TcpStream`, enough to fetch
-//! `/snapshot.json` and `/metrics` from the edge's own endpoint: plain HTTP,
-//! bounded time and size, Content-Length, chunked or read-to-close bodies.
+//! GETs `/snapshot.json` and `/metrics` from the edge's own endpoint: plain
+//! HTTP/1.1 through `ureq` (built without TLS), the whole exchange bounded in
+//! time, the body bounded in size, and every error naming the URL.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::io::ErrorKind;
+use std::time::Duration;
 
 use super::Snapshot;
 
@@ -15,8 +14,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:9560";
 /// stays far below it, and a wrong URL cannot make us allocate without bound.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 
-/// The largest status line or header line accepted.
-const MAX_LINE: usize = 8 * 1024;
+/// What the client calls itself in `User-Agent`, so a scrape by `dce-edge
+/// stats` or `watch` can be told from Prometheus.
+const USER_AGENT: &str = "dce-edge-stats";
 
 /// Why a fetch failed; each says which URL.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,9 @@ pub enum ClientError {
     },
 }
 
-/// A parsed `http://host:port/path` URL.
+/// A parsed `http://host:port/path` URL. Every URL is checked here before
+/// the request is made, so a wrong one gets a reason a person can act on and
+/// `https` is refused by name rather than by a missing TLS stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     /// Host as written (an IPv6 literal keeps its brackets).
@@ -144,54 +146,96 @@ impl HttpResponse {
     }
 }
 
-/// GETs `url`, the whole exchange bounded by `timeout`.
+/// GETs `url`, the whole exchange bounded by `timeout` and the body by
+/// [`MAX_BODY`]. Any status is returned as an answer; redirects are not
+/// followed.
 pub fn get(url: &str, timeout: Duration) -> Result<HttpResponse, ClientError> {
     let parsed = HttpUrl::parse(url)?;
+    let config = ureq::Agent::config_builder()
+        // One budget from the lookup to the body's last byte, so a server
+        // that trickles bytes cannot hold us past it.
+        .timeout_global(Some(timeout))
+        // A 404 is the endpoint's answer, for the caller to report.
+        .http_status_as_error(false)
+        // The endpoint never redirects: a redirect means a wrong URL, and
+        // its status says so.
+        .max_redirects(0)
+        // The endpoint is the edge's own: an HTTP_PROXY set for other
+        // tools must not carry the scrape elsewhere.
+        .proxy(None)
+        .user_agent(USER_AGENT)
+        .build();
+    let failed = |e| failure(url, &parsed, timeout, e);
+    let mut response = ureq::Agent::new_with_config(config)
+        .get(url)
+        .header("Connection", "close")
+        .call()
+        .map_err(failed)?;
+    // A declared length over the limit is refused before reading any of it.
+    if let Some(len) = response.body().content_length() {
+        if len > MAX_BODY as u64 {
+            return Err(ClientError::BadResponse {
+                url: url.to_string(),
+                reason: format!("body of {len} bytes is over the {MAX_BODY}-byte limit"),
+            });
+        }
+    }
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Chunked and read-to-close bodies have no declared length: the limit
+    // stops them once they pass it.
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY as u64)
+        .read_to_vec()
+        .map_err(failed)?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Says why `get` failed, in this module's terms.
+fn failure(url: &str, parsed: &HttpUrl, timeout: Duration, error: ureq::Error) -> ClientError {
     let unreachable = |reason: String| ClientError::Unreachable {
         url: url.to_string(),
         reason,
     };
-    let deadline = Instant::now() + timeout;
-    let addrs: Vec<_> = (parsed.host.trim_matches(['[', ']']), parsed.port)
-        .to_socket_addrs()
-        .map_err(|e| unreachable(format!("cannot resolve {}: {e}", parsed.host)))?
-        .collect();
-    let mut last_error = String::from("no address");
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_error = e.to_string(),
-        }
-    }
-    let mut stream = stream.ok_or_else(|| unreachable(last_error))?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: dce-edge-stats\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        parsed.path, parsed.host, parsed.port
-    );
-    let io = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            unreachable(format!("no answer within {timeout:?}"))
-        } else {
-            unreachable(e.to_string())
-        }
+    let bad_response = |reason: String| ClientError::BadResponse {
+        url: url.to_string(),
+        reason,
     };
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    stream.write_all(request.as_bytes()).map_err(io)?;
-    let mut reader = BufReader::new(Deadline { stream, deadline });
-    read_response(&mut reader).map_err(|e| match e {
-        ReadError::Io(e) => io(e),
-        ReadError::Bad(reason) => ClientError::BadResponse {
+    match error {
+        ureq::Error::Timeout(_) => unreachable(format!("no answer within {timeout:?}")),
+        ureq::Error::Io(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            unreachable(format!("no answer within {timeout:?}"))
+        }
+        ureq::Error::Io(e) => unreachable(e.to_string()),
+        ureq::Error::HostNotFound => unreachable(format!("cannot resolve {}", parsed.host)),
+        ureq::Error::BadUri(reason) => ClientError::BadUrl {
             url: url.to_string(),
             reason,
         },
-    })
+        ureq::Error::BodyExceedsLimit(_) => {
+            bad_response(format!("body over the {MAX_BODY}-byte limit"))
+        }
+        ureq::Error::Protocol(e) => bad_response(e.to_string()),
+        e @ ureq::Error::LargeResponseHeader(..) => bad_response(e.to_string()),
+        // The rest (a failed connection, an HTTP error) stopped the exchange
+        // before an answer could be read.
+        e => unreachable(e.to_string()),
+    }
 }
 
 /// Fetches one snapshot. A URL with no path (or `/`) means
@@ -248,153 +292,57 @@ fn status_error(url: &str, response: &HttpResponse) -> ClientError {
     }
 }
 
-/// A stream whose every read is bounded by one deadline for the whole
-/// exchange, so a server that trickles bytes cannot hold us forever.
-struct Deadline {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Read for Deadline {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
-    }
-}
-
-enum ReadError {
-    Io(std::io::Error),
-    Bad(String),
-}
-
-impl From<std::io::Error> for ReadError {
-    fn from(e: std::io::Error) -> Self {
-        ReadError::Io(e)
-    }
-}
-
-fn read_line(r: &mut impl BufRead) -> Result<String, ReadError> {
-    let mut line = Vec::new();
-    r.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
-    if line.len() > MAX_LINE {
-        return Err(ReadError::Bad(format!(
-            "a line longer than {MAX_LINE} bytes"
-        )));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(ReadError::Bad("connection closed mid-line".into()));
-    }
-    let line = String::from_utf8(line).map_err(|_| ReadError::Bad("line is not UTF-8".into()))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
-}
-
-/// Reads a response: status line, headers, then the body by
-/// Content-Length, chunks, or to the close.
-fn read_response(r: &mut impl BufRead) -> Result<HttpResponse, ReadError> {
-    let status_line = read_line(r)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(ReadError::Bad(format!(
-            "status line {:?}",
-            status_line.chars().take(80).collect::<String>()
-        )));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ReadError::Bad(format!("status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r)?;
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() >= 100 {
-            return Err(ReadError::Bad("more than 100 headers".into()));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| ReadError::Bad(format!("header line {line:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let header = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    };
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        read_chunked(r)?
-    } else if let Some(len) = header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| ReadError::Bad(format!("content-length {len:?}")))?;
-        if len > MAX_BODY {
-            return Err(ReadError::Bad(format!(
-                "body of {len} bytes is over the {MAX_BODY}-byte limit"
-            )));
-        }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body)?;
-        body
-    } else {
-        let mut body = Vec::new();
-        r.take(MAX_BODY as u64 + 1).read_to_end(&mut body)?;
-        if body.len() > MAX_BODY {
-            return Err(ReadError::Bad(format!(
-                "body over the {MAX_BODY}-byte limit"
-            )));
-        }
-        body
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(r)?;
-        let size = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size, 16)
-            .map_err(|_| ReadError::Bad(format!("chunk size {size:?}")))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !read_line(r)?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(ReadError::Bad(format!(
-                "body over the {MAX_BODY}-byte limit"
-            )));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        if !read_line(r)?.is_empty() {
-            return Err(ReadError::Bad("chunk not followed by CRLF".into()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread::{self, JoinHandle};
+    use std::time::Instant;
 
-    fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
-        read_response(&mut &raw[..]).map_err(|e| match e {
-            ReadError::Io(e) => e.to_string(),
-            ReadError::Bad(s) => s,
-        })
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// What a canned server does once it has written its answer.
+    #[derive(Clone, Copy)]
+    enum Then {
+        /// Closes the connection: the end of a read-to-close body.
+        Close,
+        /// Keeps the connection open until the client hangs up, so a client
+        /// that waited for more would run into its timeout.
+        Wait,
+    }
+
+    /// A server on 127.0.0.1 that takes one connection, reads the request to
+    /// its blank line, writes `answer` and does what `then` says. Gives the
+    /// base URL and the request it read.
+    fn serve(answer: &[u8], then: Then) -> (String, JoinHandle<String>) {
+        serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), answer, then)
+    }
+
+    fn serve_on(listener: TcpListener, answer: &[u8], then: Then) -> (String, JoinHandle<String>) {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answer = answer.to_vec();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let request = read_request(&mut conn);
+            // The client may hang up midway (that is what some tests check).
+            let _ = conn.write_all(&answer);
+            if let Then::Wait = then {
+                let _ = conn.read_to_end(&mut Vec::new());
+            }
+            request
+        });
+        (url, server)
+    }
+
+    fn read_request(conn: &mut TcpStream) -> String {
+        let mut request = Vec::new();
+        let mut byte = [0];
+        while !request.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            request.push(byte[0]);
+        }
+        String::from_utf8_lossy(&request).into_owned()
     }
 
     #[test]
@@ -424,6 +372,10 @@ mod tests {
             HttpUrl::parse("https://127.0.0.1:9560"),
             Err(ClientError::BadUrl { .. })
         ));
+        assert!(matches!(
+            get("https://127.0.0.1:9560/metrics", TIMEOUT),
+            Err(ClientError::BadUrl { .. })
+        ));
     }
 
     #[test]
@@ -439,39 +391,170 @@ mod tests {
     }
 
     #[test]
+    fn request_is_a_get_of_the_path_named_by_our_user_agent() {
+        let (url, server) = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Then::Wait);
+        get(&format!("{url}/metrics?x=1"), TIMEOUT).unwrap();
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert!(
+            request.starts_with("get /metrics?x=1 http/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nuser-agent: dce-edge-stats\r\n"),
+            "{request}"
+        );
+    }
+
+    #[test]
     fn content_length_body() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello").unwrap();
+        let (url, _) = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello",
+            Then::Wait,
+        );
+        let r = get(&url, TIMEOUT).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
         assert_eq!(r.header("x"), Some("y"));
     }
 
     #[test]
+    fn ipv6_endpoint_is_fetched() {
+        let Ok(listener) = TcpListener::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here: nothing to check");
+            return;
+        };
+        let (url, _) = serve_on(
+            listener,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6",
+            Then::Wait,
+        );
+        assert!(url.starts_with("http://[::1]:"), "{url}");
+        assert_eq!(get(&url, TIMEOUT).unwrap().body, b"v6");
+    }
+
+    #[test]
     fn chunked_body() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=1\r\nlo\r\n0\r\n\r\n")
-            .unwrap();
-        assert_eq!(r.body, b"hello");
+        let (url, _) = serve(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=1\r\nlo\r\n0\r\n\r\n",
+            Then::Wait,
+        );
+        assert_eq!(get(&url, TIMEOUT).unwrap().body, b"hello");
     }
 
     #[test]
     fn body_to_close() {
-        let r = parse(b"HTTP/1.0 404 Not Found\r\n\r\nnope").unwrap();
+        let (url, _) = serve(b"HTTP/1.0 404 Not Found\r\n\r\nnope", Then::Close);
+        let r = get(&url, TIMEOUT).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (404, &b"nope"[..]));
     }
 
     #[test]
     fn oversized_content_length_is_refused_before_allocating() {
-        let raw = format!(
+        // The server announces one byte over the limit and sends none: a
+        // client that read on would wait for its timeout.
+        let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
-        assert!(parse(raw.as_bytes()).unwrap_err().contains("limit"));
+        let (url, _) = serve(head.as_bytes(), Then::Wait);
+        let started = Instant::now();
+        let err = get(&url, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ClientError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn endless_body_without_a_length_stops_at_the_limit() {
+        let mut answer = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        answer.resize(answer.len() + MAX_BODY + 1, b'x');
+        let (url, _) = serve(&answer, Then::Wait);
+        let err = get(&url, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ClientError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains("limit"), "{err}");
     }
 
     #[test]
     fn not_http_is_refused() {
-        assert!(parse(b"SSH-2.0-OpenSSH\r\n")
-            .unwrap_err()
-            .contains("status line"));
+        // An SSH server speaks first and then waits for our banner.
+        let (url, _) = serve(b"SSH-2.0-OpenSSH_9.6\r\n", Then::Wait);
+        let err = get(&url, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ClientError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
+    }
+
+    #[test]
+    fn status_other_than_200_is_reported_with_the_start_of_the_body() {
+        let (url, _) = serve(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\n\r\nstarting\n",
+            Then::Wait,
+        );
+        match fetch_snapshot(&url, TIMEOUT).unwrap_err() {
+            ClientError::Status {
+                url: asked,
+                status,
+                excerpt,
+            } => {
+                assert_eq!(asked, format!("{url}/snapshot.json"));
+                assert_eq!((status, excerpt.as_str()), (503, "starting"));
+            }
+            err => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn redirect_is_reported_not_followed() {
+        let (url, _) = serve(
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: http://192.0.2.1/\r\nContent-Length: 0\r\n\r\n",
+            Then::Wait,
+        );
+        let err = fetch_metrics(&url, TIMEOUT).unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 301, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn snapshot_is_fetched_and_parsed() {
+        let sent = Snapshot {
+            version: "9.9.9".into(),
+            taken_at_ms: 1_700_000_000_123,
+            ..Snapshot::default()
+        };
+        let body = serde_json::to_vec(&sent).unwrap();
+        let mut answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        let (url, server) = serve(&answer, Then::Wait);
+        assert_eq!(fetch_snapshot(&url, TIMEOUT).unwrap(), sent);
+        assert!(server.join().unwrap().starts_with("GET /snapshot.json "));
+    }
+
+    #[test]
+    fn json_that_is_not_a_snapshot_is_named() {
+        let (url, _) = serve(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"status\":1}",
+            Then::Wait,
+        );
+        let err = fetch_snapshot(&url, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ClientError::NotASnapshot { .. }), "{err}");
+    }
+
+    #[test]
+    fn nobody_listening_is_unreachable() {
+        // Bind then drop: the port is closed and the connect is refused.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let err = fetch_metrics(&url, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
     }
 
     #[test]
@@ -483,5 +566,33 @@ mod tests {
         let err = fetch_snapshot(&url, Duration::from_millis(300)).unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("no answer"), "{err}");
+    }
+
+    #[test]
+    fn trickling_server_is_cut_off_at_the_deadline() {
+        // Each byte comes well within any per-read timeout; only a deadline
+        // for the whole exchange stops this server.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            read_request(&mut conn);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            for _ in 0..100 {
+                thread::sleep(Duration::from_millis(50));
+                if conn.write_all(b"x").is_err() {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = get(&url, Duration::from_millis(400)).unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("no answer"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
