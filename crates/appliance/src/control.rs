@@ -35,6 +35,33 @@ pub enum ControlRequest {
     Status,
     /// Read the route files again; a refused table keeps the running one.
     ReloadRoutes,
+    /// Ban a source or network (operator's ban: never shortened by an
+    /// automatic one).
+    Ban {
+        /// ADDRESS or ADDRESS/PREFIX.
+        network: String,
+        /// Seconds it lasts; `None` until unbanned.
+        ttl_seconds: Option<u64>,
+        /// A reason name (`manual`, `scanner`, ...).
+        reason: String,
+        /// The operator's note (at most 32 bytes).
+        note: String,
+    },
+    /// Lift the ban of exactly this network.
+    Unban {
+        /// ADDRESS or ADDRESS/PREFIX, as banned.
+        network: String,
+    },
+    /// Trust a source or network (filter and proxy).
+    Allow {
+        /// ADDRESS or ADDRESS/PREFIX.
+        network: String,
+    },
+    /// Stop trusting a network.
+    Disallow {
+        /// ADDRESS or ADDRESS/PREFIX, as allowed.
+        network: String,
+    },
 }
 
 /// The appliance's answer.
@@ -288,6 +315,7 @@ mod tests {
                     ControlRequest::ReloadRoutes => {
                         ControlResponse::refused("prefixes.csv:3: no such group")
                     }
+                    other => ControlResponse::refused(format!("not in this test: {other:?}")),
                 });
                 if n > 0 {
                     break;

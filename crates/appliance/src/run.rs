@@ -11,7 +11,9 @@ use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
 use crate::probe::Prober;
-use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, WorkerSnapshot};
+use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
+use proxy::rate::{RateLimit, RateState};
+use proxy::verified::{Proof, VerifiedSources};
 use proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
 use route::health::HealthChange;
 use route::{RouteControl, RouteErrors};
@@ -97,6 +99,38 @@ pub enum ControlEvent {
         /// Why.
         reason: String,
     },
+    /// A worker reported an abuser, but the ban budget was spent: logged,
+    /// not banned (no report storm can fill the ban map).
+    BanLimited {
+        /// The source.
+        source: IpAddr,
+        /// Why it was reported.
+        reason: &'static str,
+    },
+    /// An operator banned a network through the control socket.
+    OperatorBan {
+        /// The network.
+        network: Cidr,
+        /// The reason given.
+        reason: String,
+        /// Seconds it lasts; `None` until unbanned.
+        seconds: Option<u64>,
+    },
+    /// An operator lifted a ban.
+    OperatorUnban {
+        /// The network.
+        network: Cidr,
+    },
+    /// An operator added a network to the allowlist.
+    AllowAdded {
+        /// The network.
+        network: Cidr,
+    },
+    /// An operator removed a network from the allowlist.
+    AllowRemoved {
+        /// The network.
+        network: Cidr,
+    },
 }
 
 /// The running appliance, owned by the control thread.
@@ -123,6 +157,12 @@ pub struct Appliance {
     /// Bans in the XDP ban map that have had their event: made here (an
     /// `Abuse` event says so) or seen in the map by [`Appliance::snapshot`].
     logged_bans: HashSet<String>,
+    /// The verified sources of every worker: the control thread's own
+    /// copy, which decides what is spread to the workers and the filter.
+    verified: VerifiedSources,
+    /// How many bans reports may make, per second.
+    ban_budget: RateLimit,
+    ban_budget_state: RateState,
 }
 
 impl Appliance {
@@ -149,6 +189,14 @@ impl Appliance {
         let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
         let proxy_cfg = cfg.proxy.clone();
+        let answers = cfg.proxy.answers;
+        let abuse = cfg.proxy.abuse;
+        let verified = VerifiedSources::new(
+            answers.tracked_sources,
+            answers.verified_seconds,
+            answers.verified_per_48,
+            cfg.proxy.secret.table_seed(0xc0),
+        );
         let mut xsk_map = match (&mut filter, cfg.dataplane.mode) {
             (Some(f), IoMode::AfXdp) => Some(f.xsk_map().map_err(StartError::Filter)?),
             _ => None,
@@ -188,6 +236,9 @@ impl Appliance {
             events,
             worker_bans: HashMap::new(),
             logged_bans: HashSet::new(),
+            verified,
+            ban_budget: RateLimit::per_second(abuse.bans_per_second, abuse.ban_burst),
+            ban_budget_state: RateState::default(),
         };
         appliance.allow_upstreams();
         Ok(appliance)
@@ -208,10 +259,12 @@ impl Appliance {
             .as_ref()
             .map(|f| f.allowlist.clone())
             .unwrap_or_default();
+        // Forward targets only: a redirect group's targets are addresses the
+        // edge names to callers, not upstreams it trusts.
         let mut wanted: Vec<IpAddr> = self
             .routes
             .table()
-            .upstreams()
+            .forward_upstreams()
             .iter()
             .map(|a| a.ip())
             .collect();
@@ -240,15 +293,20 @@ impl Appliance {
     /// what happened, for the event log.
     pub fn tick(&mut self) -> Vec<ControlEvent> {
         let mut out = std::mem::take(&mut self.events);
+        let mut proofs = Vec::new();
         self.dataplane.poll_events(|_worker, ev| match ev {
             ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse {
                 source,
                 reason: reason.as_str(),
             }),
-            ProxyEvent::Verified { source } => out.push(ControlEvent::Verified { source }),
+            ProxyEvent::Verified { source, .. } => proofs.push(source),
         });
-        self.enforce_bans(&out);
-        self.verify_sources(&out);
+        for source in proofs {
+            if self.spread_verification(source) {
+                out.push(ControlEvent::Verified { source });
+            }
+        }
+        self.enforce_bans(&mut out);
         self.changes.clear();
         if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
             eprintln!("dce-edge: health prober: {e}");
@@ -329,8 +387,11 @@ impl Appliance {
     /// in another process, so the map is the only place the control thread
     /// learns of them. A ban that lapsed and comes back is new again.
     fn note_new_bans(&mut self, bans: &[stats::BanEntry]) {
+        // One pass each way (hash lookups): a map of tens of thousands of
+        // bans costs milliseconds, not seconds.
+        let current: HashSet<&str> = bans.iter().map(|b| b.source.as_str()).collect();
         self.logged_bans
-            .retain(|logged| bans.iter().any(|b| &b.source == logged));
+            .retain(|logged| current.contains(logged.as_str()));
         for b in bans {
             if self.logged_bans.insert(b.source.clone()) {
                 self.events.push(ControlEvent::Banned {
@@ -342,27 +403,38 @@ impl Appliance {
         }
     }
 
-    /// Tells the XDP filter which sources proved they are real, so that a
-    /// flood from spoofed sources (which spends the unverified budget) does
-    /// not crowd them out.
-    fn verify_sources(&mut self, events: &[ControlEvent]) {
-        let Some(f) = &mut self.filter else {
-            return;
+    /// A worker saw `source` prove its address. When that is news (a new
+    /// verification, or a refresh after a while), every worker and the XDP
+    /// filter are told, so the source is verified on every queue and spared
+    /// the filter's budget for unverified sources. True when it was news.
+    /// The per-/48 limit is applied here again, over all workers.
+    fn spread_verification(&mut self, source: IpAddr) -> bool {
+        let now = dataplane::now().as_nanos();
+        let until = match self.verified.prove(source, now) {
+            Proof::New(until) | Proof::Refreshed(until) => until,
+            Proof::Unchanged | Proof::Refused => return false,
         };
-        let ttl = Duration::from_secs(self.cfg.proxy.answers.verified_seconds.max(1) as u64);
-        for ev in events {
-            if let ControlEvent::Verified { source } = ev {
-                if let Err(e) = f.verify(*source, ttl) {
-                    eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
-                }
+        let full = self.dataplane.broadcast(ProxyControl::Verify {
+            source,
+            until: Timestamp::from_nanos(until),
+        });
+        if !full.is_empty() {
+            eprintln!("dce-edge: control rings of workers {full:?} full: {source} verified on the others only");
+        }
+        if let Some(f) = &mut self.filter {
+            let ttl = Duration::from_nanos(until.saturating_sub(now));
+            if let Err(e) = f.verify(source, ttl) {
+                eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
             }
         }
+        true
     }
 
-    /// Bans the sources the workers reported: in every worker (socket mode,
-    /// or until the XDP ban takes over). Several workers may report one
-    /// source; it is banned once.
-    fn enforce_bans(&mut self, events: &[ControlEvent]) {
+    /// Bans the sources the workers reported (only sources that proved
+    /// their address are ever reported), within the ban budget: in the XDP
+    /// filter, or in every worker where there is none. Several workers may
+    /// report one source; it is banned once.
+    fn enforce_bans(&mut self, events: &mut Vec<ControlEvent>) {
         let now = Instant::now();
         let ban_for = Duration::from_secs(self.cfg.proxy.abuse.ban_seconds as u64);
         self.worker_bans.retain(|_, (_, until)| *until > now);
@@ -373,25 +445,34 @@ impl Appliance {
                 let _ = f.sweep_expired_verified();
             }
         }
-        for ev in events {
-            let ControlEvent::Abuse { source, reason } = ev else {
-                continue;
-            };
-            if self.worker_bans.contains_key(source) {
+        let reports: Vec<(IpAddr, &'static str)> = events
+            .iter()
+            .filter_map(|ev| match ev {
+                ControlEvent::Abuse { source, reason } => Some((*source, *reason)),
+                _ => None,
+            })
+            .collect();
+        for (source, reason) in reports {
+            if self.worker_bans.contains_key(&source) {
                 continue;
             }
-            self.worker_bans.insert(*source, (reason, now + ban_for));
+            let clock = dataplane::now().as_nanos();
+            if !self.ban_budget.admit(&mut self.ban_budget_state, clock) {
+                events.push(ControlEvent::BanLimited { source, reason });
+                continue;
+            }
+            self.worker_bans.insert(source, (reason, now + ban_for));
             match &mut self.filter {
                 Some(f) => {
                     // The Abuse event is this ban's event.
-                    self.logged_bans.insert(Cidr::host(*source).to_string());
-                    let why = match *reason {
+                    self.logged_bans.insert(Cidr::host(source).to_string());
+                    let why = match reason {
                         "auth_failure" => BanReason::AuthFailure,
                         "extension_scan" => BanReason::ExtensionScan,
                         _ => BanReason::NotFound,
                     };
                     if let Err(e) = f.ban(
-                        Cidr::host(*source),
+                        Cidr::host(source),
                         Some(ban_for),
                         why,
                         "reported by the proxy",
@@ -402,11 +483,107 @@ impl Appliance {
                 None => {
                     let until = dataplane::now().plus(ban_for);
                     self.dataplane.broadcast(ProxyControl::Ban {
-                        source: *source,
+                        network: Cidr::host(source),
                         until,
                     });
                 }
             }
+        }
+    }
+
+    /// An operator's ban (through the control socket): in the XDP filter,
+    /// and in every worker where there is none. `ttl` `None` lasts until
+    /// unbanned.
+    pub fn operator_ban(
+        &mut self,
+        network: Cidr,
+        ttl: Option<Duration>,
+        reason: BanReason,
+        note: &str,
+    ) -> Result<String, String> {
+        match &mut self.filter {
+            Some(f) => {
+                f.ban(network, ttl, reason, note)
+                    .map_err(|e| e.to_string())?;
+                self.logged_bans.insert(network.to_string());
+            }
+            None => {
+                let until = match ttl {
+                    Some(t) => dataplane::now().plus(t),
+                    None => Timestamp::from_nanos(u64::MAX),
+                };
+                self.broadcast_or_say(ProxyControl::Ban { network, until })?;
+            }
+        }
+        self.events.push(ControlEvent::OperatorBan {
+            network,
+            reason: reason.name().to_string(),
+            seconds: ttl.map(|t| t.as_secs()),
+        });
+        Ok(format!(
+            "banned {network} ({}), {}",
+            reason.name(),
+            match ttl {
+                Some(t) => format!("for {} s", t.as_secs()),
+                None => "until unbanned".into(),
+            }
+        ))
+    }
+
+    /// Lifts the ban of exactly `network`, in the filter and the workers.
+    pub fn operator_unban(&mut self, network: Cidr) -> Result<String, String> {
+        let mut found = false;
+        if let Some(f) = &mut self.filter {
+            found |= f.unban(network).map_err(|e| e.to_string())?;
+        }
+        if let Some(ip) = (network.prefix == if network.addr.is_ipv4() { 32 } else { 128 })
+            .then_some(network.addr)
+        {
+            found |= self.worker_bans.remove(&ip).is_some();
+        }
+        self.broadcast_or_say(ProxyControl::Unban { network })?;
+        if self.filter.is_some() && !found {
+            return Err(format!(
+                "{network} is not banned (see `dce-edge ban --list`; unban takes the exact network)"
+            ));
+        }
+        self.events.push(ControlEvent::OperatorUnban { network });
+        Ok(format!("unbanned {network}"))
+    }
+
+    /// Adds `network` to the allowlist of the filter and of every worker.
+    pub fn operator_allow(&mut self, network: Cidr) -> Result<String, String> {
+        if let Some(f) = &mut self.filter {
+            f.allow(network).map_err(|e| e.to_string())?;
+        }
+        self.broadcast_or_say(ProxyControl::Allow { network })?;
+        self.events.push(ControlEvent::AllowAdded { network });
+        Ok(format!(
+            "allowed {network}: trusted by the filter and the proxy (no bans, budgets or rate limits)"
+        ))
+    }
+
+    /// Removes `network` from the allowlist of the filter and of every
+    /// worker.
+    pub fn operator_disallow(&mut self, network: Cidr) -> Result<String, String> {
+        if let Some(f) = &mut self.filter {
+            if !f.disallow(network).map_err(|e| e.to_string())? {
+                return Err(format!("{network} is not in the allowlist"));
+            }
+        }
+        self.broadcast_or_say(ProxyControl::Disallow { network })?;
+        self.events.push(ControlEvent::AllowRemoved { network });
+        Ok(format!("removed {network} from the allowlist"))
+    }
+
+    fn broadcast_or_say(&mut self, msg: ProxyControl) -> Result<(), String> {
+        let full = self.dataplane.broadcast(msg);
+        if full.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the control rings of workers {full:?} are full; the change reached the others only: try again"
+            ))
         }
     }
 

@@ -3,14 +3,16 @@
 //!
 //! The worker keeps these counts itself (no sharing); when a source crosses
 //! a limit it reports the source once per window, and the control thread
-//! bans it in the XDP ban map. Allowlisted and verified sources are never
-//! reported: the caller checks that before counting.
+//! bans it. Only sources that proved their address (verified) are counted:
+//! what an unverified source seems to do may have been done by a spoofer in
+//! its name, and banning on it would let anyone get anyone banned. Trusted
+//! sources are never counted. The caller checks both before counting.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::source_table::{SourceKey, SourceTable};
+use super::source_table::{HashSeed, SourceKey, SourceTable};
 
 /// Why a source is reported for a ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +52,12 @@ pub struct AbuseConfig {
     pub distinct_numbers: u32,
     /// How long the control thread bans a reported source, in seconds.
     pub ban_seconds: u32,
+    /// Bans the control thread makes per second from reports, at most
+    /// (beyond, reports are counted and logged, not acted on): no report
+    /// storm can fill the ban map.
+    pub bans_per_second: u32,
+    /// Burst of those bans.
+    pub ban_burst: u32,
     /// Sources tracked per worker (memory is fixed at start).
     pub tracked_sources: usize,
 }
@@ -62,6 +70,8 @@ impl Default for AbuseConfig {
             auth_failures: 20,
             distinct_numbers: 20,
             ban_seconds: 600,
+            bans_per_second: 10,
+            ban_burst: 100,
             tracked_sources: 65_536,
         }
     }
@@ -97,7 +107,7 @@ pub struct AbuseTracker {
 
 impl AbuseTracker {
     /// A tracker with fixed memory for `config.tracked_sources` sources.
-    pub fn new(config: AbuseConfig) -> Self {
+    pub fn new(config: AbuseConfig, seed: HashSeed) -> Self {
         AbuseTracker {
             config,
             window_ns: config.window_ms.max(1) * 1_000_000,
@@ -106,7 +116,7 @@ impl AbuseTracker {
             } else {
                 expected_bits(config.distinct_numbers).max(1)
             },
-            sources: SourceTable::with_capacity(config.tracked_sources.max(64)),
+            sources: SourceTable::with_capacity(config.tracked_sources.max(64), seed),
         }
     }
 
@@ -187,12 +197,15 @@ mod tests {
     }
 
     fn tracker() -> AbuseTracker {
-        AbuseTracker::new(AbuseConfig {
-            not_found: 5,
-            auth_failures: 3,
-            distinct_numbers: 10,
-            ..AbuseConfig::default()
-        })
+        AbuseTracker::new(
+            AbuseConfig {
+                not_found: 5,
+                auth_failures: 3,
+                distinct_numbers: 10,
+                ..AbuseConfig::default()
+            },
+            HashSeed::new(1, 2),
+        )
     }
 
     #[test]
@@ -206,11 +219,14 @@ mod tests {
 
     #[test]
     fn a_sweep_of_distinct_numbers_reports_an_extension_scan() {
-        let mut t = AbuseTracker::new(AbuseConfig {
-            not_found: 0,
-            distinct_numbers: 10,
-            ..AbuseConfig::default()
-        });
+        let mut t = AbuseTracker::new(
+            AbuseConfig {
+                not_found: 0,
+                distinct_numbers: 10,
+                ..AbuseConfig::default()
+            },
+            HashSeed::new(1, 2),
+        );
         let mut first = None;
         for ext in 100..200u32 {
             let n = ext.to_string();
@@ -250,12 +266,15 @@ mod tests {
 
     #[test]
     fn zero_limits_never_report() {
-        let mut t = AbuseTracker::new(AbuseConfig {
-            not_found: 0,
-            auth_failures: 0,
-            distinct_numbers: 0,
-            ..AbuseConfig::default()
-        });
+        let mut t = AbuseTracker::new(
+            AbuseConfig {
+                not_found: 0,
+                auth_failures: 0,
+                distinct_numbers: 0,
+                ..AbuseConfig::default()
+            },
+            HashSeed::new(1, 2),
+        );
         for i in 0..1000u64 {
             assert_eq!(
                 t.not_found(ip("198.18.1.6"), i.to_string().as_bytes(), i),

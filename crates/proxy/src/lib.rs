@@ -8,13 +8,14 @@ pub mod answers;
 mod batch;
 pub mod config;
 pub mod cookie;
-pub mod edge;
 pub mod handler;
 pub mod rate;
 pub mod source_table;
+pub mod stateless;
+pub mod verified;
 
 pub use config::{Cidr, ProxyConfig, ProxySection};
-pub use edge::{EdgeProxy, ProxyControl, ProxyDrop, ProxyEvent, ProxyStats};
+pub use stateless::{EdgeProxy, ProxyControl, ProxyDrop, ProxyEvent, ProxyStats};
 
 #[cfg(test)]
 mod tests;

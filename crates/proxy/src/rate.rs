@@ -35,6 +35,16 @@ impl RateLimit {
         }
     }
 
+    /// One event per `interval_ns` nanoseconds, bursts of up to `burst`
+    /// (for rates slower than one per second).
+    pub fn per_ns(interval_ns: u64, burst: u32) -> Self {
+        let interval_ns = interval_ns.max(1);
+        RateLimit {
+            interval_ns,
+            tolerance_ns: interval_ns.saturating_mul(burst.max(1) as u64 - 1),
+        }
+    }
+
     /// A limit that admits everything.
     pub fn unlimited() -> Self {
         RateLimit {

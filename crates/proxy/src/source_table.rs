@@ -4,10 +4,16 @@
 //! It never allocates after construction: a full neighbourhood evicts the
 //! entry touched longest ago, so a spoofed flood from millions of addresses
 //! costs a bounded amount of memory and only ever pushes out stale entries.
+//! Where a source lands is a keyed hash ([`HashSeed`], derived from the
+//! proxy's secret): without the key nobody can pick sources that share a
+//! victim's neighbourhood to push it out.
 //! IPv6 sources are keyed by their /64, as the XDP filter does, because one
 //! host can pick any address in its /64.
 
+use std::hash::Hasher;
 use std::net::IpAddr;
+
+use siphasher::sip::SipHasher13;
 
 /// How many consecutive slots a key may live in (its neighbourhood).
 const PROBE: usize = 8;
@@ -41,6 +47,22 @@ impl SourceKey {
         }
     }
 
+    /// The key of the /48 an IPv6 source's /64 belongs to (IPv4: itself),
+    /// for limits per allocation: one site usually holds a /48.
+    pub fn slash48(&self) -> SourceKey {
+        let mut k = *self;
+        if k.family == 6 {
+            k.bytes[6] = 0;
+            k.bytes[7] = 0;
+        }
+        k
+    }
+
+    /// True for an IPv6 source (its /64).
+    pub fn is_ipv6(&self) -> bool {
+        self.family == 6
+    }
+
     /// A stable encoding of the key: the family, then the address bytes.
     pub fn to_bytes(&self) -> [u8; 9] {
         let mut out = [0u8; 9];
@@ -48,13 +70,27 @@ impl SourceKey {
         out[1..].copy_from_slice(&self.bytes);
         out
     }
+}
 
-    fn hash(&self) -> u64 {
-        // A multiplicative mix is enough: the table bounds its probes, so a
-        // crafted collision only evicts entries in one neighbourhood.
-        let v = u64::from_le_bytes(self.bytes) ^ ((self.family as u64) << 56);
-        let h = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
+/// The key of a table's hash (SipHash-1-3), so that where a source lands
+/// cannot be predicted by anyone who does not hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashSeed {
+    k0: u64,
+    k1: u64,
+}
+
+impl HashSeed {
+    /// A seed from two keys (derive them from a secret:
+    /// `cookie::Secret::table_seed`).
+    pub const fn new(k0: u64, k1: u64) -> HashSeed {
+        HashSeed { k0, k1 }
+    }
+
+    fn hash(&self, key: &SourceKey) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write(&key.to_bytes());
+        h.finish()
     }
 }
 
@@ -71,12 +107,13 @@ pub struct SourceTable<V> {
     slots: Box<[Slot<V>]>,
     mask: usize,
     evictions: u64,
+    seed: HashSeed,
 }
 
 impl<V: Copy + Default> SourceTable<V> {
     /// A table with room for at least `capacity` sources (rounded up to a
-    /// power of two, at least the probe length).
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// power of two, at least the probe length), placed by `seed`.
+    pub fn with_capacity(capacity: usize, seed: HashSeed) -> Self {
         let n = capacity.max(PROBE).next_power_of_two();
         let empty = Slot {
             key: SourceKey::default(),
@@ -87,12 +124,13 @@ impl<V: Copy + Default> SourceTable<V> {
             slots: vec![empty; n].into_boxed_slice(),
             mask: n - 1,
             evictions: 0,
+            seed,
         }
     }
 
     /// The value for `key`, if present (without touching it).
     pub fn get(&self, key: SourceKey) -> Option<&V> {
-        let start = key.hash() as usize;
+        let start = self.seed.hash(&key) as usize;
         (0..PROBE)
             .map(|i| &self.slots[(start + i) & self.mask])
             .find(|s| s.key == key)
@@ -103,7 +141,7 @@ impl<V: Copy + Default> SourceTable<V> {
     /// neighbourhood is full, the entry touched longest ago is replaced.
     /// `now` orders entries by use.
     pub fn entry(&mut self, key: SourceKey, now: u64) -> &mut V {
-        let start = key.hash() as usize;
+        let start = self.seed.hash(&key) as usize;
         let mut found = None;
         let mut empty = None;
         let mut oldest = (start & self.mask, u64::MAX);
@@ -145,6 +183,34 @@ impl<V: Copy + Default> SourceTable<V> {
         &mut slot.value
     }
 
+    /// The value for `key`, if present, to change in place (without
+    /// touching it).
+    pub fn get_mut(&mut self, key: SourceKey) -> Option<&mut V> {
+        let start = self.seed.hash(&key) as usize;
+        let mask = self.mask;
+        let at = (0..PROBE)
+            .map(|i| (start + i) & mask)
+            .find(|&at| self.slots[at].key == key)?;
+        Some(&mut self.slots[at].value)
+    }
+
+    /// Forgets `key`; false when it was not there. (Lookups look at every
+    /// slot of a neighbourhood, so a hole left behind hides nothing.)
+    pub fn remove(&mut self, key: SourceKey) -> bool {
+        let start = self.seed.hash(&key) as usize;
+        let mask = self.mask;
+        match (0..PROBE)
+            .map(|i| (start + i) & mask)
+            .find(|&at| self.slots[at].key == key)
+        {
+            Some(at) => {
+                self.slots[at].key = SourceKey::default();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// How many entries were pushed out to make room, since creation.
     pub fn evictions(&self) -> u64 {
         self.evictions
@@ -165,6 +231,8 @@ impl<V: Copy + Default> SourceTable<V> {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const SEED: HashSeed = HashSeed::new(3, 5);
 
     fn v4(n: u32) -> SourceKey {
         SourceKey::new(IpAddr::V4(Ipv4Addr::from(n)))
@@ -190,7 +258,7 @@ mod tests {
 
     #[test]
     fn values_persist_per_source() {
-        let mut t: SourceTable<u32> = SourceTable::with_capacity(64);
+        let mut t: SourceTable<u32> = SourceTable::with_capacity(64, SEED);
         *t.entry(v4(1), 1) += 5;
         *t.entry(v4(2), 2) += 7;
         *t.entry(v4(1), 3) += 1;
@@ -202,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_sources_stays_within_capacity_and_keeps_recent_ones() {
-        let mut t: SourceTable<u32> = SourceTable::with_capacity(256);
+        let mut t: SourceTable<u32> = SourceTable::with_capacity(256, SEED);
         for n in 0..100_000u32 {
             *t.entry(v4(n), n as u64) = n;
         }
@@ -213,8 +281,51 @@ mod tests {
     }
 
     #[test]
+    fn removed_sources_are_gone_and_the_rest_stay() {
+        let mut t: SourceTable<u32> = SourceTable::with_capacity(8, SEED);
+        for n in 0..8u32 {
+            *t.entry(v4(n), 1) = n;
+        }
+        assert!(t.remove(v4(3)));
+        assert!(!t.remove(v4(3)));
+        assert_eq!(t.get(v4(3)), None);
+        for n in (0..8u32).filter(|&n| n != 3) {
+            assert_eq!(t.get(v4(n)), Some(&n));
+        }
+        *t.get_mut(v4(4)).unwrap() = 40;
+        assert_eq!(t.get(v4(4)), Some(&40));
+        assert!(t.get_mut(v4(99)).is_none());
+    }
+
+    #[test]
+    fn where_a_source_lands_depends_on_the_seed() {
+        // Sources that share a neighbourhood under one seed spread under
+        // another: collisions cannot be prepared without the key.
+        let a: SourceTable<u8> = SourceTable::with_capacity(1 << 16, HashSeed::new(1, 2));
+        let b: SourceTable<u8> = SourceTable::with_capacity(1 << 16, HashSeed::new(3, 4));
+        let same = (0..1000u32)
+            .filter(|&n| a.seed.hash(&v4(n)) & a.mask as u64 == b.seed.hash(&v4(n)) & b.mask as u64)
+            .count();
+        assert!(
+            same < 10,
+            "{same} of 1000 sources landed alike under two seeds"
+        );
+    }
+
+    #[test]
+    fn ipv6_sources_of_one_slash48_share_its_key() {
+        let a = SourceKey::new("2001:db8:1:2::1".parse().unwrap());
+        let b = SourceKey::new("2001:db8:1:ff::1".parse().unwrap());
+        let c = SourceKey::new("2001:db8:2:2::1".parse().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.slash48(), b.slash48());
+        assert_ne!(a.slash48(), c.slash48());
+        assert_eq!(v4(7).slash48(), v4(7));
+    }
+
+    #[test]
     fn eviction_takes_the_least_recently_touched() {
-        let mut t: SourceTable<u32> = SourceTable::with_capacity(8);
+        let mut t: SourceTable<u32> = SourceTable::with_capacity(8, SEED);
         for n in 0..8u32 {
             *t.entry(v4(n), n as u64 + 10) = n;
         }

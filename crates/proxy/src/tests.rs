@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use super::cookie::Secret;
+use super::answers::AnswerConfig;
+use super::cookie::{self, Secret};
 use super::*;
 use crate::handler::{Datagram, OutboxBuffer, PacketHandler, Timestamp};
 use route::trie::PrefixKey;
@@ -43,6 +44,8 @@ struct Lab {
     proxy: EdgeProxy,
     control: RouteControl,
     now: u64,
+    /// Time between two datagrams fed.
+    step: u64,
 }
 
 impl Lab {
@@ -58,6 +61,7 @@ impl Lab {
             proxy: EdgeProxy::new(cfg, workers.remove(0)),
             control,
             now: 1_000 * MS,
+            step: MS,
         }
     }
 
@@ -67,7 +71,7 @@ impl Lab {
         from: &str,
         msg: &str,
     ) -> (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>) {
-        self.now += MS;
+        self.now += self.step;
         let mut buf = OutboxBuffer::new(4, 4096);
         let pkt = Datagram {
             src: addr(from),
@@ -136,6 +140,50 @@ fn upstream_response(fwd: &str, status: &str, to_tag: &str, record_route: bool) 
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     out
+}
+
+impl Lab {
+    /// The upstream that got `fwd` answers it, from its own address.
+    fn respond(
+        &mut self,
+        fwd: &(SocketAddr, String),
+        status: &str,
+        to_tag: &str,
+        record_route: bool,
+    ) -> (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>) {
+        let from = fwd.0.to_string();
+        let msg = upstream_response(&fwd.1, status, to_tag, record_route);
+        self.send(&from, &msg)
+    }
+
+    /// Makes `from` prove its address: a 404 from the edge, and the ACK
+    /// that echoes the edge's To tag.
+    fn verify(&mut self, from: &str) {
+        let call = format!("verify-{from}");
+        let (_, sent) = self.send(from, &invite("3312345", &call, "z9hG4bKv"));
+        let tag = sip::parse(sent[0].1.as_bytes())
+            .unwrap()
+            .to_tag()
+            .unwrap()
+            .to_vec();
+        let ack = request(
+            "ACK",
+            "sip:3312345@198.18.0.1:5060",
+            "",
+            &call,
+            "z9hG4bKv",
+            Some(std::str::from_utf8(&tag).unwrap()),
+        )
+        .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+        assert_eq!(self.send(from, &ack).0, Err(ProxyDrop::AckAbsorbed));
+        let events: Vec<_> = std::iter::from_fn(|| self.proxy.next_event()).collect();
+        assert!(
+            events.iter().any(
+                |e| matches!(e, ProxyEvent::Verified { source, .. } if *source == addr(from).ip())
+            ),
+            "{from} did not become verified: {events:?}"
+        );
+    }
 }
 
 fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
@@ -252,8 +300,7 @@ fn response_pops_our_via_and_goes_to_the_callers_received_and_rport() {
         "198.18.0.10:40000",
         &invite("442071234567", "call-4", "z9hG4bKc4"),
     );
-    let ok = upstream_response(&fwd[0].1, "200 OK", "uas4", true);
-    let (r, sent) = lab.send(UP_A, &ok);
+    let (r, sent) = lab.respond(&fwd[0], "200 OK", "uas4", true);
     assert_eq!(r, Ok(()));
     assert_eq!(sent.len(), 1);
     // rport said 40000: the answer goes to the port the INVITE came from.
@@ -272,11 +319,10 @@ fn a_retransmitted_answer_and_a_late_invite_copy_count_no_second_call() {
     let mut lab = Lab::new();
     let inv = invite("442071234567", "call-rt", "z9hG4bKrt");
     let (_, fwd) = lab.send("198.18.0.10:40000", &inv);
-    let ok = upstream_response(&fwd[0].1, "200 OK", "uasrt", true);
     // The server resends its 200 until the ACK comes: every copy is
     // relayed, the call is counted once.
     for _ in 0..3 {
-        let (r, sent) = lab.send(UP_A, &ok);
+        let (r, sent) = lab.respond(&fwd[0], "200 OK", "uasrt", true);
         assert_eq!(r, Ok(()));
         assert_eq!(sent.len(), 1);
     }
@@ -418,9 +464,9 @@ fn a_spoofed_options_flood_gets_almost_no_answers() {
         answered += sent.len();
     }
     // 20,000 spoofed requests over 20 simulated seconds: the shared budget
-    // for unverified sources (200/s) bounds what goes out.
+    // for unverified destinations (200/s, burst 40) bounds what goes out.
     assert!(
-        answered <= 200 * 21,
+        answered <= 40 + 200 * 20,
         "{answered} answers to spoofed sources"
     );
     let s = lab.proxy.snapshot();
@@ -439,8 +485,7 @@ fn a_caller_that_echoes_its_dialog_cookie_becomes_verified() {
     let mut lab = Lab::new();
     let (_, fwd) = lab.send(CALLER, &invite("442071234567", "call-10", "z9hG4bKc10"));
     let rr = header(&fwd[0].1, "Record-Route")[0].to_string();
-    let ok = upstream_response(&fwd[0].1, "200 OK", "uas10", true);
-    let _ = lab.send(UP_A, &ok);
+    let _ = lab.respond(&fwd[0], "200 OK", "uas10", true);
     // The ACK follows the route set: our Record-Route as its Route, the
     // upstream's Contact as its Request-URI.
     let ack = request(
@@ -454,15 +499,14 @@ fn a_caller_that_echoes_its_dialog_cookie_becomes_verified() {
     .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
     let (r, sent) = lab.send(CALLER, &ack);
     assert_eq!(r, Ok(()));
-    assert_eq!(sent[0].0, addr(UP_A));
+    // The ACK goes to the target the INVITE went to, which the cookie names.
+    assert_eq!(sent[0].0, fwd[0].0);
     // Our Route is removed before the ACK goes on.
     assert!(header(&sent[0].1, "Route").is_empty(), "{}", sent[0].1);
-    assert_eq!(
+    assert!(matches!(
         lab.proxy.next_event(),
-        Some(ProxyEvent::Verified {
-            source: addr(CALLER).ip()
-        })
-    );
+        Some(ProxyEvent::Verified { source, .. }) if source == addr(CALLER).ip()
+    ));
 }
 
 #[test]
@@ -498,8 +542,9 @@ fn upstream_bye_toward_the_caller_is_forwarded() {
 }
 
 #[test]
-fn an_extension_sweep_is_reported_for_a_ban() {
+fn an_extension_sweep_from_a_verified_source_is_reported_for_a_ban() {
     let mut lab = Lab::new();
+    lab.verify("198.18.0.66:5060");
     for ext in 100..160 {
         let _ = lab.send(
             "198.18.0.66:5060",
@@ -572,7 +617,7 @@ fn a_banned_source_is_dropped_until_the_ban_lapses() {
     lab.proxy.on_control(
         Timestamp::from_nanos(lab.now),
         ProxyControl::Ban {
-            source: addr(CALLER).ip(),
+            network: Cidr::host(addr(CALLER).ip()),
             until,
         },
     );
@@ -586,6 +631,29 @@ fn a_banned_source_is_dropped_until_the_ban_lapses() {
     let (r, _) = lab.send(
         CALLER,
         &request("OPTIONS", "sip:198.18.0.1", "", "b2", "z9hG4bKb2", None),
+    );
+    assert_eq!(r, Ok(()));
+    // A network ban covers every source in it; its unban lifts it.
+    let net: Cidr = "198.18.0.0/24".parse().unwrap();
+    let now = Timestamp::from_nanos(lab.now);
+    let until = Timestamp::from_nanos(lab.now + 10_000 * MS);
+    lab.proxy.on_control(
+        now,
+        ProxyControl::Ban {
+            network: net,
+            until,
+        },
+    );
+    let (r, _) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b3", "z9hG4bKb3", None),
+    );
+    assert_eq!(r, Err(ProxyDrop::Banned));
+    lab.proxy
+        .on_control(now, ProxyControl::Unban { network: net });
+    let (r, _) = lab.send(
+        CALLER,
+        &request("OPTIONS", "sip:198.18.0.1", "", "b4", "z9hG4bKb4", None),
     );
     assert_eq!(r, Ok(()));
 }
@@ -609,11 +677,14 @@ fn a_spoofed_invite_flood_reaches_the_upstreams_only_within_the_budget() {
             .filter(|(to, _)| *to == addr(UP_A) || *to == addr(UP_B))
             .count();
     }
-    // 5,000 INVITEs over 5 simulated seconds; 200 per second (burst 200).
-    assert!(forwarded <= 200 * 6, "{forwarded} flood INVITEs forwarded");
+    // 5,000 INVITEs over 5 simulated seconds; 200 per second (burst 10).
+    assert!(
+        forwarded <= 10 + 200 * 5,
+        "{forwarded} flood INVITEs forwarded"
+    );
     let s = lab.proxy.snapshot();
     assert_eq!(
-        s.dropped.get("unverified_call").copied().unwrap_or(0) as usize + forwarded,
+        s.dropped.get("unverified_request").copied().unwrap_or(0) as usize + forwarded,
         5_000
     );
     // A trusted caller is not held back by the flood.
@@ -727,4 +798,457 @@ fn routes_prepared_before_a_reload_are_not_used_after_it() {
     let s = lab.proxy.snapshot();
     assert_eq!(s.batched_lookups, 0);
     assert_eq!(s.misses, 0);
+}
+
+// ----------------------------------------------------------------------
+// Adversarial: each test forges what an attacker controls and checks that
+// nobody else is harmed (docs/threat-model.md).
+
+const VICTIM: &str = "203.0.113.9:5060";
+const ATTACKER: &str = "198.18.0.66:5060";
+
+/// A response whose top Via names the edge with a branch of the edge's
+/// shape (any hex), and whose second Via names `victim`.
+fn forged_response(status: &str, branch: &str, victim: &str, call_id: &str) -> String {
+    let (host, port) = victim.split_once(':').unwrap();
+    format!(
+        "SIP/2.0 {status}\r\n\
+         Via: SIP/2.0/UDP 198.18.0.1:5060;branch={branch}\r\n\
+         Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bKvic;received={host};rport={port}\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn shaped_branch(fill: char) -> String {
+    let hex: String = std::iter::repeat_n(fill, cookie::BRANCH_LEN - 10).collect();
+    format!("z9hG4bKdce{hex}")
+}
+
+#[test]
+fn a_forged_response_with_a_branch_of_our_shape_reaches_no_one() {
+    let mut lab = Lab::new();
+    for (i, status) in ["200 OK", "404 Not Found", "401 Unauthorized", "180 Ringing"]
+        .iter()
+        .enumerate()
+    {
+        let forged = forged_response(status, &shaped_branch('a'), VICTIM, &format!("f{i}"));
+        for from in [ATTACKER, UP_A, VICTIM] {
+            let (r, sent) = lab.send(from, &forged);
+            assert_eq!(
+                r,
+                Err(ProxyDrop::UnexpectedResponse),
+                "{status} from {from}"
+            );
+            assert!(sent.is_empty(), "relayed {sent:?}");
+        }
+    }
+    assert_eq!(
+        lab.proxy.snapshot().dropped.get("unexpected_response"),
+        Some(&12)
+    );
+}
+
+#[test]
+fn a_true_branch_echoed_by_another_host_is_not_relayed() {
+    let mut lab = Lab::new();
+    let (_, fwd) = lab.send(CALLER, &invite("442071234567", "echo-1", "z9hG4bKe1"));
+    let ok = upstream_response(&fwd[0].1, "200 OK", "uas", true);
+    // The other upstream, an attacker, the caller itself: none sent the
+    // INVITE's answer, so none is relayed.
+    let other = if fwd[0].0 == addr(UP_A) { UP_B } else { UP_A };
+    for from in [other, ATTACKER, CALLER] {
+        let (r, sent) = lab.send(from, &ok);
+        assert_eq!(r, Err(ProxyDrop::UnexpectedResponse), "from {from}");
+        assert!(sent.is_empty());
+    }
+    // The same answer rewritten for another transaction fails too.
+    let moved = ok.replace("Call-ID: echo-1", "Call-ID: echo-2");
+    let (r, _) = lab.send(&fwd[0].0.to_string(), &moved);
+    assert_eq!(r, Err(ProxyDrop::UnexpectedResponse));
+    // From the hop it went to, it is relayed.
+    let (r, sent) = lab.send(&fwd[0].0.to_string(), &ok);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(CALLER));
+}
+
+#[test]
+fn forged_failures_naming_a_verified_caller_never_get_it_reported() {
+    let mut lab = Lab::new();
+    lab.verify(CALLER);
+    for i in 0..500 {
+        for status in ["404 Not Found", "401 Unauthorized", "403 Forbidden"] {
+            let forged = forged_response(status, &shaped_branch('b'), CALLER, &format!("x{i}"));
+            let _ = lab.send(ATTACKER, &forged);
+        }
+    }
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(e, ProxyEvent::Abuse { .. })),
+        "{events:?}"
+    );
+}
+
+/// A caller's real call: the forwarded INVITE, and the Record-Route
+/// (with its dialog cookie) from the upstream's 200.
+fn one_real_call(lab: &mut Lab, from: &str, call_id: &str) -> ((SocketAddr, String), String) {
+    let (_, fwd) = lab.send(from, &invite("442071234567", call_id, "z9hG4bKreal"));
+    let rr = header(&fwd[0].1, "Record-Route")[0].to_string();
+    let (r, _) = lab.respond(&fwd[0], "200 OK", "uasreal", true);
+    assert_eq!(r, Ok(()));
+    (fwd[0].clone(), rr)
+}
+
+#[test]
+fn a_dialog_cookie_is_no_relay_ticket() {
+    let mut lab = Lab::new();
+    let (inv, rr) = one_real_call(&mut lab, ATTACKER, "relay-call");
+    let route = format!("Route: {rr}\r\n");
+    let victim_uri = format!("sip:victim@{VICTIM}");
+    // In-dialog requests carrying the cookie go to the dialog's target,
+    // never to the victim the Request-URI names.
+    for method in ["BYE", "INFO", "INVITE", "ACK"] {
+        let m = request(
+            method,
+            &victim_uri,
+            &route,
+            "relay-call",
+            "z9hG4bKr2",
+            Some("uasreal"),
+        );
+        let (r, sent) = lab.send(ATTACKER, &m);
+        assert_eq!(r, Ok(()), "{method}");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, inv.0, "{method} went to {}", sent[0].0);
+    }
+    // A request that starts something new (no To tag) never takes the
+    // cookie path: with the Route and a foreign Request-URI it is no relay.
+    let fresh = request(
+        "INVITE",
+        &victim_uri,
+        &route,
+        "relay-call",
+        "z9hG4bKr3",
+        None,
+    );
+    let (r, sent) = lab.send(ATTACKER, &fresh);
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+    // The cookie of one dialog opens no other dialog.
+    let other = request(
+        "BYE",
+        &victim_uri,
+        &route,
+        "another-call",
+        "z9hG4bKr4",
+        Some("x"),
+    );
+    let (r, sent) = lab.send(ATTACKER, &other);
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+    // Nor does it work from another address.
+    let (r, sent) = lab.send(
+        "198.18.0.67:5060",
+        &request(
+            "BYE",
+            &victim_uri,
+            &route,
+            "relay-call",
+            "z9hG4bKr5",
+            Some("uasreal"),
+        ),
+    );
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn a_cookie_with_a_target_rewritten_to_a_victim_is_refused() {
+    let mut lab = Lab::new();
+    let (_, rr) = one_real_call(&mut lab, ATTACKER, "retarget");
+    let mut target = [0u8; cookie::TARGET_MAX_LEN];
+    let n = cookie::encode_target(addr(VICTIM), &mut target);
+    let at = rr.find(";dct=").unwrap() + 5;
+    let end = rr[at..].find('>').unwrap() + at;
+    let forged = format!(
+        "{}{}{}",
+        &rr[..at],
+        std::str::from_utf8(&target[..n]).unwrap(),
+        &rr[end..]
+    );
+    let m = request(
+        "BYE",
+        &format!("sip:v@{VICTIM}"),
+        &format!("Route: {forged}\r\n"),
+        "retarget",
+        "z9hG4bKrt2",
+        Some("uasreal"),
+    );
+    let (r, sent) = lab.send(ATTACKER, &m);
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn spoofed_requests_of_every_method_pay_the_unverified_budget() {
+    for (method, uri, to_tag) in [
+        ("OPTIONS", "sip:442071234567@198.18.0.1", None),
+        ("MESSAGE", "sip:442071234567@198.18.0.1", None),
+        ("BYE", "sip:442071234567@198.18.0.1", Some("t")),
+        ("INVITE", "sip:442071234567@198.18.0.1", Some("t")),
+        ("REGISTER", "sip:198.18.0.1", None),
+    ] {
+        let mut lab = Lab::new();
+        let mut forwarded = 0;
+        for i in 0..2_000u32 {
+            let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+            let extra = if method == "REGISTER" {
+                "Contact: <sip:x@198.19.0.1>\r\n"
+            } else {
+                ""
+            };
+            let (_, sent) = lab.send(
+                &src,
+                &request(method, uri, extra, &format!("m{i}"), "z9hG4bKm", to_tag).replace(
+                    "To: <sip:dest@198.18.0.1>",
+                    "To: <sip:442071234567@198.18.0.1>",
+                ),
+            );
+            forwarded += sent
+                .iter()
+                .filter(|(to, _)| *to == addr(UP_A) || *to == addr(UP_B))
+                .count();
+        }
+        // Two simulated seconds: the burst plus two seconds of rate.
+        assert!(forwarded <= 10 + 200 * 2, "{method}: {forwarded} forwarded");
+        assert!(forwarded > 0, "{method}: nothing forwarded at all");
+    }
+}
+
+/// Feeds a fast spoofed flood of `method` requests and answers every
+/// forwarded one from its upstream (100, 180 and a 200 sent three times);
+/// returns how many datagrams went toward the spoofed range.
+fn reflected_by_a_fast_flood(method: &str, to_tag: Option<&str>) -> usize {
+    let mut lab = Lab::new();
+    // 50,000 packets per second.
+    lab.step = 20_000;
+    let mut toward_spoofed = 0;
+    for i in 0..20_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let m = request(
+            method,
+            "sip:442071234567@198.18.0.1",
+            "",
+            &format!("fl{i}"),
+            &format!("z9hG4bKfl{i}"),
+            to_tag,
+        );
+        let (_, sent) = lab.send(&src, &m);
+        for (to, msg) in sent {
+            if to.ip().to_string().starts_with("198.19.") {
+                toward_spoofed += 1;
+            } else if msg.starts_with(method) {
+                for status in ["100 Trying", "180 Ringing", "200 OK", "200 OK", "200 OK"] {
+                    let (_, back) = lab.respond(&(to, msg.clone()), status, "up", true);
+                    toward_spoofed += back
+                        .iter()
+                        .filter(|(a, _)| a.ip().to_string().starts_with("198.19."))
+                        .count();
+                }
+            }
+        }
+    }
+    toward_spoofed
+}
+
+#[test]
+fn a_fast_spoofed_flood_of_any_method_gets_at_most_the_onset_burst_back() {
+    for (method, to_tag) in [
+        ("INVITE", None),
+        ("INVITE", Some("t")),
+        ("OPTIONS", None),
+        ("MESSAGE", None),
+        ("BYE", Some("t")),
+    ] {
+        let n = reflected_by_a_fast_flood(method, to_tag);
+        assert!(
+            n <= AnswerConfig::default().unverified_total_burst as usize,
+            "{method} (to tag {to_tag:?}): {n} datagrams toward spoofed sources"
+        );
+    }
+}
+
+#[test]
+fn a_verified_caller_keeps_service_while_a_spoofed_flood_raises_the_shields() {
+    let mut lab = Lab::new();
+    lab.verify(CALLER);
+    lab.step = 20_000;
+    for i in 0..5_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let _ = lab.send(
+            &src,
+            &request(
+                "OPTIONS",
+                "sip:198.18.0.1",
+                "",
+                &format!("s{i}"),
+                "z9hG4bKs",
+                None,
+            ),
+        );
+    }
+    assert!(lab.proxy.answers.shields_up(lab.now));
+    let (r, sent) = lab.send(CALLER, &invite("442071234567", "during", "z9hG4bKdur"));
+    assert_eq!(r, Ok(()));
+    let (r, back) = lab.respond(&sent[0], "200 OK", "uas", true);
+    assert_eq!(r, Ok(()));
+    assert_eq!(back[0].0, addr(CALLER));
+}
+
+#[test]
+fn an_ack_echoing_our_tag_from_another_address_proves_nothing() {
+    let mut lab = Lab::new();
+    let (_, sent) = lab.send(ATTACKER, &invite("3312345", "tag-1", "z9hG4bKt1"));
+    let tag = sip::parse(sent[0].1.as_bytes())
+        .unwrap()
+        .to_tag()
+        .unwrap()
+        .to_vec();
+    let ack = request(
+        "ACK",
+        "sip:3312345@198.18.0.1:5060",
+        "",
+        "tag-1",
+        "z9hG4bKt1",
+        Some(std::str::from_utf8(&tag).unwrap()),
+    )
+    .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+    // The attacker received the 404 at its own address; an ACK carrying
+    // its tag in the victim's name proves nothing about the victim.
+    let _ = lab.send(VICTIM, &ack);
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(!lab.proxy.verified.is_verified(addr(VICTIM).ip(), lab.now));
+}
+
+#[test]
+fn an_unverified_extension_sweep_is_never_reported() {
+    let mut lab = Lab::new();
+    for ext in 100..400 {
+        let _ = lab.send(
+            ATTACKER,
+            &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
+        );
+    }
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn a_runtime_allow_reaches_the_proxy_and_a_disallow_takes_it_back() {
+    let mut lab = Lab::new();
+    let net: Cidr = "198.18.0.66/32".parse().unwrap();
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Allow { network: net },
+    );
+    // Trusted: answered far beyond an unverified source's allowance, and
+    // may send requests anywhere.
+    let answered = (0..50)
+        .filter(|i| {
+            lab.send(
+                ATTACKER,
+                &request(
+                    "OPTIONS",
+                    "sip:198.18.0.1",
+                    "",
+                    &format!("a{i}"),
+                    "z9hG4bKa",
+                    None,
+                ),
+            )
+            .0
+            .is_ok()
+        })
+        .count();
+    assert_eq!(answered, 50);
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Disallow { network: net },
+    );
+    let (r, _) = lab.send(
+        ATTACKER,
+        &request(
+            "BYE",
+            &format!("sip:v@{VICTIM}"),
+            "",
+            "d1",
+            "z9hG4bKd",
+            Some("t"),
+        ),
+    );
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+}
+
+#[test]
+fn redirect_targets_are_not_trusted() {
+    let fwd = RouteGroup::new("uk", Action::Forward).with_target(Target::new(addr(UP_A), 1, 1));
+    let moved = RouteGroup::new("moved", Action::Redirect).with_target(Target::new(
+        addr("198.18.0.102:5060"),
+        1,
+        1,
+    ));
+    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
+    let t = RouteTable::build(
+        vec![fwd, moved],
+        &[(p("44"), GroupId(0)), (p("4480"), GroupId(1))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    let mut lab = Lab::with(t, |_| {});
+    let (r, sent) = lab.send(
+        "198.18.0.102:5060",
+        &request(
+            "BYE",
+            &format!("sip:v@{VICTIM}"),
+            "",
+            "rd1",
+            "z9hG4bKrd",
+            Some("t"),
+        ),
+    );
+    assert_eq!(r, Err(ProxyDrop::RelayDenied));
+    assert!(sent.is_empty());
+    // The forward target is trusted.
+    let (r, sent) = lab.send(
+        UP_A,
+        &request(
+            "BYE",
+            &format!("sip:v@{VICTIM}"),
+            "",
+            "rd2",
+            "z9hG4bKrd",
+            Some("t"),
+        ),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, addr(VICTIM));
+}
+
+#[test]
+fn a_verification_made_by_another_worker_is_honoured() {
+    let mut lab = Lab::new();
+    let until = Timestamp::from_nanos(lab.now + 60_000 * MS);
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Verify {
+            source: addr(CALLER).ip(),
+            until,
+        },
+    );
+    assert!(lab.proxy.verified.is_verified(addr(CALLER).ip(), lab.now));
+    assert_eq!(
+        lab.proxy.standing(addr(CALLER).ip(), lab.now),
+        answers::Standing::Verified
+    );
 }

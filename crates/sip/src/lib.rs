@@ -46,7 +46,8 @@ pub use error::{ErrorKind, ParseError};
 pub use grammar::{Param, Params};
 pub use header::HeaderName;
 pub use message::{
-    parse, parse_in, parse_strict, Header, Message, NameAddrs, Vias, MAX_HEADERS, MAX_MESSAGE_LEN,
+    parse, parse_in, parse_strict, Header, Message, NameAddrs, StartLine, Vias, MAX_HEADERS,
+    MAX_MESSAGE_LEN,
 };
 pub use peek::peek_dialed_number;
 pub use uri::{DialedNumber, DialedNumberError, Host, Scheme, Uri, MAX_DIALED_DIGITS};

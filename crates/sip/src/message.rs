@@ -63,17 +63,27 @@ pub struct Header<'a> {
     pub line: &'a [u8],
 }
 
-/// What the start line says.
+/// What the start line says: a request (RFC 3261 section 7.1) or a
+/// response (section 7.2), typed, so that a caller matches on it instead of
+/// asking twice and unwrapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartLine<'a> {
+pub enum StartLine<'a> {
+    /// `Method SP Request-URI SP SIP-Version`.
     Request {
+        /// The method.
         method: Method<'a>,
+        /// The Request-URI as written (see [`Message::uri`] to parse it).
         uri: &'a [u8],
+        /// The whole line without its CRLF.
         line: &'a [u8],
     },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`.
     Response {
+        /// The status code, 100 to 699.
         code: u16,
+        /// The reason phrase as written (may be empty).
         reason: &'a [u8],
+        /// The whole line without its CRLF.
         line: &'a [u8],
     },
 }
@@ -614,6 +624,12 @@ impl<'a> Message<'a> {
     /// Whether this is a request.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The start line, typed.
+    #[inline]
+    pub fn start(&self) -> StartLine<'a> {
+        self.start
     }
 
     /// Whether this is a response.

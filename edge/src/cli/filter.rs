@@ -15,6 +15,8 @@ use xdp::loader::{Filter, Pinned};
 use xdp::maps::{BanEntry, BanReason, BAN_NOTE_MAX};
 use xdp::stats::StatsReport;
 
+use appliance::control::ControlRequest;
+
 /// `dce-edge filter`: the XDP filter alone; legitimate SIP passes to the kernel.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
@@ -68,6 +70,12 @@ pub struct BanArgs {
     /// With --list: print JSON.
     #[arg(long, requires = "list")]
     pub json: bool,
+    /// A running appliance's control socket: when it answers, the change
+    /// goes through the appliance (filter and proxy workers alike); when
+    /// nothing listens there, the filter's pinned maps are changed (shield
+    /// mode).
+    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
+    pub control: PathBuf,
 }
 
 /// `dce-edge unban`: lift a ban.
@@ -78,6 +86,12 @@ pub struct UnbanArgs {
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
+    /// A running appliance's control socket: when it answers, the change
+    /// goes through the appliance (filter and proxy workers alike); when
+    /// nothing listens there, the filter's pinned maps are changed (shield
+    /// mode).
+    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
+    pub control: PathBuf,
 }
 
 /// `dce-edge allow`: add a source or network to the allowlist.
@@ -91,6 +105,12 @@ pub struct AllowArgs {
     /// Remove it from the allowlist instead.
     #[arg(long)]
     pub remove: bool,
+    /// A running appliance's control socket: when it answers, the change
+    /// goes through the appliance (filter and proxy workers alike); when
+    /// nothing listens there, the filter's pinned maps are changed (shield
+    /// mode).
+    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
+    pub control: PathBuf,
 }
 
 fn open(iface: &Option<String>) -> Result<Pinned> {
@@ -98,6 +118,29 @@ fn open(iface: &Option<String>) -> Result<Pinned> {
         Some(i) => Pinned::open(i)?,
         None => Pinned::open_only()?,
     })
+}
+
+/// Sends `request` to the appliance at `control` when one listens there:
+/// `None` when nothing does (then the pinned maps are the way), else the
+/// appliance's answer.
+fn via_appliance(control: &std::path::Path, request: ControlRequest) -> Option<Result<()>> {
+    use std::io::ErrorKind;
+    match appliance::control::request(control, &request, Duration::from_secs(30)) {
+        Ok(r) if r.ok => {
+            println!("{}", r.message);
+            Some(Ok(()))
+        }
+        Ok(r) => Some(Err(anyhow::anyhow!("{}", r.message))),
+        Err(appliance::control::ControlError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused
+            ) =>
+        {
+            None
+        }
+        Err(e) => Some(Err(e.into())),
+    }
 }
 
 fn parse_target(s: &str) -> Result<Cidr> {
@@ -189,6 +232,23 @@ pub fn run_stats(args: &StatsArgs) -> Result<()> {
 
 /// Bans a network, or lists the bans.
 pub fn run_ban(args: &BanArgs) -> Result<()> {
+    if !args.list {
+        let target = args.target.clone().expect("clap requires it");
+        let (reason, note) = match args.reason.as_deref() {
+            Some(text) if text.parse::<BanReason>().is_err() => ("manual".into(), text.into()),
+            Some(text) => (text.to_string(), String::new()),
+            None => ("manual".into(), String::new()),
+        };
+        let request = ControlRequest::Ban {
+            network: target,
+            ttl_seconds: args.ttl,
+            reason,
+            note,
+        };
+        if let Some(done) = via_appliance(&args.control, request) {
+            return done;
+        }
+    }
     let mut pinned = open(&args.iface)?;
     if args.list {
         let bans = pinned.bans()?;
@@ -230,6 +290,12 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
 
 /// Lifts a ban.
 pub fn run_unban(args: &UnbanArgs) -> Result<()> {
+    let request = ControlRequest::Unban {
+        network: args.target.clone(),
+    };
+    if let Some(done) = via_appliance(&args.control, request) {
+        return done;
+    }
     let mut pinned = open(&args.iface)?;
     let target = parse_target(&args.target)?;
     if pinned.unban(target)? {
@@ -245,6 +311,18 @@ pub fn run_unban(args: &UnbanArgs) -> Result<()> {
 
 /// Adds to (or removes from) the allowlist.
 pub fn run_allow(args: &AllowArgs) -> Result<()> {
+    let request = if args.remove {
+        ControlRequest::Disallow {
+            network: args.target.clone(),
+        }
+    } else {
+        ControlRequest::Allow {
+            network: args.target.clone(),
+        }
+    };
+    if let Some(done) = via_appliance(&args.control, request) {
+        return done;
+    }
     let mut pinned = open(&args.iface)?;
     let target = parse_target(&args.target)?;
     if args.remove {

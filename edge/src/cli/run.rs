@@ -14,6 +14,8 @@ use appliance::control::{self, ControlRequest, ControlResponse, ControlServer};
 use appliance::{Appliance, ApplianceConfig, ControlEvent};
 use telemetry::events::{Event, EventKind, EventLog};
 use telemetry::metrics::MetricsServer;
+use xdp::config::Cidr;
+use xdp::maps::BanReason;
 
 /// Arguments of `dce-edge run`.
 #[derive(Debug, clap::Args)]
@@ -87,24 +89,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         if reload.swap(false, Ordering::Relaxed) {
             let _ = reload_routes(&mut appliance, &mut events, &routes_file);
         }
-        control.poll(|request| match request {
-            ControlRequest::Status => ControlResponse::ok(format!(
-                "running: route table version {}, {} workers",
-                appliance.routes_version(),
-                cfg.dataplane.workers.len()
-            )),
-            ControlRequest::ReloadRoutes => {
-                match reload_routes(&mut appliance, &mut events, &routes_file) {
-                    Ok(v) => ControlResponse::ok(format!(
-                        "accepted: route table version {v} with {} prefixes in service",
-                        appliance.prefix_count()
-                    )),
-                    Err(e) => ControlResponse::refused(format!(
-                        "refused, version {} stays in service: {e}",
-                        appliance.routes_version()
-                    )),
-                }
-            }
+        control.poll(|request| {
+            handle_control(request, &mut appliance, &mut events, &routes_file, &cfg)
         });
         for ev in appliance.tick() {
             if let Some(e) = event_of(&ev, &routes_file) {
@@ -190,6 +176,26 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }
         ControlEvent::ReloadRefused { .. } => return None,
+        ControlEvent::BanLimited { source, reason } => {
+            Event::new(EventKind::Ban, source.to_string(), *reason)
+                .with("by", "proxy")
+                .with("refused", "ban budget spent")
+        }
+        ControlEvent::OperatorBan {
+            network,
+            reason,
+            seconds,
+        } => Event::ban(&network.to_string(), reason, seconds.unwrap_or(u64::MAX))
+            .with("by", "operator"),
+        ControlEvent::OperatorUnban { network } => {
+            Event::unban(&network.to_string(), "operator").with("by", "operator")
+        }
+        ControlEvent::AllowAdded { network } => {
+            Event::allowlist_add(&network.to_string(), "operator").with("by", "operator")
+        }
+        ControlEvent::AllowRemoved { network } => {
+            Event::allowlist_remove(&network.to_string(), "operator").with("by", "operator")
+        }
         ControlEvent::AttachFallback { interface } => {
             eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
             Event::attach_fallback(
@@ -221,6 +227,64 @@ fn reload_routes(
             let _ = events.write(&Event::route_reload_refused(routes_file, &e, kept));
             Err(e)
         }
+    }
+}
+
+/// Answers one control-socket request.
+fn handle_control(
+    request: ControlRequest,
+    appliance: &mut Appliance,
+    events: &mut EventLog,
+    routes_file: &str,
+    cfg: &ApplianceConfig,
+) -> ControlResponse {
+    match request {
+        ControlRequest::Status => ControlResponse::ok(format!(
+            "running: route table version {}, {} workers",
+            appliance.routes_version(),
+            cfg.dataplane.workers.len()
+        )),
+        ControlRequest::ReloadRoutes => match reload_routes(appliance, events, routes_file) {
+            Ok(v) => ControlResponse::ok(format!(
+                "accepted: route table version {v} with {} prefixes in service",
+                appliance.prefix_count()
+            )),
+            Err(e) => ControlResponse::refused(format!(
+                "refused, version {} stays in service: {e}",
+                appliance.routes_version()
+            )),
+        },
+        ControlRequest::Ban {
+            network,
+            ttl_seconds,
+            reason,
+            note,
+        } => answer(parse_network(&network).and_then(|n| {
+            let reason = reason
+                .parse::<BanReason>()
+                .map_err(|e| format!("reason {reason:?}: {e}"))?;
+            appliance.operator_ban(n, ttl_seconds.map(Duration::from_secs), reason, &note)
+        })),
+        ControlRequest::Unban { network } => {
+            answer(parse_network(&network).and_then(|n| appliance.operator_unban(n)))
+        }
+        ControlRequest::Allow { network } => {
+            answer(parse_network(&network).and_then(|n| appliance.operator_allow(n)))
+        }
+        ControlRequest::Disallow { network } => {
+            answer(parse_network(&network).and_then(|n| appliance.operator_disallow(n)))
+        }
+    }
+}
+
+fn parse_network(text: &str) -> Result<Cidr, String> {
+    text.parse::<Cidr>()
+}
+
+fn answer(r: Result<String, String>) -> ControlResponse {
+    match r {
+        Ok(m) => ControlResponse::ok(m),
+        Err(e) => ControlResponse::refused(e),
     }
 }
 

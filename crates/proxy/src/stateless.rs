@@ -3,9 +3,25 @@
 //! refuse to reflect, report abusers).
 //!
 //! Everything a later message needs is derived rather than remembered: the
-//! Via branch from the incoming transaction (section 16.11), the loop key
-//! from the request's fixed fields (section 16.3 item 4), the local answer's
-//! To tag from the dialog, and the dialog cookie from the source address.
+//! Via branch from the incoming transaction and the next hop (section 16.11),
+//! the loop key from the request's fixed fields (section 16.3 item 4), the
+//! local answer's To tag from the dialog and the address answered, and the
+//! dialog cookie from the caller's address, the dialog and its target (see
+//! [`crate::cookie`]).
+//!
+//! Each request is first decided (a [`Disposition`]: forward, answer, or a
+//! counted drop), then acted on in one place ([`EdgeProxy::act`]), where
+//! the budgets toward unverified addresses are paid and the counters move.
+//!
+//! What it never does, whatever arrives (the adversarial rules of
+//! docs/threat-model.md):
+//! - relay a response that does not come from the hop this edge sent the
+//!   request to, for that request (the branch's MAC);
+//! - forward a request from an untrusted source anywhere but a route
+//!   target: in-dialog requests go to the target their dialog cookie names;
+//! - forward, answer or relay toward an unverified address beyond the
+//!   budgets of [`crate::answers`];
+//! - count what an unverified source seems to do toward a ban.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -14,16 +30,20 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::abuse::{AbuseReason, AbuseTracker};
-use super::answers::{AnswerVerdict, Answers};
+use super::answers::{AnswerVerdict, Answers, Standing};
 use super::batch::PreparedRoutes;
-use super::config::ProxyConfig;
-use super::cookie::{self, branch_loop_key, is_our_branch, BRANCH_LEN, COOKIE_LEN};
+use super::config::{Cidr, ProxyConfig};
+use super::cookie::{
+    self, branch_loop_key, decode_target, encode_target, is_our_branch, Dialog, Transaction,
+    BRANCH_LEN, COOKIE_LEN, TARGET_MAX_LEN,
+};
 use super::source_table::{SourceKey, SourceTable};
+use super::verified::{Proof, VerifiedSources};
 use crate::handler::{Datagram, DropReason, Outbox, PacketHandler, SendError, Timestamp};
 use route::reload::Decision;
 use route::{RouteTable, WorkerRoutes};
 use sip::write::{ForwardRequest, ResponseBuilder, SentBy};
-use sip::{self, DialedNumber, ErrorKind, Host, Message, Method, Uri};
+use sip::{self, DialedNumber, ErrorKind, Host, Message, Method, StartLine, Uri};
 
 /// Why a message was neither forwarded nor answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,8 +60,9 @@ pub enum ProxyDrop {
     AnswerLimitedSource,
     /// A local answer refused by the budget shared by unverified sources.
     AnswerLimitedUnverified,
-    /// An in-dialog request to a foreign destination from a source that is
-    /// neither trusted nor holding a dialog cookie: the edge is no open relay.
+    /// A request from a source that is neither trusted nor holding a valid
+    /// dialog cookie, for an address that is not this edge: the edge is no
+    /// open relay.
     RelayDenied,
     /// An ACK for an answer this edge generated; it ends there.
     AckAbsorbed,
@@ -53,15 +74,22 @@ pub enum ProxyDrop {
     TooLarge,
     /// The source is banned (socket mode, where no XDP filter bans it).
     Banned,
-    /// A new call from an unverified source over the budget for such calls.
-    UnverifiedCall,
+    /// A request from an unverified source over the budget for such
+    /// requests (or any, while the shields are up).
+    UnverifiedRequest,
     /// A response to an unverified destination while the shields are up
-    /// (it would answer a spoofed flood's INVITE admitted before they rose).
+    /// (it would answer a spoofed flood's request admitted before they rose).
     ShieldedResponse,
+    /// A response whose top Via looks like this edge's but that this edge
+    /// did not send the request for, to the host it came from: a forged
+    /// branch, or a response echoed by another host.
+    UnexpectedResponse,
+    /// A response toward an unverified destination over its budget.
+    ResponseLimited,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 14] = [
+    const ALL: [ProxyDrop; 16] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -74,13 +102,20 @@ impl ProxyDrop {
         ProxyDrop::NoDestination,
         ProxyDrop::TooLarge,
         ProxyDrop::Banned,
-        ProxyDrop::UnverifiedCall,
+        ProxyDrop::UnverifiedRequest,
         ProxyDrop::ShieldedResponse,
+        ProxyDrop::UnexpectedResponse,
+        ProxyDrop::ResponseLimited,
     ];
 
     /// Every reason, in counter order.
     pub fn all() -> &'static [ProxyDrop] {
         &Self::ALL
+    }
+
+    /// The reason's name in counters, metrics and stats.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 
@@ -98,8 +133,10 @@ impl DropReason for ProxyDrop {
         "no_destination",
         "too_large",
         "banned",
-        "unverified_call",
+        "unverified_request",
         "shielded_response",
+        "unexpected_response",
+        "response_limited",
     ];
 
     fn index(self) -> usize {
@@ -110,41 +147,68 @@ impl DropReason for ProxyDrop {
 /// What the proxy tells the control thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyEvent {
-    /// Ban this source: it crossed an abuse limit.
+    /// Ban this source: it proved its address and then crossed an abuse
+    /// limit. Never sent for a source that did not prove its address.
     Abuse {
         /// The source.
         source: IpAddr,
         /// Which limit.
         reason: AbuseReason,
     },
-    /// This source proved its address is real (echoed a dialog cookie);
-    /// the XDP filter may trust it.
+    /// This source proved its address is real (echoed a dialog cookie, or
+    /// this edge's To tag in an ACK) and is verified until `until`: every
+    /// worker and the XDP filter should know.
     Verified {
         /// The source.
         source: IpAddr,
+        /// When the verification lapses (the dataplane's clock).
+        until: Timestamp,
     },
 }
 
 /// Messages from the control thread to a worker's proxy.
 #[derive(Debug, Clone, Copy)]
 pub enum ProxyControl {
-    /// Drop everything from `source` until `until` (monotonic ns, the
+    /// Drop everything from `network` until `until` (monotonic ns, the
     /// dataplane's clock). Used where no XDP filter does it.
     Ban {
-        /// The source.
-        source: IpAddr,
+        /// The banned source (a host) or network.
+        network: Cidr,
         /// When the ban lapses.
         until: Timestamp,
     },
-    /// Lift a ban.
+    /// Lift the ban of exactly `network`.
     Unban {
+        /// The network, as banned.
+        network: Cidr,
+    },
+    /// Another worker saw `source` prove its address.
+    Verify {
         /// The source.
         source: IpAddr,
+        /// When the verification lapses.
+        until: Timestamp,
+    },
+    /// An operator trusts `network` from now on (`dce-edge allow`).
+    Allow {
+        /// The network.
+        network: Cidr,
+    },
+    /// An operator no longer trusts `network`.
+    Disallow {
+        /// The network.
+        network: Cidr,
     },
 }
 
 /// Sources a worker bans itself (socket mode), at most.
 const WORKER_BANS: usize = 8192;
+
+/// Networks wider than one source a worker bans itself (socket mode).
+const NETWORK_BANS: usize = 1024;
+
+/// Networks an operator may add to the allowlist at run time, per worker.
+const RUNTIME_ALLOWS: usize = 1024;
 
 /// Events a worker queues between batches before counting them lost.
 const EVENT_QUEUE: usize = 1024;
@@ -154,6 +218,14 @@ const SETUP_SLOTS: usize = 1 << 14;
 
 /// How long a setup slot stays valid: older entries are stale calls.
 const SETUP_STALE_NS: u64 = 64_000_000_000;
+
+/// Seeds of the per-source tables (domains of the secret's table seed).
+mod table {
+    pub const ANSWERS: u8 = 1;
+    pub const VERIFIED: u8 = 2;
+    pub const ABUSE: u8 = 3;
+    pub const BANS: u8 = 4;
+}
 
 /// One worker's counters, as the control thread reads them.
 #[derive(Debug, Clone)]
@@ -199,6 +271,9 @@ pub struct ProxyStats {
     pub setup_us: Histogram<u64>,
     /// Events that found the queue full.
     pub events_lost: u64,
+    /// Proofs of address refused because the source's IPv6 /48 had its
+    /// share of verified /64s.
+    pub proofs_refused: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -218,16 +293,28 @@ struct GroupCounters {
     caps: Vec<u64>,
 }
 
+/// The most contacts a redirect answer lists.
+const MAX_CONTACTS: usize = 8;
+
 /// The proxy of one worker. Owns everything it touches.
 pub struct EdgeProxy {
     cfg: ProxyConfig,
     routes: WorkerRoutes,
-    answers: Answers,
+    pub(crate) answers: Answers,
+    pub(crate) verified: VerifiedSources,
     abuse: AbuseTracker,
     events: VecDeque<ProxyEvent>,
     bans: SourceTable<u64>,
+    /// Bans of networks wider than one source, with their expiry.
+    network_bans: Vec<(Cidr, u64)>,
     setup: Box<[SetupSlot]>,
+    /// Addresses of the current table's forward targets, sorted: trusted.
     upstream_ips: Vec<IpAddr>,
+    /// Networks an operator allowed at run time.
+    runtime_allows: Vec<Cidr>,
+    /// The text of a redirect's contacts, written before the answer.
+    contacts: [[u8; 80]; MAX_CONTACTS],
+    contact_lens: [usize; MAX_CONTACTS],
     record_route_prefix: Vec<u8>,
     group_counters: GroupCounters,
     totals_hits: BTreeMap<String, u64>,
@@ -265,7 +352,7 @@ enum Routed {
     },
     Redirect {
         group: u32,
-        targets: [SocketAddr; 8],
+        targets: [SocketAddr; MAX_CONTACTS],
         count: usize,
     },
     OverCap {
@@ -290,8 +377,8 @@ impl From<Decision<'_>> for Routed {
                 code,
             },
             Decision::Redirect { route, targets } => {
-                let mut addrs = [SocketAddr::from(([0, 0, 0, 0], 0)); 8];
-                let count = targets.len().min(8);
+                let mut addrs = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_CONTACTS];
+                let count = targets.len().min(MAX_CONTACTS);
                 for (a, t) in addrs.iter_mut().zip(targets) {
                     *a = t.addr;
                 }
@@ -313,35 +400,73 @@ impl From<Decision<'_>> for Routed {
 }
 
 /// What to answer locally.
-struct Answer<'x> {
+#[derive(Debug, Clone, Copy)]
+struct Answer {
     code: u16,
-    reason: &'static str,
     retry_after: Option<u32>,
-    contacts: &'x [&'x [u8]],
+    /// How many of the proxy's contact buffers the answer lists.
+    contacts: usize,
 }
 
-impl<'x> Answer<'x> {
+impl Answer {
     fn new(code: u16) -> Self {
         Answer {
             code,
-            reason: reason_phrase(code),
             retry_after: None,
-            contacts: &[],
+            contacts: 0,
         }
     }
+}
+
+/// Where a forwarded request goes and what it carries.
+#[derive(Debug, Clone, Copy)]
+struct Forward {
+    dest: SocketAddr,
+    /// The first Route names this edge and is removed.
+    remove_first_route: bool,
+    /// An initial INVITE: Record-Route it and time its setup.
+    initial_invite: bool,
+}
+
+/// What the proxy does with one request, decided before anything is sent.
+#[derive(Debug, Clone, Copy)]
+enum Disposition {
+    Forward(Forward),
+    Answer(Answer),
+}
+
+/// What the edge knows about one request's routing header fields.
+struct RouteInfo<'m> {
+    /// The first Route names this edge.
+    first_is_ours: bool,
+    /// The Route after ours (or the first, when the first is not ours).
+    next: Option<sip::NameAddr<'m>>,
+    /// The dialog target the first Route's cookie vouches for.
+    cookie_target: Option<SocketAddr>,
 }
 
 impl EdgeProxy {
     /// A worker's proxy over its own routes.
     pub fn new(cfg: ProxyConfig, routes: WorkerRoutes) -> EdgeProxy {
         let record_route_prefix = format!("<sip:{};lr;dce=", cfg.advertise).into_bytes();
+        let seed = |t| cfg.secret.table_seed(t);
         let mut proxy = EdgeProxy {
-            answers: Answers::new(&cfg.answers),
-            abuse: AbuseTracker::new(cfg.abuse),
+            answers: Answers::new(&cfg.answers, seed(table::ANSWERS)),
+            verified: VerifiedSources::new(
+                cfg.answers.tracked_sources,
+                cfg.answers.verified_seconds,
+                cfg.answers.verified_per_48,
+                seed(table::VERIFIED),
+            ),
+            abuse: AbuseTracker::new(cfg.abuse, seed(table::ABUSE)),
             events: VecDeque::with_capacity(EVENT_QUEUE),
-            bans: SourceTable::with_capacity(WORKER_BANS),
+            bans: SourceTable::with_capacity(WORKER_BANS, seed(table::BANS)),
+            network_bans: Vec::with_capacity(NETWORK_BANS),
             setup: vec![SetupSlot::default(); SETUP_SLOTS].into_boxed_slice(),
             upstream_ips: Vec::new(),
+            runtime_allows: Vec::with_capacity(RUNTIME_ALLOWS),
+            contacts: [[0; 80]; MAX_CONTACTS],
+            contact_lens: [0; MAX_CONTACTS],
             record_route_prefix,
             group_counters: GroupCounters::default(),
             totals_hits: BTreeMap::new(),
@@ -392,7 +517,9 @@ impl EdgeProxy {
     fn table_changed(&mut self) {
         self.fold_group_counters();
         let table: &RouteTable = self.routes.table();
-        let mut ips: Vec<IpAddr> = table.upstreams().iter().map(|a| a.ip()).collect();
+        // Only forward targets are trusted: a redirect group's targets are
+        // addresses the edge tells callers about, not its upstreams.
+        let mut ips: Vec<IpAddr> = table.forward_upstreams().iter().map(|a| a.ip()).collect();
         ips.sort();
         ips.dedup();
         self.upstream_ips = ips;
@@ -445,7 +572,7 @@ impl EdgeProxy {
                 .collect(),
             dropped: ProxyDrop::ALL
                 .iter()
-                .map(|&d| (ProxyDrop::NAMES[d as usize], self.dropped[d as usize]))
+                .map(|&d| (d.name(), self.dropped[d as usize]))
                 .filter(|&(_, n)| n > 0)
                 .collect(),
             lookups: self.lookups,
@@ -459,6 +586,7 @@ impl EdgeProxy {
             calls_failed: self.calls_failed,
             setup_us: self.setup_us.clone(),
             events_lost: self.events_lost,
+            proofs_refused: self.verified.refused(),
         }
     }
 
@@ -488,10 +616,49 @@ impl EdgeProxy {
         Err(reason)
     }
 
-    /// True for allowlisted sources and the route table's upstreams.
+    /// True when a ban the control thread sent covers `ip` at `now`.
+    fn is_banned(&self, ip: IpAddr, now: u64) -> bool {
+        self.bans
+            .get(SourceKey::new(ip))
+            .is_some_and(|&until| until > now)
+            || self
+                .network_bans
+                .iter()
+                .any(|(n, until)| *until > now && n.contains(ip))
+    }
+
+    /// True for allowlisted sources (configured or added at run time) and
+    /// the route table's forward targets.
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.upstream_ips.binary_search(&ip).is_ok()
             || self.cfg.allowlist.iter().any(|c| c.contains(ip))
+            || self.runtime_allows.iter().any(|c| c.contains(ip))
+    }
+
+    /// How far the edge trusts `ip` at `now`.
+    pub(crate) fn standing(&self, ip: IpAddr, now: u64) -> Standing {
+        if self.is_trusted(ip) {
+            Standing::Trusted
+        } else if self.verified.is_verified(ip, now) {
+            Standing::Verified
+        } else {
+            Standing::Unverified
+        }
+    }
+
+    /// `src` proved its address at `now`: verified here, and every other
+    /// worker and the XDP filter are told (when there is news).
+    fn prove(&mut self, src: IpAddr, now: u64) {
+        if self.is_trusted(src) {
+            return;
+        }
+        match self.verified.prove(src, now) {
+            Proof::New(until) | Proof::Refreshed(until) => self.emit(ProxyEvent::Verified {
+                source: src,
+                until: Timestamp::from_nanos(until),
+            }),
+            Proof::Unchanged | Proof::Refused => {}
+        }
     }
 
     fn host_is_ours(&self, host: Host<'_>, port: Option<u16>) -> bool {
@@ -523,11 +690,7 @@ impl EdgeProxy {
     ) -> Result<(), ProxyDrop> {
         self.received += 1;
         self.prepared.advance();
-        if self
-            .bans
-            .get(SourceKey::new(pkt.src.ip()))
-            .is_some_and(|&until| until > now.as_nanos())
-        {
+        if self.is_banned(pkt.src.ip(), now.as_nanos()) {
             return self.drop(ProxyDrop::Banned);
         }
         // Built in this frame's slot: the message is never moved.
@@ -536,125 +699,183 @@ impl EdgeProxy {
             Ok(m) => m,
             Err(e) => return self.malformed(e.kind),
         };
-        if msg.is_request() {
-            self.request(now.as_nanos(), pkt.src, msg, out)
-        } else {
-            self.response(now.as_nanos(), msg, out)
+        let now = now.as_nanos();
+        match msg.start() {
+            StartLine::Request { method, .. } => {
+                match self.decide_request(now, pkt.src, method, msg) {
+                    Ok(d) => self.act(now, pkt.src, method, msg, d, out),
+                    Err(reason) => self.drop(reason),
+                }
+            }
+            StartLine::Response { code, .. } => self.response(now, pkt.src, code, msg, out),
         }
     }
 
-    fn request(
+    /// The Route fields of a request: whether the first is ours, the next
+    /// hop they name, and (for an in-dialog request from `src`) the target
+    /// a valid dialog cookie vouches for.
+    fn route_info<'m>(
+        &self,
+        now: u64,
+        src: SocketAddr,
+        msg: &'m Message<'_>,
+    ) -> Result<RouteInfo<'m>, ErrorKind> {
+        let mut routes = msg.routes();
+        let first = routes.next().transpose().map_err(|e| e.kind)?;
+        let first_is_ours = first.as_ref().is_some_and(|r| self.uri_is_ours(r.uri()));
+        if !first_is_ours {
+            return Ok(RouteInfo {
+                first_is_ours,
+                next: first,
+                cookie_target: None,
+            });
+        }
+        // Only an in-dialog request takes the cookie path: a request without
+        // a To tag starts something new and is routed like one.
+        let mut cookie_target = None;
+        if let (Some(route), Some(_)) = (&first, msg.to_tag()) {
+            let params = route.uri().params();
+            if let (Some(Some(c)), Some(Some(t))) = (params.get(b"dce"), params.get(b"dct")) {
+                if let Some(target) = decode_target(t) {
+                    let dialog = Dialog {
+                        call_id: msg.call_id(),
+                        from_tag: msg.from_tag().unwrap_or(b""),
+                        target,
+                    };
+                    if self.cfg.secret.verify_dialog_cookie(
+                        src.ip(),
+                        c,
+                        dialog,
+                        now,
+                        self.cfg.cookie_period_ns,
+                    ) {
+                        cookie_target = Some(target);
+                    }
+                }
+            }
+        }
+        let next = routes.next().transpose().map_err(|e| e.kind)?;
+        Ok(RouteInfo {
+            first_is_ours,
+            next,
+            cookie_target,
+        })
+    }
+
+    /// Decides what to do with a request; nothing is sent here. Counters of
+    /// routing (lookups, hits) and abuse reports move here, where what they
+    /// count is known.
+    fn decide_request(
         &mut self,
         now: u64,
         src: SocketAddr,
+        method: Method<'_>,
         msg: &Message<'_>,
-        out: &mut Outbox<'_>,
-    ) -> Result<(), ProxyDrop> {
-        let method = msg.method().expect("a request has a method");
+    ) -> Result<Disposition, ProxyDrop> {
         // The parser checks values lazily: a bad Request-URI or Route shows
         // here, and is as malformed as a bad start line.
         let uri = match msg.uri() {
             Some(Ok(u)) => u,
-            Some(Err(e)) => return self.malformed(e.kind),
-            None => return self.malformed(ErrorKind::BadRequestUri),
+            Some(Err(e)) => return Err(self.count_malformed(e.kind)),
+            None => return Err(self.count_malformed(ErrorKind::BadRequestUri)),
         };
-        let trusted = self.is_trusted(src.ip());
-
-        // Loose routing (RFC 3261 section 16.4): a first Route naming this
-        // edge is ours to remove; its dialog cookie proves the source real.
-        let mut routes = msg.routes();
-        let first_route = match routes.next().transpose() {
+        let routing = match self.route_info(now, src, msg) {
             Ok(r) => r,
-            Err(e) => return self.malformed(e.kind),
+            Err(kind) => return Err(self.count_malformed(kind)),
         };
-        let route_is_ours = first_route
-            .as_ref()
-            .is_some_and(|r| self.uri_is_ours(r.uri()));
-        let mut cookie_ok = false;
-        if route_is_ours {
-            if let Some(Some(c)) = first_route
-                .as_ref()
-                .and_then(|r| r.uri().params().get(b"dce"))
-            {
-                cookie_ok = self.cfg.secret.verify_dialog_cookie(
-                    src.ip(),
-                    c,
-                    now,
-                    self.cfg.cookie_period_ns,
-                );
-            }
-            if cookie_ok && !trusted && !self.answers.is_verified(src.ip(), now) {
-                self.answers.verify(src.ip(), now);
-                self.emit(ProxyEvent::Verified { source: src.ip() });
-            }
+        // Loose routing (RFC 3261 section 16.4): a valid dialog cookie in
+        // the Route naming this edge proves the source real.
+        if routing.cookie_target.is_some() {
+            self.prove(src.ip(), now);
         }
-        let next_route = if route_is_ours {
-            match routes.next().transpose() {
-                Ok(r) => r,
-                Err(e) => return self.malformed(e.kind),
-            }
-        } else {
-            first_route
-        };
-
-        // Answers to a source we would never answer are cheap to refuse early
-        // only after the checks below decide an answer is due.
+        let standing = self.standing(src.ip(), now);
+        if standing == Standing::Unverified {
+            self.answers.note_unverified(now);
+        }
         let uri_ours = self.uri_is_ours(&uri);
-        let max_forwards = msg.max_forwards();
 
         // OPTIONS addressed to the edge itself: answer 200 (carriers ping
-        // constantly). Max-Forwards 0 on an OPTIONS also asks the proxy itself
-        // (section 16.3 item 2).
-        if method == Method::Options && uri_ours && uri.user().is_none() && next_route.is_none() {
-            return self.answer(now, src, msg, trusted, Answer::new(200), out);
+        // constantly). Max-Forwards 0 on an OPTIONS also asks the proxy
+        // itself (section 16.3 item 2).
+        if method == Method::Options && uri_ours && uri.user().is_none() && routing.next.is_none() {
+            return Ok(Disposition::Answer(Answer::new(200)));
         }
-        if max_forwards == Some(0) {
-            if method == Method::Options {
-                return self.answer(now, src, msg, trusted, Answer::new(200), out);
-            }
-            if method == Method::Ack {
-                return self.drop(ProxyDrop::AckNoRoute);
-            }
-            return self.answer(now, src, msg, trusted, Answer::new(483), out);
+        if msg.max_forwards() == Some(0) {
+            return match method {
+                Method::Options => Ok(Disposition::Answer(Answer::new(200))),
+                Method::Ack => Err(ProxyDrop::AckNoRoute),
+                _ => Ok(Disposition::Answer(Answer::new(483))),
+            };
         }
 
         // Loop detection (section 16.3 item 4).
         let loop_key = self.loop_key(msg);
-        for via in msg.vias().flatten() {
-            if self.host_is_ours(via.host(), via.port())
+        let looped = msg.vias().flatten().any(|via| {
+            self.host_is_ours(via.host(), via.port())
                 && via
                     .branch()
                     .and_then(branch_loop_key)
                     .is_some_and(|k| k == loop_key)
-            {
-                if method == Method::Ack {
-                    return self.drop(ProxyDrop::AckNoRoute);
-                }
-                return self.answer(now, src, msg, trusted, Answer::new(482), out);
-            }
-        }
-
-        // An ACK for an answer this edge made ends here (its To tag is ours).
-        if method == Method::Ack && msg.to_tag().is_some_and(|t| t == self.local_tag(msg)) {
-            return self.drop(ProxyDrop::AckAbsorbed);
-        }
-
-        // Requests that are not for this edge go where their next Route or
-        // Request-URI says, but only for dialogs this edge is part of.
-        if next_route.is_some() || !uri_ours {
-            if !(trusted || cookie_ok) {
-                return self.drop(ProxyDrop::RelayDenied);
-            }
-            let dest_uri = next_route.as_ref().map_or(uri, |r| *r.uri());
-            let Some(ip) = dest_uri.host().and_then(|h| h.ip()) else {
-                return self.drop(ProxyDrop::Unresolvable);
+        });
+        if looped {
+            return match method {
+                Method::Ack => Err(ProxyDrop::AckNoRoute),
+                _ => Ok(Disposition::Answer(Answer::new(482))),
             };
-            let dest = SocketAddr::new(ip, dest_uri.port().unwrap_or(5060));
-            return self.forward_request(now, src, msg, dest, route_is_ours, false, out);
         }
 
-        // For this edge: route by the dialed number. REGISTER names its user
-        // in To, not in the Request-URI.
+        // An ACK for an answer this edge made ends here (its To tag is ours,
+        // bound to the address answered: echoing it proves that address).
+        if method == Method::Ack
+            && msg
+                .to_tag()
+                .is_some_and(|t| t == self.local_tag(msg, src.ip()))
+        {
+            self.prove(src.ip(), now);
+            return Err(ProxyDrop::AckAbsorbed);
+        }
+
+        // An in-dialog request whose cookie vouches for its dialog goes to
+        // the dialog's target, and only there.
+        if let Some(target) = routing.cookie_target {
+            return Ok(Disposition::Forward(Forward {
+                dest: target,
+                remove_first_route: true,
+                initial_invite: false,
+            }));
+        }
+
+        // Requests not for this edge go where their next Route or
+        // Request-URI says, for trusted sources only: the edge is no relay.
+        if routing.next.is_some() || !uri_ours {
+            if standing != Standing::Trusted {
+                return Err(ProxyDrop::RelayDenied);
+            }
+            let dest_uri = routing.next.as_ref().map_or(uri, |r| *r.uri());
+            let Some(ip) = dest_uri.host().and_then(|h| h.ip()) else {
+                return Err(ProxyDrop::Unresolvable);
+            };
+            return Ok(Disposition::Forward(Forward {
+                dest: SocketAddr::new(ip, dest_uri.port().unwrap_or(5060)),
+                remove_first_route: routing.first_is_ours,
+                initial_invite: false,
+            }));
+        }
+
+        self.decide_by_route(now, src, method, msg, standing, routing.first_is_ours)
+    }
+
+    /// A request for this edge: routed by its dialed number. REGISTER names
+    /// its user in To, not in the Request-URI.
+    fn decide_by_route(
+        &mut self,
+        now: u64,
+        src: SocketAddr,
+        method: Method<'_>,
+        msg: &Message<'_>,
+        standing: Standing,
+        remove_first_route: bool,
+    ) -> Result<Disposition, ProxyDrop> {
         let mut number = DialedNumber::new();
         let have_number = match method {
             Method::Register => msg
@@ -663,14 +884,6 @@ impl EdgeProxy {
             _ => msg.dialed_number(&mut number).is_ok(),
         };
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
-        if !trusted && !self.answers.is_verified(src.ip(), now) {
-            self.answers.note_unverified(now);
-        }
-        // New calls from sources that have not shown they are real stay
-        // within their budget, unanswered beyond it (see `answers`).
-        if initial_invite && !self.answers.admit_call(src.ip(), trusted, now) {
-            return self.drop(ProxyDrop::UnverifiedCall);
-        }
         self.lookups += 1;
         let decision = {
             let found = if !have_number {
@@ -691,14 +904,24 @@ impl EdgeProxy {
             };
             Routed::from(d)
         };
-        let (dest, group) = match decision {
-            Routed::Forward { dest, group } => (dest, group),
+        let is_ack = method == Method::Ack;
+        match decision {
+            Routed::Forward { dest, group } => {
+                self.count_hit(group);
+                Ok(Disposition::Forward(Forward {
+                    dest,
+                    remove_first_route,
+                    initial_invite,
+                }))
+            }
             Routed::NoRoute => {
                 self.misses += 1;
-                if method == Method::Ack {
-                    return self.drop(ProxyDrop::AckNoRoute);
+                if is_ack {
+                    return Err(ProxyDrop::AckNoRoute);
                 }
-                if !trusted && !self.answers.is_verified(src.ip(), now) {
+                // Only a source that proved its address is held to account:
+                // anyone could have sent this in an unverified source's name.
+                if standing == Standing::Verified {
                     if let Some(reason) = self.abuse.not_found(src.ip(), number.as_bytes(), now) {
                         self.emit(ProxyEvent::Abuse {
                             source: src.ip(),
@@ -706,21 +929,14 @@ impl EdgeProxy {
                         });
                     }
                 }
-                return self.answer(
-                    now,
-                    src,
-                    msg,
-                    trusted,
-                    Answer::new(self.cfg.no_route_code),
-                    out,
-                );
+                Ok(Disposition::Answer(Answer::new(self.cfg.no_route_code)))
             }
             Routed::Reject { group, code } => {
                 self.count_hit(group);
-                if method == Method::Ack {
-                    return self.drop(ProxyDrop::AckNoRoute);
+                if is_ack {
+                    return Err(ProxyDrop::AckNoRoute);
                 }
-                return self.answer(now, src, msg, trusted, Answer::new(code), out);
+                Ok(Disposition::Answer(Answer::new(code)))
             }
             Routed::Redirect {
                 group,
@@ -728,23 +944,17 @@ impl EdgeProxy {
                 count,
             } => {
                 self.count_hit(group);
-                if method == Method::Ack {
-                    return self.drop(ProxyDrop::AckNoRoute);
+                if is_ack {
+                    return Err(ProxyDrop::AckNoRoute);
                 }
                 // Contacts: sip:NUMBER@target for each target, priority order.
-                let mut text = [[0u8; 80]; 8];
-                let mut lens = [0usize; 8];
-                let n = count;
-                for (i, t) in targets.iter().take(n).enumerate() {
-                    lens[i] = write_contact(&mut text[i], number.as_bytes(), *t);
-                }
-                let mut contacts: [&[u8]; 8] = [&[]; 8];
-                for i in 0..n {
-                    contacts[i] = &text[i][..lens[i]];
+                for (i, t) in targets.iter().take(count).enumerate() {
+                    self.contact_lens[i] =
+                        write_contact(&mut self.contacts[i], number.as_bytes(), *t);
                 }
                 let mut a = Answer::new(302);
-                a.contacts = &contacts[..n];
-                return self.answer(now, src, msg, trusted, a, out);
+                a.contacts = count;
+                Ok(Disposition::Answer(a))
             }
             Routed::OverCap { group, retry_after } => {
                 self.count_hit(group);
@@ -753,20 +963,50 @@ impl EdgeProxy {
                 }
                 let mut a = Answer::new(503);
                 a.retry_after = Some(retry_after.as_secs().max(1) as u32);
-                return self.answer(now, src, msg, trusted, a, out);
+                Ok(Disposition::Answer(a))
             }
             Routed::NoTargetUp { group } => {
                 self.count_hit(group);
-                if method == Method::Ack {
-                    return self.drop(ProxyDrop::AckNoRoute);
+                if is_ack {
+                    return Err(ProxyDrop::AckNoRoute);
                 }
                 let mut a = Answer::new(503);
                 a.retry_after = Some(5);
-                return self.answer(now, src, msg, trusted, a, out);
+                Ok(Disposition::Answer(a))
             }
-        };
-        self.count_hit(group);
-        self.forward_request(now, src, msg, dest, route_is_ours, initial_invite, out)
+        }
+    }
+
+    /// Carries out a disposition: pays the budgets of an unverified source
+    /// or destination, sends, and counts.
+    fn act(
+        &mut self,
+        now: u64,
+        src: SocketAddr,
+        method: Method<'_>,
+        msg: &Message<'_>,
+        disposition: Disposition,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), ProxyDrop> {
+        let standing = self.standing(src.ip(), now);
+        match disposition {
+            Disposition::Forward(f) => {
+                // Every request from an unverified source that would be
+                // forwarded pays the budget, whatever its method.
+                if !self.answers.admit_request(standing, now) {
+                    return self.drop(ProxyDrop::UnverifiedRequest);
+                }
+                self.forward_request(now, src, msg, f, out)
+            }
+            Disposition::Answer(a) => self.answer(now, src, method, msg, standing, a, out),
+        }
+    }
+
+    fn count_malformed(&mut self, kind: ErrorKind) -> ProxyDrop {
+        if let Some(c) = self.parse_errors.get_mut(kind as usize) {
+            *c += 1;
+        }
+        ProxyDrop::Malformed
     }
 
     fn count_hit(&mut self, group: u32) {
@@ -785,18 +1025,30 @@ impl EdgeProxy {
             .loop_key([uri, msg.from_tag().unwrap_or(b""), msg.call_id(), &cseq[..]])
     }
 
-    /// The branch for forwarding `msg` (section 16.11): from the incoming
-    /// branch when it is an RFC 3261 one, else from the fields that identify
-    /// an RFC 2543 transaction. The method is left out so that a CANCEL and
-    /// a non-2xx ACK get their INVITE's branch.
-    fn branch(&self, msg: &Message<'_>) -> [u8; BRANCH_LEN] {
+    /// The branch for forwarding `msg` to `next_hop` (section 16.11): from
+    /// the incoming branch when it is an RFC 3261 one, else from the fields
+    /// that identify an RFC 2543 transaction. The method is left out so that
+    /// a CANCEL and a non-2xx ACK get their INVITE's branch.
+    fn branch(&self, msg: &Message<'_>, next_hop: SocketAddr) -> [u8; BRANCH_LEN] {
         let top = msg.top_via();
-        let cseq = msg.cseq().number.to_le_bytes();
+        let cseq = msg.cseq().number;
+        let cseq_bytes = cseq.to_le_bytes();
         let uri = msg.request_uri().unwrap_or(b"");
-        let loop_parts = [uri, msg.from_tag().unwrap_or(b""), msg.call_id(), &cseq[..]];
+        let loop_parts = [
+            uri,
+            msg.from_tag().unwrap_or(b""),
+            msg.call_id(),
+            &cseq_bytes[..],
+        ];
+        let tx = Transaction {
+            call_id: msg.call_id(),
+            cseq,
+        };
         match top.branch() {
             Some(b) if top.has_rfc3261_branch() => {
-                self.cfg.secret.branch([b, top.as_bytes()], loop_parts)
+                self.cfg
+                    .secret
+                    .branch([b, top.as_bytes()], loop_parts, next_hop, tx)
             }
             _ => self.cfg.secret.branch(
                 [
@@ -805,36 +1057,50 @@ impl EdgeProxy {
                     msg.call_id(),
                     uri,
                     top.as_bytes(),
-                    &cseq[..],
+                    &cseq_bytes[..],
                 ],
                 loop_parts,
+                next_hop,
+                tx,
             ),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn forward_request(
         &mut self,
         now: u64,
         src: SocketAddr,
         msg: &Message<'_>,
-        dest: SocketAddr,
-        remove_first_route: bool,
-        initial_invite: bool,
+        f: Forward,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
-        let branch = self.branch(msg);
-        let mut rr = [0u8; 128];
-        let record_route = if initial_invite && self.cfg.record_route {
+        let branch = self.branch(msg, f.dest);
+        let mut rr = [0u8; 192];
+        let record_route = if f.initial_invite && self.cfg.record_route {
+            let dialog = Dialog {
+                call_id: msg.call_id(),
+                from_tag: msg.from_tag().unwrap_or(b""),
+                target: f.dest,
+            };
             let c = self
                 .cfg
                 .secret
-                .dialog_cookie(src.ip(), now, self.cfg.cookie_period_ns);
+                .dialog_cookie(src.ip(), dialog, now, self.cfg.cookie_period_ns);
+            let mut target = [0u8; TARGET_MAX_LEN];
+            let tn = encode_target(f.dest, &mut target);
             let p = &self.record_route_prefix;
-            let len = p.len() + COOKIE_LEN + 1;
-            rr[..p.len()].copy_from_slice(p);
-            rr[p.len()..p.len() + COOKIE_LEN].copy_from_slice(&c);
-            rr[len - 1] = b'>';
+            let mut len = 0;
+            for part in [
+                p.as_slice(),
+                &c[..COOKIE_LEN],
+                b";dct",
+                b"=",
+                &target[..tn],
+                b">",
+            ] {
+                rr[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+            }
             Some(&rr[..len])
         } else {
             None
@@ -844,17 +1110,19 @@ impl EdgeProxy {
             branch: &branch,
             request_uri: None,
             record_route,
-            remove_first_route,
+            remove_first_route: f.remove_first_route,
             source: Some(src),
         };
-        match out.send(dest, |buf| sip::write::forward_request(msg, &fwd, buf).ok()) {
+        match out.send(f.dest, |buf| {
+            sip::write::forward_request(msg, &fwd, buf).ok()
+        }) {
             Ok(()) => {}
             Err(SendError::PayloadRejected { .. }) => return self.drop(ProxyDrop::TooLarge),
             // The dataplane counted it (no neighbour, ring full...).
             Err(_) => return Ok(()),
         }
         self.forwarded_requests += 1;
-        if initial_invite {
+        if f.initial_invite {
             let key = setup_key(&branch);
             let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
             // A retransmission keeps the first send time.
@@ -873,14 +1141,25 @@ impl EdgeProxy {
     fn response(
         &mut self,
         now: u64,
+        src: SocketAddr,
+        status: u16,
         msg: &Message<'_>,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
         let top = msg.top_via();
-        let ours =
-            self.host_is_ours(top.host(), top.port()) && top.branch().is_some_and(is_our_branch);
-        if !ours {
+        let branch = top.branch().unwrap_or(b"");
+        if !(self.host_is_ours(top.host(), top.port()) && is_our_branch(branch)) {
             return self.drop(ProxyDrop::NotOurVia);
+        }
+        // Only the hop the request went to, answering that request, gets a
+        // response relayed: a branch of our shape proves nothing by itself.
+        let cseq = msg.cseq();
+        let tx = Transaction {
+            call_id: msg.call_id(),
+            cseq: cseq.number,
+        };
+        if !self.cfg.secret.response_is_ours(branch, src, tx) {
+            return self.drop(ProxyDrop::UnexpectedResponse);
         }
         let next = match msg.second_via() {
             Ok(v) => v,
@@ -892,13 +1171,17 @@ impl EdgeProxy {
         let Some(dest) = next.response_target() else {
             return self.drop(ProxyDrop::Unresolvable);
         };
-        let status = msg.status().expect("a response has a status");
-        let cseq = msg.cseq();
-        let to_untrusted = !self.is_trusted(dest.ip()) && !self.answers.is_verified(dest.ip(), now);
-        if to_untrusted && self.answers.shields_up(now) {
-            return self.drop(ProxyDrop::ShieldedResponse);
+        let standing = self.standing(dest.ip(), now);
+        match self.answers.admit_response(dest.ip(), standing, now) {
+            AnswerVerdict::Send => {}
+            AnswerVerdict::Shielded => return self.drop(ProxyDrop::ShieldedResponse),
+            AnswerVerdict::SourceLimited | AnswerVerdict::UnverifiedLimited => {
+                return self.drop(ProxyDrop::ResponseLimited)
+            }
         }
-        if to_untrusted {
+        // A genuine answer to a request of a source that proved its
+        // address counts toward that source's abuse limits.
+        if standing == Standing::Verified {
             let reason = match status {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),
                 404 | 484 => {
@@ -924,67 +1207,77 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
-            // The setup time is known when this worker forwarded the INVITE
-            // too (always with one worker; a sample of calls with several,
-            // since the answer may arrive on another worker's queue). The
-            // slot also tells a retransmitted final answer from the first.
-            let key = setup_key(top.branch().unwrap_or(b""));
-            let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
-            let first = if slot.key == key && slot.started != 0 {
-                let first = !slot.answered;
-                if first {
-                    let us = now.saturating_sub(slot.started) / 1000;
-                    let _ = self.setup_us.record(us.clamp(1, 120_000_000));
-                    slot.answered = true;
-                }
-                first
-            } else {
-                true
-            };
-            if first {
-                if status < 300 {
-                    self.calls_answered += 1;
-                } else {
-                    self.calls_failed += 1;
-                }
-            }
+            self.note_final_answer(now, branch, status);
         }
         Ok(())
     }
 
-    /// The To tag of this edge's answers in the dialog of `msg`: derived,
-    /// so retransmissions and the ACK carry the same one.
-    fn local_tag(&self, msg: &Message<'_>) -> [u8; 19] {
-        let b = self.cfg.secret.branch(
-            [msg.call_id(), msg.from_tag().unwrap_or(b"")],
-            [&b"tag"[..]],
-        );
-        let mut tag = [0u8; 19];
-        tag[..3].copy_from_slice(b"dce");
-        tag[3..].copy_from_slice(&b[10..26]);
-        tag
+    /// Times the call's setup and counts its outcome, once per call: the
+    /// slot also tells a retransmitted final answer from the first. The
+    /// setup time is known when this worker forwarded the INVITE too
+    /// (always with one worker; a sample of calls with several, since the
+    /// answer may arrive on another worker's queue).
+    fn note_final_answer(&mut self, now: u64, branch: &[u8], status: u16) {
+        let key = setup_key(branch);
+        let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
+        let first = if slot.key == key && slot.started != 0 {
+            let first = !slot.answered;
+            if first {
+                let us = now.saturating_sub(slot.started) / 1000;
+                let _ = self.setup_us.record(us.clamp(1, 120_000_000));
+                slot.answered = true;
+            }
+            first
+        } else {
+            true
+        };
+        if first {
+            if status < 300 {
+                self.calls_answered += 1;
+            } else {
+                self.calls_failed += 1;
+            }
+        }
     }
 
+    /// The To tag of this edge's answers in the dialog of `msg`, answered to
+    /// `to`: derived, so retransmissions and the ACK carry the same one.
+    fn local_tag(&self, msg: &Message<'_>, to: IpAddr) -> [u8; cookie::LOCAL_TAG_LEN] {
+        self.cfg
+            .secret
+            .local_tag(msg.call_id(), msg.from_tag().unwrap_or(b""), to)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         now: u64,
         src: SocketAddr,
+        method: Method<'_>,
         msg: &Message<'_>,
-        trusted: bool,
-        a: Answer<'_>,
+        standing: Standing,
+        a: Answer,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
-        match self.answers.admit(src.ip(), trusted, now) {
+        match self.answers.admit_answer(src.ip(), standing, now) {
             AnswerVerdict::Send => {}
             AnswerVerdict::SourceLimited => return self.drop(ProxyDrop::AnswerLimitedSource),
-            AnswerVerdict::UnverifiedLimited => {
+            AnswerVerdict::UnverifiedLimited | AnswerVerdict::Shielded => {
                 return self.drop(ProxyDrop::AnswerLimitedUnverified)
             }
         }
-        let tag = self.local_tag(msg);
-        let mut b = ResponseBuilder::new(a.code, a.reason)
+        let tag = self.local_tag(msg, src.ip());
+        let mut contacts: [&[u8]; MAX_CONTACTS] = [&[]; MAX_CONTACTS];
+        for (c, (text, &len)) in contacts
+            .iter_mut()
+            .zip(self.contacts.iter().zip(&self.contact_lens))
+            .take(a.contacts)
+        {
+            *c = &text[..len];
+        }
+        let mut b = ResponseBuilder::new(a.code, reason_phrase(a.code))
             .server(self.cfg.server.as_bytes())
-            .contacts(a.contacts);
+            .contacts(&contacts[..a.contacts]);
         if a.code > 100 {
             b = b.to_tag(&tag);
         }
@@ -997,10 +1290,19 @@ impl EdgeProxy {
             Err(_) => return Ok(()),
         }
         self.answered[a.code as usize] += 1;
-        if msg.method() == Some(Method::Invite) && a.code >= 300 {
+        if method == Method::Invite && a.code >= 300 {
             self.calls_failed += 1;
         }
         Ok(())
+    }
+}
+
+/// The one source a network is, when it is no wider than one (an IPv4
+/// host, or an IPv6 prefix of at least 64 bits: one /64 is one source).
+fn one_source(network: Cidr) -> Option<IpAddr> {
+    match network.addr {
+        IpAddr::V4(_) => (network.prefix == 32).then_some(network.addr),
+        IpAddr::V6(_) => (network.prefix >= 64).then_some(network.addr),
     }
 }
 
@@ -1062,14 +1364,35 @@ impl PacketHandler for EdgeProxy {
     }
 
     fn on_control(&mut self, now: Timestamp, msg: ProxyControl) {
+        let now = now.as_nanos();
         match msg {
-            ProxyControl::Ban { source, until } => {
-                *self.bans.entry(SourceKey::new(source), now.as_nanos()) = until.as_nanos();
-            }
-            ProxyControl::Unban { source } => {
-                if self.bans.get(SourceKey::new(source)).is_some() {
-                    *self.bans.entry(SourceKey::new(source), now.as_nanos()) = 0;
+            ProxyControl::Ban { network, until } => match one_source(network) {
+                Some(source) => *self.bans.entry(SourceKey::new(source), now) = until.as_nanos(),
+                None => {
+                    self.network_bans.retain(|(n, u)| *n != network && *u > now);
+                    if self.network_bans.len() < NETWORK_BANS {
+                        self.network_bans.push((network, until.as_nanos()));
+                    }
                 }
+            },
+            ProxyControl::Unban { network } => match one_source(network) {
+                Some(source) => {
+                    self.bans.remove(SourceKey::new(source));
+                }
+                None => self.network_bans.retain(|(n, _)| *n != network),
+            },
+            ProxyControl::Verify { source, until } => {
+                self.verified.apply(source, until.as_nanos(), now);
+            }
+            ProxyControl::Allow { network } => {
+                if !self.runtime_allows.contains(&network)
+                    && self.runtime_allows.len() < RUNTIME_ALLOWS
+                {
+                    self.runtime_allows.push(network);
+                }
+            }
+            ProxyControl::Disallow { network } => {
+                self.runtime_allows.retain(|n| *n != network);
             }
         }
     }

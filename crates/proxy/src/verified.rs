@@ -1,0 +1,194 @@
+//! Sources that proved their address is real: they received something the
+//! edge sent to that address and echoed it back (the dialog cookie of a
+//! Record-Route, or the edge's own To tag in the ACK of its answer). Only
+//! such a source is answered and forwarded freely, and only such a source
+//! can be held to account (banned) for what it does: anything else may be
+//! a spoofed address.
+//!
+//! The table is separate from every budget, so that nothing but a proof
+//! puts a source in it and no flood of spoofed sources can push one out;
+//! its hash is keyed, so nobody can aim sources at a neighbourhood either.
+//! A proof lasts `verified_seconds` from the latest proof (refreshed on
+//! use). IPv6 sources count by their /64, and each /48 may have only
+//! `verified_per_48` new /64s verified within that time, so one site
+//! cannot fill the table with its own addresses.
+//!
+//! Every worker keeps a copy: a proof seen by one worker goes to the control
+//! thread, which tells every other worker (and the XDP filter) through the
+//! rings, so a caller verified on one queue is verified on all of them.
+
+use std::net::IpAddr;
+
+use super::rate::{RateLimit, RateState};
+use super::source_table::{HashSeed, SourceKey, SourceTable};
+
+/// What a proof did to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The source was not verified and now is, until the given time.
+    New(u64),
+    /// The source was verified; its expiry moved to the given time (said
+    /// at most once per `refresh_ns`, so the control thread is not told of
+    /// every in-dialog request).
+    Refreshed(u64),
+    /// The source was verified recently enough; nothing to tell.
+    Unchanged,
+    /// The source's /48 already had its share of new /64s.
+    Refused,
+}
+
+/// One worker's (or the control thread's) verified sources.
+#[derive(Debug, Clone)]
+pub struct VerifiedSources {
+    table: SourceTable<u64>,
+    per_48: SourceTable<RateState>,
+    per_48_limit: RateLimit,
+    ttl_ns: u64,
+    refresh_ns: u64,
+    refused: u64,
+}
+
+impl VerifiedSources {
+    /// Room for `capacity` sources, each verified for `ttl_seconds` after
+    /// its latest proof, at most `per_48` new IPv6 /64s per /48 in that time.
+    pub fn new(capacity: usize, ttl_seconds: u32, per_48: u32, seed: HashSeed) -> Self {
+        let ttl_ns = ttl_seconds.max(1) as u64 * 1_000_000_000;
+        let per_48 = per_48.max(1);
+        VerifiedSources {
+            table: SourceTable::with_capacity(capacity.max(64), seed),
+            per_48: SourceTable::with_capacity((capacity / 16).max(64), seed),
+            // `per_48` at once, then `per_48` more per time to live.
+            per_48_limit: RateLimit::per_ns(ttl_ns / per_48 as u64, per_48),
+            ttl_ns,
+            refresh_ns: (ttl_ns / 60).max(1_000_000_000),
+            refused: 0,
+        }
+    }
+
+    /// True when `src` proved itself within the time to live.
+    pub fn is_verified(&self, src: IpAddr, now: u64) -> bool {
+        self.table
+            .get(SourceKey::new(src))
+            .is_some_and(|&until| until > now)
+    }
+
+    /// Records that `src` proved its address at `now`.
+    pub fn prove(&mut self, src: IpAddr, now: u64) -> Proof {
+        let key = SourceKey::new(src);
+        let until = now + self.ttl_ns;
+        if let Some(current) = self.table.get_mut(key) {
+            if *current > now {
+                if *current + self.refresh_ns <= until {
+                    *current = until;
+                    return Proof::Refreshed(until);
+                }
+                return Proof::Unchanged;
+            }
+        }
+        if key.is_ipv6() {
+            let state = self.per_48.entry(key.slash48(), now);
+            if !self.per_48_limit.admit(state, now) {
+                self.refused += 1;
+                return Proof::Refused;
+            }
+        }
+        *self.table.entry(key, now) = until;
+        Proof::New(until)
+    }
+
+    /// Takes a verification another worker (or the control thread) made:
+    /// `src` is verified until `until`, unless this copy already has a
+    /// later expiry.
+    pub fn apply(&mut self, src: IpAddr, until: u64, now: u64) {
+        let e = self.table.entry(SourceKey::new(src), now);
+        *e = (*e).max(until);
+    }
+
+    /// Forgets `src` (an operator ban, an unban of trust).
+    pub fn forget(&mut self, src: IpAddr) {
+        self.table.remove(SourceKey::new(src));
+    }
+
+    /// Proofs refused by the per-/48 limit.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// How many sources the table holds (expired ones until pushed out).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when the table holds no source.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    const SEED: HashSeed = HashSeed::new(9, 8);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_proof_verifies_for_the_time_to_live_and_a_later_one_refreshes() {
+        let mut v = VerifiedSources::new(1024, 3600, 16, SEED);
+        let a = ip("198.18.0.10");
+        assert!(!v.is_verified(a, S));
+        assert_eq!(v.prove(a, S), Proof::New(3601 * S));
+        assert!(v.is_verified(a, 3600 * S));
+        assert!(!v.is_verified(a, 3602 * S));
+        // Proving again soon changes nothing worth telling.
+        assert_eq!(v.prove(a, 2 * S), Proof::Unchanged);
+        // A minute later the expiry moves.
+        assert_eq!(v.prove(a, 70 * S), Proof::Refreshed(3670 * S));
+        assert!(v.is_verified(a, 3660 * S));
+    }
+
+    #[test]
+    fn a_lapsed_source_must_prove_itself_anew() {
+        let mut v = VerifiedSources::new(1024, 10, 16, SEED);
+        let a = ip("198.18.0.10");
+        v.prove(a, 0);
+        assert!(!v.is_verified(a, 11 * S));
+        assert_eq!(v.prove(a, 11 * S), Proof::New(21 * S));
+    }
+
+    #[test]
+    fn one_slash48_gets_only_its_share_of_new_slash64s() {
+        let mut v = VerifiedSources::new(1 << 16, 3600, 16, SEED);
+        let mut new = 0;
+        for i in 0..1000u32 {
+            let a: IpAddr = format!("2001:db8:7:{:x}::1", i).parse().unwrap();
+            if matches!(v.prove(a, S), Proof::New(_)) {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 16);
+        assert_eq!(v.refused(), 1000 - 16);
+        // Another /48 has its own share; IPv4 has no such limit.
+        assert!(matches!(v.prove(ip("2001:db8:8::1"), S), Proof::New(_)));
+        for i in 0..100u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0xC612_0000 + i));
+            assert!(matches!(v.prove(a, S), Proof::New(_)));
+        }
+    }
+
+    #[test]
+    fn a_verification_from_another_worker_is_taken_and_never_shortened() {
+        let mut v = VerifiedSources::new(1024, 3600, 16, SEED);
+        let a = ip("198.18.0.10");
+        v.apply(a, 100 * S, S);
+        assert!(v.is_verified(a, 99 * S));
+        v.apply(a, 50 * S, 2 * S);
+        assert!(v.is_verified(a, 99 * S));
+        v.forget(a);
+        assert!(!v.is_verified(a, 2 * S));
+    }
+}
