@@ -216,7 +216,9 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
             SocketAddr::new(ip, port),
             UdpOptions {
                 buffer_bytes: cfg.buffer_bytes,
+                force_buffers: true,
                 reuse_port: false,
+                ipv6_only: false,
             },
         )
         .map_err(io_err(format!("source socket {j}")))?;

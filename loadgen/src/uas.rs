@@ -332,7 +332,9 @@ impl Uas {
         }
         let opts = UdpOptions {
             buffer_bytes: cfg.buffer_bytes,
+            force_buffers: true,
             reuse_port: true,
+            ipv6_only: false,
         };
         let first = sys::bind_udp(cfg.listen, opts).map_err(|source| UasError::Io {
             what: format!("listen on {}", cfg.listen),

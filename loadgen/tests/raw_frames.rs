@@ -65,7 +65,9 @@ fn bind_big(ns: &Netns) -> UdpSocket {
             "198.18.7.2:5060".parse().unwrap(),
             UdpOptions {
                 buffer_bytes: 32 << 20,
+                force_buffers: true,
                 reuse_port: false,
+                ipv6_only: false,
             },
         )
         .unwrap()

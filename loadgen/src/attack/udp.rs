@@ -53,7 +53,9 @@ impl Sender {
                     SocketAddr::new(ip, 0),
                     UdpOptions {
                         buffer_bytes: 1 << 20,
+                        force_buffers: true,
                         reuse_port: false,
+                        ipv6_only: false,
                     },
                 )
                 .map_err(|e| UdpAttackError::Io(format!("bind: {e}")))?,
