@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::digest::Answer;
-use crate::msg::{self, MsgBuf, Response};
+use crate::msg::{self, Response};
+use crate::msgbuf::MsgBuf;
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CodeCounts, ThreadCpu, Traffic, SATURATION};
-use crate::sipmsg::{self, Method, SipView};
+use crate::sipmsg::{self, SipView};
 use crate::timers::{SipTimers, TimerLanes};
+use sip::Method;
 use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions, TX_SLOT};
 
 /// How the servers answer.
@@ -870,7 +872,7 @@ impl<'a> Server<'a> {
                 self.c.requests.register += 1;
                 self.on_register(&v, peer);
             }
-            Method::Other => {
+            _ => {
                 self.c.requests.other += 1;
                 self.answer(&v, 501, peer);
             }
