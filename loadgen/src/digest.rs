@@ -183,7 +183,7 @@ pub fn response(c: &Credentials<'_>, realm: &[u8], nonce: &[u8], qop_auth: bool)
 /// Appends an `Authorization: Digest ...` header line (with CRLF) answering
 /// `challenge` to `out`.
 pub fn write_authorization(
-    out: &mut crate::msg::MsgBuf<'_>,
+    out: &mut crate::msgbuf::MsgBuf<'_>,
     ch: &Challenge<'_>,
     c: &Credentials<'_>,
 ) {
@@ -319,7 +319,7 @@ mod tests {
     fn written_authorization_round_trips_through_the_verifier() {
         let ch = Challenge::parse(RFC_CHALLENGE).unwrap();
         let mut buf = [0u8; 512];
-        let mut out = crate::msg::MsgBuf::new(&mut buf);
+        let mut out = crate::msgbuf::MsgBuf::new(&mut buf);
         write_authorization(&mut out, &ch, &mufasa());
         let line = out.as_bytes().to_vec();
         let value = line.strip_prefix(b"Authorization: ").unwrap();

@@ -13,6 +13,7 @@ pub mod capacity;
 pub mod cli;
 pub mod digest;
 pub mod msg;
+pub mod msgbuf;
 pub mod numbers;
 pub mod pacing;
 pub mod plot;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use config::ConfigError;
 
-use crate::msg::MsgBuf;
+use crate::msgbuf::MsgBuf;
 
 /// Where dialed numbers come from. Call `k` dials number `k mod len`.
 #[derive(Debug, Clone, PartialEq, Eq)]

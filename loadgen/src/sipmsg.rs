@@ -4,54 +4,10 @@
 //!
 //! The bytes are parsed by the appliance's own parser (`sip`:
 //! zero-copy, RFC 3261 grammar, fuzzed); this module only maps its view onto
-//! the few fields the generator acts on, in one place.
+//! the few fields the generator acts on, in one place. Methods are the
+//! parser's own [`sip::Method`], borrowed like the rest of the view.
 
-/// SIP methods the generator acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// INVITE.
-    Invite,
-    /// ACK.
-    Ack,
-    /// BYE.
-    Bye,
-    /// CANCEL.
-    Cancel,
-    /// OPTIONS.
-    Options,
-    /// REGISTER.
-    Register,
-    /// Any other method.
-    Other,
-}
-
-impl Method {
-    /// The method for a token, case-sensitively (RFC 3261 section 7.1).
-    pub fn from_token(t: &[u8]) -> Method {
-        match t {
-            b"INVITE" => Method::Invite,
-            b"ACK" => Method::Ack,
-            b"BYE" => Method::Bye,
-            b"CANCEL" => Method::Cancel,
-            b"OPTIONS" => Method::Options,
-            b"REGISTER" => Method::Register,
-            _ => Method::Other,
-        }
-    }
-
-    /// The method's token.
-    pub fn token(self) -> &'static [u8] {
-        match self {
-            Method::Invite => b"INVITE",
-            Method::Ack => b"ACK",
-            Method::Bye => b"BYE",
-            Method::Cancel => b"CANCEL",
-            Method::Options => b"OPTIONS",
-            Method::Register => b"REGISTER",
-            Method::Other => b"OTHER",
-        }
-    }
-}
+use sip::Method;
 
 /// The start line of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +15,7 @@ pub enum Start<'a> {
     /// A request.
     Request {
         /// The method.
-        method: Method,
+        method: Method<'a>,
         /// The Request-URI.
         uri: &'a [u8],
     },
@@ -83,7 +39,7 @@ pub struct SipView<'a> {
     /// CSeq number.
     pub cseq: u32,
     /// CSeq method.
-    pub cseq_method: Method,
+    pub cseq_method: Method<'a>,
     /// From value (with its parameters).
     pub from: &'a [u8],
     /// To value (with its parameters).
@@ -129,7 +85,7 @@ impl<'a> SipView<'a> {
     }
 
     /// The method, for a request.
-    pub fn method(&self) -> Option<Method> {
+    pub fn method(&self) -> Option<Method<'a>> {
         match self.start {
             Start::Request { method, .. } => Some(method),
             Start::Response { .. } => None,
@@ -181,28 +137,12 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[a..b.max(a)]
 }
 
-fn method(m: sip::Method<'_>) -> Method {
-    use sip::Method as M;
-    match m {
-        M::Invite => Method::Invite,
-        M::Ack => Method::Ack,
-        M::Bye => Method::Bye,
-        M::Cancel => Method::Cancel,
-        M::Options => Method::Options,
-        M::Register => Method::Register,
-        _ => Method::Other,
-    }
-}
-
 /// Reads a datagram as a SIP message, with `sip::parse`.
 pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
     use sip::HeaderName;
     let m = sip::parse(buf).map_err(Malformed::Sip)?;
     let start = match (m.method(), m.request_uri(), m.status()) {
-        (Some(meth), Some(uri), _) => Start::Request {
-            method: method(meth),
-            uri,
-        },
+        (Some(meth), Some(uri), _) => Start::Request { method: meth, uri },
         (_, _, Some(code)) => Start::Response { code },
         // The parser yields either a request or a response.
         _ => Start::Response { code: 0 },
@@ -221,7 +161,7 @@ pub fn parse(buf: &[u8]) -> Result<SipView<'_>, Malformed> {
         start,
         call_id: m.call_id(),
         cseq: cseq.number,
-        cseq_method: method(cseq.method),
+        cseq_method: cseq.method,
         from: m.header_value(HeaderName::From).unwrap_or_default(),
         to: m.header_value(HeaderName::To).unwrap_or_default(),
         vias,

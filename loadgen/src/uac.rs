@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::digest::{Challenge, Credentials};
-use crate::msg::{self, CallKey, CallerTemplate, MsgBuf, Request, Txn};
+use crate::msg::{self, CallKey, CallerTemplate, Request, Txn};
+use crate::msgbuf::MsgBuf;
 use crate::numbers::Numbers;
 use crate::pacing::Pacer;
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CallerCounters, RunFacts, ThreadCpu, UacReport};
-use crate::sipmsg::{self, Method, SipView};
+use crate::sipmsg::{self, SipView};
 use crate::timers::{SipTimers, TimerLanes};
+use sip::Method;
 use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
 
 /// What each caller does.
@@ -216,7 +218,9 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
             SocketAddr::new(ip, port),
             UdpOptions {
                 buffer_bytes: cfg.buffer_bytes,
+                force_buffers: true,
                 reuse_port: false,
+                ipv6_only: false,
             },
         )
         .map_err(io_err(format!("source socket {j}")))?;

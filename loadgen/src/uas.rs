@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::digest::Answer;
-use crate::msg::{self, MsgBuf, Response};
+use crate::msg::{self, Response};
+use crate::msgbuf::MsgBuf;
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CodeCounts, ThreadCpu, Traffic, SATURATION};
-use crate::sipmsg::{self, Method, SipView};
+use crate::sipmsg::{self, SipView};
 use crate::timers::{SipTimers, TimerLanes};
+use sip::Method;
 use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions, TX_SLOT};
 
 /// How the servers answer.
@@ -332,7 +334,9 @@ impl Uas {
         }
         let opts = UdpOptions {
             buffer_bytes: cfg.buffer_bytes,
+            force_buffers: true,
             reuse_port: true,
+            ipv6_only: false,
         };
         let first = sys::bind_udp(cfg.listen, opts).map_err(|source| UasError::Io {
             what: format!("listen on {}", cfg.listen),
@@ -868,7 +872,7 @@ impl<'a> Server<'a> {
                 self.c.requests.register += 1;
                 self.on_register(&v, peer);
             }
-            Method::Other => {
+            _ => {
                 self.c.requests.other += 1;
                 self.answer(&v, 501, peer);
             }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use loadgen::attack::{self, Bounds, GarbageConfig, GuessConfig, ScanConfig, GARBAGE_KINDS};
 use loadgen::numbers::Numbers;
-use loadgen::sipmsg::Method;
 use loadgen::uas::{Uas, UasConfig};
+use sip::Method;
 
 fn server(password: Option<&str>) -> Uas {
     let mut c = UasConfig::new("127.0.0.1:0".parse().unwrap());

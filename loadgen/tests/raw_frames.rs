@@ -65,7 +65,9 @@ fn bind_big(ns: &Netns) -> UdpSocket {
             "198.18.7.2:5060".parse().unwrap(),
             UdpOptions {
                 buffer_bytes: 32 << 20,
+                force_buffers: true,
                 reuse_port: false,
+                ipv6_only: false,
             },
         )
         .unwrap()
@@ -113,7 +115,7 @@ fn flood_frames_arrive_from_spoofed_sources_and_every_one_is_counted() {
             other => panic!("source {other} is not from the spoofed prefix"),
         }
         let v = loadgen::sipmsg::parse(bytes).expect("flood payload is SIP");
-        assert_eq!(v.method(), Some(loadgen::sipmsg::Method::Invite));
+        assert_eq!(v.method(), Some(sip::Method::Invite));
     }
 }
 

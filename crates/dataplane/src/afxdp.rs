@@ -20,8 +20,8 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
+use super::io::{local_for, PacketIo, Receiver};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
-use super::worker::{local_for, PacketIo, Receiver};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 use wire::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 
@@ -60,16 +60,8 @@ pub enum XskError {
 
 /// The UMEM's memory: an anonymous mapping owned by one port.
 struct UmemArea {
-    ptr: NonNull<u8>,
-    len: usize,
+    map: sys::AnonymousMapping,
 }
-
-// SAFETY: the mapping is plain memory owned by exactly one XskPort; it is
-// moved to the worker thread once and only that thread touches it (the
-// kernel shares it through the rings, which is what the rings' own
-// synchronisation is for).
-#[allow(unsafe_code)]
-unsafe impl Send for UmemArea {}
 
 impl UmemArea {
     /// `len` bytes of the area from `start` (panics past its end). Only for
@@ -80,53 +72,33 @@ impl UmemArea {
     #[inline]
     fn bytes(&self, start: usize, len: usize) -> &[u8] {
         assert!(
-            start <= self.len && len <= self.len - start,
+            start <= self.map.len() && len <= self.map.len() - start,
             "outside the UMEM"
         );
         // SAFETY: the range lies within the mapping (checked above), which
         // lives as long as `self`; see above for why nothing writes it.
         #[allow(unsafe_code)]
         unsafe {
-            std::slice::from_raw_parts(self.ptr.as_ptr().add(start), len)
+            std::slice::from_raw_parts(self.map.as_ptr().as_ptr().add(start), len)
         }
     }
 
     fn map(len: usize) -> std::io::Result<UmemArea> {
-        // SAFETY: an anonymous private mapping with no address hint; the
-        // result is checked before use.
-        #[allow(unsafe_code)]
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
         Ok(UmemArea {
-            ptr: NonNull::new(p.cast()).expect("mmap never returns null on success"),
-            len,
+            map: sys::AnonymousMapping::new(len)?,
         })
     }
 
-    fn as_slice_ptr(&self) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(self.ptr, self.len)
+    fn ptr(&self) -> NonNull<u8> {
+        self.map.as_ptr()
     }
-}
 
-impl Drop for UmemArea {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; every ring and
-        // socket using it is dropped before (field order in XskPort).
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn as_slice_ptr(&self) -> NonNull<[u8]> {
+        NonNull::slice_from_raw_parts(self.ptr(), self.len())
     }
 }
 
@@ -421,8 +393,8 @@ impl XskPort {
             rx_frames: Vec::with_capacity(config.batch),
             vlan: config.vlan,
             tx: XskTx {
-                base: area.ptr,
-                area_len: area.len,
+                base: area.ptr(),
+                area_len: area.len(),
                 frame_size,
                 free,
                 tx_reserve: config.outbox_capacity,
@@ -552,7 +524,7 @@ impl PacketIo for XskPort {
             let end = start + desc.len as usize;
             let base_addr = desc.addr & mask;
             self.tx.counters.received += 1;
-            if end > self.area.len || end > (base_addr as usize + self.tx.frame_size) {
+            if end > self.area.len() || end > (base_addr as usize + self.tx.frame_size) {
                 // The kernel never hands out such a descriptor; if it did,
                 // the frame is refused, not read.
                 self.tx.counters.malformed[0] += 1;
@@ -627,17 +599,9 @@ impl PacketIo for XskPort {
     }
 
     fn wait(&mut self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.user.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd for the duration of the call.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::poll(&mut pfd, 1, ms);
-        }
+        // An interrupted or failed wait ends early; the loop polls the
+        // rings again either way.
+        let _ = sys::wait_readable(&self.user.as_raw_fd(), timeout);
     }
 
     fn apply_neighbour(&mut self, update: NeighbourUpdate) {

@@ -1,6 +1,7 @@
 //! The dataplane: everything between a NIC queue and a sans-IO packet
 //! handler. Frames arrive through AF_XDP sockets ([`afxdp`]) or UDP sockets
-//! ([`socket`]), pinned workers ([`worker`]) hand each datagram to a
+//! ([`socket`]), both behind one I/O trait ([`io`]); pinned workers
+//! ([`worker`]) hand each datagram to a
 //! [`PacketHandler`] and send what it writes into the [`Outbox`]. The
 //! contract between the two (those types, [`Datagram`], [`Timestamp`]) is
 //! the proxy crate's `handler` module, re-exported here; this crate owns the
@@ -9,6 +10,8 @@
 pub mod afxdp;
 pub mod config;
 pub mod counters;
+pub mod echo;
+pub mod io;
 pub mod neigh;
 pub mod socket;
 pub mod worker;
@@ -26,8 +29,9 @@ pub use config::{
 };
 pub use counters::{IoKind, XskStatistics};
 pub use counters::{WorkerCounters, WorkerSnapshot};
+pub use io::{PacketIo, Receiver};
 pub use neigh::{NeighbourCache, NeighbourError, NeighbourStats, Route};
-pub use worker::{Control, Dataplane, DataplaneError, PacketIo, SocketMap, Worker, WorkerEvent};
+pub use worker::{Control, Dataplane, DataplaneError, SocketMap, Worker, WorkerEvent};
 
 pub use proxy::handler::{
     Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, SendError, Timestamp, TxSlots,

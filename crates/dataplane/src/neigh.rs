@@ -37,6 +37,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::config::DataplaneConfig;
+pub use super::nexthop::Route;
 use super::nexthop::{NeighbourUpdate, NextHopTable};
 use wire::frame::MacAddr;
 
@@ -85,17 +86,6 @@ pub enum NeighbourError {
         /// How long we waited.
         waited: Duration,
     },
-}
-
-/// One route of the interface: `dst`/`prefix_len` via `gateway`, or on link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Route {
-    /// Network address.
-    pub dst: IpAddr,
-    /// Prefix length.
-    pub prefix_len: u8,
-    /// The gateway; `None` for an on-link (directly connected) route.
-    pub gateway: Option<IpAddr>,
 }
 
 /// The interface's identity.

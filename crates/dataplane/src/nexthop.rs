@@ -9,9 +9,19 @@ use std::time::Duration;
 
 use rtrb::Producer;
 
-use super::neigh::Route;
 use super::Timestamp;
 use wire::frame::MacAddr;
+
+/// One route of the interface: `dst`/`prefix_len` via `gateway`, or on link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Network address.
+    pub dst: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// The gateway; `None` for an on-link (directly connected) route.
+    pub gateway: Option<IpAddr>,
+}
 
 /// What the neighbour service tells a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

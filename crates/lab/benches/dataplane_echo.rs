@@ -1,8 +1,9 @@
 //! Dataplane echo rate on a veth pair: how many datagrams per second the
-//! dataplane receives, hands to a trivial handler and answers, in socket
-//! mode and in AF_XDP copy mode (native and SKB XDP), measured in one run
-//! with the same closed-loop peer (a window of datagrams in flight, one UDP
-//! socket, bounded in count and time).
+//! dataplane receives, hands to the reference handler
+//! (`dataplane::echo::Echo`) and answers, in socket mode and in AF_XDP copy
+//! mode (native and SKB XDP), measured in one run with the same closed-loop
+//! peer (a window of datagrams in flight, one UDP socket, bounded in count
+//! and time).
 //!
 //! `cargo bench -p dce-lab --bench dataplane_echo` (root; namespaces,
 //! XDP). Optional: `DCE_BENCH_SECONDS` (default 5), `DCE_BENCH_WINDOW`
@@ -18,44 +19,9 @@ use std::time::{Duration, Instant};
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use dataplane::{
-    Datagram, Dataplane, DataplaneConfig, DropReason, IoMode, Outbox, PacketHandler, SocketMap,
-    Timestamp,
-};
+use dataplane::echo::Echo;
+use dataplane::{Dataplane, DataplaneConfig, IoMode, SocketMap};
 use lab::netns::{unique_name, veth_pair_one_queue, Netns};
-
-#[derive(Debug, Clone, Copy)]
-enum Never {}
-
-impl DropReason for Never {
-    const NAMES: &'static [&'static str] = &[];
-    fn index(self) -> usize {
-        match self {}
-    }
-}
-
-struct Echo;
-
-impl PacketHandler for Echo {
-    type Control = ();
-    type Stats = ();
-    type Drop = Never;
-    type Event = ();
-
-    fn handle(
-        &mut self,
-        _now: Timestamp,
-        pkt: &Datagram<'_>,
-        out: &mut Outbox<'_>,
-    ) -> Result<(), Never> {
-        let _ = out.send_bytes(pkt.src, pkt.payload);
-        Ok(())
-    }
-
-    fn on_control(&mut self, _now: Timestamp, _msg: ()) {}
-
-    fn stats(&self) {}
-}
 
 struct Figures {
     sent: u64,
@@ -169,7 +135,7 @@ fn run(
     seconds: u64,
     window: u64,
 ) {
-    let dp = Dataplane::start(config, map, |_| Echo).unwrap();
+    let dp = Dataplane::start(config, map, |_| Echo::new()).unwrap();
     let server = dp.local_addrs()[0];
     let bind: SocketAddr = format!("198.18.{subnet}.2:0").parse().unwrap();
     let f = lab

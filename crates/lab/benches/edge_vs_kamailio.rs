@@ -1242,6 +1242,7 @@ mod kamailio {
     use route::files::{parse_groups, parse_prefixes};
     use route::trie::MAX_PREFIX_DIGITS;
     use route::{Action, RouteGroup};
+    use sip::reason_phrase;
     use xdp::config::FilterConfig;
 
     /// Worker processes: one per core of the 2-core box, as dce-edge's
@@ -1275,20 +1276,6 @@ mod kamailio {
             }
         }
         Ok(out)
-    }
-
-    fn reason_phrase(code: u16) -> &'static str {
-        match code {
-            403 => "Forbidden",
-            404 => "Not Found",
-            480 => "Temporarily Unavailable",
-            484 => "Address Incomplete",
-            486 => "Busy Here",
-            503 => "Service Unavailable",
-            603 => "Decline",
-            604 => "Does Not Exist Anywhere",
-            _ => "Rejected",
-        }
     }
 
     /// The route block of one group: what dce-edge's proxy does with it.

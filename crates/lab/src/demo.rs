@@ -262,12 +262,11 @@ fn count_reflections(
     let net = u32::from(net.parse::<Ipv4Addr>().expect("an IPv4 prefix"));
     let mask = u32::MAX << (32 - bits.parse::<u32>().expect("a prefix length"));
     Ok(ns.spawn_thread(move || -> std::io::Result<()> {
-        let sock = super::raw::PacketSocket::open_ipv4()?;
+        let sock = sys::CaptureSocket::open_ipv4(Duration::from_millis(200))?;
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            let Some(n) = sock.recv_timeout(&mut buf, Duration::from_millis(200))? else {
-                continue;
-            };
+            // 0: the wait ended with nothing (or an empty frame).
+            let n = sock.recv(&mut buf)?;
             // Ethernet (14) + IPv4 header: protocol, source, destination.
             if n < 34 || buf[12..14] != [0x08, 0x00] || buf[23] != 17 {
                 continue;

@@ -8,7 +8,6 @@ pub mod edge;
 pub mod netns;
 pub mod ping;
 pub mod privilege;
-pub mod raw;
 pub mod sipp;
 pub mod topology;
 

@@ -43,7 +43,7 @@ use crate::handler::{Datagram, DropReason, Outbox, PacketHandler, SendError, Tim
 use route::reload::Decision;
 use route::{RouteTable, WorkerRoutes};
 use sip::write::{ForwardRequest, ResponseBuilder, SentBy};
-use sip::{self, DialedNumber, ErrorKind, Host, Message, Method, StartLine, Uri};
+use sip::{self, reason_phrase, DialedNumber, ErrorKind, Host, Message, Method, StartLine, Uri};
 
 /// Why a message was neither forwarded nor answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1318,30 +1318,6 @@ fn write_contact(buf: &mut [u8; 80], number: &[u8], addr: SocketAddr) -> usize {
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cur, "sip:{}@{}", String::from_utf8_lossy(number), addr);
     cur.position() as usize
-}
-
-/// The reason phrase this edge writes for a status code.
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        302 => "Moved Temporarily",
-        403 => "Forbidden",
-        404 => "Not Found",
-        416 => "Unsupported URI Scheme",
-        480 => "Temporarily Unavailable",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        484 => "Address Incomplete",
-        486 => "Busy Here",
-        503 => "Service Unavailable",
-        603 => "Decline",
-        604 => "Does Not Exist Anywhere",
-        c if c < 300 => "OK",
-        c if c < 400 => "Redirect",
-        c if c < 500 => "Client Error",
-        c if c < 600 => "Server Error",
-        _ => "Global Failure",
-    }
 }
 
 impl PacketHandler for EdgeProxy {

@@ -36,6 +36,7 @@ mod grammar;
 mod header;
 mod message;
 mod peek;
+mod reason;
 mod scan;
 mod uri;
 mod values;
@@ -50,5 +51,6 @@ pub use message::{
     MAX_MESSAGE_LEN,
 };
 pub use peek::peek_dialed_number;
+pub use reason::reason_phrase;
 pub use uri::{DialedNumber, DialedNumberError, Host, Scheme, Uri, MAX_DIALED_DIGITS};
 pub use values::{CSeq, Method, NameAddr, Rport, Transport, Via, BRANCH_MAGIC_COOKIE, MAX_CSEQ};

@@ -1,9 +1,10 @@
 //! The kernel interfaces the dataplane, the load generator and the lab need
-//! and `std` does not offer:
-//! batched UDP I/O (recvmmsg/sendmmsg), level-triggered epoll, socket options
-//! (buffers, SO_REUSEPORT, drop counters), per-thread CPU time and AF_PACKET
-//! raw sockets. Every `unsafe` block of the crate lives here, each with the
-//! reason it is sound.
+//! and `std` does not offer: UDP sockets bound with their options (buffers,
+//! SO_REUSEPORT, IPV6_V6ONLY), batched UDP I/O (recvmmsg/sendmmsg, over our
+//! own buffers or the caller's), socket addresses, drop counters,
+//! level-triggered epoll and poll, anonymous mappings (the AF_XDP UMEM),
+//! per-thread CPU time and AF_PACKET raw sockets. Every `unsafe` block these
+//! need lives here, each with the reason it is sound.
 
 mod peer;
 
@@ -80,18 +81,31 @@ fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resul
     cvt(rc).map(|_| value)
 }
 
-/// Options for a UDP socket the generator binds.
-#[derive(Debug, Clone, Copy)]
+/// Options for a UDP socket bound with [`bind_udp`].
+#[derive(Debug, Clone, Copy, Default)]
 pub struct UdpOptions {
     /// Receive and send buffer size asked for, in bytes (like SIPp's
-    /// `-buff_size`); forced past `rmem_max` when the process may.
+    /// `-buff_size`); 0 leaves the kernel's default.
     pub buffer_bytes: usize,
-    /// Let several sockets share the port (one per server thread).
+    /// Force `buffer_bytes` past `net.core.[rw]mem_max` when the process may
+    /// (see [`set_socket_buffers`]; a refused size is an error). Without it
+    /// the kernel caps the size at the sysctl and a refusal is ignored: the
+    /// buffers only absorb bursts.
+    pub force_buffers: bool,
+    /// Let several sockets share the port (SO_REUSEPORT: one per server
+    /// thread or worker; the kernel spreads flows over them).
     pub reuse_port: bool,
+    /// For an IPv6 address: take IPv6 only (IPV6_V6ONLY), so an IPv4 and
+    /// an IPv6 socket can share a port.
+    pub ipv6_only: bool,
 }
 
-/// Binds a non-blocking UDP socket with the given options.
+/// Binds a non-blocking UDP socket with the given options. The error says
+/// which step failed and for which address.
 pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<UdpSocket> {
+    let step = |what: &'static str| {
+        move |e: io::Error| io::Error::new(e.kind(), format!("cannot {what} UDP {addr}: {e}"))
+    };
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -105,21 +119,33 @@ pub fn bind_udp(addr: SocketAddr, opts: UdpOptions) -> io::Result<UdpSocket> {
             libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
         )
-    })?;
+    })
+    .map_err(step("create a socket for"))?;
     // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
     #[allow(unsafe_code)]
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     if opts.reuse_port {
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+            .map_err(step("set SO_REUSEPORT on"))?;
+    }
+    if opts.ipv6_only && addr.is_ipv6() {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
+            .map_err(step("set IPV6_V6ONLY on"))?;
     }
     if opts.buffer_bytes > 0 {
-        set_socket_buffers(&owned, opts.buffer_bytes)?;
+        if opts.force_buffers {
+            set_socket_buffers(&owned, opts.buffer_bytes).map_err(step("size the buffers of"))?;
+        } else {
+            let size = opts.buffer_bytes.min(i32::MAX as usize / 2) as i32;
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size);
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, size);
+        }
     }
     let (storage, len) = sockaddr_from(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    cvt(rc).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    cvt(rc).map_err(step("bind"))?;
     Ok(UdpSocket::from(owned))
 }
 
@@ -207,27 +233,38 @@ pub fn socket_drops(sock: &impl AsRawFd) -> io::Result<u64> {
     Ok(u64::from(info[SK_MEMINFO_DROPS]))
 }
 
-/// Converts a socket address into the kernel's representation.
+/// Converts a socket address into the kernel's representation, in a
+/// fresh `sockaddr_storage` (see [`write_sockaddr`] to fill one in place).
 pub fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     #[allow(unsafe_code)]
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = write_sockaddr(&addr, &mut storage);
+    (storage, len)
+}
+
+/// Writes `addr` into `out` as a `sockaddr_in` or `sockaddr_in6` and
+/// returns its length: the form recvmmsg/sendmmsg headers point at, written
+/// where the caller keeps it (no copy of a whole `sockaddr_storage`).
+#[inline]
+pub fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
                 sin_addr: libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
                 },
                 sin_zero: [0; 8],
             };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in (that is its purpose).
             #[allow(unsafe_code)]
             unsafe {
-                std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
+                std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin)
             };
-            (storage, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(a) => {
             let sin6 = libc::sockaddr_in6 {
@@ -242,31 +279,35 @@ pub fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
             #[allow(unsafe_code)]
             unsafe {
-                std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6)
+                std::ptr::write((out as *mut libc::sockaddr_storage).cast(), sin6)
             };
-            (storage, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
 }
 
-/// Converts the kernel's representation back; `None` for other families.
-pub fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+/// Reads the `sockaddr_in` or `sockaddr_in6` the kernel wrote into
+/// `storage`, in place; `None` for other families.
+#[inline]
+pub fn read_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is aligned for it.
             #[allow(unsafe_code)]
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
                 u16::from_be(sin.sin_port),
             )))
         }
         libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
+            // SAFETY: as above, for sockaddr_in6.
             #[allow(unsafe_code)]
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
@@ -275,6 +316,17 @@ pub fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+/// An empty socket address (AF_UNSPEC), I/O vector and message header,
+/// to fill the batches' arrays with before any call points them somewhere.
+fn zeroed_message_parts() -> (libc::sockaddr_storage, libc::iovec, libc::mmsghdr) {
+    // SAFETY: these kernel structs are plain old data (integers and raw
+    // pointers); all-zero is a valid value of each.
+    #[allow(unsafe_code)]
+    unsafe {
+        (zeroed(), zeroed(), zeroed())
     }
 }
 
@@ -314,15 +366,7 @@ impl RxBatch {
     /// Room for `slots` receives of up to `slot` bytes each (64 KiB for
     /// sockets with [`enable_gro`], whose receives carry runs of datagrams).
     pub fn with_slot_size(slots: usize, slot: usize) -> Self {
-        // SAFETY: these kernel structs are plain old data; zero is valid.
-        #[allow(unsafe_code)]
-        let (addr, iov, hdr) = unsafe {
-            (
-                zeroed::<libc::sockaddr_storage>(),
-                zeroed::<libc::iovec>(),
-                zeroed::<libc::mmsghdr>(),
-            )
-        };
+        let (addr, iov, hdr) = zeroed_message_parts();
         RxBatch {
             slot,
             bufs: vec![0; slots * slot],
@@ -428,7 +472,7 @@ impl RxBatch {
         let start = i * self.slot;
         (
             &self.bufs[start..start + self.lens[i]],
-            sockaddr_to(&self.addrs[i]),
+            read_sockaddr(&self.addrs[i]),
             self.truncated[i],
         )
     }
@@ -534,15 +578,7 @@ unsafe impl Send for TxBatch {}
 impl TxBatch {
     /// Room for `slots` datagrams.
     pub fn new(slots: usize) -> Self {
-        // SAFETY: plain old data, zero is valid.
-        #[allow(unsafe_code)]
-        let (addr, iov, hdr) = unsafe {
-            (
-                zeroed::<libc::sockaddr_storage>(),
-                zeroed::<libc::iovec>(),
-                zeroed::<libc::mmsghdr>(),
-            )
-        };
+        let (addr, iov, hdr) = zeroed_message_parts();
         TxBatch {
             bufs: vec![0; slots * TX_SLOT],
             lens: vec![0; slots],
@@ -598,12 +634,10 @@ impl TxBatch {
     /// Queues the datagram written into [`TxBatch::slot`].
     pub fn commit(&mut self, len: usize, sock: u32, dst: SocketAddr) {
         let i = self.count;
-        let (storage, alen) = sockaddr_from(dst);
         self.lens[i] = len.min(TX_SLOT);
         self.socks[i] = sock;
         self.dsts[i] = dst;
-        self.addrs[i] = storage;
-        self.addr_lens[i] = alen;
+        self.addr_lens[i] = write_sockaddr(&dst, &mut self.addrs[i]);
         self.count += 1;
     }
 
@@ -768,6 +802,295 @@ impl TxBatch {
         }
         None
     }
+}
+
+/// One datagram of [`MmsgHeaders::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes the kernel put into the slot.
+    pub len: usize,
+    /// The sender; `None` when it is not an IP address.
+    pub src: Option<SocketAddr>,
+    /// The datagram was longer than its slot and was cut (MSG_TRUNC).
+    pub truncated: bool,
+}
+
+/// What [`MmsgHeaders::send_all`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendAllResult {
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Datagrams given up because the socket's send buffer was full
+    /// (EAGAIN: the rest of that system call's batch).
+    pub would_block: u64,
+    /// Datagrams the kernel refused with another error (each skipped).
+    pub errors: u64,
+}
+
+/// The headers of batched system calls (recvmmsg/sendmmsg) over buffers the
+/// caller owns: headers, I/O vectors and socket addresses allocated once,
+/// pointed at the caller's slots for the length of one call. For a caller
+/// that keeps its own slot layout (the dataplane's receive and outbox
+/// slots); [`RxBatch`] and [`TxBatch`] own their buffers.
+pub struct MmsgHeaders {
+    hdrs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    names: Box<[libc::sockaddr_storage]>,
+    received: usize,
+}
+
+// SAFETY: the raw pointers inside the headers point into this struct's own
+// arrays or into buffers borrowed for one call; they are rebuilt before
+// every call and never read outside one.
+#[allow(unsafe_code)]
+unsafe impl Send for MmsgHeaders {}
+
+impl MmsgHeaders {
+    /// Room for `capacity` datagrams per system call.
+    pub fn new(capacity: usize) -> Self {
+        let (addr, iov, hdr) = zeroed_message_parts();
+        let capacity = capacity.max(1);
+        MmsgHeaders {
+            hdrs: vec![hdr; capacity].into_boxed_slice(),
+            iovs: vec![iov; capacity].into_boxed_slice(),
+            names: vec![addr; capacity].into_boxed_slice(),
+            received: 0,
+        }
+    }
+
+    /// Most datagrams per system call.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Points header `k` at `iov` and its address slot.
+    #[inline]
+    fn set(&mut self, k: usize, iov: libc::iovec, namelen: libc::socklen_t) {
+        self.iovs[k] = iov;
+        let h = &mut self.hdrs[k].msg_hdr;
+        h.msg_name = (&mut self.names[k] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = namelen;
+        h.msg_iov = &mut self.iovs[k];
+        h.msg_iovlen = 1;
+        h.msg_control = std::ptr::null_mut();
+        h.msg_controllen = 0;
+        h.msg_flags = 0;
+    }
+
+    /// Receives without blocking one datagram into each of `slots` (at most
+    /// [`MmsgHeaders::capacity`]); returns how many arrived, 0 when none
+    /// waited. Read them with [`MmsgHeaders::received`].
+    pub fn recv<'b>(
+        &mut self,
+        sock: &impl AsRawFd,
+        slots: impl IntoIterator<Item = &'b mut [u8]>,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        for slot in slots.into_iter().take(self.hdrs.len()) {
+            let iov = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
+            self.set(
+                n,
+                iov,
+                size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            );
+            n += 1;
+        }
+        self.received = 0;
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: headers 0..n point at slots borrowed for this call and at
+        // this struct's address and iovec arrays, sized as declared; the
+        // call does not block.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        self.received = rc as usize;
+        Ok(self.received)
+    }
+
+    /// Datagram `k` of the last [`MmsgHeaders::recv`] (which went into its
+    /// `k`-th slot).
+    #[inline]
+    pub fn received(&self, k: usize) -> Received {
+        assert!(k < self.received, "datagram {k} of {}", self.received);
+        let h = &self.hdrs[k];
+        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        Received {
+            len: h.msg_len as usize,
+            src: if truncated {
+                None
+            } else {
+                read_sockaddr(&self.names[k])
+            },
+            truncated,
+        }
+    }
+
+    /// Sends each of `datagrams` once, without blocking, in system calls of
+    /// up to [`MmsgHeaders::capacity`] datagrams. A full send buffer
+    /// (EAGAIN) gives up the rest of that call's batch; another error skips
+    /// the datagram refused; both are counted, never retried.
+    pub fn send_all<'b>(
+        &mut self,
+        sock: &impl AsRawFd,
+        datagrams: impl IntoIterator<Item = (&'b [u8], SocketAddr)>,
+    ) -> SendAllResult {
+        let fd = sock.as_raw_fd();
+        let mut result = SendAllResult::default();
+        let mut datagrams = datagrams.into_iter().peekable();
+        while datagrams.peek().is_some() {
+            let mut n = 0;
+            for (payload, dst) in datagrams.by_ref().take(self.hdrs.len()) {
+                let iov = libc::iovec {
+                    iov_base: payload.as_ptr() as *mut libc::c_void,
+                    iov_len: payload.len(),
+                };
+                let namelen = write_sockaddr(&dst, &mut self.names[n]);
+                self.set(n, iov, namelen);
+                n += 1;
+            }
+            let mut done = 0;
+            while done < n {
+                // SAFETY: headers done..n point at payloads borrowed for
+                // this call (the kernel only reads them) and at this
+                // struct's address and iovec arrays.
+                #[allow(unsafe_code)]
+                let rc = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.hdrs.as_mut_ptr().add(done),
+                        (n - done) as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if rc > 0 {
+                    result.sent += rc as u64;
+                    done += rc as usize;
+                    continue;
+                }
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        result.would_block += (n - done) as u64;
+                        done = n;
+                    }
+                    io::ErrorKind::Interrupted => {}
+                    _ => {
+                        // sendmmsg reports the error of the first header.
+                        result.errors += 1;
+                        done += 1;
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+/// An anonymous private read-write mapping, populated up front
+/// (MAP_POPULATE) and unmapped on drop: memory shared with the kernel, such
+/// as an AF_XDP UMEM.
+pub struct AnonymousMapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value alone.
+#[allow(unsafe_code)]
+unsafe impl Send for AnonymousMapping {}
+
+impl AnonymousMapping {
+    /// Maps `len` bytes (page aligned, zeroed).
+    pub fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: an anonymous private mapping with no address hint; the
+        // result is checked before use.
+        #[allow(unsafe_code)]
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AnonymousMapping {
+            ptr: std::ptr::NonNull::new(p.cast()).expect("mmap never returns null on success"),
+            len,
+        })
+    }
+
+    /// The first byte of the mapping.
+    pub fn as_ptr(&self) -> std::ptr::NonNull<u8> {
+        self.ptr
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a mapping of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for AnonymousMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; users of the
+        // memory (rings, sockets) must be gone first, which owners ensure
+        // by field order.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Waits up to `timeout` (at least 1 ms) for `fd` to become readable;
+/// true when it is. An interrupted wait returns false.
+pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(rc > 0)
 }
 
 /// A level-triggered epoll set over sockets identified by a `u64` token.
@@ -972,18 +1295,30 @@ impl PacketSocket {
     }
 }
 
-/// An AF_PACKET socket that captures every frame on one interface (both
-/// directions), for tests that compare what the kernel put on the wire.
+/// An AF_PACKET socket that captures frames (both directions), for tests
+/// and lab observers that look at what the kernel put on the wire.
 pub struct CaptureSocket {
     fd: OwnedFd,
 }
 
 impl CaptureSocket {
-    /// Opens a capture on `ifname` (in the calling thread's network
-    /// namespace); each `recv` waits at most `timeout`. Needs CAP_NET_RAW.
+    /// Opens a capture of every frame on `ifname` (in the calling thread's
+    /// network namespace); each `recv` waits at most `timeout`. Needs
+    /// CAP_NET_RAW.
     pub fn open(ifname: &str, timeout: Duration) -> io::Result<Self> {
         let ifindex = ifindex(ifname)?;
-        let proto = (libc::ETH_P_ALL as u16).to_be();
+        Self::open_on(Some(ifindex), libc::ETH_P_ALL as u16, timeout)
+    }
+
+    /// Opens a capture of the IPv4 frames of every interface of the calling
+    /// thread's network namespace; each `recv` waits at most `timeout`.
+    /// Needs CAP_NET_RAW.
+    pub fn open_ipv4(timeout: Duration) -> io::Result<Self> {
+        Self::open_on(None, libc::ETH_P_IP as u16, timeout)
+    }
+
+    fn open_on(ifindex: Option<i32>, ethertype: u16, timeout: Duration) -> io::Result<Self> {
+        let proto = ethertype.to_be();
         // SAFETY: plain socket(2); the fd is owned right below.
         #[allow(unsafe_code)]
         let fd = cvt(unsafe {
@@ -996,21 +1331,23 @@ impl CaptureSocket {
         // SAFETY: fd was just created and is owned by nobody else.
         #[allow(unsafe_code)]
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain old data.
-        #[allow(unsafe_code)]
-        let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
-        ll.sll_family = libc::AF_PACKET as u16;
-        ll.sll_protocol = proto;
-        ll.sll_ifindex = ifindex;
-        // SAFETY: binds to a sockaddr_ll of the size given.
-        #[allow(unsafe_code)]
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&ll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        if let Some(ifindex) = ifindex {
+            // SAFETY: sockaddr_ll is plain old data.
+            #[allow(unsafe_code)]
+            let mut ll: libc::sockaddr_ll = unsafe { zeroed() };
+            ll.sll_family = libc::AF_PACKET as u16;
+            ll.sll_protocol = proto;
+            ll.sll_ifindex = ifindex;
+            // SAFETY: binds to a sockaddr_ll of the size given.
+            #[allow(unsafe_code)]
+            cvt(unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&ll as *const libc::sockaddr_ll).cast(),
+                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            })?;
+        }
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: timeout.subsec_micros() as libc::suseconds_t,
@@ -1112,7 +1449,8 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             UdpOptions {
                 buffer_bytes: 1 << 20,
-                reuse_port: false,
+                force_buffers: true,
+                ..UdpOptions::default()
             },
         )
         .unwrap()
@@ -1178,6 +1516,93 @@ mod tests {
     #[test]
     fn plain_sends_arrive_as_sent() {
         send_mixed(false, true);
+    }
+
+    #[test]
+    fn socket_addresses_survive_the_round_trip_through_sockaddr() {
+        for a in ["198.18.0.1:5060", "[2001:db8::7]:5061", "[fe80::1%3]:5060"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let (storage, len) = sockaddr_from(addr);
+            assert_eq!(read_sockaddr(&storage), Some(addr));
+            // Written in place over an address of the other family.
+            let mut reused = sockaddr_from("[2001:db8::1]:1".parse().unwrap()).0;
+            assert_eq!(write_sockaddr(&addr, &mut reused), len);
+            assert_eq!(read_sockaddr(&reused), Some(addr));
+        }
+        // SAFETY: sockaddr_storage is plain old data; zero is AF_UNSPEC.
+        #[allow(unsafe_code)]
+        let unspec: libc::sockaddr_storage = unsafe { zeroed() };
+        assert_eq!(read_sockaddr(&unspec), None);
+    }
+
+    #[test]
+    fn an_ipv4_and_an_ipv6_only_socket_share_a_port() {
+        let opts = UdpOptions {
+            reuse_port: true,
+            ipv6_only: true,
+            ..UdpOptions::default()
+        };
+        let v6 = bind_udp("[::]:0".parse().unwrap(), opts).unwrap();
+        let port = v6.local_addr().unwrap().port();
+        let v4 = bind_udp(SocketAddr::from(([0, 0, 0, 0], port)), opts).unwrap();
+        assert_eq!(v4.local_addr().unwrap().port(), port);
+        // A second socket of one family shares it too (SO_REUSEPORT).
+        bind_udp(SocketAddr::from(([0, 0, 0, 0], port)), opts).unwrap();
+    }
+
+    #[test]
+    fn a_failed_bind_names_the_step_and_the_address() {
+        let first = sock();
+        let addr = first.local_addr().unwrap();
+        let e = bind_udp(addr, UdpOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot bind UDP {addr}: ")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mmsg_headers_receive_into_and_send_from_the_callers_slots() {
+        let (tx, rx) = (sock(), sock());
+        let (from, to) = (tx.local_addr().unwrap(), rx.local_addr().unwrap());
+        let mut hdrs = MmsgHeaders::new(4);
+        let payloads: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![b'a' + i; 10 + usize::from(i)])
+            .collect();
+        let sent = hdrs.send_all(&tx, payloads.iter().map(|p| (&p[..], to)));
+        assert_eq!(
+            sent,
+            SendAllResult {
+                sent: 6,
+                ..SendAllResult::default()
+            }
+        );
+        // Six slots of 12 bytes: the longer datagrams are cut and say so.
+        let mut slots = [0u8; 6 * 12];
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < 6 && std::time::Instant::now() < deadline {
+            let n = hdrs.recv(&rx, slots.chunks_mut(12)).unwrap();
+            assert!(n <= 4, "at most the capacity per call");
+            for k in 0..n {
+                let r = hdrs.received(k);
+                got.push((slots[k * 12..][..r.len.min(12)].to_vec(), r));
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(got.len(), 6);
+        for ((bytes, r), p) in got.iter().zip(&payloads) {
+            assert_eq!(r.truncated, p.len() > 12);
+            if r.truncated {
+                assert_eq!(r.src, None);
+            } else {
+                assert_eq!((bytes, r.src), (p, Some(from)));
+            }
+        }
     }
 
     #[test]

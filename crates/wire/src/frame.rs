@@ -892,6 +892,57 @@ mod tests {
         }
 
         #[test]
+        fn written_frames_are_what_etherparse_builds(
+            h in frame_headers(),
+            payload in proptest::collection::vec(any::<u8>(), 0..1500),
+        ) {
+            let mut buf = vec![0u8; MAX_HEADER_LEN + payload.len()];
+            let n = build_udp_frame(&mut buf, &h, &payload).unwrap();
+            // etherparse, an independent writer: IPv4 with DF set and
+            // Identification 0 (RFC 6864), like ours.
+            let eth = etherparse::PacketBuilder::ethernet2(h.src_mac.0, h.dst_mac.0);
+            let ip = match (h.src.ip(), h.dst.ip()) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => etherparse::IpHeaders::Ipv4(
+                    etherparse::Ipv4Header::new(
+                        (8 + payload.len()) as u16,
+                        h.hop_limit,
+                        etherparse::IpNumber::UDP,
+                        s.octets(),
+                        d.octets(),
+                    )
+                    .unwrap(),
+                    Default::default(),
+                ),
+                (IpAddr::V6(s), IpAddr::V6(d)) => etherparse::IpHeaders::Ipv6(
+                    etherparse::Ipv6Header {
+                        payload_length: (8 + payload.len()) as u16,
+                        next_header: etherparse::IpNumber::UDP,
+                        hop_limit: h.hop_limit,
+                        source: s.octets(),
+                        destination: d.octets(),
+                        ..Default::default()
+                    },
+                    Default::default(),
+                ),
+                _ => unreachable!(),
+            };
+            let mut theirs = Vec::new();
+            match h.vlan {
+                Some(v) => eth
+                    .single_vlan(etherparse::VlanId::try_new(v).unwrap())
+                    .ip(ip)
+                    .udp(h.src.port(), h.dst.port())
+                    .write(&mut theirs, &payload),
+                None => eth
+                    .ip(ip)
+                    .udp(h.src.port(), h.dst.port())
+                    .write(&mut theirs, &payload),
+            }
+            .unwrap();
+            prop_assert_eq!(&buf[..n], &theirs[..]);
+        }
+
+        #[test]
         fn parse_never_panics_on_arbitrary_bytes(
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
         ) {

@@ -15,7 +15,7 @@ use super::{
     ScanConfig,
 };
 use crate::numbers::Numbers;
-use crate::sipmsg::Method;
+use sip::Method;
 
 /// Attack kinds.
 #[derive(Subcommand)]

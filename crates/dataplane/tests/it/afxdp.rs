@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
+use dataplane::echo::Echo;
 use dataplane::{Dataplane, DataplaneConfig, IoKind, IoMode, WorkerCounters};
-use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, Echo, TempDir};
+use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, TempDir};
 use lab::netns::{unique_name, veth_pair_one_queue, Netns};
 use lab::privilege::{feature_or_skip, privileged_or_skip};
 
@@ -76,11 +77,8 @@ fn echo_through_afxdp(test: &str, mode: XdpMode, subnet: u8) {
         let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
 
         let hole: std::net::SocketAddr = format!("198.18.{subnet}.99:5060").parse().unwrap();
-        let mut dp = Dataplane::start(&config, Some(&mut map), |_| Echo {
-            blackhole: Some(hole),
-            ..Echo::new()
-        })
-        .unwrap();
+        let mut dp =
+            Dataplane::start(&config, Some(&mut map), |_| Echo::with_blackhole(hole)).unwrap();
         assert!(dp.broadcast(b'X').is_empty());
         let server4 = config.local[0];
         let server6 = config.local[1];

@@ -12,9 +12,9 @@ use std::time::Duration;
 use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
+use dataplane::echo::{Echo, EchoDrop};
 use dataplane::{
-    Datagram, Dataplane, DataplaneConfig, DropReason, IoMode, Outbox, PacketHandler, SocketMap,
-    Timestamp,
+    Datagram, Dataplane, DataplaneConfig, IoMode, Outbox, PacketHandler, SocketMap, Timestamp,
 };
 use dataplane_common::{compile_xsk_redirect, find_clang, run_peer, Lab, TempDir};
 use lab::privilege::{feature_or_skip, privileged_or_skip};
@@ -61,20 +61,12 @@ fn count() {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-#[derive(Debug, Clone, Copy)]
-enum Never {}
-
-impl DropReason for Never {
-    const NAMES: &'static [&'static str] = &[];
-    fn index(self) -> usize {
-        match self {}
-    }
-}
-
-/// Echoes datagrams; `true` through the control ring starts counting this
-/// thread's allocations, `false` stops. Stats: (allocations in the window,
-/// datagrams echoed in the window).
+/// The reference echo, measured: `true` through the control ring starts
+/// counting this thread's allocations, `false` stops. Stats: (allocations
+/// in the window, datagrams echoed in the window).
 struct MeasuredEcho {
+    echo: Echo,
+    echoed_before: u64,
     in_window: u64,
     allocations: u64,
     /// Allocate once per datagram: the control case proving the counter
@@ -85,37 +77,30 @@ struct MeasuredEcho {
 impl PacketHandler for MeasuredEcho {
     type Control = bool;
     type Stats = (u64, u64);
-    type Drop = Never;
+    type Drop = EchoDrop;
     type Event = ();
 
     fn handle(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         pkt: &Datagram<'_>,
         out: &mut Outbox<'_>,
-    ) -> Result<(), Never> {
+    ) -> Result<(), EchoDrop> {
         if self.allocate {
             std::hint::black_box(Vec::<u8>::with_capacity(16));
         }
-        let sent = out.send(pkt.src, |buf| {
-            let dst = buf.get_mut(..pkt.payload.len())?;
-            dst.copy_from_slice(pkt.payload);
-            Some(pkt.payload.len())
-        });
-        if sent.is_ok() && MEASURING.with(|m| m.get()) {
-            self.in_window += 1;
-        }
-        Ok(())
+        self.echo.handle(now, pkt, out)
     }
 
     fn on_control(&mut self, _now: Timestamp, start: bool) {
         if start {
             ALLOCATIONS.with(|a| a.set(0));
-            self.in_window = 0;
+            self.echoed_before = self.echo.echoed();
             MEASURING.with(|m| m.set(true));
         } else {
             MEASURING.with(|m| m.set(false));
             self.allocations = ALLOCATIONS.with(|a| a.get());
+            self.in_window = self.echo.echoed() - self.echoed_before;
         }
     }
 
@@ -134,6 +119,8 @@ fn measure(
     allocate: bool,
 ) -> (u64, u64) {
     let mut dp = Dataplane::start(config, map, |_| MeasuredEcho {
+        echo: Echo::new(),
+        echoed_before: 0,
         in_window: 0,
         allocations: 0,
         allocate,

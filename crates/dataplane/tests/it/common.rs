@@ -1,90 +1,9 @@
-//! Shared pieces of the dataplane integration tests: an echo handler and a
-//! bounded UDP peer that runs inside a namespace.
+//! Shared pieces of the dataplane integration tests: a bounded UDP peer that
+//! runs inside a namespace, and the lab around it. The handler they run is
+//! the crate's reference [`dataplane::echo::Echo`].
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-
-use dataplane::{Datagram, DropReason, Outbox, PacketHandler, Timestamp};
-
-/// The echo handler's one drop reason.
-#[derive(Debug, Clone, Copy)]
-pub enum EchoDrop {
-    /// The payload started with `drop`.
-    Refused,
-}
-
-impl DropReason for EchoDrop {
-    const NAMES: &'static [&'static str] = &["refused"];
-    fn index(self) -> usize {
-        0
-    }
-}
-
-/// Answers every datagram with its payload, the first byte replaced by the
-/// last mark set through the control ring (so the test sees control
-/// messages arrive); refuses payloads starting with `drop`.
-pub struct Echo {
-    pub echoed: u64,
-    pub mark: u8,
-    /// Where payloads starting with `lost` are forwarded (an address nobody
-    /// answers ARP for, to exercise `no_neighbour`).
-    pub blackhole: Option<SocketAddr>,
-}
-
-impl Echo {
-    pub fn new() -> Self {
-        Echo {
-            echoed: 0,
-            mark: b'e',
-            blackhole: None,
-        }
-    }
-}
-
-impl PacketHandler for Echo {
-    type Control = u8;
-    type Stats = u64;
-    type Drop = EchoDrop;
-    type Event = ();
-
-    fn handle(
-        &mut self,
-        _now: Timestamp,
-        pkt: &Datagram<'_>,
-        out: &mut Outbox<'_>,
-    ) -> Result<(), EchoDrop> {
-        if pkt.payload.starts_with(b"drop") {
-            return Err(EchoDrop::Refused);
-        }
-        if let (true, Some(hole)) = (pkt.payload.starts_with(b"lost"), self.blackhole) {
-            // Counted by the dataplane when it cannot be sent.
-            let _ = out.send_bytes(hole, pkt.payload);
-            return Ok(());
-        }
-        let mark = self.mark;
-        let sent = out.send(pkt.src, |buf| {
-            let n = pkt.payload.len();
-            let dst = buf.get_mut(..n)?;
-            dst.copy_from_slice(pkt.payload);
-            if let Some(b) = dst.first_mut() {
-                *b = mark;
-            }
-            Some(n)
-        });
-        if sent.is_ok() {
-            self.echoed += 1;
-        }
-        Ok(())
-    }
-
-    fn on_control(&mut self, _now: Timestamp, mark: u8) {
-        self.mark = mark;
-    }
-
-    fn stats(&self) -> u64 {
-        self.echoed
-    }
-}
 
 /// What a peer saw.
 #[derive(Debug, Default, Clone)]

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dataplane::config::WorkerPlacement;
+use dataplane::echo::Echo;
 use dataplane::{Dataplane, DataplaneConfig, IoMode, WorkerCounters};
-use dataplane_common::{run_peer, Echo};
+use dataplane_common::run_peer;
 use lab::netns::{unique_name, veth_pair_one_queue, Netns};
 use lab::privilege::privileged_or_skip;
 
