@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::bin::TempDir;
-use super::edge::{EdgeConfig, EdgeProcess};
+use super::edge_process::{EdgeConfig, EdgeProcess};
 use super::netns::{ChildGuard, Netns};
 use super::topology::{Lab, LabSpec, EDGE_ADDR, SPOOF_PREFIX};
 use dataplane::IoMode;
