@@ -409,6 +409,23 @@ struct WorkerResult {
 const CALLS_PER_SOCKET_RUN: u64 = 16;
 const BATCH: usize = 64;
 
+/// Calls a worker starts in one turn of its loop at most: bounded so that
+/// answers are still read when the generator falls behind (the lag is
+/// recorded).
+const STARTS_PER_TURN: usize = 4096;
+
+/// Timers a worker handles in one turn of its loop at most, for the same
+/// reason.
+const TIMERS_PER_TURN: usize = 8192;
+
+/// A worker's once-a-second bookkeeping: when the next second starts, and
+/// the thread's CPU time and the wall clock when this one started.
+struct SecondTick {
+    next_ns: u64,
+    cpu: Duration,
+    wall: Instant,
+}
+
 struct Worker<'a> {
     cfg: &'a UacConfig,
     thread: u16,
@@ -519,68 +536,28 @@ impl<'a> Worker<'a> {
     }
 
     fn run(&mut self, mut progress: rtrb::Producer<Progress>) -> Result<WorkerResult, UacError> {
-        let mut epoll = Epoll::new(self.socks.len()).map_err(io_err("epoll"))?;
-        for (i, s) in self.socks.iter().enumerate() {
-            epoll.add(s, i as u64).map_err(io_err("epoll add"))?;
-        }
-        let mut rx = if self.cfg.gso {
-            // GRO hands over runs of datagrams: slots of a full IP packet.
-            RxBatch::with_slot_size(16, 65_536)
-        } else {
-            RxBatch::new(BATCH)
-        };
+        let mut epoll = self.watch_sockets()?;
+        let mut rx = self.receive_batch();
         self.tx.set_gso(self.cfg.gso);
-        let mut next_tick = 1_000_000_000u64;
-        let mut tick_cpu = sys::thread_cpu_time();
-        let mut tick_wall = Instant::now();
+        let mut second = SecondTick {
+            next_ns: 1_000_000_000,
+            cpu: sys::thread_cpu_time(),
+            wall: Instant::now(),
+        };
         let mut stop_deadline: Option<u64> = None;
         let mut warnings = Vec::new();
         let mut did_work = false;
-        // Kernel arrival stamps are CLOCK_REALTIME; this maps them onto the
-        // run's monotonic clock (refreshed every second to follow slewing).
-        let mut rt_offset = sys::realtime_ns().saturating_sub(self.now());
+        let mut rt_offset = self.realtime_offset();
         sys::set_timer_slack(10_000);
-        for s in &self.socks {
-            if let Err(e) = sys::enable_rx_timestamps(s) {
-                warnings.push(format!("no kernel receive timestamps ({e}): latency includes the generator's own delay"));
-            }
-            if self.cfg.gso {
-                if let Err(e) = sys::enable_gro(s) {
-                    warnings.push(format!(
-                        "no UDP GRO ({e}): datagrams are received one by one"
-                    ));
-                }
-            }
-        }
+        self.enable_socket_options(&mut warnings);
         loop {
             let now = self.now();
             if stop_deadline.is_none() && self.stop.load(Ordering::Relaxed) {
                 self.pacer.stop();
                 stop_deadline = Some(now + self.cfg.stop_drain.as_nanos() as u64);
             }
-            // Start every call that is due; bounded so that answers are still
-            // read when the generator falls behind (the lag is recorded).
-            let mut started = 0;
-            while started < 4096 {
-                let Some(due) = self.pacer.poll(now) else {
-                    break;
-                };
-                self.c
-                    .latencies
-                    .start_lag
-                    .record_ns(now.saturating_sub(due.scheduled_ns));
-                self.start_call(due.index, now);
-                self.last_start_ns = now;
-                started += 1;
-            }
-            let mut fired = 0;
-            while fired < 8192 {
-                let Some((_, t)) = self.timers.pop_expired(now) else {
-                    break;
-                };
-                self.on_timer(t, now);
-                fired += 1;
-            }
+            let started = self.start_due_calls(now);
+            let fired = self.fire_expired_timers(now);
             self.flush();
             if self.pacer.finished() && self.active == 0 {
                 break;
@@ -588,22 +565,8 @@ impl<'a> Worker<'a> {
             if stop_deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            let busy = started == 4096 || fired == 8192;
-            let wake = [
-                self.pacer.next_due_ns(),
-                // Timers wake the thread on a 1 ms grid, so the many timers of
-                // finished calls (cancelled lazily) cost one wake-up per ms at
-                // most; a retransmission is at most 1 ms late.
-                self.timers
-                    .next_deadline()
-                    .map(|d| d.div_ceil(1_000_000) * 1_000_000),
-                Some(next_tick),
-                stop_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + 1_000_000);
+            let busy = started == STARTS_PER_TURN || fired == TIMERS_PER_TURN;
+            let wake = self.next_wake(now, second.next_ns, stop_deadline);
             // Coalescing: after a turn that did work, sleep a fixed interval
             // instead of waiting on the sockets, so arrivals do not wake the
             // thread one by one; the next turn takes them in batches. Latency
@@ -619,79 +582,15 @@ impl<'a> Worker<'a> {
                 Duration::from_nanos(wake.saturating_sub(now).min(100_000_000))
             };
             let ready = epoll.wait(timeout).map_err(io_err("epoll wait"))?;
-            let mut received = 0;
-            for r in 0..ready {
-                let sock = epoll.token(r) as usize;
-                // Up to a few batches per socket per turn, so one busy socket
-                // cannot starve the schedule.
-                for _ in 0..4 {
-                    let n = match rx.recv(&self.socks[sock]) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            warnings.push(format!("receive on source {sock}: {e}"));
-                            0
-                        }
-                    };
-                    let now = self.now();
-                    received += n;
-                    for i in 0..n {
-                        let (_, _, truncated) = rx.get(i);
-                        if truncated {
-                            self.c.traffic.received += 1;
-                            self.c.unexpected.truncated += 1;
-                            continue;
-                        }
-                        // Arrival time on our clock; `now` if unstamped.
-                        let at = rx
-                            .stamp(i)
-                            .map_or(now, |rt| rt.saturating_sub(rt_offset).min(now));
-                        for bytes in rx.segments(i) {
-                            self.c.traffic.received += 1;
-                            self.on_datagram(sock as u32, bytes, now, at);
-                        }
-                    }
-                    if n < 16 {
-                        break;
-                    }
-                }
-                self.flush();
-            }
+            let received = self.receive_ready(&epoll, ready, &mut rx, rt_offset, &mut warnings);
             did_work = started > 0 || fired > 0 || received > 0;
             let now = self.now();
-            if now >= next_tick {
-                rt_offset = sys::realtime_ns().saturating_sub(self.now());
-                let cpu = sys::thread_cpu_time();
-                let wall = tick_wall.elapsed().as_secs_f64().max(1e-9);
-                let busy = (cpu - tick_cpu).as_secs_f64() / wall;
-                self.peak_busy = self.peak_busy.max(busy);
-                tick_cpu = cpu;
-                tick_wall = Instant::now();
-                let _ = progress.push(Progress {
-                    started: self.c.started,
-                    completed: self.c.outcomes.completed,
-                    not_completed: self.c.outcomes.not_completed(),
-                    active: self.active as u64,
-                    retransmissions: self.c.retransmissions.invite
-                        + self.c.retransmissions.non_invite,
-                    sent: self.c.traffic.sent,
-                    received: self.c.traffic.received,
-                    busy,
-                    lag_us: self
-                        .pacer
-                        .next_due_ns()
-                        .map_or(0, |d| now.saturating_sub(d) / 1000),
-                });
-                next_tick = now + 1_000_000_000;
+            if now >= second.next_ns {
+                rt_offset = self.realtime_offset();
+                self.report_second(&mut second, &mut progress, now);
             }
         }
-        // Calls still in flight when a stop cut the drain short.
-        for call in self.calls.iter_mut() {
-            if call.state != State::Free {
-                call.state = State::Free;
-                self.c.outcomes.unfinished += 1;
-            }
-        }
-        self.active = 0;
+        self.end_unfinished_calls();
         for s in &self.socks {
             self.c.traffic.kernel_drops += sys::socket_drops(s).unwrap_or(0);
         }
@@ -701,6 +600,199 @@ impl<'a> Worker<'a> {
             last_start_ns: self.last_start_ns,
             warnings,
         })
+    }
+
+    /// An epoll set of the worker's sockets, each known by its index.
+    fn watch_sockets(&self) -> Result<Epoll, UacError> {
+        let epoll = Epoll::new(self.socks.len()).map_err(io_err("epoll"))?;
+        for (i, s) in self.socks.iter().enumerate() {
+            epoll.add(s, i as u64).map_err(io_err("epoll add"))?;
+        }
+        Ok(epoll)
+    }
+
+    fn receive_batch(&self) -> RxBatch {
+        if self.cfg.gso {
+            // GRO hands over runs of datagrams: slots of a full IP packet.
+            RxBatch::with_slot_size(16, 65_536)
+        } else {
+            RxBatch::new(BATCH)
+        }
+    }
+
+    /// Kernel arrival stamps are CLOCK_REALTIME; this offset maps them onto
+    /// the run's monotonic clock (refreshed every second to follow slewing).
+    fn realtime_offset(&self) -> u64 {
+        sys::realtime_ns().saturating_sub(self.now())
+    }
+
+    /// Kernel receive timestamps and, with GSO, UDP GRO on every socket; a
+    /// socket without them still works, with a warning saying what is lost.
+    fn enable_socket_options(&self, warnings: &mut Vec<String>) {
+        for s in &self.socks {
+            if let Err(e) = sys::enable_rx_timestamps(s) {
+                warnings.push(format!("no kernel receive timestamps ({e}): latency includes the generator's own delay"));
+            }
+            if self.cfg.gso {
+                if let Err(e) = sys::enable_gro(s) {
+                    warnings.push(format!(
+                        "no UDP GRO ({e}): datagrams are received one by one"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Starts every call that is due, at most [`STARTS_PER_TURN`]; returns
+    /// how many started.
+    fn start_due_calls(&mut self, now: u64) -> usize {
+        let mut started = 0;
+        while started < STARTS_PER_TURN {
+            let Some(due) = self.pacer.poll(now) else {
+                break;
+            };
+            self.c
+                .latencies
+                .start_lag
+                .record_ns(now.saturating_sub(due.scheduled_ns));
+            self.start_call(due.index, now);
+            self.last_start_ns = now;
+            started += 1;
+        }
+        started
+    }
+
+    /// Handles every expired timer, at most [`TIMERS_PER_TURN`]; returns
+    /// how many fired.
+    fn fire_expired_timers(&mut self, now: u64) -> usize {
+        let mut fired = 0;
+        while fired < TIMERS_PER_TURN {
+            let Some((_, t)) = self.timers.pop_expired(now) else {
+                break;
+            };
+            self.on_timer(t, now);
+            fired += 1;
+        }
+        fired
+    }
+
+    /// When the thread next has something to do: a call due, a timer, the
+    /// next second's report or the end of the stop drain.
+    fn next_wake(&self, now: u64, next_second: u64, stop_deadline: Option<u64>) -> u64 {
+        [
+            self.pacer.next_due_ns(),
+            // Timers wake the thread on a 1 ms grid, so the many timers of
+            // finished calls (cancelled lazily) cost one wake-up per ms at
+            // most; a retransmission is at most 1 ms late.
+            self.timers
+                .next_deadline()
+                .map(|d| d.div_ceil(1_000_000) * 1_000_000),
+            Some(next_second),
+            stop_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + 1_000_000)
+    }
+
+    /// Reads the `ready` sockets epoll reported and handles every datagram;
+    /// returns how many receive slots were filled.
+    fn receive_ready(
+        &mut self,
+        epoll: &Epoll,
+        ready: usize,
+        rx: &mut RxBatch,
+        rt_offset: u64,
+        warnings: &mut Vec<String>,
+    ) -> usize {
+        let mut received = 0;
+        for r in 0..ready {
+            let sock = epoll.token(r) as usize;
+            // Up to a few batches per socket per turn, so one busy socket
+            // cannot starve the schedule.
+            for _ in 0..4 {
+                let n = match rx.recv(&self.socks[sock]) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        warnings.push(format!("receive on source {sock}: {e}"));
+                        0
+                    }
+                };
+                received += n;
+                self.on_batch(sock, rx, n, rt_offset);
+                if n < 16 {
+                    break;
+                }
+            }
+            self.flush();
+        }
+        received
+    }
+
+    /// Handles the `n` slots of a receive batch from socket `sock`: each
+    /// datagram of each slot (several when GRO joined them), stamped with
+    /// its arrival on the run's clock.
+    fn on_batch(&mut self, sock: usize, rx: &RxBatch, n: usize, rt_offset: u64) {
+        let now = self.now();
+        for i in 0..n {
+            let (_, _, truncated) = rx.get(i);
+            if truncated {
+                self.c.traffic.received += 1;
+                self.c.unexpected.truncated += 1;
+                continue;
+            }
+            // Arrival time on our clock; `now` if unstamped.
+            let at = rx
+                .stamp(i)
+                .map_or(now, |rt| rt.saturating_sub(rt_offset).min(now));
+            for bytes in rx.segments(i) {
+                self.c.traffic.received += 1;
+                self.on_datagram(sock as u32, bytes, now, at);
+            }
+        }
+    }
+
+    /// The second's CPU use (for the peak) and a progress line for the
+    /// control thread.
+    fn report_second(
+        &mut self,
+        second: &mut SecondTick,
+        progress: &mut rtrb::Producer<Progress>,
+        now: u64,
+    ) {
+        let cpu = sys::thread_cpu_time();
+        let wall = second.wall.elapsed().as_secs_f64().max(1e-9);
+        let busy = (cpu - second.cpu).as_secs_f64() / wall;
+        self.peak_busy = self.peak_busy.max(busy);
+        second.cpu = cpu;
+        second.wall = Instant::now();
+        let _ = progress.push(Progress {
+            started: self.c.started,
+            completed: self.c.outcomes.completed,
+            not_completed: self.c.outcomes.not_completed(),
+            active: self.active as u64,
+            retransmissions: self.c.retransmissions.invite + self.c.retransmissions.non_invite,
+            sent: self.c.traffic.sent,
+            received: self.c.traffic.received,
+            busy,
+            lag_us: self
+                .pacer
+                .next_due_ns()
+                .map_or(0, |d| now.saturating_sub(d) / 1000),
+        });
+        second.next_ns = now + 1_000_000_000;
+    }
+
+    /// Calls still in flight when a stop cut the drain short.
+    fn end_unfinished_calls(&mut self) {
+        for call in self.calls.iter_mut() {
+            if call.state != State::Free {
+                call.state = State::Free;
+                self.c.outcomes.unfinished += 1;
+            }
+        }
+        self.active = 0;
     }
 
     fn flush(&mut self) {

@@ -22,9 +22,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::bin::TempDir;
-use super::edge::{EdgeConfig, EdgeProcess};
+use super::edge_process::{EdgeConfig, EdgeProcess};
 use super::netns::{ChildGuard, Netns};
-use super::topology::{Lab, LabSpec, EDGE_ADDR, SPOOF_PREFIX};
+use super::topology::{Host, Lab, LabSpec, EDGE_ADDR, SPOOF_PREFIX};
 use dataplane::IoMode;
 use telemetry::stats::Snapshot;
 
@@ -249,14 +249,17 @@ pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
+/// The thread of [`count_reflections`]: entering the namespace can fail,
+/// and so can the raw socket inside it.
+type ReflectionThread = std::thread::JoinHandle<std::io::Result<std::io::Result<()>>>;
+
 /// Counts IPv4 UDP datagrams from the edge to spoofed sources arriving in
 /// the attacker's namespace, on a raw socket, until `stop`.
-#[allow(clippy::type_complexity)]
 fn count_reflections(
     ns: &Netns,
     stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
-) -> Result<std::thread::JoinHandle<std::io::Result<std::io::Result<()>>>> {
+) -> Result<ReflectionThread> {
     let edge = u32::from(EDGE_ADDR);
     let (net, bits) = SPOOF_PREFIX.split_once('/').expect("a prefix");
     let net = u32::from(net.parse::<Ipv4Addr>().expect("an IPv4 prefix"));
@@ -281,21 +284,33 @@ fn count_reflections(
     })?)
 }
 
-struct Procs {
+/// The `dce-loadgen` processes of a demo (upstream servers, callers,
+/// attacks), each named for what it plays and logging to `NAME.log` in the
+/// demo's folder. Dropping it ends every one still running.
+struct LoadgenProcesses {
+    loadgen: PathBuf,
+    dir: PathBuf,
     children: Vec<(String, ChildGuard)>,
 }
 
-impl Procs {
-    fn spawn(
-        &mut self,
-        name: &str,
-        ns: &Netns,
-        program: &Path,
-        args: &[String],
-        log: &Path,
-    ) -> Result<()> {
-        let out = std::fs::File::create(log)?;
-        let mut cmd = ns.command(program.to_str().context("a UTF-8 path")?);
+impl LoadgenProcesses {
+    fn new(loadgen: PathBuf, dir: &Path) -> Self {
+        LoadgenProcesses {
+            loadgen,
+            dir: dir.to_path_buf(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Where the process `name` is told to write its JSON report
+    /// (`NAME.json` in the demo's folder), as a command-line argument.
+    fn report_arg(&self, name: &str) -> String {
+        self.dir.join(format!("{name}.json")).display().to_string()
+    }
+
+    fn spawn(&mut self, name: &str, ns: &Netns, args: &[String]) -> Result<()> {
+        let out = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let mut cmd = ns.command(self.loadgen.to_str().context("a UTF-8 path")?);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -351,68 +366,127 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     let seconds = args.seconds.clamp(5, 3600);
     let prefixes = args.prefixes.max(10_000);
 
-    let tmp;
-    let dir: PathBuf = match &args.keep {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = TempDir::new("demo")?;
-            tmp.path().to_path_buf()
-        }
-    };
-    eprintln!("building the lab: callers, attacker, edge, two upstreams (198.18.0.0/24) ...");
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 40,
-        upstreams: 2,
-        attacker: true,
-    })
-    .context("building the lab's namespaces")?;
+    // Declared before the lab and the processes, so that on any way out
+    // they are stopped and removed before the folder holding their files.
+    let (_tmp, dir) = demo_dir(args.keep.as_deref())?;
+    let lab = build_lab()?;
     let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
-
-    let mut procs = Procs {
-        children: Vec::new(),
-    };
-    let run_for = (seconds + 15).to_string();
-    for (i, up) in lab.upstreams.iter().enumerate() {
-        procs.spawn(
-            &format!("upstream{i}"),
-            &up.ns,
-            &loadgen,
-            &[
-                "uas".into(),
-                "--listen".into(),
-                format!("{}:5060", up.addr()),
-                "--duration".into(),
-                run_for.clone(),
-                "--quiet".into(),
-                "--json".into(),
-                dir.join(format!("upstream{i}.json")).display().to_string(),
-            ],
-            &dir.join(format!("upstream{i}.log")),
-        )?;
-    }
+    let mut procs = LoadgenProcesses::new(loadgen, &dir);
+    start_upstreams(&mut procs, &lab, seconds)?;
     let mut edge = EdgeProcess::start(
         &lab,
         &dir,
         &demo_edge(&lab, demo_routes(&lab, prefixes), edge_bin),
     )
     .context("starting the edge")?;
-    let edge_sip: SocketAddr = (EDGE_ADDR, 5060).into();
+    say_edge_is_up(&edge, seconds, args.cps);
+
+    start_callers(&mut procs, &lab, edge.sip_addr(), args.cps, seconds)?;
+    let warm_up = wait_for_callers_verified(&edge, lab.callers.addrs.len() as u64, seconds, &stop);
+    let attacks = start_attacks(
+        &mut procs,
+        attacker,
+        edge.sip_addr(),
+        args.flood_pps,
+        seconds,
+        warm_up,
+    )?;
+    let reflections = ReflectionCount::start(&attacker.ns)?;
+
+    let newest = show_progress(&edge, seconds, &stop);
+    wait_for_traffic_to_end(&mut procs, &attacks, &stop)?;
+    let reflected = reflections.finish();
+    let before_stop = edge.snapshot().ok().or(newest).unwrap_or_default();
+    drop(procs);
+    let final_snapshot = edge.stop().unwrap_or(before_stop);
+
+    let report = DemoReport::from_run(
+        seconds,
+        calls_report(&dir),
+        attack_lines(&dir, &attacks),
+        &final_snapshot,
+        reflected,
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    drop(lab);
+    Ok(report)
+}
+
+/// The folder for the lab's files: `keep` (created if missing), or a
+/// temporary one, returned with it so that it lives as long as the demo.
+fn demo_dir(keep: Option<&Path>) -> Result<(Option<TempDir>, PathBuf)> {
+    match keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok((None, d.to_path_buf()))
+        }
+        None => {
+            let tmp = TempDir::new("demo")?;
+            let dir = tmp.path().to_path_buf();
+            Ok((Some(tmp), dir))
+        }
+    }
+}
+
+/// The demo's lab: 40 caller addresses, two upstreams and an attacker.
+fn build_lab() -> Result<Lab> {
+    eprintln!("building the lab: callers, attacker, edge, two upstreams (198.18.0.0/24) ...");
+    Lab::build(&LabSpec {
+        caller_addrs: 40,
+        upstreams: 2,
+        attacker: true,
+    })
+    .context("building the lab's namespaces")
+}
+
+/// One `dce-loadgen uas` per upstream (`upstream0`, `upstream1`), answering
+/// calls on port 5060 until well after the callers stop.
+fn start_upstreams(procs: &mut LoadgenProcesses, lab: &Lab, seconds: u64) -> Result<()> {
+    let run_for = (seconds + 15).to_string();
+    for (i, up) in lab.upstreams.iter().enumerate() {
+        let name = format!("upstream{i}");
+        let args = [
+            "uas".into(),
+            "--listen".into(),
+            format!("{}:5060", up.addr()),
+            "--duration".into(),
+            run_for.clone(),
+            "--quiet".into(),
+            "--json".into(),
+            procs.report_arg(&name),
+        ];
+        procs.spawn(&name, &up.ns, &args)?;
+    }
+    Ok(())
+}
+
+/// The line saying what the edge runs in and what the demo will do.
+fn say_edge_is_up(edge: &EdgeProcess, seconds: u64, cps: f64) {
     let first = edge.snapshot().ok().unwrap_or_default();
     eprintln!(
         "edge up: XDP {} mode, AF_XDP {} mode, {} prefixes; {} s of calls at {} cps with attacks",
-        first.modes.attach, first.modes.dataplane, first.routes.prefixes, seconds, args.cps
+        first.modes.attach, first.modes.dataplane, first.routes.prefixes, seconds, cps
     );
+}
 
-    // Legitimate callers from 40 addresses.
+/// Legitimate callers from every caller address, `cps` calls a second
+/// through the edge for `seconds`.
+fn start_callers(
+    procs: &mut LoadgenProcesses,
+    lab: &Lab,
+    edge_sip: SocketAddr,
+    cps: f64,
+    seconds: u64,
+) -> Result<()> {
     let mut caller_args: Vec<String> = vec![
         "uac".into(),
         "--target".into(),
         edge_sip.to_string(),
         "--cps".into(),
-        args.cps.to_string(),
+        cps.to_string(),
         "--duration".into(),
         seconds.to_string(),
         "--numbers".into(),
@@ -421,34 +495,37 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         "80".into(),
         "--quiet".into(),
         "--json".into(),
-        dir.join("callers.json").display().to_string(),
+        procs.report_arg("callers"),
     ];
     for a in &lab.callers.addrs {
         caller_args.push("--local-addr".into());
         caller_args.push(a.to_string());
     }
-    procs.spawn(
-        "callers",
-        &lab.callers.ns,
-        &loadgen,
-        &caller_args,
-        &dir.join("callers.log"),
-    )?;
+    procs.spawn("callers", &lab.callers.ns, &caller_args)
+}
 
-    // Attacks start once the callers are known to the edge: every caller
-    // address has completed a call and echoed its dialog cookie, as the
-    // regular callers of a real edge have long before any attack. (A caller
-    // that first appears during a flood competes with the flood's budget;
-    // that is the price of reflecting nothing.)
+/// Waits (bounded) until the edge has verified every caller address, and
+/// returns when the wait began.
+///
+/// Attacks start once the callers are known to the edge: every caller
+/// address has completed a call and echoed its dialog cookie, as the
+/// regular callers of a real edge have long before any attack. (A caller
+/// that first appears during a flood competes with the flood's budget;
+/// that is the price of reflecting nothing.)
+fn wait_for_callers_verified(
+    edge: &EdgeProcess,
+    callers: u64,
+    seconds: u64,
+    stop: &AtomicBool,
+) -> Instant {
     let warm_up = Instant::now();
-    let callers_n = lab.callers.addrs.len() as u64;
     let warm_up_limit = Duration::from_secs((seconds / 2).clamp(2, 20));
     while warm_up.elapsed() < warm_up_limit && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(500));
         if edge
             .snapshot()
             .ok()
-            .is_some_and(|s| s.verified_sources >= callers_n)
+            .is_some_and(|s| s.verified_sources >= callers)
         {
             break;
         }
@@ -457,131 +534,151 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         "callers verified after {:.1} s; the attacks start",
         warm_up.elapsed().as_secs_f64()
     );
-    // The attacks end a few seconds before the callers stop placing calls.
+    warm_up
+}
+
+/// An attack sent from one of the attacker's own addresses (the flood,
+/// which spoofs its sources, is [`start_flood`]).
+struct AddressedAttack {
+    /// `dce-loadgen attack KIND`.
+    kind: &'static str,
+    /// Which of the attacker's addresses it sends from.
+    local_addr: usize,
+    /// Flags of this kind only.
+    extra: &'static [&'static str],
+    pps: &'static str,
+    count: &'static str,
+}
+
+/// A SIPVicious-style scanner sweep, a REGISTER password guess as a known
+/// softphone, and garbage on the SIP port.
+const ADDRESSED_ATTACKS: [AddressedAttack; 3] = [
+    AddressedAttack {
+        kind: "scan",
+        local_addr: 1,
+        extra: &[],
+        pps: "200",
+        count: "100000",
+    },
+    AddressedAttack {
+        kind: "guess",
+        local_addr: 2,
+        extra: &["--user-agent", "Zoiper rv2.10"],
+        pps: "100",
+        count: "100000",
+    },
+    AddressedAttack {
+        kind: "garbage",
+        local_addr: 3,
+        extra: &[],
+        pps: "500",
+        count: "1000000",
+    },
+];
+
+/// Starts every attack from the attacker's namespace (`attack-KIND`), and
+/// the spoofed flood if `flood_pps` is not 0; returns the kinds started.
+/// The attacks end a few seconds before the callers stop placing calls.
+fn start_attacks(
+    procs: &mut LoadgenProcesses,
+    attacker: &Host,
+    edge_sip: SocketAddr,
+    flood_pps: u64,
+    seconds: u64,
+    warm_up: Instant,
+) -> Result<Vec<&'static str>> {
     let attack_for = seconds
         .saturating_sub(warm_up.elapsed().as_secs() + 3)
         .max(2)
         .to_string();
     let target = edge_sip.to_string();
-    let a = |i: usize| attacker.addrs[i.min(attacker.addrs.len() - 1)].to_string();
-    let attacks: Vec<(&str, Vec<String>)> = vec![
-        (
-            "scan",
-            vec![
-                "attack",
-                "scan",
-                "--target",
-                &target,
-                "--local-addr",
-                &a(1),
-                "--pps",
-                "200",
-                "--count",
-                "100000",
-                "--duration",
-                &attack_for,
-            ]
+    let mut kinds = Vec::new();
+    for attack in &ADDRESSED_ATTACKS {
+        let name = format!("attack-{}", attack.kind);
+        let local_addr =
+            attacker.addrs[attack.local_addr.min(attacker.addrs.len() - 1)].to_string();
+        let mut argv: Vec<String> = ["attack", attack.kind, "--target", &target]
             .into_iter()
+            .chain(["--local-addr", &local_addr])
+            .chain(attack.extra.iter().copied())
+            .chain(["--pps", attack.pps, "--count", attack.count])
+            .chain(["--duration", &attack_for])
             .map(String::from)
-            .collect(),
-        ),
-        (
-            "guess",
-            vec![
-                "attack",
-                "guess",
-                "--target",
-                &target,
-                "--local-addr",
-                &a(2),
-                "--user-agent",
-                "Zoiper rv2.10",
-                "--pps",
-                "100",
-                "--count",
-                "100000",
-                "--duration",
-                &attack_for,
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        ),
-        (
-            "garbage",
-            vec![
-                "attack",
-                "garbage",
-                "--target",
-                &target,
-                "--local-addr",
-                &a(3),
-                "--pps",
-                "500",
-                "--count",
-                "1000000",
-                "--duration",
-                &attack_for,
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        ),
-    ];
-    let mut attack_names = Vec::new();
-    for (name, mut argv) in attacks {
+            .collect();
         argv.push("--json".into());
-        argv.push(
-            dir.join(format!("attack-{name}.json"))
-                .display()
-                .to_string(),
-        );
-        procs.spawn(
-            &format!("attack-{name}"),
-            &attacker.ns,
-            &loadgen,
-            &argv,
-            &dir.join(format!("attack-{name}.log")),
-        )?;
-        attack_names.push(name);
+        argv.push(procs.report_arg(&name));
+        procs.spawn(&name, &attacker.ns, &argv)?;
+        kinds.push(attack.kind);
     }
-    if args.flood_pps > 0 {
-        let argv: Vec<String> = vec![
-            "attack".into(),
-            "flood".into(),
-            "--iface".into(),
-            attacker.iface.clone(),
-            "--target".into(),
-            target.clone(),
-            "--spoof".into(),
-            SPOOF_PREFIX.into(),
-            "--pps".into(),
-            args.flood_pps.to_string(),
-            "--count".into(),
-            (args.flood_pps * seconds).to_string(),
-            "--duration".into(),
-            attack_for.clone(),
-            "--json".into(),
-            dir.join("attack-flood.json").display().to_string(),
-        ];
-        procs.spawn(
-            "attack-flood",
-            &attacker.ns,
-            &loadgen,
-            &argv,
-            &dir.join("attack-flood.log"),
-        )?;
-        attack_names.push("flood");
+    if flood_pps > 0 {
+        start_flood(procs, attacker, &target, flood_pps, seconds, &attack_for)?;
+        kinds.push("flood");
     }
-    let reflect_stop = Arc::new(AtomicBool::new(false));
-    let reflected = Arc::new(AtomicU64::new(0));
-    let reflector = count_reflections(
-        &attacker.ns,
-        Arc::clone(&reflect_stop),
-        Arc::clone(&reflected),
-    )?;
+    Ok(kinds)
+}
 
-    // Progress, once a second, from the edge's own counters.
+/// An INVITE flood at `flood_pps` from sources spoofed in
+/// [`SPOOF_PREFIX`], sent raw on the attacker's interface.
+fn start_flood(
+    procs: &mut LoadgenProcesses,
+    attacker: &Host,
+    target: &str,
+    flood_pps: u64,
+    seconds: u64,
+    attack_for: &str,
+) -> Result<()> {
+    let argv: Vec<String> = vec![
+        "attack".into(),
+        "flood".into(),
+        "--iface".into(),
+        attacker.iface.clone(),
+        "--target".into(),
+        target.into(),
+        "--spoof".into(),
+        SPOOF_PREFIX.into(),
+        "--pps".into(),
+        flood_pps.to_string(),
+        "--count".into(),
+        (flood_pps * seconds).to_string(),
+        "--duration".into(),
+        attack_for.into(),
+        "--json".into(),
+        procs.report_arg("attack-flood"),
+    ];
+    procs.spawn("attack-flood", &attacker.ns, &argv)
+}
+
+/// Datagrams from the edge to spoofed sources, counted in the attacker's
+/// namespace while the demo runs ([`count_reflections`]).
+struct ReflectionCount {
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    thread: ReflectionThread,
+}
+
+impl ReflectionCount {
+    fn start(ns: &Netns) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let thread = count_reflections(ns, Arc::clone(&stop), Arc::clone(&count))?;
+        Ok(ReflectionCount {
+            stop,
+            count,
+            thread,
+        })
+    }
+
+    /// Stops counting and returns the count.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Progress, once a second, from the edge's own counters, until `seconds`
+/// have passed or `stop`; returns the newest snapshot read.
+fn show_progress(edge: &EdgeProcess, seconds: u64, stop: &AtomicBool) -> Option<Snapshot> {
     let started = Instant::now();
     // The edge refreshes its snapshot about once a second, so a read can
     // find the same one again: rates come from the last two different ones.
@@ -610,37 +707,50 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
             }
         }
     }
+    newest
+}
+
+/// Callers finish their last calls (bounded; briefly after Ctrl-C), then
+/// the attacks end.
+fn wait_for_traffic_to_end(
+    procs: &mut LoadgenProcesses,
+    attacks: &[&str],
+    stop: &AtomicBool,
+) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
         eprintln!("interrupted: stopping the lab ...");
     }
-    // Callers finish their last calls (bounded), then everything stops.
     procs.wait(
         "callers",
         Duration::from_secs(if stop.load(Ordering::Relaxed) { 1 } else { 45 }),
     )?;
-    for name in &attack_names {
-        procs.wait(&format!("attack-{name}"), Duration::from_secs(5))?;
+    for kind in attacks {
+        procs.wait(&format!("attack-{kind}"), Duration::from_secs(5))?;
     }
-    reflect_stop.store(true, Ordering::Relaxed);
-    let _ = reflector.join();
-    let before_stop = edge.snapshot().ok().or(newest).unwrap_or_default();
-    drop(procs);
-    let final_snapshot = edge.stop().unwrap_or(before_stop);
+    Ok(())
+}
+
+/// The legitimate calls as the callers saw them (`callers.json`).
+fn calls_report(dir: &Path) -> CallsReport {
     let callers = read_json(&dir.join("callers.json")).unwrap_or(Value::Null);
-    let calls = CallsReport {
+    CallsReport {
         offered: u(&callers, &["accounting", "started"]),
         completed: u(&callers, &["outcomes", "completed"]),
         failed: u(&callers, &["accounting", "started"])
             .saturating_sub(u(&callers, &["outcomes", "completed"])),
         setup_p50_ms: f(&callers, &["latency_us", "setup", "p50_us"]) / 1000.0,
         setup_p99_ms: f(&callers, &["latency_us", "setup", "p99_us"]) / 1000.0,
-    };
-    let attacks = attack_names
+    }
+}
+
+/// What each attack reported (`attack-KIND.json`), in the order started.
+fn attack_lines(dir: &Path, kinds: &[&str]) -> Vec<AttackLine> {
+    kinds
         .iter()
-        .map(|name| {
-            let v = read_json(&dir.join(format!("attack-{name}.json"))).unwrap_or(Value::Null);
+        .map(|kind| {
+            let v = read_json(&dir.join(format!("attack-{kind}.json"))).unwrap_or(Value::Null);
             AttackLine {
-                kind: name.to_string(),
+                kind: kind.to_string(),
                 sent: u(&v, &["sent"]),
                 send_failed: u(&v, &["send_failed"]),
                 pps: f(&v, &["pps"]),
@@ -659,42 +769,48 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
                     .unwrap_or_default(),
             }
         })
-        .collect();
-    let s = &final_snapshot;
-    let report = DemoReport {
-        seconds,
-        attach_mode: s.modes.attach.clone(),
-        dataplane_mode: s.modes.dataplane.clone(),
-        prefixes: s.routes.prefixes,
-        calls,
-        attacks,
-        xdp_drops: s.xdp.as_ref().map(|x| x.drops.clone()).unwrap_or_default(),
-        xdp_redirected: s.xdp.as_ref().map_or(0, |x| x.redirected),
-        worker_drops: s.workers.iter().flat_map(|w| w.dropped.clone()).fold(
-            Default::default(),
-            |mut m, (k, v)| {
-                *m.entry(k).or_default() += v;
-                m
-            },
-        ),
-        worker_answers: s.workers.iter().flat_map(|w| w.answered.clone()).fold(
-            Default::default(),
-            |mut m, (k, v)| {
-                *m.entry(k).or_default() += v;
-                m
-            },
-        ),
-        route_lookups: s.routes.lookups,
-        route_lookups_batched: s.routes.batched_lookups,
-        bans: before_or_final_bans(s),
-        reflected: reflected.load(Ordering::Relaxed),
-    };
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        .collect()
+}
+
+impl DemoReport {
+    /// The report of a run: what the peers reported and the edge's final
+    /// snapshot `s`.
+    fn from_run(
+        seconds: u64,
+        calls: CallsReport,
+        attacks: Vec<AttackLine>,
+        s: &Snapshot,
+        reflected: u64,
+    ) -> DemoReport {
+        DemoReport {
+            seconds,
+            attach_mode: s.modes.attach.clone(),
+            dataplane_mode: s.modes.dataplane.clone(),
+            prefixes: s.routes.prefixes,
+            calls,
+            attacks,
+            xdp_drops: s.xdp.as_ref().map(|x| x.drops.clone()).unwrap_or_default(),
+            xdp_redirected: s.xdp.as_ref().map_or(0, |x| x.redirected),
+            worker_drops: s.workers.iter().flat_map(|w| w.dropped.clone()).fold(
+                Default::default(),
+                |mut m, (k, v)| {
+                    *m.entry(k).or_default() += v;
+                    m
+                },
+            ),
+            worker_answers: s.workers.iter().flat_map(|w| w.answered.clone()).fold(
+                Default::default(),
+                |mut m, (k, v)| {
+                    *m.entry(k).or_default() += v;
+                    m
+                },
+            ),
+            route_lookups: s.routes.lookups,
+            route_lookups_batched: s.routes.batched_lookups,
+            bans: before_or_final_bans(s),
+            reflected,
+        }
     }
-    drop(lab);
-    Ok(report)
 }
 
 fn before_or_final_bans(s: &Snapshot) -> Vec<(String, String)> {

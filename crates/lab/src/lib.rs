@@ -4,7 +4,7 @@
 
 pub mod bin;
 pub mod demo;
-pub mod edge;
+pub mod edge_process;
 pub mod netns;
 pub mod ping;
 pub mod privilege;

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::drivers::Support;
 use super::host::{Host, Interface};
-use super::schema::{AfXdpMode, Profile, XdpMode};
+use super::schema::{AfXdpMode, Hardware, Profile, XdpMode};
 
 /// Points of each criterion; they add up to [`MAX_SCORE`].
 pub const WEIGHTS: Weights = Weights {
@@ -143,10 +143,35 @@ fn yes_no(b: bool) -> Met {
 pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
     let hw = profile.hardware();
     let name = profile.name();
-    let mut criteria = Vec::new();
+    let criteria = vec![
+        driver(iface, hw, name),
+        cores(host, hw, name),
+        link_speed(iface, hw, name),
+        xdp_mode(iface, hw, name),
+        af_xdp(iface, hw, name),
+        clock(host, hw, name),
+        queues(iface, profile.runtime().queues, name),
+    ];
+    let score = criteria
+        .iter()
+        .filter(|c| c.met == Met::Yes)
+        .map(|c| c.weight)
+        .sum();
+    Match {
+        profile: name.to_string(),
+        interface: iface.name.clone(),
+        score,
+        criteria,
+        rank: (score, hw.cores, hw.link_speed_mbps),
+    }
+}
 
+// One function per criterion of the module's table, in its order; `name`
+// is the profile's, for the detail line.
+
+fn driver(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
     let drivers = hw.nic_drivers.join(" or ");
-    criteria.push(match iface.driver.ok() {
+    match iface.driver.ok() {
         Some(d) => criterion(
             "driver",
             WEIGHTS.driver,
@@ -163,9 +188,11 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 iface.driver.why().unwrap_or_default()
             ),
         ),
-    });
+    }
+}
 
-    criteria.push(match host.cpus_online.ok() {
+fn cores(host: &Host, hw: &Hardware, name: &str) -> Criterion {
+    match host.cpus_online.ok() {
         Some(cpus) => criterion(
             "cores",
             WEIGHTS.cores,
@@ -185,9 +212,11 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 host.cpus_online.why().unwrap_or_default()
             ),
         ),
-    });
+    }
+}
 
-    criteria.push(match iface.speed_mbps.ok() {
+fn link_speed(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
+    match iface.speed_mbps.ok() {
         Some(&s) => criterion(
             "link speed",
             WEIGHTS.link_speed,
@@ -206,9 +235,11 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 iface.name, hw.link_speed_mbps
             ),
         ),
-    });
+    }
+}
 
-    criteria.push(match hw.xdp_mode {
+fn xdp_mode(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
+    match hw.xdp_mode {
         XdpMode::Generic => criterion(
             "XDP mode",
             WEIGHTS.xdp_mode,
@@ -224,9 +255,11 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 iface.name, iface.capability.native_xdp
             ),
         ),
-    });
+    }
+}
 
-    criteria.push(match hw.af_xdp {
+fn af_xdp(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
+    match hw.af_xdp {
         AfXdpMode::Copy => criterion(
             "AF_XDP",
             WEIGHTS.af_xdp,
@@ -242,9 +275,11 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 iface.name, iface.capability.zero_copy
             ),
         ),
-    });
+    }
+}
 
-    criteria.push(match host.cpu_clock.ok() {
+fn clock(host: &Host, hw: &Hardware, name: &str) -> Criterion {
+    match host.cpu_clock.ok() {
         Some(clock) => criterion(
             "clock",
             WEIGHTS.clock,
@@ -263,10 +298,12 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
                 hw.min_clock_mhz
             ),
         ),
-    });
+    }
+}
 
-    let want = profile.runtime().queues;
-    criteria.push(match iface.max_queues() {
+/// `want`: the queues the profile's runtime uses.
+fn queues(iface: &Interface, want: u32, name: &str) -> Criterion {
+    match iface.max_queues() {
         Some(q) => criterion(
             "queues",
             WEIGHTS.queues,
@@ -279,19 +316,6 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
             Met::Unknown,
             format!("cannot read {}'s queues; {name} uses {want}", iface.name),
         ),
-    });
-
-    let score = criteria
-        .iter()
-        .filter(|c| c.met == Met::Yes)
-        .map(|c| c.weight)
-        .sum();
-    Match {
-        profile: name.to_string(),
-        interface: iface.name.clone(),
-        score,
-        criteria,
-        rank: (score, hw.cores, hw.link_speed_mbps),
     }
 }
 

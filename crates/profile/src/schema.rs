@@ -409,259 +409,13 @@ impl Check<'_> {
 pub fn parse(src: &SourceFile) -> Result<Profile, ConfigError> {
     let raw: RawProfile = src.parse_toml()?;
     let c = Check { src };
-
-    // ---- name and provenance ----
-    let name = raw.name.get_ref();
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return c.fail(
-            raw.name.span(),
-            format!("name {name:?} must be lowercase letters, digits and '-'"),
-        );
-    }
-    let stem = src.path().file_stem().and_then(|s| s.to_str());
-    if stem != Some(name.as_str()) {
-        return c.fail(
-            raw.name.span(),
-            format!(
-                "name {name:?} differs from the file name {:?}; a profile is found by its file name",
-                src.path().file_name().unwrap_or_default()
-            ),
-        );
-    }
-    if raw.source.get_ref().trim().is_empty() {
-        return c.fail(
-            raw.source.span(),
-            "source is empty: say where the profile's numbers come from",
-        );
-    }
-
-    // ---- hardware ----
-    let h = &raw.hardware;
-    let cores = c.range("cores", &h.cores, 1, super::cpus::MAX_CPU + 1)?;
-    let min_clock_mhz = c.range("min_clock_mhz", &h.min_clock_mhz, 500, 10_000)?;
-    if h.nic_drivers.get_ref().is_empty() {
-        return c.fail(
-            h.nic_drivers.span(),
-            "nic_drivers is empty: name the NIC drivers of this tier",
-        );
-    }
-    let mut nic_drivers = Vec::new();
-    for d in h.nic_drivers.get_ref() {
-        let Some(support) = drivers::lookup(d.get_ref()) else {
-            let known: Vec<&str> = drivers::DRIVERS.iter().map(|d| d.driver).collect();
-            return c.fail(
-                d.span(),
-                format!(
-                    "driver {:?} is not in the driver table; known: {}",
-                    d.get_ref(),
-                    known.join(", ")
-                ),
-            );
-        };
-        if h.af_xdp == AfXdpMode::ZeroCopy && support.zero_copy_since.is_none() {
-            return c.fail(
-                d.span(),
-                format!(
-                    "driver {:?} has no AF_XDP zero-copy; use af_xdp = \"copy\" or drop the driver",
-                    d.get_ref()
-                ),
-            );
-        }
-        nic_drivers.push(d.get_ref().clone());
-    }
-    let link = *h.link_speed_mbps.get_ref();
-    if !LINK_SPEEDS_MBPS.contains(&link) {
-        return c.fail(
-            h.link_speed_mbps.span(),
-            format!(
-                "link_speed_mbps = {link} is not an Ethernet speed; allowed: {LINK_SPEEDS_MBPS:?}"
-            ),
-        );
-    }
-    let hardware = Hardware {
-        cores,
-        min_clock_mhz,
-        nic_drivers,
-        link_speed_mbps: link,
-        xdp_mode: h.xdp_mode,
-        af_xdp: h.af_xdp,
-    };
-
-    // ---- runtime ----
-    let r = &raw.runtime;
-    let queues = c.range("queues", &r.queues, 1, cores)?;
-    let workers = *r.workers.get_ref();
-    if workers != queues {
-        return c.fail(
-            r.workers.span(),
-            format!(
-                "workers = {workers} but queues = {queues}: dce-edge runs one worker per queue"
-            ),
-        );
-    }
-    if r.worker_cores.get_ref().len() != workers as usize {
-        return c.fail(
-            r.worker_cores.span(),
-            format!(
-                "worker_cores names {} cores for {workers} workers",
-                r.worker_cores.get_ref().len()
-            ),
-        );
-    }
-    let control_core = c.range("control_core", &r.control_core, 0, cores - 1)?;
-    let mut seen = BTreeSet::new();
-    let mut worker_cores = Vec::new();
-    for core in r.worker_cores.get_ref() {
-        let n = c.range("worker core", core, 0, cores - 1)?;
-        if n == control_core {
-            return c.fail(
-                core.span(),
-                format!("worker core {n} is the control_core; workers need cores of their own"),
-            );
-        }
-        if !seen.insert(n) {
-            return c.fail(core.span(), format!("worker core {n} is named twice"));
-        }
-        worker_cores.push(n);
-    }
-    let frame_size = *r.frame_size.get_ref();
-    if frame_size != 2048 && frame_size != 4096 {
-        return c.fail(
-            r.frame_size.span(),
-            format!("frame_size = {frame_size}: aligned AF_XDP frames are 2048 or 4096 bytes"),
-        );
-    }
-    let fill_ring = c.ring("fill_ring", &r.fill_ring)?;
-    let completion_ring = c.ring("completion_ring", &r.completion_ring)?;
-    let rx_ring = c.ring("rx_ring", &r.rx_ring)?;
-    let tx_ring = c.ring("tx_ring", &r.tx_ring)?;
-    if fill_ring < rx_ring {
-        return c.fail(
-            r.fill_ring.span(),
-            format!("fill_ring = {fill_ring} is smaller than rx_ring = {rx_ring}: the fill ring must cover the RX ring or it runs empty"),
-        );
-    }
-    let umem_frames = c.range("umem_frames", &r.umem_frames, 64, 1 << 22)?;
-    if umem_frames < fill_ring + tx_ring {
-        return c.fail(
-            r.umem_frames.span(),
-            format!(
-                "umem_frames = {umem_frames} cannot fill the fill ring ({fill_ring}) and the TX ring ({tx_ring}) at once; at least {} needed",
-                fill_ring + tx_ring
-            ),
-        );
-    }
-    let batch_size = c.range("batch_size", &r.batch_size, 1, rx_ring)?;
-    let emergency_cap_pps = c.range("emergency_cap_pps", &r.emergency_cap_pps, 1, 1 << 32)?;
-    let rl = &r.rate_limits;
-    let runtime = RuntimeDefaults {
-        queues,
-        workers,
-        worker_cores,
-        control_core,
-        umem_frames,
-        frame_size,
-        fill_ring,
-        completion_ring,
-        rx_ring,
-        tx_ring,
-        batch_size,
-        rate_limits: RateLimits {
-            invite: c.bucket("invite", &rl.invite)?,
-            register: c.bucket("register", &rl.register)?,
-            other: c.bucket("other", &rl.other)?,
-        },
-        emergency_cap_pps,
-    };
-
-    // ---- tuning ----
-    let t = &raw.tuning;
-    let governor = match &t.governor {
-        Some(g) if !GOVERNORS.contains(&g.get_ref().as_str()) => {
-            return c.fail(
-                g.span(),
-                format!("governor {:?} is not one of {GOVERNORS:?}", g.get_ref()),
-            );
-        }
-        Some(g) => Some(g.get_ref().clone()),
-        None => None,
-    };
-    let tuning = HostTuning {
-        pin_irqs: t.pin_irqs,
-        busy_poll_us: c.range("busy_poll_us", &t.busy_poll_us, 0, 100_000)?,
-        busy_read_us: c.range("busy_read_us", &t.busy_read_us, 0, 100_000)?,
-        napi_defer_hard_irqs: c.range("napi_defer_hard_irqs", &t.napi_defer_hard_irqs, 0, 1000)?,
-        gro_flush_timeout_ns: c.range(
-            "gro_flush_timeout_ns",
-            &t.gro_flush_timeout_ns,
-            0,
-            100_000_000,
-        )?,
-        governor,
-        isolate_workers: t.isolate_workers,
-    };
-
-    // ---- band ----
-    let b = &raw.band;
-    let guide_min = c.range(
-        "guide_cps_min",
-        &b.guide_cps_min,
-        GUIDE_CPS.min,
-        GUIDE_CPS.max,
-    )?;
-    let guide_max = c.range(
-        "guide_cps_max",
-        &b.guide_cps_max,
-        GUIDE_CPS.min,
-        GUIDE_CPS.max,
-    )?;
-    if guide_min > guide_max {
-        return c.fail(
-            b.guide_cps_max.span(),
-            format!("guide_cps_max = {guide_max} is below guide_cps_min = {guide_min}"),
-        );
-    }
-    let target_cps = *b.target_cps.get_ref();
-    if target_cps < guide_max {
-        return c.fail(
-            b.target_cps.span(),
-            format!("target_cps = {target_cps} is below the guide's {guide_max} for this tier: dce-edge must beat a Kamailio-class proxy"),
-        );
-    }
-    let flood_pps = c.range("flood_pps", &b.flood_pps, 1, 1_000_000_000)?;
-    let pct = *b.flood_legit_success_pct.get_ref();
-    if !(pct > 0.0 && pct <= 100.0) {
-        return c.fail(
-            b.flood_legit_success_pct.span(),
-            format!("flood_legit_success_pct = {pct} must be above 0 and at most 100"),
-        );
-    }
-    let setup_latency_p99_ms = c.range(
-        "setup_latency_p99_ms",
-        &b.setup_latency_p99_ms,
-        1,
-        GUIDE_SETUP_LATENCY_MS,
-    )?;
-    let band = Band {
-        guide_cps: CpsRange {
-            min: guide_min,
-            max: guide_max,
-        },
-        target_cps,
-        target_basis: b.target_basis,
-        measured_cps: (b.measured_cps != 0).then_some(b.measured_cps),
-        measure_with: b.measure_with.clone(),
-        flood_pps,
-        flood_legit_success_pct: pct,
-        setup_latency_p99_ms,
-    };
-
+    c.name_and_provenance(&raw)?;
+    let hardware = c.hardware(&raw.hardware)?;
+    let runtime = c.runtime(&raw.runtime, hardware.cores)?;
+    let tuning = c.tuning(&raw.tuning)?;
+    let band = c.band(&raw.band)?;
     Ok(Profile {
-        name: name.clone(),
+        name: raw.name.into_inner(),
         description: raw.description,
         source: raw.source.into_inner(),
         hardware,
@@ -671,4 +425,302 @@ pub fn parse(src: &SourceFile) -> Result<Profile, ConfigError> {
         origin: src.path().to_path_buf(),
         text: src.text().to_string(),
     })
+}
+
+/// The steps of [`parse`], one per table of the file, in the order the
+/// file is checked (the first refusal is the one reported).
+impl Check<'_> {
+    /// The name is the file's name; the source says where the numbers
+    /// come from.
+    fn name_and_provenance(&self, raw: &RawProfile) -> Result<(), ConfigError> {
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return self.fail(
+                raw.name.span(),
+                format!("name {name:?} must be lowercase letters, digits and '-'"),
+            );
+        }
+        let stem = self.src.path().file_stem().and_then(|s| s.to_str());
+        if stem != Some(name.as_str()) {
+            return self.fail(
+                raw.name.span(),
+                format!(
+                    "name {name:?} differs from the file name {:?}; a profile is found by its file name",
+                    self.src.path().file_name().unwrap_or_default()
+                ),
+            );
+        }
+        if raw.source.get_ref().trim().is_empty() {
+            return self.fail(
+                raw.source.span(),
+                "source is empty: say where the profile's numbers come from",
+            );
+        }
+        Ok(())
+    }
+
+    /// `[hardware]`: cores, clock, NIC drivers and link speed.
+    fn hardware(&self, h: &RawHardware) -> Result<Hardware, ConfigError> {
+        let cores = self.range("cores", &h.cores, 1, super::cpus::MAX_CPU + 1)?;
+        let min_clock_mhz = self.range("min_clock_mhz", &h.min_clock_mhz, 500, 10_000)?;
+        let nic_drivers = self.nic_drivers(&h.nic_drivers, h.af_xdp)?;
+        let link = *h.link_speed_mbps.get_ref();
+        if !LINK_SPEEDS_MBPS.contains(&link) {
+            return self.fail(
+                h.link_speed_mbps.span(),
+                format!(
+                    "link_speed_mbps = {link} is not an Ethernet speed; allowed: {LINK_SPEEDS_MBPS:?}"
+                ),
+            );
+        }
+        Ok(Hardware {
+            cores,
+            min_clock_mhz,
+            nic_drivers,
+            link_speed_mbps: link,
+            xdp_mode: h.xdp_mode,
+            af_xdp: h.af_xdp,
+        })
+    }
+
+    /// At least one driver, each in the driver table, each with zero-copy
+    /// AF_XDP if the profile binds that way.
+    fn nic_drivers(
+        &self,
+        listed: &Spanned<Vec<Spanned<String>>>,
+        af_xdp: AfXdpMode,
+    ) -> Result<Vec<String>, ConfigError> {
+        if listed.get_ref().is_empty() {
+            return self.fail(
+                listed.span(),
+                "nic_drivers is empty: name the NIC drivers of this tier",
+            );
+        }
+        let mut nic_drivers = Vec::new();
+        for d in listed.get_ref() {
+            let Some(support) = drivers::lookup(d.get_ref()) else {
+                let known: Vec<&str> = drivers::DRIVERS.iter().map(|d| d.driver).collect();
+                return self.fail(
+                    d.span(),
+                    format!(
+                        "driver {:?} is not in the driver table; known: {}",
+                        d.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            };
+            if af_xdp == AfXdpMode::ZeroCopy && support.zero_copy_since.is_none() {
+                return self.fail(
+                    d.span(),
+                    format!(
+                        "driver {:?} has no AF_XDP zero-copy; use af_xdp = \"copy\" or drop the driver",
+                        d.get_ref()
+                    ),
+                );
+            }
+            nic_drivers.push(d.get_ref().clone());
+        }
+        Ok(nic_drivers)
+    }
+
+    /// `[runtime]` on a box of `cores` CPUs: workers and their cores, the
+    /// UMEM and its rings, batches, the emergency cap and rate limits.
+    fn runtime(&self, r: &RawRuntime, cores: u32) -> Result<RuntimeDefaults, ConfigError> {
+        let queues = self.range("queues", &r.queues, 1, cores)?;
+        let workers = self.one_worker_per_queue(r, queues)?;
+        let control_core = self.range("control_core", &r.control_core, 0, cores - 1)?;
+        let worker_cores = self.worker_cores(&r.worker_cores, cores, control_core)?;
+        let frame_size = *r.frame_size.get_ref();
+        if frame_size != 2048 && frame_size != 4096 {
+            return self.fail(
+                r.frame_size.span(),
+                format!("frame_size = {frame_size}: aligned AF_XDP frames are 2048 or 4096 bytes"),
+            );
+        }
+        let fill_ring = self.ring("fill_ring", &r.fill_ring)?;
+        let completion_ring = self.ring("completion_ring", &r.completion_ring)?;
+        let rx_ring = self.ring("rx_ring", &r.rx_ring)?;
+        let tx_ring = self.ring("tx_ring", &r.tx_ring)?;
+        if fill_ring < rx_ring {
+            return self.fail(
+                r.fill_ring.span(),
+                format!("fill_ring = {fill_ring} is smaller than rx_ring = {rx_ring}: the fill ring must cover the RX ring or it runs empty"),
+            );
+        }
+        let umem_frames = self.range("umem_frames", &r.umem_frames, 64, 1 << 22)?;
+        if umem_frames < fill_ring + tx_ring {
+            return self.fail(
+                r.umem_frames.span(),
+                format!(
+                    "umem_frames = {umem_frames} cannot fill the fill ring ({fill_ring}) and the TX ring ({tx_ring}) at once; at least {} needed",
+                    fill_ring + tx_ring
+                ),
+            );
+        }
+        let batch_size = self.range("batch_size", &r.batch_size, 1, rx_ring)?;
+        let emergency_cap_pps =
+            self.range("emergency_cap_pps", &r.emergency_cap_pps, 1, 1 << 32)?;
+        let rl = &r.rate_limits;
+        Ok(RuntimeDefaults {
+            queues,
+            workers,
+            worker_cores,
+            control_core,
+            umem_frames,
+            frame_size,
+            fill_ring,
+            completion_ring,
+            rx_ring,
+            tx_ring,
+            batch_size,
+            rate_limits: RateLimits {
+                invite: self.bucket("invite", &rl.invite)?,
+                register: self.bucket("register", &rl.register)?,
+                other: self.bucket("other", &rl.other)?,
+            },
+            emergency_cap_pps,
+        })
+    }
+
+    /// `workers` equals `queues`, and `worker_cores` names a core for each.
+    fn one_worker_per_queue(&self, r: &RawRuntime, queues: u32) -> Result<u32, ConfigError> {
+        let workers = *r.workers.get_ref();
+        if workers != queues {
+            return self.fail(
+                r.workers.span(),
+                format!(
+                    "workers = {workers} but queues = {queues}: dce-edge runs one worker per queue"
+                ),
+            );
+        }
+        if r.worker_cores.get_ref().len() != workers as usize {
+            return self.fail(
+                r.worker_cores.span(),
+                format!(
+                    "worker_cores names {} cores for {workers} workers",
+                    r.worker_cores.get_ref().len()
+                ),
+            );
+        }
+        Ok(workers)
+    }
+
+    /// Worker cores exist, are not the control core, and are not shared.
+    fn worker_cores(
+        &self,
+        worker_cores: &Spanned<Vec<Spanned<u32>>>,
+        cores: u32,
+        control_core: u32,
+    ) -> Result<Vec<u32>, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut checked = Vec::new();
+        for core in worker_cores.get_ref() {
+            let n = self.range("worker core", core, 0, cores - 1)?;
+            if n == control_core {
+                return self.fail(
+                    core.span(),
+                    format!("worker core {n} is the control_core; workers need cores of their own"),
+                );
+            }
+            if !seen.insert(n) {
+                return self.fail(core.span(), format!("worker core {n} is named twice"));
+            }
+            checked.push(n);
+        }
+        Ok(checked)
+    }
+
+    /// `[tuning]`: busy polling, interrupt moderation and the governor.
+    fn tuning(&self, t: &RawTuning) -> Result<HostTuning, ConfigError> {
+        let governor = match &t.governor {
+            Some(g) if !GOVERNORS.contains(&g.get_ref().as_str()) => {
+                return self.fail(
+                    g.span(),
+                    format!("governor {:?} is not one of {GOVERNORS:?}", g.get_ref()),
+                );
+            }
+            Some(g) => Some(g.get_ref().clone()),
+            None => None,
+        };
+        Ok(HostTuning {
+            pin_irqs: t.pin_irqs,
+            busy_poll_us: self.range("busy_poll_us", &t.busy_poll_us, 0, 100_000)?,
+            busy_read_us: self.range("busy_read_us", &t.busy_read_us, 0, 100_000)?,
+            napi_defer_hard_irqs: self.range(
+                "napi_defer_hard_irqs",
+                &t.napi_defer_hard_irqs,
+                0,
+                1000,
+            )?,
+            gro_flush_timeout_ns: self.range(
+                "gro_flush_timeout_ns",
+                &t.gro_flush_timeout_ns,
+                0,
+                100_000_000,
+            )?,
+            governor,
+            isolate_workers: t.isolate_workers,
+        })
+    }
+
+    /// `[band]`: the guide's band, a target above it, the flood the box must
+    /// shed and the setup latency it must keep.
+    fn band(&self, b: &RawBand) -> Result<Band, ConfigError> {
+        let guide_min = self.range(
+            "guide_cps_min",
+            &b.guide_cps_min,
+            GUIDE_CPS.min,
+            GUIDE_CPS.max,
+        )?;
+        let guide_max = self.range(
+            "guide_cps_max",
+            &b.guide_cps_max,
+            GUIDE_CPS.min,
+            GUIDE_CPS.max,
+        )?;
+        if guide_min > guide_max {
+            return self.fail(
+                b.guide_cps_max.span(),
+                format!("guide_cps_max = {guide_max} is below guide_cps_min = {guide_min}"),
+            );
+        }
+        let target_cps = *b.target_cps.get_ref();
+        if target_cps < guide_max {
+            return self.fail(
+                b.target_cps.span(),
+                format!("target_cps = {target_cps} is below the guide's {guide_max} for this tier: dce-edge must beat a Kamailio-class proxy"),
+            );
+        }
+        let flood_pps = self.range("flood_pps", &b.flood_pps, 1, 1_000_000_000)?;
+        let pct = *b.flood_legit_success_pct.get_ref();
+        if !(pct > 0.0 && pct <= 100.0) {
+            return self.fail(
+                b.flood_legit_success_pct.span(),
+                format!("flood_legit_success_pct = {pct} must be above 0 and at most 100"),
+            );
+        }
+        let setup_latency_p99_ms = self.range(
+            "setup_latency_p99_ms",
+            &b.setup_latency_p99_ms,
+            1,
+            GUIDE_SETUP_LATENCY_MS,
+        )?;
+        Ok(Band {
+            guide_cps: CpsRange {
+                min: guide_min,
+                max: guide_max,
+            },
+            target_cps,
+            target_basis: b.target_basis,
+            measured_cps: (b.measured_cps != 0).then_some(b.measured_cps),
+            measure_with: b.measure_with.clone(),
+            flood_pps,
+            flood_legit_success_pct: pct,
+            setup_latency_p99_ms,
+        })
+    }
 }

@@ -317,42 +317,96 @@ pub fn parse_target_address(s: &str) -> Option<SocketAddr> {
 pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
     let raw: RawGroups = src.parse_toml()?;
     let mut errors = ErrorList::default();
-    let mut warnings = Vec::new();
     let mut health = HealthSettings::default();
     if let Some(spec) = &raw.health {
         spec.apply(src, &mut health, &mut errors);
     }
-    let line_of = |span: Range<usize>| config::line_column(src.text(), span.start).0;
-    let mut names: HashMap<String, GroupId> = HashMap::new();
-    let mut groups = Vec::with_capacity(raw.group.len());
-    let mut lines = Vec::with_capacity(raw.group.len());
+    let mut reader = GroupsReader {
+        src,
+        errors,
+        warnings: Vec::new(),
+        names: HashMap::new(),
+        groups: Vec::with_capacity(raw.group.len()),
+        lines: Vec::with_capacity(raw.group.len()),
+    };
     for spanned in &raw.group {
-        let g = spanned.get_ref();
+        reader.group(spanned.get_ref());
+    }
+    reader.errors.into_result(GroupsFile {
+        groups: reader.groups,
+        lines: reader.lines,
+        health,
+        warnings: reader.warnings,
+        names: reader.names,
+    })
+}
+
+/// A groups file being read, group after group: the groups accepted so
+/// far, and the errors and warnings in file order.
+struct GroupsReader<'s> {
+    src: &'s SourceFile,
+    errors: ErrorList,
+    warnings: Vec<ConfigError>,
+    names: HashMap<String, GroupId>,
+    groups: Vec<RouteGroup>,
+    lines: Vec<usize>,
+}
+
+impl GroupsReader<'_> {
+    /// One `[[group]]`: its name, action, targets, cap and retry time.
+    /// A group with errors is still kept, so that the prefixes file can be
+    /// checked against every name.
+    fn group(&mut self, g: &RawGroup) {
         let name = g.name.get_ref();
+        self.register_name(&g.name);
+        let action = self.action(g);
+        let mut group = RouteGroup::new(name.clone(), action.unwrap_or(Action::Forward));
+        let targets = g.targets.as_ref().map(|t| &t.get_ref()[..]).unwrap_or(&[]);
+        self.add_targets(&mut group, targets);
+        self.targets_fit_action(g, action, targets.is_empty());
+        self.cps_cap_and_retry_after(&mut group, g);
+        self.lines.push(self.line_of(g.name.span()));
+        self.groups.push(group);
+    }
+
+    fn line_of(&self, span: Range<usize>) -> usize {
+        config::line_column(self.src.text(), span.start).0
+    }
+
+    /// A valid name, not taken by a group before; the first group of a
+    /// name is the one it stands for.
+    fn register_name(&mut self, spanned: &Spanned<String>) {
+        let name = spanned.get_ref();
         if !valid_group_name(name) {
-            errors.push(src.error_at(
-                g.name.span(),
+            self.errors.push(self.src.error_at(
+                spanned.span(),
                 format!(
                     "group name {name:?} must be 1 to {GROUP_NAME_MAX} letters, digits, '_', '.' or '-'"
                 ),
             ));
         }
-        if let Some(&first) = names.get(name.as_str()) {
-            errors.push(src.error_at(
-                g.name.span(),
+        if let Some(&first) = self.names.get(name.as_str()) {
+            self.errors.push(self.src.error_at(
+                spanned.span(),
                 format!(
                     "group {name:?} is already defined on line {}",
-                    lines[first.0 as usize]
+                    self.lines[first.0 as usize]
                 ),
             ));
         } else {
-            names.insert(name.clone(), GroupId(groups.len() as u32));
+            self.names
+                .insert(name.clone(), GroupId(self.groups.len() as u32));
         }
-        let action = match (g.action.get_ref().as_str(), &g.code) {
+    }
+
+    /// The action with its code (reject groups only); `None` if refused.
+    fn action(&mut self, g: &RawGroup) -> Option<Action> {
+        let name = g.name.get_ref();
+        match (g.action.get_ref().as_str(), &g.code) {
             ("forward", None) => Some(Action::Forward),
             ("redirect", None) => Some(Action::Redirect),
             ("forward" | "redirect", Some(code)) => {
-                errors.push(src.error_at(
+                self.errors.push(self.src.error_at(
                     code.span(),
                     format!(
                         "code is for reject groups; group {name:?} has action {}",
@@ -362,7 +416,7 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
                 None
             }
             ("reject", None) => {
-                errors.push(src.error_at(
+                self.errors.push(self.src.error_at(
                     g.action.span(),
                     format!(
                         "reject group {name:?} needs a code (400 to 699, such as 403, 404 or 503)"
@@ -373,7 +427,7 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
             ("reject", Some(code)) => match in_range(code, 400, 699) {
                 Ok(c) => Some(Action::Reject { code: c as u16 }),
                 Err(why) => {
-                    errors.push(src.error_at(
+                    self.errors.push(self.src.error_at(
                         code.span(),
                         format!("reject code {why} (a 4xx, 5xx or 6xx final response)"),
                     ));
@@ -381,20 +435,23 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
                 }
             },
             (other, _) => {
-                errors.push(src.error_at(
+                self.errors.push(self.src.error_at(
                     g.action.span(),
                     format!("action {other:?} is not forward, redirect or reject"),
                 ));
                 None
             }
-        };
-        let mut group = RouteGroup::new(name.clone(), action.unwrap_or(Action::Forward));
+        }
+    }
+
+    /// Each target's address (once per group), priority and weight; a
+    /// target without a usable address is left out.
+    fn add_targets(&mut self, group: &mut RouteGroup, targets: &[Spanned<RawTarget>]) {
         let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
-        let targets = g.targets.as_ref().map(|t| &t.get_ref()[..]).unwrap_or(&[]);
         for t in targets {
             let t = t.get_ref();
             let Some(addr) = parse_target_address(t.address.get_ref()) else {
-                errors.push(src.error_at(
+                self.errors.push(self.src.error_at(
                     t.address.span(),
                     format!(
                         "target address {:?} is not an IP address with an optional port (198.18.0.1:5060, [2001:db8::1]:5060)",
@@ -403,54 +460,66 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
                 ));
                 continue;
             };
-            if let Some(line) = seen.insert(addr, line_of(t.address.span())) {
-                errors.push(src.error_at(
+            if let Some(line) = seen.insert(addr, self.line_of(t.address.span())) {
+                self.errors.push(self.src.error_at(
                     t.address.span(),
-                    format!("target {addr} is already in group {name:?} on line {line}"),
+                    format!(
+                        "target {addr} is already in group {:?} on line {line}",
+                        group.name
+                    ),
                 ));
             }
-            let priority = match &t.priority {
-                None => 1,
-                Some(p) => in_range(p, 0, i64::from(u16::MAX)).unwrap_or_else(|why| {
-                    errors.push(src.error_at(p.span(), format!("priority {why}")));
-                    1
-                }),
-            };
-            let weight = match &t.weight {
-                None => 1,
-                Some(w) => in_range(w, 1, i64::from(u16::MAX)).unwrap_or_else(|why| {
-                    errors.push(src.error_at(w.span(), format!("weight {why}")));
-                    1
-                }),
-            };
-            group
-                .targets
-                .push(Target::new(addr, priority as u16, weight as u16));
+            let priority = self.target_field("priority", &t.priority, 0);
+            let weight = self.target_field("weight", &t.weight, 1);
+            group.targets.push(Target::new(addr, priority, weight));
         }
+    }
+
+    /// A target's priority or weight: 1 when absent or refused.
+    fn target_field(&mut self, key: &str, v: &Option<Spanned<i64>>, min: i64) -> u16 {
+        match v {
+            None => 1,
+            Some(v) => in_range(v, min, i64::from(u16::MAX)).unwrap_or_else(|why| {
+                self.errors
+                    .push(self.src.error_at(v.span(), format!("{key} {why}")));
+                1
+            }) as u16,
+        }
+    }
+
+    /// Forward and redirect groups need targets; a reject group's targets
+    /// are only warned about.
+    fn targets_fit_action(&mut self, g: &RawGroup, action: Option<Action>, no_targets: bool) {
+        let name = g.name.get_ref();
+        let span = || g.targets.as_ref().map_or(g.action.span(), |t| t.span());
         match action {
-            Some(Action::Forward | Action::Redirect) if targets.is_empty() => {
-                let span = g.targets.as_ref().map_or(g.action.span(), |t| t.span());
-                errors.push(src.error_at(
-                    span,
+            Some(Action::Forward | Action::Redirect) if no_targets => {
+                self.errors.push(self.src.error_at(
+                    span(),
                     format!(
                         "{} group {name:?} has no targets; calls to it could go nowhere",
                         g.action.get_ref()
                     ),
                 ));
             }
-            Some(Action::Reject { .. }) if !targets.is_empty() => {
-                let span = g.targets.as_ref().map_or(g.action.span(), |t| t.span());
-                warnings.push(src.error_at(
-                    span,
+            Some(Action::Reject { .. }) if !no_targets => {
+                self.warnings.push(self.src.error_at(
+                    span(),
                     format!("targets of reject group {name:?} are never used"),
                 ));
             }
             _ => {}
         }
+    }
+
+    /// The group's calls-per-second cap, and the Retry-After of the 503
+    /// sent above it (which means nothing without a cap).
+    fn cps_cap_and_retry_after(&mut self, group: &mut RouteGroup, g: &RawGroup) {
+        let name = g.name.get_ref();
         if let Some(cap) = &g.cps_cap {
             match in_range(cap, 1, 1_000_000_000) {
                 Ok(c) => group.cps_cap = Some(c as u32),
-                Err(why) => errors.push(src.error_at(
+                Err(why) => self.errors.push(self.src.error_at(
                     cap.span(),
                     format!("cps_cap {why} (to refuse every call, use action = \"reject\")"),
                 )),
@@ -459,12 +528,13 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
         if let Some(r) = &g.retry_after {
             match in_range(r, 1, 86_400) {
                 Ok(s) => group.retry_after = Duration::from_secs(s as u64),
-                Err(why) => {
-                    errors.push(src.error_at(r.span(), format!("retry_after {why} (seconds)")))
-                }
+                Err(why) => self.errors.push(
+                    self.src
+                        .error_at(r.span(), format!("retry_after {why} (seconds)")),
+                ),
             }
             if g.cps_cap.is_none() {
-                warnings.push(src.error_at(
+                self.warnings.push(self.src.error_at(
                     r.span(),
                     format!(
                         "retry_after of group {name:?} is never used: the group has no cps_cap"
@@ -472,16 +542,7 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
                 ));
             }
         }
-        lines.push(line_of(g.name.span()));
-        groups.push(group);
     }
-    errors.into_result(GroupsFile {
-        groups,
-        lines,
-        health,
-        warnings,
-        names,
-    })
 }
 
 /// Prefixes as read from a prefixes file.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use dataplane::IoMode;
 use lab::bin::TempDir;
-use lab::edge::{groups_toml, EdgeConfig, EdgeProcess};
+use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
 use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};
 use lab::topology::{Lab, LabSpec};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dataplane::IoMode;
 use lab::bin::TempDir;
-use lab::edge::{groups_toml, EdgeConfig, EdgeProcess, Health};
+use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess, Health};
 use lab::ping::options_ping_uri;
 use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};

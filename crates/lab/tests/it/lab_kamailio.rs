@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dataplane::IoMode;
 use lab::bin::TempDir;
-use lab::edge::{groups_toml, EdgeConfig, EdgeProcess, Health};
+use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess, Health};
 use lab::netns::ChildGuard;
 use lab::ping::options_ping;
 use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
