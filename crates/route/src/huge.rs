@@ -231,7 +231,9 @@ mod tests {
         assert!(e.is_empty());
     }
 
+    // Without the feature every array stays on the heap (tested below).
     #[test]
+    #[cfg(feature = "huge-pages")]
     fn large_arrays_are_mapped_aligned_and_equal() {
         let values: Vec<u64> = (0..(3 * HUGE_PAGE / 8 + 17) as u64).collect();
         let s = HugeSlice::from_slice(&values);
@@ -258,5 +260,14 @@ mod tests {
             .collect();
         assert_eq!(sums[0], sums[1]);
         assert_eq!(sums[0], values.iter().map(|&v| u64::from(v)).sum::<u64>());
+    }
+
+    #[test]
+    #[cfg(not(feature = "huge-pages"))]
+    fn without_the_feature_every_array_stays_on_the_heap() {
+        let values: Vec<u64> = (0..(HUGE_PAGE as u64 / 8) * 3).collect();
+        let h = HugeSlice::from_slice(&values);
+        assert!(!h.is_mapped());
+        assert_eq!(&*h, &values[..]);
     }
 }
