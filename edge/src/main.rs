@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => exit(crate::cli::demo::main(&args)),
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
         Command::Stats(args) if !args.reads_endpoint() => {
-            exit(xdp_cli::run_stats(&xdp_cli::StatsArgs {
+            exit(xdp_cli::run_stats(&xdp_cli::PinnedStatsArgs {
                 iface: args.iface.clone(),
                 json: args.json,
                 top: args.top,

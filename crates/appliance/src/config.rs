@@ -32,7 +32,7 @@ use proxy::{ProxyConfig, ProxySection};
 use route::RoutesConfig;
 use telemetry::events::EventsConfig;
 use telemetry::metrics::MetricsConfig;
-use xdp::config::{FilterConfig, RateLimit, VerdictMode};
+use xdp::config::{FilterConfig, RateConfig, VerdictMode};
 
 /// The `[edge]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -340,7 +340,7 @@ fn filter_config(
     let table = source.parse_toml::<Only>()?.filter.unwrap_or_default();
     let rates = table.get("rate_limits").and_then(|v| v.as_table());
     let set = |class: &str| rates.is_some_and(|t| t.contains_key(class));
-    let bucket = |b: profile::TokenBucket| RateLimit {
+    let bucket = |b: profile::TokenBucket| RateConfig {
         rate: b.rate,
         burst: b.burst,
     };

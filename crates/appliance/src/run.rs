@@ -386,7 +386,7 @@ impl Appliance {
     /// none: the program bans scanners by itself, and `dce-edge ban` runs
     /// in another process, so the map is the only place the control thread
     /// learns of them. A ban that lapsed and comes back is new again.
-    fn note_new_bans(&mut self, bans: &[stats::BanEntry]) {
+    fn note_new_bans(&mut self, bans: &[stats::BanInForce]) {
         // One pass each way (hash lookups): a map of tens of thousands of
         // bans costs milliseconds, not seconds.
         let current: HashSet<&str> = bans.iter().map(|b| b.source.as_str()).collect();
@@ -684,7 +684,7 @@ fn assemble(
             for t in &g.targets {
                 // Each target's own probes (redirect targets are not probed).
                 let probes = prober.probes().target_probes(t.addr).unwrap_or_default();
-                s.targets.push(stats::TargetHealth {
+                s.targets.push(stats::TargetState {
                     group: g.name.clone(),
                     target: t.addr.to_string(),
                     up: prober.probes().is_up(t.addr).unwrap_or(true),
@@ -698,10 +698,10 @@ fn assemble(
     }
 }
 
-fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats::WorkerCounters {
+fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats::WorkerReport {
     let h = &w.handler;
     let c = &w.counters;
-    let mut out = stats::WorkerCounters {
+    let mut out = stats::WorkerReport {
         id: w.worker,
         core: w.core,
         queue: if w.io == IoKind::Socket { None } else { queue },
@@ -778,7 +778,7 @@ fn add_bans(
     let now = Instant::now();
     s.bans = worker_bans
         .iter()
-        .map(|(ip, (reason, until))| stats::BanEntry {
+        .map(|(ip, (reason, until))| stats::BanInForce {
             source: ip.to_string(),
             reason: reason.to_string(),
             seconds_left: until.saturating_duration_since(now).as_secs(),
@@ -807,7 +807,7 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
     if let Ok(top) = f.top_sources(20) {
         s.top_sources = top
             .into_iter()
-            .map(|t| stats::TopSource {
+            .map(|t| stats::TopOffender {
                 source: t.source.to_string(),
                 drops: t.drops,
                 last_reason: t.last_reason.into(),
@@ -821,7 +821,7 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
         s.bans = bans
             .into_iter()
             .filter(|b| !b.expired)
-            .map(|b| stats::BanEntry {
+            .map(|b| stats::BanInForce {
                 source: b.network.to_string(),
                 reason: b.reason.name().into(),
                 seconds_left: b.left.map_or(u64::MAX, |d| d.as_secs()),

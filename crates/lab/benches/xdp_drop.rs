@@ -43,7 +43,7 @@ use lab::netns::{unique_name, veth_pair, Netns};
 use lab::privilege::{have_program, is_root};
 use wire::build::{sip_request, UdpFrameBuilder as UdpFrame};
 use xdp::test_run::{run_live_frames, run_repeat};
-use xdp::{AttachMode, Filter, FilterConfig, RateLimit, VerdictMode};
+use xdp::{AttachMode, Filter, FilterConfig, RateConfig, VerdictMode};
 
 const SOURCES: u32 = 1024;
 const SENDER: &str = "198.18.9.1";
@@ -393,7 +393,7 @@ fn main() {
     let cfg = FilterConfig {
         mode: VerdictMode::Pass,
         rate_limits: xdp::RateLimits {
-            invite: RateLimit { rate: 1, burst: 1 },
+            invite: RateConfig { rate: 1, burst: 1 },
             ..Default::default()
         },
         ..FilterConfig::default()
@@ -438,7 +438,7 @@ fn main() {
         // Here the emergency cap (1/s) drops all but the first run.
         let within_budget = FilterConfig {
             rate_limits: xdp::RateLimits {
-                invite: RateLimit {
+                invite: RateConfig {
                     rate: 10_000_000,
                     burst: 10_000_000,
                 },

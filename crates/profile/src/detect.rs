@@ -23,7 +23,7 @@
 use serde::Serialize;
 
 use super::drivers::Support;
-use super::host::{Host, Interface};
+use super::host::{HostFacts, Interface};
 use super::schema::{AfXdpMode, Hardware, Profile, XdpMode};
 
 /// Points of each criterion; they add up to [`MAX_SCORE`].
@@ -86,7 +86,7 @@ pub struct Criterion {
 
 /// How well one interface of the host fits one profile.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Match {
+pub struct ProfileMatch {
     /// The profile's name.
     pub profile: String,
     /// The interface scored.
@@ -99,7 +99,7 @@ pub struct Match {
     rank: (u32, u32, u32),
 }
 
-impl Match {
+impl ProfileMatch {
     /// The criteria not met (or unknown): what does not match.
     pub fn misses(&self) -> impl Iterator<Item = &Criterion> {
         self.criteria.iter().filter(|c| c.met != Met::Yes)
@@ -115,11 +115,11 @@ impl Match {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detection {
     /// The host as read.
-    pub host: Host,
+    pub host: HostFacts,
     /// The best pair, if the host has any Ethernet interface.
-    pub best: Option<Match>,
+    pub best: Option<ProfileMatch>,
     /// Every pair, best first.
-    pub candidates: Vec<Match>,
+    pub candidates: Vec<ProfileMatch>,
 }
 
 fn criterion(what: &'static str, weight: u32, met: Met, detail: String) -> Criterion {
@@ -140,7 +140,7 @@ fn yes_no(b: bool) -> Met {
 }
 
 /// Scores one interface of `host` against `profile`.
-pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
+pub fn score(host: &HostFacts, iface: &Interface, profile: &Profile) -> ProfileMatch {
     let hw = profile.hardware();
     let name = profile.name();
     let criteria = vec![
@@ -157,7 +157,7 @@ pub fn score(host: &Host, iface: &Interface, profile: &Profile) -> Match {
         .filter(|c| c.met == Met::Yes)
         .map(|c| c.weight)
         .sum();
-    Match {
+    ProfileMatch {
         profile: name.to_string(),
         interface: iface.name.clone(),
         score,
@@ -191,7 +191,7 @@ fn driver(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
     }
 }
 
-fn cores(host: &Host, hw: &Hardware, name: &str) -> Criterion {
+fn cores(host: &HostFacts, hw: &Hardware, name: &str) -> Criterion {
     match host.cpus_online.ok() {
         Some(cpus) => criterion(
             "cores",
@@ -278,7 +278,7 @@ fn af_xdp(iface: &Interface, hw: &Hardware, name: &str) -> Criterion {
     }
 }
 
-fn clock(host: &Host, hw: &Hardware, name: &str) -> Criterion {
+fn clock(host: &HostFacts, hw: &Hardware, name: &str) -> Criterion {
     match host.cpu_clock.ok() {
         Some(clock) => criterion(
             "clock",
@@ -321,8 +321,8 @@ fn queues(iface: &Interface, want: u32, name: &str) -> Criterion {
 
 /// Scores every Ethernet interface of `host` (or only `only`) against
 /// every profile, best first.
-pub fn detect(host: Host, profiles: &[Profile], only: Option<&str>) -> Detection {
-    let mut candidates: Vec<Match> = host
+pub fn detect(host: HostFacts, profiles: &[Profile], only: Option<&str>) -> Detection {
+    let mut candidates: Vec<ProfileMatch> = host
         .interfaces
         .iter()
         .filter(|i| only.is_none_or(|o| i.name == o))
@@ -339,7 +339,7 @@ pub fn detect(host: Host, profiles: &[Profile], only: Option<&str>) -> Detection
 
 /// The best-scoring interface of `host` for one profile (for the audit when
 /// no interface is named).
-pub fn best_interface_for<'h>(host: &'h Host, profile: &Profile) -> Option<&'h Interface> {
+pub fn best_interface_for<'h>(host: &'h HostFacts, profile: &Profile) -> Option<&'h Interface> {
     // max_by_key keeps the last of equals; reversed, the first listed wins.
     host.interfaces
         .iter()

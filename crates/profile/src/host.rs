@@ -2,7 +2,7 @@
 //! polling, and each interface's driver, speed, queues, offloads and queue
 //! interrupts; from the live system or from a fixture tree shaped like it.
 //!
-//! Everything is read once into [`Host`]; detection and the tuning audit
+//! Everything is read once into [`HostFacts`]; detection and the tuning audit
 //! are pure functions of it. A value that cannot be read is kept as
 //! [`Reading::Unreadable`] with the path and the reason, so a report can
 //! say why instead of guessing.
@@ -248,7 +248,7 @@ impl Interface {
 
 /// Everything detection and the audit need to know about a host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Host {
+pub struct HostFacts {
     /// The root it was read from.
     pub root: PathBuf,
     /// Kernel release.
@@ -282,9 +282,9 @@ const ARPHRD_ETHER: u32 = 1;
 /// Most processes scanned for irqbalance; bounds the walk of /proc.
 const MAX_PIDS_SCANNED: usize = 1 << 20;
 
-impl Host {
+impl HostFacts {
     /// Reads the host under `root`.
-    pub fn read(root: &HostRoot) -> Host {
+    pub fn read(root: &HostRoot) -> HostFacts {
         let kernel = root.read_trim("/proc/sys/kernel/osrelease");
         let kernel_version = kernel.ok().and_then(|k| KernelVersion::parse(k));
         let cpus_online = root.read_cpus("/sys/devices/system/cpu/online");
@@ -302,7 +302,7 @@ impl Host {
             })
             .unwrap_or_default();
         let interfaces = read_interfaces(root, kernel_version);
-        Host {
+        HostFacts {
             root: root.root().to_path_buf(),
             kernel,
             isolated: root.read_cpus("/sys/devices/system/cpu/isolated"),
@@ -648,7 +648,7 @@ mod tests {
 
     #[test]
     fn missing_root_reads_as_unreadable_not_as_values() {
-        let host = Host::read(&HostRoot::at("/nonexistent-dce-root"));
+        let host = HostFacts::read(&HostRoot::at("/nonexistent-dce-root"));
         assert!(host
             .cpus_online
             .why()
@@ -660,7 +660,7 @@ mod tests {
 
     #[test]
     fn live_host_has_online_cpus() {
-        let host = Host::read(&HostRoot::live());
+        let host = HostFacts::read(&HostRoot::live());
         assert!(!host.cpus_online.ok().unwrap().is_empty());
     }
 }

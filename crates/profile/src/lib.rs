@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 pub use cpus::CpuSet;
 pub use schema::{
-    parse, AfXdpMode, Band, CpsRange, Hardware, HostTuning, Profile, RateLimits, RuntimeDefaults,
-    TargetBasis, TokenBucket, XdpMode, GUIDE_CPS, GUIDE_SETUP_LATENCY_MS,
+    parse, AfXdpMode, Band, CpsRange, DefaultRateLimits, Hardware, HostTuning, Profile,
+    RuntimeDefaults, TargetBasis, TokenBucket, XdpMode, GUIDE_CPS, GUIDE_SETUP_LATENCY_MS,
 };
 
 use config::{ConfigError, SourceFile};

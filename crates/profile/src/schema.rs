@@ -127,7 +127,7 @@ pub struct TokenBucket {
 
 /// The XDP program's default per-source rate limits, by request class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RateLimits {
+pub struct DefaultRateLimits {
     /// INVITE.
     pub invite: TokenBucket,
     /// REGISTER.
@@ -163,7 +163,7 @@ pub struct RuntimeDefaults {
     /// Frames a worker takes from or puts on a ring at once.
     pub batch_size: u32,
     /// Per-source rate limits in the XDP program.
-    pub rate_limits: RateLimits,
+    pub rate_limits: DefaultRateLimits,
     /// Packets per second per CPU redirected to userspace above which the
     /// XDP program drops (`overload`).
     pub emergency_cap_pps: u64,
@@ -577,7 +577,7 @@ impl Check<'_> {
             rx_ring,
             tx_ring,
             batch_size,
-            rate_limits: RateLimits {
+            rate_limits: DefaultRateLimits {
                 invite: self.bucket("invite", &rl.invite)?,
                 register: self.bucket("register", &rl.register)?,
                 other: self.bucket("other", &rl.other)?,

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::drivers::Support;
-use super::host::{Host, Interface, Reading};
+use super::host::{HostFacts, Interface, Reading};
 use super::schema::{AfXdpMode, Profile, XdpMode};
 use super::CpuSet;
 
@@ -138,7 +138,7 @@ fn unreadable(check: &'static str, what: &str, why: Option<&str>) -> CheckLine {
 
 /// Audits `host` against `profile` on interface `iface` (None: the
 /// interface that fits the profile best).
-pub fn audit(host: &Host, profile: &Profile, iface: Option<&str>) -> Audit {
+pub fn audit(host: &HostFacts, profile: &Profile, iface: Option<&str>) -> Audit {
     let chosen = match iface {
         Some(name) => host.interface(name),
         None => super::detect::best_interface_for(host, profile),
@@ -275,7 +275,7 @@ fn check_af_xdp(profile: &Profile, i: &Interface) -> CheckLine {
     }
 }
 
-fn check_cpus(host: &Host, profile: &Profile) -> CheckLine {
+fn check_cpus(host: &HostFacts, profile: &Profile) -> CheckLine {
     let rt = profile.runtime();
     let Some(online) = host.cpus_online.ok() else {
         return unreadable("cpus", "the online CPUs", host.cpus_online.why());
@@ -452,7 +452,7 @@ fn check_irq_affinity(profile: &Profile, i: &Interface) -> CheckLine {
     )
 }
 
-fn check_irqbalance(host: &Host, profile: &Profile, i: &Interface) -> CheckLine {
+fn check_irqbalance(host: &HostFacts, profile: &Profile, i: &Interface) -> CheckLine {
     if !profile.tuning().pin_irqs || i.software {
         return pass("irqbalance", "no pinned interrupts for it to move".into());
     }
@@ -627,7 +627,7 @@ fn check_mtu(profile: &Profile, i: &Interface) -> CheckLine {
     }
 }
 
-fn check_busy_poll(host: &Host, profile: &Profile) -> CheckLine {
+fn check_busy_poll(host: &HostFacts, profile: &Profile) -> CheckLine {
     let t = profile.tuning();
     let wants = [
         ("net.core.busy_poll", &host.busy_poll_us, t.busy_poll_us),
@@ -718,7 +718,7 @@ fn check_napi_defer(profile: &Profile, i: &Interface) -> CheckLine {
     line("napi-defer", status, found.join(", "), fixes)
 }
 
-fn check_governor(host: &Host, profile: &Profile) -> CheckLine {
+fn check_governor(host: &HostFacts, profile: &Profile) -> CheckLine {
     let Some(want) = &profile.tuning().governor else {
         return pass("governor", format!("{} sets no governor", profile.name()));
     };
@@ -770,7 +770,7 @@ fn check_governor(host: &Host, profile: &Profile) -> CheckLine {
     pass("governor", format!("worker cores run {want}"))
 }
 
-fn check_isolation(host: &Host, profile: &Profile) -> CheckLine {
+fn check_isolation(host: &HostFacts, profile: &Profile) -> CheckLine {
     let rt = profile.runtime();
     if !profile.tuning().isolate_workers {
         return pass(
@@ -830,7 +830,7 @@ fn check_isolation(host: &Host, profile: &Profile) -> CheckLine {
     }
 }
 
-fn check_numa(host: &Host, profile: &Profile, i: &Interface) -> CheckLine {
+fn check_numa(host: &HostFacts, profile: &Profile, i: &Interface) -> CheckLine {
     let nodes = host.numa_nodes.ok().map_or(0, |n| n.len());
     if nodes <= 1 {
         return pass("numa", "one NUMA node".into());

@@ -95,14 +95,14 @@ pub enum FragmentPolicy {
 
 /// A per-source budget: a sustained rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RateLimit {
+pub struct RateConfig {
     /// Packets per second, sustained.
     pub rate: u32,
     /// Packets admitted back to back before the rate applies.
     pub burst: u32,
 }
 
-impl RateLimit {
+impl RateConfig {
     /// The GCRA form the program uses.
     pub fn to_abi(self) -> abi::Rate {
         let interval_ns = (1_000_000_000u64 / self.rate.max(1) as u64).max(1);
@@ -117,25 +117,25 @@ impl RateLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RateLimits {
     /// INVITE requests.
-    pub invite: RateLimit,
+    pub invite: RateConfig,
     /// REGISTER requests.
-    pub register: RateLimit,
+    pub register: RateConfig,
     /// Every other request and every response.
-    pub other: RateLimit,
+    pub other: RateConfig,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
-            invite: RateLimit {
+            invite: RateConfig {
                 rate: 50,
                 burst: 100,
             },
-            register: RateLimit {
+            register: RateConfig {
                 rate: 10,
                 burst: 20,
             },
-            other: RateLimit {
+            other: RateConfig {
                 rate: 200,
                 burst: 400,
             },
@@ -357,9 +357,9 @@ impl FilterConfig {
             }
             cfg.unverified_cap_pps = number(c, "unverified_cap_pps", 1, u32::MAX as i64)? as u32;
         }
-        let rate = |r: &Option<RawRate>, class: &str, default: RateLimit| match r {
+        let rate = |r: &Option<RawRate>, class: &str, default: RateConfig| match r {
             None => Ok(default),
-            Some(r) => Ok(RateLimit {
+            Some(r) => Ok(RateConfig {
                 rate: number(
                     &r.rate,
                     &format!("rate_limits.{class}.rate"),
@@ -500,7 +500,7 @@ const UNVERIFIED_CAP_ZERO: &str = "unverified_cap_pps 0 would drop every packet 
 /// window's worth at line rate at the start of each window, which would
 /// overflow their RX rings and lose verified packets with it.
 pub fn unverified_budget(cap: u32) -> abi::Rate {
-    RateLimit {
+    RateConfig {
         rate: cap,
         burst: (cap / 10).max(1),
     }
@@ -612,7 +612,7 @@ table = "x"
         assert_eq!(cfg.ban_ttl, Duration::from_secs(60));
         assert_eq!(cfg.overload_cap_pps, 1000);
         assert_eq!(cfg.unverified_cap_pps, 300);
-        assert_eq!(cfg.rate_limits.invite, RateLimit { rate: 5, burst: 10 });
+        assert_eq!(cfg.rate_limits.invite, RateConfig { rate: 5, burst: 10 });
         assert_eq!(cfg.rate_limits.other, RateLimits::default().other);
     }
 
@@ -708,7 +708,7 @@ table = "x"
 
     #[test]
     fn gcra_form_of_a_budget() {
-        let r = RateLimit { rate: 10, burst: 5 }.to_abi();
+        let r = RateConfig { rate: 10, burst: 5 }.to_abi();
         assert_eq!(r.interval_ns, 100_000_000);
         assert_eq!(r.tolerance_ns, 400_000_000);
     }

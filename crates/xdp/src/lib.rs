@@ -17,7 +17,7 @@ pub mod test_run;
 use std::path::PathBuf;
 
 pub use config::{
-    AttachMode, Cidr, FilterConfig, FragmentPolicy, RateLimit, RateLimits, VerdictMode,
+    AttachMode, Cidr, FilterConfig, FragmentPolicy, RateConfig, RateLimits, VerdictMode,
 };
 pub use loader::{Attached, Filter, Pinned};
 pub use maps::{BanEntry, BanReason, FilterMaps, VerifiedEntry};

@@ -33,7 +33,7 @@ pub struct FilterArgs {
 
 /// `dce-edge stats`: counters of a running filter or appliance.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub struct PinnedStatsArgs {
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
@@ -202,7 +202,7 @@ pub fn run_filter(args: &FilterArgs) -> Result<()> {
 
 /// Prints totals, rates over `--interval`, the top sources and how many
 /// sources are verified.
-pub fn run_stats(args: &StatsArgs) -> Result<()> {
+pub fn run_stats(args: &PinnedStatsArgs) -> Result<()> {
     if !(args.interval > 0.0 && args.interval <= 3600.0) {
         bail!(
             "--interval {} must be above 0 and at most 3600 seconds",

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use config::ConfigError;
-use profile::host::{Host, HostRoot};
+use profile::host::{HostFacts, HostRoot};
 use profile::{detect, tune, Catalog, Profile};
 
 /// Exit status when an audit line fails.
@@ -132,7 +132,7 @@ pub fn run_profile(args: ProfileArgs) -> ExitCode {
             root,
             iface,
         } => {
-            let host = Host::read(&HostRoot::at(root));
+            let host = HostFacts::read(&HostRoot::at(root));
             if let Some(name) = &iface {
                 if host.interface(name).is_none() {
                     eprintln!("dce-edge: no Ethernet interface named {name} on this host");
@@ -156,7 +156,7 @@ pub fn run_tune(args: TuneArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return refuse(&e),
     };
-    let host = Host::read(&HostRoot::at(&args.root));
+    let host = HostFacts::read(&HostRoot::at(&args.root));
     let (profile, detected): (Profile, bool) = match &args.profile {
         Some(name) => match catalog.get(name) {
             Ok(p) => (p.clone(), false),

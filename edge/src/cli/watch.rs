@@ -605,7 +605,9 @@ mod tests {
     use super::*;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    use telemetry::stats::{BanEntry, Modes, TargetHealth, TopSource, WorkerCounters, XdpCounters};
+    use telemetry::stats::{
+        BanInForce, Modes, TargetState, TopOffender, WorkerReport, XdpCounters,
+    };
 
     fn snapshot(at_ms: u64, scanner: u64, answered: u64) -> Snapshot {
         Snapshot {
@@ -626,23 +628,23 @@ mod tests {
                 passed: 10,
                 redirected: 20,
             }),
-            top_sources: vec![TopSource {
+            top_sources: vec![TopOffender {
                 source: "198.18.0.9".into(),
                 drops: scanner,
                 last_reason: "scanner".into(),
             }],
-            bans: vec![BanEntry {
+            bans: vec![BanInForce {
                 source: "198.18.0.9".into(),
                 reason: "scanner".into(),
                 seconds_left: 599,
             }],
-            workers: vec![WorkerCounters {
+            workers: vec![WorkerReport {
                 id: 0,
                 core: Some(1),
                 received: answered * 3,
                 ..Default::default()
             }],
-            targets: vec![TargetHealth {
+            targets: vec![TargetState {
                 group: "carrier_a".into(),
                 target: "198.18.1.10:5060".into(),
                 up: false,

@@ -18,7 +18,7 @@ use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};
 use lab::topology::{Lab, LabSpec};
 use lab::wait_until;
-use telemetry::stats::{Snapshot, TargetHealth};
+use telemetry::stats::{Snapshot, TargetState};
 
 /// Long enough for anything a loaded 2-core box does in a few seconds.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -49,7 +49,7 @@ fn lab_with_servers(upstreams: usize, dir: &Path) -> (Lab, Vec<Uas>) {
     (lab, servers)
 }
 
-fn target(s: &Snapshot, addr: SocketAddr) -> Option<&TargetHealth> {
+fn target(s: &Snapshot, addr: SocketAddr) -> Option<&TargetState> {
     s.targets.iter().find(|t| t.target == addr.to_string())
 }
 

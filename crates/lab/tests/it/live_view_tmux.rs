@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lab::privilege::{feature_or_skip, have_program};
 use telemetry::metrics::MetricsServer;
 use telemetry::stats::{
-    BanEntry, CallCounters, LatencyHistogram, Modes, Snapshot, TargetHealth, TopSource,
-    WorkerCounters, XdpCounters,
+    BanInForce, CallCounters, LatencyHistogram, Modes, Snapshot, TargetState, TopOffender,
+    WorkerReport, XdpCounters,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -142,23 +142,23 @@ fn growing_snapshot(started: Instant) -> Snapshot {
             redirected: ms * 2,
         }),
         top_sources: vec![
-            TopSource {
+            TopOffender {
                 source: "198.18.0.66".into(),
                 drops: scanner,
                 last_reason: "scanner".into(),
             },
-            TopSource {
+            TopOffender {
                 source: "198.18.7.1".into(),
                 drops: ms,
                 last_reason: "rate_limit".into(),
             },
         ],
-        bans: vec![BanEntry {
+        bans: vec![BanInForce {
             source: "198.18.0.66".into(),
             reason: "scanner".into(),
             seconds_left: 600u64.saturating_sub(ms / 1000),
         }],
-        workers: vec![WorkerCounters {
+        workers: vec![WorkerReport {
             id: 0,
             core: Some(1),
             received: ms * 2,
@@ -167,7 +167,7 @@ fn growing_snapshot(started: Instant) -> Snapshot {
             forwarded_responses: answered,
             ..Default::default()
         }],
-        targets: vec![TargetHealth {
+        targets: vec![TargetState {
             group: "carrier_a".into(),
             target: "198.18.1.10:5060".into(),
             up: true,

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use telemetry::metrics::{render_openmetrics, sample_names};
 use telemetry::stats::{
-    BanEntry, CallCounters, LatencyHistogram, Modes, Role, RouteCounters, Snapshot, TargetHealth,
-    TopSource, WorkerCounters, XdpCounters,
+    BanInForce, CallCounters, LatencyHistogram, Modes, Role, RouteCounters, Snapshot, TargetState,
+    TopOffender, WorkerReport, XdpCounters,
 };
 
 const DASHBOARD: &str = concat!(
@@ -42,17 +42,17 @@ fn full_snapshot() -> Snapshot {
             passed: 1,
             redirected: 1,
         }),
-        top_sources: vec![TopSource {
+        top_sources: vec![TopOffender {
             source: "198.18.0.1".into(),
             drops: 1,
             last_reason: "scanner".into(),
         }],
-        bans: vec![BanEntry {
+        bans: vec![BanInForce {
             source: "198.18.0.1".into(),
             reason: "scanner".into(),
             seconds_left: 1,
         }],
-        workers: vec![WorkerCounters {
+        workers: vec![WorkerReport {
             id: 0,
             core: Some(0),
             queue: Some(0),
@@ -77,7 +77,7 @@ fn full_snapshot() -> Snapshot {
             reloads_refused: 1,
             last_reload_error: None,
         },
-        targets: vec![TargetHealth {
+        targets: vec![TargetState {
             group: "a".into(),
             target: "198.18.1.1:5060".into(),
             up: true,

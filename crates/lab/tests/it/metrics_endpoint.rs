@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use telemetry::metrics::{sample_value, MetricsServer, OPENMETRICS_CONTENT_TYPE};
 use telemetry::stats::client::{self, fetch_snapshot};
 use telemetry::stats::{
-    CallCounters, Modes, Role, Snapshot, TopSource, WorkerCounters, XdpCounters,
+    CallCounters, Modes, Role, Snapshot, TopOffender, WorkerReport, XdpCounters,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,12 +56,12 @@ impl Counted {
                 passed: 0,
                 redirected: get(&self.redirected),
             }),
-            top_sources: vec![TopSource {
+            top_sources: vec![TopOffender {
                 source: "198.18.0.66".into(),
                 drops: scanner,
                 last_reason: "scanner".into(),
             }],
-            workers: vec![WorkerCounters {
+            workers: vec![WorkerReport {
                 id: 0,
                 received: get(&self.received),
                 forwarded_requests: get(&self.invites_forwarded),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use profile::detect::{self, Met};
-use profile::host::{Host, HostRoot, Reading};
+use profile::host::{HostFacts, HostRoot, Reading};
 use profile::tune::{self, Fix, Status};
 use profile::{self, CpuSet};
 
@@ -16,11 +16,11 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn host(name: &str) -> Host {
-    Host::read(&HostRoot::at(fixture(name)))
+fn host(name: &str) -> HostFacts {
+    HostFacts::read(&HostRoot::at(fixture(name)))
 }
 
-fn detected(name: &str) -> detect::Match {
+fn detected(name: &str) -> detect::ProfileMatch {
     let profiles = profile::list().unwrap();
     detect::detect(host(name), &profiles, None)
         .best

@@ -170,7 +170,7 @@ fn encode_info(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::
 
 fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
     let ids: Vec<String> = s.workers.iter().map(|w| w.id.to_string()).collect();
-    let per_worker = |f: fn(&crate::stats::WorkerCounters) -> u64| {
+    let per_worker = |f: fn(&crate::stats::WorkerReport) -> u64| {
         s.workers
             .iter()
             .zip(&ids)
@@ -305,7 +305,7 @@ fn encode_routes(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt
 }
 
 fn encode_targets(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
-    let target_labels = |t: &crate::stats::TargetHealth| {
+    let target_labels = |t: &crate::stats::TargetState| {
         labels([("group", t.group.as_str()), ("target", t.target.as_str())])
     };
     gauges(
@@ -398,7 +398,7 @@ fn encode_bans(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::
 }
 
 fn encode_top_sources(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
-    let mut top: Vec<&crate::stats::TopSource> = s.top_sources.iter().collect();
+    let mut top: Vec<&crate::stats::TopOffender> = s.top_sources.iter().collect();
     top.sort_by(|a, b| b.drops.cmp(&a.drops).then_with(|| a.source.cmp(&b.source)));
     top.truncate(TOP_SOURCES_EXPORTED);
     gauges(
@@ -507,7 +507,7 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
 mod tests {
     use super::*;
     use crate::stats::{
-        BanEntry, CallCounters, Modes, RouteCounters, TargetHealth, TopSource, WorkerCounters,
+        BanInForce, CallCounters, Modes, RouteCounters, TargetState, TopOffender, WorkerReport,
         XdpCounters,
     };
 
@@ -529,17 +529,17 @@ mod tests {
                 passed: 11,
                 redirected: 13,
             }),
-            top_sources: vec![TopSource {
+            top_sources: vec![TopOffender {
                 source: "198.18.0.9".into(),
                 drops: 7,
                 last_reason: "scanner".into(),
             }],
-            bans: vec![BanEntry {
+            bans: vec![BanInForce {
                 source: "198.18.0.9".into(),
                 reason: "scanner".into(),
                 seconds_left: 30,
             }],
-            workers: vec![WorkerCounters {
+            workers: vec![WorkerReport {
                 id: 0,
                 received: 100,
                 transmitted: 90,
@@ -563,7 +563,7 @@ mod tests {
                 reloads_refused: 1,
                 last_reload_error: Some("routes.toml:3: bad prefix".into()),
             },
-            targets: vec![TargetHealth {
+            targets: vec![TargetState {
                 group: "carrier_a".into(),
                 target: "198.18.1.10:5060".into(),
                 up: true,
@@ -716,7 +716,7 @@ mod tests {
     fn top_sources_are_capped_at_ten_most_dropped() {
         let mut s = known_snapshot();
         s.top_sources = (0..25)
-            .map(|i| TopSource {
+            .map(|i| TopOffender {
                 source: format!("198.18.2.{i}"),
                 drops: i,
                 last_reason: "rate_limit".into(),

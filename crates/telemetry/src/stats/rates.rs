@@ -130,7 +130,7 @@ fn elapsed_seconds(previous: &Snapshot, current: &Snapshot) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{CallCounters, TopSource, WorkerCounters, XdpCounters};
+    use crate::stats::{CallCounters, TopOffender, WorkerReport, XdpCounters};
 
     fn snapshot(at_ms: u64, scanner: u64, answered: u64, rx: u64) -> Snapshot {
         Snapshot {
@@ -146,12 +146,12 @@ mod tests {
                 answered,
                 failed: 0,
             },
-            top_sources: vec![TopSource {
+            top_sources: vec![TopOffender {
                 source: "198.18.0.9".into(),
                 drops: scanner,
                 last_reason: "scanner".into(),
             }],
-            workers: vec![WorkerCounters {
+            workers: vec![WorkerReport {
                 id: 0,
                 received: rx,
                 ..Default::default()

@@ -39,7 +39,7 @@ pub struct XdpCounters {
 
 /// A source the XDP program dropped packets from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopSource {
+pub struct TopOffender {
     /// The address (IPv4) or /64 (IPv6).
     pub source: String,
     /// Packets dropped from it.
@@ -50,7 +50,7 @@ pub struct TopSource {
 
 /// A banned source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BanEntry {
+pub struct BanInForce {
     /// The address or prefix.
     pub source: String,
     /// Why (`scanner`, `manual`, `not_found`, `auth_failure`,
@@ -62,7 +62,7 @@ pub struct BanEntry {
 
 /// One worker's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct WorkerCounters {
+pub struct WorkerReport {
     /// Worker index.
     pub id: usize,
     /// The core it is pinned to.
@@ -116,7 +116,7 @@ pub struct RouteCounters {
 
 /// One upstream target's health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetHealth {
+pub struct TargetState {
     /// Its route group.
     pub group: String,
     /// host:port.
@@ -179,19 +179,19 @@ pub struct Snapshot {
     /// XDP verdicts, when a filter is attached.
     pub xdp: Option<XdpCounters>,
     /// Sources with the most drops, most first.
-    pub top_sources: Vec<TopSource>,
+    pub top_sources: Vec<TopOffender>,
     /// Active bans.
-    pub bans: Vec<BanEntry>,
+    pub bans: Vec<BanInForce>,
     /// Sources that proved their address is real (echoed a dialog cookie)
     /// and skip the XDP budget for unverified sources.
     #[serde(default)]
     pub verified_sources: u64,
     /// Per-worker counters.
-    pub workers: Vec<WorkerCounters>,
+    pub workers: Vec<WorkerReport>,
     /// Route table counters.
     pub routes: RouteCounters,
     /// Upstream target health.
-    pub targets: Vec<TargetHealth>,
+    pub targets: Vec<TargetState>,
     /// Call setup latency through the edge (INVITE forwarded to its first
     /// final answer relayed).
     pub setup_latency: LatencyHistogram,
@@ -201,7 +201,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Sum of one worker counter over all workers.
-    pub fn workers_total(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
+    pub fn workers_total(&self, f: impl Fn(&WorkerReport) -> u64) -> u64 {
         self.workers.iter().map(f).sum()
     }
 
@@ -226,7 +226,7 @@ mod tests {
             passed: 1,
             redirected: 2,
         });
-        s.workers.push(WorkerCounters {
+        s.workers.push(WorkerReport {
             id: 0,
             received: 10,
             answered: [(200, 3)].into(),

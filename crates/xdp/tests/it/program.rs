@@ -9,7 +9,7 @@ use lab::privilege::privileged_or_skip;
 use wire::build::{sip_request, Ipv6Ext, UdpFrameBuilder as UdpFrame, TPID_8021AD, TPID_8021Q};
 use xdp::abi::{self, slot};
 use xdp::test_run::{self, action_name, XDP_DROP, XDP_PASS};
-use xdp::{BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateLimit, VerdictMode};
+use xdp::{BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateConfig, VerdictMode};
 
 const SRC4: &str = "198.18.0.10";
 const DST4: &str = "198.18.0.2";
@@ -872,9 +872,9 @@ fn allowlist_beats_blocklist_ban_and_scanner_auto_ban() {
 
 fn tight_limits() -> FilterConfig {
     let mut cfg = pass_mode();
-    cfg.rate_limits.invite = RateLimit { rate: 1, burst: 3 };
-    cfg.rate_limits.register = RateLimit { rate: 1, burst: 2 };
-    cfg.rate_limits.other = RateLimit { rate: 1, burst: 4 };
+    cfg.rate_limits.invite = RateConfig { rate: 1, burst: 3 };
+    cfg.rate_limits.register = RateConfig { rate: 1, burst: 2 };
+    cfg.rate_limits.other = RateConfig { rate: 1, burst: 4 };
     cfg
 }
 
