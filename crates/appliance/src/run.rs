@@ -107,6 +107,13 @@ pub enum ControlEvent {
         /// Why it was reported.
         reason: &'static str,
     },
+    /// An emergency call was forwarded (every one is an event).
+    EmergencyCall {
+        /// The caller.
+        source: IpAddr,
+        /// Where it went.
+        target: SocketAddr,
+    },
     /// An operator banned a network through the control socket.
     OperatorBan {
         /// The network.
@@ -300,6 +307,9 @@ impl Appliance {
                 reason: reason.as_str(),
             }),
             ProxyEvent::Verified { source, .. } => proofs.push(source),
+            ProxyEvent::EmergencyCall { source, target } => {
+                out.push(ControlEvent::EmergencyCall { source, target })
+            }
         });
         for source in proofs {
             if self.spread_verification(source) {
@@ -653,6 +663,8 @@ fn assemble(
         }
         .into();
         let mut setup = Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
+        let mut emergency_setup =
+            Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
         for w in workers {
             s.workers.push(worker_counters(
                 w,
@@ -672,8 +684,16 @@ fn assemble(
             s.calls.answered += h.calls_answered;
             s.calls.failed += h.calls_failed;
             let _ = setup.add(&h.setup_us);
+            let e = &h.emergency;
+            s.emergency.attempted += e.attempted;
+            s.emergency.forwarded += e.forwarded;
+            s.emergency.answered += e.answered;
+            s.emergency.failed += e.failed;
+            s.emergency.over_budget += e.over_budget;
+            let _ = emergency_setup.add(&h.emergency_setup_us);
         }
         s.setup_latency = latency(&setup);
+        s.emergency.setup_latency = latency(&emergency_setup);
         s.routes.table_version = routes.version();
         s.routes.prefixes = routes.table().prefix_count() as u64;
         s.routes.reloads_accepted = reloads_accepted;

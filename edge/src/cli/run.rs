@@ -176,6 +176,10 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }
         ControlEvent::ReloadRefused { .. } => return None,
+        ControlEvent::EmergencyCall { source, target } => {
+            Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
+                .with("target", target.to_string())
+        }
         ControlEvent::BanLimited { source, reason } => {
             Event::new(EventKind::Ban, source.to_string(), *reason)
                 .with("by", "proxy")

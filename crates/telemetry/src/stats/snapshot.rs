@@ -161,6 +161,25 @@ pub struct CallCounters {
     pub failed: u64,
 }
 
+/// Emergency calls (911, 112, `urn:service:sos`, ...): never blocked,
+/// capped or shed, bounded only by their own budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EmergencyReport {
+    /// Emergency INVITEs received (retransmissions included).
+    pub attempted: u64,
+    /// New emergency calls forwarded.
+    pub forwarded: u64,
+    /// Emergency calls answered 2xx.
+    pub answered: u64,
+    /// Emergency calls that got a final failure.
+    pub failed: u64,
+    /// Emergency requests from unverified sources over the emergency budget
+    /// (a flood of them).
+    pub over_budget: u64,
+    /// Their setup latency.
+    pub setup_latency: LatencyHistogram,
+}
+
 /// Everything the edge counts, at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -197,6 +216,9 @@ pub struct Snapshot {
     pub setup_latency: LatencyHistogram,
     /// Call counters.
     pub calls: CallCounters,
+    /// Emergency calls.
+    #[serde(default)]
+    pub emergency: EmergencyReport,
 }
 
 impl Snapshot {
