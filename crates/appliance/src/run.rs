@@ -20,7 +20,7 @@ use route::{RouteControl, RouteErrors};
 use telemetry::stats::{self, Snapshot};
 use xdp::config::Cidr;
 use xdp::loader::{Attached, Filter};
-use xdp::maps::BanReason;
+use xdp::maps::{AutoBan, BanReason};
 use xdp::FilterError;
 
 /// Why the appliance could not start.
@@ -99,13 +99,16 @@ pub enum ControlEvent {
         /// Why.
         reason: String,
     },
-    /// A worker reported an abuser, but the ban budget was spent: logged,
-    /// not banned (no report storm can fill the ban map).
+    /// A worker reported an abuser, but it was not banned: the ban budget
+    /// was spent (no report storm can fill the ban map), or the map of
+    /// automatic bans is full. Logged.
     BanLimited {
         /// The source.
         source: IpAddr,
         /// Why it was reported.
         reason: &'static str,
+        /// Why it was not banned.
+        refused: &'static str,
     },
     /// An emergency call was forwarded (every one is an event).
     EmergencyCall {
@@ -468,7 +471,11 @@ impl Appliance {
             }
             let clock = dataplane::now().as_nanos();
             if !self.ban_budget.admit(&mut self.ban_budget_state, clock) {
-                events.push(ControlEvent::BanLimited { source, reason });
+                events.push(ControlEvent::BanLimited {
+                    source,
+                    reason,
+                    refused: "ban budget spent",
+                });
                 continue;
             }
             self.worker_bans.insert(source, (reason, now + ban_for));
@@ -481,13 +488,18 @@ impl Appliance {
                         "extension_scan" => BanReason::ExtensionScan,
                         _ => BanReason::NotFound,
                     };
-                    if let Err(e) = f.ban(
-                        Cidr::host(source),
-                        Some(ban_for),
-                        why,
-                        "reported by the proxy",
-                    ) {
-                        eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}");
+                    // Into the automatic bans: an operator's ban of the
+                    // same source is another map, never shortened.
+                    match f.auto_ban(source, ban_for, why) {
+                        Ok(AutoBan::Banned | AutoBan::Kept { .. }) => {}
+                        Ok(AutoBan::Full) => events.push(ControlEvent::BanLimited {
+                            source,
+                            reason,
+                            refused: "the map of automatic bans is full",
+                        }),
+                        Err(e) => {
+                            eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}")
+                        }
                     }
                 }
                 None => {
@@ -544,7 +556,8 @@ impl Appliance {
     pub fn operator_unban(&mut self, network: Cidr) -> Result<String, String> {
         let mut found = false;
         if let Some(f) = &mut self.filter {
-            found |= f.unban(network).map_err(|e| e.to_string())?;
+            let lifted = f.unban(network).map_err(|e| e.to_string())?;
+            found |= lifted.operator || lifted.automatic;
         }
         if let Some(ip) = (network.prefix == if network.addr.is_ipv4() { 32 } else { 128 })
             .then_some(network.addr)

@@ -180,11 +180,13 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
                 .with("target", target.to_string())
         }
-        ControlEvent::BanLimited { source, reason } => {
-            Event::new(EventKind::Ban, source.to_string(), *reason)
-                .with("by", "proxy")
-                .with("refused", "ban budget spent")
-        }
+        ControlEvent::BanLimited {
+            source,
+            reason,
+            refused,
+        } => Event::new(EventKind::Ban, source.to_string(), *reason)
+            .with("by", "proxy")
+            .with("refused", *refused),
         ControlEvent::OperatorBan {
             network,
             reason,

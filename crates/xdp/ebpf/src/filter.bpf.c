@@ -7,25 +7,39 @@
  * reason that applies):
  *   1. not UDP to a configured SIP port                     -> PASS (passed_other)
  *      UDP to a SIP port whose IP/UDP lengths do not add up -> DROP malformed
- *   2. source in the allowlist: skips 3, 6, 7, 8 and the auto-ban of 9
- *   3. source in the blocklist / an unexpired ban           -> DROP blocklist / banned
+ *   2. source in the allowlist (trusted): skips 3, 6 and 7, and is never banned
+ *   3. source in the blocklist                              -> DROP blocklist
+ *      an unexpired operator ban (LPM, bans_v4/v6), else an
+ *      unexpired automatic ban of its source (auto_bans)    -> DROP banned
  *   4. first fragment of a datagram to a SIP port           -> DROP fragment, or PASS by policy
  *   5. payload not starting like SIP                        -> DROP not_sip
  *   6. source neither allowlisted nor verified (`verified` map, unexpired),
  *      and this CPU's budget for such sources spent         -> DROP unverified
  *   7. per-source GCRA budget of the message's class        -> DROP rate_limit
- *   8. this CPU's emergency cap on packets to userspace     -> DROP overload
- *   9. scanner User-Agent / From display name               -> DROP scanner (+ auto-ban)
+ *   8. this CPU's emergency cap on packets to userspace
+ *      (everyone, allowlisted sources included)             -> DROP overload
+ *   9. scanner User-Agent / From display name               -> DROP scanner
+ *      verified source: auto-ban within this CPU's auto-ban budget
+ *      unverified source: charges the budget of 6, bans nobody
  *  10. REDIRECT to the queue's AF_XDP socket (appliance mode, socket bound), else PASS
+ *
+ * Trust and evidence (DESIGN.md): what a packet carries (its source address,
+ * its User-Agent) is evidence only about that packet, since both can be
+ * forged. A scanner signature therefore gets the packet dropped, but bans
+ * its source only when the source is verified (userspace saw it receive our
+ * answers at its address), and then within a per-CPU budget, so neither a
+ * spoofed scanner nor a flood of verified ones can fill the ban map. The
+ * program's bans go to auto_bans, never to the operators' tries, so they
+ * can neither crowd out nor shorten an operator's ban.
  *
  * The budgets (6-8) come before the header scan (9) because the scan is
  * the most expensive step (a walk over up to DCE_SCAN_BYTES of headers) and
- * a flood is what must be shed cheaply. 6 and 8 are checked there but only
- * charged at 10, by packets that really go to userspace, so a scanner's
- * packets do not spend them; 7 is charged when checked (a source's dropped
- * scanner packets spend its own budget, nobody else's). A scanner is still
- * caught, and auto-banned, by any packet that gets through 6-8; while it is
- * over a budget its packets are dropped by that budget instead.
+ * a flood is what must be shed cheaply. 6 is checked there and charged by
+ * the packets of unverified sources that go on to userspace (10) or are
+ * caught as scanners (9): a spoofed scanner flood spends it like any other
+ * unverified flood and is then shed before the scan. 8 is charged only by
+ * packets that go to userspace. 7 is charged when checked (a source's dropped
+ * packets spend its own budget, nobody else's).
  *
  * Truncation: a frame cut before its UDP destination port is readable cannot
  * be shown to be SIP, so it passes (the kernel's own checks drop broken IP).
@@ -97,8 +111,22 @@ DCE_LPM_MAP(allow_v4, struct dce_lpm_v4, struct dce_list_entry);
 DCE_LPM_MAP(allow_v6, struct dce_lpm_v6, struct dce_list_entry);
 DCE_LPM_MAP(block_v4, struct dce_lpm_v4, struct dce_list_entry);
 DCE_LPM_MAP(block_v6, struct dce_lpm_v6, struct dce_list_entry);
+/* Operator bans, any prefix: written by userspace only. */
 DCE_LPM_MAP(bans_v4, struct dce_lpm_v4, struct dce_ban);
 DCE_LPM_MAP(bans_v6, struct dce_lpm_v6, struct dce_ban);
+
+/* Automatic bans, one per source (an IPv4 address, an IPv6 /64): the
+ * program's, of verified scanners, and the appliance's, of abusers the proxy
+ * saw. Preallocated, so a ban in the NIC path allocates nothing; a HASH, not
+ * an LRU, so a ban is never silently evicted: when it is full, a new one is
+ * refused and counted (DCE_EV_AUTO_BAN_FAILED), and the operators' bans,
+ * kept in the tries above, are not affected. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DCE_AUTO_BAN_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_ban);
+} auto_bans SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -653,11 +681,11 @@ static __always_inline int listed(void *map4, void *map6, const struct packet *p
 	return bpf_map_lookup_elem(map4, &pkt->key4) != 0;
 }
 
-/* An unexpired ban covering the source. An expired entry is skipped by
- * looking again with a shorter prefix, so an expired /32 never hides an
- * active /24 behind it. */
-static __always_inline int banned(const struct packet *pkt, struct clock *clk,
-				  struct dce_counters *cnt)
+/* An unexpired operator ban covering the source. An expired entry is
+ * skipped by looking again with a shorter prefix, so an expired /32 never
+ * hides an active /24 behind it (up to four entries deep). */
+static __always_inline int operator_banned(const struct packet *pkt, struct clock *clk,
+					   struct dce_counters *cnt)
 {
 	struct dce_lpm_v4 k4 = pkt->key4;
 	struct dce_lpm_v6 k6 = pkt->key6;
@@ -680,25 +708,62 @@ static __always_inline int banned(const struct packet *pkt, struct clock *clk,
 	return 0;
 }
 
-static __always_inline void auto_ban(const struct packet *pkt, const struct dce_config *cfg,
-				     struct clock *clk, struct dce_counters *cnt)
+/* An unexpired automatic ban of the source (its address, or its /64). */
+static __always_inline int auto_banned(const struct packet *pkt, struct clock *clk,
+				       struct dce_counters *cnt)
 {
+	struct dce_ban *b = bpf_map_lookup_elem(&auto_bans, &pkt->source);
+
+	if (!b)
+		return 0;
+	if (b->expires_ns > clock_now(clk))
+		return 1;
+	cnt->slot[DCE_EV_BAN_EXPIRED]++;
+	return 0;
+}
+
+/* GCRA on one of this CPU's budgets, whose state is `tat`: 1 when spent.
+ * Checks only; *next is what the state becomes if the packet is charged. */
+static __always_inline int cpu_budget_spent(__u64 tat, const struct dce_rate *rate,
+					    struct clock *clk, __u64 *next)
+{
+	__u64 now = clock_now(clk);
+
+	if (tat < now)
+		tat = now;
+	if (tat - now > rate->tolerance_ns)
+		return 1;
+	*next = tat + rate->interval_ns;
+	return 0;
+}
+
+/* Bans a verified scanner's source (its address, or its /64) for
+ * cfg->ban_ttl_ns in auto_bans, within this CPU's auto-ban budget. Never
+ * shortens a ban already there: one that lasts at least as long is kept. */
+static __always_inline void auto_ban(const struct packet *pkt, const struct dce_config *cfg,
+				     struct dce_overload *o, struct clock *clk,
+				     struct dce_counters *cnt)
+{
+	__u64 next = 0;
+
+	if (!o || cpu_budget_spent(o->auto_ban_tat, &cfg->auto_ban, clk, &next)) {
+		cnt->slot[DCE_EV_AUTO_BAN_LIMITED]++;
+		return;
+	}
+	o->auto_ban_tat = next;
+
 	struct dce_ban ban = {};
 	__u64 now = clock_now(clk);
-	long err;
-
 	ban.banned_ns = now;
 	ban.expires_ns = now + cfg->ban_ttl_ns;
 	ban.reason = DCE_BAN_SCANNER;
-	if (pkt->ipv6) {
-		struct dce_lpm_v6 k = {.prefixlen = 64};
-		__builtin_memcpy(k.addr, pkt->source.addr, 16); /* the /64, low bits zero */
-		ban.prefixlen = 64;
-		err = bpf_map_update_elem(&bans_v6, &k, &ban, BPF_ANY);
-	} else {
-		ban.prefixlen = 32;
-		err = bpf_map_update_elem(&bans_v4, &pkt->key4, &ban, BPF_ANY);
-	}
+	ban.prefixlen = pkt->ipv6 ? 64 : 32;
+	/* An unexpired ban here was written since the ban check (by another
+	 * CPU or by userspace); a longer one stays. */
+	struct dce_ban *old = bpf_map_lookup_elem(&auto_bans, &pkt->source);
+	if (old && old->expires_ns >= ban.expires_ns)
+		return;
+	long err = bpf_map_update_elem(&auto_bans, &pkt->source, &ban, BPF_ANY);
 	cnt->slot[err ? DCE_EV_AUTO_BAN_FAILED : DCE_EV_AUTO_BAN]++;
 }
 
@@ -758,23 +823,6 @@ static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 	return o;
 }
 
-/* GCRA on this CPU's budget for unverified sources: 1 when spent. Checks
- * only; *tat is what the state becomes if the packet is charged. */
-static __always_inline int unverified_spent(const struct dce_overload *o,
-					    const struct dce_config *cfg, struct clock *clk,
-					    __u64 *tat)
-{
-	__u64 now = clock_now(clk);
-	__u64 t = o->unverified_tat;
-
-	if (t < now)
-		t = now;
-	if (t - now > cfg->unverified.tolerance_ns)
-		return 1;
-	*tat = t + cfg->unverified.interval_ns;
-	return 0;
-}
-
 static __always_inline void note_drop(const struct packet *pkt, __u32 reason, struct clock *clk)
 {
 	__u64 now = clock_now(clk);
@@ -809,7 +857,7 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	} else {
 		if (listed(&block_v4, &block_v6, pkt))
 			return DROP(DCE_DROP_BLOCKLIST);
-		if (banned(pkt, clk, cnt))
+		if (operator_banned(pkt, clk, cnt) || auto_banned(pkt, clk, cnt))
 			return DROP(DCE_DROP_BANNED);
 	}
 
@@ -825,25 +873,32 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	if (class == SIP_NOT)
 		return DROP(DCE_DROP_NOT_SIP);
 
-	int trusted = allowlisted;
-	if (!allowlisted && is_verified(pkt, clk)) {
-		trusted = 1;
+	int verified = !allowlisted && is_verified(pkt, clk);
+	if (verified)
 		cnt->slot[DCE_EV_VERIFIED]++;
-	}
+	int trusted = allowlisted || verified;
 	struct dce_overload *o = cpu_budgets(clk);
 	__u64 unverified_tat = 0;
-	if (o && !trusted && unverified_spent(o, cfg, clk, &unverified_tat))
+	if (o && !trusted &&
+	    cpu_budget_spent(o->unverified_tat, &cfg->unverified, clk, &unverified_tat))
 		return DROP(DCE_DROP_UNVERIFIED);
-	if (!allowlisted) {
-		if (over_budget(pkt, cfg, class, clk))
-			return DROP(DCE_DROP_RATE_LIMIT);
-		if (o && o->count >= cfg->overload_cap)
-			return DROP(DCE_DROP_OVERLOAD);
-	}
+	if (!allowlisted && over_budget(pkt, cfg, class, clk))
+		return DROP(DCE_DROP_RATE_LIMIT);
+	if (o && o->count >= cfg->overload_cap)
+		return DROP(DCE_DROP_OVERLOAD);
 
 	if (dce_scan_headers(ctx, pkt->payload_off, pkt->payload_end)) {
-		if ((cfg->flags & DCE_CFG_AUTO_BAN) && !allowlisted)
-			auto_ban(pkt, cfg, clk, cnt);
+		if (!trusted) {
+			/* Its source may be forged: the packet is dropped, nobody
+			 * is banned, and the scan is paid from the budget of
+			 * unverified sources. */
+			if (o)
+				o->unverified_tat = unverified_tat;
+			if (cfg->flags & DCE_CFG_AUTO_BAN)
+				cnt->slot[DCE_EV_SCANNER_UNPROVEN]++;
+		} else if (verified && (cfg->flags & DCE_CFG_AUTO_BAN)) {
+			auto_ban(pkt, cfg, o, clk, cnt);
+		}
 		return DROP(DCE_DROP_SCANNER);
 	}
 

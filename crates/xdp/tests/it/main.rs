@@ -2,4 +2,7 @@
 //! every verdict and counter, maps, and attaching to veth pairs in network
 //! namespaces.
 
+mod cost;
+mod differential;
 mod program;
+mod support;
