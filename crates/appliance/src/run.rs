@@ -251,7 +251,43 @@ impl Appliance {
             ban_budget_state: RateState::default(),
         };
         appliance.allow_upstreams();
+        appliance.sync_emergency().map_err(StartError::Filter)?;
         Ok(appliance)
+    }
+
+    /// Writes the route table's emergency numbers and URN setting into the
+    /// XDP filter, so that the NIC path lets through exactly the calls the
+    /// proxy treats as emergency calls.
+    fn sync_emergency(&mut self) -> Result<(), FilterError> {
+        let Some(filter) = &mut self.filter else {
+            return Ok(());
+        };
+        let table = self.routes.table();
+        let numbers: Vec<String> = table
+            .emergency_numbers()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        filter.set_emergency_numbers(&numbers)?;
+        let mut c = filter.config_entry()?;
+        if table.emergency_urns() {
+            c.flags |= xdp::abi::CFG_EMERGENCY_URNS;
+        } else {
+            c.flags &= !xdp::abi::CFG_EMERGENCY_URNS;
+        }
+        filter.set_config_entry(c)
+    }
+
+    /// The proxy forwarded an emergency call from `source`: the rest of the
+    /// call (ACK, BYE, re-INVITEs, to the emergency centre's address, not
+    /// to the number) takes the emergency path in the XDP filter too.
+    fn note_emergency_call(&mut self, source: IpAddr) {
+        if let Some(f) = &mut self.filter {
+            if let Err(e) = f.note_emergency_call(source, EMERGENCY_CALL_TTL) {
+                eprintln!(
+                    "dce-edge: cannot note the emergency call of {source} in the XDP filter: {e}"
+                );
+            }
+        }
     }
 
     /// Keeps the route table's upstreams in the XDP allowlist: they answer
@@ -314,6 +350,11 @@ impl Appliance {
                 out.push(ControlEvent::EmergencyCall { source, target })
             }
         });
+        for ev in &out {
+            if let ControlEvent::EmergencyCall { source, .. } = ev {
+                self.note_emergency_call(*source);
+            }
+        }
         for source in proofs {
             if self.spread_verification(source) {
                 out.push(ControlEvent::Verified { source });
@@ -354,6 +395,11 @@ impl Appliance {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());
                 self.allow_upstreams();
+                if let Err(e) = self.sync_emergency() {
+                    eprintln!(
+                        "dce-edge: cannot write the emergency numbers into the XDP filter: {e}"
+                    );
+                }
                 self.events.push(ControlEvent::ReloadAccepted {
                     version: r.version,
                     prefixes: self.routes.table().prefix_count(),
@@ -772,6 +818,11 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
     }
     out
 }
+
+/// How long the XDP filter treats a caller's packets as its emergency
+/// call's after the proxy forwarded the call: longer than nearly every
+/// emergency call lasts. Another emergency call from it starts it again.
+pub const EMERGENCY_CALL_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// Bucket bounds of the setup-latency histogram, in milliseconds.
 pub const SETUP_BOUNDS_MS: [f64; 14] = [

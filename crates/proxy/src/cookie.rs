@@ -345,8 +345,7 @@ fn write_addr(h: &mut SipHasher13, addr: SocketAddr) {
 pub fn is_our_branch(branch: &[u8]) -> bool {
     branch.len() == BRANCH_LEN
         && branch.starts_with(MAGIC_COOKIE)
-        && (branch[MAGIC_COOKIE.len()..].starts_with(BRANCH_MARK)
-            || branch_is_emergency(branch))
+        && (branch[MAGIC_COOKIE.len()..].starts_with(BRANCH_MARK) || branch_is_emergency(branch))
         && branch[TX_AT..].iter().all(u8::is_ascii_hexdigit)
 }
 

@@ -733,7 +733,7 @@ impl EdgeProxy {
                 let emergency = self.is_emergency(method, msg);
                 // A banned source still reaches emergency services, unless
                 // the operator says otherwise.
-                if banned && !(emergency && !self.cfg.emergency.keep_bans) {
+                if banned && (!emergency || self.cfg.emergency.keep_bans) {
                     return self.drop(ProxyDrop::Banned);
                 }
                 match self.decide_request(now, pkt.src, method, msg, emergency) {
@@ -1174,12 +1174,7 @@ impl EdgeProxy {
     /// the incoming branch when it is an RFC 3261 one, else from the fields
     /// that identify an RFC 2543 transaction. The method is left out so that
     /// a CANCEL and a non-2xx ACK get their INVITE's branch.
-    fn branch(
-        &self,
-        msg: &Message<'_>,
-        next_hop: SocketAddr,
-        emergency: bool,
-    ) -> [u8; BRANCH_LEN] {
+    fn branch(&self, msg: &Message<'_>, next_hop: SocketAddr, emergency: bool) -> [u8; BRANCH_LEN] {
         let top = msg.top_via();
         let cseq = msg.cseq().number;
         let cseq_bytes = cseq.to_le_bytes();

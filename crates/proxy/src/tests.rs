@@ -1348,7 +1348,9 @@ fn a_fresh_caller_reaches_emergency_services_while_the_shields_are_up() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| matches!(e, ProxyEvent::EmergencyCall { target, .. } if *target == addr(SOS_A)))
+            .filter(
+                |e| matches!(e, ProxyEvent::EmergencyCall { target, .. } if *target == addr(SOS_A))
+            )
             .count(),
         3,
         "{events:?}"
@@ -1360,12 +1362,19 @@ fn emergency_calls_skip_a_cap_that_ordinary_calls_meet() {
     let mut lab = Lab::with(emergency_table(Some(1)), |c| {
         c.allowlist.push("198.18.0.0/24".parse().unwrap())
     });
-    let first = lab.send(CALLER, &invite("442071234567", "c1", "z9hG4bKc1")).1;
+    let first = lab
+        .send(CALLER, &invite("442071234567", "c1", "z9hG4bKc1"))
+        .1;
     assert!(first[0].1.starts_with("INVITE"));
-    let over = lab.send(CALLER, &invite("442071234567", "c2", "z9hG4bKc2")).1;
+    let over = lab
+        .send(CALLER, &invite("442071234567", "c2", "z9hG4bKc2"))
+        .1;
     assert!(over[0].1.starts_with("SIP/2.0 503 "), "{}", over[0].1);
     for i in 0..20 {
-        let (r, sent) = lab.send(CALLER, &emergency_invite("sip:112@198.18.0.1", &format!("e{i}")));
+        let (r, sent) = lab.send(
+            CALLER,
+            &emergency_invite("sip:112@198.18.0.1", &format!("e{i}")),
+        );
         assert_eq!(r, Ok(()));
         assert!(sent[0].1.starts_with("INVITE"), "{}", sent[0].1);
     }
@@ -1393,7 +1402,11 @@ fn emergency_calls_fail_over_and_try_a_down_target_rather_than_none() {
     lab.proxy.between_batches(Timestamp::from_nanos(lab.now));
     let (r, sent) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "f2"));
     assert_eq!(r, Ok(()));
-    assert_eq!(sent[0].0, addr(SOS_A), "no 503: the emergency target is tried");
+    assert_eq!(
+        sent[0].0,
+        addr(SOS_A),
+        "no 503: the emergency target is tried"
+    );
 }
 
 #[test]
@@ -1403,7 +1416,10 @@ fn a_spoofed_emergency_flood_stays_within_the_emergency_budget() {
     let (mut forwarded, mut reflected) = (0, 0);
     for i in 0..10_000u32 {
         let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
-        let (_, sent) = lab.send(&src, &emergency_invite("sip:911@198.18.0.1", &format!("s{i}")));
+        let (_, sent) = lab.send(
+            &src,
+            &emergency_invite("sip:911@198.18.0.1", &format!("s{i}")),
+        );
         for fwd in sent {
             forwarded += 1;
             for status in ["100 Trying", "180 Ringing", "200 OK"] {
@@ -1413,9 +1429,15 @@ fn a_spoofed_emergency_flood_stays_within_the_emergency_budget() {
         }
     }
     // 10,000 over 0.2 simulated seconds: the burst (20) and 50/s.
-    assert!(forwarded <= 20 + 11, "{forwarded} spoofed emergency INVITEs forwarded");
+    assert!(
+        forwarded <= 20 + 11,
+        "{forwarded} spoofed emergency INVITEs forwarded"
+    );
     // And what comes back toward the spoofed sources: the response burst.
-    assert!(reflected <= 60 + 41, "{reflected} responses toward spoofed sources");
+    assert!(
+        reflected <= 60 + 41,
+        "{reflected} responses toward spoofed sources"
+    );
     assert!(lab.proxy.snapshot().emergency.over_budget >= 9_900);
     // Ordinary verified service is untouched by it.
     lab.step = MS;
@@ -1461,6 +1483,8 @@ fn without_an_emergency_group_emergency_numbers_route_by_prefix_without_a_cap() 
     let (_, sent) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "p1"));
     assert!(sent[0].1.starts_with("SIP/2.0 404 "), "{}", sent[0].1);
     let _ = lab.send(CALLER, &invite("442071234567", "p2", "z9hG4bKp2"));
-    let over = lab.send(CALLER, &invite("442071234567", "p3", "z9hG4bKp3")).1;
+    let over = lab
+        .send(CALLER, &invite("442071234567", "p3", "z9hG4bKp3"))
+        .1;
     assert!(over[0].1.starts_with("SIP/2.0 503 "));
 }

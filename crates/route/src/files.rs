@@ -16,7 +16,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::health::{limits, HealthSettings};
-use crate::table::{Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target};
+use crate::table::{
+    Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target, MAX_EMERGENCY_DIGITS,
+    MAX_EMERGENCY_NUMBERS,
+};
 use crate::trie::{PrefixKey, MAX_PREFIX_DIGITS};
 use config::{ConfigError, SourceFile};
 
@@ -425,17 +428,25 @@ impl GroupsReader<'_> {
                     "an emergency group with no numbers and no URNs takes no call",
                 ));
             }
+            if numbers.get_ref().len() > MAX_EMERGENCY_NUMBERS {
+                self.errors.push(self.src.error_at(
+                    numbers.span(),
+                    format!(
+                        "{} emergency numbers; at most {MAX_EMERGENCY_NUMBERS} (what the XDP filter recognises)",
+                        numbers.get_ref().len()
+                    ),
+                ));
+            }
             for n in numbers.get_ref() {
                 let digits = n.get_ref();
                 if digits.is_empty()
-                    || digits.len() > crate::trie::MAX_PREFIX_DIGITS
+                    || digits.len() > MAX_EMERGENCY_DIGITS
                     || !digits.bytes().all(|b| b.is_ascii_digit())
                 {
                     self.errors.push(self.src.error_at(
                         n.span(),
                         format!(
-                            "emergency number {digits:?} must be 1 to {} digits",
-                            crate::trie::MAX_PREFIX_DIGITS
+                            "emergency number {digits:?} must be 1 to {MAX_EMERGENCY_DIGITS} digits"
                         ),
                     ));
                 } else {
@@ -863,6 +874,20 @@ fn table_error(e: TableError, src: &SourceFile, prefixes: &PrefixesFile) -> Conf
     }
 }
 
+/// Reads and builds from two paths (the `routes check` and `routes lookup`
+/// tools; the appliance goes through [`RoutesConfig::load`]).
+pub fn load_files(groups: &Path, prefixes: &Path) -> Result<LoadedRoutes, RouteErrors> {
+    let g = SourceFile::read(groups);
+    let p = SourceFile::read(prefixes);
+    match (g, p) {
+        (Ok(g), Ok(p)) => load_sources(&g, &p, None),
+        (g, p) => Err(RouteErrors {
+            errors: [g.err(), p.err()].into_iter().flatten().collect(),
+            omitted: 0,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod emergency_tests {
     use super::*;
@@ -880,7 +905,10 @@ mod emergency_tests {
         ))
         .unwrap();
         let e = g.groups[1].emergency.as_ref().unwrap();
-        assert_eq!(e.numbers, vec!["911", "112", "999", "000", "110", "118", "119"]);
+        assert_eq!(
+            e.numbers,
+            vec!["911", "112", "999", "000", "110", "118", "119"]
+        );
         assert!(e.urns);
         assert_eq!(e.fallback.as_deref(), Some("uk"));
     }
@@ -893,7 +921,10 @@ mod emergency_tests {
         ))
         .unwrap_err();
         assert!(two.to_string().contains("groups.toml:13:"), "{two}");
-        assert!(two.to_string().contains("is the emergency group already"), "{two}");
+        assert!(
+            two.to_string().contains("is the emergency group already"),
+            "{two}"
+        );
         let reject = groups(
             "[[group]]\nname = \"sos\"\naction = \"reject\"\ncode = 403\nemergency = true\n",
         )
@@ -903,27 +934,22 @@ mod emergency_tests {
             "{BASE}[[group]]\nname = \"sos\"\naction = \"forward\"\nemergency = true\nnumbers = [\"91a\"]\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n"
         ))
         .unwrap_err();
-        assert!(bad_number.to_string().contains("groups.toml:9:"), "{bad_number}");
+        assert!(
+            bad_number.to_string().contains("groups.toml:9:"),
+            "{bad_number}"
+        );
         let fallback = groups(&format!(
             "{BASE}[[group]]\nname = \"sos\"\naction = \"forward\"\nemergency = true\nfallback = \"nowhere\"\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n"
         ))
         .unwrap_err();
-        assert!(fallback.to_string().contains("fallback \"nowhere\""), "{fallback}");
+        assert!(
+            fallback.to_string().contains("fallback \"nowhere\""),
+            "{fallback}"
+        );
         let stray = groups(&format!("{BASE}numbers = [\"911\"]\n")).unwrap_err();
-        assert!(stray.to_string().contains("does not say emergency = true"), "{stray}");
-    }
-}
-
-/// Reads and builds from two paths (the `routes check` and `routes lookup`
-/// tools; the appliance goes through [`RoutesConfig::load`]).
-pub fn load_files(groups: &Path, prefixes: &Path) -> Result<LoadedRoutes, RouteErrors> {
-    let g = SourceFile::read(groups);
-    let p = SourceFile::read(prefixes);
-    match (g, p) {
-        (Ok(g), Ok(p)) => load_sources(&g, &p, None),
-        (g, p) => Err(RouteErrors {
-            errors: [g.err(), p.err()].into_iter().flatten().collect(),
-            omitted: 0,
-        }),
+        assert!(
+            stray.to_string().contains("does not say emergency = true"),
+            "{stray}"
+        );
     }
 }

@@ -90,6 +90,13 @@ fn address_seed(addr: SocketAddr) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// Most emergency numbers a table may name, and the longest (E.164's 15
+/// digits): the XDP filter recognises that many of that length in the NIC
+/// path, and the appliance writes the table's numbers there.
+pub const MAX_EMERGENCY_NUMBERS: usize = 16;
+/// See [`MAX_EMERGENCY_NUMBERS`].
+pub const MAX_EMERGENCY_DIGITS: usize = 15;
+
 /// The numbers dialed for emergency services when a groups file names
 /// none: North America, the EU and GSM, the UK, Australia, and the police,
 /// fire and ambulance numbers of China and Japan. An operator replaces them
@@ -214,7 +221,9 @@ pub enum TableError {
         limit: u32,
     },
     /// More than one group says `emergency = true`.
-    #[error("groups {first} and {second} are both marked emergency; one group takes emergency calls")]
+    #[error(
+        "groups {first} and {second} are both marked emergency; one group takes emergency calls"
+    )]
     TwoEmergencyGroups {
         /// The first one.
         first: String,
@@ -274,7 +283,7 @@ fn emergency_of(
     };
     if group.action != Action::Forward || group.targets.is_empty() {
         return Err(bad(
-            "it must be a forward group with at least one target".into(),
+            "it must be a forward group with at least one target".into()
         ));
     }
     let e = group.emergency.as_ref().expect("marked");

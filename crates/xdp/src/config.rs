@@ -44,7 +44,7 @@ pub const MAX_AUTO_BAN_BUDGET: u32 = abi::AUTO_BAN_ENTRIES as u32;
 /// neither allowlisted nor verified: above the per-queue CPS band of every
 /// hardware profile (at most 15,000 new calls per second per queue), so
 /// first INVITEs of new callers fit in it when there is no flood, and far
-/// below the emergency cap, so a spoofed flood leaves the workers most of
+/// below the overload cap, so a spoofed flood leaves the workers most of
 /// their capacity for verified sources.
 pub const DEFAULT_UNVERIFIED_CAP_PPS: u32 = 20_000;
 
@@ -191,7 +191,36 @@ pub struct FilterConfig {
     /// allowlisted nor verified before `unverified` drops (admitted evenly:
     /// a burst of a tenth of a second's worth, then one per 1/rate).
     pub unverified_cap_pps: u32,
+    /// The numbers of emergency calls (digits, matched whole); the appliance
+    /// replaces them with its route table's.
+    pub emergency_numbers: Vec<String>,
+    /// `urn:service:sos` Request-URIs are emergency calls.
+    pub emergency_urns: bool,
+    /// Bans and the blocklist apply to emergency calls too (default: an
+    /// emergency call reaches through them).
+    pub emergency_keep_bans: bool,
+    /// Per CPU: emergency calls' packets that skip bans, budgets and rate
+    /// limits, per second and at once.
+    pub emergency_budget: RateConfig,
+    /// Per source: the part of that budget one address may spend (so one
+    /// address cannot take all of it). Over either budget an emergency
+    /// call's packet takes the ordinary path.
+    pub emergency_per_source: RateConfig,
 }
+
+/// One source's share of the emergency budget when the file says none: a
+/// call's INVITE, its retransmissions, ACK and BYE many times over.
+pub const DEFAULT_EMERGENCY_PER_SOURCE: RateConfig = RateConfig {
+    rate: 10,
+    burst: 20,
+};
+
+/// The per-CPU budget of emergency calls' packets when the file says none:
+/// far above any real emergency traffic, small beside a flood.
+pub const DEFAULT_EMERGENCY_BUDGET: RateConfig = RateConfig {
+    rate: 200,
+    burst: 100,
+};
 
 impl Default for FilterConfig {
     fn default() -> Self {
@@ -210,9 +239,21 @@ impl Default for FilterConfig {
             rate_limits: RateLimits::default(),
             overload_cap_pps: 250_000,
             unverified_cap_pps: DEFAULT_UNVERIFIED_CAP_PPS,
+            emergency_numbers: DEFAULT_EMERGENCY_NUMBERS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            emergency_urns: true,
+            emergency_keep_bans: false,
+            emergency_budget: DEFAULT_EMERGENCY_BUDGET,
+            emergency_per_source: DEFAULT_EMERGENCY_PER_SOURCE,
         }
     }
 }
+
+/// The emergency numbers when neither the file nor the route table names
+/// any (the same defaults as the route table's emergency group).
+pub const DEFAULT_EMERGENCY_NUMBERS: &[&str] = &["911", "112", "999", "000", "110", "118", "119"];
 
 /// The file as this section sees it: only `[filter]`, the rest ignored.
 #[derive(Deserialize, Default)]
@@ -237,6 +278,11 @@ struct RawFilter {
     auto_ban: Option<bool>,
     ban_ttl_secs: Option<Spanned<i64>>,
     auto_ban_budget: Option<RawRate>,
+    emergency_numbers: Option<Vec<Spanned<String>>>,
+    emergency_urns: Option<bool>,
+    emergency_keep_bans: Option<bool>,
+    emergency_budget: Option<RawRate>,
+    emergency_per_source: Option<RawRate>,
     overload_cap_pps: Option<Spanned<i64>>,
     unverified_cap_pps: Option<Spanned<i64>>,
     #[serde(default)]
@@ -410,6 +456,36 @@ impl FilterConfig {
             DEFAULT_AUTO_BAN_BUDGET,
             MAX_AUTO_BAN_BUDGET,
         )?;
+        cfg.emergency_budget = rate(
+            &raw.emergency_budget,
+            "emergency_budget",
+            DEFAULT_EMERGENCY_BUDGET,
+            MAX_RATE,
+        )?;
+        cfg.emergency_per_source = rate(
+            &raw.emergency_per_source,
+            "emergency_per_source",
+            DEFAULT_EMERGENCY_PER_SOURCE,
+            MAX_RATE,
+        )?;
+        if let Some(list) = &raw.emergency_numbers {
+            cfg.emergency_numbers = list.iter().map(|n| n.get_ref().clone()).collect();
+            if let Err(e) = crate::maps::check_emergency_numbers(&cfg.emergency_numbers) {
+                let at = list
+                    .iter()
+                    .find(|n| crate::maps::check_emergency_numbers(&[n.get_ref().clone()]).is_err())
+                    .map(|n| n.span())
+                    .or_else(|| list.last().map(|n| n.span()))
+                    .unwrap_or(0..0);
+                return Err(src.error_at(at, e));
+            }
+        }
+        if let Some(u) = raw.emergency_urns {
+            cfg.emergency_urns = u;
+        }
+        if let Some(k) = raw.emergency_keep_bans {
+            cfg.emergency_keep_bans = k;
+        }
         Ok(cfg)
     }
 
@@ -465,6 +541,18 @@ impl FilterConfig {
         if self.overload_cap_pps == 0 {
             return Err("overload_cap_pps must be at least 1".into());
         }
+        crate::maps::check_emergency_numbers(&self.emergency_numbers)?;
+        for (name, e) in [
+            ("emergency_budget", self.emergency_budget),
+            ("emergency_per_source", self.emergency_per_source),
+        ] {
+            if e.rate == 0 || e.burst == 0 || e.rate > MAX_RATE || e.burst > MAX_RATE {
+                return Err(format!(
+                    "{name}: rate {} and burst {} must be 1 to {MAX_RATE}",
+                    e.rate, e.burst
+                ));
+            }
+        }
         if self.unverified_cap_pps == 0 {
             return Err(UNVERIFIED_CAP_ZERO.into());
         }
@@ -495,10 +583,18 @@ impl FilterConfig {
         if self.mode == VerdictMode::Redirect {
             c.flags |= abi::CFG_REDIRECT;
         }
+        if self.emergency_urns {
+            c.flags |= abi::CFG_EMERGENCY_URNS;
+        }
+        if self.emergency_keep_bans {
+            c.flags |= abi::CFG_EMERGENCY_KEEP_BANS;
+        }
+        c.emergency = self.emergency_budget.to_abi();
         c.ban_ttl_ns = self.ban_ttl.as_nanos().min(u64::MAX as u128) as u64;
         c.rates[abi::CLASS_INVITE] = self.rate_limits.invite.to_abi();
         c.rates[abi::CLASS_REGISTER] = self.rate_limits.register.to_abi();
         c.rates[abi::CLASS_OTHER] = self.rate_limits.other.to_abi();
+        c.rates[abi::CLASS_EMERGENCY] = self.emergency_per_source.to_abi();
         c.overload_cap = self.overload_cap_pps as u64;
         c.unverified = unverified_budget(self.unverified_cap_pps);
         c.auto_ban = self.auto_ban_budget.to_abi();

@@ -274,6 +274,8 @@ pub struct FilterMaps {
     buckets: Map,
     top_sources: Map,
     verified: Map,
+    emergency_numbers: Map,
+    emergency_sources: Map,
     xsks: Map,
 }
 
@@ -303,6 +305,31 @@ fn key_v6(c: &Cidr) -> Option<Key<[u8; 16]>> {
         IpAddr::V6(a) => Some(Key::new(c.prefix as u32, a.octets())),
         IpAddr::V4(_) => None,
     }
+}
+
+/// Emergency numbers the program can hold: at most
+/// [`abi::MAX_EMERGENCY_NUMBERS`], each 1 to [`abi::EMERGENCY_NUMBER_MAX`]
+/// digits.
+pub fn check_emergency_numbers(numbers: &[String]) -> Result<(), String> {
+    if numbers.len() > abi::MAX_EMERGENCY_NUMBERS {
+        return Err(format!(
+            "{} emergency numbers; the filter holds at most {}",
+            numbers.len(),
+            abi::MAX_EMERGENCY_NUMBERS
+        ));
+    }
+    for n in numbers {
+        if n.is_empty()
+            || n.len() > abi::EMERGENCY_NUMBER_MAX
+            || !n.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "emergency number {n:?} must be 1 to {} digits",
+                abi::EMERGENCY_NUMBER_MAX
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The source a `dce_source` key stands for, as a network.
@@ -389,6 +416,8 @@ impl FilterMaps {
             buckets: take("buckets")?,
             top_sources: take("top_sources")?,
             verified: take("verified")?,
+            emergency_numbers: take("emergency_numbers")?,
+            emergency_sources: take("emergency_sources")?,
             xsks: take("xsks")?,
         })
     }
@@ -420,12 +449,14 @@ impl FilterMaps {
             buckets: open("buckets")?,
             top_sources: open("top_sources")?,
             verified: open("verified")?,
+            emergency_numbers: open("emergency_numbers")?,
+            emergency_sources: open("emergency_sources")?,
             xsks: open("xsks")?,
         })
     }
 
     /// Every map with its name, for pinning.
-    pub fn named(&self) -> [(&'static str, &Map); 16] {
+    pub fn named(&self) -> [(&'static str, &Map); 18] {
         [
             ("config", &self.config),
             ("info", &self.info),
@@ -442,6 +473,8 @@ impl FilterMaps {
             ("buckets", &self.buckets),
             ("top_sources", &self.top_sources),
             ("verified", &self.verified),
+            ("emergency_numbers", &self.emergency_numbers),
+            ("emergency_sources", &self.emergency_sources),
             ("xsks", &self.xsks),
         ]
     }
@@ -470,10 +503,56 @@ impl FilterMaps {
             &cfg.blocklist,
             "blocklist",
         )?;
+        self.set_emergency_numbers(&cfg.emergency_numbers)?;
         let mut config: Array<&mut MapData, abi::Config> =
             Array::try_from(&mut self.config).map_err(map_err("config"))?;
         config.set(0, cfg.to_abi(), 0).map_err(map_err("config"))?;
         Ok(())
+    }
+
+    /// Replaces the emergency numbers the program recognises (digits,
+    /// matched whole; at most [`abi::MAX_EMERGENCY_NUMBERS`] of at most
+    /// [`abi::EMERGENCY_NUMBER_MAX`] digits). The appliance writes the route
+    /// table's, at start and on every reload.
+    pub fn set_emergency_numbers(&mut self, numbers: &[String]) -> Result<(), FilterError> {
+        check_emergency_numbers(numbers).map_err(FilterError::Config)?;
+        let mut m: Array<&mut MapData, abi::EmergencyNumber> =
+            Array::try_from(&mut self.emergency_numbers).map_err(map_err("emergency_numbers"))?;
+        for i in 0..abi::MAX_EMERGENCY_NUMBERS {
+            let mut e = abi::EmergencyNumber::default();
+            if let Some(n) = numbers.get(i) {
+                e.len = n.len() as u8;
+                e.digits[..n.len()].copy_from_slice(n.as_bytes());
+            }
+            m.set(i as u32, e, 0)
+                .map_err(map_err("emergency_numbers"))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets that the source of `addr` is in an emergency call; false
+    /// when it was not.
+    pub fn forget_emergency_call(&mut self, addr: IpAddr) -> Result<bool, FilterError> {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::EmergencySource> =
+            BpfHashMap::try_from(&mut self.emergency_sources)
+                .map_err(map_err("emergency_sources"))?;
+        removed(m.remove(&source_key(addr)), "emergency_sources")
+    }
+
+    /// Marks the source of `addr` as in an emergency call for `ttl`: its
+    /// packets (the call's ACK, BYE, CANCEL, whose Request-URI is no longer
+    /// the emergency number) are treated as the call's, within the
+    /// emergency budget. The appliance does it for every emergency call it
+    /// forwards.
+    pub fn note_emergency_call(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {
+        let value = abi::EmergencySource {
+            expires_ns: monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::EmergencySource> =
+            BpfHashMap::try_from(&mut self.emergency_sources)
+                .map_err(map_err("emergency_sources"))?;
+        m.insert(source_key(addr), value, 0)
+            .map_err(map_err("emergency_sources"))
     }
 
     /// The `config` entry as the program sees it.
@@ -863,7 +942,7 @@ impl FilterMaps {
     /// Marks the source of `addr` (the address for IPv4, its /64 for IPv6)
     /// as verified for `ttl`: until then the program spares it the per-CPU
     /// budget for unverified sources (`unverified_cap_pps`). It still goes
-    /// through the blocklist, bans, its own rate limits, the emergency cap
+    /// through the blocklist, bans, its own rate limits, the overload cap
     /// and the scanner checks. Verifying again moves the expiry to now +
     /// `ttl`. When the map is full, the least recently used entry makes room.
     pub fn verify(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {

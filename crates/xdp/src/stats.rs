@@ -96,6 +96,9 @@ pub struct EventCounts {
     pub expired_ban_hits: u64,
     /// SIP packets from verified sources (unexpired, not allowlisted).
     pub verified: u64,
+    /// Emergency calls' packets passed past bans, budgets and rate limits,
+    /// within the emergency budgets.
+    pub emergency_passed: u64,
 }
 
 /// A snapshot of the filter's counters, summed over CPUs.
@@ -137,6 +140,7 @@ impl FilterStats {
                 scanners_unproven: c[EV_SCANNER_UNPROVEN],
                 expired_ban_hits: c[EV_BAN_EXPIRED],
                 verified: c[EV_VERIFIED],
+                emergency_passed: c[EV_EMERGENCY_PASSED],
             },
             attach_mode: match info.attach_mode {
                 abi::ATTACH_NATIVE => "native",
@@ -282,13 +286,15 @@ impl StatsReport {
             s,
             "events: {} auto-bans ({} refused: map full, {} over the auto-ban budget), \
              {} unverified scanners dropped without a ban, {} allowlisted, \
-             {} from verified sources, {} fragments passed, {} expired-ban hits",
+             {} from verified sources, {} emergency-call packets passed, {} fragments passed, \
+             {} expired-ban hits",
             e.auto_bans,
             e.auto_ban_failures,
             e.auto_bans_limited,
             e.scanners_unproven,
             e.allowlisted,
             e.verified,
+            e.emergency_passed,
             e.fragments_passed,
             e.expired_ban_hits
         );

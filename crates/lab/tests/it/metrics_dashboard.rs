@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use telemetry::metrics::{render_openmetrics, sample_names};
 use telemetry::stats::{
-    BanInForce, CallCounters, EmergencyReport, LatencyHistogram, Modes, Role, RouteCounters, Snapshot, TargetState,
-    TopOffender, WorkerReport, XdpCounters,
+    BanInForce, CallCounters, EmergencyReport, LatencyHistogram, Modes, Role, RouteCounters,
+    Snapshot, TargetState, TopOffender, WorkerReport, XdpCounters,
 };
 
 const DASHBOARD: &str = concat!(

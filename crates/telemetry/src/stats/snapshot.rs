@@ -28,7 +28,8 @@ pub struct Modes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct XdpCounters {
     /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
-    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`);
+    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`,
+    /// `emergency_over_budget`);
     /// every reason is present, zero or not.
     pub drops: BTreeMap<String, u64>,
     /// Packets passed to the kernel (not SIP, or shield mode).

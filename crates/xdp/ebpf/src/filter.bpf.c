@@ -11,12 +11,20 @@
  *   3. source in the blocklist                              -> DROP blocklist
  *      an unexpired operator ban (LPM, bans_v4/v6), else an
  *      unexpired automatic ban of its source (auto_bans)    -> DROP banned
+ *      ...unless the packet belongs to an emergency call (below) and the
+ *      operator does not keep bans for those (DCE_CFG_EMERGENCY_KEEP_BANS)
  *   4. first fragment of a datagram to a SIP port           -> DROP fragment, or PASS by policy
  *   5. payload not starting like SIP                        -> DROP not_sip
+ *  5a. an emergency call: Request-URI an emergency number (exactly) or
+ *      urn:service:sos, or a source userspace put in emergency_sources
+ *      (the call's ACK and BYE): skips 6-9 within its source's budget
+ *      (class emergency) and this CPU's emergency budget     -> 10
+ *      over either: reached through a ban or the blocklist  -> DROP emergency_over_budget
+ *      else the ordinary path, whose budget drops (6-8) are -> DROP emergency_over_budget
  *   6. source neither allowlisted nor verified (`verified` map, unexpired),
  *      and this CPU's budget for such sources spent         -> DROP unverified
  *   7. per-source GCRA budget of the message's class        -> DROP rate_limit
- *   8. this CPU's emergency cap on packets to userspace
+ *   8. this CPU's overload cap on packets to userspace
  *      (everyone, allowlisted sources included)             -> DROP overload
  *   9. scanner User-Agent / From display name               -> DROP scanner
  *      verified source: auto-ban within this CPU's auto-ban budget
@@ -150,6 +158,22 @@ struct {
 	__type(key, struct dce_source);
 	__type(value, struct dce_verified);
 } verified SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DCE_MAX_EMERGENCY_NUMBERS);
+	__type(key, __u32);
+	__type(value, struct dce_emergency_number);
+} emergency_numbers SEC(".maps");
+
+/* Written by userspace only (an emergency call it forwarded): a flood cannot
+ * add sources to it, and its LRU only pushes out the least recent call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DCE_EMERGENCY_SOURCE_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_emergency_source);
+} emergency_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -483,6 +507,127 @@ __noinline int dce_sip_class(struct xdp_md *ctx, __u32 payload_off, __u32 payloa
 	return DCE_CLASS_OTHER;
 }
 
+/* ------------------------------------------------------ emergency calls */
+
+#define SIP_URI_BYTES 64
+/* The longest user part of an emergency Request-URI read: its digits and
+ * visual separators. */
+#define EMERGENCY_USER_MAX 24
+
+/* 1 when the message at payload_off is a request whose Request-URI is an
+ * emergency call: a sip/sips user part or a tel number whose digits (visual
+ * separators dropped, as the proxy does; escaped digits are the proxy's
+ * alone) are exactly one of the `emergency_numbers`, or (with
+ * DCE_CFG_EMERGENCY_URNS) urn:service:sos and its sub-services (RFC 5031),
+ * compared without regard to case. Reads the first SIP_URI_BYTES of the
+ * message only. Global: verified once. */
+__noinline int dce_emergency_uri(struct xdp_md *ctx, __u32 payload_off, __u32 payload_end)
+{
+	__u8 b[SIP_URI_BYTES] = {};
+
+	if (payload_off > DCE_MAX_OFFSET || payload_end < payload_off + 32)
+		return 0;
+	__u32 n = payload_end - payload_off;
+	if (n > SIP_URI_BYTES)
+		n = SIP_URI_BYTES;
+	if (bpf_xdp_load_bytes(ctx, payload_off, b, dce_len_in_range(n, SIP_URI_BYTES)) < 0)
+		return 0;
+
+	/* The method ends at the first space (dce_sip_class checked the shape). */
+	int sp = 0;
+#pragma unroll
+	for (int i = 1; i < SIP_METHOD_MAX + 1; i++) {
+		if (b[i] == ' ') {
+			sp = i;
+			break;
+		}
+	}
+	if (!sp)
+		return 0;
+	int at = sp + 1;
+
+	__u32 zero = 0;
+	struct dce_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return 0;
+
+	/* urn:service:sos, then the end of the URI or a sub-service. */
+	if ((b[at & 63] | 0x20) == 'u') {
+		const char urn[] = "urn:service:sos";
+		if (!(cfg->flags & DCE_CFG_EMERGENCY_URNS))
+			return 0;
+#pragma unroll
+		for (int i = 0; i < 15; i++) {
+			__u8 c = b[(at + i) & 63];
+			__u8 w = urn[i];
+			if (w >= 'a' && w <= 'z')
+				c |= 0x20;
+			if (c != w)
+				return 0;
+		}
+		__u8 next = b[(at + 15) & 63];
+		return next == ' ' || next == '.' || next == '>' || next == ';';
+	}
+
+	/* sip:, sips: or tel: */
+	int digits_at;
+	__u8 s0 = b[at & 63] | 0x20, s1 = b[(at + 1) & 63] | 0x20, s2 = b[(at + 2) & 63] | 0x20;
+	__u8 s3 = b[(at + 3) & 63];
+	if (s0 == 's' && s1 == 'i' && s2 == 'p' && s3 == ':')
+		digits_at = at + 4;
+	else if (s0 == 's' && s1 == 'i' && s2 == 'p' && (s3 | 0x20) == 's' && b[(at + 4) & 63] == ':')
+		digits_at = at + 5;
+	else if (s0 == 't' && s1 == 'e' && s2 == 'l' && s3 == ':')
+		digits_at = at + 4;
+	else
+		return 0;
+
+	/* The number: its digits up to the end of the user part or of the tel
+	 * number, past the visual separators the proxy drops too (+ - . ( )). */
+	/* Digits packed little-endian into two words, as the map entry's
+	 * bytes read (no variable stack offsets for the verifier). */
+	__u64 w0 = 0, w1 = 0;
+	int len = 0, ended = 0;
+#pragma unroll
+	for (int i = 0; i < EMERGENCY_USER_MAX; i++) {
+		if (digits_at + i >= SIP_URI_BYTES)
+			return 0;
+		__u8 c = b[(digits_at + i) & 63];
+		if (c >= '0' && c <= '9') {
+			if (len >= DCE_EMERGENCY_NUMBER_MAX)
+				return 0;
+			__u64 shifted = (__u64)c << ((len & 7) * 8);
+			if (len < 8)
+				w0 |= shifted;
+			else
+				w1 |= shifted;
+			len++;
+			continue;
+		}
+		if (c == '+' || c == '-' || c == '.' || c == '(' || c == ')')
+			continue;
+		if (c != '@' && c != ';' && c != ' ' && c != '>')
+			return 0;
+		ended = 1;
+		break;
+	}
+	if (!ended || len == 0)
+		return 0;
+
+	for (__u32 i = 0; i < DCE_MAX_EMERGENCY_NUMBERS; i++) {
+		__u32 key = i;
+		struct dce_emergency_number *e = bpf_map_lookup_elem(&emergency_numbers, &key);
+		if (!e || e->len == 0)
+			return 0;
+		__u64 e0, e1;
+		__builtin_memcpy(&e0, e->digits, 8);
+		__builtin_memcpy(&e1, e->digits + 8, 8);
+		if (e->len == len && e0 == w0 && e1 == w1)
+			return 1;
+	}
+	return 0;
+}
+
 /* Global (non-static) functions are verified once each, on their own, so the
  * header scan below does not multiply the verifier's work by every line
  * position. They take the context and scalars only. */
@@ -808,7 +953,7 @@ static __always_inline int is_verified(const struct packet *pkt, struct clock *c
 	return v && v->expires_ns > clock_now(clk);
 }
 
-/* This CPU's budgets, with the emergency cap's one-second window rolled
+/* This CPU's budgets, with the overload cap's one-second window rolled
  * over when it has ended. NULL cannot happen (a one-entry per-CPU array). */
 static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 {
@@ -821,6 +966,22 @@ static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 		o->count = 0;
 	}
 	return o;
+}
+
+/* A source whose emergency call userspace forwarded, not yet expired. */
+static __always_inline int in_emergency_call(const struct packet *pkt, struct clock *clk)
+{
+	struct dce_emergency_source *e = bpf_map_lookup_elem(&emergency_sources, &pkt->source);
+
+	return e && e->expires_ns > clock_now(clk);
+}
+
+/* Whether the packet, a SIP message, is part of an emergency call. */
+static __always_inline int is_emergency(struct xdp_md *ctx, const struct packet *pkt,
+					struct clock *clk)
+{
+	return dce_emergency_uri(ctx, pkt->payload_off, pkt->payload_end) ||
+	       in_emergency_call(pkt, clk);
 }
 
 static __always_inline void note_drop(const struct packet *pkt, __u32 reason, struct clock *clk)
@@ -840,6 +1001,22 @@ static __always_inline void note_drop(const struct packet *pkt, __u32 reason, st
 
 #define DROP(reason) ((struct verdict){XDP_DROP, (reason)})
 #define PASS(slot) ((struct verdict){XDP_PASS, (slot)})
+/* A budget's drop, of an emergency call's packet over its own budgets too. */
+#define BUDGET_DROP(reason) DROP(emergency_spent ? DCE_DROP_EMERGENCY_OVER_BUDGET : (reason))
+
+/* Good SIP: to the queue's AF_XDP socket (appliance mode, a socket bound),
+ * else to the kernel. */
+static __always_inline struct verdict to_userspace(struct xdp_md *ctx,
+						   const struct dce_config *cfg)
+{
+	if (cfg->flags & DCE_CFG_REDIRECT) {
+		/* XDP_PASS when no AF_XDP socket is bound to this queue. */
+		long act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+		if (act == XDP_REDIRECT)
+			return (struct verdict){XDP_REDIRECT, DCE_REDIRECTED};
+	}
+	return PASS(DCE_PASSED);
+}
 
 static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dce_config *cfg,
 					     struct dce_counters *cnt, struct packet *pkt,
@@ -852,13 +1029,25 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 		return DROP(DCE_DROP_MALFORMED);
 
 	int allowlisted = listed(&allow_v4, &allow_v6, pkt);
+	/* -1: not yet known whether the packet belongs to an emergency call. */
+	int emergency = -1;
+	/* 1: an emergency call's packet reached past a ban or the blocklist. */
+	int bypassed = 0;
 	if (allowlisted) {
 		cnt->slot[DCE_EV_ALLOWLISTED]++;
 	} else {
-		if (listed(&block_v4, &block_v6, pkt))
-			return DROP(DCE_DROP_BLOCKLIST);
-		if (operator_banned(pkt, clk, cnt) || auto_banned(pkt, clk, cnt))
-			return DROP(DCE_DROP_BANNED);
+		int blocked = listed(&block_v4, &block_v6, pkt);
+		int banned = !blocked && (operator_banned(pkt, clk, cnt) || auto_banned(pkt, clk, cnt));
+		if (blocked || banned) {
+			/* Emergency calls reach through, unless the operator keeps
+			 * bans for them too. */
+			if (!(cfg->flags & DCE_CFG_EMERGENCY_KEEP_BANS) && !pkt->first_fragment &&
+			    dce_sip_class(ctx, pkt->payload_off, pkt->payload_end) != SIP_NOT)
+				emergency = is_emergency(ctx, pkt, clk);
+			if (emergency != 1)
+				return DROP(blocked ? DCE_DROP_BLOCKLIST : DCE_DROP_BANNED);
+			bypassed = 1;
+		}
 	}
 
 	if (pkt->first_fragment) {
@@ -873,6 +1062,35 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	if (class == SIP_NOT)
 		return DROP(DCE_DROP_NOT_SIP);
 
+	/* Emergency calls skip the budgets, rate limits, the overload cap and
+	 * the scan, within budgets of their own: their source's (so one address
+	 * cannot spend the rest) and this CPU's (so a spoofed flood of them
+	 * cannot reach userspace faster than that). Over either, the packet
+	 * takes the ordinary path (a verified caller still passes there), and
+	 * a budget drop there is counted as emergency_over_budget. One that
+	 * reached here through a ban or the blocklist is dropped as such. */
+	int emergency_spent = 0;
+	if (!allowlisted) {
+		if (emergency < 0)
+			emergency = is_emergency(ctx, pkt, clk);
+		if (emergency) {
+			struct dce_overload *eo = cpu_budgets(clk);
+			__u64 tat = 0;
+			if (eo && cpu_budget_spent(eo->emergency_tat, &cfg->emergency, clk, &tat))
+				emergency_spent = 1;
+			else if (over_budget(pkt, cfg, DCE_CLASS_EMERGENCY, clk))
+				emergency_spent = 1;
+			if (!emergency_spent) {
+				if (eo)
+					eo->emergency_tat = tat;
+				cnt->slot[DCE_EV_EMERGENCY_PASSED]++;
+				return to_userspace(ctx, cfg);
+			}
+			if (bypassed)
+				return DROP(DCE_DROP_EMERGENCY_OVER_BUDGET);
+		}
+	}
+
 	int verified = !allowlisted && is_verified(pkt, clk);
 	if (verified)
 		cnt->slot[DCE_EV_VERIFIED]++;
@@ -881,11 +1099,11 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	__u64 unverified_tat = 0;
 	if (o && !trusted &&
 	    cpu_budget_spent(o->unverified_tat, &cfg->unverified, clk, &unverified_tat))
-		return DROP(DCE_DROP_UNVERIFIED);
+		return BUDGET_DROP(DCE_DROP_UNVERIFIED);
 	if (!allowlisted && over_budget(pkt, cfg, class, clk))
-		return DROP(DCE_DROP_RATE_LIMIT);
+		return BUDGET_DROP(DCE_DROP_RATE_LIMIT);
 	if (o && o->count >= cfg->overload_cap)
-		return DROP(DCE_DROP_OVERLOAD);
+		return BUDGET_DROP(DCE_DROP_OVERLOAD);
 
 	if (dce_scan_headers(ctx, pkt->payload_off, pkt->payload_end)) {
 		if (!trusted) {
@@ -909,13 +1127,7 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 			o->unverified_tat = unverified_tat;
 	}
 
-	if (cfg->flags & DCE_CFG_REDIRECT) {
-		/* XDP_PASS when no AF_XDP socket is bound to this queue. */
-		long act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-		if (act == XDP_REDIRECT)
-			return (struct verdict){XDP_REDIRECT, DCE_REDIRECTED};
-	}
-	return PASS(DCE_PASSED);
+	return to_userspace(ctx, cfg);
 }
 
 SEC("xdp")

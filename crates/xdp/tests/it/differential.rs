@@ -235,6 +235,9 @@ enum Class {
     Other = 2,
 }
 
+/// The per-source budget class of an emergency call's packets.
+const CLASS_EMERGENCY: usize = 3;
+
 /// The program's state and configuration, as the model tracks it.
 struct Model {
     user_agents: Vec<String>,
@@ -250,10 +253,17 @@ struct Model {
     unverified_charged: u64,
     auto_ban_budget: Budget,
     auto_ban_charged: u64,
-    rates: [Budget; 3],
+    /// Per class (Class, then CLASS_EMERGENCY).
+    rates: [Budget; 4],
     /// Admitted packets per (source, class).
     buckets: HashMap<(Net, usize), u64>,
     overload_cap_zero: bool,
+    emergency_numbers: Vec<String>,
+    emergency_urns: bool,
+    emergency_keep_bans: bool,
+    emergency_sources: HashMap<Net, Expiry>,
+    emergency_budget: Budget,
+    emergency_charged: u64,
 }
 
 impl Model {
@@ -278,34 +288,28 @@ impl Model {
         let src = case.src;
         let max = width(src.is_ipv6());
         let allowlisted = longest(self.allow.iter(), src, max).is_some();
+        // None: not yet known whether the packet is an emergency call's.
+        let mut emergency = None;
+        // An emergency call's packet that reached past a ban or the blocklist.
+        let mut bypassed = false;
         if allowlisted {
             o.event(slot::EV_ALLOWLISTED, "allowlisted");
         } else {
-            if longest(self.block.iter(), src, max).is_some() {
-                return o.verdict(XDP_DROP, slot::DROP_BLOCKLIST, "blocklisted");
-            }
-            // The operator tries: an expired entry sends the lookup on
-            // with a shorter prefix, four lookups at most.
-            let mut bound = max;
-            for _ in 0..4 {
-                let Some(net) = longest(self.bans.keys(), src, bound) else {
-                    break;
-                };
-                if self.bans[&net].applies() {
-                    return o.verdict(XDP_DROP, slot::DROP_BANNED, "operator ban");
+            let blocked = longest(self.block.iter(), src, max).is_some();
+            let banned = !blocked && self.banned(src, max, &mut o);
+            if blocked || banned {
+                if !self.emergency_keep_bans && !first_fragment && sip_class(f, off, end).is_some()
+                {
+                    emergency = Some(self.is_emergency(f, off, end, src));
                 }
-                o.event(slot::EV_BAN_EXPIRED, "expired operator ban");
-                if net.prefix == 0 {
-                    break;
+                if emergency != Some(true) {
+                    return if blocked {
+                        o.verdict(XDP_DROP, slot::DROP_BLOCKLIST, "blocklisted")
+                    } else {
+                        o.verdict(XDP_DROP, slot::DROP_BANNED, "banned")
+                    };
                 }
-                bound = net.prefix - 1;
-            }
-            match self.auto_bans.get(&source_of(src)) {
-                Some(e) if e.applies() => {
-                    return o.verdict(XDP_DROP, slot::DROP_BANNED, "automatic ban")
-                }
-                Some(_) => o.event(slot::EV_BAN_EXPIRED, "expired automatic ban"),
-                None => {}
+                bypassed = true;
             }
         }
         if first_fragment {
@@ -318,6 +322,48 @@ impl Model {
         let Some(class) = sip_class(f, off, end) else {
             return o.verdict(XDP_DROP, slot::DROP_NOT_SIP, "not SIP");
         };
+        // Over its emergency budgets, an emergency call's packet takes the
+        // ordinary path, whose budget drops are then counted as its own.
+        let mut emergency_spent = false;
+        if !allowlisted {
+            let emergency = emergency.unwrap_or_else(|| self.is_emergency(f, off, end, src));
+            if emergency {
+                if !self.emergency_budget.admits(self.emergency_charged) {
+                    o.trace.push("emergency budget spent".into());
+                    emergency_spent = true;
+                } else {
+                    let admitted = self
+                        .buckets
+                        .entry((source_of(src), CLASS_EMERGENCY))
+                        .or_insert(0);
+                    if self.rates[CLASS_EMERGENCY].admits(*admitted) {
+                        *admitted += 1;
+                    } else {
+                        o.trace.push("source's emergency budget spent".into());
+                        emergency_spent = true;
+                    }
+                }
+                if !emergency_spent {
+                    self.emergency_charged += 1;
+                    o.event(slot::EV_EMERGENCY_PASSED, "emergency call");
+                    return o.verdict(XDP_PASS, slot::PASSED, "emergency passed");
+                }
+                if bypassed {
+                    return o.verdict(
+                        XDP_DROP,
+                        slot::DROP_EMERGENCY_OVER_BUDGET,
+                        "emergency over budget, through a ban",
+                    );
+                }
+            }
+        }
+        let budget_drop = |reason: usize| {
+            if emergency_spent {
+                slot::DROP_EMERGENCY_OVER_BUDGET
+            } else {
+                reason
+            }
+        };
         let verified = !allowlisted
             && self
                 .verified
@@ -328,7 +374,11 @@ impl Model {
         }
         let trusted = allowlisted || verified;
         if !trusted && !self.unverified.admits(self.unverified_charged) {
-            return o.verdict(XDP_DROP, slot::DROP_UNVERIFIED, "unverified budget spent");
+            return o.verdict(
+                XDP_DROP,
+                budget_drop(slot::DROP_UNVERIFIED),
+                "unverified budget spent",
+            );
         }
         if !allowlisted {
             let admitted = self
@@ -336,12 +386,16 @@ impl Model {
                 .entry((source_of(src), class as usize))
                 .or_insert(0);
             if !self.rates[class as usize].admits(*admitted) {
-                return o.verdict(XDP_DROP, slot::DROP_RATE_LIMIT, "over its budget");
+                return o.verdict(
+                    XDP_DROP,
+                    budget_drop(slot::DROP_RATE_LIMIT),
+                    "over its budget",
+                );
             }
             *admitted += 1;
         }
         if self.overload_cap_zero {
-            return o.verdict(XDP_DROP, slot::DROP_OVERLOAD, "overload cap 0");
+            return o.verdict(XDP_DROP, budget_drop(slot::DROP_OVERLOAD), "overload cap 0");
         }
         if scanner(f, off, end, &self.user_agents, &self.from_names) {
             if !trusted {
@@ -369,6 +423,127 @@ impl Model {
         // Redirect mode without a bound AF_XDP socket passes too.
         o.verdict(XDP_PASS, slot::PASSED, "passed")
     }
+}
+
+impl Model {
+    /// An unexpired ban of `src`: the operator tries (an expired entry
+    /// sends the lookup on with a shorter prefix, four lookups at most),
+    /// then the automatic ban of its source.
+    fn banned(&self, src: IpAddr, max: u8, o: &mut Outcome) -> bool {
+        let mut bound = max;
+        for _ in 0..4 {
+            let Some(net) = longest(self.bans.keys(), src, bound) else {
+                break;
+            };
+            if self.bans[&net].applies() {
+                o.trace.push("operator ban".into());
+                return true;
+            }
+            o.event(slot::EV_BAN_EXPIRED, "expired operator ban");
+            if net.prefix == 0 {
+                break;
+            }
+            bound = net.prefix - 1;
+        }
+        match self.auto_bans.get(&source_of(src)) {
+            Some(e) if e.applies() => {
+                o.trace.push("automatic ban".into());
+                true
+            }
+            Some(_) => {
+                o.event(slot::EV_BAN_EXPIRED, "expired automatic ban");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The program's emergency test: the Request-URI, or the source in an
+    /// emergency call.
+    fn is_emergency(&self, f: &[u8], off: usize, end: usize, src: IpAddr) -> bool {
+        emergency_uri(f, off, end, &self.emergency_numbers, self.emergency_urns)
+            || self
+                .emergency_sources
+                .get(&source_of(src))
+                .is_some_and(|e| e.applies())
+    }
+}
+
+/// `dce_emergency_uri`, byte for byte: the first 64 bytes of the message
+/// (zero past its end), the method up to a space at 1..=16, then
+/// urn:service:sos or a sip/sips/tel number of up to 15 digits (and visual
+/// separators, 24 bytes in all) ended by '@', ';', ' ' or '>'.
+fn emergency_uri(f: &[u8], off: usize, end: usize, numbers: &[String], urns: bool) -> bool {
+    if end < off + 32 {
+        return false;
+    }
+    let mut b = [0u8; 64];
+    let n = (end - off).min(64);
+    b[..n].copy_from_slice(&f[off..off + n]);
+    let Some(sp) = (1..=16).find(|&i| b[i] == b' ') else {
+        return false;
+    };
+    let at = sp + 1;
+    if b[at] | 0x20 == b'u' {
+        if !urns {
+            return false;
+        }
+        let urn = b"urn:service:sos";
+        for (i, &w) in urn.iter().enumerate() {
+            let mut c = b[at + i];
+            if w.is_ascii_lowercase() {
+                c |= 0x20;
+            }
+            if c != w {
+                return false;
+            }
+        }
+        return matches!(b[at + 15], b' ' | b'.' | b'>' | b';');
+    }
+    let fold = |i: usize| b[at + i] | 0x20;
+    let digits_at = if fold(0) == b's' && fold(1) == b'i' && fold(2) == b'p' && b[at + 3] == b':' {
+        at + 4
+    } else if fold(0) == b's'
+        && fold(1) == b'i'
+        && fold(2) == b'p'
+        && fold(3) == b's'
+        && b[at + 4] == b':'
+    {
+        at + 5
+    } else if fold(0) == b't' && fold(1) == b'e' && fold(2) == b'l' && b[at + 3] == b':' {
+        at + 4
+    } else {
+        return false;
+    };
+    // Digits up to the end of the user part, past visual separators, within
+    // 24 bytes and the 64-byte window.
+    let mut number = Vec::new();
+    let mut ended = false;
+    for i in 0..24 {
+        if digits_at + i >= 64 {
+            return false;
+        }
+        let c = b[digits_at + i];
+        if c.is_ascii_digit() {
+            if number.len() >= 15 {
+                return false;
+            }
+            number.push(c);
+            continue;
+        }
+        if matches!(c, b'+' | b'-' | b'.' | b'(' | b')') {
+            continue;
+        }
+        if !matches!(c, b'@' | b';' | b' ' | b'>') {
+            return false;
+        }
+        ended = true;
+        break;
+    }
+    if !ended || number.is_empty() {
+        return false;
+    }
+    numbers.iter().any(|n| n.as_bytes() == number.as_slice())
 }
 
 impl Outcome {
@@ -749,6 +924,25 @@ fn request(rng: &mut fastrand::Rng) -> Vec<u8> {
             "sips:bob@example.com",
             "tel:+15551234",
             "urn:service:sos",
+            "URN:Service:SOS.police",
+            "urn:service:sosx",
+            "urn:service:counseling",
+            "sip:911@198.18.0.2",
+            "sip:112;user=phone@198.18.0.2",
+            "sips:999@198.18.0.2",
+            "tel:112",
+            "tel:911;phone-context=+1",
+            "sip:9111@198.18.0.2",
+            "sip:911x@198.18.0.2",
+            "sip:0@198.18.0.2",
+            "sip:123456789012345@x",
+            "sip:1234567890123456@x",
+            "sip:+911@198.18.0.2",
+            "sip:9-1-1@198.18.0.2",
+            "tel:(1)(1)(2)",
+            "sip:+1-911@198.18.0.2",
+            "sip:1-2-3-4-5-6-7-8-9-0-1-2-3-4-5@x",
+            "sip:%39%31%31@198.18.0.2",
             "abcdefghij:x",
             "123:a",
             "sip/a",
@@ -1000,6 +1194,7 @@ struct Scenario {
     bans: Vec<(Net, Expiry)>,
     auto_bans: Vec<(IpAddr, Expiry)>,
     verified: Vec<(IpAddr, Expiry)>,
+    emergency_sources: Vec<(IpAddr, Expiry)>,
 }
 
 impl Scenario {
@@ -1061,7 +1256,16 @@ impl Scenario {
         }
         let mut auto_bans: Vec<(IpAddr, Expiry)> = Vec::new();
         let mut verified: Vec<(IpAddr, Expiry)> = Vec::new();
+        let mut emergency_sources: Vec<(IpAddr, Expiry)> = Vec::new();
         for &a in &sources {
+            if rng.u8(0..100) < 10 {
+                let e = if rng.bool() {
+                    Expiry::Past
+                } else {
+                    Expiry::Hour
+                };
+                emergency_sources.push((a, e));
+            }
             if rng.u8(0..100) < 12 {
                 let e = if rng.bool() {
                     Expiry::Past
@@ -1111,6 +1315,16 @@ impl Scenario {
                     .map(|s| s.to_string())
                     .collect()
             },
+            emergency_numbers: if rng.u8(0..4) == 0 {
+                vec!["9111".into(), "0".into(), "123456789012345".into()]
+            } else {
+                xdp::config::DEFAULT_EMERGENCY_NUMBERS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            },
+            emergency_urns: rng.u8(0..4) > 0,
+            emergency_keep_bans: rng.u8(0..4) == 0,
             ..FilterConfig::default()
         };
         let model = Model {
@@ -1131,9 +1345,19 @@ impl Scenario {
                 Budget::random(rng, false),
                 Budget::random(rng, false),
                 Budget::random(rng, false),
+                Budget::random(rng, false),
             ],
             buckets: HashMap::new(),
             overload_cap_zero: rng.u8(0..5) == 0,
+            emergency_numbers: cfg.emergency_numbers.clone(),
+            emergency_urns: cfg.emergency_urns,
+            emergency_keep_bans: cfg.emergency_keep_bans,
+            emergency_sources: emergency_sources
+                .iter()
+                .map(|(a, e)| (source_of(*a), *e))
+                .collect(),
+            emergency_budget: Budget::random(rng, true),
+            emergency_charged: 0,
         };
         Scenario {
             pool,
@@ -1142,6 +1366,7 @@ impl Scenario {
             bans,
             auto_bans,
             verified,
+            emergency_sources,
         }
     }
 
@@ -1152,6 +1377,7 @@ impl Scenario {
         let mut c = filter.config_entry().unwrap();
         c.unverified = m.unverified.rate();
         c.auto_ban = m.auto_ban_budget.rate();
+        c.emergency = m.emergency_budget.rate();
         for (i, r) in m.rates.iter().enumerate() {
             c.rates[i] = r.rate();
         }
@@ -1204,15 +1430,24 @@ impl Scenario {
                 _ => filter.verify(*a, Duration::from_secs(3600)).unwrap(),
             }
         }
-        let (unverified_tat, auto_ban_tat) = (
+        for (a, e) in &self.emergency_sources {
+            let ttl = match e {
+                Expiry::Past => Duration::ZERO,
+                _ => Duration::from_secs(3600),
+            };
+            filter.note_emergency_call(*a, ttl).unwrap();
+        }
+        let (unverified_tat, auto_ban_tat, emergency_tat) = (
             m.unverified.start_tat(now),
             m.auto_ban_budget.start_tat(now),
+            m.emergency_budget.start_tat(now),
         );
         filter.update_cpu_budgets(|_| abi::Overload {
             window_start_ns: 0,
             count: 0,
             unverified_tat,
             auto_ban_tat,
+            emergency_tat,
         });
     }
 
@@ -1224,6 +1459,9 @@ impl Scenario {
         }
         for v in filter.verified().unwrap() {
             filter.unverify(v.source.addr).unwrap();
+        }
+        for (a, _) in &self.emergency_sources {
+            filter.forget_emergency_call(*a).unwrap();
         }
         assert!(filter.bans().unwrap().is_empty());
     }
@@ -1250,24 +1488,7 @@ fn describe(delta: &[u64; slot::SLOTS]) -> String {
 }
 
 fn slot_name(i: usize) -> String {
-    if let Some(r) = abi::DropReason::from_slot(i) {
-        return r.name().to_string();
-    }
-    match i {
-        slot::PASSED => "passed",
-        slot::REDIRECTED => "redirected",
-        slot::PASSED_OTHER => "passed_other",
-        slot::EV_FRAGMENT_PASSED => "ev_fragment_passed",
-        slot::EV_ALLOWLISTED => "ev_allowlisted",
-        slot::EV_AUTO_BAN => "ev_auto_ban",
-        slot::EV_AUTO_BAN_FAILED => "ev_auto_ban_failed",
-        slot::EV_BAN_EXPIRED => "ev_ban_expired",
-        slot::EV_VERIFIED => "ev_verified",
-        slot::EV_SCANNER_UNPROVEN => "ev_scanner_unproven",
-        slot::EV_AUTO_BAN_LIMITED => "ev_auto_ban_limited",
-        _ => "?",
-    }
-    .to_string()
+    abi::SLOT_NAMES.get(i).copied().unwrap_or("?").to_string()
 }
 
 #[test]

@@ -4,5 +4,6 @@
 
 mod cost;
 mod differential;
+mod emergency;
 mod program;
 mod support;

@@ -12,8 +12,8 @@ use xdp::test_run::{self, action_name, XDP_DROP, XDP_PASS};
 
 use super::support::OnOneCpu;
 use xdp::{
-    AutoBan, BanOrigin, BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateConfig, Unbanned,
-    VerdictMode,
+    AutoBan, BanOrigin, BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateConfig,
+    Unbanned, VerdictMode,
 };
 
 const SRC4: &str = "198.18.0.10";
@@ -42,12 +42,12 @@ fn udp6(payload: &[u8]) -> UdpFrame {
 }
 
 /// A loaded, configured, unattached filter.
-struct Harness {
-    filter: Filter,
+pub(super) struct Harness {
+    pub(super) filter: Filter,
 }
 
 impl Harness {
-    fn with(test: &str, cfg: FilterConfig) -> Option<Harness> {
+    pub(super) fn with(test: &str, cfg: FilterConfig) -> Option<Harness> {
         if !privileged_or_skip(test) {
             return None;
         }
@@ -55,17 +55,17 @@ impl Harness {
         Some(Harness { filter })
     }
 
-    fn new(test: &str) -> Option<Harness> {
+    pub(super) fn new(test: &str) -> Option<Harness> {
         Harness::with(test, pass_mode())
     }
 
-    fn counters(&self) -> [u64; slot::SLOTS] {
+    pub(super) fn counters(&self) -> [u64; slot::SLOTS] {
         self.filter.counters().unwrap()
     }
 
     /// Runs `frame` `repeat` times in one kernel call (one CPU, no gaps) and
     /// returns the last action and the counter deltas.
-    fn run_n(&self, frame: &[u8], repeat: u32) -> (u32, [u64; slot::SLOTS]) {
+    pub(super) fn run_n(&self, frame: &[u8], repeat: u32) -> (u32, [u64; slot::SLOTS]) {
         let before = self.counters();
         let r = test_run::run_repeat(self.filter.program_fd(), frame, None, repeat).unwrap();
         let after = self.counters();
@@ -79,7 +79,7 @@ impl Harness {
     /// Runs once; asserts the action, that verdict slot `slot_moved` moved by
     /// one, that each of `events` moved by one, and that nothing else moved.
     #[track_caller]
-    fn expect(&self, frame: &[u8], action: u32, slot_moved: usize, events: &[usize]) {
+    pub(super) fn expect(&self, frame: &[u8], action: u32, slot_moved: usize, events: &[usize]) {
         let (got, delta) = self.run_n(frame, 1);
         assert_eq!(
             action_name(got),
@@ -100,35 +100,12 @@ impl Harness {
     }
 }
 
-const SLOT_NAMES: [&str; slot::SLOTS] = [
-    "blocklist",
-    "banned",
-    "fragment",
-    "not_sip",
-    "scanner",
-    "rate_limit",
-    "overload",
-    "malformed",
-    "unverified",
-    "passed",
-    "redirected",
-    "passed_other",
-    "ev_fragment_passed",
-    "ev_allowlisted",
-    "ev_auto_ban",
-    "ev_auto_ban_failed",
-    "ev_ban_expired",
-    "ev_verified",
-    "ev_scanner_unproven",
-    "ev_auto_ban_limited",
-];
-
-fn describe(delta: &[u64; slot::SLOTS]) -> String {
+pub(super) fn describe(delta: &[u64; slot::SLOTS]) -> String {
     let moved: Vec<String> = delta
         .iter()
         .enumerate()
         .filter(|(_, v)| **v != 0)
-        .map(|(i, v)| format!("{}+{v}", SLOT_NAMES[i]))
+        .map(|(i, v)| format!("{}+{v}", abi::SLOT_NAMES[i]))
         .collect();
     if moved.is_empty() {
         "nothing".into()
@@ -137,7 +114,7 @@ fn describe(delta: &[u64; slot::SLOTS]) -> String {
     }
 }
 
-fn pass_mode() -> FilterConfig {
+pub(super) fn pass_mode() -> FilterConfig {
     FilterConfig {
         mode: VerdictMode::Pass,
         ..FilterConfig::default()
@@ -1024,7 +1001,7 @@ fn overload_cap_drops_past_the_per_cpu_budget() {
     assert_eq!(describe(&delta), describe(&want));
 }
 
-/// The emergency cap protects the workers from everyone: an allowlisted
+/// The overload cap protects the workers from everyone: an allowlisted
 /// (trusted) source still skips the unverified budget and its own rate
 /// limits, but not the cap.
 #[test]
@@ -1053,12 +1030,12 @@ fn allowlisted_sources_meet_the_overload_cap() {
 // ------------------------------------------- verified sources, unverified budget
 
 /// An hour in nanoseconds: a budget interval nothing refills in during a test.
-const HOUR_NS: u64 = 3_600_000_000_000;
+pub(super) const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// Loads `cfg`, then gives the per-CPU unverified budget a burst of `burst`
 /// packets and an interval of an hour, so that it does not refill during
 /// the test however slow the machine.
-fn with_unverified_burst(test: &str, cfg: FilterConfig, burst: u64) -> Option<Harness> {
+pub(super) fn with_unverified_burst(test: &str, cfg: FilterConfig, burst: u64) -> Option<Harness> {
     let mut h = Harness::with(test, cfg)?;
     let mut c = h.filter.config_entry().unwrap();
     c.unverified = abi::Rate {
@@ -1078,7 +1055,7 @@ fn invite_from(src: &str) -> Vec<u8> {
     f.build()
 }
 
-fn counts(pairs: &[(usize, u64)]) -> String {
+pub(super) fn counts(pairs: &[(usize, u64)]) -> String {
     let mut want = [0u64; slot::SLOTS];
     for (s, n) in pairs {
         want[*s] += n;
