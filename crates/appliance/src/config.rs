@@ -287,8 +287,9 @@ impl ApplianceConfig {
         let secret = random_secret().map_err(|e| {
             ConfigError::file(source.path(), format!("cannot read /dev/urandom: {e}"))
         })?;
-        let proxy = ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist, secret)?;
-        let filter = match edge.mode {
+        let mut proxy =
+            ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist, secret)?;
+        let mut filter = match edge.mode {
             IoMode::AfXdp => Some(filter_config(
                 &source,
                 runtime.as_ref(),
@@ -299,6 +300,13 @@ impl ApplianceConfig {
             }
             IoMode::Socket => None,
         };
+        // Whether bans apply to emergency calls is one decision for both
+        // layers: either table saying so keeps them in both.
+        let keep_bans = proxy.emergency.keep_bans || filter_keeps_bans(&source)?;
+        proxy.emergency.keep_bans = keep_bans;
+        if let Some(f) = &mut filter {
+            f.emergency_keep_bans = keep_bans;
+        }
         let metrics = MetricsConfig::from_file(&source)?;
         let events = EventsConfig::from_file(&source)?;
         Ok(ApplianceConfig {
@@ -321,7 +329,7 @@ impl ApplianceConfig {
     }
 }
 
-/// The `[filter]` table with the profile's rate limits and emergency cap
+/// The `[filter]` table with the profile's rate limits and overload cap
 /// for what the table leaves out, and the verdict mode the appliance needs.
 fn filter_config(
     source: &SourceFile,
@@ -354,7 +362,7 @@ fn filter_config(
         f.rate_limits.other = bucket(r.rate_limits.other);
     }
     if !table.contains_key("overload_cap_pps") {
-        f.overload_cap_pps = r.emergency_cap_pps.min(u32::MAX as u64) as u32;
+        f.overload_cap_pps = r.overload_cap_pps.min(u32::MAX as u64) as u32;
     }
     f.validate().map_err(|e| {
         ConfigError::file(
@@ -363,6 +371,21 @@ fn filter_config(
         )
     })?;
     Ok(f)
+}
+
+/// `[filter] emergency_keep_bans`, which the proxy honours too.
+fn filter_keeps_bans(source: &SourceFile) -> Result<bool, ConfigError> {
+    #[derive(Deserialize)]
+    struct Only {
+        filter: Option<Keep>,
+    }
+    #[derive(Deserialize)]
+    struct Keep {
+        #[serde(default)]
+        emergency_keep_bans: bool,
+    }
+    let only: Only = source.parse_toml()?;
+    Ok(only.filter.is_some_and(|f| f.emergency_keep_bans))
 }
 
 /// The allowlist of the `[filter]` table, which the proxy honours too.
@@ -403,6 +426,39 @@ mod tests {
     }
 
     const ROUTES: &str = "[routes]\ngroups = \"g.toml\"\nprefixes = \"p.csv\"\n";
+
+    #[test]
+    fn the_route_table_names_no_more_emergency_numbers_than_the_filter_holds() {
+        // The appliance writes the table's numbers into the XDP filter.
+        assert_eq!(
+            route::table::MAX_EMERGENCY_NUMBERS,
+            xdp::abi::MAX_EMERGENCY_NUMBERS
+        );
+        assert_eq!(
+            route::table::MAX_EMERGENCY_DIGITS,
+            xdp::abi::EMERGENCY_NUMBER_MAX
+        );
+    }
+
+    #[test]
+    fn keeping_bans_for_emergency_calls_is_one_decision_for_both_layers() {
+        let base = format!(
+            "[edge]\nmode = \"socket\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
+        );
+        let c = load(&format!("{base}[filter]\n")).unwrap();
+        assert!(!c.proxy.emergency.keep_bans);
+        assert!(!c.filter.unwrap().emergency_keep_bans);
+        let c = load(&format!("{base}[filter]\nemergency_keep_bans = true\n")).unwrap();
+        assert!(c.proxy.emergency.keep_bans, "the proxy keeps them too");
+        let c = load(&format!(
+            "{base}[proxy.emergency]\nkeep_bans = true\n[filter]\n"
+        ))
+        .unwrap();
+        assert!(
+            c.filter.unwrap().emergency_keep_bans,
+            "the filter keeps them too"
+        );
+    }
 
     #[test]
     fn socket_mode_with_defaults() {

@@ -20,7 +20,7 @@ use route::{RouteControl, RouteErrors};
 use telemetry::stats::{self, Snapshot};
 use xdp::config::Cidr;
 use xdp::loader::{Attached, Filter};
-use xdp::maps::BanReason;
+use xdp::maps::{AutoBan, BanReason};
 use xdp::FilterError;
 
 /// Why the appliance could not start.
@@ -99,13 +99,23 @@ pub enum ControlEvent {
         /// Why.
         reason: String,
     },
-    /// A worker reported an abuser, but the ban budget was spent: logged,
-    /// not banned (no report storm can fill the ban map).
+    /// A worker reported an abuser, but it was not banned: the ban budget
+    /// was spent (no report storm can fill the ban map), or the map of
+    /// automatic bans is full. Logged.
     BanLimited {
         /// The source.
         source: IpAddr,
         /// Why it was reported.
         reason: &'static str,
+        /// Why it was not banned.
+        refused: &'static str,
+    },
+    /// An emergency call was forwarded (every one is an event).
+    EmergencyCall {
+        /// The caller.
+        source: IpAddr,
+        /// Where it went.
+        target: SocketAddr,
     },
     /// An operator banned a network through the control socket.
     OperatorBan {
@@ -241,7 +251,43 @@ impl Appliance {
             ban_budget_state: RateState::default(),
         };
         appliance.allow_upstreams();
+        appliance.sync_emergency().map_err(StartError::Filter)?;
         Ok(appliance)
+    }
+
+    /// Writes the route table's emergency numbers and URN setting into the
+    /// XDP filter, so that the NIC path lets through exactly the calls the
+    /// proxy treats as emergency calls.
+    fn sync_emergency(&mut self) -> Result<(), FilterError> {
+        let Some(filter) = &mut self.filter else {
+            return Ok(());
+        };
+        let table = self.routes.table();
+        let numbers: Vec<String> = table
+            .emergency_numbers()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        filter.set_emergency_numbers(&numbers)?;
+        let mut c = filter.config_entry()?;
+        if table.emergency_urns() {
+            c.flags |= xdp::abi::CFG_EMERGENCY_URNS;
+        } else {
+            c.flags &= !xdp::abi::CFG_EMERGENCY_URNS;
+        }
+        filter.set_config_entry(c)
+    }
+
+    /// The proxy forwarded an emergency call from `source`: the rest of the
+    /// call (ACK, BYE, re-INVITEs, to the emergency centre's address, not
+    /// to the number) takes the emergency path in the XDP filter too.
+    fn note_emergency_call(&mut self, source: IpAddr) {
+        if let Some(f) = &mut self.filter {
+            if let Err(e) = f.note_emergency_call(source, EMERGENCY_CALL_TTL) {
+                eprintln!(
+                    "dce-edge: cannot note the emergency call of {source} in the XDP filter: {e}"
+                );
+            }
+        }
     }
 
     /// Keeps the route table's upstreams in the XDP allowlist: they answer
@@ -300,7 +346,15 @@ impl Appliance {
                 reason: reason.as_str(),
             }),
             ProxyEvent::Verified { source, .. } => proofs.push(source),
+            ProxyEvent::EmergencyCall { source, target } => {
+                out.push(ControlEvent::EmergencyCall { source, target })
+            }
         });
+        for ev in &out {
+            if let ControlEvent::EmergencyCall { source, .. } = ev {
+                self.note_emergency_call(*source);
+            }
+        }
         for source in proofs {
             if self.spread_verification(source) {
                 out.push(ControlEvent::Verified { source });
@@ -341,6 +395,11 @@ impl Appliance {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());
                 self.allow_upstreams();
+                if let Err(e) = self.sync_emergency() {
+                    eprintln!(
+                        "dce-edge: cannot write the emergency numbers into the XDP filter: {e}"
+                    );
+                }
                 self.events.push(ControlEvent::ReloadAccepted {
                     version: r.version,
                     prefixes: self.routes.table().prefix_count(),
@@ -458,7 +517,11 @@ impl Appliance {
             }
             let clock = dataplane::now().as_nanos();
             if !self.ban_budget.admit(&mut self.ban_budget_state, clock) {
-                events.push(ControlEvent::BanLimited { source, reason });
+                events.push(ControlEvent::BanLimited {
+                    source,
+                    reason,
+                    refused: "ban budget spent",
+                });
                 continue;
             }
             self.worker_bans.insert(source, (reason, now + ban_for));
@@ -471,13 +534,18 @@ impl Appliance {
                         "extension_scan" => BanReason::ExtensionScan,
                         _ => BanReason::NotFound,
                     };
-                    if let Err(e) = f.ban(
-                        Cidr::host(source),
-                        Some(ban_for),
-                        why,
-                        "reported by the proxy",
-                    ) {
-                        eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}");
+                    // Into the automatic bans: an operator's ban of the
+                    // same source is another map, never shortened.
+                    match f.auto_ban(source, ban_for, why) {
+                        Ok(AutoBan::Banned | AutoBan::Kept { .. }) => {}
+                        Ok(AutoBan::Full) => events.push(ControlEvent::BanLimited {
+                            source,
+                            reason,
+                            refused: "the map of automatic bans is full",
+                        }),
+                        Err(e) => {
+                            eprintln!("dce-edge: cannot ban {source} in the XDP filter: {e}")
+                        }
                     }
                 }
                 None => {
@@ -534,7 +602,8 @@ impl Appliance {
     pub fn operator_unban(&mut self, network: Cidr) -> Result<String, String> {
         let mut found = false;
         if let Some(f) = &mut self.filter {
-            found |= f.unban(network).map_err(|e| e.to_string())?;
+            let lifted = f.unban(network).map_err(|e| e.to_string())?;
+            found |= lifted.operator || lifted.automatic;
         }
         if let Some(ip) = (network.prefix == if network.addr.is_ipv4() { 32 } else { 128 })
             .then_some(network.addr)
@@ -653,6 +722,8 @@ fn assemble(
         }
         .into();
         let mut setup = Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
+        let mut emergency_setup =
+            Histogram::<u64>::new_with_bounds(1, 120_000_000, 2).expect("valid bounds");
         for w in workers {
             s.workers.push(worker_counters(
                 w,
@@ -672,8 +743,16 @@ fn assemble(
             s.calls.answered += h.calls_answered;
             s.calls.failed += h.calls_failed;
             let _ = setup.add(&h.setup_us);
+            let e = &h.emergency;
+            s.emergency.attempted += e.attempted;
+            s.emergency.forwarded += e.forwarded;
+            s.emergency.answered += e.answered;
+            s.emergency.failed += e.failed;
+            s.emergency.over_budget += e.over_budget;
+            let _ = emergency_setup.add(&h.emergency_setup_us);
         }
         s.setup_latency = latency(&setup);
+        s.emergency.setup_latency = latency(&emergency_setup);
         s.routes.table_version = routes.version();
         s.routes.prefixes = routes.table().prefix_count() as u64;
         s.routes.reloads_accepted = reloads_accepted;
@@ -739,6 +818,11 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
     }
     out
 }
+
+/// How long the XDP filter treats a caller's packets as its emergency
+/// call's after the proxy forwarded the call: longer than nearly every
+/// emergency call lasts. Another emergency call from it starts it again.
+pub const EMERGENCY_CALL_TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// Bucket bounds of the setup-latency histogram, in milliseconds.
 pub const SETUP_BOUNDS_MS: [f64; 14] = [

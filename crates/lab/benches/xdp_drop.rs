@@ -435,7 +435,7 @@ fn main() {
             .collect::<Vec<_>>();
         // A spoofed flood: every source sends about one packet per second, so
         // each stays inside its own budget and only a per-CPU cap stops it.
-        // Here the emergency cap (1/s) drops all but the first run.
+        // Here the overload cap (1/s) drops all but the first run.
         let within_budget = FilterConfig {
             rate_limits: xdp::RateLimits {
                 invite: RateConfig {

@@ -166,7 +166,7 @@ pub struct RuntimeDefaults {
     pub rate_limits: DefaultRateLimits,
     /// Packets per second per CPU redirected to userspace above which the
     /// XDP program drops (`overload`).
-    pub emergency_cap_pps: u64,
+    pub overload_cap_pps: u64,
 }
 
 impl RuntimeDefaults {
@@ -302,7 +302,8 @@ struct RawRuntime {
     rx_ring: Spanned<u32>,
     tx_ring: Spanned<u32>,
     batch_size: Spanned<u32>,
-    emergency_cap_pps: Spanned<u64>,
+    #[serde(alias = "emergency_cap_pps")]
+    overload_cap_pps: Spanned<u64>,
     rate_limits: RawRateLimits,
 }
 
@@ -528,7 +529,7 @@ impl Check<'_> {
     }
 
     /// `[runtime]` on a box of `cores` CPUs: workers and their cores, the
-    /// UMEM and its rings, batches, the emergency cap and rate limits.
+    /// UMEM and its rings, batches, the overload cap and rate limits.
     fn runtime(&self, r: &RawRuntime, cores: u32) -> Result<RuntimeDefaults, ConfigError> {
         let queues = self.range("queues", &r.queues, 1, cores)?;
         let workers = self.one_worker_per_queue(r, queues)?;
@@ -562,8 +563,7 @@ impl Check<'_> {
             );
         }
         let batch_size = self.range("batch_size", &r.batch_size, 1, rx_ring)?;
-        let emergency_cap_pps =
-            self.range("emergency_cap_pps", &r.emergency_cap_pps, 1, 1 << 32)?;
+        let overload_cap_pps = self.range("overload_cap_pps", &r.overload_cap_pps, 1, 1 << 32)?;
         let rl = &r.rate_limits;
         Ok(RuntimeDefaults {
             queues,
@@ -582,7 +582,7 @@ impl Check<'_> {
                 register: self.bucket("register", &rl.register)?,
                 other: self.bucket("other", &rl.other)?,
             },
-            emergency_cap_pps,
+            overload_cap_pps,
         })
     }
 

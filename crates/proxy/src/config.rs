@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::abuse::AbuseConfig;
 use super::answers::AnswerConfig;
 use super::cookie::Secret;
+use super::emergency::EmergencyConfig;
 use config::{ConfigError, SourceFile};
 pub use wire::Cidr;
 
@@ -37,6 +38,8 @@ pub struct ProxySection {
     pub answers: AnswerConfig,
     /// Per-source abuse limits that lead to a ban.
     pub abuse: AbuseConfig,
+    /// Emergency calls' own budgets.
+    pub emergency: EmergencyConfig,
 }
 
 impl Default for ProxySection {
@@ -51,6 +54,7 @@ impl Default for ProxySection {
             cookie_period_seconds: toml::Spanned::new(0..0, 3600),
             answers: AnswerConfig::default(),
             abuse: AbuseConfig::default(),
+            emergency: EmergencyConfig::default(),
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct ProxyConfig {
     pub answers: AnswerConfig,
     /// Abuse limits.
     pub abuse: AbuseConfig,
+    /// Emergency calls' budgets.
+    pub emergency: EmergencyConfig,
     /// Sources that are trusted: never banned, answered freely.
     pub allowlist: Vec<Cidr>,
 }
@@ -95,6 +101,7 @@ impl ProxyConfig {
             cookie_period_ns: 3600 * 1_000_000_000,
             answers: s.answers,
             abuse: s.abuse,
+            emergency: s.emergency,
             allowlist: Vec::new(),
         }
     }
@@ -167,6 +174,7 @@ impl ProxyConfig {
             cookie_period_ns: period as u64 * 1_000_000_000,
             answers: section.answers,
             abuse: section.abuse,
+            emergency: section.emergency,
             allowlist: allow,
         })
     }

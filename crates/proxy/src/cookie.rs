@@ -29,6 +29,11 @@ pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// can be recognised as ours without state.
 pub const BRANCH_MARK: &[u8] = b"dce";
 
+/// The mark of an emergency call's branches instead of [`BRANCH_MARK`]: its
+/// responses are relayed within the emergency budget, shields up or not.
+/// The MAC covers it, so nobody can turn a call into an emergency one.
+pub const EMERGENCY_MARK: &[u8] = b"dcs";
+
 /// Hex digits of the transaction hash in a branch.
 const TX_LEN: usize = 16;
 
@@ -82,6 +87,8 @@ pub struct Transaction<'a> {
     /// CSeq number of the request (a CANCEL and a non-2xx ACK share their
     /// INVITE's).
     pub cseq: u32,
+    /// An emergency call's transaction.
+    pub emergency: bool,
 }
 
 impl Secret {
@@ -128,7 +135,11 @@ impl Secret {
     ) -> [u8; BRANCH_LEN] {
         let mut out = [0u8; BRANCH_LEN];
         out[..MAGIC_COOKIE.len()].copy_from_slice(MAGIC_COOKIE);
-        out[MAGIC_COOKIE.len()..TX_AT].copy_from_slice(BRANCH_MARK);
+        out[MAGIC_COOKIE.len()..TX_AT].copy_from_slice(if tx.emergency {
+            EMERGENCY_MARK
+        } else {
+            BRANCH_MARK
+        });
         let mut txh = [0u8; TX_LEN];
         hex16(
             hash_parts(self.hasher(domain::TRANSACTION), transaction),
@@ -149,6 +160,7 @@ impl Secret {
         h.write_usize(tx.call_id.len());
         h.write(tx.call_id);
         h.write_u32(tx.cseq);
+        h.write_u8(tx.emergency as u8);
         let mut out = [0u8; HOP_LEN];
         hex16(h.finish(), &mut out);
         out
@@ -160,7 +172,7 @@ impl Secret {
     /// A branch of the right shape made up by anyone else, or a true branch
     /// echoed from another address or for another transaction, fails.
     pub fn response_is_ours(&self, branch: &[u8], from: SocketAddr, tx: Transaction<'_>) -> bool {
-        if !is_our_branch(branch) {
+        if !is_our_branch(branch) || branch_is_emergency(branch) != tx.emergency {
             return false;
         }
         let txh = &branch[TX_AT..TX_AT + TX_LEN];
@@ -333,8 +345,13 @@ fn write_addr(h: &mut SipHasher13, addr: SocketAddr) {
 pub fn is_our_branch(branch: &[u8]) -> bool {
     branch.len() == BRANCH_LEN
         && branch.starts_with(MAGIC_COOKIE)
-        && branch[MAGIC_COOKIE.len()..].starts_with(BRANCH_MARK)
+        && (branch[MAGIC_COOKIE.len()..].starts_with(BRANCH_MARK) || branch_is_emergency(branch))
         && branch[TX_AT..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// True when `branch` carries the emergency mark (its MAC unchecked).
+pub fn branch_is_emergency(branch: &[u8]) -> bool {
+    branch.len() == BRANCH_LEN && branch[MAGIC_COOKIE.len()..].starts_with(EMERGENCY_MARK)
 }
 
 fn hash_parts<'a>(mut h: SipHasher13, parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
@@ -379,6 +396,7 @@ mod tests {
         Transaction {
             call_id: b"call-1@198.18.0.10",
             cseq: 1,
+            emergency: false,
         }
     }
 
@@ -454,6 +472,7 @@ mod tests {
         let other = Transaction {
             call_id: b"call-2@198.18.0.10",
             cseq: 1,
+            emergency: false,
         };
         assert!(!s.response_is_ours(&b, hop(), other));
         assert!(!s.response_is_ours(&b, hop(), Transaction { cseq: 2, ..tx() }));
@@ -468,6 +487,27 @@ mod tests {
         assert!(!s.response_is_ours(&forged, hop(), tx()));
         // Another edge's secret.
         assert!(!Secret::new(5, 6).response_is_ours(&b, hop(), tx()));
+    }
+
+    #[test]
+    fn an_emergency_branch_is_marked_and_cannot_be_flipped() {
+        let s = secret();
+        let sos = Transaction {
+            emergency: true,
+            ..tx()
+        };
+        let b = s.branch([&b"z9hG4bKx"[..]], [&b"sip:911@e"[..]], hop(), sos);
+        assert!(b.starts_with(b"z9hG4bKdcs"));
+        assert!(is_our_branch(&b) && branch_is_emergency(&b));
+        assert!(s.response_is_ours(&b, hop(), sos));
+        // The same MAC under the ordinary mark, or the other way round, fails.
+        let mut flipped = b;
+        flipped[MAGIC_COOKIE.len()..TX_AT].copy_from_slice(BRANCH_MARK);
+        assert!(!s.response_is_ours(&flipped, hop(), tx()));
+        let ordinary = branch(&s, &[b"z9hG4bKx"], &[b"sip:911@e"]);
+        let mut raised = ordinary;
+        raised[MAGIC_COOKIE.len()..TX_AT].copy_from_slice(EMERGENCY_MARK);
+        assert!(!s.response_is_ours(&raised, hop(), sos));
     }
 
     fn dialog(target: &str) -> Dialog<'static> {

@@ -8,6 +8,7 @@ pub mod answers;
 mod batch;
 pub mod config;
 pub mod cookie;
+pub mod emergency;
 pub mod handler;
 pub mod rate;
 pub mod source_table;

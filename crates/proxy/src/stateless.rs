@@ -34,9 +34,10 @@ use super::answers::{AnswerVerdict, Answers, Standing};
 use super::batch::PreparedRoutes;
 use super::config::{Cidr, ProxyConfig};
 use super::cookie::{
-    self, branch_loop_key, decode_target, encode_target, is_our_branch, Dialog, Transaction,
-    BRANCH_LEN, COOKIE_LEN, TARGET_MAX_LEN,
+    self, branch_is_emergency, branch_loop_key, decode_target, encode_target, is_our_branch,
+    Dialog, Transaction, BRANCH_LEN, COOKIE_LEN, TARGET_MAX_LEN,
 };
+use super::emergency::{EmergencyCalls, EmergencyState};
 use super::source_table::{SourceKey, SourceTable};
 use super::verified::{Proof, VerifiedSources};
 use crate::handler::{Datagram, DropReason, Outbox, PacketHandler, SendError, Timestamp};
@@ -86,10 +87,13 @@ pub enum ProxyDrop {
     UnexpectedResponse,
     /// A response toward an unverified destination over its budget.
     ResponseLimited,
+    /// An emergency request from an unverified source over the emergency
+    /// budget.
+    EmergencyOverBudget,
 }
 
 impl ProxyDrop {
-    const ALL: [ProxyDrop; 16] = [
+    const ALL: [ProxyDrop; 17] = [
         ProxyDrop::Malformed,
         ProxyDrop::NotOurVia,
         ProxyDrop::NoNextVia,
@@ -106,6 +110,7 @@ impl ProxyDrop {
         ProxyDrop::ShieldedResponse,
         ProxyDrop::UnexpectedResponse,
         ProxyDrop::ResponseLimited,
+        ProxyDrop::EmergencyOverBudget,
     ];
 
     /// Every reason, in counter order.
@@ -137,6 +142,7 @@ impl DropReason for ProxyDrop {
         "shielded_response",
         "unexpected_response",
         "response_limited",
+        "emergency_over_budget",
     ];
 
     fn index(self) -> usize {
@@ -154,6 +160,15 @@ pub enum ProxyEvent {
         source: IpAddr,
         /// Which limit.
         reason: AbuseReason,
+    },
+    /// A new emergency call from `source` was forwarded to `target`: every
+    /// one is an event, and the XDP filter spares the source's packets the
+    /// budgets and bans for a while, so the call's ACK and BYE get through.
+    EmergencyCall {
+        /// The caller.
+        source: IpAddr,
+        /// Where the call went.
+        target: SocketAddr,
     },
     /// This source proved its address is real (echoed a dialog cookie, or
     /// this edge's To tag in an ACK) and is verified until `until`: every
@@ -274,6 +289,10 @@ pub struct ProxyStats {
     /// Proofs of address refused because the source's IPv6 /48 had its
     /// share of verified /64s.
     pub proofs_refused: u64,
+    /// Emergency calls.
+    pub emergency: EmergencyCalls,
+    /// Setup times of emergency calls, in microseconds.
+    pub emergency_setup_us: Histogram<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -302,6 +321,7 @@ pub struct EdgeProxy {
     routes: WorkerRoutes,
     pub(crate) answers: Answers,
     pub(crate) verified: VerifiedSources,
+    emergency: EmergencyState,
     abuse: AbuseTracker,
     events: VecDeque<ProxyEvent>,
     bans: SourceTable<u64>,
@@ -426,6 +446,9 @@ struct Forward {
     remove_first_route: bool,
     /// An initial INVITE: Record-Route it and time its setup.
     initial_invite: bool,
+    /// An emergency call's request: paid from the emergency budget, and
+    /// its branch says so, so that its responses are too.
+    emergency: bool,
 }
 
 /// What the proxy does with one request, decided before anything is sent.
@@ -458,6 +481,7 @@ impl EdgeProxy {
                 cfg.answers.verified_per_48,
                 seed(table::VERIFIED),
             ),
+            emergency: EmergencyState::new(&cfg.emergency),
             abuse: AbuseTracker::new(cfg.abuse, seed(table::ABUSE)),
             events: VecDeque::with_capacity(EVENT_QUEUE),
             bans: SourceTable::with_capacity(WORKER_BANS, seed(table::BANS)),
@@ -587,6 +611,11 @@ impl EdgeProxy {
             setup_us: self.setup_us.clone(),
             events_lost: self.events_lost,
             proofs_refused: self.verified.refused(),
+            emergency: EmergencyCalls {
+                over_budget: self.dropped[ProxyDrop::EmergencyOverBudget as usize],
+                ..self.emergency.calls()
+            },
+            emergency_setup_us: self.emergency.setup_us().clone(),
         }
     }
 
@@ -690,25 +719,58 @@ impl EdgeProxy {
     ) -> Result<(), ProxyDrop> {
         self.received += 1;
         self.prepared.advance();
-        if self.is_banned(pkt.src.ip(), now.as_nanos()) {
-            return self.drop(ProxyDrop::Banned);
-        }
+        let now = now.as_nanos();
+        let banned = self.is_banned(pkt.src.ip(), now);
         // Built in this frame's slot: the message is never moved.
         let mut slot = None;
         let msg = match sip::parse_in(&mut slot, pkt.payload) {
             Ok(m) => m,
+            Err(_) if banned => return self.drop(ProxyDrop::Banned),
             Err(e) => return self.malformed(e.kind),
         };
-        let now = now.as_nanos();
         match msg.start() {
             StartLine::Request { method, .. } => {
-                match self.decide_request(now, pkt.src, method, msg) {
+                let emergency = self.is_emergency(method, msg);
+                // A banned source still reaches emergency services, unless
+                // the operator says otherwise.
+                if banned && (!emergency || self.cfg.emergency.keep_bans) {
+                    return self.drop(ProxyDrop::Banned);
+                }
+                match self.decide_request(now, pkt.src, method, msg, emergency) {
                     Ok(d) => self.act(now, pkt.src, method, msg, d, out),
                     Err(reason) => self.drop(reason),
                 }
             }
+            StartLine::Response { .. } if banned => self.drop(ProxyDrop::Banned),
             StartLine::Response { code, .. } => self.response(now, pkt.src, code, msg, out),
         }
+    }
+
+    /// True when `msg` belongs to an emergency call: its Request-URI is an
+    /// emergency number (whole) or, where the table takes them, an
+    /// `urn:service:sos` URN; for the methods of a call.
+    fn is_emergency(&self, method: Method<'_>, msg: &Message<'_>) -> bool {
+        if !matches!(
+            method,
+            Method::Invite
+                | Method::Ack
+                | Method::Cancel
+                | Method::Bye
+                | Method::Prack
+                | Method::Update
+                | Method::Info
+        ) {
+            return false;
+        }
+        let Some(Ok(uri)) = msg.uri() else {
+            return false;
+        };
+        let table = self.routes.table();
+        if uri.is_sos_urn() {
+            return table.emergency_urns();
+        }
+        let mut number = DialedNumber::new();
+        uri.dialed_number(&mut number).is_ok() && table.is_emergency_number(number.as_bytes())
     }
 
     /// The Route fields of a request: whether the first is ours, the next
@@ -771,6 +833,7 @@ impl EdgeProxy {
         src: SocketAddr,
         method: Method<'_>,
         msg: &Message<'_>,
+        emergency: bool,
     ) -> Result<Disposition, ProxyDrop> {
         // The parser checks values lazily: a bad Request-URI or Route shows
         // here, and is as malformed as a bad start line.
@@ -789,7 +852,9 @@ impl EdgeProxy {
             self.prove(src.ip(), now);
         }
         let standing = self.standing(src.ip(), now);
-        if standing == Standing::Unverified {
+        // Emergency requests pay their own budget, and do not count toward
+        // the flood detector of the rest.
+        if standing == Standing::Unverified && !emergency {
             self.answers.note_unverified(now);
         }
         let uri_ours = self.uri_is_ours(&uri);
@@ -842,7 +907,14 @@ impl EdgeProxy {
                 dest: target,
                 remove_first_route: true,
                 initial_invite: false,
+                emergency,
             }));
+        }
+
+        // Emergency calls: wherever their Request-URI's host says, they are
+        // this edge's to route.
+        if emergency {
+            return self.decide_emergency(method, msg, routing.first_is_ours);
         }
 
         // Requests not for this edge go where their next Route or
@@ -859,10 +931,74 @@ impl EdgeProxy {
                 dest: SocketAddr::new(ip, dest_uri.port().unwrap_or(5060)),
                 remove_first_route: routing.first_is_ours,
                 initial_invite: false,
+                emergency: false,
             }));
         }
 
         self.decide_by_route(now, src, method, msg, standing, routing.first_is_ours)
+    }
+
+    /// An emergency request: to the emergency group (or its fallback, or a
+    /// target that looks down rather than none), else by prefix without a
+    /// cap. Never counted toward abuse.
+    fn decide_emergency(
+        &mut self,
+        method: Method<'_>,
+        msg: &Message<'_>,
+        remove_first_route: bool,
+    ) -> Result<Disposition, ProxyDrop> {
+        let initial_invite = method == Method::Invite && msg.to_tag().is_none();
+        if initial_invite {
+            self.emergency.calls.attempted += 1;
+        }
+        let forward = |dest| {
+            Ok(Disposition::Forward(Forward {
+                dest,
+                remove_first_route,
+                initial_invite,
+                emergency: true,
+            }))
+        };
+        if let Some(target) = self.routes.route_emergency(msg.call_id()) {
+            return forward(target.addr);
+        }
+        let mut number = DialedNumber::new();
+        let found = match msg.dialed_number(&mut number) {
+            Ok(()) => {
+                self.lookups += 1;
+                self.routes.lookup(number.as_bytes())
+            }
+            Err(_) => None,
+        };
+        match Routed::from(self.routes.route_emergency_by_prefix(found, msg.call_id())) {
+            Routed::Forward { dest, group } => {
+                self.count_hit(group);
+                forward(dest)
+            }
+            _ if method == Method::Ack => Err(ProxyDrop::AckNoRoute),
+            Routed::Redirect {
+                group,
+                targets,
+                count,
+            } => {
+                self.count_hit(group);
+                for (i, t) in targets.iter().take(count).enumerate() {
+                    self.contact_lens[i] =
+                        write_contact(&mut self.contacts[i], number.as_bytes(), *t);
+                }
+                let mut a = Answer::new(302);
+                a.contacts = count;
+                Ok(Disposition::Answer(a))
+            }
+            Routed::Reject { group, code } => {
+                self.count_hit(group);
+                Ok(Disposition::Answer(Answer::new(code)))
+            }
+            Routed::NoRoute | Routed::OverCap { .. } | Routed::NoTargetUp { .. } => {
+                self.misses += 1;
+                Ok(Disposition::Answer(Answer::new(self.cfg.no_route_code)))
+            }
+        }
     }
 
     /// A request for this edge: routed by its dialed number. REGISTER names
@@ -912,6 +1048,7 @@ impl EdgeProxy {
                     dest,
                     remove_first_route,
                     initial_invite,
+                    emergency: false,
                 }))
             }
             Routed::NoRoute => {
@@ -990,6 +1127,14 @@ impl EdgeProxy {
     ) -> Result<(), ProxyDrop> {
         let standing = self.standing(src.ip(), now);
         match disposition {
+            Disposition::Forward(f) if f.emergency => {
+                // Emergency requests from unverified sources pay their own
+                // budget: shields up or not, never the unverified budget.
+                if !standing.is_proven() && !self.emergency.admit_request(now) {
+                    return self.drop(ProxyDrop::EmergencyOverBudget);
+                }
+                self.forward_request(now, src, msg, f, out)
+            }
             Disposition::Forward(f) => {
                 // Every request from an unverified source that would be
                 // forwarded pays the budget, whatever its method.
@@ -1029,7 +1174,7 @@ impl EdgeProxy {
     /// the incoming branch when it is an RFC 3261 one, else from the fields
     /// that identify an RFC 2543 transaction. The method is left out so that
     /// a CANCEL and a non-2xx ACK get their INVITE's branch.
-    fn branch(&self, msg: &Message<'_>, next_hop: SocketAddr) -> [u8; BRANCH_LEN] {
+    fn branch(&self, msg: &Message<'_>, next_hop: SocketAddr, emergency: bool) -> [u8; BRANCH_LEN] {
         let top = msg.top_via();
         let cseq = msg.cseq().number;
         let cseq_bytes = cseq.to_le_bytes();
@@ -1043,6 +1188,7 @@ impl EdgeProxy {
         let tx = Transaction {
             call_id: msg.call_id(),
             cseq,
+            emergency,
         };
         match top.branch() {
             Some(b) if top.has_rfc3261_branch() => {
@@ -1074,7 +1220,7 @@ impl EdgeProxy {
         f: Forward,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
-        let branch = self.branch(msg, f.dest);
+        let branch = self.branch(msg, f.dest, f.emergency);
         let mut rr = [0u8; 192];
         let record_route = if f.initial_invite && self.cfg.record_route {
             let dialog = Dialog {
@@ -1133,6 +1279,13 @@ impl EdgeProxy {
                     answered: false,
                 };
                 self.invites_forwarded += 1;
+                if f.emergency {
+                    self.emergency.calls.forwarded += 1;
+                    self.emit(ProxyEvent::EmergencyCall {
+                        source: src.ip(),
+                        target: f.dest,
+                    });
+                }
             }
         }
         Ok(())
@@ -1154,9 +1307,11 @@ impl EdgeProxy {
         // Only the hop the request went to, answering that request, gets a
         // response relayed: a branch of our shape proves nothing by itself.
         let cseq = msg.cseq();
+        let emergency = branch_is_emergency(branch);
         let tx = Transaction {
             call_id: msg.call_id(),
             cseq: cseq.number,
+            emergency,
         };
         if !self.cfg.secret.response_is_ours(branch, src, tx) {
             return self.drop(ProxyDrop::UnexpectedResponse);
@@ -1172,7 +1327,23 @@ impl EdgeProxy {
             return self.drop(ProxyDrop::Unresolvable);
         };
         let standing = self.standing(dest.ip(), now);
-        match self.answers.admit_response(dest.ip(), standing, now) {
+        // An emergency call's responses reach its caller within the
+        // emergency budget, shields up or not; others pay the budgets
+        // toward unverified addresses.
+        let verdict = if emergency && !standing.is_proven() {
+            if self
+                .emergency
+                .responses
+                .admit(&mut self.emergency.responses_state, now)
+            {
+                AnswerVerdict::Send
+            } else {
+                AnswerVerdict::UnverifiedLimited
+            }
+        } else {
+            self.answers.admit_response(dest.ip(), standing, now)
+        };
+        match verdict {
             AnswerVerdict::Send => {}
             AnswerVerdict::Shielded => return self.drop(ProxyDrop::ShieldedResponse),
             AnswerVerdict::SourceLimited | AnswerVerdict::UnverifiedLimited => {
@@ -1180,8 +1351,9 @@ impl EdgeProxy {
             }
         }
         // A genuine answer to a request of a source that proved its
-        // address counts toward that source's abuse limits.
-        if standing == Standing::Verified {
+        // address counts toward that source's abuse limits (never an
+        // emergency call's).
+        if standing == Standing::Verified && !emergency {
             let reason = match status {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),
                 404 | 484 => {
@@ -1207,7 +1379,7 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
-            self.note_final_answer(now, branch, status);
+            self.note_final_answer(now, branch, status, emergency);
         }
         Ok(())
     }
@@ -1217,14 +1389,17 @@ impl EdgeProxy {
     /// setup time is known when this worker forwarded the INVITE too
     /// (always with one worker; a sample of calls with several, since the
     /// answer may arrive on another worker's queue).
-    fn note_final_answer(&mut self, now: u64, branch: &[u8], status: u16) {
+    fn note_final_answer(&mut self, now: u64, branch: &[u8], status: u16, emergency: bool) {
         let key = setup_key(branch);
         let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
         let first = if slot.key == key && slot.started != 0 {
             let first = !slot.answered;
             if first {
-                let us = now.saturating_sub(slot.started) / 1000;
-                let _ = self.setup_us.record(us.clamp(1, 120_000_000));
+                let us = (now.saturating_sub(slot.started) / 1000).clamp(1, 120_000_000);
+                let _ = self.setup_us.record(us);
+                if emergency {
+                    let _ = self.emergency.setup_us.record(us);
+                }
                 slot.answered = true;
             }
             first
@@ -1234,8 +1409,10 @@ impl EdgeProxy {
         if first {
             if status < 300 {
                 self.calls_answered += 1;
+                self.emergency.calls.answered += emergency as u64;
             } else {
                 self.calls_failed += 1;
+                self.emergency.calls.failed += emergency as u64;
             }
         }
     }

@@ -1252,3 +1252,239 @@ fn a_verification_made_by_another_worker_is_honoured() {
         answers::Standing::Verified
     );
 }
+
+// ----------------------------------------------------------------------
+// Emergency calls: never blocked, capped or shed; bounded by their own
+// budget.
+
+const SOS_A: &str = "198.18.0.110:5060";
+const SOS_B: &str = "198.18.0.111:5060";
+
+/// The `uk` group (capped at `cap` calls per second) and an emergency
+/// group of two targets, the second its own fallback group.
+fn emergency_table(cap: Option<u32>) -> RouteTable {
+    let mut uk = RouteGroup::new("uk", Action::Forward).with_target(Target::new(addr(UP_A), 1, 1));
+    uk.cps_cap = cap;
+    let sos = RouteGroup::new("sos", Action::Forward)
+        .with_target(Target::new(addr(SOS_A), 1, 1))
+        .with_emergency(route::table::Emergency {
+            fallback: Some("sos-backup".into()),
+            ..Default::default()
+        });
+    let backup =
+        RouteGroup::new("sos-backup", Action::Forward).with_target(Target::new(addr(SOS_B), 1, 1));
+    let p = |s: &str| PrefixKey::from_digits(s.as_bytes()).unwrap();
+    RouteTable::build(
+        vec![uk, sos, backup],
+        &[(p("44"), GroupId(0)), (p(""), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap()
+}
+
+fn emergency_invite(uri: &str, call_id: &str) -> String {
+    format!(
+        "INVITE {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.0.10:5060;branch=z9hG4bK{call_id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@198.18.0.10>;tag=ft1\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@198.18.0.10:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn raise_the_shields(lab: &mut Lab) {
+    let step = lab.step;
+    lab.step = 20_000;
+    for i in 0..3_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let _ = lab.send(
+            &src,
+            &invite("442071234567", &format!("fl{i}"), "z9hG4bKfl"),
+        );
+    }
+    assert!(lab.proxy.answers.shields_up(lab.now));
+    lab.step = step;
+}
+
+#[test]
+fn a_fresh_caller_reaches_emergency_services_while_the_shields_are_up() {
+    let mut lab = Lab::with(emergency_table(None), |_| {});
+    raise_the_shields(&mut lab);
+    let _ = std::iter::from_fn(|| lab.proxy.next_event()).count();
+    // An ordinary call from an unverified caller waits for the flood to pass.
+    let (r, _) = lab.send(CALLER, &invite("442071234567", "plain", "z9hG4bKp"));
+    assert_eq!(r, Err(ProxyDrop::UnverifiedRequest));
+    // 911, 112 and urn:service:sos go through, to the emergency group.
+    for (uri, call) in [
+        ("sip:911@198.18.0.1", "e911"),
+        ("tel:112", "e112"),
+        ("urn:service:sos.fire", "esos"),
+    ] {
+        let (r, sent) = lab.send(CALLER, &emergency_invite(uri, call));
+        assert_eq!(r, Ok(()), "{uri}");
+        assert_eq!(sent[0].0, addr(SOS_A), "{uri}");
+        assert!(
+            header(&sent[0].1, "Via")[0].contains("branch=z9hG4bKdcs"),
+            "{}",
+            sent[0].1
+        );
+        // Its answers reach the caller, shields or not.
+        let (r, back) = lab.respond(&sent[0], "180 Ringing", "sos", true);
+        assert_eq!(r, Ok(()), "{uri}");
+        assert_eq!(back[0].0, addr(CALLER));
+        let (r, _) = lab.respond(&sent[0], "200 OK", "sos", true);
+        assert_eq!(r, Ok(()), "{uri}");
+    }
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.emergency.attempted, 3);
+    assert_eq!(s.emergency.forwarded, 3);
+    assert_eq!(s.emergency.answered, 3);
+    assert_eq!(s.emergency_setup_us.len(), 3);
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(
+                |e| matches!(e, ProxyEvent::EmergencyCall { target, .. } if *target == addr(SOS_A))
+            )
+            .count(),
+        3,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn emergency_calls_skip_a_cap_that_ordinary_calls_meet() {
+    let mut lab = Lab::with(emergency_table(Some(1)), |c| {
+        c.allowlist.push("198.18.0.0/24".parse().unwrap())
+    });
+    let first = lab
+        .send(CALLER, &invite("442071234567", "c1", "z9hG4bKc1"))
+        .1;
+    assert!(first[0].1.starts_with("INVITE"));
+    let over = lab
+        .send(CALLER, &invite("442071234567", "c2", "z9hG4bKc2"))
+        .1;
+    assert!(over[0].1.starts_with("SIP/2.0 503 "), "{}", over[0].1);
+    for i in 0..20 {
+        let (r, sent) = lab.send(
+            CALLER,
+            &emergency_invite("sip:112@198.18.0.1", &format!("e{i}")),
+        );
+        assert_eq!(r, Ok(()));
+        assert!(sent[0].1.starts_with("INVITE"), "{}", sent[0].1);
+    }
+}
+
+#[test]
+fn a_number_that_starts_like_an_emergency_number_is_an_ordinary_call() {
+    let mut lab = Lab::with(emergency_table(None), |_| {});
+    let (_, sent) = lab.send(CALLER, &emergency_invite("sip:1125551234@198.18.0.1", "n1"));
+    assert_eq!(sent[0].0, addr(UP_A));
+    assert!(!header(&sent[0].1, "Via")[0].contains("z9hG4bKdcs"));
+    assert_eq!(lab.proxy.snapshot().emergency.attempted, 0);
+}
+
+#[test]
+fn emergency_calls_fail_over_and_try_a_down_target_rather_than_none() {
+    let mut lab = Lab::with(emergency_table(None), |_| {});
+    lab.control.set_health(addr(SOS_A), false);
+    lab.control.pump();
+    lab.proxy.between_batches(Timestamp::from_nanos(lab.now));
+    let (_, sent) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "f1"));
+    assert_eq!(sent[0].0, addr(SOS_B), "the fallback takes it");
+    lab.control.set_health(addr(SOS_B), false);
+    lab.control.pump();
+    lab.proxy.between_batches(Timestamp::from_nanos(lab.now));
+    let (r, sent) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "f2"));
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        sent[0].0,
+        addr(SOS_A),
+        "no 503: the emergency target is tried"
+    );
+}
+
+#[test]
+fn a_spoofed_emergency_flood_stays_within_the_emergency_budget() {
+    let mut lab = Lab::with(emergency_table(None), |_| {});
+    lab.step = 20_000;
+    let (mut forwarded, mut reflected) = (0, 0);
+    for i in 0..10_000u32 {
+        let src = format!("198.19.{}.{}:5060", (i >> 8) & 0xff, i & 0xff);
+        let (_, sent) = lab.send(
+            &src,
+            &emergency_invite("sip:911@198.18.0.1", &format!("s{i}")),
+        );
+        for fwd in sent {
+            forwarded += 1;
+            for status in ["100 Trying", "180 Ringing", "200 OK"] {
+                let (_, back) = lab.respond(&fwd, status, "sos", true);
+                reflected += back.len();
+            }
+        }
+    }
+    // 10,000 over 0.2 simulated seconds: the burst (20) and 50/s.
+    assert!(
+        forwarded <= 20 + 11,
+        "{forwarded} spoofed emergency INVITEs forwarded"
+    );
+    // And what comes back toward the spoofed sources: the response burst.
+    assert!(
+        reflected <= 60 + 41,
+        "{reflected} responses toward spoofed sources"
+    );
+    assert!(lab.proxy.snapshot().emergency.over_budget >= 9_900);
+    // Ordinary verified service is untouched by it.
+    lab.step = MS;
+    lab.proxy.on_control(
+        Timestamp::from_nanos(lab.now),
+        ProxyControl::Verify {
+            source: addr(CALLER).ip(),
+            until: Timestamp::from_nanos(lab.now + 60_000 * MS),
+        },
+    );
+    let (r, _) = lab.send(CALLER, &invite("442071234567", "after", "z9hG4bKaf"));
+    assert_eq!(r, Ok(()));
+}
+
+#[test]
+fn a_banned_source_still_reaches_emergency_services_unless_configured_otherwise() {
+    for keep_bans in [false, true] {
+        let mut lab = Lab::with(emergency_table(None), |c| c.emergency.keep_bans = keep_bans);
+        let until = Timestamp::from_nanos(lab.now + 10_000 * MS);
+        lab.proxy.on_control(
+            Timestamp::from_nanos(lab.now),
+            ProxyControl::Ban {
+                network: Cidr::host(addr(CALLER).ip()),
+                until,
+            },
+        );
+        let (r, _) = lab.send(CALLER, &invite("442071234567", "b1", "z9hG4bKb1"));
+        assert_eq!(r, Err(ProxyDrop::Banned));
+        let (r, _) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "b2"));
+        if keep_bans {
+            assert_eq!(r, Err(ProxyDrop::Banned));
+        } else {
+            assert_eq!(r, Ok(()));
+        }
+    }
+}
+
+#[test]
+fn without_an_emergency_group_emergency_numbers_route_by_prefix_without_a_cap() {
+    let mut lab = Lab::with(table(Some(1)), |_| {});
+    // The table's default route is none; 911 matches no prefix of `table`,
+    // so the configured answer goes back; 44-numbers route uncapped.
+    let (_, sent) = lab.send(CALLER, &emergency_invite("sip:911@198.18.0.1", "p1"));
+    assert!(sent[0].1.starts_with("SIP/2.0 404 "), "{}", sent[0].1);
+    let _ = lab.send(CALLER, &invite("442071234567", "p2", "z9hG4bKp2"));
+    let over = lab
+        .send(CALLER, &invite("442071234567", "p3", "z9hG4bKp3"))
+        .1;
+    assert!(over[0].1.starts_with("SIP/2.0 503 "));
+}

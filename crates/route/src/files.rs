@@ -16,7 +16,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::health::{limits, HealthSettings};
-use crate::table::{Action, GroupId, RouteGroup, RouteTable, TableError, Target};
+use crate::table::{
+    Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target, MAX_EMERGENCY_DIGITS,
+    MAX_EMERGENCY_NUMBERS,
+};
 use crate::trie::{PrefixKey, MAX_PREFIX_DIGITS};
 use config::{ConfigError, SourceFile};
 
@@ -278,6 +281,14 @@ struct RawGroup {
     retry_after: Option<Spanned<i64>>,
     #[serde(default)]
     targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    /// This group takes emergency calls.
+    emergency: Option<Spanned<bool>>,
+    /// The emergency numbers (default: `DEFAULT_EMERGENCY_NUMBERS`).
+    numbers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Whether `urn:service:sos` URIs route here (default true).
+    urns: Option<Spanned<bool>>,
+    /// The group emergency calls fail over to when all targets are down.
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +343,7 @@ pub fn parse_groups(src: &SourceFile) -> Result<GroupsFile, RouteErrors> {
     for spanned in &raw.group {
         reader.group(spanned.get_ref());
     }
+    reader.emergency_fallbacks(&raw.group);
     reader.errors.into_result(GroupsFile {
         groups: reader.groups,
         lines: reader.lines,
@@ -365,8 +377,112 @@ impl GroupsReader<'_> {
         self.add_targets(&mut group, targets);
         self.targets_fit_action(g, action, targets.is_empty());
         self.cps_cap_and_retry_after(&mut group, g);
+        self.emergency(&mut group, g, action);
         self.lines.push(self.line_of(g.name.span()));
         self.groups.push(group);
+    }
+
+    /// `emergency = true` and what goes with it: numbers (whole numbers of
+    /// digits), `urns`, `fallback` (checked once every group is read). One
+    /// group only, a forward group.
+    fn emergency(&mut self, group: &mut RouteGroup, g: &RawGroup, action: Option<Action>) {
+        let name = g.name.get_ref();
+        let marked = g.emergency.as_ref().is_some_and(|e| *e.get_ref());
+        if !marked {
+            for (key, span) in [
+                ("numbers", g.numbers.as_ref().map(|n| n.span())),
+                ("urns", g.urns.as_ref().map(|u| u.span())),
+                ("fallback", g.fallback.as_ref().map(|f| f.span())),
+            ] {
+                if let Some(span) = span {
+                    self.errors.push(self.src.error_at(
+                        span,
+                        format!("{key} is for the emergency group; group {name:?} does not say emergency = true"),
+                    ));
+                }
+            }
+            return;
+        }
+        let span = g.emergency.as_ref().expect("marked").span();
+        if let Some(first) = self.groups.iter().position(|g| g.emergency.is_some()) {
+            self.errors.push(self.src.error_at(
+                span.clone(),
+                format!(
+                    "group {:?} on line {} is the emergency group already; one group takes emergency calls",
+                    self.groups[first].name, self.lines[first]
+                ),
+            ));
+        }
+        if action.is_some_and(|a| a != Action::Forward) {
+            self.errors.push(self.src.error_at(
+                span,
+                format!("emergency group {name:?} must forward (action = \"forward\") to targets"),
+            ));
+        }
+        let mut e = Emergency::default();
+        if let Some(numbers) = &g.numbers {
+            e.numbers.clear();
+            if numbers.get_ref().is_empty() && g.urns.as_ref().is_some_and(|u| !*u.get_ref()) {
+                self.errors.push(self.src.error_at(
+                    numbers.span(),
+                    "an emergency group with no numbers and no URNs takes no call",
+                ));
+            }
+            if numbers.get_ref().len() > MAX_EMERGENCY_NUMBERS {
+                self.errors.push(self.src.error_at(
+                    numbers.span(),
+                    format!(
+                        "{} emergency numbers; at most {MAX_EMERGENCY_NUMBERS} (what the XDP filter recognises)",
+                        numbers.get_ref().len()
+                    ),
+                ));
+            }
+            for n in numbers.get_ref() {
+                let digits = n.get_ref();
+                if digits.is_empty()
+                    || digits.len() > MAX_EMERGENCY_DIGITS
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    self.errors.push(self.src.error_at(
+                        n.span(),
+                        format!(
+                            "emergency number {digits:?} must be 1 to {MAX_EMERGENCY_DIGITS} digits"
+                        ),
+                    ));
+                } else {
+                    e.numbers.push(digits.clone());
+                }
+            }
+        }
+        if let Some(u) = &g.urns {
+            e.urns = *u.get_ref();
+        }
+        e.fallback = g.fallback.as_ref().map(|f| f.get_ref().clone());
+        group.emergency = Some(e);
+    }
+
+    /// The emergency group's fallback names another forward group.
+    fn emergency_fallbacks(&mut self, raw: &[Spanned<RawGroup>]) {
+        for g in raw {
+            let g = g.get_ref();
+            let Some(fallback) = &g.fallback else {
+                continue;
+            };
+            if !g.emergency.as_ref().is_some_and(|e| *e.get_ref()) {
+                continue;
+            }
+            let wanted = fallback.get_ref();
+            let ok = self.names.get(wanted).is_some_and(|&id| {
+                let f = &self.groups[id.0 as usize];
+                f.action == Action::Forward && f.emergency.is_none() && !f.targets.is_empty()
+            });
+            if !ok {
+                self.errors.push(self.src.error_at(
+                    fallback.span(),
+                    format!("emergency fallback {wanted:?} must be another forward group with targets, defined in this file"),
+                ));
+            }
+        }
     }
 
     fn line_of(&self, span: Range<usize>) -> usize {
@@ -716,7 +832,8 @@ pub fn load_sources(
     }
     let mut warnings = std::mem::take(&mut groups.warnings);
     for (i, g) in groups.groups.iter().enumerate() {
-        if !used[i] {
+        // The emergency group is reached by its numbers, not by prefixes.
+        if !used[i] && g.emergency.is_none() {
             warnings.push(groups_src.error_at_line(
                 groups.lines[i],
                 format!("group {:?} is not used by any prefix", g.name),
@@ -768,5 +885,71 @@ pub fn load_files(groups: &Path, prefixes: &Path) -> Result<LoadedRoutes, RouteE
             errors: [g.err(), p.err()].into_iter().flatten().collect(),
             omitted: 0,
         }),
+    }
+}
+
+#[cfg(test)]
+mod emergency_tests {
+    use super::*;
+
+    fn groups(text: &str) -> Result<GroupsFile, RouteErrors> {
+        parse_groups(&SourceFile::from_text("groups.toml", text))
+    }
+
+    const BASE: &str = "[[group]]\nname = \"uk\"\naction = \"forward\"\ntargets = [{ address = \"198.18.0.1:5060\" }]\n";
+
+    #[test]
+    fn an_emergency_group_takes_the_default_numbers_and_urns() {
+        let g = groups(&format!(
+            "{BASE}[[group]]\nname = \"sos\"\naction = \"forward\"\nemergency = true\nfallback = \"uk\"\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n"
+        ))
+        .unwrap();
+        let e = g.groups[1].emergency.as_ref().unwrap();
+        assert_eq!(
+            e.numbers,
+            vec!["911", "112", "999", "000", "110", "118", "119"]
+        );
+        assert!(e.urns);
+        assert_eq!(e.fallback.as_deref(), Some("uk"));
+    }
+
+    #[test]
+    fn emergency_mistakes_are_refused_with_their_line() {
+        let two = groups(&format!(
+            "{BASE}[[group]]\nname = \"a\"\naction = \"forward\"\nemergency = true\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n\
+             [[group]]\nname = \"b\"\naction = \"forward\"\nemergency = true\ntargets = [{{ address = \"198.18.0.8:5060\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(two.to_string().contains("groups.toml:13:"), "{two}");
+        assert!(
+            two.to_string().contains("is the emergency group already"),
+            "{two}"
+        );
+        let reject = groups(
+            "[[group]]\nname = \"sos\"\naction = \"reject\"\ncode = 403\nemergency = true\n",
+        )
+        .unwrap_err();
+        assert!(reject.to_string().contains("must forward"), "{reject}");
+        let bad_number = groups(&format!(
+            "{BASE}[[group]]\nname = \"sos\"\naction = \"forward\"\nemergency = true\nnumbers = [\"91a\"]\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            bad_number.to_string().contains("groups.toml:9:"),
+            "{bad_number}"
+        );
+        let fallback = groups(&format!(
+            "{BASE}[[group]]\nname = \"sos\"\naction = \"forward\"\nemergency = true\nfallback = \"nowhere\"\ntargets = [{{ address = \"198.18.0.9:5060\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            fallback.to_string().contains("fallback \"nowhere\""),
+            "{fallback}"
+        );
+        let stray = groups(&format!("{BASE}numbers = [\"911\"]\n")).unwrap_err();
+        assert!(
+            stray.to_string().contains("does not say emergency = true"),
+            "{stray}"
+        );
     }
 }

@@ -271,6 +271,48 @@ impl WorkerRoutes {
     }
 }
 
+impl WorkerRoutes {
+    /// Where an emergency call goes: an up target of the emergency group,
+    /// else an up target of its fallback, else the emergency group's first
+    /// target anyway (an emergency call is never refused because no target
+    /// looks up). Never counted against a cap. `None` when the table has no
+    /// emergency group: the caller routes by prefix, still without caps.
+    pub fn route_emergency(&self, call_id: &[u8]) -> Option<&Target> {
+        let table = &self.current.table;
+        let e = table.emergency()?;
+        let group = table.group(e.group);
+        group
+            .select(call_id, &self.current.health)
+            .or_else(|| {
+                e.fallback
+                    .and_then(|f| table.group(f).select(call_id, &self.current.health))
+            })
+            .or_else(|| group.targets.first())
+    }
+
+    /// A call routed by prefix as an emergency call: like
+    /// [`WorkerRoutes::route_call_found`] without the cap, and a forward
+    /// group whose targets are all down still gets its first target.
+    pub fn route_emergency_by_prefix(
+        &self,
+        found: Option<RouteMatch>,
+        call_id: &[u8],
+    ) -> Decision<'_> {
+        let Some(route) = found else {
+            return Decision::NoRoute;
+        };
+        match decide(&self.current, route, call_id) {
+            Decision::NoTargetUp { route } => {
+                match self.current.table.group(route.group).targets.first() {
+                    Some(target) => Decision::Forward { route, target },
+                    None => Decision::NoTargetUp { route },
+                }
+            }
+            d => d,
+        }
+    }
+}
+
 fn decide<'a>(current: &'a WorkerTable, route: RouteMatch, call_id: &[u8]) -> Decision<'a> {
     let group = current.table.group(route.group);
     match group.action {

@@ -90,6 +90,47 @@ fn address_seed(addr: SocketAddr) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// Most emergency numbers a table may name, and the longest (E.164's 15
+/// digits): the XDP filter recognises that many of that length in the NIC
+/// path, and the appliance writes the table's numbers there.
+pub const MAX_EMERGENCY_NUMBERS: usize = 16;
+/// See [`MAX_EMERGENCY_NUMBERS`].
+pub const MAX_EMERGENCY_DIGITS: usize = 15;
+
+/// The numbers dialed for emergency services when a groups file names
+/// none: North America, the EU and GSM, the UK, Australia, and the police,
+/// fire and ambulance numbers of China and Japan. An operator replaces them
+/// with `numbers = [...]` on the emergency group.
+pub const DEFAULT_EMERGENCY_NUMBERS: &[&str] = &["911", "112", "999", "000", "110", "118", "119"];
+
+/// What makes a group the emergency group (`emergency = true` in the groups
+/// file): the numbers that reach it (matched whole, not as prefixes: 112 is
+/// an emergency call, 1125551234 is not), whether `urn:service:sos` URIs do
+/// (RFC 5031), and the group to fail over to when all of its targets are
+/// down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emergency {
+    /// The emergency numbers, digits only.
+    pub numbers: Vec<String>,
+    /// `urn:service:sos` and its sub-services route here.
+    pub urns: bool,
+    /// The group to use when every target of this one is down.
+    pub fallback: Option<String>,
+}
+
+impl Default for Emergency {
+    fn default() -> Self {
+        Emergency {
+            numbers: DEFAULT_EMERGENCY_NUMBERS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            urns: true,
+            fallback: None,
+        }
+    }
+}
+
 /// A route group: what to do with calls to its prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteGroup {
@@ -103,6 +144,8 @@ pub struct RouteGroup {
     pub cps_cap: Option<u32>,
     /// What a 503 over the cap says in Retry-After.
     pub retry_after: Duration,
+    /// Set on the one group emergency calls go to.
+    pub emergency: Option<Emergency>,
 }
 
 impl RouteGroup {
@@ -114,7 +157,14 @@ impl RouteGroup {
             targets: Vec::new(),
             cps_cap: None,
             retry_after: Duration::from_secs(1),
+            emergency: None,
         }
+    }
+
+    /// Makes this the emergency group (builder style).
+    pub fn with_emergency(mut self, emergency: Emergency) -> RouteGroup {
+        self.emergency = Some(emergency);
+        self
     }
 
     /// Adds a target (builder style).
@@ -170,6 +220,96 @@ pub enum TableError {
         /// The limit.
         limit: u32,
     },
+    /// More than one group says `emergency = true`.
+    #[error(
+        "groups {first} and {second} are both marked emergency; one group takes emergency calls"
+    )]
+    TwoEmergencyGroups {
+        /// The first one.
+        first: String,
+        /// The second one.
+        second: String,
+    },
+    /// The emergency group, or its fallback, cannot forward calls.
+    #[error("emergency group {group}: {reason}")]
+    BadEmergencyGroup {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Where emergency calls go, resolved when the table is built.
+#[derive(Debug, Clone)]
+pub struct EmergencyRoute {
+    /// The emergency group.
+    pub group: GroupId,
+    /// Its fallback, if any.
+    pub fallback: Option<GroupId>,
+}
+
+/// The emergency group of `groups`, checked: at most one, a forward group
+/// with targets, its fallback a forward group too.
+#[allow(clippy::type_complexity)]
+fn emergency_of(
+    groups: &[RouteGroup],
+) -> Result<(Option<EmergencyRoute>, Vec<Box<[u8]>>, bool), Vec<TableError>> {
+    let marked: Vec<(usize, &RouteGroup)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.emergency.is_some())
+        .collect();
+    let defaults = || -> Vec<Box<[u8]>> {
+        DEFAULT_EMERGENCY_NUMBERS
+            .iter()
+            .map(|n| n.as_bytes().into())
+            .collect()
+    };
+    let Some(&(index, group)) = marked.first() else {
+        return Ok((None, defaults(), true));
+    };
+    if let Some((_, second)) = marked.get(1) {
+        return Err(vec![TableError::TwoEmergencyGroups {
+            first: group.name.clone(),
+            second: second.name.clone(),
+        }]);
+    }
+    let bad = |reason: String| {
+        vec![TableError::BadEmergencyGroup {
+            group: group.name.clone(),
+            reason,
+        }]
+    };
+    if group.action != Action::Forward || group.targets.is_empty() {
+        return Err(bad(
+            "it must be a forward group with at least one target".into()
+        ));
+    }
+    let e = group.emergency.as_ref().expect("marked");
+    let fallback = match &e.fallback {
+        None => None,
+        Some(name) => {
+            let Some(i) = groups.iter().position(|g| &g.name == name) else {
+                return Err(bad(format!("fallback {name:?} is not a group")));
+            };
+            if groups[i].action != Action::Forward || groups[i].targets.is_empty() || i == index {
+                return Err(bad(format!(
+                    "fallback {name:?} must be another forward group with targets"
+                )));
+            }
+            Some(GroupId(i as u32))
+        }
+    };
+    let numbers: Vec<Box<[u8]>> = e.numbers.iter().map(|n| n.as_bytes().into()).collect();
+    Ok((
+        Some(EmergencyRoute {
+            group: GroupId(index as u32),
+            fallback,
+        }),
+        numbers,
+        e.urns,
+    ))
 }
 
 /// Longest-prefix routing of dialed numbers to route groups.
@@ -182,6 +322,10 @@ pub struct RouteTable {
     groups: Vec<RouteGroup>,
     upstreams: Vec<SocketAddr>,
     health: HealthSettings,
+    emergency: Option<EmergencyRoute>,
+    /// The emergency numbers (the emergency group's, or the defaults).
+    emergency_numbers: Vec<Box<[u8]>>,
+    emergency_urns: bool,
 }
 
 impl RouteTable {
@@ -243,12 +387,39 @@ impl RouteTable {
                 t.weight = t.weight.max(1);
             }
         }
+        let (emergency, emergency_numbers, emergency_urns) = emergency_of(&groups)?;
         Ok(RouteTable {
             trie,
             groups,
             upstreams,
             health,
+            emergency,
+            emergency_numbers,
+            emergency_urns,
         })
+    }
+
+    /// Where emergency calls go: the emergency group and its fallback, when
+    /// the table has one (without it, emergency numbers route by prefix, but
+    /// still never meet a cap).
+    pub fn emergency(&self) -> Option<&EmergencyRoute> {
+        self.emergency.as_ref()
+    }
+
+    /// True when `number` (digits) is an emergency number, whole.
+    #[inline]
+    pub fn is_emergency_number(&self, number: &[u8]) -> bool {
+        !number.is_empty() && self.emergency_numbers.iter().any(|n| **n == *number)
+    }
+
+    /// True when `urn:service:sos` URIs are emergency calls here.
+    pub fn emergency_urns(&self) -> bool {
+        self.emergency_urns
+    }
+
+    /// The emergency numbers, digits only.
+    pub fn emergency_numbers(&self) -> impl Iterator<Item = &[u8]> {
+        self.emergency_numbers.iter().map(|n| &**n)
     }
 
     /// The group of the longest prefix of `number`, read as ASCII digits up

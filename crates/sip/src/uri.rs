@@ -228,6 +228,23 @@ impl<'a> Uri<'a> {
         &self.raw[n..]
     }
 
+    /// True for `urn:service:sos` and its sub-services
+    /// (`urn:service:sos.police`, ...), the emergency service URNs of RFC
+    /// 5031 section 4.2, compared without regard to case (section 6).
+    pub fn is_sos_urn(&self) -> bool {
+        let Scheme::Other(scheme) = self.scheme() else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"urn") {
+            return false;
+        }
+        let rest = self.opaque();
+        const SOS: &[u8] = b"service:sos";
+        rest.len() >= SOS.len()
+            && rest[..SOS.len()].eq_ignore_ascii_case(SOS)
+            && matches!(rest.get(SOS.len()), None | Some(b'.'))
+    }
+
     /// Writes the dialed number of this URI into `out`: the user part of a
     /// sip or sips URI or the number of a tel URI, percent-escapes decoded and
     /// visual separators (`+ - . ( )` and spaces) removed. Only digits may
@@ -835,5 +852,23 @@ mod tests {
         assert_eq!(dialed(&long).unwrap_err(), DialedNumberError::TooLong);
         let max = format!("sip:{}@example.com", "1".repeat(32));
         assert_eq!(dialed(&max).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn sos_urns_and_their_sub_services_are_recognised() {
+        for (text, sos) in [
+            ("urn:service:sos", true),
+            ("URN:Service:SOS", true),
+            ("urn:service:sos.police", true),
+            ("urn:service:sos.ambulance", true),
+            ("urn:service:sosx", false),
+            ("urn:service:counseling", false),
+            ("urn:nena:service:sos", false),
+            ("sip:911@198.18.0.1", false),
+            ("tel:911", false),
+        ] {
+            let u = uri(text.as_bytes()).unwrap();
+            assert_eq!(u.is_sos_urn(), sos, "{text}");
+        }
     }
 }

@@ -408,6 +408,58 @@ fn variant(upper: &str) -> String {
         .collect()
 }
 
+/// `slot::NAMES`: every counter slot's name, in slot order (`DROP_X` is
+/// `x`, every other `Y` is `y`), after checking the slots are 0 .. SLOTS-1.
+fn slot_names(out: &mut String, slot: &[Constant]) -> Result<(), HeaderError> {
+    let count = slot
+        .iter()
+        .find(|c| c.rust == "SLOTS")
+        .ok_or_else(|| err(0, "DCE_COUNTER_SLOTS is not defined"))?
+        .value;
+    let mut slots: Vec<&Constant> = slot
+        .iter()
+        .filter(|c| {
+            c.c_name.starts_with("DCE_")
+                && c.value < count
+                && c.rust != "DROP_REASONS"
+                && c.rust != "VERDICT_SLOTS"
+        })
+        .collect();
+    slots.sort_by_key(|c| c.value);
+    for (i, c) in slots.iter().enumerate() {
+        if c.value != i as u64 {
+            return Err(err(
+                0,
+                format!("counter slot {} is missing (found {} next)", i, c.c_name),
+            ));
+        }
+    }
+    if slots.len() as u64 != count {
+        return Err(err(
+            0,
+            format!(
+                "{} counter slots named, DCE_COUNTER_SLOTS is {count}",
+                slots.len()
+            ),
+        ));
+    }
+    let _ = writeln!(
+        out,
+        "\n/// Every counter slot's name, in slot order (what tests and tools print)."
+    );
+    let _ = writeln!(out, "pub const SLOT_NAMES: [&str; {count}] = [");
+    for c in &slots {
+        let name = c
+            .rust
+            .strip_prefix("DROP_")
+            .unwrap_or(&c.rust)
+            .to_ascii_lowercase();
+        let _ = writeln!(out, "    \"{name}\",");
+    }
+    let _ = writeln!(out, "];");
+    Ok(())
+}
+
 /// The `DropReason` enum from the `DCE_DROP_*` counter slots, after checking
 /// they are the first `DCE_DROP_REASONS` slots, in order.
 fn drop_reason(out: &mut String, slot: &[Constant]) -> Result<(), HeaderError> {
@@ -539,6 +591,7 @@ pub fn generate(header: &str) -> Result<String, HeaderError> {
         }
         let _ = writeln!(out, "}}");
         if name == "slot" {
+            slot_names(&mut out, members)?;
             drop_reason(&mut out, members)?;
         }
     }

@@ -36,13 +36,26 @@ pub const DEFAULT_FROM_NAMES: &[&str] = &["sipvicious"];
 /// Largest rate or burst the filter takes (packets per second / packets).
 pub const MAX_RATE: u32 = 10_000_000;
 
+/// Largest auto-ban rate or burst: a budget beyond the size of `auto_bans`
+/// would not bound anything.
+pub const MAX_AUTO_BAN_BUDGET: u32 = abi::AUTO_BAN_ENTRIES as u32;
+
 /// Default per-CPU budget of packets to userspace per second from sources
 /// neither allowlisted nor verified: above the per-queue CPS band of every
 /// hardware profile (at most 15,000 new calls per second per queue), so
 /// first INVITEs of new callers fit in it when there is no flood, and far
-/// below the emergency cap, so a spoofed flood leaves the workers most of
+/// below the overload cap, so a spoofed flood leaves the workers most of
 /// their capacity for verified sources.
 pub const DEFAULT_UNVERIFIED_CAP_PPS: u32 = 20_000;
+
+/// Default per-CPU budget of automatic bans the program makes (of verified
+/// scanners): 10 per second, 10 at once. Over an hour's ban that is at most
+/// 36,000 bans per CPU, and a burst of scanners from verified sources, rare
+/// in itself, cannot fill `auto_bans` ([`abi::AUTO_BAN_ENTRIES`]) in seconds.
+pub const DEFAULT_AUTO_BAN_BUDGET: RateConfig = RateConfig {
+    rate: 10,
+    burst: 10,
+};
 
 /// How the program is attached to the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -162,10 +175,14 @@ pub struct FilterConfig {
     pub scanner_user_agents: Vec<String>,
     /// From display-name prefixes of scanners (case-insensitive).
     pub scanner_from_names: Vec<String>,
-    /// Ban a source that matches a scanner signature.
+    /// Ban a *verified* source that matches a scanner signature (an
+    /// unverified one may be forged: its packet is dropped, nobody is banned).
     pub auto_ban: bool,
     /// How long an auto-ban lasts.
     pub ban_ttl: Duration,
+    /// Per CPU: how many automatic bans the program may make, per second
+    /// and at once; scanners past it are dropped without a ban.
+    pub auto_ban_budget: RateConfig,
     /// Per-source budgets.
     pub rate_limits: RateLimits,
     /// Packets to userspace per second per CPU before `overload` drops.
@@ -174,7 +191,36 @@ pub struct FilterConfig {
     /// allowlisted nor verified before `unverified` drops (admitted evenly:
     /// a burst of a tenth of a second's worth, then one per 1/rate).
     pub unverified_cap_pps: u32,
+    /// The numbers of emergency calls (digits, matched whole); the appliance
+    /// replaces them with its route table's.
+    pub emergency_numbers: Vec<String>,
+    /// `urn:service:sos` Request-URIs are emergency calls.
+    pub emergency_urns: bool,
+    /// Bans and the blocklist apply to emergency calls too (default: an
+    /// emergency call reaches through them).
+    pub emergency_keep_bans: bool,
+    /// Per CPU: emergency calls' packets that skip bans, budgets and rate
+    /// limits, per second and at once.
+    pub emergency_budget: RateConfig,
+    /// Per source: the part of that budget one address may spend (so one
+    /// address cannot take all of it). Over either budget an emergency
+    /// call's packet takes the ordinary path.
+    pub emergency_per_source: RateConfig,
 }
+
+/// One source's share of the emergency budget when the file says none: a
+/// call's INVITE, its retransmissions, ACK and BYE many times over.
+pub const DEFAULT_EMERGENCY_PER_SOURCE: RateConfig = RateConfig {
+    rate: 10,
+    burst: 20,
+};
+
+/// The per-CPU budget of emergency calls' packets when the file says none:
+/// far above any real emergency traffic, small beside a flood.
+pub const DEFAULT_EMERGENCY_BUDGET: RateConfig = RateConfig {
+    rate: 200,
+    burst: 100,
+};
 
 impl Default for FilterConfig {
     fn default() -> Self {
@@ -189,12 +235,25 @@ impl Default for FilterConfig {
             scanner_from_names: DEFAULT_FROM_NAMES.iter().map(|s| s.to_string()).collect(),
             auto_ban: true,
             ban_ttl: Duration::from_secs(3600),
+            auto_ban_budget: DEFAULT_AUTO_BAN_BUDGET,
             rate_limits: RateLimits::default(),
             overload_cap_pps: 250_000,
             unverified_cap_pps: DEFAULT_UNVERIFIED_CAP_PPS,
+            emergency_numbers: DEFAULT_EMERGENCY_NUMBERS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            emergency_urns: true,
+            emergency_keep_bans: false,
+            emergency_budget: DEFAULT_EMERGENCY_BUDGET,
+            emergency_per_source: DEFAULT_EMERGENCY_PER_SOURCE,
         }
     }
 }
+
+/// The emergency numbers when neither the file nor the route table names
+/// any (the same defaults as the route table's emergency group).
+pub const DEFAULT_EMERGENCY_NUMBERS: &[&str] = &["911", "112", "999", "000", "110", "118", "119"];
 
 /// The file as this section sees it: only `[filter]`, the rest ignored.
 #[derive(Deserialize, Default)]
@@ -218,6 +277,12 @@ struct RawFilter {
     scanner_from_names: Option<Vec<Spanned<String>>>,
     auto_ban: Option<bool>,
     ban_ttl_secs: Option<Spanned<i64>>,
+    auto_ban_budget: Option<RawRate>,
+    emergency_numbers: Option<Vec<Spanned<String>>>,
+    emergency_urns: Option<bool>,
+    emergency_keep_bans: Option<bool>,
+    emergency_budget: Option<RawRate>,
+    emergency_per_source: Option<RawRate>,
     overload_cap_pps: Option<Spanned<i64>>,
     unverified_cap_pps: Option<Spanned<i64>>,
     #[serde(default)]
@@ -357,29 +422,70 @@ impl FilterConfig {
             }
             cfg.unverified_cap_pps = number(c, "unverified_cap_pps", 1, u32::MAX as i64)? as u32;
         }
-        let rate = |r: &Option<RawRate>, class: &str, default: RateConfig| match r {
+        let rate = |r: &Option<RawRate>, what: &str, default: RateConfig, max: u32| match r {
             None => Ok(default),
             Some(r) => Ok(RateConfig {
-                rate: number(
-                    &r.rate,
-                    &format!("rate_limits.{class}.rate"),
-                    1,
-                    MAX_RATE as i64,
-                )? as u32,
-                burst: number(
-                    &r.burst,
-                    &format!("rate_limits.{class}.burst"),
-                    1,
-                    MAX_RATE as i64,
-                )? as u32,
+                rate: number(&r.rate, &format!("{what}.rate"), 1, max as i64)? as u32,
+                burst: number(&r.burst, &format!("{what}.burst"), 1, max as i64)? as u32,
             }),
         };
         let d = RateLimits::default();
         cfg.rate_limits = RateLimits {
-            invite: rate(&raw.rate_limits.invite, "invite", d.invite)?,
-            register: rate(&raw.rate_limits.register, "register", d.register)?,
-            other: rate(&raw.rate_limits.other, "other", d.other)?,
+            invite: rate(
+                &raw.rate_limits.invite,
+                "rate_limits.invite",
+                d.invite,
+                MAX_RATE,
+            )?,
+            register: rate(
+                &raw.rate_limits.register,
+                "rate_limits.register",
+                d.register,
+                MAX_RATE,
+            )?,
+            other: rate(
+                &raw.rate_limits.other,
+                "rate_limits.other",
+                d.other,
+                MAX_RATE,
+            )?,
         };
+        cfg.auto_ban_budget = rate(
+            &raw.auto_ban_budget,
+            "auto_ban_budget",
+            DEFAULT_AUTO_BAN_BUDGET,
+            MAX_AUTO_BAN_BUDGET,
+        )?;
+        cfg.emergency_budget = rate(
+            &raw.emergency_budget,
+            "emergency_budget",
+            DEFAULT_EMERGENCY_BUDGET,
+            MAX_RATE,
+        )?;
+        cfg.emergency_per_source = rate(
+            &raw.emergency_per_source,
+            "emergency_per_source",
+            DEFAULT_EMERGENCY_PER_SOURCE,
+            MAX_RATE,
+        )?;
+        if let Some(list) = &raw.emergency_numbers {
+            cfg.emergency_numbers = list.iter().map(|n| n.get_ref().clone()).collect();
+            if let Err(e) = crate::maps::check_emergency_numbers(&cfg.emergency_numbers) {
+                let at = list
+                    .iter()
+                    .find(|n| crate::maps::check_emergency_numbers(&[n.get_ref().clone()]).is_err())
+                    .map(|n| n.span())
+                    .or_else(|| list.last().map(|n| n.span()))
+                    .unwrap_or(0..0);
+                return Err(src.error_at(at, e));
+            }
+        }
+        if let Some(u) = raw.emergency_urns {
+            cfg.emergency_urns = u;
+        }
+        if let Some(k) = raw.emergency_keep_bans {
+            cfg.emergency_keep_bans = k;
+        }
         Ok(cfg)
     }
 
@@ -421,8 +527,31 @@ impl FilterConfig {
                 ));
             }
         }
+        let b = self.auto_ban_budget;
+        if b.rate == 0
+            || b.burst == 0
+            || b.rate > MAX_AUTO_BAN_BUDGET
+            || b.burst > MAX_AUTO_BAN_BUDGET
+        {
+            return Err(format!(
+                "auto_ban_budget: rate {} and burst {} must be 1 to {MAX_AUTO_BAN_BUDGET}",
+                b.rate, b.burst
+            ));
+        }
         if self.overload_cap_pps == 0 {
             return Err("overload_cap_pps must be at least 1".into());
+        }
+        crate::maps::check_emergency_numbers(&self.emergency_numbers)?;
+        for (name, e) in [
+            ("emergency_budget", self.emergency_budget),
+            ("emergency_per_source", self.emergency_per_source),
+        ] {
+            if e.rate == 0 || e.burst == 0 || e.rate > MAX_RATE || e.burst > MAX_RATE {
+                return Err(format!(
+                    "{name}: rate {} and burst {} must be 1 to {MAX_RATE}",
+                    e.rate, e.burst
+                ));
+            }
         }
         if self.unverified_cap_pps == 0 {
             return Err(UNVERIFIED_CAP_ZERO.into());
@@ -454,12 +583,21 @@ impl FilterConfig {
         if self.mode == VerdictMode::Redirect {
             c.flags |= abi::CFG_REDIRECT;
         }
+        if self.emergency_urns {
+            c.flags |= abi::CFG_EMERGENCY_URNS;
+        }
+        if self.emergency_keep_bans {
+            c.flags |= abi::CFG_EMERGENCY_KEEP_BANS;
+        }
+        c.emergency = self.emergency_budget.to_abi();
         c.ban_ttl_ns = self.ban_ttl.as_nanos().min(u64::MAX as u128) as u64;
         c.rates[abi::CLASS_INVITE] = self.rate_limits.invite.to_abi();
         c.rates[abi::CLASS_REGISTER] = self.rate_limits.register.to_abi();
         c.rates[abi::CLASS_OTHER] = self.rate_limits.other.to_abi();
+        c.rates[abi::CLASS_EMERGENCY] = self.emergency_per_source.to_abi();
         c.overload_cap = self.overload_cap_pps as u64;
         c.unverified = unverified_budget(self.unverified_cap_pps);
+        c.auto_ban = self.auto_ban_budget.to_abi();
         for (set, list) in [
             (0, &self.scanner_user_agents),
             (1, &self.scanner_from_names),
@@ -590,6 +728,7 @@ scanner_user_agents = ["evil-ua"]
 scanner_from_names = ["sipvicious", "x"]
 auto_ban = false
 ban_ttl_secs = 60
+auto_ban_budget = { rate = 2, burst = 5 }
 overload_cap_pps = 1000
 unverified_cap_pps = 300
 rate_limits.invite = { rate = 5, burst = 10 }
@@ -610,6 +749,7 @@ table = "x"
         assert_eq!(cfg.scanner_user_agents, vec!["evil-ua"]);
         assert!(!cfg.auto_ban);
         assert_eq!(cfg.ban_ttl, Duration::from_secs(60));
+        assert_eq!(cfg.auto_ban_budget, RateConfig { rate: 2, burst: 5 });
         assert_eq!(cfg.overload_cap_pps, 1000);
         assert_eq!(cfg.unverified_cap_pps, 300);
         assert_eq!(cfg.rate_limits.invite, RateConfig { rate: 5, burst: 10 });
@@ -684,6 +824,41 @@ table = "x"
         assert_eq!((one.interval_ns, one.tolerance_ns), (1_000_000_000, 0));
         let most = unverified_budget(u32::MAX);
         assert_eq!(most.interval_ns, 1, "the interval never reaches 0");
+    }
+
+    #[test]
+    fn auto_ban_budget_defaults_to_ten_a_second_and_reaches_the_program() {
+        let cfg = FilterConfig::default();
+        assert_eq!(
+            cfg.auto_ban_budget,
+            RateConfig {
+                rate: 10,
+                burst: 10
+            }
+        );
+        let r = cfg.to_abi().auto_ban;
+        assert_eq!(r.interval_ns, 100_000_000);
+        assert_eq!(r.tolerance_ns, 9 * 100_000_000);
+    }
+
+    #[test]
+    fn auto_ban_budget_out_of_range_is_refused_with_its_line() {
+        let e = refused("[filter]\n\nauto_ban_budget = { rate = 0, burst = 5 }\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("auto_ban_budget.rate 0"), "{e}");
+        let e = refused("[filter]\nauto_ban_budget = { rate = 1, burst = 65537 }\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(
+            e.reason.contains("auto_ban_budget.burst 65537") && e.reason.contains("65536"),
+            "{e}"
+        );
+        let e = refused("[filter]\nauto_ban_budget = { rate = 1 }\n");
+        assert_eq!(e.line, 2, "{e}");
+        let code = FilterConfig {
+            auto_ban_budget: RateConfig { rate: 10, burst: 0 },
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("auto_ban_budget"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The XDP filter: the embedded program (`ebpf/`), its configuration (the
-//! `[filter]` table), loading and attaching it, its maps (lists, bans,
-//! verified sources, counters, top sources, the XSKMAP) and the commands around it
+//! `[filter]` table), loading and attaching it, its maps (lists, operator
+//! and automatic bans, verified sources, counters, top sources, the XSKMAP) and the commands around it
 //! (`dce-edge filter`, `stats`, `ban`, `unban`, `allow`).
 //!
 //! The appliance's control thread uses [`Filter`]; a second process uses
@@ -8,6 +8,7 @@
 //! operation.
 
 pub mod abi;
+mod batch;
 pub mod config;
 pub mod loader;
 pub mod maps;
@@ -20,7 +21,7 @@ pub use config::{
     AttachMode, Cidr, FilterConfig, FragmentPolicy, RateConfig, RateLimits, VerdictMode,
 };
 pub use loader::{Attached, Filter, Pinned};
-pub use maps::{BanEntry, BanReason, FilterMaps, VerifiedEntry};
+pub use maps::{AutoBan, BanEntry, BanOrigin, BanReason, FilterMaps, Unbanned, VerifiedEntry};
 pub use stats::{DropCounts, FilterRates, FilterStats, StatsReport, TopSourceEntry};
 
 /// The compiled XDP program (clang, from `build.rs`).

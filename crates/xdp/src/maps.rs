@@ -2,6 +2,13 @@
 //! counters, top sources. The same code serves the process that loaded the
 //! program ([`super::Filter`]) and a second process that opened its pins
 //! ([`super::Pinned`]).
+//!
+//! Bans come in two kinds, kept in different maps so that neither can
+//! crowd out or shorten the other: an operator's ([`FilterMaps::ban`]: any
+//! network, LPM tries `bans_v4`/`bans_v6`, written only from here) and
+//! automatic ones ([`FilterMaps::auto_ban`]: one source, an IPv4 address or
+//! an IPv6 /64, in the hash `auto_bans`, which the program also writes when
+//! a verified source matches a scanner signature).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,12 +20,13 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArra
 use serde::Serialize;
 
 use super::abi;
+use super::batch;
 use super::config::{Cidr, FilterConfig};
 use super::stats::{FilterStats, TopSourceEntry};
 use super::FilterError;
 
 /// Names of the program's maps, as the object and the pin directory call them.
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 16] = [
     "config",
     "info",
     "signatures",
@@ -30,6 +38,7 @@ pub const MAP_NAMES: [&str; 15] = [
     "block_v6",
     "bans_v4",
     "bans_v6",
+    "auto_bans",
     "buckets",
     "top_sources",
     "verified",
@@ -117,11 +126,78 @@ impl FromStr for BanReason {
     }
 }
 
+/// Where a ban comes from, and so which map holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BanOrigin {
+    /// An operator's ban ([`FilterMaps::ban`], `dce-edge ban`): any
+    /// network, in the `bans_v4`/`bans_v6` tries, which nothing automatic
+    /// writes.
+    Operator,
+    /// An automatic ban of one source (an IPv4 address or an IPv6 /64), in
+    /// `auto_bans`: the program's, of a verified scanner, or the
+    /// appliance's, of an abuser the proxy saw ([`FilterMaps::auto_ban`]).
+    Automatic,
+}
+
+impl BanOrigin {
+    /// "operator" or "automatic", as the CLI and JSON show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BanOrigin::Operator => "operator",
+            BanOrigin::Automatic => "automatic",
+        }
+    }
+}
+
+impl fmt::Display for BanOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What [`FilterMaps::auto_ban`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoBan {
+    /// The source is banned until now + the time to live: a new ban, or
+    /// one that would have ended sooner and was lengthened.
+    Banned,
+    /// The source was already banned automatically for at least as long;
+    /// that ban was kept as it was (an automatic ban is never shortened).
+    Kept {
+        /// Time left of the ban kept; `None` when it never expires.
+        left: Option<Duration>,
+    },
+    /// `auto_bans` is full ([`abi::AUTO_BAN_ENTRIES`] sources): the source
+    /// is not banned. Operator bans are unaffected; expired entries are
+    /// freed by [`FilterMaps::sweep_expired_bans`].
+    Full,
+}
+
+/// What [`FilterMaps::unban`] lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unbanned {
+    /// The operator ban of exactly that network.
+    pub operator: bool,
+    /// The automatic ban of that source.
+    pub automatic: bool,
+}
+
+impl Unbanned {
+    /// True when anything was lifted.
+    pub fn any(self) -> bool {
+        self.operator || self.automatic
+    }
+}
+
 /// One ban as `bans()` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BanEntry {
-    /// The banned network (a host is /32 or /128; auto-bans of IPv6 are /64).
+    /// The banned network (a host is /32 or /128; automatic bans are one
+    /// IPv4 address or one IPv6 /64).
     pub network: Cidr,
+    /// An operator's ban or an automatic one (which map holds it).
+    pub origin: BanOrigin,
     /// Why.
     pub reason: BanReason,
     /// The operator's note, if any.
@@ -194,10 +270,20 @@ pub struct FilterMaps {
     block_v6: Map,
     bans_v4: Map,
     bans_v6: Map,
+    auto_bans: Map,
     buckets: Map,
     top_sources: Map,
     verified: Map,
+    emergency_numbers: Map,
+    emergency_sources: Map,
     xsks: Map,
+}
+
+fn batch_err(what: &'static str) -> impl Fn(std::io::Error) -> FilterError {
+    move |e| FilterError::Map {
+        what,
+        error: format!("BPF_MAP_LOOKUP_BATCH: {e}"),
+    }
 }
 
 fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
@@ -221,6 +307,31 @@ fn key_v6(c: &Cidr) -> Option<Key<[u8; 16]>> {
     }
 }
 
+/// Emergency numbers the program can hold: at most
+/// [`abi::MAX_EMERGENCY_NUMBERS`], each 1 to [`abi::EMERGENCY_NUMBER_MAX`]
+/// digits.
+pub fn check_emergency_numbers(numbers: &[String]) -> Result<(), String> {
+    if numbers.len() > abi::MAX_EMERGENCY_NUMBERS {
+        return Err(format!(
+            "{} emergency numbers; the filter holds at most {}",
+            numbers.len(),
+            abi::MAX_EMERGENCY_NUMBERS
+        ));
+    }
+    for n in numbers {
+        if n.is_empty()
+            || n.len() > abi::EMERGENCY_NUMBER_MAX
+            || !n.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!(
+                "emergency number {n:?} must be 1 to {} digits",
+                abi::EMERGENCY_NUMBER_MAX
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The source a `dce_source` key stands for, as a network.
 pub fn source_network(s: &abi::Source) -> Cidr {
     let v6 = Ipv6Addr::from(s.addr);
@@ -233,9 +344,11 @@ pub fn source_network(s: &abi::Source) -> Cidr {
     }
 }
 
-/// The `dce_source` key of an address (IPv4-mapped, or the IPv6 /64).
+/// The `dce_source` key of an address (IPv4-mapped, or the IPv6 /64). An
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket
+/// reports an IPv4 peer) is the IPv4 source it stands for.
 pub fn source_key(addr: IpAddr) -> abi::Source {
-    match addr {
+    match addr.to_canonical() {
         IpAddr::V4(a) => abi::Source {
             addr: a.to_ipv6_mapped().octets(),
         },
@@ -244,6 +357,37 @@ pub fn source_key(addr: IpAddr) -> abi::Source {
             addr[8..].fill(0);
             abi::Source { addr }
         }
+    }
+}
+
+/// The `auto_bans` key of a network that names one source: an IPv4 host,
+/// or an IPv6 /64 or /128 (whose /64 it is, or, IPv4-mapped, whose IPv4
+/// source).
+fn auto_ban_source(network: Cidr) -> Option<abi::Source> {
+    match (network.addr, network.prefix) {
+        (IpAddr::V4(_), 32) | (IpAddr::V6(_), 64 | 128) => Some(source_key(network.addr)),
+        _ => None,
+    }
+}
+
+fn cidr(addr: IpAddr, prefix: u32) -> Cidr {
+    Cidr {
+        addr,
+        prefix: prefix as u8,
+    }
+}
+
+fn ban_entry(network: Cidr, origin: BanOrigin, v: &abi::Ban, now: u64) -> BanEntry {
+    let note_len = v.note.iter().position(|&b| b == 0).unwrap_or(v.note.len());
+    BanEntry {
+        network,
+        origin,
+        reason: BanReason::from_code(v.reason),
+        note: String::from_utf8_lossy(&v.note[..note_len]).into_owned(),
+        left: (v.expires_ns != u64::MAX)
+            .then(|| Duration::from_nanos(v.expires_ns.saturating_sub(now))),
+        age: Duration::from_nanos(now.saturating_sub(v.banned_ns)),
+        expired: v.expires_ns <= now,
     }
 }
 
@@ -268,9 +412,12 @@ impl FilterMaps {
             block_v6: take("block_v6")?,
             bans_v4: take("bans_v4")?,
             bans_v6: take("bans_v6")?,
+            auto_bans: take("auto_bans")?,
             buckets: take("buckets")?,
             top_sources: take("top_sources")?,
             verified: take("verified")?,
+            emergency_numbers: take("emergency_numbers")?,
+            emergency_sources: take("emergency_sources")?,
             xsks: take("xsks")?,
         })
     }
@@ -298,15 +445,18 @@ impl FilterMaps {
             block_v6: open("block_v6")?,
             bans_v4: open("bans_v4")?,
             bans_v6: open("bans_v6")?,
+            auto_bans: open("auto_bans")?,
             buckets: open("buckets")?,
             top_sources: open("top_sources")?,
             verified: open("verified")?,
+            emergency_numbers: open("emergency_numbers")?,
+            emergency_sources: open("emergency_sources")?,
             xsks: open("xsks")?,
         })
     }
 
     /// Every map with its name, for pinning.
-    pub fn named(&self) -> [(&'static str, &Map); 15] {
+    pub fn named(&self) -> [(&'static str, &Map); 18] {
         [
             ("config", &self.config),
             ("info", &self.info),
@@ -319,9 +469,12 @@ impl FilterMaps {
             ("block_v6", &self.block_v6),
             ("bans_v4", &self.bans_v4),
             ("bans_v6", &self.bans_v6),
+            ("auto_bans", &self.auto_bans),
             ("buckets", &self.buckets),
             ("top_sources", &self.top_sources),
             ("verified", &self.verified),
+            ("emergency_numbers", &self.emergency_numbers),
+            ("emergency_sources", &self.emergency_sources),
             ("xsks", &self.xsks),
         ]
     }
@@ -350,10 +503,56 @@ impl FilterMaps {
             &cfg.blocklist,
             "blocklist",
         )?;
+        self.set_emergency_numbers(&cfg.emergency_numbers)?;
         let mut config: Array<&mut MapData, abi::Config> =
             Array::try_from(&mut self.config).map_err(map_err("config"))?;
         config.set(0, cfg.to_abi(), 0).map_err(map_err("config"))?;
         Ok(())
+    }
+
+    /// Replaces the emergency numbers the program recognises (digits,
+    /// matched whole; at most [`abi::MAX_EMERGENCY_NUMBERS`] of at most
+    /// [`abi::EMERGENCY_NUMBER_MAX`] digits). The appliance writes the route
+    /// table's, at start and on every reload.
+    pub fn set_emergency_numbers(&mut self, numbers: &[String]) -> Result<(), FilterError> {
+        check_emergency_numbers(numbers).map_err(FilterError::Config)?;
+        let mut m: Array<&mut MapData, abi::EmergencyNumber> =
+            Array::try_from(&mut self.emergency_numbers).map_err(map_err("emergency_numbers"))?;
+        for i in 0..abi::MAX_EMERGENCY_NUMBERS {
+            let mut e = abi::EmergencyNumber::default();
+            if let Some(n) = numbers.get(i) {
+                e.len = n.len() as u8;
+                e.digits[..n.len()].copy_from_slice(n.as_bytes());
+            }
+            m.set(i as u32, e, 0)
+                .map_err(map_err("emergency_numbers"))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets that the source of `addr` is in an emergency call; false
+    /// when it was not.
+    pub fn forget_emergency_call(&mut self, addr: IpAddr) -> Result<bool, FilterError> {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::EmergencySource> =
+            BpfHashMap::try_from(&mut self.emergency_sources)
+                .map_err(map_err("emergency_sources"))?;
+        removed(m.remove(&source_key(addr)), "emergency_sources")
+    }
+
+    /// Marks the source of `addr` as in an emergency call for `ttl`: its
+    /// packets (the call's ACK, BYE, CANCEL, whose Request-URI is no longer
+    /// the emergency number) are treated as the call's, within the
+    /// emergency budget. The appliance does it for every emergency call it
+    /// forwards.
+    pub fn note_emergency_call(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {
+        let value = abi::EmergencySource {
+            expires_ns: monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::EmergencySource> =
+            BpfHashMap::try_from(&mut self.emergency_sources)
+                .map_err(map_err("emergency_sources"))?;
+        m.insert(source_key(addr), value, 0)
+            .map_err(map_err("emergency_sources"))
     }
 
     /// The `config` entry as the program sees it.
@@ -385,9 +584,12 @@ impl FilterMaps {
         info.set(0, value, 0).map_err(map_err("info"))
     }
 
-    /// Bans a network for `ttl` (`None`: until unbanned). `note` is kept with
-    /// the ban (at most [`BAN_NOTE_MAX`] bytes). A ban of an allowlisted source
-    /// is stored but has no effect while the allowlist holds it.
+    /// An operator's ban: bans a network for `ttl` (`None`: until
+    /// unbanned), replacing any operator ban of exactly that network. `note`
+    /// is kept with the ban (at most [`BAN_NOTE_MAX`] bytes). A ban of an
+    /// allowlisted source is stored but has no effect while the allowlist
+    /// holds it. Automatic bans live in another map and never touch this
+    /// one; for those, see [`FilterMaps::auto_ban`].
     pub fn ban(
         &mut self,
         network: Cidr,
@@ -426,8 +628,30 @@ impl FilterMaps {
         }
     }
 
-    /// Lifts the ban on exactly `network`; false when there was none.
-    pub fn unban(&mut self, network: Cidr) -> Result<bool, FilterError> {
+    /// Lifts the operator ban of exactly `network`, and the automatic ban of
+    /// its source when `network` names one source: an IPv4 host (/32), or an
+    /// IPv6 /64 or /128 (an automatic IPv6 ban covers the whole /64, so
+    /// unbanning one address of it lifts the /64). An operator ban of a
+    /// wider network is lifted only by naming that network; automatic bans
+    /// inside it stay. Says which kinds were lifted.
+    pub fn unban(&mut self, network: Cidr) -> Result<Unbanned, FilterError> {
+        let operator = self.remove_operator_ban(network)?;
+        let automatic = match auto_ban_source(network) {
+            Some(key) => {
+                let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Ban> =
+                    BpfHashMap::try_from(&mut self.auto_bans).map_err(map_err("auto_bans"))?;
+                removed(m.remove(&key), "auto_bans")?
+            }
+            None => false,
+        };
+        Ok(Unbanned {
+            operator,
+            automatic,
+        })
+    }
+
+    /// Removes the operator ban of exactly `network`; false when absent.
+    fn remove_operator_ban(&mut self, network: Cidr) -> Result<bool, FilterError> {
         let r = if let Some(k) = key_v4(&network) {
             let mut t: LpmTrie<&mut MapData, [u8; 4], abi::Ban> =
                 LpmTrie::try_from(&mut self.bans_v4).map_err(map_err("bans_v4"))?;
@@ -440,6 +664,69 @@ impl FilterMaps {
             unreachable!("a Cidr is IPv4 or IPv6")
         };
         removed(r, "bans")
+    }
+
+    /// An automatic ban: bans the source of `addr` (the address for IPv4,
+    /// its /64 for IPv6) for `ttl` in `auto_bans`, the map the program's own
+    /// scanner bans go to. For the appliance's bans of abusers the proxy saw
+    /// (`reason` says why; [`BanReason::Manual`] is refused: an operator's
+    /// ban is [`FilterMaps::ban`]).
+    ///
+    /// Never shortens a ban: when the source is already banned
+    /// automatically for at least as long, that ban is kept
+    /// ([`AutoBan::Kept`]). When the map is full, nothing is banned and the
+    /// answer is [`AutoBan::Full`], not an error: the caller counts it
+    /// (operator bans, in their own map, still fit). Errors are only a zero
+    /// `ttl`, a manual reason, or a map the kernel refuses to write.
+    pub fn auto_ban(
+        &mut self,
+        addr: IpAddr,
+        ttl: Duration,
+        reason: BanReason,
+    ) -> Result<AutoBan, FilterError> {
+        if ttl.is_zero() {
+            return Err(FilterError::Config(format!(
+                "banning {addr} for 0 s would change nothing; the time to live must be positive"
+            )));
+        }
+        if reason == BanReason::Manual {
+            return Err(FilterError::Config(format!(
+                "an automatic ban of {addr} cannot have reason manual: \
+                 an operator's ban is FilterMaps::ban"
+            )));
+        }
+        let addr = addr.to_canonical();
+        let now = monotonic_ns();
+        let expires_ns = now.saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64);
+        let key = source_key(addr);
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Ban> =
+            BpfHashMap::try_from(&mut self.auto_bans).map_err(map_err("auto_bans"))?;
+        match m.get(&key, 0) {
+            Ok(old) if old.expires_ns > now && old.expires_ns >= expires_ns => {
+                return Ok(AutoBan::Kept {
+                    left: (old.expires_ns != u64::MAX)
+                        .then(|| Duration::from_nanos(old.expires_ns - now)),
+                });
+            }
+            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("auto_bans")(e)),
+        }
+        let value = abi::Ban {
+            expires_ns,
+            banned_ns: now,
+            reason: reason.code(),
+            prefixlen: if addr.is_ipv4() { 32 } else { 64 },
+            note: [0; BAN_NOTE_MAX],
+        };
+        match m.insert(key, value, 0) {
+            Ok(()) => Ok(AutoBan::Banned),
+            // A preallocated hash that is full refuses a new key with E2BIG
+            // (replacing an existing key always fits).
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+                Ok(AutoBan::Full)
+            }
+            Err(e) => Err(map_err("auto_bans")(e)),
+        }
     }
 
     /// Adds a network to the allowlist (it then skips bans, the blocklist
@@ -483,61 +770,134 @@ impl FilterMaps {
         list_entries(&self.block_v4, &self.block_v6)
     }
 
-    /// Every ban, soonest to expire first, with reason and time left.
+    /// Every ban, operators' and automatic ones, soonest to expire first,
+    /// with origin, reason and time left; expired ones too until swept.
+    /// Reads every entry of the three ban maps: two system calls per
+    /// operator ban, batches of 4,096 automatic ones.
     pub fn bans(&self) -> Result<Vec<BanEntry>, FilterError> {
         let now = monotonic_ns();
+        let mut out: Vec<BanEntry> = self
+            .operator_bans_raw()?
+            .into_iter()
+            .map(|(network, v)| ban_entry(network, BanOrigin::Operator, &v, now))
+            .chain(
+                self.auto_bans_raw()?
+                    .into_iter()
+                    .map(|(k, v)| ban_entry(source_network(&k), BanOrigin::Automatic, &v, now)),
+            )
+            .collect();
+        out.sort_by_key(|b| {
+            (
+                b.left.unwrap_or(Duration::MAX),
+                b.network.addr,
+                b.network.prefix,
+                b.origin == BanOrigin::Automatic,
+            )
+        });
+        Ok(out)
+    }
+
+    /// Every entry of the operator ban tries.
+    fn operator_bans_raw(&self) -> Result<Vec<(Cidr, abi::Ban)>, FilterError> {
         let mut out = Vec::new();
-        let entry = |addr: IpAddr, prefix: u32, v: abi::Ban| {
-            let note_len = v.note.iter().position(|&b| b == 0).unwrap_or(v.note.len());
-            BanEntry {
-                network: Cidr {
-                    addr,
-                    prefix: prefix as u8,
-                },
-                reason: BanReason::from_code(v.reason),
-                note: String::from_utf8_lossy(&v.note[..note_len]).into_owned(),
-                left: (v.expires_ns != u64::MAX)
-                    .then(|| Duration::from_nanos(v.expires_ns.saturating_sub(now))),
-                age: Duration::from_nanos(now.saturating_sub(v.banned_ns)),
-                expired: v.expires_ns <= now,
-            }
-        };
         let t4: LpmTrie<&MapData, [u8; 4], abi::Ban> =
             LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
         for item in t4.iter() {
             let (k, v) = item.map_err(map_err("bans_v4"))?;
-            out.push(entry(
-                IpAddr::V4(Ipv4Addr::from(k.data())),
-                k.prefix_len(),
-                v,
-            ));
+            let addr = IpAddr::V4(Ipv4Addr::from(k.data()));
+            out.push((cidr(addr, k.prefix_len()), v));
         }
         let t6: LpmTrie<&MapData, [u8; 16], abi::Ban> =
             LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
         for item in t6.iter() {
             let (k, v) = item.map_err(map_err("bans_v6"))?;
-            out.push(entry(
-                IpAddr::V6(Ipv6Addr::from(k.data())),
-                k.prefix_len(),
-                v,
-            ));
+            let addr = IpAddr::V6(Ipv6Addr::from(k.data()));
+            out.push((cidr(addr, k.prefix_len()), v));
         }
-        out.sort_by_key(|b| (b.left.unwrap_or(Duration::MAX), b.network.to_string()));
         Ok(out)
     }
 
-    /// Removes expired bans (they already no longer apply); returns how many.
-    pub fn sweep_expired_bans(&mut self) -> Result<usize, FilterError> {
-        let expired: Vec<Cidr> = self
-            .bans()?
-            .into_iter()
-            .filter(|b| b.expired)
-            .map(|b| b.network)
-            .collect();
-        for n in &expired {
-            self.unban(*n)?;
+    /// The `auto_bans` map's data, its key and value sizes checked.
+    fn auto_bans_data(&self) -> Result<&MapData, FilterError> {
+        BpfHashMap::<&MapData, abi::Source, abi::Ban>::try_from(&self.auto_bans)
+            .map_err(map_err("auto_bans"))?;
+        match &self.auto_bans {
+            Map::HashMap(data) => Ok(data),
+            _ => Err(FilterError::Map {
+                what: "auto_bans",
+                error: "not a hash map".into(),
+            }),
         }
-        Ok(expired.len())
+    }
+
+    /// Every entry of `auto_bans`, in batches of 4,096.
+    fn auto_bans_raw(&self) -> Result<Vec<(abi::Source, abi::Ban)>, FilterError> {
+        batch::hash_entries(self.auto_bans_data()?).map_err(batch_err("auto_bans"))
+    }
+
+    /// How many operator bans the tries hold (expired ones included until
+    /// swept), against [`abi::LPM_ENTRIES`] per address family. The tries
+    /// have no batch reading: one system call per ban, 3 to 4 us each on
+    /// the project's 2-core build machine (debug build, under load): cheap
+    /// for the bans operators make, about a quarter of a second at 65,536.
+    pub fn operator_ban_count(&self) -> Result<usize, FilterError> {
+        let t4: LpmTrie<&MapData, [u8; 4], abi::Ban> =
+            LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
+        let t6: LpmTrie<&MapData, [u8; 16], abi::Ban> =
+            LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
+        Ok(t4.keys().filter(Result::is_ok).count() + t6.keys().filter(Result::is_ok).count())
+    }
+
+    /// How many sources `auto_bans` holds (expired ones included until
+    /// swept), against [`abi::AUTO_BAN_ENTRIES`]: what a "ban map near
+    /// full" alert reads. Reads the map in batches of 4,096 (at most 16
+    /// system calls): 40 to 60 ms for a full map on the project's 2-core
+    /// build machine (debug build, under load), less the fewer it holds;
+    /// the ignored test `ban_map_reading_cost` (tests/it/cost.rs) measures it.
+    pub fn auto_ban_count(&self) -> Result<usize, FilterError> {
+        batch::hash_len(
+            self.auto_bans_data()?,
+            size_of::<abi::Source>(),
+            size_of::<abi::Ban>(),
+        )
+        .map_err(batch_err("auto_bans"))
+    }
+
+    /// Removes expired bans of both kinds (they already no longer apply);
+    /// returns how many. An automatic ban is read again just before its
+    /// removal, so one the program renewed after the listing stays.
+    pub fn sweep_expired_bans(&mut self) -> Result<usize, FilterError> {
+        let now = monotonic_ns();
+        let mut swept = 0;
+        let expired: Vec<Cidr> = self
+            .operator_bans_raw()?
+            .into_iter()
+            .filter(|(_, v)| v.expires_ns <= now)
+            .map(|(n, _)| n)
+            .collect();
+        for n in expired {
+            if self.remove_operator_ban(n)? {
+                swept += 1;
+            }
+        }
+        let expired: Vec<abi::Source> = self
+            .auto_bans_raw()?
+            .into_iter()
+            .filter(|(_, v)| v.expires_ns <= now)
+            .map(|(k, _)| k)
+            .collect();
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Ban> =
+            BpfHashMap::try_from(&mut self.auto_bans).map_err(map_err("auto_bans"))?;
+        for k in &expired {
+            let still_expired = match m.get(k, 0) {
+                Ok(v) => v.expires_ns <= monotonic_ns(),
+                Err(_) => false,
+            };
+            if still_expired && removed(m.remove(k), "auto_bans")? {
+                swept += 1;
+            }
+        }
+        Ok(swept)
     }
 
     /// Counters summed over every CPU, indexed by `abi::slot`.
@@ -582,7 +942,7 @@ impl FilterMaps {
     /// Marks the source of `addr` (the address for IPv4, its /64 for IPv6)
     /// as verified for `ttl`: until then the program spares it the per-CPU
     /// budget for unverified sources (`unverified_cap_pps`). It still goes
-    /// through the blocklist, bans, its own rate limits, the emergency cap
+    /// through the blocklist, bans, its own rate limits, the overload cap
     /// and the scanner checks. Verifying again moves the expiry to now +
     /// `ttl`. When the map is full, the least recently used entry makes room.
     pub fn verify(&mut self, addr: IpAddr, ttl: Duration) -> Result<(), FilterError> {
@@ -610,16 +970,22 @@ impl FilterMaps {
         removed(m.remove(&source_key(addr)), "verified")
     }
 
-    /// Every entry of the `verified` map. Two system calls per entry.
+    /// Every entry of the `verified` map, in batches of 4,096.
     fn verified_raw(&self) -> Result<Vec<(abi::Source, abi::Verified)>, FilterError> {
-        let m: BpfHashMap<&MapData, abi::Source, abi::Verified> =
-            BpfHashMap::try_from(&self.verified).map_err(map_err("verified"))?;
-        // An entry evicted between listing and reading is simply gone.
-        Ok(m.iter().filter_map(Result::ok).collect())
+        // Checks the key and value sizes against the map's.
+        BpfHashMap::<&MapData, abi::Source, abi::Verified>::try_from(&self.verified)
+            .map_err(map_err("verified"))?;
+        let Map::LruHashMap(data) = &self.verified else {
+            return Err(FilterError::Map {
+                what: "verified",
+                error: "not an LRU hash map".into(),
+            });
+        };
+        batch::hash_entries(data).map_err(batch_err("verified"))
     }
 
     /// Every verified source, expired ones included (until swept), soonest
-    /// to lapse first. Reads the whole map: two system calls per entry.
+    /// to lapse first. Reads the whole map, in batches of 4,096.
     pub fn verified(&self) -> Result<Vec<VerifiedEntry>, FilterError> {
         let now = monotonic_ns();
         let mut out: Vec<VerifiedEntry> = self
@@ -726,7 +1092,16 @@ impl FilterMaps {
             .unwrap();
     }
 
-    /// Writes a ban entry verbatim (tests: an expiry in the past).
+    /// Writes an automatic ban verbatim for the source of `addr` (tests: an
+    /// expiry in the past, a full map).
+    pub fn put_auto_ban_raw(&mut self, addr: IpAddr, value: abi::Ban) -> Result<(), FilterError> {
+        let mut m: BpfHashMap<&mut MapData, abi::Source, abi::Ban> =
+            BpfHashMap::try_from(&mut self.auto_bans).map_err(map_err("auto_bans"))?;
+        m.insert(source_key(addr), value, 0)
+            .map_err(map_err("auto_bans"))
+    }
+
+    /// Writes an operator ban entry verbatim (tests: an expiry in the past).
     pub fn put_ban_raw(&mut self, network: Cidr, value: abi::Ban) {
         if let Some(k) = key_v4(&network) {
             let mut t: LpmTrie<&mut MapData, [u8; 4], abi::Ban> =

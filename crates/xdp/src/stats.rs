@@ -82,14 +82,23 @@ pub struct EventCounts {
     pub fragments_passed: u64,
     /// SIP packets from allowlisted sources.
     pub allowlisted: u64,
-    /// Scanners banned by the program.
+    /// Verified scanners the program banned (into `auto_bans`).
     pub auto_bans: u64,
-    /// Auto-bans the ban trie refused (full).
+    /// Auto-bans `auto_bans` refused (full).
     pub auto_ban_failures: u64,
+    /// Verified scanners not banned because this CPU's auto-ban budget
+    /// (`auto_ban_budget`) was spent (dropped all the same).
+    pub auto_bans_limited: u64,
+    /// Scanners from unverified sources, which may be forged: dropped,
+    /// nobody banned (counted while `auto_ban` is on).
+    pub scanners_unproven: u64,
     /// Packets that hit an expired ban (which no longer applied).
     pub expired_ban_hits: u64,
     /// SIP packets from verified sources (unexpired, not allowlisted).
     pub verified: u64,
+    /// Emergency calls' packets passed past bans, budgets and rate limits,
+    /// within the emergency budgets.
+    pub emergency_passed: u64,
 }
 
 /// A snapshot of the filter's counters, summed over CPUs.
@@ -127,8 +136,11 @@ impl FilterStats {
                 allowlisted: c[EV_ALLOWLISTED],
                 auto_bans: c[EV_AUTO_BAN],
                 auto_ban_failures: c[EV_AUTO_BAN_FAILED],
+                auto_bans_limited: c[EV_AUTO_BAN_LIMITED],
+                scanners_unproven: c[EV_SCANNER_UNPROVEN],
                 expired_ban_hits: c[EV_BAN_EXPIRED],
                 verified: c[EV_VERIFIED],
+                emergency_passed: c[EV_EMERGENCY_PASSED],
             },
             attach_mode: match info.attach_mode {
                 abi::ATTACH_NATIVE => "native",
@@ -272,12 +284,17 @@ impl StatsReport {
         let e = &t.events;
         let _ = writeln!(
             s,
-            "events: {} auto-bans ({} refused), {} allowlisted, {} from verified sources, \
-             {} fragments passed, {} expired-ban hits",
+            "events: {} auto-bans ({} refused: map full, {} over the auto-ban budget), \
+             {} unverified scanners dropped without a ban, {} allowlisted, \
+             {} from verified sources, {} emergency-call packets passed, {} fragments passed, \
+             {} expired-ban hits",
             e.auto_bans,
             e.auto_ban_failures,
+            e.auto_bans_limited,
+            e.scanners_unproven,
             e.allowlisted,
             e.verified,
+            e.emergency_passed,
             e.fragments_passed,
             e.expired_ban_hits
         );
@@ -364,6 +381,37 @@ mod tests {
         assert!(text.contains("4321"), "{text}");
         assert!(text.contains("17 from verified sources"), "{text}");
         assert!(text.contains("verified sources: 3"), "{text}");
+    }
+
+    #[test]
+    fn scanner_events_are_read_from_their_slots_and_shown() {
+        let mut c = [0u64; abi::slot::SLOTS];
+        c[abi::slot::EV_AUTO_BAN] = 2;
+        c[abi::slot::EV_AUTO_BAN_LIMITED] = 3;
+        c[abi::slot::EV_SCANNER_UNPROVEN] = 70_000;
+        let totals = FilterStats::from_counters(&c, &abi::Info::default());
+        assert_eq!(
+            (
+                totals.events.auto_bans,
+                totals.events.auto_bans_limited,
+                totals.events.scanners_unproven
+            ),
+            (2, 3, 70_000)
+        );
+        let report = StatsReport {
+            iface: "eth0".into(),
+            totals,
+            rates: FilterRates::default(),
+            top_sources: vec![],
+            verified_sources: 0,
+        };
+        let text = report.to_text();
+        assert!(text.contains("2 auto-bans"), "{text}");
+        assert!(text.contains("3 over the auto-ban budget"), "{text}");
+        assert!(
+            text.contains("70000 unverified scanners dropped without a ban"),
+            "{text}"
+        );
     }
 
     #[test]

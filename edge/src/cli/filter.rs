@@ -64,7 +64,8 @@ pub struct BanArgs {
     /// flood) or a note of up to 32 bytes (kept with reason manual).
     #[arg(long)]
     pub reason: Option<String>,
-    /// List the bans with their reason and time left instead.
+    /// List the bans (operators' and automatic ones) with their origin,
+    /// reason and time left instead.
     #[arg(long, conflicts_with = "target")]
     pub list: bool,
     /// With --list: print JSON.
@@ -81,7 +82,9 @@ pub struct BanArgs {
 /// `dce-edge unban`: lift a ban.
 #[derive(Debug, Args)]
 pub struct UnbanArgs {
-    /// ADDRESS or ADDRESS/PREFIX, exactly as banned.
+    /// ADDRESS or ADDRESS/PREFIX, exactly as banned. An IPv4 address, or an
+    /// IPv6 /64 or address, also lifts the automatic ban of that source
+    /// (automatic IPv6 bans cover the /64).
     pub target: String,
     /// The interface (optional when only one filter runs).
     #[arg(long)]
@@ -298,8 +301,14 @@ pub fn run_unban(args: &UnbanArgs) -> Result<()> {
     }
     let mut pinned = open(&args.iface)?;
     let target = parse_target(&args.target)?;
-    if pinned.unban(target)? {
-        println!("unbanned {target} on {}", pinned.iface());
+    let lifted = pinned.unban(target)?;
+    if lifted.any() {
+        let what = match (lifted.operator, lifted.automatic) {
+            (true, true) => "the operator ban and the automatic ban",
+            (true, false) => "the operator ban",
+            _ => "the automatic ban",
+        };
+        println!("unbanned {target} on {}: lifted {what}", pinned.iface());
         Ok(())
     } else {
         bail!(
@@ -360,8 +369,8 @@ pub fn ban_table(bans: &[BanEntry]) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<28} {:<15} {:<14} {:<12} NOTE",
-        "NETWORK", "REASON", "TIME LEFT", "BANNED AGO"
+        "{:<28} {:<10} {:<15} {:<14} {:<12} NOTE",
+        "NETWORK", "ORIGIN", "REASON", "TIME LEFT", "BANNED AGO"
     );
     for b in bans {
         let left = match (b.expired, b.left) {
@@ -371,8 +380,9 @@ pub fn ban_table(bans: &[BanEntry]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<28} {:<15} {:<14} {:<12} {}",
+            "{:<28} {:<10} {:<15} {:<14} {:<12} {}",
             b.network.to_string(),
+            b.origin.name(),
             b.reason.name(),
             left,
             human(b.age),
@@ -380,4 +390,47 @@ pub fn ban_table(bans: &[BanEntry]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xdp::maps::BanOrigin;
+
+    #[test]
+    fn ban_table_shows_each_bans_origin() {
+        let entry = |net: &str, origin, reason, left| BanEntry {
+            network: net.parse().unwrap(),
+            origin,
+            reason,
+            note: String::new(),
+            left,
+            age: Duration::from_secs(5),
+            expired: false,
+        };
+        let table = ban_table(&[
+            entry(
+                "198.18.0.10/32",
+                BanOrigin::Automatic,
+                BanReason::Scanner,
+                Some(Duration::from_secs(600)),
+            ),
+            entry(
+                "198.18.0.10/32",
+                BanOrigin::Operator,
+                BanReason::Manual,
+                None,
+            ),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("ORIGIN"), "{table}");
+        assert!(
+            lines[1].contains("automatic") && lines[1].contains("scanner"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("operator") && lines[2].contains("never expires"),
+            "{table}"
+        );
+    }
 }

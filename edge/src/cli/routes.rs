@@ -352,6 +352,33 @@ fn lookup(
     let table = &loaded.table;
     let mut out = String::new();
     let _ = writeln!(out, "number:  {digits}");
+    let call_id = call_id.unwrap_or_else(|| digits.clone());
+    if table.is_emergency_number(digits.as_bytes()) {
+        let _ = writeln!(
+            out,
+            "emergency: yes (past the shields, the budgets for unverified sources, CPS caps and, \
+             unless emergency_keep_bans, bans; within the emergency budgets)"
+        );
+        if let Some(e) = table.emergency() {
+            let group = table.group(e.group);
+            let _ = writeln!(out, "group:   {} (the emergency group)", group.name);
+            let _ = writeln!(out, "action:  forward");
+            forward_target(&mut out, table, group, &call_id);
+            if let Some(f) = e.fallback {
+                let _ = writeln!(
+                    out,
+                    "fallback: {} (when every target of {} is down)",
+                    table.group(f).name,
+                    group.name
+                );
+            }
+            return (out, true);
+        }
+        let _ = writeln!(
+            out,
+            "          no emergency group: routed by prefix like any number, but never capped"
+        );
+    }
     let Some(m) = table.lookup(digits.as_bytes()) else {
         let _ = writeln!(
             out,
@@ -379,20 +406,7 @@ fn lookup(
         }
         Action::Forward => {
             let _ = writeln!(out, "action:  forward");
-            let call_id = call_id.unwrap_or_else(|| digits.clone());
-            let health = HealthView::all_up(table.upstreams().len());
-            match group.select(call_id.as_bytes(), &health) {
-                Some(t) => {
-                    let _ = writeln!(
-                        out,
-                        "target:  {} (priority {}, weight {}; Call-ID {call_id:?}; all targets taken as up)",
-                        t.addr, t.priority, t.weight
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "target:  none");
-                }
-            }
+            forward_target(&mut out, table, group, &call_id);
         }
     }
     if let Some(cap) = group.cps_cap {
@@ -403,6 +417,23 @@ fn lookup(
         );
     }
     (out, true)
+}
+
+/// The target a forward group picks for `call_id`, all targets taken as up.
+fn forward_target(out: &mut String, table: &RouteTable, group: &RouteGroup, call_id: &str) {
+    let health = HealthView::all_up(table.upstreams().len());
+    match group.select(call_id.as_bytes(), &health) {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "target:  {} (priority {}, weight {}; Call-ID {call_id:?}; all targets taken as up)",
+                t.addr, t.priority, t.weight
+            );
+        }
+        None => {
+            let _ = writeln!(out, "target:  none");
+        }
+    }
 }
 
 fn generate(prefixes: usize, groups: usize, seed: u64, dir: &Path) -> (String, bool) {

@@ -176,11 +176,17 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
             Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
         }
         ControlEvent::ReloadRefused { .. } => return None,
-        ControlEvent::BanLimited { source, reason } => {
-            Event::new(EventKind::Ban, source.to_string(), *reason)
-                .with("by", "proxy")
-                .with("refused", "ban budget spent")
+        ControlEvent::EmergencyCall { source, target } => {
+            Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
+                .with("target", target.to_string())
         }
+        ControlEvent::BanLimited {
+            source,
+            reason,
+            refused,
+        } => Event::new(EventKind::Ban, source.to_string(), *reason)
+            .with("by", "proxy")
+            .with("refused", *refused),
         ControlEvent::OperatorBan {
             network,
             reason,

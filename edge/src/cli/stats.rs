@@ -129,6 +129,17 @@ pub fn summary(s: &Snapshot) -> String {
         s.setup_latency.p50_ms,
         s.setup_latency.p99_ms
     );
+    let e = &s.emergency;
+    let _ = writeln!(
+        t,
+        "emergency calls: {} attempted, {} forwarded, {} answered, {} failed, {} over budget; setup p99 {:.2} ms",
+        count(e.attempted),
+        count(e.forwarded),
+        count(e.answered),
+        count(e.failed),
+        count(e.over_budget),
+        e.setup_latency.p99_ms
+    );
     let _ = writeln!(t, "bans: {} active", s.bans.len());
     for top in s.top_sources.iter().take(5) {
         let _ = writeln!(

@@ -296,6 +296,15 @@ impl LiveView {
                 count(s.calls.answered),
                 count(s.calls.failed)
             )));
+            let em = &s.emergency;
+            lines.push(Line::from(format!(
+                "Emergency: {} attempted · {} forwarded · {} answered · {} failed · {} over budget",
+                count(em.attempted),
+                count(em.forwarded),
+                count(em.answered),
+                count(em.failed),
+                count(em.over_budget)
+            )));
             let rt = &s.routes;
             lines.push(Line::from(format!(
                 "Routes: table v{} · {} prefixes · {} lookups ({} batched) · {} misses · {} cap rejections",

@@ -110,3 +110,42 @@ fn routes_lookup_refuses_bad_files() {
     ]);
     assert!(!ok, "a refused file is not looked up: {out}");
 }
+
+#[test]
+fn routes_lookup_shows_an_emergency_number_going_to_the_emergency_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = dir.path().join("groups.toml");
+    std::fs::write(
+        &groups,
+        "[[group]]\nname = \"uk\"\naction = \"forward\"\ntargets = [{ address = \"198.18.1.1:5060\" }]\n\n\
+         [[group]]\nname = \"psap\"\naction = \"forward\"\nemergency = true\ncps_cap = 1\n\
+         targets = [{ address = \"198.18.1.9:5060\" }]\n",
+    )
+    .unwrap();
+    let prefixes = dir.path().join("prefixes.csv");
+    std::fs::write(&prefixes, "9,uk\n").unwrap();
+    let lookup = |number: &str| {
+        dce_edge(&[
+            "routes",
+            "lookup",
+            "--groups",
+            groups.to_str().unwrap(),
+            "--prefixes",
+            prefixes.to_str().unwrap(),
+            number,
+        ])
+    };
+    let (ok, out, err) = lookup("911");
+    assert!(ok, "{err}");
+    assert!(out.contains("emergency: yes"), "{out}");
+    assert!(
+        out.contains("group:   psap (the emergency group)\n"),
+        "{out}"
+    );
+    assert!(out.contains("target:  198.18.1.9:5060"), "{out}");
+    // A number that merely starts with 911 is an ordinary call.
+    let (ok, out, err) = lookup("9115551234");
+    assert!(ok, "{err}");
+    assert!(!out.contains("emergency"), "{out}");
+    assert!(out.contains("group:   uk\n"), "{out}");
+}

@@ -154,8 +154,20 @@ pub struct FloodArgs {
     /// Destination MAC (default: from the neighbour table).
     #[arg(long)]
     dst_mac: Option<String>,
+    /// Dial this number in every request (e.g. 911: a forged emergency
+    /// flood); default: 10,000 numbers in turn.
+    #[arg(long, value_parser = digits)]
+    number: Option<String>,
     #[command(flatten)]
     bounds: BoundArgs,
+}
+
+fn digits(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?}: 1 to 32 digits"))
+    }
 }
 
 /// `attack garbage`.
@@ -257,6 +269,7 @@ pub fn run(cmd: AttackCommand, stop: &AtomicBool) -> Result<ExitCode> {
                 .map(parse_mac)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
+            c.number = a.number.clone();
             c.bounds = a.bounds.bounds()?;
             (super::flood(&c, stop)?, a.bounds.json)
         }

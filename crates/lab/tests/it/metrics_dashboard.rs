@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use telemetry::metrics::{render_openmetrics, sample_names};
 use telemetry::stats::{
-    BanInForce, CallCounters, LatencyHistogram, Modes, Role, RouteCounters, Snapshot, TargetState,
-    TopOffender, WorkerReport, XdpCounters,
+    BanInForce, CallCounters, EmergencyReport, LatencyHistogram, Modes, Role, RouteCounters,
+    Snapshot, TargetState, TopOffender, WorkerReport, XdpCounters,
 };
 
 const DASHBOARD: &str = concat!(
@@ -97,6 +97,12 @@ fn full_snapshot() -> Snapshot {
             invites_forwarded: 1,
             answered: 1,
             failed: 0,
+        },
+        emergency: EmergencyReport {
+            attempted: 1,
+            forwarded: 1,
+            answered: 1,
+            ..EmergencyReport::default()
         },
     }
 }

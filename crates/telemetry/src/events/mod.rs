@@ -58,6 +58,9 @@ pub enum EventKind {
     /// Events were queued faster than the control thread wrote them and
     /// some were lost; `details.count` says how many.
     EventsLost,
+    /// An emergency call was forwarded (subject: the caller; details: the
+    /// target).
+    EmergencyCall,
 }
 
 /// One event, before it is stamped and written.

@@ -134,6 +134,27 @@ impl Collector for SnapshotCollector {
             .into_iter()
             .map(|(outcome, n)| (labels([("outcome", outcome)]), n)),
         )?;
+        let em = &s.emergency;
+        counters(
+            e,
+            "dce_edge_emergency_calls",
+            "Emergency calls (911, 112, urn:service:sos, ...) by outcome: INVITEs received, calls forwarded, answered 2xx, failed, and requests of unverified sources over the emergency budget.",
+            [
+                ("attempted", em.attempted),
+                ("forwarded", em.forwarded),
+                ("answered", em.answered),
+                ("failed", em.failed),
+                ("over_budget", em.over_budget),
+            ]
+            .into_iter()
+            .map(|(outcome, n)| (labels([("outcome", outcome)]), n)),
+        )?;
+        encode_latency(
+            e,
+            "dce_edge_emergency_call_setup",
+            "Emergency call setup latency through the edge: INVITE forwarded to its first final answer relayed.",
+            &em.setup_latency,
+        )?;
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
         Ok(())
@@ -370,13 +391,22 @@ fn encode_setup_latency(
     e: &mut DescriptorEncoder,
     h: &LatencyHistogram,
 ) -> Result<(), std::fmt::Error> {
-    let (buckets, count) = histogram_buckets_seconds(h);
-    let mut m = e.encode_descriptor(
+    encode_latency(
+        e,
         "dce_edge_call_setup",
         "Call setup latency through the edge: INVITE forwarded to its first final answer relayed.",
-        Some(&Unit::Seconds),
-        MetricType::Histogram,
-    )?;
+        h,
+    )
+}
+
+fn encode_latency(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &LatencyHistogram,
+) -> Result<(), std::fmt::Error> {
+    let (buckets, count) = histogram_buckets_seconds(h);
+    let mut m = e.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     m.encode_histogram::<NoLabelSet>(h.sum_ms / 1000.0, count, &buckets, None)
 }
 
@@ -584,6 +614,14 @@ mod tests {
                 answered: 18,
                 failed: 2,
             },
+            emergency: crate::stats::EmergencyReport {
+                attempted: 4,
+                forwarded: 3,
+                answered: 2,
+                failed: 1,
+                over_budget: 5,
+                ..Default::default()
+            },
         }
     }
 
@@ -627,6 +665,9 @@ mod tests {
             "dce_edge_calls_total{outcome=\"forwarded\"} 20",
             "dce_edge_calls_total{outcome=\"answered\"} 18",
             "dce_edge_calls_total{outcome=\"failed\"} 2",
+            "dce_edge_emergency_calls_total{outcome=\"attempted\"} 4",
+            "dce_edge_emergency_calls_total{outcome=\"answered\"} 2",
+            "dce_edge_emergency_calls_total{outcome=\"over_budget\"} 5",
             "dce_edge_bans_active{reason=\"scanner\"} 1.0",
             "dce_edge_bans_active{reason=\"flood\"} 0.0",
             "dce_edge_top_source_drops{source=\"198.18.0.9\",reason=\"scanner\"} 7.0",

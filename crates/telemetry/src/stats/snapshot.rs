@@ -28,7 +28,8 @@ pub struct Modes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct XdpCounters {
     /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
-    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`);
+    /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`,
+    /// `emergency_over_budget`);
     /// every reason is present, zero or not.
     pub drops: BTreeMap<String, u64>,
     /// Packets passed to the kernel (not SIP, or shield mode).
@@ -161,6 +162,25 @@ pub struct CallCounters {
     pub failed: u64,
 }
 
+/// Emergency calls (911, 112, `urn:service:sos`, ...): never blocked,
+/// capped or shed, bounded only by their own budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EmergencyReport {
+    /// Emergency INVITEs received (retransmissions included).
+    pub attempted: u64,
+    /// New emergency calls forwarded.
+    pub forwarded: u64,
+    /// Emergency calls answered 2xx.
+    pub answered: u64,
+    /// Emergency calls that got a final failure.
+    pub failed: u64,
+    /// Emergency requests from unverified sources over the emergency budget
+    /// (a flood of them).
+    pub over_budget: u64,
+    /// Their setup latency.
+    pub setup_latency: LatencyHistogram,
+}
+
 /// Everything the edge counts, at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -197,6 +217,9 @@ pub struct Snapshot {
     pub setup_latency: LatencyHistogram,
     /// Call counters.
     pub calls: CallCounters,
+    /// Emergency calls.
+    #[serde(default)]
+    pub emergency: EmergencyReport,
 }
 
 impl Snapshot {

@@ -30,6 +30,10 @@
 #define DCE_BUCKET_ENTRIES 262144         /* entries of per-source rate-limit state (LRU) */
 #define DCE_TOP_SOURCE_ENTRIES 8192       /* entries of the drop tally per source (LRU) */
 #define DCE_VERIFIED_ENTRIES 65536        /* entries of sources shown to be real (LRU) */
+#define DCE_AUTO_BAN_ENTRIES 65536        /* entries of automatic bans (hash by source: the program's and the appliance's) */
+#define DCE_MAX_EMERGENCY_NUMBERS 16      /* entries in the emergency_numbers map */
+#define DCE_EMERGENCY_NUMBER_MAX 15       /* longest emergency number, in digits */
+#define DCE_EMERGENCY_SOURCE_ENTRIES 4096 /* entries of sources in an emergency call (LRU) */
 
 /*
  * Counter slots in struct dce_counters. Slots 0..DCE_VERDICT_SLOTS-1 are
@@ -39,7 +43,7 @@
 enum dce_counter {
 	/* drops, one reason each */
 	DCE_DROP_BLOCKLIST = 0,           /* source in the static blocklist */
-	DCE_DROP_BANNED = 1,              /* source banned (by an operator, the appliance or auto-ban) */
+	DCE_DROP_BANNED = 1,              /* source under an unexpired ban: an operator's (bans_v4/v6) or an automatic one (auto_bans) */
 	DCE_DROP_FRAGMENT = 2,            /* first fragment of a datagram to a SIP port */
 	DCE_DROP_NOT_SIP = 3,             /* payload on a SIP port does not start like SIP */
 	DCE_DROP_SCANNER = 4,             /* scanner User-Agent or From display name */
@@ -47,27 +51,31 @@ enum dce_counter {
 	DCE_DROP_OVERLOAD = 6,            /* this CPU's cap on packets to userspace reached */
 	DCE_DROP_MALFORMED = 7,           /* IP/UDP lengths inconsistent, or an IPv6 chain too deep */
 	DCE_DROP_UNVERIFIED = 8,          /* source neither allowlisted nor verified, this CPU's budget for such sources spent */
+	DCE_DROP_EMERGENCY_OVER_BUDGET = 9, /* an emergency call's packet over its budgets (its source's, this CPU's) and refused by the ordinary ones too (a flood of them) */
 	/* passes */
-	DCE_PASSED = 9,                   /* SIP that passed every check and went to the kernel stack */
-	DCE_REDIRECTED = 10,              /* SIP that passed every check and went to the queue's AF_XDP socket */
-	DCE_PASSED_OTHER = 11,            /* not UDP to a SIP port: passed untouched */
+	DCE_PASSED = 10,                  /* SIP that passed every check and went to the kernel stack */
+	DCE_REDIRECTED = 11,              /* SIP that passed every check and went to the queue's AF_XDP socket */
+	DCE_PASSED_OTHER = 12,            /* not UDP to a SIP port: passed untouched */
 	/* events */
-	DCE_EV_FRAGMENT_PASSED = 12,      /* a first fragment passed by policy */
-	DCE_EV_ALLOWLISTED = 13,          /* a SIP packet from an allowlisted source */
-	DCE_EV_AUTO_BAN = 14,             /* the program banned a scanner */
-	DCE_EV_AUTO_BAN_FAILED = 15,      /* ...but the ban trie refused the entry */
-	DCE_EV_BAN_EXPIRED = 16,          /* a packet hit an expired ban (which no longer applies) */
-	DCE_EV_VERIFIED = 17,             /* a SIP packet from an unexpired verified source */
-	DCE_COUNTER_SLOTS = 18,           /* number of slots */
+	DCE_EV_FRAGMENT_PASSED = 13,      /* a first fragment passed by policy */
+	DCE_EV_ALLOWLISTED = 14,          /* a SIP packet from an allowlisted source */
+	DCE_EV_AUTO_BAN = 15,             /* the program banned a verified scanner (into auto_bans) */
+	DCE_EV_AUTO_BAN_FAILED = 16,      /* ...but auto_bans refused the entry (full) */
+	DCE_EV_BAN_EXPIRED = 17,          /* a packet hit an expired ban (which no longer applies) */
+	DCE_EV_VERIFIED = 18,             /* a SIP packet from an unexpired verified source */
+	DCE_EV_SCANNER_UNPROVEN = 19,     /* a scanner from an unverified source (its address may be forged): dropped, nobody banned */
+	DCE_EV_AUTO_BAN_LIMITED = 20,     /* a verified scanner not banned: this CPU's auto-ban budget was spent */
+	DCE_EV_EMERGENCY_PASSED = 21,     /* an emergency call's packet passed past bans, budgets and rate limits */
+	DCE_COUNTER_SLOTS = 22,           /* number of slots */
 };
 
-#define DCE_DROP_REASONS 9                /* drop slots: 0 .. DCE_DROP_REASONS - 1 */
-#define DCE_VERDICT_SLOTS 12              /* verdict slots: each packet moves exactly one of 0 .. DCE_VERDICT_SLOTS - 1 */
+#define DCE_DROP_REASONS 10               /* drop slots: 0 .. DCE_DROP_REASONS - 1 */
+#define DCE_VERDICT_SLOTS 13              /* verdict slots: each packet moves exactly one of 0 .. DCE_VERDICT_SLOTS - 1 */
 
 /* Why a source is banned (struct dce_ban.reason). */
 enum dce_ban_reason {
 	DCE_BAN_MANUAL = 1,               /* an operator, `dce-edge ban` */
-	DCE_BAN_SCANNER = 2,              /* auto-ban by the XDP program */
+	DCE_BAN_SCANNER = 2,              /* auto-ban by the XDP program (a verified source matched a scanner signature) */
 	DCE_BAN_NOT_FOUND = 3,            /* the appliance saw a 404 storm */
 	DCE_BAN_AUTH_FAILURE = 4,         /* the appliance saw a 401/403 storm */
 	DCE_BAN_EXTENSION_SCAN = 5,       /* the appliance saw an extension scan */
@@ -79,17 +87,20 @@ enum dce_class {
 	DCE_CLASS_INVITE = 0,             /* rate-limit class of an INVITE */
 	DCE_CLASS_REGISTER = 1,           /* rate-limit class of a REGISTER */
 	DCE_CLASS_OTHER = 2,              /* rate-limit class of every other message, responses included */
-	DCE_CLASSES = 3,                  /* number of classes */
+	DCE_CLASS_EMERGENCY = 3,          /* per-source budget of an emergency call's packets, before this CPU's emergency budget */
+	DCE_CLASSES = 4,                  /* number of classes */
 };
 
-/* Arrays indexed by class have 4 slots (the last unused), so that an index
- * masked with & 3 is inside the array for the verifier. */
-#define DCE_CLASS_SLOTS 4                 /* slots of class-indexed arrays (the last unused) */
+/* Arrays indexed by class have 4 slots, so that an index masked with & 3 is
+ * inside the array for the verifier. */
+#define DCE_CLASS_SLOTS 4                 /* slots of class-indexed arrays */
 
 /* struct dce_config.flags */
 #define DCE_CFG_FRAGMENTS_PASS (1u << 0)  /* pass first fragments to SIP ports */
-#define DCE_CFG_AUTO_BAN (1u << 1)        /* ban sources that match a scanner signature */
+#define DCE_CFG_AUTO_BAN (1u << 1)        /* ban verified sources that match a scanner signature (within config.auto_ban) */
 #define DCE_CFG_REDIRECT (1u << 2)        /* good SIP to the XSKMAP (appliance mode) */
+#define DCE_CFG_EMERGENCY_URNS (1u << 3)  /* urn:service:sos Request-URIs are emergency calls */
+#define DCE_CFG_EMERGENCY_KEEP_BANS (1u << 4) /* bans and the blocklist apply to emergency calls too */
 
 /* struct dce_signature.kinds: which header values a signature applies to. */
 #define DCE_SIG_USER_AGENT (1u << 0)      /* the signature applies to User-Agent values */
@@ -119,10 +130,12 @@ struct dce_config {
 	__u16 sip_ports[DCE_MAX_SIP_PORTS]; /* SIP ports, host byte order; the first n_sip_ports count */
 	__u32 n_sip_ports;                /* 0: nothing is SIP, everything passes */
 	__u32 flags;                      /* DCE_CFG_* bits */
-	__u64 ban_ttl_ns;                 /* auto-ban duration, nanoseconds */
+	__u64 ban_ttl_ns;                 /* duration of the program's automatic bans, nanoseconds */
 	struct dce_rate rates[DCE_CLASS_SLOTS]; /* per-source budgets per class (DCE_CLASS_*) */
 	__u64 overload_cap;               /* packets to userspace per second per CPU */
-	struct dce_rate unverified;       /* per CPU: the GCRA budget of packets to userspace from sources neither allowlisted nor verified */
+	struct dce_rate unverified;       /* per CPU: the GCRA budget of packets from sources neither allowlisted nor verified that reach userspace or the header scan's scanner verdict */
+	struct dce_rate auto_ban;         /* per CPU: the GCRA budget of automatic bans the program makes */
+	struct dce_rate emergency;        /* per CPU: the GCRA budget of emergency calls' packets that skip bans, budgets and rate limits */
 	__u64 sig_first[2][4];            /* per kind (0 User-Agent, 1 From name), the 256-bit set of signature first bytes | 0x20: a value whose first byte is not in it skips the signature loop */
 };
 
@@ -149,7 +162,8 @@ struct dce_counters {
 	__u64 slot[DCE_COUNTER_SLOTS];    /* indexed by enum dce_counter */
 };
 
-/* LPM trie keys: allow_v4, block_v4, bans_v4 / allow_v6, block_v6, bans_v6. */
+/* LPM trie keys: allow_v4, block_v4, bans_v4 / allow_v6, block_v6, bans_v6
+ * (bans_v4 / bans_v6 hold the operators' bans, any prefix). */
 struct dce_lpm_v4 {
 	__u32 prefixlen;                  /* bits of addr that count */
 	__u8 addr[4];                     /* network byte order */
@@ -161,20 +175,27 @@ struct dce_lpm_v6 {
 };
 
 /*
- * A source as the rate limits and the top-sources tally see it: IPv4 as an
- * IPv4-mapped IPv6 address (::ffff:a.b.c.d), IPv6 cut to its /64 (the low 8
- * bytes zero), since one IPv6 host owns a whole /64.
+ * A source as the rate limits, the top-sources tally, the verified map and
+ * the automatic bans see it: IPv4 as an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d), IPv6 cut to its /64 (the low 8 bytes zero), since one
+ * IPv6 host owns a whole /64.
  */
 struct dce_source {
 	__u8 addr[16];                    /* network byte order */
 };
 
-/* Value of bans_v4 / bans_v6. */
+/*
+ * Value of bans_v4 / bans_v6 (operator bans, LPM tries written by userspace
+ * only) and of auto_bans (automatic bans, a HASH keyed by struct dce_source,
+ * written by the program for verified scanners and by the appliance for the
+ * proxy's abuse bans). An automatic ban never replaces an operator's: they
+ * live in different maps.
+ */
 struct dce_ban {
 	__u64 expires_ns;                 /* CLOCK_MONOTONIC; ~0 = never */
 	__u64 banned_ns;                  /* CLOCK_MONOTONIC when banned */
 	__u32 reason;                     /* enum dce_ban_reason */
-	__u32 prefixlen;                  /* of the entry's own key */
+	__u32 prefixlen;                  /* of the entry's own key (auto_bans: 32 for IPv4, 64 for IPv6) */
 	__u8 note[32];                    /* operator's text, NUL-padded */
 };
 
@@ -209,9 +230,32 @@ struct dce_verified {
 
 /* Map `overload`, a PERCPU_ARRAY with one entry: this CPU's budgets. */
 struct dce_overload {
-	__u64 window_start_ns;            /* the emergency cap's one-second window */
+	__u64 window_start_ns;            /* the overload cap's one-second window */
 	__u64 count;                      /* packets to userspace in it */
 	__u64 unverified_tat;             /* GCRA state of config.unverified */
+	__u64 auto_ban_tat;               /* GCRA state of config.auto_ban */
+	__u64 emergency_tat;              /* GCRA state of config.emergency */
+};
+
+/*
+ * Map `emergency_numbers`, an ARRAY of DCE_MAX_EMERGENCY_NUMBERS; the first
+ * entry with len == 0 ends the list. A request whose Request-URI's user part
+ * (sip, sips) or number (tel) is exactly one of them is an emergency call.
+ */
+struct dce_emergency_number {
+	__u8 len;                         /* digits; 0 ends the list */
+	__u8 _pad[7];                     /* padding */
+	__u8 digits[16];                  /* ASCII digits, zero after len */
+};
+
+/*
+ * Value of `emergency_sources` (LRU_HASH keyed by struct dce_source), written
+ * by userspace when the appliance forwards an emergency call: until
+ * expires_ns the source's packets (the call's ACK, BYE, CANCEL) are treated
+ * as the call's, within the emergency budget.
+ */
+struct dce_emergency_source {
+	__u64 expires_ns;                 /* CLOCK_MONOTONIC */
 };
 
 /* Map `info`, an ARRAY with one entry, written by userspace for a second process. */

@@ -7,25 +7,47 @@
  * reason that applies):
  *   1. not UDP to a configured SIP port                     -> PASS (passed_other)
  *      UDP to a SIP port whose IP/UDP lengths do not add up -> DROP malformed
- *   2. source in the allowlist: skips 3, 6, 7, 8 and the auto-ban of 9
- *   3. source in the blocklist / an unexpired ban           -> DROP blocklist / banned
+ *   2. source in the allowlist (trusted): skips 3, 6 and 7, and is never banned
+ *   3. source in the blocklist                              -> DROP blocklist
+ *      an unexpired operator ban (LPM, bans_v4/v6), else an
+ *      unexpired automatic ban of its source (auto_bans)    -> DROP banned
+ *      ...unless the packet belongs to an emergency call (below) and the
+ *      operator does not keep bans for those (DCE_CFG_EMERGENCY_KEEP_BANS)
  *   4. first fragment of a datagram to a SIP port           -> DROP fragment, or PASS by policy
  *   5. payload not starting like SIP                        -> DROP not_sip
+ *  5a. an emergency call: Request-URI an emergency number (exactly) or
+ *      urn:service:sos, or a source userspace put in emergency_sources
+ *      (the call's ACK and BYE): skips 6-9 within its source's budget
+ *      (class emergency) and this CPU's emergency budget     -> 10
+ *      over either: reached through a ban or the blocklist  -> DROP emergency_over_budget
+ *      else the ordinary path, whose budget drops (6-8) are -> DROP emergency_over_budget
  *   6. source neither allowlisted nor verified (`verified` map, unexpired),
  *      and this CPU's budget for such sources spent         -> DROP unverified
  *   7. per-source GCRA budget of the message's class        -> DROP rate_limit
- *   8. this CPU's emergency cap on packets to userspace     -> DROP overload
- *   9. scanner User-Agent / From display name               -> DROP scanner (+ auto-ban)
+ *   8. this CPU's overload cap on packets to userspace
+ *      (everyone, allowlisted sources included)             -> DROP overload
+ *   9. scanner User-Agent / From display name               -> DROP scanner
+ *      verified source: auto-ban within this CPU's auto-ban budget
+ *      unverified source: charges the budget of 6, bans nobody
  *  10. REDIRECT to the queue's AF_XDP socket (appliance mode, socket bound), else PASS
+ *
+ * Trust and evidence (DESIGN.md): what a packet carries (its source address,
+ * its User-Agent) is evidence only about that packet, since both can be
+ * forged. A scanner signature therefore gets the packet dropped, but bans
+ * its source only when the source is verified (userspace saw it receive our
+ * answers at its address), and then within a per-CPU budget, so neither a
+ * spoofed scanner nor a flood of verified ones can fill the ban map. The
+ * program's bans go to auto_bans, never to the operators' tries, so they
+ * can neither crowd out nor shorten an operator's ban.
  *
  * The budgets (6-8) come before the header scan (9) because the scan is
  * the most expensive step (a walk over up to DCE_SCAN_BYTES of headers) and
- * a flood is what must be shed cheaply. 6 and 8 are checked there but only
- * charged at 10, by packets that really go to userspace, so a scanner's
- * packets do not spend them; 7 is charged when checked (a source's dropped
- * scanner packets spend its own budget, nobody else's). A scanner is still
- * caught, and auto-banned, by any packet that gets through 6-8; while it is
- * over a budget its packets are dropped by that budget instead.
+ * a flood is what must be shed cheaply. 6 is checked there and charged by
+ * the packets of unverified sources that go on to userspace (10) or are
+ * caught as scanners (9): a spoofed scanner flood spends it like any other
+ * unverified flood and is then shed before the scan. 8 is charged only by
+ * packets that go to userspace. 7 is charged when checked (a source's dropped
+ * packets spend its own budget, nobody else's).
  *
  * Truncation: a frame cut before its UDP destination port is readable cannot
  * be shown to be SIP, so it passes (the kernel's own checks drop broken IP).
@@ -97,8 +119,22 @@ DCE_LPM_MAP(allow_v4, struct dce_lpm_v4, struct dce_list_entry);
 DCE_LPM_MAP(allow_v6, struct dce_lpm_v6, struct dce_list_entry);
 DCE_LPM_MAP(block_v4, struct dce_lpm_v4, struct dce_list_entry);
 DCE_LPM_MAP(block_v6, struct dce_lpm_v6, struct dce_list_entry);
+/* Operator bans, any prefix: written by userspace only. */
 DCE_LPM_MAP(bans_v4, struct dce_lpm_v4, struct dce_ban);
 DCE_LPM_MAP(bans_v6, struct dce_lpm_v6, struct dce_ban);
+
+/* Automatic bans, one per source (an IPv4 address, an IPv6 /64): the
+ * program's, of verified scanners, and the appliance's, of abusers the proxy
+ * saw. Preallocated, so a ban in the NIC path allocates nothing; a HASH, not
+ * an LRU, so a ban is never silently evicted: when it is full, a new one is
+ * refused and counted (DCE_EV_AUTO_BAN_FAILED), and the operators' bans,
+ * kept in the tries above, are not affected. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DCE_AUTO_BAN_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_ban);
+} auto_bans SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -122,6 +158,22 @@ struct {
 	__type(key, struct dce_source);
 	__type(value, struct dce_verified);
 } verified SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DCE_MAX_EMERGENCY_NUMBERS);
+	__type(key, __u32);
+	__type(value, struct dce_emergency_number);
+} emergency_numbers SEC(".maps");
+
+/* Written by userspace only (an emergency call it forwarded): a flood cannot
+ * add sources to it, and its LRU only pushes out the least recent call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DCE_EMERGENCY_SOURCE_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_emergency_source);
+} emergency_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -455,6 +507,127 @@ __noinline int dce_sip_class(struct xdp_md *ctx, __u32 payload_off, __u32 payloa
 	return DCE_CLASS_OTHER;
 }
 
+/* ------------------------------------------------------ emergency calls */
+
+#define SIP_URI_BYTES 64
+/* The longest user part of an emergency Request-URI read: its digits and
+ * visual separators. */
+#define EMERGENCY_USER_MAX 24
+
+/* 1 when the message at payload_off is a request whose Request-URI is an
+ * emergency call: a sip/sips user part or a tel number whose digits (visual
+ * separators dropped, as the proxy does; escaped digits are the proxy's
+ * alone) are exactly one of the `emergency_numbers`, or (with
+ * DCE_CFG_EMERGENCY_URNS) urn:service:sos and its sub-services (RFC 5031),
+ * compared without regard to case. Reads the first SIP_URI_BYTES of the
+ * message only. Global: verified once. */
+__noinline int dce_emergency_uri(struct xdp_md *ctx, __u32 payload_off, __u32 payload_end)
+{
+	__u8 b[SIP_URI_BYTES] = {};
+
+	if (payload_off > DCE_MAX_OFFSET || payload_end < payload_off + 32)
+		return 0;
+	__u32 n = payload_end - payload_off;
+	if (n > SIP_URI_BYTES)
+		n = SIP_URI_BYTES;
+	if (bpf_xdp_load_bytes(ctx, payload_off, b, dce_len_in_range(n, SIP_URI_BYTES)) < 0)
+		return 0;
+
+	/* The method ends at the first space (dce_sip_class checked the shape). */
+	int sp = 0;
+#pragma unroll
+	for (int i = 1; i < SIP_METHOD_MAX + 1; i++) {
+		if (b[i] == ' ') {
+			sp = i;
+			break;
+		}
+	}
+	if (!sp)
+		return 0;
+	int at = sp + 1;
+
+	__u32 zero = 0;
+	struct dce_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return 0;
+
+	/* urn:service:sos, then the end of the URI or a sub-service. */
+	if ((b[at & 63] | 0x20) == 'u') {
+		const char urn[] = "urn:service:sos";
+		if (!(cfg->flags & DCE_CFG_EMERGENCY_URNS))
+			return 0;
+#pragma unroll
+		for (int i = 0; i < 15; i++) {
+			__u8 c = b[(at + i) & 63];
+			__u8 w = urn[i];
+			if (w >= 'a' && w <= 'z')
+				c |= 0x20;
+			if (c != w)
+				return 0;
+		}
+		__u8 next = b[(at + 15) & 63];
+		return next == ' ' || next == '.' || next == '>' || next == ';';
+	}
+
+	/* sip:, sips: or tel: */
+	int digits_at;
+	__u8 s0 = b[at & 63] | 0x20, s1 = b[(at + 1) & 63] | 0x20, s2 = b[(at + 2) & 63] | 0x20;
+	__u8 s3 = b[(at + 3) & 63];
+	if (s0 == 's' && s1 == 'i' && s2 == 'p' && s3 == ':')
+		digits_at = at + 4;
+	else if (s0 == 's' && s1 == 'i' && s2 == 'p' && (s3 | 0x20) == 's' && b[(at + 4) & 63] == ':')
+		digits_at = at + 5;
+	else if (s0 == 't' && s1 == 'e' && s2 == 'l' && s3 == ':')
+		digits_at = at + 4;
+	else
+		return 0;
+
+	/* The number: its digits up to the end of the user part or of the tel
+	 * number, past the visual separators the proxy drops too (+ - . ( )). */
+	/* Digits packed little-endian into two words, as the map entry's
+	 * bytes read (no variable stack offsets for the verifier). */
+	__u64 w0 = 0, w1 = 0;
+	int len = 0, ended = 0;
+#pragma unroll
+	for (int i = 0; i < EMERGENCY_USER_MAX; i++) {
+		if (digits_at + i >= SIP_URI_BYTES)
+			return 0;
+		__u8 c = b[(digits_at + i) & 63];
+		if (c >= '0' && c <= '9') {
+			if (len >= DCE_EMERGENCY_NUMBER_MAX)
+				return 0;
+			__u64 shifted = (__u64)c << ((len & 7) * 8);
+			if (len < 8)
+				w0 |= shifted;
+			else
+				w1 |= shifted;
+			len++;
+			continue;
+		}
+		if (c == '+' || c == '-' || c == '.' || c == '(' || c == ')')
+			continue;
+		if (c != '@' && c != ';' && c != ' ' && c != '>')
+			return 0;
+		ended = 1;
+		break;
+	}
+	if (!ended || len == 0)
+		return 0;
+
+	for (__u32 i = 0; i < DCE_MAX_EMERGENCY_NUMBERS; i++) {
+		__u32 key = i;
+		struct dce_emergency_number *e = bpf_map_lookup_elem(&emergency_numbers, &key);
+		if (!e || e->len == 0)
+			return 0;
+		__u64 e0, e1;
+		__builtin_memcpy(&e0, e->digits, 8);
+		__builtin_memcpy(&e1, e->digits + 8, 8);
+		if (e->len == len && e0 == w0 && e1 == w1)
+			return 1;
+	}
+	return 0;
+}
+
 /* Global (non-static) functions are verified once each, on their own, so the
  * header scan below does not multiply the verifier's work by every line
  * position. They take the context and scalars only. */
@@ -653,11 +826,11 @@ static __always_inline int listed(void *map4, void *map6, const struct packet *p
 	return bpf_map_lookup_elem(map4, &pkt->key4) != 0;
 }
 
-/* An unexpired ban covering the source. An expired entry is skipped by
- * looking again with a shorter prefix, so an expired /32 never hides an
- * active /24 behind it. */
-static __always_inline int banned(const struct packet *pkt, struct clock *clk,
-				  struct dce_counters *cnt)
+/* An unexpired operator ban covering the source. An expired entry is
+ * skipped by looking again with a shorter prefix, so an expired /32 never
+ * hides an active /24 behind it (up to four entries deep). */
+static __always_inline int operator_banned(const struct packet *pkt, struct clock *clk,
+					   struct dce_counters *cnt)
 {
 	struct dce_lpm_v4 k4 = pkt->key4;
 	struct dce_lpm_v6 k6 = pkt->key6;
@@ -680,25 +853,62 @@ static __always_inline int banned(const struct packet *pkt, struct clock *clk,
 	return 0;
 }
 
-static __always_inline void auto_ban(const struct packet *pkt, const struct dce_config *cfg,
-				     struct clock *clk, struct dce_counters *cnt)
+/* An unexpired automatic ban of the source (its address, or its /64). */
+static __always_inline int auto_banned(const struct packet *pkt, struct clock *clk,
+				       struct dce_counters *cnt)
 {
+	struct dce_ban *b = bpf_map_lookup_elem(&auto_bans, &pkt->source);
+
+	if (!b)
+		return 0;
+	if (b->expires_ns > clock_now(clk))
+		return 1;
+	cnt->slot[DCE_EV_BAN_EXPIRED]++;
+	return 0;
+}
+
+/* GCRA on one of this CPU's budgets, whose state is `tat`: 1 when spent.
+ * Checks only; *next is what the state becomes if the packet is charged. */
+static __always_inline int cpu_budget_spent(__u64 tat, const struct dce_rate *rate,
+					    struct clock *clk, __u64 *next)
+{
+	__u64 now = clock_now(clk);
+
+	if (tat < now)
+		tat = now;
+	if (tat - now > rate->tolerance_ns)
+		return 1;
+	*next = tat + rate->interval_ns;
+	return 0;
+}
+
+/* Bans a verified scanner's source (its address, or its /64) for
+ * cfg->ban_ttl_ns in auto_bans, within this CPU's auto-ban budget. Never
+ * shortens a ban already there: one that lasts at least as long is kept. */
+static __always_inline void auto_ban(const struct packet *pkt, const struct dce_config *cfg,
+				     struct dce_overload *o, struct clock *clk,
+				     struct dce_counters *cnt)
+{
+	__u64 next = 0;
+
+	if (!o || cpu_budget_spent(o->auto_ban_tat, &cfg->auto_ban, clk, &next)) {
+		cnt->slot[DCE_EV_AUTO_BAN_LIMITED]++;
+		return;
+	}
+	o->auto_ban_tat = next;
+
 	struct dce_ban ban = {};
 	__u64 now = clock_now(clk);
-	long err;
-
 	ban.banned_ns = now;
 	ban.expires_ns = now + cfg->ban_ttl_ns;
 	ban.reason = DCE_BAN_SCANNER;
-	if (pkt->ipv6) {
-		struct dce_lpm_v6 k = {.prefixlen = 64};
-		__builtin_memcpy(k.addr, pkt->source.addr, 16); /* the /64, low bits zero */
-		ban.prefixlen = 64;
-		err = bpf_map_update_elem(&bans_v6, &k, &ban, BPF_ANY);
-	} else {
-		ban.prefixlen = 32;
-		err = bpf_map_update_elem(&bans_v4, &pkt->key4, &ban, BPF_ANY);
-	}
+	ban.prefixlen = pkt->ipv6 ? 64 : 32;
+	/* An unexpired ban here was written since the ban check (by another
+	 * CPU or by userspace); a longer one stays. */
+	struct dce_ban *old = bpf_map_lookup_elem(&auto_bans, &pkt->source);
+	if (old && old->expires_ns >= ban.expires_ns)
+		return;
+	long err = bpf_map_update_elem(&auto_bans, &pkt->source, &ban, BPF_ANY);
 	cnt->slot[err ? DCE_EV_AUTO_BAN_FAILED : DCE_EV_AUTO_BAN]++;
 }
 
@@ -743,7 +953,7 @@ static __always_inline int is_verified(const struct packet *pkt, struct clock *c
 	return v && v->expires_ns > clock_now(clk);
 }
 
-/* This CPU's budgets, with the emergency cap's one-second window rolled
+/* This CPU's budgets, with the overload cap's one-second window rolled
  * over when it has ended. NULL cannot happen (a one-entry per-CPU array). */
 static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 {
@@ -758,21 +968,20 @@ static __always_inline struct dce_overload *cpu_budgets(struct clock *clk)
 	return o;
 }
 
-/* GCRA on this CPU's budget for unverified sources: 1 when spent. Checks
- * only; *tat is what the state becomes if the packet is charged. */
-static __always_inline int unverified_spent(const struct dce_overload *o,
-					    const struct dce_config *cfg, struct clock *clk,
-					    __u64 *tat)
+/* A source whose emergency call userspace forwarded, not yet expired. */
+static __always_inline int in_emergency_call(const struct packet *pkt, struct clock *clk)
 {
-	__u64 now = clock_now(clk);
-	__u64 t = o->unverified_tat;
+	struct dce_emergency_source *e = bpf_map_lookup_elem(&emergency_sources, &pkt->source);
 
-	if (t < now)
-		t = now;
-	if (t - now > cfg->unverified.tolerance_ns)
-		return 1;
-	*tat = t + cfg->unverified.interval_ns;
-	return 0;
+	return e && e->expires_ns > clock_now(clk);
+}
+
+/* Whether the packet, a SIP message, is part of an emergency call. */
+static __always_inline int is_emergency(struct xdp_md *ctx, const struct packet *pkt,
+					struct clock *clk)
+{
+	return dce_emergency_uri(ctx, pkt->payload_off, pkt->payload_end) ||
+	       in_emergency_call(pkt, clk);
 }
 
 static __always_inline void note_drop(const struct packet *pkt, __u32 reason, struct clock *clk)
@@ -792,6 +1001,22 @@ static __always_inline void note_drop(const struct packet *pkt, __u32 reason, st
 
 #define DROP(reason) ((struct verdict){XDP_DROP, (reason)})
 #define PASS(slot) ((struct verdict){XDP_PASS, (slot)})
+/* A budget's drop, of an emergency call's packet over its own budgets too. */
+#define BUDGET_DROP(reason) DROP(emergency_spent ? DCE_DROP_EMERGENCY_OVER_BUDGET : (reason))
+
+/* Good SIP: to the queue's AF_XDP socket (appliance mode, a socket bound),
+ * else to the kernel. */
+static __always_inline struct verdict to_userspace(struct xdp_md *ctx,
+						   const struct dce_config *cfg)
+{
+	if (cfg->flags & DCE_CFG_REDIRECT) {
+		/* XDP_PASS when no AF_XDP socket is bound to this queue. */
+		long act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+		if (act == XDP_REDIRECT)
+			return (struct verdict){XDP_REDIRECT, DCE_REDIRECTED};
+	}
+	return PASS(DCE_PASSED);
+}
 
 static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dce_config *cfg,
 					     struct dce_counters *cnt, struct packet *pkt,
@@ -804,13 +1029,25 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 		return DROP(DCE_DROP_MALFORMED);
 
 	int allowlisted = listed(&allow_v4, &allow_v6, pkt);
+	/* -1: not yet known whether the packet belongs to an emergency call. */
+	int emergency = -1;
+	/* 1: an emergency call's packet reached past a ban or the blocklist. */
+	int bypassed = 0;
 	if (allowlisted) {
 		cnt->slot[DCE_EV_ALLOWLISTED]++;
 	} else {
-		if (listed(&block_v4, &block_v6, pkt))
-			return DROP(DCE_DROP_BLOCKLIST);
-		if (banned(pkt, clk, cnt))
-			return DROP(DCE_DROP_BANNED);
+		int blocked = listed(&block_v4, &block_v6, pkt);
+		int banned = !blocked && (operator_banned(pkt, clk, cnt) || auto_banned(pkt, clk, cnt));
+		if (blocked || banned) {
+			/* Emergency calls reach through, unless the operator keeps
+			 * bans for them too. */
+			if (!(cfg->flags & DCE_CFG_EMERGENCY_KEEP_BANS) && !pkt->first_fragment &&
+			    dce_sip_class(ctx, pkt->payload_off, pkt->payload_end) != SIP_NOT)
+				emergency = is_emergency(ctx, pkt, clk);
+			if (emergency != 1)
+				return DROP(blocked ? DCE_DROP_BLOCKLIST : DCE_DROP_BANNED);
+			bypassed = 1;
+		}
 	}
 
 	if (pkt->first_fragment) {
@@ -825,25 +1062,61 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	if (class == SIP_NOT)
 		return DROP(DCE_DROP_NOT_SIP);
 
-	int trusted = allowlisted;
-	if (!allowlisted && is_verified(pkt, clk)) {
-		trusted = 1;
-		cnt->slot[DCE_EV_VERIFIED]++;
-	}
-	struct dce_overload *o = cpu_budgets(clk);
-	__u64 unverified_tat = 0;
-	if (o && !trusted && unverified_spent(o, cfg, clk, &unverified_tat))
-		return DROP(DCE_DROP_UNVERIFIED);
+	/* Emergency calls skip the budgets, rate limits, the overload cap and
+	 * the scan, within budgets of their own: their source's (so one address
+	 * cannot spend the rest) and this CPU's (so a spoofed flood of them
+	 * cannot reach userspace faster than that). Over either, the packet
+	 * takes the ordinary path (a verified caller still passes there), and
+	 * a budget drop there is counted as emergency_over_budget. One that
+	 * reached here through a ban or the blocklist is dropped as such. */
+	int emergency_spent = 0;
 	if (!allowlisted) {
-		if (over_budget(pkt, cfg, class, clk))
-			return DROP(DCE_DROP_RATE_LIMIT);
-		if (o && o->count >= cfg->overload_cap)
-			return DROP(DCE_DROP_OVERLOAD);
+		if (emergency < 0)
+			emergency = is_emergency(ctx, pkt, clk);
+		if (emergency) {
+			struct dce_overload *eo = cpu_budgets(clk);
+			__u64 tat = 0;
+			if (eo && cpu_budget_spent(eo->emergency_tat, &cfg->emergency, clk, &tat))
+				emergency_spent = 1;
+			else if (over_budget(pkt, cfg, DCE_CLASS_EMERGENCY, clk))
+				emergency_spent = 1;
+			if (!emergency_spent) {
+				if (eo)
+					eo->emergency_tat = tat;
+				cnt->slot[DCE_EV_EMERGENCY_PASSED]++;
+				return to_userspace(ctx, cfg);
+			}
+			if (bypassed)
+				return DROP(DCE_DROP_EMERGENCY_OVER_BUDGET);
+		}
 	}
 
+	int verified = !allowlisted && is_verified(pkt, clk);
+	if (verified)
+		cnt->slot[DCE_EV_VERIFIED]++;
+	int trusted = allowlisted || verified;
+	struct dce_overload *o = cpu_budgets(clk);
+	__u64 unverified_tat = 0;
+	if (o && !trusted &&
+	    cpu_budget_spent(o->unverified_tat, &cfg->unverified, clk, &unverified_tat))
+		return BUDGET_DROP(DCE_DROP_UNVERIFIED);
+	if (!allowlisted && over_budget(pkt, cfg, class, clk))
+		return BUDGET_DROP(DCE_DROP_RATE_LIMIT);
+	if (o && o->count >= cfg->overload_cap)
+		return BUDGET_DROP(DCE_DROP_OVERLOAD);
+
 	if (dce_scan_headers(ctx, pkt->payload_off, pkt->payload_end)) {
-		if ((cfg->flags & DCE_CFG_AUTO_BAN) && !allowlisted)
-			auto_ban(pkt, cfg, clk, cnt);
+		if (!trusted) {
+			/* Its source may be forged: the packet is dropped, nobody
+			 * is banned, and the scan is paid from the budget of
+			 * unverified sources. */
+			if (o)
+				o->unverified_tat = unverified_tat;
+			if (cfg->flags & DCE_CFG_AUTO_BAN)
+				cnt->slot[DCE_EV_SCANNER_UNPROVEN]++;
+		} else if (verified && (cfg->flags & DCE_CFG_AUTO_BAN)) {
+			auto_ban(pkt, cfg, o, clk, cnt);
+		}
 		return DROP(DCE_DROP_SCANNER);
 	}
 
@@ -854,13 +1127,7 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 			o->unverified_tat = unverified_tat;
 	}
 
-	if (cfg->flags & DCE_CFG_REDIRECT) {
-		/* XDP_PASS when no AF_XDP socket is bound to this queue. */
-		long act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-		if (act == XDP_REDIRECT)
-			return (struct verdict){XDP_REDIRECT, DCE_REDIRECTED};
-	}
-	return PASS(DCE_PASSED);
+	return to_userspace(ctx, cfg);
 }
 
 SEC("xdp")

@@ -2,4 +2,8 @@
 //! every verdict and counter, maps, and attaching to veth pairs in network
 //! namespaces.
 
+mod cost;
+mod differential;
+mod emergency;
 mod program;
+mod support;

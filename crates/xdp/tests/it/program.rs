@@ -9,7 +9,12 @@ use lab::privilege::privileged_or_skip;
 use wire::build::{sip_request, Ipv6Ext, UdpFrameBuilder as UdpFrame, TPID_8021AD, TPID_8021Q};
 use xdp::abi::{self, slot};
 use xdp::test_run::{self, action_name, XDP_DROP, XDP_PASS};
-use xdp::{BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateConfig, VerdictMode};
+
+use super::support::OnOneCpu;
+use xdp::{
+    AutoBan, BanOrigin, BanReason, Cidr, Filter, FilterConfig, FragmentPolicy, RateConfig,
+    Unbanned, VerdictMode,
+};
 
 const SRC4: &str = "198.18.0.10";
 const DST4: &str = "198.18.0.2";
@@ -37,12 +42,12 @@ fn udp6(payload: &[u8]) -> UdpFrame {
 }
 
 /// A loaded, configured, unattached filter.
-struct Harness {
-    filter: Filter,
+pub(super) struct Harness {
+    pub(super) filter: Filter,
 }
 
 impl Harness {
-    fn with(test: &str, cfg: FilterConfig) -> Option<Harness> {
+    pub(super) fn with(test: &str, cfg: FilterConfig) -> Option<Harness> {
         if !privileged_or_skip(test) {
             return None;
         }
@@ -50,17 +55,17 @@ impl Harness {
         Some(Harness { filter })
     }
 
-    fn new(test: &str) -> Option<Harness> {
+    pub(super) fn new(test: &str) -> Option<Harness> {
         Harness::with(test, pass_mode())
     }
 
-    fn counters(&self) -> [u64; slot::SLOTS] {
+    pub(super) fn counters(&self) -> [u64; slot::SLOTS] {
         self.filter.counters().unwrap()
     }
 
     /// Runs `frame` `repeat` times in one kernel call (one CPU, no gaps) and
     /// returns the last action and the counter deltas.
-    fn run_n(&self, frame: &[u8], repeat: u32) -> (u32, [u64; slot::SLOTS]) {
+    pub(super) fn run_n(&self, frame: &[u8], repeat: u32) -> (u32, [u64; slot::SLOTS]) {
         let before = self.counters();
         let r = test_run::run_repeat(self.filter.program_fd(), frame, None, repeat).unwrap();
         let after = self.counters();
@@ -74,7 +79,7 @@ impl Harness {
     /// Runs once; asserts the action, that verdict slot `slot_moved` moved by
     /// one, that each of `events` moved by one, and that nothing else moved.
     #[track_caller]
-    fn expect(&self, frame: &[u8], action: u32, slot_moved: usize, events: &[usize]) {
+    pub(super) fn expect(&self, frame: &[u8], action: u32, slot_moved: usize, events: &[usize]) {
         let (got, delta) = self.run_n(frame, 1);
         assert_eq!(
             action_name(got),
@@ -95,33 +100,12 @@ impl Harness {
     }
 }
 
-const SLOT_NAMES: [&str; slot::SLOTS] = [
-    "blocklist",
-    "banned",
-    "fragment",
-    "not_sip",
-    "scanner",
-    "rate_limit",
-    "overload",
-    "malformed",
-    "unverified",
-    "passed",
-    "redirected",
-    "passed_other",
-    "ev_fragment_passed",
-    "ev_allowlisted",
-    "ev_auto_ban",
-    "ev_auto_ban_failed",
-    "ev_ban_expired",
-    "ev_verified",
-];
-
-fn describe(delta: &[u64; slot::SLOTS]) -> String {
+pub(super) fn describe(delta: &[u64; slot::SLOTS]) -> String {
     let moved: Vec<String> = delta
         .iter()
         .enumerate()
         .filter(|(_, v)| **v != 0)
-        .map(|(i, v)| format!("{}+{v}", SLOT_NAMES[i]))
+        .map(|(i, v)| format!("{}+{v}", abi::SLOT_NAMES[i]))
         .collect();
     if moved.is_empty() {
         "nothing".into()
@@ -130,7 +114,7 @@ fn describe(delta: &[u64; slot::SLOTS]) -> String {
     }
 }
 
-fn pass_mode() -> FilterConfig {
+pub(super) fn pass_mode() -> FilterConfig {
     FilterConfig {
         mode: VerdictMode::Pass,
         ..FilterConfig::default()
@@ -243,7 +227,7 @@ fn single_vlan_tag_is_looked_through() {
         &f.build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_SCANNER_UNPROVEN],
     );
     let mut good = udp6(&options());
     good.vlan_tags = vec![(TPID_8021Q, 100)];
@@ -261,7 +245,7 @@ fn double_vlan_tag_is_looked_through() {
         &f.build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_SCANNER_UNPROVEN],
     );
 }
 
@@ -288,7 +272,7 @@ fn ipv4_options_are_skipped() {
         &f.build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_SCANNER_UNPROVEN],
     );
 }
 
@@ -320,7 +304,7 @@ fn ipv6_extension_headers_are_walked() {
         &f.build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_SCANNER_UNPROVEN],
     );
 }
 
@@ -685,20 +669,25 @@ fn signatures_set_at_run_time_replace_the_defaults() {
 }
 
 #[test]
-fn scanner_is_auto_banned_and_its_next_packet_is_banned() {
-    let Some(h) = Harness::new("scanner_is_auto_banned_and_its_next_packet_is_banned") else {
+fn verified_scanner_is_auto_banned_and_its_next_packet_is_banned() {
+    let Some(mut h) = Harness::new("verified_scanner_is_auto_banned_and_its_next_packet_is_banned")
+    else {
         return;
     };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
     h.expect(
         &udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN],
     );
     let bans = h.filter.bans().unwrap();
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0].network, Cidr::host(ip(SRC4)));
+    assert_eq!(bans[0].origin, BanOrigin::Automatic, "into auto_bans");
     assert_eq!(bans[0].reason, BanReason::Scanner);
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 1);
+    assert_eq!(h.filter.operator_ban_count().unwrap(), 0);
     let left = bans[0].left.expect("auto-bans expire");
     assert!(
         left <= Duration::from_secs(3600) && left > Duration::from_secs(3000),
@@ -708,18 +697,21 @@ fn scanner_is_auto_banned_and_its_next_packet_is_banned() {
 }
 
 #[test]
-fn ipv6_scanner_is_banned_by_its_slash_64() {
-    let Some(h) = Harness::new("ipv6_scanner_is_banned_by_its_slash_64") else {
+fn verified_ipv6_scanner_is_banned_by_its_slash_64() {
+    let Some(mut h) = Harness::new("verified_ipv6_scanner_is_banned_by_its_slash_64") else {
         return;
     };
+    h.filter.verify(ip(SRC6), Duration::from_secs(600)).unwrap();
     h.expect(
         &udp6(&sip_request("OPTIONS", "sipcli/v1.8", "x")).build(),
         XDP_DROP,
         slot::DROP_SCANNER,
-        &[slot::EV_AUTO_BAN],
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN],
     );
     let bans = h.filter.bans().unwrap();
+    assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0].network.to_string(), "2001:db8:1:2::/64");
+    assert_eq!(bans[0].origin, BanOrigin::Automatic);
     let mut neighbour = udp6(&options());
     neighbour.src = ip("2001:db8:1:2::99");
     h.expect(&neighbour.build(), XDP_DROP, slot::DROP_BANNED, &[]);
@@ -773,8 +765,17 @@ fn manual_ban_drops_and_unban_lifts_it() {
         (bans[0].network, bans[0].reason, bans[0].note.as_str()),
         (net, BanReason::AuthFailure, "401 storm")
     );
-    assert!(h.filter.unban(net).unwrap());
-    assert!(!h.filter.unban(net).unwrap(), "second unban finds nothing");
+    assert_eq!(
+        h.filter.unban(net).unwrap(),
+        Unbanned {
+            operator: true,
+            automatic: false
+        }
+    );
+    assert!(
+        !h.filter.unban(net).unwrap().any(),
+        "second unban finds nothing"
+    );
     h.expect(&udp4(&options()).build(), XDP_PASS, slot::PASSED, &[]);
 }
 
@@ -1000,67 +1001,41 @@ fn overload_cap_drops_past_the_per_cpu_budget() {
     assert_eq!(describe(&delta), describe(&want));
 }
 
+/// The overload cap protects the workers from everyone: an allowlisted
+/// (trusted) source still skips the unverified budget and its own rate
+/// limits, but not the cap.
 #[test]
-fn allowlisted_sources_are_never_dropped_by_the_overload_cap() {
-    let mut cfg = pass_mode();
+fn allowlisted_sources_meet_the_overload_cap() {
+    let mut cfg = tight_limits();
     cfg.overload_cap_pps = 2;
     cfg.allowlist = vec![SRC4.parse().unwrap()];
-    let Some(h) = Harness::with(
-        "allowlisted_sources_are_never_dropped_by_the_overload_cap",
-        cfg,
-    ) else {
+    let Some(h) = with_unverified_burst("allowlisted_sources_meet_the_overload_cap", cfg, 1) else {
         return;
     };
-    let (_, delta) = h.run_n(&udp4(&options()).build(), 5);
-    assert_eq!((delta[slot::PASSED], delta[slot::DROP_OVERLOAD]), (5, 0));
+    let _cpu = OnOneCpu::pin();
+    // One kernel call: one CPU, one window. INVITE's own burst is 3 and this
+    // CPU's unverified budget 1: neither applies to the allowlist.
+    let (action, delta) = h.run_n(&udp4(&invite()).build(), 5);
+    assert_eq!(action_name(action), "XDP_DROP");
+    assert_eq!(
+        describe(&delta),
+        counts(&[
+            (slot::PASSED, 2),
+            (slot::DROP_OVERLOAD, 3),
+            (slot::EV_ALLOWLISTED, 5)
+        ])
+    );
 }
 
 // ------------------------------------------- verified sources, unverified budget
 
-/// Keeps the calling test thread on the CPU it runs on, so that each
-/// BPF_PROG_TEST_RUN of a test meets the same per-CPU budgets; restores the
-/// thread's CPU set when dropped.
-struct OnOneCpu {
-    before: libc::cpu_set_t,
-}
-
-impl OnOneCpu {
-    fn pin() -> OnOneCpu {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: sched_getaffinity/sched_setaffinity read and write one
-        // cpu_set_t we own (zeroed, which is a valid empty set), of the size
-        // given, for the calling thread (pid 0); CPU_SET writes into it.
-        #[allow(unsafe_code)]
-        unsafe {
-            let mut before: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(libc::sched_getaffinity(0, size, &mut before), 0);
-            let cpu = libc::sched_getcpu();
-            assert!(cpu >= 0, "sched_getcpu");
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut one);
-            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
-            OnOneCpu { before }
-        }
-    }
-}
-
-impl Drop for OnOneCpu {
-    fn drop(&mut self) {
-        // SAFETY: as in `pin`: one cpu_set_t of ours, for the calling thread.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before);
-        }
-    }
-}
-
 /// An hour in nanoseconds: a budget interval nothing refills in during a test.
-const HOUR_NS: u64 = 3_600_000_000_000;
+pub(super) const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// Loads `cfg`, then gives the per-CPU unverified budget a burst of `burst`
 /// packets and an interval of an hour, so that it does not refill during
 /// the test however slow the machine.
-fn with_unverified_burst(test: &str, cfg: FilterConfig, burst: u64) -> Option<Harness> {
+pub(super) fn with_unverified_burst(test: &str, cfg: FilterConfig, burst: u64) -> Option<Harness> {
     let mut h = Harness::with(test, cfg)?;
     let mut c = h.filter.config_entry().unwrap();
     c.unverified = abi::Rate {
@@ -1080,7 +1055,7 @@ fn invite_from(src: &str) -> Vec<u8> {
     f.build()
 }
 
-fn counts(pairs: &[(usize, u64)]) -> String {
+pub(super) fn counts(pairs: &[(usize, u64)]) -> String {
     let mut want = [0u64; slot::SLOTS];
     for (s, n) in pairs {
         want[*s] += n;
@@ -1283,26 +1258,50 @@ fn the_unverified_budget_refills_as_time_passes() {
     );
 }
 
+/// A spoofed scanner flood pays like any other unverified flood: each
+/// scanner packet that reaches the header scan spends this CPU's budget for
+/// unverified sources, and once it is spent the rest are shed before the
+/// scan. Verified sources' scanner packets do not spend it.
 #[test]
-fn scanner_packets_do_not_spend_the_cpu_budgets() {
-    let cfg = FilterConfig {
-        auto_ban: false,
-        ..pass_mode()
-    };
-    let Some(h) = with_unverified_burst("scanner_packets_do_not_spend_the_cpu_budgets", cfg, 4)
-    else {
+fn scanner_packets_from_unverified_sources_spend_the_unverified_budget() {
+    let Some(mut h) = with_unverified_burst(
+        "scanner_packets_from_unverified_sources_spend_the_unverified_budget",
+        pass_mode(),
+        4,
+    ) else {
         return;
     };
+    h.filter
+        .verify(ip(VERIFIED4), Duration::from_secs(600))
+        .unwrap();
     let _cpu = OnOneCpu::pin();
     let mut scanner = udp4(&sip_request("OPTIONS", "friendly-scanner", "x"));
     scanner.src = ip("198.18.0.66");
     let (_, d) = h.run_n(&scanner.build(), 10);
-    assert_eq!(describe(&d), counts(&[(slot::DROP_SCANNER, 10)]));
-    let (_, d) = h.run_n(&udp4(&invite()).build(), 5);
     assert_eq!(
         describe(&d),
-        counts(&[(slot::PASSED, 4), (slot::DROP_UNVERIFIED, 1)])
+        counts(&[
+            (slot::DROP_SCANNER, 4),
+            (slot::EV_SCANNER_UNPROVEN, 4),
+            (slot::DROP_UNVERIFIED, 6)
+        ]),
+        "4 scanned (the budget), 6 shed before the scan"
     );
+    // The budget is spent for every unverified source on this CPU...
+    h.expect(
+        &udp4(&invite()).build(),
+        XDP_DROP,
+        slot::DROP_UNVERIFIED,
+        &[],
+    );
+    // ... and a verified caller still passes.
+    h.expect(
+        &invite_from(VERIFIED4),
+        XDP_PASS,
+        slot::PASSED,
+        &[slot::EV_VERIFIED],
+    );
+    assert!(h.filter.bans().unwrap().is_empty(), "nobody banned");
 }
 
 #[test]
@@ -1311,21 +1310,38 @@ fn a_scanner_over_its_own_budget_is_dropped_by_the_budget_before_the_scan() {
         auto_ban: true,
         ..tight_limits()
     };
-    let Some(h) = with_tight("a_scanner_over_its_own_budget_is_rate_limited", cfg) else {
+    let Some(mut h) = with_tight("a_scanner_over_its_own_budget_is_rate_limited", cfg) else {
         return;
     };
-    // A scanner within its budget is scanned, caught and banned.
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.filter
+        .verify(ip("198.18.0.67"), Duration::from_secs(600))
+        .unwrap();
+    // A verified scanner within its budget is scanned, caught and banned.
     let scanner = udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build();
-    h.expect(&scanner, XDP_DROP, slot::DROP_SCANNER, &[slot::EV_AUTO_BAN]);
+    h.expect(
+        &scanner,
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN],
+    );
     // A source that spent its budget on clean packets first is dropped by
     // the budget, unscanned, so it is not banned until it is within it again.
     let mut quiet = udp4(&options());
     quiet.src = ip("198.18.0.67");
     let (_, d) = h.run_n(&quiet.build(), 4);
-    assert_eq!(describe(&d), counts(&[(slot::PASSED, 4)]));
+    assert_eq!(
+        describe(&d),
+        counts(&[(slot::PASSED, 4), (slot::EV_VERIFIED, 4)])
+    );
     let mut turned = udp4(&sip_request("OPTIONS", "friendly-scanner", "x"));
     turned.src = ip("198.18.0.67");
-    h.expect(&turned.build(), XDP_DROP, slot::DROP_RATE_LIMIT, &[]);
+    h.expect(
+        &turned.build(),
+        XDP_DROP,
+        slot::DROP_RATE_LIMIT,
+        &[slot::EV_VERIFIED],
+    );
     assert_eq!(h.filter.bans().unwrap().len(), 1, "only the first scanner");
 }
 
@@ -1419,6 +1435,488 @@ fn a_bad_configuration_leaves_the_running_one() {
     assert!(h.filter.configure(&bad).is_err());
     assert_eq!(h.filter.config_entry().unwrap(), before);
     h.expect(&udp4(&options()).build(), XDP_PASS, slot::PASSED, &[]);
+}
+
+// ------------------------------------------- trust and evidence (issue 17)
+//
+// What a spoofed packet carries (its source address, its User-Agent) is
+// evidence only about that packet: it may get the packet dropped, never a
+// third party banned. Each test forges one thing and checks nobody else
+// is harmed.
+
+/// A scanner OPTIONS with a spoofed (unverified) source address.
+fn scanner_from(src: &str) -> Vec<u8> {
+    let mut f = udp4(&sip_request("OPTIONS", "friendly-scanner", "x"));
+    f.src = ip(src);
+    f.build()
+}
+
+/// Stretches the auto-ban budget to `burst` bans and then one an hour, so
+/// that nothing refills during a test however slow the machine.
+fn stretch_auto_ban_budget(h: &mut Harness, burst: u64) {
+    let mut c = h.filter.config_entry().unwrap();
+    c.auto_ban = abi::Rate {
+        interval_ns: HOUR_NS,
+        tolerance_ns: (burst - 1) * HOUR_NS,
+    };
+    h.filter.set_config_entry(c).unwrap();
+}
+
+#[test]
+fn a_spoofed_scanner_is_dropped_but_bans_nobody() {
+    let Some(h) = Harness::new("a_spoofed_scanner_is_dropped_but_bans_nobody") else {
+        return;
+    };
+    // "From" 198.18.0.10 and 2001:db8:1:2::10, neither verified: the
+    // addresses may be a victim's.
+    h.expect(
+        &udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build(),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_SCANNER_UNPROVEN],
+    );
+    h.expect(
+        &udp6(&sip_request("INVITE", "Asterisk", "sipvicious")).build(),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_SCANNER_UNPROVEN],
+    );
+    assert_eq!(
+        h.filter.auto_ban_count().unwrap(),
+        0,
+        "auto_bans stays empty"
+    );
+    assert!(h.filter.bans().unwrap().is_empty());
+    // The real owners of those addresses are not harmed.
+    h.expect(&udp4(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+    h.expect(&udp6(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+    let stats = h.filter.read_stats().unwrap();
+    assert_eq!(
+        (stats.events.scanners_unproven, stats.events.auto_bans),
+        (2, 0)
+    );
+}
+
+#[test]
+fn a_spoofed_scanner_flood_from_70000_sources_bans_nobody_and_operator_bans_still_work() {
+    let mut cfg = pass_mode();
+    // Every packet reaches the header scan (the worst case: no budget
+    // sheds any of them first).
+    cfg.unverified_cap_pps = u32::MAX;
+    cfg.overload_cap_pps = u32::MAX;
+    let Some(mut h) = Harness::with("a_spoofed_scanner_flood_from_70000_sources", cfg) else {
+        return;
+    };
+    // More distinct sources than the old shared ban trie held (65,536).
+    const SOURCES: u32 = 70_000;
+    let mut frame = scanner_from("10.0.0.0");
+    let before = h.counters();
+    for i in 0..SOURCES {
+        // 10.x.y.z: the source address field of the IPv4 header. The
+        // program does not check the header checksum.
+        frame[26..30].copy_from_slice(&(0x0a00_0000 + i).to_be_bytes());
+        let r = test_run::run(h.filter.program_fd(), &frame, None).unwrap();
+        assert_eq!(action_name(r.action), "XDP_DROP", "source {i}");
+    }
+    let after = h.counters();
+    let mut delta = [0u64; slot::SLOTS];
+    for i in 0..slot::SLOTS {
+        delta[i] = after[i] - before[i];
+    }
+    assert_eq!(
+        describe(&delta),
+        counts(&[
+            (slot::DROP_SCANNER, SOURCES as u64),
+            (slot::EV_SCANNER_UNPROVEN, SOURCES as u64)
+        ])
+    );
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 0, "nobody banned");
+    assert_eq!(h.filter.operator_ban_count().unwrap(), 0);
+    // The operator keeps control: a ban after the flood takes effect.
+    h.filter
+        .ban(
+            Cidr::host(ip(SRC4)),
+            None,
+            BanReason::Manual,
+            "after the flood",
+        )
+        .unwrap();
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    // ... and so does an automatic one the appliance makes.
+    assert_eq!(
+        h.filter
+            .auto_ban(ip(SRC6), Duration::from_secs(600), BanReason::Flood)
+            .unwrap(),
+        AutoBan::Banned
+    );
+    h.expect(&udp6(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+}
+
+#[test]
+fn the_auto_ban_budget_bounds_bans_even_from_verified_sources() {
+    let Some(mut h) = Harness::new("the_auto_ban_budget_bounds_bans_even_from_verified_sources")
+    else {
+        return;
+    };
+    stretch_auto_ban_budget(&mut h, 10);
+    let sources: Vec<String> = (0..25).map(|i| format!("198.18.2.{}", i + 1)).collect();
+    for s in &sources {
+        h.filter.verify(ip(s), Duration::from_secs(600)).unwrap();
+    }
+    let _cpu = OnOneCpu::pin();
+    for (i, s) in sources.iter().take(20).enumerate() {
+        let event = if i < 10 {
+            slot::EV_AUTO_BAN
+        } else {
+            slot::EV_AUTO_BAN_LIMITED
+        };
+        h.expect(
+            &scanner_from(s),
+            XDP_DROP,
+            slot::DROP_SCANNER,
+            &[slot::EV_VERIFIED, event],
+        );
+    }
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 10, "the burst, no more");
+    // A scanner refused a ban is still dropped on its next packet, as a
+    // scanner (it is not banned).
+    h.expect(
+        &scanner_from(&sources[15]),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN_LIMITED],
+    );
+    // One interval later (moving this CPU's state back by as much), one
+    // more ban.
+    h.filter.update_cpu_budgets(|mut o| {
+        o.auto_ban_tat = o.auto_ban_tat.saturating_sub(HOUR_NS);
+        o
+    });
+    h.expect(
+        &scanner_from(&sources[20]),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN],
+    );
+    h.expect(
+        &scanner_from(&sources[21]),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN_LIMITED],
+    );
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 11);
+    let stats = h.filter.read_stats().unwrap();
+    assert_eq!(
+        (stats.events.auto_bans, stats.events.auto_bans_limited),
+        (11, 12)
+    );
+}
+
+#[test]
+fn an_automatic_ban_never_shortens_or_replaces_an_operator_ban() {
+    let Some(mut h) = Harness::new("an_automatic_ban_never_shortens_or_replaces_an_operator_ban")
+    else {
+        return;
+    };
+    let host = Cidr::host(ip(SRC4));
+    h.filter
+        .ban(host, None, BanReason::Manual, "operator")
+        .unwrap();
+    // The proxy's 600 s ban of the same host goes to its own map.
+    assert_eq!(
+        h.filter
+            .auto_ban(ip(SRC4), Duration::from_secs(600), BanReason::NotFound)
+            .unwrap(),
+        AutoBan::Banned
+    );
+    let bans = h.filter.bans().unwrap();
+    let summary: Vec<(String, BanOrigin, BanReason, bool)> = bans
+        .iter()
+        .map(|b| (b.network.to_string(), b.origin, b.reason, b.left.is_none()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "198.18.0.10/32".to_string(),
+                BanOrigin::Automatic,
+                BanReason::NotFound,
+                false
+            ),
+            (
+                "198.18.0.10/32".to_string(),
+                BanOrigin::Operator,
+                BanReason::Manual,
+                true
+            ),
+        ],
+        "the operator's permanent ban is still there, still permanent"
+    );
+    assert_eq!(
+        (
+            h.filter.operator_ban_count().unwrap(),
+            h.filter.auto_ban_count().unwrap()
+        ),
+        (1, 1)
+    );
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    // An automatic ban is not shortened either: a shorter one keeps the
+    // longer, a longer one lengthens it.
+    match h
+        .filter
+        .auto_ban(ip(SRC4), Duration::from_secs(60), BanReason::Flood)
+        .unwrap()
+    {
+        AutoBan::Kept { left: Some(left) } => {
+            assert!(left > Duration::from_secs(500), "{left:?}")
+        }
+        other => panic!("expected the longer ban kept, got {other:?}"),
+    }
+    assert_eq!(
+        h.filter
+            .auto_ban(ip(SRC4), Duration::from_secs(7200), BanReason::Flood)
+            .unwrap(),
+        AutoBan::Banned
+    );
+    let auto = h
+        .filter
+        .bans()
+        .unwrap()
+        .into_iter()
+        .find(|b| b.origin == BanOrigin::Automatic)
+        .unwrap();
+    assert_eq!(auto.reason, BanReason::Flood);
+    assert!(auto.left.unwrap() > Duration::from_secs(7000));
+    // Unbanning the host lifts both.
+    assert_eq!(
+        h.filter.unban(host).unwrap(),
+        Unbanned {
+            operator: true,
+            automatic: true
+        }
+    );
+    assert!(h.filter.bans().unwrap().is_empty());
+    h.expect(&udp4(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+}
+
+#[test]
+fn unbanning_a_network_lifts_only_what_it_names() {
+    let Some(mut h) = Harness::new("unbanning_a_network_lifts_only_what_it_names") else {
+        return;
+    };
+    let net: Cidr = "198.18.0.0/24".parse().unwrap();
+    h.filter.ban(net, None, BanReason::Manual, "").unwrap();
+    h.filter
+        .auto_ban(ip(SRC4), Duration::from_secs(600), BanReason::AuthFailure)
+        .unwrap();
+    h.filter
+        .auto_ban(ip(SRC6), Duration::from_secs(600), BanReason::AuthFailure)
+        .unwrap();
+    // The /24 is an operator's network: the automatic ban inside it stays.
+    assert_eq!(
+        h.filter.unban(net).unwrap(),
+        Unbanned {
+            operator: true,
+            automatic: false
+        }
+    );
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    // An IPv6 automatic ban covers the /64: a /48 names no source, and
+    // one address of the /64 lifts it.
+    assert!(!h
+        .filter
+        .unban("2001:db8:1::/48".parse().unwrap())
+        .unwrap()
+        .any());
+    assert_eq!(
+        h.filter
+            .unban(Cidr::host(ip("2001:db8:1:2::ffff")))
+            .unwrap(),
+        Unbanned {
+            operator: false,
+            automatic: true
+        }
+    );
+    h.expect(&udp6(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 1, "the IPv4 one stays");
+}
+
+#[test]
+fn an_expired_automatic_ban_no_longer_applies_and_a_verified_scanner_renews_it() {
+    let Some(mut h) = Harness::new("an_expired_automatic_ban_no_longer_applies") else {
+        return;
+    };
+    let now = xdp::maps::monotonic_ns();
+    h.filter
+        .put_auto_ban_raw(
+            ip(SRC4),
+            abi::Ban {
+                expires_ns: now - 1_000_000_000,
+                banned_ns: now - 2_000_000_000,
+                reason: abi::ban_reason::SCANNER,
+                prefixlen: 32,
+                note: [0; 32],
+            },
+        )
+        .unwrap();
+    h.expect(
+        &udp4(&invite()).build(),
+        XDP_PASS,
+        slot::PASSED,
+        &[slot::EV_BAN_EXPIRED],
+    );
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.expect(
+        &udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build(),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_BAN_EXPIRED, slot::EV_VERIFIED, slot::EV_AUTO_BAN],
+    );
+    let bans = h.filter.bans().unwrap();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert!(!bans[0].expired && bans[0].left.unwrap() > Duration::from_secs(3000));
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+}
+
+#[test]
+fn sweeping_removes_expired_bans_of_both_kinds_and_keeps_the_rest() {
+    let Some(mut h) = Harness::new("sweeping_removes_expired_bans_of_both_kinds") else {
+        return;
+    };
+    let now = xdp::maps::monotonic_ns();
+    let expired = |prefixlen| abi::Ban {
+        expires_ns: now - 1,
+        banned_ns: now - 2,
+        reason: abi::ban_reason::FLOOD,
+        prefixlen,
+        note: [0; 32],
+    };
+    h.filter.put_ban_raw(Cidr::host(ip(SRC4)), expired(32));
+    h.filter
+        .put_auto_ban_raw(ip("198.18.0.11"), expired(32))
+        .unwrap();
+    h.filter.put_auto_ban_raw(ip(SRC6), expired(64)).unwrap();
+    h.filter
+        .ban(
+            "198.18.9.0/24".parse().unwrap(),
+            Some(Duration::from_secs(60)),
+            BanReason::Manual,
+            "",
+        )
+        .unwrap();
+    h.filter
+        .auto_ban(ip("198.18.0.12"), Duration::from_secs(30), BanReason::Flood)
+        .unwrap();
+    assert_eq!(h.filter.bans().unwrap().len(), 5);
+    assert_eq!(h.filter.sweep_expired_bans().unwrap(), 3);
+    let left: Vec<(String, BanOrigin)> = h
+        .filter
+        .bans()
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.network.to_string(), b.origin))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            ("198.18.0.12/32".to_string(), BanOrigin::Automatic),
+            ("198.18.9.0/24".to_string(), BanOrigin::Operator),
+        ]
+    );
+}
+
+#[test]
+fn a_full_auto_ban_map_refuses_new_automatic_bans_but_operators_keep_room() {
+    let Some(mut h) = Harness::new("a_full_auto_ban_map_refuses_new_automatic_bans") else {
+        return;
+    };
+    let now = xdp::maps::monotonic_ns();
+    let ban = abi::Ban {
+        expires_ns: now + HOUR_NS,
+        banned_ns: now,
+        reason: abi::ban_reason::FLOOD,
+        prefixlen: 32,
+        note: [0; 32],
+    };
+    let started = std::time::Instant::now();
+    for i in 0..abi::AUTO_BAN_ENTRIES as u32 {
+        let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        h.filter.put_auto_ban_raw(addr, ban).unwrap();
+    }
+    let filled = started.elapsed();
+    let started = std::time::Instant::now();
+    let n = h.filter.auto_ban_count().unwrap();
+    let counted = started.elapsed();
+    assert_eq!(n, abi::AUTO_BAN_ENTRIES);
+    eprintln!("auto_bans: {n} entries written in {filled:?}; auto_ban_count() took {counted:?}");
+    // The appliance's next ban is refused, and says so.
+    assert_eq!(
+        h.filter
+            .auto_ban(ip(SRC4), Duration::from_secs(600), BanReason::Flood)
+            .unwrap(),
+        AutoBan::Full
+    );
+    // ... and so is the program's, counted.
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    h.expect(
+        &udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build(),
+        XDP_DROP,
+        slot::DROP_SCANNER,
+        &[slot::EV_VERIFIED, slot::EV_AUTO_BAN_FAILED],
+    );
+    // A ban already there can still be lengthened.
+    assert_eq!(
+        h.filter
+            .auto_ban(ip("10.0.0.1"), Duration::from_secs(7200), BanReason::Flood)
+            .unwrap(),
+        AutoBan::Banned
+    );
+    // The operator's ban fits: it is in its own map.
+    h.filter
+        .ban(Cidr::host(ip(SRC4)), None, BanReason::Manual, "")
+        .unwrap();
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    let started = std::time::Instant::now();
+    assert_eq!(h.filter.operator_ban_count().unwrap(), 1);
+    eprintln!("operator_ban_count() of 1 took {:?}", started.elapsed());
+}
+
+#[test]
+fn an_ipv4_mapped_address_bans_its_ipv4_source() {
+    let Some(mut h) = Harness::new("an_ipv4_mapped_address_bans_its_ipv4_source") else {
+        return;
+    };
+    // A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+    let mapped = ip(&format!("::ffff:{SRC4}"));
+    assert_eq!(
+        h.filter
+            .auto_ban(mapped, Duration::from_secs(600), BanReason::Flood)
+            .unwrap(),
+        AutoBan::Banned
+    );
+    let bans = h.filter.bans().unwrap();
+    assert_eq!(bans[0].network, Cidr::host(ip(SRC4)), "{bans:?}");
+    h.expect(&udp4(&invite()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    assert!(h.filter.unban(Cidr::host(mapped)).unwrap().automatic);
+    h.expect(&udp4(&invite()).build(), XDP_PASS, slot::PASSED, &[]);
+}
+
+#[test]
+fn automatic_bans_refuse_a_manual_reason_and_a_zero_ttl() {
+    let Some(mut h) = Harness::new("automatic_bans_refuse_a_manual_reason_and_a_zero_ttl") else {
+        return;
+    };
+    let err = h
+        .filter
+        .auto_ban(ip(SRC4), Duration::from_secs(60), BanReason::Manual)
+        .unwrap_err();
+    assert!(err.to_string().contains("operator"), "{err}");
+    let err = h
+        .filter
+        .auto_ban(ip(SRC4), Duration::ZERO, BanReason::Flood)
+        .unwrap_err();
+    assert!(err.to_string().contains("positive"), "{err}");
+    assert_eq!(h.filter.auto_ban_count().unwrap(), 0);
 }
 
 // ------------------------------------------------------------- AF_XDP
