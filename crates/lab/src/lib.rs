@@ -9,6 +9,7 @@ pub mod netns;
 pub mod ping;
 pub mod privilege;
 pub mod raw;
+pub mod redteam;
 pub mod sipp;
 pub mod topology;
 
