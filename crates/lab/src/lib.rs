@@ -8,6 +8,7 @@ pub mod edge_process;
 pub mod netns;
 pub mod ping;
 pub mod privilege;
+pub mod redteam;
 pub mod sipp;
 pub mod topology;
 

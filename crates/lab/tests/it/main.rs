@@ -12,3 +12,4 @@ mod metrics_dashboard;
 mod metrics_e2e;
 mod metrics_endpoint;
 mod metrics_stats_cli;
+mod redteam;
