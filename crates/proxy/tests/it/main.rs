@@ -1,0 +1,4 @@
+//! Tests of the proxy through its public contract only (the unit tests in
+//! `src/tests.rs` see its insides).
+
+mod props;
