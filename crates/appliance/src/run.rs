@@ -255,6 +255,20 @@ impl Appliance {
         Ok(appliance)
     }
 
+    /// Records where this appliance's control socket is in the XDP
+    /// filter's pinned `info` map, so that `dce-edge ban --iface X` (another
+    /// process) talks to this appliance, proxy workers included, rather
+    /// than to the filter's maps alone.
+    pub fn record_control_socket(&mut self, path: &std::path::Path) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Err(e) = f.record_control_socket(&path) {
+            eprintln!("dce-edge: cannot record the control socket in the filter's pins: {e}");
+        }
+    }
+
     /// Writes the route table's emergency numbers and URN setting into the
     /// XDP filter, so that the NIC path lets through exactly the calls the
     /// proxy treats as emergency calls.

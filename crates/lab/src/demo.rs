@@ -194,7 +194,8 @@ pub fn demo_routes(lab: &Lab, prefixes: usize) -> (String, String) {
 }
 
 /// The edge's configuration: AF_XDP mode with the lab profile, the XDP
-/// filter's defaults (scanner auto-ban on), nobody allowlisted but the
+/// filter's defaults (scanners dropped, nobody banned on forgeable
+/// evidence), nobody allowlisted but the
 /// route table's upstreams (added by the appliance itself), so the callers
 /// have to prove their addresses like any caller.
 /// `routes` are the groups and prefixes files' texts ([`demo_routes`]).
@@ -203,7 +204,6 @@ fn demo_edge(lab: &Lab, routes: (String, String), binary: PathBuf) -> EdgeConfig
     let mut cfg = EdgeConfig::new(lab, IoMode::AfXdp, groups, csv);
     cfg.allowlist.clear();
     cfg.profile = Some("lab".into());
-    cfg.filter = "auto_ban = true\nban_ttl_secs = 600\n".into();
     cfg.binary = Some(binary);
     // The appliance's own idle defaults, as a deployment runs it.
     cfg.busy_polls = None;

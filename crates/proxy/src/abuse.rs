@@ -3,10 +3,16 @@
 //!
 //! The worker keeps these counts itself (no sharing); when a source crosses
 //! a limit it reports the source once per window, and the control thread
-//! bans it. Only sources that proved their address (verified) are counted:
-//! what an unverified source seems to do may have been done by a spoofer in
-//! its name, and banning on it would let anyone get anyone banned. Trusted
-//! sources are never counted. The caller checks both before counting.
+//! bans it. Only evidence an attacker cannot forge is counted. A UDP
+//! datagram's source address can be forged, whoever it names, so by default
+//! nothing that arrives over UDP counts, not even in a verified source's
+//! name: anyone who knows a caller's address (a carrier's trunk, a PBX)
+//! could otherwise get it banned with a few spoofed requests. Over UDP the
+//! edge sheds such traffic instead (per-source rate limits and answer
+//! budgets, scanner signatures in XDP), which harms nobody but the packets.
+//! `ban_verified_udp = true` brings back bans of verified sources on UDP
+//! evidence, for operators who accept that risk. Trusted sources are never
+//! counted. The caller checks all of this before counting.
 
 use std::net::IpAddr;
 
@@ -60,6 +66,10 @@ pub struct AbuseConfig {
     pub ban_burst: u32,
     /// Sources tracked per worker (memory is fixed at start).
     pub tracked_sources: usize,
+    /// Count what arrives over UDP in a verified source's name toward its
+    /// limits (default off: a spoofed datagram could then get a real caller
+    /// banned; see the module's notes).
+    pub ban_verified_udp: bool,
 }
 
 impl Default for AbuseConfig {
@@ -73,6 +83,7 @@ impl Default for AbuseConfig {
             bans_per_second: 10,
             ban_burst: 100,
             tracked_sources: 65_536,
+            ban_verified_udp: false,
         }
     }
 }

@@ -706,6 +706,14 @@ impl EdgeProxy {
         }
     }
 
+    /// Whether what a datagram in the name of a source of `standing` shows
+    /// counts toward that source's abuse limits: a verified source's, and
+    /// only where the operator accepts UDP evidence (a datagram's source
+    /// can be forged, verified or not).
+    fn counts_abuse(&self, standing: Standing) -> bool {
+        standing == Standing::Verified && self.cfg.abuse.ban_verified_udp
+    }
+
     fn uri_is_ours(&self, uri: &Uri<'_>) -> bool {
         uri.host().is_some_and(|h| self.host_is_ours(h, uri.port()))
     }
@@ -1056,9 +1064,9 @@ impl EdgeProxy {
                 if is_ack {
                     return Err(ProxyDrop::AckNoRoute);
                 }
-                // Only a source that proved its address is held to account:
-                // anyone could have sent this in an unverified source's name.
-                if standing == Standing::Verified {
+                // Only unforgeable evidence holds a source to account (see
+                // `abuse`): over UDP, by default, nothing does.
+                if self.counts_abuse(standing) {
                     if let Some(reason) = self.abuse.not_found(src.ip(), number.as_bytes(), now) {
                         self.emit(ProxyEvent::Abuse {
                             source: src.ip(),
@@ -1350,10 +1358,10 @@ impl EdgeProxy {
                 return self.drop(ProxyDrop::ResponseLimited)
             }
         }
-        // A genuine answer to a request of a source that proved its
-        // address counts toward that source's abuse limits (never an
-        // emergency call's).
-        if standing == Standing::Verified && !emergency {
+        // A genuine answer to a request counts toward its source's abuse
+        // limits only where the request's own source could not be forged
+        // (see `abuse`; never an emergency call's).
+        if self.counts_abuse(standing) && !emergency {
             let reason = match status {
                 401 | 403 | 407 => self.abuse.auth_failure(dest.ip(), now),
                 404 | 484 => {

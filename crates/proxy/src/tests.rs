@@ -542,8 +542,26 @@ fn upstream_bye_toward_the_caller_is_forwarded() {
 }
 
 #[test]
-fn an_extension_sweep_from_a_verified_source_is_reported_for_a_ban() {
+fn an_extension_sweep_in_a_verified_sources_name_bans_nobody_by_default() {
+    // Its source may be forged: only the packets are shed.
     let mut lab = Lab::new();
+    lab.verify("198.18.0.66:5060");
+    for ext in 100..160 {
+        let _ = lab.send(
+            "198.18.0.66:5060",
+            &invite(&format!("{ext}"), &format!("sweep-{ext}"), "z9hG4bKs"),
+        );
+    }
+    let events: Vec<_> = std::iter::from_fn(|| lab.proxy.next_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(e, ProxyEvent::Abuse { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_extension_sweep_from_a_verified_source_is_reported_when_udp_evidence_is_accepted() {
+    let mut lab = Lab::with(table(None), |c| c.abuse.ban_verified_udp = true);
     lab.verify("198.18.0.66:5060");
     for ext in 100..160 {
         let _ = lab.send(

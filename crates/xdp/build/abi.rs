@@ -615,6 +615,17 @@ pub fn generate(header: &str) -> Result<String, HeaderError> {
             let _ = writeln!(out, "    pub {}: {},", f.name, f.ty);
         }
         let _ = writeln!(out, "}}");
+        if !s.fields.iter().all(|f| f.default_ok) {
+            // std derives Default for arrays of at most 32: zero the rest.
+            let _ = writeln!(
+                out,
+                "\nimpl Default for {} {{\n    fn default() -> Self {{\n        \
+                 // SAFETY: made only of integers and arrays of integers (see `pod`\n        \
+                 // below): all zeroes is a valid value.\n        \
+                 #[allow(unsafe_code)]\n        unsafe {{ core::mem::zeroed() }}\n    }}\n}}",
+                s.rust
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -233,7 +233,7 @@ impl Default for FilterConfig {
             blocklist: Vec::new(),
             scanner_user_agents: DEFAULT_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
             scanner_from_names: DEFAULT_FROM_NAMES.iter().map(|s| s.to_string()).collect(),
-            auto_ban: true,
+            auto_ban: false,
             ban_ttl: Duration::from_secs(3600),
             auto_ban_budget: DEFAULT_AUTO_BAN_BUDGET,
             rate_limits: RateLimits::default(),

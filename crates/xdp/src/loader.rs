@@ -108,7 +108,7 @@ impl Filter {
             } else {
                 0
             },
-            _pad: 0,
+            ..Default::default()
         })?;
         filter.pin(&pin_dir)?;
         Ok(filter)

@@ -584,6 +584,38 @@ impl FilterMaps {
         info.set(0, value, 0).map_err(map_err("info"))
     }
 
+    /// Records the control socket of the appliance that owns the program,
+    /// so that another process (`dce-edge ban --iface X`) finds it.
+    pub fn record_control_socket(&mut self, path: &std::path::Path) -> Result<(), FilterError> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        let mut info = self.info()?;
+        if bytes.len() >= info.control_socket.len() || bytes.contains(&0) {
+            return Err(FilterError::Config(format!(
+                "control socket path {} is longer than a socket path may be ({} bytes)",
+                path.display(),
+                info.control_socket.len() - 1
+            )));
+        }
+        info.control_socket = [0; 108];
+        info.control_socket[..bytes.len()].copy_from_slice(bytes);
+        self.set_info(info)
+    }
+
+    /// The control socket the owning appliance recorded, if any.
+    pub fn control_socket(&self) -> Result<Option<std::path::PathBuf>, FilterError> {
+        use std::os::unix::ffi::OsStrExt;
+        let info = self.info()?;
+        let len = info
+            .control_socket
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(info.control_socket.len());
+        Ok((len > 0).then(|| {
+            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&info.control_socket[..len]))
+        }))
+    }
+
     /// An operator's ban: bans a network for `ttl` (`None`: until
     /// unbanned), replacing any operator ban of exactly that network. `note`
     /// is kept with the ban (at most [`BAN_NOTE_MAX`] bytes). A ban of an

@@ -74,9 +74,10 @@ pub struct BanArgs {
     /// A running appliance's control socket: when it answers, the change
     /// goes through the appliance (filter and proxy workers alike); when
     /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// mode). Default: the one the appliance owning the interface's filter
+    /// recorded, else /run/dce-edge/control.sock.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 /// `dce-edge unban`: lift a ban.
@@ -92,9 +93,10 @@ pub struct UnbanArgs {
     /// A running appliance's control socket: when it answers, the change
     /// goes through the appliance (filter and proxy workers alike); when
     /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// mode). Default: the one the appliance owning the interface's filter
+    /// recorded, else /run/dce-edge/control.sock.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 /// `dce-edge allow`: add a source or network to the allowlist.
@@ -111,9 +113,10 @@ pub struct AllowArgs {
     /// A running appliance's control socket: when it answers, the change
     /// goes through the appliance (filter and proxy workers alike); when
     /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// mode). Default: the one the appliance owning the interface's filter
+    /// recorded, else /run/dce-edge/control.sock.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 fn open(iface: &Option<String>) -> Result<Pinned> {
@@ -121,6 +124,18 @@ fn open(iface: &Option<String>) -> Result<Pinned> {
         Some(i) => Pinned::open(i)?,
         None => Pinned::open_only()?,
     })
+}
+
+/// The control socket to try: the one given, else the one the appliance
+/// owning the interface's filter recorded in its pins, else the default.
+fn control_path(given: &Option<PathBuf>, iface: &Option<String>) -> PathBuf {
+    if let Some(p) = given {
+        return p.clone();
+    }
+    open(iface)
+        .ok()
+        .and_then(|p| p.control_socket().ok().flatten())
+        .unwrap_or_else(|| PathBuf::from(appliance::control::DEFAULT_PATH))
 }
 
 /// Sends `request` to the appliance at `control` when one listens there:
@@ -248,7 +263,7 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
             reason,
             note,
         };
-        if let Some(done) = via_appliance(&args.control, request) {
+        if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
             return done;
         }
     }
@@ -296,7 +311,7 @@ pub fn run_unban(args: &UnbanArgs) -> Result<()> {
     let request = ControlRequest::Unban {
         network: args.target.clone(),
     };
-    if let Some(done) = via_appliance(&args.control, request) {
+    if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;
@@ -329,7 +344,7 @@ pub fn run_allow(args: &AllowArgs) -> Result<()> {
             network: args.target.clone(),
         }
     };
-    if let Some(done) = via_appliance(&args.control, request) {
+    if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;

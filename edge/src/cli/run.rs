@@ -68,6 +68,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .with_context(|| format!("starting the metrics endpoint on {}", cfg.metrics.listen))?;
     let mut control = ControlServer::bind(&cfg.control_socket)?;
     let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    appliance.record_control_socket(&cfg.control_socket);
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", p.display()))?;

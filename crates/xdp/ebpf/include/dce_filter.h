@@ -267,6 +267,8 @@ struct dce_info {
 	__u64 loaded_ns;                  /* CLOCK_MONOTONIC */
 	__u32 verdict_mode;               /* 0 pass, DCE_CFG_REDIRECT */
 	__u32 _pad;                       /* padding */
+	__u8 control_socket[108];         /* the owning appliance's control socket path, NUL-padded (empty: none) */
+	__u8 _pad2[4];                    /* padding */
 };
 
 #endif /* DCE_FILTER_H */

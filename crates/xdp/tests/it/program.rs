@@ -114,9 +114,12 @@ pub(super) fn describe(delta: &[u64; slot::SLOTS]) -> String {
     }
 }
 
+/// Pass mode, with automatic bans of verified scanners on (the default is
+/// off) so that their verdicts and events are tested.
 pub(super) fn pass_mode() -> FilterConfig {
     FilterConfig {
         mode: VerdictMode::Pass,
+        auto_ban: true,
         ..FilterConfig::default()
     }
 }
@@ -665,6 +668,36 @@ fn signatures_set_at_run_time_replace_the_defaults() {
         XDP_PASS,
         slot::PASSED,
         &[],
+    );
+}
+
+#[test]
+fn by_default_a_scanner_packet_is_dropped_and_bans_nobody_even_in_a_verified_sources_name() {
+    // Its source may be forged even when that source is a verified caller.
+    let cfg = FilterConfig {
+        mode: VerdictMode::Pass,
+        ..FilterConfig::default()
+    };
+    assert!(!cfg.auto_ban, "automatic bans are off by default");
+    let Some(mut h) = Harness::with("by_default_a_scanner_packet_bans_nobody", cfg) else {
+        return;
+    };
+    h.filter.verify(ip(SRC4), Duration::from_secs(600)).unwrap();
+    for _ in 0..3 {
+        h.expect(
+            &udp4(&sip_request("OPTIONS", "friendly-scanner", "x")).build(),
+            XDP_DROP,
+            slot::DROP_SCANNER,
+            &[slot::EV_VERIFIED],
+        );
+    }
+    assert!(h.filter.bans().unwrap().is_empty());
+    // The caller's own traffic still passes.
+    h.expect(
+        &udp4(&options()).build(),
+        XDP_PASS,
+        slot::PASSED,
+        &[slot::EV_VERIFIED],
     );
 }
 
