@@ -250,8 +250,15 @@ fn published_snapshots_are_served_as_they_are_published() {
     let (server, publisher) =
         MetricsServer::start_published("127.0.0.1:0".parse().unwrap()).expect("start");
     let addr = server.local_addr();
-    // Before the first publish: an empty but valid exposition.
-    assert!(scrape(addr).contains("dce_edge_info{"));
+    // Before the first publish: 503, not an exposition of zeros that a
+    // scraper would read as every counter reset.
+    let early = client::get(&format!("http://{addr}/metrics"), TIMEOUT).expect("scrape");
+    assert_eq!(
+        early.status,
+        503,
+        "{:?}",
+        String::from_utf8_lossy(&early.body)
+    );
     for answered in [10u64, 20, 35] {
         publisher.publish(Snapshot {
             version: "0.1.0".into(),

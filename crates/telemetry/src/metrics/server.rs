@@ -36,9 +36,12 @@ pub enum MetricsError {
 /// The latest snapshot the control thread published, shared with the
 /// server thread. Publishing swaps one `Arc` under a mutex that only the
 /// control side and the server take, once a second and once a scrape.
+/// Until the first publish there is none, and the endpoint answers 503
+/// rather than an exposition of zeros a scraper would take for a counter
+/// reset.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotPublisher {
-    latest: Arc<Mutex<Arc<Snapshot>>>,
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
 impl SnapshotPublisher {
@@ -48,13 +51,13 @@ impl SnapshotPublisher {
         // A poisoned lock only means a scrape panicked mid-read; the value is
         // a whole Arc either way.
         match self.latest.lock() {
-            Ok(mut guard) => *guard = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
+            Ok(mut guard) => *guard = Some(snapshot),
+            Err(poisoned) => *poisoned.into_inner() = Some(snapshot),
         }
     }
 
-    /// The snapshot currently served.
-    pub fn latest(&self) -> Arc<Snapshot> {
+    /// The snapshot currently served; `None` before the first publish.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
         match self.latest.lock() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -62,7 +65,8 @@ impl SnapshotPublisher {
     }
 }
 
-type Source = Box<dyn Fn() -> Arc<Snapshot> + Send>;
+/// Where a request's snapshot comes from; `None` while there is none yet.
+type Source = Box<dyn Fn() -> Option<Arc<Snapshot>> + Send>;
 
 /// A running metrics endpoint. Stops when [`MetricsServer::stop`] is called
 /// or when it is dropped.
@@ -103,11 +107,11 @@ impl MetricsServer {
         listener: TcpListener,
         source: impl Fn() -> Snapshot + Send + 'static,
     ) -> Result<Self, MetricsError> {
-        Self::serve(listener, Box::new(move || Arc::new(source())))
+        Self::serve(listener, Box::new(move || Some(Arc::new(source()))))
     }
 
     /// Listens on `listen` and serves whatever the returned publisher last
-    /// published (an empty snapshot until the first publish).
+    /// published (503, "starting", until the first publish).
     pub fn start_published(listen: SocketAddr) -> Result<(Self, SnapshotPublisher), MetricsError> {
         let publisher = SnapshotPublisher::default();
         let reader = publisher.clone();
@@ -202,7 +206,8 @@ pub(crate) fn route(method: &Method, url: &str, source: &Source) -> (u16, &'stat
     let snapshot = || std::panic::catch_unwind(AssertUnwindSafe(source));
     match path {
         "/metrics" => match snapshot() {
-            Ok(s) => (
+            Ok(None) => not_yet(),
+            Ok(Some(s)) => (
                 200,
                 OPENMETRICS_CONTENT_TYPE,
                 render_openmetrics(&s).into_bytes(),
@@ -210,7 +215,8 @@ pub(crate) fn route(method: &Method, url: &str, source: &Source) -> (u16, &'stat
             Err(_) => source_failed(),
         },
         "/snapshot.json" => match snapshot() {
-            Ok(s) => match serde_json::to_vec(&*s) {
+            Ok(None) => not_yet(),
+            Ok(Some(s)) => match serde_json::to_vec(&*s) {
                 Ok(body) => (200, "application/json", body),
                 Err(e) => (
                     500,
@@ -231,6 +237,16 @@ pub(crate) fn route(method: &Method, url: &str, source: &Source) -> (u16, &'stat
             b"not found: try /metrics or /snapshot.json\n".to_vec(),
         ),
     }
+}
+
+/// Before the control thread's first snapshot: a scrape fails (Prometheus
+/// marks the target down for that scrape) instead of reading zeros.
+fn not_yet() -> (u16, &'static str, Vec<u8>) {
+    (
+        503,
+        "text/plain; charset=utf-8",
+        b"the edge is starting: no snapshot published yet\n".to_vec(),
+    )
 }
 
 fn source_failed() -> (u16, &'static str, Vec<u8>) {
@@ -260,10 +276,10 @@ mod tests {
 
     fn source() -> Source {
         Box::new(|| {
-            Arc::new(Snapshot {
+            Some(Arc::new(Snapshot {
                 version: "9.9.9".into(),
                 ..Snapshot::default()
-            })
+            }))
         })
     }
 
@@ -295,12 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn nothing_published_yet_answers_503_on_both_paths() {
+        let publisher = SnapshotPublisher::default();
+        let reader = publisher.clone();
+        let source: Source = Box::new(move || reader.latest());
+        assert_eq!(route(&Method::Get, "/metrics", &source).0, 503);
+        assert_eq!(route(&Method::Get, "/snapshot.json", &source).0, 503);
+        assert_eq!(route(&Method::Get, "/", &source).0, 200);
+        publisher.publish(Snapshot::default());
+        assert_eq!(route(&Method::Get, "/metrics", &source).0, 200);
+    }
+
+    #[test]
     fn published_snapshot_is_the_one_served() {
         let publisher = SnapshotPublisher::default();
         publisher.publish(Snapshot {
             version: "1.2.3".into(),
             ..Snapshot::default()
         });
-        assert_eq!(publisher.latest().version, "1.2.3");
+        assert_eq!(publisher.latest().unwrap().version, "1.2.3");
     }
 }
