@@ -9,7 +9,7 @@
 //! to the XDP program's XSKMAP only after bind, by the caller.
 
 use std::ffi::CString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
@@ -21,12 +21,19 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
 use super::io::{local_for, PacketIo, Receiver};
-use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
+use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable, Parking};
 use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
 use wire::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 
 /// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
 const TX_ROUNDS: usize = 4;
+
+/// Frames that may wait, per worker, for a next hop the kernel is
+/// resolving (the kernel keeps a few per neighbour, `unres_qlen`).
+const PARKED_MAX: usize = 64;
+/// How long one waits before it is dropped as `no_neighbour`: a neighbour
+/// on the link answers ARP or NDP within milliseconds.
+const PARKED_FOR: Duration = Duration::from_secs(1);
 /// Most sendto kicks per round in copy mode (the kernel sends up to 32
 /// frames per kick, so this covers a 256-entry ring).
 const COPY_KICKS: usize = 8;
@@ -113,9 +120,12 @@ struct XskTx {
     tx_reserve: usize,
     queued: Vec<XdpDesc>,
     outbox_capacity: usize,
-    /// The frame handed out by `reserve`, with its destination MAC.
-    reserved: Option<(u64, MacAddr)>,
+    /// The frame handed out by `reserve`, with its destination MAC, or the
+    /// next hop it waits for when that is being resolved.
+    reserved: Option<(u64, MacAddr, Option<IpAddr>)>,
     table: NextHopTable,
+    /// Frames written for a next hop the kernel is resolving.
+    parking: Parking<XdpDesc>,
     src_mac: MacAddr,
     local: Vec<SocketAddr>,
     vlan: Option<u16>,
@@ -144,6 +154,47 @@ impl XskTx {
     }
 }
 
+impl XskTx {
+    /// Queues the parked frames whose next hop the kernel resolved, with
+    /// its MAC written in; frees (and counts as `no_neighbour`) those that
+    /// waited too long.
+    fn release_parked(&mut self, now: Timestamp) {
+        if self.parking.len() == 0 {
+            return;
+        }
+        let XskTx {
+            base,
+            area_len,
+            frame_size,
+            free,
+            queued,
+            table,
+            parking,
+            counters,
+            ..
+        } = self;
+        parking.release(
+            table,
+            now,
+            |desc, mac| {
+                let start = desc.addr as usize;
+                assert!(start + *frame_size <= *area_len);
+                // SAFETY: inside the mapping (checked above); the frame is
+                // ours (parked, neither free nor on a ring).
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::ptr::copy_nonoverlapping(mac.0.as_ptr(), base.as_ptr().add(start), 6)
+                };
+                queued.push(desc);
+            },
+            |desc| {
+                counters.no_neighbour += 1;
+                free.push(desc.addr);
+            },
+        );
+    }
+}
+
 impl TxSlots for XskTx {
     fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError> {
         if local_for(&self.local, &dst).is_none() {
@@ -160,6 +211,17 @@ impl TxSlots for XskTx {
                 self.counters.no_route += 1;
                 return Err(SendError::NoRoute(dst.ip()));
             }
+            // The kernel is resolving it: the datagram waits, written, for
+            // the MAC (see `Parking`), unless too many already do.
+            NextHop::NoNeighbour(hop) if self.parking.has_room() => {
+                let Some(addr) = self.free.pop() else {
+                    self.counters.tx_no_buffer += 1;
+                    return Err(SendError::NoBuffer);
+                };
+                self.reserved = Some((addr, MacAddr([0; 6]), Some(hop)));
+                let offset = payload_offset(dst.is_ipv6(), self.vlan.is_some());
+                return Ok(&mut self.frame_mut(addr)[offset..]);
+            }
             NextHop::NoNeighbour(_) => {
                 self.counters.no_neighbour += 1;
                 return Err(SendError::NoNeighbour(dst.ip()));
@@ -174,13 +236,13 @@ impl TxSlots for XskTx {
             self.counters.tx_no_buffer += 1;
             return Err(SendError::NoBuffer);
         };
-        self.reserved = Some((addr, mac));
+        self.reserved = Some((addr, mac, None));
         let offset = payload_offset(dst.is_ipv6(), self.vlan.is_some());
         Ok(&mut self.frame_mut(addr)[offset..])
     }
 
     fn commit(&mut self, dst: SocketAddr, len: usize) {
-        let Some((addr, dst_mac)) = self.reserved.take() else {
+        let Some((addr, dst_mac, waits_for)) = self.reserved.take() else {
             return;
         };
         let src = local_for(&self.local, &dst).expect("checked in reserve");
@@ -193,11 +255,23 @@ impl TxSlots for XskTx {
             hop_limit: self.hop_limit,
         };
         match write_udp_frame(self.frame_mut(addr), &headers, len) {
-            Ok(total) => self.queued.push(XdpDesc {
-                addr,
-                len: total as u32,
-                options: 0,
-            }),
+            Ok(total) => {
+                let desc = XdpDesc {
+                    addr,
+                    len: total as u32,
+                    options: 0,
+                };
+                match waits_for {
+                    None => self.queued.push(desc),
+                    Some(hop) => {
+                        if !self.parking.park(desc, hop, self.now) {
+                            // `reserve` checked for room; counted all the same.
+                            self.counters.no_neighbour += 1;
+                            self.free.push(addr);
+                        }
+                    }
+                }
+            }
             Err(_) => {
                 // Length was checked by the Outbox against this very buffer,
                 // so this is unreachable in practice; counted all the same.
@@ -208,7 +282,7 @@ impl TxSlots for XskTx {
     }
 
     fn abandon(&mut self) {
-        if let Some((addr, _)) = self.reserved.take() {
+        if let Some((addr, _, _)) = self.reserved.take() {
             self.free.push(addr);
         }
         self.counters.tx_payload_rejected += 1;
@@ -398,10 +472,11 @@ impl XskPort {
                 frame_size,
                 free,
                 tx_reserve: config.outbox_capacity,
-                queued: Vec::with_capacity(config.outbox_capacity),
+                queued: Vec::with_capacity(config.outbox_capacity + PARKED_MAX),
                 outbox_capacity: config.outbox_capacity,
                 reserved: None,
                 table,
+                parking: Parking::new(PARKED_MAX, PARKED_FOR),
                 src_mac,
                 local: config.local.clone(),
                 vlan: config.vlan,
@@ -535,7 +610,6 @@ impl PacketIo for XskPort {
                 Err(e) => self.tx.counters.malformed[frame_error_index(&e)] += 1,
                 Ok(f) if f.vlan != self.vlan => self.tx.counters.wrong_vlan += 1,
                 Ok(f) => {
-                    self.tx.table.learn(f.src.ip(), f.src_mac);
                     let payload = f.payload_range();
                     self.rx_frames.push(RxFrame {
                         base_addr,
@@ -567,8 +641,9 @@ impl PacketIo for XskPort {
         received
     }
 
-    fn transmit(&mut self, _now: Timestamp) {
+    fn transmit(&mut self, now: Timestamp) {
         self.reap_completions();
+        self.tx.release_parked(now);
         let queued = self.tx.queued.len();
         let mut sent = 0;
         // A full TX ring gets a few kick-and-reap rounds before what is
@@ -607,6 +682,19 @@ impl PacketIo for XskPort {
     fn apply_neighbour(&mut self, update: NeighbourUpdate) {
         self.tx.counters.neighbour_updates += 1;
         self.tx.table.apply(update);
+    }
+
+    fn finish(&mut self) {
+        let XskTx {
+            free,
+            parking,
+            counters,
+            ..
+        } = &mut self.tx;
+        parking.drain(|desc| {
+            counters.no_neighbour += 1;
+            free.push(desc.addr);
+        });
     }
 
     fn xsk_statistics(&self) -> Option<XskStatistics> {

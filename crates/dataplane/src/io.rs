@@ -30,6 +30,10 @@ pub trait PacketIo: Send + 'static {
     fn wait(&mut self, timeout: Duration);
     /// Applies a neighbour update (AF_XDP mode).
     fn apply_neighbour(&mut self, _update: NeighbourUpdate) {}
+    /// The worker stops: what still waits to go out (AF_XDP mode: frames
+    /// parked for a neighbour) is dropped and counted, so the final
+    /// counters account for every datagram.
+    fn finish(&mut self) {}
     /// The kernel's socket statistics (AF_XDP mode).
     fn xsk_statistics(&self) -> Option<XskStatistics> {
         None

@@ -2,6 +2,14 @@
 //! the MACs of next hops, filled by updates from the neighbour service and
 //! read without locks on the hot path. A next hop with no MAC yet is asked
 //! for once per retry interval through the worker's request ring.
+//!
+//! MACs come only from the kernel's neighbour table (ARP and neighbour
+//! discovery), never from the frames received: a frame's source MAC is
+//! whatever its sender wrote, and a host on the link that sent one frame
+//! in a caller's name would otherwise receive that caller's answers. A
+//! datagram for a next hop being resolved waits in [`Parking`] (as the
+//! kernel queues a packet on an unresolved neighbour) instead of being
+//! dropped, so the first answer to a new caller still goes out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -115,25 +123,11 @@ impl NextHopTable {
         }
     }
 
-    /// Learns the MAC of an on-link source from a frame it sent, when the
-    /// table has none for it yet (unknown, or asked and not answered). The
-    /// first answer to a new caller then goes out at once instead of being
-    /// dropped while the kernel resolves it (SIP would retransmit after
-    /// 500 ms). A MAC the kernel resolved is never replaced from a frame, and
-    /// the neighbour service's next update overrides what was learned.
-    pub(crate) fn learn(&mut self, src: IpAddr, mac: MacAddr) {
-        if self.next_hop_ip(src) != Some(src) {
-            return;
-        }
-        match self.entries.get(&src) {
-            Some(Entry::Resolved(_)) => {}
-            Some(Entry::Asked(_)) => {
-                self.entries.insert(src, Entry::Resolved(mac));
-            }
-            None if self.entries.len() < self.capacity => {
-                self.entries.insert(src, Entry::Resolved(mac));
-            }
-            None => {}
+    /// The MAC of `hop` if the kernel resolved it; asks nothing.
+    pub(crate) fn resolved(&self, hop: IpAddr) -> Option<MacAddr> {
+        match self.entries.get(&hop) {
+            Some(Entry::Resolved(mac)) => Some(*mac),
+            _ => None,
         }
     }
 
@@ -169,6 +163,75 @@ impl NextHopTable {
     }
 }
 
+/// Datagrams written and waiting for their next hop's MAC: at most
+/// `capacity` (memory taken at start), each for at most `timeout`.
+pub(crate) struct Parking<T> {
+    waiting: Vec<(T, IpAddr, Timestamp)>,
+    capacity: usize,
+    timeout: Duration,
+}
+
+impl<T: Copy> Parking<T> {
+    pub(crate) fn new(capacity: usize, timeout: Duration) -> Self {
+        Parking {
+            waiting: Vec::with_capacity(capacity),
+            capacity,
+            timeout,
+        }
+    }
+
+    /// True when one more datagram can wait.
+    pub(crate) fn has_room(&self) -> bool {
+        self.waiting.len() < self.capacity
+    }
+
+    /// Parks `item` until `hop` resolves; false (nothing kept) when full.
+    pub(crate) fn park(&mut self, item: T, hop: IpAddr, now: Timestamp) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        self.waiting.push((item, hop, now));
+        true
+    }
+
+    /// Hands every waiting datagram to `expire`.
+    pub(crate) fn drain(&mut self, expire: impl FnMut(T)) {
+        self.waiting
+            .drain(..)
+            .map(|(item, _, _)| item)
+            .for_each(expire);
+    }
+
+    /// How many datagrams wait.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Hands each datagram whose next hop `table` has resolved to `send`
+    /// with its MAC, and each that waited `timeout` to `expire`; keeps the
+    /// rest, in order.
+    pub(crate) fn release(
+        &mut self,
+        table: &NextHopTable,
+        now: Timestamp,
+        mut send: impl FnMut(T, MacAddr),
+        mut expire: impl FnMut(T),
+    ) {
+        let timeout = self.timeout;
+        self.waiting.retain(|&(item, hop, since)| {
+            if let Some(mac) = table.resolved(hop) {
+                send(item, mac);
+                false
+            } else if now.saturating_since(since) >= timeout {
+                expire(item);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,29 +258,45 @@ mod tests {
     }
 
     #[test]
-    fn an_on_link_source_is_learned_from_its_frame_but_never_replaces_the_kernel() {
+    fn a_parked_datagram_leaves_with_the_kernels_mac_once_resolved() {
         let (mut t, _rx) = table();
-        let t0 = Timestamp::from_nanos(0);
         let caller: IpAddr = "198.18.0.2".parse().unwrap();
-        t.learn(caller, MacAddr([2, 0, 0, 0, 0, 10]));
-        assert_eq!(
-            t.lookup(caller, t0),
-            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 10]))
-        );
-        // The kernel's answer wins, and a later frame does not change it.
-        t.apply(NeighbourUpdate::Set(caller, MacAddr([2, 0, 0, 0, 0, 11])));
-        t.learn(caller, MacAddr([2, 0, 0, 0, 0, 12]));
-        assert_eq!(
-            t.lookup(caller, t0),
-            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 11]))
-        );
-        // An off-link source teaches nothing: its frames come from a router.
-        let far: IpAddr = "203.0.113.7".parse().unwrap();
-        t.learn(far, MacAddr([2, 0, 0, 0, 0, 13]));
-        assert_ne!(
-            t.lookup(far, t0),
-            NextHop::Mac(MacAddr([2, 0, 0, 0, 0, 13]))
-        );
+        let t0 = Timestamp::from_nanos(0);
+        assert_eq!(t.lookup(caller, t0), NextHop::NoNeighbour(caller));
+        let mut p = Parking::new(2, Duration::from_secs(1));
+        assert!(p.park(7u32, caller, t0));
+        let (mut sent, mut expired) = (vec![], vec![]);
+        let t1 = t0.plus(Duration::from_millis(5));
+        p.release(&t, t1, |i, m| sent.push((i, m)), |i| expired.push(i));
+        assert!(sent.is_empty() && expired.is_empty());
+        assert_eq!(p.len(), 1);
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        t.apply(NeighbourUpdate::Set(caller, mac));
+        p.release(&t, t1, |i, m| sent.push((i, m)), |i| expired.push(i));
+        assert_eq!(sent, [(7, mac)]);
+        assert!(expired.is_empty());
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn a_parked_datagram_expires_and_a_full_parking_refuses() {
+        let (t, _rx) = table();
+        let hop: IpAddr = "198.18.0.2".parse().unwrap();
+        let t0 = Timestamp::from_nanos(0);
+        let mut p = Parking::new(2, Duration::from_secs(1));
+        assert!(p.park(1u32, hop, t0));
+        assert!(p.park(2u32, hop, t0.plus(Duration::from_millis(600))));
+        assert!(!p.has_room());
+        assert!(!p.park(3u32, hop, t0));
+        let (mut sent, mut expired) = (vec![], vec![]);
+        let t1 = t0.plus(Duration::from_secs(1));
+        p.release(&t, t1, |i, m| sent.push((i, m)), |i| expired.push(i));
+        assert!(sent.is_empty());
+        assert_eq!(expired, [1]);
+        assert_eq!(p.len(), 1);
+        p.drain(|i| expired.push(i));
+        assert_eq!(expired, [1, 2]);
+        assert_eq!(p.len(), 0);
     }
 
     #[test]

@@ -187,10 +187,14 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
                             self.events_lost += 1;
                         }
                     }
-                    Control::Stop => return self.snapshot(),
+                    Control::Stop => {
+                        self.io.finish();
+                        return self.snapshot();
+                    }
                 }
             }
             if self.control.is_abandoned() {
+                self.io.finish();
                 return self.snapshot();
             }
             if let Some(ring) = &mut self.neighbours {

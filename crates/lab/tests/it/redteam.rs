@@ -148,16 +148,20 @@ fn spoofed_unrouted_requests_ban_no_caller(mode: IoMode, test: &str) {
     let (newcomer_bans, _) = bans_of(&rt, newcomer);
     let calls = rt.calls(&callers, 16, 20).unwrap();
     let options = callers.map(|ip| rt.options_from_caller(ip).unwrap());
+    let last = rt.edge.snapshot().unwrap();
     eprintln!(
         "{test}: {sent} spoofed OPTIONS to unrouted numbers (60 with the regular caller {regular}, 60 with the newcomer {newcomer})\n\
          bans in force:\n{}\n\
          calls afterwards: {}\n\
-         OPTIONS afterwards: regular {:?}, newcomer {:?}\n{}",
+         OPTIONS afterwards: regular {:?}, newcomer {:?}\n\
+         after the spoofed requests:\n{}\n\
+         after the calls:\n{}",
         bans_text(&rt.bans().unwrap()),
         calls.summary(),
         options[0],
         options[1],
-        describe(&after)
+        describe(&after),
+        describe(&last)
     );
     assert!(
         regular_bans.is_empty(),
