@@ -253,14 +253,20 @@ $(cat "$1")"
   logrotate -f -s "$work/logrotate.state" /etc/logrotate.d/dce-edge || fail "logrotate failed"
   [ -f /var/log/dce-edge/events.jsonl.1 ] || fail "no rotated events.jsonl.1"
   [ -f /var/log/dce-edge/events.jsonl ] || fail "the appliance did not reopen events.jsonl"
+  # shellcheck disable=SC2086
   as_unit $exec_reload >/dev/null 2>&1 || fail "the second reload failed"
+  # The control thread writes the reload's event right after it answers.
+  for _ in $(seq 1 50); do
+    grep -q '"route_reload_accepted"' /var/log/dce-edge/events.jsonl && break
+    sleep 0.1
+  done
   grep -q '"route_reload_accepted"' /var/log/dce-edge/events.jsonl || fail "the reload after the rotation is not in the new file"
   grep -q '"start"' /var/log/dce-edge/events.jsonl.1 || fail "the start event is not in the rotated file"
   ok "events before the rotation in events.jsonl.1, after it in events.jsonl"
 
   step "stop: SIGTERM (KillSignal=$(unit_value KillSignal)), then ExecStopPost"
   kill -TERM "$edge_pid"
-  wait_gone "$edge_pid" "$timeout_stop" || fail "the edge did not stop within TimeoutStopSec=$timeout_stop"
+  wait_gone "$edge_pid" "${timeout_stop%s}" || fail "the edge did not stop within TimeoutStopSec=$timeout_stop"
   grep -q "dce-edge: stopped" "$work/run-1.log" || fail "no clean stop: $(tail -n 5 "$work/run-1.log")"
   # shellcheck disable=SC2086
   as_unit $exec_stop_post >"$work/stop-post.out" 2>&1 || fail "ExecStopPost failed: $(cat "$work/stop-post.out")"
@@ -287,6 +293,12 @@ $(cat "$1")"
     denied=$(grep -vxF -f "$work/allowed" "$work/made" || true)
     [ -z "$denied" ] || fail "system calls the unit's filter denies: $denied"
     ok "$(wc -l <"$work/made") distinct calls, all allowed"
+    families=$(awk '/execve\("\/usr\/bin\/dce-edge"/{on=1} on' "$work/strace.out" |
+      grep -o 'socket(AF_[A-Z0-9]*' | sed 's/socket(//' | sort -u | tr '\n' ' ')
+    for f in $families; do
+      case " $(unit_value RestrictAddressFamilies) " in *" $f "*) ;; *) fail "socket family $f is not in RestrictAddressFamilies" ;; esac
+    done
+    ok "socket families $families- all in RestrictAddressFamilies"
   else
     echo "   (no strace: system calls not checked)"
   fi
