@@ -10,6 +10,9 @@ packages=(
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
   shellcheck                            # the tuning scripts
+  dpkg-dev binutils adduser             # the Debian package: scripts/package.sh (cargo-deb)
+  systemd man-db logrotate libcap2-bin strace   # its checks: scripts/check-package.sh
+  prometheus                            # promtool: the alert rules and their tests
 )
 
 missing=()
@@ -25,7 +28,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Only promtool is wanted from `prometheus`: no package may start a
+  # server here. A policy-rc.d that refuses every start is put in place for
+  # the install when the machine has none (container images usually do).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/setup.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { [ -n "$own_policy" ] && rm -f "$policy"; exit 1; }
+  [ -n "$own_policy" ] && rm -f "$policy"
+  # Where systemd runs, an enabled unit would start at the next boot.
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

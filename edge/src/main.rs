@@ -7,7 +7,7 @@ mod cli;
 use std::process::ExitCode;
 
 use crate::cli::filter as xdp_cli;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,13 @@ enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
     /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
     Run(crate::cli::run::RunArgs),
+    /// Remove what `run --config FILE` left behind when its process died
+    /// (XDP pins of its interface, a control socket nobody answers on);
+    /// what a live process owns stays. The packaged unit's ExecStopPost.
+    Cleanup(crate::cli::cleanup::CleanupArgs),
+    /// The running appliance's event log: `events reopen` after logrotate.
+    #[command(subcommand)]
+    Events(crate::cli::events::EventsCommand),
     /// The lab demo: legitimate calls through the edge while it sheds
     /// scanners, a password guess, a spoofed INVITE flood and garbage, in
     /// network namespaces (root; removes everything it made).
@@ -54,6 +61,10 @@ enum Command {
     Profile(crate::cli::profile::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
     Tune(crate::cli::profile::TuneArgs),
+    /// Manual pages and shell completions of dce-edge and dce-loadgen (for
+    /// packaging).
+    #[command(subcommand, hide = true)]
+    Generate(crate::cli::generate::GenerateCommand),
     /// Show an interface's routes and neighbours as the dataplane reads them,
     /// and optionally resolve the next hop of one destination.
     Neighbours {
@@ -90,6 +101,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Cleanup(args) => exit(crate::cli::cleanup::run(&args)),
+        Command::Events(command) => crate::cli::events::run(command),
+        Command::Generate(what) => exit(crate::cli::generate::run(
+            &what,
+            vec![Cli::command(), loadgen::cli::command()],
+        )),
         Command::Demo(args) => exit(crate::cli::demo::main(&args)),
         Command::Filter(args) => exit(xdp_cli::run_filter(&args)),
         Command::Stats(args) if !args.reads_endpoint() => {

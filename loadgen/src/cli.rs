@@ -30,6 +30,13 @@ struct Cli {
     command: Command,
 }
 
+/// The whole `dce-loadgen` command line, for the manual pages and shell
+/// completions `dce-edge generate` writes.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Upstream servers that answer calls, OPTIONS and REGISTER.

@@ -35,6 +35,9 @@ pub enum ControlRequest {
     Status,
     /// Read the route files again; a refused table keeps the running one.
     ReloadRoutes,
+    /// Open the event log's file again by its name (after logrotate moved
+    /// it away); lines written before stay in the old file.
+    ReopenEvents,
     /// Ban a source or network (operator's ban: never shortened by an
     /// automatic one).
     Ban {

@@ -160,6 +160,8 @@ pub struct Appliance {
     reloads_refused: u64,
     last_reload_error: Option<String>,
     last_workers: Vec<WorkerSnapshot<ProxyStats>>,
+    /// When each worker last answered a snapshot request (by worker index).
+    answered_at: Vec<Option<Instant>>,
     events: Vec<ControlEvent>,
     /// Bans the workers enforce themselves (no XDP filter): source to
     /// reason and expiry.
@@ -243,6 +245,7 @@ impl Appliance {
             reloads_refused: 0,
             last_reload_error: None,
             last_workers: Vec::new(),
+            answered_at: vec![None; workers],
             events,
             worker_bans: HashMap::new(),
             logged_bans: HashSet::new(),
@@ -445,6 +448,12 @@ impl Appliance {
     /// Asks every worker for its counters and assembles a snapshot.
     pub fn snapshot(&mut self) -> Snapshot {
         let snaps = self.dataplane.snapshots(Duration::from_secs(2));
+        let answered = Instant::now();
+        for w in &snaps {
+            if let Some(at) = self.answered_at.get_mut(w.worker) {
+                *at = Some(answered);
+            }
+        }
         if snaps.len() == self.dataplane.workers() {
             self.last_workers = snaps;
         }
@@ -680,6 +689,13 @@ impl Appliance {
             &self.last_workers,
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        add_worker_ages(
+            &mut s,
+            &self.cfg.dataplane,
+            &self.answered_at,
+            self.started,
+            Instant::now(),
+        );
         s
     }
 
@@ -838,6 +854,40 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
 /// emergency call lasts. Another emergency call from it starts it again.
 pub const EMERGENCY_CALL_TTL: Duration = Duration::from_secs(2 * 3600);
 
+/// Sets each worker's [`stats::WorkerReport::snapshot_age_ms`]: the time
+/// from its last answer to a snapshot request (or, if it never answered,
+/// from the start) to `now`. A worker the snapshot has no report for (one
+/// that has not answered yet while the others have) is listed with its
+/// placement and no counters, so its age is seen too.
+fn add_worker_ages(
+    s: &mut Snapshot,
+    dataplane: &dataplane::DataplaneConfig,
+    answered_at: &[Option<Instant>],
+    started: Instant,
+    now: Instant,
+) {
+    for (id, answered) in answered_at.iter().enumerate() {
+        let age = now.saturating_duration_since(answered.unwrap_or(started));
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        match s.workers.iter_mut().find(|w| w.id == id) {
+            Some(w) => w.snapshot_age_ms = age_ms,
+            None => {
+                let placement = dataplane.workers.get(id);
+                s.workers.push(stats::WorkerReport {
+                    id,
+                    core: placement.and_then(|p| p.core),
+                    queue: placement
+                        .filter(|_| dataplane.mode == IoMode::AfXdp)
+                        .map(|p| p.queue),
+                    snapshot_age_ms: age_ms,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    s.workers.sort_by_key(|w| w.id);
+}
+
 /// Bucket bounds of the setup-latency histogram, in milliseconds.
 pub const SETUP_BOUNDS_MS: [f64; 14] = [
     0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
@@ -916,6 +966,7 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
         s.verified_sources = n as u64;
     }
     if let Ok(bans) = f.bans() {
+        s.ban_maps = ban_map_fill(&bans);
         s.bans = bans
             .into_iter()
             .filter(|b| !b.expired)
@@ -925,5 +976,139 @@ fn add_filter(s: &mut Snapshot, f: &Filter) {
                 seconds_left: b.left.map_or(u64::MAX, |d| d.as_secs()),
             })
             .collect();
+    }
+}
+
+/// How full the three ban maps are (operators' `bans_v4` and `bans_v6`,
+/// automatic `auto_bans`), from every entry they hold (lapsed ones
+/// included: they keep their slot until the sweep).
+fn ban_map_fill(bans: &[xdp::maps::BanEntry]) -> Vec<stats::BanMapFill> {
+    use xdp::maps::BanOrigin;
+    let count = |origin: BanOrigin, v4: Option<bool>| {
+        bans.iter()
+            .filter(|b| b.origin == origin && v4.is_none_or(|v4| b.network.addr.is_ipv4() == v4))
+            .count() as u64
+    };
+    let lpm = xdp::abi::LPM_ENTRIES as u64;
+    [
+        ("bans_v4", count(BanOrigin::Operator, Some(true)), lpm),
+        ("bans_v6", count(BanOrigin::Operator, Some(false)), lpm),
+        (
+            "auto_bans",
+            count(BanOrigin::Automatic, None),
+            xdp::abi::AUTO_BAN_ENTRIES as u64,
+        ),
+    ]
+    .into_iter()
+    .map(|(map, entries, capacity)| stats::BanMapFill {
+        map: map.into(),
+        entries,
+        capacity,
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xdp::maps::{BanEntry, BanOrigin};
+
+    fn ban(network: &str, origin: BanOrigin, expired: bool) -> BanEntry {
+        BanEntry {
+            network: network.parse().unwrap(),
+            origin,
+            reason: BanReason::Scanner,
+            note: String::new(),
+            left: None,
+            age: Duration::ZERO,
+            expired,
+        }
+    }
+
+    /// An AF_XDP dataplane with one worker per `(queue, core)`.
+    fn afxdp_plan(workers: &[(u32, Option<usize>)]) -> dataplane::DataplaneConfig {
+        let queues: Vec<u32> = workers.iter().map(|(q, _)| *q).collect();
+        let mut plan = dataplane::DataplaneConfig::new(
+            IoMode::AfXdp,
+            "eth0",
+            vec!["198.18.0.1:5060".parse().unwrap()],
+            &queues,
+        );
+        for (w, (_, core)) in plan.workers.iter_mut().zip(workers) {
+            w.core = *core;
+        }
+        plan
+    }
+
+    #[test]
+    fn ban_map_fill_counts_each_map_lapsed_entries_included() {
+        let fill = ban_map_fill(&[
+            ban("198.18.0.9/32", BanOrigin::Operator, false),
+            ban("198.18.0.10/32", BanOrigin::Operator, true),
+            ban("2001:db8::/64", BanOrigin::Operator, false),
+            ban("198.18.0.11/32", BanOrigin::Automatic, false),
+            ban("2001:db8:1::/64", BanOrigin::Automatic, true),
+        ]);
+        let by_family: Vec<(&str, u64, u64)> = fill
+            .iter()
+            .map(|f| (f.map.as_str(), f.entries, f.capacity))
+            .collect();
+        assert_eq!(
+            by_family,
+            [
+                ("bans_v4", 2, 65536),
+                ("bans_v6", 1, 65536),
+                ("auto_bans", 2, 65536)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_worker_that_stops_answering_ages_while_the_others_do_not() {
+        let started = Instant::now();
+        let now = started + Duration::from_secs(60);
+        let plan = afxdp_plan(&[(0, Some(1)), (1, Some(2))]);
+        let mut s = Snapshot {
+            workers: vec![
+                stats::WorkerReport {
+                    id: 0,
+                    received: 5,
+                    ..Default::default()
+                },
+                stats::WorkerReport {
+                    id: 1,
+                    received: 7,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let answered = [
+            Some(now - Duration::from_millis(300)),
+            Some(started + Duration::from_secs(15)),
+        ];
+        add_worker_ages(&mut s, &plan, &answered, started, now);
+        assert_eq!(s.workers[0].snapshot_age_ms, 300);
+        assert_eq!(s.workers[1].snapshot_age_ms, 45_000);
+        assert_eq!(s.workers[1].received, 7, "its last answered counters stay");
+    }
+
+    #[test]
+    fn a_worker_that_never_answered_is_listed_with_its_age_since_start() {
+        let started = Instant::now();
+        let now = started + Duration::from_secs(12);
+        let plan = afxdp_plan(&[(0, None), (3, Some(4))]);
+        // Nobody answered in full yet: no reports at all.
+        let mut s = Snapshot::default();
+        add_worker_ages(&mut s, &plan, &[Some(now), None], started, now);
+        let listed: Vec<(usize, u64, Option<u32>, Option<usize>)> = s
+            .workers
+            .iter()
+            .map(|w| (w.id, w.snapshot_age_ms, w.queue, w.core))
+            .collect();
+        assert_eq!(
+            listed,
+            [(0, 0, Some(0), None), (1, 12_000, Some(3), Some(4))]
+        );
     }
 }

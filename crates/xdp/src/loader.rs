@@ -303,13 +303,16 @@ impl DerefMut for Pinned {
 impl Pinned {
     /// Opens the filter running on `iface` (in this network namespace).
     pub fn open(iface: &str) -> Result<Pinned, FilterError> {
-        let dir = pin_dir_for(iface)?;
-        if !dir.join("info").exists() {
+        let candidates = pin_dirs_for(iface)?;
+        let Some(dir) = candidates.iter().find(|d| d.join("info").exists()).cloned() else {
             return Err(FilterError::NotRunning {
                 iface: iface.into(),
-                dir,
+                dir: candidates
+                    .into_iter()
+                    .next()
+                    .expect("at least one pin folder"),
             });
-        }
+        };
         let maps = FilterMaps::from_pins(&dir)?;
         Ok(Pinned {
             maps,
@@ -348,16 +351,61 @@ impl Pinned {
 
 /// Interfaces with a filter pinned in this network namespace.
 pub fn running_ifaces() -> Result<Vec<String>, FilterError> {
-    let base = pin_base()?;
     let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&base) {
-        for e in entries.flatten() {
-            if e.path().join("info").exists() {
-                out.push(e.file_name().to_string_lossy().into_owned());
+    for base in pin_bases()? {
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                if e.path().join("info").exists() {
+                    out.push(e.file_name().to_string_lossy().into_owned());
+                }
             }
         }
     }
     out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// What [`remove_leftover_pins`] found in one pin folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinFolder {
+    /// Left by a process that is gone; removed.
+    Removed(PathBuf),
+    /// Its filter's process still runs; left alone.
+    Running {
+        /// The folder.
+        dir: PathBuf,
+        /// The process that owns it.
+        pid: u32,
+    },
+}
+
+/// Removes the pins a filter on `iface` left when its process died without
+/// detaching (killed, or crashed): what the next start would remove anyway,
+/// for a service manager that cleans up after a failed unit. The pins of a
+/// filter whose process still runs are left alone. The XDP program itself
+/// goes with its process (it is attached through a bpf_link held by the
+/// process's descriptor).
+pub fn remove_leftover_pins(iface: &str) -> Result<Vec<PinFolder>, FilterError> {
+    let mut out = Vec::new();
+    for dir in pin_dirs_for(iface)? {
+        if !dir.exists() {
+            continue;
+        }
+        match live_owner(&dir) {
+            Some(pid) => out.push(PinFolder::Running { dir, pid }),
+            None => {
+                remove_pins(&dir);
+                if dir.exists() {
+                    return Err(FilterError::Pins {
+                        dir,
+                        reason: "cannot remove the leftover pins".into(),
+                    });
+                }
+                out.push(PinFolder::Removed(dir));
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -399,30 +447,58 @@ fn if_index(iface: &str) -> Result<u32, FilterError> {
 /// in one namespace take another namespace's pins for its own. Mounts bpffs
 /// at `/sys/fs/bpf` when nothing is mounted there.
 pub fn pin_base() -> Result<PathBuf, FilterError> {
+    Ok(pin_bases()?.swap_remove(0))
+}
+
+/// Every folder a filter in this network namespace may have pinned in,
+/// [`pin_base`] first. In PID 1's namespace that is also its
+/// `netns-<inode>` subfolder: a filter there that could not read PID 1's
+/// namespace (a service run without CAP_SYS_PTRACE cannot) pinned in it,
+/// and a reader that can read it must still find that filter. Only this
+/// namespace's own folders are ever named.
+pub fn pin_bases() -> Result<Vec<PathBuf>, FilterError> {
     ensure_bpffs()?;
-    let ours = std::fs::read_link("/proc/thread-self/ns/net").ok();
-    let init = std::fs::read_link("/proc/1/ns/net").ok();
+    Ok(pin_bases_of(
+        std::fs::read_link("/proc/thread-self/ns/net").ok(),
+        std::fs::read_link("/proc/1/ns/net").ok(),
+    ))
+}
+
+/// [`pin_bases`] from this thread's network namespace link (`net:[inode]`)
+/// and PID 1's, each `None` when it could not be read.
+fn pin_bases_of(ours: Option<PathBuf>, init: Option<PathBuf>) -> Vec<PathBuf> {
     let base = PathBuf::from(PIN_ROOT);
+    // "net:[4026532285]" -> "netns-4026532285"
+    let own_folder = |ns: &Path| {
+        let inode: String = ns
+            .to_string_lossy()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        base.join(format!("netns-{inode}"))
+    };
     match (ours, init) {
-        (Some(a), init) if init.as_ref() != Some(&a) => {
-            // "net:[4026532285]" -> "netns-4026532285"
-            let inode: String = a
-                .to_string_lossy()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            Ok(base.join(format!("netns-{inode}")))
+        (Some(a), Some(init)) if init == a => {
+            let own = own_folder(&a);
+            vec![base, own]
         }
-        _ => Ok(base),
+        (Some(a), _) => vec![own_folder(&a)],
+        (None, _) => vec![base],
     }
 }
 
 /// The pin directory of the filter on `iface`.
 pub fn pin_dir_for(iface: &str) -> Result<PathBuf, FilterError> {
+    Ok(pin_dirs_for(iface)?.swap_remove(0))
+}
+
+/// Every pin directory a filter on `iface` in this namespace may have
+/// ([`pin_bases`]), [`pin_dir_for`] first.
+pub fn pin_dirs_for(iface: &str) -> Result<Vec<PathBuf>, FilterError> {
     if iface.is_empty() || iface.contains('/') || iface.len() > 15 {
         return Err(FilterError::NoInterface(iface.into()));
     }
-    Ok(pin_base()?.join(iface))
+    Ok(pin_bases()?.into_iter().map(|b| b.join(iface)).collect())
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -497,15 +573,11 @@ fn prepare_pin_dir(dir: &Path) -> Result<(), FilterError> {
     if !dir.exists() {
         return Ok(());
     }
-    if let Ok(maps) = FilterMaps::from_pins(dir) {
-        if let Ok(info) = maps.info() {
-            if info.owner_pid != std::process::id() && pid_alive(info.owner_pid) {
-                return Err(FilterError::AlreadyRunning {
-                    dir: dir.into(),
-                    pid: info.owner_pid,
-                });
-            }
-        }
+    if let Some(pid) = live_owner(dir) {
+        return Err(FilterError::AlreadyRunning {
+            dir: dir.into(),
+            pid,
+        });
     }
     eprintln!(
         "dce-edge: removing pins left by a filter that is no longer running: {}",
@@ -519,6 +591,13 @@ fn prepare_pin_dir(dir: &Path) -> Result<(), FilterError> {
         });
     }
     Ok(())
+}
+
+/// The process other than this one that owns the pins at `dir`, if it is
+/// still running.
+fn live_owner(dir: &Path) -> Option<u32> {
+    let info = FilterMaps::from_pins(dir).ok()?.info().ok()?;
+    (info.owner_pid != std::process::id() && pid_alive(info.owner_pid)).then_some(info.owner_pid)
 }
 
 fn remove_pins(dir: &Path) {
@@ -536,5 +615,32 @@ fn remove_pins(dir: &Path) {
         {
             let _ = std::fs::remove_dir(parent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(inode: u64) -> Option<PathBuf> {
+        Some(PathBuf::from(format!("net:[{inode}]")))
+    }
+
+    #[test]
+    fn in_pid_1s_namespace_a_reader_also_looks_where_an_unprivileged_filter_pins() {
+        assert_eq!(
+            pin_bases_of(link(4026531833), link(4026531833)),
+            [
+                PathBuf::from(PIN_ROOT),
+                PathBuf::from(PIN_ROOT).join("netns-4026531833")
+            ]
+        );
+    }
+
+    #[test]
+    fn another_namespace_or_an_unreadable_pid_1_uses_only_its_own_folder() {
+        let own = vec![PathBuf::from(PIN_ROOT).join("netns-4026532525")];
+        assert_eq!(pin_bases_of(link(4026532525), link(4026531833)), own);
+        assert_eq!(pin_bases_of(link(4026532525), None), own);
     }
 }

@@ -261,6 +261,17 @@ fn handle_control(
                 appliance.routes_version()
             )),
         },
+        ControlRequest::ReopenEvents => match events.reopen() {
+            Ok(Some(path)) => {
+                ControlResponse::ok(format!("event log reopened: {}", path.display()))
+            }
+            Ok(None) => {
+                ControlResponse::ok("the event log goes to standard output: nothing to reopen")
+            }
+            Err(e) => ControlResponse::refused(format!(
+                "{e}; the event log keeps writing to the file it had open"
+            )),
+        },
         ControlRequest::Ban {
             network,
             ttl_seconds,

@@ -2,20 +2,26 @@
 //! importable JSON and queries only what the endpoint exports: every
 //! `dce_edge_*` name in its expressions is a sample name rendered from a
 //! snapshot with every part filled, and every `by (...)` label is a label
-//! the endpoint writes (or one Prometheus adds).
+//! the endpoint writes (or one Prometheus adds). The Prometheus alert rules
+//! in `alerts/dce-edge.rules.yml` are held to the same two rules.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 use telemetry::metrics::{render_openmetrics, sample_names};
 use telemetry::stats::{
-    BanInForce, CallCounters, EmergencyReport, LatencyHistogram, Modes, Role, RouteCounters,
-    Snapshot, TargetState, TopOffender, WorkerReport, XdpCounters,
+    BanInForce, BanMapFill, CallCounters, EmergencyReport, LatencyHistogram, Modes, Role,
+    RouteCounters, Snapshot, TargetState, TopOffender, WorkerReport, XdpCounters,
 };
 
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../dashboards/grafana/dce-edge.json"
+);
+
+const ALERT_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../alerts/dce-edge.rules.yml"
 );
 
 fn dashboard() -> Value {
@@ -52,6 +58,11 @@ fn full_snapshot() -> Snapshot {
             reason: "scanner".into(),
             seconds_left: 1,
         }],
+        ban_maps: vec![BanMapFill {
+            map: "bans_v4".into(),
+            entries: 1,
+            capacity: 65536,
+        }],
         workers: vec![WorkerReport {
             id: 0,
             core: Some(0),
@@ -63,7 +74,8 @@ fn full_snapshot() -> Snapshot {
             forwarded_responses: 1,
             answered: [(200, 1)].into(),
             dropped: [("loop".to_string(), 1)].into(),
-            rings: [("fill_empty".to_string(), 1)].into(),
+            rings: [("fill_shortfalls".to_string(), 1)].into(),
+            snapshot_age_ms: 5,
         }],
         routes: RouteCounters {
             table_version: 1,
@@ -124,16 +136,25 @@ fn queries(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `dce_edge_[a-z_]+` occurrences in an expression.
+/// `dce_edge_[a-z_]+` occurrences in an expression that start a name (not
+/// inside a longer word such as the label value `no_dce_edge_metrics`).
 fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = expr;
+    let mut before: Option<char> = None;
     while let Some(at) = rest.find("dce_edge_") {
+        let starts_a_name = match rest[..at].chars().next_back().or(before) {
+            Some(c) => !(c.is_ascii_alphanumeric() || c == '_'),
+            None => true,
+        };
         let tail = &rest[at..];
         let len = tail
             .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
             .unwrap_or(tail.len());
-        names.push(tail[..len].to_string());
+        if starts_a_name {
+            names.push(tail[..len].to_string());
+        }
+        before = tail[..len].chars().next_back();
         rest = &tail[len..];
     }
     names
@@ -188,6 +209,14 @@ fn every_queried_metric_is_exported() {
 }
 
 #[test]
+fn metric_names_are_whole_names_only() {
+    assert_eq!(
+        metric_names("rate(dce_edge_calls_total[5m]) \"no_dce_edge_metrics\" (dce_edge_info)"),
+        ["dce_edge_calls_total", "dce_edge_info"]
+    );
+}
+
+#[test]
 fn every_grouping_label_is_exported() {
     let mut known = exported_labels(&render_openmetrics(&full_snapshot()));
     // Added by Prometheus at scrape time, or the histogram's bucket label.
@@ -201,6 +230,43 @@ fn every_grouping_label_is_exported() {
                 "label {label:?} of {expr:?} is not exported"
             );
         }
+    }
+}
+
+/// The alert rules' text: every expression and every templated query in
+/// the annotations (the file is YAML; names are looked for in all of it).
+fn alert_rules() -> String {
+    std::fs::read_to_string(ALERT_RULES).expect("alert rules file")
+}
+
+#[test]
+fn every_metric_the_alert_rules_name_is_exported() {
+    let exported: BTreeSet<String> = sample_names(&render_openmetrics(&full_snapshot()))
+        .into_iter()
+        .collect();
+    let rules = alert_rules();
+    let named: BTreeSet<String> = metric_names(&rules).into_iter().collect();
+    assert!(
+        named.len() >= 10,
+        "suspiciously few metrics named: {named:?}"
+    );
+    let unknown: Vec<&String> = named.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "named by the alert rules but not exported: {unknown:?}\nexported: {exported:?}"
+    );
+}
+
+#[test]
+fn every_label_the_alert_rules_group_by_is_exported() {
+    let mut known = exported_labels(&render_openmetrics(&full_snapshot()));
+    known.extend(["instance".to_string(), "job".to_string(), "le".to_string()]);
+    let rules = alert_rules();
+    for label in grouping_labels(&rules) {
+        assert!(
+            known.contains(&label),
+            "the alert rules group by {label:?}, which is not exported"
+        );
     }
 }
 

@@ -208,6 +208,22 @@ pub enum EventsError {
     },
 }
 
+/// Opens (creating if missing) an events file for appending. A new file is
+/// readable by its owner and group only: the log names the sources the edge
+/// banned and the operators' actions.
+fn open_file(path: &std::path::Path) -> Result<std::fs::File, EventsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| EventsError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
 /// Events queued by [`EventSender`]s before the control thread drains them.
 pub const QUEUE_CAPACITY: usize = 4096;
 
@@ -237,6 +253,8 @@ impl EventSender {
 pub struct EventLog {
     out: BufWriter<Box<dyn Write + Send>>,
     sink: String,
+    /// The file, when the log goes to one (what [`EventLog::reopen`] opens).
+    path: Option<PathBuf>,
     tx: Sender<(SystemTime, Event)>,
     rx: Receiver<(SystemTime, Event)>,
     lost: Arc<AtomicU64>,
@@ -259,17 +277,26 @@ impl EventLog {
         match &config.sink {
             EventSink::Stdout => Ok(Self::to_writer("stdout", std::io::stdout())),
             EventSink::File(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| EventsError::Open {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                Ok(Self::to_writer(&path.display().to_string(), file))
+                let mut log = Self::to_writer(&path.display().to_string(), open_file(path)?);
+                log.path = Some(path.clone());
+                Ok(log)
             }
         }
+    }
+
+    /// Opens the log's file again by its name, so that lines go to a new
+    /// file after logrotate moved the old one away (the old file gets
+    /// everything written before). Standard output stays as it is. On
+    /// failure the log keeps writing where it wrote before.
+    pub fn reopen(&mut self) -> Result<Option<&std::path::Path>, EventsError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let file = open_file(path)?;
+        // What is buffered belongs to the old file.
+        let _ = self.out.flush();
+        self.out = BufWriter::new(Box::new(file));
+        Ok(self.path.as_deref())
     }
 
     /// A log writing to any writer; `sink` names it in errors.
@@ -278,6 +305,7 @@ impl EventLog {
         EventLog {
             out: BufWriter::new(Box::new(writer)),
             sink: sink.to_string(),
+            path: None,
             tx,
             rx,
             lost: Arc::new(AtomicU64::new(0)),
@@ -498,6 +526,73 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn a_new_events_file_is_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let config = EventsConfig {
+            sink: EventSink::File(path.clone()),
+        };
+        EventLog::open(&config).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+    }
+
+    #[test]
+    fn reopen_after_a_rotation_writes_to_a_new_file_and_leaves_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let rotated = dir.path().join("events.jsonl.1");
+        let config = EventsConfig {
+            sink: EventSink::File(path.clone()),
+        };
+        let mut log = EventLog::open(&config).unwrap();
+        log.write(&Event::start("0.1.0", "appliance", Some("eth0")))
+            .unwrap();
+        // logrotate renames the file; the log still holds the old one open.
+        std::fs::rename(&path, &rotated).unwrap();
+        log.write(&Event::ban("198.18.0.9", "scanner", 600))
+            .unwrap();
+        assert_eq!(log.reopen().unwrap(), Some(path.as_path()));
+        log.write(&Event::stop("signal")).unwrap();
+        let kinds = |p: &std::path::Path| -> Vec<EventKind> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<EventLine>(l).unwrap().event)
+                .collect()
+        };
+        assert_eq!(kinds(&rotated), [EventKind::Start, EventKind::Ban]);
+        assert_eq!(kinds(&path), [EventKind::Stop]);
+    }
+
+    #[test]
+    fn reopen_of_standard_output_changes_nothing() {
+        let mut log = EventLog::open(&EventsConfig::default()).unwrap();
+        assert_eq!(log.reopen().unwrap(), None);
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_writing_to_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("events.jsonl");
+        let config = EventsConfig {
+            sink: EventSink::File(path.clone()),
+        };
+        let mut log = EventLog::open(&config).unwrap();
+        // The folder moved away: the name cannot be opened again.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&sub, &moved).unwrap();
+        let err = log.reopen().unwrap_err();
+        assert!(err.to_string().contains("events.jsonl"), "{err}");
+        log.write(&Event::stop("signal")).unwrap();
+        let text = std::fs::read_to_string(moved.join("events.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 1);
     }
 
     #[test]

@@ -261,6 +261,16 @@ fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
                 .iter()
                 .map(move |(event, n)| (labels([("worker", id), ("event", event)]), *n))
         }),
+    )?;
+    gauges(
+        e,
+        "dce_edge_worker_last_snapshot_age",
+        "Time since the worker last answered the control thread's once-a-second request for its counters; grows while a worker is stuck.",
+        Some(&Unit::Seconds),
+        s.workers
+            .iter()
+            .zip(&ids)
+            .map(|(w, id)| (labels([("worker", id)]), w.snapshot_age_ms as f64 / 1000.0)),
     )
 }
 
@@ -424,6 +434,27 @@ fn encode_bans(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::
         by_reason
             .into_iter()
             .map(|(reason, n)| (labels([("reason", reason)]), n as f64)),
+    )?;
+    if s.ban_maps.is_empty() {
+        return Ok(());
+    }
+    gauges(
+        e,
+        "dce_edge_ban_map_entries",
+        "Entries in each XDP ban map (bans_v4, bans_v6: operators' bans; auto_bans: automatic bans): bans in force, and lapsed ones until the next sweep.",
+        None,
+        s.ban_maps
+            .iter()
+            .map(|m| (labels([("map", &m.map)]), m.entries as f64)),
+    )?;
+    gauges(
+        e,
+        "dce_edge_ban_map_capacity",
+        "Entries each XDP ban map holds at most; a full map refuses new bans of its kind.",
+        None,
+        s.ban_maps
+            .iter()
+            .map(|m| (labels([("map", &m.map)]), m.capacity as f64)),
     )
 }
 
@@ -537,8 +568,8 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
 mod tests {
     use super::*;
     use crate::stats::{
-        BanInForce, CallCounters, Modes, RouteCounters, TargetState, TopOffender, WorkerReport,
-        XdpCounters,
+        BanInForce, BanMapFill, CallCounters, Modes, RouteCounters, TargetState, TopOffender,
+        WorkerReport, XdpCounters,
     };
 
     fn known_snapshot() -> Snapshot {
@@ -569,6 +600,18 @@ mod tests {
                 reason: "scanner".into(),
                 seconds_left: 30,
             }],
+            ban_maps: vec![
+                BanMapFill {
+                    map: "bans_v4".into(),
+                    entries: 2,
+                    capacity: 65536,
+                },
+                BanMapFill {
+                    map: "bans_v6".into(),
+                    entries: 0,
+                    capacity: 65536,
+                },
+            ],
             workers: vec![WorkerReport {
                 id: 0,
                 received: 100,
@@ -578,7 +621,8 @@ mod tests {
                 forwarded_responses: 41,
                 answered: [(200, 5), (404, 1)].into(),
                 dropped: [("max_forwards".to_string(), 1)].into(),
-                rings: [("fill_empty".to_string(), 4)].into(),
+                rings: [("fill_shortfalls".to_string(), 4)].into(),
+                snapshot_age_ms: 250,
                 ..Default::default()
             }],
             routes: RouteCounters {
@@ -643,7 +687,9 @@ mod tests {
             "dce_edge_worker_forwarded_total{worker=\"0\",direction=\"response\"} 41",
             "dce_edge_worker_answered_total{worker=\"0\",code=\"404\"} 1",
             "dce_edge_worker_dropped_total{worker=\"0\",reason=\"max_forwards\"} 1",
-            "dce_edge_worker_ring_events_total{worker=\"0\",event=\"fill_empty\"} 4",
+            "dce_edge_worker_ring_events_total{worker=\"0\",event=\"fill_shortfalls\"} 4",
+            "# UNIT dce_edge_worker_last_snapshot_age_seconds seconds",
+            "dce_edge_worker_last_snapshot_age_seconds{worker=\"0\"} 0.25",
             "dce_edge_route_lookups_total 50",
             "dce_edge_route_hits_total{group=\"carrier_a\"} 45",
             "dce_edge_route_misses_total 5",
@@ -670,6 +716,10 @@ mod tests {
             "dce_edge_emergency_calls_total{outcome=\"over_budget\"} 5",
             "dce_edge_bans_active{reason=\"scanner\"} 1.0",
             "dce_edge_bans_active{reason=\"flood\"} 0.0",
+            "dce_edge_ban_map_entries{map=\"bans_v4\"} 2.0",
+            "dce_edge_ban_map_entries{map=\"bans_v6\"} 0.0",
+            "dce_edge_ban_map_capacity{map=\"bans_v4\"} 65536.0",
+            "dce_edge_ban_map_capacity{map=\"bans_v6\"} 65536.0",
             "dce_edge_top_source_drops{source=\"198.18.0.9\",reason=\"scanner\"} 7.0",
         ] {
             assert!(
@@ -793,6 +843,36 @@ mod tests {
         let text = render_openmetrics(&s);
         assert!(!text.contains("dce_edge_xdp_"), "{text}");
         assert!(text.contains("dce_edge_info{"));
+    }
+
+    #[test]
+    fn no_ban_map_families_without_a_filter() {
+        let mut s = known_snapshot();
+        s.xdp = None;
+        s.ban_maps.clear();
+        let text = render_openmetrics(&s);
+        assert!(!text.contains("dce_edge_ban_map_"), "{text}");
+        // The bans the workers keep themselves are still counted.
+        assert!(text.contains("dce_edge_bans_active{reason=\"scanner\"} 1.0"));
+    }
+
+    #[test]
+    fn a_stuck_worker_shows_its_own_age() {
+        let mut s = known_snapshot();
+        let mut stuck = s.workers[0].clone();
+        stuck.id = 1;
+        stuck.snapshot_age_ms = 42_000;
+        s.workers.push(stuck);
+        let text = render_openmetrics(&s);
+        let age = |w: &str| {
+            sample_value(
+                &text,
+                "dce_edge_worker_last_snapshot_age_seconds",
+                &[("worker", w)],
+            )
+        };
+        assert_eq!(age("0"), Some(0.25));
+        assert_eq!(age("1"), Some(42.0));
     }
 
     #[test]

@@ -61,6 +61,21 @@ pub struct BanInForce {
     pub seconds_left: u64,
 }
 
+/// How full one of the XDP program's ban maps is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanMapFill {
+    /// The map: `bans_v4` and `bans_v6` (operators' bans, LPM tries) or
+    /// `auto_bans` (automatic bans of single sources, both families).
+    pub map: String,
+    /// Entries in the map now: every ban in force, and lapsed ones until
+    /// the control thread's sweep (every 5 s) removes them.
+    pub entries: u64,
+    /// The most entries the map holds (its `max_entries`); a full map
+    /// refuses new bans of its kind (a full `auto_bans` never keeps an
+    /// operator from banning).
+    pub capacity: u64,
+}
+
 /// One worker's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WorkerReport {
@@ -86,6 +101,14 @@ pub struct WorkerReport {
     pub dropped: BTreeMap<String, u64>,
     /// Ring and fill-queue shortfalls and kernel socket drops, by name.
     pub rings: BTreeMap<String, u64>,
+    /// Milliseconds since the worker last answered the control thread's
+    /// once-a-second request for its counters, measured by the control
+    /// thread when it assembled this snapshot (a worker that never answered:
+    /// since the appliance started). A worker that loops answers within
+    /// milliseconds; one that is stuck stops answering and this grows, even
+    /// though its counters above then stay at their last answered values.
+    #[serde(default)]
+    pub snapshot_age_ms: u64,
 }
 
 /// Route table counters.
@@ -202,6 +225,11 @@ pub struct Snapshot {
     pub top_sources: Vec<TopOffender>,
     /// Active bans.
     pub bans: Vec<BanInForce>,
+    /// How full the XDP ban maps are, one entry per address family; empty
+    /// when no XDP filter runs (socket mode without a `[filter]`, where the
+    /// workers keep the bans themselves).
+    #[serde(default)]
+    pub ban_maps: Vec<BanMapFill>,
     /// Sources that proved their address is real (echoed a dialog cookie)
     /// and skip the XDP budget for unverified sources.
     #[serde(default)]
