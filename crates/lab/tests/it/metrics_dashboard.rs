@@ -64,6 +64,9 @@ fn full_snapshot() -> Snapshot {
             answered: [(200, 1)].into(),
             dropped: [("loop".to_string(), 1)].into(),
             rings: [("fill_empty".to_string(), 1)].into(),
+            cpu_us: 1,
+            cpu_wait_us: 1,
+            realtime: true,
         }],
         routes: RouteCounters {
             table_version: 1,

@@ -86,6 +86,17 @@ pub struct WorkerReport {
     pub dropped: BTreeMap<String, u64>,
     /// Ring and fill-queue shortfalls and kernel socket drops, by name.
     pub rings: BTreeMap<String, u64>,
+    /// CPU time the worker's thread has run, in microseconds.
+    #[serde(default)]
+    pub cpu_us: u64,
+    /// Time the worker's thread was ready to run but waited for its core
+    /// (other threads had it), in microseconds: a worker that waits while
+    /// its rings overflow is starved, not slow.
+    #[serde(default)]
+    pub cpu_wait_us: u64,
+    /// Whether the worker runs with a real-time priority.
+    #[serde(default)]
+    pub realtime: bool,
 }
 
 /// Route table counters.
