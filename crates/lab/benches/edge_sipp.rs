@@ -23,7 +23,7 @@
 //! cargo bench -p dce-lab --bench edge_sipp
 //! ```
 //!
-//! Knobs (environment): `DCE_BENCH_ONLY` (`afxdp1,afxdp2,socket1,socket2`),
+//! Knobs (environment): `DCE_BENCH_ONLY` (`direct,afxdp1,afxdp2,socket1,socket2`),
 //! `DCE_BENCH_RATES` (`6000,12000` calls per second), `DCE_BENCH_RUNS` (3
 //! per rate), `DCE_BENCH_SECS` (10 s per run), `DCE_BENCH_CAPTURE` (0),
 //! `DCE_BENCH_UPSTREAMS` (4), `DCE_BENCH_PREFIXES` (1000),
