@@ -261,6 +261,24 @@ fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
                 .iter()
                 .map(move |(event, n)| (labels([("worker", id), ("event", event)]), *n))
         }),
+    )?;
+    let per_worker_secs = |f: fn(&crate::stats::WorkerReport) -> u64| {
+        s.workers
+            .iter()
+            .zip(&ids)
+            .map(move |(w, id)| (labels([("worker", id)]), f(w) as f64 / 1e6))
+    };
+    counters_f64(
+        e,
+        "dce_edge_worker_cpu_seconds",
+        "CPU time a worker's thread has run.",
+        per_worker_secs(|w| w.cpu_us),
+    )?;
+    counters_f64(
+        e,
+        "dce_edge_worker_core_wait_seconds",
+        "Time a worker's thread was ready to run but waited for its core (other threads had it).",
+        per_worker_secs(|w| w.cpu_wait_us),
     )
 }
 
@@ -469,6 +487,20 @@ fn counters(
     Ok(())
 }
 
+/// [`counters`] of fractional values (seconds).
+fn counters_f64(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn gauge_one(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -579,6 +611,8 @@ mod tests {
                 answered: [(200, 5), (404, 1)].into(),
                 dropped: [("max_forwards".to_string(), 1)].into(),
                 rings: [("fill_empty".to_string(), 4)].into(),
+                cpu_us: 2_500_000,
+                cpu_wait_us: 500_000,
                 ..Default::default()
             }],
             routes: RouteCounters {
@@ -644,6 +678,8 @@ mod tests {
             "dce_edge_worker_answered_total{worker=\"0\",code=\"404\"} 1",
             "dce_edge_worker_dropped_total{worker=\"0\",reason=\"max_forwards\"} 1",
             "dce_edge_worker_ring_events_total{worker=\"0\",event=\"fill_empty\"} 4",
+            "dce_edge_worker_cpu_seconds_total{worker=\"0\"} 2.5",
+            "dce_edge_worker_core_wait_seconds_total{worker=\"0\"} 0.5",
             "dce_edge_route_lookups_total 50",
             "dce_edge_route_hits_total{group=\"carrier_a\"} 45",
             "dce_edge_route_misses_total 5",
