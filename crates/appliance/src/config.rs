@@ -94,6 +94,9 @@ pub struct DataplaneSection {
     pub idle: Option<IdleFile>,
     /// Neighbour upkeep.
     pub neighbour: Option<NeighbourConfig>,
+    /// Real-time priority of the workers (SCHED_FIFO 1-99; 0: ordinary
+    /// scheduling); default: the profile's.
+    pub worker_priority: Option<u8>,
 }
 
 /// `[dataplane.idle]` as written: each value optional.
@@ -261,6 +264,7 @@ impl ApplianceConfig {
             xsk.rx_ring = r.rx_ring;
             xsk.tx_ring = r.tx_ring;
             dataplane.batch = r.batch_size as usize;
+            dataplane.worker_priority = r.worker_priority;
         }
         xsk.frame_count = d.frame_count.unwrap_or(xsk.frame_count);
         xsk.frame_size = d.frame_size.unwrap_or(xsk.frame_size);
@@ -278,6 +282,7 @@ impl ApplianceConfig {
         if let Some(n) = d.neighbour {
             dataplane.neighbour = n;
         }
+        dataplane.worker_priority = d.worker_priority.unwrap_or(dataplane.worker_priority);
         dataplane
             .validate()
             .map_err(|p| ConfigError::file(source.path(), format!("[dataplane] {p}")))?;
@@ -522,6 +527,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.dataplane.workers.len(), 2);
         assert_eq!(c.dataplane.batch, 32);
+    }
+
+    #[test]
+    fn worker_priority_comes_from_the_file_else_the_profile_and_is_checked() {
+        let base = "profile = \"lab\"\n[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n";
+        let c = load(&format!("{base}{ROUTES}")).unwrap();
+        assert_eq!(c.dataplane.worker_priority, 0, "the lab profile's");
+        let c = load(&format!(
+            "{base}[dataplane]\nworker_priority = 20\n{ROUTES}"
+        ))
+        .unwrap();
+        assert_eq!(c.dataplane.worker_priority, 20);
+        let e = load(&format!(
+            "{base}[dataplane]\nworker_priority = 100\n{ROUTES}"
+        ))
+        .unwrap_err();
+        assert!(e.reason.contains("worker_priority"), "{e}");
     }
 
     #[test]

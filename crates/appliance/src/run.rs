@@ -845,7 +845,25 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
             .insert("rx_invalid_descs".into(), x.rx_invalid_descs);
         out.rings
             .insert("tx_invalid_descs".into(), x.tx_invalid_descs);
+        // Frames the kernel could not hand to the worker are drops like
+        // any other: under a reason of their own, where every drop is
+        // listed (`rx_dropped` includes those it found no fill-ring frame
+        // for, which `rings` counts apart).
+        for (name, n) in [
+            ("rx_ring_full", x.rx_ring_full),
+            ("rx_kernel_dropped", x.rx_dropped),
+        ] {
+            if n > 0 {
+                *out.dropped.entry(name.into()).or_default() += n;
+            }
+        }
     }
+    if let Some(s) = &w.sched {
+        out.cpu_us = s.run.as_micros() as u64;
+        out.cpu_wait_us = s.wait.as_micros() as u64;
+    }
+    out.realtime = w.realtime;
+    out.rings.insert("tx_kick_errors".into(), c.tx_kick_errors);
     out
 }
 

@@ -537,16 +537,35 @@ impl XskPort {
                     if self.tx_ring.pending() == 0 {
                         break;
                     }
-                    self.tx_ring.wake();
-                    self.tx.counters.tx_kicks += 1;
+                    self.kick_once();
                 }
             }
             _ => {
                 if self.tx_ring.pending() > 0 && self.tx_ring.needs_wakeup() {
-                    self.tx_ring.wake();
-                    self.tx.counters.tx_kicks += 1;
+                    self.kick_once();
                 }
             }
+        }
+    }
+
+    /// One sendto kick, with what the kernel said counted: in copy mode a
+    /// frame the device drops (a veth whose peer's backlog is full) comes
+    /// back through the completion ring as if sent, and the kick's error is
+    /// the only trace of it.
+    fn kick_once(&mut self) {
+        self.tx.counters.tx_kicks += 1;
+        match sys::xsk_kick(&self.user.as_raw_fd()) {
+            sys::XskKick::Sent | sys::XskKick::Again => {}
+            // Only copy mode transmits in the kick (EBUSY there is
+            // NET_XMIT_DROP); a zero-copy driver's wakeup may say EBUSY
+            // for a busy queue, and the frame is still sent later.
+            sys::XskKick::DeviceDropped if self.kind == IoKind::AfXdpCopy => {
+                // The kernel stops at the first frame the device drops.
+                self.tx.counters.tx_device_dropped += 1;
+                self.tx.counters.transmitted = self.tx.counters.transmitted.saturating_sub(1);
+            }
+            sys::XskKick::DeviceDropped => {}
+            sys::XskKick::Failed(_) => self.tx.counters.tx_kick_errors += 1,
         }
     }
 
@@ -656,6 +675,9 @@ impl PacketIo for XskPort {
                 let n = writer.insert(self.tx.queued[sent..sent + cap].iter().copied()) as usize;
                 writer.commit();
                 sent += n;
+                // Counted before the kick, which moves a frame the device
+                // drops from here to `tx_device_dropped`.
+                self.tx.counters.transmitted += n as u64;
             }
             self.kick();
             if sent == queued {
@@ -663,7 +685,6 @@ impl PacketIo for XskPort {
             }
             self.reap_completions();
         }
-        self.tx.counters.transmitted += sent as u64;
         for i in sent..queued {
             let addr = self.tx.queued[i].addr;
             self.tx.free.push(addr);
@@ -671,6 +692,12 @@ impl PacketIo for XskPort {
         }
         self.tx.queued.clear();
         self.refill();
+    }
+
+    fn tx_pending(&self) -> bool {
+        // Zero-copy drivers take frames on their own (or when the ring
+        // asks for a wakeup, which `kick` answers).
+        self.kind == IoKind::AfXdpCopy && self.tx_ring.pending() > 0
     }
 
     fn wait(&mut self, timeout: Duration) {

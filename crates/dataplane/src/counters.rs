@@ -74,6 +74,10 @@ pub struct WorkerCounters {
     pub tx_would_block: u64,
     /// Sends whose payload writer gave up or overran its buffer.
     pub tx_payload_rejected: u64,
+    /// Frames handed to the kernel that the device dropped (AF_XDP copy
+    /// mode: the transmit kick said `NET_XMIT_DROP`; on a veth, the peer's
+    /// backlog was full). Moved out of `transmitted` when it is known.
+    pub tx_device_dropped: u64,
     /// Sends dropped for want of a local address of the destination's family.
     pub no_local_address: u64,
     /// Sends dropped because the next hop's MAC is not known (yet).
@@ -84,6 +88,8 @@ pub struct WorkerCounters {
     pub fill_shortfalls: u64,
     /// TX kicks (sendto) made.
     pub tx_kicks: u64,
+    /// TX kicks the kernel refused outright (not a full device or ring).
+    pub tx_kick_errors: u64,
     /// Batches that received at least one datagram.
     pub batches: u64,
     /// Times the worker blocked waiting for traffic.
@@ -113,11 +119,13 @@ impl Default for WorkerCounters {
             tx_error: 0,
             tx_would_block: 0,
             tx_payload_rejected: 0,
+            tx_device_dropped: 0,
             no_local_address: 0,
             no_neighbour: 0,
             no_route: 0,
             fill_shortfalls: 0,
             tx_kicks: 0,
+            tx_kick_errors: 0,
             batches: 0,
             idle_waits: 0,
             control_messages: 0,
@@ -158,6 +166,7 @@ impl WorkerCounters {
             + self.tx_error
             + self.tx_would_block
             + self.tx_payload_rejected
+            + self.tx_device_dropped
             + self.no_local_address
             + self.no_neighbour
             + self.no_route
@@ -179,6 +188,7 @@ impl WorkerCounters {
                 ("tx_error", self.tx_error),
                 ("tx_would_block", self.tx_would_block),
                 ("tx_payload_rejected", self.tx_payload_rejected),
+                ("tx_device_dropped", self.tx_device_dropped),
                 ("no_local_address", self.no_local_address),
                 ("no_neighbour", self.no_neighbour),
                 ("no_route", self.no_route),
@@ -241,6 +251,13 @@ pub struct WorkerSnapshot<S> {
     pub handler: S,
     /// Handler events and snapshots that found the event ring full.
     pub events_lost: u64,
+    /// Whether the worker runs with the real-time policy it was given
+    /// (`worker_priority`).
+    pub realtime: bool,
+    /// How the kernel has scheduled the worker's thread so far: time it
+    /// ran, and time it was runnable but waited for its core (starved by
+    /// other threads there; the rings fill meanwhile).
+    pub sched: Option<sys::SchedStat>,
 }
 
 impl<S> WorkerSnapshot<S> {

@@ -28,6 +28,12 @@ pub trait PacketIo: Send + 'static {
     fn transmit(&mut self, now: Timestamp);
     /// Blocks until traffic arrives or `timeout` passes.
     fn wait(&mut self, timeout: Duration);
+    /// True while frames handed to the kernel still wait for it to take
+    /// them (AF_XDP copy mode transmits only when kicked): the worker must
+    /// not sleep then, or they wait with it.
+    fn tx_pending(&self) -> bool {
+        false
+    }
     /// Applies a neighbour update (AF_XDP mode).
     fn apply_neighbour(&mut self, _update: NeighbourUpdate) {}
     /// The worker stops: what still waits to go out (AF_XDP mode: frames

@@ -147,6 +147,12 @@ pub struct Worker<I: PacketIo, H: PacketHandler> {
     wait: Duration,
     events_lost: u64,
     pinned: bool,
+    /// SCHED_FIFO priority asked for (0: ordinary scheduling).
+    priority: u8,
+    /// Whether the real-time policy took effect.
+    realtime: bool,
+    /// The thread's kernel id, for its scheduler statistics.
+    tid: u32,
 }
 
 impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
@@ -163,6 +169,8 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
             socket_rx_drops: self.io.socket_rx_drops(),
             handler: self.handler.stats(),
             events_lost: self.events_lost,
+            realtime: self.realtime,
+            sched: sys::thread_schedstat(self.tid),
         }
     }
 
@@ -173,6 +181,12 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
             // Pinning can fail in a restricted cpuset; the worker still runs
             // and its snapshots say `pinned: false`.
             self.pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        self.tid = sys::thread_id();
+        if self.priority > 0 {
+            // Refused without CAP_SYS_NICE; the worker still runs, and its
+            // snapshots say `realtime: false`.
+            self.realtime = sys::set_thread_realtime(self.priority).is_ok();
         }
         let mut empty_loops: u32 = 0;
         loop {
@@ -216,7 +230,8 @@ impl<I: PacketIo, H: PacketHandler> Worker<I, H> {
             }
             if received == 0 {
                 empty_loops += 1;
-                if empty_loops > self.busy_polls {
+                // Never asleep with frames the kernel has not taken yet.
+                if empty_loops > self.busy_polls && !self.io.tx_pending() {
                     self.io.counters().idle_waits += 1;
                     self.io.wait(self.wait);
                     empty_loops = 0;
@@ -332,6 +347,9 @@ impl<H: PacketHandler> Dataplane<H> {
             wait: config.idle.wait(),
             events_lost: 0,
             pinned: false,
+            priority: config.worker_priority,
+            realtime: false,
+            tid: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("dce-worker-{index}"))

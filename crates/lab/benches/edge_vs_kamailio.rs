@@ -286,6 +286,7 @@ fn build_ctx<'a>(plan: &'a Plan, tmp: &TempDir) -> Result<Ctx<'a>> {
         caller_addrs: CALLER_ADDRS,
         upstreams: 2,
         attacker: false,
+        edge_queues: 1,
     })
     .context("building the lab")?;
     lab::demo::write_routes(&dir, &lab, PREFIXES)?;

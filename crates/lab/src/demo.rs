@@ -438,6 +438,7 @@ fn build_lab() -> Result<Lab> {
         caller_addrs: 40,
         upstreams: 2,
         attacker: true,
+        edge_queues: 1,
     })
     .context("building the lab's namespaces")
 }

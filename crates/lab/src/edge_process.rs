@@ -93,12 +93,18 @@ pub struct EdgeConfig {
     /// The `dce-edge` binary to run; `None`: the workspace's, next to the
     /// running test (see [`workspace_binary`]).
     pub binary: Option<PathBuf>,
+    /// `[edge] cores`: the core of each worker; `None` leaves them to the
+    /// profile (unpinned without one).
+    pub cores: Option<Vec<usize>>,
+    /// More TOML appended to the file as it is (`[dataplane]` sizes, ...).
+    pub extra: String,
 }
 
 impl EdgeConfig {
-    /// A configuration for `lab`: one AF_XDP worker or two socket workers,
-    /// the callers and upstreams allowlisted (not the attacker), the
-    /// filter's and proxy's defaults otherwise.
+    /// A configuration for `lab`: in AF_XDP mode one worker per queue of
+    /// the edge's veth, in socket mode two workers; the callers and
+    /// upstreams allowlisted (not the attacker), the filter's and proxy's
+    /// defaults otherwise.
     pub fn new(lab: &Lab, mode: IoMode, groups: String, prefixes: String) -> EdgeConfig {
         let allowlist = std::iter::once(&lab.callers)
             .chain(&lab.upstreams)
@@ -106,7 +112,11 @@ impl EdgeConfig {
             .collect();
         EdgeConfig {
             mode,
-            workers: if mode == IoMode::AfXdp { 1 } else { 2 },
+            workers: if mode == IoMode::AfXdp {
+                lab.edge_queues as usize
+            } else {
+                2
+            },
             groups,
             prefixes,
             allowlist,
@@ -115,6 +125,8 @@ impl EdgeConfig {
             profile: None,
             busy_polls: Some(64),
             binary: None,
+            cores: None,
+            extra: String::new(),
         }
     }
 
@@ -131,21 +143,30 @@ impl EdgeConfig {
             .as_ref()
             .map(|p| format!("profile = \"{p}\"\n\n"))
             .unwrap_or_default();
+        let cores = self
+            .cores
+            .as_ref()
+            .map(|c| {
+                let list: Vec<String> = c.iter().map(|c| c.to_string()).collect();
+                format!("cores = [{}]\n", list.join(", "))
+            })
+            .unwrap_or_default();
         let idle = self
             .busy_polls
             .map(|b| format!("[dataplane.idle]\nbusy_polls = {b}\nwait_us = 1000\n\n"))
             .unwrap_or_default();
         format!(
-            "{profile}[edge]\nmode = \"{mode}\"\ncontrol_socket = \"run/control.sock\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n\n\
+            "{profile}[edge]\nmode = \"{mode}\"\ncontrol_socket = \"run/control.sock\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n{cores}\n\
              {idle}\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
              [filter]\nallowlist = [{}]\n{}\n\
-             [events]\nfile = \"events.jsonl\"\n",
+             [events]\nfile = \"events.jsonl\"\n\n{}",
             self.workers,
             self.proxy,
             allow.join(", "),
             self.filter,
+            self.extra,
         )
     }
 }

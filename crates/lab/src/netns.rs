@@ -189,6 +189,22 @@ pub fn veth_pair_one_queue(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::
     veth_pair_with(a, a_if, b, b_if, &["numtxqueues", "1", "numrxqueues", "1"])
 }
 
+/// [`veth_pair`] with `queues` RX and TX queues at each end: a veth picks
+/// the receiving end's queue from the sending end's TX queue, which the
+/// kernel chooses by the flow's hash, so many flows spread over the queues
+/// as RSS spreads them on a NIC (and one flow stays on one queue). An
+/// AF_XDP edge binds one worker to each queue.
+pub fn veth_pair_queues(
+    a: &Netns,
+    a_if: &str,
+    b: &Netns,
+    b_if: &str,
+    queues: u32,
+) -> io::Result<()> {
+    let q = queues.max(1).to_string();
+    veth_pair_with(a, a_if, b, b_if, &["numtxqueues", &q, "numrxqueues", &q])
+}
+
 fn veth_pair_with(
     a: &Netns,
     a_if: &str,

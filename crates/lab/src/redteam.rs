@@ -1154,6 +1154,7 @@ impl RedTeamLab {
             caller_addrs: spec.callers.max(1),
             upstreams: 1,
             attacker: true,
+            edge_queues: 1,
         })?;
         let victim = Victim::add(&lab, VICTIM_ADDR)?;
         let dir = TempDir::new("redteam")?;

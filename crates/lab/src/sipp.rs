@@ -134,6 +134,10 @@ pub struct Uac {
     pub limit: u32,
     /// SIPp's global timeout: it stops after this whatever happened.
     pub timeout: Duration,
+    /// One socket (so one source port) per call (`-t un`), instead of one
+    /// for the whole run: many flows, which a multi-queue NIC (or veth)
+    /// spreads over its queues as RSS does.
+    pub socket_per_call: bool,
 }
 
 impl Uac {
@@ -149,12 +153,15 @@ impl Uac {
             calls,
             limit: 200,
             timeout: Duration::from_secs(60),
+            socket_per_call: false,
         }
     }
 
     /// Starts the run inside `ns` (SIPp's output goes to a file in `dir`).
     pub fn spawn(&self, ns: &Netns, dir: &Path) -> io::Result<RunningUac> {
-        let out = dir.join(format!("uac-{}-{}-{}.out", self.local, self.port, seq()));
+        let n = seq();
+        let out = dir.join(format!("uac-{}-{}-{n}.out", self.local, self.port));
+        let stats = dir.join(format!("uac-{}-{}-{n}.csv", self.local, self.port));
         let mut cmd = ns.command("sipp");
         cmd.arg(self.target.to_string())
             .args(["-sn", "uac", "-s", &self.number])
@@ -162,8 +169,15 @@ impl Uac {
             .args(["-r", &self.rate.to_string(), "-m", &self.calls.to_string()])
             .args(["-l", &self.limit.to_string(), "-nostdin"])
             .args(["-buff_size", BUFF_SIZE, "-trace_err"])
-            .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
-            .current_dir(dir)
+            .args(["-trace_stat", "-fd", "1", "-stf"])
+            .arg(&stats)
+            .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))]);
+        if self.socket_per_call {
+            // Sockets in use at once are bounded by the calls in progress.
+            let sockets = (self.limit + 1000).to_string();
+            cmd.args(["-t", "un", "-max_socket", &sockets]);
+        }
+        cmd.current_dir(dir)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out)?)
             .stderr(Stdio::null());
@@ -173,8 +187,10 @@ impl Uac {
         Ok(RunningUac {
             child: ChildGuard::new(child),
             out,
+            stats,
             calls: self.calls,
             timeout: self.timeout,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -189,11 +205,18 @@ impl Uac {
 pub struct RunningUac {
     child: ChildGuard,
     out: PathBuf,
+    stats: PathBuf,
     calls: u32,
     timeout: Duration,
+    started: std::time::Instant,
 }
 
 impl RunningUac {
+    /// SIPp's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for SIPp to finish (its own timeout plus 30 s at most; then it
     /// is ended and what it printed so far is read).
     pub fn wait(mut self) -> io::Result<UacOutcome> {
@@ -203,6 +226,7 @@ impl RunningUac {
         if status.is_none() {
             let _ = self.child.stop(Duration::from_secs(5));
         }
+        let elapsed = self.started.elapsed();
         let screen = std::fs::read_to_string(&self.out).unwrap_or_default();
         let count = |name: &str| {
             screen
@@ -211,14 +235,86 @@ impl RunningUac {
                 .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u64>().ok())
                 .next_back()
         };
+        let (sent, retransmissions) = message_counts(&screen);
         Ok(UacOutcome {
             calls: self.calls,
             successful: count("Successful call").unwrap_or(0),
             failed: count("Failed call").unwrap_or(0),
+            sent,
+            retransmissions,
+            start_rate: start_rate(&self.stats, u64::from(self.calls)),
+            elapsed,
             status,
             screen,
         })
     }
+}
+
+/// The scenario screen's message and retransmission counts, summed over
+/// its lines, from the last screen SIPp printed.
+fn message_counts(screen: &str) -> (u64, u64) {
+    let last = screen
+        .rfind("Scenario Screen")
+        .map_or(screen, |i| &screen[i..]);
+    let mut messages = 0;
+    let mut retrans = 0;
+    for line in last.lines() {
+        let Some(arrow) = line
+            .find("---------->")
+            .or_else(|| line.find("<----------"))
+        else {
+            continue;
+        };
+        // Received lines may carry a timer name (`E-RTD1`) first.
+        let mut numbers = line[arrow + 11..]
+            .split_whitespace()
+            .skip_while(|w| w.parse::<u64>().is_err())
+            .map_while(|w| w.parse::<u64>().ok());
+        messages += numbers.next().unwrap_or(0);
+        retrans += numbers.next().unwrap_or(0);
+    }
+    (messages, retrans)
+}
+
+/// The Unix time at the end of a SIPp time stamp (`date\ttime\tepoch`).
+fn sipp_epoch(text: &str) -> Option<f64> {
+    text.rsplit('\t').next()?.trim().parse().ok()
+}
+
+/// Calls over the time SIPp took to start `calls` of them, from its
+/// `-trace_stat` file (a line a second): the time where the cumulative
+/// outgoing calls reach `calls`, interpolated between the lines around it.
+fn start_rate(path: &Path, calls: u64) -> Option<f64> {
+    start_rate_of(&std::fs::read_to_string(path).ok()?, calls)
+}
+
+fn start_rate_of(text: &str, calls: u64) -> Option<f64> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name);
+    let (start, current, outgoing) = (
+        col("StartTime")?,
+        col("CurrentTime")?,
+        col("OutgoingCall(C)")?,
+    );
+    let mut last = (0.0f64, 0u64);
+    for l in lines {
+        let f: Vec<&str> = l.split(';').collect();
+        let (Some(t0), Some(t), Some(n)) = (
+            f.get(start).and_then(|t| sipp_epoch(t)),
+            f.get(current).and_then(|t| sipp_epoch(t)),
+            f.get(outgoing).and_then(|n| n.trim().parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let t = t - t0;
+        if n >= calls && n > last.1 {
+            let at = last.0 + (t - last.0) * (calls - last.1) as f64 / (n - last.1) as f64;
+            return (at > 0.0).then(|| calls as f64 / at);
+        }
+        last = (t, n);
+    }
+    None
 }
 
 /// What a UAC run reported in its final statistics.
@@ -230,6 +326,20 @@ pub struct UacOutcome {
     pub successful: u64,
     /// Calls SIPp counted failed (cumulative).
     pub failed: u64,
+    /// Messages of the scenario it sent or received (first copies).
+    pub sent: u64,
+    /// Retransmissions it counted, sent and received (the scenario
+    /// screen's `Retrans` column): a message lost on the way, or answered
+    /// later than SIPp's timer, shows here before a call fails.
+    pub retransmissions: u64,
+    /// The rate at which SIPp actually started its calls: the calls over
+    /// the time it took to start the last one (from its statistics file,
+    /// written every second, interpolated between lines). Below the asked
+    /// rate when SIPp fell behind, or stopped starting calls because its
+    /// limit of calls in progress was reached (calls waiting for answers).
+    pub start_rate: Option<f64>,
+    /// Wall time from the start to the end of the run.
+    pub elapsed: Duration,
     /// SIPp's exit status (`None`: it had to be stopped).
     pub status: Option<ExitStatus>,
     /// Everything SIPp printed.
@@ -248,12 +358,56 @@ impl UacOutcome {
     pub fn report(&self) -> String {
         let tail: Vec<&str> = self.screen.lines().rev().take(40).collect();
         format!(
-            "sipp uac: {} successful, {} failed of {} calls, exit {:?}\n{}",
+            "sipp uac: {} successful, {} failed of {} calls, {} retransmissions, exit {:?}\n{}",
             self.successful,
             self.failed,
             self.calls,
+            self.retransmissions,
             self.status,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCREEN: &str = "\
+------------------------------ Scenario Screen -------- [1-9]: Change Screen --
+                                 Messages  Retrans   Timeout   Unexpected-Msg
+      INVITE ---------->         120000    58645     0
+         100 <----------         0         0         0         0
+         200 <----------  E-RTD1 120000    7         0         0
+         ACK ---------->         120000    0
+       Pause [      0ms]         120000                        0
+         BYE ---------->         120000    58097     2313
+         200 <----------         117687    0         0         0
+------------------------------ Test Terminated --------------------------------
+";
+
+    #[test]
+    fn message_and_retransmission_counts_are_summed_over_the_last_screen() {
+        let earlier = "------ Scenario Screen ---\n      INVITE ---------->  5  5  0\n";
+        let (messages, retrans) = message_counts(&format!("{earlier}{SCREEN}"));
+        assert_eq!(messages, 4 * 120_000 + 117_687);
+        assert_eq!(retrans, 58_645 + 7 + 58_097);
+    }
+
+    #[test]
+    fn start_rate_is_interpolated_where_the_last_call_started() {
+        let t = |s: f64| format!("2026-12-07\t02:38:55.0\t{s}");
+        let line = |now: f64, calls: u64| format!("{};{};{calls};\n", t(1000.0), t(now));
+        let text = format!(
+            "StartTime;CurrentTime;OutgoingCall(C);\n{}{}{}{}",
+            line(1000.0, 0),
+            line(1001.0, 1000),
+            line(1002.0, 2000),
+            line(1003.0, 2000),
+        );
+        // 1,500 calls were started 1.5 s in.
+        let r = start_rate_of(&text, 1500).unwrap();
+        assert!((r - 1000.0).abs() < 1e-6, "{r}");
+        assert_eq!(start_rate_of(&text, 3000), None);
     }
 }

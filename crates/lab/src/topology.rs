@@ -42,6 +42,9 @@ pub struct LabSpec {
     pub upstreams: usize,
     /// Whether to build the attacker namespace.
     pub attacker: bool,
+    /// RX and TX queues of the edge's veth pair (1 to 8): an AF_XDP edge
+    /// runs one worker per queue. Every other host keeps one queue.
+    pub edge_queues: u32,
 }
 
 impl Default for LabSpec {
@@ -50,6 +53,7 @@ impl Default for LabSpec {
             caller_addrs: 16,
             upstreams: 2,
             attacker: true,
+            edge_queues: 1,
         }
     }
 }
@@ -63,6 +67,9 @@ pub struct Host {
     pub iface: String,
     /// The host's addresses on the LAN; the first is its main one.
     pub addrs: Vec<Ipv4Addr>,
+    /// The other end of its veth: its port on the bridge, in the bridge
+    /// namespace (where a capture sees its traffic as the wire would).
+    pub port: String,
 }
 
 impl Host {
@@ -83,17 +90,19 @@ pub struct Lab {
     pub upstreams: Vec<Host>,
     /// The attacker, when asked for.
     pub attacker: Option<Host>,
+    /// RX and TX queues of the edge's veth.
+    pub edge_queues: u32,
     // Dropped last: the hosts' veths go with their own namespaces first.
     bridge: Netns,
 }
 
-fn add_host(bridge: &Netns, prefix: &str, addrs: Vec<Ipv4Addr>) -> io::Result<Host> {
+fn add_host(bridge: &Netns, prefix: &str, addrs: Vec<Ipv4Addr>, queues: u32) -> io::Result<Host> {
     let ns = Netns::create(prefix)?;
     let iface = unique_name("h");
     let port = unique_name("p");
-    // One queue each way: an AF_XDP socket binds one queue, and a second
-    // unbound queue would pass traffic around it (PLATFORM.md).
-    super::netns::veth_pair_one_queue(&ns, &iface, bridge, &port)?;
+    // One queue each way unless asked: an AF_XDP socket binds one queue,
+    // and an unbound queue would pass traffic around it (PLATFORM.md).
+    super::netns::veth_pair_queues(&ns, &iface, bridge, &port, queues)?;
     bridge.ip(&["link", "set", &port, "master", "br0"])?;
     bridge.ip(&["link", "set", &port, "up"])?;
     for (i, a) in addrs.iter().enumerate() {
@@ -104,7 +113,12 @@ fn add_host(bridge: &Netns, prefix: &str, addrs: Vec<Ipv4Addr>) -> io::Result<Ho
             ns.ip(&["addr", "add", &cidr, "dev", &iface])?;
         }
     }
-    Ok(Host { ns, iface, addrs })
+    Ok(Host {
+        ns,
+        iface,
+        addrs,
+        port,
+    })
 }
 
 fn offset(base: Ipv4Addr, n: usize) -> Ipv4Addr {
@@ -119,14 +133,16 @@ impl Lab {
         let bridge = Netns::create("lbr")?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
         bridge.ip(&["link", "set", "br0", "up"])?;
-        let edge = add_host(&bridge, "ledge", vec![EDGE_ADDR])?;
+        let edge_queues = spec.edge_queues.clamp(1, 8);
+        let edge = add_host(&bridge, "ledge", vec![EDGE_ADDR], edge_queues)?;
         let callers = add_host(
             &bridge,
             "lcall",
             (0..callers).map(|i| offset(FIRST_CALLER, i)).collect(),
+            1,
         )?;
         let upstreams = (0..upstreams)
-            .map(|i| add_host(&bridge, "lup", vec![offset(FIRST_UPSTREAM, i)]))
+            .map(|i| add_host(&bridge, "lup", vec![offset(FIRST_UPSTREAM, i)], 1))
             .collect::<io::Result<Vec<_>>>()?;
         // The attacker holds a few addresses, so that each attack can come
         // from a source of its own (and be banned on its own).
@@ -137,6 +153,7 @@ impl Lab {
                 (0..ATTACKER_ADDRS)
                     .map(|i| offset(ATTACKER_ADDR, i))
                     .collect(),
+                1,
             )?)
         } else {
             None
@@ -146,6 +163,7 @@ impl Lab {
             callers,
             upstreams,
             attacker,
+            edge_queues,
             bridge,
         };
         if let Some(att) = &lab.attacker {
@@ -190,6 +208,7 @@ mod tests {
             caller_addrs: 3,
             upstreams: 2,
             attacker: true,
+            edge_queues: 1,
         })
         .unwrap();
         let server = lab

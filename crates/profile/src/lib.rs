@@ -256,6 +256,17 @@ mod tests {
     }
 
     #[test]
+    fn worker_priority_is_optional_and_refused_above_99_at_its_line() {
+        assert_eq!(load("lab").unwrap().runtime().worker_priority, 0);
+        let src = lab_with("batch_size = 64", "batch_size = 64\nworker_priority = 10");
+        assert_eq!(parse(&src).unwrap().runtime().worker_priority, 10);
+        let src = lab_with("batch_size = 64", "batch_size = 64\nworker_priority = 100");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "worker_priority"));
+        assert!(err.reason.contains("worker_priority = 100"), "{err}");
+    }
+
+    #[test]
     fn workers_must_equal_queues() {
         let src = lab_with("workers = 1", "workers = 2");
         let err = refusal(&src);

@@ -167,6 +167,10 @@ pub struct RuntimeDefaults {
     /// Packets per second per CPU redirected to userspace above which the
     /// XDP program drops (`overload`).
     pub overload_cap_pps: u64,
+    /// Real-time (SCHED_FIFO) priority of the workers, 0 for ordinary
+    /// scheduling: for boxes whose worker cores are shared with other busy
+    /// threads (not isolated).
+    pub worker_priority: u8,
 }
 
 impl RuntimeDefaults {
@@ -304,6 +308,8 @@ struct RawRuntime {
     batch_size: Spanned<u32>,
     #[serde(alias = "emergency_cap_pps")]
     overload_cap_pps: Spanned<u64>,
+    #[serde(default)]
+    worker_priority: Option<Spanned<u8>>,
     rate_limits: RawRateLimits,
 }
 
@@ -564,6 +570,10 @@ impl Check<'_> {
         }
         let batch_size = self.range("batch_size", &r.batch_size, 1, rx_ring)?;
         let overload_cap_pps = self.range("overload_cap_pps", &r.overload_cap_pps, 1, 1 << 32)?;
+        let worker_priority = match &r.worker_priority {
+            Some(p) => self.range("worker_priority", p, 0, 99)?,
+            None => 0,
+        };
         let rl = &r.rate_limits;
         Ok(RuntimeDefaults {
             queues,
@@ -583,6 +593,7 @@ impl Check<'_> {
                 other: self.bucket("other", &rl.other)?,
             },
             overload_cap_pps,
+            worker_priority,
         })
     }
 

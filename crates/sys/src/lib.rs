@@ -1440,9 +1440,106 @@ pub fn pin_to_core(core: usize) -> bool {
         .unwrap_or(false)
 }
 
+/// What the kernel did with an AF_XDP transmit kick (a zero-length
+/// `sendto` on the socket, which in copy mode transmits a bounded batch of
+/// the TX ring's frames there and then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XskKick {
+    /// It transmitted what it took from the ring.
+    Sent,
+    /// It stopped early and will take the rest on a later kick: its batch
+    /// budget ran out, the completion ring was full or the device was busy.
+    Again,
+    /// The device dropped a frame it was handed (`NET_XMIT_DROP`: on a veth,
+    /// its peer's backlog was full). The frame comes back through the
+    /// completion ring like a sent one, so this is the only sign of it.
+    DeviceDropped,
+    /// Any other error (the socket is not bound, ...), with its errno.
+    Failed(i32),
+}
+
+/// Kicks an AF_XDP socket's transmit path and says what the kernel did.
+pub fn xsk_kick(fd: &impl AsRawFd) -> XskKick {
+    // SAFETY: a zero-length sendto with no buffer and no address, which the
+    // kernel accepts on an AF_XDP socket as a transmit kick.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if rc >= 0 {
+        return XskKick::Sent;
+    }
+    match io::Error::last_os_error().raw_os_error().unwrap_or(0) {
+        libc::EAGAIN | libc::ENOBUFS | libc::EINTR => XskKick::Again,
+        libc::EBUSY => XskKick::DeviceDropped,
+        e => XskKick::Failed(e),
+    }
+}
+
+/// Gives the calling thread the real-time policy SCHED_FIFO at `priority`
+/// (1-99): it runs as soon as it is runnable, ahead of every ordinary
+/// thread of its core, within the kernel's real-time throttling
+/// (`kernel.sched_rt_runtime_us`, 95% of each second by default). Needs
+/// CAP_SYS_NICE.
+pub fn set_thread_realtime(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid
+    // sched_param.
+    #[allow(unsafe_code)]
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) }).map(|_| ())
+}
+
+/// The calling thread's kernel thread id.
+pub fn thread_id() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    #[allow(unsafe_code)]
+    let tid = unsafe { libc::gettid() };
+    tid as u32
+}
+
+/// How a thread has been scheduled so far (`/proc/self/task/TID/schedstat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedStat {
+    /// Time it ran on a CPU.
+    pub run: Duration,
+    /// Time it was runnable but waited for a CPU: other threads had its
+    /// core. A packet worker that waits here while its rings overflow is
+    /// starved by what else runs on its core, not short of speed.
+    pub wait: Duration,
+    /// Times it was given a CPU.
+    pub slices: u64,
+}
+
+/// The scheduler statistics of thread `tid` of this process; `None` where
+/// the kernel does not keep them.
+pub fn thread_schedstat(tid: u32) -> Option<SchedStat> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let mut f = text.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some(SchedStat {
+        run: Duration::from_nanos(f.next()??),
+        wait: Duration::from_nanos(f.next()??),
+        slices: f.next()??,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_threads_schedstat_is_readable() {
+        let s = thread_schedstat(thread_id()).expect("schedstat");
+        assert!(s.slices > 0);
+    }
 
     fn sock() -> UdpSocket {
         bind_udp(

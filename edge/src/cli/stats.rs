@@ -120,6 +120,24 @@ pub fn summary(s: &Snapshot) -> String {
             let _ = writeln!(t, "  drop {reason:<12} {:>14}", count(*n));
         }
     }
+    for w in &s.workers {
+        let _ = writeln!(
+            t,
+            "worker {}{}{}: {} received, {} transmitted, {} dropped; cpu {:.1} s, waited for its core {:.1} s{}",
+            w.id,
+            w.queue.map(|q| format!(" (queue {q})")).unwrap_or_default(),
+            w.core.map(|c| format!(" on core {c}")).unwrap_or_default(),
+            count(w.received),
+            count(w.transmitted),
+            count(w.dropped.values().sum()),
+            w.cpu_us as f64 / 1e6,
+            w.cpu_wait_us as f64 / 1e6,
+            if w.realtime { ", real-time" } else { "" }
+        );
+        for (reason, n) in w.dropped.iter().filter(|(_, n)| **n > 0) {
+            let _ = writeln!(t, "  drop {reason:<26} {:>14}", count(*n));
+        }
+    }
     let _ = writeln!(
         t,
         "calls: {} forwarded, {} answered, {} failed; setup p50 {:.2} ms, p99 {:.2} ms",
@@ -212,5 +230,33 @@ mod tests {
         assert!(text.contains("drop scanner"), "{text}");
         assert!(text.contains("1,234"), "{text}");
         assert!(text.contains("bans: 0 active"), "{text}");
+    }
+
+    #[test]
+    fn summary_lists_each_workers_drops_by_reason_and_its_wait_for_the_core() {
+        let mut s = Snapshot::default();
+        s.workers.push(telemetry::stats::WorkerReport {
+            id: 1,
+            queue: Some(1),
+            core: Some(1),
+            received: 10,
+            dropped: [
+                ("rx_ring_full".to_string(), 4321),
+                ("tx_device_dropped".to_string(), 7),
+            ]
+            .into(),
+            cpu_us: 2_500_000,
+            cpu_wait_us: 9_000_000,
+            ..Default::default()
+        });
+        let text = summary(&s);
+        assert!(
+            text.contains("worker 1 (queue 1) on core 1: 10 received"),
+            "{text}"
+        );
+        assert!(text.contains("4,328 dropped"), "{text}");
+        assert!(text.contains("drop rx_ring_full"), "{text}");
+        assert!(text.contains("drop tx_device_dropped"), "{text}");
+        assert!(text.contains("waited for its core 9.0 s"), "{text}");
     }
 }

@@ -215,3 +215,134 @@ fn afxdp_copy_mode_echo_in_native_xdp() {
 fn afxdp_copy_mode_echo_in_skb_xdp() {
     echo_through_afxdp("afxdp_copy_mode_echo_in_skb_xdp", XdpMode::Skb, 3);
 }
+
+/// Answers a datagram starting with `big` with 1,400 bytes, anything else
+/// with its own payload.
+struct BigAnswers;
+
+impl dataplane::PacketHandler for BigAnswers {
+    type Control = ();
+    type Stats = ();
+    type Drop = dataplane::echo::EchoDrop;
+    type Event = ();
+
+    fn handle(
+        &mut self,
+        _now: dataplane::Timestamp,
+        pkt: &dataplane::Datagram<'_>,
+        out: &mut dataplane::Outbox<'_>,
+    ) -> Result<(), Self::Drop> {
+        let big = [b'B'; 1400];
+        let answer: &[u8] = if pkt.payload.starts_with(b"big") {
+            &big
+        } else {
+            pkt.payload
+        };
+        // Counted by the dataplane when it cannot be sent.
+        let _ = out.send_bytes(pkt.src, answer);
+        Ok(())
+    }
+
+    fn on_control(&mut self, _now: dataplane::Timestamp, _: ()) {}
+
+    fn stats(&self) {}
+}
+
+/// A frame the device refuses after the kernel took it from the TX ring
+/// (here: longer than the peer's MTU, which a veth drops as it would a
+/// full backlog) comes back through the completion ring as if sent; the
+/// worker counts it as `tx_device_dropped`, not as transmitted.
+#[test]
+fn afxdp_frames_the_device_drops_are_counted_not_lost() {
+    let test = "afxdp_frames_the_device_drops_are_counted_not_lost";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    let clang = find_clang();
+    if !feature_or_skip(test, clang.is_some(), "clang", "apt-get install clang") {
+        return;
+    }
+    let tmp = TempDir::new("xskd");
+    let obj = compile_xsk_redirect(clang.unwrap(), &tmp.0, PORT);
+    let a = Netns::create("dda").unwrap();
+    let b = Netns::create("ddb").unwrap();
+    let (ia, ib) = (unique_name("da"), unique_name("db"));
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
+    a.addr_up(&ia, "198.18.4.1/24").unwrap();
+    b.addr_up(&ib, "198.18.4.2/24").unwrap();
+    // The peer takes frames of at most 1,000 bytes of IP.
+    b.ip(&["link", "set", "dev", &ib, "mtu", "1000"]).unwrap();
+
+    let mut config = DataplaneConfig::new(
+        IoMode::AfXdp,
+        &ia,
+        vec![format!("198.18.4.1:{PORT}").parse().unwrap()],
+        &[0],
+    );
+    config.xsk.frame_count = 1024;
+    config.xsk.fill_ring = 512;
+    config.xsk.rx_ring = 256;
+    config.xsk.tx_ring = 256;
+    config.xsk.completion_ring = 256;
+    config.idle.busy_polls = 64;
+    let ia2 = ia.clone();
+    a.enter(|| {
+        let mut bpf = Ebpf::load_file(&obj).unwrap();
+        let prog: &mut Xdp = bpf.program_mut("xsk_redirect").unwrap().try_into().unwrap();
+        prog.load().unwrap();
+        prog.attach(&ia2, XdpMode::Driver).unwrap();
+        let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
+        let mut dp = Dataplane::start(&config, Some(&mut map), |_| BigAnswers).unwrap();
+        let server = config.local[0];
+        let (small, big) = (30u64, 20u64);
+        let answered = b
+            .enter(move || {
+                let s = std::net::UdpSocket::bind("198.18.4.2:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut answered = 0;
+                let mut buf = [0u8; 2048];
+                for i in 0..small + big {
+                    let msg: &[u8] = if i % 5 < 2 { b"big please" } else { b"small" };
+                    s.send_to(msg, server).unwrap();
+                    // One at a time, so no answer is lost to anything but
+                    // the MTU.
+                    if msg == b"small" {
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while Instant::now() < deadline {
+                            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                                assert_eq!(&buf[..n], b"small");
+                                answered += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                answered
+            })
+            .unwrap();
+        assert_eq!(answered, small, "every small datagram answered");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let c = loop {
+            let snaps = dp.snapshots(Duration::from_secs(5));
+            if let Some(s) = snaps.first() {
+                let c = s.counters;
+                if c.handled == small + big && c.transmitted + c.tx_dropped() == c.handled {
+                    break c;
+                }
+            }
+            assert!(Instant::now() < deadline, "answers never accounted for");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = dp.stop().unwrap();
+        assert_eq!(c.tx_device_dropped, big, "{c:?}");
+        assert_eq!(c.transmitted, small, "{c:?}");
+        assert_eq!(c.tx_dropped(), big, "{c:?}");
+        assert!(c
+            .drops()
+            .any(|(name, n)| name == "tx_device_dropped" && n == big));
+        let _ = map;
+        drop(bpf);
+    })
+    .unwrap();
+}

@@ -224,3 +224,41 @@ fn oversized_datagram_is_counted_and_the_rest_of_its_batch_answered_intact() {
     })
     .unwrap();
 }
+
+/// `worker_priority` gives each worker SCHED_FIFO (root has CAP_SYS_NICE)
+/// and its snapshots say so, with the kernel's account of its scheduling:
+/// time run and time waited for its core.
+#[test]
+fn worker_priority_makes_workers_real_time_and_snapshots_say_so() {
+    if !privileged_or_skip("worker_priority_makes_workers_real_time_and_snapshots_say_so") {
+        return;
+    }
+    let mut config = DataplaneConfig::new(
+        IoMode::Socket,
+        "",
+        vec!["127.0.0.1:0".parse().unwrap()],
+        &[0],
+    );
+    config.worker_priority = 1;
+    config.idle.busy_polls = 64;
+    let mut dp = Dataplane::start(&config, None, |_| Echo::new()).unwrap();
+    let server = dp.local_addrs()[0];
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.send_to(b"xping", server).unwrap();
+    let mut buf = [0u8; 64];
+    s.recv_from(&mut buf).expect("an answer within 5 s");
+    let snaps = dp.snapshots(Duration::from_secs(5));
+    let w = snaps.first().expect("a snapshot");
+    assert!(w.realtime, "the worker runs SCHED_FIFO");
+    let sched = w.sched.expect("the worker's schedstat");
+    assert!(sched.slices > 0 && sched.run > Duration::ZERO, "{sched:?}");
+    let finals = dp.stop().unwrap();
+    assert!(finals[0].realtime);
+
+    // Priority 0: ordinary scheduling.
+    config.worker_priority = 0;
+    let dp = Dataplane::start(&config, None, |_| Echo::new()).unwrap();
+    let finals = dp.stop().unwrap();
+    assert!(!finals[0].realtime);
+}

@@ -13,7 +13,10 @@ use lab::topology::{Lab, LabSpec};
 
 const CALLS: u32 = 300;
 
-fn run_calls_through_the_edge(mode: IoMode, test: &str) {
+/// `queues`: RX/TX queues of the edge's veth; in AF_XDP mode the edge runs
+/// one worker per queue. With more than one, SIPp opens a socket per call,
+/// so the calls are many flows that the veth spreads over the queues.
+fn run_calls_through_the_edge(mode: IoMode, queues: u32, test: &str) {
     if !privileged_or_skip(test) {
         return;
     }
@@ -29,6 +32,7 @@ fn run_calls_through_the_edge(mode: IoMode, test: &str) {
         caller_addrs: 1,
         upstreams: 2,
         attacker: false,
+        edge_queues: queues,
     })
     .unwrap();
     let dir = TempDir::new("sipp").unwrap();
@@ -47,15 +51,15 @@ fn run_calls_through_the_edge(mode: IoMode, test: &str) {
     let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
 
     // SIPp's own UAC scenario: INVITE, 200, ACK, BYE, 200, through the edge.
-    let run = Uac::new(
+    let mut uac = Uac::new(
         lab.callers.addr(),
         edge.sip_addr(),
         "442071234567",
         100,
         CALLS,
-    )
-    .run(&lab.callers.ns, dir.path())
-    .unwrap();
+    );
+    uac.socket_per_call = queues > 1;
+    let run = uac.run(&lab.callers.ns, dir.path()).unwrap();
     assert!(run.all_successful(), "{}", run.report());
 
     // The edge's own account of it.
@@ -84,6 +88,20 @@ fn run_calls_through_the_edge(mode: IoMode, test: &str) {
     if cfg.workers == 1 {
         assert!(last.setup_latency.count > 0, "{:?}", last.setup_latency);
     }
+    if mode == IoMode::AfXdp {
+        // One worker per queue, each bound to its own, and the calls'
+        // flows spread over all of them.
+        assert_eq!(cfg.workers, queues as usize);
+        assert_eq!(last.workers.len(), queues as usize, "{:?}", last.workers);
+        for w in &last.workers {
+            assert!(
+                w.received > 0,
+                "worker {} received nothing: {:?}",
+                w.id,
+                last.workers
+            );
+        }
+    }
     assert_eq!(
         last.modes.dataplane,
         if mode == IoMode::Socket {
@@ -98,6 +116,7 @@ fn run_calls_through_the_edge(mode: IoMode, test: &str) {
 fn sipp_calls_complete_through_the_edge_in_socket_mode() {
     run_calls_through_the_edge(
         IoMode::Socket,
+        1,
         "sipp_calls_complete_through_the_edge_in_socket_mode",
     );
 }
@@ -106,6 +125,19 @@ fn sipp_calls_complete_through_the_edge_in_socket_mode() {
 fn sipp_calls_complete_through_the_edge_in_afxdp_mode() {
     run_calls_through_the_edge(
         IoMode::AfXdp,
+        1,
         "sipp_calls_complete_through_the_edge_in_afxdp_mode",
+    );
+}
+
+/// Two AF_XDP workers on a two-queue veth: a response may come back on
+/// another queue than its request went out of, an ACK or BYE on another
+/// worker than its INVITE, and every call still completes.
+#[test]
+fn sipp_calls_complete_through_two_afxdp_workers_on_two_queues() {
+    run_calls_through_the_edge(
+        IoMode::AfXdp,
+        2,
+        "sipp_calls_complete_through_two_afxdp_workers_on_two_queues",
     );
 }

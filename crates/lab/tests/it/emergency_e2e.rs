@@ -97,6 +97,7 @@ fn emergency_calls_pass_the_attacks(mode: IoMode, test: &str) {
         caller_addrs: 3,
         upstreams: 2,
         attacker: true,
+        edge_queues: 1,
     })
     .unwrap();
     let attacker = lab.attacker.as_ref().unwrap();

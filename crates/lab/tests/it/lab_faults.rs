@@ -39,6 +39,7 @@ fn lab_with_servers(upstreams: usize, dir: &Path) -> (Lab, Vec<Uas>) {
         caller_addrs: 1,
         upstreams,
         attacker: false,
+        edge_queues: 1,
     })
     .unwrap();
     let servers = lab

@@ -100,6 +100,7 @@ fn calls_through_kamailio(mode: IoMode, test: &str) {
         caller_addrs: 1,
         upstreams: 2,
         attacker: false,
+        edge_queues: 1,
     })
     .unwrap();
     let dir = TempDir::new("kam").unwrap();

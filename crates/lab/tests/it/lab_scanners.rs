@@ -77,6 +77,7 @@ fn scanners_find_nothing_and_ban_nobody_while_calls_complete() {
         caller_addrs: 1,
         upstreams: 1,
         attacker: true,
+        edge_queues: 1,
     })
     .unwrap();
     let attacker = lab.attacker.as_ref().unwrap();

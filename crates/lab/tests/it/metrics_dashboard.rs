@@ -76,6 +76,9 @@ fn full_snapshot() -> Snapshot {
             dropped: [("loop".to_string(), 1)].into(),
             rings: [("fill_shortfalls".to_string(), 1)].into(),
             snapshot_age_ms: 5,
+            cpu_us: 1,
+            cpu_wait_us: 1,
+            realtime: true,
         }],
         routes: RouteCounters {
             table_version: 1,

@@ -205,6 +205,7 @@ fn metrics_scraped_during_traffic_match_what_was_sent() {
         caller_addrs: 1,
         upstreams: 1,
         attacker: true,
+        edge_queues: 1,
     })
     .unwrap();
     let attacker = lab.attacker.as_ref().unwrap();

@@ -271,6 +271,24 @@ fn encode_workers(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fm
             .iter()
             .zip(&ids)
             .map(|(w, id)| (labels([("worker", id)]), w.snapshot_age_ms as f64 / 1000.0)),
+    )?;
+    let per_worker_secs = |f: fn(&crate::stats::WorkerReport) -> u64| {
+        s.workers
+            .iter()
+            .zip(&ids)
+            .map(move |(w, id)| (labels([("worker", id)]), f(w) as f64 / 1e6))
+    };
+    counters_f64(
+        e,
+        "dce_edge_worker_cpu_seconds",
+        "CPU time a worker's thread has run.",
+        per_worker_secs(|w| w.cpu_us),
+    )?;
+    counters_f64(
+        e,
+        "dce_edge_worker_core_wait_seconds",
+        "Time a worker's thread was ready to run but waited for its core (other threads had it).",
+        per_worker_secs(|w| w.cpu_wait_us),
     )
 }
 
@@ -500,6 +518,20 @@ fn counters(
     Ok(())
 }
 
+/// [`counters`] of fractional values (seconds).
+fn counters_f64(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn gauge_one(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -623,6 +655,8 @@ mod tests {
                 dropped: [("max_forwards".to_string(), 1)].into(),
                 rings: [("fill_shortfalls".to_string(), 4)].into(),
                 snapshot_age_ms: 250,
+                cpu_us: 2_500_000,
+                cpu_wait_us: 500_000,
                 ..Default::default()
             }],
             routes: RouteCounters {
@@ -690,6 +724,8 @@ mod tests {
             "dce_edge_worker_ring_events_total{worker=\"0\",event=\"fill_shortfalls\"} 4",
             "# UNIT dce_edge_worker_last_snapshot_age_seconds seconds",
             "dce_edge_worker_last_snapshot_age_seconds{worker=\"0\"} 0.25",
+            "dce_edge_worker_cpu_seconds_total{worker=\"0\"} 2.5",
+            "dce_edge_worker_core_wait_seconds_total{worker=\"0\"} 0.5",
             "dce_edge_route_lookups_total 50",
             "dce_edge_route_hits_total{group=\"carrier_a\"} 45",
             "dce_edge_route_misses_total 5",

@@ -109,6 +109,17 @@ pub struct WorkerReport {
     /// though its counters above then stay at their last answered values.
     #[serde(default)]
     pub snapshot_age_ms: u64,
+    /// CPU time the worker's thread has run, in microseconds.
+    #[serde(default)]
+    pub cpu_us: u64,
+    /// Time the worker's thread was ready to run but waited for its core
+    /// (other threads had it), in microseconds: a worker that waits while
+    /// its rings overflow is starved, not slow.
+    #[serde(default)]
+    pub cpu_wait_us: u64,
+    /// Whether the worker runs with a real-time priority.
+    #[serde(default)]
+    pub realtime: bool,
 }
 
 /// Route table counters.
