@@ -22,7 +22,7 @@ use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
 use super::io::{local_for, PacketIo, Receiver};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
-use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
+use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
 use wire::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 
 /// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
@@ -145,7 +145,12 @@ impl XskTx {
 }
 
 impl TxSlots for XskTx {
-    fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError> {
+    fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
+        if to.transport.is_stream() {
+            self.counters.no_stream_path += 1;
+            return Err(SendError::NoStreamPath(to.addr, to.transport));
+        }
+        let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
             self.counters.no_local_address += 1;
             return Err(SendError::NoLocalAddress(dst));
@@ -179,7 +184,8 @@ impl TxSlots for XskTx {
         Ok(&mut self.frame_mut(addr)[offset..])
     }
 
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
+    fn commit(&mut self, to: Peer, len: usize) {
+        let dst = to.addr;
         let Some((addr, dst_mac)) = self.reserved.take() else {
             return;
         };
@@ -554,11 +560,7 @@ impl PacketIo for XskPort {
         // Second pass: handle them, in the same order.
         for i in 0..self.rx_frames.len() {
             let f = self.rx_frames[i];
-            let pkt = Datagram {
-                src: f.src,
-                dst: f.dst,
-                payload: self.area.bytes(f.payload, f.len),
-            };
+            let pkt = Datagram::udp(f.src, f.dst, self.area.bytes(f.payload, f.len));
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             self.tx.counters.count_handled(result);
             self.tx.free.push(f.base_addr);

@@ -112,11 +112,11 @@ mod tests {
     use crate::OutboxBuffer;
 
     fn datagram(payload: &[u8]) -> Datagram<'_> {
-        Datagram {
-            src: "198.18.0.2:4000".parse().unwrap(),
-            dst: "198.18.0.1:5060".parse().unwrap(),
+        Datagram::udp(
+            "198.18.0.2:4000".parse().unwrap(),
+            "198.18.0.1:5060".parse().unwrap(),
             payload,
-        }
+        )
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub use neigh::{NeighbourCache, NeighbourError, NeighbourStats, Route};
 pub use worker::{Control, Dataplane, DataplaneError, SocketMap, Worker, WorkerEvent};
 
 pub use proxy::handler::{
-    Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, SendError, Timestamp, TxSlots,
+    ConnId, Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, Peer, SendError, Timestamp,
+    Transport, TxSlots,
 };
 
 /// The current time on the dataplane's monotonic clock: nanoseconds since

@@ -13,7 +13,7 @@ use sys::{MmsgHeaders, UdpOptions};
 use super::config::DataplaneConfig;
 use super::counters::{IoKind, WorkerCounters};
 use super::io::{local_for, PacketIo, Receiver};
-use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
+use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
 
 /// Most messages per recvmmsg/sendmmsg call; the headers are allocated
 /// once per worker.
@@ -62,7 +62,12 @@ struct SocketTx {
 }
 
 impl TxSlots for SocketTx {
-    fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError> {
+    fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
+        if to.transport.is_stream() {
+            self.counters.no_stream_path += 1;
+            return Err(SendError::NoStreamPath(to.addr, to.transport));
+        }
+        let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
             self.counters.no_local_address += 1;
             return Err(SendError::NoLocalAddress(dst));
@@ -75,8 +80,8 @@ impl TxSlots for SocketTx {
         Ok(&mut self.buf[i * self.slot_size..][..self.slot_size])
     }
 
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
-        self.queued.push((dst, len));
+    fn commit(&mut self, to: Peer, len: usize) {
+        self.queued.push((to.addr, len));
     }
 
     fn abandon(&mut self) {
@@ -252,11 +257,11 @@ impl PacketIo for SocketPort {
         }
         for i in 0..self.rx_meta.len() {
             let (src, len, p, slot) = self.rx_meta[i];
-            let pkt = Datagram {
+            let pkt = Datagram::udp(
                 src,
-                dst: self.ports[p].local,
-                payload: &self.rx_buf[slot * self.slot_size..][..len],
-            };
+                self.ports[p].local,
+                &self.rx_buf[slot * self.slot_size..][..len],
+            );
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
             c.received += 1;
