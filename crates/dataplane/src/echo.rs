@@ -82,7 +82,8 @@ impl PacketHandler for Echo {
             return Ok(());
         }
         let mark = self.mark;
-        let sent = out.send(pkt.src, |buf| {
+        // Back where it came from: over UDP, or on its connection.
+        let sent = out.send_to(pkt.peer(), |buf| {
             let n = pkt.payload.len();
             let dst = buf.get_mut(..n)?;
             dst.copy_from_slice(pkt.payload);

@@ -5,7 +5,8 @@
 //! [`PacketHandler`] and send what it writes into the [`Outbox`]. The
 //! contract between the two (those types, [`Datagram`], [`Timestamp`]) is
 //! the proxy crate's `handler` module, re-exported here; this crate owns the
-//! clock ([`now`]) and every socket.
+//! clock ([`now`]) and every socket. SIP over TCP runs in its own thread
+//! ([`stream`]), on the kernel's TCP stack, with the same handler.
 
 pub mod afxdp;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod echo;
 pub mod io;
 pub mod neigh;
 pub mod socket;
+pub mod stream;
 pub mod worker;
 
 mod nexthop;

@@ -1,0 +1,682 @@
+//! Stream mode: SIP over TCP, on the kernel's TCP stack, feeding the same
+//! sans-IO [`PacketHandler`] the UDP workers drive.
+//!
+//! Thread layout: one stream thread, apart from the UDP workers, owns the
+//! TCP listener, every connection and one handler instance, in one mio
+//! loop. AF_XDP cannot carry TCP (the kernel must own the handshake,
+//! retransmissions and windows), and connections are few and long-lived
+//! next to UDP datagrams, so one thread that never touches the UDP hot
+//! path keeps that path exactly as it was; a second stream thread (sharded
+//! by connection) can come when one core is not enough.
+//!
+//! What it does to a connection, all bounded:
+//!
+//! - framing by Content-Length ([`sip::stream::Framer`], RFC 3261 section
+//!   18.3): a receive buffer never holds more than one message's worth
+//!   ([`FrameLimits::max_message`]); a framing error closes the connection,
+//!   counted by reason;
+//! - CRLF keep-alives (RFC 5626 section 4.4.1): a double CRLF is answered
+//!   with a single one;
+//! - caps: total connections and connections per source address (over
+//!   either, the connection is accepted and closed at once, counted);
+//! - idle timeout (nothing received), and a message timeout against slow
+//!   senders (slowloris): a message that began must be complete within it;
+//! - a bounded send queue per connection: a peer that does not read what
+//!   it is sent is closed, not buffered for;
+//! - answers go back on the connection a request came on
+//!   ([`Peer::conn`]); a message for a connection that is gone is dropped
+//!   and counted, never sent to the address by a new connection.
+//!
+//! Messages the handler sends over UDP (a TCP caller routed to a UDP
+//! upstream) leave from a UDP socket of this thread on the listener's
+//! address and a port of its own; the Via the proxy writes asks for
+//! responses there (`rport`), and this thread reads them.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use sip::stream::{Frame, FrameError, FrameLimits, Framer};
+
+use super::{ConnId, Datagram, DropReason, OutboxBuffer, PacketHandler, Timestamp, Transport};
+
+const LISTENER: Token = Token(0);
+const UDP: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// Most reads from one connection per readiness event before the others
+/// get a turn (the connection is revisited on the next round).
+const READS_PER_ROUND: usize = 8;
+/// Bytes read per read call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Most UDP datagrams read per round.
+const UDP_PER_ROUND: usize = 64;
+/// How often connections are checked for timeouts.
+const SWEEP_EVERY: u64 = 200_000_000;
+/// Messages one handler call may send.
+const STAGING_SLOTS: usize = 8;
+/// Room for what a handler adds to a message it forwards (Via,
+/// Record-Route, Content-Length).
+const STAGING_EXTRA: usize = 4096;
+
+/// How the stream layer listens and what it allows.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Where to listen for SIP over TCP.
+    pub tcp: SocketAddr,
+    /// Header and body caps of one message.
+    pub limits: FrameLimits,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one source address.
+    pub max_per_source: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// A message must be complete this long after its first byte arrived.
+    pub message_timeout: Duration,
+    /// Most bytes waiting to be written to one connection.
+    pub max_queued: usize,
+}
+
+impl StreamConfig {
+    /// Defaults, listening on `tcp`: 16 KiB header, 64 KiB body, 4096
+    /// connections, 16 per source, 10 minutes idle, 10 s per message,
+    /// 256 KiB queued.
+    pub fn new(tcp: SocketAddr) -> StreamConfig {
+        StreamConfig {
+            tcp,
+            limits: FrameLimits::default(),
+            max_connections: 4096,
+            max_per_source: 16,
+            idle_timeout: Duration::from_secs(600),
+            message_timeout: Duration::from_secs(10),
+            max_queued: 256 * 1024,
+        }
+    }
+}
+
+/// What the stream layer counted. Every message received is handled,
+/// dropped by the handler, or lost with its connection under one reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamCounters {
+    /// Connections accepted and kept.
+    pub accepted: u64,
+    /// Connections closed at once: the total cap was reached.
+    pub refused_total: u64,
+    /// Connections closed at once: their source had its cap open.
+    pub refused_per_source: u64,
+    /// Connections closed by their peer.
+    pub closed_by_peer: u64,
+    /// Connections closed on a read or write error.
+    pub io_errors: u64,
+    /// Connections closed for sending nothing for the idle timeout.
+    pub idle_timeouts: u64,
+    /// Connections closed for not completing a message in time.
+    pub slow_timeouts: u64,
+    /// Connections closed: header block over the limit.
+    pub header_too_long: u64,
+    /// Connections closed: a message without Content-Length.
+    pub no_content_length: u64,
+    /// Connections closed: a malformed Content-Length.
+    pub bad_content_length: u64,
+    /// Connections closed: Content-Length values that differ.
+    pub conflicting_content_length: u64,
+    /// Connections closed: body over the limit.
+    pub body_too_long: u64,
+    /// Connections closed: the peer did not read what it was sent.
+    pub queue_overflow: u64,
+    /// Messages framed and handed to the handler.
+    pub messages: u64,
+    /// Keep-alive pings answered.
+    pub pings: u64,
+    /// Messages the handler dropped (by reason in
+    /// [`StreamLayer::handler_drops`]).
+    pub handler_drops: u64,
+    /// Messages queued on a connection.
+    pub sent: u64,
+    /// Messages for a connection that is gone.
+    pub conn_gone: u64,
+    /// Messages for a TCP or TLS address with no connection named (the
+    /// stream layer does not dial yet).
+    pub no_stream_path: u64,
+    /// UDP datagrams received (responses to what this thread sent).
+    pub udp_received: u64,
+    /// UDP datagrams sent.
+    pub udp_sent: u64,
+    /// UDP datagrams the kernel refused.
+    pub udp_errors: u64,
+}
+
+impl StreamCounters {
+    fn count_framing(&mut self, e: FrameError) {
+        *match e {
+            FrameError::HeaderTooLong => &mut self.header_too_long,
+            FrameError::NoContentLength => &mut self.no_content_length,
+            FrameError::BadContentLength => &mut self.bad_content_length,
+            FrameError::ConflictingContentLength => &mut self.conflicting_content_length,
+            FrameError::BodyTooLong => &mut self.body_too_long,
+        } += 1;
+    }
+}
+
+/// Why a connection was closed (each counted once).
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    ByPeer,
+    Io,
+    Idle,
+    Slow,
+    Framing(FrameError),
+    Overflow,
+}
+
+struct Conn {
+    id: u64,
+    sock: TcpStream,
+    peer: SocketAddr,
+    rx: Vec<u8>,
+    framer: Framer,
+    tx: Vec<u8>,
+    tx_at: usize,
+    last_active: u64,
+    message_started: Option<u64>,
+    writable: bool,
+}
+
+/// The stream layer: a TCP listener, its connections and a handler; see
+/// the [module documentation](self).
+pub struct StreamLayer<H: PacketHandler> {
+    cfg: StreamConfig,
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    local: SocketAddr,
+    udp: UdpSocket,
+    udp_local: SocketAddr,
+    udp_buf: Vec<u8>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_id: HashMap<u64, usize>,
+    per_source: HashMap<IpAddr, usize>,
+    open: usize,
+    next_id: u64,
+    /// Connections with unread data left (their read budget ran out).
+    pending: Vec<usize>,
+    udp_pending: bool,
+    ready: Vec<(Token, bool)>,
+    staging: Option<OutboxBuffer>,
+    handler: H,
+    handler_drops: Vec<u64>,
+    counters: StreamCounters,
+    last_sweep: u64,
+}
+
+impl<H: PacketHandler> StreamLayer<H> {
+    /// Binds the listener (and the UDP socket, on the listener's address
+    /// and a free port) and takes the handler.
+    pub fn open(cfg: StreamConfig, handler: H) -> io::Result<StreamLayer<H>> {
+        Self::open_with(cfg, |_| handler)
+    }
+
+    /// [`StreamLayer::open`], making the handler once the listener's
+    /// address is known (a proxy names it in its Record-Route).
+    pub fn open_with(
+        mut cfg: StreamConfig,
+        make: impl FnOnce(SocketAddr) -> H,
+    ) -> io::Result<StreamLayer<H>> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.tcp)?;
+        let local = listener.local_addr()?;
+        cfg.tcp = local;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut udp = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
+        let udp_local = udp.local_addr()?;
+        poll.registry()
+            .register(&mut udp, UDP, Interest::READABLE)?;
+        let slot = cfg.limits.max_message() + STAGING_EXTRA;
+        let handler = make(local);
+        Ok(StreamLayer {
+            poll,
+            events: Events::with_capacity(256),
+            listener,
+            local,
+            udp,
+            udp_local,
+            udp_buf: vec![0; 65_536],
+            conns: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            per_source: HashMap::new(),
+            open: 0,
+            next_id: 1,
+            pending: Vec::new(),
+            udp_pending: false,
+            ready: Vec::with_capacity(256),
+            staging: Some(OutboxBuffer::new(STAGING_SLOTS, slot)),
+            handler_drops: vec![0; H::Drop::NAMES.len()],
+            handler,
+            counters: StreamCounters::default(),
+            last_sweep: 0,
+            cfg,
+        })
+    }
+
+    /// The address the listener got (port 0 in the configuration is
+    /// replaced by the kernel's choice).
+    pub fn local_tcp(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The UDP socket's address.
+    pub fn local_udp(&self) -> SocketAddr {
+        self.udp_local
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &StreamCounters {
+        &self.counters
+    }
+
+    /// Handler drops, indexed as the handler's [`DropReason::NAMES`].
+    pub fn handler_drops(&self) -> &[u64] {
+        &self.handler_drops
+    }
+
+    /// The handler (for control messages and statistics).
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// One round: waits up to `timeout` for readiness, then accepts, reads,
+    /// frames, handles, writes, and closes what timed out.
+    pub fn poll_once(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = if self.pending.is_empty() && !self.udp_pending {
+            timeout
+        } else {
+            Duration::ZERO
+        };
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let now = crate::now().as_nanos();
+        self.handler.between_batches(Timestamp::from_nanos(now));
+        self.ready.clear();
+        for e in self.events.iter() {
+            self.ready.push((e.token(), e.is_writable()));
+        }
+        for i in 0..self.ready.len() {
+            let (token, writable) = self.ready[i];
+            match token {
+                LISTENER => self.accept_all(now),
+                UDP => self.udp_pending = true,
+                Token(t) => {
+                    let slot = t - FIRST_CONN;
+                    if writable {
+                        self.flush(slot);
+                    }
+                    self.read(slot, now);
+                }
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for &slot in &pending {
+            self.read(slot, now);
+        }
+        // Hand the (empty) vector back for reuse, keeping what was added.
+        let mut pending = pending;
+        pending.clear();
+        pending.append(&mut self.pending);
+        self.pending = pending;
+        if self.udp_pending {
+            self.read_udp(now);
+        }
+        if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            self.sweep(now);
+        }
+        Ok(())
+    }
+
+    fn accept_all(&mut self, now: u64) {
+        loop {
+            let (sock, peer) = match self.listener.accept() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of descriptors, or the peer reset before we got to
+                // it: try again on the next readiness.
+                Err(_) => return,
+            };
+            if self.open >= self.cfg.max_connections {
+                self.counters.refused_total += 1;
+                continue; // dropped: closed
+            }
+            let n = self.per_source.entry(peer.ip()).or_insert(0);
+            if *n >= self.cfg.max_per_source {
+                self.counters.refused_per_source += 1;
+                continue;
+            }
+            *n += 1;
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            let mut sock = sock;
+            if self
+                .poll
+                .registry()
+                .register(&mut sock, Token(slot + FIRST_CONN), Interest::READABLE)
+                .is_err()
+            {
+                self.free.push(slot);
+                self.release_source(peer.ip());
+                self.counters.io_errors += 1;
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let id = self.next_id;
+            self.next_id += 1;
+            self.by_id.insert(id, slot);
+            self.conns[slot] = Some(Conn {
+                id,
+                sock,
+                peer,
+                rx: Vec::new(),
+                framer: Framer::new(self.cfg.limits),
+                tx: Vec::new(),
+                tx_at: 0,
+                last_active: now,
+                message_started: None,
+                writable: false,
+            });
+            self.open += 1;
+            self.counters.accepted += 1;
+            // Data may have arrived with the handshake.
+            self.pending.push(slot);
+        }
+    }
+
+    fn release_source(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
+    }
+
+    /// Reads what connection `slot` has (a bounded number of times) and
+    /// handles every whole message.
+    fn read(&mut self, slot: usize, now: u64) {
+        let cap = self.cfg.limits.max_message();
+        for _ in 0..READS_PER_ROUND {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let have = c.rx.len();
+            let room = cap.saturating_sub(have).min(READ_CHUNK);
+            if room == 0 {
+                // Cannot happen: the framer decides within one message's
+                // worth. Treated as a header overrun.
+                return self.close(slot, Close::Framing(FrameError::HeaderTooLong));
+            }
+            c.rx.resize(have + room, 0);
+            let r = c.sock.read(&mut c.rx[have..]);
+            let got = match r {
+                Ok(n) => n,
+                Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(ref e) if e.kind() == io::ErrorKind::Interrupted => {
+                    c.rx.truncate(have);
+                    continue;
+                }
+                Err(_) => {
+                    c.rx.truncate(have);
+                    return self.close(slot, Close::Io);
+                }
+            };
+            c.rx.truncate(have + got);
+            match r {
+                Ok(0) => {
+                    // The peer closed: whole messages already read were
+                    // handled; a partial one is lost with it.
+                    return self.close(slot, Close::ByPeer);
+                }
+                Ok(_) => {
+                    c.last_active = now;
+                    if !self.frame(slot, now) {
+                        return;
+                    }
+                }
+                Err(_) => return, // would block: all read
+            }
+        }
+        // Budget spent with data possibly left: revisit next round.
+        if self.conns.get(slot).is_some_and(Option::is_some) {
+            self.pending.push(slot);
+        }
+    }
+
+    /// Frames and handles what connection `slot` holds; false when it was
+    /// closed.
+    fn frame(&mut self, slot: usize, now: u64) -> bool {
+        let mut completed = false;
+        loop {
+            let Some(c) = self.conns[slot].as_mut() else {
+                return false;
+            };
+            match c.framer.next(&c.rx) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::Skip(n)) => {
+                    c.rx.drain(..n);
+                }
+                Ok(Frame::Ping(n)) => {
+                    c.rx.drain(..n);
+                    self.counters.pings += 1;
+                    if !self.queue(slot, b"\r\n") {
+                        return false;
+                    }
+                }
+                Ok(Frame::Message(n)) => {
+                    completed = true;
+                    self.counters.messages += 1;
+                    let rx = std::mem::take(&mut c.rx);
+                    let (id, peer) = (c.id, c.peer);
+                    self.handle(now, peer, id, &rx[..n]);
+                    match self.conns[slot].as_mut() {
+                        Some(c) => {
+                            c.rx = rx;
+                            c.rx.drain(..n);
+                        }
+                        None => return false,
+                    }
+                }
+                Err(e) => {
+                    self.close(slot, Close::Framing(e));
+                    return false;
+                }
+            }
+        }
+        if let Some(c) = self.conns[slot].as_mut() {
+            c.message_started = match (c.rx.is_empty(), c.message_started) {
+                (true, _) => None,
+                (false, Some(t)) if !completed => Some(t),
+                (false, _) => Some(now),
+            };
+        }
+        self.conns[slot].is_some()
+    }
+
+    /// Hands one message to the handler and sends what it wrote.
+    fn handle(&mut self, now: u64, peer: SocketAddr, id: u64, payload: &[u8]) {
+        let pkt = Datagram {
+            transport: Transport::Tcp,
+            conn: Some(ConnId(id)),
+            ..Datagram::udp(peer, self.local, payload)
+        };
+        self.handle_datagram(now, &pkt);
+    }
+
+    fn handle_datagram(&mut self, now: u64, pkt: &Datagram<'_>) {
+        let mut staging = self.staging.take().expect("staging is put back");
+        staging.clear();
+        let r = self
+            .handler
+            .handle(Timestamp::from_nanos(now), pkt, &mut staging.outbox());
+        if let Err(d) = r {
+            self.counters.handler_drops += 1;
+            if let Some(n) = self.handler_drops.get_mut(d.index()) {
+                *n += 1;
+            }
+        }
+        for (to, bytes) in staging.sent() {
+            if !to.transport.is_stream() {
+                match self.udp.send_to(bytes, to.addr) {
+                    Ok(_) => self.counters.udp_sent += 1,
+                    Err(_) => self.counters.udp_errors += 1,
+                }
+                continue;
+            }
+            let Some(conn) = to.conn else {
+                self.counters.no_stream_path += 1;
+                continue;
+            };
+            match self.by_id.get(&conn.0) {
+                Some(&slot) => {
+                    if self.queue(slot, bytes) {
+                        self.counters.sent += 1;
+                    }
+                }
+                None => self.counters.conn_gone += 1,
+            }
+        }
+        self.staging = Some(staging);
+    }
+
+    /// Queues `bytes` on connection `slot` and writes what it can; false
+    /// when the connection was closed (queue over its cap, write error).
+    fn queue(&mut self, slot: usize, bytes: &[u8]) -> bool {
+        let Some(c) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        if c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
+            self.close(slot, Close::Overflow);
+            return false;
+        }
+        c.tx.extend_from_slice(bytes);
+        self.flush(slot)
+    }
+
+    /// Writes what connection `slot` has queued; false when it was closed.
+    fn flush(&mut self, slot: usize) -> bool {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return false;
+        };
+        while c.tx_at < c.tx.len() {
+            match c.sock.write(&c.tx[c.tx_at..]) {
+                Ok(0) => return self.closed(slot, Close::Io),
+                Ok(n) => c.tx_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.closed(slot, Close::Io),
+            }
+        }
+        if c.tx_at == c.tx.len() {
+            c.tx.clear();
+            c.tx_at = 0;
+        } else if c.tx_at >= READ_CHUNK {
+            c.tx.drain(..c.tx_at);
+            c.tx_at = 0;
+        }
+        let want_write = !c.tx.is_empty();
+        if want_write != c.writable {
+            c.writable = want_write;
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(slot + FIRST_CONN);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.sock, token, interest)
+                .is_err()
+            {
+                return self.closed(slot, Close::Io);
+            }
+        }
+        true
+    }
+
+    fn closed(&mut self, slot: usize, why: Close) -> bool {
+        self.close(slot, why);
+        false
+    }
+
+    fn close(&mut self, slot: usize, why: Close) {
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        self.by_id.remove(&c.id);
+        self.release_source(c.peer.ip());
+        self.open -= 1;
+        self.free.push(slot);
+        let k = &mut self.counters;
+        match why {
+            Close::ByPeer => k.closed_by_peer += 1,
+            Close::Io => k.io_errors += 1,
+            Close::Idle => k.idle_timeouts += 1,
+            Close::Slow => k.slow_timeouts += 1,
+            Close::Framing(e) => k.count_framing(e),
+            Close::Overflow => k.queue_overflow += 1,
+        }
+    }
+
+    fn read_udp(&mut self, now: u64) {
+        for _ in 0..UDP_PER_ROUND {
+            let (n, src) = match self.udp.recv_from(&mut self.udp_buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.udp_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error queued on the socket: nothing to read.
+                Err(_) => continue,
+            };
+            self.counters.udp_received += 1;
+            let buf = std::mem::take(&mut self.udp_buf);
+            let pkt = Datagram::udp(src, self.udp_local, &buf[..n]);
+            self.handle_datagram(now, &pkt);
+            self.udp_buf = buf;
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        let idle = self.cfg.idle_timeout.as_nanos() as u64;
+        let slow = self.cfg.message_timeout.as_nanos() as u64;
+        for slot in 0..self.conns.len() {
+            let Some(c) = &self.conns[slot] else {
+                continue;
+            };
+            if c.message_started
+                .is_some_and(|t| now.saturating_sub(t) > slow)
+            {
+                self.close(slot, Close::Slow);
+            } else if now.saturating_sub(c.last_active) > idle {
+                self.close(slot, Close::Idle);
+            }
+        }
+    }
+}
