@@ -5,8 +5,9 @@
 //! [`PacketHandler`] and send what it writes into the [`Outbox`]. The
 //! contract between the two (those types, [`Datagram`], [`Timestamp`]) is
 //! the proxy crate's `handler` module, re-exported here; this crate owns the
-//! clock ([`now`]) and every socket. SIP over TCP runs in its own thread
-//! ([`stream`]), on the kernel's TCP stack, with the same handler.
+//! clock ([`now`]) and every socket. SIP over TCP and TLS runs in its
+//! own thread ([`stream`], [`tls`]), on the kernel's TCP stack, with the
+//! same handler.
 
 pub mod afxdp;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod io;
 pub mod neigh;
 pub mod socket;
 pub mod stream;
+pub mod tls;
 pub mod worker;
 
 mod nexthop;

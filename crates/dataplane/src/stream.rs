@@ -1,9 +1,9 @@
-//! Stream mode: SIP over TCP, on the kernel's TCP stack, feeding the same
-//! sans-IO [`PacketHandler`] the UDP workers drive.
+//! Stream mode: SIP over TCP and TLS, on the kernel's TCP stack, feeding
+//! the same sans-IO [`PacketHandler`] the UDP workers drive.
 //!
 //! Thread layout: one stream thread, apart from the UDP workers, owns the
-//! TCP listener, every connection and one handler instance, in one mio
-//! loop. AF_XDP cannot carry TCP (the kernel must own the handshake,
+//! TCP and TLS listeners, every connection and one handler instance, in one
+//! mio loop. AF_XDP cannot carry TCP (the kernel must own the handshake,
 //! retransmissions and windows), and connections are few and long-lived
 //! next to UDP datagrams, so one thread that never touches the UDP hot
 //! path keeps that path exactly as it was; a second stream thread (sharded
@@ -11,6 +11,9 @@
 //!
 //! What it does to a connection, all bounded:
 //!
+//! - TLS (rustls, [`super::tls`]): the handshake must complete within the
+//!   message timeout; a failed one closes the connection, counted by
+//!   reason ([`TlsFailure`]); messages are framed on the decrypted bytes;
 //! - framing by Content-Length ([`sip::stream::Framer`], RFC 3261 section
 //!   18.3): a receive buffer never holds more than one message's worth
 //!   ([`FrameLimits::max_message`]); a framing error closes the connection,
@@ -37,15 +40,22 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
+use rustls::{ServerConfig, ServerConnection};
 use sip::stream::{Frame, FrameError, FrameLimits, Framer};
 
-use super::{ConnId, Datagram, DropReason, OutboxBuffer, PacketHandler, Timestamp, Transport};
+use super::tls::TlsFailure;
+use super::{
+    ConnId, Datagram, DropReason, OutboxBuffer, PacketHandler, Peer, Timestamp, Transport,
+};
 
-const LISTENER: Token = Token(0);
+const TCP_LISTENER: Token = Token(0);
 const UDP: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const TLS_LISTENER: Token = Token(2);
+const FIRST_CONN: usize = 3;
 /// Most reads from one connection per readiness event before the others
 /// get a turn (the connection is revisited on the next round).
 const READS_PER_ROUND: usize = 8;
@@ -64,8 +74,10 @@ const STAGING_EXTRA: usize = 4096;
 /// How the stream layer listens and what it allows.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// Where to listen for SIP over TCP.
-    pub tcp: SocketAddr,
+    /// Where to listen for SIP over TCP, if anywhere.
+    pub tcp: Option<SocketAddr>,
+    /// Where to listen for SIP over TLS, if anywhere, and with what.
+    pub tls: Option<(SocketAddr, Arc<ServerConfig>)>,
     /// Header and body caps of one message.
     pub limits: FrameLimits,
     /// Most connections open at once.
@@ -82,17 +94,27 @@ pub struct StreamConfig {
 
 impl StreamConfig {
     /// Defaults, listening on `tcp`: 16 KiB header, 64 KiB body, 4096
-    /// connections, 16 per source, 10 minutes idle, 10 s per message,
-    /// 256 KiB queued.
+    /// connections, 16 per source, 10 minutes idle, 10 s per message (and
+    /// per TLS handshake), 64 KiB queued per connection. At most about
+    /// 4096 x (80 + 64) KiB of buffers.
     pub fn new(tcp: SocketAddr) -> StreamConfig {
         StreamConfig {
-            tcp,
+            tcp: Some(tcp),
+            ..StreamConfig::tls_only(None)
+        }
+    }
+
+    /// Defaults, listening for TLS only (when given).
+    pub fn tls_only(tls: Option<(SocketAddr, Arc<ServerConfig>)>) -> StreamConfig {
+        StreamConfig {
+            tcp: None,
+            tls,
             limits: FrameLimits::default(),
             max_connections: 4096,
             max_per_source: 16,
             idle_timeout: Duration::from_secs(600),
             message_timeout: Duration::from_secs(10),
-            max_queued: 256 * 1024,
+            max_queued: 64 * 1024,
         }
     }
 }
@@ -147,6 +169,19 @@ pub struct StreamCounters {
     pub udp_sent: u64,
     /// UDP datagrams the kernel refused.
     pub udp_errors: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections closed: the peer's certificate was missing,
+    /// invalid or untrusted.
+    pub tls_failed_certificate: u64,
+    /// TLS connections closed: not TLS, or TLS we do not accept.
+    pub tls_failed_protocol: u64,
+    /// TLS connections closed: the peer sent an alert.
+    pub tls_failed_alert: u64,
+    /// TLS connections closed for another TLS error.
+    pub tls_failed_other: u64,
+    /// TLS connections closed: the handshake did not complete in time.
+    pub tls_handshake_timeouts: u64,
 }
 
 impl StreamCounters {
@@ -170,11 +205,23 @@ enum Close {
     Slow,
     Framing(FrameError),
     Overflow,
+    Tls(TlsFailure),
+    HandshakeTimeout,
+}
+
+/// What one TLS read round left.
+enum Step {
+    More,
+    Done,
+    Closed,
 }
 
 struct Conn {
     id: u64,
     sock: TcpStream,
+    /// The TLS session, on a TLS connection.
+    tls: Option<Box<ServerConnection>>,
+    accepted_at: u64,
     peer: SocketAddr,
     rx: Vec<u8>,
     framer: Framer,
@@ -191,8 +238,8 @@ pub struct StreamLayer<H: PacketHandler> {
     cfg: StreamConfig,
     poll: Poll,
     events: Events,
-    listener: TcpListener,
-    local: SocketAddr,
+    tcp: Option<(TcpListener, SocketAddr)>,
+    tls: Option<(TcpListener, SocketAddr, Arc<ServerConfig>)>,
     udp: UdpSocket,
     udp_local: SocketAddr,
     udp_buf: Vec<u8>,
@@ -217,32 +264,53 @@ impl<H: PacketHandler> StreamLayer<H> {
     /// Binds the listener (and the UDP socket, on the listener's address
     /// and a free port) and takes the handler.
     pub fn open(cfg: StreamConfig, handler: H) -> io::Result<StreamLayer<H>> {
-        Self::open_with(cfg, |_| handler)
+        Self::open_with(cfg, |_, _| handler)
     }
 
-    /// [`StreamLayer::open`], making the handler once the listener's
-    /// address is known (a proxy names it in its Record-Route).
+    /// [`StreamLayer::open`], making the handler once the listeners'
+    /// addresses are known (a proxy names them in its Record-Route): TCP,
+    /// then TLS.
     pub fn open_with(
         mut cfg: StreamConfig,
-        make: impl FnOnce(SocketAddr) -> H,
+        make: impl FnOnce(Option<SocketAddr>, Option<SocketAddr>) -> H,
     ) -> io::Result<StreamLayer<H>> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.tcp)?;
-        let local = listener.local_addr()?;
-        cfg.tcp = local;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listen = |addr: SocketAddr, token| -> io::Result<(TcpListener, SocketAddr)> {
+            let mut l = TcpListener::bind(addr)?;
+            let local = l.local_addr()?;
+            poll.registry()
+                .register(&mut l, token, Interest::READABLE)?;
+            Ok((l, local))
+        };
+        let tcp = cfg.tcp.map(|a| listen(a, TCP_LISTENER)).transpose()?;
+        let tls = match &cfg.tls {
+            Some((addr, server)) => {
+                let (l, local) = listen(*addr, TLS_LISTENER)?;
+                Some((l, local, server.clone()))
+            }
+            None => None,
+        };
+        cfg.tcp = tcp.as_ref().map(|t| t.1);
+        if let (Some((a, _)), Some(t)) = (cfg.tls.as_mut(), &tls) {
+            *a = t.1;
+        }
+        let Some(local) = tcp.as_ref().map(|t| t.1).or(tls.as_ref().map(|t| t.1)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stream layer needs a TCP or a TLS address",
+            ));
+        };
         let mut udp = UdpSocket::bind(SocketAddr::new(local.ip(), 0))?;
         let udp_local = udp.local_addr()?;
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)?;
         let slot = cfg.limits.max_message() + STAGING_EXTRA;
-        let handler = make(local);
+        let handler = make(cfg.tcp, tls.as_ref().map(|t| t.1));
         Ok(StreamLayer {
             poll,
             events: Events::with_capacity(256),
-            listener,
-            local,
+            tcp,
+            tls,
             udp,
             udp_local,
             udp_buf: vec![0; 65_536],
@@ -264,10 +332,23 @@ impl<H: PacketHandler> StreamLayer<H> {
         })
     }
 
-    /// The address the listener got (port 0 in the configuration is
+    /// The address the TCP listener got (port 0 in the configuration is
     /// replaced by the kernel's choice).
-    pub fn local_tcp(&self) -> SocketAddr {
-        self.local
+    pub fn local_tcp(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|t| t.1)
+    }
+
+    /// The address the TLS listener got.
+    pub fn local_tls(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.1)
+    }
+
+    /// TLS connections accepted from now on use `config` (a reloaded
+    /// certificate); open ones keep theirs.
+    pub fn set_tls(&mut self, config: Arc<ServerConfig>) {
+        if let Some(t) = self.tls.as_mut() {
+            t.2 = config;
+        }
     }
 
     /// The UDP socket's address.
@@ -317,7 +398,8 @@ impl<H: PacketHandler> StreamLayer<H> {
         for i in 0..self.ready.len() {
             let (token, writable) = self.ready[i];
             match token {
-                LISTENER => self.accept_all(now),
+                TCP_LISTENER => self.accept_all(now, false),
+                TLS_LISTENER => self.accept_all(now, true),
                 UDP => self.udp_pending = true,
                 Token(t) => {
                     let slot = t - FIRST_CONN;
@@ -347,9 +429,14 @@ impl<H: PacketHandler> StreamLayer<H> {
         Ok(())
     }
 
-    fn accept_all(&mut self, now: u64) {
+    fn accept_all(&mut self, now: u64, tls: bool) {
         loop {
-            let (sock, peer) = match self.listener.accept() {
+            let accepted = match (tls, &self.tcp, &self.tls) {
+                (false, Some((l, _)), _) => l.accept(),
+                (true, _, Some((l, _, _))) => l.accept(),
+                _ => return,
+            };
+            let (sock, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -384,12 +471,31 @@ impl<H: PacketHandler> StreamLayer<H> {
                 continue;
             }
             let _ = sock.set_nodelay(true);
+            let session = match (tls, &self.tls) {
+                (true, Some((_, _, config))) => match ServerConnection::new(config.clone()) {
+                    Ok(mut s) => {
+                        // rustls's own buffer is the send queue's cap.
+                        s.set_buffer_limit(Some(self.cfg.max_queued));
+                        Some(Box::new(s))
+                    }
+                    Err(_) => {
+                        let _ = self.poll.registry().deregister(&mut sock);
+                        self.free.push(slot);
+                        self.release_source(peer.ip());
+                        self.counters.tls_failed_other += 1;
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             let id = self.next_id;
             self.next_id += 1;
             self.by_id.insert(id, slot);
             self.conns[slot] = Some(Conn {
                 id,
                 sock,
+                tls: session,
+                accepted_at: now,
                 peer,
                 rx: Vec::new(),
                 framer: Framer::new(self.cfg.limits),
@@ -423,6 +529,12 @@ impl<H: PacketHandler> StreamLayer<H> {
             let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
+            if c.tls.is_some() {
+                match self.read_tls(slot, now) {
+                    Step::More => continue,
+                    Step::Done | Step::Closed => return,
+                }
+            }
             let have = c.rx.len();
             let room = cap.saturating_sub(have).min(READ_CHUNK);
             if room == 0 {
@@ -466,6 +578,83 @@ impl<H: PacketHandler> StreamLayer<H> {
         }
     }
 
+    /// One read from TLS connection `slot`: the records the socket has,
+    /// the handshake's progress, and the decrypted bytes framed.
+    fn read_tls(&mut self, slot: usize, now: u64) -> Step {
+        let cap = self.cfg.limits.max_message();
+        let Some(c) = self.conns[slot].as_mut() else {
+            return Step::Closed;
+        };
+        let Conn { tls, sock, .. } = c;
+        let Some(tls) = tls.as_mut() else {
+            return Step::Closed;
+        };
+        match tls.read_tls(sock) {
+            Ok(0) => {
+                self.close(slot, Close::ByPeer);
+                return Step::Closed;
+            }
+            Ok(_) => c.last_active = now,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Done,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::More,
+            Err(_) => {
+                self.close(slot, Close::Io);
+                return Step::Closed;
+            }
+        }
+        let Some(tls) = c.tls.as_mut() else {
+            return Step::Closed;
+        };
+        let was_handshaking = tls.is_handshaking();
+        let state = match tls.process_new_packets() {
+            Ok(state) => state,
+            Err(e) => {
+                // Send the alert rustls queued, then close.
+                let _ = tls.write_tls(&mut c.sock);
+                self.close(slot, Close::Tls(TlsFailure::of(&e)));
+                return Step::Closed;
+            }
+        };
+        if was_handshaking && !tls.is_handshaking() {
+            self.counters.tls_handshakes += 1;
+        }
+        let mut available = state.plaintext_bytes_to_read();
+        let peer_closed = state.peer_has_closed();
+        while available > 0 {
+            let Some(c) = self.conns[slot].as_mut() else {
+                return Step::Closed;
+            };
+            let Some(tls) = c.tls.as_mut() else {
+                return Step::Closed;
+            };
+            let have = c.rx.len();
+            let room = cap.saturating_sub(have).min(available);
+            if room == 0 {
+                self.close(slot, Close::Framing(FrameError::HeaderTooLong));
+                return Step::Closed;
+            }
+            c.rx.resize(have + room, 0);
+            let got = tls.reader().read(&mut c.rx[have..]).unwrap_or(0);
+            c.rx.truncate(have + got);
+            if got == 0 {
+                break;
+            }
+            available -= got.min(available);
+            if !self.frame(slot, now) {
+                return Step::Closed;
+            }
+        }
+        // Handshake records, alerts, pongs and answers out.
+        if !self.flush(slot) {
+            return Step::Closed;
+        }
+        if peer_closed {
+            self.close(slot, Close::ByPeer);
+            return Step::Closed;
+        }
+        Step::More
+    }
+
     /// Frames and handles what connection `slot` holds; false when it was
     /// closed.
     fn frame(&mut self, slot: usize, now: u64) -> bool {
@@ -490,8 +679,13 @@ impl<H: PacketHandler> StreamLayer<H> {
                     completed = true;
                     self.counters.messages += 1;
                     let rx = std::mem::take(&mut c.rx);
-                    let (id, peer) = (c.id, c.peer);
-                    self.handle(now, peer, id, &rx[..n]);
+                    let transport = if c.tls.is_some() {
+                        Transport::Tls
+                    } else {
+                        Transport::Tcp
+                    };
+                    let from = Peer::on(c.peer, transport, ConnId(c.id));
+                    self.handle(now, from, &rx[..n]);
                     match self.conns[slot].as_mut() {
                         Some(c) => {
                             c.rx = rx;
@@ -517,11 +711,15 @@ impl<H: PacketHandler> StreamLayer<H> {
     }
 
     /// Hands one message to the handler and sends what it wrote.
-    fn handle(&mut self, now: u64, peer: SocketAddr, id: u64, payload: &[u8]) {
+    fn handle(&mut self, now: u64, from: Peer, payload: &[u8]) {
+        let local = match from.transport {
+            Transport::Tls => self.local_tls(),
+            _ => self.local_tcp(),
+        };
         let pkt = Datagram {
-            transport: Transport::Tcp,
-            conn: Some(ConnId(id)),
-            ..Datagram::udp(peer, self.local, payload)
+            transport: from.transport,
+            conn: from.conn,
+            ..Datagram::udp(from.addr, local.unwrap_or(self.udp_local), payload)
         };
         self.handle_datagram(now, &pkt);
     }
@@ -568,6 +766,15 @@ impl<H: PacketHandler> StreamLayer<H> {
         let Some(c) = self.conns[slot].as_mut() else {
             return false;
         };
+        if let Some(tls) = c.tls.as_mut() {
+            // rustls holds at most `max_queued` unsent bytes (its buffer
+            // limit); a message it cannot take whole is an overflow.
+            if !matches!(tls.writer().write(bytes), Ok(n) if n == bytes.len()) {
+                self.close(slot, Close::Overflow);
+                return false;
+            }
+            return self.flush(slot);
+        }
         if c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
             self.close(slot, Close::Overflow);
             return false;
@@ -581,6 +788,17 @@ impl<H: PacketHandler> StreamLayer<H> {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return false;
         };
+        if let Some(tls) = c.tls.as_mut() {
+            while tls.wants_write() {
+                match tls.write_tls(&mut c.sock) {
+                    Ok(0) => return self.closed(slot, Close::Io),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.closed(slot, Close::Io),
+                }
+            }
+        }
         while c.tx_at < c.tx.len() {
             match c.sock.write(&c.tx[c.tx_at..]) {
                 Ok(0) => return self.closed(slot, Close::Io),
@@ -597,7 +815,13 @@ impl<H: PacketHandler> StreamLayer<H> {
             c.tx.drain(..c.tx_at);
             c.tx_at = 0;
         }
-        let want_write = !c.tx.is_empty();
+        if c.rx.is_empty() && c.rx.capacity() > 2 * READ_CHUNK {
+            c.rx = Vec::new();
+        }
+        if c.tx.is_empty() && c.tx.capacity() > 2 * READ_CHUNK {
+            c.tx = Vec::new();
+        }
+        let want_write = !c.tx.is_empty() || c.tls.as_ref().is_some_and(|t| t.wants_write());
         if want_write != c.writable {
             c.writable = want_write;
             let interest = if want_write {
@@ -640,6 +864,11 @@ impl<H: PacketHandler> StreamLayer<H> {
             Close::Slow => k.slow_timeouts += 1,
             Close::Framing(e) => k.count_framing(e),
             Close::Overflow => k.queue_overflow += 1,
+            Close::Tls(TlsFailure::Certificate) => k.tls_failed_certificate += 1,
+            Close::Tls(TlsFailure::Protocol) => k.tls_failed_protocol += 1,
+            Close::Tls(TlsFailure::Alert) => k.tls_failed_alert += 1,
+            Close::Tls(TlsFailure::Other) => k.tls_failed_other += 1,
+            Close::HandshakeTimeout => k.tls_handshake_timeouts += 1,
         }
     }
 
@@ -670,7 +899,12 @@ impl<H: PacketHandler> StreamLayer<H> {
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
-            if c.message_started
+            if c.tls.as_ref().is_some_and(|t| t.is_handshaking())
+                && now.saturating_sub(c.accepted_at) > slow
+            {
+                self.close(slot, Close::HandshakeTimeout);
+            } else if c
+                .message_started
                 .is_some_and(|t| now.saturating_sub(t) > slow)
             {
                 self.close(slot, Close::Slow);

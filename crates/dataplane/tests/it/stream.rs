@@ -1,6 +1,7 @@
 //! The stream layer on 127.0.0.1: framing, keep-alives, caps, timeouts and
-//! slow consumers with the echo handler; a TCP caller through the real
-//! proxy to a UDP upstream and back on its connection. The layer is driven
+//! slow consumers with the echo handler; TLS handshakes that fail, each
+//! counted; TCP and TLS callers through the real proxy to a UDP upstream
+//! and back on their connection. The layer is driven
 //! from the test's own thread (no sleeps: each wait polls it until a
 //! condition holds, with a generous bound).
 
@@ -34,7 +35,7 @@ fn pump<H: PacketHandler>(
 }
 
 fn connect(layer: &StreamLayer<impl PacketHandler>) -> TcpStream {
-    let c = TcpStream::connect(layer.local_tcp()).unwrap();
+    let c = TcpStream::connect(layer.local_tcp().unwrap()).unwrap();
     c.set_nonblocking(true).unwrap();
     c
 }
@@ -243,6 +244,8 @@ fn a_peer_that_does_not_read_is_closed_at_its_queue_cap() {
     assert_eq!(layer.open_connections(), 0);
 }
 
+mod tls;
+
 mod through_the_proxy {
     use super::*;
     use proxy::cookie::Secret;
@@ -250,7 +253,7 @@ mod through_the_proxy {
     use route::trie::PrefixKey;
     use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
 
-    fn recv(s: &UdpSocket) -> (String, SocketAddr) {
+    pub(super) fn recv(s: &UdpSocket) -> (String, SocketAddr) {
         s.set_read_timeout(Some(WAIT)).unwrap();
         let mut buf = [0u8; 65536];
         let (n, from) = s.recv_from(&mut buf).unwrap();
@@ -258,7 +261,7 @@ mod through_the_proxy {
     }
 
     /// The upstream's 200 to `req`: its Vias and dialog fields echoed.
-    fn ok_for(req: &str) -> String {
+    pub(super) fn ok_for(req: &str) -> String {
         let mut out = String::from("SIP/2.0 200 OK\r\n");
         for line in req.split("\r\n").skip(1) {
             let name = line.split(':').next().unwrap_or("");
@@ -290,13 +293,13 @@ mod through_the_proxy {
         .unwrap();
         let (_control, mut workers) = RouteControl::new(table, 1);
         // The layer binds first; the proxy learns its TCP address.
-        let mut layer = StreamLayer::open_with(StreamConfig::new(local()), |tcp| {
+        let mut layer = StreamLayer::open_with(StreamConfig::new(local()), |tcp, _| {
             let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(3, 4));
-            cfg.advertise_tcp = Some(tcp);
+            cfg.advertise_tcp = tcp;
             EdgeProxy::new(cfg, workers.remove(0))
         })
         .unwrap();
-        let tcp = layer.local_tcp();
+        let tcp = layer.local_tcp().unwrap();
         let mut caller = connect(&layer);
         let me = caller.local_addr().unwrap();
         let invite = format!(
@@ -341,4 +344,67 @@ mod through_the_proxy {
         assert_eq!((k.messages, k.udp_received, k.sent), (1, 1, 1), "{k:?}");
         assert_eq!(k.handler_drops, 0);
     }
+}
+
+#[test]
+fn a_tls_caller_reaches_a_udp_upstream_through_the_proxy_and_back_on_its_connection() {
+    use crate::stream::tls::{client_config, pki, TlsClient};
+    use proxy::cookie::Secret;
+    use proxy::{EdgeProxy, ProxyConfig};
+    use route::trie::PrefixKey;
+    use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
+    let pki = pki();
+    let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let up = upstream.local_addr().unwrap();
+    let table = RouteTable::build(
+        vec![RouteGroup::new("uk", Action::Forward).with_target(Target::new(up, 1, 1))],
+        &[(PrefixKey::from_digits(b"44").unwrap(), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    let (_control, mut workers) = RouteControl::new(table, 1);
+    let cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    let mut layer = StreamLayer::open_with(cfg, |_, tls| {
+        let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(3, 4));
+        cfg.advertise_tls = tls;
+        EdgeProxy::new(cfg, workers.remove(0))
+    })
+    .unwrap();
+    let tls = layer.local_tls().unwrap();
+    let mut caller = TlsClient::connect(tls, client_config(&pki, None));
+    let me = caller.local_addr();
+    let invite = format!(
+        "INVITE sip:442071234567@{tls};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {me};branch=z9hG4bKtls1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@{me}>;tag=ft1\r\n\
+         To: <sip:442071234567@{tls}>\r\n\
+         Call-ID: tls-call-1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@{me};transport=tls>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send(invite.as_bytes());
+    assert!(pump(&mut layer, |l| {
+        caller.io();
+        l.counters().udp_sent == 1
+    }));
+    let (fwd, from) = through_the_proxy::recv(&upstream);
+    assert!(fwd.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;"), "{fwd}");
+    assert!(
+        fwd.contains(&format!("<sip:{tls};transport=tls;lr;dce=")) && fwd.contains(";dcf="),
+        "{fwd}"
+    );
+    upstream
+        .send_to(through_the_proxy::ok_for(&fwd).as_bytes(), from)
+        .unwrap();
+    assert!(pump(&mut layer, |_| {
+        caller.io();
+        caller.got.windows(4).any(|w| w == b"\r\n\r\n")
+    }));
+    let answer = String::from_utf8(caller.got.clone()).unwrap();
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("branch=z9hG4bKtls1"), "{answer}");
+    let k = layer.counters();
+    assert_eq!((k.tls_handshakes, k.messages, k.sent), (1, 1, 1), "{k:?}");
 }

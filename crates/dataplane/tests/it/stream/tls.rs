@@ -1,0 +1,273 @@
+//! TLS on the stream layer: certificates made here (rcgen), a non-blocking
+//! rustls client the test drives between polls, and the handshakes that
+//! fail, each counted under its reason without disturbing other
+//! connections.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataplane::echo::Echo;
+use dataplane::stream::{StreamConfig, StreamLayer};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+
+use super::{local, message, pump};
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, a client
+/// certificate from the same CA and one from a rogue CA (all PEM).
+pub struct Pki {
+    pub ca: String,
+    pub server: (String, String),
+    pub client: (String, String),
+    pub rogue_client: (String, String),
+}
+
+impl Pki {
+    /// The edge's configuration; `require_client` asks clients for a
+    /// certificate from the CA.
+    pub fn server_config(&self, require_client: bool) -> Arc<ServerConfig> {
+        dataplane::tls::server_config(
+            self.server.0.as_bytes(),
+            self.server.1.as_bytes(),
+            require_client.then_some(self.ca.as_bytes()),
+        )
+        .unwrap()
+    }
+}
+
+fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(params, key))
+}
+
+fn leaf(
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'_, KeyPair>,
+) -> (String, String) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![usage];
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+pub fn pki() -> Pki {
+    let (ca_pem, issuer) = ca("dce test ca");
+    let (_, rogue) = ca("rogue ca");
+    Pki {
+        ca: ca_pem,
+        server: leaf(
+            &["localhost", "127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        ),
+        client: leaf(
+            &["trunk.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &issuer,
+        ),
+        rogue_client: leaf(&["trunk.test"], ExtendedKeyUsagePurpose::ClientAuth, &rogue),
+    }
+}
+
+/// A client trusting the test CA, presenting `cert` (PEM certificate and
+/// key) when given.
+pub fn client_config(pki: &Pki, cert: Option<&(String, String)>) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = ClientConfig::builder_with_provider(dataplane::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match cert {
+        None => b.with_no_client_auth(),
+        Some((c, k)) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(c.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    Arc::new(cfg)
+}
+
+/// A non-blocking TLS client: [`TlsClient::io`] moves what it can both
+/// ways (the test calls it between polls of the layer).
+pub struct TlsClient {
+    conn: ClientConnection,
+    sock: TcpStream,
+    /// Plaintext received.
+    pub got: Vec<u8>,
+    /// The connection ended (closed, reset, or a TLS error).
+    pub closed: bool,
+    /// The TLS error that ended it, if one did.
+    pub error: Option<rustls::Error>,
+}
+
+impl TlsClient {
+    pub fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsClient {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        TlsClient {
+            conn: ClientConnection::new(cfg, name).unwrap(),
+            sock,
+            got: Vec::new(),
+            closed: false,
+            error: None,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.conn.writer().write_all(bytes).unwrap();
+    }
+
+    pub fn handshaken(&self) -> bool {
+        !self.conn.is_handshaking()
+    }
+
+    /// Writes what is pending, reads what arrived, writes what that
+    /// called for (handshake records); true once closed.
+    pub fn io(&mut self) -> bool {
+        self.write();
+        self.read();
+        self.write();
+        self.closed
+    }
+
+    fn write(&mut self) {
+        while !self.closed && self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    fn read(&mut self) {
+        while !self.closed {
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => self.closed = true,
+                Ok(_) => match self.conn.process_new_packets() {
+                    Ok(_) => {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = self.conn.reader().read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            self.got.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.closed = true;
+                    }
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+}
+
+#[test]
+fn messages_and_pings_over_tls_are_answered_on_the_connection() {
+    let pki = pki();
+    let cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    let mut layer = StreamLayer::open(cfg, Echo::new()).unwrap();
+    let mut c = TlsClient::connect(layer.local_tls().unwrap(), client_config(&pki, None));
+    let m = message("over tls");
+    c.send(format!("{m}\r\n\r\n{m}").as_bytes());
+    let want = format!("{m}\r\n{m}");
+    assert!(pump(&mut layer, |_| {
+        c.io();
+        c.got.len() >= want.len()
+    }));
+    assert_eq!(String::from_utf8(c.got.clone()).unwrap(), want);
+    let k = layer.counters();
+    assert_eq!((k.tls_handshakes, k.messages, k.pings), (1, 2, 1), "{k:?}");
+}
+
+#[test]
+fn failed_tls_handshakes_are_counted_by_reason_and_spare_other_connections() {
+    let pki = pki();
+    let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(true))));
+    cfg.message_timeout = Duration::from_millis(500);
+    let mut layer = StreamLayer::open(cfg, Echo::new()).unwrap();
+    let addr = layer.local_tls().unwrap();
+    // A trunk with a certificate from the CA: served throughout.
+    let mut good = TlsClient::connect(addr, client_config(&pki, Some(&pki.client)));
+    assert!(pump(&mut layer, |_| {
+        good.io();
+        good.handshaken()
+    }));
+    // Plain SIP to the TLS port: not TLS.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain.write_all(message("").as_bytes()).unwrap();
+    plain.set_nonblocking(true).unwrap();
+    // A certificate from another CA, and none at all.
+    let mut rogue = TlsClient::connect(addr, client_config(&pki, Some(&pki.rogue_client)));
+    let mut anonymous = TlsClient::connect(addr, client_config(&pki, None));
+    // Connects and never says hello.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.set_nonblocking(true).unwrap();
+    // TLS 1.3: a client whose certificate is refused learns it on its
+    // first read, so each sends a message too.
+    rogue.send(message("rogue").as_bytes());
+    anonymous.send(message("anonymous").as_bytes());
+    assert!(
+        pump(&mut layer, |l| {
+            rogue.io();
+            anonymous.io();
+            let _ = super::drain(&mut plain, &mut Vec::new());
+            let _ = super::drain(&mut silent, &mut Vec::new());
+            let k = l.counters();
+            k.tls_failed_certificate == 2
+                && k.tls_failed_protocol == 1
+                && k.tls_handshake_timeouts == 1
+        }),
+        "{:?} rogue {:?} anonymous {:?}",
+        layer.counters(),
+        rogue.error,
+        anonymous.error
+    );
+    assert!(rogue.got.is_empty() && anonymous.got.is_empty());
+    assert_eq!(layer.counters().messages, 0);
+    // The good one still works.
+    let m = message("still here");
+    good.send(m.as_bytes());
+    assert!(pump(&mut layer, |_| {
+        good.io();
+        good.got.len() >= m.len()
+    }));
+    assert_eq!(layer.open_connections(), 1);
+    assert_eq!(layer.counters().tls_handshakes, 1);
+}
