@@ -28,7 +28,12 @@
 //!   it is sent is closed, not buffered for;
 //! - answers go back on the connection a request came on
 //!   ([`Peer::conn`]); a message for a connection that is gone is dropped
-//!   and counted, never sent to the address by a new connection.
+//!   and counted, never sent to the address by a new connection;
+//! - a message for a TCP or TLS address with no connection named (a route
+//!   target, or a next hop only a trusted source can name) goes on this
+//!   layer's connection to that address, dialled when there is none
+//!   (within the total cap; TLS only with a client configuration, which
+//!   verifies the upstream's certificate for its IP address).
 //!
 //! Messages the handler sends over UDP (a TCP caller routed to a UDP
 //! upstream) leave from a UDP socket of this thread on the listener's
@@ -44,7 +49,8 @@ use std::sync::Arc;
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use sip::stream::{Frame, FrameError, FrameLimits, Framer};
 
 use super::tls::TlsFailure;
@@ -78,6 +84,9 @@ pub struct StreamConfig {
     pub tcp: Option<SocketAddr>,
     /// Where to listen for SIP over TLS, if anywhere, and with what.
     pub tls: Option<(SocketAddr, Arc<ServerConfig>)>,
+    /// How to connect to TLS upstreams (trusted roots, a client
+    /// certificate); without it, messages for TLS addresses are dropped.
+    pub tls_client: Option<Arc<ClientConfig>>,
     /// Header and body caps of one message.
     pub limits: FrameLimits,
     /// Most connections open at once.
@@ -109,6 +118,7 @@ impl StreamConfig {
         StreamConfig {
             tcp: None,
             tls,
+            tls_client: None,
             limits: FrameLimits::default(),
             max_connections: 4096,
             max_per_source: 16,
@@ -160,9 +170,12 @@ pub struct StreamCounters {
     pub sent: u64,
     /// Messages for a connection that is gone.
     pub conn_gone: u64,
-    /// Messages for a TCP or TLS address with no connection named (the
-    /// stream layer does not dial yet).
+    /// Messages for a TLS address with no client configuration to dial it.
     pub no_stream_path: u64,
+    /// Connections dialled to TCP or TLS addresses.
+    pub dialled: u64,
+    /// Dials that failed (refused, unreachable, over the total cap).
+    pub dial_failed: u64,
     /// UDP datagrams received (responses to what this thread sent).
     pub udp_received: u64,
     /// UDP datagrams sent.
@@ -207,6 +220,7 @@ enum Close {
     Overflow,
     Tls(TlsFailure),
     HandshakeTimeout,
+    DialFailed,
 }
 
 /// What one TLS read round left.
@@ -220,8 +234,12 @@ struct Conn {
     id: u64,
     sock: TcpStream,
     /// The TLS session, on a TLS connection.
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<Connection>>,
     accepted_at: u64,
+    /// Dialled by this layer: to what (it is reused for that target).
+    outbound: Option<(SocketAddr, Transport)>,
+    /// A dial not yet answered: nothing is written until it is.
+    connecting: bool,
     peer: SocketAddr,
     rx: Vec<u8>,
     framer: Framer,
@@ -246,6 +264,7 @@ pub struct StreamLayer<H: PacketHandler> {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     by_id: HashMap<u64, usize>,
+    by_target: HashMap<(SocketAddr, Transport), usize>,
     per_source: HashMap<IpAddr, usize>,
     open: usize,
     next_id: u64,
@@ -317,6 +336,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             conns: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
+            by_target: HashMap::new(),
             per_source: HashMap::new(),
             open: 0,
             next_id: 1,
@@ -404,7 +424,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 Token(t) => {
                     let slot = t - FIRST_CONN;
                     if writable {
-                        self.flush(slot);
+                        self.writable(slot);
                     }
                     self.read(slot, now);
                 }
@@ -476,7 +496,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                     Ok(mut s) => {
                         // rustls's own buffer is the send queue's cap.
                         s.set_buffer_limit(Some(self.cfg.max_queued));
-                        Some(Box::new(s))
+                        Some(Box::new(Connection::Server(s)))
                     }
                     Err(_) => {
                         let _ = self.poll.registry().deregister(&mut sock);
@@ -496,6 +516,8 @@ impl<H: PacketHandler> StreamLayer<H> {
                 sock,
                 tls: session,
                 accepted_at: now,
+                outbound: None,
+                connecting: false,
                 peer,
                 rx: Vec::new(),
                 framer: Framer::new(self.cfg.limits),
@@ -745,7 +767,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 continue;
             }
             let Some(conn) = to.conn else {
-                self.counters.no_stream_path += 1;
+                self.send_to_target(now, to.addr, to.transport, bytes);
                 continue;
             };
             match self.by_id.get(&conn.0) {
@@ -758,6 +780,109 @@ impl<H: PacketHandler> StreamLayer<H> {
             }
         }
         self.staging = Some(staging);
+    }
+
+    /// Sends `bytes` on this layer's connection to `addr` over
+    /// `transport`, dialling one when there is none.
+    fn send_to_target(&mut self, now: u64, addr: SocketAddr, transport: Transport, bytes: &[u8]) {
+        let slot = match self.by_target.get(&(addr, transport)) {
+            Some(&slot) => slot,
+            None => match self.dial(now, addr, transport) {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        if self.queue(slot, bytes) {
+            self.counters.sent += 1;
+        }
+    }
+
+    /// Opens a connection to `addr` (non-blocking: it completes later).
+    fn dial(&mut self, now: u64, addr: SocketAddr, transport: Transport) -> Option<usize> {
+        let tls = match (transport, &self.cfg.tls_client) {
+            (Transport::Tls, None) => {
+                self.counters.no_stream_path += 1;
+                return None;
+            }
+            (Transport::Tls, Some(client)) => {
+                let name = ServerName::IpAddress(addr.ip().into());
+                match ClientConnection::new(client.clone(), name) {
+                    Ok(mut c) => {
+                        c.set_buffer_limit(Some(self.cfg.max_queued));
+                        Some(Box::new(Connection::Client(c)))
+                    }
+                    Err(_) => {
+                        self.counters.dial_failed += 1;
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        };
+        if self.open >= self.cfg.max_connections {
+            self.counters.dial_failed += 1;
+            return None;
+        }
+        let Ok(mut sock) = TcpStream::connect(addr) else {
+            self.counters.dial_failed += 1;
+            return None;
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(slot + FIRST_CONN), interest)
+            .is_err()
+        {
+            self.free.push(slot);
+            self.counters.dial_failed += 1;
+            return None;
+        }
+        let _ = sock.set_nodelay(true);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_id.insert(id, slot);
+        self.by_target.insert((addr, transport), slot);
+        self.conns[slot] = Some(Conn {
+            id,
+            sock,
+            tls,
+            accepted_at: now,
+            outbound: Some((addr, transport)),
+            connecting: true,
+            peer: addr,
+            rx: Vec::new(),
+            framer: Framer::new(self.cfg.limits),
+            tx: Vec::new(),
+            tx_at: 0,
+            last_active: now,
+            message_started: None,
+            writable: true,
+        });
+        self.open += 1;
+        self.counters.dialled += 1;
+        Some(slot)
+    }
+
+    /// Connection `slot` can be written to: a dial that completed (or
+    /// failed), or room for what is queued.
+    fn writable(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.connecting {
+            match (c.sock.take_error(), c.sock.peer_addr()) {
+                (Ok(None), Ok(_)) => c.connecting = false,
+                // Not yet (a spurious wakeup).
+                (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+                _ => return self.close(slot, Close::DialFailed),
+            }
+        }
+        self.flush(slot);
     }
 
     /// Queues `bytes` on connection `slot` and writes what it can; false
@@ -788,6 +913,9 @@ impl<H: PacketHandler> StreamLayer<H> {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return false;
         };
+        if c.connecting {
+            return true;
+        }
         if let Some(tls) = c.tls.as_mut() {
             while tls.wants_write() {
                 match tls.write_tls(&mut c.sock) {
@@ -853,7 +981,12 @@ impl<H: PacketHandler> StreamLayer<H> {
         };
         let _ = self.poll.registry().deregister(&mut c.sock);
         self.by_id.remove(&c.id);
-        self.release_source(c.peer.ip());
+        match c.outbound {
+            Some(target) => {
+                self.by_target.remove(&target);
+            }
+            None => self.release_source(c.peer.ip()),
+        }
         self.open -= 1;
         self.free.push(slot);
         let k = &mut self.counters;
@@ -869,6 +1002,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             Close::Tls(TlsFailure::Alert) => k.tls_failed_alert += 1,
             Close::Tls(TlsFailure::Other) => k.tls_failed_other += 1,
             Close::HandshakeTimeout => k.tls_handshake_timeouts += 1,
+            Close::DialFailed => k.dial_failed += 1,
         }
     }
 
@@ -899,9 +1033,10 @@ impl<H: PacketHandler> StreamLayer<H> {
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
-            if c.tls.as_ref().is_some_and(|t| t.is_handshaking())
-                && now.saturating_sub(c.accepted_at) > slow
-            {
+            let late = now.saturating_sub(c.accepted_at) > slow;
+            if c.connecting && late {
+                self.close(slot, Close::DialFailed);
+            } else if c.tls.as_ref().is_some_and(|t| t.is_handshaking()) && late {
                 self.close(slot, Close::HandshakeTimeout);
             } else if c
                 .message_started

@@ -271,3 +271,178 @@ fn failed_tls_handshakes_are_counted_by_reason_and_spare_other_connections() {
     assert_eq!(layer.open_connections(), 1);
     assert_eq!(layer.counters().tls_handshakes, 1);
 }
+
+/// A UAS for the upstream's side: answers every request 200 where it came
+/// from (on its connection).
+struct Uas;
+
+impl dataplane::PacketHandler for Uas {
+    type Control = ();
+    type Stats = ();
+    type Drop = dataplane::echo::EchoDrop;
+    type Event = ();
+
+    fn handle(
+        &mut self,
+        _now: dataplane::Timestamp,
+        pkt: &dataplane::Datagram<'_>,
+        out: &mut dataplane::Outbox<'_>,
+    ) -> Result<(), Self::Drop> {
+        let refused = dataplane::echo::EchoDrop::Refused;
+        let msg = sip::parse(pkt.payload).map_err(|_| refused)?;
+        if !msg.is_request() {
+            return Err(refused);
+        }
+        let _ = out.send_to(pkt.peer(), |buf| {
+            sip::write::ResponseBuilder::new(200, "OK")
+                .to_tag(b"uas1")
+                .write(&msg, buf)
+                .ok()
+        });
+        Ok(())
+    }
+
+    fn on_control(&mut self, _now: dataplane::Timestamp, _msg: ()) {}
+
+    fn stats(&self) {}
+}
+
+#[test]
+fn udp_and_tls_callers_reach_a_tls_upstream_the_edge_dials_once() {
+    use proxy::cookie::Secret;
+    use proxy::{EdgeProxy, ProxyConfig};
+    use route::trie::PrefixKey;
+    use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
+    use std::net::UdpSocket;
+
+    let pki = pki();
+    let mut upstream = StreamLayer::open(
+        StreamConfig::tls_only(Some((local(), pki.server_config(false)))),
+        Uas,
+    )
+    .unwrap();
+    let up = upstream.local_tls().unwrap();
+    let table = RouteTable::build(
+        vec![RouteGroup::new("secure", Action::Forward)
+            .with_target(Target::new(up, 1, 1).with_transport(dataplane::Transport::Tls))],
+        &[(PrefixKey::from_digits(b"33").unwrap(), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    let (_control, mut workers) = RouteControl::new(table, 1);
+    let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    cfg.tls_client = Some(client_config(&pki, None));
+    let mut edge = StreamLayer::open_with(cfg, |_, tls| {
+        let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(5, 6));
+        cfg.advertise_tls = tls;
+        EdgeProxy::new(cfg, workers.remove(0))
+    })
+    .unwrap();
+    let edge_udp = edge.local_udp();
+    let edge_tls = edge.local_tls().unwrap();
+    let invite = |via: &str, me: SocketAddr, call: &str| {
+        format!(
+            "INVITE sip:33123456@{edge_tls} SIP/2.0\r\n\
+             Via: SIP/2.0/{via} {me};branch=z9hG4bK{call};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:caller@{me}>;tag=ft1\r\n\
+             To: <sip:33123456@{edge_tls}>\r\n\
+             Call-ID: {call}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+
+    // A UDP caller (to the layer's UDP socket): the edge dials the
+    // upstream over TLS, and the 200 comes back over UDP.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let me = udp.local_addr().unwrap();
+    udp.send_to(invite("UDP", me, "udp1").as_bytes(), edge_udp)
+        .unwrap();
+    let mut answer = String::new();
+    assert!(
+        pump(&mut edge, |_| {
+            upstream.poll_once(Duration::ZERO).unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                assert_eq!(from, edge_udp);
+                answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            !answer.is_empty()
+        }),
+        "edge {:?} upstream {:?}",
+        edge.counters(),
+        upstream.counters()
+    );
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("branch=z9hG4bKudp1"), "{answer}");
+
+    // A TLS caller: on the same upstream connection, back on its own.
+    let mut caller = TlsClient::connect(edge_tls, client_config(&pki, None));
+    let me = caller.local_addr();
+    caller.send(invite("TLS", me, "tls1").as_bytes());
+    assert!(pump(&mut edge, |_| {
+        upstream.poll_once(Duration::ZERO).unwrap();
+        caller.io();
+        caller.got.windows(4).any(|w| w == b"\r\n\r\n")
+    }));
+    let answer = String::from_utf8(caller.got.clone()).unwrap();
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("branch=z9hG4bKtls1"), "{answer}");
+    let k = edge.counters();
+    assert_eq!((k.dialled, k.dial_failed), (1, 0), "{k:?}");
+    assert_eq!(k.tls_handshakes, 2, "the dial and the caller: {k:?}");
+    assert_eq!(k.handler_drops, 0, "{k:?}");
+    assert_eq!(upstream.counters().messages, 2);
+}
+
+#[test]
+fn a_tls_upstream_whose_certificate_does_not_verify_gets_nothing() {
+    use proxy::cookie::Secret;
+    use proxy::{EdgeProxy, ProxyConfig};
+    use route::trie::PrefixKey;
+    use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
+    use std::net::UdpSocket;
+
+    // The upstream's certificate is from a CA the edge does not trust.
+    let pki = pki();
+    let other = super::tls::pki();
+    let mut upstream = StreamLayer::open(
+        StreamConfig::tls_only(Some((local(), other.server_config(false)))),
+        Uas,
+    )
+    .unwrap();
+    let up = upstream.local_tls().unwrap();
+    let table = RouteTable::build(
+        vec![RouteGroup::new("secure", Action::Forward)
+            .with_target(Target::new(up, 1, 1).with_transport(dataplane::Transport::Tls))],
+        &[(PrefixKey::from_digits(b"33").unwrap(), GroupId(0))],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    let (_control, mut workers) = RouteControl::new(table, 1);
+    let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    cfg.tls_client = Some(client_config(&pki, None));
+    let mut edge = StreamLayer::open_with(cfg, |_, tls| {
+        let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(5, 6));
+        cfg.advertise_tls = tls;
+        EdgeProxy::new(cfg, workers.remove(0))
+    })
+    .unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = udp.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:33123456@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKbad1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:c@{me}>;tag=1\r\nTo: <sip:33123456@127.0.0.1>\r\n\
+         Call-ID: bad1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    udp.send_to(invite.as_bytes(), edge.local_udp()).unwrap();
+    assert!(pump(&mut edge, |l| {
+        upstream.poll_once(Duration::ZERO).unwrap();
+        l.counters().tls_failed_certificate == 1
+    }));
+    assert_eq!(upstream.counters().messages, 0, "nothing reached it");
+    assert_eq!(edge.open_connections(), 0);
+}
