@@ -38,7 +38,10 @@
 //! Messages the handler sends over UDP (a TCP caller routed to a UDP
 //! upstream) leave from a UDP socket of this thread on the listener's
 //! address and a port of its own; the Via the proxy writes asks for
-//! responses there (`rport`), and this thread reads them.
+//! responses there (`rport`), and this thread reads them. Requests that
+//! arrive on that socket are dropped unless
+//! [`StreamConfig::udp_requests`] says otherwise: it is not a SIP port,
+//! and the XDP filter's shields are in front of the SIP ports only.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -91,8 +94,12 @@ pub struct StreamConfig {
     pub limits: FrameLimits,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Most connections open at once from one source address.
+    /// Most connections open at once from one source address (an IPv6
+    /// source is its /64: one host can hold a whole /64).
     pub max_per_source: usize,
+    /// Hand requests that arrive on the layer's UDP socket to the handler
+    /// (off by default: only responses are expected there).
+    pub udp_requests: bool,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// A message must be complete this long after its first byte arrived.
@@ -122,6 +129,7 @@ impl StreamConfig {
             limits: FrameLimits::default(),
             max_connections: 4096,
             max_per_source: 16,
+            udp_requests: false,
             idle_timeout: Duration::from_secs(600),
             message_timeout: Duration::from_secs(10),
             max_queued: 64 * 1024,
@@ -178,6 +186,9 @@ pub struct StreamCounters {
     pub dial_failed: u64,
     /// UDP datagrams received (responses to what this thread sent).
     pub udp_received: u64,
+    /// UDP datagrams dropped for not being responses (see
+    /// [`StreamConfig::udp_requests`]).
+    pub udp_requests_refused: u64,
     /// UDP datagrams sent.
     pub udp_sent: u64,
     /// UDP datagrams the kernel refused.
@@ -468,7 +479,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 self.counters.refused_total += 1;
                 continue; // dropped: closed
             }
-            let n = self.per_source.entry(peer.ip()).or_insert(0);
+            let n = self.per_source.entry(source_key(peer.ip())).or_insert(0);
             if *n >= self.cfg.max_per_source {
                 self.counters.refused_per_source += 1;
                 continue;
@@ -486,7 +497,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 .is_err()
             {
                 self.free.push(slot);
-                self.release_source(peer.ip());
+                self.release_source(source_key(peer.ip()));
                 self.counters.io_errors += 1;
                 continue;
             }
@@ -501,7 +512,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                     Err(_) => {
                         let _ = self.poll.registry().deregister(&mut sock);
                         self.free.push(slot);
-                        self.release_source(peer.ip());
+                        self.release_source(source_key(peer.ip()));
                         self.counters.tls_failed_other += 1;
                         continue;
                     }
@@ -985,7 +996,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             Some(target) => {
                 self.by_target.remove(&target);
             }
-            None => self.release_source(c.peer.ip()),
+            None => self.release_source(source_key(c.peer.ip())),
         }
         self.open -= 1;
         self.free.push(slot);
@@ -1019,6 +1030,10 @@ impl<H: PacketHandler> StreamLayer<H> {
                 Err(_) => continue,
             };
             self.counters.udp_received += 1;
+            if !self.cfg.udp_requests && !self.udp_buf[..n].starts_with(b"SIP/2.0 ") {
+                self.counters.udp_requests_refused += 1;
+                continue;
+            }
             let buf = std::mem::take(&mut self.udp_buf);
             let pkt = Datagram::udp(src, self.udp_local, &buf[..n]);
             self.handle_datagram(now, &pkt);
@@ -1047,5 +1062,34 @@ impl<H: PacketHandler> StreamLayer<H> {
                 self.close(slot, Close::Idle);
             }
         }
+    }
+}
+
+/// What the per-source cap counts by: an IPv4 address, or an IPv6
+/// address's /64 (an IPv4-mapped IPv6 address as the IPv4 address).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_source_is_counted_by_its_64() {
+        let k = |s: &str| source_key(s.parse().unwrap());
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("198.18.0.1"), k("::ffff:198.18.0.1"));
+        assert_ne!(k("198.18.0.1"), k("198.18.0.2"));
     }
 }

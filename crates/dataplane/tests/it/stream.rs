@@ -343,6 +343,21 @@ mod through_the_proxy {
         let k = layer.counters();
         assert_eq!((k.messages, k.udp_received, k.sent), (1, 1, 1), "{k:?}");
         assert_eq!(k.handler_drops, 0);
+
+        // A request to the layer's UDP socket (not a SIP port, nothing of
+        // the XDP filter in front of it) is refused unread.
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        stranger
+            .send_to(
+                invite
+                    .replace("tcp-call-1", "udp-sneak")
+                    .replace("SIP/2.0/TCP", "SIP/2.0/UDP")
+                    .as_bytes(),
+                layer.local_udp(),
+            )
+            .unwrap();
+        assert!(pump(&mut layer, |l| l.counters().udp_requests_refused == 1));
+        assert_eq!(layer.counters().udp_sent, 1, "nothing forwarded");
     }
 }
 

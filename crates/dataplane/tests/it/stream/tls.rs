@@ -149,6 +149,11 @@ impl TlsClient {
         self.conn.writer().write_all(bytes).unwrap();
     }
 
+    /// Queues what the client's buffer takes of `bytes`; how much.
+    pub fn try_send(&mut self, bytes: &[u8]) -> usize {
+        self.conn.writer().write(bytes).unwrap_or(0)
+    }
+
     pub fn handshaken(&self) -> bool {
         !self.conn.is_handshaking()
     }
@@ -162,7 +167,8 @@ impl TlsClient {
         self.closed
     }
 
-    fn write(&mut self) {
+    /// Writes what is pending, reading nothing.
+    pub fn write(&mut self) {
         while !self.closed && self.conn.wants_write() {
             match self.conn.write_tls(&mut self.sock) {
                 Ok(_) => {}
@@ -272,6 +278,39 @@ fn failed_tls_handshakes_are_counted_by_reason_and_spare_other_connections() {
     assert_eq!(layer.counters().tls_handshakes, 1);
 }
 
+#[test]
+fn a_tls_peer_that_does_not_read_is_closed_at_its_queue_cap() {
+    let pki = pki();
+    let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    cfg.max_queued = 64 * 1024;
+    let mut layer = StreamLayer::open(cfg, Echo::new()).unwrap();
+    let mut c = TlsClient::connect(layer.local_tls().unwrap(), client_config(&pki, None));
+    assert!(pump(&mut layer, |_| {
+        c.io();
+        c.handshaken()
+    }));
+    // Echoed 32 KiB messages the client never reads: the kernel's buffers
+    // fill, then rustls's, capped at the queue limit. Bounded: 2000.
+    let m = message(&"y".repeat(32 * 1024));
+    let (mut sent, mut pos) = (0, 0);
+    assert!(
+        pump(&mut layer, |l| {
+            if sent < 2000 {
+                pos += c.try_send(&m.as_bytes()[pos..]);
+                if pos == m.len() {
+                    pos = 0;
+                    sent += 1;
+                }
+                c.write();
+            }
+            l.counters().queue_overflow == 1
+        }),
+        "{:?}",
+        layer.counters()
+    );
+    assert_eq!(layer.open_connections(), 0);
+}
+
 /// A UAS for the upstream's side: answers every request 200 where it came
 /// from (on its connection).
 struct Uas;
@@ -332,6 +371,9 @@ fn udp_and_tls_callers_reach_a_tls_upstream_the_edge_dials_once() {
     let (_control, mut workers) = RouteControl::new(table, 1);
     let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
     cfg.tls_client = Some(client_config(&pki, None));
+    // The caller sends to the layer's UDP socket, standing in for a UDP
+    // worker handing it over.
+    cfg.udp_requests = true;
     let mut edge = StreamLayer::open_with(cfg, |_, tls| {
         let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(5, 6));
         cfg.advertise_tls = tls;
@@ -424,6 +466,9 @@ fn a_tls_upstream_whose_certificate_does_not_verify_gets_nothing() {
     let (_control, mut workers) = RouteControl::new(table, 1);
     let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
     cfg.tls_client = Some(client_config(&pki, None));
+    // The caller sends to the layer's UDP socket, standing in for a UDP
+    // worker handing it over.
+    cfg.udp_requests = true;
     let mut edge = StreamLayer::open_with(cfg, |_, tls| {
         let mut cfg = ProxyConfig::new("127.0.0.1:5060".parse().unwrap(), Secret::new(5, 6));
         cfg.advertise_tls = tls;
