@@ -13,6 +13,7 @@ pub mod afxdp;
 pub mod config;
 pub mod counters;
 pub mod echo;
+pub mod handoff;
 pub mod io;
 pub mod neigh;
 pub mod socket;

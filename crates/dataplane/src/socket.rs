@@ -12,6 +12,7 @@ use sys::{MmsgHeaders, UdpOptions};
 
 use super::config::DataplaneConfig;
 use super::counters::{IoKind, WorkerCounters};
+use super::handoff::HandoffTx;
 use super::io::{local_for, PacketIo, Receiver};
 use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
 
@@ -59,13 +60,20 @@ struct SocketTx {
     capacity: usize,
     local: Vec<SocketAddr>,
     counters: WorkerCounters,
+    /// Where messages for TCP and TLS peers go: the stream thread.
+    handoff: Option<HandoffTx>,
 }
 
 impl TxSlots for SocketTx {
     fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
         if to.transport.is_stream() {
-            self.counters.no_stream_path += 1;
-            return Err(SendError::NoStreamPath(to.addr, to.transport));
+            return match self.handoff.as_mut() {
+                Some(h) => Ok(h.reserve()),
+                None => {
+                    self.counters.no_stream_path += 1;
+                    Err(SendError::NoStreamPath(to.addr, to.transport))
+                }
+            };
         }
         let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
@@ -81,6 +89,13 @@ impl TxSlots for SocketTx {
     }
 
     fn commit(&mut self, to: Peer, len: usize) {
+        if to.transport.is_stream() {
+            // Handed to the stream thread; a full ring drops it, counted.
+            if !self.handoff.as_mut().is_some_and(|h| h.commit(to, len)) {
+                self.counters.no_stream_path += 1;
+            }
+            return;
+        }
         self.queued.push((to.addr, len));
     }
 
@@ -161,8 +176,15 @@ impl SocketPort {
                 capacity: config.outbox_capacity,
                 local: config.local.clone(),
                 counters: WorkerCounters::default(),
+                handoff: None,
             },
         })
+    }
+
+    /// Messages for TCP and TLS peers go to the stream thread through
+    /// `handoff` (without one they are dropped as `no_stream_path`).
+    pub fn set_handoff(&mut self, handoff: HandoffTx) {
+        self.tx.handoff = Some(handoff);
     }
 
     /// The addresses the sockets are bound to.
@@ -274,6 +296,9 @@ impl PacketIo for SocketPort {
     }
 
     fn transmit(&mut self, _now: Timestamp) {
+        if let Some(h) = self.tx.handoff.as_mut() {
+            h.wake();
+        }
         if self.tx.queued.is_empty() {
             return;
         }

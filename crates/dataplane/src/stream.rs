@@ -56,6 +56,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use sip::stream::{Frame, FrameError, FrameLimits, Framer};
 
+use super::handoff::{self, HandoffRx, HandoffTx};
 use super::tls::TlsFailure;
 use super::{
     ConnId, Datagram, DropReason, OutboxBuffer, PacketHandler, Peer, Timestamp, Transport,
@@ -64,7 +65,8 @@ use super::{
 const TCP_LISTENER: Token = Token(0);
 const UDP: Token = Token(1);
 const TLS_LISTENER: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const WAKE: Token = Token(3);
+const FIRST_CONN: usize = 4;
 /// Most reads from one connection per readiness event before the others
 /// get a turn (the connection is revisited on the next round).
 const READS_PER_ROUND: usize = 8;
@@ -184,6 +186,8 @@ pub struct StreamCounters {
     pub dialled: u64,
     /// Dials that failed (refused, unreachable, over the total cap).
     pub dial_failed: u64,
+    /// Messages UDP workers handed over (for stream peers).
+    pub handed_over: u64,
     /// UDP datagrams received (responses to what this thread sent).
     pub udp_received: u64,
     /// UDP datagrams dropped for not being responses (see
@@ -284,6 +288,9 @@ pub struct StreamLayer<H: PacketHandler> {
     udp_pending: bool,
     ready: Vec<(Token, bool)>,
     staging: Option<OutboxBuffer>,
+    waker: Arc<mio::Waker>,
+    inbound: Vec<HandoffRx>,
+    inbound_buf: Vec<u8>,
     handler: H,
     handler_drops: Vec<u64>,
     counters: StreamCounters,
@@ -336,6 +343,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             .register(&mut udp, UDP, Interest::READABLE)?;
         let slot = cfg.limits.max_message() + STAGING_EXTRA;
         let handler = make(cfg.tcp, tls.as_ref().map(|t| t.1));
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         Ok(StreamLayer {
             poll,
             events: Events::with_capacity(256),
@@ -355,6 +363,9 @@ impl<H: PacketHandler> StreamLayer<H> {
             udp_pending: false,
             ready: Vec::with_capacity(256),
             staging: Some(OutboxBuffer::new(STAGING_SLOTS, slot)),
+            waker,
+            inbound: Vec::new(),
+            inbound_buf: vec![0; slot],
             handler_drops: vec![0; H::Drop::NAMES.len()],
             handler,
             counters: StreamCounters::default(),
@@ -387,6 +398,16 @@ impl<H: PacketHandler> StreamLayer<H> {
         self.udp_local
     }
 
+    /// A ring of `bytes` from a UDP worker to this layer: the worker's
+    /// handler's messages for TCP and TLS peers arrive through it (see
+    /// [`handoff`]).
+    pub fn handoff(&mut self, bytes: usize) -> HandoffTx {
+        let max = self.cfg.limits.max_message() + STAGING_EXTRA;
+        let (tx, rx) = handoff::channel(bytes, max, self.waker.clone());
+        self.inbound.push(rx);
+        tx
+    }
+
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.open
@@ -410,7 +431,8 @@ impl<H: PacketHandler> StreamLayer<H> {
     /// One round: waits up to `timeout` for readiness, then accepts, reads,
     /// frames, handles, writes, and closes what timed out.
     pub fn poll_once(&mut self, timeout: Duration) -> io::Result<()> {
-        let timeout = if self.pending.is_empty() && !self.udp_pending {
+        let backlog = self.inbound.iter().any(HandoffRx::has_records);
+        let timeout = if self.pending.is_empty() && !self.udp_pending && !backlog {
             timeout
         } else {
             Duration::ZERO
@@ -431,6 +453,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             match token {
                 TCP_LISTENER => self.accept_all(now, false),
                 TLS_LISTENER => self.accept_all(now, true),
+                WAKE => {} // the rings are read below, every round
                 UDP => self.udp_pending = true,
                 Token(t) => {
                     let slot = t - FIRST_CONN;
@@ -453,6 +476,7 @@ impl<H: PacketHandler> StreamLayer<H> {
         if self.udp_pending {
             self.read_udp(now);
         }
+        self.read_inbound(now);
         if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.sweep(now);
@@ -770,27 +794,52 @@ impl<H: PacketHandler> StreamLayer<H> {
             }
         }
         for (to, bytes) in staging.sent() {
-            if !to.transport.is_stream() {
-                match self.udp.send_to(bytes, to.addr) {
-                    Ok(_) => self.counters.udp_sent += 1,
-                    Err(_) => self.counters.udp_errors += 1,
-                }
-                continue;
-            }
-            let Some(conn) = to.conn else {
-                self.send_to_target(now, to.addr, to.transport, bytes);
-                continue;
-            };
-            match self.by_id.get(&conn.0) {
-                Some(&slot) => {
-                    if self.queue(slot, bytes) {
-                        self.counters.sent += 1;
-                    }
-                }
-                None => self.counters.conn_gone += 1,
-            }
+            self.deliver(now, to, bytes);
         }
         self.staging = Some(staging);
+    }
+
+    /// Sends one message the handler wrote: over UDP from this layer's
+    /// socket, on the connection named, or to a target's connection.
+    fn deliver(&mut self, now: u64, to: Peer, bytes: &[u8]) {
+        if !to.transport.is_stream() {
+            match self.udp.send_to(bytes, to.addr) {
+                Ok(_) => self.counters.udp_sent += 1,
+                Err(_) => self.counters.udp_errors += 1,
+            }
+            return;
+        }
+        let Some(conn) = to.conn else {
+            return self.send_to_target(now, to.addr, to.transport, bytes);
+        };
+        match self.by_id.get(&conn.0) {
+            Some(&slot) => {
+                if self.queue(slot, bytes) {
+                    self.counters.sent += 1;
+                }
+            }
+            None => self.counters.conn_gone += 1,
+        }
+    }
+
+    /// Sends what the UDP workers handed over.
+    fn read_inbound(&mut self, now: u64) {
+        let mut buf = std::mem::take(&mut self.inbound_buf);
+        for i in 0..self.inbound.len() {
+            // Bounded per round: a busy worker cannot starve the sockets.
+            for _ in 0..UDP_PER_ROUND {
+                let Some((to, bytes)) = self.inbound[i].next(&mut buf) else {
+                    break;
+                };
+                self.counters.handed_over += 1;
+                // Only stream peers are handed over; anything else is a bug
+                // of the sender, not a datagram to send from here.
+                if to.transport.is_stream() {
+                    self.deliver(now, to, bytes);
+                }
+            }
+        }
+        self.inbound_buf = buf;
     }
 
     /// Sends `bytes` on this layer's connection to `addr` over

@@ -491,3 +491,150 @@ fn a_tls_upstream_whose_certificate_does_not_verify_gets_nothing() {
     assert_eq!(upstream.counters().messages, 0, "nothing reached it");
     assert_eq!(edge.open_connections(), 0);
 }
+
+/// The edge's proxy as both the UDP worker and the stream layer run it:
+/// one secret, UDP at 127.0.0.1:5060 (not bound: Vias ask for `rport`),
+/// TLS where the stream layer listens.
+fn edge_proxy(tls: Option<SocketAddr>, routes: route::WorkerRoutes) -> proxy::EdgeProxy {
+    let mut cfg = proxy::ProxyConfig::new(
+        "127.0.0.1:5060".parse().unwrap(),
+        proxy::cookie::Secret::new(5, 6),
+    );
+    cfg.advertise_tls = tls;
+    proxy::EdgeProxy::new(cfg, routes)
+}
+
+#[test]
+fn a_udp_worker_hands_messages_for_stream_peers_to_the_stream_layer() {
+    use dataplane::{Dataplane, DataplaneConfig, IoMode};
+    use route::trie::PrefixKey;
+    use route::{Action, GroupId, HealthSettings, RouteControl, RouteGroup, RouteTable, Target};
+    use std::net::UdpSocket;
+
+    let pki = pki();
+    let mut upstream = StreamLayer::open(
+        StreamConfig::tls_only(Some((local(), pki.server_config(false)))),
+        Uas,
+    )
+    .unwrap();
+    let tls_up = upstream.local_tls().unwrap();
+    let udp_up = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_up.set_read_timeout(Some(super::WAIT)).unwrap();
+    let table = RouteTable::build(
+        vec![
+            RouteGroup::new("secure", Action::Forward)
+                .with_target(Target::new(tls_up, 1, 1).with_transport(dataplane::Transport::Tls)),
+            RouteGroup::new("plain", Action::Forward).with_target(Target::new(
+                udp_up.local_addr().unwrap(),
+                1,
+                1,
+            )),
+        ],
+        &[
+            (PrefixKey::from_digits(b"33").unwrap(), GroupId(0)),
+            (PrefixKey::from_digits(b"44").unwrap(), GroupId(1)),
+        ],
+        HealthSettings::default(),
+    )
+    .unwrap();
+    let (_control, mut routes) = RouteControl::new(table, 2);
+    let stream_routes = routes.pop().unwrap();
+    let mut worker_routes = routes.pop();
+    let mut cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    cfg.tls_client = Some(client_config(&pki, None));
+    let mut edge = StreamLayer::open_with(cfg, |_, tls| edge_proxy(tls, stream_routes)).unwrap();
+    let tls = edge.local_tls().unwrap();
+    let handoff = edge.handoff(1 << 20);
+    let config = DataplaneConfig::new(
+        IoMode::Socket,
+        "",
+        vec!["127.0.0.1:0".parse().unwrap()],
+        &[0],
+    );
+    let dp = Dataplane::start_with_handoffs(&config, None, vec![handoff], |_| {
+        edge_proxy(Some(tls), worker_routes.take().unwrap())
+    })
+    .unwrap();
+    let worker = dp.local_addrs()[0];
+
+    // 1. A UDP caller to the worker, routed to the TLS upstream: handed
+    // over, dialled by the stream layer, the 200 back over UDP.
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller.set_nonblocking(true).unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:33123456@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKho1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:c@{me}>;tag=1\r\nTo: <sip:33123456@127.0.0.1>\r\n\
+         Call-ID: ho1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), worker).unwrap();
+    let mut answer = String::new();
+    assert!(
+        pump(&mut edge, |_| {
+            upstream.poll_once(Duration::ZERO).unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok((n, _)) = caller.recv_from(&mut buf) {
+                answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            !answer.is_empty()
+        }),
+        "edge {:?}",
+        edge.counters()
+    );
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("branch=z9hG4bKho1"), "{answer}");
+
+    // 2. A TLS caller to the UDP upstream; the upstream's BYE reaches the
+    // worker over UDP and goes to the caller on its connection.
+    let mut tls_caller = TlsClient::connect(tls, client_config(&pki, None));
+    let me = tls_caller.local_addr();
+    tls_caller.send(
+        format!(
+            "INVITE sip:44123456@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {me};branch=z9hG4bKho2;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:c@{me}>;tag=ft2\r\nTo: <sip:44123456@127.0.0.1>\r\n\
+             Call-ID: ho2\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{me};transport=tls>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let sent_before = edge.counters().udp_sent;
+    assert!(pump(&mut edge, |l| {
+        tls_caller.io();
+        l.counters().udp_sent > sent_before
+    }));
+    let mut buf = [0u8; 65536];
+    let (n, _) = udp_up.recv_from(&mut buf).unwrap();
+    let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Both entries (one per side) on one line, as the upstream's route set.
+    let rr: Vec<&str> = fwd
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(rr.len(), 1, "{fwd}");
+    assert_eq!(rr[0].matches("<sip:").count(), 2, "{fwd}");
+    let bye = format!(
+        "BYE sip:c@{me};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {};branch=z9hG4bKub1\r\n\
+         Route: {}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:44123456@127.0.0.1>;tag=uas2\r\nTo: <sip:c@{me}>;tag=ft2\r\n\
+         Call-ID: ho2\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        udp_up.local_addr().unwrap(),
+        rr[0],
+    );
+    udp_up.send_to(bye.as_bytes(), worker).unwrap();
+    assert!(
+        pump(&mut edge, |_| {
+            tls_caller.io();
+            tls_caller.got.windows(3).any(|w| w == b"BYE")
+        }),
+        "edge {:?}",
+        edge.counters()
+    );
+    let got = String::from_utf8_lossy(&tls_caller.got).into_owned();
+    assert!(got.contains("Via: SIP/2.0/TLS "), "{got}");
+    assert_eq!(edge.counters().handed_over, 2, "{:?}", edge.counters());
+    let finals = dp.stop().unwrap();
+    assert_eq!(finals[0].counters.no_stream_path, 0);
+}
