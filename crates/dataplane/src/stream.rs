@@ -197,6 +197,8 @@ pub struct StreamCounters {
     pub udp_sent: u64,
     /// UDP datagrams the kernel refused.
     pub udp_errors: u64,
+    /// Handler events that found the ring to the control thread full.
+    pub events_lost: u64,
     /// TLS handshakes completed.
     pub tls_handshakes: u64,
     /// TLS connections closed: the peer's certificate was missing,
@@ -1126,6 +1128,119 @@ fn source_key(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
+    }
+}
+
+/// Messages for a stream thread ([`StreamLayer::spawn`]).
+enum StreamControl<C> {
+    Handler(C),
+    Stop,
+}
+
+/// A stream layer running on its own thread: control messages in, the
+/// handler's events out (both through bounded SPSC rings), counters at the
+/// end.
+pub struct StreamThread<H: PacketHandler> {
+    control: rtrb::Producer<StreamControl<H::Control>>,
+    events: rtrb::Consumer<H::Event>,
+    waker: Arc<mio::Waker>,
+    handle: Option<std::thread::JoinHandle<StreamLayer<H>>>,
+    tcp: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+}
+
+/// Ring sizes between a stream thread and the control thread.
+const STREAM_RING: usize = 1024;
+
+impl<H: PacketHandler> StreamLayer<H> {
+    /// Moves the layer onto a thread of its own (named `dce-stream`); it
+    /// polls with `wait` as the longest sleep.
+    pub fn spawn(mut self, wait: Duration) -> io::Result<StreamThread<H>> {
+        let (control, mut control_rx) = rtrb::RingBuffer::new(STREAM_RING);
+        let (mut events_tx, events) = rtrb::RingBuffer::new(STREAM_RING);
+        let waker = self.waker.clone();
+        let (tcp, tls) = (self.local_tcp(), self.local_tls());
+        let handle = std::thread::Builder::new()
+            .name("dce-stream".into())
+            .spawn(move || loop {
+                while let Ok(msg) = control_rx.pop() {
+                    match msg {
+                        StreamControl::Handler(m) => self.handler.on_control(crate::now(), m),
+                        StreamControl::Stop => return self,
+                    }
+                }
+                // An error of the poll itself (not of a connection) ends
+                // nothing: the next round polls again.
+                let _ = self.poll_once(wait);
+                while let Some(ev) = self.handler.poll_event() {
+                    if events_tx.push(ev).is_err() {
+                        self.counters.events_lost += 1;
+                    }
+                }
+            })?;
+        Ok(StreamThread {
+            control,
+            events,
+            waker,
+            handle: Some(handle),
+            tcp,
+            tls,
+        })
+    }
+}
+
+impl<H: PacketHandler> StreamThread<H> {
+    /// The TCP listener's address.
+    pub fn local_tcp(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The TLS listener's address.
+    pub fn local_tls(&self) -> Option<SocketAddr> {
+        self.tls
+    }
+
+    /// Sends a control message to the handler; gives it back when the ring
+    /// is full.
+    pub fn send(&mut self, msg: H::Control) -> Result<(), H::Control> {
+        let r =
+            self.control
+                .push(StreamControl::Handler(msg))
+                .map_err(|rtrb::PushError::Full(m)| match m {
+                    StreamControl::Handler(m) => m,
+                    StreamControl::Stop => unreachable!("only handler messages are sent here"),
+                });
+        let _ = self.waker.wake();
+        r
+    }
+
+    /// Takes the handler's events that arrived.
+    pub fn poll_events(&mut self, mut f: impl FnMut(H::Event)) {
+        while let Ok(ev) = self.events.pop() {
+            f(ev);
+        }
+    }
+
+    /// Stops the thread; the layer (its counters, its handler) comes back.
+    pub fn stop(mut self) -> Option<StreamLayer<H>> {
+        self.stop_thread()
+    }
+
+    fn stop_thread(&mut self) -> Option<StreamLayer<H>> {
+        let handle = self.handle.take()?;
+        // The ring may be full of handler messages: make room by waiting.
+        while self.control.push(StreamControl::Stop).is_err() {
+            let _ = self.waker.wake();
+            std::thread::yield_now();
+        }
+        let _ = self.waker.wake();
+        handle.join().ok()
+    }
+}
+
+impl<H: PacketHandler> Drop for StreamThread<H> {
+    fn drop(&mut self) {
+        self.stop_thread();
     }
 }
 

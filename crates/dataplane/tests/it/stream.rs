@@ -423,3 +423,30 @@ fn a_tls_caller_reaches_a_udp_upstream_through_the_proxy_and_back_on_its_connect
     let k = layer.counters();
     assert_eq!((k.tls_handshakes, k.messages, k.sent), (1, 1, 1), "{k:?}");
 }
+
+#[test]
+fn a_stream_thread_takes_control_messages_and_gives_its_layer_back() {
+    let layer = StreamLayer::open(StreamConfig::new(local()), Echo::new()).unwrap();
+    let mut thread = layer.spawn(Duration::from_millis(50)).unwrap();
+    let addr = thread.local_tcp().unwrap();
+    // The echo's control message: the mark that replaces the first byte
+    // of every later answer.
+    thread.send(b'#').unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let m = message("marked");
+    let deadline = Instant::now() + WAIT;
+    let mut marked = false;
+    while !marked && Instant::now() < deadline {
+        c.write_all(m.as_bytes()).unwrap();
+        let mut got = vec![0u8; m.len()];
+        c.read_exact(&mut got).unwrap();
+        marked = got[0] == b'#';
+        assert_eq!(&got[1..], &m.as_bytes()[1..]);
+    }
+    assert!(marked);
+    thread.poll_events(|()| {});
+    let layer = thread.stop().unwrap();
+    assert!(layer.counters().messages >= 1);
+    assert_eq!(layer.open_connections(), 1);
+}
