@@ -116,3 +116,24 @@ impl TlsFailure {
         }
     }
 }
+
+/// A client configuration for dialling TLS upstreams: their certificates
+/// must chain to a root in `roots_pem` (and name the IP address dialled).
+pub fn client_config(roots_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem) {
+        let cert = cert.map_err(|e| TlsConfigError::ClientCa(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsConfigError::ClientCa(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsConfigError::ClientCa("no certificate in PEM".into()));
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
