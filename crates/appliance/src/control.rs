@@ -35,6 +35,9 @@ pub enum ControlRequest {
     Status,
     /// Read the route files again; a refused table keeps the running one.
     ReloadRoutes,
+    /// Read the TLS certificate, key and client CA files again (`[stream]`);
+    /// a refused one keeps the running certificate.
+    ReloadTls,
     /// Ban a source or network (operator's ban: never shortened by an
     /// automatic one).
     Ban {

@@ -376,6 +376,28 @@ impl Appliance {
         self.upstreams_allowed = wanted;
     }
 
+    /// Reads the `[stream]` table's certificate, key and client CA files
+    /// again and hands the new TLS configuration to the stream thread: new
+    /// connections get it, open ones keep theirs. A file that does not read
+    /// or a key that does not match keeps the running certificate.
+    pub fn reload_tls(&mut self) -> Result<String, String> {
+        let Some(thread) = &mut self.stream else {
+            return Err("no [stream] table: no certificate to reload".into());
+        };
+        let fresh = crate::stream::from_source(&self.cfg.source)
+            .map_err(|e| format!("refused, the running certificate stays: {e}"))?;
+        let Some((_, server)) = fresh.and_then(|c| c.tls) else {
+            return Err("no tls in the [stream] table: no certificate to reload".into());
+        };
+        if !thread.set_tls(server) {
+            return Err("the stream thread's control ring is full: try again".into());
+        }
+        Ok(
+            "accepted: new TLS connections get the certificate read now, open ones keep theirs"
+                .into(),
+        )
+    }
+
     /// Where the stream thread listens for SIP over TCP and TLS (the real
     /// ports), when `[stream]` is configured.
     pub fn stream_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {

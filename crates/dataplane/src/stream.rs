@@ -1134,6 +1134,7 @@ fn source_key(ip: IpAddr) -> IpAddr {
 /// Messages for a stream thread ([`StreamLayer::spawn`]).
 enum StreamControl<C> {
     Handler(C),
+    SetTls(Arc<ServerConfig>),
     Stop,
 }
 
@@ -1166,6 +1167,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 while let Ok(msg) = control_rx.pop() {
                     match msg {
                         StreamControl::Handler(m) => self.handler.on_control(crate::now(), m),
+                        StreamControl::SetTls(c) => self.set_tls(c),
                         StreamControl::Stop => return self,
                     }
                 }
@@ -1208,10 +1210,19 @@ impl<H: PacketHandler> StreamThread<H> {
                 .push(StreamControl::Handler(msg))
                 .map_err(|rtrb::PushError::Full(m)| match m {
                     StreamControl::Handler(m) => m,
-                    StreamControl::Stop => unreachable!("only handler messages are sent here"),
+                    _ => unreachable!("only handler messages are sent here"),
                 });
         let _ = self.waker.wake();
         r
+    }
+
+    /// TLS connections accepted from now on use `config` (a reloaded
+    /// certificate; see [`StreamLayer::set_tls`]). False when the control
+    /// ring is full (try again).
+    pub fn set_tls(&mut self, config: Arc<ServerConfig>) -> bool {
+        let ok = self.control.push(StreamControl::SetTls(config)).is_ok();
+        let _ = self.waker.wake();
+        ok
     }
 
     /// Takes the handler's events that arrived.

@@ -260,6 +260,7 @@ fn handle_control(
                 appliance.routes_version()
             )),
         },
+        ControlRequest::ReloadTls => answer(appliance.reload_tls()),
         ControlRequest::Ban {
             network,
             ttl_seconds,

@@ -105,3 +105,109 @@ fn a_tcp_caller_reaches_a_udp_upstream_through_the_appliance() {
     edge.tick();
     edge.stop().unwrap();
 }
+
+/// A CA and two server certificates for localhost from it (PEM).
+fn certificates() -> (String, [(String, String); 2]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "reload ca");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |cn: &str| {
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        (
+            p.signed_by(&key, &issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    (ca_pem, [leaf("first"), leaf("second")])
+}
+
+/// Connects over TLS and returns the DER of the certificate the edge
+/// presented.
+fn presented(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(dataplane::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(cfg),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn a_reloaded_certificate_serves_new_tls_connections_and_a_bad_one_is_refused() {
+    let (ca, [first, second]) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |(cert, key): &(String, String)| {
+        std::fs::write(dir.path().join("edge.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("edge.key"), key).unwrap();
+    };
+    write(&first);
+    std::fs::write(
+        dir.path().join("groups.toml"),
+        "[[group]]\nname = \"uk\"\naction = \"forward\"\ntargets = [ { address = \"127.0.0.1:9\" } ]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("prefixes.csv"), "44,uk\n").unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"127.0.0.1:{}\"\n\
+             control_socket = \"control.sock\"\n\
+             [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\
+             [stream]\ntls = \"127.0.0.1:0\"\ncertificate = \"edge.crt\"\nkey = \"edge.key\"\n",
+            free_udp_port()
+        ),
+    )
+    .unwrap();
+    let mut edge = Appliance::start(ApplianceConfig::load(&path).unwrap()).unwrap();
+    let tls = edge.stream_addrs().1.unwrap();
+    assert_eq!(presented(tls, &ca), der(&first.0));
+
+    write(&second);
+    edge.reload_tls().unwrap();
+    // Taken by the stream thread between rounds: new connections see it.
+    let deadline = Instant::now() + WAIT;
+    while presented(tls, &ca) != der(&second.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A key that does not match its certificate: refused, the second stays.
+    std::fs::write(dir.path().join("edge.key"), &first.1).unwrap();
+    let e = edge.reload_tls().unwrap_err();
+    assert!(e.contains("edge.toml:") && e.contains("refused"), "{e}");
+    assert_eq!(presented(tls, &ca), der(&second.0));
+    edge.stop().unwrap();
+}
