@@ -164,6 +164,8 @@ pub struct Appliance {
     dataplane: Dataplane<EdgeProxy>,
     /// SIP over TCP and TLS, on its own thread, when configured.
     stream: Option<StreamThread<EdgeProxy>>,
+    /// Its counters as last asked for.
+    last_stream: Option<stats::StreamReport>,
     routes: RouteControl,
     prober: Prober,
     started: Instant,
@@ -282,6 +284,7 @@ impl Appliance {
             last_sweep: Instant::now(),
             dataplane,
             stream,
+            last_stream: None,
             routes,
             prober,
             started: Instant::now(),
@@ -514,6 +517,13 @@ impl Appliance {
         let snaps = self.dataplane.snapshots(Duration::from_secs(2));
         if snaps.len() == self.dataplane.workers() {
             self.last_workers = snaps;
+        }
+        if let Some(s) = self
+            .stream
+            .as_mut()
+            .and_then(|t| t.snapshot(Duration::from_secs(2)))
+        {
+            self.last_stream = Some(stream_report(&s.counters, s.open_connections));
         }
         let s = self.assemble();
         if self.filter.is_some() {
@@ -759,6 +769,7 @@ impl Appliance {
             &self.last_workers,
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        s.stream = self.last_stream.clone();
         s
     }
 
@@ -772,9 +783,11 @@ impl Appliance {
 
     /// Stops the workers and returns the final snapshot.
     pub fn stop(mut self) -> Result<Snapshot, DataplaneError> {
-        if let Some(s) = self.stream.take() {
-            s.stop();
-        }
+        let stream = self
+            .stream
+            .take()
+            .and_then(|t| t.stop())
+            .map(|l| stream_report(l.counters(), l.open_connections()));
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
         let mut s = assemble(
@@ -786,7 +799,16 @@ impl Appliance {
             &finals,
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        s.stream = stream;
         Ok(s)
+    }
+}
+
+/// The stream thread's counters as the snapshot carries them.
+fn stream_report(c: &dataplane::stream::StreamCounters, open: usize) -> stats::StreamReport {
+    stats::StreamReport {
+        open_connections: open as u64,
+        counters: c.named().iter().map(|&(n, v)| (n.to_string(), v)).collect(),
     }
 }
 

@@ -215,6 +215,48 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
+    /// Every counter with its name (as in metrics and stats).
+    pub fn named(&self) -> [(&'static str, u64); 33] {
+        [
+            ("accepted", self.accepted),
+            ("refused_total", self.refused_total),
+            ("refused_per_source", self.refused_per_source),
+            ("closed_by_peer", self.closed_by_peer),
+            ("io_errors", self.io_errors),
+            ("idle_timeouts", self.idle_timeouts),
+            ("slow_timeouts", self.slow_timeouts),
+            ("header_too_long", self.header_too_long),
+            ("no_content_length", self.no_content_length),
+            ("bad_content_length", self.bad_content_length),
+            (
+                "conflicting_content_length",
+                self.conflicting_content_length,
+            ),
+            ("body_too_long", self.body_too_long),
+            ("queue_overflow", self.queue_overflow),
+            ("messages", self.messages),
+            ("pings", self.pings),
+            ("handler_drops", self.handler_drops),
+            ("sent", self.sent),
+            ("conn_gone", self.conn_gone),
+            ("no_stream_path", self.no_stream_path),
+            ("dialled", self.dialled),
+            ("dial_failed", self.dial_failed),
+            ("handed_over", self.handed_over),
+            ("udp_received", self.udp_received),
+            ("udp_requests_refused", self.udp_requests_refused),
+            ("udp_sent", self.udp_sent),
+            ("udp_errors", self.udp_errors),
+            ("events_lost", self.events_lost),
+            ("tls_handshakes", self.tls_handshakes),
+            ("tls_failed_certificate", self.tls_failed_certificate),
+            ("tls_failed_protocol", self.tls_failed_protocol),
+            ("tls_failed_alert", self.tls_failed_alert),
+            ("tls_failed_other", self.tls_failed_other),
+            ("tls_handshake_timeouts", self.tls_handshake_timeouts),
+        ]
+    }
+
     fn count_framing(&mut self, e: FrameError) {
         *match e {
             FrameError::HeaderTooLong => &mut self.header_too_long,
@@ -1135,7 +1177,17 @@ fn source_key(ip: IpAddr) -> IpAddr {
 enum StreamControl<C> {
     Handler(C),
     SetTls(Arc<ServerConfig>),
+    Snapshot,
     Stop,
+}
+
+/// A stream thread's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamSnapshot {
+    /// Its counters since start.
+    pub counters: StreamCounters,
+    /// Connections open.
+    pub open_connections: usize,
 }
 
 /// A stream layer running on its own thread: control messages in, the
@@ -1143,6 +1195,7 @@ enum StreamControl<C> {
 /// end.
 pub struct StreamThread<H: PacketHandler> {
     control: rtrb::Producer<StreamControl<H::Control>>,
+    snapshots: rtrb::Consumer<StreamSnapshot>,
     events: rtrb::Consumer<H::Event>,
     waker: Arc<mio::Waker>,
     handle: Option<std::thread::JoinHandle<StreamLayer<H>>>,
@@ -1159,6 +1212,7 @@ impl<H: PacketHandler> StreamLayer<H> {
     pub fn spawn(mut self, wait: Duration) -> io::Result<StreamThread<H>> {
         let (control, mut control_rx) = rtrb::RingBuffer::new(STREAM_RING);
         let (mut events_tx, events) = rtrb::RingBuffer::new(STREAM_RING);
+        let (mut snapshots_tx, snapshots) = rtrb::RingBuffer::new(4);
         let waker = self.waker.clone();
         let (tcp, tls) = (self.local_tcp(), self.local_tls());
         let handle = std::thread::Builder::new()
@@ -1168,6 +1222,14 @@ impl<H: PacketHandler> StreamLayer<H> {
                     match msg {
                         StreamControl::Handler(m) => self.handler.on_control(crate::now(), m),
                         StreamControl::SetTls(c) => self.set_tls(c),
+                        StreamControl::Snapshot => {
+                            // A full ring: the asker stopped waiting for
+                            // older ones; it asks again.
+                            let _ = snapshots_tx.push(StreamSnapshot {
+                                counters: self.counters.clone(),
+                                open_connections: self.open,
+                            });
+                        }
                         StreamControl::Stop => return self,
                     }
                 }
@@ -1182,6 +1244,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             })?;
         Ok(StreamThread {
             control,
+            snapshots,
             events,
             waker,
             handle: Some(handle),
@@ -1223,6 +1286,25 @@ impl<H: PacketHandler> StreamThread<H> {
         let ok = self.control.push(StreamControl::SetTls(config)).is_ok();
         let _ = self.waker.wake();
         ok
+    }
+
+    /// The thread's counters now: asks, and waits up to `timeout` for the
+    /// answer (`None` when it does not come).
+    pub fn snapshot(&mut self, timeout: Duration) -> Option<StreamSnapshot> {
+        // Answers to earlier asks that came too late.
+        while self.snapshots.pop().is_ok() {}
+        self.control.push(StreamControl::Snapshot).ok()?;
+        let _ = self.waker.wake();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.snapshots.pop() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Takes the handler's events that arrived.

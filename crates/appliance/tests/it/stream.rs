@@ -103,7 +103,13 @@ fn a_tcp_caller_reaches_a_udp_upstream_through_the_appliance() {
     // trusted: no Verified event to expect here.) The control thread's
     // round polls the stream thread's events too.
     edge.tick();
-    edge.stop().unwrap();
+    // Counted by the stream thread, in the snapshot and the final one.
+    let st = edge.snapshot().stream.unwrap();
+    assert_eq!(st.open_connections, 1);
+    assert_eq!((st.counters["accepted"], st.counters["messages"]), (1, 1));
+    assert_eq!(st.counters["udp_received"], 1, "{st:?}");
+    let last = edge.stop().unwrap().stream.unwrap();
+    assert_eq!(last.counters["sent"], 1);
 }
 
 /// A CA and two server certificates for localhost from it (PEM).
