@@ -235,12 +235,10 @@ impl Appliance {
                 Some(layer)
             }
         };
-        // Socket-mode workers hand messages for TCP/TLS peers to it.
-        let handoffs = match (&mut stream_layer, cfg.dataplane.mode) {
-            (Some(layer), IoMode::Socket) => {
-                (0..workers).map(|_| layer.handoff(HANDOFF_RING)).collect()
-            }
-            _ => Vec::new(),
+        // The workers hand messages for TCP/TLS peers to it.
+        let handoffs = match &mut stream_layer {
+            Some(layer) => (0..workers).map(|_| layer.handoff(HANDOFF_RING)).collect(),
+            None => Vec::new(),
         };
         let answers = cfg.proxy.answers;
         let abuse = cfg.proxy.abuse;

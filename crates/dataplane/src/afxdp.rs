@@ -20,6 +20,7 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
+use super::handoff::HandoffTx;
 use super::io::{local_for, PacketIo, Receiver};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable};
 use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
@@ -122,6 +123,8 @@ struct XskTx {
     hop_limit: u8,
     now: Timestamp,
     counters: WorkerCounters,
+    /// Where messages for TCP and TLS peers go: the stream thread.
+    handoff: Option<HandoffTx>,
 }
 
 // SAFETY: `base` points into the UmemArea owned by the same XskPort (see
@@ -147,8 +150,13 @@ impl XskTx {
 impl TxSlots for XskTx {
     fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
         if to.transport.is_stream() {
-            self.counters.no_stream_path += 1;
-            return Err(SendError::NoStreamPath(to.addr, to.transport));
+            return match self.handoff.as_mut() {
+                Some(h) => Ok(h.reserve()),
+                None => {
+                    self.counters.no_stream_path += 1;
+                    Err(SendError::NoStreamPath(to.addr, to.transport))
+                }
+            };
         }
         let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
@@ -185,6 +193,13 @@ impl TxSlots for XskTx {
     }
 
     fn commit(&mut self, to: Peer, len: usize) {
+        if to.transport.is_stream() {
+            // Handed to the stream thread; a full ring drops it, counted.
+            if !self.handoff.as_mut().is_some_and(|h| h.commit(to, len)) {
+                self.counters.no_stream_path += 1;
+            }
+            return;
+        }
         let dst = to.addr;
         let Some((addr, dst_mac)) = self.reserved.take() else {
             return;
@@ -414,11 +429,18 @@ impl XskPort {
                 hop_limit: config.hop_limit,
                 now: crate::now(),
                 counters: WorkerCounters::default(),
+                handoff: None,
             },
             area,
         };
         port.refill();
         Ok(port)
+    }
+
+    /// Messages for TCP and TLS peers go to the stream thread through
+    /// `handoff` (without one they are dropped as `no_stream_path`).
+    pub fn set_handoff(&mut self, handoff: HandoffTx) {
+        self.tx.handoff = Some(handoff);
     }
 
     /// The socket's file descriptor, for the XSKMAP.
@@ -570,6 +592,9 @@ impl PacketIo for XskPort {
     }
 
     fn transmit(&mut self, _now: Timestamp) {
+        if let Some(h) = self.tx.handoff.as_mut() {
+            h.wake();
+        }
         self.reap_completions();
         let queued = self.tx.queued.len();
         let mut sent = 0;

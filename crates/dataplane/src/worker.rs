@@ -253,9 +253,8 @@ impl<H: PacketHandler> Dataplane<H> {
     }
 
     /// [`Dataplane::start`], worker `i` handing its messages for TCP and
-    /// TLS peers to the stream thread through `handoffs[i]` (socket mode;
-    /// AF_XDP workers do not take one yet and drop them as
-    /// `no_stream_path`).
+    /// TLS peers to the stream thread through `handoffs[i]` (without one, a
+    /// worker drops them as `no_stream_path`).
     pub fn start_with_handoffs(
         config: &DataplaneConfig,
         xsk_map: Option<&mut dyn SocketMap>,
@@ -294,8 +293,11 @@ impl<H: PacketHandler> Dataplane<H> {
                 for i in 0..config.workers.len() {
                     let placement = config.workers[i];
                     let (table, updates) = service.add_worker(config);
-                    let io = XskPort::open(config, placement.queue, mac, table)
+                    let mut io = XskPort::open(config, placement.queue, mac, table)
                         .map_err(|source| DataplaneError::Xsk { worker: i, source })?;
+                    if let Some(h) = handoffs.next() {
+                        io.set_handoff(h);
+                    }
                     // Only a bound socket may enter the XSKMAP (PLATFORM.md).
                     map.insert(placement.queue, io.raw_fd()).map_err(|reason| {
                         DataplaneError::SocketMap {
