@@ -93,6 +93,8 @@ pub struct EdgeConfig {
     /// The `dce-edge` binary to run; `None`: the workspace's, next to the
     /// running test (see [`workspace_binary`]).
     pub binary: Option<PathBuf>,
+    /// The lines of a `[stream]` table (SIP over TCP and TLS); empty: none.
+    pub stream: String,
 }
 
 impl EdgeConfig {
@@ -115,6 +117,7 @@ impl EdgeConfig {
             profile: None,
             busy_polls: Some(64),
             binary: None,
+            stream: String::new(),
         }
     }
 
@@ -141,11 +144,16 @@ impl EdgeConfig {
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
              [filter]\nallowlist = [{}]\n{}\n\
-             [events]\nfile = \"events.jsonl\"\n",
+             [events]\nfile = \"events.jsonl\"\n{}",
             self.workers,
             self.proxy,
             allow.join(", "),
             self.filter,
+            if self.stream.is_empty() {
+                String::new()
+            } else {
+                format!("\n[stream]\n{}\n", self.stream)
+            },
         )
     }
 }

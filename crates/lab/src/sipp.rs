@@ -134,6 +134,9 @@ pub struct Uac {
     pub limit: u32,
     /// SIPp's global timeout: it stops after this whatever happened.
     pub timeout: Duration,
+    /// SIPp's transport (`-t`): `u1` (UDP, the default) or `t1` (one TCP
+    /// connection for every call).
+    pub transport: &'static str,
 }
 
 impl Uac {
@@ -149,6 +152,7 @@ impl Uac {
             calls,
             limit: 200,
             timeout: Duration::from_secs(60),
+            transport: "u1",
         }
     }
 
@@ -162,6 +166,7 @@ impl Uac {
             .args(["-r", &self.rate.to_string(), "-m", &self.calls.to_string()])
             .args(["-l", &self.limit.to_string(), "-nostdin"])
             .args(["-buff_size", BUFF_SIZE, "-trace_err"])
+            .args(["-t", self.transport])
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
             .current_dir(dir)
             .stdin(Stdio::null())
