@@ -9,6 +9,7 @@ packages=(
   iproute2 ethtool nftables             # the lab: namespaces, veth, nft peer
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
+  hping3                                # SYN floods at the SIP-over-TCP listener
   shellcheck                            # the tuning scripts
 )
 

@@ -285,3 +285,73 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
     assert!(st.counters["messages"] >= 15, "{st:?}");
     assert_eq!(st.counters["handler_drops"], 0, "{st:?}");
 }
+
+#[test]
+fn sipp_calls_over_tcp_complete_during_a_syn_flood_at_the_sip_port() {
+    let test = "sipp_calls_over_tcp_complete_during_a_syn_flood_at_the_sip_port";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    if !feature_or_skip(
+        test,
+        have_program("sipp") && have_program("hping3") && have_program("nsenter"),
+        "sipp, hping3 or nsenter",
+        "apt-get install sip-tester hping3 util-linux",
+    ) {
+        return;
+    }
+    let lab = Lab::build(&LabSpec {
+        caller_addrs: 1,
+        upstreams: 1,
+        attacker: true,
+    })
+    .unwrap();
+    let dir = TempDir::new("ssyn").unwrap();
+    let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
+    let mut cfg = EdgeConfig::new(
+        &lab,
+        IoMode::Socket,
+        groups_toml(None, &[("uk", &[uas.addr()])]),
+        "prefix,group\n44,uk\n".into(),
+    );
+    let sip = SocketAddr::from((lab::topology::EDGE_ADDR, 5060));
+    cfg.stream = format!("tcp = \"{sip}\"");
+    let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
+
+    // The flood: bounded by time (hping3's --flood ignores -c), stopped by
+    // SIGINT so it prints its count; ended by pid if it outlives the test.
+    let attacker = lab.attacker.as_ref().unwrap();
+    let report = dir.path().join("hping3.out");
+    let mut flood = lab::netns::ChildGuard::new(
+        attacker
+            .ns
+            .command("timeout")
+            .args(["-s", "INT", "6", "hping3", "-S", "-p", "5060", "--flood"])
+            .arg(lab::topology::EDGE_ADDR.to_string())
+            .stdout(std::fs::File::create(&report).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("hping3.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let mut uac = Uac::new(lab.callers.addr(), sip, "442071234567", 20, CALLS);
+    uac.transport = "t1";
+    let run = uac.run(&lab.callers.ns, dir.path()).unwrap();
+    assert!(run.all_successful(), "{}", run.report());
+
+    flood.wait_timeout(Duration::from_secs(30)).unwrap();
+    let err = std::fs::read_to_string(dir.path().join("hping3.err")).unwrap();
+    let sent: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.split(" packets transmitted")
+                .next()
+                .filter(|_| l.contains(" packets transmitted"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(sent > 1000, "hping3 sent {sent} SYNs: {err}");
+    eprintln!("{test}: {CALLS} calls over TCP completed while hping3 sent {sent} SYNs");
+    let st = edge.stop().unwrap().stream.unwrap();
+    assert!(st.counters["messages"] >= 3 * CALLS as u64, "{st:?}");
+}
