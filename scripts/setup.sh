@@ -9,6 +9,7 @@ packages=(
   iproute2 ethtool nftables             # the lab: namespaces, veth, nft peer
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
+  hping3                                # SYN floods at the SIP-over-TCP listener
   shellcheck                            # the tuning scripts
   dpkg-dev binutils adduser             # the Debian package: scripts/package.sh (cargo-deb)
   systemd man-db logrotate libcap2-bin strace   # its checks: scripts/check-package.sh

@@ -57,6 +57,9 @@ enum Command {
     /// Route tables: check files, look a number up, generate large tables.
     #[command(subcommand)]
     Routes(crate::cli::routes::RoutesCommand),
+    /// SIP over TLS: reload the certificate of a running appliance.
+    #[command(subcommand)]
+    Tls(crate::cli::tls::TlsCommand),
     /// Hardware profiles: list, show, and detect the one that fits this host.
     Profile(crate::cli::profile::ProfileArgs),
     /// Audit this host's tuning against a profile (--check), or print the fixes.
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
         Command::Sip { command } => crate::cli::sip::run(command),
         Command::Routes(command) => crate::cli::routes::run(command),
+        Command::Tls(command) => crate::cli::tls::run(command),
         Command::Profile(args) => crate::cli::profile::run_profile(args),
         Command::Tune(args) => crate::cli::profile::run_tune(args),
         Command::Neighbours {

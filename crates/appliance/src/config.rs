@@ -128,6 +128,8 @@ struct ApplianceFile {
     metrics: Option<toml::Table>,
     #[allow(dead_code)]
     events: Option<toml::Table>,
+    #[allow(dead_code)]
+    stream: Option<toml::Table>,
 }
 
 /// Everything `dce-edge run` needs, checked.
@@ -156,6 +158,8 @@ pub struct ApplianceConfig {
     pub metrics: MetricsConfig,
     /// The event log.
     pub events: EventsConfig,
+    /// SIP over TCP and TLS (the `[stream]` table), when configured.
+    pub stream: Option<dataplane::stream::StreamConfig>,
 }
 
 fn parse_addr(
@@ -314,7 +318,9 @@ impl ApplianceConfig {
         }
         let metrics = MetricsConfig::from_file(&source)?;
         let events = EventsConfig::from_file(&source)?;
+        let stream = crate::stream::from_source(&source)?;
         Ok(ApplianceConfig {
+            stream,
             filter,
             metrics,
             events,

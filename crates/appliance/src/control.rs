@@ -38,6 +38,9 @@ pub enum ControlRequest {
     /// Open the event log's file again by its name (after logrotate moved
     /// it away); lines written before stay in the old file.
     ReopenEvents,
+    /// Read the TLS certificate, key and client CA files again (`[stream]`);
+    /// a refused one keeps the running certificate.
+    ReloadTls,
     /// Ban a source or network (operator's ban: never shortened by an
     /// automatic one).
     Ban {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod probe;
 pub mod run;
+pub mod stream;
 
 pub use config::ApplianceConfig;
 pub use run::{Appliance, ControlEvent, StartError};

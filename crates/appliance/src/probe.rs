@@ -332,7 +332,7 @@ impl Prober {
     /// start and after every accepted reload.
     pub fn follow_table(&mut self, table: &route::table::RouteTable) {
         self.core.set_settings(table.health_settings());
-        self.core.set_targets(&table.forward_upstreams());
+        self.core.set_targets(&table.forward_upstreams_udp());
     }
 
     /// Reads every waiting answer, then starts a round if one is due at

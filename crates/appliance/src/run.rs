@@ -11,7 +11,13 @@ use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
 use crate::probe::Prober;
+use dataplane::stream::{StreamLayer, StreamThread};
 use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
+
+/// Bytes of each worker's ring to the stream thread.
+const HANDOFF_RING: usize = 1 << 20;
+/// The stream thread's longest sleep (it is woken for work).
+const STREAM_WAIT: Duration = Duration::from_millis(100);
 use proxy::rate::{RateLimit, RateState};
 use proxy::verified::{Proof, VerifiedSources};
 use proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
@@ -43,6 +49,10 @@ pub enum StartError {
         /// Why not.
         source: std::io::Error,
     },
+    /// The `[stream]` listeners could not be opened, or their thread
+    /// started.
+    #[error("SIP over TCP/TLS: {0}")]
+    Stream(std::io::Error),
 }
 
 /// Something the control thread did that an operator may want to know.
@@ -152,6 +162,10 @@ pub struct Appliance {
     upstreams_allowed: Vec<IpAddr>,
     last_sweep: Instant,
     dataplane: Dataplane<EdgeProxy>,
+    /// SIP over TCP and TLS, on its own thread, when configured.
+    stream: Option<StreamThread<EdgeProxy>>,
+    /// Its counters as last asked for.
+    last_stream: Option<stats::StreamReport>,
     routes: RouteControl,
     prober: Prober,
     started: Instant,
@@ -198,9 +212,36 @@ impl Appliance {
         };
         let health = loaded.table.health_settings();
         let workers = cfg.dataplane.workers.len();
-        let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
+        // The stream thread runs a proxy of its own: one more route set
+        // (and CPS share).
+        let proxies = workers + cfg.stream.is_some() as usize;
+        let (routes, worker_routes) = RouteControl::new(loaded.table, proxies);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
-        let proxy_cfg = cfg.proxy.clone();
+        let mut proxy_cfg = cfg.proxy.clone();
+        // The stream listeners open first: every proxy names their
+        // addresses (Record-Route across transports, Routes that are ours).
+        let mut stream_layer = match &cfg.stream {
+            None => None,
+            Some(sc) => {
+                let layer = StreamLayer::open_with(sc.clone(), |tcp, tls| {
+                    proxy_cfg.advertise_tcp = tcp;
+                    proxy_cfg.advertise_tls = tls;
+                    EdgeProxy::new(
+                        proxy_cfg.clone(),
+                        worker_routes[workers]
+                            .take()
+                            .expect("the stream thread's route set"),
+                    )
+                })
+                .map_err(StartError::Stream)?;
+                Some(layer)
+            }
+        };
+        // The workers hand messages for TCP/TLS peers to it.
+        let handoffs = match &mut stream_layer {
+            Some(layer) => (0..workers).map(|_| layer.handoff(HANDOFF_RING)).collect(),
+            None => Vec::new(),
+        };
         let answers = cfg.proxy.answers;
         let abuse = cfg.proxy.abuse;
         let verified = VerifiedSources::new(
@@ -213,9 +254,10 @@ impl Appliance {
             (Some(f), IoMode::AfXdp) => Some(f.xsk_map().map_err(StartError::Filter)?),
             _ => None,
         };
-        let dataplane = Dataplane::start(
+        let dataplane = Dataplane::start_with_handoffs(
             &cfg.dataplane,
             xsk_map.as_mut().map(|m| m as &mut dyn SocketMap),
+            handoffs,
             |i| {
                 EdgeProxy::new(
                     proxy_cfg.clone(),
@@ -231,12 +273,18 @@ impl Appliance {
             source,
         })?;
         prober.follow_table(routes.table());
+        let stream = stream_layer
+            .map(|l| l.spawn(STREAM_WAIT))
+            .transpose()
+            .map_err(StartError::Stream)?;
         let mut appliance = Appliance {
             cfg,
             filter,
             upstreams_allowed: Vec::new(),
             last_sweep: Instant::now(),
             dataplane,
+            stream,
+            last_stream: None,
             routes,
             prober,
             started: Instant::now(),
@@ -346,6 +394,36 @@ impl Appliance {
         self.upstreams_allowed = wanted;
     }
 
+    /// Reads the `[stream]` table's certificate, key and client CA files
+    /// again and hands the new TLS configuration to the stream thread: new
+    /// connections get it, open ones keep theirs. A file that does not read
+    /// or a key that does not match keeps the running certificate.
+    pub fn reload_tls(&mut self) -> Result<String, String> {
+        let Some(thread) = &mut self.stream else {
+            return Err("no [stream] table: no certificate to reload".into());
+        };
+        let fresh = crate::stream::from_source(&self.cfg.source)
+            .map_err(|e| format!("refused, the running certificate stays: {e}"))?;
+        let Some((_, server)) = fresh.and_then(|c| c.tls) else {
+            return Err("no tls in the [stream] table: no certificate to reload".into());
+        };
+        if !thread.set_tls(server) {
+            return Err("the stream thread's control ring is full: try again".into());
+        }
+        Ok(
+            "accepted: new TLS connections get the certificate read now, open ones keep theirs"
+                .into(),
+        )
+    }
+
+    /// Where the stream thread listens for SIP over TCP and TLS (the real
+    /// ports), when `[stream]` is configured.
+    pub fn stream_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        self.stream
+            .as_ref()
+            .map_or((None, None), |s| (s.local_tcp(), s.local_tls()))
+    }
+
     /// The addresses the workers serve (the real port when the
     /// configuration said 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -357,7 +435,7 @@ impl Appliance {
     pub fn tick(&mut self) -> Vec<ControlEvent> {
         let mut out = std::mem::take(&mut self.events);
         let mut proofs = Vec::new();
-        self.dataplane.poll_events(|_worker, ev| match ev {
+        let mut on_event = |ev| match ev {
             ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse {
                 source,
                 reason: reason.as_str(),
@@ -366,7 +444,11 @@ impl Appliance {
             ProxyEvent::EmergencyCall { source, target } => {
                 out.push(ControlEvent::EmergencyCall { source, target })
             }
-        });
+        };
+        self.dataplane.poll_events(|_worker, ev| on_event(ev));
+        if let Some(s) = &mut self.stream {
+            s.poll_events(&mut on_event);
+        }
         for ev in &out {
             if let ControlEvent::EmergencyCall { source, .. } = ev {
                 self.note_emergency_call(*source);
@@ -457,6 +539,13 @@ impl Appliance {
         if snaps.len() == self.dataplane.workers() {
             self.last_workers = snaps;
         }
+        if let Some(s) = self
+            .stream
+            .as_mut()
+            .and_then(|t| t.snapshot(Duration::from_secs(2)))
+        {
+            self.last_stream = Some(stream_report(&s.counters, s.open_connections));
+        }
         let s = self.assemble();
         if self.filter.is_some() {
             self.note_new_bans(&s.bans);
@@ -496,7 +585,7 @@ impl Appliance {
             Proof::New(until) | Proof::Refreshed(until) => until,
             Proof::Unchanged | Proof::Refused => return false,
         };
-        let full = self.dataplane.broadcast(ProxyControl::Verify {
+        let full = self.broadcast(ProxyControl::Verify {
             source,
             until: Timestamp::from_nanos(until),
         });
@@ -573,7 +662,7 @@ impl Appliance {
                 }
                 None => {
                     let until = dataplane::now().plus(ban_for);
-                    self.dataplane.broadcast(ProxyControl::Ban {
+                    self.broadcast(ProxyControl::Ban {
                         network: Cidr::host(source),
                         until,
                     });
@@ -668,8 +757,20 @@ impl Appliance {
         Ok(format!("removed {network} from the allowlist"))
     }
 
+    /// Sends `msg` to every proxy: the workers' and the stream thread's
+    /// (numbered after the workers). Returns those whose ring was full.
+    fn broadcast(&mut self, msg: ProxyControl) -> Vec<usize> {
+        let mut full = self.dataplane.broadcast(msg);
+        if let Some(s) = &mut self.stream {
+            if s.send(msg).is_err() {
+                full.push(self.dataplane.workers());
+            }
+        }
+        full
+    }
+
     fn broadcast_or_say(&mut self, msg: ProxyControl) -> Result<(), String> {
-        let full = self.dataplane.broadcast(msg);
+        let full = self.broadcast(msg);
         if full.is_empty() {
             Ok(())
         } else {
@@ -696,6 +797,7 @@ impl Appliance {
             self.started,
             Instant::now(),
         );
+        s.stream = self.last_stream.clone();
         s
     }
 
@@ -708,7 +810,12 @@ impl Appliance {
     }
 
     /// Stops the workers and returns the final snapshot.
-    pub fn stop(self) -> Result<Snapshot, DataplaneError> {
+    pub fn stop(mut self) -> Result<Snapshot, DataplaneError> {
+        let stream = self
+            .stream
+            .take()
+            .and_then(|t| t.stop())
+            .map(|l| stream_report(l.counters(), l.open_connections()));
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
         let mut s = assemble(
@@ -720,7 +827,16 @@ impl Appliance {
             &finals,
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        s.stream = stream;
         Ok(s)
+    }
+}
+
+/// The stream thread's counters as the snapshot carries them.
+fn stream_report(c: &dataplane::stream::StreamCounters, open: usize) -> stats::StreamReport {
+    stats::StreamReport {
+        open_connections: open as u64,
+        counters: c.named().iter().map(|&(n, v)| (n.to_string(), v)).collect(),
     }
 }
 

@@ -20,9 +20,10 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, 
 
 use super::config::{DataplaneConfig, ZeroCopy};
 use super::counters::{frame_error_index, IoKind, WorkerCounters, XskStatistics};
+use super::handoff::HandoffTx;
 use super::io::{local_for, PacketIo, Receiver};
 use super::nexthop::{NeighbourUpdate, NextHop, NextHopTable, Parking};
-use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
+use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
 use wire::frame::{payload_offset, write_udp_frame, MacAddr, UdpFrame, UdpFrameHeaders};
 
 /// Kick-and-reap rounds for a batch that does not fit the TX ring at once.
@@ -132,6 +133,8 @@ struct XskTx {
     hop_limit: u8,
     now: Timestamp,
     counters: WorkerCounters,
+    /// Where messages for TCP and TLS peers go: the stream thread.
+    handoff: Option<HandoffTx>,
 }
 
 // SAFETY: `base` points into the UmemArea owned by the same XskPort (see
@@ -196,7 +199,17 @@ impl XskTx {
 }
 
 impl TxSlots for XskTx {
-    fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError> {
+    fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
+        if to.transport.is_stream() {
+            return match self.handoff.as_mut() {
+                Some(h) => Ok(h.reserve()),
+                None => {
+                    self.counters.no_stream_path += 1;
+                    Err(SendError::NoStreamPath(to.addr, to.transport))
+                }
+            };
+        }
+        let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
             self.counters.no_local_address += 1;
             return Err(SendError::NoLocalAddress(dst));
@@ -241,7 +254,15 @@ impl TxSlots for XskTx {
         Ok(&mut self.frame_mut(addr)[offset..])
     }
 
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
+    fn commit(&mut self, to: Peer, len: usize) {
+        if to.transport.is_stream() {
+            // Handed to the stream thread; a full ring drops it, counted.
+            if !self.handoff.as_mut().is_some_and(|h| h.commit(to, len)) {
+                self.counters.no_stream_path += 1;
+            }
+            return;
+        }
+        let dst = to.addr;
         let Some((addr, dst_mac, waits_for)) = self.reserved.take() else {
             return;
         };
@@ -483,11 +504,18 @@ impl XskPort {
                 hop_limit: config.hop_limit,
                 now: crate::now(),
                 counters: WorkerCounters::default(),
+                handoff: None,
             },
             area,
         };
         port.refill();
         Ok(port)
+    }
+
+    /// Messages for TCP and TLS peers go to the stream thread through
+    /// `handoff` (without one they are dropped as `no_stream_path`).
+    pub fn set_handoff(&mut self, handoff: HandoffTx) {
+        self.tx.handoff = Some(handoff);
     }
 
     /// The socket's file descriptor, for the XSKMAP.
@@ -647,11 +675,7 @@ impl PacketIo for XskPort {
         // Second pass: handle them, in the same order.
         for i in 0..self.rx_frames.len() {
             let f = self.rx_frames[i];
-            let pkt = Datagram {
-                src: f.src,
-                dst: f.dst,
-                payload: self.area.bytes(f.payload, f.len),
-            };
+            let pkt = Datagram::udp(f.src, f.dst, self.area.bytes(f.payload, f.len));
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             self.tx.counters.count_handled(result);
             self.tx.free.push(f.base_addr);
@@ -661,6 +685,9 @@ impl PacketIo for XskPort {
     }
 
     fn transmit(&mut self, now: Timestamp) {
+        if let Some(h) = self.tx.handoff.as_mut() {
+            h.wake();
+        }
         self.reap_completions();
         self.tx.release_parked(now);
         let queued = self.tx.queued.len();

@@ -84,6 +84,9 @@ pub struct WorkerCounters {
     pub no_neighbour: u64,
     /// Sends dropped because no route covers the destination.
     pub no_route: u64,
+    /// Messages for a TCP or TLS peer with no stream layer to take them
+    /// (none configured, or its queue from this worker full).
+    pub no_stream_path: u64,
     /// Times the fill ring could not be topped up completely (frames short).
     pub fill_shortfalls: u64,
     /// TX kicks (sendto) made.
@@ -123,6 +126,7 @@ impl Default for WorkerCounters {
             no_local_address: 0,
             no_neighbour: 0,
             no_route: 0,
+            no_stream_path: 0,
             fill_shortfalls: 0,
             tx_kicks: 0,
             tx_kick_errors: 0,
@@ -170,6 +174,7 @@ impl WorkerCounters {
             + self.no_local_address
             + self.no_neighbour
             + self.no_route
+            + self.no_stream_path
     }
 
     /// Named drop counters (dataplane reasons only; handler reasons are
@@ -192,6 +197,7 @@ impl WorkerCounters {
                 ("no_local_address", self.no_local_address),
                 ("no_neighbour", self.no_neighbour),
                 ("no_route", self.no_route),
+                ("no_stream_path", self.no_stream_path),
             ])
     }
 }

@@ -82,7 +82,8 @@ impl PacketHandler for Echo {
             return Ok(());
         }
         let mark = self.mark;
-        let sent = out.send(pkt.src, |buf| {
+        // Back where it came from: over UDP, or on its connection.
+        let sent = out.send_to(pkt.peer(), |buf| {
             let n = pkt.payload.len();
             let dst = buf.get_mut(..n)?;
             dst.copy_from_slice(pkt.payload);
@@ -112,11 +113,11 @@ mod tests {
     use crate::OutboxBuffer;
 
     fn datagram(payload: &[u8]) -> Datagram<'_> {
-        Datagram {
-            src: "198.18.0.2:4000".parse().unwrap(),
-            dst: "198.18.0.1:5060".parse().unwrap(),
+        Datagram::udp(
+            "198.18.0.2:4000".parse().unwrap(),
+            "198.18.0.1:5060".parse().unwrap(),
             payload,
-        }
+        )
     }
 
     #[test]

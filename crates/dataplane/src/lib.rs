@@ -5,15 +5,20 @@
 //! [`PacketHandler`] and send what it writes into the [`Outbox`]. The
 //! contract between the two (those types, [`Datagram`], [`Timestamp`]) is
 //! the proxy crate's `handler` module, re-exported here; this crate owns the
-//! clock ([`now`]) and every socket.
+//! clock ([`now`]) and every socket. SIP over TCP and TLS runs in its
+//! own thread ([`stream`], [`tls`]), on the kernel's TCP stack, with the
+//! same handler.
 
 pub mod afxdp;
 pub mod config;
 pub mod counters;
 pub mod echo;
+pub mod handoff;
 pub mod io;
 pub mod neigh;
 pub mod socket;
+pub mod stream;
+pub mod tls;
 pub mod worker;
 
 mod nexthop;
@@ -34,7 +39,8 @@ pub use neigh::{NeighbourCache, NeighbourError, NeighbourStats, Route};
 pub use worker::{Control, Dataplane, DataplaneError, SocketMap, Worker, WorkerEvent};
 
 pub use proxy::handler::{
-    Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, SendError, Timestamp, TxSlots,
+    ConnId, Datagram, DropReason, Outbox, OutboxBuffer, PacketHandler, Peer, SendError, Timestamp,
+    Transport, TxSlots,
 };
 
 /// The current time on the dataplane's monotonic clock: nanoseconds since

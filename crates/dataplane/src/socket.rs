@@ -12,8 +12,9 @@ use sys::{MmsgHeaders, UdpOptions};
 
 use super::config::DataplaneConfig;
 use super::counters::{IoKind, WorkerCounters};
+use super::handoff::HandoffTx;
 use super::io::{local_for, PacketIo, Receiver};
-use super::{Datagram, Outbox, SendError, Timestamp, TxSlots};
+use super::{Datagram, Outbox, Peer, SendError, Timestamp, TxSlots};
 
 /// Most messages per recvmmsg/sendmmsg call; the headers are allocated
 /// once per worker.
@@ -59,10 +60,22 @@ struct SocketTx {
     capacity: usize,
     local: Vec<SocketAddr>,
     counters: WorkerCounters,
+    /// Where messages for TCP and TLS peers go: the stream thread.
+    handoff: Option<HandoffTx>,
 }
 
 impl TxSlots for SocketTx {
-    fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError> {
+    fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError> {
+        if to.transport.is_stream() {
+            return match self.handoff.as_mut() {
+                Some(h) => Ok(h.reserve()),
+                None => {
+                    self.counters.no_stream_path += 1;
+                    Err(SendError::NoStreamPath(to.addr, to.transport))
+                }
+            };
+        }
+        let dst = to.addr;
         if local_for(&self.local, &dst).is_none() {
             self.counters.no_local_address += 1;
             return Err(SendError::NoLocalAddress(dst));
@@ -75,8 +88,15 @@ impl TxSlots for SocketTx {
         Ok(&mut self.buf[i * self.slot_size..][..self.slot_size])
     }
 
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
-        self.queued.push((dst, len));
+    fn commit(&mut self, to: Peer, len: usize) {
+        if to.transport.is_stream() {
+            // Handed to the stream thread; a full ring drops it, counted.
+            if !self.handoff.as_mut().is_some_and(|h| h.commit(to, len)) {
+                self.counters.no_stream_path += 1;
+            }
+            return;
+        }
+        self.queued.push((to.addr, len));
     }
 
     fn abandon(&mut self) {
@@ -156,8 +176,15 @@ impl SocketPort {
                 capacity: config.outbox_capacity,
                 local: config.local.clone(),
                 counters: WorkerCounters::default(),
+                handoff: None,
             },
         })
+    }
+
+    /// Messages for TCP and TLS peers go to the stream thread through
+    /// `handoff` (without one they are dropped as `no_stream_path`).
+    pub fn set_handoff(&mut self, handoff: HandoffTx) {
+        self.tx.handoff = Some(handoff);
     }
 
     /// The addresses the sockets are bound to.
@@ -252,11 +279,11 @@ impl PacketIo for SocketPort {
         }
         for i in 0..self.rx_meta.len() {
             let (src, len, p, slot) = self.rx_meta[i];
-            let pkt = Datagram {
+            let pkt = Datagram::udp(
                 src,
-                dst: self.ports[p].local,
-                payload: &self.rx_buf[slot * self.slot_size..][..len],
-            };
+                self.ports[p].local,
+                &self.rx_buf[slot * self.slot_size..][..len],
+            );
             let result = rx.handle(&pkt, &mut Outbox::new(&mut self.tx));
             let c = &mut self.tx.counters;
             c.received += 1;
@@ -269,6 +296,9 @@ impl PacketIo for SocketPort {
     }
 
     fn transmit(&mut self, _now: Timestamp) {
+        if let Some(h) = self.tx.handoff.as_mut() {
+            h.wake();
+        }
         if self.tx.queued.is_empty() {
             return;
         }

@@ -15,6 +15,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use super::afxdp::{XskError, XskPort};
 use super::config::{DataplaneConfig, IoMode};
 use super::counters::WorkerSnapshot;
+use super::handoff::HandoffTx;
 use super::io::{PacketIo, Receiver};
 use super::neigh::{NeighbourError, NeighbourService};
 use super::nexthop::NeighbourUpdate;
@@ -265,9 +266,22 @@ impl<H: PacketHandler> Dataplane<H> {
     pub fn start(
         config: &DataplaneConfig,
         xsk_map: Option<&mut dyn SocketMap>,
+        handler_factory: impl FnMut(usize) -> H,
+    ) -> Result<Dataplane<H>, DataplaneError> {
+        Self::start_with_handoffs(config, xsk_map, Vec::new(), handler_factory)
+    }
+
+    /// [`Dataplane::start`], worker `i` handing its messages for TCP and
+    /// TLS peers to the stream thread through `handoffs[i]` (without one, a
+    /// worker drops them as `no_stream_path`).
+    pub fn start_with_handoffs(
+        config: &DataplaneConfig,
+        xsk_map: Option<&mut dyn SocketMap>,
+        handoffs: Vec<HandoffTx>,
         mut handler_factory: impl FnMut(usize) -> H,
     ) -> Result<Dataplane<H>, DataplaneError> {
         config.validate()?;
+        let mut handoffs = handoffs.into_iter();
         let mut config = config.clone();
         let mut dp = Dataplane {
             workers: Vec::with_capacity(config.workers.len()),
@@ -281,8 +295,11 @@ impl<H: PacketHandler> Dataplane<H> {
                 for i in 0..config.workers.len() {
                     // The first socket turns a port 0 into a real port in
                     // `config.local`; the other workers bind the same one.
-                    let io = SocketPort::open(config)
+                    let mut io = SocketPort::open(config)
                         .map_err(|source| DataplaneError::Socket { worker: i, source })?;
+                    if let Some(h) = handoffs.next() {
+                        io.set_handoff(h);
+                    }
                     dp.local = config.local.clone();
                     let core = config.workers[i].core;
                     dp.spawn(i, core, io, None, config, handler_factory(i))?;
@@ -295,8 +312,11 @@ impl<H: PacketHandler> Dataplane<H> {
                 for i in 0..config.workers.len() {
                     let placement = config.workers[i];
                     let (table, updates) = service.add_worker(config);
-                    let io = XskPort::open(config, placement.queue, mac, table)
+                    let mut io = XskPort::open(config, placement.queue, mac, table)
                         .map_err(|source| DataplaneError::Xsk { worker: i, source })?;
+                    if let Some(h) = handoffs.next() {
+                        io.set_handoff(h);
+                    }
                     // Only a bound socket may enter the XSKMAP (PLATFORM.md).
                     map.insert(placement.queue, io.raw_fd()).map_err(|reason| {
                         DataplaneError::SocketMap {

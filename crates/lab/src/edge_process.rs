@@ -98,6 +98,8 @@ pub struct EdgeConfig {
     pub cores: Option<Vec<usize>>,
     /// More TOML appended to the file as it is (`[dataplane]` sizes, ...).
     pub extra: String,
+    /// The lines of a `[stream]` table (SIP over TCP and TLS); empty: none.
+    pub stream: String,
 }
 
 impl EdgeConfig {
@@ -127,6 +129,7 @@ impl EdgeConfig {
             binary: None,
             cores: None,
             extra: String::new(),
+            stream: String::new(),
         }
     }
 
@@ -161,12 +164,17 @@ impl EdgeConfig {
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
              [filter]\nallowlist = [{}]\n{}\n\
-             [events]\nfile = \"events.jsonl\"\n\n{}",
+             [events]\nfile = \"events.jsonl\"\n{}\n{}",
             self.workers,
             self.proxy,
             allow.join(", "),
             self.filter,
             self.extra,
+            if self.stream.is_empty() {
+                String::new()
+            } else {
+                format!("\n[stream]\n{}\n", self.stream)
+            },
         )
     }
 }

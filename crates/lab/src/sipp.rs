@@ -138,6 +138,9 @@ pub struct Uac {
     /// for the whole run: many flows, which a multi-queue NIC (or veth)
     /// spreads over its queues as RSS does.
     pub socket_per_call: bool,
+    /// SIPp's transport (`-t`): `u1` (UDP, the default) or `t1` (one TCP
+    /// connection for every call).
+    pub transport: &'static str,
 }
 
 impl Uac {
@@ -154,6 +157,7 @@ impl Uac {
             limit: 200,
             timeout: Duration::from_secs(60),
             socket_per_call: false,
+            transport: "u1",
         }
     }
 
@@ -173,9 +177,13 @@ impl Uac {
             .arg(&stats)
             .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))]);
         if self.socket_per_call {
-            // Sockets in use at once are bounded by the calls in progress.
+            // One socket per call (`un`, `tn`); sockets in use at once are
+            // bounded by the calls in progress.
+            let per_call = format!("{}n", &self.transport[..1]);
             let sockets = (self.limit + 1000).to_string();
-            cmd.args(["-t", "un", "-max_socket", &sockets]);
+            cmd.args(["-t", &per_call, "-max_socket", &sockets]);
+        } else {
+            cmd.args(["-t", self.transport]);
         }
         cmd.current_dir(dir)
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@ use super::abuse::AbuseConfig;
 use super::answers::AnswerConfig;
 use super::cookie::Secret;
 use super::emergency::EmergencyConfig;
+use crate::handler::Transport;
 use config::{ConfigError, SourceFile};
 pub use wire::Cidr;
 
@@ -62,8 +63,14 @@ impl Default for ProxySection {
 /// What a worker's proxy runs with: the section checked and resolved.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// This edge's address in Via and Record-Route.
+    /// This edge's address in Via and Record-Route (UDP).
     pub advertise: SocketAddr,
+    /// Its address for SIP over TCP, when it listens for it (the
+    /// appliance's `[stream] tcp`).
+    pub advertise_tcp: Option<SocketAddr>,
+    /// Its address for SIP over TLS, when it listens for it (the
+    /// appliance's `[stream] tls`).
+    pub advertise_tls: Option<SocketAddr>,
     /// Host names Request-URIs may use for this edge (lowercase).
     pub aliases: Vec<String>,
     /// Record-Route initial INVITEs.
@@ -93,6 +100,8 @@ impl ProxyConfig {
         let s = ProxySection::default();
         ProxyConfig {
             advertise,
+            advertise_tcp: None,
+            advertise_tls: None,
             aliases: Vec::new(),
             record_route: s.record_route,
             no_route_code: *s.no_route_code.get_ref(),
@@ -162,6 +171,8 @@ impl ProxyConfig {
         }
         Ok(ProxyConfig {
             advertise,
+            advertise_tcp: None,
+            advertise_tls: None,
             aliases: section
                 .aliases
                 .iter()
@@ -177,6 +188,21 @@ impl ProxyConfig {
             emergency: section.emergency,
             allowlist: allow,
         })
+    }
+}
+
+impl ProxyConfig {
+    /// This edge's address as written in a Via or Record-Route for
+    /// `transport`: the configured one, else the UDP address (TCP) or its
+    /// host on port 5061 (TLS).
+    pub fn advertise_for(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.advertise,
+            Transport::Tcp => self.advertise_tcp.unwrap_or(self.advertise),
+            Transport::Tls => self
+                .advertise_tls
+                .unwrap_or(SocketAddr::new(self.advertise.ip(), 5061)),
+        }
     }
 }
 

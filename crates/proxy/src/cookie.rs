@@ -10,7 +10,11 @@
 //!   chosen for the INVITE, which it carries: echoed back, it proves the
 //!   caller real and names the only place its in-dialog requests may go;
 //! - the **local tag** of the edge's own answers binds the dialog and the
-//!   address answered, so an ACK carrying it proves that address real.
+//!   address answered, so an ACK carrying it proves that address real;
+//! - the **flow token** in the Record-Route of a call that came in on a
+//!   TCP or TLS connection names that connection (RFC 5626 section 5.2 in
+//!   spirit): in-dialog requests toward the caller go back on it, and a
+//!   token nobody here made names nothing.
 //!
 //! A stateless proxy cannot remember transactions, so everything it must
 //! recognise later is recomputed from the message and a secret.
@@ -21,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use siphasher::sip::SipHasher13;
 
 use super::source_table::{HashSeed, SourceKey};
+use route::Transport;
 
 /// The RFC 3261 magic cookie every branch of this edge starts with.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -67,6 +72,27 @@ mod domain {
     pub const HOP: u8 = 4;
     pub const LOCAL_TAG: u8 = 5;
     pub const TABLE_SEED: u8 = 6;
+    pub const FLOW: u8 = 7;
+}
+
+/// Length of a flow token: 16 hex digits of the connection, 16 of its MAC.
+pub const FLOW_TOKEN_LEN: usize = 32;
+
+/// The next hop a request is sent to, as the branch's MAC binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// An address, reached over a transport (a route target, a Request-URI,
+    /// a Route): its response must come from that address.
+    Addr(SocketAddr, Transport),
+    /// A connection of the stream layer (a flow token named it): its
+    /// response must come back on that connection.
+    Conn(u64),
+}
+
+impl From<SocketAddr> for Hop {
+    fn from(addr: SocketAddr) -> Hop {
+        Hop::Addr(addr, Transport::Udp)
+    }
 }
 
 /// The secret behind branches and cookies. Each appliance start picks a new
@@ -89,6 +115,9 @@ pub struct Transaction<'a> {
     pub cseq: u32,
     /// An emergency call's transaction.
     pub emergency: bool,
+    /// The connection the request came in on (TCP or TLS), which its
+    /// response goes back on; `None` for UDP.
+    pub conn: Option<u64>,
 }
 
 impl Secret {
@@ -130,9 +159,10 @@ impl Secret {
         &self,
         transaction: impl IntoIterator<Item = &'a [u8]>,
         loop_parts: impl IntoIterator<Item = &'a [u8]>,
-        next_hop: SocketAddr,
+        next_hop: impl Into<Hop>,
         tx: Transaction<'_>,
     ) -> [u8; BRANCH_LEN] {
+        let next_hop = next_hop.into();
         let mut out = [0u8; BRANCH_LEN];
         out[..MAGIC_COOKIE.len()].copy_from_slice(MAGIC_COOKIE);
         out[MAGIC_COOKIE.len()..TX_AT].copy_from_slice(if tx.emergency {
@@ -153,14 +183,30 @@ impl Secret {
         out
     }
 
-    fn hop_mac(&self, txh: &[u8], hop: SocketAddr, tx: Transaction<'_>) -> [u8; HOP_LEN] {
+    fn hop_mac(&self, txh: &[u8], hop: Hop, tx: Transaction<'_>) -> [u8; HOP_LEN] {
         let mut h = self.hasher(domain::HOP);
         h.write(txh);
-        write_addr(&mut h, hop);
+        match hop {
+            // A UDP hop hashes as it always did: branches of UDP calls do
+            // not change with the stream transports.
+            Hop::Addr(addr, Transport::Udp) => write_addr(&mut h, addr),
+            Hop::Addr(addr, t) => {
+                write_addr(&mut h, addr);
+                h.write_u8(b'a' + t as u8);
+            }
+            Hop::Conn(c) => {
+                h.write_u8(b'c');
+                h.write_u64(c);
+            }
+        }
         h.write_usize(tx.call_id.len());
         h.write(tx.call_id);
         h.write_u32(tx.cseq);
         h.write_u8(tx.emergency as u8);
+        if let Some(c) = tx.conn {
+            h.write_u8(b'i');
+            h.write_u64(c);
+        }
         let mut out = [0u8; HOP_LEN];
         hex16(h.finish(), &mut out);
         out
@@ -171,13 +217,39 @@ impl Secret {
     /// on top came from the hop the request went to, for that request.
     /// A branch of the right shape made up by anyone else, or a true branch
     /// echoed from another address or for another transaction, fails.
-    pub fn response_is_ours(&self, branch: &[u8], from: SocketAddr, tx: Transaction<'_>) -> bool {
+    pub fn response_is_ours(
+        &self,
+        branch: &[u8],
+        from: impl Into<Hop>,
+        tx: Transaction<'_>,
+    ) -> bool {
         if !is_our_branch(branch) || branch_is_emergency(branch) != tx.emergency {
             return false;
         }
         let txh = &branch[TX_AT..TX_AT + TX_LEN];
-        let expected = self.hop_mac(txh, from, tx);
+        let expected = self.hop_mac(txh, from.into(), tx);
         constant_time_eq(&expected, &branch[TX_AT + TX_LEN + LOOP_KEY_LEN..])
+    }
+
+    /// The flow token of connection `conn`: its number and a MAC, so that
+    /// only a token this edge wrote names a connection
+    /// ([`Secret::verify_flow_token`]).
+    pub fn flow_token(&self, conn: u64) -> [u8; FLOW_TOKEN_LEN] {
+        let mut out = [0u8; FLOW_TOKEN_LEN];
+        hex16(conn, &mut out[..16]);
+        let mut h = self.hasher(domain::FLOW);
+        h.write_u64(conn);
+        hex16(h.finish(), &mut out[16..]);
+        out
+    }
+
+    /// The connection a flow token names, when this edge made it.
+    pub fn verify_flow_token(&self, token: &[u8]) -> Option<u64> {
+        if token.len() != FLOW_TOKEN_LEN {
+            return None;
+        }
+        let conn = read_hex16(&token[..16])?;
+        constant_time_eq(&self.flow_token(conn), token).then_some(conn)
     }
 
     /// The loop key of a request: the [`LOOP_KEY_LEN`] characters in the
@@ -204,6 +276,10 @@ impl Secret {
         h.write_usize(dialog.from_tag.len());
         h.write(dialog.from_tag);
         write_addr(&mut h, dialog.target);
+        // UDP cookies hash as they always did.
+        if dialog.transport != Transport::Udp {
+            h.write_u8(b'a' + dialog.transport as u8);
+        }
         let mut out = [0u8; COOKIE_LEN];
         hex16(h.finish(), &mut out);
         out
@@ -268,6 +344,8 @@ pub struct Dialog<'a> {
     pub from_tag: &'a [u8],
     /// Where the initial INVITE was forwarded.
     pub target: SocketAddr,
+    /// Over what.
+    pub transport: Transport,
 }
 
 /// The dialog target as the Record-Route carries it (`dct=`): the address
@@ -367,6 +445,21 @@ pub fn branch_loop_key(branch: &[u8]) -> Option<&[u8]> {
     is_our_branch(branch).then(|| &branch[TX_AT + TX_LEN..TX_AT + TX_LEN + LOOP_KEY_LEN])
 }
 
+/// Writes `v` as 16 lower-case hex digits into `out` (the `dcc` Via
+/// parameter that names a connection).
+pub fn write_hex16(v: u64, out: &mut [u8]) {
+    hex16(v, out)
+}
+
+/// Reads 16 hex digits written by [`write_hex16`].
+pub fn read_hex16(text: &[u8]) -> Option<u64> {
+    if text.len() != 16 {
+        return None;
+    }
+    text.iter()
+        .try_fold(0u64, |v, &b| Some((v << 4) | u64::from(hex_value(b)?)))
+}
+
 fn hex16(v: u64, out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, o) in out.iter_mut().take(16).enumerate() {
@@ -397,6 +490,7 @@ mod tests {
             call_id: b"call-1@198.18.0.10",
             cseq: 1,
             emergency: false,
+            conn: None,
         }
     }
 
@@ -466,13 +560,12 @@ mod tests {
         let b = branch(&s, &[b"z9hG4bKx"], &[b"sip:1@e"]);
         assert!(s.response_is_ours(&b, hop(), tx()));
         // Another host echoing the branch.
-        assert!(!s.response_is_ours(&b, "198.18.0.101:5060".parse().unwrap(), tx()));
-        assert!(!s.response_is_ours(&b, "198.18.0.100:5061".parse().unwrap(), tx()));
+        assert!(!s.response_is_ours(&b, "198.18.0.101:5060".parse::<SocketAddr>().unwrap(), tx()));
+        assert!(!s.response_is_ours(&b, "198.18.0.100:5061".parse::<SocketAddr>().unwrap(), tx()));
         // Another transaction.
         let other = Transaction {
             call_id: b"call-2@198.18.0.10",
-            cseq: 1,
-            emergency: false,
+            ..tx()
         };
         assert!(!s.response_is_ours(&b, hop(), other));
         assert!(!s.response_is_ours(&b, hop(), Transaction { cseq: 2, ..tx() }));
@@ -515,7 +608,85 @@ mod tests {
             call_id: b"call-9",
             from_tag: b"ft9",
             target: target.parse().unwrap(),
+            transport: Transport::Udp,
         }
+    }
+
+    #[test]
+    fn a_dialog_cookie_binds_the_target_transport() {
+        let s = secret();
+        let src: IpAddr = "198.18.5.5".parse().unwrap();
+        let d = dialog("198.18.0.100:5061");
+        let tls = Dialog {
+            transport: Transport::Tls,
+            ..d
+        };
+        let c = s.dialog_cookie(src, tls, HOUR, HOUR);
+        assert!(s.verify_dialog_cookie(src, &c, tls, HOUR, HOUR));
+        assert!(!s.verify_dialog_cookie(src, &c, d, HOUR, HOUR));
+        assert!(!s.verify_dialog_cookie(
+            src,
+            &c,
+            Dialog {
+                transport: Transport::Tcp,
+                ..d
+            },
+            HOUR,
+            HOUR
+        ));
+    }
+
+    #[test]
+    fn a_response_to_a_request_that_came_on_a_connection_names_that_connection() {
+        let s = secret();
+        let on_a = Transaction {
+            conn: Some(7),
+            ..tx()
+        };
+        let b = s.branch([&b"z9hG4bKx"[..]], [&b"sip:1@e"[..]], hop(), on_a);
+        assert!(s.response_is_ours(&b, hop(), on_a));
+        // The connection named in the Via changed: another customer's.
+        for other in [Some(8), None] {
+            assert!(!s.response_is_ours(
+                &b,
+                hop(),
+                Transaction {
+                    conn: other,
+                    ..tx()
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_hop_over_a_stream_or_a_connection_is_its_own_hop() {
+        let s = secret();
+        let tls = Hop::Addr(hop(), Transport::Tls);
+        let b = s.branch([&b"z9hG4bKx"[..]], [&b"sip:1@e"[..]], tls, tx());
+        assert!(s.response_is_ours(&b, tls, tx()));
+        assert!(
+            !s.response_is_ours(&b, hop(), tx()),
+            "the same address over UDP"
+        );
+        assert!(!s.response_is_ours(&b, Hop::Addr(hop(), Transport::Tcp), tx()));
+        let flow = s.branch([&b"z9hG4bKx"[..]], [&b"sip:1@e"[..]], Hop::Conn(3), tx());
+        assert!(s.response_is_ours(&flow, Hop::Conn(3), tx()));
+        assert!(!s.response_is_ours(&flow, Hop::Conn(4), tx()));
+    }
+
+    #[test]
+    fn flow_tokens_name_their_connection_and_forgeries_name_none() {
+        let s = secret();
+        let t = s.flow_token(0x1234);
+        assert_eq!(s.verify_flow_token(&t), Some(0x1234));
+        let mut other = s.flow_token(0x1235);
+        assert_eq!(s.verify_flow_token(&other), Some(0x1235));
+        // Renumbered without the MAC: refused.
+        other[..16].copy_from_slice(&t[..16]);
+        assert_eq!(s.verify_flow_token(&other), None);
+        assert_eq!(Secret::new(1, 2).verify_flow_token(&t), None);
+        assert_eq!(s.verify_flow_token(b"0000000000001234"), None);
+        assert_eq!(s.verify_flow_token(&[b'z'; FLOW_TOKEN_LEN]), None);
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //! writes into ([`Outbox`]), and the [`PacketHandler`] trait itself.
 //!
 //! The handler never learns which mode it runs in: it sees a [`Datagram`]
-//! (addresses and a borrowed payload) and writes replies into buffers the
-//! dataplane lends it, which in AF_XDP mode are UMEM frames (the payload is
-//! written in place, headers are added around it) and in socket mode slots
-//! of a preallocated send buffer handed to `sendmmsg`.
+//! (addresses, the transport and connection it came on, and a borrowed
+//! payload: one UDP datagram, or one message framed out of a TCP or TLS
+//! stream) and writes replies into buffers the dataplane lends it, which in
+//! AF_XDP mode are UMEM frames (the payload is written in place, headers
+//! are added around it), in socket mode slots of a preallocated send buffer
+//! handed to `sendmmsg`, and for a [`Peer`] on a stream transport slots the
+//! stream layer writes to that connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+pub use route::Transport;
 
 /// A point on the monotonic clock, in nanoseconds since an origin the
 /// dataplane chose (see `dataplane::now`). The dataplane reads the clock once
@@ -40,16 +45,98 @@ impl Timestamp {
     }
 }
 
-/// One received UDP datagram, as a handler sees it.
+/// A TCP or TLS connection of the stream layer. Numbers are never reused
+/// while the process runs, so a number that outlived its connection names
+/// nothing rather than someone else's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a message goes, or came from: an address, a transport and, on a
+/// stream transport, the connection.
+///
+/// Sending to a stream peer with a connection writes on that connection
+/// only (gone: the stream layer drops and counts it, it never dials the
+/// address instead); without one, the stream layer uses its connection to
+/// that address or opens one (route targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The address (for a connection, its remote end).
+    pub addr: SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+    /// The connection, on a stream transport.
+    pub conn: Option<ConnId>,
+}
+
+impl Peer {
+    /// A UDP peer.
+    pub const fn udp(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            transport: Transport::Udp,
+            conn: None,
+        }
+    }
+
+    /// An address reached over `transport` (a connection of the stream
+    /// layer's choosing when it is TCP or TLS).
+    pub const fn at(addr: SocketAddr, transport: Transport) -> Peer {
+        Peer {
+            addr,
+            transport,
+            conn: None,
+        }
+    }
+
+    /// The remote end of connection `conn`.
+    pub const fn on(addr: SocketAddr, transport: Transport, conn: ConnId) -> Peer {
+        Peer {
+            addr,
+            transport,
+            conn: Some(conn),
+        }
+    }
+}
+
+/// One received message, as a handler sees it: a UDP datagram, or a
+/// message the stream layer framed out of a TCP or TLS connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
-    /// Where it came from.
+    /// Where it came from (for a connection, its remote end).
     pub src: SocketAddr,
     /// The local address and port it was sent to.
     pub dst: SocketAddr,
-    /// The UDP payload, borrowed from the receive buffer (a UMEM frame or a
-    /// socket receive slot); valid only during the handler call.
+    /// The payload, borrowed from the receive buffer (a UMEM frame, a
+    /// socket receive slot, a connection's buffer); valid only during the
+    /// handler call.
     pub payload: &'a [u8],
+    /// What it came over.
+    pub transport: Transport,
+    /// The connection it came on (TCP or TLS), whose handshake completed:
+    /// answers to it go back there.
+    pub conn: Option<ConnId>,
+}
+
+impl<'a> Datagram<'a> {
+    /// A UDP datagram.
+    pub const fn udp(src: SocketAddr, dst: SocketAddr, payload: &'a [u8]) -> Datagram<'a> {
+        Datagram {
+            src,
+            dst,
+            payload,
+            transport: Transport::Udp,
+            conn: None,
+        }
+    }
+
+    /// Where it came from, as a peer to answer.
+    pub const fn peer(&self) -> Peer {
+        Peer {
+            addr: self.src,
+            transport: self.transport,
+            conn: self.conn,
+        }
+    }
 }
 
 /// A handler's reasons for dropping a datagram; the worker counts each under
@@ -142,51 +229,93 @@ pub enum SendError {
         /// Bytes the buffer held.
         capacity: usize,
     },
+    /// A message for a TCP or TLS peer, and no stream layer to take it
+    /// (no stream listeners configured), or its queue is full.
+    #[error("no stream layer to send to {0} over {1}")]
+    NoStreamPath(SocketAddr, Transport),
 }
 
-/// Where outgoing datagrams go: the dataplane's transmit buffers for this
-/// batch. Backed by UMEM frames (AF_XDP) or send slots (socket mode), or by
-/// an [`OutboxBuffer`] in tests.
+/// Where outgoing messages go: the dataplane's transmit buffers for this
+/// batch. Backed by UMEM frames (AF_XDP), send slots (socket mode), the
+/// stream layer's queue, or an [`OutboxBuffer`] in tests.
 pub trait TxSlots {
-    /// Reserves a buffer for a datagram to `dst`; the payload goes at its
+    /// Reserves a buffer for a message to `to`; the payload goes at its
     /// start. Counts and returns the reason when none can be had.
-    fn reserve(&mut self, dst: SocketAddr) -> Result<&mut [u8], SendError>;
-    /// Queues the reserved buffer's first `len` bytes for `dst`.
-    fn commit(&mut self, dst: SocketAddr, len: usize);
+    fn reserve(&mut self, to: Peer) -> Result<&mut [u8], SendError>;
+    /// Queues the reserved buffer's first `len` bytes for `to`.
+    fn commit(&mut self, to: Peer, len: usize);
     /// Gives the reserved buffer back unsent (the writer gave up).
     fn abandon(&mut self);
 }
 
-/// What a handler writes its outgoing datagrams into; see
-/// [`PacketHandler::handle`]. The source address is the dataplane's local
-/// address of the destination's family.
+/// What a handler writes its outgoing messages into; see
+/// [`PacketHandler::handle`]. A UDP datagram leaves from the dataplane's
+/// local address of the destination's family; a message for a TCP or TLS
+/// peer goes to the stream layer (the `stream` slots), which writes it on
+/// the peer's connection.
 pub struct Outbox<'a> {
     slots: &'a mut dyn TxSlots,
+    stream: Option<&'a mut dyn TxSlots>,
 }
 
 impl<'a> Outbox<'a> {
-    /// An outbox writing into `slots`.
+    /// An outbox writing into `slots` (for every transport, when `slots`
+    /// takes stream peers too, as [`OutboxBuffer`] does; see
+    /// [`Outbox::with_stream`] otherwise).
     pub fn new(slots: &'a mut dyn TxSlots) -> Outbox<'a> {
-        Outbox { slots }
+        Outbox {
+            slots,
+            stream: None,
+        }
     }
 
-    /// Sends one datagram to `dst`: `write` fills the payload buffer (which
-    /// is the transmit buffer itself, no copy follows) and returns the
-    /// payload's length, or `None` to send nothing.
+    /// An outbox writing UDP datagrams into `slots` and messages for TCP and
+    /// TLS peers into `stream`.
+    pub fn split(slots: &'a mut dyn TxSlots, stream: &'a mut dyn TxSlots) -> Outbox<'a> {
+        Outbox {
+            slots,
+            stream: Some(stream),
+        }
+    }
+
+    /// This outbox, with messages for TCP and TLS peers going to `stream`.
+    pub fn with_stream<'b>(&'b mut self, stream: &'b mut dyn TxSlots) -> Outbox<'b> {
+        Outbox {
+            slots: &mut *self.slots,
+            stream: Some(stream),
+        }
+    }
+
+    /// Sends one datagram to `dst` over UDP: `write` fills the payload
+    /// buffer (which is the transmit buffer itself, no copy follows) and
+    /// returns the payload's length, or `None` to send nothing.
     pub fn send(
         &mut self,
         dst: SocketAddr,
         write: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Result<(), SendError> {
-        let buf = self.slots.reserve(dst)?;
+        self.send_to(Peer::udp(dst), write)
+    }
+
+    /// Sends one message to `to`, over its transport (see [`Peer`]).
+    pub fn send_to(
+        &mut self,
+        to: Peer,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), SendError> {
+        let slots: &mut dyn TxSlots = match (&mut self.stream, to.transport.is_stream()) {
+            (Some(stream), true) => &mut **stream,
+            _ => &mut *self.slots,
+        };
+        let buf = slots.reserve(to)?;
         let capacity = buf.len();
         match write(buf) {
             Some(len) if len <= capacity => {
-                self.slots.commit(dst, len);
+                slots.commit(to, len);
                 Ok(())
             }
             _ => {
-                self.slots.abandon();
+                slots.abandon();
                 Err(SendError::PayloadRejected { capacity })
             }
         }
@@ -203,12 +332,13 @@ impl<'a> Outbox<'a> {
 }
 
 /// A plain in-memory [`TxSlots`]: fixed slots allocated once, for handler
-/// unit tests and anything else that wants to see what a handler sent.
+/// unit tests, the stream layer, and anything else that wants to see what a
+/// handler sent (to peers of every transport).
 #[derive(Debug, Clone)]
 pub struct OutboxBuffer {
     buf: Vec<u8>,
     slot_size: usize,
-    sent: Vec<(SocketAddr, usize)>,
+    sent: Vec<(Peer, usize)>,
     capacity: usize,
 }
 
@@ -228,12 +358,17 @@ impl OutboxBuffer {
         Outbox::new(self)
     }
 
-    /// The datagrams sent so far: destination and payload, in order.
+    /// The messages sent so far: destination address and payload, in order.
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.sent().map(|(to, p)| (to.addr, p))
+    }
+
+    /// The messages sent so far: destination peer and payload, in order.
+    pub fn sent(&self) -> impl Iterator<Item = (Peer, &[u8])> {
         self.sent
             .iter()
             .enumerate()
-            .map(|(i, (dst, len))| (*dst, &self.buf[i * self.slot_size..][..*len]))
+            .map(|(i, (to, len))| (*to, &self.buf[i * self.slot_size..][..*len]))
     }
 
     /// How many datagrams were sent.
@@ -253,7 +388,7 @@ impl OutboxBuffer {
 }
 
 impl TxSlots for OutboxBuffer {
-    fn reserve(&mut self, _dst: SocketAddr) -> Result<&mut [u8], SendError> {
+    fn reserve(&mut self, _to: Peer) -> Result<&mut [u8], SendError> {
         let i = self.sent.len();
         if i == self.capacity {
             return Err(SendError::OutboxFull);
@@ -261,8 +396,8 @@ impl TxSlots for OutboxBuffer {
         Ok(&mut self.buf[i * self.slot_size..][..self.slot_size])
     }
 
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
-        self.sent.push((dst, len));
+    fn commit(&mut self, to: Peer, len: usize) {
+        self.sent.push((to, len));
     }
 
     fn abandon(&mut self) {}
@@ -295,6 +430,32 @@ mod tests {
         let r = b.outbox().send(dst, |_| Some(5));
         assert_eq!(r, Err(SendError::PayloadRejected { capacity: 4 }));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_split_outbox_sends_stream_peers_to_the_stream_slots() {
+        let mut udp = OutboxBuffer::new(2, 16);
+        let mut stream = OutboxBuffer::new(2, 16);
+        let dst: SocketAddr = "198.18.0.9:5060".parse().unwrap();
+        let tls = Peer::on(dst, Transport::Tls, ConnId(4));
+        {
+            let mut out = Outbox::split(&mut udp, &mut stream);
+            out.send_bytes(dst, b"udp").unwrap();
+            out.send_to(tls, |b| {
+                b[..3].copy_from_slice(b"tls");
+                Some(3)
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            udp.sent().map(|(p, _)| p).collect::<Vec<_>>(),
+            [Peer::udp(dst)]
+        );
+        assert_eq!(stream.sent().map(|(p, _)| p).collect::<Vec<_>>(), [tls]);
+        // Without stream slots, everything goes to the one buffer.
+        let mut one = OutboxBuffer::new(2, 16);
+        one.outbox().send_to(tls, |_| Some(0)).unwrap();
+        assert_eq!(one.sent().next().unwrap().0, tls);
     }
 
     #[test]

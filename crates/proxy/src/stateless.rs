@@ -35,16 +35,20 @@ use super::batch::PreparedRoutes;
 use super::config::{Cidr, ProxyConfig};
 use super::cookie::{
     self, branch_is_emergency, branch_loop_key, decode_target, encode_target, is_our_branch,
-    Dialog, Transaction, BRANCH_LEN, COOKIE_LEN, TARGET_MAX_LEN,
+    Dialog, Hop, Transaction, BRANCH_LEN, COOKIE_LEN, TARGET_MAX_LEN,
 };
 use super::emergency::{EmergencyCalls, EmergencyState};
 use super::source_table::{SourceKey, SourceTable};
 use super::verified::{Proof, VerifiedSources};
-use crate::handler::{Datagram, DropReason, Outbox, PacketHandler, SendError, Timestamp};
+use crate::handler::{
+    ConnId, Datagram, DropReason, Outbox, PacketHandler, Peer, SendError, Timestamp, Transport,
+};
 use route::reload::Decision;
 use route::{RouteTable, WorkerRoutes};
 use sip::write::{ForwardRequest, ResponseBuilder, SentBy};
-use sip::{self, reason_phrase, DialedNumber, ErrorKind, Host, Message, Method, StartLine, Uri};
+use sip::{
+    self, reason_phrase, DialedNumber, ErrorKind, Host, Message, Method, Scheme, StartLine, Uri,
+};
 
 /// Why a message was neither forwarded nor answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,6 +340,8 @@ pub struct EdgeProxy {
     contacts: [[u8; 80]; MAX_CONTACTS],
     contact_lens: [usize; MAX_CONTACTS],
     record_route_prefix: Vec<u8>,
+    /// This edge's addresses: UDP, and TCP and TLS when it listens there.
+    our_addrs: Vec<SocketAddr>,
     group_counters: GroupCounters,
     totals_hits: BTreeMap<String, u64>,
     totals_caps: BTreeMap<String, u64>,
@@ -363,6 +369,7 @@ pub struct EdgeProxy {
 enum Routed {
     Forward {
         dest: SocketAddr,
+        transport: Transport,
         group: u32,
     },
     NoRoute,
@@ -389,6 +396,7 @@ impl From<Decision<'_>> for Routed {
         match d {
             Decision::Forward { route, target } => Routed::Forward {
                 dest: target.addr,
+                transport: target.transport,
                 group: route.group.0,
             },
             Decision::NoRoute => Routed::NoRoute,
@@ -441,9 +449,10 @@ impl Answer {
 /// Where a forwarded request goes and what it carries.
 #[derive(Debug, Clone, Copy)]
 struct Forward {
-    dest: SocketAddr,
-    /// The first Route names this edge and is removed.
-    remove_first_route: bool,
+    /// Where to, over what.
+    to: Peer,
+    /// How many Routes at the top name this edge (removed).
+    remove_routes: u8,
     /// An initial INVITE: Record-Route it and time its setup.
     initial_invite: bool,
     /// An emergency call's request: paid from the emergency budget, and
@@ -460,18 +469,33 @@ enum Disposition {
 
 /// What the edge knows about one request's routing header fields.
 struct RouteInfo<'m> {
-    /// The first Route names this edge.
-    first_is_ours: bool,
-    /// The Route after ours (or the first, when the first is not ours).
+    /// How many Routes at the top name this edge (at most
+    /// [`MAX_OWN_ROUTES`]: one per transport of a call that changed them).
+    own_routes: u8,
+    /// The first Route after ours.
     next: Option<sip::NameAddr<'m>>,
-    /// The dialog target the first Route's cookie vouches for.
-    cookie_target: Option<SocketAddr>,
+    /// The dialog target (and its transport) the first Route's cookie
+    /// vouches for.
+    cookie_target: Option<(SocketAddr, Transport)>,
+    /// The connection a flow token in one of our Routes names (valid MAC),
+    /// and its transport: where an in-dialog request toward a caller on
+    /// TCP or TLS goes.
+    flow: Option<(ConnId, Transport)>,
 }
+
+/// Most Routes naming this edge that one request may carry on top: it
+/// Record-Routes twice when a call changes transport.
+const MAX_OWN_ROUTES: u8 = 2;
 
 impl EdgeProxy {
     /// A worker's proxy over its own routes.
     pub fn new(cfg: ProxyConfig, routes: WorkerRoutes) -> EdgeProxy {
         let record_route_prefix = format!("<sip:{};lr;dce=", cfg.advertise).into_bytes();
+        let mut our_addrs = vec![cfg.advertise];
+        our_addrs.extend(cfg.advertise_tcp);
+        our_addrs.extend(cfg.advertise_tls);
+        our_addrs.sort();
+        our_addrs.dedup();
         let seed = |t| cfg.secret.table_seed(t);
         let mut proxy = EdgeProxy {
             answers: Answers::new(&cfg.answers, seed(table::ANSWERS)),
@@ -492,6 +516,7 @@ impl EdgeProxy {
             contacts: [[0; 80]; MAX_CONTACTS],
             contact_lens: [0; MAX_CONTACTS],
             record_route_prefix,
+            our_addrs,
             group_counters: GroupCounters::default(),
             totals_hits: BTreeMap::new(),
             totals_caps: BTreeMap::new(),
@@ -690,13 +715,21 @@ impl EdgeProxy {
         }
     }
 
+    /// True when `host` and `port` are one of this edge's addresses (UDP,
+    /// TCP or TLS); no port means 5060 or, for TLS, 5061.
     fn host_is_ours(&self, host: Host<'_>, port: Option<u16>) -> bool {
-        let port_ok = port.unwrap_or(5060) == self.cfg.advertise.port();
+        let port_ok = |ours: u16| port.map_or(ours == 5060 || ours == 5061, |p| p == ours);
         match host {
-            Host::Ipv4(a) => port_ok && IpAddr::V4(a) == self.cfg.advertise.ip(),
-            Host::Ipv6(a) => port_ok && IpAddr::V6(a) == self.cfg.advertise.ip(),
+            Host::Ipv4(a) => self
+                .our_addrs
+                .iter()
+                .any(|o| o.ip() == IpAddr::V4(a) && port_ok(o.port())),
+            Host::Ipv6(a) => self
+                .our_addrs
+                .iter()
+                .any(|o| o.ip() == IpAddr::V6(a) && port_ok(o.port())),
             Host::Name(n) => {
-                port_ok
+                self.our_addrs.iter().any(|o| port_ok(o.port()))
                     && self
                         .cfg
                         .aliases
@@ -728,6 +761,7 @@ impl EdgeProxy {
         self.received += 1;
         self.prepared.advance();
         let now = now.as_nanos();
+        let from = pkt.peer();
         let banned = self.is_banned(pkt.src.ip(), now);
         // Built in this frame's slot: the message is never moved.
         let mut slot = None;
@@ -736,6 +770,12 @@ impl EdgeProxy {
             Err(_) if banned => return self.drop(ProxyDrop::Banned),
             Err(e) => return self.malformed(e.kind),
         };
+        // A TCP or TLS connection completed its handshake with this
+        // address: it receives what is sent to it, as a dialog cookie
+        // echoed would show.
+        if from.transport.is_stream() && !banned {
+            self.prove(from.addr.ip(), now);
+        }
         match msg.start() {
             StartLine::Request { method, .. } => {
                 let emergency = self.is_emergency(method, msg);
@@ -745,12 +785,12 @@ impl EdgeProxy {
                     return self.drop(ProxyDrop::Banned);
                 }
                 match self.decide_request(now, pkt.src, method, msg, emergency) {
-                    Ok(d) => self.act(now, pkt.src, method, msg, d, out),
+                    Ok(d) => self.act(now, from, method, msg, d, out),
                     Err(reason) => self.drop(reason),
                 }
             }
             StartLine::Response { .. } if banned => self.drop(ProxyDrop::Banned),
-            StartLine::Response { code, .. } => self.response(now, pkt.src, code, msg, out),
+            StartLine::Response { code, .. } => self.response(now, from, code, msg, out),
         }
     }
 
@@ -781,55 +821,80 @@ impl EdgeProxy {
         uri.dialed_number(&mut number).is_ok() && table.is_emergency_number(number.as_bytes())
     }
 
-    /// The Route fields of a request: whether the first is ours, the next
-    /// hop they name, and (for an in-dialog request from `src`) the target
-    /// a valid dialog cookie vouches for.
+    /// The Route fields of a request: how many at the top are ours, the
+    /// next hop they name, (for an in-dialog request from `src`) the
+    /// target a valid dialog cookie vouches for, and the connection a valid
+    /// flow token names.
     fn route_info<'m>(
         &self,
         now: u64,
         src: SocketAddr,
         msg: &'m Message<'_>,
     ) -> Result<RouteInfo<'m>, ErrorKind> {
+        let mut info = RouteInfo {
+            own_routes: 0,
+            next: None,
+            cookie_target: None,
+            flow: None,
+        };
         let mut routes = msg.routes();
-        let first = routes.next().transpose().map_err(|e| e.kind)?;
-        let first_is_ours = first.as_ref().is_some_and(|r| self.uri_is_ours(r.uri()));
-        if !first_is_ours {
-            return Ok(RouteInfo {
-                first_is_ours,
-                next: first,
-                cookie_target: None,
-            });
-        }
-        // Only an in-dialog request takes the cookie path: a request without
-        // a To tag starts something new and is routed like one.
-        let mut cookie_target = None;
-        if let (Some(route), Some(_)) = (&first, msg.to_tag()) {
+        while let Some(route) = routes.next().transpose().map_err(|e| e.kind)? {
+            if info.own_routes == MAX_OWN_ROUTES || !self.uri_is_ours(route.uri()) {
+                info.next = Some(route);
+                break;
+            }
             let params = route.uri().params();
-            if let (Some(Some(c)), Some(Some(t))) = (params.get(b"dce"), params.get(b"dct")) {
-                if let Some(target) = decode_target(t) {
-                    let dialog = Dialog {
-                        call_id: msg.call_id(),
-                        from_tag: msg.from_tag().unwrap_or(b""),
-                        target,
-                    };
-                    if self.cfg.secret.verify_dialog_cookie(
-                        src.ip(),
-                        c,
-                        dialog,
-                        now,
-                        self.cfg.cookie_period_ns,
-                    ) {
-                        cookie_target = Some(target);
+            // Only an in-dialog request takes the cookie path: a request
+            // without a To tag starts something new and is routed like one.
+            // The cookie is in the Route the caller sees first.
+            if info.own_routes == 0 && msg.to_tag().is_some() {
+                info.cookie_target = self.cookie_target(now, src, msg, &params);
+            }
+            if info.flow.is_none() {
+                if let Some(Some(token)) = params.get(b"dcf") {
+                    if let Some(conn) = self.cfg.secret.verify_flow_token(token) {
+                        let transport = uri_transport(route.uri());
+                        let transport = if transport.is_stream() {
+                            transport
+                        } else {
+                            Transport::Tcp
+                        };
+                        info.flow = Some((ConnId(conn), transport));
                     }
                 }
             }
+            info.own_routes += 1;
         }
-        let next = routes.next().transpose().map_err(|e| e.kind)?;
-        Ok(RouteInfo {
-            first_is_ours,
-            next,
-            cookie_target,
-        })
+        Ok(info)
+    }
+
+    /// The dialog target (and transport) the cookie in a Route of ours
+    /// vouches for, when it is valid for `src` and this dialog.
+    fn cookie_target(
+        &self,
+        now: u64,
+        src: SocketAddr,
+        msg: &Message<'_>,
+        params: &sip::Params<'_>,
+    ) -> Option<(SocketAddr, Transport)> {
+        let (Some(Some(c)), Some(Some(t))) = (params.get(b"dce"), params.get(b"dct")) else {
+            return None;
+        };
+        let target = decode_target(t)?;
+        let transport = match params.get(b"dcx") {
+            None => Transport::Udp,
+            Some(v) => Transport::from_name(v.unwrap_or(b""))?,
+        };
+        let dialog = Dialog {
+            call_id: msg.call_id(),
+            from_tag: msg.from_tag().unwrap_or(b""),
+            target,
+            transport,
+        };
+        self.cfg
+            .secret
+            .verify_dialog_cookie(src.ip(), c, dialog, now, self.cfg.cookie_period_ns)
+            .then_some((target, transport))
     }
 
     /// Decides what to do with a request; nothing is sent here. Counters of
@@ -910,10 +975,10 @@ impl EdgeProxy {
 
         // An in-dialog request whose cookie vouches for its dialog goes to
         // the dialog's target, and only there.
-        if let Some(target) = routing.cookie_target {
+        if let Some((target, transport)) = routing.cookie_target {
             return Ok(Disposition::Forward(Forward {
-                dest: target,
-                remove_first_route: true,
+                to: Peer::at(target, transport),
+                remove_routes: routing.own_routes,
                 initial_invite: false,
                 emergency,
             }));
@@ -922,7 +987,7 @@ impl EdgeProxy {
         // Emergency calls: wherever their Request-URI's host says, they are
         // this edge's to route.
         if emergency {
-            return self.decide_emergency(method, msg, routing.first_is_ours);
+            return self.decide_emergency(method, msg, routing.own_routes);
         }
 
         // Requests not for this edge go where their next Route or
@@ -931,19 +996,40 @@ impl EdgeProxy {
             if standing != Standing::Trusted {
                 return Err(ProxyDrop::RelayDenied);
             }
+            // Toward a caller on TCP or TLS: on its connection, which our
+            // Record-Route's flow token names (its Contact is seldom
+            // reachable: an ephemeral port, a NAT).
+            if let (None, Some((conn, transport))) = (&routing.next, routing.flow) {
+                let addr = uri
+                    .host()
+                    .and_then(|h| h.ip())
+                    .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |ip| {
+                        SocketAddr::new(ip, uri.port().unwrap_or(transport.default_port()))
+                    });
+                return Ok(Disposition::Forward(Forward {
+                    to: Peer::on(addr, transport, conn),
+                    remove_routes: routing.own_routes,
+                    initial_invite: false,
+                    emergency: false,
+                }));
+            }
             let dest_uri = routing.next.as_ref().map_or(uri, |r| *r.uri());
             let Some(ip) = dest_uri.host().and_then(|h| h.ip()) else {
                 return Err(ProxyDrop::Unresolvable);
             };
+            let transport = uri_transport(&dest_uri);
             return Ok(Disposition::Forward(Forward {
-                dest: SocketAddr::new(ip, dest_uri.port().unwrap_or(5060)),
-                remove_first_route: routing.first_is_ours,
+                to: Peer::at(
+                    SocketAddr::new(ip, dest_uri.port().unwrap_or(transport.default_port())),
+                    transport,
+                ),
+                remove_routes: routing.own_routes,
                 initial_invite: false,
                 emergency: false,
             }));
         }
 
-        self.decide_by_route(now, src, method, msg, standing, routing.first_is_ours)
+        self.decide_by_route(now, src, method, msg, standing, routing.own_routes)
     }
 
     /// An emergency request: to the emergency group (or its fallback, or a
@@ -953,22 +1039,22 @@ impl EdgeProxy {
         &mut self,
         method: Method<'_>,
         msg: &Message<'_>,
-        remove_first_route: bool,
+        remove_routes: u8,
     ) -> Result<Disposition, ProxyDrop> {
         let initial_invite = method == Method::Invite && msg.to_tag().is_none();
         if initial_invite {
             self.emergency.calls.attempted += 1;
         }
-        let forward = |dest| {
+        let forward = |dest, transport| {
             Ok(Disposition::Forward(Forward {
-                dest,
-                remove_first_route,
+                to: Peer::at(dest, transport),
+                remove_routes,
                 initial_invite,
                 emergency: true,
             }))
         };
         if let Some(target) = self.routes.route_emergency(msg.call_id()) {
-            return forward(target.addr);
+            return forward(target.addr, target.transport);
         }
         let mut number = DialedNumber::new();
         let found = match msg.dialed_number(&mut number) {
@@ -979,9 +1065,13 @@ impl EdgeProxy {
             Err(_) => None,
         };
         match Routed::from(self.routes.route_emergency_by_prefix(found, msg.call_id())) {
-            Routed::Forward { dest, group } => {
+            Routed::Forward {
+                dest,
+                transport,
+                group,
+            } => {
                 self.count_hit(group);
-                forward(dest)
+                forward(dest, transport)
             }
             _ if method == Method::Ack => Err(ProxyDrop::AckNoRoute),
             Routed::Redirect {
@@ -1018,7 +1108,7 @@ impl EdgeProxy {
         method: Method<'_>,
         msg: &Message<'_>,
         standing: Standing,
-        remove_first_route: bool,
+        remove_routes: u8,
     ) -> Result<Disposition, ProxyDrop> {
         let mut number = DialedNumber::new();
         let have_number = match method {
@@ -1050,11 +1140,15 @@ impl EdgeProxy {
         };
         let is_ack = method == Method::Ack;
         match decision {
-            Routed::Forward { dest, group } => {
+            Routed::Forward {
+                dest,
+                transport,
+                group,
+            } => {
                 self.count_hit(group);
                 Ok(Disposition::Forward(Forward {
-                    dest,
-                    remove_first_route,
+                    to: Peer::at(dest, transport),
+                    remove_routes,
                     initial_invite,
                     emergency: false,
                 }))
@@ -1127,13 +1221,13 @@ impl EdgeProxy {
     fn act(
         &mut self,
         now: u64,
-        src: SocketAddr,
+        from: Peer,
         method: Method<'_>,
         msg: &Message<'_>,
         disposition: Disposition,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
-        let standing = self.standing(src.ip(), now);
+        let standing = self.standing(from.addr.ip(), now);
         match disposition {
             Disposition::Forward(f) if f.emergency => {
                 // Emergency requests from unverified sources pay their own
@@ -1141,7 +1235,7 @@ impl EdgeProxy {
                 if !standing.is_proven() && !self.emergency.admit_request(now) {
                     return self.drop(ProxyDrop::EmergencyOverBudget);
                 }
-                self.forward_request(now, src, msg, f, out)
+                self.forward_request(now, from, msg, f, out)
             }
             Disposition::Forward(f) => {
                 // Every request from an unverified source that would be
@@ -1149,9 +1243,72 @@ impl EdgeProxy {
                 if !self.answers.admit_request(standing, now) {
                     return self.drop(ProxyDrop::UnverifiedRequest);
                 }
-                self.forward_request(now, src, msg, f, out)
+                self.forward_request(now, from, msg, f, out)
             }
-            Disposition::Answer(a) => self.answer(now, src, method, msg, standing, a, out),
+            Disposition::Answer(a) => self.answer(now, from, method, msg, standing, a, out),
+        }
+    }
+
+    /// Writes the Record-Route of an initial INVITE from `from` forwarded
+    /// to `to` into `out`; returns its length. The entry the caller sees
+    /// first (the last one written) carries the dialog cookie, the target
+    /// with its transport, and (when the caller is on a connection) the
+    /// flow token that brings in-dialog requests back on it. When the call
+    /// changes transport the edge Record-Routes twice, one entry per side
+    /// (RFC 3261 section 16.6 item 4: each names the address and transport
+    /// that side reaches), so each side sends to the edge over its own.
+    fn write_record_route(
+        &self,
+        out: &mut [u8; RECORD_ROUTE_MAX],
+        from: Peer,
+        to: Peer,
+        cookie: &[u8],
+    ) -> usize {
+        let mut target = [0u8; TARGET_MAX_LEN];
+        let tn = encode_target(to.addr, &mut target);
+        let mut w = Writer { buf: out, len: 0 };
+        if from.transport == Transport::Udp && to.transport == Transport::Udp {
+            // As it always was: one entry.
+            w.put(&self.record_route_prefix);
+            w.put(cookie);
+            w.put(b";dct=");
+            w.put(&target[..tn]);
+            w.put(b">");
+            return w.len;
+        }
+        if from.transport != to.transport {
+            self.write_rr_uri(&mut w, to.transport);
+            w.put(b";lr>, ");
+        }
+        self.write_rr_uri(&mut w, from.transport);
+        w.put(b";lr;dce=");
+        w.put(cookie);
+        w.put(b";dct=");
+        w.put(&target[..tn]);
+        if to.transport != Transport::Udp {
+            w.put(b";dcx=");
+            w.put(to.transport.name().as_bytes());
+        }
+        if let Some(c) = from.conn {
+            w.put(b";dcf=");
+            w.put(&self.cfg.secret.flow_token(c.0));
+        }
+        w.put(b">");
+        w.len
+    }
+
+    /// `<sip:ADDRESS` and, for a stream transport, `;transport=NAME`.
+    fn write_rr_uri(&self, w: &mut Writer<'_>, transport: Transport) {
+        use std::io::Write;
+        w.put(b"<sip:");
+        let mut addr = [0u8; 64];
+        let mut cur = std::io::Cursor::new(&mut addr[..]);
+        let _ = write!(cur, "{}", self.cfg.advertise_for(transport));
+        let n = cur.position() as usize;
+        w.put(&addr[..n]);
+        if transport.is_stream() {
+            w.put(b";transport=");
+            w.put(transport.name().as_bytes());
         }
     }
 
@@ -1182,7 +1339,13 @@ impl EdgeProxy {
     /// the incoming branch when it is an RFC 3261 one, else from the fields
     /// that identify an RFC 2543 transaction. The method is left out so that
     /// a CANCEL and a non-2xx ACK get their INVITE's branch.
-    fn branch(&self, msg: &Message<'_>, next_hop: SocketAddr, emergency: bool) -> [u8; BRANCH_LEN] {
+    fn branch(
+        &self,
+        msg: &Message<'_>,
+        next_hop: Hop,
+        emergency: bool,
+        conn: Option<ConnId>,
+    ) -> [u8; BRANCH_LEN] {
         let top = msg.top_via();
         let cseq = msg.cseq().number;
         let cseq_bytes = cseq.to_le_bytes();
@@ -1197,6 +1360,7 @@ impl EdgeProxy {
             call_id: msg.call_id(),
             cseq,
             emergency,
+            conn: conn.map(|c| c.0),
         };
         match top.branch() {
             Some(b) if top.has_rfc3261_branch() => {
@@ -1223,53 +1387,57 @@ impl EdgeProxy {
     fn forward_request(
         &mut self,
         now: u64,
-        src: SocketAddr,
+        from: Peer,
         msg: &Message<'_>,
         f: Forward,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
-        let branch = self.branch(msg, f.dest, f.emergency);
-        let mut rr = [0u8; 192];
+        let src = from.addr;
+        let hop = match f.to.conn {
+            Some(c) => Hop::Conn(c.0),
+            None => Hop::Addr(f.to.addr, f.to.transport),
+        };
+        let branch = self.branch(msg, hop, f.emergency, from.conn);
+        let mut rr = [0u8; RECORD_ROUTE_MAX];
         let record_route = if f.initial_invite && self.cfg.record_route {
             let dialog = Dialog {
                 call_id: msg.call_id(),
                 from_tag: msg.from_tag().unwrap_or(b""),
-                target: f.dest,
+                target: f.to.addr,
+                transport: f.to.transport,
             };
             let c = self
                 .cfg
                 .secret
                 .dialog_cookie(src.ip(), dialog, now, self.cfg.cookie_period_ns);
-            let mut target = [0u8; TARGET_MAX_LEN];
-            let tn = encode_target(f.dest, &mut target);
-            let p = &self.record_route_prefix;
-            let mut len = 0;
-            for part in [
-                p.as_slice(),
-                &c[..COOKIE_LEN],
-                b";dct",
-                b"=",
-                &target[..tn],
-                b">",
-            ] {
-                rr[len..len + part.len()].copy_from_slice(part);
-                len += part.len();
-            }
+            let len = self.write_record_route(&mut rr, from, f.to, &c[..COOKIE_LEN]);
             Some(&rr[..len])
         } else {
             None
         };
+        // The connection the request came on, for its response to go back
+        // on (covered by the branch's MAC).
+        let mut via_params = [0u8; 21];
+        let via_params: &[u8] = match from.conn {
+            Some(c) => {
+                via_params[..5].copy_from_slice(b";dcc=");
+                cookie::write_hex16(c.0, &mut via_params[5..]);
+                &via_params[..]
+            }
+            None => b"",
+        };
         let fwd = ForwardRequest {
-            sent_by: SentBy::Addr(self.cfg.advertise),
+            sent_by: SentBy::Addr(self.cfg.advertise_for(f.to.transport)),
             branch: &branch,
             request_uri: None,
             record_route,
-            remove_first_route: f.remove_first_route,
+            remove_routes: f.remove_routes,
             source: Some(src),
+            via_transport: f.to.transport.via_token().as_bytes(),
+            via_params,
+            content_length: f.to.transport.is_stream(),
         };
-        match out.send(f.dest, |buf| {
-            sip::write::forward_request(msg, &fwd, buf).ok()
-        }) {
+        match out.send_to(f.to, |buf| sip::write::forward_request(msg, &fwd, buf).ok()) {
             Ok(()) => {}
             Err(SendError::PayloadRejected { .. }) => return self.drop(ProxyDrop::TooLarge),
             // The dataplane counted it (no neighbour, ring full...).
@@ -1291,7 +1459,7 @@ impl EdgeProxy {
                     self.emergency.calls.forwarded += 1;
                     self.emit(ProxyEvent::EmergencyCall {
                         source: src.ip(),
-                        target: f.dest,
+                        target: f.to.addr,
                     });
                 }
             }
@@ -1302,7 +1470,7 @@ impl EdgeProxy {
     fn response(
         &mut self,
         now: u64,
-        src: SocketAddr,
+        from: Peer,
         status: u16,
         msg: &Message<'_>,
         out: &mut Outbox<'_>,
@@ -1312,16 +1480,32 @@ impl EdgeProxy {
         if !(self.host_is_ours(top.host(), top.port()) && is_our_branch(branch)) {
             return self.drop(ProxyDrop::NotOurVia);
         }
+        // The connection the request came in on, if it came on one.
+        let conn = match top.params().get(b"dcc") {
+            None => None,
+            Some(v) => match v.and_then(cookie::read_hex16) {
+                Some(c) => Some(c),
+                None => return self.drop(ProxyDrop::UnexpectedResponse),
+            },
+        };
         // Only the hop the request went to, answering that request, gets a
         // response relayed: a branch of our shape proves nothing by itself.
+        // The MAC covers the connection the response is to go back on, so
+        // nobody can turn it toward another caller's connection.
         let cseq = msg.cseq();
         let emergency = branch_is_emergency(branch);
         let tx = Transaction {
             call_id: msg.call_id(),
             cseq: cseq.number,
             emergency,
+            conn,
         };
-        if !self.cfg.secret.response_is_ours(branch, src, tx) {
+        let secret = &self.cfg.secret;
+        let ours = secret.response_is_ours(branch, Hop::Addr(from.addr, from.transport), tx)
+            || from
+                .conn
+                .is_some_and(|c| secret.response_is_ours(branch, Hop::Conn(c.0), tx));
+        if !ours {
             return self.drop(ProxyDrop::UnexpectedResponse);
         }
         let next = match msg.second_via() {
@@ -1333,6 +1517,18 @@ impl EdgeProxy {
         };
         let Some(dest) = next.response_target() else {
             return self.drop(ProxyDrop::Unresolvable);
+        };
+        // Back on the caller's connection when the request came on one;
+        // else over UDP (this edge never dials a caller's Via).
+        let to = match conn {
+            Some(c) => {
+                let transport = match next.transport() {
+                    sip::Transport::Tls => Transport::Tls,
+                    _ => Transport::Tcp,
+                };
+                Peer::on(dest, transport, ConnId(c))
+            }
+            None => Peer::udp(dest),
         };
         let standing = self.standing(dest.ip(), now);
         // An emergency call's responses reach its caller within the
@@ -1380,7 +1576,9 @@ impl EdgeProxy {
                 });
             }
         }
-        match out.send(dest, |buf| sip::write::forward_response(msg, buf).ok()) {
+        match out.send_to(to, |buf| {
+            sip::write::forward_response_with(msg, to.transport.is_stream(), buf).ok()
+        }) {
             Ok(()) => {}
             Err(SendError::PayloadRejected { .. }) => return self.drop(ProxyDrop::TooLarge),
             Err(_) => return Ok(()),
@@ -1437,13 +1635,14 @@ impl EdgeProxy {
     fn answer(
         &mut self,
         now: u64,
-        src: SocketAddr,
+        from: Peer,
         method: Method<'_>,
         msg: &Message<'_>,
         standing: Standing,
         a: Answer,
         out: &mut Outbox<'_>,
     ) -> Result<(), ProxyDrop> {
+        let src = from.addr;
         match self.answers.admit_answer(src.ip(), standing, now) {
             AnswerVerdict::Send => {}
             AnswerVerdict::SourceLimited => return self.drop(ProxyDrop::AnswerLimitedSource),
@@ -1469,7 +1668,7 @@ impl EdgeProxy {
         if let Some(s) = a.retry_after {
             b = b.retry_after(s);
         }
-        match out.send(src, |buf| b.write(msg, buf).ok()) {
+        match out.send_to(from, |buf| b.write(msg, buf).ok()) {
             Ok(()) => {}
             Err(SendError::PayloadRejected { .. }) => return self.drop(ProxyDrop::TooLarge),
             Err(_) => return Ok(()),
@@ -1490,6 +1689,36 @@ fn one_source(network: Cidr) -> Option<IpAddr> {
         IpAddr::V6(_) => (network.prefix >= 64).then_some(network.addr),
     }
 }
+
+/// The transport a URI asks for: its `transport` parameter, or TLS for a
+/// `sips:` URI, else UDP.
+fn uri_transport(uri: &Uri<'_>) -> Transport {
+    match uri.params().get(b"transport") {
+        Some(Some(t)) => Transport::from_name(t).unwrap_or(Transport::Udp),
+        _ if uri.scheme() == Scheme::Sips => Transport::Tls,
+        _ => Transport::Udp,
+    }
+}
+
+/// A byte writer over a fixed buffer that stops at its end (the buffer is
+/// sized for the longest Record-Route).
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.buf.len());
+        let n = end - self.len;
+        self.buf[self.len..end].copy_from_slice(&bytes[..n]);
+        self.len = end;
+    }
+}
+
+/// Room for the Record-Route this edge writes: two entries, IPv6
+/// addresses, the cookie, the target and a flow token.
+const RECORD_ROUTE_MAX: usize = 512;
 
 fn setup_key(branch: &[u8]) -> u64 {
     // The hex digits of our branch are a keyed hash already; fold them.

@@ -73,11 +73,7 @@ impl Lab {
     ) -> (Result<(), ProxyDrop>, Vec<(SocketAddr, String)>) {
         self.now += self.step;
         let mut buf = OutboxBuffer::new(4, 4096);
-        let pkt = Datagram {
-            src: addr(from),
-            dst: addr(EDGE),
-            payload: msg.as_bytes(),
-        };
+        let pkt = Datagram::udp(addr(from), addr(EDGE), msg.as_bytes());
         let r =
             self.proxy
                 .handle_datagram(Timestamp::from_nanos(self.now), &pkt, &mut buf.outbox());
@@ -1506,3 +1502,5 @@ fn without_an_emergency_group_emergency_numbers_route_by_prefix_without_a_cap() 
         .1;
     assert!(over[0].1.starts_with("SIP/2.0 503 "));
 }
+
+mod transport;

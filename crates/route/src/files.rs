@@ -17,8 +17,8 @@ use toml::Spanned;
 
 use crate::health::{limits, HealthSettings};
 use crate::table::{
-    Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target, MAX_EMERGENCY_DIGITS,
-    MAX_EMERGENCY_NUMBERS,
+    Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target, Transport,
+    MAX_EMERGENCY_DIGITS, MAX_EMERGENCY_NUMBERS,
 };
 use crate::trie::{PrefixKey, MAX_PREFIX_DIGITS};
 use config::{ConfigError, SourceFile};
@@ -295,6 +295,8 @@ struct RawGroup {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     address: Spanned<String>,
+    /// `udp` (default), `tcp` or `tls`.
+    transport: Option<Spanned<String>>,
     priority: Option<Spanned<i64>>,
     weight: Option<Spanned<i64>>,
 }
@@ -311,6 +313,12 @@ pub fn valid_group_name(name: &str) -> bool {
 /// Parses a target address: `ip:port`, `[ipv6]:port`, or an IP alone (port
 /// [`DEFAULT_PORT`]).
 pub fn parse_target_address(s: &str) -> Option<SocketAddr> {
+    parse_target_address_for(s, Transport::Udp)
+}
+
+/// [`parse_target_address`] for a target reached over `transport`: an IP
+/// alone gets that transport's default port (5061 for TLS).
+pub fn parse_target_address_for(s: &str, transport: Transport) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return (a.port() != 0).then_some(a);
     }
@@ -320,7 +328,7 @@ pub fn parse_target_address(s: &str) -> Option<SocketAddr> {
         .unwrap_or(s);
     ip.parse::<IpAddr>()
         .ok()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+        .map(|ip| SocketAddr::new(ip, transport.default_port()))
 }
 
 /// Reads a groups file: syntax, names, actions, codes, targets, caps and the
@@ -566,7 +574,20 @@ impl GroupsReader<'_> {
         let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
         for t in targets {
             let t = t.get_ref();
-            let Some(addr) = parse_target_address(t.address.get_ref()) else {
+            let transport = match &t.transport {
+                None => Transport::Udp,
+                Some(name) => match Transport::from_name(name.get_ref().as_bytes()) {
+                    Some(tr) => tr,
+                    None => {
+                        self.errors.push(self.src.error_at(
+                            name.span(),
+                            format!("transport {:?} is not udp, tcp or tls", name.get_ref()),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let Some(addr) = parse_target_address_for(t.address.get_ref(), transport) else {
                 self.errors.push(self.src.error_at(
                     t.address.span(),
                     format!(
@@ -587,7 +608,9 @@ impl GroupsReader<'_> {
             }
             let priority = self.target_field("priority", &t.priority, 0);
             let weight = self.target_field("weight", &t.weight, 1);
-            group.targets.push(Target::new(addr, priority, weight));
+            group
+                .targets
+                .push(Target::new(addr, priority, weight).with_transport(transport));
         }
     }
 

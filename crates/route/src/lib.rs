@@ -24,4 +24,6 @@ pub use files::{LoadedRoutes, RouteErrors, RoutesConfig};
 pub use health::{HealthSettings, TargetHealth};
 pub use reload::{Decision, RouteControl, WorkerRoutes};
 pub use select::HealthView;
-pub use table::{Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target, UpstreamId};
+pub use table::{
+    Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target, Transport, UpstreamId,
+};

@@ -46,11 +46,79 @@ impl Action {
     }
 }
 
+/// The transport a SIP message travels over: what a route target is
+/// reached by, and what a message arrived on (the proxy's handler contract
+/// re-exports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Transport {
+    /// UDP (the default).
+    #[default]
+    Udp,
+    /// TCP, framed by Content-Length (RFC 3261 section 18.3).
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// Every transport, in counter order.
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+
+    /// The name as a groups file and the counters spell it: `udp`, `tcp`,
+    /// `tls` (also the value of a URI's `transport` parameter).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The transport token of a Via written for it (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// A connection-oriented transport (TCP or TLS), framed by
+    /// Content-Length.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The port SIP uses for it by default (RFC 3261 section 19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+
+    /// Reads a name (`udp`, `tcp`, `tls`, any case).
+    pub fn from_name(name: &[u8]) -> Option<Transport> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One target of a route group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Where to send: an IPv4 or IPv6 address and a UDP port.
+    /// Where to send: an IPv4 or IPv6 address and a port.
     pub addr: SocketAddr,
+    /// What to send over (`transport = "udp" | "tcp" | "tls"` in the groups
+    /// file; UDP by default).
+    pub transport: Transport,
     /// Lower is preferred, as in DNS SRV (RFC 2782): targets of priority 1
     /// take all calls while any of them is up, then priority 2, and so on.
     pub priority: u16,
@@ -67,11 +135,18 @@ impl Target {
     pub fn new(addr: SocketAddr, priority: u16, weight: u16) -> Target {
         Target {
             addr,
+            transport: Transport::Udp,
             priority,
             weight: weight.max(1),
             upstream: UpstreamId(0),
             seed: address_seed(addr),
         }
+    }
+
+    /// The same target reached over `transport`.
+    pub fn with_transport(mut self, transport: Transport) -> Target {
+        self.transport = transport;
+        self
     }
 
     /// The upstream whose health decides whether this target is up.
@@ -487,6 +562,22 @@ impl RouteTable {
         let mut out = Vec::new();
         for g in self.groups.iter().filter(|g| g.action == Action::Forward) {
             for t in &g.targets {
+                if !std::mem::replace(&mut seen[t.upstream.0 as usize], true) {
+                    out.push(t.addr);
+                }
+            }
+        }
+        out
+    }
+
+    /// Addresses of the forward targets reached over UDP: what the prober
+    /// checks with OPTIONS over UDP (a TCP or TLS target is taken to be up;
+    /// its connection's failures show in the stream counters).
+    pub fn forward_upstreams_udp(&self) -> Vec<SocketAddr> {
+        let mut seen = vec![false; self.upstreams.len()];
+        let mut out = Vec::new();
+        for g in self.groups.iter().filter(|g| g.action == Action::Forward) {
+            for t in g.targets.iter().filter(|t| t.transport == Transport::Udp) {
                 if !std::mem::replace(&mut seen[t.upstream.0 as usize], true) {
                     out.push(t.addr);
                 }

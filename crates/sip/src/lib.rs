@@ -41,6 +41,7 @@ mod scan;
 mod uri;
 mod values;
 
+pub mod stream;
 pub mod write;
 
 pub use error::{ErrorKind, ParseError};

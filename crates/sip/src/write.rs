@@ -186,11 +186,26 @@ impl SentBy<'_> {
 
 /// Writes `Via: SIP/2.0/UDP sent-by;branch=...;rport`.
 fn our_via(out: &mut Out<'_>, sent_by: &SentBy<'_>, branch: &[u8]) -> Result<(), WriteError> {
-    out.put(b"Via: SIP/2.0/UDP ")?;
+    our_via_over(out, b"UDP", sent_by, branch, b"")
+}
+
+/// Writes `Via: SIP/2.0/{transport} sent-by;branch=...;rport{params}`.
+fn our_via_over(
+    out: &mut Out<'_>,
+    transport: &[u8],
+    sent_by: &SentBy<'_>,
+    branch: &[u8],
+    params: &[u8],
+) -> Result<(), WriteError> {
+    out.put(b"Via: SIP/2.0/")?;
+    out.put(transport)?;
+    out.put(b" ")?;
     out.sent_by(sent_by)?;
     out.put(b";branch=")?;
     out.put(branch)?;
-    out.put(b";rport\r\n")
+    out.put(b";rport")?;
+    out.put(params)?;
+    out.put(b"\r\n")
 }
 
 /// A response to a parsed request (RFC 3261 section 8.2.6): status line, the
@@ -389,26 +404,40 @@ pub struct ForwardRequest<'x> {
     /// A Record-Route value to add above the request's own, e.g.
     /// `<sip:192.0.2.1;lr>`, or `None`.
     pub record_route: Option<&'x [u8]>,
-    /// Remove the first Route value: it names this element (RFC 3261
-    /// section 16.4, loose routing).
-    pub remove_first_route: bool,
+    /// How many Route values to remove from the top: they name this
+    /// element (RFC 3261 section 16.4, loose routing; two when it
+    /// Record-Routed twice, once per transport).
+    pub remove_routes: u8,
     /// The address the request came from, written as `received` on the
     /// request's top Via when it differs from the sent-by host (RFC 3261
     /// section 18.2.1), and the port, written as the value of an empty
     /// `rport` (RFC 3581), so responses find their way back.
     pub source: Option<SocketAddr>,
+    /// The transport token of the Via this element pushes: `UDP`, `TCP`,
+    /// `TLS` (RFC 3261 section 18.1.1: the transport it is sent over).
+    pub via_transport: &'x [u8],
+    /// More parameters for that Via, written after `;rport` as given
+    /// (`;name=value`...), or empty.
+    pub via_params: &'x [u8],
+    /// Add a Content-Length header when the request has none: a message
+    /// sent over a stream transport must carry one (RFC 3261 section 18.3).
+    pub content_length: bool,
 }
 
 impl<'x> ForwardRequest<'x> {
-    /// Forwarding with this element's Via and nothing else changed.
+    /// Forwarding with this element's Via (over UDP) and nothing else
+    /// changed.
     pub fn new(sent_by: SentBy<'x>, branch: &'x [u8]) -> Self {
         ForwardRequest {
             sent_by,
             branch,
             request_uri: None,
             record_route: None,
-            remove_first_route: false,
+            remove_routes: 0,
             source: None,
+            via_transport: b"UDP",
+            via_params: b"",
+            content_length: false,
         }
     }
 }
@@ -470,6 +499,10 @@ pub fn forward_request(
     };
     forward.sent_by.check()?;
     check_token(forward.branch, "branch")?;
+    check_token(forward.via_transport, "Via transport")?;
+    if !forward.via_params.is_empty() {
+        check_value(forward.via_params, "Via parameters")?;
+    }
     if let Some(u) = forward.request_uri {
         check_word(u, "Request-URI")?;
     }
@@ -496,15 +529,24 @@ pub fn forward_request(
             o.put(b"\r\n")?;
         }
     }
-    our_via(&mut o, &forward.sent_by, forward.branch)?;
+    our_via_over(
+        &mut o,
+        forward.via_transport,
+        &forward.sent_by,
+        forward.branch,
+        forward.via_params,
+    )?;
     if let Some(rr) = forward.record_route {
         o.header(b"Record-Route", rr)?;
     }
     if request.max_forwards().is_none() {
         o.header_num(b"Max-Forwards", u64::from(max_forwards))?;
     }
+    if forward.content_length && request.content_length().is_none() {
+        o.header_num(b"Content-Length", request.body().len() as u64)?;
+    }
     let mut first_via = forward.source.is_some();
-    let mut first_route = forward.remove_first_route;
+    let mut routes_left = forward.remove_routes;
     for (name, start, value_start, value_end, end) in request.slot_positions() {
         if name == HeaderName::Via && first_via {
             first_via = false;
@@ -517,11 +559,16 @@ pub fn forward_request(
             o.put(&buf[value_end..end])?;
             continue;
         }
-        if name == HeaderName::Route && first_route {
-            first_route = false;
-            let value = &buf[value_start..value_end];
-            let rest = values::next_name_addr(value).ok().map(|(_, after)| after);
-            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
+        if name == HeaderName::Route && routes_left > 0 {
+            let mut rest = &buf[value_start..value_end];
+            while routes_left > 0 && !rest.is_empty() {
+                routes_left -= 1;
+                rest = match values::next_name_addr(rest) {
+                    Ok((_, after)) => after,
+                    Err(_) => &[],
+                };
+            }
+            if !rest.is_empty() {
                 // Keep the other values of the list on this line.
                 o.put(&buf[start..value_start])?;
                 o.put(rest)?;
@@ -547,6 +594,17 @@ pub fn forward_request(
 /// top Via value removed (only the first value when the top Via line holds a
 /// comma list), everything else copied byte for byte.
 pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize, WriteError> {
+    forward_response_with(response, false, out)
+}
+
+/// [`forward_response`], adding a Content-Length header when the response
+/// has none and `content_length` is set (for a stream transport, RFC 3261
+/// section 18.3).
+pub fn forward_response_with(
+    response: &Message<'_>,
+    content_length: bool,
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
     if response.is_request() {
         return Err(WriteError::NotARequest);
     }
@@ -559,6 +617,9 @@ pub fn forward_response(response: &Message<'_>, out: &mut [u8]) -> Result<usize,
     let mut o = Out::new(out);
     o.put(response.start_line())?;
     o.put(b"\r\n")?;
+    if content_length && response.content_length().is_none() {
+        o.header_num(b"Content-Length", response.body().len() as u64)?;
+    }
     let mut top_done = false;
     for (name, start, value_start, value_end, end) in response.slot_positions() {
         if name == HeaderName::Via && !top_done {

@@ -11,4 +11,5 @@ pub mod routes;
 pub mod run;
 pub mod sip;
 pub mod stats;
+pub mod tls;
 pub mod watch;

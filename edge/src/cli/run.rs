@@ -272,6 +272,7 @@ fn handle_control(
                 "{e}; the event log keeps writing to the file it had open"
             )),
         },
+        ControlRequest::ReloadTls => answer(appliance.reload_tls()),
         ControlRequest::Ban {
             network,
             ttl_seconds,

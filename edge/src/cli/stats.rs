@@ -158,6 +158,37 @@ pub fn summary(s: &Snapshot) -> String {
         count(e.over_budget),
         e.setup_latency.p99_ms
     );
+    if let Some(st) = &s.stream {
+        let c = |names: &[&str]| -> u64 {
+            names
+                .iter()
+                .map(|n| st.counters.get(*n).copied().unwrap_or(0))
+                .sum()
+        };
+        let _ = writeln!(
+            t,
+            "sip over tcp/tls: {} open, {} accepted, {} refused by caps, {} timed out, {} framing errors, {} queue overflows; tls {} handshakes, {} failed",
+            count(st.open_connections),
+            count(c(&["accepted"])),
+            count(c(&["refused_total", "refused_per_source"])),
+            count(c(&["idle_timeouts", "slow_timeouts", "tls_handshake_timeouts"])),
+            count(c(&[
+                "header_too_long",
+                "body_too_long",
+                "no_content_length",
+                "bad_content_length",
+                "conflicting_content_length",
+            ])),
+            count(c(&["queue_overflow"])),
+            count(c(&["tls_handshakes"])),
+            count(c(&[
+                "tls_failed_certificate",
+                "tls_failed_protocol",
+                "tls_failed_alert",
+                "tls_failed_other",
+            ])),
+        );
+    }
     let _ = writeln!(t, "bans: {} active", s.bans.len());
     for top in s.top_sources.iter().take(5) {
         let _ = writeln!(
@@ -230,6 +261,29 @@ mod tests {
         assert!(text.contains("drop scanner"), "{text}");
         assert!(text.contains("1,234"), "{text}");
         assert!(text.contains("bans: 0 active"), "{text}");
+        assert!(!text.contains("sip over tcp/tls"), "{text}");
+    }
+
+    #[test]
+    fn summary_shows_the_stream_thread_when_there_is_one() {
+        let s = Snapshot {
+            stream: Some(telemetry::stats::StreamReport {
+                open_connections: 3,
+                counters: [
+                    ("accepted".to_string(), 1500),
+                    ("refused_per_source".to_string(), 2),
+                    ("slow_timeouts".to_string(), 4),
+                    ("tls_failed_certificate".to_string(), 5),
+                ]
+                .into(),
+            }),
+            ..Default::default()
+        };
+        let text = summary(&s);
+        assert!(
+            text.contains("sip over tcp/tls: 3 open, 1,500 accepted, 2 refused by caps, 4 timed out, 0 framing errors, 0 queue overflows; tls 0 handshakes, 5 failed"),
+            "{text}"
+        );
     }
 
     #[test]

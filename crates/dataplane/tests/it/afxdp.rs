@@ -346,3 +346,121 @@ fn afxdp_frames_the_device_drops_are_counted_not_lost() {
     })
     .unwrap();
 }
+
+/// Hands every datagram to a TCP address (which the stream layer dials).
+struct ToStream(std::net::SocketAddr);
+
+impl dataplane::PacketHandler for ToStream {
+    type Control = ();
+    type Stats = ();
+    type Drop = dataplane::echo::EchoDrop;
+    type Event = ();
+
+    fn handle(
+        &mut self,
+        _now: dataplane::Timestamp,
+        pkt: &dataplane::Datagram<'_>,
+        out: &mut dataplane::Outbox<'_>,
+    ) -> Result<(), Self::Drop> {
+        let to = dataplane::Peer::at(self.0, dataplane::Transport::Tcp);
+        let _ = out.send_to(to, |b| {
+            let n = pkt.payload.len();
+            b.get_mut(..n)?.copy_from_slice(pkt.payload);
+            Some(n)
+        });
+        Ok(())
+    }
+
+    fn on_control(&mut self, _now: dataplane::Timestamp, _msg: ()) {}
+
+    fn stats(&self) {}
+}
+
+#[test]
+fn an_afxdp_worker_hands_messages_for_stream_peers_to_the_stream_thread() {
+    use dataplane::stream::{StreamConfig, StreamLayer};
+    use std::io::Read;
+    let test = "an_afxdp_worker_hands_messages_for_stream_peers_to_the_stream_thread";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    let clang = find_clang();
+    if !feature_or_skip(test, clang.is_some(), "clang", "apt-get install clang") {
+        return;
+    }
+    let tmp = TempDir::new("xsh");
+    let obj = compile_xsk_redirect(clang.unwrap(), &tmp.0, PORT);
+    let a = Netns::create("dha").unwrap();
+    let b = Netns::create("dhb").unwrap();
+    let (ia, ib) = (unique_name("ha"), unique_name("hb"));
+    veth_pair_one_queue(&a, &ia, &b, &ib).unwrap();
+    a.addr_up(&ia, "198.18.57.1/24").unwrap();
+    b.addr_up(&ib, "198.18.57.2/24").unwrap();
+    let mut config = DataplaneConfig::new(
+        IoMode::AfXdp,
+        &ia,
+        vec![format!("198.18.57.1:{PORT}").parse().unwrap()],
+        &[0],
+    );
+    config.xsk.frame_count = 1024;
+    config.xsk.fill_ring = 512;
+    config.xsk.rx_ring = 256;
+    config.xsk.tx_ring = 256;
+    config.xsk.completion_ring = 256;
+    let ia2 = ia.clone();
+    a.enter(|| {
+        let mut bpf = Ebpf::load_file(&obj).unwrap();
+        let prog: &mut Xdp = bpf.program_mut("xsk_redirect").unwrap().try_into().unwrap();
+        prog.load().unwrap();
+        prog.attach(&ia2, XdpMode::Skb).unwrap();
+        let mut map = XskMap::try_from(bpf.map_mut("xsks_map").unwrap()).unwrap();
+        // The TCP peer the stream layer dials, in the edge's namespace.
+        let sink = std::net::TcpListener::bind("198.18.57.1:0").unwrap();
+        sink.set_nonblocking(true).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let mut layer = StreamLayer::open(
+            StreamConfig::new("198.18.57.1:0".parse().unwrap()),
+            Echo::new(),
+        )
+        .unwrap();
+        let handoff = layer.handoff(1 << 16);
+        let thread = layer.spawn(Duration::from_millis(20)).unwrap();
+        let dp = Dataplane::start_with_handoffs(&config, Some(&mut map), vec![handoff], |_| {
+            ToStream(sink_addr)
+        })
+        .unwrap();
+        let server = config.local[0];
+        b.enter(move || {
+            let s = std::net::UdpSocket::bind("198.18.57.2:0").unwrap();
+            for _ in 0..5 {
+                s.send_to(b"via xdp\n", server).unwrap();
+            }
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut conn = loop {
+            match sink.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("the stream layer never dialled: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.windows(8).any(|w| w == b"via xdp\n") {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let finals = dp.stop().unwrap();
+        assert_eq!(finals[0].counters.no_stream_path, 0);
+        let layer = thread.stop().unwrap();
+        let k = layer.counters();
+        assert!(k.handed_over >= 1, "{k:?}");
+        assert_eq!(k.dialled, 1, "one connection for every message: {k:?}");
+    })
+    .unwrap();
+}

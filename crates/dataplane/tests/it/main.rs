@@ -1,4 +1,4 @@
-//! Integration tests of the dataplane: AF_XDP and socket workers on veth pairs in network namespaces, the frame writer against the kernel, neighbours, and no allocation in the steady state.
+//! Integration tests of the dataplane: AF_XDP and socket workers on veth pairs in network namespaces, the frame writer against the kernel, neighbours, no allocation in the steady state, and the TCP stream layer on 127.0.0.1.
 
 mod afxdp;
 mod alloc;
@@ -7,3 +7,4 @@ mod common;
 mod frame_kernel;
 mod neigh;
 mod socket;
+mod stream;

@@ -13,3 +13,4 @@ mod metrics_e2e;
 mod metrics_endpoint;
 mod metrics_stats_cli;
 mod redteam;
+mod stream_e2e;

@@ -119,6 +119,7 @@ fn full_snapshot() -> Snapshot {
             answered: 1,
             ..EmergencyReport::default()
         },
+        stream: None,
     }
 }
 

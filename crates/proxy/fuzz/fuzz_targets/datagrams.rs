@@ -66,11 +66,7 @@ fuzz_target!(|data: &[u8]| {
         buf.clear();
         let r = p.handle_datagram(
             Timestamp::from_nanos(now),
-            &Datagram {
-                src,
-                dst: edge,
-                payload,
-            },
+            &Datagram::udp(src, edge, payload),
             &mut buf.outbox(),
         );
         let after = p.snapshot();

@@ -287,7 +287,7 @@ proptest! {
             buf.clear();
             let r = p.handle_datagram(
                 Timestamp::from_nanos(now),
-                &Datagram { src: *src, dst: addr(EDGE), payload },
+                &Datagram::udp(*src, addr(EDGE), payload),
                 &mut buf.outbox(),
             );
             let after = p.snapshot();
@@ -329,7 +329,7 @@ proptest! {
         let mut buf = OutboxBuffer::new(8, 4096);
         let _ = p.handle_datagram(
             Timestamp::from_nanos(1_000 * MS),
-            &Datagram { src: from, dst: addr(EDGE), payload: &payload },
+            &Datagram::udp(from, addr(EDGE), &payload),
             &mut buf.outbox(),
         );
         prop_assert!(

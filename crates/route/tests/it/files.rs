@@ -225,3 +225,49 @@ fn a_refused_reload_keeps_the_running_version() {
         .unwrap();
     assert_eq!(ok.version, 2);
 }
+
+#[test]
+fn a_target_says_its_transport_and_a_tls_target_defaults_to_port_5061() {
+    let loaded = files::load_sources(
+        &text(
+            "groups.toml",
+            "[[group]]\nname = \"a\"\naction = \"forward\"\ntargets = [\n\
+             { address = \"198.18.0.1:5060\" },\n\
+             { address = \"198.18.0.2\", transport = \"tls\" },\n\
+             { address = \"198.18.0.3:5080\", transport = \"TCP\" },\n]\n",
+        ),
+        &text("prefixes.csv", "44,a\n"),
+        None,
+    )
+    .unwrap();
+    let g = loaded.table.group(loaded.table.group_by_name("a").unwrap());
+    let got: Vec<(String, route::Transport)> = g
+        .targets
+        .iter()
+        .map(|t| (t.addr.to_string(), t.transport))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("198.18.0.1:5060".to_string(), route::Transport::Udp),
+            ("198.18.0.2:5061".to_string(), route::Transport::Tls),
+            ("198.18.0.3:5080".to_string(), route::Transport::Tcp),
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_transport_is_refused_with_its_line() {
+    let errors = errors_of(
+        "[[group]]\nname = \"a\"\naction = \"forward\"\ntargets = [\n\
+         { address = \"198.18.0.1:5060\" },\n\
+         { address = \"198.18.0.2\", transport = \"sctp\" },\n]\n",
+        "44,a\n",
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("groups.toml:6:"), "{errors:?}");
+    assert!(
+        errors[0].contains("transport \"sctp\" is not udp, tcp or tls"),
+        "{errors:?}"
+    );
+}

@@ -44,7 +44,10 @@ fn exercise(msg: &Message<'_>) {
         branch: b"z9hG4bKp",
         request_uri: None,
         record_route: Some(b"<sip:198.18.0.1;lr>"),
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     if let Ok(len) = forward_request(msg, &fwd, &mut out) {

@@ -181,7 +181,10 @@ fn every_writer_reports_a_short_buffer_instead_of_panicking() {
         branch: b"z9hG4bKedge",
         request_uri: Some(b"sip:+442079460000@198.18.0.2"),
         record_route: Some(b"<sip:198.18.0.1;lr>"),
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let full = write(|o| forward_request(&req, &fwd, o));
@@ -210,7 +213,10 @@ fn forwarded_request_has_our_via_on_top_and_max_forwards_minus_one() {
         branch: b"z9hG4bKedge1",
         request_uri: None,
         record_route: None,
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let out = write(|o| forward_request(&req, &fwd, o));
@@ -237,7 +243,10 @@ fn forwarded_request_copies_other_lines_byte_for_byte() {
         branch: b"z9hG4bKedge2",
         request_uri: None,
         record_route: None,
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let out = write(|o| forward_request(&req, &fwd, o));
@@ -266,7 +275,10 @@ fn forwarded_request_without_max_forwards_gets_69() {
         branch: b"z9hG4bKedge3",
         request_uri: None,
         record_route: None,
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let out = write(|o| forward_request(&req, &fwd, o));
@@ -281,7 +293,10 @@ fn forwarded_request_can_replace_the_request_uri_and_record_route() {
         branch: b"z9hG4bKedge4",
         request_uri: Some(b"sip:+442079460000@198.18.0.2:5060"),
         record_route: Some(b"<sip:198.18.0.1;lr>"),
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let out = write(|o| forward_request(&req, &fwd, o));
@@ -311,7 +326,10 @@ fn request_with_max_forwards_zero_is_not_forwarded() {
         branch: b"z9hG4bKx",
         request_uri: None,
         record_route: None,
-        remove_first_route: false,
+        remove_routes: 0,
+        via_transport: b"UDP",
+        via_params: b"",
+        content_length: false,
         source: None,
     };
     let mut out = [0u8; 2000];
@@ -451,4 +469,85 @@ From: <sip:b@example.net>;tag=1\r\nCall-ID: c@x\r\nCSeq: 1 OPTIONS\r\n\r\n";
     );
     let out = write(|o| write_response(&msg, 200, "OK", Some(b"t9"), o));
     assert_eq!(sip::parse_strict(&out).unwrap().to_tag(), Some(&b"t9"[..]));
+}
+
+#[test]
+fn a_request_forwarded_over_a_stream_names_its_transport_and_gets_a_content_length() {
+    // Over UDP a message may leave Content-Length out; over TCP and TLS it
+    // is the only framing (RFC 3261 section 18.3).
+    let bytes = b"OPTIONS sip:1@edge SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKa\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:1@edge>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\nbody";
+    let req = sip::parse(bytes).unwrap();
+    let fwd = ForwardRequest {
+        via_transport: b"TLS",
+        via_params: b";dcc=00000000000000a1",
+        content_length: true,
+        ..ForwardRequest::new(
+            SentBy::Addr("198.18.0.1:5061".parse().unwrap()),
+            b"z9hG4bKedge9",
+        )
+    };
+    let out = write(|o| forward_request(&req, &fwd, o));
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(
+        text.contains(
+            "Via: SIP/2.0/TLS 198.18.0.1:5061;branch=z9hG4bKedge9;rport;dcc=00000000000000a1\r\n"
+        ),
+        "{text}"
+    );
+    let f = sip::parse_strict(&out).unwrap();
+    assert_eq!(f.content_length(), Some(4));
+    assert_eq!(f.body(), b"body");
+    assert_eq!(f.top_via().transport(), sip::Transport::Tls);
+    // One that has a Content-Length keeps it, and only it.
+    let out = write(|o| forward_request(&request(), &fwd, o));
+    assert_eq!(
+        String::from_utf8(out)
+            .unwrap()
+            .matches("Content-Length")
+            .count(),
+        1
+    );
+    // The same for a response.
+    let resp = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 198.18.0.1;branch=z9hG4bKedge, SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bKa\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:1@edge>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    let resp = sip::parse(resp).unwrap();
+    let out = write(|o| sip::write::forward_response_with(&resp, true, o));
+    let f = sip::parse_strict(&out).unwrap();
+    assert_eq!(f.content_length(), Some(0));
+    assert_eq!(f.top_via().transport(), sip::Transport::Tls);
+}
+
+#[test]
+fn a_request_forwarded_after_two_own_routes_loses_both() {
+    // An edge that Record-Routed twice (one entry per transport) removes
+    // both entries, on one line or on two.
+    for routes in [
+        "Route: <sip:198.18.0.1;lr;a>, <sip:198.18.0.1:5061;transport=tls;lr;b>, <sip:next;lr>\r\n",
+        "Route: <sip:198.18.0.1;lr;a>\r\nRoute: <sip:198.18.0.1:5061;transport=tls;lr;b>, <sip:next;lr>\r\n",
+        "Route: <sip:198.18.0.1;lr;a>\r\nRoute: <sip:198.18.0.1:5061;transport=tls;lr;b>\r\nRoute: <sip:next;lr>\r\n",
+    ] {
+        let text = format!(
+            "BYE sip:1@192.0.2.10 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKa\r\n{routes}\
+From: <sip:a@b>;tag=1\r\nTo: <sip:1@edge>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let req = sip::parse(text.as_bytes()).unwrap();
+        let fwd = ForwardRequest {
+            remove_routes: 2,
+            ..ForwardRequest::new(
+                SentBy::Addr("198.18.0.1:5060".parse().unwrap()),
+                b"z9hG4bKedge9",
+            )
+        };
+        let out = write(|o| forward_request(&req, &fwd, o));
+        let f = sip::parse_strict(&out).unwrap();
+        let left: Vec<Vec<u8>> = f
+            .routes()
+            .map(|r| r.unwrap().uri().as_bytes().to_vec())
+            .collect();
+        assert_eq!(left, vec![b"sip:next;lr".to_vec()], "{routes}");
+    }
 }

@@ -155,6 +155,22 @@ impl Collector for SnapshotCollector {
             "Emergency call setup latency through the edge: INVITE forwarded to its first final answer relayed.",
             &em.setup_latency,
         )?;
+        if let Some(st) = &s.stream {
+            gauge_one(
+                e,
+                "dce_edge_stream_open_connections",
+                "SIP over TCP and TLS: connections open.",
+                st.open_connections as f64,
+            )?;
+            counters(
+                e,
+                "dce_edge_stream",
+                "SIP over TCP and TLS, by counter: connections accepted, refused by a cap, timed out (idle, slow message, TLS handshake), closed for framing errors or a full send queue, TLS handshakes completed and failed by reason, messages, pings, dials.",
+                st.counters
+                    .iter()
+                    .map(|(name, n)| (labels([("counter", name)]), *n)),
+            )?;
+        }
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
         Ok(())
@@ -700,6 +716,7 @@ mod tests {
                 over_budget: 5,
                 ..Default::default()
             },
+            stream: None,
         }
     }
 
@@ -921,6 +938,37 @@ mod tests {
         assert_eq!(
             sample_value(&text, "dce_edge_xdp_drops_total", &[("reason", "nope")]),
             None
+        );
+    }
+
+    #[test]
+    fn stream_counters_render_only_with_a_stream_thread() {
+        let mut s = known_snapshot();
+        assert!(!render_openmetrics(&s).contains("dce_edge_stream"));
+        s.stream = Some(crate::stats::StreamReport {
+            open_connections: 2,
+            counters: [
+                ("accepted".to_string(), 5),
+                ("tls_failed_certificate".to_string(), 1),
+            ]
+            .into(),
+        });
+        let text = render_openmetrics(&s);
+        assert!(
+            text.contains("dce_edge_stream_open_connections 2"),
+            "{text}"
+        );
+        assert_eq!(
+            sample_value(&text, "dce_edge_stream_total", &[("counter", "accepted")]),
+            Some(5.0)
+        );
+        assert_eq!(
+            sample_value(
+                &text,
+                "dce_edge_stream_total",
+                &[("counter", "tls_failed_certificate")]
+            ),
+            Some(1.0)
         );
     }
 }

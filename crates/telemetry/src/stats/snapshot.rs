@@ -259,6 +259,20 @@ pub struct Snapshot {
     /// Emergency calls.
     #[serde(default)]
     pub emergency: EmergencyReport,
+    /// SIP over TCP and TLS, when the edge runs a stream thread.
+    #[serde(default)]
+    pub stream: Option<StreamReport>,
+}
+
+/// The stream thread (SIP over TCP and TLS): connections and what became
+/// of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StreamReport {
+    /// Connections open when the snapshot was taken.
+    pub open_connections: u64,
+    /// Its counters by name (`accepted`, `refused_per_source`,
+    /// `slow_timeouts`, `tls_failed_certificate`, ...), since start.
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 impl Snapshot {
