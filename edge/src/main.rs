@@ -23,14 +23,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
-    /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
+    /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes and
+    /// the [filter] table.
     Run(crate::cli::run::RunArgs),
     /// The lab demo: legitimate calls through the edge while it sheds
     /// scanners, a password guess, a spoofed INVITE flood and garbage, in
     /// network namespaces (root; removes everything it made).
     Demo(crate::cli::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
-    /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
+    /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM;
+    /// SIGHUP or `dce-edge filter reload` applies a changed [filter] table.
     Filter(xdp_cli::FilterArgs),
     /// Counters of a running appliance or filter: from its metrics endpoint
     /// (default), live with --watch, or from the filter's pinned maps with

@@ -35,6 +35,10 @@ pub enum ControlRequest {
     Status,
     /// Read the route files again; a refused table keeps the running one.
     ReloadRoutes,
+    /// Read the configuration's `[filter]` table again and apply it to the
+    /// running XDP program (same program); a refused table keeps the
+    /// running rules.
+    FilterReload,
     /// Ban a source or network (operator's ban: never shortened by an
     /// automatic one).
     Ban {

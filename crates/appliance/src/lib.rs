@@ -5,8 +5,11 @@
 
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod probe;
 pub mod run;
+pub mod shield;
 
 pub use config::ApplianceConfig;
-pub use run::{Appliance, ControlEvent, StartError};
+pub use events::ControlEvent;
+pub use run::{Appliance, StartError};

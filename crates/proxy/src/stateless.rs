@@ -1545,7 +1545,10 @@ impl PacketHandler for EdgeProxy {
                 }
             }
             ProxyControl::Disallow { network } => {
+                // Configured entries too: the filter's reload and
+                // `dce-edge allow --remove` take a network out of both layers.
                 self.runtime_allows.retain(|n| *n != network);
+                self.cfg.allowlist.retain(|n| *n != network);
             }
         }
     }

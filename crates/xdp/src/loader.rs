@@ -258,6 +258,13 @@ impl Filter {
         program.fd().expect("loaded").as_fd()
     }
 
+    /// The kernel's id of the loaded program (what `ip link` and `bpftool`
+    /// show): a reload keeps it, a restart changes it.
+    pub fn program_id(&self) -> Option<u32> {
+        let program: &Xdp = self.ebpf.program(PROGRAM_NAME)?.try_into().ok()?;
+        program.info().ok().map(|i| i.id())
+    }
+
     /// Runs the program once on `frame` through BPF_PROG_TEST_RUN.
     pub fn test_run(&self, frame: &[u8]) -> Result<super::test_run::TestRun, FilterError> {
         super::test_run::run(self.program_fd(), frame, None)

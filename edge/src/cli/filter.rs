@@ -2,7 +2,7 @@
 //! a SIP server on the box), `stats`, `ban`, `unban`, `allow`. `main.rs`
 //! only dispatches to these.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,25 +10,64 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use xdp::config::{AttachMode, Cidr, FilterConfig, VerdictMode};
-use xdp::loader::{Filter, Pinned};
+use xdp::config::{AttachMode, Cidr};
+use xdp::loader::Pinned;
 use xdp::maps::{BanEntry, BanReason, BAN_NOTE_MAX};
 use xdp::stats::StatsReport;
 
 use appliance::control::ControlRequest;
+use appliance::ControlEvent;
 
-/// `dce-edge filter`: the XDP filter alone; legitimate SIP passes to the kernel.
+/// `dce-edge filter`: the XDP filter alone; legitimate SIP passes to the
+/// kernel. `dce-edge filter reload` applies a changed `[filter]` table to a
+/// running filter or appliance.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct FilterArgs {
+    /// What to do instead of running the filter.
+    #[command(subcommand)]
+    pub action: Option<FilterAction>,
     /// The interface to protect.
-    #[arg(long)]
-    pub iface: String,
-    /// The appliance configuration file (its `[filter]` table); defaults without it.
+    #[arg(long, required = true)]
+    pub iface: Option<String>,
+    /// The configuration file: its `[filter]`, `[metrics]` and `[events]`
+    /// tables (an appliance's file will do); defaults without it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Attach mode: native, generic or auto (overrides the file's `attach`).
     #[arg(long)]
     pub mode: Option<AttachMode>,
+    /// Where to listen for `dce-edge` commands (default:
+    /// /run/dce-edge/filter/IFACE.sock, which the commands find by
+    /// themselves).
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+    /// Where to serve /metrics and /snapshot.json (overrides the file's
+    /// `[metrics] listen`; default 127.0.0.1:9560).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// What `dce-edge filter` does besides running.
+#[derive(Debug, clap::Subcommand)]
+pub enum FilterAction {
+    /// Read the `[filter]` table of the running filter's (or appliance's)
+    /// configuration file again and apply it without detaching (same XDP
+    /// program, counters and bans kept); a bad table is refused with file
+    /// and line and the running rules stay.
+    Reload(FilterReloadArgs),
+}
+
+/// `dce-edge filter reload`.
+#[derive(Debug, Args)]
+pub struct FilterReloadArgs {
+    /// The control socket of the appliance or filter to reload (default:
+    /// the appliance's, else the filter's on --iface or the only one).
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+    /// The interface whose filter to reload (optional when one runs).
+    #[arg(long)]
+    pub iface: Option<String>,
 }
 
 /// `dce-edge stats`: counters of a running filter or appliance.
@@ -71,12 +110,14 @@ pub struct BanArgs {
     /// With --list: print JSON.
     #[arg(long, requires = "list")]
     pub json: bool,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// The control socket of a running appliance or filter. By default the
+    /// appliance's (/run/dce-edge/control.sock) is tried, then the filter's
+    /// on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 /// `dce-edge unban`: lift a ban.
@@ -89,12 +130,14 @@ pub struct UnbanArgs {
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// The control socket of a running appliance or filter. By default the
+    /// appliance's (/run/dce-edge/control.sock) is tried, then the filter's
+    /// on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 /// `dce-edge allow`: add a source or network to the allowlist.
@@ -108,12 +151,14 @@ pub struct AllowArgs {
     /// Remove it from the allowlist instead.
     #[arg(long)]
     pub remove: bool,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode).
-    #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
-    pub control: PathBuf,
+    /// The control socket of a running appliance or filter. By default the
+    /// appliance's (/run/dce-edge/control.sock) is tried, then the filter's
+    /// on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 fn open(iface: &Option<String>) -> Result<Pinned> {
@@ -123,10 +168,43 @@ fn open(iface: &Option<String>) -> Result<Pinned> {
     })
 }
 
-/// Sends `request` to the appliance at `control` when one listens there:
-/// `None` when nothing does (then the pinned maps are the way), else the
-/// appliance's answer.
-fn via_appliance(control: &std::path::Path, request: ControlRequest) -> Option<Result<()>> {
+/// The control sockets to try, in order: `control` when given, else the
+/// appliance's default and the shield's of `iface` (or of the only filter
+/// running).
+fn control_sockets(control: Option<&Path>, iface: Option<&str>) -> Vec<PathBuf> {
+    if let Some(c) = control {
+        return vec![c.to_path_buf()];
+    }
+    let mut out = vec![PathBuf::from(appliance::control::DEFAULT_PATH)];
+    let iface = match iface {
+        Some(i) => Some(i.to_string()),
+        None => match xdp::loader::running_ifaces() {
+            Ok(list) if list.len() == 1 => list.into_iter().next(),
+            _ => None,
+        },
+    };
+    if let Some(p) = iface.and_then(|i| appliance::shield::default_control_path(&i).ok()) {
+        out.push(p);
+    }
+    out
+}
+
+/// Sends `request` to the first appliance or shield that answers on one of
+/// the [`control_sockets`]: `None` when none does (then the pinned maps are
+/// the way), else its answer.
+fn via_control(
+    control: Option<&Path>,
+    iface: Option<&str>,
+    request: ControlRequest,
+) -> Option<Result<()>> {
+    control_sockets(control, iface)
+        .iter()
+        .find_map(|path| via_appliance(path, request.clone()))
+}
+
+/// Sends `request` to the process listening at `control`: `None` when
+/// nothing does, else its answer.
+fn via_appliance(control: &Path, request: ControlRequest) -> Option<Result<()>> {
     use std::io::ErrorKind;
     match appliance::control::request(control, &request, Duration::from_secs(30)) {
         Ok(r) if r.ok => {
@@ -150,55 +228,123 @@ fn parse_target(s: &str) -> Result<Cidr> {
     s.parse::<Cidr>().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Runs the shield until SIGINT or SIGTERM, then detaches and unpins.
+/// `dce-edge filter reload`: asks the appliance or shield that runs the
+/// filter to apply its `[filter]` table again.
+pub fn run_reload(args: &FilterReloadArgs) -> Result<()> {
+    let tried = control_sockets(args.control.as_deref(), args.iface.as_deref());
+    match via_control(
+        args.control.as_deref(),
+        args.iface.as_deref(),
+        ControlRequest::FilterReload,
+    ) {
+        Some(done) => done,
+        None => bail!(
+            "no appliance or filter answers on {}: is one running (and are you root)?",
+            tried
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
+/// Runs the shield until SIGINT or SIGTERM, then detaches and unpins;
+/// SIGHUP reloads its `[filter]` table.
 pub fn run_filter(args: &FilterArgs) -> Result<()> {
-    let mut cfg = match &args.config {
-        Some(path) => FilterConfig::from_file(path)?,
-        None => FilterConfig::default(),
-    };
-    let mode = args.mode.unwrap_or(cfg.attach);
-    // The shield has no AF_XDP workers: good SIP always goes to the kernel.
-    cfg.mode = VerdictMode::Pass;
+    use appliance::control::ControlServer;
+    use appliance::shield::{Shield, ShieldConfig};
+    use telemetry::events::{Event, EventLog};
+    use telemetry::metrics::MetricsServer;
+
+    if let Some(FilterAction::Reload(r)) = &args.action {
+        return run_reload(r);
+    }
+    let iface = args.iface.clone().expect("clap requires --iface");
+    let mut cfg = ShieldConfig::load(args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(m) = args.metrics {
+        cfg.metrics.listen = m;
+    }
+    let mode = args.mode.unwrap_or(cfg.filter.attach);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let mut filter = Filter::load(&cfg, &args.iface, mode)?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("cannot install the SIGHUP handler")?;
+    let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
+    let control_path = match &args.control {
+        Some(p) => p.clone(),
+        None => appliance::shield::default_control_path(&iface)?,
+    };
+    let mut control = ControlServer::bind(&control_path)?;
+    let sip_ports = cfg.filter.sip_ports.clone();
+    let listen = cfg.metrics.listen;
+    let mut shield = Shield::start(cfg, &iface, mode)?;
+    // Served once the filter runs: a snapshot means an attached filter.
+    let (metrics, publisher) = MetricsServer::start_published(listen)
+        .with_context(|| format!("starting the metrics endpoint on {listen}"))?;
+    publisher.publish(shield.snapshot());
+    let filter = shield.filter();
     let attached = filter.attached().expect("load attaches");
+    let _ = events.write(
+        &Event::start(env!("CARGO_PKG_VERSION"), "filter", Some(&iface))
+            .with("attach", attached.name())
+            .with("program_id", filter.program_id().unwrap_or(0)),
+    );
     eprintln!(
-        "dce-edge filter: XDP {}{} on {}, SIP ports {:?}; good SIP passes to the kernel; \
-         maps pinned in {}; stop with SIGINT or SIGTERM",
+        "dce-edge filter: XDP {}{} on {iface}, SIP ports {sip_ports:?}, program id {}; good SIP \
+         passes to the kernel; maps pinned in {}; commands on {}; metrics on http://{}/metrics; \
+         stop with SIGINT or SIGTERM, reload the [filter] table with SIGHUP or `dce-edge filter reload`",
         attached.name(),
         if matches!(attached, xdp::Attached::Generic { fell_back: true }) {
             " (FELL BACK from native)"
         } else {
             ""
         },
-        args.iface,
-        cfg.sip_ports,
+        filter
+            .program_id()
+            .map_or("?".to_string(), |id| id.to_string()),
         filter
             .pin_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
+        control.path().display(),
+        metrics.local_addr(),
     );
-    let mut last_sweep = Instant::now();
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last_sweep.elapsed() >= Duration::from_secs(10) {
-            // Expired bans already do not apply; this only frees their entries.
-            if let Err(e) = filter.sweep_expired_bans() {
-                eprintln!("dce-edge filter: sweeping expired bans: {e}");
+        if reload.swap(false, Ordering::Relaxed) {
+            match shield.reload_filter() {
+                Ok(m) => eprintln!("dce-edge filter: {m}"),
+                Err(e) => eprintln!("dce-edge filter: reload refused, the running rules stay: {e}"),
             }
-            if let Err(e) = filter.sweep_expired_verified() {
-                eprintln!("dce-edge filter: sweeping lapsed verifications: {e}");
-            }
-            last_sweep = Instant::now();
         }
+        control.poll(|request| shield.handle(request));
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            publisher.publish(shield.snapshot());
+        }
+        for ev in shield.tick() {
+            if let ControlEvent::AttachFallback { interface } = &ev {
+                eprintln!(
+                    "dce-edge filter: WARNING: native XDP refused on {interface}; running in generic (slower) mode"
+                );
+            }
+            if let Some(e) = ev.to_event("") {
+                let _ = events.write(&e);
+            }
+        }
+        let _ = events.drain();
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let iface = args.iface.clone();
-    drop(filter);
+    let _ = events.write(&Event::stop("signal"));
+    metrics.stop();
+    drop(control);
+    drop(shield);
     eprintln!("dce-edge filter: detached from {iface}, pins removed");
     Ok(())
 }
@@ -248,7 +394,7 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
             reason,
             note,
         };
-        if let Some(done) = via_appliance(&args.control, request) {
+        if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
             return done;
         }
     }
@@ -296,7 +442,7 @@ pub fn run_unban(args: &UnbanArgs) -> Result<()> {
     let request = ControlRequest::Unban {
         network: args.target.clone(),
     };
-    if let Some(done) = via_appliance(&args.control, request) {
+    if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;
@@ -329,7 +475,7 @@ pub fn run_allow(args: &AllowArgs) -> Result<()> {
             network: args.target.clone(),
         }
     };
-    if let Some(done) = via_appliance(&args.control, request) {
+    if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;

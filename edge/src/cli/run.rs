@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use appliance::control::{self, ControlRequest, ControlResponse, ControlServer};
 use appliance::{Appliance, ApplianceConfig, ControlEvent};
-use telemetry::events::{Event, EventKind, EventLog};
+use telemetry::events::{Event, EventLog};
 use telemetry::metrics::MetricsServer;
 use xdp::config::Cidr;
 use xdp::maps::BanReason;
@@ -38,6 +38,9 @@ pub struct RunArgs {
 /// Runs the appliance until a stop signal.
 pub fn run(args: &RunArgs) -> Result<()> {
     let cfg = ApplianceConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &cfg.warnings {
+        eprintln!("dce-edge: warning: {w}");
+    }
     if args.check {
         let loaded = cfg
             .routes
@@ -87,13 +90,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut last_summary = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
-            let _ = reload_routes(&mut appliance, &mut events, &routes_file);
+            // SIGHUP: routes and filter, each kept when refused.
+            let _ = reload_routes(&mut appliance);
+            let _ = reload_filter(&mut appliance);
         }
-        control.poll(|request| {
-            handle_control(request, &mut appliance, &mut events, &routes_file, &cfg)
-        });
+        control.poll(|request| handle_control(request, &mut appliance, &cfg));
         for ev in appliance.tick() {
-            if let Some(e) = event_of(&ev, &routes_file) {
+            if let ControlEvent::AttachFallback { interface } = &ev {
+                eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
+            }
+            if let Some(e) = ev.to_event(&routes_file) {
                 let _ = events.write(&e);
             }
         }
@@ -147,82 +153,9 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
     }
 }
 
-/// The event-log line of a control event, if it is one the log keeps.
-fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
-    Some(match ev {
-        ControlEvent::Abuse { source, reason } => {
-            Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
-        }
-        ControlEvent::Verified { .. } => return None,
-        ControlEvent::Health {
-            target,
-            group,
-            up,
-            after,
-        } => {
-            let why = if *up {
-                format!("{after} probes answered")
-            } else {
-                format!("{after} probes unanswered")
-            };
-            Event::target_health(group, &target.to_string(), *up, &why)
-        }
-        ControlEvent::Banned {
-            source,
-            reason,
-            seconds,
-        } => Event::ban(source, reason, *seconds).with("by", "xdp"),
-        ControlEvent::ReloadAccepted { version, prefixes } => {
-            Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
-        }
-        ControlEvent::ReloadRefused { .. } => return None,
-        ControlEvent::EmergencyCall { source, target } => {
-            Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
-                .with("target", target.to_string())
-        }
-        ControlEvent::BanLimited {
-            source,
-            reason,
-            refused,
-        } => Event::new(EventKind::Ban, source.to_string(), *reason)
-            .with("by", "proxy")
-            .with("refused", *refused),
-        ControlEvent::OperatorBan {
-            network,
-            reason,
-            seconds,
-        } => Event::ban(&network.to_string(), reason, seconds.unwrap_or(u64::MAX))
-            .with("by", "operator"),
-        ControlEvent::OperatorUnban { network } => {
-            Event::unban(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AllowAdded { network } => {
-            Event::allowlist_add(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AllowRemoved { network } => {
-            Event::allowlist_remove(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AttachFallback { interface } => {
-            eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
-            Event::attach_fallback(
-                interface,
-                "auto",
-                "generic",
-                "native attach refused by the driver",
-            )
-        }
-    })
-}
-
-/// Reloads the route files, saying what happened on stderr and, when
-/// refused, in the event log (an accepted reload's event comes from the
-/// appliance's own events).
-fn reload_routes(
-    appliance: &mut Appliance,
-    events: &mut EventLog,
-    routes_file: &str,
-) -> Result<u64, String> {
-    let kept = appliance.routes_version();
+/// Reloads the route files, saying what happened on stderr (the event
+/// comes from the appliance's own events).
+fn reload_routes(appliance: &mut Appliance) -> Result<u64, String> {
     match appliance.reload_routes() {
         Ok(v) => {
             eprintln!("dce-edge: routes reloaded, version {v}");
@@ -230,7 +163,20 @@ fn reload_routes(
         }
         Err(e) => {
             eprintln!("dce-edge: reload refused, the running table stays: {e}");
-            let _ = events.write(&Event::route_reload_refused(routes_file, &e, kept));
+            Err(e)
+        }
+    }
+}
+
+/// Reloads the `[filter]` table, saying what happened on stderr.
+fn reload_filter(appliance: &mut Appliance) -> Result<String, String> {
+    match appliance.reload_filter() {
+        Ok(m) => {
+            eprintln!("dce-edge: filter reload {m}");
+            Ok(m)
+        }
+        Err(e) => {
+            eprintln!("dce-edge: filter reload refused, the running rules stay: {e}");
             Err(e)
         }
     }
@@ -240,8 +186,6 @@ fn reload_routes(
 fn handle_control(
     request: ControlRequest,
     appliance: &mut Appliance,
-    events: &mut EventLog,
-    routes_file: &str,
     cfg: &ApplianceConfig,
 ) -> ControlResponse {
     match request {
@@ -250,7 +194,11 @@ fn handle_control(
             appliance.routes_version(),
             cfg.dataplane.workers.len()
         )),
-        ControlRequest::ReloadRoutes => match reload_routes(appliance, events, routes_file) {
+        ControlRequest::FilterReload => match reload_filter(appliance) {
+            Ok(m) => ControlResponse::ok(m),
+            Err(e) => ControlResponse::refused(format!("refused, the running rules stay: {e}")),
+        },
+        ControlRequest::ReloadRoutes => match reload_routes(appliance) {
             Ok(v) => ControlResponse::ok(format!(
                 "accepted: route table version {v} with {} prefixes in service",
                 appliance.prefix_count()

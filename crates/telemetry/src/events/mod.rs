@@ -49,6 +49,11 @@ pub enum EventKind {
     RouteReloadAccepted,
     /// A route table reload was refused; the running table stays.
     RouteReloadRefused,
+    /// A `[filter]` reload was applied to the running XDP program (same
+    /// program, new rules); `details` lists what changed.
+    FilterReloadAccepted,
+    /// A `[filter]` reload was refused; the running rules stay.
+    FilterReloadRefused,
     /// Native XDP attach failed and the filter runs in generic (slow) mode.
     AttachFallback,
     /// An upstream target started answering probes again.
