@@ -319,6 +319,7 @@ impl ApplianceConfig {
             .routes
             .clone()
             .ok_or_else(|| ConfigError::file(source.path(), "no [routes] table"))?;
+        routes.max_drop(&source)?;
         let plan = plan_filter(
             &source,
             &file,

@@ -34,7 +34,12 @@ pub enum ControlRequest {
     /// Are you there, and what are you running?
     Status,
     /// Read the route files again; a refused table keeps the running one.
-    ReloadRoutes,
+    ReloadRoutes {
+        /// Take a table without prefixes, or one that drops more than
+        /// `[routes] reload_max_drop` of the running table's prefixes.
+        #[serde(default)]
+        force: bool,
+    },
     /// Read the configuration's `[filter]` table again and apply it to the
     /// running XDP program (same program); a refused table keeps the
     /// running rules.
@@ -316,7 +321,7 @@ mod tests {
             while std::time::Instant::now() < deadline {
                 let n = server.poll(|r| match r {
                     ControlRequest::Status => ControlResponse::ok("running"),
-                    ControlRequest::ReloadRoutes => {
+                    ControlRequest::ReloadRoutes { .. } => {
                         ControlResponse::refused("prefixes.csv:3: no such group")
                     }
                     other => ControlResponse::refused(format!("not in this test: {other:?}")),
@@ -336,7 +341,12 @@ mod tests {
         let server = server_in(tmp.path());
         let path = server.path().to_path_buf();
         let t = answer_once(server);
-        let r = request(&path, &ControlRequest::ReloadRoutes, Duration::from_secs(5)).unwrap();
+        let r = request(
+            &path,
+            &ControlRequest::ReloadRoutes { force: false },
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(r, ControlResponse::refused("prefixes.csv:3: no such group"));
         drop(t.join().unwrap());
         assert!(!path.exists(), "the socket file goes with the server");
@@ -375,6 +385,14 @@ mod tests {
         drop(stale);
         let again = ControlServer::bind(tmp.path().join("stale.sock"));
         assert!(again.is_ok());
+    }
+
+    #[test]
+    fn a_reload_request_without_force_reads_as_not_forced() {
+        let r: ControlRequest = serde_json::from_str("{\"command\":\"reload_routes\"}").unwrap();
+        assert_eq!(r, ControlRequest::ReloadRoutes { force: false });
+        let r: ControlRequest = serde_json::from_str("{\"command\":\"filter_reload\"}").unwrap();
+        assert_eq!(r, ControlRequest::FilterReload);
     }
 
     #[test]

@@ -303,9 +303,14 @@ impl Appliance {
     }
 
     /// Reads the route files again; on success every worker swaps to the new
-    /// table between batches, on failure the running table stays.
-    pub fn reload_routes(&mut self) -> Result<u64, String> {
-        match self.routes.reload(&self.cfg.routes, &self.cfg.source) {
+    /// table between batches, on failure the running table stays. Without
+    /// `force`, a table without prefixes or one that drops more than
+    /// `[routes] reload_max_drop` of the running prefixes is refused.
+    pub fn reload_routes(&mut self, force: bool) -> Result<u64, String> {
+        match self
+            .routes
+            .reload_guarded(&self.cfg.routes, &self.cfg.source, force)
+        {
             Ok(r) => {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());

@@ -279,7 +279,7 @@ impl Shield {
                     .program_id()
                     .map_or("unknown".to_string(), |id| id.to_string())
             )),
-            ControlRequest::ReloadRoutes => ControlResponse::refused(
+            ControlRequest::ReloadRoutes { .. } => ControlResponse::refused(
                 "shield mode has no route table (`dce-edge filter reload` reloads the filter)",
             ),
             ControlRequest::FilterReload => answer(self.reload_filter()),

@@ -72,8 +72,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut control = ControlServer::bind(&cfg.control_socket)?;
     let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", p.display()))?;
+        sys::write_file_nofollow(p, format!("{}\n", std::process::id()).as_bytes(), 0o644)
+            .with_context(|| format!("writing the pidfile {}", p.display()))?;
     }
     let iface = (!cfg.dataplane.interface.is_empty()).then_some(cfg.dataplane.interface.as_str());
     let _ = events.write(&Event::start(env!("CARGO_PKG_VERSION"), "appliance", iface));
@@ -91,7 +91,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
             // SIGHUP: routes and filter, each kept when refused.
-            let _ = reload_routes(&mut appliance);
+            let _ = reload_routes(&mut appliance, false);
             let _ = reload_filter(&mut appliance);
         }
         control.poll(|request| handle_control(request, &mut appliance, &cfg));
@@ -155,8 +155,8 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
 
 /// Reloads the route files, saying what happened on stderr (the event
 /// comes from the appliance's own events).
-fn reload_routes(appliance: &mut Appliance) -> Result<u64, String> {
-    match appliance.reload_routes() {
+fn reload_routes(appliance: &mut Appliance, force: bool) -> Result<u64, String> {
+    match appliance.reload_routes(force) {
         Ok(v) => {
             eprintln!("dce-edge: routes reloaded, version {v}");
             Ok(v)
@@ -198,7 +198,7 @@ fn handle_control(
             Ok(m) => ControlResponse::ok(m),
             Err(e) => ControlResponse::refused(format!("refused, the running rules stay: {e}")),
         },
-        ControlRequest::ReloadRoutes => match reload_routes(appliance) {
+        ControlRequest::ReloadRoutes { force } => match reload_routes(appliance, force) {
             Ok(v) => ControlResponse::ok(format!(
                 "accepted: route table version {v} with {} prefixes in service",
                 appliance.prefix_count()

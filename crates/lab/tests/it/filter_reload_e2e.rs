@@ -138,7 +138,7 @@ fn a_filter_reload_mid_flood_keeps_the_program_loses_no_call_and_a_bad_one_keeps
     let calls = Uac::new(caller, edge.sip_addr(), "442071234567", 20, CALLS)
         .spawn(&lab.callers.ns, dir.path())
         .unwrap();
-    let mut attack = flood(attacker, edge.sip_addr(), 20_000, 30);
+    let mut attack = flood(attacker, edge.sip_addr(), 10_000, 30);
     assert!(
         wait_until(PATIENCE, || server.incoming_calls().unwrap_or(0) >= 40),
         "calls never got going: {:?}",
@@ -220,11 +220,20 @@ fn a_filter_reload_mid_flood_keeps_the_program_loses_no_call_and_a_bad_one_keeps
 
     let outcome = calls.wait().unwrap();
     let _ = attack.stop(Duration::from_secs(5));
-    assert!(
-        outcome.all_successful(),
-        "no call may be lost to a reload: {}",
-        outcome.report()
-    );
+    if !outcome.all_successful() {
+        let s = edge.snapshot().ok();
+        panic!(
+            "no call may be lost to a reload: {}\nXDP: {:?}\nworkers: {:?}\nedge log:\n{}",
+            outcome.report(),
+            s.as_ref().map(|s| s.xdp.clone()),
+            s.as_ref().map(|s| s
+                .workers
+                .iter()
+                .map(|w| (w.dropped.clone(), w.rings.clone()))
+                .collect::<Vec<_>>()),
+            edge.log_text()
+        );
+    }
     let s = edge.snapshot().unwrap();
     assert_eq!(s.filter_reloads.accepted, 1, "{:?}", s.filter_reloads);
     assert_eq!(s.filter_reloads.refused, 1, "{:?}", s.filter_reloads);

@@ -213,6 +213,10 @@ pub enum EventsError {
     },
 }
 
+/// The mode of a new event log: the owner writes, its group (a SIEM
+/// shipper's) reads, others nothing.
+pub const LOG_MODE: u32 = 0o640;
+
 /// Events queued by [`EventSender`]s before the control thread drains them.
 pub const QUEUE_CAPACITY: usize = 4096;
 
@@ -259,19 +263,42 @@ impl std::fmt::Debug for EventLog {
 
 impl EventLog {
     /// Opens the sink the configuration names (a file is created if missing
-    /// and appended to).
+    /// and appended to). The log names attackers' and operators' addresses
+    /// and every operator action: a new file is `0640`, an existing one
+    /// others can read is narrowed to that, and a symbolic link or anything
+    /// but a regular file at the path is refused (a root process appending
+    /// through a planted link could grow any file on the box).
     pub fn open(config: &EventsConfig) -> Result<Self, EventsError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         match &config.sink {
             EventSink::Stdout => Ok(Self::to_writer("stdout", std::io::stdout())),
             EventSink::File(path) => {
+                let fail = |reason: String| EventsError::Open {
+                    path: path.clone(),
+                    reason,
+                };
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(LOG_MODE)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
                     .open(path)
-                    .map_err(|e| EventsError::Open {
-                        path: path.clone(),
-                        reason: e.to_string(),
+                    .map_err(|e| {
+                        if e.raw_os_error() == Some(libc::ELOOP) {
+                            fail("is a symbolic link; refusing to follow it".into())
+                        } else {
+                            fail(e.to_string())
+                        }
                     })?;
+                let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+                if !meta.is_file() {
+                    return Err(fail("is not a regular file".into()));
+                }
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o007 != 0 {
+                    file.set_permissions(std::fs::Permissions::from_mode(mode & LOG_MODE))
+                        .map_err(|e| fail(format!("cannot make it unreadable to others: {e}")))?;
+                }
                 Ok(Self::to_writer(&path.display().to_string(), file))
             }
         }
@@ -503,6 +530,38 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn the_log_is_not_world_readable_and_a_planted_link_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dce-events-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.join("fresh.jsonl");
+        EventLog::open(&EventsConfig {
+            sink: EventSink::File(fresh.clone()),
+        })
+        .unwrap();
+        assert_eq!(mode(&fresh) & 0o007, 0, "{:o}", mode(&fresh));
+        let old = dir.join("old.jsonl");
+        std::fs::write(&old, "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o666)).unwrap();
+        EventLog::open(&EventsConfig {
+            sink: EventSink::File(old.clone()),
+        })
+        .unwrap();
+        assert_eq!(mode(&old), 0o640);
+        let target = dir.join("target");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = EventLog::open(&EventsConfig {
+            sink: EventSink::File(link),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2072,6 +2072,35 @@ fn with_veth<R: Send>(test: &str, f: impl FnOnce(String) -> R + Send) -> Option<
 }
 
 #[test]
+fn pins_in_a_folder_another_user_could_write_or_owns_are_refused() {
+    with_veth(
+        "pins_in_a_folder_another_user_could_write_or_owns_are_refused",
+        |iface| {
+            use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+            let dir = xdp::loader::pin_dir_for(&iface).unwrap();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let err = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap_err();
+            assert!(err.to_string().contains("others may write"), "{err}");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            let err = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap_err();
+            assert!(err.to_string().contains("belongs to user 4242"), "{err}");
+            std::fs::remove_dir(&dir).unwrap();
+            // A clean start makes every folder root-only.
+            let filter = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap();
+            let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700);
+            drop(filter);
+        },
+    );
+}
+
+#[test]
 fn pins_left_by_a_dead_run_are_replaced() {
     with_veth("pins_left_by_a_dead_run_are_replaced", |iface| {
         let mut dead = std::process::Command::new("true").spawn().unwrap();
