@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 /// Where the control socket is when the configuration does not say.
 pub const DEFAULT_PATH: &str = "/run/dce-edge/control.sock";
 
-/// The longest request line read (a ban note or a reason is short).
-const MAX_REQUEST: u64 = 16 * 1024;
+/// The longest request line read (a ban note or a reason is short; a
+/// `BanMany` batch of [`crate::feeds::BATCH`] networks fits).
+pub const MAX_REQUEST: u64 = 16 * 1024;
 
 /// How long a client may take to send its request line.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -56,6 +57,23 @@ pub enum ControlRequest {
         /// The operator's note (at most 32 bytes).
         note: String,
     },
+    /// Ban many networks at once (a blocklist feed, `dce-edge ban
+    /// --import`): operator bans, each reported (banned, inside the
+    /// allowlist, refused, or not fitting in the ban map).
+    BanMany {
+        /// ADDRESS or ADDRESS/PREFIX each.
+        networks: Vec<String>,
+        /// Seconds they last; `None` until unbanned.
+        ttl_seconds: Option<u64>,
+        /// A reason name (`manual`, `scanner`, ...).
+        reason: String,
+        /// The operator's note (at most 32 bytes), e.g. the feed's name.
+        note: String,
+        /// Which batch of an import this is (1-based) and how many there
+        /// are: one event is logged for the whole import.
+        #[serde(default)]
+        part: Option<(u32, u32)>,
+    },
     /// Lift the ban of exactly this network.
     Unban {
         /// ADDRESS or ADDRESS/PREFIX, as banned.
@@ -74,12 +92,16 @@ pub enum ControlRequest {
 }
 
 /// The appliance's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {
     /// Whether the request did what it asked.
     pub ok: bool,
     /// What happened, for a person (the reason when `ok` is false).
     pub message: String,
+    /// What happened, for a program (a `BanMany` report), when there is more
+    /// than the message says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl ControlResponse {
@@ -88,6 +110,7 @@ impl ControlResponse {
         ControlResponse {
             ok: true,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -96,6 +119,7 @@ impl ControlResponse {
         ControlResponse {
             ok: false,
             message: reason.into(),
+            data: None,
         }
     }
 }

@@ -133,6 +133,20 @@ pub enum ControlEvent {
         /// Seconds it lasts; `None` until unbanned.
         seconds: Option<u64>,
     },
+    /// An operator imported a blocklist feed (`dce-edge ban --import`):
+    /// one event per batch, not one per network.
+    BansImported {
+        /// The feed's note (its file name, or the operator's note).
+        note: String,
+        /// The reason given.
+        reason: String,
+        /// Seconds the bans last; `None` until unbanned.
+        seconds: Option<u64>,
+        /// What happened.
+        report: crate::feeds::ImportReport,
+        /// False when its client stopped sending batches before the last.
+        complete: bool,
+    },
     /// An operator lifted a ban.
     OperatorUnban {
         /// The network.
@@ -227,6 +241,20 @@ impl ControlEvent {
                 seconds,
             } => Event::ban(&network.to_string(), reason, seconds.unwrap_or(u64::MAX))
                 .with("by", "operator"),
+            ControlEvent::BansImported {
+                note,
+                reason,
+                seconds,
+                report,
+                complete,
+            } => Event::new(EventKind::BanImport, note.as_str(), reason.as_str())
+                .with("complete", *complete)
+                .with("by", "operator")
+                .with("seconds", seconds.unwrap_or(u64::MAX))
+                .with("banned", report.banned as u64)
+                .with("allowlisted", report.allowlisted.len() as u64)
+                .with("refused", report.refused.len() as u64)
+                .with("not_fitted", report.not_fitted.len() as u64),
             ControlEvent::OperatorUnban { network } => {
                 Event::unban(&network.to_string(), "operator").with("by", "operator")
             }

@@ -63,6 +63,8 @@ pub struct Appliance {
     reloads_refused: u64,
     last_reload_error: Option<String>,
     filter_reloads: stats::ReloadCounts,
+    /// Blocklist imports in progress (one event each).
+    imports: crate::feeds::ImportTally,
     last_workers: Vec<WorkerSnapshot<ProxyStats>>,
     events: Vec<ControlEvent>,
     /// Bans the workers enforce themselves (no XDP filter): source to
@@ -147,6 +149,7 @@ impl Appliance {
             reloads_refused: 0,
             last_reload_error: None,
             filter_reloads: stats::ReloadCounts::default(),
+            imports: crate::feeds::ImportTally::default(),
             last_workers: Vec::new(),
             events,
             worker_bans: HashMap::new(),
@@ -631,6 +634,66 @@ impl Appliance {
                 None => "until unbanned".into(),
             }
         ))
+    }
+
+    /// Many operator bans at once (a blocklist feed): in the XDP filter,
+    /// skipping networks inside or covering its allowlist (which holds the
+    /// route table's upstreams) and listing what does not fit. Refused
+    /// without an XDP filter.
+    pub fn operator_ban_many(
+        &mut self,
+        networks: &[String],
+        ttl: Option<Duration>,
+        reason: BanReason,
+        note: &str,
+        part: Option<(u32, u32)>,
+    ) -> Result<crate::feeds::ImportReport, String> {
+        let (report, room) =
+            match &mut self.filter {
+                Some(f) => {
+                    let mut allow = f.allowlist().map_err(|e| e.to_string())?;
+                    // The upstreams are in the filter's allowlist already,
+                    // unless it was full when they were added: trust them here
+                    // all the same.
+                    allow.extend(
+                        self.routes
+                            .table()
+                            .forward_upstreams()
+                            .iter()
+                            .map(|a| Cidr::host(a.ip())),
+                    );
+                    let mut room = self
+                        .imports
+                        .room(note, part, f)
+                        .map_err(|e| e.to_string())?;
+                    let (report, made) =
+                        crate::feeds::ban_all(f, networks, ttl, reason, note, &allow, &mut room)
+                            .map_err(|e| e.to_string())?;
+                    for c in &made {
+                        self.ban_watch
+                            .claim(&c.to_string(), ttl.map_or(u64::MAX, |t| t.as_secs()));
+                    }
+                    (report, room)
+                }
+                // The workers keep 1,024 network bans each, scanned for every
+                // packet: no place for a feed.
+                None => return Err(
+                    "blocklist feeds need the XDP filter (io = \"af_xdp\", or `dce-edge filter` \
+                     in front of a socket-mode edge): the socket-mode workers keep only a few \
+                     network bans"
+                        .into(),
+                ),
+            };
+        let done = self.imports.add(
+            note,
+            reason.name(),
+            ttl.map(|t| t.as_secs()),
+            part,
+            report.clone(),
+            room,
+        );
+        self.events.extend(done);
+        Ok(report)
     }
 
     /// Lifts the ban of exactly `network`, in the filter and the workers.

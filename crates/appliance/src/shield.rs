@@ -117,6 +117,7 @@ pub struct Shield {
     ban_watch: BanWatch,
     events: Vec<ControlEvent>,
     reloads: ReloadCounts,
+    imports: crate::feeds::ImportTally,
 }
 
 impl Shield {
@@ -138,6 +139,7 @@ impl Shield {
             ban_watch: BanWatch::default(),
             events,
             reloads: ReloadCounts::default(),
+            imports: crate::feeds::ImportTally::default(),
         })
     }
 
@@ -294,6 +296,13 @@ impl Shield {
                     .map_err(|e| format!("reason {reason:?}: {e}"))?;
                 self.ban(n, ttl_seconds.map(Duration::from_secs), reason, &note)
             })),
+            ControlRequest::BanMany {
+                networks,
+                ttl_seconds,
+                reason,
+                note,
+                part,
+            } => self.ban_many(&networks, ttl_seconds, &reason, &note, part),
             ControlRequest::Unban { network } => {
                 answer(network.parse::<Cidr>().and_then(|n| self.unban(n)))
             }
@@ -338,6 +347,65 @@ impl Shield {
                 None => "until unbanned".into(),
             }
         ))
+    }
+
+    fn ban_many(
+        &mut self,
+        networks: &[String],
+        ttl_seconds: Option<u64>,
+        reason: &str,
+        note: &str,
+        part: Option<(u32, u32)>,
+    ) -> ControlResponse {
+        let why = match reason.parse::<BanReason>() {
+            Ok(r) => r,
+            Err(e) => return ControlResponse::refused(format!("reason {reason:?}: {e}")),
+        };
+        if note.len() > BAN_NOTE_MAX {
+            return ControlResponse::refused(format!(
+                "note {note:?} is {} bytes; the limit is {BAN_NOTE_MAX}",
+                note.len()
+            ));
+        }
+        let ttl = ttl_seconds.map(Duration::from_secs);
+        // Without the allowlist no feed is applied: it could ban the
+        // networks this edge trusts.
+        let allow = match self.filter.allowlist() {
+            Ok(a) => a,
+            Err(e) => return ControlResponse::refused(format!("cannot read the allowlist: {e}")),
+        };
+        let mut room = match self.imports.room(note, part, &self.filter) {
+            Ok(r) => r,
+            Err(e) => return ControlResponse::refused(e.to_string()),
+        };
+        match crate::feeds::ban_all(
+            &mut self.filter,
+            networks,
+            ttl,
+            why,
+            note,
+            &allow,
+            &mut room,
+        ) {
+            Ok((report, made)) => {
+                for c in &made {
+                    self.ban_watch
+                        .claim(&c.to_string(), ttl_seconds.unwrap_or(u64::MAX));
+                }
+                let message = crate::feeds::describe(&report);
+                let data = serde_json::to_value(&report).ok();
+                let done = self
+                    .imports
+                    .add(note, why.name(), ttl_seconds, part, report, room);
+                self.events.extend(done);
+                ControlResponse {
+                    ok: true,
+                    message,
+                    data,
+                }
+            }
+            Err(e) => ControlResponse::refused(e.to_string()),
+        }
     }
 
     fn unban(&mut self, network: Cidr) -> Result<String, String> {

@@ -86,6 +86,12 @@ pub enum FilterError {
         /// Its process.
         pid: u32,
     },
+    /// A map has no room for another entry.
+    #[error("XDP map {what} is full")]
+    Full {
+        /// Which map.
+        what: &'static str,
+    },
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN: {0}")]
     TestRun(String),

@@ -287,9 +287,17 @@ fn batch_err(what: &'static str) -> impl Fn(std::io::Error) -> FilterError {
 }
 
 fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
-    move |e| FilterError::Map {
-        what,
-        error: e.to_string(),
+    move |e| match &e {
+        // A preallocated map or trie with no free entry.
+        MapError::SyscallError(s)
+            if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+        {
+            FilterError::Full { what }
+        }
+        _ => FilterError::Map {
+            what,
+            error: e.to_string(),
+        },
     }
 }
 
@@ -939,11 +947,46 @@ impl FilterMaps {
     /// the project's 2-core build machine (debug build, under load): cheap
     /// for the bans operators make, about a quarter of a second at 65,536.
     pub fn operator_ban_count(&self) -> Result<usize, FilterError> {
+        let (v4, v6) = self.operator_ban_counts()?;
+        Ok(v4 + v6)
+    }
+
+    /// [`FilterMaps::operator_ban_count`] per address family: (IPv4, IPv6).
+    pub fn operator_ban_counts(&self) -> Result<(usize, usize), FilterError> {
         let t4: LpmTrie<&MapData, [u8; 4], abi::Ban> =
             LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
         let t6: LpmTrie<&MapData, [u8; 16], abi::Ban> =
             LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
-        Ok(t4.keys().filter(Result::is_ok).count() + t6.keys().filter(Result::is_ok).count())
+        Ok((
+            t4.keys().filter(Result::is_ok).count(),
+            t6.keys().filter(Result::is_ok).count(),
+        ))
+    }
+
+    /// Whether an operator ban of exactly `network` is in the tries
+    /// (expired or not): one lookup.
+    pub fn has_operator_ban(&self, network: Cidr) -> Result<bool, FilterError> {
+        // The longest match no longer than the key's prefix is the ban of
+        // exactly that network when there is one; its value says its prefix.
+        let found = if let Some(k) = key_v4(&network) {
+            let t: LpmTrie<&MapData, [u8; 4], abi::Ban> =
+                LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
+            t.get(&k, 0)
+        } else if let Some(k) = key_v6(&network) {
+            let t: LpmTrie<&MapData, [u8; 16], abi::Ban> =
+                LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
+            t.get(&k, 0)
+        } else {
+            unreachable!("a Cidr is IPv4 or IPv6")
+        };
+        match found {
+            Ok(v) => Ok(v.prefixlen == network.prefix as u32),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(e) => Err(map_err("bans")(e)),
+        }
     }
 
     /// How many sources `auto_bans` holds (expired ones included until

@@ -87,12 +87,24 @@ pub struct PinnedStatsArgs {
     pub interval: f64,
 }
 
-/// `dce-edge ban`: ban a source or network, or list the bans.
+/// `dce-edge ban`: ban a source or network, list the bans, or import a
+/// blocklist feed.
 #[derive(Debug, Args)]
 pub struct BanArgs {
     /// ADDRESS or ADDRESS/PREFIX to ban.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "import"])]
     pub target: Option<String>,
+    /// Ban every address and network of a blocklist feed: a plain list (one
+    /// per line, `#` and `;` comments) or APIBan JSON; --ttl and --reason
+    /// apply to each. A feed with an entry that is not a network (or is
+    /// wider than /8, /16 for IPv6) is refused whole, each such line named.
+    /// Networks inside or covering the allowlist (and the upstreams) are
+    /// not banned. Prints what was banned and what was not, and why.
+    #[arg(long, conflicts_with_all = ["target", "list"])]
+    pub import: Option<PathBuf>,
+    /// With --import: the feed's format (auto, plain, apiban).
+    #[arg(long, requires = "import", default_value = "auto")]
+    pub format: appliance::feeds::FeedFormat,
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
@@ -107,8 +119,8 @@ pub struct BanArgs {
     /// reason and time left instead.
     #[arg(long, conflicts_with = "target")]
     pub list: bool,
-    /// With --list: print JSON.
-    #[arg(long, requires = "list")]
+    /// With --list or --import: print JSON.
+    #[arg(long)]
     pub json: bool,
     /// The control socket of a running appliance or filter. By default the
     /// appliance's (/run/dce-edge/control.sock) is tried, then the filter's
@@ -379,8 +391,11 @@ pub fn run_stats(args: &PinnedStatsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bans a network, or lists the bans.
+/// Bans a network, lists the bans, or imports a feed.
 pub fn run_ban(args: &BanArgs) -> Result<()> {
+    if let Some(file) = &args.import {
+        return run_import(args, file);
+    }
     if !args.list {
         let target = args.target.clone().expect("clap requires it");
         let (reason, note) = match args.reason.as_deref() {
@@ -435,6 +450,236 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// `dce-edge ban --import FILE`: reads and checks the feed here (each
+/// refused line named), sends it in batches to the appliance or shield that
+/// runs the filter (or, when none answers, writes the pinned maps), and
+/// prints what fit and what did not.
+fn run_import(args: &BanArgs, file: &Path) -> Result<()> {
+    use appliance::feeds::{self, ImportReport};
+    let src = config::SourceFile::read_bounded(file, feeds::MAX_FEED_BYTES)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let feed = feeds::parse_feed(src.text(), args.format)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // A feed with a bad entry is refused whole, before anything is banned.
+    feed.check(&file.display().to_string())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (reason, note) = match args.reason.as_deref() {
+        Some(text) if text.parse::<BanReason>().is_ok() => (text.to_string(), feed_note(file)),
+        Some(text) if text.len() <= BAN_NOTE_MAX => ("manual".to_string(), text.to_string()),
+        Some(text) => bail!(
+            "--reason {text:?} is neither a reason name nor a note of at most {BAN_NOTE_MAX} bytes"
+        ),
+        None => ("manual".to_string(), feed_note(file)),
+    };
+    let mut report = ImportReport::default();
+    let mut via = None;
+    let mut pinned = None;
+    let batches = feeds::batches(&feed.networks);
+    let total = batches.len() as u32;
+    for (i, batch) in batches.into_iter().enumerate() {
+        let request = ControlRequest::BanMany {
+            networks: batch.clone(),
+            ttl_seconds: args.ttl,
+            reason: reason.clone(),
+            note: note.clone(),
+            part: Some((i as u32 + 1, total)),
+        };
+        let answered = if pinned.is_none() {
+            control_sockets(args.control.as_deref(), args.iface.as_deref())
+                .into_iter()
+                .find_map(|path| {
+                    match appliance::control::request(&path, &request, Duration::from_secs(60)) {
+                        Ok(r) => Some(Ok((path, r))),
+                        Err(appliance::control::ControlError::Io { source, .. })
+                            if matches!(
+                                source.kind(),
+                                std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionRefused
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                })
+                .transpose()?
+        } else {
+            None
+        };
+        match answered {
+            Some((path, r)) if r.ok => {
+                via = Some(path);
+                let part: ImportReport = r
+                    .data
+                    .and_then(|d| serde_json::from_value(d).ok())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the answer carries no report: {}", r.message)
+                    })?;
+                report.merge(part);
+            }
+            Some((_, r)) => bail!("{}", r.message),
+            None => {
+                // Nothing answers: the pinned maps of a filter of an
+                // older version.
+                if pinned.is_none() {
+                    let p = open(&args.iface)?;
+                    let room = feeds::Room::read(&p)?;
+                    pinned = Some((p, room));
+                }
+                let (p, room) = pinned.as_mut().expect("opened");
+                let allow = p.allowlist()?;
+                let why: BanReason = reason.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (part, _) = feeds::ban_all(
+                    p,
+                    &batch,
+                    args.ttl.map(Duration::from_secs),
+                    why,
+                    &note,
+                    &allow,
+                    room,
+                )?;
+                report.merge(part);
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": file.display().to_string(),
+                "entries": feed.networks.len() + feed.repeats,
+                "networks": feed.networks.len(),
+                "repeats": feed.repeats,
+                "report": report,
+            }))?
+        );
+    } else {
+        print!(
+            "{}",
+            import_text(
+                file,
+                &feed,
+                &report,
+                args.ttl,
+                &reason,
+                &note,
+                via.as_deref()
+            )
+        );
+    }
+    if !report.not_fitted.is_empty() {
+        bail!(
+            "{} of {} networks did not fit: feeds may fill the operator ban map up to {} networks \
+             per IP family (see `dce-edge ban --list`)",
+            report.not_fitted.len(),
+            feed.networks.len(),
+            appliance::feeds::FEED_ROOM
+        );
+    }
+    if report.banned == 0 && !feed.networks.is_empty() {
+        bail!("nothing was banned");
+    }
+    Ok(())
+}
+
+/// The feed's file name as a ban note (at most [`BAN_NOTE_MAX`] bytes).
+fn feed_note(file: &Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut end = name.len().min(BAN_NOTE_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// How many of a list are shown before "... and N more".
+const SHOWN: usize = 10;
+
+fn import_text(
+    file: &Path,
+    feed: &appliance::feeds::Feed,
+    report: &appliance::feeds::ImportReport,
+    ttl: Option<u64>,
+    reason: &str,
+    note: &str,
+    via: Option<&Path>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} networks read; banned {} ({reason}, {}, note {note:?}){}",
+        file.display(),
+        feed.networks.len(),
+        report.banned,
+        match ttl {
+            Some(t) => format!("for {}", human(Duration::from_secs(t))),
+            None => "until unbanned".into(),
+        },
+        match via {
+            Some(p) => format!(" through {}", p.display()),
+            None => " in the pinned maps".into(),
+        }
+    );
+    let list = |s: &mut String, title: String, items: Vec<String>| {
+        if items.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "  {title}:");
+        for i in items.iter().take(SHOWN) {
+            let _ = writeln!(s, "    {i}");
+        }
+        if items.len() > SHOWN {
+            let _ = writeln!(s, "    ... and {} more", items.len() - SHOWN);
+        }
+    };
+    // The file's own bad entries refuse the whole feed before this; these
+    // are what the appliance refused (numbered within their batch).
+    let rejected: Vec<String> = report
+        .refused
+        .iter()
+        .map(|r| format!("{:?}: {}", r.text, r.reason))
+        .collect();
+    list(
+        &mut s,
+        format!("{} entries refused by the filter", rejected.len()),
+        rejected,
+    );
+    if feed.repeats > 0 {
+        let _ = writeln!(s, "  {} repeated entries skipped", feed.repeats);
+    }
+    if feed.empty_batches > 0 {
+        let _ = writeln!(
+            s,
+            "  {} APIBan batches said \"no new bans\"",
+            feed.empty_batches
+        );
+    }
+    list(
+        &mut s,
+        format!(
+            "{} inside or covering the allowlist (or an upstream), not banned",
+            report.allowlisted.len()
+        ),
+        report.allowlisted.clone(),
+    );
+    list(
+        &mut s,
+        format!(
+            "{} DID NOT FIT: feeds may fill the operator ban map up to {} networks per IP \
+             family ({} stay for the operator's own bans)",
+            report.not_fitted.len(),
+            appliance::feeds::FEED_ROOM,
+            appliance::feeds::OPERATOR_RESERVE
+        ),
+        report.not_fitted.clone(),
+    );
+    s
 }
 
 /// Lifts a ban.

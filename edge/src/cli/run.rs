@@ -219,6 +219,29 @@ fn handle_control(
                 .map_err(|e| format!("reason {reason:?}: {e}"))?;
             appliance.operator_ban(n, ttl_seconds.map(Duration::from_secs), reason, &note)
         })),
+        ControlRequest::BanMany {
+            networks,
+            ttl_seconds,
+            reason,
+            note,
+            part,
+        } => match reason.parse::<BanReason>() {
+            Err(e) => ControlResponse::refused(format!("reason {reason:?}: {e}")),
+            Ok(why) => match appliance.operator_ban_many(
+                &networks,
+                ttl_seconds.map(Duration::from_secs),
+                why,
+                &note,
+                part,
+            ) {
+                Ok(report) => ControlResponse {
+                    ok: true,
+                    message: appliance::feeds::describe(&report),
+                    data: serde_json::to_value(&report).ok(),
+                },
+                Err(e) => ControlResponse::refused(e),
+            },
+        },
         ControlRequest::Unban { network } => {
             answer(parse_network(&network).and_then(|n| appliance.operator_unban(n)))
         }

@@ -41,6 +41,9 @@ pub enum EventKind {
     Ban,
     /// A ban was lifted (expired or removed by hand).
     Unban,
+    /// An operator imported a blocklist feed; `details` counts what was
+    /// banned, skipped and what did not fit.
+    BanImport,
     /// A prefix was added to the allowlist.
     AllowlistAdd,
     /// A prefix was removed from the allowlist.

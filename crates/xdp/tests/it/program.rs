@@ -780,6 +780,46 @@ fn manual_ban_drops_and_unban_lifts_it() {
 }
 
 #[test]
+fn a_full_operator_ban_map_says_full_and_keeps_its_bans() {
+    let Some(mut h) = Harness::new("a_full_operator_ban_map_says_full_and_keeps_its_bans") else {
+        return;
+    };
+    // 100.64.0.0/16 and on: 65,536 hosts, the trie's size.
+    let host = |i: u32| Cidr::host(IpAddr::from(std::net::Ipv4Addr::from(0x6440_0000 + i)));
+    for i in 0..abi::LPM_ENTRIES as u32 {
+        h.filter
+            .ban(
+                host(i),
+                Some(Duration::from_secs(600)),
+                BanReason::Manual,
+                "feed",
+            )
+            .unwrap();
+    }
+    let err = h
+        .filter
+        .ban(Cidr::host(ip(SRC4)), None, BanReason::Manual, "")
+        .unwrap_err();
+    assert!(
+        matches!(err, xdp::FilterError::Full { what: "bans_v4" }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("full"), "{err}");
+    assert!(h.filter.has_operator_ban(host(5)).unwrap());
+    assert!(!h
+        .filter
+        .has_operator_ban("100.64.0.0/24".parse().unwrap())
+        .unwrap());
+    assert!(!h.filter.has_operator_ban(Cidr::host(ip(SRC4))).unwrap());
+    // The other family has its own trie; the bans in force still drop.
+    h.filter
+        .ban(Cidr::host(ip(SRC6)), None, BanReason::Manual, "")
+        .unwrap();
+    h.expect(&udp6(&options()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    h.expect(&udp4(&options()).build(), XDP_PASS, slot::PASSED, &[]);
+}
+
+#[test]
 fn expired_ban_no_longer_applies() {
     let Some(mut h) = Harness::new("expired_ban_no_longer_applies") else {
         return;
