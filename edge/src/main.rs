@@ -23,7 +23,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance: XDP filter, AF_XDP (or socket) workers, stateless
-    /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes.
+    /// SIP proxy. Runs until SIGINT/SIGTERM; SIGHUP reloads the routes and
+    /// the [filter] table.
     Run(crate::cli::run::RunArgs),
     /// Remove what `run --config FILE` left behind when its process died
     /// (XDP pins of its interface, a control socket nobody answers on);
@@ -37,7 +38,8 @@ enum Command {
     /// network namespaces (root; removes everything it made).
     Demo(crate::cli::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this
-    /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM.
+    /// box; legitimate SIP passes to the kernel. Runs until SIGINT/SIGTERM;
+    /// SIGHUP or `dce-edge filter reload` applies a changed [filter] table.
     Filter(xdp_cli::FilterArgs),
     /// Counters of a running appliance or filter: from its metrics endpoint
     /// (default), live with --watch, or from the filter's pinned maps with

@@ -30,9 +30,9 @@ use profile::{self, Profile};
 use proxy::cookie::Secret;
 use proxy::{ProxyConfig, ProxySection};
 use route::RoutesConfig;
-use telemetry::events::EventsConfig;
-use telemetry::metrics::MetricsConfig;
-use xdp::config::{FilterConfig, RateConfig, VerdictMode};
+use telemetry::events::{EventsConfig, EventsSection};
+use telemetry::metrics::{MetricsConfig, MetricsSection};
+use xdp::config::{Cidr, FilterConfig, FilterSection, RateConfig, VerdictMode};
 
 /// The `[edge]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,8 +109,9 @@ pub struct IdleFile {
     pub wait_us: Option<u64>,
 }
 
-/// The top level of the file: which tables may appear. Each part reads its
-/// own table again with its own types; here they are only allowed.
+/// The whole file, parsed once: each table typed by the part it belongs
+/// to, and handed to that part's `from_section`. A key no part knows is an
+/// error with its line, wherever it is.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApplianceFile {
@@ -120,14 +121,10 @@ struct ApplianceFile {
     dataplane: DataplaneSection,
     #[serde(default)]
     proxy: ProxySection,
-    #[allow(dead_code)]
-    routes: Option<toml::Table>,
-    #[allow(dead_code)]
-    filter: Option<toml::Table>,
-    #[allow(dead_code)]
-    metrics: Option<toml::Table>,
-    #[allow(dead_code)]
-    events: Option<toml::Table>,
+    routes: Option<RoutesConfig>,
+    filter: Option<Spanned<FilterSection>>,
+    metrics: Option<MetricsSection>,
+    events: Option<EventsSection>,
     #[allow(dead_code)]
     stream: Option<toml::Table>,
 }
@@ -139,6 +136,8 @@ pub struct ApplianceConfig {
     pub source: SourceFile,
     /// The hardware profile, when the file names one.
     pub profile: Option<Profile>,
+    /// The profile as the file names it.
+    pub profile_name: Option<String>,
     /// The dataplane, with every size resolved.
     pub dataplane: DataplaneConfig,
     /// The edge's SIP addresses.
@@ -160,6 +159,22 @@ pub struct ApplianceConfig {
     pub events: EventsConfig,
     /// SIP over TCP and TLS (the `[stream]` table), when configured.
     pub stream: Option<dataplane::stream::StreamConfig>,
+    /// What the file says that is allowed but does nothing in this mode,
+    /// each with file and line: printed at start and by `--check`.
+    pub warnings: Vec<String>,
+}
+
+/// What the `[filter]` table comes to in the appliance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterPlan {
+    /// The XDP filter's configuration, when one runs.
+    pub filter: Option<FilterConfig>,
+    /// The allowlist, which the proxy honours too (with or without XDP).
+    pub allowlist: Vec<Cidr>,
+    /// Whether bans apply to emergency calls, in both layers.
+    pub keep_bans: bool,
+    /// Keys that do nothing in this mode, with file and line.
+    pub warnings: Vec<String>,
 }
 
 fn parse_addr(
@@ -243,7 +258,25 @@ impl ApplianceConfig {
                     ),
                 ))
             }
-            Some(q) => q.get_ref().clone(),
+            Some(q) => {
+                let list = q.get_ref();
+                if let Some((i, dup)) = list
+                    .iter()
+                    .enumerate()
+                    .find(|(i, v)| list[..*i].contains(v))
+                {
+                    return Err(source.error_at(
+                        q.span(),
+                        format!(
+                            "queue {dup} is listed twice (entries {} and {}): one AF_XDP socket \
+                             serves a queue, so the second worker would never see a packet",
+                            list.iter().position(|v| v == dup).unwrap_or(0) + 1,
+                            i + 1
+                        ),
+                    ));
+                }
+                list.clone()
+            }
             None => (0..workers as u32).collect(),
         };
         let interface = edge.interface.clone().unwrap_or_default();
@@ -291,40 +324,37 @@ impl ApplianceConfig {
             .validate()
             .map_err(|p| ConfigError::file(source.path(), format!("[dataplane] {p}")))?;
 
-        let routes = RoutesConfig::from_appliance_config(&source)?;
-        let allowlist = filter_allowlist(&source)?;
+        let routes = file
+            .routes
+            .clone()
+            .ok_or_else(|| ConfigError::file(source.path(), "no [routes] table"))?;
+        routes.max_drop(&source)?;
+        let plan = plan_filter(
+            &source,
+            &file,
+            runtime.as_ref(),
+            edge.mode,
+            &interface,
+            &listen,
+            &edge.listen,
+        )?;
         let secret = random_secret().map_err(|e| {
             ConfigError::file(source.path(), format!("cannot read /dev/urandom: {e}"))
         })?;
         let mut proxy =
-            ProxyConfig::from_section(&file.proxy, &source, listen[0], &allowlist, secret)?;
-        let mut filter = match edge.mode {
-            IoMode::AfXdp => Some(filter_config(
-                &source,
-                runtime.as_ref(),
-                VerdictMode::Redirect,
-            )?),
-            IoMode::Socket if file.filter.is_some() && !interface.is_empty() => {
-                Some(filter_config(&source, runtime.as_ref(), VerdictMode::Pass)?)
-            }
-            IoMode::Socket => None,
-        };
-        // Whether bans apply to emergency calls is one decision for both
-        // layers: either table saying so keeps them in both.
-        let keep_bans = proxy.emergency.keep_bans || filter_keeps_bans(&source)?;
-        proxy.emergency.keep_bans = keep_bans;
-        if let Some(f) = &mut filter {
-            f.emergency_keep_bans = keep_bans;
-        }
-        let metrics = MetricsConfig::from_file(&source)?;
-        let events = EventsConfig::from_file(&source)?;
+            ProxyConfig::from_section(&file.proxy, &source, listen[0], &plan.allowlist, secret)?;
+        proxy.emergency.keep_bans = plan.keep_bans;
+        let metrics = MetricsConfig::from_section(&source, file.metrics.as_ref())?;
+        let events = EventsConfig::from_section(&source, file.events.as_ref())?;
         let stream = crate::stream::from_source(&source)?;
         Ok(ApplianceConfig {
             stream,
-            filter,
+            filter: plan.filter,
+            warnings: plan.warnings,
             metrics,
             events,
             profile,
+            profile_name: file.profile.as_ref().map(|p| p.get_ref().clone()),
             dataplane,
             listen,
             routes,
@@ -338,80 +368,165 @@ impl ApplianceConfig {
             source,
         })
     }
+
+    /// Reads the file again for a filter reload: its `[filter]` table, with
+    /// the running profile, mode, interface and SIP addresses (changes to
+    /// those need a restart; a changed `profile` is refused with its line,
+    /// as is a changed `emergency_keep_bans`, which the running proxy
+    /// workers hold too). Any error anywhere in the file refuses the reload.
+    pub fn reread_filter(&self) -> Result<FilterPlan, ConfigError> {
+        let source = SourceFile::read(self.source.path())?;
+        let file: ApplianceFile = source.parse_toml()?;
+        let running = self.profile_name.clone();
+        let named = file.profile.as_ref().map(|p| p.get_ref().clone());
+        if running != named {
+            let at = file.profile.as_ref().map_or(0..0, |p| p.span());
+            return Err(source.error_at(
+                at,
+                format!(
+                    "profile changed ({} -> {}): a profile change needs a restart; \
+                     the running filter stays",
+                    running.as_deref().unwrap_or("none"),
+                    named.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        let runtime = self.profile.as_ref().map(|p| p.runtime().clone());
+        let plan = plan_filter(
+            &source,
+            &file,
+            runtime.as_ref(),
+            self.dataplane.mode,
+            &self.dataplane.interface,
+            &self.listen,
+            &file.edge.listen,
+        )?;
+        if plan.keep_bans != self.proxy.emergency.keep_bans {
+            let at = file
+                .filter
+                .as_ref()
+                .and_then(|f| f.get_ref().emergency_keep_bans())
+                .map_or(0..0, |(_, span)| span);
+            return Err(source.error_at(
+                at,
+                format!(
+                    "emergency_keep_bans changed to {}: the proxy workers hold it too, so it \
+                     needs a restart; the running filter stays",
+                    plan.keep_bans
+                ),
+            ));
+        }
+        Ok(plan)
+    }
 }
 
-/// The `[filter]` table with the profile's rate limits and overload cap
-/// for what the table leaves out, and the verdict mode the appliance needs.
-fn filter_config(
+/// The `[filter]` table as the appliance runs it: checked whole in every
+/// mode (a misspelt key is an error with its line even where no XDP filter
+/// runs), with the profile's rate limits and overload cap for what it
+/// leaves out and the verdict mode the appliance needs. In socket mode
+/// without an interface no XDP filter runs: the allowlist still reaches the
+/// proxy, and every other key set is named in a warning.
+fn plan_filter(
     source: &SourceFile,
+    file: &ApplianceFile,
     runtime: Option<&profile::RuntimeDefaults>,
-    mode: VerdictMode,
-) -> Result<FilterConfig, ConfigError> {
-    let mut f = FilterConfig::from_source(source)?;
-    f.mode = mode;
-    let Some(r) = runtime else {
-        return Ok(f);
+    mode: IoMode,
+    interface: &str,
+    listen: &[SocketAddr],
+    listen_span: &Spanned<String>,
+) -> Result<FilterPlan, ConfigError> {
+    let section = file.filter.as_ref().map(|f| f.get_ref());
+    let mut f = FilterConfig::from_section(source, section)?;
+    let allowlist = f.allowlist.clone();
+    let keep_bans = file.proxy.emergency.keep_bans || f.emergency_keep_bans;
+    let mut warnings = Vec::new();
+    let runs = match mode {
+        IoMode::AfXdp => Some(VerdictMode::Redirect),
+        IoMode::Socket if file.filter.is_some() && !interface.is_empty() => Some(VerdictMode::Pass),
+        IoMode::Socket => None,
     };
-    #[derive(Deserialize)]
-    struct Only {
-        filter: Option<toml::Table>,
-    }
-    let table = source.parse_toml::<Only>()?.filter.unwrap_or_default();
-    let rates = table.get("rate_limits").and_then(|v| v.as_table());
-    let set = |class: &str| rates.is_some_and(|t| t.contains_key(class));
-    let bucket = |b: profile::TokenBucket| RateConfig {
-        rate: b.rate,
-        burst: b.burst,
+    let Some(verdict) = runs else {
+        if let Some(table) = &file.filter {
+            let unused: Vec<&str> = table
+                .get_ref()
+                .keys_set()
+                .into_iter()
+                .filter(|k| !matches!(*k, "allowlist" | "emergency_keep_bans"))
+                .collect();
+            if !unused.is_empty() {
+                warnings.push(
+                    source
+                        .error_at(
+                            table.span(),
+                            format!(
+                                "[filter] in socket mode without [edge] interface: no XDP filter \
+                                 runs, so {} do nothing (the allowlist and emergency_keep_bans \
+                                 apply to the proxy); set interface to run the filter",
+                                unused.join(", ")
+                            ),
+                        )
+                        .to_string(),
+                );
+            }
+        }
+        return Ok(FilterPlan {
+            filter: None,
+            allowlist,
+            keep_bans,
+            warnings,
+        });
     };
-    if !set("invite") {
-        f.rate_limits.invite = bucket(r.rate_limits.invite);
+    f.mode = verdict;
+    f.emergency_keep_bans = keep_bans;
+    for addr in listen {
+        if !f.sip_ports.contains(&addr.port()) {
+            let at = section
+                .and_then(|s| s.sip_ports_span())
+                .unwrap_or_else(|| listen_span.span());
+            return Err(source.error_at(
+                at,
+                format!(
+                    "the edge listens on port {} but the filter's sip_ports are {:?}: its SIP \
+                     would pass the filter unchecked and never reach the workers; add {} to \
+                     [filter] sip_ports",
+                    addr.port(),
+                    f.sip_ports,
+                    addr.port()
+                ),
+            ));
+        }
     }
-    if !set("register") {
-        f.rate_limits.register = bucket(r.rate_limits.register);
+    if let Some(r) = runtime {
+        let set = |class: &str| section.is_some_and(|s| s.sets_rate_limit(class));
+        let bucket = |b: profile::TokenBucket| RateConfig {
+            rate: b.rate,
+            burst: b.burst,
+        };
+        if !set("invite") {
+            f.rate_limits.invite = bucket(r.rate_limits.invite);
+        }
+        if !set("register") {
+            f.rate_limits.register = bucket(r.rate_limits.register);
+        }
+        if !set("other") {
+            f.rate_limits.other = bucket(r.rate_limits.other);
+        }
+        if !section.is_some_and(|s| s.sets_overload_cap()) {
+            f.overload_cap_pps = r.overload_cap_pps.min(u32::MAX as u64) as u32;
+        }
+        f.validate().map_err(|e| {
+            ConfigError::file(
+                source.path(),
+                format!("[filter] with the profile's defaults: {e}"),
+            )
+        })?;
     }
-    if !set("other") {
-        f.rate_limits.other = bucket(r.rate_limits.other);
-    }
-    if !table.contains_key("overload_cap_pps") {
-        f.overload_cap_pps = r.overload_cap_pps.min(u32::MAX as u64) as u32;
-    }
-    f.validate().map_err(|e| {
-        ConfigError::file(
-            source.path(),
-            format!("[filter] with the profile's defaults: {e}"),
-        )
-    })?;
-    Ok(f)
-}
-
-/// `[filter] emergency_keep_bans`, which the proxy honours too.
-fn filter_keeps_bans(source: &SourceFile) -> Result<bool, ConfigError> {
-    #[derive(Deserialize)]
-    struct Only {
-        filter: Option<Keep>,
-    }
-    #[derive(Deserialize)]
-    struct Keep {
-        #[serde(default)]
-        emergency_keep_bans: bool,
-    }
-    let only: Only = source.parse_toml()?;
-    Ok(only.filter.is_some_and(|f| f.emergency_keep_bans))
-}
-
-/// The allowlist of the `[filter]` table, which the proxy honours too.
-fn filter_allowlist(source: &SourceFile) -> Result<Vec<String>, ConfigError> {
-    #[derive(Deserialize)]
-    struct Only {
-        filter: Option<Allow>,
-    }
-    #[derive(Deserialize)]
-    struct Allow {
-        #[serde(default)]
-        allowlist: Vec<String>,
-    }
-    let only: Only = source.parse_toml()?;
-    Ok(only.filter.map(|f| f.allowlist).unwrap_or_default())
+    Ok(FilterPlan {
+        filter: Some(f),
+        allowlist,
+        keep_bans,
+        warnings,
+    })
 }
 
 /// A secret for the proxy's branches and cookies from the kernel's random
@@ -572,6 +687,154 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.reason.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_filter_key_in_socket_mode_is_an_error_with_its_line() {
+        // No XDP filter runs here, but the allowlist reaches the proxy: a
+        // typo must not leave the proxy without it.
+        let e = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nallow_list = [\"198.51.100.0/24\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.reason.contains("allow_list"), "{e}");
+    }
+
+    #[test]
+    fn filter_keys_that_do_nothing_in_socket_mode_are_warned_about_with_the_line() {
+        let c = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nallowlist = [\"198.51.100.0/24\"]\nsip_ports = [5060, 5080]\n\
+             rate_limits.invite = {{ rate = 5, burst = 5 }}\n"
+        ))
+        .unwrap();
+        assert!(c.filter.is_none());
+        assert_eq!(c.proxy.allowlist, vec!["198.51.100.0/24".parse().unwrap()]);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(w.starts_with("/etc/dce-edge/edge.toml:7:"), "{w}");
+        assert!(
+            w.contains("sip_ports, rate_limits") && !w.contains("allowlist,"),
+            "{w}"
+        );
+        // Only the allowlist: nothing to warn about.
+        let c = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nallowlist = [\"198.51.100.0/24\"]\n"
+        ))
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_bad_filter_value_in_socket_mode_is_refused_too() {
+        let e = load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nrate_limits.invite = {{ rate = 0, burst = 5 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+    }
+
+    #[test]
+    fn an_allowlist_of_everything_is_refused_with_its_line() {
+        for (entry, wide) in [("0.0.0.0/0", "/0"), ("::/0", "/0"), ("10.0.0.0/7", "/7")] {
+            let e = load(&format!(
+                "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+                 [filter]\nallowlist = [\"198.51.100.0/24\",\n  \"{entry}\"]\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.line, 9, "{e}");
+            assert!(
+                e.reason.contains(wide) && e.reason.contains("at most"),
+                "{e}"
+            );
+        }
+        assert!(load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nallowlist = [\"10.0.0.0/8\", \"2001::/16\"]\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_listen_port_the_filter_does_not_watch_is_refused_with_the_line() {
+        let e = load(&format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5080\"\n{ROUTES}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(
+            e.reason.contains("port 5080") && e.reason.contains("sip_ports"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [filter]\nsip_ports = [5080]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(load(&format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5080\"\n{ROUTES}\
+             [filter]\nsip_ports = [5060, 5080]\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_queue_listed_twice_is_refused_with_the_line() {
+        let e = load(&format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n\
+             workers = 3\nqueues = [0, 1, 0]\n{ROUTES}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.reason.contains("queue 0 is listed twice"), "{e}");
+    }
+
+    #[test]
+    fn a_filter_reread_sees_the_new_table_and_refuses_what_needs_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("edge.toml");
+        let base = format!(
+            "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
+        );
+        std::fs::write(
+            &path,
+            format!("{base}[filter]\nscanner_user_agents = [\"a\"]\n"),
+        )
+        .unwrap();
+        let c = ApplianceConfig::load(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{base}[filter]\nscanner_user_agents = [\"b\"]\n"),
+        )
+        .unwrap();
+        let plan = c.reread_filter().unwrap();
+        let f = plan.filter.unwrap();
+        assert_eq!(f.scanner_user_agents, vec!["b"]);
+        assert_eq!(f.mode, VerdictMode::Redirect, "the appliance's mode stays");
+        std::fs::write(
+            &path,
+            format!("{base}[filter]\nemergency_keep_bans = true\n"),
+        )
+        .unwrap();
+        let e = c.reread_filter().unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.reason.contains("needs a restart"), "{e}");
+        std::fs::write(&path, format!("profile = \"lab\"\n{base}")).unwrap();
+        let e = c.reread_filter().unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        std::fs::write(
+            &path,
+            format!("{base}[filter]\nblocklist = [\"1.2.3.4/8\"]\n"),
+        )
+        .unwrap();
+        let e = c.reread_filter().unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.reason.contains("host bits"), "{e}");
     }
 
     #[test]

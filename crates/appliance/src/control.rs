@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 /// Where the control socket is when the configuration does not say.
 pub const DEFAULT_PATH: &str = "/run/dce-edge/control.sock";
 
-/// The longest request line read (a ban note or a reason is short).
-const MAX_REQUEST: u64 = 16 * 1024;
+/// The longest request line read (a ban note or a reason is short; a
+/// `BanMany` batch of [`crate::feeds::BATCH`] networks fits).
+pub const MAX_REQUEST: u64 = 16 * 1024;
 
 /// How long a client may take to send its request line.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,7 +35,16 @@ pub enum ControlRequest {
     /// Are you there, and what are you running?
     Status,
     /// Read the route files again; a refused table keeps the running one.
-    ReloadRoutes,
+    ReloadRoutes {
+        /// Take a table without prefixes, or one that drops more than
+        /// `[routes] reload_max_drop` of the running table's prefixes.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Read the configuration's `[filter]` table again and apply it to the
+    /// running XDP program (same program); a refused table keeps the
+    /// running rules.
+    FilterReload,
     /// Open the event log's file again by its name (after logrotate moved
     /// it away); lines written before stay in the old file.
     ReopenEvents,
@@ -52,6 +62,23 @@ pub enum ControlRequest {
         reason: String,
         /// The operator's note (at most 32 bytes).
         note: String,
+    },
+    /// Ban many networks at once (a blocklist feed, `dce-edge ban
+    /// --import`): operator bans, each reported (banned, inside the
+    /// allowlist, refused, or not fitting in the ban map).
+    BanMany {
+        /// ADDRESS or ADDRESS/PREFIX each.
+        networks: Vec<String>,
+        /// Seconds they last; `None` until unbanned.
+        ttl_seconds: Option<u64>,
+        /// A reason name (`manual`, `scanner`, ...).
+        reason: String,
+        /// The operator's note (at most 32 bytes), e.g. the feed's name.
+        note: String,
+        /// Which batch of an import this is (1-based) and how many there
+        /// are: one event is logged for the whole import.
+        #[serde(default)]
+        part: Option<(u32, u32)>,
     },
     /// Lift the ban of exactly this network.
     Unban {
@@ -71,12 +98,16 @@ pub enum ControlRequest {
 }
 
 /// The appliance's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {
     /// Whether the request did what it asked.
     pub ok: bool,
     /// What happened, for a person (the reason when `ok` is false).
     pub message: String,
+    /// What happened, for a program (a `BanMany` report), when there is more
+    /// than the message says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl ControlResponse {
@@ -85,6 +116,7 @@ impl ControlResponse {
         ControlResponse {
             ok: true,
             message: message.into(),
+            data: None,
         }
     }
 
@@ -93,6 +125,7 @@ impl ControlResponse {
         ControlResponse {
             ok: false,
             message: reason.into(),
+            data: None,
         }
     }
 }
@@ -318,7 +351,7 @@ mod tests {
             while std::time::Instant::now() < deadline {
                 let n = server.poll(|r| match r {
                     ControlRequest::Status => ControlResponse::ok("running"),
-                    ControlRequest::ReloadRoutes => {
+                    ControlRequest::ReloadRoutes { .. } => {
                         ControlResponse::refused("prefixes.csv:3: no such group")
                     }
                     other => ControlResponse::refused(format!("not in this test: {other:?}")),
@@ -338,7 +371,12 @@ mod tests {
         let server = server_in(tmp.path());
         let path = server.path().to_path_buf();
         let t = answer_once(server);
-        let r = request(&path, &ControlRequest::ReloadRoutes, Duration::from_secs(5)).unwrap();
+        let r = request(
+            &path,
+            &ControlRequest::ReloadRoutes { force: false },
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(r, ControlResponse::refused("prefixes.csv:3: no such group"));
         drop(t.join().unwrap());
         assert!(!path.exists(), "the socket file goes with the server");
@@ -377,6 +415,14 @@ mod tests {
         drop(stale);
         let again = ControlServer::bind(tmp.path().join("stale.sock"));
         assert!(again.is_ok());
+    }
+
+    #[test]
+    fn a_reload_request_without_force_reads_as_not_forced() {
+        let r: ControlRequest = serde_json::from_str("{\"command\":\"reload_routes\"}").unwrap();
+        assert_eq!(r, ControlRequest::ReloadRoutes { force: false });
+        let r: ControlRequest = serde_json::from_str("{\"command\":\"filter_reload\"}").unwrap();
+        assert_eq!(r, ControlRequest::FilterReload);
     }
 
     #[test]

@@ -5,9 +5,13 @@
 
 pub mod config;
 pub mod control;
+pub mod events;
+pub mod feeds;
 pub mod probe;
 pub mod run;
+pub mod shield;
 pub mod stream;
 
 pub use config::ApplianceConfig;
-pub use run::{Appliance, ControlEvent, StartError};
+pub use events::ControlEvent;
+pub use run::{Appliance, StartError};

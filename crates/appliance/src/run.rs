@@ -3,13 +3,14 @@
 //! abuse reports into bans, and assembles the stats snapshot. It never
 //! touches a worker's state except through the rings.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
+use crate::events::{describe_reload, BanWatch, ControlEvent};
 use crate::probe::Prober;
 use dataplane::stream::{StreamLayer, StreamThread};
 use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
@@ -27,7 +28,7 @@ use telemetry::stats::{self, Snapshot};
 use xdp::config::Cidr;
 use xdp::loader::{Attached, Filter};
 use xdp::maps::{AutoBan, BanReason};
-use xdp::FilterError;
+use xdp::{FilterError, ListChanges};
 
 /// Why the appliance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,104 +56,6 @@ pub enum StartError {
     Stream(std::io::Error),
 }
 
-/// Something the control thread did that an operator may want to know.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ControlEvent {
-    /// A worker reported an abuser.
-    Abuse {
-        /// The source.
-        source: IpAddr,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A source proved its address real.
-    Verified {
-        /// The source.
-        source: IpAddr,
-    },
-    /// A target went up or down.
-    Health {
-        /// host:port.
-        target: SocketAddr,
-        /// The route groups that list it (comma-separated).
-        group: String,
-        /// Its new state.
-        up: bool,
-        /// Probes in a row (unanswered, or answered) that made the change.
-        after: u32,
-    },
-    /// A ban the control thread did not make itself appeared in the XDP
-    /// ban map: the program's own auto-ban of a scanner, or a manual
-    /// `dce-edge ban` from another process.
-    Banned {
-        /// The banned network.
-        source: String,
-        /// Why (`scanner`, `manual`, ...).
-        reason: String,
-        /// Seconds until it lapses.
-        seconds: u64,
-    },
-    /// A route reload was accepted.
-    ReloadAccepted {
-        /// The new version.
-        version: u64,
-        /// Prefixes in it.
-        prefixes: usize,
-    },
-    /// `attach = "auto"` fell back to generic XDP: slower, and said loudly.
-    AttachFallback {
-        /// The interface.
-        interface: String,
-    },
-    /// A route reload was refused; the running table stays.
-    ReloadRefused {
-        /// Why.
-        reason: String,
-    },
-    /// A worker reported an abuser, but it was not banned: the ban budget
-    /// was spent (no report storm can fill the ban map), or the map of
-    /// automatic bans is full. Logged.
-    BanLimited {
-        /// The source.
-        source: IpAddr,
-        /// Why it was reported.
-        reason: &'static str,
-        /// Why it was not banned.
-        refused: &'static str,
-    },
-    /// An emergency call was forwarded (every one is an event).
-    EmergencyCall {
-        /// The caller.
-        source: IpAddr,
-        /// Where it went.
-        target: SocketAddr,
-    },
-    /// An operator banned a network through the control socket.
-    OperatorBan {
-        /// The network.
-        network: Cidr,
-        /// The reason given.
-        reason: String,
-        /// Seconds it lasts; `None` until unbanned.
-        seconds: Option<u64>,
-    },
-    /// An operator lifted a ban.
-    OperatorUnban {
-        /// The network.
-        network: Cidr,
-    },
-    /// An operator added a network to the allowlist.
-    AllowAdded {
-        /// The network.
-        network: Cidr,
-    },
-    /// An operator removed a network from the allowlist.
-    AllowRemoved {
-        /// The network.
-        network: Cidr,
-    },
-}
-
 /// The running appliance, owned by the control thread.
 pub struct Appliance {
     cfg: ApplianceConfig,
@@ -173,6 +76,9 @@ pub struct Appliance {
     reloads_accepted: u64,
     reloads_refused: u64,
     last_reload_error: Option<String>,
+    filter_reloads: stats::ReloadCounts,
+    /// Blocklist imports in progress (one event each).
+    imports: crate::feeds::ImportTally,
     last_workers: Vec<WorkerSnapshot<ProxyStats>>,
     /// When each worker last answered a snapshot request (by worker index).
     answered_at: Vec<Option<Instant>>,
@@ -180,9 +86,9 @@ pub struct Appliance {
     /// Bans the workers enforce themselves (no XDP filter): source to
     /// reason and expiry.
     worker_bans: HashMap<IpAddr, (&'static str, Instant)>,
-    /// Bans in the XDP ban map that have had their event: made here (an
-    /// `Abuse` event says so) or seen in the map by [`Appliance::snapshot`].
-    logged_bans: HashSet<String>,
+    /// Bans that have had their event, so that each gets one when it
+    /// appears and one when it goes.
+    ban_watch: BanWatch,
     /// The verified sources of every worker: the control thread's own
     /// copy, which decides what is spread to the workers and the filter.
     verified: VerifiedSources,
@@ -292,11 +198,13 @@ impl Appliance {
             reloads_accepted: 0,
             reloads_refused: 0,
             last_reload_error: None,
+            filter_reloads: stats::ReloadCounts::default(),
+            imports: crate::feeds::ImportTally::default(),
             last_workers: Vec::new(),
             answered_at: vec![None; workers],
             events,
             worker_bans: HashMap::new(),
-            logged_bans: HashSet::new(),
+            ban_watch: BanWatch::default(),
             verified,
             ban_budget: RateLimit::per_second(abuse.bans_per_second, abuse.ban_burst),
             ban_budget_state: RateState::default(),
@@ -332,6 +240,11 @@ impl Appliance {
             .emergency_numbers()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect();
+        // What the maps hold is what a filter reload compares against.
+        if let Some(fc) = &mut self.cfg.filter {
+            fc.emergency_numbers = numbers.clone();
+            fc.emergency_urns = table.emergency_urns();
+        }
         filter.set_emergency_numbers(&numbers)?;
         let mut c = filter.config_entry()?;
         if table.emergency_urns() {
@@ -475,11 +388,16 @@ impl Appliance {
                 .map(|g| g.name.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
+            let cause = if c.up {
+                format!("{} probes answered", c.after)
+            } else {
+                format!("{} probes unanswered", c.after)
+            };
             out.push(ControlEvent::Health {
                 target: c.addr,
                 group,
                 up: c.up,
-                after: c.after,
+                cause,
             });
         }
         self.routes.pump();
@@ -487,9 +405,14 @@ impl Appliance {
     }
 
     /// Reads the route files again; on success every worker swaps to the new
-    /// table between batches, on failure the running table stays.
-    pub fn reload_routes(&mut self) -> Result<u64, String> {
-        match self.routes.reload(&self.cfg.routes, &self.cfg.source) {
+    /// table between batches, on failure the running table stays. Without
+    /// `force`, a table without prefixes or one that drops more than
+    /// `[routes] reload_max_drop` of the running prefixes is refused.
+    pub fn reload_routes(&mut self, force: bool) -> Result<u64, String> {
+        match self
+            .routes
+            .reload_guarded(&self.cfg.routes, &self.cfg.source, force)
+        {
             Ok(r) => {
                 self.reloads_accepted += 1;
                 self.prober.follow_table(self.routes.table());
@@ -511,10 +434,136 @@ impl Appliance {
                 self.last_reload_error = Some(reason.clone());
                 self.events.push(ControlEvent::ReloadRefused {
                     reason: reason.clone(),
+                    kept_version: self.routes.version(),
                 });
                 Err(reason)
             }
         }
+    }
+
+    /// Reads the configuration file's `[filter]` table again and applies
+    /// it to the running XDP program without detaching it (the same
+    /// program, its counters, bans and verified sources kept), and the
+    /// allowlist to every worker's proxy. A table that is refused (with
+    /// file and line), that changes what needs a restart (`attach`, the
+    /// profile, `emergency_keep_bans`) or whose lists do not fit in the
+    /// maps keeps the running rules. Returns what changed, for a person.
+    pub fn reload_filter(&mut self) -> Result<String, String> {
+        let file = self.cfg.source.path().display().to_string();
+        match self.try_reload_filter() {
+            Ok(ev) => {
+                self.filter_reloads.accepted += 1;
+                let message = match &ev {
+                    ControlEvent::FilterReloadAccepted {
+                        changed,
+                        lists,
+                        program_id,
+                        ..
+                    } => describe_reload(&file, changed, lists, *program_id),
+                    _ => String::new(),
+                };
+                self.events.push(ev);
+                Ok(message)
+            }
+            Err(reason) => {
+                self.filter_reloads.refused += 1;
+                self.filter_reloads.last_error = Some(reason.clone());
+                self.events.push(ControlEvent::FilterReloadRefused {
+                    file,
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn try_reload_filter(&mut self) -> Result<ControlEvent, String> {
+        let plan = self.cfg.reread_filter().map_err(|e| e.to_string())?;
+        let file = self.cfg.source.path().display().to_string();
+        let table = self.routes.table();
+        let (changed, lists, program_id) = match (&mut self.filter, &self.cfg.filter, plan.filter) {
+            (Some(f), Some(running), Some(mut new)) => {
+                if new.attach != running.attach {
+                    return Err(format!(
+                        "{file}: attach changed ({:?} -> {:?}): attaching anew needs a restart; \
+                         the running rules stay",
+                        running.attach, new.attach
+                    ));
+                }
+                // The route table names the emergency numbers, as at start.
+                new.emergency_numbers = table
+                    .emergency_numbers()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect();
+                new.emergency_urns = table.emergency_urns();
+                let keep: Vec<Cidr> = self
+                    .upstreams_allowed
+                    .iter()
+                    .map(|ip| Cidr::host(*ip))
+                    .collect();
+                let lists = f
+                    .reconfigure(running, &new, &keep)
+                    .map_err(|e| format!("{file}: {e}; the running rules stay"))?;
+                let changed = running.changes(&new);
+                let id = f.program_id();
+                self.cfg.filter = Some(new);
+                (changed, lists, id)
+            }
+            (None, None, None) => {
+                // No XDP filter: the allowlist is the proxy's alone.
+                let old = &self.cfg.proxy.allowlist;
+                let lists = ListChanges {
+                    allow_added: plan
+                        .allowlist
+                        .iter()
+                        .filter(|c| !old.contains(c))
+                        .copied()
+                        .collect(),
+                    allow_removed: old
+                        .iter()
+                        .filter(|c| !plan.allowlist.contains(c))
+                        .copied()
+                        .collect(),
+                    ..ListChanges::default()
+                };
+                let changed = if lists == ListChanges::default() {
+                    vec![]
+                } else {
+                    vec!["allowlist"]
+                };
+                (changed, lists, None)
+            }
+            _ => {
+                return Err(format!(
+                    "{file}: the [filter] table or [edge] interface changed whether an XDP \
+                     filter runs: that needs a restart; the running rules stay"
+                ))
+            }
+        };
+        for network in &lists.allow_added {
+            self.broadcast_or_say(ProxyControl::Allow { network: *network })?;
+            self.events.push(ControlEvent::AllowAdded {
+                network: *network,
+                by: "config",
+            });
+        }
+        for network in &lists.allow_removed {
+            self.broadcast_or_say(ProxyControl::Disallow { network: *network })?;
+            self.events.push(ControlEvent::AllowRemoved {
+                network: *network,
+                by: "config",
+            });
+        }
+        self.cfg.proxy.allowlist = plan.allowlist;
+        for w in plan.warnings {
+            eprintln!("dce-edge: warning: {w}");
+        }
+        Ok(ControlEvent::FilterReloadAccepted {
+            file,
+            changed,
+            lists,
+            program_id,
+        })
     }
 
     /// The route table version the control thread last installed.
@@ -547,31 +596,11 @@ impl Appliance {
             self.last_stream = Some(stream_report(&s.counters, s.open_connections));
         }
         let s = self.assemble();
-        if self.filter.is_some() {
-            self.note_new_bans(&s.bans);
-        }
+        // The program bans scanners by itself, `dce-edge ban` may run on the
+        // pins from another process, bans lapse: the maps are where the
+        // control thread learns of those.
+        self.ban_watch.update(&s.bans, &mut self.events);
         s
-    }
-
-    /// Queues a `Banned` event for every ban in the XDP map that has had
-    /// none: the program bans scanners by itself, and `dce-edge ban` runs
-    /// in another process, so the map is the only place the control thread
-    /// learns of them. A ban that lapsed and comes back is new again.
-    fn note_new_bans(&mut self, bans: &[stats::BanInForce]) {
-        // One pass each way (hash lookups): a map of tens of thousands of
-        // bans costs milliseconds, not seconds.
-        let current: HashSet<&str> = bans.iter().map(|b| b.source.as_str()).collect();
-        self.logged_bans
-            .retain(|logged| current.contains(logged.as_str()));
-        for b in bans {
-            if self.logged_bans.insert(b.source.clone()) {
-                self.events.push(ControlEvent::Banned {
-                    source: b.source.clone(),
-                    reason: b.reason.clone(),
-                    seconds: b.seconds_left,
-                });
-            }
-        }
     }
 
     /// A worker saw `source` prove its address. When that is news (a new
@@ -637,10 +666,17 @@ impl Appliance {
                 continue;
             }
             self.worker_bans.insert(source, (reason, now + ban_for));
+            events.push(ControlEvent::ProxyBan {
+                source,
+                reason,
+                seconds: ban_for.as_secs(),
+            });
             match &mut self.filter {
                 Some(f) => {
-                    // The Abuse event is this ban's event.
-                    self.logged_bans.insert(Cidr::host(source).to_string());
+                    // The ProxyBan event is this ban's event.
+                    let network = xdp::maps::source_network(&xdp::maps::source_key(source));
+                    self.ban_watch
+                        .claim(&network.to_string(), ban_for.as_secs());
                     let why = match reason {
                         "auth_failure" => BanReason::AuthFailure,
                         "extension_scan" => BanReason::ExtensionScan,
@@ -661,6 +697,7 @@ impl Appliance {
                     }
                 }
                 None => {
+                    self.ban_watch.claim(&source.to_string(), ban_for.as_secs());
                     let until = dataplane::now().plus(ban_for);
                     self.broadcast(ProxyControl::Ban {
                         network: Cidr::host(source),
@@ -685,7 +722,8 @@ impl Appliance {
             Some(f) => {
                 f.ban(network, ttl, reason, note)
                     .map_err(|e| e.to_string())?;
-                self.logged_bans.insert(network.to_string());
+                self.ban_watch
+                    .claim(&network.to_string(), ttl.map_or(u64::MAX, |t| t.as_secs()));
             }
             None => {
                 let until = match ttl {
@@ -710,6 +748,66 @@ impl Appliance {
         ))
     }
 
+    /// Many operator bans at once (a blocklist feed): in the XDP filter,
+    /// skipping networks inside or covering its allowlist (which holds the
+    /// route table's upstreams) and listing what does not fit. Refused
+    /// without an XDP filter.
+    pub fn operator_ban_many(
+        &mut self,
+        networks: &[String],
+        ttl: Option<Duration>,
+        reason: BanReason,
+        note: &str,
+        part: Option<(u32, u32)>,
+    ) -> Result<crate::feeds::ImportReport, String> {
+        let (report, room) =
+            match &mut self.filter {
+                Some(f) => {
+                    let mut allow = f.allowlist().map_err(|e| e.to_string())?;
+                    // The upstreams are in the filter's allowlist already,
+                    // unless it was full when they were added: trust them here
+                    // all the same.
+                    allow.extend(
+                        self.routes
+                            .table()
+                            .forward_upstreams()
+                            .iter()
+                            .map(|a| Cidr::host(a.ip())),
+                    );
+                    let mut room = self
+                        .imports
+                        .room(note, part, f)
+                        .map_err(|e| e.to_string())?;
+                    let (report, made) =
+                        crate::feeds::ban_all(f, networks, ttl, reason, note, &allow, &mut room)
+                            .map_err(|e| e.to_string())?;
+                    for c in &made {
+                        self.ban_watch
+                            .claim(&c.to_string(), ttl.map_or(u64::MAX, |t| t.as_secs()));
+                    }
+                    (report, room)
+                }
+                // The workers keep 1,024 network bans each, scanned for every
+                // packet: no place for a feed.
+                None => return Err(
+                    "blocklist feeds need the XDP filter (io = \"af_xdp\", or `dce-edge filter` \
+                     in front of a socket-mode edge): the socket-mode workers keep only a few \
+                     network bans"
+                        .into(),
+                ),
+            };
+        let done = self.imports.add(
+            note,
+            reason.name(),
+            ttl.map(|t| t.as_secs()),
+            part,
+            report.clone(),
+            room,
+        );
+        self.events.extend(done);
+        Ok(report)
+    }
+
     /// Lifts the ban of exactly `network`, in the filter and the workers.
     pub fn operator_unban(&mut self, network: Cidr) -> Result<String, String> {
         let mut found = false;
@@ -723,6 +821,13 @@ impl Appliance {
             found |= self.worker_bans.remove(&ip).is_some();
         }
         self.broadcast_or_say(ProxyControl::Unban { network })?;
+        self.ban_watch.forget(&network.to_string());
+        if network.prefix == if network.addr.is_ipv4() { 32 } else { 128 } {
+            self.ban_watch.forget(&network.addr.to_string());
+            self.ban_watch.forget(
+                &xdp::maps::source_network(&xdp::maps::source_key(network.addr)).to_string(),
+            );
+        }
         if self.filter.is_some() && !found {
             return Err(format!(
                 "{network} is not banned (see `dce-edge ban --list`; unban takes the exact network)"
@@ -734,11 +839,15 @@ impl Appliance {
 
     /// Adds `network` to the allowlist of the filter and of every worker.
     pub fn operator_allow(&mut self, network: Cidr) -> Result<String, String> {
+        xdp::config::check_allow_breadth(&network)?;
         if let Some(f) = &mut self.filter {
             f.allow(network).map_err(|e| e.to_string())?;
         }
         self.broadcast_or_say(ProxyControl::Allow { network })?;
-        self.events.push(ControlEvent::AllowAdded { network });
+        self.events.push(ControlEvent::AllowAdded {
+            network,
+            by: "operator",
+        });
         Ok(format!(
             "allowed {network}: trusted by the filter and the proxy (no bans, budgets or rate limits)"
         ))
@@ -753,7 +862,10 @@ impl Appliance {
             }
         }
         self.broadcast_or_say(ProxyControl::Disallow { network })?;
-        self.events.push(ControlEvent::AllowRemoved { network });
+        self.events.push(ControlEvent::AllowRemoved {
+            network,
+            by: "operator",
+        });
         Ok(format!("removed {network} from the allowlist"))
     }
 
@@ -798,6 +910,7 @@ impl Appliance {
             Instant::now(),
         );
         s.stream = self.last_stream.clone();
+        s.filter_reloads = self.filter_reloads.clone();
         s
     }
 
@@ -828,6 +941,7 @@ impl Appliance {
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
         s.stream = stream;
+        s.filter_reloads = self.filter_reloads.clone();
         Ok(s)
     }
 }
@@ -1070,7 +1184,8 @@ fn add_bans(
 
 /// The XDP filter's part of a snapshot: verdicts, attach mode, top sources
 /// and bans, read from its maps.
-fn add_filter(s: &mut Snapshot, f: &Filter) {
+pub(crate) fn add_filter(s: &mut Snapshot, f: &Filter) {
+    s.modes.program_id = f.program_id();
     if let Some(a) = f.attached() {
         s.modes.attach = a.name().into();
         s.modes.attach_fallback = matches!(a, Attached::Generic { fell_back: true });

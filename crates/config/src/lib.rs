@@ -62,12 +62,50 @@ pub struct SourceFile {
     text: String,
 }
 
+/// The largest configuration file [`SourceFile::read`] takes: far more
+/// than any hand-written file, small enough that a wrong path (a log, a
+/// disk image) is refused instead of read into memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 impl SourceFile {
-    /// Reads a UTF-8 file; an unreadable or non-UTF-8 file is a [`ConfigError`].
+    /// Reads a UTF-8 file of at most [`MAX_FILE_BYTES`]; an unreadable,
+    /// oversized, non-regular or non-UTF-8 file is a [`ConfigError`].
     pub fn read(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::read_bounded(path, MAX_FILE_BYTES)
+    }
+
+    /// Reads a UTF-8 file of at most `max_bytes`. Only regular files are
+    /// read (a FIFO or a device would block or never end), and no more than
+    /// `max_bytes + 1` bytes are ever read, whatever the file claims.
+    pub fn read_bounded(path: impl AsRef<Path>, max_bytes: u64) -> Result<Self, ConfigError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+        let cannot = |e: std::io::Error| ConfigError::file(path, format!("cannot read: {e}"));
+        // Looked at before opening: opening a FIFO waits for a writer.
+        if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+            return Err(ConfigError::file(path, "is not a regular file"));
+        }
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(ConfigError::file(path, "is not a regular file"));
+        }
+        let too_big = |n: u64| {
+            ConfigError::file(
+                path,
+                format!("is {n} bytes; the limit is {max_bytes} (is this the right file?)"),
+            )
+        };
+        if meta.len() > max_bytes {
+            return Err(too_big(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(too_big(bytes.len() as u64));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let (line, column) = line_column(&String::from_utf8_lossy(e.as_bytes()), at);
@@ -187,6 +225,23 @@ mod tests {
         let err = src.error_at(sample.rate.span(), "rate must be at least 1");
         assert_eq!((err.line, err.column), (3, 8));
         assert_eq!(err.to_string(), "edge.toml:3:8: rate must be at least 1");
+    }
+
+    #[test]
+    fn a_file_over_the_bound_or_not_a_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dce-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.toml");
+        std::fs::write(&big, "x = 1\n".repeat(100)).unwrap();
+        let err = SourceFile::read_bounded(&big, 64).unwrap_err();
+        assert!(
+            err.reason.contains("600 bytes") && err.reason.contains("64"),
+            "{err}"
+        );
+        assert!(SourceFile::read_bounded(&big, 600).is_ok());
+        let err = SourceFile::read(&dir).unwrap_err();
+        assert!(err.reason.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -417,6 +417,27 @@ impl EdgeProcess {
         Ok((out.status.success(), text))
     }
 
+    /// Asks the running edge to apply its `[filter]` table again, as an
+    /// operator does (`dce-edge filter reload --control ...`): whether it
+    /// accepted, and its answer.
+    pub fn filter_reload(&self) -> io::Result<(bool, String)> {
+        let control = self.control_socket();
+        let control = control.to_string_lossy();
+        let out = self.command(&["filter", "reload", "--control", &control])?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    }
+
+    /// The id of the XDP program attached to the edge's interface, as `ip
+    /// -d link show` reports it (`prog/xdp id N`), if one is.
+    pub fn xdp_program_id(&self) -> io::Result<Option<u32>> {
+        xdp_program_id(&self.ns, &self.iface)
+    }
+
     /// The edge's control socket.
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("run").join("control.sock")
@@ -510,4 +531,29 @@ impl EdgeProcess {
     pub fn sip_addr(&self) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(EDGE_ADDR), 5060)
     }
+}
+
+/// The id of the XDP program attached to `iface` in namespace `ns`, as `ip
+/// -d link show` reports it (`prog/xdp id N`), if one is.
+pub fn xdp_program_id(ns: &str, iface: &str) -> io::Result<Option<u32>> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", "dev", iface])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip link show {iface}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split("prog/xdp").nth(1).and_then(|rest| {
+        let mut words = rest.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "id" {
+                return words.next()?.parse().ok();
+            }
+        }
+        None
+    }))
 }

@@ -116,14 +116,14 @@ impl ProxyConfig {
     }
 
     /// Checks `section` (read from `file`) for an edge whose SIP address is
-    /// `listen`, with `allowlist` from the filter configuration.
+    /// `listen`, with `allowlist` from the filter configuration (checked there).
     /// `random_secret` is used when the section pins no secret: the caller
     /// draws it from the system's random source (the proxy reads none).
     pub fn from_section(
         section: &ProxySection,
         file: &SourceFile,
         listen: SocketAddr,
-        allowlist: &[String],
+        allowlist: &[Cidr],
         random_secret: Secret,
     ) -> Result<ProxyConfig, ConfigError> {
         let advertise = match &section.advertise {
@@ -163,12 +163,6 @@ impl ProxyConfig {
                 "proxy.server must be non-empty printable text",
             ));
         }
-        let mut allow = Vec::with_capacity(allowlist.len());
-        for entry in allowlist {
-            allow.push(entry.parse::<Cidr>().map_err(|e| {
-                ConfigError::file(file.path(), format!("allowlist entry {entry:?}: {e}"))
-            })?);
-        }
         Ok(ProxyConfig {
             advertise,
             advertise_tcp: None,
@@ -186,7 +180,7 @@ impl ProxyConfig {
             answers: section.answers,
             abuse: section.abuse,
             emergency: section.emergency,
-            allowlist: allow,
+            allowlist: allowlist.to_vec(),
         })
     }
 }

@@ -1782,7 +1782,10 @@ impl PacketHandler for EdgeProxy {
                 }
             }
             ProxyControl::Disallow { network } => {
+                // Configured entries too: the filter's reload and
+                // `dce-edge allow --remove` take a network out of both layers.
                 self.runtime_allows.retain(|n| *n != network);
+                self.cfg.allowlist.retain(|n| *n != network);
             }
         }
     }

@@ -32,6 +32,28 @@ pub const DEFAULT_PORT: u16 = 5060;
 /// Longest group name.
 pub const GROUP_NAME_MAX: usize = 64;
 
+/// The largest prefixes file read (ten million prefixes of ordinary length
+/// fit): a wrong path is refused, not read into memory.
+pub const MAX_PREFIXES_FILE_BYTES: u64 = 256 << 20;
+
+/// The largest groups file read.
+pub const MAX_GROUPS_FILE_BYTES: u64 = config::MAX_FILE_BYTES;
+
+/// The share of the running table's prefixes a reload may drop unless
+/// forced, when `[routes] reload_max_drop` does not say: a half-written or
+/// truncated file must not take most routes out of service.
+pub const DEFAULT_RELOAD_MAX_DROP: f64 = 0.5;
+
+/// Reads a prefixes file within [`MAX_PREFIXES_FILE_BYTES`].
+pub fn read_prefixes_file(path: &Path) -> Result<SourceFile, ConfigError> {
+    SourceFile::read_bounded(path, MAX_PREFIXES_FILE_BYTES)
+}
+
+/// Reads a groups file within [`MAX_GROUPS_FILE_BYTES`].
+pub fn read_groups_file(path: &Path) -> Result<SourceFile, ConfigError> {
+    SourceFile::read_bounded(path, MAX_GROUPS_FILE_BYTES)
+}
+
 /// The prefix that stands for the default route in the prefixes file.
 pub const DEFAULT_PREFIX: &str = "default";
 
@@ -155,6 +177,8 @@ fn in_range(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
 /// [routes]
 /// groups = "routes/groups.toml"      # relative to the configuration file
 /// prefixes = "routes/prefixes.csv"
+/// allow_empty = false                # a table without prefixes is refused
+/// reload_max_drop = 0.5              # a reload may drop at most half the prefixes
 /// [routes.health]                    # optional; overrides the groups file
 /// interval_ms = 2000
 /// down_after = 3
@@ -170,6 +194,16 @@ pub struct RoutesConfig {
     /// Probe settings that override the groups file's `[health]`.
     #[serde(default)]
     pub health: Option<HealthSpec>,
+    /// Whether a prefixes file with no prefix at all (empty, or a header
+    /// only) may start the edge: every call would be refused, so by default
+    /// it is a mistake (a reload may still be forced).
+    #[serde(default)]
+    pub allow_empty: bool,
+    /// The share of the running table's prefixes a reload may drop (0 to 1;
+    /// default [`DEFAULT_RELOAD_MAX_DROP`]; 1 lets any reload through): a
+    /// reload leaving fewer prefixes than that is refused unless forced.
+    #[serde(default)]
+    pub reload_max_drop: Option<Spanned<f64>>,
 }
 
 /// Just the `[routes]` table of a whole appliance configuration.
@@ -188,14 +222,45 @@ impl RoutesConfig {
             .ok_or_else(|| ConfigError::file(config.path(), "no [routes] table"))
     }
 
+    /// The share of prefixes a reload may drop, checked (errors point at
+    /// the value in `config`).
+    pub fn max_drop(&self, config: &SourceFile) -> Result<f64, ConfigError> {
+        match &self.reload_max_drop {
+            None => Ok(DEFAULT_RELOAD_MAX_DROP),
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
+            Some(v) => Err(config.error_at(
+                v.span(),
+                format!(
+                    "reload_max_drop {} is not a share between 0 and 1 (0.5: a reload may drop half the prefixes)",
+                    v.get_ref()
+                ),
+            )),
+        }
+    }
+
     /// Reads, checks and builds the route table this `[routes]` table points
     /// at. `config` is the appliance configuration it came from: paths are
-    /// relative to it, and errors in `[routes]` itself point into it.
+    /// relative to it, and errors in `[routes]` itself point into it. A
+    /// table without any prefix is refused unless `allow_empty` is set.
     pub fn load(&self, config: &SourceFile) -> Result<LoadedRoutes, RouteErrors> {
+        self.load_forced(config, self.allow_empty)
+    }
+
+    /// [`RoutesConfig::load`]; `allow_empty` takes a table without prefixes.
+    pub fn load_forced(
+        &self,
+        config: &SourceFile,
+        allow_empty: bool,
+    ) -> Result<LoadedRoutes, RouteErrors> {
         let started = Instant::now();
         let read = |p: &Spanned<PathBuf>, what: &str| {
             let path = config.resolve(p.get_ref());
-            SourceFile::read(&path).map_err(|e| {
+            let read = if what == "prefixes" {
+                read_prefixes_file(&path)
+            } else {
+                read_groups_file(&path)
+            };
+            read.map_err(|e| {
                 config.error_at(
                     p.span(),
                     format!("cannot use {what} file {}: {}", path.display(), e.reason),
@@ -217,6 +282,16 @@ impl RoutesConfig {
         let overrides = self.health.as_ref().map(|h| (config, h));
         let mut loaded = load_sources(&groups, &prefixes, overrides)?;
         loaded.stats.read_and_parse += reading;
+        if loaded.table.prefix_count() == 0 && !allow_empty {
+            return Err(prefixes
+                .error_at_line(
+                    1,
+                    "no prefixes (the file is empty or holds only its header): every call \
+                     would be refused; set [routes] allow_empty = true to run without routes, \
+                     or force a reload with `dce-edge routes reload --force`",
+                )
+                .into());
+        }
         Ok(loaded)
     }
 }
@@ -900,8 +975,8 @@ fn table_error(e: TableError, src: &SourceFile, prefixes: &PrefixesFile) -> Conf
 /// Reads and builds from two paths (the `routes check` and `routes lookup`
 /// tools; the appliance goes through [`RoutesConfig::load`]).
 pub fn load_files(groups: &Path, prefixes: &Path) -> Result<LoadedRoutes, RouteErrors> {
-    let g = SourceFile::read(groups);
-    let p = SourceFile::read(prefixes);
+    let g = read_groups_file(groups);
+    let p = read_prefixes_file(prefixes);
     match (g, p) {
         (Ok(g), Ok(p)) => load_sources(&g, &p, None),
         (g, p) => Err(RouteErrors {

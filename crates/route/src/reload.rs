@@ -490,7 +490,38 @@ impl RouteControl {
         config: &RoutesConfig,
         source: &SourceFile,
     ) -> Result<Reloaded, RouteErrors> {
-        let loaded = config.load(source)?;
+        self.reload_guarded(config, source, false)
+    }
+
+    /// [`RouteControl::reload`] with the guards an operator's mistakes
+    /// meet: a table without prefixes, or one that drops more than
+    /// `[routes] reload_max_drop` of the running table's prefixes (default
+    /// half: a truncated or half-written file), is refused unless `force`.
+    pub fn reload_guarded(
+        &mut self,
+        config: &RoutesConfig,
+        source: &SourceFile,
+        force: bool,
+    ) -> Result<Reloaded, RouteErrors> {
+        let max_drop = config.max_drop(source)?;
+        let loaded = config.load_forced(source, force || config.allow_empty)?;
+        let running = self.table.prefix_count();
+        let new = loaded.table.prefix_count();
+        let keep = (running as f64 * (1.0 - max_drop)).ceil() as usize;
+        if !force && new < keep {
+            let path = source.resolve(config.prefixes.get_ref());
+            return Err(config::ConfigError::file(
+                path,
+                format!(
+                    "the new table has {new} prefixes, the running one {running}: a reload may \
+                     drop at most {:.0}% of them ([routes] reload_max_drop = {max_drop}); check \
+                     the file (truncated? half written?), or force it with `dce-edge routes \
+                     reload --force`",
+                    max_drop * 100.0
+                ),
+            )
+            .into());
+        }
         let version = self.install(loaded.table);
         Ok(Reloaded {
             version,

@@ -8,7 +8,7 @@
 
 mod peer;
 
-pub use peer::{effective_uid, peer_uid};
+pub use peer::{effective_uid, peer_uid, write_file_nofollow};
 
 use std::io;
 use std::mem::{size_of, zeroed};

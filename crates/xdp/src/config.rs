@@ -5,6 +5,7 @@
 //! ignored here; each section reads only its own. Every refused value names
 //! the file, the line and the reason.
 
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -259,14 +260,18 @@ pub const DEFAULT_EMERGENCY_NUMBERS: &[&str] = &["911", "112", "999", "000", "11
 #[derive(Deserialize, Default)]
 struct FileWrapper {
     #[serde(default)]
-    filter: RawFilter,
+    filter: FilterSection,
 }
 
-#[derive(Deserialize, Default)]
+/// The `[filter]` table as written, before validation: every key optional,
+/// values carrying their place in the file so that a refusal names the
+/// line. The appliance deserializes it with the rest of its file and hands
+/// it to [`FilterConfig::from_section`].
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawFilter {
+pub struct FilterSection {
     sip_ports: Option<Spanned<Vec<Spanned<i64>>>>,
-    attach: Option<AttachMode>,
+    attach: Option<Spanned<AttachMode>>,
     mode: Option<VerdictMode>,
     fragments: Option<FragmentPolicy>,
     #[serde(default)]
@@ -280,7 +285,7 @@ struct RawFilter {
     auto_ban_budget: Option<RawRate>,
     emergency_numbers: Option<Vec<Spanned<String>>>,
     emergency_urns: Option<bool>,
-    emergency_keep_bans: Option<bool>,
+    emergency_keep_bans: Option<Spanned<bool>>,
     emergency_budget: Option<RawRate>,
     emergency_per_source: Option<RawRate>,
     overload_cap_pps: Option<Spanned<i64>>,
@@ -289,7 +294,81 @@ struct RawFilter {
     rate_limits: RawRateLimits,
 }
 
-#[derive(Deserialize, Default)]
+impl FilterSection {
+    /// Whether the table sets the per-source budget of `class` (`invite`,
+    /// `register`, `other`): what it leaves out, a hardware profile fills.
+    pub fn sets_rate_limit(&self, class: &str) -> bool {
+        match class {
+            "invite" => self.rate_limits.invite.is_some(),
+            "register" => self.rate_limits.register.is_some(),
+            "other" => self.rate_limits.other.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether the table sets `overload_cap_pps`.
+    pub fn sets_overload_cap(&self) -> bool {
+        self.overload_cap_pps.is_some()
+    }
+
+    /// Where `attach` is written, when it is.
+    pub fn attach_span(&self) -> Option<Range<usize>> {
+        self.attach.as_ref().map(|a| a.span())
+    }
+
+    /// Where `sip_ports` is written, when it is.
+    pub fn sip_ports_span(&self) -> Option<Range<usize>> {
+        self.sip_ports.as_ref().map(|p| p.span())
+    }
+
+    /// `emergency_keep_bans` and where it is written, when it is.
+    pub fn emergency_keep_bans(&self) -> Option<(bool, Range<usize>)> {
+        self.emergency_keep_bans
+            .as_ref()
+            .map(|k| (*k.get_ref(), k.span()))
+    }
+
+    /// Where the allowlist entry `index` is written.
+    pub fn allowlist_span(&self, index: usize) -> Option<Range<usize>> {
+        self.allowlist.get(index).map(|a| a.span())
+    }
+
+    /// The keys the table sets, in file order of their definition here
+    /// (to say which ones a mode without an XDP filter does not use).
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        let r = &self.rate_limits;
+        [
+            ("sip_ports", self.sip_ports.is_some()),
+            ("attach", self.attach.is_some()),
+            ("mode", self.mode.is_some()),
+            ("fragments", self.fragments.is_some()),
+            ("allowlist", !self.allowlist.is_empty()),
+            ("blocklist", !self.blocklist.is_empty()),
+            ("scanner_user_agents", self.scanner_user_agents.is_some()),
+            ("scanner_from_names", self.scanner_from_names.is_some()),
+            ("auto_ban", self.auto_ban.is_some()),
+            ("ban_ttl_secs", self.ban_ttl_secs.is_some()),
+            ("auto_ban_budget", self.auto_ban_budget.is_some()),
+            ("emergency_numbers", self.emergency_numbers.is_some()),
+            ("emergency_urns", self.emergency_urns.is_some()),
+            ("emergency_keep_bans", self.emergency_keep_bans.is_some()),
+            ("emergency_budget", self.emergency_budget.is_some()),
+            ("emergency_per_source", self.emergency_per_source.is_some()),
+            ("overload_cap_pps", self.overload_cap_pps.is_some()),
+            ("unverified_cap_pps", self.unverified_cap_pps.is_some()),
+            (
+                "rate_limits",
+                r.invite.is_some() || r.register.is_some() || r.other.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRateLimits {
     invite: Option<RawRate>,
@@ -297,11 +376,36 @@ struct RawRateLimits {
     other: Option<RawRate>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRate {
     rate: Spanned<i64>,
     burst: Spanned<i64>,
+}
+
+/// The widest allowlist entries taken: an IPv4 /8 and an IPv6 /16. A wider
+/// one (`0.0.0.0/0` above all) trusts a good part of the internet, turning
+/// the filter off for it; it is far more likely a typo than a wish.
+pub const WIDEST_ALLOW_V4: u8 = 8;
+/// See [`WIDEST_ALLOW_V4`].
+pub const WIDEST_ALLOW_V6: u8 = 16;
+
+/// Refuses an allowlist entry wider than [`WIDEST_ALLOW_V4`] /
+/// [`WIDEST_ALLOW_V6`], saying why.
+pub fn check_allow_breadth(c: &Cidr) -> Result<(), String> {
+    let (widest, family) = if c.addr.is_ipv4() {
+        (WIDEST_ALLOW_V4, "IPv4")
+    } else {
+        (WIDEST_ALLOW_V6, "IPv6")
+    };
+    if c.prefix < widest {
+        return Err(format!(
+            "{c} would trust a /{} ({family}): the filter would let floods and scanners \
+             from all of it through; allowlist entries may be at most a /{widest}",
+            c.prefix
+        ));
+    }
+    Ok(())
 }
 
 impl FilterConfig {
@@ -313,6 +417,17 @@ impl FilterConfig {
     /// Reads the `[filter]` table of a file already in memory.
     pub fn from_source(src: &SourceFile) -> Result<FilterConfig, ConfigError> {
         let raw = src.parse_toml::<FileWrapper>()?.filter;
+        Self::from_section(src, Some(&raw))
+    }
+
+    /// Validates a `[filter]` table read from `src` (absent: the defaults).
+    /// Errors name the file, the line and the reason.
+    pub fn from_section(
+        src: &SourceFile,
+        section: Option<&FilterSection>,
+    ) -> Result<FilterConfig, ConfigError> {
+        let default = FilterSection::default();
+        let raw = section.unwrap_or(&default);
         let mut cfg = FilterConfig::default();
         let number = |v: &Spanned<i64>, what: &str, min: i64, max: i64| {
             let n = *v.get_ref();
@@ -347,8 +462,8 @@ impl FilterConfig {
                 cfg.sip_ports.push(port);
             }
         }
-        if let Some(a) = raw.attach {
-            cfg.attach = a;
+        if let Some(a) = &raw.attach {
+            cfg.attach = *a.get_ref();
         }
         if let Some(m) = raw.mode {
             cfg.mode = m;
@@ -372,6 +487,10 @@ impl FilterConfig {
                 .collect()
         };
         cfg.allowlist = cidrs(&raw.allowlist, "allowlist")?;
+        for (c, s) in cfg.allowlist.iter().zip(&raw.allowlist) {
+            check_allow_breadth(c)
+                .map_err(|e| src.error_at(s.span(), format!("allowlist: {e}")))?;
+        }
         cfg.blocklist = cidrs(&raw.blocklist, "blocklist")?;
         let signatures =
             |list: &[Spanned<String>], what: &str| -> Result<Vec<String>, ConfigError> {
@@ -483,8 +602,8 @@ impl FilterConfig {
         if let Some(u) = raw.emergency_urns {
             cfg.emergency_urns = u;
         }
-        if let Some(k) = raw.emergency_keep_bans {
-            cfg.emergency_keep_bans = k;
+        if let Some(k) = &raw.emergency_keep_bans {
+            cfg.emergency_keep_bans = *k.get_ref();
         }
         Ok(cfg)
     }
@@ -564,7 +683,68 @@ impl FilterConfig {
                 return Err(format!("more than {} list entries", abi::LPM_ENTRIES));
             }
         }
+        for c in &self.allowlist {
+            check_allow_breadth(c).map_err(|e| format!("allowlist: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The keys whose value differs between `self` (running) and `new`, as
+    /// the `[filter]` table names them: what a reload changes.
+    pub fn changes(&self, new: &FilterConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differs = |key: &'static str, changed: bool| {
+            if changed {
+                out.push(key);
+            }
+        };
+        differs("sip_ports", self.sip_ports != new.sip_ports);
+        differs("attach", self.attach != new.attach);
+        differs("mode", self.mode != new.mode);
+        differs("fragments", self.fragments != new.fragments);
+        differs("allowlist", self.allowlist != new.allowlist);
+        differs("blocklist", self.blocklist != new.blocklist);
+        differs(
+            "scanner_user_agents",
+            self.scanner_user_agents != new.scanner_user_agents,
+        );
+        differs(
+            "scanner_from_names",
+            self.scanner_from_names != new.scanner_from_names,
+        );
+        differs("auto_ban", self.auto_ban != new.auto_ban);
+        differs("ban_ttl_secs", self.ban_ttl != new.ban_ttl);
+        differs(
+            "auto_ban_budget",
+            self.auto_ban_budget != new.auto_ban_budget,
+        );
+        differs("rate_limits", self.rate_limits != new.rate_limits);
+        differs(
+            "overload_cap_pps",
+            self.overload_cap_pps != new.overload_cap_pps,
+        );
+        differs(
+            "unverified_cap_pps",
+            self.unverified_cap_pps != new.unverified_cap_pps,
+        );
+        differs(
+            "emergency_numbers",
+            self.emergency_numbers != new.emergency_numbers,
+        );
+        differs("emergency_urns", self.emergency_urns != new.emergency_urns);
+        differs(
+            "emergency_keep_bans",
+            self.emergency_keep_bans != new.emergency_keep_bans,
+        );
+        differs(
+            "emergency_budget",
+            self.emergency_budget != new.emergency_budget,
+        );
+        differs(
+            "emergency_per_source",
+            self.emergency_per_source != new.emergency_per_source,
+        );
+        out
     }
 
     /// The `config` map entry.
@@ -859,6 +1039,55 @@ table = "x"
             ..FilterConfig::default()
         };
         assert!(code.validate().unwrap_err().contains("auto_ban_budget"));
+    }
+
+    #[test]
+    fn an_allowlist_entry_wider_than_a_slash_8_is_refused_with_its_line() {
+        let e = refused("[filter]\nallowlist = [\n  \"0.0.0.0/0\"]\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(
+            e.reason.contains("0.0.0.0/0") && e.reason.contains("/8"),
+            "{e}"
+        );
+        let e = refused("[filter]\nallowlist = [\"8000::/1\"]\n");
+        assert!(e.reason.contains("/16"), "{e}");
+        assert!(parse("[filter]\nallowlist = [\"10.0.0.0/8\", \"2001::/16\"]\n").is_ok());
+        let code = FilterConfig {
+            allowlist: vec!["0.0.0.0/0".parse().unwrap()],
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("allowlist"));
+        // The blocklist may be as wide as an operator likes.
+        assert!(parse("[filter]\nblocklist = [\"0.0.0.0/0\"]\n").is_ok());
+    }
+
+    #[test]
+    fn changes_name_the_keys_that_differ() {
+        let old = FilterConfig::default();
+        let new = parse(
+            "[filter]\nscanner_user_agents = [\"evil\"]\nrate_limits.invite = { rate = 1, burst = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            old.changes(&new),
+            vec!["scanner_user_agents", "rate_limits"]
+        );
+        assert!(old.changes(&old).is_empty());
+    }
+
+    #[test]
+    fn a_section_says_which_keys_it_sets() {
+        let src = SourceFile::from_text(
+            "edge.toml",
+            "[filter]\nattach = \"native\"\nrate_limits.other = { rate = 1, burst = 1 }\n",
+        );
+        let f = src.parse_toml::<FileWrapper>().unwrap().filter;
+        assert_eq!(f.keys_set(), vec!["attach", "rate_limits"]);
+        assert!(f.sets_rate_limit("other") && !f.sets_rate_limit("invite"));
+        assert_eq!(
+            config::line_column(src.text(), f.attach_span().unwrap().start).0,
+            2
+        );
     }
 
     #[test]

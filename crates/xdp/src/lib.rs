@@ -18,10 +18,13 @@ pub mod test_run;
 use std::path::PathBuf;
 
 pub use config::{
-    AttachMode, Cidr, FilterConfig, FragmentPolicy, RateConfig, RateLimits, VerdictMode,
+    AttachMode, Cidr, FilterConfig, FilterSection, FragmentPolicy, RateConfig, RateLimits,
+    VerdictMode,
 };
 pub use loader::{Attached, Filter, Pinned};
-pub use maps::{AutoBan, BanEntry, BanOrigin, BanReason, FilterMaps, Unbanned, VerifiedEntry};
+pub use maps::{
+    AutoBan, BanEntry, BanOrigin, BanReason, FilterMaps, ListChanges, Unbanned, VerifiedEntry,
+};
 pub use stats::{DropCounts, FilterRates, FilterStats, StatsReport, TopSourceEntry};
 
 /// The compiled XDP program (clang, from `build.rs`).
@@ -82,6 +85,12 @@ pub enum FilterError {
         dir: PathBuf,
         /// Its process.
         pid: u32,
+    },
+    /// A map has no room for another entry.
+    #[error("XDP map {what} is full")]
+    Full {
+        /// Which map.
+        what: &'static str,
     },
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN: {0}")]

@@ -88,6 +88,7 @@ impl Filter {
         cfg.validate().map_err(FilterError::Config)?;
         let ifindex = if_index(iface)?;
         let pin_dir = pin_dir_for(iface)?;
+        private_pin_dirs(&pin_dir, false)?;
         prepare_pin_dir(&pin_dir)?;
 
         let mut filter = Filter::load_unattached(cfg)?;
@@ -213,10 +214,7 @@ impl Filter {
     }
 
     fn pin(&mut self, dir: &Path) -> Result<(), FilterError> {
-        std::fs::create_dir_all(dir).map_err(|e| FilterError::Pins {
-            dir: dir.into(),
-            reason: format!("cannot create: {e}"),
-        })?;
+        private_pin_dirs(dir, true)?;
         self.pin_dir = Some(dir.to_path_buf());
         for (name, map) in self.maps.named() {
             map.pin(dir.join(name)).map_err(|e| FilterError::Pins {
@@ -256,6 +254,13 @@ impl Filter {
             .try_into()
             .expect("checked at load");
         program.fd().expect("loaded").as_fd()
+    }
+
+    /// The kernel's id of the loaded program (what `ip link` and `bpftool`
+    /// show): a reload keeps it, a restart changes it.
+    pub fn program_id(&self) -> Option<u32> {
+        let program: &Xdp = self.ebpf.program(PROGRAM_NAME)?.try_into().ok()?;
+        program.info().ok().map(|i| i.id())
     }
 
     /// Runs the program once on `frame` through BPF_PROG_TEST_RUN.
@@ -313,6 +318,8 @@ impl Pinned {
                     .expect("at least one pin folder"),
             });
         };
+        // Pins are only trusted in folders nobody else could have filled.
+        private_pin_dirs(&dir, false)?;
         let maps = FilterMaps::from_pins(&dir)?;
         Ok(Pinned {
             maps,
@@ -565,6 +572,93 @@ fn pid_alive(pid: u32) -> bool {
         ),
         Err(_) => Path::new(&format!("/proc/{pid}")).exists(),
     }
+}
+
+/// Checks every folder from [`PIN_ROOT`] down to `dir`: each must be a real
+/// directory (not a symbolic link) owned by this process's user, or by
+/// root, and writable by nobody else; pins in a folder another user could
+/// write might be swapped for maps of that user's choosing (an empty
+/// allowlist, a ban list of their own), and `dce-edge` commands would
+/// trust them. With `create`, missing folders are made root-only (0700);
+/// a folder of ours that others may read is narrowed to 0700 too.
+pub fn private_pin_dirs(dir: &Path, create: bool) -> Result<(), FilterError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let refuse = |at: &Path, reason: String| FilterError::Pins {
+        dir: at.to_path_buf(),
+        reason,
+    };
+    let root = Path::new(PIN_ROOT);
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| refuse(dir, format!("pins must live under {PIN_ROOT}")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let me = unsafe { libc::geteuid() };
+    let mut at = root.to_path_buf();
+    let mut levels = vec![at.clone()];
+    for c in rel.components() {
+        at.push(c);
+        levels.push(at.clone());
+    }
+    for level in levels {
+        match std::fs::symlink_metadata(&level) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !create {
+                    return Ok(());
+                }
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&level)
+                    .or_else(|e| {
+                        // Another filter starting at the same moment made it.
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| refuse(&level, format!("cannot create: {e}")))?;
+                let meta = std::fs::symlink_metadata(&level)
+                    .map_err(|e| refuse(&level, format!("cannot read: {e}")))?;
+                check_private(&level, &meta, me)?;
+            }
+            Err(e) => return Err(refuse(&level, format!("cannot read: {e}"))),
+            Ok(meta) => {
+                check_private(&level, &meta, me)?;
+                if meta.mode() & 0o077 != 0 && meta.uid() == me {
+                    let _ =
+                        std::fs::set_permissions(&level, std::fs::Permissions::from_mode(0o700));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_private(level: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FilterError> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |reason: String| FilterError::Pins {
+        dir: level.to_path_buf(),
+        reason,
+    };
+    if !meta.file_type().is_dir() {
+        return Err(refuse(
+            "is not a directory (or is a symbolic link): refusing to pin or read pins there".into(),
+        ));
+    }
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refuse(format!(
+            "belongs to user {}, not to this process's user {me} or root: its pins cannot be trusted",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "others may write to it (mode {:o}): its pins cannot be trusted; chmod go-w it",
+            meta.mode() & 0o777
+        )));
+    }
+    Ok(())
 }
 
 /// Clears the way for a new filter at `dir`: refuses when a live process

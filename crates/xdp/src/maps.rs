@@ -287,9 +287,17 @@ fn batch_err(what: &'static str) -> impl Fn(std::io::Error) -> FilterError {
 }
 
 fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
-    move |e| FilterError::Map {
-        what,
-        error: e.to_string(),
+    move |e| match &e {
+        // A preallocated map or trie with no free entry.
+        MapError::SyscallError(s)
+            if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+        {
+            FilterError::Full { what }
+        }
+        _ => FilterError::Map {
+            what,
+            error: e.to_string(),
+        },
     }
 }
 
@@ -389,6 +397,19 @@ fn ban_entry(network: Cidr, origin: BanOrigin, v: &abi::Ban, now: u64) -> BanEnt
         age: Duration::from_nanos(now.saturating_sub(v.banned_ns)),
         expired: v.expires_ns <= now,
     }
+}
+
+/// What a reload ([`FilterMaps::reconfigure`]) changed in the lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListChanges {
+    /// Networks the new file trusts that the old did not.
+    pub allow_added: Vec<Cidr>,
+    /// Networks the old file trusted that the new does not.
+    pub allow_removed: Vec<Cidr>,
+    /// Networks the new file blocks that the old did not.
+    pub block_added: Vec<Cidr>,
+    /// Networks the old file blocked that the new does not.
+    pub block_removed: Vec<Cidr>,
 }
 
 impl FilterMaps {
@@ -508,6 +529,91 @@ impl FilterMaps {
             Array::try_from(&mut self.config).map_err(map_err("config"))?;
         config.set(0, cfg.to_abi(), 0).map_err(map_err("config"))?;
         Ok(())
+    }
+
+    /// Applies a new configuration to the running program without
+    /// detaching it (same program, same counters, bans, verifications and
+    /// budgets' state): a reload. `running` is the configuration the maps
+    /// hold now. The allow and block lists change by the difference between
+    /// the two files' lists, so entries added at run time (`dce-edge allow`,
+    /// the appliance's upstreams) stay; entries in `keep_allowed` are never
+    /// removed. New list entries go in first and old ones out last, so no
+    /// source is unprotected or untrusted for a moment it should not be. A
+    /// configuration that does not validate, or list entries that do not
+    /// fit (the tries are full), change nothing.
+    pub fn reconfigure(
+        &mut self,
+        running: &FilterConfig,
+        new: &FilterConfig,
+        keep_allowed: &[Cidr],
+    ) -> Result<ListChanges, FilterError> {
+        new.validate().map_err(FilterError::Config)?;
+        let added = |old: &[Cidr], new: &[Cidr]| -> Vec<Cidr> {
+            new.iter().filter(|c| !old.contains(c)).copied().collect()
+        };
+        let changes = ListChanges {
+            allow_added: added(&running.allowlist, &new.allowlist),
+            allow_removed: added(&new.allowlist, &running.allowlist)
+                .into_iter()
+                .filter(|c| !keep_allowed.contains(c))
+                .collect(),
+            block_added: added(&running.blocklist, &new.blocklist),
+            block_removed: added(&new.blocklist, &running.blocklist),
+        };
+        // Additions, undone if one does not fit.
+        let had_allow = list_entries(&self.allow_v4, &self.allow_v6)?;
+        let had_block = list_entries(&self.block_v4, &self.block_v6)?;
+        let mut inserted: Vec<(bool, Cidr)> = Vec::new();
+        let mut failure = None;
+        for (allow, c) in changes
+            .allow_added
+            .iter()
+            .map(|c| (true, *c))
+            .chain(changes.block_added.iter().map(|c| (false, *c)))
+        {
+            let r = if allow {
+                list_insert(&mut self.allow_v4, &mut self.allow_v6, &c, "allowlist")
+            } else {
+                list_insert(&mut self.block_v4, &mut self.block_v6, &c, "blocklist")
+            };
+            match r {
+                Ok(()) => inserted.push((allow, c)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for (allow, c) in inserted {
+                let _ = if allow {
+                    (!had_allow.contains(&c)).then(|| {
+                        list_remove(&mut self.allow_v4, &mut self.allow_v6, &c, "allowlist")
+                    })
+                } else {
+                    (!had_block.contains(&c)).then(|| {
+                        list_remove(&mut self.block_v4, &mut self.block_v6, &c, "blocklist")
+                    })
+                };
+            }
+            return Err(e);
+        }
+        let mut sigs: Array<&mut MapData, abi::Signature> =
+            Array::try_from(&mut self.signatures).map_err(map_err("signatures"))?;
+        let list = new.signatures();
+        for i in 0..abi::MAX_SIGNATURES {
+            let s = list.get(i).copied().unwrap_or_default();
+            sigs.set(i as u32, s, 0).map_err(map_err("signatures"))?;
+        }
+        self.set_emergency_numbers(&new.emergency_numbers)?;
+        self.set_config_entry(new.to_abi())?;
+        for c in &changes.allow_removed {
+            list_remove(&mut self.allow_v4, &mut self.allow_v6, c, "allowlist")?;
+        }
+        for c in &changes.block_removed {
+            list_remove(&mut self.block_v4, &mut self.block_v6, c, "blocklist")?;
+        }
+        Ok(changes)
     }
 
     /// Replaces the emergency numbers the program recognises (digits,
@@ -873,11 +979,46 @@ impl FilterMaps {
     /// the project's 2-core build machine (debug build, under load): cheap
     /// for the bans operators make, about a quarter of a second at 65,536.
     pub fn operator_ban_count(&self) -> Result<usize, FilterError> {
+        let (v4, v6) = self.operator_ban_counts()?;
+        Ok(v4 + v6)
+    }
+
+    /// [`FilterMaps::operator_ban_count`] per address family: (IPv4, IPv6).
+    pub fn operator_ban_counts(&self) -> Result<(usize, usize), FilterError> {
         let t4: LpmTrie<&MapData, [u8; 4], abi::Ban> =
             LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
         let t6: LpmTrie<&MapData, [u8; 16], abi::Ban> =
             LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
-        Ok(t4.keys().filter(Result::is_ok).count() + t6.keys().filter(Result::is_ok).count())
+        Ok((
+            t4.keys().filter(Result::is_ok).count(),
+            t6.keys().filter(Result::is_ok).count(),
+        ))
+    }
+
+    /// Whether an operator ban of exactly `network` is in the tries
+    /// (expired or not): one lookup.
+    pub fn has_operator_ban(&self, network: Cidr) -> Result<bool, FilterError> {
+        // The longest match no longer than the key's prefix is the ban of
+        // exactly that network when there is one; its value says its prefix.
+        let found = if let Some(k) = key_v4(&network) {
+            let t: LpmTrie<&MapData, [u8; 4], abi::Ban> =
+                LpmTrie::try_from(&self.bans_v4).map_err(map_err("bans_v4"))?;
+            t.get(&k, 0)
+        } else if let Some(k) = key_v6(&network) {
+            let t: LpmTrie<&MapData, [u8; 16], abi::Ban> =
+                LpmTrie::try_from(&self.bans_v6).map_err(map_err("bans_v6"))?;
+            t.get(&k, 0)
+        } else {
+            unreachable!("a Cidr is IPv4 or IPv6")
+        };
+        match found {
+            Ok(v) => Ok(v.prefixlen == network.prefix as u32),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(e) => Err(map_err("bans")(e)),
+        }
     }
 
     /// How many sources `auto_bans` holds (expired ones included until

@@ -2,7 +2,7 @@
 //! a SIP server on the box), `stats`, `ban`, `unban`, `allow`. `main.rs`
 //! only dispatches to these.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,25 +10,64 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use xdp::config::{AttachMode, Cidr, FilterConfig, VerdictMode};
-use xdp::loader::{Filter, Pinned};
+use xdp::config::{AttachMode, Cidr};
+use xdp::loader::Pinned;
 use xdp::maps::{BanEntry, BanReason, BAN_NOTE_MAX};
 use xdp::stats::StatsReport;
 
 use appliance::control::ControlRequest;
+use appliance::ControlEvent;
 
-/// `dce-edge filter`: the XDP filter alone; legitimate SIP passes to the kernel.
+/// `dce-edge filter`: the XDP filter alone; legitimate SIP passes to the
+/// kernel. `dce-edge filter reload` applies a changed `[filter]` table to a
+/// running filter or appliance.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct FilterArgs {
+    /// What to do instead of running the filter.
+    #[command(subcommand)]
+    pub action: Option<FilterAction>,
     /// The interface to protect.
-    #[arg(long)]
-    pub iface: String,
-    /// The appliance configuration file (its `[filter]` table); defaults without it.
+    #[arg(long, required = true)]
+    pub iface: Option<String>,
+    /// The configuration file: its `[filter]`, `[metrics]` and `[events]`
+    /// tables (an appliance's file will do); defaults without it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Attach mode: native, generic or auto (overrides the file's `attach`).
     #[arg(long)]
     pub mode: Option<AttachMode>,
+    /// Where to listen for `dce-edge` commands (default:
+    /// /run/dce-edge/filter/IFACE.sock, which the commands find by
+    /// themselves).
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+    /// Where to serve /metrics and /snapshot.json (overrides the file's
+    /// `[metrics] listen`; default 127.0.0.1:9560).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// What `dce-edge filter` does besides running.
+#[derive(Debug, clap::Subcommand)]
+pub enum FilterAction {
+    /// Read the `[filter]` table of the running filter's (or appliance's)
+    /// configuration file again and apply it without detaching (same XDP
+    /// program, counters and bans kept); a bad table is refused with file
+    /// and line and the running rules stay.
+    Reload(FilterReloadArgs),
+}
+
+/// `dce-edge filter reload`.
+#[derive(Debug, Args)]
+pub struct FilterReloadArgs {
+    /// The control socket of the appliance or filter to reload (default:
+    /// the appliance's, else the filter's on --iface or the only one).
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+    /// The interface whose filter to reload (optional when one runs).
+    #[arg(long)]
+    pub iface: Option<String>,
 }
 
 /// `dce-edge stats`: counters of a running filter or appliance.
@@ -48,12 +87,24 @@ pub struct PinnedStatsArgs {
     pub interval: f64,
 }
 
-/// `dce-edge ban`: ban a source or network, or list the bans.
+/// `dce-edge ban`: ban a source or network, list the bans, or import a
+/// blocklist feed.
 #[derive(Debug, Args)]
 pub struct BanArgs {
     /// ADDRESS or ADDRESS/PREFIX to ban.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "import"])]
     pub target: Option<String>,
+    /// Ban every address and network of a blocklist feed: a plain list (one
+    /// per line, `#` and `;` comments) or APIBan JSON; --ttl and --reason
+    /// apply to each. A feed with an entry that is not a network (or is
+    /// wider than /8, /16 for IPv6) is refused whole, each such line named.
+    /// Networks inside or covering the allowlist (and the upstreams) are
+    /// not banned. Prints what was banned and what was not, and why.
+    #[arg(long, conflicts_with_all = ["target", "list"])]
+    pub import: Option<PathBuf>,
+    /// With --import: the feed's format (auto, plain, apiban).
+    #[arg(long, requires = "import", default_value = "auto")]
+    pub format: appliance::feeds::FeedFormat,
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
@@ -68,14 +119,16 @@ pub struct BanArgs {
     /// reason and time left instead.
     #[arg(long, conflicts_with = "target")]
     pub list: bool,
-    /// With --list: print JSON.
-    #[arg(long, requires = "list")]
+    /// With --list or --import: print JSON.
+    #[arg(long)]
     pub json: bool,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode). Default: the one the appliance owning the interface's filter
-    /// recorded, else /run/dce-edge/control.sock.
+    /// The control socket of a running appliance or filter. By default the one the
+    /// appliance owning the interface's filter recorded in its pins is
+    /// tried, then the appliance's default (/run/dce-edge/control.sock), then
+    /// the shield's on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
     #[arg(long)]
     pub control: Option<PathBuf>,
 }
@@ -90,11 +143,13 @@ pub struct UnbanArgs {
     /// The interface (optional when only one filter runs).
     #[arg(long)]
     pub iface: Option<String>,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode). Default: the one the appliance owning the interface's filter
-    /// recorded, else /run/dce-edge/control.sock.
+    /// The control socket of a running appliance or filter. By default the one the
+    /// appliance owning the interface's filter recorded in its pins is
+    /// tried, then the appliance's default (/run/dce-edge/control.sock), then
+    /// the shield's on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
     #[arg(long)]
     pub control: Option<PathBuf>,
 }
@@ -110,11 +165,13 @@ pub struct AllowArgs {
     /// Remove it from the allowlist instead.
     #[arg(long)]
     pub remove: bool,
-    /// A running appliance's control socket: when it answers, the change
-    /// goes through the appliance (filter and proxy workers alike); when
-    /// nothing listens there, the filter's pinned maps are changed (shield
-    /// mode). Default: the one the appliance owning the interface's filter
-    /// recorded, else /run/dce-edge/control.sock.
+    /// The control socket of a running appliance or filter. By default the one the
+    /// appliance owning the interface's filter recorded in its pins is
+    /// tried, then the appliance's default (/run/dce-edge/control.sock), then
+    /// the shield's on --iface (or the only one); the change goes through the process
+    /// that runs the filter (filter and proxy workers alike, with an
+    /// event). Only when nothing answers are the pinned maps changed
+    /// directly.
     #[arg(long)]
     pub control: Option<PathBuf>,
 }
@@ -126,22 +183,55 @@ fn open(iface: &Option<String>) -> Result<Pinned> {
     })
 }
 
-/// The control socket to try: the one given, else the one the appliance
-/// owning the interface's filter recorded in its pins, else the default.
-fn control_path(given: &Option<PathBuf>, iface: &Option<String>) -> PathBuf {
-    if let Some(p) = given {
-        return p.clone();
+/// The control sockets to try, in order: `control` when given, else the
+/// one the appliance running the filter of `iface` (or of the only filter
+/// running) recorded in its pins, the appliance's default and the
+/// shield's.
+fn control_sockets(control: Option<&Path>, iface: Option<&str>) -> Vec<PathBuf> {
+    if let Some(c) = control {
+        return vec![c.to_path_buf()];
     }
-    open(iface)
+    let mut out = Vec::new();
+    let iface = match iface {
+        Some(i) => Some(i.to_string()),
+        None => match xdp::loader::running_ifaces() {
+            Ok(list) if list.len() == 1 => list.into_iter().next(),
+            _ => None,
+        },
+    };
+    // The appliance that runs the interface's filter recorded its socket.
+    if let Some(recorded) = open(&iface)
         .ok()
         .and_then(|p| p.control_socket().ok().flatten())
-        .unwrap_or_else(|| PathBuf::from(appliance::control::DEFAULT_PATH))
+    {
+        out.push(recorded);
+    }
+    let default = PathBuf::from(appliance::control::DEFAULT_PATH);
+    if !out.contains(&default) {
+        out.push(default);
+    }
+    if let Some(p) = iface.and_then(|i| appliance::shield::default_control_path(&i).ok()) {
+        out.push(p);
+    }
+    out
 }
 
-/// Sends `request` to the appliance at `control` when one listens there:
-/// `None` when nothing does (then the pinned maps are the way), else the
-/// appliance's answer.
-fn via_appliance(control: &std::path::Path, request: ControlRequest) -> Option<Result<()>> {
+/// Sends `request` to the first appliance or shield that answers on one of
+/// the [`control_sockets`]: `None` when none does (then the pinned maps are
+/// the way), else its answer.
+fn via_control(
+    control: Option<&Path>,
+    iface: Option<&str>,
+    request: ControlRequest,
+) -> Option<Result<()>> {
+    control_sockets(control, iface)
+        .iter()
+        .find_map(|path| via_appliance(path, request.clone()))
+}
+
+/// Sends `request` to the process listening at `control`: `None` when
+/// nothing does, else its answer.
+fn via_appliance(control: &Path, request: ControlRequest) -> Option<Result<()>> {
     use std::io::ErrorKind;
     match appliance::control::request(control, &request, Duration::from_secs(30)) {
         Ok(r) if r.ok => {
@@ -165,55 +255,127 @@ fn parse_target(s: &str) -> Result<Cidr> {
     s.parse::<Cidr>().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Runs the shield until SIGINT or SIGTERM, then detaches and unpins.
+/// `dce-edge filter reload`: asks the appliance or shield that runs the
+/// filter to apply its `[filter]` table again.
+pub fn run_reload(args: &FilterReloadArgs) -> Result<()> {
+    let tried = control_sockets(args.control.as_deref(), args.iface.as_deref());
+    match via_control(
+        args.control.as_deref(),
+        args.iface.as_deref(),
+        ControlRequest::FilterReload,
+    ) {
+        Some(done) => done,
+        None => bail!(
+            "no appliance or filter answers on {}: is one running (and are you root)?",
+            tried
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
+/// Runs the shield until SIGINT or SIGTERM, then detaches and unpins;
+/// SIGHUP reloads its `[filter]` table.
 pub fn run_filter(args: &FilterArgs) -> Result<()> {
-    let mut cfg = match &args.config {
-        Some(path) => FilterConfig::from_file(path)?,
-        None => FilterConfig::default(),
-    };
-    let mode = args.mode.unwrap_or(cfg.attach);
-    // The shield has no AF_XDP workers: good SIP always goes to the kernel.
-    cfg.mode = VerdictMode::Pass;
+    use appliance::control::ControlServer;
+    use appliance::shield::{Shield, ShieldConfig};
+    use telemetry::events::{Event, EventLog};
+    use telemetry::metrics::MetricsServer;
+
+    if let Some(FilterAction::Reload(r)) = &args.action {
+        return run_reload(r);
+    }
+    let iface = args.iface.clone().expect("clap requires --iface");
+    let mut cfg = ShieldConfig::load(args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(m) = args.metrics {
+        cfg.metrics.listen = m;
+    }
+    let mode = args.mode.unwrap_or(cfg.filter.attach);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the SIGINT/SIGTERM handler")?;
     }
-    let mut filter = Filter::load(&cfg, &args.iface, mode)?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("cannot install the SIGHUP handler")?;
+    let mut events = EventLog::open(&cfg.events).context("opening the event log")?;
+    let control_path = match &args.control {
+        Some(p) => p.clone(),
+        None => appliance::shield::default_control_path(&iface)?,
+    };
+    let mut control = ControlServer::bind(&control_path)?;
+    let sip_ports = cfg.filter.sip_ports.clone();
+    let listen = cfg.metrics.listen;
+    let mut shield = Shield::start(cfg, &iface, mode)?;
+    // Served once the filter runs: a snapshot means an attached filter.
+    let (metrics, publisher) = MetricsServer::start_published(listen)
+        .with_context(|| format!("starting the metrics endpoint on {listen}"))?;
+    publisher.publish(shield.snapshot());
+    let filter = shield.filter();
     let attached = filter.attached().expect("load attaches");
+    let _ = events.write(
+        &Event::start(env!("CARGO_PKG_VERSION"), "filter", Some(&iface))
+            .with("attach", attached.name())
+            .with("program_id", filter.program_id().unwrap_or(0)),
+    );
     eprintln!(
-        "dce-edge filter: XDP {}{} on {}, SIP ports {:?}; good SIP passes to the kernel; \
-         maps pinned in {}; stop with SIGINT or SIGTERM",
+        "dce-edge filter: XDP {}{} on {iface}, SIP ports {sip_ports:?}, program id {}; good SIP \
+         passes to the kernel; maps pinned in {}; commands on {}; metrics on http://{}/metrics; \
+         stop with SIGINT or SIGTERM, reload the [filter] table with SIGHUP or `dce-edge filter reload`",
         attached.name(),
         if matches!(attached, xdp::Attached::Generic { fell_back: true }) {
             " (FELL BACK from native)"
         } else {
             ""
         },
-        args.iface,
-        cfg.sip_ports,
+        filter
+            .program_id()
+            .map_or("?".to_string(), |id| id.to_string()),
         filter
             .pin_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
+        control.path().display(),
+        metrics.local_addr(),
     );
-    let mut last_sweep = Instant::now();
+    let mut last_publish = Instant::now() - Duration::from_secs(10);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last_sweep.elapsed() >= Duration::from_secs(10) {
-            // Expired bans already do not apply; this only frees their entries.
-            if let Err(e) = filter.sweep_expired_bans() {
-                eprintln!("dce-edge filter: sweeping expired bans: {e}");
+        if reload.swap(false, Ordering::Relaxed) {
+            match shield.reload_filter() {
+                Ok(m) => eprintln!("dce-edge filter: {m}"),
+                Err(e) => eprintln!("dce-edge filter: reload refused, the running rules stay: {e}"),
             }
-            if let Err(e) = filter.sweep_expired_verified() {
-                eprintln!("dce-edge filter: sweeping lapsed verifications: {e}");
-            }
-            last_sweep = Instant::now();
         }
+        // The event log is this loop's; everything else is the shield's.
+        control.poll(|request| match request {
+            ControlRequest::ReopenEvents => super::run::reopen_events(&mut events),
+            other => shield.handle(other),
+        });
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            publisher.publish(shield.snapshot());
+        }
+        for ev in shield.tick() {
+            if let ControlEvent::AttachFallback { interface } = &ev {
+                eprintln!(
+                    "dce-edge filter: WARNING: native XDP refused on {interface}; running in generic (slower) mode"
+                );
+            }
+            if let Some(e) = ev.to_event("") {
+                let _ = events.write(&e);
+            }
+        }
+        let _ = events.drain();
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let iface = args.iface.clone();
-    drop(filter);
+    let _ = events.write(&Event::stop("signal"));
+    metrics.stop();
+    drop(control);
+    drop(shield);
     eprintln!("dce-edge filter: detached from {iface}, pins removed");
     Ok(())
 }
@@ -248,8 +410,11 @@ pub fn run_stats(args: &PinnedStatsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bans a network, or lists the bans.
+/// Bans a network, lists the bans, or imports a feed.
 pub fn run_ban(args: &BanArgs) -> Result<()> {
+    if let Some(file) = &args.import {
+        return run_import(args, file);
+    }
     if !args.list {
         let target = args.target.clone().expect("clap requires it");
         let (reason, note) = match args.reason.as_deref() {
@@ -263,7 +428,7 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
             reason,
             note,
         };
-        if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
+        if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
             return done;
         }
     }
@@ -306,12 +471,242 @@ pub fn run_ban(args: &BanArgs) -> Result<()> {
     Ok(())
 }
 
+/// `dce-edge ban --import FILE`: reads and checks the feed here (each
+/// refused line named), sends it in batches to the appliance or shield that
+/// runs the filter (or, when none answers, writes the pinned maps), and
+/// prints what fit and what did not.
+fn run_import(args: &BanArgs, file: &Path) -> Result<()> {
+    use appliance::feeds::{self, ImportReport};
+    let src = config::SourceFile::read_bounded(file, feeds::MAX_FEED_BYTES)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let feed = feeds::parse_feed(src.text(), args.format)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // A feed with a bad entry is refused whole, before anything is banned.
+    feed.check(&file.display().to_string())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (reason, note) = match args.reason.as_deref() {
+        Some(text) if text.parse::<BanReason>().is_ok() => (text.to_string(), feed_note(file)),
+        Some(text) if text.len() <= BAN_NOTE_MAX => ("manual".to_string(), text.to_string()),
+        Some(text) => bail!(
+            "--reason {text:?} is neither a reason name nor a note of at most {BAN_NOTE_MAX} bytes"
+        ),
+        None => ("manual".to_string(), feed_note(file)),
+    };
+    let mut report = ImportReport::default();
+    let mut via = None;
+    let mut pinned = None;
+    let batches = feeds::batches(&feed.networks);
+    let total = batches.len() as u32;
+    for (i, batch) in batches.into_iter().enumerate() {
+        let request = ControlRequest::BanMany {
+            networks: batch.clone(),
+            ttl_seconds: args.ttl,
+            reason: reason.clone(),
+            note: note.clone(),
+            part: Some((i as u32 + 1, total)),
+        };
+        let answered = if pinned.is_none() {
+            control_sockets(args.control.as_deref(), args.iface.as_deref())
+                .into_iter()
+                .find_map(|path| {
+                    match appliance::control::request(&path, &request, Duration::from_secs(60)) {
+                        Ok(r) => Some(Ok((path, r))),
+                        Err(appliance::control::ControlError::Io { source, .. })
+                            if matches!(
+                                source.kind(),
+                                std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionRefused
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                })
+                .transpose()?
+        } else {
+            None
+        };
+        match answered {
+            Some((path, r)) if r.ok => {
+                via = Some(path);
+                let part: ImportReport = r
+                    .data
+                    .and_then(|d| serde_json::from_value(d).ok())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the answer carries no report: {}", r.message)
+                    })?;
+                report.merge(part);
+            }
+            Some((_, r)) => bail!("{}", r.message),
+            None => {
+                // Nothing answers: the pinned maps of a filter of an
+                // older version.
+                if pinned.is_none() {
+                    let p = open(&args.iface)?;
+                    let room = feeds::Room::read(&p)?;
+                    pinned = Some((p, room));
+                }
+                let (p, room) = pinned.as_mut().expect("opened");
+                let allow = p.allowlist()?;
+                let why: BanReason = reason.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (part, _) = feeds::ban_all(
+                    p,
+                    &batch,
+                    args.ttl.map(Duration::from_secs),
+                    why,
+                    &note,
+                    &allow,
+                    room,
+                )?;
+                report.merge(part);
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": file.display().to_string(),
+                "entries": feed.networks.len() + feed.repeats,
+                "networks": feed.networks.len(),
+                "repeats": feed.repeats,
+                "report": report,
+            }))?
+        );
+    } else {
+        print!(
+            "{}",
+            import_text(
+                file,
+                &feed,
+                &report,
+                args.ttl,
+                &reason,
+                &note,
+                via.as_deref()
+            )
+        );
+    }
+    if !report.not_fitted.is_empty() {
+        bail!(
+            "{} of {} networks did not fit: feeds may fill the operator ban map up to {} networks \
+             per IP family (see `dce-edge ban --list`)",
+            report.not_fitted.len(),
+            feed.networks.len(),
+            appliance::feeds::FEED_ROOM
+        );
+    }
+    if report.banned == 0 && !feed.networks.is_empty() {
+        bail!("nothing was banned");
+    }
+    Ok(())
+}
+
+/// The feed's file name as a ban note (at most [`BAN_NOTE_MAX`] bytes).
+fn feed_note(file: &Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut end = name.len().min(BAN_NOTE_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// How many of a list are shown before "... and N more".
+const SHOWN: usize = 10;
+
+fn import_text(
+    file: &Path,
+    feed: &appliance::feeds::Feed,
+    report: &appliance::feeds::ImportReport,
+    ttl: Option<u64>,
+    reason: &str,
+    note: &str,
+    via: Option<&Path>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} networks read; banned {} ({reason}, {}, note {note:?}){}",
+        file.display(),
+        feed.networks.len(),
+        report.banned,
+        match ttl {
+            Some(t) => format!("for {}", human(Duration::from_secs(t))),
+            None => "until unbanned".into(),
+        },
+        match via {
+            Some(p) => format!(" through {}", p.display()),
+            None => " in the pinned maps".into(),
+        }
+    );
+    let list = |s: &mut String, title: String, items: Vec<String>| {
+        if items.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "  {title}:");
+        for i in items.iter().take(SHOWN) {
+            let _ = writeln!(s, "    {i}");
+        }
+        if items.len() > SHOWN {
+            let _ = writeln!(s, "    ... and {} more", items.len() - SHOWN);
+        }
+    };
+    // The file's own bad entries refuse the whole feed before this; these
+    // are what the appliance refused (numbered within their batch).
+    let rejected: Vec<String> = report
+        .refused
+        .iter()
+        .map(|r| format!("{:?}: {}", r.text, r.reason))
+        .collect();
+    list(
+        &mut s,
+        format!("{} entries refused by the filter", rejected.len()),
+        rejected,
+    );
+    if feed.repeats > 0 {
+        let _ = writeln!(s, "  {} repeated entries skipped", feed.repeats);
+    }
+    if feed.empty_batches > 0 {
+        let _ = writeln!(
+            s,
+            "  {} APIBan batches said \"no new bans\"",
+            feed.empty_batches
+        );
+    }
+    list(
+        &mut s,
+        format!(
+            "{} inside or covering the allowlist (or an upstream), not banned",
+            report.allowlisted.len()
+        ),
+        report.allowlisted.clone(),
+    );
+    list(
+        &mut s,
+        format!(
+            "{} DID NOT FIT: feeds may fill the operator ban map up to {} networks per IP \
+             family ({} stay for the operator's own bans)",
+            report.not_fitted.len(),
+            appliance::feeds::FEED_ROOM,
+            appliance::feeds::OPERATOR_RESERVE
+        ),
+        report.not_fitted.clone(),
+    );
+    s
+}
+
 /// Lifts a ban.
 pub fn run_unban(args: &UnbanArgs) -> Result<()> {
     let request = ControlRequest::Unban {
         network: args.target.clone(),
     };
-    if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
+    if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;
@@ -344,7 +739,7 @@ pub fn run_allow(args: &AllowArgs) -> Result<()> {
             network: args.target.clone(),
         }
     };
-    if let Some(done) = via_appliance(&control_path(&args.control, &args.iface), request) {
+    if let Some(done) = via_control(args.control.as_deref(), args.iface.as_deref(), request) {
         return done;
     }
     let mut pinned = open(&args.iface)?;

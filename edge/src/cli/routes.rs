@@ -55,6 +55,10 @@ pub enum RoutesCommand {
         /// The appliance's control socket ([edge] control_socket).
         #[arg(long, default_value = appliance::control::DEFAULT_PATH)]
         control: PathBuf,
+        /// Take the table even when it has no prefixes, or drops more than
+        /// `[routes] reload_max_drop` (default half) of the running ones.
+        #[arg(long)]
+        force: bool,
     },
     /// Write a synthetic E.164-like table (groups.toml and prefixes.csv) for
     /// trying large tables; never commit what it writes.
@@ -91,9 +95,10 @@ pub fn run(command: RoutesCommand) -> ExitCode {
             seed,
             out,
         } => generate(prefixes, groups, seed, &out),
-        RoutesCommand::Reload { control } => {
-            crate::cli::run::ask(&control, &appliance::control::ControlRequest::ReloadRoutes)
-        }
+        RoutesCommand::Reload { control, force } => crate::cli::run::ask(
+            &control,
+            &appliance::control::ControlRequest::ReloadRoutes { force },
+        ),
     };
     if ok {
         print!("{out}");
@@ -174,23 +179,23 @@ fn table_report(out: &mut String, loaded: &LoadedRoutes) {
 enum Kind {
     Groups(SourceFile),
     Prefixes(SourceFile),
-    Config(SourceFile, RoutesConfig),
+    Config(SourceFile, Box<RoutesConfig>),
 }
 
 fn classify(path: &Path) -> Result<Kind, RouteErrors> {
-    let src = SourceFile::read(path)?;
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        return Ok(Kind::Prefixes(src));
+        return Ok(Kind::Prefixes(route::files::read_prefixes_file(path)?));
     }
+    let src = SourceFile::read(path)?;
     let has_routes = toml::from_str::<toml::Table>(src.text())
         .map(|t| t.contains_key("routes"))
         .unwrap_or(false);
     if has_routes {
         let config = RoutesConfig::from_appliance_config(&src)?;
-        Ok(Kind::Config(src, config))
+        Ok(Kind::Config(src, Box::new(config)))
     } else {
         Ok(Kind::Groups(src))
     }
@@ -206,7 +211,7 @@ fn check(paths: &[PathBuf]) -> (String, bool) {
             Err(e) => return (errors_text(&e), false),
             Ok(Kind::Groups(src)) if groups.is_none() => groups = Some(src),
             Ok(Kind::Prefixes(src)) if prefixes.is_none() => prefixes = Some(src),
-            Ok(Kind::Config(src, c)) if config.is_none() => config = Some((src, c)),
+            Ok(Kind::Config(src, c)) if config.is_none() => config = Some((src, *c)),
             Ok(_) => {
                 return (
                     format!(

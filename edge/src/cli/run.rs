@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use appliance::control::{self, ControlRequest, ControlResponse, ControlServer};
 use appliance::{Appliance, ApplianceConfig, ControlEvent};
-use telemetry::events::{Event, EventKind, EventLog};
+use telemetry::events::{Event, EventLog};
 use telemetry::metrics::MetricsServer;
 use xdp::config::Cidr;
 use xdp::maps::BanReason;
@@ -38,6 +38,9 @@ pub struct RunArgs {
 /// Runs the appliance until a stop signal.
 pub fn run(args: &RunArgs) -> Result<()> {
     let cfg = ApplianceConfig::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &cfg.warnings {
+        eprintln!("dce-edge: warning: {w}");
+    }
     if args.check {
         let loaded = cfg
             .routes
@@ -70,8 +73,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut appliance = Appliance::start(cfg.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     appliance.record_control_socket(&cfg.control_socket);
     if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", p.display()))?;
+        sys::write_file_nofollow(p, format!("{}\n", std::process::id()).as_bytes(), 0o644)
+            .with_context(|| format!("writing the pidfile {}", p.display()))?;
     }
     let iface = (!cfg.dataplane.interface.is_empty()).then_some(cfg.dataplane.interface.as_str());
     let _ = events.write(&Event::start(env!("CARGO_PKG_VERSION"), "appliance", iface));
@@ -88,13 +91,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut last_summary = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
-            let _ = reload_routes(&mut appliance, &mut events, &routes_file);
+            // SIGHUP: routes and filter, each kept when refused.
+            let _ = reload_routes(&mut appliance, false);
+            let _ = reload_filter(&mut appliance);
         }
-        control.poll(|request| {
-            handle_control(request, &mut appliance, &mut events, &routes_file, &cfg)
+        control.poll(|request| match request {
+            ControlRequest::ReopenEvents => reopen_events(&mut events),
+            other => handle_control(other, &mut appliance, &cfg),
         });
         for ev in appliance.tick() {
-            if let Some(e) = event_of(&ev, &routes_file) {
+            if let ControlEvent::AttachFallback { interface } = &ev {
+                eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
+            }
+            if let Some(e) = ev.to_event(&routes_file) {
                 let _ = events.write(&e);
             }
         }
@@ -148,90 +157,30 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
     }
 }
 
-/// The event-log line of a control event, if it is one the log keeps.
-fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
-    Some(match ev {
-        ControlEvent::Abuse { source, reason } => {
-            Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
-        }
-        ControlEvent::Verified { .. } => return None,
-        ControlEvent::Health {
-            target,
-            group,
-            up,
-            after,
-        } => {
-            let why = if *up {
-                format!("{after} probes answered")
-            } else {
-                format!("{after} probes unanswered")
-            };
-            Event::target_health(group, &target.to_string(), *up, &why)
-        }
-        ControlEvent::Banned {
-            source,
-            reason,
-            seconds,
-        } => Event::ban(source, reason, *seconds).with("by", "xdp"),
-        ControlEvent::ReloadAccepted { version, prefixes } => {
-            Event::route_reload_accepted(routes_file, *version, *prefixes as u64)
-        }
-        ControlEvent::ReloadRefused { .. } => return None,
-        ControlEvent::EmergencyCall { source, target } => {
-            Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
-                .with("target", target.to_string())
-        }
-        ControlEvent::BanLimited {
-            source,
-            reason,
-            refused,
-        } => Event::new(EventKind::Ban, source.to_string(), *reason)
-            .with("by", "proxy")
-            .with("refused", *refused),
-        ControlEvent::OperatorBan {
-            network,
-            reason,
-            seconds,
-        } => Event::ban(&network.to_string(), reason, seconds.unwrap_or(u64::MAX))
-            .with("by", "operator"),
-        ControlEvent::OperatorUnban { network } => {
-            Event::unban(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AllowAdded { network } => {
-            Event::allowlist_add(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AllowRemoved { network } => {
-            Event::allowlist_remove(&network.to_string(), "operator").with("by", "operator")
-        }
-        ControlEvent::AttachFallback { interface } => {
-            eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
-            Event::attach_fallback(
-                interface,
-                "auto",
-                "generic",
-                "native attach refused by the driver",
-            )
-        }
-    })
-}
-
-/// Reloads the route files, saying what happened on stderr and, when
-/// refused, in the event log (an accepted reload's event comes from the
-/// appliance's own events).
-fn reload_routes(
-    appliance: &mut Appliance,
-    events: &mut EventLog,
-    routes_file: &str,
-) -> Result<u64, String> {
-    let kept = appliance.routes_version();
-    match appliance.reload_routes() {
+/// Reloads the route files, saying what happened on stderr (the event
+/// comes from the appliance's own events).
+fn reload_routes(appliance: &mut Appliance, force: bool) -> Result<u64, String> {
+    match appliance.reload_routes(force) {
         Ok(v) => {
             eprintln!("dce-edge: routes reloaded, version {v}");
             Ok(v)
         }
         Err(e) => {
             eprintln!("dce-edge: reload refused, the running table stays: {e}");
-            let _ = events.write(&Event::route_reload_refused(routes_file, &e, kept));
+            Err(e)
+        }
+    }
+}
+
+/// Reloads the `[filter]` table, saying what happened on stderr.
+fn reload_filter(appliance: &mut Appliance) -> Result<String, String> {
+    match appliance.reload_filter() {
+        Ok(m) => {
+            eprintln!("dce-edge: filter reload {m}");
+            Ok(m)
+        }
+        Err(e) => {
+            eprintln!("dce-edge: filter reload refused, the running rules stay: {e}");
             Err(e)
         }
     }
@@ -241,8 +190,6 @@ fn reload_routes(
 fn handle_control(
     request: ControlRequest,
     appliance: &mut Appliance,
-    events: &mut EventLog,
-    routes_file: &str,
     cfg: &ApplianceConfig,
 ) -> ControlResponse {
     match request {
@@ -251,7 +198,11 @@ fn handle_control(
             appliance.routes_version(),
             cfg.dataplane.workers.len()
         )),
-        ControlRequest::ReloadRoutes => match reload_routes(appliance, events, routes_file) {
+        ControlRequest::FilterReload => match reload_filter(appliance) {
+            Ok(m) => ControlResponse::ok(m),
+            Err(e) => ControlResponse::refused(format!("refused, the running rules stay: {e}")),
+        },
+        ControlRequest::ReloadRoutes { force } => match reload_routes(appliance, force) {
             Ok(v) => ControlResponse::ok(format!(
                 "accepted: route table version {v} with {} prefixes in service",
                 appliance.prefix_count()
@@ -261,17 +212,8 @@ fn handle_control(
                 appliance.routes_version()
             )),
         },
-        ControlRequest::ReopenEvents => match events.reopen() {
-            Ok(Some(path)) => {
-                ControlResponse::ok(format!("event log reopened: {}", path.display()))
-            }
-            Ok(None) => {
-                ControlResponse::ok("the event log goes to standard output: nothing to reopen")
-            }
-            Err(e) => ControlResponse::refused(format!(
-                "{e}; the event log keeps writing to the file it had open"
-            )),
-        },
+        // Answered by the loop that owns the event log (see `run`).
+        ControlRequest::ReopenEvents => reopen_events_elsewhere(),
         ControlRequest::ReloadTls => answer(appliance.reload_tls()),
         ControlRequest::Ban {
             network,
@@ -284,6 +226,29 @@ fn handle_control(
                 .map_err(|e| format!("reason {reason:?}: {e}"))?;
             appliance.operator_ban(n, ttl_seconds.map(Duration::from_secs), reason, &note)
         })),
+        ControlRequest::BanMany {
+            networks,
+            ttl_seconds,
+            reason,
+            note,
+            part,
+        } => match reason.parse::<BanReason>() {
+            Err(e) => ControlResponse::refused(format!("reason {reason:?}: {e}")),
+            Ok(why) => match appliance.operator_ban_many(
+                &networks,
+                ttl_seconds.map(Duration::from_secs),
+                why,
+                &note,
+                part,
+            ) {
+                Ok(report) => ControlResponse {
+                    ok: true,
+                    message: appliance::feeds::describe(&report),
+                    data: serde_json::to_value(&report).ok(),
+                },
+                Err(e) => ControlResponse::refused(e),
+            },
+        },
         ControlRequest::Unban { network } => {
             answer(parse_network(&network).and_then(|n| appliance.operator_unban(n)))
         }
@@ -313,5 +278,21 @@ pub fn ask(path: &std::path::Path, request: &ControlRequest) -> (String, bool) {
     match control::request(path, request, Duration::from_secs(30)) {
         Ok(r) => (format!("{}\n", r.message), r.ok),
         Err(e) => (format!("{e}\n"), false),
+    }
+}
+
+fn reopen_events_elsewhere() -> ControlResponse {
+    ControlResponse::refused("the event log is reopened by the control loop, not here")
+}
+
+/// Opens the event log's file again by its name (logrotate's `postrotate`,
+/// `dce-edge events reopen`), in the appliance and in shield mode.
+pub(crate) fn reopen_events(events: &mut EventLog) -> ControlResponse {
+    match events.reopen() {
+        Ok(Some(path)) => ControlResponse::ok(format!("event log reopened: {}", path.display())),
+        Ok(None) => ControlResponse::ok("the event log goes to standard output: nothing to reopen"),
+        Err(e) => ControlResponse::refused(format!(
+            "{e}; the event log keeps writing to the file it had open"
+        )),
     }
 }

@@ -627,6 +627,7 @@ mod tests {
                 attach: "native".into(),
                 attach_fallback: false,
                 dataplane: "copy".into(),
+                program_id: None,
             },
             xdp: Some(XdpCounters {
                 drops: [

@@ -373,6 +373,68 @@ fn filter_stops_scanners_and_floods_and_lets_sip_through() {
     let bans: serde_json::Value = serde_json::from_slice(&bans.stdout).unwrap();
     assert_eq!(bans, serde_json::json!([]), "{bans}");
 
+    // A blocklist feed through the shield's control socket: the networks in
+    // and around its allowlist are not banned, the flooder is; a feed with
+    // a bad line is refused whole.
+    let control = appliance::shield::default_control_path(&s_if).unwrap();
+    let control = control.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let out = in_netns(&server, &bin).args(args).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = cli(&["allow", "198.51.100.0/24", "--control", control]);
+    assert!(ok, "{out}");
+    let feed = dir.join("feed.txt");
+    std::fs::write(&feed, "198.51.100.7\n198.51.0.0/16\nnot-an-address\n").unwrap();
+    let (ok, out) = cli(&[
+        "ban",
+        "--import",
+        feed.to_str().unwrap(),
+        "--control",
+        control,
+    ]);
+    assert!(
+        !ok && out.contains("feed.txt:3: \"not-an-address\"") && out.contains("nothing was banned"),
+        "{out}"
+    );
+    std::fs::write(
+        &feed,
+        format!("198.51.100.7\n198.51.0.0/16\n{FLOODER} ; the flooder\n"),
+    )
+    .unwrap();
+    let (ok, out) = cli(&[
+        "ban",
+        "--import",
+        feed.to_str().unwrap(),
+        "--control",
+        control,
+    ]);
+    assert!(
+        ok && out.contains("banned 1")
+            && out.contains("2 inside or covering the allowlist")
+            && out.contains("198.51.0.0/16 (covers allowlisted 198.51.100.0/24)"),
+        "{out}"
+    );
+    let bans = in_netns(&server, &bin)
+        .args(["ban", "--list", "--json", "--iface", &s_if])
+        .output()
+        .unwrap();
+    let bans: serde_json::Value = serde_json::from_slice(&bans.stdout).unwrap();
+    let banned: Vec<&str> = bans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(banned, [format!("{FLOODER}/32")], "{bans}");
+
     // SIGTERM: detached, pins removed.
     let status = filter.stop(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "filter exit: {status}");

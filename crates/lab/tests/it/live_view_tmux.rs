@@ -130,6 +130,7 @@ fn growing_snapshot(started: Instant) -> Snapshot {
             attach: "native".into(),
             attach_fallback: false,
             dataplane: "copy".into(),
+            program_id: None,
         },
         xdp: Some(XdpCounters {
             drops: [

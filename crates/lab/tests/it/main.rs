@@ -1,9 +1,11 @@
 //! End-to-end tests of dce-edge: the real binaries in network namespaces with real peers (SIPp, Kamailio, SIPVicious), bounded senders, clean-up on failure.
 
 mod appliance_sipp;
+mod ban_import_e2e;
 mod demo_smoke;
 mod emergency_e2e;
 mod filter_e2e;
+mod filter_reload_e2e;
 mod lab_faults;
 mod lab_kamailio;
 mod lab_scanners;

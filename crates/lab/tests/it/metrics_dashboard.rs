@@ -33,6 +33,7 @@ fn dashboard() -> Value {
 fn full_snapshot() -> Snapshot {
     Snapshot {
         verified_sources: 3,
+        filter_reloads: Default::default(),
         version: "0.1.0".into(),
         role: Role::Appliance,
         interface: Some("eth0".into()),
@@ -42,6 +43,7 @@ fn full_snapshot() -> Snapshot {
             attach: "native".into(),
             attach_fallback: false,
             dataplane: "zero_copy".into(),
+            program_id: None,
         },
         xdp: Some(XdpCounters {
             drops: [("scanner".to_string(), 1)].into(),

@@ -45,6 +45,7 @@ impl Counted {
                 attach: "native".into(),
                 attach_fallback: false,
                 dataplane: "copy".into(),
+                program_id: None,
             },
             xdp: Some(XdpCounters {
                 drops: [

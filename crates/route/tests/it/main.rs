@@ -2,5 +2,6 @@
 
 mod cps;
 mod files;
+mod guards;
 mod props;
 mod reload;

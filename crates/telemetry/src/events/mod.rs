@@ -41,6 +41,9 @@ pub enum EventKind {
     Ban,
     /// A ban was lifted (expired or removed by hand).
     Unban,
+    /// An operator imported a blocklist feed; `details` counts what was
+    /// banned, skipped and what did not fit.
+    BanImport,
     /// A prefix was added to the allowlist.
     AllowlistAdd,
     /// A prefix was removed from the allowlist.
@@ -49,6 +52,11 @@ pub enum EventKind {
     RouteReloadAccepted,
     /// A route table reload was refused; the running table stays.
     RouteReloadRefused,
+    /// A `[filter]` reload was applied to the running XDP program (same
+    /// program, new rules); `details` lists what changed.
+    FilterReloadAccepted,
+    /// A `[filter]` reload was refused; the running rules stay.
+    FilterReloadRefused,
     /// Native XDP attach failed and the filter runs in generic (slow) mode.
     AttachFallback,
     /// An upstream target started answering probes again.
@@ -208,20 +216,43 @@ pub enum EventsError {
     },
 }
 
-/// Opens (creating if missing) an events file for appending. A new file is
-/// readable by its owner and group only: the log names the sources the edge
-/// banned and the operators' actions.
+/// The mode of a new event log: the owner writes, its group (a SIEM
+/// shipper's) reads, others nothing.
+pub const LOG_MODE: u32 = 0o640;
+
+/// Opens (creating if missing, mode [`LOG_MODE`]) an events file for
+/// appending: never through a symbolic link, only a regular file, and made
+/// unreadable to others if it was not (the log names the sources the edge
+/// banned and the operators' actions).
 fn open_file(path: &std::path::Path) -> Result<std::fs::File, EventsError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |reason: String| EventsError::Open {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        .mode(LOG_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| EventsError::Open {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                fail("is a symbolic link; refusing to follow it".into())
+            } else {
+                fail(e.to_string())
+            }
+        })?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & LOG_MODE))
+            .map_err(|e| fail(format!("cannot make it unreadable to others: {e}")))?;
+    }
+    Ok(file)
 }
 
 /// Events queued by [`EventSender`]s before the control thread drains them.
@@ -272,7 +303,11 @@ impl std::fmt::Debug for EventLog {
 
 impl EventLog {
     /// Opens the sink the configuration names (a file is created if missing
-    /// and appended to).
+    /// and appended to). The log names attackers' and operators' addresses
+    /// and every operator action: a new file is `0640`, an existing one
+    /// others can read is narrowed to that, and a symbolic link or anything
+    /// but a regular file at the path is refused (a root process appending
+    /// through a planted link could grow any file on the box).
     pub fn open(config: &EventsConfig) -> Result<Self, EventsError> {
         match &config.sink {
             EventSink::Stdout => Ok(Self::to_writer("stdout", std::io::stdout())),
@@ -529,16 +564,35 @@ mod tests {
     }
 
     #[test]
-    fn a_new_events_file_is_not_world_readable() {
+    fn the_log_is_not_world_readable_and_a_planted_link_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let config = EventsConfig {
-            sink: EventSink::File(path.clone()),
-        };
-        EventLog::open(&config).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+        let dir = std::env::temp_dir().join(format!("dce-events-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.join("fresh.jsonl");
+        EventLog::open(&EventsConfig {
+            sink: EventSink::File(fresh.clone()),
+        })
+        .unwrap();
+        assert_eq!(mode(&fresh) & 0o007, 0, "{:o}", mode(&fresh));
+        let old = dir.join("old.jsonl");
+        std::fs::write(&old, "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o666)).unwrap();
+        EventLog::open(&EventsConfig {
+            sink: EventSink::File(old.clone()),
+        })
+        .unwrap();
+        assert_eq!(mode(&old), 0o640);
+        let target = dir.join("target");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = EventLog::open(&EventsConfig {
+            sink: EventSink::File(link),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -120,6 +120,17 @@ impl Collector for SnapshotCollector {
         }
         encode_workers(e, s)?;
         encode_routes(e, s)?;
+        counters(
+            e,
+            "dce_edge_filter_reloads",
+            "Reloads of the [filter] table, by result (a refused reload keeps the running rules).",
+            [
+                ("accepted", s.filter_reloads.accepted),
+                ("refused", s.filter_reloads.refused),
+            ]
+            .into_iter()
+            .map(|(result, n)| (labels([("result", result)]), n)),
+        )?;
         encode_targets(e, s)?;
         encode_setup_latency(e, &s.setup_latency)?;
         counters(
@@ -623,6 +634,7 @@ mod tests {
     fn known_snapshot() -> Snapshot {
         Snapshot {
             verified_sources: 0,
+            filter_reloads: Default::default(),
             version: "0.1.0".into(),
             role: Role::Appliance,
             interface: Some("eth0".into()),
@@ -632,6 +644,7 @@ mod tests {
                 attach: "native".into(),
                 attach_fallback: false,
                 dataplane: "copy".into(),
+                program_id: None,
             },
             xdp: Some(XdpCounters {
                 drops: [("not_sip".to_string(), 3), ("scanner".to_string(), 7)].into(),

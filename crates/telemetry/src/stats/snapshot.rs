@@ -22,6 +22,21 @@ pub struct Modes {
     pub attach_fallback: bool,
     /// How workers receive: `zero_copy`, `copy` (AF_XDP) or `socket`.
     pub dataplane: String,
+    /// The kernel's id of the XDP program (a filter reload keeps it, a
+    /// restart changes it).
+    #[serde(default)]
+    pub program_id: Option<u32>,
+}
+
+/// Reloads of one kind (the `[filter]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReloadCounts {
+    /// Reloads applied.
+    pub accepted: u64,
+    /// Reloads refused (the running rules stayed).
+    pub refused: u64,
+    /// Why the last refused one was refused.
+    pub last_error: Option<String>,
 }
 
 /// The XDP program's verdict counters, summed over CPUs.
@@ -249,6 +264,9 @@ pub struct Snapshot {
     pub workers: Vec<WorkerReport>,
     /// Route table counters.
     pub routes: RouteCounters,
+    /// Reloads of the `[filter]` table.
+    #[serde(default)]
+    pub filter_reloads: ReloadCounts,
     /// Upstream target health.
     pub targets: Vec<TargetState>,
     /// Call setup latency through the edge (INVITE forwarded to its first

@@ -6,4 +6,5 @@ mod cost;
 mod differential;
 mod emergency;
 mod program;
+mod reload;
 mod support;

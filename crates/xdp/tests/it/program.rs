@@ -813,6 +813,46 @@ fn manual_ban_drops_and_unban_lifts_it() {
 }
 
 #[test]
+fn a_full_operator_ban_map_says_full_and_keeps_its_bans() {
+    let Some(mut h) = Harness::new("a_full_operator_ban_map_says_full_and_keeps_its_bans") else {
+        return;
+    };
+    // 100.64.0.0/16 and on: 65,536 hosts, the trie's size.
+    let host = |i: u32| Cidr::host(IpAddr::from(std::net::Ipv4Addr::from(0x6440_0000 + i)));
+    for i in 0..abi::LPM_ENTRIES as u32 {
+        h.filter
+            .ban(
+                host(i),
+                Some(Duration::from_secs(600)),
+                BanReason::Manual,
+                "feed",
+            )
+            .unwrap();
+    }
+    let err = h
+        .filter
+        .ban(Cidr::host(ip(SRC4)), None, BanReason::Manual, "")
+        .unwrap_err();
+    assert!(
+        matches!(err, xdp::FilterError::Full { what: "bans_v4" }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("full"), "{err}");
+    assert!(h.filter.has_operator_ban(host(5)).unwrap());
+    assert!(!h
+        .filter
+        .has_operator_ban("100.64.0.0/24".parse().unwrap())
+        .unwrap());
+    assert!(!h.filter.has_operator_ban(Cidr::host(ip(SRC4))).unwrap());
+    // The other family has its own trie; the bans in force still drop.
+    h.filter
+        .ban(Cidr::host(ip(SRC6)), None, BanReason::Manual, "")
+        .unwrap();
+    h.expect(&udp6(&options()).build(), XDP_DROP, slot::DROP_BANNED, &[]);
+    h.expect(&udp4(&options()).build(), XDP_PASS, slot::PASSED, &[]);
+}
+
+#[test]
 fn expired_ban_no_longer_applies() {
     let Some(mut h) = Harness::new("expired_ban_no_longer_applies") else {
         return;
@@ -2102,6 +2142,35 @@ fn with_veth<R: Send>(test: &str, f: impl FnOnce(String) -> R + Send) -> Option<
     veth_pair(&a, &ia, &b, &ib).unwrap();
     b.ip(&["link", "set", &ib, "up"]).unwrap();
     Some(b.enter(move || f(ib)).unwrap())
+}
+
+#[test]
+fn pins_in_a_folder_another_user_could_write_or_owns_are_refused() {
+    with_veth(
+        "pins_in_a_folder_another_user_could_write_or_owns_are_refused",
+        |iface| {
+            use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+            let dir = xdp::loader::pin_dir_for(&iface).unwrap();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let err = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap_err();
+            assert!(err.to_string().contains("others may write"), "{err}");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            let err = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap_err();
+            assert!(err.to_string().contains("belongs to user 4242"), "{err}");
+            std::fs::remove_dir(&dir).unwrap();
+            // A clean start makes every folder root-only.
+            let filter = Filter::load(&pass_mode(), &iface, xdp::AttachMode::Native).unwrap();
+            let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700);
+            drop(filter);
+        },
+    );
 }
 
 #[test]
