@@ -9,6 +9,7 @@ packages=(
   iproute2 ethtool nftables             # the lab: namespaces, veth, nft peer
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
+  bird2 nats-server                     # the fleet lab: BGP anycast, the shared-state bus
   shellcheck                            # the tuning scripts
 )
 

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod fleet;
 pub mod probe;
 pub mod run;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
+use crate::fleet::{AnnounceEvent, Announcement};
 use crate::probe::Prober;
 use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
 use proxy::rate::{RateLimit, RateState};
@@ -35,6 +36,9 @@ pub enum StartError {
     /// The XDP filter could not be loaded or attached.
     #[error("XDP filter: {0}")]
     Filter(FilterError),
+    /// The fleet side (announcement, bus) could not start.
+    #[error("fleet: {0}")]
+    Fleet(String),
     /// The health prober's socket could not be bound.
     #[error("cannot bind the health prober at {addr}: {source}")]
     Prober {
@@ -141,6 +145,30 @@ pub enum ControlEvent {
         /// The network.
         network: Cidr,
     },
+    /// The service address is announced through the routing daemon.
+    Announced {
+        /// Seconds the edge had been healthy first.
+        held_seconds: f64,
+    },
+    /// The service address is withdrawn.
+    Withdrawn {
+        /// Why (`draining`, `stopping`, `workers_stopped`, `xdp_detached`,
+        /// `no_upstream`).
+        reason: &'static str,
+        /// Seconds the next announcement waits once healthy.
+        next_hold_seconds: f64,
+    },
+    /// The routing daemon could not be told what to announce (`Some`), or
+    /// can be again (`None`).
+    RoutingDaemon {
+        /// What went wrong.
+        error: Option<String>,
+    },
+    /// An operator drained the edge (or undrained it).
+    Drain {
+        /// Draining now.
+        on: bool,
+    },
 }
 
 /// The running appliance, owned by the control thread.
@@ -173,6 +201,8 @@ pub struct Appliance {
     /// How many bans reports may make, per second.
     ban_budget: RateLimit,
     ban_budget_state: RateState,
+    /// The announcement of the fleet's service address, when configured.
+    announcement: Option<Announcement>,
 }
 
 impl Appliance {
@@ -198,7 +228,14 @@ impl Appliance {
         let workers = cfg.dataplane.workers.len();
         let (routes, worker_routes) = RouteControl::new(loaded.table, workers);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
-        let proxy_cfg = cfg.proxy.clone();
+        let mut proxy_cfg = cfg.proxy.clone();
+        // Cookie epochs count on the wall clock, so that the edges of a
+        // fleet (and this edge after a restart) agree on them.
+        let mono = dataplane::now().as_nanos();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        proxy_cfg.cookie_clock_offset_ns = wall.saturating_sub(mono);
         let answers = cfg.proxy.answers;
         let abuse = cfg.proxy.abuse;
         let verified = VerifiedSources::new(
@@ -223,12 +260,25 @@ impl Appliance {
         )?;
         // Probes leave from the edge's address on a port of their own, so
         // their answers reach this socket and not the workers.
-        let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
+        let probe_addr = SocketAddr::new(cfg.probe_source, 0);
         let mut prober = Prober::bind(probe_addr, health).map_err(|source| StartError::Prober {
             addr: probe_addr,
             source,
         })?;
         prober.follow_table(routes.table());
+        let announcement = match cfg.fleet.as_ref().and_then(|f| f.announce.clone()) {
+            None => None,
+            Some(a) => {
+                let xdp = match &filter {
+                    Some(f) => Some((
+                        cfg.dataplane.interface.as_str(),
+                        f.program_id().map_err(StartError::Filter)?,
+                    )),
+                    None => None,
+                };
+                Some(Announcement::start(a, xdp).map_err(StartError::Fleet)?)
+            }
+        };
         let mut appliance = Appliance {
             cfg,
             filter,
@@ -249,6 +299,7 @@ impl Appliance {
             verified,
             ban_budget: RateLimit::per_second(abuse.bans_per_second, abuse.ban_burst),
             ban_budget_state: RateState::default(),
+            announcement,
         };
         appliance.allow_upstreams();
         appliance.sync_emergency().map_err(StartError::Filter)?;
@@ -384,7 +435,103 @@ impl Appliance {
             });
         }
         self.routes.pump();
+        self.update_announcement(&mut out);
         out
+    }
+
+    /// Takes the edge's health to the announcement of the service address.
+    fn update_announcement(&mut self, out: &mut Vec<ControlEvent>) {
+        let Some(a) = &mut self.announcement else {
+            return;
+        };
+        let workers_running = self.dataplane.all_running();
+        let upstreams = self.routes.table().forward_upstreams();
+        let upstream_reachable = upstreams.is_empty()
+            || upstreams
+                .iter()
+                .any(|t| self.prober.probes().is_up(*t).unwrap_or(true));
+        for ev in a.update(
+            workers_running,
+            upstream_reachable,
+            dataplane::now().as_nanos(),
+        ) {
+            out.push(match ev {
+                AnnounceEvent::Announced { held_seconds } => {
+                    ControlEvent::Announced { held_seconds }
+                }
+                AnnounceEvent::Withdrawn {
+                    problem,
+                    next_hold_seconds,
+                } => ControlEvent::Withdrawn {
+                    reason: problem.name(),
+                    next_hold_seconds,
+                },
+                AnnounceEvent::DaemonError { error } => ControlEvent::RoutingDaemon { error },
+            });
+        }
+    }
+
+    /// An operator drains the edge (`dce-edge drain`): the service address
+    /// is withdrawn so the routers send new flows elsewhere, while the edge
+    /// keeps serving what still reaches it. Undrained, it announces again
+    /// after the hold-down.
+    pub fn set_draining(&mut self, on: bool) -> Result<String, String> {
+        let Some(a) = &mut self.announcement else {
+            return Err(
+                "this edge announces nothing: drain needs [fleet.announce] in the configuration"
+                    .into(),
+            );
+        };
+        let was = a.draining();
+        a.set_draining(on);
+        if was != on {
+            self.events.push(ControlEvent::Drain { on });
+        }
+        Ok(match (on, was) {
+            (true, true) => "already draining: the service address stays withdrawn".into(),
+            (true, false) => "draining: the service address is withdrawn; this edge keeps serving what still reaches it".into(),
+            (false, false) => "not draining".into(),
+            (false, true) => format!(
+                "undrained: the service address is announced again after {} s of health",
+                a.report(dataplane::now().as_nanos()).hold_down_seconds
+            ),
+        })
+    }
+
+    /// The edge is about to stop: withdraws the service address first.
+    /// Returns how long to keep serving before stopping the workers (the
+    /// routers move the flows, calls in flight end), zero when nothing is
+    /// announced.
+    pub fn begin_stop(&mut self) -> Duration {
+        let Some(a) = &mut self.announcement else {
+            return Duration::ZERO;
+        };
+        let was_announced = a.announced();
+        a.begin_stop();
+        let mut out = Vec::new();
+        self.update_announcement(&mut out);
+        self.events.extend(out);
+        if was_announced {
+            Duration::from_secs(
+                self.announcement
+                    .as_ref()
+                    .map_or(0, |a| a.config().withdraw_grace_seconds),
+            )
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// This edge's fleet report, when it is in a fleet.
+    pub fn fleet_report(&mut self) -> Option<stats::FleetReport> {
+        let f = self.cfg.fleet.as_ref()?;
+        let now = dataplane::now().as_nanos();
+        Some(stats::FleetReport {
+            name: f.name.clone(),
+            edge: f.edge.clone(),
+            address: f.address.map(|a| a.to_string()),
+            announce: self.announcement.as_mut().map(|a| a.report(now)),
+        })
     }
 
     /// Reads the route files again; on success every worker swaps to the new
@@ -434,10 +581,11 @@ impl Appliance {
         if snaps.len() == self.dataplane.workers() {
             self.last_workers = snaps;
         }
-        let s = self.assemble();
+        let mut s = self.assemble();
         if self.filter.is_some() {
             self.note_new_bans(&s.bans);
         }
+        s.fleet = self.fleet_report();
         s
     }
 
@@ -678,7 +826,13 @@ impl Appliance {
     }
 
     /// Stops the workers and returns the final snapshot.
-    pub fn stop(self) -> Result<Snapshot, DataplaneError> {
+    pub fn stop(mut self) -> Result<Snapshot, DataplaneError> {
+        let fleet = self.fleet_report();
+        if let Some(a) = self.announcement.take() {
+            if !a.stop(Duration::from_secs(3)) {
+                eprintln!("dce-edge: BIRD did not confirm the withdrawal of the service address");
+            }
+        }
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
         let mut s = assemble(
@@ -690,6 +844,7 @@ impl Appliance {
             &finals,
         );
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
+        s.fleet = fleet;
         Ok(s)
     }
 }

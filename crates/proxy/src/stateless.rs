@@ -808,7 +808,7 @@ impl EdgeProxy {
                         src.ip(),
                         c,
                         dialog,
-                        now,
+                        now.wrapping_add(self.cfg.cookie_clock_offset_ns),
                         self.cfg.cookie_period_ns,
                     ) {
                         cookie_target = Some(target);
@@ -1228,10 +1228,12 @@ impl EdgeProxy {
                 from_tag: msg.from_tag().unwrap_or(b""),
                 target: f.dest,
             };
-            let c = self
-                .cfg
-                .secret
-                .dialog_cookie(src.ip(), dialog, now, self.cfg.cookie_period_ns);
+            let c = self.cfg.secret.dialog_cookie(
+                src.ip(),
+                dialog,
+                now.wrapping_add(self.cfg.cookie_clock_offset_ns),
+                self.cfg.cookie_period_ns,
+            );
             let mut target = [0u8; TARGET_MAX_LEN];
             let tn = encode_target(f.dest, &mut target);
             let p = &self.record_route_prefix;

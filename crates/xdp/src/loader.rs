@@ -258,6 +258,21 @@ impl Filter {
         program.fd().expect("loaded").as_fd()
     }
 
+    /// The kernel's id of the loaded program: what the interface reports
+    /// while this filter is attached to it.
+    pub fn program_id(&self) -> Result<u32, FilterError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .expect("checked at load")
+            .try_into()
+            .expect("checked at load");
+        program
+            .info()
+            .map(|i| i.id())
+            .map_err(|e| FilterError::Load(e.to_string()))
+    }
+
     /// Runs the program once on `frame` through BPF_PROG_TEST_RUN.
     pub fn test_run(&self, frame: &[u8]) -> Result<super::test_run::TestRun, FilterError> {
         super::test_run::run(self.program_fd(), frame, None)

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod filter;
+pub mod fleet;
 pub mod profile;
 pub mod routes;
 pub mod run;

@@ -85,7 +85,30 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let routes_file = cfg.routes.prefixes.get_ref().display().to_string();
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last_summary = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    // On SIGTERM an edge of a fleet withdraws the service address first and
+    // keeps serving for the grace time, so the routers move the flows and
+    // calls in flight end; a second signal stops at once.
+    let mut stop_at: Option<Instant> = None;
+    let mut stops_seen = 0u32;
+    loop {
+        if stop.swap(false, Ordering::Relaxed) {
+            stops_seen += 1;
+            if stops_seen == 1 {
+                let grace = appliance.begin_stop();
+                if !grace.is_zero() {
+                    eprintln!(
+                        "dce-edge: stopping: service address withdrawn, serving {} s more",
+                        grace.as_secs()
+                    );
+                }
+                stop_at = Some(Instant::now() + grace);
+            } else {
+                stop_at = Some(Instant::now());
+            }
+        }
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
         if reload.swap(false, Ordering::Relaxed) {
             let _ = reload_routes(&mut appliance, &mut events, &routes_file);
         }
@@ -93,7 +116,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             handle_control(request, &mut appliance, &mut events, &routes_file, &cfg)
         });
         for ev in appliance.tick() {
-            if let Some(e) = event_of(&ev, &routes_file) {
+            if let Some(e) = event_of(&ev, &routes_file, &cfg) {
                 let _ = events.write(&e);
             }
         }
@@ -147,8 +170,15 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
     }
 }
 
+/// The subject of fleet events: this edge's name in its fleet.
+fn fleet_edge(cfg: &ApplianceConfig) -> String {
+    cfg.fleet
+        .as_ref()
+        .map_or_else(|| "dce-edge".to_string(), |f| f.edge.clone())
+}
+
 /// The event-log line of a control event, if it is one the log keeps.
-fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
+fn event_of(ev: &ControlEvent, routes_file: &str, cfg: &ApplianceConfig) -> Option<Event> {
     Some(match ev {
         ControlEvent::Abuse { source, reason } => {
             Event::new(EventKind::Ban, source.to_string(), *reason).with("by", "proxy")
@@ -202,6 +232,36 @@ fn event_of(ev: &ControlEvent, routes_file: &str) -> Option<Event> {
         ControlEvent::AllowRemoved { network } => {
             Event::allowlist_remove(&network.to_string(), "operator").with("by", "operator")
         }
+        ControlEvent::Announced { held_seconds } => {
+            Event::new(EventKind::Announce, fleet_edge(cfg), "healthy")
+                .with("held_seconds", *held_seconds)
+        }
+        ControlEvent::Withdrawn {
+            reason,
+            next_hold_seconds,
+        } => Event::new(EventKind::Withdraw, fleet_edge(cfg), *reason)
+            .with("next_hold_seconds", *next_hold_seconds),
+        ControlEvent::RoutingDaemon { error } => {
+            match error {
+                Some(e) => eprintln!("dce-edge: routing daemon: {e}"),
+                None => eprintln!("dce-edge: routing daemon reachable again"),
+            }
+            Event::new(
+                EventKind::RoutingDaemon,
+                fleet_edge(cfg),
+                error.clone().unwrap_or_else(|| "reachable".into()),
+            )
+        }
+        ControlEvent::Drain { on } => Event::new(
+            if *on {
+                EventKind::Withdraw
+            } else {
+                EventKind::Announce
+            },
+            fleet_edge(cfg),
+            if *on { "drain" } else { "undrain" },
+        )
+        .with("by", "operator"),
         ControlEvent::AttachFallback { interface } => {
             eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
             Event::attach_fallback(
@@ -280,6 +340,14 @@ fn handle_control(
         ControlRequest::Disallow { network } => {
             answer(parse_network(&network).and_then(|n| appliance.operator_disallow(n)))
         }
+        ControlRequest::Drain { on } => answer(appliance.set_draining(on)),
+        ControlRequest::FleetStatus => match appliance.fleet_report() {
+            None => ControlResponse::refused("this edge is in no fleet (no [fleet] table)"),
+            Some(r) => match serde_json::to_string(&r) {
+                Ok(json) => ControlResponse::ok(json),
+                Err(e) => ControlResponse::refused(e.to_string()),
+            },
+        },
     }
 }
 

@@ -104,6 +104,7 @@ fn full_snapshot() -> Snapshot {
             answered: 1,
             ..EmergencyReport::default()
         },
+        fleet: None,
     }
 }
 

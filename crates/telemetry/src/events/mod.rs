@@ -61,6 +61,13 @@ pub enum EventKind {
     /// An emergency call was forwarded (subject: the caller; details: the
     /// target).
     EmergencyCall,
+    /// The edge announced the fleet's service address (subject: the edge).
+    Announce,
+    /// The edge withdrew the service address (reason: why).
+    Withdraw,
+    /// The routing daemon could not be told what to announce (reason: the
+    /// error), or can be again (`reachable`).
+    RoutingDaemon,
 }
 
 /// One event, before it is stamped and written.

@@ -157,8 +157,44 @@ impl Collector for SnapshotCollector {
         )?;
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
+        if let Some(f) = &s.fleet {
+            encode_fleet(e, f)?;
+        }
         Ok(())
     }
+}
+
+fn encode_fleet(
+    e: &mut DescriptorEncoder,
+    f: &crate::stats::FleetReport,
+) -> Result<(), std::fmt::Error> {
+    if let Some(a) = &f.announce {
+        gauge_one(
+            e,
+            "dce_edge_fleet_announced",
+            "1 while this edge wants the service address announced through its routing daemon, 0 while withdrawn.",
+            if a.announced { 1.0 } else { 0.0 },
+        )?;
+        gauge_one(
+            e,
+            "dce_edge_fleet_announce_applied",
+            "1 when the routing daemon confirmed the last announce or withdraw, 0 when it could not be told (see the event log).",
+            if a.daemon_applied == Some(a.announced) && a.daemon_error.is_none() {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
+        counters(
+            e,
+            "dce_edge_fleet_withdrawals",
+            "Withdrawals of the service address since start; flaps are those soon after an announcement, which grow the hold-down.",
+            [("all", a.withdrawals), ("flap", a.flaps)]
+                .into_iter()
+                .map(|(kind, n)| (labels([("kind", kind)]), n)),
+        )?;
+    }
+    Ok(())
 }
 
 fn encode_info(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -622,6 +658,34 @@ mod tests {
                 over_budget: 5,
                 ..Default::default()
             },
+            fleet: None,
+        }
+    }
+
+    #[test]
+    fn an_edge_of_a_fleet_exports_its_announcement() {
+        use crate::stats::{AnnounceReport, FleetReport};
+        let mut s = known_snapshot();
+        assert!(!render_openmetrics(&s).contains("dce_edge_fleet_"));
+        s.fleet = Some(FleetReport {
+            name: "lab".into(),
+            edge: "e1".into(),
+            announce: Some(AnnounceReport {
+                announced: true,
+                daemon_applied: Some(true),
+                withdrawals: 3,
+                flaps: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = render_openmetrics(&s);
+        for line in [
+            "dce_edge_fleet_announced 1.0",
+            "dce_edge_fleet_announce_applied 1.0",
+            "dce_edge_fleet_withdrawals_total{kind=\"flap\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
 

@@ -220,6 +220,49 @@ pub struct Snapshot {
     /// Emergency calls.
     #[serde(default)]
     pub emergency: EmergencyReport,
+    /// This edge's place in a fleet, when it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetReport>,
+}
+
+/// An edge of a fleet: its announcement of the service address, the bus,
+/// and the other edges it hears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FleetReport {
+    /// The fleet.
+    pub name: String,
+    /// This edge.
+    pub edge: String,
+    /// This edge's own address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The announcement, when this edge announces the service address.
+    #[serde(default)]
+    pub announce: Option<AnnounceReport>,
+}
+
+/// The announcement of the service address through the routing daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AnnounceReport {
+    /// What the edge wants the routing daemon to do: announce.
+    pub announced: bool,
+    /// Why it is withdrawn (`starting`, `draining`, `stopping`,
+    /// `workers_stopped`, `xdp_detached`, `no_upstream`).
+    pub reason: Option<String>,
+    /// Seconds until it announces if it stays healthy.
+    pub announces_in_seconds: Option<f64>,
+    /// The hold-down the next announcement waits, in seconds.
+    pub hold_down_seconds: f64,
+    /// An operator asked it to drain.
+    pub draining: bool,
+    /// What the routing daemon was last told successfully (`None`: not yet).
+    pub daemon_applied: Option<bool>,
+    /// Why the routing daemon could not be told, when it could not.
+    pub daemon_error: Option<String>,
+    /// Withdrawals since start.
+    pub withdrawals: u64,
+    /// Of those, flaps (withdrawn soon after announcing).
+    pub flaps: u64,
 }
 
 impl Snapshot {
