@@ -15,6 +15,20 @@
 //! max_hold_down_seconds = 120       # flapping doubles the hold-down up to this
 //! withdraw_grace_seconds = 3        # on SIGTERM: withdraw, keep serving this long
 //! require_upstream = true           # withdraw when no upstream answers probes
+//!
+//! [fleet.bus]
+//! servers = ["192.0.2.50:4222"]     # nats-server with JetStream (-js)
+//! user = "edge-a"                   # or token_file = "nats.token"
+//! password_file = "nats.password"
+//! bans_per_second = 10              # what one other edge may make this one do
+//! ban_burst = 100
+//! verified_per_second = 500
+//! verified_burst = 5000
+//! operator_per_second = 10
+//! operator_burst = 100
+//! max_bans_per_edge = 10000         # held at once, per other edge
+//! max_verified_per_edge = 65536
+//! share_operator_actions = true     # apply other edges' operator bans and allows
 //! ```
 
 use std::net::IpAddr;
@@ -38,6 +52,74 @@ struct FleetSection {
     address: Option<Spanned<String>>,
     #[serde(default)]
     announce: Option<AnnounceSection>,
+    #[serde(default)]
+    bus: Option<BusSection>,
+}
+
+/// `[fleet.bus]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusSection {
+    servers: Spanned<Vec<String>>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    password_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    token_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    bans_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    ban_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    verified_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    verified_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    operator_per_second: Option<Spanned<u32>>,
+    #[serde(default)]
+    operator_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    max_bans_per_edge: Option<Spanned<u32>>,
+    #[serde(default)]
+    max_verified_per_edge: Option<Spanned<u32>>,
+    #[serde(default = "yes")]
+    share_operator_actions: bool,
+}
+
+/// How this edge logs in to the bus; secrets are read from files (kept
+/// out of the configuration, which is shown and copied around).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// No authentication (a bus on a private network only).
+    None,
+    /// A user and the file holding its password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password's file.
+        password_file: PathBuf,
+        /// The line that names it, for errors reading it.
+        line: usize,
+    },
+    /// The file holding a token.
+    Token {
+        /// The token's file.
+        token_file: PathBuf,
+        /// The line that names it.
+        line: usize,
+    },
+}
+
+/// The bus the fleet shares its state over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    /// `host:port` of each NATS server.
+    pub servers: Vec<String>,
+    /// How to log in.
+    pub credentials: Credentials,
+    /// What one other edge may make this one do.
+    pub limits: super::shared::Limits,
 }
 
 /// `[fleet.announce]` as written.
@@ -115,6 +197,8 @@ pub struct FleetConfig {
     pub address: Option<IpAddr>,
     /// The announcement, when the table asks for one.
     pub announce: Option<AnnounceConfig>,
+    /// The bus, when the table asks for one.
+    pub bus: Option<BusConfig>,
     /// The line of `[fleet] name`, for errors found later (a fleet needs a
     /// pinned proxy secret).
     pub line: usize,
@@ -171,15 +255,119 @@ impl FleetConfig {
             None => None,
             Some(a) => Some(announce(source, a)?),
         };
+        let bus = match f.bus {
+            None => None,
+            Some(b) => Some(bus(source, b)?),
+        };
         let line = config::line_column(source.text(), f.name.span().start).0;
         Ok(Some(FleetConfig {
             name: fleet_name,
             edge,
             address,
             announce,
+            bus,
             line,
         }))
     }
+}
+
+fn bus(source: &SourceFile, b: BusSection) -> Result<BusConfig, ConfigError> {
+    let servers = b.servers.get_ref();
+    if servers.is_empty() {
+        return Err(source.error_at(
+            b.servers.span(),
+            "[fleet.bus] servers is empty: name at least one NATS server as host:port",
+        ));
+    }
+    for s in servers {
+        let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(source.error_at(
+                b.servers.span(),
+                format!("[fleet.bus] server {s:?} is not host:port (such as 192.0.2.50:4222)"),
+            ));
+        }
+    }
+    let line_of = |span: std::ops::Range<usize>| config::line_column(source.text(), span.start).0;
+    let credentials = match (&b.user, &b.password_file, &b.token_file) {
+        (None, None, None) => Credentials::None,
+        (Some(u), Some(p), None) => {
+            if u.get_ref().is_empty() || u.get_ref().bytes().any(|c| c.is_ascii_control()) {
+                return Err(source.error_at(
+                    u.span(),
+                    "[fleet.bus] user must be non-empty printable text",
+                ));
+            }
+            Credentials::UserPassword {
+                user: u.get_ref().clone(),
+                password_file: source.resolve(p.get_ref()),
+                line: line_of(p.span()),
+            }
+        }
+        (None, None, Some(t)) => Credentials::Token {
+            token_file: source.resolve(t.get_ref()),
+            line: line_of(t.span()),
+        },
+        (Some(u), None, _) => {
+            return Err(source.error_at(
+                u.span(),
+                "[fleet.bus] user needs password_file (the password is read from a file)",
+            ))
+        }
+        (None, Some(p), _) => {
+            return Err(source.error_at(p.span(), "[fleet.bus] password_file needs user"))
+        }
+        (Some(_), Some(_), Some(t)) => {
+            return Err(source.error_at(
+                t.span(),
+                "[fleet.bus] give either user and password_file or token_file, not both",
+            ))
+        }
+    };
+    let d = super::shared::Limits::default();
+    let positive =
+        |v: &Option<Spanned<u32>>, name: &str, default: u32| -> Result<u32, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(x) if *x.get_ref() == 0 => {
+                    Err(source.error_at(x.span(), format!("[fleet.bus] {name} must be at least 1")))
+                }
+                Some(x) => Ok(*x.get_ref()),
+            }
+        };
+    let limits = super::shared::Limits {
+        bans: (
+            positive(&b.bans_per_second, "bans_per_second", d.bans.0)?,
+            positive(&b.ban_burst, "ban_burst", d.bans.1)?,
+        ),
+        verified: (
+            positive(&b.verified_per_second, "verified_per_second", d.verified.0)?,
+            positive(&b.verified_burst, "verified_burst", d.verified.1)?,
+        ),
+        operator: (
+            positive(&b.operator_per_second, "operator_per_second", d.operator.0)?,
+            positive(&b.operator_burst, "operator_burst", d.operator.1)?,
+        ),
+        max_bans_per_edge: positive(
+            &b.max_bans_per_edge,
+            "max_bans_per_edge",
+            d.max_bans_per_edge as u32,
+        )? as usize,
+        max_verified_per_edge: positive(
+            &b.max_verified_per_edge,
+            "max_verified_per_edge",
+            d.max_verified_per_edge as u32,
+        )? as usize,
+        share_operator_actions: b.share_operator_actions,
+        ..d
+    };
+    Ok(BusConfig {
+        servers: servers.clone(),
+        credentials,
+        limits,
+    })
 }
 
 fn announce(source: &SourceFile, a: AnnounceSection) -> Result<AnnounceConfig, ConfigError> {
@@ -273,6 +461,50 @@ mod tests {
         assert_eq!(a.hold_down_seconds, 2);
         assert_eq!(a.max_hold_down_seconds, 120);
         assert!(a.require_upstream);
+    }
+
+    #[test]
+    fn the_bus_reads_credentials_from_files_beside_the_config() {
+        let c = parse(
+            "[fleet]\nname = \"f\"\nedge = \"e\"\n[fleet.bus]\nservers = [\"198.18.20.2:4222\"]\n\
+             user = \"e\"\npassword_file = \"nats.pw\"\nbans_per_second = 5\nshare_operator_actions = false\n",
+        )
+        .unwrap()
+        .unwrap();
+        let b = c.bus.unwrap();
+        assert_eq!(b.servers, ["198.18.20.2:4222"]);
+        assert_eq!(
+            b.credentials,
+            Credentials::UserPassword {
+                user: "e".into(),
+                password_file: "/etc/dce-edge/nats.pw".into(),
+                line: 7
+            }
+        );
+        assert_eq!(b.limits.bans, (5, 100));
+        assert!(!b.limits.share_operator_actions);
+        for (text, line, what) in [
+            ("servers = []\n", 5, "empty"),
+            ("servers = [\"nats\"]\n", 5, "host:port"),
+            ("servers = [\"a:1\"]\nuser = \"e\"\n", 6, "password_file"),
+            (
+                "servers = [\"a:1\"]\nmax_bans_per_edge = 0\n",
+                6,
+                "at least 1",
+            ),
+            (
+                "servers = [\"a:1\"]\npassword = \"inline\"\n",
+                6,
+                "password",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[fleet]\nname = \"f\"\nedge = \"e\"\n[fleet.bus]\n{text}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.reason.contains(what), "{text}: {e}");
+        }
     }
 
     #[test]

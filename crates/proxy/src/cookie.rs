@@ -67,6 +67,7 @@ mod domain {
     pub const HOP: u8 = 4;
     pub const LOCAL_TAG: u8 = 5;
     pub const TABLE_SEED: u8 = 6;
+    pub const FLEET: u8 = 7;
 }
 
 /// The secret behind branches and cookies. Each appliance start picks a new
@@ -111,6 +112,18 @@ impl Secret {
         let mut b = a;
         b.write_u8(0xff);
         HashSeed::new(a.finish(), b.finish())
+    }
+
+    /// The key that signs the messages edges of one fleet exchange over
+    /// their bus: derived from this secret (which every edge of a fleet
+    /// shares) in a domain of its own, so that no fleet signature is ever a
+    /// valid branch, cookie or tag, and a party that holds only the bus
+    /// credentials can forge none.
+    pub fn fleet_key(&self) -> (u64, u64) {
+        let a = self.hasher(domain::FLEET);
+        let mut b = a;
+        b.write_u8(0xff);
+        (a.finish(), b.finish())
     }
 
     /// The branch for a request forwarded to `next_hop`.

@@ -96,6 +96,37 @@ impl VerifiedSources {
         Proof::New(until)
     }
 
+    /// Takes a proof another edge of the fleet saw: `src` proved its address
+    /// there and stays verified until `until` (this clock), but never longer
+    /// than one local time to live from `now`, and only within the same
+    /// per-/48 limit as a proof seen here (so no edge can fill this table
+    /// with one site's addresses).
+    pub fn adopt(&mut self, src: IpAddr, until: u64, now: u64) -> Proof {
+        let until = until.min(now + self.ttl_ns);
+        if until <= now {
+            return Proof::Unchanged;
+        }
+        let key = SourceKey::new(src);
+        if let Some(current) = self.table.get_mut(key) {
+            if *current > now {
+                if *current + self.refresh_ns <= until {
+                    *current = until;
+                    return Proof::Refreshed(until);
+                }
+                return Proof::Unchanged;
+            }
+        }
+        if key.is_ipv6() {
+            let state = self.per_48.entry(key.slash48(), now);
+            if !self.per_48_limit.admit(state, now) {
+                self.refused += 1;
+                return Proof::Refused;
+            }
+        }
+        *self.table.entry(key, now) = until;
+        Proof::New(until)
+    }
+
     /// Takes a verification another worker (or the control thread) made:
     /// `src` is verified until `until`, unless this copy already has a
     /// later expiry.
@@ -190,5 +221,26 @@ mod tests {
         assert!(v.is_verified(a, 99 * S));
         v.forget(a);
         assert!(!v.is_verified(a, 2 * S));
+    }
+
+    #[test]
+    fn a_proof_from_another_edge_is_capped_at_the_local_time_to_live_and_the_slash48_share() {
+        let mut v = VerifiedSources::new(1 << 16, 3600, 16, SEED);
+        let a = ip("198.18.0.10");
+        // Another edge says "for a day": one local time to live at most.
+        assert_eq!(v.adopt(a, 86_400 * S, S), Proof::New(3601 * S));
+        assert!(!v.is_verified(a, 3602 * S));
+        // Already lapsed: nothing to take.
+        assert_eq!(v.adopt(ip("198.18.0.11"), S, 2 * S), Proof::Unchanged);
+        assert!(!v.is_verified(ip("198.18.0.11"), 2 * S));
+        // One /48 cannot be filled through the fleet either.
+        let mut new = 0;
+        for i in 0..100u32 {
+            let b: IpAddr = format!("2001:db8:9:{:x}::1", i).parse().unwrap();
+            if matches!(v.adopt(b, 3000 * S, S), Proof::New(_)) {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 16);
     }
 }

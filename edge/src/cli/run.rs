@@ -252,6 +252,53 @@ fn event_of(ev: &ControlEvent, routes_file: &str, cfg: &ApplianceConfig) -> Opti
                 error.clone().unwrap_or_else(|| "reachable".into()),
             )
         }
+        ControlEvent::BusDown { reason } => {
+            eprintln!("dce-edge: fleet bus lost ({reason}); running on local state only");
+            Event::new(EventKind::BusDown, fleet_edge(cfg), reason.clone())
+        }
+        ControlEvent::BusUp {
+            server,
+            entries,
+            down_seconds,
+        } => {
+            eprintln!("dce-edge: fleet bus up at {server}; read {entries} shared entries");
+            let mut e = Event::new(EventKind::BusUp, fleet_edge(cfg), "connected")
+                .with("server", server.clone())
+                .with("entries", *entries as u64);
+            if let Some(d) = down_seconds {
+                e = e.with("down_seconds", *d);
+            }
+            e
+        }
+        ControlEvent::BusWarning { message } => {
+            eprintln!("dce-edge: fleet bus: {message}");
+            return None;
+        }
+        ControlEvent::FleetBan {
+            network,
+            reason,
+            origin,
+            seconds,
+        } => Event::ban(&network.to_string(), reason, *seconds)
+            .with("by", "fleet")
+            .with("origin", origin.clone()),
+        ControlEvent::FleetOperator {
+            action,
+            network,
+            origin,
+            outcome,
+        } => {
+            let subject = network.to_string();
+            let e = match *action {
+                "ban" => Event::new(EventKind::Ban, subject, "manual"),
+                "unban" => Event::unban(&subject, "manual"),
+                "allow" => Event::allowlist_add(&subject, "manual"),
+                _ => Event::allowlist_remove(&subject, "manual"),
+            };
+            e.with("by", "fleet")
+                .with("origin", origin.clone())
+                .with("outcome", outcome.clone())
+        }
         ControlEvent::Drain { on } => Event::new(
             if *on {
                 EventKind::Withdraw

@@ -4,6 +4,9 @@
 //! thread sees each tick.
 
 pub mod bird;
+pub mod bus;
+pub mod nats;
+pub mod share;
 
 use std::time::{Duration, Instant};
 

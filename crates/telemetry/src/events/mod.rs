@@ -68,6 +68,10 @@ pub enum EventKind {
     /// The routing daemon could not be told what to announce (reason: the
     /// error), or can be again (`reachable`).
     RoutingDaemon,
+    /// The fleet's bus was lost: the edge runs on local state alone.
+    BusDown,
+    /// The bus is back and the shared state was read again.
+    BusUp,
 }
 
 /// One event, before it is stamped and written.
