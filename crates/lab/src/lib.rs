@@ -5,6 +5,7 @@
 pub mod bin;
 pub mod demo;
 pub mod edge_process;
+pub mod fleet;
 pub mod nats;
 pub mod netns;
 pub mod ping;

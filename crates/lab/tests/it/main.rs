@@ -4,6 +4,7 @@ mod appliance_sipp;
 mod demo_smoke;
 mod emergency_e2e;
 mod filter_e2e;
+mod fleet_e2e;
 mod lab_faults;
 mod lab_kamailio;
 mod lab_scanners;
