@@ -70,6 +70,8 @@ pub struct FleetSpec {
     pub withdraw_grace_seconds: u64,
     /// Whether the edges share state over the bus.
     pub bus: bool,
+    /// The `dce-edge` binary; `None`: the workspace's.
+    pub edge_binary: Option<PathBuf>,
 }
 
 impl Default for FleetSpec {
@@ -81,6 +83,7 @@ impl Default for FleetSpec {
             hold_down_seconds: 1,
             withdraw_grace_seconds: 3,
             bus: true,
+            edge_binary: None,
         }
     }
 }
@@ -466,6 +469,7 @@ impl FleetLab {
             "prefix,group\n44,uk\n".into(),
         );
         c.listen = Some(SocketAddr::V4(SERVICE_SIP));
+        c.binary = spec.edge_binary.clone();
         let mut extra = format!(
             "\n[fleet]\nname = \"{FLEET}\"\nedge = \"e{i}\"\naddress = \"198.18.{i}.2\"\n\n\
              [fleet.announce]\nbird_socket = \"{}\"\nprotocols = [\"svc4\", \"svc6\"]\n\

@@ -6,6 +6,7 @@ pub mod bin;
 pub mod demo;
 pub mod edge_process;
 pub mod fleet;
+pub mod fleet_demo;
 pub mod nats;
 pub mod netns;
 pub mod ping;

@@ -879,9 +879,14 @@ impl LoadgenUas {
     /// Starts it on `host` and returns once it answers OPTIONS (20 s at
     /// most); its output goes to a file in `dir`.
     pub fn start(host: &Host, dir: &Path) -> io::Result<LoadgenUas> {
+        Self::start_with(host, dir, &workspace_binary("dce-loadgen"))
+    }
+
+    /// [`LoadgenUas::start`] with the `dce-loadgen` binary at `bin` (the
+    /// demo's, next to `dce-edge`).
+    pub fn start_with(host: &Host, dir: &Path, bin: &Path) -> io::Result<LoadgenUas> {
         let addr = SocketAddr::from((host.addr(), 5060));
         let log = dir.join(format!("uas-{}-{}.log", host.addr(), seq()));
-        let bin = workspace_binary("dce-loadgen");
         let mut cmd = host.ns.command(&bin.to_string_lossy());
         cmd.args(["uas", "--listen", &addr.to_string(), "--duration", "900"])
             .arg("--quiet")
@@ -938,6 +943,8 @@ pub struct Calls {
     /// per address by default. More of them spread the calls over more
     /// flows (a router's ECMP hash puts each flow on one path).
     pub sources: usize,
+    /// The `dce-loadgen` binary; `None`: the workspace's.
+    pub binary: Option<PathBuf>,
 }
 
 /// `dce-loadgen` puts this many consecutive calls on one socket before it
@@ -959,6 +966,7 @@ impl Calls {
             timeout: Duration::from_secs(8),
             target: EDGE_SIP,
             sources: from.len().max(1),
+            binary: None,
         }
     }
 
@@ -968,7 +976,10 @@ impl Calls {
         let json = dir.join(format!("calls-{n}.json"));
         let log = dir.join(format!("calls-{n}.log"));
         let seconds = self.calls as f64 / f64::from(self.cps) + 1.0;
-        let bin = workspace_binary("dce-loadgen");
+        let bin = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| workspace_binary("dce-loadgen"));
         let mut cmd = ns.command(&bin.to_string_lossy());
         cmd.args(["uac", "--target", &self.target.to_string()])
             .args(["--cps", &self.cps.to_string()])
