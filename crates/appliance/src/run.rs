@@ -14,7 +14,7 @@ use crate::fleet::share::{unix_ms, Share, ShareEvent};
 use crate::fleet::{AnnounceEvent, Announcement};
 use crate::probe::Prober;
 use ::fleet::message::{Heartbeat, MacKey, OperatorAction};
-use ::fleet::shared::Apply;
+use ::fleet::shared::{Apply, Standing};
 use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
 use proxy::rate::{RateLimit, RateState};
 use proxy::verified::{Proof, VerifiedSources};
@@ -542,14 +542,19 @@ impl Appliance {
             let verified = &self.verified;
             let allowlist = &self.cfg.proxy.allowlist;
             let upstreams = &self.upstreams_allowed;
-            // A ban from another edge is taken only for a source this edge
-            // knows verified, and never for one it trusts.
-            let bannable = |ip: IpAddr| {
-                verified.is_verified(ip, now_ns)
-                    && !upstreams.contains(&ip)
-                    && !allowlist.iter().any(|c| c.contains(ip))
+            // What this edge knows of a network a shared ban names: the
+            // rules (`fleet::shared`) take a ban only for a source verified
+            // here through the banning edge's proof alone, and never one
+            // this edge trusts (an upstream, the allowlist).
+            let standing = |n: &Cidr| Standing {
+                verified: verified.is_verified(n.addr, now_ns),
+                proved_here: false,
+                trusted: upstreams.iter().any(|&u| n.contains(u))
+                    || allowlist
+                        .iter()
+                        .any(|c| c.contains(n.addr) || n.contains(c.addr)),
             };
-            match share.next_incoming(now_ms, now_ns, &bannable) {
+            match share.next_incoming(now_ms, now_ns, &standing) {
                 None => break,
                 Some(Ok(apply)) => self.apply_shared(apply, out),
                 // Counted by the shared state, in the metrics.

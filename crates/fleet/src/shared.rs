@@ -10,9 +10,16 @@
 //!   that names the edge that signed them (the bus can be set to let each
 //!   edge write only its own keys), and never an edge's own messages;
 //! - a ban is of one host, lasts no longer than this edge's own bans, and
-//!   is taken only for a source that this edge knows proved its address (a
-//!   verification seen here, or shared by an edge and taken here under the
-//!   same per-/48 limit as a local one): a spoofed packet never travels;
+//!   is taken only for a source that this edge knows proved its address
+//!   *through the banning edge alone* (its proof shared and taken here
+//!   under the same per-/48 limit as a local one): a spoofed packet never
+//!   travels, and an edge can take back only the trust it gave. A source
+//!   that proved its address to this edge itself, or whose proof another
+//!   edge shared, is not banned here on one other edge's word (a
+//!   compromised edge cannot ban the fleet's verified callers everywhere);
+//! - an operator's ban from another edge is of one host, never of a source
+//!   verified here, an allowlisted one or an upstream (a wider ban, or one
+//!   of a verified caller, is made on each edge by its operator);
 //! - each edge may make this one take at most so many bans, verifications
 //!   and operator actions per second (live), and hold at most so many of
 //!   its bans and verifications at once (live and after a resync);
@@ -66,6 +73,38 @@ impl Default for Limits {
     }
 }
 
+/// What this edge knows of a network a shared ban names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Verified here: by a proof seen here or one taken from another edge.
+    pub verified: bool,
+    /// Proved its address to this edge itself.
+    pub proved_here: bool,
+    /// Trusted here: allowlisted, or an upstream.
+    pub trusted: bool,
+}
+
+/// The host a source counts as in the shared tables: itself (IPv4), or
+/// its /64 (IPv6, as the verified table and the XDP bans count it).
+pub fn host_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(a) & !((1u128 << 64) - 1),
+        )),
+    }
+}
+
+/// True for one IPv4 host, or one IPv6 host or /64 (the XDP filter's
+/// automatic bans of IPv6 sources are by /64).
+fn is_host(network: &Cidr) -> bool {
+    if network.addr.is_ipv4() {
+        network.prefix == 32
+    } else {
+        matches!(network.prefix, 64 | 128)
+    }
+}
+
 /// Why a message was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Refusal {
@@ -87,8 +126,10 @@ pub enum Refusal {
     OverQuota,
     /// A ban of more than one host (an IPv6 /64 counts as one).
     NotHost,
-    /// A ban of a source this edge does not know to be verified, or one it
-    /// trusts (allowlisted, an upstream).
+    /// A ban of a source this edge does not know to be verified through
+    /// the banning edge alone (unverified here, proved here, or vouched for
+    /// by another edge), or one it trusts (allowlisted, an upstream); an
+    /// operator's ban of a source verified or trusted here.
     NotBannable,
     /// Operator actions of other edges are not taken here.
     OperatorActionsOff,
@@ -178,7 +219,8 @@ pub struct Peer {
     /// Its bans held here: network to the lapse time it said and the one
     /// taken here (at most this edge's longest ban), Unix ms.
     bans: HashMap<Cidr, (u64, u64)>,
-    /// Its verifications held here: source to lapse time (Unix ms).
+    /// Its verifications held here: source (as [`host_of`]) to lapse time
+    /// (Unix ms).
     verified: HashMap<IpAddr, u64>,
 }
 
@@ -271,8 +313,8 @@ impl SharedState {
     /// as it was published, false for one read back in a resync (which is
     /// not charged to the per-second limits: it was charged when live, and
     /// a resync reads a whole bucket at once). `now_ms` is the wall clock,
-    /// `now_ns` the monotonic one (rates); `bannable` says whether this
-    /// edge knows a source verified and does not trust it.
+    /// `now_ns` the monotonic one (rates); `standing` says what this edge
+    /// knows of a network a ban names (verified, proved here, trusted).
     pub fn receive(
         &mut self,
         key: &str,
@@ -280,7 +322,7 @@ impl SharedState {
         live: bool,
         now_ms: u64,
         now_ns: u64,
-        bannable: &dyn Fn(IpAddr) -> bool,
+        standing: &dyn Fn(&Cidr) -> Standing,
     ) -> Result<Apply, Refusal> {
         let kind = key.split('.').next().unwrap_or("");
         let kind: &'static str = match kind {
@@ -290,7 +332,7 @@ impl SharedState {
             "op" => "operator",
             _ => "other",
         };
-        let r = self.judge(key, payload, live, now_ms, now_ns, bannable);
+        let r = self.judge(key, payload, live, now_ms, now_ns, standing);
         match &r {
             Ok(_) => self.count(kind, "applied"),
             Err(e) => self.count(kind, e.name()),
@@ -305,7 +347,7 @@ impl SharedState {
         live: bool,
         now_ms: u64,
         now_ns: u64,
-        bannable: &dyn Fn(IpAddr) -> bool,
+        standing: &dyn Fn(&Cidr) -> Standing,
     ) -> Result<Apply, Refusal> {
         let env = message::open(&self.mac, key, payload)
             .map_err(|e: Unreadable| Refusal::Unreadable(e.name()))?;
@@ -324,6 +366,17 @@ impl SharedState {
         if !self.peers.contains_key(&env.edge) && self.peers.len() >= self.limits.max_edges {
             return Err(Refusal::TooManyEdges);
         }
+        // Whether an edge other than the sender vouches for the source a
+        // ban names: then the sender's word alone does not ban it here.
+        let vouched_by_others = match &env.body {
+            Body::Ban { network, .. } => network.parse::<Cidr>().is_ok_and(|n| {
+                let host = host_of(n.addr);
+                self.peers.iter().any(|(name, p)| {
+                    *name != env.edge && p.verified.get(&host).is_some_and(|&u| u > now_ms)
+                })
+            }),
+            _ => false,
+        };
         let limits = self.limits;
         let (bans_limit, verified_limit, operator_limit) =
             (self.bans_limit, self.verified_limit, self.operator_limit);
@@ -344,14 +397,7 @@ impl SharedState {
                 until_ms,
             } => {
                 let network: Cidr = network.parse().map_err(|_| Refusal::WrongKey)?;
-                // One IPv4 host, or one IPv6 host or /64 (the XDP filter's
-                // automatic bans of IPv6 sources are by /64).
-                let host = if network.addr.is_ipv4() {
-                    network.prefix == 32
-                } else {
-                    matches!(network.prefix, 64 | 128)
-                };
-                if !host {
+                if !is_host(&network) {
                     return Err(Refusal::NotHost);
                 }
                 if until_ms <= now_ms {
@@ -365,7 +411,10 @@ impl SharedState {
                 {
                     return Err(Refusal::Duplicate);
                 }
-                if !bannable(network.addr) {
+                // Only the trust the sender gave can it take back: a source
+                // verified here through its proof alone, trusted by no one.
+                let s = standing(&network);
+                if !s.verified || s.proved_here || s.trusted || vouched_by_others {
                     return Err(Refusal::NotBannable);
                 }
                 if !peer.bans.contains_key(&network)
@@ -389,10 +438,11 @@ impl SharedState {
                 if until_ms <= now_ms {
                     return Err(Refusal::Expired);
                 }
-                if peer.verified.get(&source).is_some_and(|&u| u >= until_ms) {
+                let host = host_of(source);
+                if peer.verified.get(&host).is_some_and(|&u| u >= until_ms) {
                     return Err(Refusal::Duplicate);
                 }
-                if !peer.verified.contains_key(&source)
+                if !peer.verified.contains_key(&host)
                     && !make_room(
                         &mut peer.verified,
                         limits.max_verified_per_edge,
@@ -405,7 +455,7 @@ impl SharedState {
                 if live && !verified_limit.admit(&mut peer.verified_rate, now_ns) {
                     return Err(Refusal::RateLimited);
                 }
-                peer.verified.insert(source, until_ms);
+                peer.verified.insert(host, until_ms);
                 Ok(Apply::Verify {
                     source,
                     ttl_ms: until_ms - now_ms,
@@ -438,6 +488,19 @@ impl SharedState {
                     .is_some_and(|&at| at >= env.at_ms)
                 {
                     return Err(Refusal::Superseded);
+                }
+                // Another edge's operator (or whoever holds that edge) bans
+                // one host at a time, and never one this edge verified or
+                // trusts: no message bans the fleet's callers or upstreams
+                // everywhere.
+                if matches!(action, OperatorAction::Ban { .. }) {
+                    if !is_host(&network) {
+                        return Err(Refusal::NotHost);
+                    }
+                    let s = standing(&network);
+                    if s.verified || s.proved_here || s.trusted {
+                        return Err(Refusal::NotBannable);
+                    }
                 }
                 if live && !operator_limit.admit(&mut peer.operator_rate, now_ns) {
                     return Err(Refusal::RateLimited);
@@ -503,8 +566,11 @@ mod tests {
         SharedState::new("lab", name, KEY, Limits::default())
     }
 
-    fn everyone_verified(_: IpAddr) -> bool {
-        true
+    fn everyone_verified(_: &Cidr) -> Standing {
+        Standing {
+            verified: true,
+            ..Standing::default()
+        }
     }
 
     fn ban_of(ip: &str, until_ms: u64) -> Body {
@@ -543,12 +609,113 @@ mod tests {
         let e1 = edge("e1");
         let mut e2 = edge("e2");
         let (k, p) = e1.seal(ban_of("198.19.7.7", T + 600_000), T).unwrap();
-        let nobody = |_: IpAddr| false;
+        let nobody = |_: &Cidr| Standing::default();
         assert_eq!(
             e2.receive(&k, &p, true, T, NS, &nobody),
             Err(Refusal::NotBannable)
         );
         assert_eq!(e2.remote_bans(T).count(), 0);
+    }
+
+    /// A compromised edge holds the fleet key and may write its own keys:
+    /// it can say anything under its own name. It still bans no caller
+    /// that proved its address here or to another edge, no upstream, no
+    /// allowlisted source, and no network, through bans or operator
+    /// actions; it takes back only the trust it gave.
+    #[test]
+    fn a_compromised_edge_bans_no_caller_verified_here_or_by_another_edge_and_no_upstream() {
+        let rogue = edge("e1");
+        let honest = edge("e3");
+        let mut e2 = edge("e2");
+        let mine: IpAddr = "198.18.0.10".parse().unwrap(); // proved to e2 itself
+        let theirs: IpAddr = "198.18.0.11".parse().unwrap(); // proved to e3
+        let upstream: IpAddr = "198.18.5.2".parse().unwrap();
+        let allowed: IpAddr = "198.18.6.9".parse().unwrap();
+        let scanner: IpAddr = "198.18.0.200".parse().unwrap(); // proved to e1 only
+        let v6: IpAddr = "2001:db8:0:7::5".parse().unwrap(); // proved to e3, by /64
+                                                             // What e2 knows: every proof it took counts as verified.
+        let verified_here = std::cell::RefCell::new(vec![mine]);
+        let standing = |n: &Cidr| Standing {
+            verified: verified_here
+                .borrow()
+                .iter()
+                .any(|&v| n.contains(v) || host_of(v) == host_of(n.addr)),
+            proved_here: n.contains(mine),
+            trusted: n.contains(upstream) || n.contains(allowed),
+        };
+        let mut t = T;
+        let mut take = |e2: &mut SharedState, from: &SharedState, body: Body| {
+            t += 1;
+            let (k, p) = from.seal(body, t).unwrap();
+            let r = e2.receive(&k, &p, true, t, NS + t, &standing);
+            if let Ok(Apply::Verify { source, .. }) = &r {
+                verified_here.borrow_mut().push(*source);
+            }
+            r
+        };
+        let proof = |source: IpAddr| Body::Verified {
+            source,
+            until_ms: T + 600_000,
+        };
+        assert!(take(&mut e2, &honest, proof(theirs)).is_ok());
+        assert!(take(&mut e2, &honest, proof(v6)).is_ok());
+        // The rogue edge vouches for everyone, then bans them.
+        for who in [mine, theirs, upstream, allowed, scanner] {
+            let _ = take(&mut e2, &rogue, proof(who));
+        }
+        let _ = take(&mut e2, &rogue, proof("2001:db8:0:7::99".parse().unwrap()));
+        for who in [mine, theirs, upstream, allowed] {
+            assert_eq!(
+                take(&mut e2, &rogue, ban_of(&who.to_string(), T + 600_000)),
+                Err(Refusal::NotBannable),
+                "{who}"
+            );
+        }
+        let ban64 = Body::Ban {
+            network: "2001:db8:0:7::/64".into(),
+            reason: "scanner".into(),
+            until_ms: T + 600_000,
+        };
+        assert_eq!(take(&mut e2, &rogue, ban64), Err(Refusal::NotBannable));
+        // As an operator: no network, no verified caller, no upstream.
+        let op_ban = |network: &str| {
+            Body::Operator(OperatorAction::Ban {
+                network: network.into(),
+                reason: "manual".into(),
+                note: String::new(),
+                until_ms: None,
+            })
+        };
+        assert_eq!(
+            take(&mut e2, &rogue, op_ban("0.0.0.0/0")),
+            Err(Refusal::NotHost)
+        );
+        assert_eq!(
+            take(&mut e2, &rogue, op_ban("198.18.0.0/16")),
+            Err(Refusal::NotHost)
+        );
+        for who in [mine, theirs, upstream, allowed] {
+            assert_eq!(
+                take(&mut e2, &rogue, op_ban(&format!("{who}/32"))),
+                Err(Refusal::NotBannable),
+                "{who}"
+            );
+        }
+        assert_eq!(e2.remote_bans(T + 100).count(), 0);
+        // What it alone vouched for, it may take back (a scanner that
+        // proved its address to it, then scanned it).
+        assert!(matches!(
+            take(&mut e2, &rogue, ban_of("198.18.0.200", T + 600_000)),
+            Ok(Apply::Ban { .. })
+        ));
+        // And an operator's ban of an unverified host travels.
+        assert!(matches!(
+            take(&mut e2, &rogue, op_ban("203.0.113.7/32")),
+            Ok(Apply::Operator { .. })
+        ));
+        assert_eq!(e2.received()[&("ban", "not_bannable")], 5);
+        assert_eq!(e2.received()[&("operator", "not_bannable")], 4);
+        assert_eq!(e2.received()[&("operator", "not_host")], 2);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::fleet::message::{Body, Heartbeat, MacKey, OperatorAction};
-use ::fleet::shared::{Apply, Limits, Refusal, SharedState};
+use ::fleet::shared::{host_of, Apply, Limits, Refusal, SharedState, Standing};
 use ::fleet::BusConfig;
 use proxy::rate::{RateLimit, RateState};
 use telemetry::stats::{BusReport, PeerReport, SharedBan};
@@ -79,6 +79,9 @@ pub struct Share {
     own_bans: HashMap<Cidr, (String, u64)>,
     /// Verifications made here and shared: source to lapse (Unix ms).
     own_verified: HashMap<IpAddr, u64>,
+    /// The same by host (an IPv6 source by its /64): what proved its
+    /// address here, which no other edge's word bans here.
+    own_hosts: HashMap<IpAddr, u64>,
     /// Operator actions made here while the bus was away.
     pending_ops: Vec<(OperatorAction, u64)>,
     /// Operator actions sealed but not sent when the bus went away.
@@ -137,6 +140,7 @@ impl Share {
             bus: Bus::new(client, fleet, state_max_age),
             own_bans: HashMap::new(),
             own_verified: HashMap::new(),
+            own_hosts: HashMap::new(),
             pending_ops: Vec::new(),
             unsent_ops: Vec::new(),
             outgoing: VecDeque::new(),
@@ -207,8 +211,11 @@ impl Share {
         }
         if self.own_verified.len() >= 4 * self.shared.limits().max_verified_per_edge {
             self.own_verified.retain(|_, u| *u > now_ms);
+            self.own_hosts.retain(|_, u| *u > now_ms);
         }
         self.own_verified.insert(source, until_ms);
+        let host = self.own_hosts.entry(host_of(source)).or_default();
+        *host = (*host).max(until_ms);
         if self.bus.ready() {
             self.enqueue(Body::Verified { source, until_ms }, now_ms);
         }
@@ -339,6 +346,7 @@ impl Share {
     fn republish(&mut self, now_ms: u64) {
         self.own_bans.retain(|_, (_, u)| *u > now_ms);
         self.own_verified.retain(|_, u| *u > now_ms);
+        self.own_hosts.retain(|_, u| *u > now_ms);
         // Proofs first: a ban is taken only for a source known verified.
         let verified: Vec<_> = self.own_verified.iter().map(|(s, u)| (*s, *u)).collect();
         for (source, until_ms) in verified {
@@ -395,18 +403,30 @@ impl Share {
     /// Judges the next message read from the bus; `None` when none waits.
     /// The control thread applies each before judging the next (a ban
     /// may follow the proof it needs), at most [`APPLY_PER_TICK`] a tick.
-    /// `bannable` says whether this edge knows a source verified and does
-    /// not trust it.
+    /// `standing` says what this edge knows of a network (verified here,
+    /// trusted); whether the source proved its address here is added from
+    /// the proofs this edge made.
     pub fn next_incoming(
         &mut self,
         now_ms: u64,
         now_ns: u64,
-        bannable: &dyn Fn(IpAddr) -> bool,
+        standing: &dyn Fn(&Cidr) -> Standing,
     ) -> Option<Result<Incoming, (String, Refusal)>> {
         let (e, live) = self.incoming.pop_front()?;
+        let own = &self.own_hosts;
+        let standing = |n: &Cidr| {
+            let s = standing(n);
+            Standing {
+                proved_here: s.proved_here
+                    || own
+                        .get(&host_of(n.addr))
+                        .is_some_and(|&until| until > now_ms),
+                ..s
+            }
+        };
         Some(
             self.shared
-                .receive(&e.key, &e.payload, live, now_ms, now_ns, bannable)
+                .receive(&e.key, &e.payload, live, now_ms, now_ns, &standing)
                 .map_err(|r| (e.key, r)),
         )
     }

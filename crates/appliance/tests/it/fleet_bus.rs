@@ -1,8 +1,10 @@
 //! The fleet's shared state over a real `nats-server` (JetStream on, one
 //! user per edge allowed to write only its own keys) on 127.0.0.1: two
 //! edges' `Share`s exchange a verification and a ban, ride out a server
-//! crash (what was banned during it arrives after it), and a third party
-//! with the bus password of one edge can forge nothing.
+//! crash (what was banned during it arrives after it), a third party
+//! with the bus password of one edge can forge nothing, and an edge taken
+//! over (the secret and its own password) bans no caller another edge
+//! verified and no upstream.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use appliance::fleet::share::{unix_ms, Share, ShareEvent};
 use fleet::message::MacKey;
-use fleet::shared::{Apply, Limits, Refusal};
+use fleet::message::OperatorAction;
+use fleet::shared::{Apply, Limits, Refusal, Standing};
 use fleet::{BusConfig, Credentials};
 use lab::bin::TempDir;
 use lab::nats::{lab_password, NatsServer};
@@ -43,6 +46,10 @@ struct Edge {
     share: Share,
     verified: HashSet<IpAddr>,
     bans: HashSet<Cidr>,
+    /// Upstreams and allowlisted sources: never banned from elsewhere.
+    trusted: HashSet<IpAddr>,
+    /// Networks banned by other edges' operators.
+    operator_bans: HashSet<Cidr>,
     refused: Vec<(String, Refusal)>,
     events: Vec<ShareEvent>,
 }
@@ -70,6 +77,8 @@ impl Edge {
             share,
             verified: HashSet::new(),
             bans: HashSet::new(),
+            trusted: HashSet::new(),
+            operator_bans: HashSet::new(),
             refused: Vec::new(),
             events: Vec::new(),
         }
@@ -82,8 +91,13 @@ impl Edge {
         let now_ns = now_ms * 1_000_000;
         loop {
             let verified = &self.verified;
-            let bannable = |ip: IpAddr| verified.contains(&ip);
-            let Some(r) = self.share.next_incoming(now_ms, now_ns, &bannable) else {
+            let trusted = &self.trusted;
+            let standing = |n: &Cidr| Standing {
+                verified: verified.iter().any(|&v| n.contains(v)),
+                proved_here: false,
+                trusted: trusted.iter().any(|&t| n.contains(t)),
+            };
+            let Some(r) = self.share.next_incoming(now_ms, now_ns, &standing) else {
                 break;
             };
             match r {
@@ -92,6 +106,13 @@ impl Edge {
                 }
                 Ok(Apply::Ban { network, .. }) => {
                     self.bans.insert(network);
+                }
+                Ok(Apply::Operator {
+                    network,
+                    action: OperatorAction::Ban { .. },
+                    ..
+                }) => {
+                    self.operator_bans.insert(network);
                 }
                 Ok(_) => {}
                 Err(e) => self.refused.push(e),
@@ -253,4 +274,102 @@ fn a_party_with_one_edges_bus_password_but_not_the_secret_forges_nothing() {
         .last_down_reason
         .unwrap_or_default();
     assert!(down.to_lowercase().contains("authorization"), "{down}");
+}
+
+/// An edge taken over holds what every edge holds (the fleet secret, its
+/// own bus password), so its messages are genuine. It vouches for a
+/// caller that proved its address to e2, one that proved it to e3, and an
+/// upstream of e2, and bans them all, as automatic bans and as an operator,
+/// with a network ban of everything on top. e2 takes none of it; only the
+/// ban of a source that nobody but the rogue edge vouched for (what a
+/// scanner that proved its address to it and scanned it looks like) is
+/// taken, and that one is the sign that everything before it was read.
+#[test]
+fn a_compromised_edge_bans_no_caller_verified_by_another_edge_and_no_upstream() {
+    let test = "a_compromised_edge_bans_no_caller_verified_by_another_edge_and_no_upstream";
+    if !may_run(test) {
+        return;
+    }
+    let dir = TempDir::new("fbus").unwrap();
+    let listen = free_port();
+    let _server = NatsServer::start(None, dir.path(), FLEET, &["e1", "e2", "e3"], listen).unwrap();
+    let mac = MacKey::new(SECRET);
+    let mut rogue = Edge::new("e1", listen, &lab_password("e1"), mac);
+    let mut e2 = Edge::new("e2", listen, &lab_password("e2"), mac);
+    let mut e3 = Edge::new("e3", listen, &lab_password("e3"), mac);
+    run_until(&mut [&mut rogue, &mut e2, &mut e3], "all connected", |es| {
+        es.iter().all(|e| e.share.connected())
+    });
+
+    let mine: IpAddr = "198.18.0.10".parse().unwrap();
+    let theirs: IpAddr = "198.18.0.11".parse().unwrap();
+    let upstream: IpAddr = "198.18.5.2".parse().unwrap();
+    let scanner: IpAddr = "198.18.0.200".parse().unwrap();
+    e2.trusted.insert(upstream);
+    let now = unix_ms();
+    // `mine` proved its address to e2, `theirs` to e3 (e3 shares it).
+    e2.share.verified(mine, now + 3_600_000, now);
+    e2.verified.insert(mine);
+    e3.share.verified(theirs, now + 3_600_000, now);
+    e3.verified.insert(theirs);
+    run_until(
+        &mut [&mut rogue, &mut e2, &mut e3],
+        "e2 took e3's proof",
+        |es| es[1].verified.contains(&theirs),
+    );
+
+    // The rogue edge vouches for all of them and bans them.
+    let now = unix_ms();
+    for who in [mine, theirs, upstream, scanner] {
+        rogue.share.verified(who, now + 3_600_000, now);
+    }
+    for who in [mine, theirs, upstream] {
+        rogue
+            .share
+            .ban_made(Cidr::host(who), "scanner", now + 600_000, now);
+    }
+    for network in [
+        "0.0.0.0/0",
+        "198.18.0.10/32",
+        "198.18.0.11/32",
+        "198.18.5.2/32",
+    ] {
+        rogue.share.operator_action(
+            OperatorAction::Ban {
+                network: network.into(),
+                reason: "manual".into(),
+                note: String::new(),
+                until_ms: None,
+            },
+            now,
+        );
+    }
+    rogue
+        .share
+        .ban_made(Cidr::host(scanner), "scanner", now + 600_000, now);
+    run_until(
+        &mut [&mut rogue, &mut e2, &mut e3],
+        "e2 and e3 took the ban of the source only the rogue edge vouched for, and e2 read the operator actions",
+        |es| {
+            es[1].bans.contains(&Cidr::host(scanner))
+                && es[2].bans.contains(&Cidr::host(scanner))
+                && es[1].refused.iter().filter(|(k, _)| k.starts_with("op.")).count() >= 4
+        },
+    );
+    assert_eq!(
+        e2.bans,
+        HashSet::from([Cidr::host(scanner)]),
+        "refused: {:?}",
+        e2.refused
+    );
+    assert!(e2.operator_bans.is_empty(), "{:?}", e2.operator_bans);
+    let refused = |r: Refusal| e2.refused.iter().filter(|(_, x)| *x == r).count();
+    assert_eq!(refused(Refusal::NotBannable), 3 + 3, "{:?}", e2.refused);
+    assert_eq!(refused(Refusal::NotHost), 1, "{:?}", e2.refused);
+    // e3 too: it took nothing of its own caller's or of e2's.
+    assert!(
+        !e3.bans.contains(&Cidr::host(theirs)) && !e3.bans.contains(&Cidr::host(mine)),
+        "{:?}",
+        e3.bans
+    );
 }
