@@ -132,6 +132,26 @@ fn calls_spread_over_three_edges_and_a_stopped_edge_withdraws_while_calls_go_on(
     let mut f = fleet(FleetSpec::default());
     let lab = &mut f.lab;
 
+    // `dce-edge fleet status` on e2 lists the other two, announcing, with
+    // the same route files.
+    let mut status = serde_json::Value::Null;
+    let seen = wait_until(PATIENCE, || {
+        status = lab.edges[1].fleet_status().unwrap_or_default();
+        let peers = status["peers"].as_array().cloned().unwrap_or_default();
+        peers.len() == 2 && peers.iter().all(|p| p["announced"] == true)
+    });
+    assert!(seen, "{status:#}");
+    let digests: Vec<&str> = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["routes_digest"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        digests.iter().all(|d| !d.is_empty() && *d == digests[0]),
+        "{digests:?}"
+    );
+
     // 30 calls a second for about 17 s, over 32 flows.
     let run = calls(lab, 30, 64)
         .spawn(&lab.callers.ns, f.dir.path())
@@ -165,6 +185,24 @@ fn calls_spread_over_three_edges_and_a_stopped_edge_withdraws_while_calls_go_on(
         last.calls.invites_forwarded
     );
     lab.wait_announcing(&[1, 2], PATIENCE).unwrap();
+    // The others saw it go: its last heartbeat said why, then it fell
+    // silent.
+    let gone = wait_until(PATIENCE, || {
+        let st = lab.edges[1].fleet_status().unwrap_or_default();
+        st["peers"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["edge"] == "e1"
+                    && p["announced"] == false
+                    && p["reason"] == "stopping"
+                    && p["lost"] == true
+            })
+        })
+    });
+    assert!(
+        gone,
+        "{:#}",
+        lab.edges[1].fleet_status().unwrap_or_default()
+    );
 
     let outcome = run.wait().unwrap();
     let after = forwarded(lab);
@@ -233,27 +271,15 @@ fn a_scanner_banned_on_one_edge_is_dropped_on_the_others() {
         })
         .unwrap();
     let scanner = IpAddr::V4(SCANNER);
-    let banned_at = lab
-        .edges
-        .iter()
-        .position(|e| {
-            e.edge()
-                .wait_for(
-                    "the scanner banned somewhere",
-                    Duration::from_secs(5),
-                    |s| bans_host(s, scanner),
-                )
-                .is_ok()
-        })
-        .unwrap_or_else(|| panic!("the scanner was banned nowhere\n{}", logs(lab)));
-    // Every other edge bans it too, within a bounded wait.
+    // Every edge bans it, within a bounded wait: the one it swept on its
+    // own evidence, the others because that edge said so.
     for e in &lab.edges {
         let s = e
             .edge()
             .wait_for("the scanner banned on every edge", PATIENCE, |s| {
                 bans_host(s, scanner)
             })
-            .unwrap();
+            .unwrap_or_else(|err| panic!("{err}\n{}", logs(lab)));
         let b = s
             .bans
             .iter()
@@ -267,6 +293,26 @@ fn a_scanner_banned_on_one_edge_is_dropped_on_the_others() {
             t.elapsed()
         );
     }
+    // The edge that banned it on its own evidence is the one that shared
+    // it (however long each step took, whichever edge was looked at first).
+    let own: Vec<u64> = lab
+        .edges
+        .iter()
+        .map(|e| {
+            e.edge()
+                .snapshot()
+                .ok()
+                .and_then(|s| s.fleet)
+                .and_then(|f| f.bus)
+                .map_or(0, |b| b.own_bans)
+        })
+        .collect();
+    assert_eq!(
+        own.iter().filter(|&&n| n > 0).count(),
+        1,
+        "bans made (not taken from the bus) per edge: {own:?}"
+    );
+    let banned_at = own.iter().position(|&n| n > 0).unwrap();
     let ev: Vec<_> = lab.edges[(banned_at + 1) % 3]
         .edge()
         .events()
@@ -375,8 +421,33 @@ fn spoofed_scanner_traffic_on_one_edge_bans_no_one_on_any_edge() {
         }),
         "scanner drops per edge {scanner_drops:?}"
     );
-    // Give a ban, had one been made, time to travel.
-    std::thread::sleep(Duration::from_secs(3));
+    // Give a ban, had one been made, time to travel: each edge reads its
+    // XDP ban map once a second and hears each other edge once a second,
+    // so wait (bounded) until every edge heard three more heartbeats from
+    // each of the others.
+    let heartbeats = |lab: &FleetLab| -> Vec<u64> {
+        lab.edges
+            .iter()
+            .map(|e| {
+                e.edge()
+                    .snapshot()
+                    .ok()
+                    .and_then(|s| s.fleet)
+                    .and_then(|f| f.bus)
+                    .and_then(|b| b.received.get("heartbeat:applied").copied())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let hb_before = heartbeats(lab);
+    let mut hb_after = Vec::new();
+    assert!(
+        wait_until(PATIENCE, || {
+            hb_after = heartbeats(lab);
+            hb_after.iter().zip(&hb_before).all(|(a, b)| *a >= b + 6)
+        }),
+        "heartbeats {hb_before:?} -> {hb_after:?}"
+    );
     for e in &lab.edges {
         let s = e.edge().snapshot().unwrap();
         assert!(s.bans.is_empty(), "{} bans {:?}", e.name, s.bans);
