@@ -10,6 +10,7 @@ packages=(
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
   hping3                                # SYN floods at the SIP-over-TCP listener
+  bird2 nats-server                     # the fleet lab: BGP anycast, the shared-state bus
   shellcheck                            # the tuning scripts
   dpkg-dev binutils adduser             # the Debian package: scripts/package.sh (cargo-deb)
   systemd man-db logrotate libcap2-bin strace   # its checks: scripts/check-package.sh

@@ -51,6 +51,13 @@ enum Command {
     Unban(xdp_cli::UnbanArgs),
     /// Add a source or network to the allowlist (or remove it).
     Allow(xdp_cli::AllowArgs),
+    /// Withdraw this edge's announcement of the fleet's service address for
+    /// maintenance (it keeps serving what still reaches it); --off
+    /// announces it again after the hold-down.
+    Drain(crate::cli::fleet::DrainArgs),
+    /// The fleet this edge belongs to (`fleet status`).
+    #[command(subcommand)]
+    Fleet(crate::cli::fleet::FleetCommand),
     /// SIP message tools (`sip check FILE...`).
     Sip {
         #[command(subcommand)]
@@ -129,6 +136,8 @@ fn main() -> ExitCode {
         Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
         Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
         Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
+        Command::Drain(args) => exit(crate::cli::fleet::run_drain(&args)),
+        Command::Fleet(command) => exit(crate::cli::fleet::run(&command)),
         Command::Sip { command } => crate::cli::sip::run(command),
         Command::Routes(command) => crate::cli::routes::run(command),
         Command::Tls(command) => crate::cli::tls::run(command),

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use ::fleet::FleetConfig;
 use config::{ConfigError, SourceFile};
 use dataplane::{DataplaneConfig, IoMode, NeighbourConfig, XskConfig, ZeroCopy};
 use profile::{self, Profile};
@@ -127,6 +128,8 @@ struct ApplianceFile {
     events: Option<EventsSection>,
     #[allow(dead_code)]
     stream: Option<toml::Table>,
+    #[allow(dead_code)]
+    fleet: Option<toml::Table>,
 }
 
 /// Everything `dce-edge run` needs, checked.
@@ -157,6 +160,12 @@ pub struct ApplianceConfig {
     pub metrics: MetricsConfig,
     /// The event log.
     pub events: EventsConfig,
+    /// The fleet this edge belongs to, if any.
+    pub fleet: Option<FleetConfig>,
+    /// Where the health prober's probes leave from: the fleet's own
+    /// address of this edge when given, else the SIP address (whose answers,
+    /// when it is a shared anycast address, may reach another edge).
+    pub probe_source: std::net::IpAddr,
     /// SIP over TCP and TLS (the `[stream]` table), when configured.
     pub stream: Option<dataplane::stream::StreamConfig>,
     /// What the file says that is allowed but does nothing in this mode,
@@ -347,12 +356,38 @@ impl ApplianceConfig {
         let metrics = MetricsConfig::from_section(&source, file.metrics.as_ref())?;
         let events = EventsConfig::from_section(&source, file.events.as_ref())?;
         let stream = crate::stream::from_source(&source)?;
+        let fleet = FleetConfig::from_file(&source)?;
+        if let Some(f) = &fleet {
+            // Every edge must recognise the branches and dialog cookies of
+            // every other: one secret for all, written in each file.
+            if file.proxy.secret.is_none() {
+                return Err(source.error_at_line(
+                    f.line,
+                    "[fleet] needs [proxy] secret: the edges of a fleet must share one secret (32 hex digits, the same in every edge's file), or no edge recognises another's dialogs",
+                ));
+            }
+            if let Some(a) = f.address {
+                if listen.iter().any(|l| l.ip() == a) {
+                    return Err(source.error_at_line(
+                        f.line,
+                        format!("[fleet] address {a} is the SIP address; give this edge's own address (the SIP address is the fleet's shared one)"),
+                    ));
+                }
+            }
+        }
+        let probe_source = fleet
+            .as_ref()
+            .and_then(|f| f.address)
+            .filter(|a| a.is_ipv4() == listen[0].is_ipv4())
+            .unwrap_or(listen[0].ip());
         Ok(ApplianceConfig {
             stream,
             filter: plan.filter,
             warnings: plan.warnings,
             metrics,
             events,
+            fleet,
+            probe_source,
             profile,
             profile_name: file.profile.as_ref().map(|p| p.get_ref().clone()),
             dataplane,
@@ -835,6 +870,31 @@ mod tests {
         let e = c.reread_filter().unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert!(e.reason.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn a_fleet_needs_a_pinned_secret_and_probes_from_its_own_address() {
+        let base = format!("[edge]\nmode = \"socket\"\nlisten = \"198.18.255.1:5060\"\n{ROUTES}");
+        let fleet = "[fleet]\nname = \"lab\"\nedge = \"e1\"\naddress = \"198.18.1.2\"\n";
+        let e = load(&format!("{base}{fleet}")).unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.reason.contains("[proxy] secret"), "{e}");
+        let c = load(&format!(
+            "{base}[proxy]\nsecret = \"00112233445566778899aabbccddeeff\"\n{fleet}"
+        ))
+        .unwrap();
+        assert_eq!(c.fleet.unwrap().edge, "e1");
+        assert_eq!(
+            c.probe_source,
+            "198.18.1.2".parse::<std::net::IpAddr>().unwrap()
+        );
+        // A lone edge probes from its SIP address.
+        let c = load(&base).unwrap();
+        assert!(c.fleet.is_none());
+        assert_eq!(
+            c.probe_source,
+            "198.18.255.1".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub enum ControlRequest {
         /// ADDRESS or ADDRESS/PREFIX, as allowed.
         network: String,
     },
+    /// Withdraw the fleet's service address for maintenance (`on`), or
+    /// announce it again.
+    Drain {
+        /// Drain (true) or undrain.
+        on: bool,
+    },
+    /// This edge's view of its fleet; the answer's message is a JSON
+    /// [`telemetry::stats::FleetReport`].
+    FleetStatus,
 }
 
 /// The appliance's answer.

@@ -166,6 +166,71 @@ pub enum ControlEvent {
         /// `operator` or `config`.
         by: &'static str,
     },
+    /// The service address is announced through the routing daemon.
+    Announced {
+        /// Seconds the edge had been healthy first.
+        held_seconds: f64,
+    },
+    /// The service address is withdrawn.
+    Withdrawn {
+        /// Why (`draining`, `stopping`, `workers_stopped`, `xdp_detached`,
+        /// `no_upstream`).
+        reason: &'static str,
+        /// Seconds the next announcement waits once healthy.
+        next_hold_seconds: f64,
+    },
+    /// The routing daemon could not be told what to announce (`Some`), or
+    /// can be again (`None`).
+    RoutingDaemon {
+        /// What went wrong.
+        error: Option<String>,
+    },
+    /// An operator drained the edge (or undrained it).
+    Drain {
+        /// Draining now.
+        on: bool,
+    },
+    /// The fleet's bus is lost: this edge runs on its local state alone.
+    BusDown {
+        /// How it was noticed.
+        reason: String,
+    },
+    /// The bus is back; the shared state was read again.
+    BusUp {
+        /// The server.
+        server: String,
+        /// Entries read.
+        entries: usize,
+        /// How long the outage lasted (`None` for the first connection).
+        down_seconds: Option<f64>,
+    },
+    /// Something about the bus an operator should know.
+    BusWarning {
+        /// What.
+        message: String,
+    },
+    /// Another edge's ban, taken here under this edge's rules.
+    FleetBan {
+        /// The source.
+        network: Cidr,
+        /// Why it was banned there.
+        reason: String,
+        /// The edge that banned it.
+        origin: String,
+        /// Seconds it lasts here.
+        seconds: u64,
+    },
+    /// Another edge's operator action, applied here.
+    FleetOperator {
+        /// `ban`, `unban`, `allow`, `disallow`.
+        action: &'static str,
+        /// The network.
+        network: Cidr,
+        /// The edge it was made on.
+        origin: String,
+        /// What happened here (applied, or why not).
+        outcome: String,
+    },
 }
 
 impl ControlEvent {
@@ -175,6 +240,17 @@ impl ControlEvent {
         Some(match self {
             // A report is not yet a ban: `ProxyBan` or `BanLimited` follows.
             ControlEvent::Abuse { .. } => return None,
+            // The fleet's events name this edge as the fleet knows it: the
+            // binary, which holds the `[fleet]` table, writes them.
+            ControlEvent::Announced { .. }
+            | ControlEvent::Withdrawn { .. }
+            | ControlEvent::RoutingDaemon { .. }
+            | ControlEvent::Drain { .. }
+            | ControlEvent::BusDown { .. }
+            | ControlEvent::BusUp { .. }
+            | ControlEvent::BusWarning { .. }
+            | ControlEvent::FleetBan { .. }
+            | ControlEvent::FleetOperator { .. } => return None,
             ControlEvent::ProxyBan {
                 source,
                 reason,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod feeds;
+pub mod fleet;
 pub mod probe;
 pub mod run;
 pub mod shield;

@@ -11,7 +11,11 @@ use hdrhistogram::Histogram;
 
 use super::config::ApplianceConfig;
 use crate::events::{describe_reload, BanWatch, ControlEvent};
+use crate::fleet::share::{unix_ms, Share, ShareEvent};
+use crate::fleet::{AnnounceEvent, Announcement};
 use crate::probe::Prober;
+use ::fleet::message::{Heartbeat, MacKey, OperatorAction};
+use ::fleet::shared::{Apply, Standing};
 use dataplane::stream::{StreamLayer, StreamThread};
 use dataplane::{Dataplane, DataplaneError, IoKind, IoMode, SocketMap, Timestamp, WorkerSnapshot};
 
@@ -42,6 +46,9 @@ pub enum StartError {
     /// The XDP filter could not be loaded or attached.
     #[error("XDP filter: {0}")]
     Filter(FilterError),
+    /// The fleet side (announcement, bus) could not start.
+    #[error("fleet: {0}")]
+    Fleet(String),
     /// The health prober's socket could not be bound.
     #[error("cannot bind the health prober at {addr}: {source}")]
     Prober {
@@ -95,6 +102,14 @@ pub struct Appliance {
     /// How many bans reports may make, per second.
     ban_budget: RateLimit,
     ban_budget_state: RateState,
+    /// The announcement of the fleet's service address, when configured.
+    announcement: Option<Announcement>,
+    /// The state shared with the fleet over the bus, when configured.
+    share: Option<Share>,
+    /// A digest of the route files in service (compared between edges).
+    routes_digest: String,
+    /// When this edge started (Unix ms).
+    started_ms: u64,
 }
 
 impl Appliance {
@@ -148,6 +163,13 @@ impl Appliance {
             Some(layer) => (0..workers).map(|_| layer.handoff(HANDOFF_RING)).collect(),
             None => Vec::new(),
         };
+        // Cookie epochs count on the wall clock, so that the edges of a
+        // fleet (and this edge after a restart) agree on them.
+        let mono = dataplane::now().as_nanos();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        proxy_cfg.cookie_clock_offset_ns = wall.saturating_sub(mono);
         let answers = cfg.proxy.answers;
         let abuse = cfg.proxy.abuse;
         let verified = VerifiedSources::new(
@@ -173,7 +195,7 @@ impl Appliance {
         )?;
         // Probes leave from the edge's address on a port of their own, so
         // their answers reach this socket and not the workers.
-        let probe_addr = SocketAddr::new(cfg.listen[0].ip(), 0);
+        let probe_addr = SocketAddr::new(cfg.probe_source, 0);
         let mut prober = Prober::bind(probe_addr, health).map_err(|source| StartError::Prober {
             addr: probe_addr,
             source,
@@ -183,6 +205,32 @@ impl Appliance {
             .map(|l| l.spawn(STREAM_WAIT))
             .transpose()
             .map_err(StartError::Stream)?;
+        let announcement = match cfg.fleet.as_ref().and_then(|f| f.announce.clone()) {
+            None => None,
+            Some(a) => {
+                let xdp = match &filter {
+                    Some(f) => Some((
+                        cfg.dataplane.interface.as_str(),
+                        f.program_id().ok_or_else(|| {
+                            StartError::Filter(FilterError::Load(
+                                "the loaded XDP program has no id".into(),
+                            ))
+                        })?,
+                    )),
+                    None => None,
+                };
+                Some(Announcement::start(a, xdp).map_err(StartError::Fleet)?)
+            }
+        };
+        let share = match cfg
+            .fleet
+            .as_ref()
+            .and_then(|f| f.bus.as_ref().map(|b| (f, b)))
+        {
+            None => None,
+            Some((f, b)) => Some(start_share(&cfg, f, b)?),
+        };
+        let routes_digest = routes_digest(&cfg);
         let mut appliance = Appliance {
             cfg,
             filter,
@@ -208,6 +256,10 @@ impl Appliance {
             verified,
             ban_budget: RateLimit::per_second(abuse.bans_per_second, abuse.ban_burst),
             ban_budget_state: RateState::default(),
+            announcement,
+            share,
+            routes_digest,
+            started_ms: unix_ms(),
         };
         appliance.allow_upstreams();
         appliance.sync_emergency().map_err(StartError::Filter)?;
@@ -368,7 +420,16 @@ impl Appliance {
             }
         }
         for source in proofs {
-            if self.spread_verification(source) {
+            if let Some(until) = self.spread_verification(source) {
+                if let Some(share) = &mut self.share {
+                    let now = dataplane::now().as_nanos();
+                    let now_ms = unix_ms();
+                    share.verified(
+                        source,
+                        now_ms + until.saturating_sub(now) / 1_000_000,
+                        now_ms,
+                    );
+                }
                 out.push(ControlEvent::Verified { source });
             }
         }
@@ -401,7 +462,316 @@ impl Appliance {
             });
         }
         self.routes.pump();
+        self.update_announcement(&mut out);
+        self.update_share(&mut out);
         out
+    }
+
+    /// The fleet's bus: its connection and sync, what other edges shared
+    /// (applied a few hundred per tick), this edge's heartbeat.
+    fn update_share(&mut self, out: &mut Vec<ControlEvent>) {
+        let Some(share) = &mut self.share else {
+            return;
+        };
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        for ev in share.poll(now, now_ms) {
+            out.push(match ev {
+                ShareEvent::Down { reason } => ControlEvent::BusDown { reason },
+                ShareEvent::Up {
+                    server,
+                    entries,
+                    down_for,
+                } => ControlEvent::BusUp {
+                    server,
+                    entries,
+                    down_seconds: down_for.map(|d| d.as_secs_f64()),
+                },
+                ShareEvent::Warning(message) => ControlEvent::BusWarning { message },
+            });
+        }
+        let now_ns = dataplane::now().as_nanos();
+        for _ in 0..crate::fleet::share::APPLY_PER_TICK {
+            let Some(share) = &mut self.share else {
+                return;
+            };
+            let verified = &self.verified;
+            let allowlist = &self.cfg.proxy.allowlist;
+            let upstreams = &self.upstreams_allowed;
+            // What this edge knows of a network a shared ban names: the
+            // rules (`fleet::shared`) take a ban only for a source verified
+            // here through the banning edge's proof alone, and never one
+            // this edge trusts (an upstream, the allowlist).
+            let standing = |n: &Cidr| Standing {
+                verified: verified.is_verified(n.addr, now_ns),
+                proved_here: false,
+                trusted: upstreams.iter().any(|&u| n.contains(u))
+                    || allowlist
+                        .iter()
+                        .any(|c| c.contains(n.addr) || n.contains(c.addr)),
+            };
+            match share.next_incoming(now_ms, now_ns, &standing) {
+                None => break,
+                Some(Ok(apply)) => self.apply_shared(apply, out),
+                // Counted by the shared state, in the metrics.
+                Some(Err(_)) => {}
+            }
+        }
+        if self.share.as_ref().is_some_and(|s| s.heartbeat_due(now)) {
+            let hb = self.heartbeat(now_ms);
+            if let Some(share) = &mut self.share {
+                share.heartbeat(hb, now, now_ms);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, now_ms: u64) -> Heartbeat {
+        let now_ns = dataplane::now().as_nanos();
+        let announce = self.announcement.as_mut().map(|a| a.report(now_ns));
+        Heartbeat {
+            address: self
+                .cfg
+                .fleet
+                .as_ref()
+                .and_then(|f| f.address)
+                .map(|a| a.to_string()),
+            announced: announce.as_ref().map(|a| a.announced),
+            reason: announce.and_then(|a| a.reason),
+            routes_version: self.routes.version(),
+            routes_digest: self.routes_digest.clone(),
+            bans_made: self.share.as_ref().map_or(0, |s| s.own_bans(now_ms) as u64),
+            verified: self.verified.len() as u64,
+            started_ms: self.started_ms,
+        }
+    }
+
+    /// Applies what another edge shared and the rules let through.
+    fn apply_shared(&mut self, apply: Apply, out: &mut Vec<ControlEvent>) {
+        let now = dataplane::now().as_nanos();
+        match apply {
+            Apply::Heartbeat { .. } => {}
+            Apply::Verify { source, ttl_ms, .. } => {
+                let until = now.saturating_add(ttl_ms.saturating_mul(1_000_000));
+                let until = match self.verified.adopt(source, until, now) {
+                    Proof::New(u) | Proof::Refreshed(u) => u,
+                    Proof::Unchanged | Proof::Refused => return,
+                };
+                let full = self.dataplane.broadcast(ProxyControl::Verify {
+                    source,
+                    until: Timestamp::from_nanos(until),
+                });
+                if !full.is_empty() {
+                    eprintln!("dce-edge: control rings of workers {full:?} full: {source} (verified by the fleet) verified on the others only");
+                }
+                if let Some(f) = &mut self.filter {
+                    let ttl = Duration::from_nanos(until.saturating_sub(now));
+                    if let Err(e) = f.verify(source, ttl) {
+                        eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
+                    }
+                }
+            }
+            Apply::Ban {
+                network,
+                reason,
+                ttl_ms,
+                origin,
+            } => {
+                let ttl = Duration::from_millis(ttl_ms.max(1));
+                match &mut self.filter {
+                    Some(f) => {
+                        self.ban_watch.claim(&network.to_string(), ttl.as_secs());
+                        let why = match reason.as_str() {
+                            "scanner" => BanReason::Scanner,
+                            "auth_failure" => BanReason::AuthFailure,
+                            "extension_scan" => BanReason::ExtensionScan,
+                            "flood" => BanReason::Flood,
+                            _ => BanReason::NotFound,
+                        };
+                        match f.auto_ban(network.addr, ttl, why) {
+                            Ok(AutoBan::Banned | AutoBan::Kept { .. }) => {}
+                            Ok(AutoBan::Full) => {
+                                out.push(ControlEvent::BanLimited {
+                                    source: network.addr,
+                                    reason: "fleet",
+                                    refused: "the map of automatic bans is full",
+                                });
+                                return;
+                            }
+                            Err(e) => {
+                                eprintln!("dce-edge: cannot ban {network} (from {origin}) in the XDP filter: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    None => {
+                        self.worker_bans
+                            .insert(network.addr, ("fleet", Instant::now() + ttl));
+                        self.dataplane.broadcast(ProxyControl::Ban {
+                            network,
+                            until: dataplane::now().plus(ttl),
+                        });
+                    }
+                }
+                out.push(ControlEvent::FleetBan {
+                    network,
+                    reason,
+                    origin,
+                    seconds: ttl.as_secs(),
+                });
+            }
+            Apply::Operator {
+                network,
+                action,
+                ttl_ms,
+                origin,
+            } => {
+                let (name, result) = match &action {
+                    OperatorAction::Ban { reason, note, .. } => (
+                        "ban",
+                        reason
+                            .parse::<BanReason>()
+                            .map_err(|e| format!("reason {reason:?}: {e}"))
+                            .and_then(|r| {
+                                let note: String =
+                                    note.chars().take(xdp::maps::BAN_NOTE_MAX).collect();
+                                self.apply_operator_ban(
+                                    network,
+                                    ttl_ms.map(Duration::from_millis),
+                                    r,
+                                    &note,
+                                    Some(&origin),
+                                )
+                            }),
+                    ),
+                    OperatorAction::Unban { .. } => {
+                        ("unban", self.apply_operator_unban(network, Some(&origin)))
+                    }
+                    OperatorAction::Allow { .. } => {
+                        ("allow", self.apply_operator_allow(network, Some(&origin)))
+                    }
+                    OperatorAction::Disallow { .. } => (
+                        "disallow",
+                        self.apply_operator_disallow(network, Some(&origin)),
+                    ),
+                };
+                out.push(ControlEvent::FleetOperator {
+                    action: name,
+                    network,
+                    origin,
+                    outcome: match result {
+                        Ok(m) => m,
+                        Err(e) => format!("not applied: {e}"),
+                    },
+                });
+            }
+        }
+    }
+
+    /// Takes the edge's health to the announcement of the service address.
+    fn update_announcement(&mut self, out: &mut Vec<ControlEvent>) {
+        let Some(a) = &mut self.announcement else {
+            return;
+        };
+        let workers_running = self.dataplane.all_running();
+        let upstreams = self.routes.table().forward_upstreams();
+        let upstream_reachable = upstreams.is_empty()
+            || upstreams
+                .iter()
+                .any(|t| self.prober.probes().is_up(*t).unwrap_or(true));
+        for ev in a.update(
+            workers_running,
+            upstream_reachable,
+            dataplane::now().as_nanos(),
+        ) {
+            out.push(match ev {
+                AnnounceEvent::Announced { held_seconds } => {
+                    ControlEvent::Announced { held_seconds }
+                }
+                AnnounceEvent::Withdrawn {
+                    problem,
+                    next_hold_seconds,
+                } => ControlEvent::Withdrawn {
+                    reason: problem.name(),
+                    next_hold_seconds,
+                },
+                AnnounceEvent::DaemonError { error } => ControlEvent::RoutingDaemon { error },
+            });
+        }
+    }
+
+    /// An operator drains the edge (`dce-edge drain`): the service address
+    /// is withdrawn so the routers send new flows elsewhere, while the edge
+    /// keeps serving what still reaches it. Undrained, it announces again
+    /// after the hold-down.
+    pub fn set_draining(&mut self, on: bool) -> Result<String, String> {
+        let Some(a) = &mut self.announcement else {
+            return Err(
+                "this edge announces nothing: drain needs [fleet.announce] in the configuration"
+                    .into(),
+            );
+        };
+        let was = a.draining();
+        a.set_draining(on);
+        if was != on {
+            self.events.push(ControlEvent::Drain { on });
+        }
+        Ok(match (on, was) {
+            (true, true) => "already draining: the service address stays withdrawn".into(),
+            (true, false) => "draining: the service address is withdrawn; this edge keeps serving what still reaches it".into(),
+            (false, false) => "not draining".into(),
+            (false, true) => format!(
+                "undrained: the service address is announced again after {} s of health",
+                a.report(dataplane::now().as_nanos()).hold_down_seconds
+            ),
+        })
+    }
+
+    /// The edge is about to stop: withdraws the service address first.
+    /// Returns how long to keep serving before stopping the workers (the
+    /// routers move the flows, calls in flight end), zero when nothing is
+    /// announced.
+    pub fn begin_stop(&mut self) -> Duration {
+        let Some(a) = &mut self.announcement else {
+            return Duration::ZERO;
+        };
+        let was_announced = a.announced();
+        a.begin_stop();
+        let mut out = Vec::new();
+        self.update_announcement(&mut out);
+        self.events.extend(out);
+        if was_announced {
+            Duration::from_secs(
+                self.announcement
+                    .as_ref()
+                    .map_or(0, |a| a.config().withdraw_grace_seconds),
+            )
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// This edge's fleet report, when it is in a fleet.
+    pub fn fleet_report(&mut self) -> Option<stats::FleetReport> {
+        let f = self.cfg.fleet.as_ref()?;
+        let now = dataplane::now().as_nanos();
+        let now_ms = unix_ms();
+        Some(stats::FleetReport {
+            name: f.name.clone(),
+            edge: f.edge.clone(),
+            address: f.address.map(|a| a.to_string()),
+            announce: self.announcement.as_mut().map(|a| a.report(now)),
+            bus: self.share.as_ref().map(|s| s.report(now_ms)),
+            peers: self
+                .share
+                .as_ref()
+                .map(|s| s.peers(now_ms))
+                .unwrap_or_default(),
+            shared_bans: self
+                .share
+                .as_ref()
+                .map(|s| s.shared_bans(&f.edge, now_ms, 100))
+                .unwrap_or_default(),
+        })
     }
 
     /// Reads the route files again; on success every worker swaps to the new
@@ -415,6 +785,7 @@ impl Appliance {
         {
             Ok(r) => {
                 self.reloads_accepted += 1;
+                self.routes_digest = routes_digest(&self.cfg);
                 self.prober.follow_table(self.routes.table());
                 self.allow_upstreams();
                 if let Err(e) = self.sync_emergency() {
@@ -595,24 +966,44 @@ impl Appliance {
         {
             self.last_stream = Some(stream_report(&s.counters, s.open_connections));
         }
-        let s = self.assemble();
+        let mut s = self.assemble();
         // The program bans scanners by itself, `dce-edge ban` may run on the
         // pins from another process, bans lapse: the maps are where the
         // control thread learns of those.
+        let from = self.events.len();
         self.ban_watch.update(&s.bans, &mut self.events);
+        // The program's own ban of a verified scanner is this edge's ban
+        // under its rules: shared with the fleet.
+        if let Some(share) = &mut self.share {
+            for ev in &self.events[from..] {
+                if let ControlEvent::Banned {
+                    source,
+                    reason,
+                    seconds,
+                } = ev
+                {
+                    if let (true, Ok(network)) = (reason == "scanner", source.parse::<Cidr>()) {
+                        let now_ms = unix_ms();
+                        share.ban_made(network, "scanner", now_ms + seconds * 1000, now_ms);
+                    }
+                }
+            }
+        }
+        s.fleet = self.fleet_report();
         s
     }
 
     /// A worker saw `source` prove its address. When that is news (a new
     /// verification, or a refresh after a while), every worker and the XDP
     /// filter are told, so the source is verified on every queue and spared
-    /// the filter's budget for unverified sources. True when it was news.
+    /// the filter's budget for unverified sources. When it was news, the
+    /// time it lapses (the dataplane's clock).
     /// The per-/48 limit is applied here again, over all workers.
-    fn spread_verification(&mut self, source: IpAddr) -> bool {
+    fn spread_verification(&mut self, source: IpAddr) -> Option<u64> {
         let now = dataplane::now().as_nanos();
         let until = match self.verified.prove(source, now) {
             Proof::New(until) | Proof::Refreshed(until) => until,
-            Proof::Unchanged | Proof::Refused => return false,
+            Proof::Unchanged | Proof::Refused => return None,
         };
         let full = self.broadcast(ProxyControl::Verify {
             source,
@@ -627,7 +1018,7 @@ impl Appliance {
                 eprintln!("dce-edge: cannot mark {source} verified in the XDP filter: {e}");
             }
         }
-        true
+        Some(until)
     }
 
     /// Bans the sources the workers reported (only sources that proved
@@ -671,6 +1062,15 @@ impl Appliance {
                 reason,
                 seconds: ban_for.as_secs(),
             });
+            if let Some(share) = &mut self.share {
+                let now_ms = unix_ms();
+                share.ban_made(
+                    Cidr::host(source),
+                    reason,
+                    now_ms + ban_for.as_millis() as u64,
+                    now_ms,
+                );
+            }
             match &mut self.filter {
                 Some(f) => {
                     // The ProxyBan event is this ban's event.
@@ -718,6 +1118,36 @@ impl Appliance {
         reason: BanReason,
         note: &str,
     ) -> Result<String, String> {
+        let done = self.apply_operator_ban(network, ttl, reason, note, None)?;
+        let now_ms = unix_ms();
+        self.share_operator_action(
+            OperatorAction::Ban {
+                network: network.to_string(),
+                reason: reason.name().to_string(),
+                note: note.to_string(),
+                until_ms: ttl.map(|t| now_ms + t.as_millis() as u64),
+            },
+            now_ms,
+        );
+        Ok(done)
+    }
+
+    /// Shares an operator's action with the fleet, when there is one.
+    fn share_operator_action(&mut self, action: OperatorAction, now_ms: u64) {
+        if let Some(share) = &mut self.share {
+            share.operator_action(action, now_ms);
+        }
+    }
+
+    /// An operator's ban, made here (`origin` `None`) or on another edge.
+    fn apply_operator_ban(
+        &mut self,
+        network: Cidr,
+        ttl: Option<Duration>,
+        reason: BanReason,
+        note: &str,
+        origin: Option<&str>,
+    ) -> Result<String, String> {
         match &mut self.filter {
             Some(f) => {
                 f.ban(network, ttl, reason, note)
@@ -733,11 +1163,13 @@ impl Appliance {
                 self.broadcast_or_say(ProxyControl::Ban { network, until })?;
             }
         }
-        self.events.push(ControlEvent::OperatorBan {
-            network,
-            reason: reason.name().to_string(),
-            seconds: ttl.map(|t| t.as_secs()),
-        });
+        if origin.is_none() {
+            self.events.push(ControlEvent::OperatorBan {
+                network,
+                reason: reason.name().to_string(),
+                seconds: ttl.map(|t| t.as_secs()),
+            });
+        }
         Ok(format!(
             "banned {network} ({}), {}",
             reason.name(),
@@ -810,6 +1242,21 @@ impl Appliance {
 
     /// Lifts the ban of exactly `network`, in the filter and the workers.
     pub fn operator_unban(&mut self, network: Cidr) -> Result<String, String> {
+        let done = self.apply_operator_unban(network, None)?;
+        self.share_operator_action(
+            OperatorAction::Unban {
+                network: network.to_string(),
+            },
+            unix_ms(),
+        );
+        Ok(done)
+    }
+
+    fn apply_operator_unban(
+        &mut self,
+        network: Cidr,
+        origin: Option<&str>,
+    ) -> Result<String, String> {
         let mut found = false;
         if let Some(f) = &mut self.filter {
             let lifted = f.unban(network).map_err(|e| e.to_string())?;
@@ -833,21 +1280,42 @@ impl Appliance {
                 "{network} is not banned (see `dce-edge ban --list`; unban takes the exact network)"
             ));
         }
-        self.events.push(ControlEvent::OperatorUnban { network });
+        if origin.is_none() {
+            self.events.push(ControlEvent::OperatorUnban { network });
+        }
         Ok(format!("unbanned {network}"))
     }
 
     /// Adds `network` to the allowlist of the filter and of every worker.
     pub fn operator_allow(&mut self, network: Cidr) -> Result<String, String> {
+        let done = self.apply_operator_allow(network, None)?;
+        self.share_operator_action(
+            OperatorAction::Allow {
+                network: network.to_string(),
+            },
+            unix_ms(),
+        );
+        Ok(done)
+    }
+
+    fn apply_operator_allow(
+        &mut self,
+        network: Cidr,
+        origin: Option<&str>,
+    ) -> Result<String, String> {
+        // As wide as an operator may allow here, wherever the action came
+        // from (another edge of the fleet included).
         xdp::config::check_allow_breadth(&network)?;
         if let Some(f) = &mut self.filter {
             f.allow(network).map_err(|e| e.to_string())?;
         }
         self.broadcast_or_say(ProxyControl::Allow { network })?;
-        self.events.push(ControlEvent::AllowAdded {
-            network,
-            by: "operator",
-        });
+        if origin.is_none() {
+            self.events.push(ControlEvent::AllowAdded {
+                network,
+                by: "operator",
+            });
+        }
         Ok(format!(
             "allowed {network}: trusted by the filter and the proxy (no bans, budgets or rate limits)"
         ))
@@ -856,16 +1324,33 @@ impl Appliance {
     /// Removes `network` from the allowlist of the filter and of every
     /// worker.
     pub fn operator_disallow(&mut self, network: Cidr) -> Result<String, String> {
+        let done = self.apply_operator_disallow(network, None)?;
+        self.share_operator_action(
+            OperatorAction::Disallow {
+                network: network.to_string(),
+            },
+            unix_ms(),
+        );
+        Ok(done)
+    }
+
+    fn apply_operator_disallow(
+        &mut self,
+        network: Cidr,
+        origin: Option<&str>,
+    ) -> Result<String, String> {
         if let Some(f) = &mut self.filter {
             if !f.disallow(network).map_err(|e| e.to_string())? {
                 return Err(format!("{network} is not in the allowlist"));
             }
         }
         self.broadcast_or_say(ProxyControl::Disallow { network })?;
-        self.events.push(ControlEvent::AllowRemoved {
-            network,
-            by: "operator",
-        });
+        if origin.is_none() {
+            self.events.push(ControlEvent::AllowRemoved {
+                network,
+                by: "operator",
+            });
+        }
         Ok(format!("removed {network} from the allowlist"))
     }
 
@@ -929,6 +1414,15 @@ impl Appliance {
             .take()
             .and_then(|t| t.stop())
             .map(|l| stream_report(l.counters(), l.open_connections()));
+        let fleet = self.fleet_report();
+        if let Some(s) = &mut self.share {
+            s.close();
+        }
+        if let Some(a) = self.announcement.take() {
+            if !a.stop(Duration::from_secs(3)) {
+                eprintln!("dce-edge: BIRD did not confirm the withdrawal of the service address");
+            }
+        }
         let reloads = self.reload_counts();
         let finals = self.dataplane.stop()?;
         let mut s = assemble(
@@ -942,6 +1436,7 @@ impl Appliance {
         add_bans(&mut s, self.filter.as_ref(), &self.worker_bans);
         s.stream = stream;
         s.filter_reloads = self.filter_reloads.clone();
+        s.fleet = fleet;
         Ok(s)
     }
 }
@@ -1095,6 +1590,72 @@ fn worker_counters(w: &WorkerSnapshot<ProxyStats>, queue: Option<u32>) -> stats:
     out.realtime = w.realtime;
     out.rings.insert("tx_kick_errors".into(), c.tx_kick_errors);
     out
+}
+
+/// Connects this edge to its fleet's bus: reads the credentials from their
+/// files (errors name the configuration's line), derives the signing key
+/// from the shared proxy secret.
+fn start_share(
+    cfg: &ApplianceConfig,
+    f: &::fleet::FleetConfig,
+    b: &::fleet::BusConfig,
+) -> Result<Share, StartError> {
+    let read = |path: &std::path::Path, line: usize| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| {
+                StartError::Fleet(
+                    config::ConfigError::at_line(
+                        cfg.source.path(),
+                        line,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                    .to_string(),
+                )
+            })
+    };
+    let (user, token) = match &b.credentials {
+        ::fleet::Credentials::None => (None, None),
+        ::fleet::Credentials::UserPassword {
+            user,
+            password_file,
+            line,
+        } => (Some((user.clone(), read(password_file, *line)?)), None),
+        ::fleet::Credentials::Token { token_file, line } => (None, Some(read(token_file, *line)?)),
+    };
+    let abuse_ban = Duration::from_secs(cfg.proxy.abuse.ban_seconds as u64);
+    let scanner_ban = cfg.filter.as_ref().map_or(Duration::ZERO, |f| f.ban_ttl);
+    let max_ban = abuse_ban.max(scanner_ban);
+    let verified = Duration::from_secs(cfg.proxy.answers.verified_seconds as u64);
+    let mut limits = b.limits;
+    limits.max_ban_ms = max_ban.as_millis() as u64;
+    Ok(Share::start(
+        &f.name,
+        &f.edge,
+        b,
+        user,
+        token,
+        MacKey::new(cfg.proxy.secret.fleet_key()),
+        limits,
+        max_ban.max(verified) + Duration::from_secs(60),
+        verified.as_millis() as u64,
+    ))
+}
+
+/// A digest of the route files in service: two edges with equal digests
+/// route alike (the table version is each edge's own counter).
+fn routes_digest(cfg: &ApplianceConfig) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in [cfg.routes.groups.get_ref(), cfg.routes.prefixes.get_ref()] {
+        match std::fs::read(cfg.source.resolve(p)) {
+            Ok(bytes) => {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update(b"unreadable"),
+        }
+    }
+    format!("{:016x}", h.digest())
 }
 
 /// How long the XDP filter treats a caller's packets as its emergency

@@ -285,6 +285,9 @@ impl Shield {
                 "shield mode has no route table (`dce-edge filter reload` reloads the filter)",
             ),
             ControlRequest::FilterReload => answer(self.reload_filter()),
+            ControlRequest::Drain { .. } | ControlRequest::FleetStatus => {
+                ControlResponse::refused("shield mode is no edge of a fleet")
+            }
             ControlRequest::ReloadTls => {
                 ControlResponse::refused("shield mode carries no SIP over TLS: nothing to reload")
             }

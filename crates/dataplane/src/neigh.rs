@@ -25,7 +25,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -283,6 +283,33 @@ impl NeighbourCache {
                 }
             }
         }
+    }
+
+    /// The id of the XDP program attached to the interface now (in any
+    /// mode), or `None` when none is: how the appliance notices that its
+    /// filter was detached behind its back.
+    pub fn xdp_program_id(&mut self) -> Result<Option<u32>, NeighbourError> {
+        let links = self.request(
+            "RTM_GETLINK dump",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        let ifindex = self.info.ifindex;
+        let link = links
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .find(|l| l.header.index == ifindex)
+            .ok_or_else(|| NeighbourError::NoInterface(self.info.name.clone()))?;
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }))
     }
 
     /// The interface's unicast routes in the main table, most specific first.

@@ -397,6 +397,14 @@ impl<H: PacketHandler> Dataplane<H> {
         self.workers.len()
     }
 
+    /// True while every worker thread is alive (none has returned or
+    /// panicked).
+    pub fn all_running(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.thread.as_ref().is_some_and(|t| !t.is_finished()))
+    }
+
     /// Sends `msg` to worker `worker`'s handler; gives it back if that
     /// worker's control ring is full.
     pub fn send(&mut self, worker: usize, msg: H::Control) -> Result<(), H::Control> {

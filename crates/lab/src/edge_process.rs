@@ -96,7 +96,10 @@ pub struct EdgeConfig {
     /// `[edge] cores`: the core of each worker; `None` leaves them to the
     /// profile (unpinned without one).
     pub cores: Option<Vec<usize>>,
-    /// More TOML appended to the file as it is (`[dataplane]` sizes, ...).
+    /// The SIP address (`listen`); `None`: the lab edge's, [`EDGE_ADDR`]:5060.
+    pub listen: Option<SocketAddr>,
+    /// More TOML appended to the file as it is (`[dataplane]` sizes,
+    /// `[fleet]`, ...).
     pub extra: String,
     /// The lines of a `[stream]` table (SIP over TCP and TLS); empty: none.
     pub stream: String,
@@ -128,7 +131,29 @@ impl EdgeConfig {
             busy_polls: Some(64),
             binary: None,
             cores: None,
+            listen: None,
             extra: String::new(),
+            stream: String::new(),
+        }
+    }
+
+    /// A configuration with no allowlist at all (callers earn their trust),
+    /// for labs other than [`Lab`].
+    pub fn plain(mode: IoMode, groups: String, prefixes: String) -> EdgeConfig {
+        EdgeConfig {
+            mode,
+            workers: if mode == IoMode::AfXdp { 1 } else { 2 },
+            groups,
+            prefixes,
+            allowlist: Vec::new(),
+            filter: String::new(),
+            proxy: String::new(),
+            profile: None,
+            busy_polls: Some(64),
+            binary: None,
+            listen: None,
+            extra: String::new(),
+            cores: None,
             stream: String::new(),
         }
     }
@@ -158,8 +183,11 @@ impl EdgeConfig {
             .busy_polls
             .map(|b| format!("[dataplane.idle]\nbusy_polls = {b}\nwait_us = 1000\n\n"))
             .unwrap_or_default();
+        let listen = self
+            .listen
+            .unwrap_or(SocketAddr::new(IpAddr::V4(EDGE_ADDR), 5060));
         format!(
-            "{profile}[edge]\nmode = \"{mode}\"\ncontrol_socket = \"run/control.sock\"\n{interface}listen = \"{EDGE_ADDR}:5060\"\nworkers = {}\n{cores}\n\
+            "{profile}[edge]\nmode = \"{mode}\"\ncontrol_socket = \"run/control.sock\"\n{interface}listen = \"{listen}\"\nworkers = {}\n{cores}\n\
              {idle}\
              [routes]\ngroups = \"groups.toml\"\nprefixes = \"prefixes.csv\"\n\n\
              [proxy]\nsecret = \"0123456789abcdef0123456789abcdef\"\n{}\n\
@@ -198,8 +226,10 @@ fn in_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> io::Result<R> 
 pub struct EdgeProcess {
     ns: String,
     iface: String,
-    callers_ns: String,
-    caller: Ipv4Addr,
+    /// Where the readiness OPTIONS comes from and goes: the callers'
+    /// namespace, a caller address, the edge's SIP address (`None`: ready
+    /// once it serves its snapshot).
+    probe: Option<(String, Ipv4Addr, SocketAddr)>,
     dir: PathBuf,
     config: PathBuf,
     final_snapshot: PathBuf,
@@ -221,8 +251,41 @@ impl EdgeProcess {
         let mut edge = EdgeProcess {
             ns: lab.edge.ns.name().to_string(),
             iface: lab.edge.iface.clone(),
-            callers_ns: lab.callers.ns.name().to_string(),
-            caller: lab.callers.addr(),
+            probe: Some((
+                lab.callers.ns.name().to_string(),
+                lab.callers.addr(),
+                SocketAddr::from((EDGE_ADDR, 5060)),
+            )),
+            dir: dir.to_path_buf(),
+            config,
+            final_snapshot: dir.join("final.json"),
+            log: dir.join("edge-0.log"),
+            starts: 0,
+            binary: cfg.binary.clone(),
+            child: None,
+        };
+        edge.restart()?;
+        Ok(edge)
+    }
+
+    /// Like [`EdgeProcess::start`] for an edge of another lab than
+    /// [`Lab`] (the fleet's): `dce-edge run` in namespace `ns` on `iface`,
+    /// ready once it serves its snapshot (its SIP address may not be
+    /// reachable yet: an edge of a fleet is reached once it announces).
+    pub fn start_in(
+        ns: &super::netns::Netns,
+        iface: &str,
+        dir: &Path,
+        cfg: &EdgeConfig,
+    ) -> io::Result<EdgeProcess> {
+        let config = dir.join("edge.toml");
+        std::fs::write(&config, cfg.toml(iface))?;
+        std::fs::write(dir.join("groups.toml"), &cfg.groups)?;
+        std::fs::write(dir.join("prefixes.csv"), &cfg.prefixes)?;
+        let mut edge = EdgeProcess {
+            ns: ns.name().to_string(),
+            iface: iface.to_string(),
+            probe: None,
             dir: dir.to_path_buf(),
             config,
             final_snapshot: dir.join("final.json"),
@@ -276,11 +339,10 @@ impl EdgeProcess {
 
     fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let from = SocketAddr::from((self.caller, 0));
-        let to = SocketAddr::from((EDGE_ADDR, 5060));
-        loop {
+        while let Some((callers_ns, caller, to)) = self.probe.clone() {
+            let from = SocketAddr::from((caller, 0));
             self.check_running("before answering OPTIONS")?;
-            let answered = in_netns(&self.callers_ns, move || {
+            let answered = in_netns(&callers_ns, move || {
                 options_ping(from, to, Duration::from_secs(1))
             })??;
             if answered == Some(200) {

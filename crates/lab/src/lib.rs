@@ -5,6 +5,9 @@
 pub mod bin;
 pub mod demo;
 pub mod edge_process;
+pub mod fleet;
+pub mod fleet_demo;
+pub mod nats;
 pub mod netns;
 pub mod ping;
 pub mod privilege;

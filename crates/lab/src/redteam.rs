@@ -371,6 +371,29 @@ impl Spoofer {
         })
     }
 
+    /// A sender on interface `iface` of namespace `ns` to `dst`, whose
+    /// next hop has MAC `dst_mac` (a router's, in the fleet lab).
+    pub fn open_to(
+        ns: &Netns,
+        iface: &str,
+        dst_mac: [u8; 6],
+        dst: SocketAddrV4,
+    ) -> io::Result<Spoofer> {
+        let iface = iface.to_string();
+        let (sock, src_mac) = ns.enter(move || -> io::Result<_> {
+            Ok((
+                sys::PacketSocket::open(&iface)?,
+                sys::interface_mac(&iface)?,
+            ))
+        })??;
+        Ok(Spoofer {
+            sock,
+            src_mac,
+            dst_mac,
+            dst,
+        })
+    }
+
     fn frame(&self, src: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
         let mut b = UdpFrameBuilder::new(
             IpAddr::V4(*src.ip()),
@@ -692,10 +715,19 @@ fn param<'t>(value: &'t str, name: &str) -> Option<&'t str> {
 /// (retransmitted every 500 ms, 20 s at most), the 200, then an ACK along
 /// the recorded route. Run it inside the caller's namespace.
 pub fn place_call(local: SocketAddrV4, number: &str) -> io::Result<DialogTicket> {
+    place_call_to(local, EDGE_SIP, number)
+}
+
+/// [`place_call`] to the edge at `edge` (a fleet's service address).
+pub fn place_call_to(
+    local: SocketAddrV4,
+    edge: SocketAddrV4,
+    number: &str,
+) -> io::Result<DialogTicket> {
     let socket = UdpSocket::bind(local)?;
     socket.set_read_timeout(Some(Duration::from_millis(500)))?;
     let id = format!("call{}x{}", std::process::id(), seq());
-    let uri = format!("sip:{number}@{EDGE_SIP}");
+    let uri = format!("sip:{number}@{edge}");
     let invite = Req::new("INVITE", &uri, local, &id).body(&sdp(*local.ip()));
     let text = invite.text();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -706,7 +738,7 @@ pub fn place_call(local: SocketAddrV4, number: &str) -> io::Result<DialogTicket>
                 "no 200 for the INVITE from {local} to {number} within 20 s"
             )));
         }
-        socket.send_to(text.as_bytes(), EDGE_SIP)?;
+        socket.send_to(text.as_bytes(), edge)?;
         let round = Instant::now() + Duration::from_millis(500);
         while Instant::now() < round {
             match socket.recv_from(&mut buf) {
@@ -763,7 +795,7 @@ pub fn place_call(local: SocketAddrV4, number: &str) -> io::Result<DialogTicket>
     ack.call_id = invite.call_id.clone();
     ack.from_tag = invite.from_tag.clone();
     let ack_text = ack.text();
-    socket.send_to(ack_text.as_bytes(), EDGE_SIP)?;
+    socket.send_to(ack_text.as_bytes(), edge)?;
     Ok(DialogTicket {
         local,
         call_id: invite.call_id,
@@ -847,9 +879,14 @@ impl LoadgenUas {
     /// Starts it on `host` and returns once it answers OPTIONS (20 s at
     /// most); its output goes to a file in `dir`.
     pub fn start(host: &Host, dir: &Path) -> io::Result<LoadgenUas> {
+        Self::start_with(host, dir, &workspace_binary("dce-loadgen"))
+    }
+
+    /// [`LoadgenUas::start`] with the `dce-loadgen` binary at `bin` (the
+    /// demo's, next to `dce-edge`).
+    pub fn start_with(host: &Host, dir: &Path, bin: &Path) -> io::Result<LoadgenUas> {
         let addr = SocketAddr::from((host.addr(), 5060));
         let log = dir.join(format!("uas-{}-{}.log", host.addr(), seq()));
-        let bin = workspace_binary("dce-loadgen");
         let mut cmd = host.ns.command(&bin.to_string_lossy());
         cmd.args(["uas", "--listen", &addr.to_string(), "--duration", "900"])
             .arg("--quiet")
@@ -900,6 +937,14 @@ pub struct Calls {
     pub calls: u64,
     /// Transaction timeout: a call with no answer by then fails.
     pub timeout: Duration,
+    /// Where the calls go (the lab edge's SIP address by default).
+    pub target: SocketAddrV4,
+    /// Sockets (source address and port pairs), spread over `from`; one
+    /// per address by default. More of them spread the calls over more
+    /// flows (a router's ECMP hash puts each flow on one path).
+    pub sources: usize,
+    /// The `dce-loadgen` binary; `None`: the workspace's.
+    pub binary: Option<PathBuf>,
 }
 
 /// `dce-loadgen` puts this many consecutive calls on one socket before it
@@ -919,6 +964,9 @@ impl Calls {
             cps: cps.max(1),
             calls: per_address * from.len().max(1) as u64,
             timeout: Duration::from_secs(8),
+            target: EDGE_SIP,
+            sources: from.len().max(1),
+            binary: None,
         }
     }
 
@@ -928,14 +976,17 @@ impl Calls {
         let json = dir.join(format!("calls-{n}.json"));
         let log = dir.join(format!("calls-{n}.log"));
         let seconds = self.calls as f64 / f64::from(self.cps) + 1.0;
-        let bin = workspace_binary("dce-loadgen");
+        let bin = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| workspace_binary("dce-loadgen"));
         let mut cmd = ns.command(&bin.to_string_lossy());
-        cmd.args(["uac", "--target", &EDGE_SIP.to_string()])
+        cmd.args(["uac", "--target", &self.target.to_string()])
             .args(["--cps", &self.cps.to_string()])
             .args(["--calls", &self.calls.to_string()])
             .args(["--duration", &format!("{seconds:.1}")])
             .args(["--numbers", "4420{0000-9999}"])
-            .args(["--sources", &self.from.len().max(1).to_string()])
+            .args(["--sources", &self.sources.max(1).to_string()])
             .args(["--timeout-ms", &self.timeout.as_millis().to_string()])
             .arg("--quiet")
             .arg("--json")

@@ -83,6 +83,12 @@ pub struct ProxyConfig {
     pub secret: Secret,
     /// Dialog-cookie epoch, in nanoseconds.
     pub cookie_period_ns: u64,
+    /// Added to the dataplane's clock to count cookie epochs: the wall
+    /// clock (Unix nanoseconds) at the dataplane clock's zero, set by the
+    /// appliance. Epochs then agree between edges and across restarts, so
+    /// an edge recognises the cookies of another edge of its fleet, and its
+    /// own from before a restart. 0 counts from the dataplane clock alone.
+    pub cookie_clock_offset_ns: u64,
     /// Answer budgets.
     pub answers: AnswerConfig,
     /// Abuse limits.
@@ -108,6 +114,7 @@ impl ProxyConfig {
             server: s.server,
             secret,
             cookie_period_ns: 3600 * 1_000_000_000,
+            cookie_clock_offset_ns: 0,
             answers: s.answers,
             abuse: s.abuse,
             emergency: s.emergency,
@@ -177,6 +184,7 @@ impl ProxyConfig {
             server: section.server.clone(),
             secret,
             cookie_period_ns: period as u64 * 1_000_000_000,
+            cookie_clock_offset_ns: 0,
             answers: section.answers,
             abuse: section.abuse,
             emergency: section.emergency,

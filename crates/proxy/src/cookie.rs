@@ -73,6 +73,7 @@ mod domain {
     pub const LOCAL_TAG: u8 = 5;
     pub const TABLE_SEED: u8 = 6;
     pub const FLOW: u8 = 7;
+    pub const FLEET: u8 = 8;
 }
 
 /// Length of a flow token: 16 hex digits of the connection, 16 of its MAC.
@@ -140,6 +141,18 @@ impl Secret {
         let mut b = a;
         b.write_u8(0xff);
         HashSeed::new(a.finish(), b.finish())
+    }
+
+    /// The key that signs the messages edges of one fleet exchange over
+    /// their bus: derived from this secret (which every edge of a fleet
+    /// shares) in a domain of its own, so that no fleet signature is ever a
+    /// valid branch, cookie or tag, and a party that holds only the bus
+    /// credentials can forge none.
+    pub fn fleet_key(&self) -> (u64, u64) {
+        let a = self.hasher(domain::FLEET);
+        let mut b = a;
+        b.write_u8(0xff);
+        (a.finish(), b.finish())
     }
 
     /// The branch for a request forwarded to `next_hop`.

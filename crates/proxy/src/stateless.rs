@@ -893,7 +893,13 @@ impl EdgeProxy {
         };
         self.cfg
             .secret
-            .verify_dialog_cookie(src.ip(), c, dialog, now, self.cfg.cookie_period_ns)
+            .verify_dialog_cookie(
+                src.ip(),
+                c,
+                dialog,
+                now.wrapping_add(self.cfg.cookie_clock_offset_ns),
+                self.cfg.cookie_period_ns,
+            )
             .then_some((target, transport))
     }
 
@@ -1406,10 +1412,12 @@ impl EdgeProxy {
                 target: f.to.addr,
                 transport: f.to.transport,
             };
-            let c = self
-                .cfg
-                .secret
-                .dialog_cookie(src.ip(), dialog, now, self.cfg.cookie_period_ns);
+            let c = self.cfg.secret.dialog_cookie(
+                src.ip(),
+                dialog,
+                now.wrapping_add(self.cfg.cookie_clock_offset_ns),
+                self.cfg.cookie_period_ns,
+            );
             let len = self.write_record_route(&mut rr, from, f.to, &c[..COOKIE_LEN]);
             Some(&rr[..len])
         } else {

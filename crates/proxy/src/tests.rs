@@ -506,6 +506,43 @@ fn a_caller_that_echoes_its_dialog_cookie_becomes_verified() {
 }
 
 #[test]
+fn a_cookie_made_by_one_edge_of_a_fleet_is_recognised_by_another() {
+    // Two edges with the shared secret, started at different times: their
+    // dataplane clocks differ by hours, their wall clocks agree. The ACK of
+    // a dialog recorded by edge A reaches edge B (ECMP moved the caller).
+    const H: u64 = 3_600_000 * MS;
+    let wall = 1_800_000_000 * 1_000 * MS;
+    let mut a = Lab::with(table(None), |c| c.cookie_clock_offset_ns = wall - 10 * H);
+    a.now = 10 * H;
+    let (_, fwd) = a.send(CALLER, &invite("442071234567", "call-f1", "z9hG4bKf1"));
+    let rr = header(&fwd[0].1, "Record-Route")[0].to_string();
+    // B started five hours after A: its clock reads five hours less.
+    let mut b = Lab::with(table(None), |c| c.cookie_clock_offset_ns = wall - 5 * H);
+    b.now = a.now - 5 * H;
+    let ack = request(
+        "ACK",
+        "sip:uas@198.18.0.100:5060",
+        &format!("Route: {rr}\r\n"),
+        "call-f1",
+        "z9hG4bKaf1",
+        Some("uasf1"),
+    )
+    .replace("CSeq: 2 ACK", "CSeq: 1 ACK");
+    let (r, sent) = b.send(CALLER, &ack);
+    assert_eq!(r, Ok(()));
+    assert_eq!(sent[0].0, fwd[0].0, "the ACK follows the INVITE's target");
+    assert!(matches!(
+        b.proxy.next_event(),
+        Some(ProxyEvent::Verified { source, .. }) if source == addr(CALLER).ip()
+    ));
+    // Counting epochs from each edge's own start, B would have refused it.
+    let mut c = Lab::new();
+    c.now = b.now;
+    let (r, _) = c.send(CALLER, &ack);
+    assert!(c.proxy.next_event().is_none(), "{r:?}");
+}
+
+#[test]
 fn in_dialog_request_to_a_foreign_host_without_cookie_is_not_relayed() {
     let mut lab = Lab::new();
     let bye = request(

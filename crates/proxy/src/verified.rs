@@ -19,6 +19,12 @@
 
 use std::net::IpAddr;
 
+/// The lowest bit of a stored lapse time: set when the source proved its
+/// address *here* (this worker, or the control thread's own proof), clear
+/// when the table holds it only from elsewhere (another worker's proof
+/// passed on, another edge's). A lapse time one nanosecond off is harmless.
+const LOCAL: u64 = 1;
+
 use super::rate::{RateLimit, RateState};
 use super::source_table::{HashSeed, SourceKey, SourceTable};
 
@@ -72,14 +78,23 @@ impl VerifiedSources {
             .is_some_and(|&until| until > now)
     }
 
-    /// Records that `src` proved its address at `now`.
+    /// Records that `src` proved its address at `now`. The first proof
+    /// seen here of a source the table held only from elsewhere is always
+    /// told (`Refreshed`): what another edge keeps saying of a source never
+    /// hides that it proved itself here.
     pub fn prove(&mut self, src: IpAddr, now: u64) -> Proof {
         let key = SourceKey::new(src);
         let until = now + self.ttl_ns;
         if let Some(current) = self.table.get_mut(key) {
             if *current > now {
-                if *current + self.refresh_ns <= until {
-                    *current = until;
+                let held = *current & !LOCAL;
+                if *current & LOCAL == 0 {
+                    let until = until.max(held);
+                    *current = until | LOCAL;
+                    return Proof::Refreshed(until);
+                }
+                if held + self.refresh_ns <= until {
+                    *current = until | LOCAL;
                     return Proof::Refreshed(until);
                 }
                 return Proof::Unchanged;
@@ -92,16 +107,49 @@ impl VerifiedSources {
                 return Proof::Refused;
             }
         }
-        *self.table.entry(key, now) = until;
+        *self.table.entry(key, now) = until | LOCAL;
+        Proof::New(until)
+    }
+
+    /// Takes a proof another edge of the fleet saw: `src` proved its address
+    /// there and stays verified until `until` (this clock), but never longer
+    /// than one local time to live from `now`, and only within the same
+    /// per-/48 limit as a proof seen here (so no edge can fill this table
+    /// with one site's addresses).
+    pub fn adopt(&mut self, src: IpAddr, until: u64, now: u64) -> Proof {
+        let until = until.min(now + self.ttl_ns);
+        if until <= now {
+            return Proof::Unchanged;
+        }
+        let key = SourceKey::new(src);
+        if let Some(current) = self.table.get_mut(key) {
+            if *current > now {
+                if (*current & !LOCAL) + self.refresh_ns <= until {
+                    *current = (until & !LOCAL) | (*current & LOCAL);
+                    return Proof::Refreshed(until);
+                }
+                return Proof::Unchanged;
+            }
+        }
+        if key.is_ipv6() {
+            let state = self.per_48.entry(key.slash48(), now);
+            if !self.per_48_limit.admit(state, now) {
+                self.refused += 1;
+                return Proof::Refused;
+            }
+        }
+        *self.table.entry(key, now) = until & !LOCAL;
         Proof::New(until)
     }
 
     /// Takes a verification another worker (or the control thread) made:
     /// `src` is verified until `until`, unless this copy already has a
-    /// later expiry.
+    /// later expiry. Held as from elsewhere: a proof later seen here is
+    /// told once.
     pub fn apply(&mut self, src: IpAddr, until: u64, now: u64) {
         let e = self.table.entry(SourceKey::new(src), now);
-        *e = (*e).max(until);
+        let held = if *e > now { *e } else { 0 };
+        *e = (held & !LOCAL).max(until & !LOCAL) | (held & LOCAL);
     }
 
     /// Forgets `src` (an operator ban, an unban of trust).
@@ -190,5 +238,54 @@ mod tests {
         assert!(v.is_verified(a, 99 * S));
         v.forget(a);
         assert!(!v.is_verified(a, 2 * S));
+    }
+
+    /// Another edge (perhaps one taken over) keeps vouching for a source
+    /// that also proves itself here: the first proof seen here is still
+    /// told, so the control thread knows it proved itself here (and no
+    /// other edge's word bans it here).
+    #[test]
+    fn a_proof_seen_here_is_told_even_when_another_edge_keeps_vouching() {
+        let mut v = VerifiedSources::new(1 << 16, 3600, 16, SEED);
+        let a = ip("198.18.0.10");
+        assert_eq!(v.adopt(a, 3601 * S, S), Proof::New(3601 * S));
+        // Adopted again a moment later: nothing new.
+        assert_eq!(v.adopt(a, 3602 * S, 2 * S), Proof::Unchanged);
+        // Its first proof here, a second after: told.
+        assert_eq!(v.prove(a, 3 * S), Proof::Refreshed(3603 * S));
+        assert!(v.is_verified(a, 3602 * S));
+        // Then as usual: once per refresh.
+        assert_eq!(v.prove(a, 4 * S), Proof::Unchanged);
+        assert_eq!(v.adopt(a, 3604 * S, 4 * S), Proof::Unchanged);
+        assert_eq!(v.prove(a, 70 * S), Proof::Refreshed(3670 * S));
+        // A proof passed on by another worker counts as from elsewhere
+        // until this worker sees one; it never shortens one seen here.
+        let b = ip("198.18.0.11");
+        v.apply(b, 3601 * S, S);
+        assert_eq!(v.prove(b, 2 * S), Proof::Refreshed(3602 * S));
+        v.apply(b, 100 * S, 3 * S);
+        assert!(v.is_verified(b, 3601 * S));
+        assert_eq!(v.prove(b, 4 * S), Proof::Unchanged);
+    }
+
+    #[test]
+    fn a_proof_from_another_edge_is_capped_at_the_local_time_to_live_and_the_slash48_share() {
+        let mut v = VerifiedSources::new(1 << 16, 3600, 16, SEED);
+        let a = ip("198.18.0.10");
+        // Another edge says "for a day": one local time to live at most.
+        assert_eq!(v.adopt(a, 86_400 * S, S), Proof::New(3601 * S));
+        assert!(!v.is_verified(a, 3602 * S));
+        // Already lapsed: nothing to take.
+        assert_eq!(v.adopt(ip("198.18.0.11"), S, 2 * S), Proof::Unchanged);
+        assert!(!v.is_verified(ip("198.18.0.11"), 2 * S));
+        // One /48 cannot be filled through the fleet either.
+        let mut new = 0;
+        for i in 0..100u32 {
+            let b: IpAddr = format!("2001:db8:9:{:x}::1", i).parse().unwrap();
+            if matches!(v.adopt(b, 3000 * S, S), Proof::New(_)) {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 16);
     }
 }

@@ -29,6 +29,13 @@ pub struct DemoArgs {
     /// instead of a temporary directory.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// Instead: a fleet of N edges behind one anycast address (BGP through
+    /// BIRD, ECMP at a router, state shared over NATS): the per-edge split,
+    /// one edge stopped and started mid-run, a ban spreading (needs bird2
+    /// and nats-server). --cps defaults to 60 there; --flood-pps and
+    /// --prefixes do not apply.
+    #[arg(long, value_name = "N")]
+    pub fleet: Option<usize>,
 }
 
 /// Runs the demo until it ends or SIGINT/SIGTERM, then prints the report.
@@ -36,6 +43,22 @@ pub fn main(args: &DemoArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    if let Some(edges) = args.fleet {
+        let options = lab::fleet_demo::FleetDemoOptions {
+            edges,
+            seconds: args.seconds,
+            cps: if args.cps == 200.0 {
+                60
+            } else {
+                args.cps.round() as u32
+            },
+            json: args.json.clone(),
+            keep: args.keep.clone(),
+        };
+        let report = lab::fleet_demo::run(&options, stop)?;
+        print!("{}", lab::fleet_demo::render(&report));
+        return Ok(());
     }
     let options = DemoOptions {
         seconds: args.seconds,

@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod demo;
 pub mod events;
 pub mod filter;
+pub mod fleet;
 pub mod generate;
 pub mod profile;
 pub mod routes;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use appliance::control::{self, ControlRequest, ControlResponse, ControlServer};
 use appliance::{Appliance, ApplianceConfig, ControlEvent};
-use telemetry::events::{Event, EventLog};
+use telemetry::events::{Event, EventKind, EventLog};
 use telemetry::metrics::MetricsServer;
 use xdp::config::Cidr;
 use xdp::maps::BanReason;
@@ -89,7 +89,30 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let routes_file = cfg.routes.prefixes.get_ref().display().to_string();
     let mut last_publish = Instant::now() - Duration::from_secs(10);
     let mut last_summary = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    // On SIGTERM an edge of a fleet withdraws the service address first and
+    // keeps serving for the grace time, so the routers move the flows and
+    // calls in flight end; a second signal stops at once.
+    let mut stop_at: Option<Instant> = None;
+    let mut stops_seen = 0u32;
+    loop {
+        if stop.swap(false, Ordering::Relaxed) {
+            stops_seen += 1;
+            if stops_seen == 1 {
+                let grace = appliance.begin_stop();
+                if !grace.is_zero() {
+                    eprintln!(
+                        "dce-edge: stopping: service address withdrawn, serving {} s more",
+                        grace.as_secs()
+                    );
+                }
+                stop_at = Some(Instant::now() + grace);
+            } else {
+                stop_at = Some(Instant::now());
+            }
+        }
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
         if reload.swap(false, Ordering::Relaxed) {
             // SIGHUP: routes and filter, each kept when refused.
             let _ = reload_routes(&mut appliance, false);
@@ -103,7 +126,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             if let ControlEvent::AttachFallback { interface } = &ev {
                 eprintln!("dce-edge: WARNING: native XDP refused on {interface}; running in generic (slower) mode");
             }
-            if let Some(e) = ev.to_event(&routes_file) {
+            if let Some(e) = fleet_event_of(&ev, &cfg).or_else(|| ev.to_event(&routes_file)) {
                 let _ = events.write(&e);
             }
         }
@@ -155,6 +178,98 @@ fn mode_name(cfg: &ApplianceConfig) -> &'static str {
         dataplane::IoMode::AfXdp => "af_xdp",
         dataplane::IoMode::Socket => "socket",
     }
+}
+
+/// The subject of fleet events: this edge's name in its fleet.
+fn fleet_edge(cfg: &ApplianceConfig) -> String {
+    cfg.fleet
+        .as_ref()
+        .map_or_else(|| "dce-edge".to_string(), |f| f.edge.clone())
+}
+
+/// The event-log line of a fleet event (the others are the appliance's
+/// [`ControlEvent::to_event`]); a bus warning is printed, not logged.
+fn fleet_event_of(ev: &ControlEvent, cfg: &ApplianceConfig) -> Option<Event> {
+    Some(match ev {
+        ControlEvent::Announced { held_seconds } => {
+            Event::new(EventKind::Announce, fleet_edge(cfg), "healthy")
+                .with("held_seconds", *held_seconds)
+        }
+        ControlEvent::Withdrawn {
+            reason,
+            next_hold_seconds,
+        } => Event::new(EventKind::Withdraw, fleet_edge(cfg), *reason)
+            .with("next_hold_seconds", *next_hold_seconds),
+        ControlEvent::RoutingDaemon { error } => {
+            match error {
+                Some(e) => eprintln!("dce-edge: routing daemon: {e}"),
+                None => eprintln!("dce-edge: routing daemon reachable again"),
+            }
+            Event::new(
+                EventKind::RoutingDaemon,
+                fleet_edge(cfg),
+                error.clone().unwrap_or_else(|| "reachable".into()),
+            )
+        }
+        ControlEvent::BusDown { reason } => {
+            eprintln!("dce-edge: fleet bus lost ({reason}); running on local state only");
+            Event::new(EventKind::BusDown, fleet_edge(cfg), reason.clone())
+        }
+        ControlEvent::BusUp {
+            server,
+            entries,
+            down_seconds,
+        } => {
+            eprintln!("dce-edge: fleet bus up at {server}; read {entries} shared entries");
+            let mut e = Event::new(EventKind::BusUp, fleet_edge(cfg), "connected")
+                .with("server", server.clone())
+                .with("entries", *entries as u64);
+            if let Some(d) = down_seconds {
+                e = e.with("down_seconds", *d);
+            }
+            e
+        }
+        ControlEvent::BusWarning { message } => {
+            eprintln!("dce-edge: fleet bus: {message}");
+            return None;
+        }
+        ControlEvent::FleetBan {
+            network,
+            reason,
+            origin,
+            seconds,
+        } => Event::ban(&network.to_string(), reason, *seconds)
+            .with("by", "fleet")
+            .with("origin", origin.clone()),
+        ControlEvent::FleetOperator {
+            action,
+            network,
+            origin,
+            outcome,
+        } => {
+            let subject = network.to_string();
+            let e = match *action {
+                "ban" => Event::new(EventKind::Ban, subject, "manual"),
+                "unban" => Event::unban(&subject, "manual"),
+                "allow" => Event::allowlist_add(&subject, "manual"),
+                _ => Event::allowlist_remove(&subject, "manual"),
+            };
+            e.with("by", "fleet")
+                .with("origin", origin.clone())
+                .with("outcome", outcome.clone())
+        }
+        ControlEvent::Drain { on } => Event::new(
+            if *on {
+                EventKind::Withdraw
+            } else {
+                EventKind::Announce
+            },
+            fleet_edge(cfg),
+            if *on { "drain" } else { "undrain" },
+        )
+        .with("by", "operator"),
+        _ => return None,
+    })
 }
 
 /// Reloads the route files, saying what happened on stderr (the event
@@ -258,6 +373,14 @@ fn handle_control(
         ControlRequest::Disallow { network } => {
             answer(parse_network(&network).and_then(|n| appliance.operator_disallow(n)))
         }
+        ControlRequest::Drain { on } => answer(appliance.set_draining(on)),
+        ControlRequest::FleetStatus => match appliance.fleet_report() {
+            None => ControlResponse::refused("this edge is in no fleet (no [fleet] table)"),
+            Some(r) => match serde_json::to_string(&r) {
+                Ok(json) => ControlResponse::ok(json),
+                Err(e) => ControlResponse::refused(e.to_string()),
+            },
+        },
     }
 }
 

@@ -122,6 +122,7 @@ fn full_snapshot() -> Snapshot {
             ..EmergencyReport::default()
         },
         stream: None,
+        fleet: None,
     }
 }
 

@@ -69,6 +69,17 @@ pub enum EventKind {
     /// An emergency call was forwarded (subject: the caller; details: the
     /// target).
     EmergencyCall,
+    /// The edge announced the fleet's service address (subject: the edge).
+    Announce,
+    /// The edge withdrew the service address (reason: why).
+    Withdraw,
+    /// The routing daemon could not be told what to announce (reason: the
+    /// error), or can be again (`reachable`).
+    RoutingDaemon,
+    /// The fleet's bus was lost: the edge runs on local state alone.
+    BusDown,
+    /// The bus is back and the shared state was read again.
+    BusUp,
 }
 
 /// One event, before it is stamped and written.

@@ -184,8 +184,100 @@ impl Collector for SnapshotCollector {
         }
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
+        if let Some(f) = &s.fleet {
+            encode_fleet(e, f)?;
+        }
         Ok(())
     }
+}
+
+fn encode_fleet(
+    e: &mut DescriptorEncoder,
+    f: &crate::stats::FleetReport,
+) -> Result<(), std::fmt::Error> {
+    if let Some(a) = &f.announce {
+        gauge_one(
+            e,
+            "dce_edge_fleet_announced",
+            "1 while this edge wants the service address announced through its routing daemon, 0 while withdrawn.",
+            if a.announced { 1.0 } else { 0.0 },
+        )?;
+        gauge_one(
+            e,
+            "dce_edge_fleet_announce_applied",
+            "1 when the routing daemon confirmed the last announce or withdraw, 0 when it could not be told (see the event log).",
+            if a.daemon_applied == Some(a.announced) && a.daemon_error.is_none() {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
+        counters(
+            e,
+            "dce_edge_fleet_withdrawals",
+            "Withdrawals of the service address since start; flaps are those soon after an announcement, which grow the hold-down.",
+            [("all", a.withdrawals), ("flap", a.flaps)]
+                .into_iter()
+                .map(|(kind, n)| (labels([("kind", kind)]), n)),
+        )?;
+    }
+    if let Some(b) = &f.bus {
+        gauge_one(
+            e,
+            "dce_edge_fleet_bus_connected",
+            "1 while this edge is connected to the fleet's bus and in sync; 0 while it runs on local state only.",
+            if b.connected { 1.0 } else { 0.0 },
+        )?;
+        counter_one(
+            e,
+            "dce_edge_fleet_bus_outages",
+            "Times the fleet's bus was lost since start.",
+            b.outages,
+        )?;
+        counter_one(
+            e,
+            "dce_edge_fleet_bus_resyncs",
+            "Whole reads of the shared state (one per connection to the bus).",
+            b.resyncs,
+        )?;
+        counter_one(
+            e,
+            "dce_edge_fleet_messages_published",
+            "Messages this edge published on the bus (heartbeats, bans, verified sources, operator actions).",
+            b.published,
+        )?;
+        counters(
+            e,
+            "dce_edge_fleet_messages_received",
+            "Messages of other edges read from the bus, by kind and verdict (applied, or why refused: not_bannable, rate_limited, over_quota, bad_signature, ...).",
+            b.received.iter().map(|(kv, n)| {
+                let (kind, verdict) = kv.split_once(':').unwrap_or((kv.as_str(), ""));
+                (labels([("kind", kind), ("verdict", verdict)]), *n)
+            }),
+        )?;
+        gauges(
+            e,
+            "dce_edge_fleet_bans",
+            "Bans shared in the fleet and in force here: made by this edge (own) or taken from others (remote).",
+            None,
+            [("own", b.own_bans), ("remote", b.remote_bans)]
+                .into_iter()
+                .map(|(origin, n)| (labels([("origin", origin)]), n as f64)),
+        )?;
+        gauges(
+            e,
+            "dce_edge_fleet_peers",
+            "Other edges of the fleet heard over the bus: alive, or lost (unheard for five seconds).",
+            None,
+            [
+                ("alive", f.peers.iter().filter(|p| !p.lost).count()),
+                ("lost", f.peers.iter().filter(|p| p.lost).count()),
+            ]
+            .into_iter()
+            .map(|(state, n)| (labels([("state", state)]), n as f64)),
+        )?;
+    }
+    Ok(())
 }
 
 fn encode_info(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -730,6 +822,58 @@ mod tests {
                 ..Default::default()
             },
             stream: None,
+            fleet: None,
+        }
+    }
+
+    #[test]
+    fn an_edge_of_a_fleet_exports_its_announcement_and_its_bus() {
+        use crate::stats::{AnnounceReport, BusReport, FleetReport, PeerReport};
+        let mut s = known_snapshot();
+        assert!(!render_openmetrics(&s).contains("dce_edge_fleet_"));
+        s.fleet = Some(FleetReport {
+            name: "lab".into(),
+            edge: "e1".into(),
+            announce: Some(AnnounceReport {
+                announced: true,
+                daemon_applied: Some(true),
+                withdrawals: 3,
+                flaps: 1,
+                ..Default::default()
+            }),
+            bus: Some(BusReport {
+                connected: false,
+                outages: 2,
+                received: [
+                    ("ban:applied".to_string(), 4),
+                    ("ban:not_bannable".to_string(), 9),
+                ]
+                .into(),
+                own_bans: 1,
+                remote_bans: 4,
+                ..Default::default()
+            }),
+            peers: vec![
+                PeerReport::default(),
+                PeerReport {
+                    lost: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let text = render_openmetrics(&s);
+        for line in [
+            "dce_edge_fleet_announced 1.0",
+            "dce_edge_fleet_announce_applied 1.0",
+            "dce_edge_fleet_withdrawals_total{kind=\"flap\"} 1",
+            "dce_edge_fleet_bus_connected 0.0",
+            "dce_edge_fleet_bus_outages_total 2",
+            "dce_edge_fleet_messages_received_total{kind=\"ban\",verdict=\"not_bannable\"} 9",
+            "dce_edge_fleet_bans{origin=\"remote\"} 4.0",
+            "dce_edge_fleet_peers{state=\"lost\"} 1.0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
 

@@ -280,6 +280,9 @@ pub struct Snapshot {
     /// SIP over TCP and TLS, when the edge runs a stream thread.
     #[serde(default)]
     pub stream: Option<StreamReport>,
+    /// This edge's place in a fleet, when it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetReport>,
 }
 
 /// The stream thread (SIP over TCP and TLS): connections and what became
@@ -291,6 +294,139 @@ pub struct StreamReport {
     /// Its counters by name (`accepted`, `refused_per_source`,
     /// `slow_timeouts`, `tls_failed_certificate`, ...), since start.
     pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// An edge of a fleet: its announcement of the service address, the bus,
+/// and the other edges it hears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FleetReport {
+    /// The fleet.
+    pub name: String,
+    /// This edge.
+    pub edge: String,
+    /// This edge's own address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The announcement, when this edge announces the service address.
+    #[serde(default)]
+    pub announce: Option<AnnounceReport>,
+    /// The bus, when this edge shares state over one.
+    #[serde(default)]
+    pub bus: Option<BusReport>,
+    /// The other edges, as heard over the bus.
+    #[serde(default)]
+    pub peers: Vec<PeerReport>,
+    /// Bans shared in the fleet as held here (this edge's and the others'),
+    /// longest left first, at most 100.
+    #[serde(default)]
+    pub shared_bans: Vec<SharedBan>,
+}
+
+/// The bus the fleet shares its state over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BusReport {
+    /// Connected and in sync; false: this edge runs on local state only.
+    pub connected: bool,
+    /// The server.
+    pub server: Option<String>,
+    /// Seconds since it connected.
+    pub connected_for_seconds: Option<f64>,
+    /// How the last outage was noticed.
+    pub last_down_reason: Option<String>,
+    /// Outages since start.
+    pub outages: u64,
+    /// Whole reads of the shared state (one per connection).
+    pub resyncs: u64,
+    /// Entries the last one read.
+    pub last_resync_entries: u64,
+    /// How long it took, in milliseconds.
+    pub last_resync_ms: f64,
+    /// Messages published.
+    pub published: u64,
+    /// Publishes refused (not connected, buffer full).
+    pub publish_refused: u64,
+    /// Messages read, by `kind:verdict` (`ban:applied`,
+    /// `ban:not_bannable`, `verified:rate_limited`, ...).
+    pub received: BTreeMap<String, u64>,
+    /// Messages waiting to go out (paced).
+    pub queued_out: u64,
+    /// Messages waiting to be applied.
+    pub queued_in: u64,
+    /// Messages dropped unread: more waited than the queue holds.
+    pub dropped_in: u64,
+    /// Messages of this edge dropped unsent: more waited than the queue holds.
+    pub dropped_out: u64,
+    /// Bans this edge made and shares, in force.
+    pub own_bans: u64,
+    /// Bans of other edges held here, in force.
+    pub remote_bans: u64,
+    /// Verifications of other edges held here.
+    pub remote_verified: u64,
+}
+
+/// Another edge of the fleet, as heard over the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PeerReport {
+    /// Its name.
+    pub edge: String,
+    /// Its own address.
+    pub address: Option<String>,
+    /// Whether it announces the service address (`None`: it announces
+    /// nothing itself).
+    pub announced: Option<bool>,
+    /// Why it is withdrawn.
+    pub reason: Option<String>,
+    /// Its route table version.
+    pub routes_version: u64,
+    /// A digest of its route files (equal digests, equal tables).
+    pub routes_digest: String,
+    /// Bans it made and shares.
+    pub bans_made: u64,
+    /// Sources verified there.
+    pub verified: u64,
+    /// Seconds since anything of it was heard.
+    pub last_contact_seconds: f64,
+    /// Unheard for over five seconds.
+    pub lost: bool,
+    /// Its bans held here.
+    pub bans_held_here: u64,
+}
+
+/// A ban shared in the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SharedBan {
+    /// The source.
+    pub network: String,
+    /// Why (for bans of this edge).
+    pub reason: String,
+    /// The edge that made it.
+    pub origin: String,
+    /// Seconds left.
+    pub seconds_left: u64,
+}
+
+/// The announcement of the service address through the routing daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AnnounceReport {
+    /// What the edge wants the routing daemon to do: announce.
+    pub announced: bool,
+    /// Why it is withdrawn (`starting`, `draining`, `stopping`,
+    /// `workers_stopped`, `xdp_detached`, `no_upstream`).
+    pub reason: Option<String>,
+    /// Seconds until it announces if it stays healthy.
+    pub announces_in_seconds: Option<f64>,
+    /// The hold-down the next announcement waits, in seconds.
+    pub hold_down_seconds: f64,
+    /// An operator asked it to drain.
+    pub draining: bool,
+    /// What the routing daemon was last told successfully (`None`: not yet).
+    pub daemon_applied: Option<bool>,
+    /// Why the routing daemon could not be told, when it could not.
+    pub daemon_error: Option<String>,
+    /// Withdrawals since start.
+    pub withdrawals: u64,
+    /// Of those, flaps (withdrawn soon after announcing).
+    pub flaps: u64,
 }
 
 impl Snapshot {
