@@ -139,6 +139,14 @@ impl Appliance {
         let (routes, worker_routes) = RouteControl::new(loaded.table, proxies);
         let mut worker_routes: Vec<Option<_>> = worker_routes.into_iter().map(Some).collect();
         let mut proxy_cfg = cfg.proxy.clone();
+        // Cookie epochs count on the wall clock, so that the edges of a
+        // fleet (and this edge after a restart) agree on them;
+        // set before any proxy is made, the stream thread's included.
+        let mono = dataplane::now().as_nanos();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        proxy_cfg.cookie_clock_offset_ns = wall.saturating_sub(mono);
         // The stream listeners open first: every proxy names their
         // addresses (Record-Route across transports, Routes that are ours).
         let mut stream_layer = match &cfg.stream {
@@ -163,13 +171,6 @@ impl Appliance {
             Some(layer) => (0..workers).map(|_| layer.handoff(HANDOFF_RING)).collect(),
             None => Vec::new(),
         };
-        // Cookie epochs count on the wall clock, so that the edges of a
-        // fleet (and this edge after a restart) agree on them.
-        let mono = dataplane::now().as_nanos();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        proxy_cfg.cookie_clock_offset_ns = wall.saturating_sub(mono);
         let answers = cfg.proxy.answers;
         let abuse = cfg.proxy.abuse;
         let verified = VerifiedSources::new(
