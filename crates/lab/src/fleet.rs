@@ -72,6 +72,11 @@ pub struct FleetSpec {
     pub bus: bool,
     /// The `dce-edge` binary; `None`: the workspace's.
     pub edge_binary: Option<PathBuf>,
+    /// `[filter] auto_ban`: the XDP program bans a verified source that
+    /// shows a scanner's fingerprint. Off by default (a spoofed packet can
+    /// carry a verified caller's address); the tests and the demo of a
+    /// shared ban turn it on, as an operator who accepts that would.
+    pub auto_ban: bool,
 }
 
 impl Default for FleetSpec {
@@ -84,6 +89,7 @@ impl Default for FleetSpec {
             withdraw_grace_seconds: 3,
             bus: true,
             edge_binary: None,
+            auto_ban: false,
         }
     }
 }
@@ -478,6 +484,9 @@ impl FleetLab {
         );
         c.listen = Some(SocketAddr::V4(SERVICE_SIP));
         c.binary = spec.edge_binary.clone();
+        if spec.auto_ban {
+            c.filter = "auto_ban = true\n".into();
+        }
         let mut extra = format!(
             "\n[fleet]\nname = \"{FLEET}\"\nedge = \"e{i}\"\naddress = \"198.18.{i}.2\"\n\n\
              [fleet.announce]\nbird_socket = \"{}\"\nprotocols = [\"svc4\", \"svc6\"]\n\

@@ -142,9 +142,12 @@ pub fn run(opts: &FleetDemoOptions, stop: Arc<AtomicBool>) -> Result<FleetDemoRe
         }
     };
     println!("building the fleet lab: a BGP router with ECMP, {edges} edges (BIRD + dce-edge, AF_XDP), 2 upstreams, callers, a NATS bus ...");
+    // The demo's verified scanner is banned by the XDP program and the ban
+    // shared: the operator's opt-in to bans on UDP evidence.
     let spec = FleetSpec {
         edges,
         edge_binary: Some(edge_bin),
+        auto_ban: true,
         ..FleetSpec::default()
     };
     let mut lab = FleetLab::build(&spec, &dir)?;

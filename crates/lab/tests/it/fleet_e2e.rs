@@ -245,7 +245,12 @@ fn a_scanner_banned_on_one_edge_is_dropped_on_the_others() {
         return;
     }
     let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    let f = fleet(FleetSpec::default());
+    // Bans on a scanner fingerprint are the operator's opt-in
+    // (`auto_ban`, off by default: see the threat model, attack 1).
+    let f = fleet(FleetSpec {
+        auto_ban: true,
+        ..FleetSpec::default()
+    });
     let lab = &f.lab;
 
     // The scanner first places a real call (so it is verified: only a
