@@ -34,7 +34,8 @@ enum Command {
     #[command(subcommand)]
     Events(crate::cli::events::EventsCommand),
     /// The lab demo: legitimate calls through the edge while it sheds
-    /// scanners, a password guess, a spoofed INVITE flood and garbage, in
+    /// scanners, a password guess, a spoofed INVITE flood and garbage, and
+    /// emergency calls from a never-verified caller during the flood, in
     /// network namespaces (root; removes everything it made).
     Demo(crate::cli::demo::DemoArgs),
     /// Shield mode: the XDP filter alone in front of the SIP server on this

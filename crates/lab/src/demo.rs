@@ -6,8 +6,11 @@
 //! the callers through the edge to the upstreams with `dce-loadgen`, and at
 //! the same time attacks the edge: a SIPVicious-style scanner sweep, a
 //! REGISTER password guess, an INVITE flood from spoofed sources and garbage
-//! on the SIP port. It shows progress each second and a report at the end,
-//! and removes everything it made, also on Ctrl-C or failure.
+//! on the SIP port. During the flood a caller address the edge has never
+//! seen (not verified, not allowlisted) dials the emergency numbers 112 and
+//! 911, which the route table sends to an emergency group (issue 18). It
+//! shows progress each second and a report at the end, and removes
+//! everything it made, also on Ctrl-C or failure.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -91,6 +94,51 @@ pub struct DemoReport {
     pub bans: Vec<(String, String)>,
     /// Datagrams the edge sent to spoofed sources (a reflector shows here).
     pub reflected: u64,
+    /// Emergency calls from a fresh caller during the flood.
+    pub emergency: EmergencyCallsReport,
+}
+
+/// Emergency calls placed during the flood from a caller address the edge
+/// has never verified, as that caller saw them and as the edge counted
+/// them.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EmergencyCallsReport {
+    /// The caller's address (not allowlisted; not verified before its
+    /// first call, which verifies it).
+    pub caller: String,
+    /// The numbers it dialled, in turn.
+    pub numbers: Vec<String>,
+    /// Calls started.
+    pub attempted: u64,
+    /// Calls that completed (INVITE, 200, ACK, BYE, 200).
+    pub completed: u64,
+    /// Calls that failed or timed out.
+    pub failed: u64,
+    /// Median setup time at the caller (INVITE to 200), milliseconds.
+    pub setup_p50_ms: f64,
+    /// 99th percentile setup time at the caller, milliseconds.
+    pub setup_p99_ms: f64,
+    /// The edge's own emergency counters (snapshot `emergency`).
+    pub edge: EdgeEmergencyCounters,
+}
+
+/// The edge's emergency counters at the end of the run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EdgeEmergencyCounters {
+    /// Emergency INVITEs received (retransmissions included).
+    pub attempted: u64,
+    /// New emergency calls forwarded.
+    pub forwarded: u64,
+    /// Emergency calls answered 2xx.
+    pub answered: u64,
+    /// Emergency calls that got a final failure.
+    pub failed: u64,
+    /// Emergency requests of unverified sources over the emergency budget.
+    pub over_budget: u64,
+    /// Median emergency setup latency through the edge, milliseconds.
+    pub setup_p50_ms: f64,
+    /// 99th percentile of it, milliseconds.
+    pub setup_p99_ms: f64,
 }
 
 /// Legitimate calls.
@@ -191,6 +239,34 @@ pub fn demo_routes(lab: &Lab, prefixes: usize) -> (String, String) {
         csv.push('\n');
     }
     (groups, csv)
+}
+
+/// Emergency numbers the fresh caller dials in turn.
+const EMERGENCY_NUMBERS: [&str; 2] = ["112", "911"];
+/// Emergency calls it places, and how many a second.
+const EMERGENCY_CALLS: u64 = 6;
+const EMERGENCY_CPS: u64 = 2;
+/// Caller addresses placing the ordinary calls; the lab has one more, the
+/// fresh emergency caller, which places nothing before the flood.
+const CALLER_ADDRS: usize = 40;
+
+/// The emergency group appended to [`demo_routes`]'s groups for the demo
+/// itself: `emergency = true` with the default numbers (911, 112, 999, ...)
+/// and `urn:service:sos`, to the first upstream and failing over to the
+/// second, and to the `uk-fixed` group when both are down. (Benchmarks that
+/// feed [`demo_routes`] to peers without emergency routing leave it out.)
+pub fn emergency_group(lab: &Lab) -> String {
+    let up: Vec<String> = lab
+        .upstreams
+        .iter()
+        .map(|u| format!("{}:5060", u.addr()))
+        .collect();
+    format!(
+        "\n[[group]]\nname = \"emergency\"\naction = \"forward\"\nemergency = true\nfallback = \"uk-fixed\"\n\
+         targets = [\n  {{ address = \"{a}\", priority = 1 }},\n  {{ address = \"{b}\", priority = 2 }},\n]\n",
+        a = up[0],
+        b = up[up.len() - 1]
+    )
 }
 
 /// The edge's configuration: AF_XDP mode with the lab profile, the XDP
@@ -373,16 +449,14 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
     let mut procs = LoadgenProcesses::new(loadgen, &dir);
     start_upstreams(&mut procs, &lab, seconds)?;
-    let mut edge = EdgeProcess::start(
-        &lab,
-        &dir,
-        &demo_edge(&lab, demo_routes(&lab, prefixes), edge_bin),
-    )
-    .context("starting the edge")?;
+    let (mut groups, csv) = demo_routes(&lab, prefixes);
+    groups.push_str(&emergency_group(&lab));
+    let mut edge = EdgeProcess::start(&lab, &dir, &demo_edge(&lab, (groups, csv), edge_bin))
+        .context("starting the edge")?;
     say_edge_is_up(&edge, seconds, args.cps);
 
     start_callers(&mut procs, &lab, edge.sip_addr(), args.cps, seconds)?;
-    let warm_up = wait_for_callers_verified(&edge, lab.callers.addrs.len() as u64, seconds, &stop);
+    let warm_up = wait_for_callers_verified(&edge, CALLER_ADDRS as u64, seconds, &stop);
     let attacks = start_attacks(
         &mut procs,
         attacker,
@@ -393,7 +467,29 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     )?;
     let reflections = ReflectionCount::start(&attacker.ns)?;
 
-    let newest = show_progress(&edge, seconds, &stop);
+    // The fresh caller dials once the flood shows in the edge's counters
+    // (or a third of the way through, if there is no flood to wait for).
+    let fresh = lab.callers.addrs[CALLER_ADDRS];
+    let edge_sip = edge.sip_addr();
+    let mut emergency_started: Option<Result<()>> = None;
+    let newest = show_progress(&edge, seconds, &stop, |elapsed, s| {
+        let flood_seen = s
+            .xdp
+            .as_ref()
+            .is_some_and(|x| x.drops.get("unverified").copied().unwrap_or(0) > 0);
+        if emergency_started.is_none()
+            && (flood_seen || args.flood_pps == 0 || elapsed.as_secs() >= seconds / 3)
+        {
+            eprintln!(
+                "{fresh} (not allowlisted, never verified) starts dialling {} during the flood",
+                EMERGENCY_NUMBERS.join(" and ")
+            );
+            emergency_started = Some(start_emergency_caller(&mut procs, &lab, edge_sip, fresh));
+        }
+    });
+    if let Some(Err(e)) = emergency_started {
+        return Err(e.context("starting the emergency caller"));
+    }
     wait_for_traffic_to_end(&mut procs, &attacks, &stop)?;
     let reflected = reflections.finish();
     let before_stop = edge.snapshot().ok().or(newest).unwrap_or_default();
@@ -406,6 +502,7 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         attack_lines(&dir, &attacks),
         &final_snapshot,
         reflected,
+        emergency_report(&dir, fresh, &final_snapshot),
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -431,11 +528,12 @@ fn demo_dir(keep: Option<&Path>) -> Result<(Option<TempDir>, PathBuf)> {
     }
 }
 
-/// The demo's lab: 40 caller addresses, two upstreams and an attacker.
+/// The demo's lab: 41 caller addresses (40 for the ordinary calls, one for
+/// the emergency calls), two upstreams and an attacker.
 fn build_lab() -> Result<Lab> {
     eprintln!("building the lab: callers, attacker, edge, two upstreams (198.18.0.0/24) ...");
     Lab::build(&LabSpec {
-        caller_addrs: 40,
+        caller_addrs: CALLER_ADDRS + 1,
         upstreams: 2,
         attacker: true,
         edge_queues: 1,
@@ -473,8 +571,8 @@ fn say_edge_is_up(edge: &EdgeProcess, seconds: u64, cps: f64) {
     );
 }
 
-/// Legitimate callers from every caller address, `cps` calls a second
-/// through the edge for `seconds`.
+/// Legitimate callers from the first [`CALLER_ADDRS`] caller addresses,
+/// `cps` calls a second through the edge for `seconds`.
 fn start_callers(
     procs: &mut LoadgenProcesses,
     lab: &Lab,
@@ -498,11 +596,44 @@ fn start_callers(
         "--json".into(),
         procs.report_arg("callers"),
     ];
-    for a in &lab.callers.addrs {
+    for a in &lab.callers.addrs[..CALLER_ADDRS] {
         caller_args.push("--local-addr".into());
         caller_args.push(a.to_string());
     }
     procs.spawn("callers", &lab.callers.ns, &caller_args)
+}
+
+/// [`EMERGENCY_CALLS`] calls to [`EMERGENCY_NUMBERS`] in turn from `fresh`, a
+/// caller address that has placed no call before (`emergency`).
+fn start_emergency_caller(
+    procs: &mut LoadgenProcesses,
+    lab: &Lab,
+    edge_sip: SocketAddr,
+    fresh: Ipv4Addr,
+) -> Result<()> {
+    let numbers = procs.dir.join("emergency-numbers.txt");
+    std::fs::write(&numbers, EMERGENCY_NUMBERS.join("\n") + "\n")?;
+    let args: Vec<String> = vec![
+        "uac".into(),
+        "--target".into(),
+        edge_sip.to_string(),
+        "--numbers-file".into(),
+        numbers.display().to_string(),
+        "--cps".into(),
+        EMERGENCY_CPS.to_string(),
+        "--calls".into(),
+        EMERGENCY_CALLS.to_string(),
+        "--duration".into(),
+        (EMERGENCY_CALLS / EMERGENCY_CPS + 1).to_string(),
+        "--local-addr".into(),
+        fresh.to_string(),
+        "--sources".into(),
+        "1".into(),
+        "--quiet".into(),
+        "--json".into(),
+        procs.report_arg("emergency"),
+    ];
+    procs.spawn("emergency", &lab.callers.ns, &args)
 }
 
 /// Waits (bounded) until the edge has verified every caller address, and
@@ -678,8 +809,14 @@ impl ReflectionCount {
 }
 
 /// Progress, once a second, from the edge's own counters, until `seconds`
-/// have passed or `stop`; returns the newest snapshot read.
-fn show_progress(edge: &EdgeProcess, seconds: u64, stop: &AtomicBool) -> Option<Snapshot> {
+/// have passed or `stop`; `on_snapshot` sees each snapshot read with the
+/// time since the start. Returns the newest snapshot read.
+fn show_progress(
+    edge: &EdgeProcess,
+    seconds: u64,
+    stop: &AtomicBool,
+    mut on_snapshot: impl FnMut(Duration, &Snapshot),
+) -> Option<Snapshot> {
     let started = Instant::now();
     // The edge refreshes its snapshot about once a second, so a read can
     // find the same one again: rates come from the last two different ones.
@@ -687,6 +824,7 @@ fn show_progress(edge: &EdgeProcess, seconds: u64, stop: &AtomicBool) -> Option<
     while started.elapsed() < Duration::from_secs(seconds) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         if let Ok(s) = edge.snapshot() {
+            on_snapshot(started.elapsed(), &s);
             let fresh = newest
                 .as_ref()
                 .is_none_or(|n| n.taken_at_ms != s.taken_at_ms);
@@ -721,10 +859,9 @@ fn wait_for_traffic_to_end(
     if stop.load(Ordering::Relaxed) {
         eprintln!("interrupted: stopping the lab ...");
     }
-    procs.wait(
-        "callers",
-        Duration::from_secs(if stop.load(Ordering::Relaxed) { 1 } else { 45 }),
-    )?;
+    let grace = Duration::from_secs(if stop.load(Ordering::Relaxed) { 1 } else { 45 });
+    procs.wait("callers", grace)?;
+    procs.wait("emergency", grace)?;
     for kind in attacks {
         procs.wait(&format!("attack-{kind}"), Duration::from_secs(5))?;
     }
@@ -741,6 +878,31 @@ fn calls_report(dir: &Path) -> CallsReport {
             .saturating_sub(u(&callers, &["outcomes", "completed"])),
         setup_p50_ms: f(&callers, &["latency_us", "setup", "p50_us"]) / 1000.0,
         setup_p99_ms: f(&callers, &["latency_us", "setup", "p99_us"]) / 1000.0,
+    }
+}
+
+/// The emergency calls as the fresh caller saw them (`emergency.json`) and
+/// as the edge counted them (`s`).
+fn emergency_report(dir: &Path, fresh: Ipv4Addr, s: &Snapshot) -> EmergencyCallsReport {
+    let v = read_json(&dir.join("emergency.json")).unwrap_or(Value::Null);
+    let e = &s.emergency;
+    EmergencyCallsReport {
+        caller: fresh.to_string(),
+        numbers: EMERGENCY_NUMBERS.iter().map(|n| n.to_string()).collect(),
+        attempted: u(&v, &["accounting", "started"]),
+        completed: u(&v, &["outcomes", "completed"]),
+        failed: u(&v, &["accounting", "started"]).saturating_sub(u(&v, &["outcomes", "completed"])),
+        setup_p50_ms: f(&v, &["latency_us", "setup", "p50_us"]) / 1000.0,
+        setup_p99_ms: f(&v, &["latency_us", "setup", "p99_us"]) / 1000.0,
+        edge: EdgeEmergencyCounters {
+            attempted: e.attempted,
+            forwarded: e.forwarded,
+            answered: e.answered,
+            failed: e.failed,
+            over_budget: e.over_budget,
+            setup_p50_ms: e.setup_latency.p50_ms,
+            setup_p99_ms: e.setup_latency.p99_ms,
+        },
     }
 }
 
@@ -782,6 +944,7 @@ impl DemoReport {
         attacks: Vec<AttackLine>,
         s: &Snapshot,
         reflected: u64,
+        emergency: EmergencyCallsReport,
     ) -> DemoReport {
         DemoReport {
             seconds,
@@ -810,6 +973,7 @@ impl DemoReport {
             route_lookups_batched: s.routes.batched_lookups,
             bans: before_or_final_bans(s),
             reflected,
+            emergency,
         }
     }
 }
@@ -892,6 +1056,29 @@ pub fn render(r: &DemoReport) -> String {
         c.setup_p50_ms,
         c.setup_p99_ms
     );
+    let e = &r.emergency;
+    let _ = writeln!(
+        o,
+        "\nemergency calls during the flood ({}: not allowlisted, never verified before its first call; dials {})",
+        e.caller,
+        e.numbers.join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "  attempted {}  completed {}  failed {}  setup p50 {:.2} ms  p99 {:.2} ms",
+        e.attempted, e.completed, e.failed, e.setup_p50_ms, e.setup_p99_ms
+    );
+    let _ = writeln!(
+        o,
+        "  the edge's counters: attempted {}  forwarded {}  answered {}  failed {}  over budget {}  setup p50 {:.2} ms  p99 {:.2} ms",
+        e.edge.attempted,
+        e.edge.forwarded,
+        e.edge.answered,
+        e.edge.failed,
+        e.edge.over_budget,
+        e.edge.setup_p50_ms,
+        e.edge.setup_p99_ms
+    );
     let _ = writeln!(
         o,
         "\nattacks (sent at the rate reached / refused by the sender's kernel / SIP answers received / found)"
@@ -909,8 +1096,9 @@ pub fn render(r: &DemoReport) -> String {
         );
     }
     let _ = writeln!(o, "\ndropped in XDP, by reason");
+    let width = r.xdp_drops.keys().map(String::len).max().unwrap_or(0);
     for (k, v) in &r.xdp_drops {
-        let _ = writeln!(o, "  {k:<12} {v:>10}");
+        let _ = writeln!(o, "  {k:<width$} {v:>10}");
     }
     let _ = writeln!(o, "reached the workers (AF_XDP): {}", r.xdp_redirected);
     let _ = writeln!(o, "  dropped there, by reason: {:?}", r.worker_drops);

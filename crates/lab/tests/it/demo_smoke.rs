@@ -2,7 +2,8 @@
 //! writes its report, and leaves nothing behind. The assertions are about
 //! what happened, not how fast: the scanners find nothing and are dropped
 //! in XDP (not banned: their sources never proved their addresses), the
-//! flood is dropped in XDP, calls complete, and the lab is gone.
+//! flood is dropped in XDP, calls complete, a never-verified caller's
+//! emergency calls during the flood all complete, and the lab is gone.
 
 use std::process::Command;
 
@@ -85,6 +86,34 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
         "{text}"
     );
     assert!(drops["not_sip"].as_u64().unwrap() > 0, "{text}");
+    // A caller the edge has never seen dials 112 and 911 during the flood:
+    // every call completes, and the edge counts them as emergency calls
+    // (issue 18).
+    let e = &r["emergency"];
+    let attempted = e["attempted"].as_u64().unwrap();
+    assert!(attempted > 0, "{text}");
+    assert_eq!(e["completed"].as_u64().unwrap(), attempted, "{text}");
+    assert_eq!(e["failed"].as_u64().unwrap(), 0, "{text}");
+    assert!(
+        e["edge"]["forwarded"].as_u64().unwrap() >= attempted,
+        "{text}"
+    );
+    assert!(
+        e["edge"]["answered"].as_u64().unwrap() >= attempted,
+        "{text}"
+    );
+    assert!(
+        e["edge"]["attempted"].as_u64().unwrap() >= attempted,
+        "{text}"
+    );
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains(&format!(
+            "attempted {attempted}  completed {attempted}  failed 0"
+        )),
+        "{human}"
+    );
+    assert!(human.contains("the edge's counters: attempted"), "{human}");
     assert_eq!(r["attach_mode"], "native", "{text}");
     assert_eq!(r["dataplane_mode"], "copy", "{text}");
     assert!(r["prefixes"].as_u64().unwrap() >= 10_000);
