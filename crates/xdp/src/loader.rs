@@ -635,6 +635,29 @@ pub fn private_pin_dirs(dir: &Path, create: bool) -> Result<(), FilterError> {
     Ok(())
 }
 
+/// The system user the Debian package runs `dce-edge run` as (its unit's
+/// `User=`): pins it made are trusted like root's, so that root's
+/// `dce-edge` commands can read the service's maps. Only root can create a
+/// user, so no other user can own pins under that name.
+pub const SERVICE_USER: &str = "dce-edge";
+
+/// The uid of [`SERVICE_USER`] in `/etc/passwd` when it is a system
+/// account (below 1000, as `adduser --system` makes it); `None` otherwise.
+fn service_uid() -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd_system_uid(&passwd, SERVICE_USER)
+}
+
+/// The uid of `user` in a passwd file's text, when it is below 1000.
+fn passwd_system_uid(passwd: &str, user: &str) -> Option<u32> {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == user)
+        .and_then(|f| f[2].parse::<u32>().ok())
+        .filter(|&uid| uid != 0 && uid < 1000)
+}
+
 fn check_private(level: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), FilterError> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |reason: String| FilterError::Pins {
@@ -646,9 +669,9 @@ fn check_private(level: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), 
             "is not a directory (or is a symbolic link): refusing to pin or read pins there".into(),
         ));
     }
-    if meta.uid() != me && meta.uid() != 0 {
+    if meta.uid() != me && meta.uid() != 0 && Some(meta.uid()) != service_uid() {
         return Err(refuse(format!(
-            "belongs to user {}, not to this process's user {me} or root: its pins cannot be trusted",
+            "belongs to user {}, not to this process's user {me}, root or the service user {SERVICE_USER}: its pins cannot be trusted",
             meta.uid()
         )));
     }
@@ -715,6 +738,29 @@ fn remove_pins(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_system_account_named_dce_edge_is_the_service_user() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      dce-edge:x:110:118::/nonexistent:/usr/sbin/nologin\n\
+                      alice:x:1000:1000::/home/alice:/bin/bash\n";
+        assert_eq!(passwd_system_uid(passwd, "dce-edge"), Some(110));
+        assert_eq!(
+            passwd_system_uid(passwd, "alice"),
+            None,
+            "not a system account"
+        );
+        assert_eq!(
+            passwd_system_uid(passwd, "root"),
+            None,
+            "root is trusted anyway"
+        );
+        assert_eq!(passwd_system_uid(passwd, "dce"), None, "whole names only");
+        assert_eq!(
+            passwd_system_uid("dce-edge:x:notanumber:1::/:/bin/false\n", "dce-edge"),
+            None
+        );
+    }
 
     fn link(inode: u64) -> Option<PathBuf> {
         Some(PathBuf::from(format!("net:[{inode}]")))
