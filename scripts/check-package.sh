@@ -238,7 +238,7 @@ $(cat "$1")"
   ok "root's dce-edge ban --list finds the service's pins: $(head -n 1 "$work/bans.out")"
   sleep 2  # a snapshot published
   in_edge python3 "$work/metrics.py" dce_edge_ban_map_capacity dce_edge_worker_last_snapshot_age_seconds >"$work/metrics.out"
-  grep -q '^dce_edge_ban_map_capacity{family="v4"} 65536' "$work/metrics.out" || fail "no ban map capacity in /metrics: $(cat "$work/metrics.out")"
+  grep -q '^dce_edge_ban_map_capacity{map="bans_v4"} 65536' "$work/metrics.out" || fail "no ban map capacity in /metrics: $(cat "$work/metrics.out")"
   grep -q '^dce_edge_worker_last_snapshot_age_seconds{worker="0"}' "$work/metrics.out" || fail "no worker snapshot age in /metrics"
   ok "/metrics: $(tr '\n' ' ' <"$work/metrics.out")"
 
