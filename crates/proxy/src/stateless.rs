@@ -1086,13 +1086,7 @@ impl EdgeProxy {
                 count,
             } => {
                 self.count_hit(group);
-                for (i, t) in targets.iter().take(count).enumerate() {
-                    self.contact_lens[i] =
-                        write_contact(&mut self.contacts[i], number.as_bytes(), *t);
-                }
-                let mut a = Answer::new(302);
-                a.contacts = count;
-                Ok(Disposition::Answer(a))
+                Ok(self.redirect(&number, &targets[..count.min(targets.len())]))
             }
             Routed::Reject { group, code } => {
                 self.count_hit(group);
@@ -1103,6 +1097,17 @@ impl EdgeProxy {
                 Ok(Disposition::Answer(Answer::new(self.cfg.no_route_code)))
             }
         }
+    }
+
+    /// A 302 to `targets`: a Contact `sip:NUMBER@target` for each, in
+    /// priority order.
+    fn redirect(&mut self, number: &DialedNumber, targets: &[SocketAddr]) -> Disposition {
+        for (i, t) in targets.iter().enumerate() {
+            self.contact_lens[i] = write_contact(&mut self.contacts[i], number.as_bytes(), *t);
+        }
+        let mut a = Answer::new(302);
+        a.contacts = targets.len();
+        Disposition::Answer(a)
     }
 
     /// A request for this edge: routed by its dialed number. REGISTER names
@@ -1192,14 +1197,7 @@ impl EdgeProxy {
                 if is_ack {
                     return Err(ProxyDrop::AckNoRoute);
                 }
-                // Contacts: sip:NUMBER@target for each target, priority order.
-                for (i, t) in targets.iter().take(count).enumerate() {
-                    self.contact_lens[i] =
-                        write_contact(&mut self.contacts[i], number.as_bytes(), *t);
-                }
-                let mut a = Answer::new(302);
-                a.contacts = count;
-                Ok(Disposition::Answer(a))
+                Ok(self.redirect(&number, &targets[..count.min(targets.len())]))
             }
             Routed::OverCap { group, retry_after } => {
                 self.count_hit(group);
