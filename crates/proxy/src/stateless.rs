@@ -1035,6 +1035,12 @@ impl EdgeProxy {
             }));
         }
 
+        // While the shields are up nothing goes out for an unverified
+        // source (no forward, no answer), so its request is refused before
+        // the route lookup: a spoofed flood buys no lookups.
+        if !standing.is_proven() && self.answers.shields_up(now) {
+            return Err(ProxyDrop::UnverifiedRequest);
+        }
         self.decide_by_route(now, src, method, msg, standing, routing.own_routes)
     }
 
@@ -1755,7 +1761,13 @@ impl PacketHandler for EdgeProxy {
         self.handle_datagram(now, pkt, out)
     }
 
-    fn prepare(&mut self, _now: Timestamp, payloads: &mut dyn Iterator<Item = &[u8]>) {
+    fn prepare(&mut self, now: Timestamp, payloads: &mut dyn Iterator<Item = &[u8]>) {
+        // Under a flood (shields up) most of a batch is refused before its
+        // route lookup; the few proven callers look up one by one.
+        if self.answers.shields_up(now.as_nanos()) {
+            self.prepared.clear();
+            return;
+        }
         self.prepared.prepare(&self.routes, payloads);
     }
 

@@ -1157,6 +1157,30 @@ fn a_verified_caller_keeps_service_while_a_spoofed_flood_raises_the_shields() {
 }
 
 #[test]
+fn while_the_shields_are_up_a_spoofed_request_costs_no_route_lookup() {
+    let mut lab = Lab::new();
+    lab.verify(CALLER);
+    raise_the_shields(&mut lab);
+    let before = lab.proxy.snapshot().lookups;
+    // A batch of spoofed INVITEs: refused before any lookup, batched or not.
+    let flood: Vec<String> = (0..64)
+        .map(|i| invite("442071234567", &format!("sp{i}"), "z9hG4bKsp"))
+        .collect();
+    for (r, sent) in lab.send_batch("198.19.200.1:5060", &flood) {
+        assert_eq!(r, Err(ProxyDrop::UnverifiedRequest));
+        assert!(sent.is_empty());
+    }
+    let s = lab.proxy.snapshot();
+    assert_eq!(s.lookups, before, "spoofed requests made route lookups");
+    assert_eq!(s.batched_lookups, 0);
+    // The verified caller is still routed, by a lookup of its own.
+    let (r, sent) = lab.send(CALLER, &invite("442071234567", "ok", "z9hG4bKok"));
+    assert_eq!(r, Ok(()));
+    assert!(sent[0].1.starts_with("INVITE"));
+    assert_eq!(lab.proxy.snapshot().lookups, before + 1);
+}
+
+#[test]
 fn an_ack_echoing_our_tag_from_another_address_proves_nothing() {
     let mut lab = Lab::new();
     let (_, sent) = lab.send(ATTACKER, &invite("3312345", "tag-1", "z9hG4bKt1"));
