@@ -187,6 +187,17 @@ impl SocketPort {
         self.tx.handoff = Some(handoff);
     }
 
+    /// Send-only handles on this worker's sockets (new descriptors for
+    /// the same sockets): another thread's datagrams then leave from the
+    /// SIP port. The worker keeps reading everything that arrives.
+    pub fn clone_sockets(&self) -> io::Result<Vec<std::net::UdpSocket>> {
+        use std::os::fd::AsFd;
+        self.ports
+            .iter()
+            .map(|p| Ok(p.socket.as_fd().try_clone_to_owned()?.into()))
+            .collect()
+    }
+
     /// The addresses the sockets are bound to.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.ports.iter().map(|p| p.local).collect()

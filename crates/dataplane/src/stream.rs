@@ -36,12 +36,15 @@
 //!   verifies the upstream's certificate for its IP address).
 //!
 //! Messages the handler sends over UDP (a TCP caller routed to a UDP
-//! upstream) leave from a UDP socket of this thread on the listener's
-//! address and a port of its own; the Via the proxy writes asks for
-//! responses there (`rport`), and this thread reads them. Requests that
-//! arrive on that socket are dropped unless
-//! [`StreamConfig::udp_requests`] says otherwise: it is not a SIP port,
-//! and the XDP filter's shields are in front of the SIP ports only.
+//! upstream, a response relayed to a UDP caller) leave from a UDP socket
+//! of this thread: by default on the listener's address and a port of its
+//! own, whose answers this thread reads. The appliance gives it the SIP
+//! port instead ([`StreamLayer::set_udp_socket`]), so UDP peers see the
+//! edge's one address; in socket mode the workers read that port and hand
+//! what belongs to a TCP or TLS peer back here. Requests that arrive on a
+//! socket this thread reads are dropped unless
+//! [`StreamConfig::udp_requests`] says otherwise: the SIP port's requests
+//! are the workers' (behind the XDP filter's shields).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -435,6 +438,28 @@ impl<H: PacketHandler> StreamLayer<H> {
         if let Some(t) = self.tls.as_mut() {
             t.2 = config;
         }
+    }
+
+    /// Sends this layer's UDP from `socket` instead of its own port: the
+    /// SIP port, so that a UDP peer sees requests and relayed responses
+    /// come from the address it sends to (a NAT or a firewall that admits
+    /// only that address drops anything else). With `receive` false the
+    /// socket is only sent from: another thread (the UDP workers, socket
+    /// mode) reads what arrives on it.
+    pub fn set_udp_socket(&mut self, socket: std::net::UdpSocket, receive: bool) -> io::Result<()> {
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let mut udp = UdpSocket::from_std(socket);
+        if receive {
+            self.poll
+                .registry()
+                .register(&mut udp, UDP, Interest::READABLE)?;
+        }
+        let mut old = std::mem::replace(&mut self.udp, udp);
+        self.poll.registry().deregister(&mut old)?;
+        self.udp_local = local;
+        self.udp_pending = false;
+        Ok(())
     }
 
     /// The UDP socket's address.

@@ -256,6 +256,9 @@ pub struct Dataplane<H: PacketHandler> {
     neighbour: Option<NeighbourService>,
     pending: std::collections::VecDeque<(usize, H::Event)>,
     local: Vec<SocketAddr>,
+    /// Send-only handles on the first socket worker's sockets (socket
+    /// mode), for [`Dataplane::take_udp_egress`].
+    udp_egress: Vec<std::net::UdpSocket>,
 }
 
 impl<H: PacketHandler> Dataplane<H> {
@@ -288,6 +291,7 @@ impl<H: PacketHandler> Dataplane<H> {
             neighbour: None,
             pending: std::collections::VecDeque::new(),
             local: config.local.clone(),
+            udp_egress: Vec::new(),
         };
         let config = &mut config;
         match config.mode {
@@ -299,6 +303,18 @@ impl<H: PacketHandler> Dataplane<H> {
                         .map_err(|source| DataplaneError::Socket { worker: i, source })?;
                     if let Some(h) = handoffs.next() {
                         io.set_handoff(h);
+                    }
+                    if i == 0 {
+                        dp.udp_egress =
+                            io.clone_sockets()
+                                .map_err(|source| DataplaneError::Socket {
+                                    worker: i,
+                                    source: SocketError::Io {
+                                        what: "duplicate",
+                                        addr: config.local[0],
+                                        source,
+                                    },
+                                })?;
                     }
                     dp.local = config.local.clone();
                     let core = config.workers[i].core;
@@ -390,6 +406,15 @@ impl<H: PacketHandler> Dataplane<H> {
     /// the configuration said port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local
+    }
+
+    /// Socket mode: send-only handles on the SIP port's sockets, one per
+    /// address of `local_addrs` (taken once; empty in AF_XDP mode, which
+    /// has no kernel socket on the SIP port). Another thread that sends
+    /// from them sends from the SIP port, and what comes back reaches the
+    /// workers.
+    pub fn take_udp_egress(&mut self) -> Vec<std::net::UdpSocket> {
+        std::mem::take(&mut self.udp_egress)
     }
 
     /// How many workers run.

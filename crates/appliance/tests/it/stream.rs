@@ -1,6 +1,7 @@
 //! The appliance with a `[stream]` table, in socket mode on 127.0.0.1: a
-//! SIP-over-TCP caller routed to a UDP upstream through the stream thread,
-//! and the 200 back on its connection.
+//! SIP-over-TCP caller routed to a UDP upstream through the stream thread
+//! (the INVITE leaving from the SIP port), and the 200 back on its
+//! connection.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -68,6 +69,8 @@ fn a_tcp_caller_reaches_a_udp_upstream_through_the_appliance() {
     let mut buf = [0u8; 65536];
     let (n, from) = upstream.recv_from(&mut buf).unwrap();
     let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // It leaves from the SIP port, not a port of the stream thread's own.
+    assert_eq!(from, edge.local_addrs()[0], "{fwd}");
     assert!(
         fwd.contains(&format!("<sip:{tcp};transport=tcp;lr;dce=")),
         "{fwd}"
@@ -107,8 +110,11 @@ fn a_tcp_caller_reaches_a_udp_upstream_through_the_appliance() {
     let st = edge.snapshot().stream.unwrap();
     assert_eq!(st.open_connections, 1);
     assert_eq!((st.counters["accepted"], st.counters["messages"]), (1, 1));
-    assert_eq!(st.counters["udp_received"], 1, "{st:?}");
+    // The 200 came back to the SIP port: a worker read it and handed it
+    // to the stream thread for the caller's connection.
+    assert_eq!(st.counters["udp_received"], 0, "{st:?}");
     let last = edge.stop().unwrap().stream.unwrap();
+    assert_eq!(last.counters["handed_over"], 1, "{last:?}");
     assert_eq!(last.counters["sent"], 1);
 }
 
