@@ -278,15 +278,17 @@ pub struct ProxyStats {
     /// recognised).
     pub invites_forwarded: u64,
     /// 2xx answers to INVITE relayed, each call once: a retransmitted final
-    /// answer is not counted again when this worker forwarded the INVITE
-    /// (always with one worker; with several, an answer arriving on another
-    /// worker's queue is counted on every arrival).
+    /// answer is not counted again, on the worker that forwarded the INVITE
+    /// or on the one whose queue the answer came in on (retransmissions
+    /// of an answer share its flow, so its queue).
     pub calls_answered: u64,
     /// Final failures to INVITE relayed or generated (counted like
     /// `calls_answered`).
     pub calls_failed: u64,
     /// Call setup times through this edge (INVITE forwarded to final
-    /// answer relayed), in microseconds.
+    /// answer relayed), in microseconds: of the calls whose answer came
+    /// back to the worker that forwarded the INVITE (all of them with one
+    /// worker).
     pub setup_us: Histogram<u64>,
     /// Events that found the queue full.
     pub events_lost: u64,
@@ -1606,22 +1608,32 @@ impl EdgeProxy {
     /// slot also tells a retransmitted final answer from the first. The
     /// setup time is known when this worker forwarded the INVITE too
     /// (always with one worker; a sample of calls with several, since the
-    /// answer may arrive on another worker's queue).
+    /// answer may arrive on another worker's queue, where it is counted
+    /// but not timed).
     fn note_final_answer(&mut self, now: u64, branch: &[u8], status: u16, emergency: bool) {
         let key = setup_key(branch);
         let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
-        let first = if slot.key == key && slot.started != 0 {
+        let first = if slot.key == key {
             let first = !slot.answered;
-            if first {
+            if first && slot.started != 0 {
                 let us = (now.saturating_sub(slot.started) / 1000).clamp(1, 120_000_000);
                 let _ = self.setup_us.record(us);
                 if emergency {
                     let _ = self.emergency.setup_us.record(us);
                 }
-                slot.answered = true;
             }
+            slot.answered = true;
             first
         } else {
+            // The INVITE left from another worker and its answer came in on
+            // this worker's queue: counted here, and remembered, so that
+            // its retransmissions (the same flow, so the same queue) are
+            // not counted again; not timed (the start is the other's).
+            *slot = SetupSlot {
+                key,
+                started: 0,
+                answered: true,
+            };
             true
         };
         if first {

@@ -1181,6 +1181,29 @@ fn while_the_shields_are_up_a_spoofed_request_costs_no_route_lookup() {
 }
 
 #[test]
+fn a_final_answer_arriving_on_another_worker_is_counted_once_however_often_it_comes() {
+    // Two workers of one edge (one secret): the INVITE leaves from the
+    // first, its 200 and the 200's retransmissions come in on the second.
+    let mut first = Lab::new();
+    let mut second = Lab::new();
+    let (r, sent) = first.send(CALLER, &invite("442071234567", "xq", "z9hG4bKxq"));
+    assert_eq!(r, Ok(()));
+    second.now = first.now;
+    for _ in 0..3 {
+        let (r, back) = second.respond(&sent[0], "200 OK", "uas", true);
+        assert_eq!(r, Ok(()));
+        assert_eq!(back.len(), 1, "relayed to the caller every time");
+    }
+    let (r, _) = second.respond(&sent[0], "486 Busy Here", "uas", true);
+    assert_eq!(r, Ok(()));
+    let s = second.proxy.snapshot();
+    assert_eq!((s.calls_answered, s.calls_failed), (1, 0));
+    assert_eq!(s.setup_us.len(), 0, "timed only where the INVITE left");
+    let s = first.proxy.snapshot();
+    assert_eq!((s.invites_forwarded, s.calls_answered), (1, 0));
+}
+
+#[test]
 fn an_ack_echoing_our_tag_from_another_address_proves_nothing() {
     let mut lab = Lab::new();
     let (_, sent) = lab.send(ATTACKER, &invite("3312345", "tag-1", "z9hG4bKt1"));
