@@ -47,6 +47,9 @@ pub struct DemoOptions {
     /// Keep the lab's files (configuration, route table, reports) here
     /// instead of a temporary directory.
     pub keep: Option<PathBuf>,
+    /// AF_XDP workers: one per queue of the edge's veth, each pinned (1 to
+    /// 8); the veth spreads flows over its queues as a NIC's RSS does.
+    pub workers: u32,
 }
 
 impl Default for DemoOptions {
@@ -58,6 +61,7 @@ impl Default for DemoOptions {
             prefixes: 10_000,
             json: None,
             keep: None,
+            workers: 1,
         }
     }
 }
@@ -96,6 +100,21 @@ pub struct DemoReport {
     pub reflected: u64,
     /// Emergency calls from a fresh caller during the flood.
     pub emergency: EmergencyCallsReport,
+    /// What each worker received and forwarded (its queue's share).
+    pub workers: Vec<WorkerLine>,
+}
+
+/// One worker's share of the traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerLine {
+    /// Worker index.
+    pub id: usize,
+    /// The NIC queue it serves.
+    pub queue: Option<u32>,
+    /// Datagrams it received.
+    pub received: u64,
+    /// Requests and responses it forwarded.
+    pub forwarded: u64,
 }
 
 /// Emergency calls placed during the flood from a caller address the edge
@@ -445,7 +464,7 @@ pub fn run(args: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     // Declared before the lab and the processes, so that on any way out
     // they are stopped and removed before the folder holding their files.
     let (_tmp, dir) = demo_dir(args.keep.as_deref())?;
-    let lab = build_lab()?;
+    let lab = build_lab(args.workers.clamp(1, 8))?;
     let attacker = lab.attacker.as_ref().expect("the lab has an attacker");
     let mut procs = LoadgenProcesses::new(loadgen, &dir);
     start_upstreams(&mut procs, &lab, seconds)?;
@@ -529,14 +548,17 @@ fn demo_dir(keep: Option<&Path>) -> Result<(Option<TempDir>, PathBuf)> {
 }
 
 /// The demo's lab: 41 caller addresses (40 for the ordinary calls, one for
-/// the emergency calls), two upstreams and an attacker.
-fn build_lab() -> Result<Lab> {
-    eprintln!("building the lab: callers, attacker, edge, two upstreams (198.18.0.0/24) ...");
+/// the emergency calls), two upstreams and an attacker; the edge's veth
+/// has `queues` queues (one AF_XDP worker each).
+fn build_lab(queues: u32) -> Result<Lab> {
+    eprintln!(
+        "building the lab: callers, attacker, edge ({queues} queue(s)), two upstreams (198.18.0.0/24) ..."
+    );
     Lab::build(&LabSpec {
         caller_addrs: CALLER_ADDRS + 1,
         upstreams: 2,
         attacker: true,
-        edge_queues: 1,
+        edge_queues: queues,
     })
     .context("building the lab's namespaces")
 }
@@ -974,6 +996,16 @@ impl DemoReport {
             bans: before_or_final_bans(s),
             reflected,
             emergency,
+            workers: s
+                .workers
+                .iter()
+                .map(|w| WorkerLine {
+                    id: w.id,
+                    queue: w.queue,
+                    received: w.received,
+                    forwarded: w.forwarded_requests + w.forwarded_responses,
+                })
+                .collect(),
         }
     }
 }
@@ -1101,6 +1133,16 @@ pub fn render(r: &DemoReport) -> String {
         let _ = writeln!(o, "  {k:<width$} {v:>10}");
     }
     let _ = writeln!(o, "reached the workers (AF_XDP): {}", r.xdp_redirected);
+    if r.workers.len() > 1 {
+        for w in &r.workers {
+            let queue = w.queue.map_or("-".into(), |q| q.to_string());
+            let _ = writeln!(
+                o,
+                "  worker {} (queue {queue}): received {}, forwarded {}",
+                w.id, w.received, w.forwarded
+            );
+        }
+    }
     let _ = writeln!(o, "  dropped there, by reason: {:?}", r.worker_drops);
     let _ = writeln!(o, "  answered locally, by code: {:?}", r.worker_answers);
     let _ = writeln!(

@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// --prefixes do not apply.
     #[arg(long, value_name = "N")]
     pub fleet: Option<usize>,
+    /// AF_XDP workers, one per queue of the edge's veth, each pinned (1 to
+    /// 8; the veth spreads flows over its queues as a NIC's RSS does).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub workers: u32,
 }
 
 /// Runs the demo until it ends or SIGINT/SIGTERM, then prints the report.
@@ -67,6 +71,7 @@ pub fn main(args: &DemoArgs) -> Result<()> {
         prefixes: args.prefixes,
         json: args.json.clone(),
         keep: args.keep.clone(),
+        workers: args.workers,
     };
     let report = demo::run(&options, stop)?;
     print!("{}", demo::render(&report));

@@ -1,4 +1,5 @@
-//! `dce-edge demo`, short: it builds the lab, runs calls and every attack,
+//! `dce-edge demo`, short, with one AF_XDP worker and with two on a
+//! two-queue veth: it builds the lab, runs calls and every attack,
 //! writes its report, and leaves nothing behind. The assertions are about
 //! what happened, not how fast: the scanners find nothing and are dropped
 //! in XDP (not banned: their sources never proved their addresses), the
@@ -26,6 +27,29 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
     if !privileged_or_skip("the_demo_sheds_every_attack_completes_calls_and_cleans_up") {
         return;
     }
+    let r = run_demo(1);
+    assert!(r["workers"].as_array().unwrap().len() == 1, "{r}");
+}
+
+#[test]
+fn the_demo_runs_with_two_afxdp_workers_and_both_carry_calls() {
+    if !privileged_or_skip("the_demo_runs_with_two_afxdp_workers_and_both_carry_calls") {
+        return;
+    }
+    let r = run_demo(2);
+    // Two queues, one pinned worker each; the veth spreads the 40 caller
+    // addresses' flows over both, as RSS would.
+    let workers = r["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{r}");
+    for w in workers {
+        assert!(w["received"].as_u64().unwrap() > 0, "{r}");
+        assert!(w["forwarded"].as_u64().unwrap() > 0, "{r}");
+    }
+}
+
+/// Runs a short demo with `workers` AF_XDP workers, checks what every run
+/// must show (below) and returns its JSON report.
+fn run_demo(workers: u32) -> serde_json::Value {
     let edge = workspace_binary("dce-edge");
     let _ = workspace_binary("dce-loadgen");
     let dir = TempDir::new("demo").unwrap();
@@ -39,6 +63,8 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
             "100",
             "--flood-pps",
             "5000",
+            "--workers",
+            &workers.to_string(),
             "--json",
         ])
         .arg(&report_path)
@@ -123,4 +149,5 @@ fn the_demo_sheds_every_attack_completes_calls_and_cleans_up() {
         .filter(|n| n.contains(&marker))
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    r
 }
