@@ -7,9 +7,12 @@
 //!
 //! When the rate falls short, the verdict says whose limit it was: the
 //! generator's (its pacer started calls late, or its busiest thread was
-//! saturated) or, when the generator had room, the system under test's (a
-//! caller with a limit of calls in progress, such as SIPp's, stops starting
-//! calls while they wait for answers).
+//! saturated), or, when its pacer kept its schedule, the system under
+//! test's (a caller with a limit of calls in progress, such as SIPp's, stops
+//! starting calls while they wait for answers). A generator that shows no
+//! pacer figure (SIPp) cannot be cleared by its CPU alone: one waiting for
+//! a core on a loaded box is not busy either, so the verdict says the cause
+//! is not known.
 
 use std::fmt;
 
@@ -48,14 +51,31 @@ impl GeneratorLoad {
             ));
         }
         if let Some(b) = self.busy.filter(|&b| b > SATURATION) {
-            why.push(format!("its busiest thread used {:.0}% of a core", b * 100.0));
+            why.push(format!(
+                "its busiest thread used {:.0}% of a core",
+                b * 100.0
+            ));
         }
         (!why.is_empty()).then(|| why.join(" and "))
     }
 
-    /// True when neither figure is known.
-    fn unknown(&self) -> bool {
-        self.busy.is_none() && self.pacing_lag_us.is_none()
+    /// Why the starts fell short when the generator's figures do not say
+    /// it was behind: only a pacer that kept its schedule clears the
+    /// generator; CPU alone cannot, since a generator waiting for a core
+    /// (a loaded box) is not busy either.
+    fn not_behind(&self) -> String {
+        match (self.pacing_lag_us, self.busy) {
+            (Some(lag), busy) => format!(
+                "the generator kept its schedule (pacer at most {:.1} ms late{}), so calls waiting on the system under test held the starts back",
+                lag as f64 / 1000.0,
+                busy.map_or(String::new(), |b| format!(", busiest thread {:.0}% of a core", b * 100.0))
+            ),
+            (None, Some(b)) => format!(
+                "the generator used {:.0}% of a core and reports no pacing lag of its own, so whether calls waiting on the system under test or the generator waiting for a core held the starts back is not known",
+                b * 100.0
+            ),
+            (None, None) => "the generator reports no figures of its own load, so whose limit this is is not known".to_string(),
+        }
     }
 }
 
@@ -116,8 +136,9 @@ pub enum Outcome {
     /// the generator keeping up: the system under test did not hold.
     FailedByErrors,
     /// Calls were started below 97% of the offered rate while the
-    /// generator says it had room (or cannot say): calls waiting on the
-    /// system under test held the starts back.
+    /// generator's figures do not show it behind: its pacer kept its
+    /// schedule (calls waiting on the system under test held the starts
+    /// back), or it has no pacer figure and the cause is not known.
     FailedByRate,
     /// Calls were started below 97% of the offered rate and the generator's
     /// own figures say it fell behind: the step measured the generator, not
@@ -213,12 +234,7 @@ pub fn judge(s: &StepFacts, l: &Limits) -> StepVerdict {
                 Outcome::GeneratorBound
             }
             None => {
-                let whose = if s.generator.unknown() {
-                    "the generator reports no figures of its own load, so whose limit this is is not known"
-                } else {
-                    "the generator had room, so calls waiting on the system under test held the starts back"
-                };
-                reasons.push(format!("{rate}: {whose}"));
+                reasons.push(format!("{rate}: {}", s.generator.not_behind()));
                 if errors.is_empty() {
                     Outcome::FailedByRate
                 } else {
@@ -299,9 +315,9 @@ mod tests {
 
     #[test]
     fn a_step_without_failures_started_too_slowly_does_not_hold() {
-        // The bench's "400,000 cps held" step: every call completed, but
-        // they were started at 88,000 cps. The generator had room here, so
-        // the shortfall is the system under test's.
+        // Like the bench's "400,000 cps held" step: every call completed,
+        // but they were started at 88,000 cps. Here the generator's pacer
+        // kept its schedule, so the shortfall is the system under test's.
         let v = judge(&step(400_000.0, 88_000.0), &limits());
         assert_eq!(v.outcome, Outcome::FailedByRate);
         assert!(!v.held());
@@ -343,6 +359,18 @@ mod tests {
         s.generator.busy = Some(0.99);
         s.failed_ratio = 0.05;
         assert_eq!(judge(&s, &limits()).outcome, Outcome::FailedByErrors);
+    }
+
+    #[test]
+    fn a_generator_with_room_but_no_pacer_figure_does_not_blame_anyone() {
+        // SIPp: its CPU is known, its pacing is not; on a loaded box a
+        // generator waiting for a core is not busy either.
+        let mut s = step(4_000.0, 3_848.0);
+        s.generator.pacing_lag_us = None;
+        let v = judge(&s, &limits());
+        assert_eq!(v.outcome, Outcome::FailedByRate);
+        assert!(v.reasons[0].contains("40% of a core"), "{v}");
+        assert!(v.reasons[0].contains("is not known"), "{v}");
     }
 
     #[test]
