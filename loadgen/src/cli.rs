@@ -447,6 +447,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let mut f = attack::FloodConfig::new(iface, cfg.uac.target);
                     f.spoof = attack::Ipv4Net::parse(&a.flood_spoof)
                         .map_err(|e| anyhow::anyhow!("--flood-spoof: {e}"))?;
+                    // Refused here, before any call is placed, rather than
+                    // by the flood thread once the search may have begun.
+                    attack::check_destination(cfg.uac.target.ip())?;
+                    attack::check_interface(iface)?;
+                    if !f.spoof.in_lab() {
+                        return Err(attack::Refusal::SpoofRange(f.spoof.to_string()).into());
+                    }
                     let longest = Duration::from_secs(4 * 3600);
                     f.bounds = attack::Bounds {
                         count: pps.saturating_mul(longest.as_secs()).max(1),
