@@ -1,5 +1,6 @@
 //! Capacity search: offer rising call rates until the pass criterion breaks
-//! (failed calls above 0.1% or p99 setup above 50 ms by default), then refine
+//! (failed calls above 0.1%, p99 setup above 50 ms, or calls started below
+//! 97% of the offered rate: [`crate::held`]), then refine
 //! between the last rate that held and the first that did not, and report the
 //! highest rate that held, with every step's figures.
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::held::{self, GeneratorLoad, Limits, Outcome, StepFacts};
 use crate::report::{LatencySummary, SATURATION};
 use crate::uac::{self, Scenario, UacConfig, UacError};
 use crate::verdict::Verdict;
@@ -73,12 +75,22 @@ pub struct Step {
     pub latency: LatencySummary,
     /// Retransmissions sent.
     pub retransmissions: u64,
-    /// Did the step pass the criterion.
+    /// Did the step pass the criterion (calls went well and were started
+    /// at 97% of the offered rate or more).
     pub held: bool,
+    /// How it ended: held, failed by errors, failed by rate, or bound by
+    /// the generator.
+    pub outcome: Outcome,
+    /// Achieved over offered rate.
+    pub rate_share: f64,
     /// Why it failed, when it did.
     pub reason: Option<String>,
     /// Busiest generator thread (fraction of a core).
     pub generator_peak_busy: f64,
+    /// The latest call start against the pacer's schedule, microseconds.
+    pub pacing_lag_us: u64,
+    /// Generator CPU (all its threads) per completed call, microseconds.
+    pub generator_us_per_call: Option<f64>,
     /// The step report's warnings.
     pub warnings: Vec<String>,
 }
@@ -123,35 +135,42 @@ pub fn run_step(cfg: &CapacityConfig, cps: f64, stop: &AtomicBool) -> Result<Ste
     u.max_calls = u64::MAX;
     let r = uac::run(&u, stop)?;
     let latency = step_latency(&r, u.scenario);
-    let p99_limit = cfg.max_p99.as_micros() as u64;
-    let reason = if r.started == 0 {
-        Some("no call started".to_string())
-    } else if r.failed_ratio > cfg.max_failed_ratio {
-        Some(format!(
-            "{:.3}% of calls failed (limit {:.3}%)",
-            r.failed_ratio * 100.0,
-            cfg.max_failed_ratio * 100.0
-        ))
-    } else if latency.p99_us > p99_limit {
-        Some(format!(
-            "p99 {:.1} ms above {:.1} ms",
-            latency.p99_us as f64 / 1000.0,
-            p99_limit as f64 / 1000.0
-        ))
-    } else {
-        None
+    let generator_peak_busy = r.threads.iter().map(|t| t.peak_busy).fold(0.0, f64::max);
+    let pacing_lag_us = r.latency_us.get("start_lag").map_or(0, |l| l.max_us);
+    let facts = StepFacts {
+        offered_cps: cps,
+        achieved_cps: r.achieved_cps,
+        started: r.started,
+        failed_ratio: r.failed_ratio,
+        p99_us: Some(latency.p99_us),
+        retransmitted_ratio: None,
+        generator: GeneratorLoad {
+            busy: Some(generator_peak_busy),
+            pacing_lag_us: Some(pacing_lag_us),
+        },
     };
+    let limits = Limits {
+        max_p99_us: Some(cfg.max_p99.as_micros() as u64),
+        ..Limits::new(cfg.max_failed_ratio)
+    };
+    let verdict = held::judge(&facts, &limits);
+    let cpu_s: f64 = r.threads.iter().map(|t| t.cpu_s).sum();
+    let completed = r.outcomes.completed;
     Ok(Step {
         offered_cps: cps,
         achieved_cps: r.achieved_cps,
         started: r.started,
-        completed: r.outcomes.completed,
+        completed,
         failed_ratio: r.failed_ratio,
         latency,
         retransmissions: r.retransmissions.invite + r.retransmissions.non_invite,
-        held: reason.is_none(),
-        reason,
-        generator_peak_busy: r.threads.iter().map(|t| t.peak_busy).fold(0.0, f64::max),
+        held: verdict.held(),
+        outcome: verdict.outcome,
+        rate_share: verdict.rate_share,
+        reason: (!verdict.held()).then(|| verdict.to_string()),
+        generator_peak_busy,
+        pacing_lag_us,
+        generator_us_per_call: (completed > 0).then(|| cpu_s * 1e6 / completed as f64),
         warnings: r.warnings,
     })
 }
@@ -217,16 +236,17 @@ pub fn search(
             }
         }
     }
-    let generator_limited = steps
-        .iter()
-        .any(|s| !s.held && s.generator_peak_busy > SATURATION);
+    let generator_limited = steps.iter().any(|s| {
+        s.outcome == Outcome::GeneratorBound || (!s.held && s.generator_peak_busy > SATURATION)
+    });
     Ok(CapacityReport {
         target: cfg.uac.target.to_string(),
         scenario: cfg.uac.scenario.name().into(),
         criterion: format!(
-            "failed calls <= {:.3}% and p99 latency <= {} ms",
+            "failed calls <= {:.3}%, p99 latency <= {} ms, calls started at >= {:.0}% of the offered rate",
             cfg.max_failed_ratio * 100.0,
-            cfg.max_p99.as_millis()
+            cfg.max_p99.as_millis(),
+            held::MIN_RATE_SHARE * 100.0
         ),
         steps,
         highest_held_cps: good,
@@ -253,9 +273,10 @@ impl fmt::Display for CapacityReport {
         writeln!(f, "  criterion: {}", self.criterion)?;
         writeln!(
             f,
-            "  {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6}  result",
+            "  {:>10} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>8} {:>10}  result",
             "offered",
             "achieved",
+            "ach%",
             "started",
             "failed%",
             "p50 ms",
@@ -263,15 +284,18 @@ impl fmt::Display for CapacityReport {
             "p99 ms",
             "p99.9 ms",
             "retx",
-            "gen%"
+            "gen%",
+            "lag ms",
+            "gen us/call"
         )?;
         let ms = |us: u64| us as f64 / 1000.0;
         for s in &self.steps {
             writeln!(
                 f,
-                "  {:>10.0} {:>10.0} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>6.0}  {}",
+                "  {:>10.0} {:>10.0} {:>6.1} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>6.0} {:>8.1} {:>10}  {}",
                 s.offered_cps,
                 s.achieved_cps,
+                s.rate_share * 100.0,
                 s.started,
                 s.failed_ratio * 100.0,
                 ms(s.latency.p50_us),
@@ -280,6 +304,9 @@ impl fmt::Display for CapacityReport {
                 ms(s.latency.p999_us),
                 s.retransmissions,
                 s.generator_peak_busy * 100.0,
+                ms(s.pacing_lag_us),
+                s.generator_us_per_call
+                    .map_or("-".to_string(), |u| format!("{u:.1}")),
                 s.reason.as_deref().unwrap_or("held")
             )?;
         }
@@ -293,7 +320,7 @@ impl fmt::Display for CapacityReport {
         if self.generator_limited {
             writeln!(
                 f,
-                "  WARNING: a generator thread was above {:.0}% of a core in a failing step: the limit may be the generator's; add threads or cores",
+                "  WARNING: the generator fell behind in a failing step (its pacer started calls late, or a thread was above {:.0}% of a core): the limit found may be the generator's; add threads or cores",
                 SATURATION * 100.0
             )?;
         }

@@ -317,6 +317,19 @@ struct CapacityArgs {
     /// Compare the result with this hardware profile's CPS band.
     #[arg(long)]
     profile: Option<String>,
+    /// Run a spoofed INVITE flood at this many packets per second for the
+    /// whole search, and check the profile's flood fields (`flood_pps`,
+    /// `flood_legit_success_pct`) as well as its CPS band. Lab only: raw
+    /// frames on `--flood-iface`, sources spoofed from `--flood-spoof`.
+    #[arg(long, value_name = "PPS", requires_all = ["profile", "flood_iface"])]
+    with_flood: Option<u64>,
+    /// Interface to send the flood's raw frames on (inside a lab namespace;
+    /// the host's default-route interface is refused).
+    #[arg(long, value_name = "IF")]
+    flood_iface: Option<String>,
+    /// Spoofed source prefix of the flood (inside 198.18.0.0/15).
+    #[arg(long, default_value = "198.18.128.0/17")]
+    flood_spoof: String,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -426,24 +439,94 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(p) => Some(crate::verdict::band(p)?),
                 None => None,
             };
-            let mut r = capacity::search(&cfg, &stop, |s| {
+            // The flood runs for the whole search, stopped when it ends;
+            // its bounds cover the longest search this run can make.
+            let flood_stop = Arc::new(AtomicBool::new(false));
+            let flood = match (a.with_flood, &a.flood_iface) {
+                (Some(pps), Some(iface)) => {
+                    let mut f = attack::FloodConfig::new(iface, cfg.uac.target);
+                    f.spoof = attack::Ipv4Net::parse(&a.flood_spoof)
+                        .map_err(|e| anyhow::anyhow!("--flood-spoof: {e}"))?;
+                    // Refused here, before any call is placed, rather than
+                    // by the flood thread once the search may have begun.
+                    attack::check_destination(cfg.uac.target.ip())?;
+                    attack::check_interface(iface)?;
+                    if !f.spoof.in_lab() {
+                        return Err(attack::Refusal::SpoofRange(f.spoof.to_string()).into());
+                    }
+                    let longest = Duration::from_secs(4 * 3600);
+                    f.bounds = attack::Bounds {
+                        count: pps.saturating_mul(longest.as_secs()).max(1),
+                        duration: longest,
+                        pps: pps as f64,
+                    };
+                    let flood_stop = Arc::clone(&flood_stop);
+                    let h = std::thread::Builder::new()
+                        .name("flood".into())
+                        .spawn(move || attack::flood(&f, &flood_stop))
+                        .context("cannot start the flood thread")?;
+                    // Let the flood reach its rate before the first step.
+                    std::thread::sleep(Duration::from_millis(500));
+                    if h.is_finished() {
+                        let r = h
+                            .join()
+                            .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?;
+                        bail!(
+                            "the flood ended before the search began: {}",
+                            match r {
+                                Ok(r) => format!("{} sent", r.sent),
+                                Err(e) => e.to_string(),
+                            }
+                        );
+                    }
+                    Some((pps, h))
+                }
+                _ => None,
+            };
+            let searched = capacity::search(&cfg, &stop, |s| {
                 if show {
                     eprintln!(
-                        "step {:>8.0} cps: started {}, failed {:.3}%, p99 {:.3} ms, generator {:.0}% -> {}",
+                        "step {:>8.0} cps: achieved {:.0} cps ({:.1}%), started {}, failed {:.3}%, p99 {:.3} ms, generator {:.0}%, {} us CPU/call -> {}",
                         s.offered_cps,
+                        s.achieved_cps,
+                        s.rate_share * 100.0,
                         s.started,
                         s.failed_ratio * 100.0,
                         s.latency.p99_us as f64 / 1000.0,
                         s.generator_peak_busy * 100.0,
+                        s.generator_us_per_call.map_or("-".to_string(), |u| format!("{u:.1}")),
                         s.reason.as_deref().unwrap_or("held")
                     );
                 }
-            })?;
+            });
+            flood_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let flood_run = match flood {
+                Some((pps, h)) => {
+                    let fr = h
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?
+                        .context("the flood")?;
+                    eprintln!(
+                        "flood: {} frames sent ({} failed) in {:.1} s, {:.0} pps (asked {pps})",
+                        fr.sent, fr.send_failed, fr.elapsed_s, fr.pps
+                    );
+                    Some(crate::verdict::FloodRun {
+                        offered_pps: pps,
+                        achieved_pps: fr.pps,
+                        sent: fr.sent,
+                        send_failed: fr.send_failed,
+                    })
+                }
+                None => None,
+            };
+            let mut r = searched?;
             if let (Some(name), Some(band)) = (&a.profile, band) {
+                let flood = flood_run.map(|f| crate::verdict::flood_verdict(&band, f, &r.steps));
                 r.profile = Some(crate::verdict::verdict(
                     name,
                     &band,
                     r.highest_held_cps.unwrap_or(0.0),
+                    flood,
                 ));
             }
             print!("{r}");

@@ -12,6 +12,7 @@ pub mod attack;
 pub mod capacity;
 pub mod cli;
 pub mod digest;
+pub mod held;
 pub mod msg;
 pub mod msgbuf;
 pub mod numbers;

@@ -280,8 +280,16 @@ mod tests {
             },
             retransmissions: 0,
             held,
+            outcome: if held {
+                crate::held::Outcome::Held
+            } else {
+                crate::held::Outcome::FailedByErrors
+            },
+            rate_share: 1.0,
             reason: None,
             generator_peak_busy: 0.1,
+            pacing_lag_us: 0,
+            generator_us_per_call: None,
             warnings: vec![],
         }
     }

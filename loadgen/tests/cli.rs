@@ -62,3 +62,40 @@ fn a_bad_number_pattern_is_refused_with_the_reason() {
     assert_eq!(code, 1);
     assert!(err.contains("above its end"), "{err}");
 }
+
+#[test]
+fn capacity_with_a_flood_needs_a_profile_and_an_interface() {
+    // The flood is checked against a profile's flood fields and sent as
+    // raw frames on a lab interface: neither may be left to a guess.
+    let (code, _, err) = loadgen(&[
+        "capacity",
+        "--target",
+        "127.0.0.1:9",
+        "--with-flood",
+        "1000",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--profile") && err.contains("--flood-iface"),
+        "{err}"
+    );
+}
+
+#[test]
+fn capacity_with_a_flood_outside_the_lab_is_refused_before_any_step() {
+    let (code, out, err) = loadgen(&[
+        "capacity",
+        "--target",
+        "192.0.2.1:5060",
+        "--profile",
+        "lab",
+        "--with-flood",
+        "1000",
+        "--flood-iface",
+        "lo",
+        "--quiet",
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("198.18.0.0/15"), "{err}");
+    assert!(!out.contains("highest rate"), "{out}");
+}

@@ -41,7 +41,10 @@
 //! `DCE_BENCH_KEEP=DIR` (keep configurations and logs there),
 //! `DCE_BENCH_LAB_PROFILE=1` (instead of the comparison, run
 //! `dce-loadgen capacity --profile lab` against the AF_XDP edge: issue 7's
-//! lab band).
+//! lab band), `DCE_BENCH_FLOOD_PPS` (with `DCE_BENCH_LAB_PROFILE`: also run
+//! a spoofed INVITE flood at this rate from the callers' interface for the
+//! whole search, `--with-flood`, which checks the profile's flood fields;
+//! default none).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -1189,6 +1192,32 @@ fn lab_band(plan: &Plan, stop: &AtomicBool) -> Result<()> {
     for a in &ctx.lab.callers.addrs {
         args.push("--local-addr".into());
         args.push(a.to_string());
+    }
+    if plan.quick {
+        // A smoke run: the quick plan's short steps instead of the
+        // command's 10 s ones.
+        args.extend([
+            "--step-duration".into(),
+            plan.step.as_secs_f64().to_string(),
+            "--start-cps".into(),
+            plan.start_cps.to_string(),
+            "--growth".into(),
+            plan.growth.to_string(),
+            "--refine".into(),
+            plan.refine.to_string(),
+        ]);
+    }
+    if let Some(pps) = std::env::var("DCE_BENCH_FLOOD_PPS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&p| p > 0)
+    {
+        args.extend([
+            "--with-flood".into(),
+            pps.to_string(),
+            "--flood-iface".into(),
+            ctx.lab.callers.iface.clone(),
+        ]);
     }
     args.extend([
         "--json".into(),

@@ -1,7 +1,13 @@
 //! dce-loadgen against SIPp on this box, measured the same way in the same
 //! run: the highest call rate each tool's callers and servers sustain against
-//! each other on 127.0.0.1 (failed calls < 0.1%), and the CPU each used
-//! (from /proc/PID/stat deltas), so calls per CPU-second can be compared.
+//! each other on 127.0.0.1 (failed calls < 0.1% **and** calls started at
+//! 97% of the offered rate or more: `loadgen::held`, the rule the capacity
+//! search uses), and the CPU each used (from /proc/PID/stat deltas), so
+//! calls per CPU-second can be compared. A step whose calls all completed
+//! but were started at a fraction of the offered rate measured that
+//! fraction: it does not hold, and the line says whether the callers' own
+//! figures (dce-loadgen's pacer lag and busiest thread; SIPp's CPU) show
+//! that they fell behind.
 //!
 //! Both tools run as two processes, callers pinned to core 0 and servers to
 //! core 1 (`taskset`). SIPp runs its built-in `uac` scenario against a UAS
@@ -20,6 +26,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use lab::netns::ChildGuard;
+use loadgen::held::{self, GeneratorLoad, Limits, StepFacts, StepVerdict};
 
 const ROLE: &str = "DCE_LOADGEN_BENCH_ROLE";
 const UAC_CORE: &str = "0";
@@ -58,7 +65,7 @@ fn main() {
     let sources = env_f64("DCE_BENCH_SOURCES", 32.0) as usize;
     let load_before = loadavg();
     println!(
-        "loadgen_vs_sipp: steps of {:.0} s from {:.0} cps (x{} up, {} refinements), pass = failed < 0.1%; load average before: {load_before}",
+        "loadgen_vs_sipp: steps of {:.0} s from {:.0} cps (x{} up, {} refinements), pass = failed < 0.1% and started at >= 97% of the offered rate; load average before: {load_before}",
         plan.step.as_secs_f64(),
         plan.start,
         plan.growth,
@@ -81,9 +88,10 @@ fn main() {
         loadavg()
     );
     println!(
-        "  {:<12} {:>10} {:>10} {:>9} {:>10} {:>10} {:>11} {:>14}",
+        "  {:<12} {:>10} {:>12} {:>10} {:>9} {:>10} {:>10} {:>11} {:>14}",
         "tool",
         "held cps",
+        "achieved cps",
         "completed",
         "failed%",
         "uac cpu s",
@@ -94,9 +102,10 @@ fn main() {
     for (name, best) in [("dce-loadgen", &dce), ("sipp", &sipp)] {
         match best {
             Some(s) => println!(
-                "  {:<12} {:>10.0} {:>10} {:>9.3} {:>10.2} {:>10.2} {:>11.2} {:>14.0}",
+                "  {:<12} {:>10.0} {:>12.0} {:>10} {:>9.3} {:>10.2} {:>10.2} {:>11.2} {:>14.0}",
                 name,
                 s.offered,
+                s.achieved,
                 s.completed,
                 s.failed_ratio() * 100.0,
                 s.uac_cpu_s,
@@ -127,6 +136,10 @@ struct Plan {
 #[derive(Debug, Clone)]
 struct StepResult {
     offered: f64,
+    /// Calls per second really started.
+    achieved: f64,
+    /// The callers' own load, as far as the tool shows it.
+    generator: GeneratorLoad,
     started: u64,
     completed: u64,
     wall_s: f64,
@@ -142,8 +155,24 @@ impl StepResult {
             (self.started - self.completed.min(self.started)) as f64 / self.started as f64
         }
     }
+    /// The shared rule: failed < 0.1% and started at >= 97% of the offered
+    /// rate.
+    fn verdict(&self) -> StepVerdict {
+        held::judge(
+            &StepFacts {
+                offered_cps: self.offered,
+                achieved_cps: self.achieved,
+                started: self.started,
+                failed_ratio: self.failed_ratio(),
+                p99_us: None,
+                retransmitted_ratio: None,
+                generator: self.generator,
+            },
+            &Limits::new(0.001),
+        )
+    }
     fn held(&self) -> bool {
-        self.started > 0 && self.failed_ratio() < 0.001
+        self.verdict().held()
     }
     fn cores_busy(&self) -> f64 {
         (self.uac_cpu_s + self.uas_cpu_s) / self.wall_s.max(1e-9)
@@ -166,8 +195,9 @@ fn search(
         let r = step(cps, port);
         match &r {
             Some(s) => println!(
-                "  {tool:<12} {:>8.0} cps: started {:>8} completed {:>8} failed {:>7.3}%  uac {:>6.2} s  uas {:>6.2} s  cores {:>4.2}  calls/cpu-s {:>7.0}  {}",
+                "  {tool:<12} {:>8.0} cps: achieved {:>8.0} cps  started {:>8} completed {:>8} failed {:>7.3}%  uac {:>6.2} s  uas {:>6.2} s  cores {:>4.2}  calls/cpu-s {:>7.0}  us CPU/call {:>6.1}  {}",
                 cps,
+                s.achieved,
                 s.started,
                 s.completed,
                 s.failed_ratio() * 100.0,
@@ -175,7 +205,8 @@ fn search(
                 s.uas_cpu_s,
                 s.cores_busy(),
                 s.calls_per_cpu_second(),
-                if s.held() { "held" } else { "FAILED" }
+                1e6 / s.calls_per_cpu_second().max(1e-9),
+                s.verdict()
             ),
             None => println!("  {tool:<12} {cps:>8.0} cps: the step could not run"),
         }
@@ -305,8 +336,21 @@ fn dce_step(cps: f64, port: u16, step: Duration, sources: usize) -> Option<StepR
     let _ = uas.stop(Duration::from_secs(3));
     let json: serde_json::Value = serde_json::from_str(&reader.join().ok()?).ok()?;
     let hz = ticks_per_second();
+    let busiest = json["threads"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["peak_busy"].as_f64())
+                .fold(0.0, f64::max)
+        })
+        .unwrap_or(0.0);
     Some(StepResult {
         offered: cps,
+        achieved: json["achieved_cps"].as_f64()?,
+        generator: GeneratorLoad {
+            busy: Some(busiest),
+            pacing_lag_us: json["latency_us"]["start_lag"]["max_us"].as_u64(),
+        },
         started: json["started"].as_u64()?,
         completed: json["outcomes"]["completed"].as_u64()?,
         wall_s: wall,
@@ -427,12 +471,24 @@ fn sipp_step(cps: f64, port: u16, step: Duration, dir: &std::path::Path) -> Opti
         last.get(i)?.trim().parse().ok()
     };
     let hz = ticks_per_second();
+    let started = col("OutgoingCall(C)")?;
+    let uac_cpu_s = uac_ticks as f64 / hz;
     Some(StepResult {
         offered: cps,
-        started: col("OutgoingCall(C)")?,
+        // The time SIPp took to start the calls asked for, from its
+        // statistics file; when it never started them all, its calls over
+        // the whole run (lower still).
+        achieved: lab::sipp::start_rate(&stat, calls).unwrap_or(started as f64 / wall.max(1e-9)),
+        // SIPp shows no pacer lag; its caller is one thread, so its
+        // average CPU over the run is its busiest thread's.
+        generator: GeneratorLoad {
+            busy: Some(uac_cpu_s / wall.max(1e-9)),
+            pacing_lag_us: None,
+        },
+        started,
         completed: col("SuccessfulCall(C)")?,
         wall_s: wall,
-        uac_cpu_s: uac_ticks as f64 / hz,
+        uac_cpu_s,
         uas_cpu_s: after.saturating_sub(before) as f64 / hz,
     })
 }

@@ -292,7 +292,7 @@ fn sipp_epoch(text: &str) -> Option<f64> {
 /// Calls over the time SIPp took to start `calls` of them, from its
 /// `-trace_stat` file (a line a second): the time where the cumulative
 /// outgoing calls reach `calls`, interpolated between the lines around it.
-fn start_rate(path: &Path, calls: u64) -> Option<f64> {
+pub fn start_rate(path: &Path, calls: u64) -> Option<f64> {
     start_rate_of(&std::fs::read_to_string(path).ok()?, calls)
 }
 

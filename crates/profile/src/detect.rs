@@ -95,6 +95,9 @@ pub struct ProfileMatch {
     pub score: u32,
     /// Every criterion, met or not.
     pub criteria: Vec<Criterion>,
+    /// The profile's band and what its target rests on
+    /// ([`crate::Band::basis_line`]).
+    pub band: String,
     #[serde(skip)]
     rank: (u32, u32, u32),
 }
@@ -162,6 +165,7 @@ pub fn score(host: &HostFacts, iface: &Interface, profile: &Profile) -> ProfileM
         interface: iface.name.clone(),
         score,
         criteria,
+        band: profile.band().basis_line(),
         rank: (score, hw.cores, hw.link_speed_mbps),
     }
 }
@@ -453,6 +457,7 @@ pub fn render(d: &Detection) -> String {
                     ""
                 }
             );
+            let _ = writeln!(out, "  band: {}", m.band);
             for c in &m.criteria {
                 let tag = match c.met {
                     Met::Yes => "match",

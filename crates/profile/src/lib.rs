@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 
 pub use cpus::CpuSet;
 pub use schema::{
-    parse, AfXdpMode, Band, CpsRange, DefaultRateLimits, Hardware, HostTuning, Profile,
-    RuntimeDefaults, TargetBasis, TokenBucket, XdpMode, GUIDE_CPS, GUIDE_SETUP_LATENCY_MS,
+    parse, AfXdpMode, Band, CapacityModel, CpsRange, DefaultRateLimits, Hardware, HostTuning,
+    Measurement, Profile, RuntimeDefaults, TargetBasis, TokenBucket, XdpMode, GUIDE_CPS,
+    GUIDE_SETUP_LATENCY_MS, TIER_SPLIT,
 };
 
 use config::{ConfigError, SourceFile};
@@ -208,8 +209,13 @@ mod tests {
         let band = lab.band();
         assert_eq!(band.target_cps, 15_000);
         assert_eq!(band.target_cps, 3 * band.guide_cps.max);
-        assert_eq!(band.target_basis, TargetBasis::Measurement);
+        assert_eq!(band.target_basis, TargetBasis::Measured);
         assert!(band.is_confirmed());
+        let m = band.measurement.as_ref().unwrap();
+        assert_eq!(
+            (m.cps, m.on.as_str(), m.flood_pps),
+            (15_217, "2026-11-25", 0)
+        );
         assert!(band.measured_cps >= Some(band.target_cps));
         assert_eq!(
             band.setup_latency_slo(),
@@ -228,17 +234,164 @@ mod tests {
     }
 
     #[test]
-    fn guide_tiers_are_at_least_three_times_the_guide() {
+    fn every_band_states_the_guide_figure_and_that_the_split_is_ours() {
         for p in list().unwrap() {
             let b = p.band();
-            assert!(
-                b.target_cps >= 3 * b.guide_cps.max,
-                "{}: target {} below 3 x guide {}",
-                p.name(),
-                b.target_cps,
-                b.guide_cps.max
-            );
+            assert_eq!(b.guide_range_cps, GUIDE_CPS, "{}", p.name());
+            assert_eq!(b.tier_split, TIER_SPLIT, "{}", p.name());
+            let line = b.basis_line();
+            assert!(line.contains("5000-30000"), "{line}");
+            assert!(line.contains("dce-edge's own split"), "{line}");
         }
+    }
+
+    #[test]
+    fn every_extrapolated_target_is_within_its_model() {
+        let mut extrapolated = 0;
+        for p in list().unwrap() {
+            let b = p.band();
+            if let Some(m) = &b.model {
+                extrapolated += 1;
+                assert_eq!(b.target_basis, TargetBasis::Extrapolated);
+                assert_eq!(m.workers, p.runtime().workers, "{}", p.name());
+                assert!(b.target_cps <= m.supported_cps, "{}", p.name());
+                assert!(b.basis_line().contains("extrapolated"));
+            }
+        }
+        assert_eq!(extrapolated, 4);
+        // 1,000,000 / 153 us per call per worker once a second worker
+        // runs: the large edge's 14 workers carry 91,503 CPS, not 210K.
+        let large = load("large-edge").unwrap();
+        assert_eq!(large.band().model.as_ref().unwrap().supported_cps, 91_503);
+        assert_eq!(large.band().target_cps, 91_500);
+    }
+
+    #[test]
+    fn the_model_applies_the_two_worker_efficiency_only_past_one_worker() {
+        assert_eq!(CapacityModel::compute(50.0, 100.0, 1), 20_000);
+        assert_eq!(CapacityModel::compute(50.0, 100.0, 2), 20_000);
+        assert_eq!(CapacityModel::compute(50.0, 100.0, 4), 40_000);
+    }
+
+    #[test]
+    fn a_band_without_a_basis_is_refused_at_the_band() {
+        let src = lab_with("target_basis = \"measured\"\n", "");
+        let err = refusal(&src);
+        assert!(err.reason.contains("no target_basis"), "{err}");
+        assert!(err.line > 0, "{err}");
+        assert_eq!(err.file, std::path::PathBuf::from("lab.toml"));
+    }
+
+    #[test]
+    fn the_old_guide_basis_is_refused_at_its_line() {
+        let src = lab_with("target_basis = \"measured\"", "target_basis = \"guide\"");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "target_basis"));
+        assert!(err.reason.contains("extrapolated"), "{err}");
+    }
+
+    #[test]
+    fn a_measured_basis_without_its_date_is_refused() {
+        let src = lab_with("measured_on = \"2026-11-25\"\n", "");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "target_basis"));
+        assert!(err.reason.contains("without measured_on"), "{err}");
+    }
+
+    #[test]
+    fn a_measured_basis_without_its_command_or_flood_is_refused() {
+        let cmd = lab_text()
+            .lines()
+            .find(|l| l.starts_with("command = "))
+            .unwrap()
+            .to_string();
+        let err = refusal(&lab_with(&format!("{cmd}\n"), ""));
+        assert!(err.reason.contains("without command"), "{err}");
+        let err = refusal(&lab_with("measured_flood_pps = 0\n", ""));
+        assert!(err.reason.contains("without measured_flood_pps"), "{err}");
+        let err = refusal(&lab_with("measured_cps = 15217\n", ""));
+        assert!(err.reason.contains("without measured_cps"), "{err}");
+    }
+
+    #[test]
+    fn a_measured_date_that_is_not_a_date_is_refused_at_its_line() {
+        let src = lab_with(
+            "measured_on = \"2026-11-25\"",
+            "measured_on = \"last week\"",
+        );
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "measured_on"));
+        assert!(err.reason.contains("YYYY-MM-DD"), "{err}");
+    }
+
+    #[test]
+    fn a_measured_target_above_what_held_is_refused() {
+        let src = lab_with("target_cps = 15000", "target_cps = 16000");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "target_cps"));
+        assert!(err.reason.contains("above the measured 15217"), "{err}");
+    }
+
+    fn large_text() -> &'static str {
+        BUILTIN
+            .iter()
+            .find(|(f, _)| *f == "large-edge.toml")
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn an_extrapolated_target_above_its_model_is_refused_at_its_line() {
+        let text = large_text().replacen("target_cps = 91500", "target_cps = 210000", 1);
+        let src = SourceFile::from_text("large-edge.toml", text);
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "target_cps"));
+        assert!(
+            err.reason.contains("above what its model supports")
+                && err.reason.contains("= 91503 CPS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_extrapolated_basis_without_its_model_is_refused() {
+        let model = large_text()
+            .lines()
+            .find(|l| l.starts_with("model = "))
+            .unwrap()
+            .to_string();
+        let text = large_text().replacen(&format!("{model}\n"), "", 1);
+        let src = SourceFile::from_text("large-edge.toml", text);
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "target_basis"));
+        assert!(err.reason.contains("without model"), "{err}");
+    }
+
+    #[test]
+    fn an_extrapolated_basis_with_measurement_fields_is_refused() {
+        let text = large_text().replacen(
+            "model_us_per_call = 44.0",
+            "model_us_per_call = 44.0\nmeasured_cps = 90000",
+            1,
+        );
+        let err = refusal(&SourceFile::from_text("large-edge.toml", text));
+        assert!(err.reason.contains("measured_cps is given"), "{err}");
+    }
+
+    #[test]
+    fn a_guide_figure_other_than_the_guide_is_refused() {
+        let src = lab_with("guide_cps = [5000, 30000]", "guide_cps = [5000, 100000]");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "guide_cps = "));
+        assert!(err.reason.contains("architecture guide"), "{err}");
+    }
+
+    #[test]
+    fn a_split_not_said_to_be_ours_is_refused() {
+        let src = lab_with("tier_split = \"dce-edge\"", "tier_split = \"guide\"");
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "tier_split"));
+        assert!(err.reason.contains("this project's own"), "{err}");
     }
 
     #[test]
@@ -351,21 +504,28 @@ mod tests {
         let band = parse(&src).unwrap().band().clone();
         assert_eq!(band.measured_cps, Some(16_200));
         assert!(band.is_confirmed());
+        assert!(band
+            .basis_line()
+            .contains("measured: 16200 CPS held on 2026-11-25"));
     }
 
     #[test]
-    fn no_measured_value_leaves_the_band_unconfirmed() {
+    fn a_measured_value_of_zero_is_refused() {
         let src = lab_with("measured_cps = 15217", "measured_cps = 0");
-        let band = parse(&src).unwrap().band().clone();
-        assert_eq!(band.measured_cps, None);
-        assert!(!band.is_confirmed());
+        let err = refusal(&src);
+        assert_eq!(err.line, line_of(&src, "measured_cps"));
+    }
+
+    #[test]
+    fn extrapolated_bands_are_not_confirmed() {
+        assert!(!load("medium-edge").unwrap().band().is_confirmed());
     }
 
     #[test]
     fn profiles_dir_adds_and_replaces() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let text = lab_text().replace("target_cps = 15000", "target_cps = 16000");
+        let text = lab_text().replace("target_cps = 15000", "target_cps = 15100");
         std::fs::write(dir.join("lab.toml"), &text).unwrap();
         std::fs::write(
             dir.join("lab-two.toml"),
@@ -374,7 +534,7 @@ mod tests {
         .unwrap();
         let catalog = Catalog::with_dir(&dir);
         let catalog = catalog.unwrap();
-        assert_eq!(catalog.get("lab").unwrap().band().target_cps, 16_000);
+        assert_eq!(catalog.get("lab").unwrap().band().target_cps, 15_100);
         assert!(catalog.get("lab-two").is_ok());
         assert_eq!(catalog.profiles().len(), BUILTIN.len() + 1);
     }

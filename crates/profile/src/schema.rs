@@ -203,10 +203,14 @@ pub struct HostTuning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetBasis {
-    /// The architecture guide's bands and the NIC anchors.
-    Guide,
-    /// Measurement on the box itself.
-    Measurement,
+    /// A capacity measured on a box of the tier, with its date, command and
+    /// the flood that ran during it.
+    Measured,
+    /// A model from figures measured on another box: CPU per call on one
+    /// worker, times the workers the profile gives, with the efficiency lost
+    /// from one worker to two as measured here. The target may not exceed
+    /// what the model computes.
+    Extrapolated,
 }
 
 /// Calls per second, from and to.
@@ -218,18 +222,68 @@ pub struct CpsRange {
     pub max: u32,
 }
 
+/// A capacity measured on a box of the tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Measurement {
+    /// Calls per second that held.
+    pub cps: u32,
+    /// The day it was measured (YYYY-MM-DD).
+    pub on: String,
+    /// The command that measured it.
+    pub command: String,
+    /// Flood packets per second running during the measurement (0: none).
+    pub flood_pps: u64,
+}
+
+/// The model an extrapolated target rests on: calls per second =
+/// 1,000,000 / (CPU µs per call on one worker) x workers x efficiency, the
+/// efficiency being 1 for one worker and, for more, the CPU per call of one
+/// worker over that of two as measured here (what a second worker costs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityModel {
+    /// The model in words, with where its figures come from.
+    pub text: String,
+    /// Measured CPU per call with one worker, microseconds.
+    pub us_per_call_one_worker: f64,
+    /// Measured CPU per call with two workers, microseconds.
+    pub us_per_call_two_workers: f64,
+    /// The workers (and worker cores) the profile gives.
+    pub workers: u32,
+    /// What the model computes, calls per second.
+    pub supported_cps: u32,
+}
+
+impl CapacityModel {
+    /// Calls per second the model gives `workers` workers.
+    pub fn compute(us_one: f64, us_two: f64, workers: u32) -> u32 {
+        let per_worker = 1e6 / us_one;
+        let efficiency = if workers > 1 { us_one / us_two } else { 1.0 };
+        (per_worker * f64::from(workers) * efficiency).floor() as u32
+    }
+}
+
 /// What a box of this tier must hold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Band {
-    /// The architecture guide's band for a Kamailio-class proxy on this tier.
+    /// The architecture guide's figure: a Kamailio-class proxy does
+    /// 5,000-30,000 CPS depending on hardware ([`GUIDE_CPS`]).
+    pub guide_range_cps: CpsRange,
+    /// Who split the guide's range across the tiers: this project
+    /// (`"dce-edge"`), not the guide, which gives only the whole range.
+    pub tier_split: String,
+    /// This tier's share of the guide's range, as this project splits it.
     pub guide_cps: CpsRange,
     /// Calls per second dce-edge must hold on this tier.
     pub target_cps: u32,
     /// Where `target_cps` comes from.
     pub target_basis: TargetBasis,
-    /// The capacity measured on such a box, once someone has.
+    /// The measured capacity, for a measured basis.
     pub measured_cps: Option<u32>,
-    /// The command that measures it.
+    /// The measurement, for a measured basis.
+    pub measurement: Option<Measurement>,
+    /// The model, for an extrapolated basis.
+    pub model: Option<CapacityModel>,
+    /// The command that checks a box against the band.
     pub measure_with: String,
     /// Flood packets per second the XDP tier must drop while legitimate
     /// calls still succeed.
@@ -250,6 +304,38 @@ impl Band {
     pub fn is_confirmed(&self) -> bool {
         self.measured_cps.is_some()
     }
+
+    /// The band and its basis in one line, for people: the guide's figure,
+    /// this project's split, the target and what it rests on.
+    pub fn basis_line(&self) -> String {
+        let basis = match (&self.measurement, &self.model) {
+            (Some(m), _) => format!(
+                "measured: {} CPS held on {} ({}), {}",
+                m.cps,
+                m.on,
+                m.command,
+                if m.flood_pps == 0 {
+                    "with no flood running".to_string()
+                } else {
+                    format!("with a {} pps flood running", m.flood_pps)
+                }
+            ),
+            (None, Some(m)) => format!(
+                "extrapolated: the model supports {} CPS ({})",
+                m.supported_cps, m.text
+            ),
+            (None, None) => "no basis".to_string(),
+        };
+        format!(
+            "target {} CPS; {basis}; guide: a Kamailio-class proxy does {}-{} CPS, this tier's {}-{} share of it is {}'s own split",
+            self.target_cps,
+            self.guide_range_cps.min,
+            self.guide_range_cps.max,
+            self.guide_cps.min,
+            self.guide_cps.max,
+            self.tier_split
+        )
+    }
 }
 
 // ---- The file as written, with spans for the refusals. ----
@@ -263,7 +349,7 @@ struct RawProfile {
     hardware: RawHardware,
     runtime: RawRuntime,
     tuning: RawTuning,
-    band: RawBand,
+    band: Spanned<RawBand>,
 }
 
 #[derive(Deserialize)]
@@ -328,11 +414,19 @@ struct RawTuning {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBand {
+    guide_cps: Spanned<Vec<u32>>,
+    tier_split: Spanned<String>,
     guide_cps_min: Spanned<u32>,
     guide_cps_max: Spanned<u32>,
     target_cps: Spanned<u32>,
-    target_basis: TargetBasis,
-    measured_cps: u32,
+    target_basis: Option<Spanned<TargetBasis>>,
+    measured_cps: Option<Spanned<u32>>,
+    measured_on: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
+    measured_flood_pps: Option<Spanned<u64>>,
+    model: Option<Spanned<String>>,
+    model_us_per_call: Option<Spanned<f64>>,
+    model_us_per_call_two_workers: Option<Spanned<f64>>,
     measure_with: String,
     flood_pps: Spanned<u64>,
     flood_legit_success_pct: Spanned<f64>,
@@ -344,6 +438,10 @@ pub const GUIDE_CPS: CpsRange = CpsRange {
     min: 5_000,
     max: 30_000,
 };
+
+/// Who split the guide's range across the tiers: this project, not the
+/// guide (`tier_split` must say so).
+pub const TIER_SPLIT: &str = "dce-edge";
 
 /// The guide's end-to-end call setup budget, milliseconds.
 pub const GUIDE_SETUP_LATENCY_MS: u32 = 50;
@@ -420,7 +518,7 @@ pub fn parse(src: &SourceFile) -> Result<Profile, ConfigError> {
     let hardware = c.hardware(&raw.hardware)?;
     let runtime = c.runtime(&raw.runtime, hardware.cores)?;
     let tuning = c.tuning(&raw.tuning)?;
-    let band = c.band(&raw.band)?;
+    let band = c.band(&raw.band, runtime.workers)?;
     Ok(Profile {
         name: raw.name.into_inner(),
         description: raw.description,
@@ -678,9 +776,33 @@ impl Check<'_> {
         })
     }
 
-    /// `[band]`: the guide's band, a target above it, the flood the box must
-    /// shed and the setup latency it must keep.
-    fn band(&self, b: &RawBand) -> Result<Band, ConfigError> {
+    /// `[band]`: the guide's figure and this project's split of it, a
+    /// target above the tier's share with the basis it rests on (a
+    /// measurement with its date, command and flood, or a model the target
+    /// does not exceed), the flood the box must shed and the setup latency
+    /// it must keep.
+    fn band(&self, band: &Spanned<RawBand>, workers: u32) -> Result<Band, ConfigError> {
+        let b = band.get_ref();
+        if b.guide_cps.get_ref().as_slice() != [GUIDE_CPS.min, GUIDE_CPS.max] {
+            return self.fail(
+                b.guide_cps.span(),
+                format!(
+                    "guide_cps = {:?}: the architecture guide's figure for a Kamailio-class proxy is [{}, {}]",
+                    b.guide_cps.get_ref(),
+                    GUIDE_CPS.min,
+                    GUIDE_CPS.max
+                ),
+            );
+        }
+        if b.tier_split.get_ref() != TIER_SPLIT {
+            return self.fail(
+                b.tier_split.span(),
+                format!(
+                    "tier_split = {:?}: the guide gives one range for all hardware; splitting it across tiers is this project's own, say tier_split = \"{TIER_SPLIT}\"",
+                    b.tier_split.get_ref()
+                ),
+            );
+        }
         let guide_min = self.range(
             "guide_cps_min",
             &b.guide_cps_min,
@@ -706,6 +828,16 @@ impl Check<'_> {
                 format!("target_cps = {target_cps} is below the guide's {guide_max} for this tier: dce-edge must beat a Kamailio-class proxy"),
             );
         }
+        let Some(basis) = &b.target_basis else {
+            return self.fail(
+                band.span(),
+                "[band] has no target_basis: say where target_cps comes from, \"measured\" (with measured_cps, measured_on, command, measured_flood_pps) or \"extrapolated\" (with model, model_us_per_call, model_us_per_call_two_workers)",
+            );
+        };
+        let (measurement, model) = match basis.get_ref() {
+            TargetBasis::Measured => (Some(self.measurement(b, basis, target_cps)?), None),
+            TargetBasis::Extrapolated => (None, Some(self.model(b, basis, target_cps, workers)?)),
+        };
         let flood_pps = self.range("flood_pps", &b.flood_pps, 1, 1_000_000_000)?;
         let pct = *b.flood_legit_success_pct.get_ref();
         if !(pct > 0.0 && pct <= 100.0) {
@@ -721,17 +853,173 @@ impl Check<'_> {
             GUIDE_SETUP_LATENCY_MS,
         )?;
         Ok(Band {
+            guide_range_cps: GUIDE_CPS,
+            tier_split: TIER_SPLIT.to_string(),
             guide_cps: CpsRange {
                 min: guide_min,
                 max: guide_max,
             },
             target_cps,
-            target_basis: b.target_basis,
-            measured_cps: (b.measured_cps != 0).then_some(b.measured_cps),
+            target_basis: *basis.get_ref(),
+            measured_cps: measurement.as_ref().map(|m| m.cps),
+            measurement,
+            model,
             measure_with: b.measure_with.clone(),
             flood_pps,
             flood_legit_success_pct: pct,
             setup_latency_p99_ms,
         })
     }
+}
+
+/// The basis checks of [`Check::band`].
+impl Check<'_> {
+    /// A measured basis: the capacity, its date, the command that measured
+    /// it and the flood that ran; the target no higher than what held.
+    fn measurement(
+        &self,
+        b: &RawBand,
+        basis: &Spanned<TargetBasis>,
+        target_cps: u32,
+    ) -> Result<Measurement, ConfigError> {
+        for (key, given) in [
+            ("model", b.model.is_some()),
+            ("model_us_per_call", b.model_us_per_call.is_some()),
+            (
+                "model_us_per_call_two_workers",
+                b.model_us_per_call_two_workers.is_some(),
+            ),
+        ] {
+            if given {
+                return self.fail(
+                    basis.span(),
+                    format!("{key} is given but target_basis = \"measured\": a model belongs to an extrapolated target"),
+                );
+            }
+        }
+        let missing = |key: &str| {
+            self.fail::<Measurement>(
+                basis.span(),
+                format!("target_basis = \"measured\" without {key}: a measured target states what held (measured_cps), when (measured_on), how (command) and under which flood (measured_flood_pps, 0 for none)"),
+            )
+        };
+        let Some(cps) = &b.measured_cps else {
+            return missing("measured_cps");
+        };
+        let Some(on) = &b.measured_on else {
+            return missing("measured_on");
+        };
+        let Some(command) = &b.command else {
+            return missing("command");
+        };
+        let Some(flood) = &b.measured_flood_pps else {
+            return missing("measured_flood_pps");
+        };
+        let cps_v = self.range("measured_cps", cps, 1, u32::MAX)?;
+        if !is_date(on.get_ref()) {
+            return self.fail(
+                on.span(),
+                format!(
+                    "measured_on = {:?} is not a date (YYYY-MM-DD)",
+                    on.get_ref()
+                ),
+            );
+        }
+        if command.get_ref().trim().is_empty() {
+            return self.fail(command.span(), "command is empty: say how it was measured");
+        }
+        if target_cps > cps_v {
+            return self.fail(
+                b.target_cps.span(),
+                format!("target_cps = {target_cps} is above the measured {cps_v}: a measured target cannot exceed what held"),
+            );
+        }
+        Ok(Measurement {
+            cps: cps_v,
+            on: on.get_ref().clone(),
+            command: command.get_ref().clone(),
+            flood_pps: *flood.get_ref(),
+        })
+    }
+
+    /// An extrapolated basis: the model in words and its figures; the
+    /// target no higher than what the model computes for the profile's
+    /// workers.
+    fn model(
+        &self,
+        b: &RawBand,
+        basis: &Spanned<TargetBasis>,
+        target_cps: u32,
+        workers: u32,
+    ) -> Result<CapacityModel, ConfigError> {
+        for (key, given) in [
+            ("measured_cps", b.measured_cps.is_some()),
+            ("measured_on", b.measured_on.is_some()),
+            ("command", b.command.is_some()),
+            ("measured_flood_pps", b.measured_flood_pps.is_some()),
+        ] {
+            if given {
+                return self.fail(
+                    basis.span(),
+                    format!("{key} is given but target_basis = \"extrapolated\": say \"measured\" if the tier was measured"),
+                );
+            }
+        }
+        let missing = |key: &str| {
+            self.fail::<CapacityModel>(
+                basis.span(),
+                format!("target_basis = \"extrapolated\" without {key}: an extrapolated target states its model (model) and the figures it computes from (model_us_per_call, model_us_per_call_two_workers)"),
+            )
+        };
+        let Some(text) = &b.model else {
+            return missing("model");
+        };
+        let Some(one) = &b.model_us_per_call else {
+            return missing("model_us_per_call");
+        };
+        let Some(two) = &b.model_us_per_call_two_workers else {
+            return missing("model_us_per_call_two_workers");
+        };
+        if text.get_ref().trim().is_empty() {
+            return self.fail(text.span(), "model is empty: state the model in words");
+        }
+        let us_one = self.range("model_us_per_call", one, 1.0, 1_000_000.0)?;
+        let us_two = self.range("model_us_per_call_two_workers", two, us_one, 1_000_000.0)?;
+        let supported = CapacityModel::compute(us_one, us_two, workers);
+        if target_cps > supported {
+            return self.fail(
+                b.target_cps.span(),
+                format!(
+                    "target_cps = {target_cps} is above what its model supports: 1,000,000 / {us_one} us per call x {workers} workers{} = {supported} CPS",
+                    if workers > 1 {
+                        format!(" x {us_one}/{us_two} (one worker's CPU per call over two workers')")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        Ok(CapacityModel {
+            text: text.get_ref().clone(),
+            us_per_call_one_worker: us_one,
+            us_per_call_two_workers: us_two,
+            workers,
+            supported_cps: supported,
+        })
+    }
+}
+
+/// True for `YYYY-MM-DD` with a month 01-12 and a day 01-31.
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) {
+        return false;
+    }
+    if !digits(5..7) || !digits(8..10) {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month) && (1..=31).contains(&day)
 }

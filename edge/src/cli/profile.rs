@@ -124,6 +124,7 @@ pub fn run_profile(args: ProfileArgs) -> ExitCode {
                 print!("{}", json(profile));
             } else {
                 println!("# {}", profile.origin().display());
+                println!("# band: {}", profile.band().basis_line());
                 print!("{}", profile.text());
             }
         }
@@ -216,10 +217,10 @@ pub fn render_list(profiles: &[Profile]) -> String {
     for p in profiles {
         let h = p.hardware();
         let b = p.band();
-        let basis = match (b.target_basis, b.measured_cps) {
-            (profile::TargetBasis::Measurement, Some(m)) => format!("measured {m}"),
-            (profile::TargetBasis::Measurement, None) => "measurement (to confirm)".to_string(),
-            (profile::TargetBasis::Guide, _) => "guide".to_string(),
+        let basis = match (&b.measurement, &b.model) {
+            (Some(m), _) => format!("measured {} on {}", m.cps, m.on),
+            (None, Some(m)) => format!("extrapolated (model {})", m.supported_cps),
+            (None, None) => "none".to_string(),
         };
         let _ = writeln!(
             out,

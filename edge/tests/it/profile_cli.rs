@@ -40,9 +40,10 @@ fn list_names_every_builtin_tier() {
     for name in ["lab", "cloud-vm", "small-edge", "medium-edge", "large-edge"] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
-    // The lab's band is the measured one; the others come from the guide.
-    assert!(out.contains("measured 15217"), "{out}");
-    assert!(out.contains("guide"), "{out}");
+    // The lab's band is the measured one; the others are extrapolated
+    // from a model, which they may not exceed.
+    assert!(out.contains("measured 15217 on 2026-11-25"), "{out}");
+    assert!(out.contains("extrapolated (model 91503)"), "{out}");
 }
 
 #[test]
@@ -51,6 +52,10 @@ fn show_prints_the_file_with_its_comments() {
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(out.starts_with("# hardware-profiles/lab.toml\n"), "{out}");
+    assert!(
+        out.contains("# band: target 15000 CPS; measured: 15217 CPS held on 2026-11-25"),
+        "{out}"
+    );
     assert!(out.contains("measured_cps = 15217"), "{out}");
     assert!(
         out.contains("# The capacity `dce-loadgen capacity --profile lab` found"),
@@ -64,7 +69,11 @@ fn show_json_carries_runtime_and_band() {
     assert_eq!(v["runtime"]["workers"], 3);
     assert_eq!(v["runtime"]["worker_cores"], serde_json::json!([1, 2, 3]));
     assert_eq!(v["runtime"]["rate_limits"]["invite"]["rate"], 20);
-    assert_eq!(v["band"]["target_cps"], 45000);
+    assert_eq!(v["band"]["target_cps"], 19600);
+    assert_eq!(v["band"]["target_basis"], "extrapolated");
+    assert_eq!(v["band"]["model"]["supported_cps"], 19607);
+    assert_eq!(v["band"]["guide_range_cps"]["max"], 30000);
+    assert_eq!(v["band"]["tier_split"], "dce-edge");
     assert_eq!(v["band"]["measured_cps"], serde_json::Value::Null);
     assert_eq!(v["hardware"]["af_xdp"], "zero-copy");
 }
@@ -90,6 +99,12 @@ fn detect_json_names_the_profile_of_a_fixture() {
         &fixture("medium-edge"),
     ]));
     assert_eq!(v["best"]["profile"], "medium-edge");
+    assert!(
+        v["best"]["band"]
+            .as_str()
+            .is_some_and(|b| b.contains("extrapolated")),
+        "{v}"
+    );
     assert_eq!(v["best"]["score"], 100);
     assert_eq!(v["host"]["interfaces"][0]["driver"], "ice");
 }
