@@ -1822,6 +1822,55 @@ fn ban_map_fill(bans: &[xdp::maps::BanEntry]) -> Vec<stats::BanMapFill> {
     .collect()
 }
 
+/// Gives the stream thread the SIP port to send its UDP from, so a UDP
+/// peer (a caller behind a NAT that admits only the address it sent to, an
+/// upstream's firewall) sees one edge address. Socket mode: the workers'
+/// own socket for the listener's address family, send-only (the workers
+/// read what comes back and hand a TCP or TLS peer's share over). AF_XDP
+/// mode: a kernel socket bound to the SIP address, which the stream thread
+/// reads (the XDP filter redirects the SIP port to the workers, so little
+/// reaches it). Without one, the thread keeps its own port, and says so.
+fn udp_from_the_sip_port(
+    layer: &mut StreamLayer<EdgeProxy>,
+    dataplane: &mut Dataplane<EdgeProxy>,
+    mode: IoMode,
+) {
+    let want_v4 = layer.local_udp().is_ipv4();
+    let sip = dataplane
+        .local_addrs()
+        .iter()
+        .position(|a| a.is_ipv4() == want_v4);
+    let Some(i) = sip else {
+        return;
+    };
+    let addr = dataplane.local_addrs()[i];
+    let socket = match mode {
+        IoMode::Socket => dataplane
+            .take_udp_egress()
+            .into_iter()
+            .nth(i)
+            .map(|s| (s, false))
+            .ok_or_else(|| std::io::Error::other("no worker socket to share")),
+        IoMode::AfXdp => sys::bind_udp(
+            addr,
+            sys::UdpOptions {
+                buffer_bytes: 0,
+                force_buffers: false,
+                reuse_port: false,
+                ipv6_only: true,
+            },
+        )
+        .map(|s| (s, true)),
+    };
+    let set = socket.and_then(|(s, receive)| layer.set_udp_socket(s, receive));
+    if let Err(e) = set {
+        eprintln!(
+            "dce-edge: the stream thread sends UDP from {} instead of the SIP port {addr}: {e}",
+            layer.local_udp()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1923,55 +1972,6 @@ mod tests {
         assert_eq!(
             listed,
             [(0, 0, Some(0), None), (1, 12_000, Some(3), Some(4))]
-        );
-    }
-}
-
-/// Gives the stream thread the SIP port to send its UDP from, so a UDP
-/// peer (a caller behind a NAT that admits only the address it sent to, an
-/// upstream's firewall) sees one edge address. Socket mode: the workers'
-/// own socket for the listener's address family, send-only (the workers
-/// read what comes back and hand a TCP or TLS peer's share over). AF_XDP
-/// mode: a kernel socket bound to the SIP address, which the stream thread
-/// reads (the XDP filter redirects the SIP port to the workers, so little
-/// reaches it). Without one, the thread keeps its own port, and says so.
-fn udp_from_the_sip_port(
-    layer: &mut StreamLayer<EdgeProxy>,
-    dataplane: &mut Dataplane<EdgeProxy>,
-    mode: IoMode,
-) {
-    let want_v4 = layer.local_udp().is_ipv4();
-    let sip = dataplane
-        .local_addrs()
-        .iter()
-        .position(|a| a.is_ipv4() == want_v4);
-    let Some(i) = sip else {
-        return;
-    };
-    let addr = dataplane.local_addrs()[i];
-    let socket = match mode {
-        IoMode::Socket => dataplane
-            .take_udp_egress()
-            .into_iter()
-            .nth(i)
-            .map(|s| (s, false))
-            .ok_or_else(|| std::io::Error::other("no worker socket to share")),
-        IoMode::AfXdp => sys::bind_udp(
-            addr,
-            sys::UdpOptions {
-                buffer_bytes: 0,
-                force_buffers: false,
-                reuse_port: false,
-                ipv6_only: true,
-            },
-        )
-        .map(|s| (s, true)),
-    };
-    let set = socket.and_then(|(s, receive)| layer.set_udp_socket(s, receive));
-    if let Err(e) = set {
-        eprintln!(
-            "dce-edge: the stream thread sends UDP from {} instead of the SIP port {addr}: {e}",
-            layer.local_udp()
         );
     }
 }
