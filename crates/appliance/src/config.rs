@@ -356,6 +356,24 @@ impl ApplianceConfig {
         let metrics = MetricsConfig::from_section(&source, file.metrics.as_ref())?;
         let events = EventsConfig::from_section(&source, file.events.as_ref())?;
         let stream = crate::stream::from_source(&source)?;
+        if let Some(f) = &plan.filter {
+            // Like the UDP listen ports and sip_ports: a stream port the
+            // filter does not watch would take SYN floods and banned
+            // sources unchecked.
+            for (key, port, span) in crate::stream::listen_ports(&source)? {
+                if !f.tcp_ports.contains(&port) {
+                    return Err(source.error_at(
+                        span,
+                        format!(
+                            "[stream] {key} listens on TCP port {port} but the filter's \
+                             tcp_ports are {:?}: bans, the blocklist and the SYN budgets \
+                             would not apply to it; add {port} to [filter] tcp_ports",
+                            f.tcp_ports
+                        ),
+                    ));
+                }
+            }
+        }
         let fleet = FleetConfig::from_file(&source)?;
         if let Some(f) = &fleet {
             // Every edge must recognise the branches and dialog cookies of
@@ -790,6 +808,36 @@ mod tests {
         assert!(load(&format!(
             "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
              [filter]\nallowlist = [\"10.0.0.0/8\", \"2001::/16\"]\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_stream_port_the_filter_does_not_watch_is_refused_with_the_line() {
+        let head = "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n";
+        let e = load(&format!(
+            "{head}{ROUTES}[stream]\n\ntcp = \"198.18.0.1:5080\"\n"
+        ))
+        .unwrap_err();
+        let line = 4 + ROUTES.lines().count() + 3;
+        assert_eq!(e.line, line, "{e}");
+        assert!(
+            e.reason.contains("TCP port 5080") && e.reason.contains("tcp_ports"),
+            "{e}"
+        );
+        assert!(load(&format!(
+            "{head}{ROUTES}[stream]\ntcp = \"198.18.0.1:5080\"\n[filter]\ntcp_ports = [5080, 5061]\n"
+        ))
+        .is_ok());
+        // The default tcp_ports cover SIP over TCP on 5060.
+        assert!(load(&format!(
+            "{head}{ROUTES}[stream]\ntcp = \"198.18.0.1:5060\"\n"
+        ))
+        .is_ok());
+        // Socket mode without an interface runs no filter: nothing to watch.
+        assert!(load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [stream]\ntcp = \"198.18.0.1:5080\"\n"
         ))
         .is_ok());
     }

@@ -53,6 +53,26 @@ struct Only {
     stream: Option<StreamSection>,
 }
 
+/// The ports the `[stream]` table listens on (`tcp`, `tls`), each with its
+/// key and where it is written, so that a port the XDP filter does not
+/// watch (`[filter] tcp_ports`) can be refused at its line. Addresses that
+/// do not parse are left to [`from_source`] to refuse.
+pub fn listen_ports(
+    source: &SourceFile,
+) -> Result<Vec<(&'static str, u16, std::ops::Range<usize>)>, ConfigError> {
+    let Some(s) = source.parse_toml::<Only>()?.stream else {
+        return Ok(Vec::new());
+    };
+    Ok([("tcp", &s.tcp), ("tls", &s.tls)]
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let v = v.as_ref()?;
+            let port = v.get_ref().parse::<SocketAddr>().ok()?.port();
+            Some((key, port, v.span()))
+        })
+        .collect())
+}
+
 /// Reads the `[stream]` table of the appliance configuration: `None` when
 /// there is none.
 pub fn from_source(source: &SourceFile) -> Result<Option<StreamConfig>, ConfigError> {
