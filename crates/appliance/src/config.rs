@@ -356,24 +356,7 @@ impl ApplianceConfig {
         let metrics = MetricsConfig::from_section(&source, file.metrics.as_ref())?;
         let events = EventsConfig::from_section(&source, file.events.as_ref())?;
         let stream = crate::stream::from_source(&source)?;
-        if let Some(f) = &plan.filter {
-            // Like the UDP listen ports and sip_ports: a stream port the
-            // filter does not watch would take SYN floods and banned
-            // sources unchecked.
-            for (key, port, span) in crate::stream::listen_ports(&source)? {
-                if !f.tcp_ports.contains(&port) {
-                    return Err(source.error_at(
-                        span,
-                        format!(
-                            "[stream] {key} listens on TCP port {port} but the filter's \
-                             tcp_ports are {:?}: bans, the blocklist and the SYN budgets \
-                             would not apply to it; add {port} to [filter] tcp_ports",
-                            f.tcp_ports
-                        ),
-                    ));
-                }
-            }
-        }
+        check_stream_ports(&source, plan.filter.as_ref())?;
         let fleet = FleetConfig::from_file(&source)?;
         if let Some(f) = &fleet {
             // Every edge must recognise the branches and dialog cookies of
@@ -454,6 +437,7 @@ impl ApplianceConfig {
             &self.listen,
             &file.edge.listen,
         )?;
+        check_stream_ports(&source, plan.filter.as_ref())?;
         if plan.keep_bans != self.proxy.emergency.keep_bans {
             let at = file
                 .filter
@@ -471,6 +455,33 @@ impl ApplianceConfig {
         }
         Ok(plan)
     }
+}
+
+/// Refuses a `[stream]` listen port that the XDP filter does not watch
+/// (`[filter] tcp_ports`), at its line, like a UDP listen port missing from
+/// `sip_ports`: bans, the blocklist and the SYN budgets would not apply to
+/// it. Nothing to check where no filter runs.
+fn check_stream_ports(
+    source: &SourceFile,
+    filter: Option<&FilterConfig>,
+) -> Result<(), ConfigError> {
+    let Some(f) = filter else {
+        return Ok(());
+    };
+    for crate::stream::ListenPort { key, port, span } in crate::stream::listen_ports(source)? {
+        if !f.tcp_ports.contains(&port) {
+            return Err(source.error_at(
+                span,
+                format!(
+                    "[stream] {key} listens on TCP port {port} but the filter's tcp_ports \
+                     are {:?}: bans, the blocklist and the SYN budgets would not apply to \
+                     it; add {port} to [filter] tcp_ports",
+                    f.tcp_ports
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `[filter]` table as the appliance runs it: checked whole in every
@@ -918,6 +929,15 @@ mod tests {
         let e = c.reread_filter().unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert!(e.reason.contains("host bits"), "{e}");
+        // A reload may not take the stream listener's port off tcp_ports.
+        std::fs::write(
+            &path,
+            format!("{base}[stream]\ntcp = \"198.18.0.1:5060\"\n[filter]\ntcp_ports = [5061]\n"),
+        )
+        .unwrap();
+        let e = c.reread_filter().unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.reason.contains("tcp_ports"), "{e}");
     }
 
     #[test]

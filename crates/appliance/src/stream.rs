@@ -53,13 +53,22 @@ struct Only {
     stream: Option<StreamSection>,
 }
 
+/// A port the `[stream]` table listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenPort {
+    /// The key that names it: `tcp` or `tls`.
+    pub key: &'static str,
+    /// The TCP port.
+    pub port: u16,
+    /// Where the address is written in the file.
+    pub span: std::ops::Range<usize>,
+}
+
 /// The ports the `[stream]` table listens on (`tcp`, `tls`), each with its
 /// key and where it is written, so that a port the XDP filter does not
 /// watch (`[filter] tcp_ports`) can be refused at its line. Addresses that
 /// do not parse are left to [`from_source`] to refuse.
-pub fn listen_ports(
-    source: &SourceFile,
-) -> Result<Vec<(&'static str, u16, std::ops::Range<usize>)>, ConfigError> {
+pub fn listen_ports(source: &SourceFile) -> Result<Vec<ListenPort>, ConfigError> {
     let Some(s) = source.parse_toml::<Only>()?.stream else {
         return Ok(Vec::new());
     };
@@ -68,7 +77,11 @@ pub fn listen_ports(
         .filter_map(|(key, v)| {
             let v = v.as_ref()?;
             let port = v.get_ref().parse::<SocketAddr>().ok()?.port();
-            Some((key, port, v.span()))
+            Some(ListenPort {
+                key,
+                port,
+                span: v.span(),
+            })
         })
         .collect())
 }
