@@ -356,6 +356,7 @@ impl ApplianceConfig {
         let metrics = MetricsConfig::from_section(&source, file.metrics.as_ref())?;
         let events = EventsConfig::from_section(&source, file.events.as_ref())?;
         let stream = crate::stream::from_source(&source)?;
+        check_stream_ports(&source, plan.filter.as_ref())?;
         let fleet = FleetConfig::from_file(&source)?;
         if let Some(f) = &fleet {
             // Every edge must recognise the branches and dialog cookies of
@@ -436,6 +437,7 @@ impl ApplianceConfig {
             &self.listen,
             &file.edge.listen,
         )?;
+        check_stream_ports(&source, plan.filter.as_ref())?;
         if plan.keep_bans != self.proxy.emergency.keep_bans {
             let at = file
                 .filter
@@ -453,6 +455,33 @@ impl ApplianceConfig {
         }
         Ok(plan)
     }
+}
+
+/// Refuses a `[stream]` listen port that the XDP filter does not watch
+/// (`[filter] tcp_ports`), at its line, like a UDP listen port missing from
+/// `sip_ports`: bans, the blocklist and the SYN budgets would not apply to
+/// it. Nothing to check where no filter runs.
+fn check_stream_ports(
+    source: &SourceFile,
+    filter: Option<&FilterConfig>,
+) -> Result<(), ConfigError> {
+    let Some(f) = filter else {
+        return Ok(());
+    };
+    for crate::stream::ListenPort { key, port, span } in crate::stream::listen_ports(source)? {
+        if !f.tcp_ports.contains(&port) {
+            return Err(source.error_at(
+                span,
+                format!(
+                    "[stream] {key} listens on TCP port {port} but the filter's tcp_ports \
+                     are {:?}: bans, the blocklist and the SYN budgets would not apply to \
+                     it; add {port} to [filter] tcp_ports",
+                    f.tcp_ports
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `[filter]` table as the appliance runs it: checked whole in every
@@ -795,6 +824,36 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_port_the_filter_does_not_watch_is_refused_with_the_line() {
+        let head = "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n";
+        let e = load(&format!(
+            "{head}{ROUTES}[stream]\n\ntcp = \"198.18.0.1:5080\"\n"
+        ))
+        .unwrap_err();
+        let line = 4 + ROUTES.lines().count() + 3;
+        assert_eq!(e.line, line, "{e}");
+        assert!(
+            e.reason.contains("TCP port 5080") && e.reason.contains("tcp_ports"),
+            "{e}"
+        );
+        assert!(load(&format!(
+            "{head}{ROUTES}[stream]\ntcp = \"198.18.0.1:5080\"\n[filter]\ntcp_ports = [5080, 5061]\n"
+        ))
+        .is_ok());
+        // The default tcp_ports cover SIP over TCP on 5060.
+        assert!(load(&format!(
+            "{head}{ROUTES}[stream]\ntcp = \"198.18.0.1:5060\"\n"
+        ))
+        .is_ok());
+        // Socket mode without an interface runs no filter: nothing to watch.
+        assert!(load(&format!(
+            "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}\
+             [stream]\ntcp = \"198.18.0.1:5080\"\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
     fn a_listen_port_the_filter_does_not_watch_is_refused_with_the_line() {
         let e = load(&format!(
             "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5080\"\n{ROUTES}"
@@ -870,6 +929,15 @@ mod tests {
         let e = c.reread_filter().unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert!(e.reason.contains("host bits"), "{e}");
+        // A reload may not take the stream listener's port off tcp_ports.
+        std::fs::write(
+            &path,
+            format!("{base}[stream]\ntcp = \"198.18.0.1:5060\"\n[filter]\ntcp_ports = [5061]\n"),
+        )
+        .unwrap();
+        let e = c.reread_filter().unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.reason.contains("tcp_ports"), "{e}");
     }
 
     #[test]

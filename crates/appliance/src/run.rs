@@ -1762,7 +1762,8 @@ pub(crate) fn add_filter(s: &mut Snapshot, f: &Filter) {
                 .iter()
                 .map(|(reason, count)| (reason.name().to_string(), count))
                 .collect(),
-            passed: st.passed + st.passed_other,
+            // TCP to the SIP TCP ports goes to the kernel's TCP stack too.
+            passed: st.passed + st.passed_other + st.passed_stream,
             redirected: st.redirected,
         });
     }

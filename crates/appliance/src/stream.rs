@@ -53,6 +53,39 @@ struct Only {
     stream: Option<StreamSection>,
 }
 
+/// A port the `[stream]` table listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenPort {
+    /// The key that names it: `tcp` or `tls`.
+    pub key: &'static str,
+    /// The TCP port.
+    pub port: u16,
+    /// Where the address is written in the file.
+    pub span: std::ops::Range<usize>,
+}
+
+/// The ports the `[stream]` table listens on (`tcp`, `tls`), each with its
+/// key and where it is written, so that a port the XDP filter does not
+/// watch (`[filter] tcp_ports`) can be refused at its line. Addresses that
+/// do not parse are left to [`from_source`] to refuse.
+pub fn listen_ports(source: &SourceFile) -> Result<Vec<ListenPort>, ConfigError> {
+    let Some(s) = source.parse_toml::<Only>()?.stream else {
+        return Ok(Vec::new());
+    };
+    Ok([("tcp", &s.tcp), ("tls", &s.tls)]
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let v = v.as_ref()?;
+            let port = v.get_ref().parse::<SocketAddr>().ok()?.port();
+            Some(ListenPort {
+                key,
+                port,
+                span: v.span(),
+            })
+        })
+        .collect())
+}
+
 /// Reads the `[stream]` table of the appliance configuration: `None` when
 /// there is none.
 pub fn from_source(source: &SourceFile) -> Result<Option<StreamConfig>, ConfigError> {

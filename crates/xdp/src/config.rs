@@ -58,6 +58,29 @@ pub const DEFAULT_AUTO_BAN_BUDGET: RateConfig = RateConfig {
     burst: 10,
 };
 
+/// The TCP ports of SIP when the file names none: SIP over TCP (5060) and
+/// over TLS (5061), RFC 3261 section 19.1.2.
+pub const DEFAULT_TCP_PORTS: &[u16] = &[5060, 5061];
+
+/// Default per-source budget of TCP SYNs to the SIP TCP ports: a trunk or a
+/// PBX keeps its connections open and reconnects rarely, while the phones of
+/// an office behind one NAT address may all reconnect at once after an
+/// outage (50 at once, then 20 a second; a refused SYN is retried by the
+/// sender's TCP a second later and then backs off).
+pub const DEFAULT_SYN_PER_SOURCE: RateConfig = RateConfig {
+    rate: 20,
+    burst: 50,
+};
+
+/// Default per-CPU budget of TCP SYNs to the SIP TCP ports from sources
+/// neither allowlisted nor verified: far above the connections real callers
+/// open (each connection carries many calls), small beside a SYN flood, and
+/// admitted evenly (a burst of a tenth of a second's worth).
+pub const DEFAULT_SYN_PER_CPU: RateConfig = RateConfig {
+    rate: 2_000,
+    burst: 200,
+};
+
 /// How the program is attached to the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -207,6 +230,18 @@ pub struct FilterConfig {
     /// address cannot take all of it). Over either budget an emergency
     /// call's packet takes the ordinary path.
     pub emergency_per_source: RateConfig,
+    /// TCP ports that carry SIP (over TCP or TLS; 0 to 8): every segment to
+    /// them meets the allowlist, the blocklist and the bans, and a SYN the
+    /// SYN budgets. Empty: TCP passes untouched.
+    pub tcp_ports: Vec<u16>,
+    /// Per source (an IPv4 address, an IPv6 /64): TCP SYNs to the SIP TCP
+    /// ports per second and at once, before `syn_rate_limit` drops.
+    /// Allowlisted sources skip it.
+    pub syn_per_source: RateConfig,
+    /// Per CPU: TCP SYNs to the SIP TCP ports from sources neither
+    /// allowlisted nor verified, per second and at once, before
+    /// `syn_overload` drops.
+    pub syn_per_cpu: RateConfig,
 }
 
 /// One source's share of the emergency budget when the file says none: a
@@ -248,6 +283,9 @@ impl Default for FilterConfig {
             emergency_keep_bans: false,
             emergency_budget: DEFAULT_EMERGENCY_BUDGET,
             emergency_per_source: DEFAULT_EMERGENCY_PER_SOURCE,
+            tcp_ports: DEFAULT_TCP_PORTS.to_vec(),
+            syn_per_source: DEFAULT_SYN_PER_SOURCE,
+            syn_per_cpu: DEFAULT_SYN_PER_CPU,
         }
     }
 }
@@ -292,6 +330,9 @@ pub struct FilterSection {
     unverified_cap_pps: Option<Spanned<i64>>,
     #[serde(default)]
     rate_limits: RawRateLimits,
+    tcp_ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    syn_per_source: Option<RawRate>,
+    syn_per_cpu: Option<RawRate>,
 }
 
 impl FilterSection {
@@ -319,6 +360,11 @@ impl FilterSection {
     /// Where `sip_ports` is written, when it is.
     pub fn sip_ports_span(&self) -> Option<Range<usize>> {
         self.sip_ports.as_ref().map(|p| p.span())
+    }
+
+    /// Where `tcp_ports` is written, when it is.
+    pub fn tcp_ports_span(&self) -> Option<Range<usize>> {
+        self.tcp_ports.as_ref().map(|p| p.span())
     }
 
     /// `emergency_keep_bans` and where it is written, when it is.
@@ -360,6 +406,9 @@ impl FilterSection {
                 "rate_limits",
                 r.invite.is_some() || r.register.is_some() || r.other.is_some(),
             ),
+            ("tcp_ports", self.tcp_ports.is_some()),
+            ("syn_per_source", self.syn_per_source.is_some()),
+            ("syn_per_cpu", self.syn_per_cpu.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -587,6 +636,41 @@ impl FilterConfig {
             DEFAULT_EMERGENCY_PER_SOURCE,
             MAX_RATE,
         )?;
+        cfg.syn_per_source = rate(
+            &raw.syn_per_source,
+            "syn_per_source",
+            DEFAULT_SYN_PER_SOURCE,
+            MAX_RATE,
+        )?;
+        cfg.syn_per_cpu = rate(
+            &raw.syn_per_cpu,
+            "syn_per_cpu",
+            DEFAULT_SYN_PER_CPU,
+            MAX_RATE,
+        )?;
+        if let Some(ports) = &raw.tcp_ports {
+            let list = ports.get_ref();
+            if list.len() > abi::MAX_SIP_PORTS {
+                return Err(src.error_at(
+                    ports.span(),
+                    format!(
+                        "tcp_ports has {} ports; it takes 0 to {}",
+                        list.len(),
+                        abi::MAX_SIP_PORTS
+                    ),
+                ));
+            }
+            cfg.tcp_ports.clear();
+            for p in list {
+                let port = number(p, "SIP TCP port", 1, 65535)? as u16;
+                if cfg.tcp_ports.contains(&port) {
+                    return Err(
+                        src.error_at(p.span(), format!("SIP TCP port {port} is listed twice"))
+                    );
+                }
+                cfg.tcp_ports.push(port);
+            }
+        }
         if let Some(list) = &raw.emergency_numbers {
             cfg.emergency_numbers = list.iter().map(|n| n.get_ref().clone()).collect();
             if let Err(e) = crate::maps::check_emergency_numbers(&cfg.emergency_numbers) {
@@ -619,6 +703,16 @@ impl FilterConfig {
         }
         if self.sip_ports.contains(&0) {
             return Err("SIP port 0 is not a port".into());
+        }
+        if self.tcp_ports.len() > abi::MAX_SIP_PORTS {
+            return Err(format!(
+                "{} SIP TCP ports; the filter takes 0 to {}",
+                self.tcp_ports.len(),
+                abi::MAX_SIP_PORTS
+            ));
+        }
+        if self.tcp_ports.contains(&0) {
+            return Err("SIP TCP port 0 is not a port".into());
         }
         for s in self
             .scanner_user_agents
@@ -664,6 +758,8 @@ impl FilterConfig {
         for (name, e) in [
             ("emergency_budget", self.emergency_budget),
             ("emergency_per_source", self.emergency_per_source),
+            ("syn_per_source", self.syn_per_source),
+            ("syn_per_cpu", self.syn_per_cpu),
         ] {
             if e.rate == 0 || e.burst == 0 || e.rate > MAX_RATE || e.burst > MAX_RATE {
                 return Err(format!(
@@ -744,6 +840,9 @@ impl FilterConfig {
             "emergency_per_source",
             self.emergency_per_source != new.emergency_per_source,
         );
+        differs("tcp_ports", self.tcp_ports != new.tcp_ports);
+        differs("syn_per_source", self.syn_per_source != new.syn_per_source);
+        differs("syn_per_cpu", self.syn_per_cpu != new.syn_per_cpu);
         out
     }
 
@@ -754,6 +853,12 @@ impl FilterConfig {
             *slot = *port;
         }
         c.n_sip_ports = self.sip_ports.len().min(abi::MAX_SIP_PORTS) as u32;
+        for (slot, port) in c.tcp_ports.iter_mut().zip(&self.tcp_ports) {
+            *slot = *port;
+        }
+        c.n_tcp_ports = self.tcp_ports.len().min(abi::MAX_SIP_PORTS) as u32;
+        c.syn = self.syn_per_source.to_abi();
+        c.syn_cpu = self.syn_per_cpu.to_abi();
         if self.fragments == FragmentPolicy::Pass {
             c.flags |= abi::CFG_FRAGMENTS_PASS;
         }
@@ -1088,6 +1193,64 @@ table = "x"
             config::line_column(src.text(), f.attach_span().unwrap().start).0,
             2
         );
+    }
+
+    #[test]
+    fn tcp_ports_and_syn_budgets_default_and_reach_the_program() {
+        let cfg = FilterConfig::default();
+        assert_eq!(cfg.tcp_ports, vec![5060, 5061]);
+        let c = cfg.to_abi();
+        assert_eq!((c.n_tcp_ports, &c.tcp_ports[..2]), (2, &[5060, 5061][..]));
+        assert_eq!(c.syn, DEFAULT_SYN_PER_SOURCE.to_abi());
+        assert_eq!(c.syn_cpu, DEFAULT_SYN_PER_CPU.to_abi());
+        let cfg = parse(
+            "[filter]\ntcp_ports = [5070]\nsyn_per_source = { rate = 2, burst = 3 }\n\
+             syn_per_cpu = { rate = 100, burst = 10 }\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tcp_ports, vec![5070]);
+        assert_eq!(cfg.syn_per_source, RateConfig { rate: 2, burst: 3 });
+        assert_eq!(
+            cfg.syn_per_cpu,
+            RateConfig {
+                rate: 100,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            FilterConfig::default().changes(&cfg),
+            vec!["tcp_ports", "syn_per_source", "syn_per_cpu"]
+        );
+        let none = parse("[filter]\ntcp_ports = []\n").unwrap();
+        assert_eq!(none.to_abi().n_tcp_ports, 0, "empty: TCP passes untouched");
+    }
+
+    #[test]
+    fn bad_tcp_ports_and_syn_budgets_are_refused_with_their_line() {
+        let e = refused("[filter]\n\ntcp_ports = [5060, 5060]\n");
+        assert_eq!((e.file.to_str(), e.line), (Some("edge.toml"), 3), "{e}");
+        assert!(e.reason.contains("5060 is listed twice"), "{e}");
+        let e = refused("[filter]\ntcp_ports = [0]\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("SIP TCP port 0"), "{e}");
+        let e = refused("[filter]\ntcp_ports = [1,2,3,4,5,6,7,8,9]\n");
+        assert!(e.reason.contains("9 ports"), "{e}");
+        let e = refused("[filter]\nsyn_per_source = { rate = 0, burst = 5 }\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("syn_per_source.rate 0"), "{e}");
+        let e = refused("[filter]\n\n\nsyn_per_cpu = { rate = 5, burst = 10000001 }\n");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.reason.contains("syn_per_cpu.burst 10000001"), "{e}");
+        let code = FilterConfig {
+            syn_per_cpu: RateConfig { rate: 0, burst: 1 },
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("syn_per_cpu"));
+        let code = FilterConfig {
+            tcp_ports: vec![0],
+            ..FilterConfig::default()
+        };
+        assert!(code.validate().unwrap_err().contains("TCP port 0"));
     }
 
     #[test]

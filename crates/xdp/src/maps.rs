@@ -26,7 +26,7 @@ use super::stats::{FilterStats, TopSourceEntry};
 use super::FilterError;
 
 /// Names of the program's maps, as the object and the pin directory call them.
-pub const MAP_NAMES: [&str; 16] = [
+pub const MAP_NAMES: [&str; 17] = [
     "config",
     "info",
     "signatures",
@@ -40,6 +40,7 @@ pub const MAP_NAMES: [&str; 16] = [
     "bans_v6",
     "auto_bans",
     "buckets",
+    "syn_buckets",
     "top_sources",
     "verified",
     "xsks",
@@ -272,6 +273,7 @@ pub struct FilterMaps {
     bans_v6: Map,
     auto_bans: Map,
     buckets: Map,
+    syn_buckets: Map,
     top_sources: Map,
     verified: Map,
     emergency_numbers: Map,
@@ -435,6 +437,7 @@ impl FilterMaps {
             bans_v6: take("bans_v6")?,
             auto_bans: take("auto_bans")?,
             buckets: take("buckets")?,
+            syn_buckets: take("syn_buckets")?,
             top_sources: take("top_sources")?,
             verified: take("verified")?,
             emergency_numbers: take("emergency_numbers")?,
@@ -468,6 +471,7 @@ impl FilterMaps {
             bans_v6: open("bans_v6")?,
             auto_bans: open("auto_bans")?,
             buckets: open("buckets")?,
+            syn_buckets: open("syn_buckets")?,
             top_sources: open("top_sources")?,
             verified: open("verified")?,
             emergency_numbers: open("emergency_numbers")?,
@@ -477,7 +481,7 @@ impl FilterMaps {
     }
 
     /// Every map with its name, for pinning.
-    pub fn named(&self) -> [(&'static str, &Map); 18] {
+    pub fn named(&self) -> [(&'static str, &Map); 19] {
         [
             ("config", &self.config),
             ("info", &self.info),
@@ -492,6 +496,7 @@ impl FilterMaps {
             ("bans_v6", &self.bans_v6),
             ("auto_bans", &self.auto_bans),
             ("buckets", &self.buckets),
+            ("syn_buckets", &self.syn_buckets),
             ("top_sources", &self.top_sources),
             ("verified", &self.verified),
             ("emergency_numbers", &self.emergency_numbers),

@@ -78,9 +78,10 @@ impl DropCounts {
 /// Events counted besides the verdicts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct EventCounts {
-    /// First fragments passed by the `fragments = "pass"` policy (also in `passed`).
+    /// First fragments passed by the `fragments = "pass"` policy (also in
+    /// `passed`, or in `passed_stream` for TCP).
     pub fragments_passed: u64,
-    /// SIP packets from allowlisted sources.
+    /// SIP packets (UDP) from allowlisted sources.
     pub allowlisted: u64,
     /// Verified scanners the program banned (into `auto_bans`).
     pub auto_bans: u64,
@@ -110,8 +111,12 @@ pub struct FilterStats {
     pub passed: u64,
     /// SIP that passed every check and went to an AF_XDP socket.
     pub redirected: u64,
-    /// Everything that is not UDP to a SIP port, passed untouched.
+    /// Everything that is neither UDP to a SIP port nor TCP to a SIP TCP
+    /// port, passed untouched.
     pub passed_other: u64,
+    /// TCP to a SIP TCP port that passed the lists, the bans and (a SYN)
+    /// the SYN budgets, to the kernel's TCP stack.
+    pub passed_stream: u64,
     /// Events.
     pub events: EventCounts,
     /// "native", "generic", or "none" (loaded, not attached).
@@ -131,6 +136,7 @@ impl FilterStats {
             passed: c[PASSED],
             redirected: c[REDIRECTED],
             passed_other: c[PASSED_OTHER],
+            passed_stream: c[PASSED_STREAM],
             events: EventCounts {
                 fragments_passed: c[EV_FRAGMENT_PASSED],
                 allowlisted: c[EV_ALLOWLISTED],
@@ -160,7 +166,7 @@ impl FilterStats {
 
     /// Every packet the program has seen (each moves exactly one verdict).
     pub fn packets(&self) -> u64 {
-        self.drops.total() + self.passed + self.redirected + self.passed_other
+        self.drops.total() + self.passed + self.redirected + self.passed_other + self.passed_stream
     }
 
     /// Per-second rates between an earlier snapshot and this one.
@@ -177,6 +183,7 @@ impl FilterStats {
             passed: rate(self.passed, earlier.passed),
             redirected: rate(self.redirected, earlier.redirected),
             passed_other: rate(self.passed_other, earlier.passed_other),
+            passed_stream: rate(self.passed_stream, earlier.passed_stream),
         }
     }
 }
@@ -194,6 +201,8 @@ pub struct FilterRates {
     pub redirected: f64,
     /// Other traffic passed per second.
     pub passed_other: f64,
+    /// TCP to the SIP TCP ports passed per second.
+    pub passed_stream: f64,
 }
 
 /// One offending source.

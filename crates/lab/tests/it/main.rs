@@ -6,6 +6,7 @@ mod demo_smoke;
 mod emergency_e2e;
 mod filter_e2e;
 mod filter_reload_e2e;
+mod filter_tcp_e2e;
 mod fleet_e2e;
 mod lab_faults;
 mod lab_kamailio;

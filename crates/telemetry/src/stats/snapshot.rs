@@ -44,10 +44,11 @@ pub struct ReloadCounts {
 pub struct XdpCounters {
     /// Drops by reason (`blocklist`, `banned`, `fragment`, `not_sip`,
     /// `scanner`, `rate_limit`, `overload`, `malformed`, `unverified`,
-    /// `emergency_over_budget`);
+    /// `emergency_over_budget`, `syn_rate_limit`, `syn_overload`);
     /// every reason is present, zero or not.
     pub drops: BTreeMap<String, u64>,
-    /// Packets passed to the kernel (not SIP, or shield mode).
+    /// Packets passed to the kernel (not SIP, SIP over TCP and TLS, or
+    /// shield mode).
     pub passed: u64,
     /// Packets redirected to AF_XDP sockets.
     pub redirected: u64,

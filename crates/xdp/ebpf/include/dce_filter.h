@@ -34,6 +34,7 @@
 #define DCE_MAX_EMERGENCY_NUMBERS 16      /* entries in the emergency_numbers map */
 #define DCE_EMERGENCY_NUMBER_MAX 15       /* longest emergency number, in digits */
 #define DCE_EMERGENCY_SOURCE_ENTRIES 4096 /* entries of sources in an emergency call (LRU) */
+#define DCE_SYN_BUCKET_ENTRIES 65536      /* entries of per-source SYN budget state (LRU, apart from buckets) */
 
 /*
  * Counter slots in struct dce_counters. Slots 0..DCE_VERDICT_SLOTS-1 are
@@ -42,35 +43,38 @@
  */
 enum dce_counter {
 	/* drops, one reason each */
-	DCE_DROP_BLOCKLIST = 0,           /* source in the static blocklist */
-	DCE_DROP_BANNED = 1,              /* source under an unexpired ban: an operator's (bans_v4/v6) or an automatic one (auto_bans) */
-	DCE_DROP_FRAGMENT = 2,            /* first fragment of a datagram to a SIP port */
+	DCE_DROP_BLOCKLIST = 0,           /* source in the static blocklist (UDP to a SIP port, or TCP to a SIP TCP port) */
+	DCE_DROP_BANNED = 1,              /* source under an unexpired ban: an operator's (bans_v4/v6) or an automatic one (auto_bans); UDP or TCP */
+	DCE_DROP_FRAGMENT = 2,            /* first fragment of a datagram (or of a TCP segment) to a SIP port */
 	DCE_DROP_NOT_SIP = 3,             /* payload on a SIP port does not start like SIP */
 	DCE_DROP_SCANNER = 4,             /* scanner User-Agent or From display name */
 	DCE_DROP_RATE_LIMIT = 5,          /* source over its per-class budget */
 	DCE_DROP_OVERLOAD = 6,            /* this CPU's cap on packets to userspace reached */
-	DCE_DROP_MALFORMED = 7,           /* IP/UDP lengths inconsistent, or an IPv6 chain too deep */
+	DCE_DROP_MALFORMED = 7,           /* IP/UDP/TCP lengths inconsistent (a TCP data offset under 5 or past the segment), or an IPv6 chain too deep */
 	DCE_DROP_UNVERIFIED = 8,          /* source neither allowlisted nor verified, this CPU's budget for such sources spent */
 	DCE_DROP_EMERGENCY_OVER_BUDGET = 9, /* an emergency call's packet over its budgets (its source's, this CPU's) and refused by the ordinary ones too (a flood of them) */
+	DCE_DROP_SYN_RATE_LIMIT = 10,     /* a TCP SYN to a SIP TCP port over its source's SYN budget (config.syn) */
+	DCE_DROP_SYN_OVERLOAD = 11,       /* a TCP SYN to a SIP TCP port from a source neither allowlisted nor verified, this CPU's SYN budget (config.syn_cpu) spent */
 	/* passes */
-	DCE_PASSED = 10,                  /* SIP that passed every check and went to the kernel stack */
-	DCE_REDIRECTED = 11,              /* SIP that passed every check and went to the queue's AF_XDP socket */
-	DCE_PASSED_OTHER = 12,            /* not UDP to a SIP port: passed untouched */
+	DCE_PASSED = 12,                  /* SIP that passed every check and went to the kernel stack */
+	DCE_REDIRECTED = 13,              /* SIP that passed every check and went to the queue's AF_XDP socket */
+	DCE_PASSED_OTHER = 14,            /* neither UDP to a SIP port nor TCP to a SIP TCP port: passed untouched */
+	DCE_PASSED_STREAM = 15,           /* TCP to a SIP TCP port that passed the lists, the bans and (a SYN) the SYN budgets: to the kernel's TCP stack */
 	/* events */
-	DCE_EV_FRAGMENT_PASSED = 13,      /* a first fragment passed by policy */
-	DCE_EV_ALLOWLISTED = 14,          /* a SIP packet from an allowlisted source */
-	DCE_EV_AUTO_BAN = 15,             /* the program banned a verified scanner (into auto_bans) */
-	DCE_EV_AUTO_BAN_FAILED = 16,      /* ...but auto_bans refused the entry (full) */
-	DCE_EV_BAN_EXPIRED = 17,          /* a packet hit an expired ban (which no longer applies) */
-	DCE_EV_VERIFIED = 18,             /* a SIP packet from an unexpired verified source */
-	DCE_EV_SCANNER_UNPROVEN = 19,     /* a scanner from an unverified source (its address may be forged): dropped, nobody banned */
-	DCE_EV_AUTO_BAN_LIMITED = 20,     /* a verified scanner not banned: this CPU's auto-ban budget was spent */
-	DCE_EV_EMERGENCY_PASSED = 21,     /* an emergency call's packet passed past bans, budgets and rate limits */
-	DCE_COUNTER_SLOTS = 22,           /* number of slots */
+	DCE_EV_FRAGMENT_PASSED = 16,      /* a first fragment passed by policy */
+	DCE_EV_ALLOWLISTED = 17,          /* a SIP packet (UDP) from an allowlisted source */
+	DCE_EV_AUTO_BAN = 18,             /* the program banned a verified scanner (into auto_bans) */
+	DCE_EV_AUTO_BAN_FAILED = 19,      /* ...but auto_bans refused the entry (full) */
+	DCE_EV_BAN_EXPIRED = 20,          /* a packet hit an expired ban (which no longer applies) */
+	DCE_EV_VERIFIED = 21,             /* a SIP packet (UDP) from an unexpired verified source */
+	DCE_EV_SCANNER_UNPROVEN = 22,     /* a scanner from an unverified source (its address may be forged): dropped, nobody banned */
+	DCE_EV_AUTO_BAN_LIMITED = 23,     /* a verified scanner not banned: this CPU's auto-ban budget was spent */
+	DCE_EV_EMERGENCY_PASSED = 24,     /* an emergency call's packet passed past bans, budgets and rate limits */
+	DCE_COUNTER_SLOTS = 25,           /* number of slots */
 };
 
-#define DCE_DROP_REASONS 10               /* drop slots: 0 .. DCE_DROP_REASONS - 1 */
-#define DCE_VERDICT_SLOTS 13              /* verdict slots: each packet moves exactly one of 0 .. DCE_VERDICT_SLOTS - 1 */
+#define DCE_DROP_REASONS 12               /* drop slots: 0 .. DCE_DROP_REASONS - 1 */
+#define DCE_VERDICT_SLOTS 16              /* verdict slots: each packet moves exactly one of 0 .. DCE_VERDICT_SLOTS - 1 */
 
 /* Why a source is banned (struct dce_ban.reason). */
 enum dce_ban_reason {
@@ -137,6 +141,11 @@ struct dce_config {
 	struct dce_rate auto_ban;         /* per CPU: the GCRA budget of automatic bans the program makes */
 	struct dce_rate emergency;        /* per CPU: the GCRA budget of emergency calls' packets that skip bans, budgets and rate limits */
 	__u64 sig_first[2][4];            /* per kind (0 User-Agent, 1 From name), the 256-bit set of signature first bytes | 0x20: a value whose first byte is not in it skips the signature loop */
+	__u16 tcp_ports[DCE_MAX_SIP_PORTS]; /* TCP ports that carry SIP (over TCP or TLS), host byte order; the first n_tcp_ports count */
+	__u32 n_tcp_ports;                /* 0: no TCP is SIP, all of it passes untouched */
+	__u32 _pad;                       /* padding */
+	struct dce_rate syn;              /* per source: the GCRA budget of TCP SYNs to the SIP TCP ports (state in syn_buckets) */
+	struct dce_rate syn_cpu;          /* per CPU: the GCRA budget of such SYNs from sources neither allowlisted nor verified */
 };
 
 /*
@@ -209,6 +218,13 @@ struct dce_bucket {
 	__u64 tat[DCE_CLASS_SLOTS];       /* theoretical arrival time per class */
 };
 
+/* Value of `syn_buckets` (LRU_HASH keyed by struct dce_source): a map of
+ * its own, so that a SYN flood from forged sources churns its entries, not
+ * the UDP budgets in `buckets`. */
+struct dce_syn_bucket {
+	__u64 tat;                        /* theoretical arrival time of the source's next SYN */
+};
+
 /* Value of `top_sources` (LRU_HASH keyed by struct dce_source). */
 struct dce_top_source {
 	__u64 drops;                      /* packets dropped */
@@ -235,6 +251,7 @@ struct dce_overload {
 	__u64 unverified_tat;             /* GCRA state of config.unverified */
 	__u64 auto_ban_tat;               /* GCRA state of config.auto_ban */
 	__u64 emergency_tat;              /* GCRA state of config.emergency */
+	__u64 syn_tat;                    /* GCRA state of config.syn_cpu */
 };
 
 /*

@@ -5,7 +5,8 @@
  *
  * Verdict order (DESIGN.md, cheapest first; each drop counts under the first
  * reason that applies):
- *   1. not UDP to a configured SIP port                     -> PASS (passed_other)
+ *   1. neither UDP to a SIP port nor TCP to a SIP TCP port  -> PASS (passed_other)
+ *      TCP to a SIP TCP port (SIP over TCP or TLS)          -> the TCP order below
  *      UDP to a SIP port whose IP/UDP lengths do not add up -> DROP malformed
  *   2. source in the allowlist (trusted): skips 3, 6 and 7, and is never banned
  *   3. source in the blocklist                              -> DROP blocklist
@@ -57,11 +58,25 @@
  *
  * Non-first fragments carry no UDP header and pass: without the first
  * fragment (dropped by the default policy) they never reassemble.
+ *
+ * TCP to a SIP TCP port (config.tcp_ports), every segment:
+ *   T1. data offset under 5, or the header past the segment -> DROP malformed
+ *   T2. source in the allowlist                             -> PASS (passed_stream), no budget
+ *   T3. blocklist / operator ban / automatic ban            -> DROP blocklist / banned
+ *   T4. first fragment                                      -> DROP fragment, or PASS by policy
+ *   T5. not a SYN (ACK set, or no SYN)                      -> PASS (passed_stream)
+ *   T6. a SYN from a source not verified, this CPU's SYN
+ *       budget (config.syn_cpu) spent                       -> DROP syn_overload
+ *   T7. the source's SYN budget (config.syn) spent          -> DROP syn_rate_limit
+ *   T8.                                                     -> PASS (passed_stream)
+ * The TCP path is a branch of its own after the IP header, so UDP to the
+ * SIP ports pays one comparison for it.
  */
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 
 #include "bpf_defs.h"
@@ -143,6 +158,15 @@ struct {
 	__type(value, struct dce_bucket);
 } buckets SEC(".maps");
 
+/* Per-source SYN budgets, apart from `buckets`: a SYN flood from forged
+ * sources churns this map's entries, never the UDP budgets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DCE_SYN_BUCKET_ENTRIES);
+	__type(key, struct dce_source);
+	__type(value, struct dce_syn_bucket);
+} syn_buckets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, DCE_TOP_SOURCE_ENTRIES);
@@ -210,7 +234,12 @@ enum parse_result {
 	PARSE_SIP_PORT = 0, /* UDP to a SIP port, lengths consistent */
 	PARSE_OTHER = 1,    /* not ours: pass untouched */
 	PARSE_MALFORMED = 2,
+	PARSE_TCP_SIP_PORT = 3, /* TCP to a SIP TCP port, header consistent (or a first fragment) */
 };
+
+/* TCP flags byte (RFC 9293 section 3.1), the 14th byte of the header. */
+#define DCE_TCP_SYN 0x02
+#define DCE_TCP_ACK 0x10
 
 struct packet {
 	__u32 payload_off;
@@ -218,7 +247,7 @@ struct packet {
 	__u8 ipv6;
 	__u8 first_fragment;
 	__u8 have_source;
-	__u8 _pad;
+	__u8 tcp_syn; /* TCP: SYN set, ACK clear (a connection being opened) */
 	struct dce_lpm_v4 key4;
 	struct dce_lpm_v6 key6;
 	struct dce_source source;
@@ -241,18 +270,69 @@ struct ipv6_frag {
 	__be32 id;
 };
 
-static __always_inline int is_sip_port(const struct dce_config *cfg, __u16 port)
+static __always_inline int port_listed(const __u16 *ports, __u32 n, __u16 port)
 {
-	__u32 n = cfg->n_sip_ports;
-
 #pragma unroll
 	for (int i = 0; i < DCE_MAX_SIP_PORTS; i++) {
 		if ((__u32)i >= n)
 			return 0;
-		if (cfg->sip_ports[i] == port)
+		if (ports[i] == port)
 			return 1;
 	}
 	return 0;
+}
+
+static __always_inline int is_sip_port(const struct dce_config *cfg, __u16 port)
+{
+	return port_listed(cfg->sip_ports, cfg->n_sip_ports, port);
+}
+
+/* The TCP header at tcp_off; l4_end is where the IP packet says the segment
+ * ends. Only the ports and flags matter here: the kernel's TCP stack judges
+ * everything else. A global function, verified once for both IP versions
+ * and kept off the UDP path. Returns PARSE_TCP_SIP_PORT with bit 8 set for
+ * a SYN (SYN set, ACK clear), PARSE_OTHER or PARSE_MALFORMED. */
+#define DCE_TCP_IS_SYN 0x100
+
+__noinline int dce_parse_tcp(struct xdp_md *ctx, __u32 tcp_off, __u32 l4_end,
+			     __u32 first_fragment)
+{
+	__u32 zero = 0;
+	struct dce_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct tcphdr tcp_hdr;
+	__be16 ports[2];
+
+	if (!cfg || !cfg->n_tcp_ports || tcp_off > DCE_MAX_OFFSET)
+		return PARSE_OTHER;
+	/* A frame cut before the destination port cannot be shown to be ours. */
+	if (bpf_xdp_load_bytes(ctx, tcp_off, ports, sizeof(ports)) < 0)
+		return PARSE_OTHER;
+	if (!port_listed(cfg->tcp_ports, cfg->n_tcp_ports, dce_ntohs(ports[1])))
+		return PARSE_OTHER;
+	/* The segment continues in later fragments; only the policy matters. */
+	if (first_fragment)
+		return PARSE_TCP_SIP_PORT;
+	__u32 frame_len = ctx->data_end - ctx->data;
+	if (l4_end > frame_len || tcp_off + sizeof(tcp_hdr) > l4_end ||
+	    bpf_xdp_load_bytes(ctx, tcp_off, &tcp_hdr, sizeof(tcp_hdr)) < 0)
+		return PARSE_MALFORMED;
+	__u32 doff = tcp_hdr.doff;
+	if (doff < 5 || tcp_off + doff * 4 > l4_end)
+		return PARSE_MALFORMED;
+	__u8 flags = ((__u8 *)&tcp_hdr)[13];
+	if ((flags & (DCE_TCP_SYN | DCE_TCP_ACK)) == DCE_TCP_SYN)
+		return PARSE_TCP_SIP_PORT | DCE_TCP_IS_SYN;
+	return PARSE_TCP_SIP_PORT;
+}
+
+/* Marks the packet as ours from the TCP parse's answer. */
+static __always_inline int take_tcp(struct packet *pkt, int r)
+{
+	if ((r & 0xff) != PARSE_TCP_SIP_PORT)
+		return r;
+	pkt->have_source = 1;
+	pkt->tcp_syn = (r & DCE_TCP_IS_SYN) != 0;
+	return PARSE_TCP_SIP_PORT;
 }
 
 /* The UDP header at udp_off; l4_end is where the IP packet says its payload
@@ -292,7 +372,8 @@ static __always_inline int parse_ipv4(struct xdp_md *ctx, const struct dce_confi
 
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return PARSE_OTHER;
-	if (ip->protocol != IPPROTO_UDP)
+	__u8 proto = ip->protocol;
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
 		return PARSE_OTHER;
 	__u16 frag = dce_ntohs(ip->frag_off);
 	if (frag & 0x1fff)
@@ -312,6 +393,11 @@ static __always_inline int parse_ipv4(struct xdp_md *ctx, const struct dce_confi
 		tot_len = 0; /* flagged as malformed by parse_udp's length check */
 	if (!pkt_ptr(ctx, off, ihl))
 		return PARSE_OTHER;
+	if (proto == IPPROTO_TCP) {
+		/* A bad total length makes l4_end short of the header: malformed. */
+		__u32 end = tot_len ? off + tot_len : 0;
+		return take_tcp(pkt, dce_parse_tcp(ctx, off + ihl, end, pkt->first_fragment));
+	}
 	return parse_udp(ctx, cfg, pkt, off + ihl, off + tot_len);
 }
 
@@ -323,6 +409,7 @@ static __always_inline int parse_ipv4(struct xdp_md *ctx, const struct dce_confi
 #define DCE_WALK_OTHER (-1)
 #define DCE_WALK_MALFORMED (-2)
 #define DCE_WALK_FIRST_FRAGMENT 0x10000
+#define DCE_WALK_TCP 0x20000
 
 __noinline int dce_ipv6_walk(struct xdp_md *ctx, __u32 off, __u32 nexthdr)
 {
@@ -333,6 +420,8 @@ __noinline int dce_ipv6_walk(struct xdp_md *ctx, __u32 off, __u32 nexthdr)
 			return DCE_WALK_OTHER;
 		if (nexthdr == IPPROTO_UDP)
 			return (int)off | first_fragment;
+		if (nexthdr == IPPROTO_TCP)
+			return (int)off | first_fragment | DCE_WALK_TCP;
 		if (i == DCE_MAX_IPV6_EXT_HEADERS)
 			break;
 		if (nexthdr == IPPROTO_FRAGMENT) {
@@ -358,7 +447,7 @@ __noinline int dce_ipv6_walk(struct xdp_md *ctx, __u32 off, __u32 nexthdr)
 			nexthdr = eh.nexthdr;
 			off += len;
 		} else {
-			return DCE_WALK_OTHER; /* TCP, ICMPv6, ESP, no next header, ... */
+			return DCE_WALK_OTHER; /* ICMPv6, ESP, no next header, ... */
 		}
 	}
 	/* Still inside the extension chain: too deep to judge. */
@@ -385,6 +474,8 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, const struct dce_confi
 	if (walk < 0)
 		return PARSE_MALFORMED;
 	pkt->first_fragment = (walk & DCE_WALK_FIRST_FRAGMENT) != 0;
+	if (walk & DCE_WALK_TCP)
+		return take_tcp(pkt, dce_parse_tcp(ctx, walk & 0xffff, l4_end, pkt->first_fragment));
 	return parse_udp(ctx, cfg, pkt, walk & 0xffff, l4_end);
 }
 
@@ -944,6 +1035,29 @@ static __always_inline int over_budget(const struct packet *pkt, const struct dc
 	return 0;
 }
 
+/* The source's SYN budget (config.syn, GCRA as in over_budget): 1 when
+ * spent. Charged when checked, so a source's refused SYNs spend its own
+ * budget, nobody else's. */
+static __always_inline int syn_over_budget(const struct packet *pkt, const struct dce_config *cfg,
+					   struct clock *clk)
+{
+	__u64 now = clock_now(clk);
+	struct dce_syn_bucket *b = bpf_map_lookup_elem(&syn_buckets, &pkt->source);
+
+	if (!b) {
+		struct dce_syn_bucket fresh = {.tat = now + cfg->syn.interval_ns};
+		bpf_map_update_elem(&syn_buckets, &pkt->source, &fresh, BPF_NOEXIST);
+		return 0;
+	}
+	__u64 tat = b->tat;
+	if (tat < now)
+		tat = now;
+	if (tat - now > cfg->syn.tolerance_ns)
+		return 1;
+	b->tat = tat + cfg->syn.interval_ns;
+	return 0;
+}
+
 /* A source that proved it receives our responses at its address, and
  * whose verification has not expired. */
 static __always_inline int is_verified(const struct packet *pkt, struct clock *clk)
@@ -1018,6 +1132,48 @@ static __always_inline struct verdict to_userspace(struct xdp_md *ctx,
 	return PASS(DCE_PASSED);
 }
 
+/* TCP to a SIP TCP port (SIP over TCP or TLS; the TCP part of the verdict
+ * order at the top). The lists and the bans apply to every segment, so a
+ * banned source can neither open a connection nor go on using one. Only
+ * SYNs (SYN set, ACK clear) pay budgets: segments of an established
+ * connection are the kernel's TCP state to judge, and a forged one is
+ * refused there. The per-CPU SYN budget is checked first and charged only
+ * by the SYNs that pass, so forged sources that spent it are shed without
+ * touching syn_buckets; allowlisted sources skip both budgets, verified
+ * ones the per-CPU budget (they still meet their own). No emergency
+ * reach-through: a SYN carries no Request-URI to tell. Returns the verdict
+ * slot: a drop reason drops, anything else passes. (Not inlined: it keeps
+ * the TCP branch's code and its verification apart from the UDP path's.) */
+static __noinline __u32 decide_tcp(const struct dce_config *cfg, struct dce_counters *cnt,
+				   struct packet *pkt, struct clock *clk)
+{
+	if (listed(&allow_v4, &allow_v6, pkt))
+		return DCE_PASSED_STREAM;
+	if (listed(&block_v4, &block_v6, pkt))
+		return DCE_DROP_BLOCKLIST;
+	if (operator_banned(pkt, clk, cnt) || auto_banned(pkt, clk, cnt))
+		return DCE_DROP_BANNED;
+	if (pkt->first_fragment) {
+		if (!(cfg->flags & DCE_CFG_FRAGMENTS_PASS))
+			return DCE_DROP_FRAGMENT;
+		cnt->slot[DCE_EV_FRAGMENT_PASSED]++;
+		return DCE_PASSED_STREAM;
+	}
+	if (!pkt->tcp_syn)
+		return DCE_PASSED_STREAM;
+
+	int verified = is_verified(pkt, clk);
+	struct dce_overload *o = cpu_budgets(clk);
+	__u64 syn_tat = 0;
+	if (o && !verified && cpu_budget_spent(o->syn_tat, &cfg->syn_cpu, clk, &syn_tat))
+		return DCE_DROP_SYN_OVERLOAD;
+	if (syn_over_budget(pkt, cfg, clk))
+		return DCE_DROP_SYN_RATE_LIMIT;
+	if (o && !verified)
+		o->syn_tat = syn_tat;
+	return DCE_PASSED_STREAM;
+}
+
 static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dce_config *cfg,
 					     struct dce_counters *cnt, struct packet *pkt,
 					     struct clock *clk)
@@ -1025,6 +1181,10 @@ static __always_inline struct verdict decide(struct xdp_md *ctx, const struct dc
 	int r = parse_frame(ctx, cfg, pkt);
 	if (r == PARSE_OTHER)
 		return PASS(DCE_PASSED_OTHER);
+	if (r == PARSE_TCP_SIP_PORT) {
+		__u32 slot = decide_tcp(cfg, cnt, pkt, clk);
+		return slot < DCE_DROP_REASONS ? DROP(slot) : PASS(slot);
+	}
 	if (r == PARSE_MALFORMED)
 		return DROP(DCE_DROP_MALFORMED);
 

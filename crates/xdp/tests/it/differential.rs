@@ -2,7 +2,8 @@
 //! verdict order, written here in Rust from the documented rules (parse
 //! result, allowlist, blocklist, operator and automatic bans, fragment
 //! policy, SIP start, verified, unverified budget, per-source rate limit,
-//! overload cap, scanner signature, redirect/pass). Random frames (SIP
+//! overload cap, scanner signature, redirect/pass; for TCP to the SIP TCP
+//! ports: header checks, lists, bans, the SYN budgets). Random frames (SIP
 //! requests and responses with random methods, headers and User-Agents,
 //! scanner signatures among them; garbage; other ports; IPv4 and IPv6; VLAN
 //! tags; IPv4 options and IPv6 extension headers; fragments; truncation;
@@ -43,6 +44,8 @@ const FRAMES_PER_SCENARIO: usize = 80;
 const HOUR_NS: u64 = 3_600_000_000_000;
 /// The SIP ports the filter watches here.
 const SIP_PORTS: [u16; 2] = [5060, 5080];
+/// The SIP TCP ports the filter watches here (5080 is UDP only).
+const TCP_PORTS: [u16; 2] = [5060, 5061];
 
 /// The scanner signatures of a custom set (some scenarios use it instead of
 /// the defaults): User-Agents, then From display names.
@@ -226,6 +229,8 @@ enum Parsed {
         off: usize,
         end: usize,
     },
+    /// TCP to a SIP TCP port, its header sound; `syn`: SYN set, ACK clear.
+    Tcp { syn: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +269,13 @@ struct Model {
     emergency_sources: HashMap<Net, Expiry>,
     emergency_budget: Budget,
     emergency_charged: u64,
+    /// Per source: SYNs to the SIP TCP ports.
+    syn_per_source: Budget,
+    /// SYNs each source had admitted.
+    syn_buckets: HashMap<Net, u64>,
+    /// Per CPU: SYNs of sources neither allowlisted nor verified.
+    syn_cpu: Budget,
+    syn_cpu_charged: u64,
 }
 
 impl Model {
@@ -279,6 +291,7 @@ impl Model {
         let (first_fragment, off, end) = match case.parsed {
             Parsed::Other => return o.verdict(XDP_PASS, slot::PASSED_OTHER, "not ours"),
             Parsed::Malformed => return o.verdict(XDP_DROP, slot::DROP_MALFORMED, "malformed"),
+            Parsed::Tcp { syn } => return self.run_tcp(case.src, syn, o),
             Parsed::Sip {
                 first_fragment,
                 off,
@@ -426,6 +439,44 @@ impl Model {
 }
 
 impl Model {
+    /// TCP to a SIP TCP port: the lists and the bans for every segment, the
+    /// SYN budgets (this CPU's unless verified, then the source's) for a SYN.
+    fn run_tcp(&mut self, src: IpAddr, syn: bool, mut o: Outcome) -> Outcome {
+        let max = width(src.is_ipv6());
+        if longest(self.allow.iter(), src, max).is_some() {
+            return o.verdict(XDP_PASS, slot::PASSED_STREAM, "TCP, allowlisted");
+        }
+        if longest(self.block.iter(), src, max).is_some() {
+            return o.verdict(XDP_DROP, slot::DROP_BLOCKLIST, "TCP, blocklisted");
+        }
+        if self.banned(src, max, &mut o) {
+            return o.verdict(XDP_DROP, slot::DROP_BANNED, "TCP, banned");
+        }
+        if !syn {
+            return o.verdict(XDP_PASS, slot::PASSED_STREAM, "TCP, not a SYN");
+        }
+        let verified = self
+            .verified
+            .get(&source_of(src))
+            .is_some_and(|e| e.applies());
+        if !verified && !self.syn_cpu.admits(self.syn_cpu_charged) {
+            return o.verdict(XDP_DROP, slot::DROP_SYN_OVERLOAD, "CPU's SYN budget spent");
+        }
+        let admitted = self.syn_buckets.entry(source_of(src)).or_insert(0);
+        if !self.syn_per_source.admits(*admitted) {
+            return o.verdict(
+                XDP_DROP,
+                slot::DROP_SYN_RATE_LIMIT,
+                "source's SYN budget spent",
+            );
+        }
+        *admitted += 1;
+        if !verified {
+            self.syn_cpu_charged += 1;
+        }
+        o.verdict(XDP_PASS, slot::PASSED_STREAM, "SYN admitted")
+    }
+
     /// An unexpired ban of `src`: the operator tries (an expired entry
     /// sends the lookup on with a shorter prefix, four lookups at most),
     /// then the automatic ban of its source.
@@ -762,6 +813,9 @@ struct Spec {
     ipv6_ext_units: Vec<u8>,
     fragment: Fragment,
     not_udp: bool,
+    /// For a TCP frame (`not_udp`): the data offset and flags written into
+    /// the bytes where TCP has them.
+    tcp_doff_flags: (u8, u8),
     udp_length: UdpLength,
     padding: usize,
     cut: Option<usize>,
@@ -994,12 +1048,17 @@ impl Case {
             (true, 1..=4) => (0..rng.usize(1..=2)).map(|_| rng.u8(0..2)).collect(),
             _ => vec![],
         };
+        // A non-UDP protocol is written into the IP header, so only
+        // where no extension header or fragment header follows it.
+        let not_udp = rng.u8(0..4) == 0 && ipv6_ext_units.is_empty() && fragment == Fragment::None;
         let mut spec = Spec {
             src,
-            dport: if rng.u8(0..10) > 0 {
+            dport: if not_udp && rng.u8(0..10) > 0 {
+                TCP_PORTS[rng.usize(..2)]
+            } else if rng.u8(0..10) > 0 {
                 SIP_PORTS[rng.usize(..2)]
             } else {
-                *pick(rng, &[&53u16, &5070, &5061])
+                *pick(rng, &[&53u16, &5070, &5061, &22])
             },
             vlan_tags: match rng.u8(0..20) {
                 0..=2 => 1,
@@ -1012,9 +1071,14 @@ impl Case {
             } else {
                 0
             },
-            // A non-UDP protocol is written into the IP header, so only
-            // where no extension header or fragment header follows it.
-            not_udp: rng.u8(0..30) == 0 && ipv6_ext_units.is_empty() && fragment == Fragment::None,
+            not_udp,
+            tcp_doff_flags: (
+                *pick(rng, &[&5u8, &5, &5, &5, &8, &4, &0, &15]),
+                *pick(
+                    rng,
+                    &[&0x02u8, &0x02, &0x02, &0x10, &0x12, &0x18, &0x03, &0x00],
+                ),
+            ),
             ipv6_ext_units,
             fragment,
             udp_length: match rng.u8(0..40) {
@@ -1040,7 +1104,7 @@ impl Case {
         if let Some(c) = spec.cut {
             frame.truncate(c);
         }
-        let parsed = parse(&spec, &layout, frame.len());
+        let parsed = parse(&spec, &layout, &frame);
         Case {
             spec,
             src,
@@ -1106,9 +1170,18 @@ fn build(spec: &Spec, payload: &[u8]) -> (Vec<u8>, Layout) {
     if spec.not_udp {
         // IPv4 protocol, or IPv6 next header (no chain here): TCP.
         f[if v6 { l2 + 6 } else { l2 + 9 }] = 6;
+        // The data offset and flags, where TCP has them (payload bytes of
+        // the UDP frame, present when the payload is at least 6 bytes).
+        let (doff, flags) = spec.tcp_doff_flags;
+        if let Some(b) = f.get_mut(udp_off + 12) {
+            *b = doff << 4;
+        }
+        if let Some(b) = f.get_mut(udp_off + 13) {
+            *b = flags;
+        }
     }
     let mut ulen = 8 + payload.len();
-    if spec.fragment != Fragment::Later {
+    if spec.fragment != Fragment::Later && !spec.not_udp {
         ulen = match spec.udp_length {
             UdpLength::True => ulen,
             UdpLength::OneTooLong => ulen + 1,
@@ -1131,16 +1204,20 @@ fn build(spec: &Spec, payload: &[u8]) -> (Vec<u8>, Layout) {
     )
 }
 
-/// What the program's parser makes of a frame of `len` bytes (the built
-/// frame, perhaps cut): the rules of docs/xdp.md step 1 and "Truncation".
-fn parse(spec: &Spec, layout: &Layout, len: usize) -> Parsed {
+/// What the program's parser makes of `frame` (the built frame, perhaps
+/// cut): the rules of docs/xdp.md step 1 and "Truncation".
+fn parse(spec: &Spec, layout: &Layout, frame: &[u8]) -> Parsed {
+    let len = frame.len();
     if spec.vlan_tags > 2 {
         return Parsed::Other; // a third tag: not IP as far as the program looks
     }
     let mut first_fragment = spec.fragment == Fragment::First;
     if spec.src.is_ipv6() {
-        if len < layout.l2 + 40 || spec.not_udp {
+        if len < layout.l2 + 40 {
             return Parsed::Other;
+        }
+        if spec.not_udp {
+            return parse_tcp(layout, frame);
         }
         let mut at = layout.l2 + 40;
         for (i, &(size, fragment_header)) in layout.ipv6_chain.iter().enumerate() {
@@ -1158,8 +1235,10 @@ fn parse(spec: &Spec, layout: &Layout, len: usize) -> Parsed {
             at += size;
         }
         debug_assert_eq!(at, layout.udp_off);
-    } else if spec.not_udp || spec.fragment == Fragment::Later {
+    } else if spec.fragment == Fragment::Later {
         return Parsed::Other;
+    } else if spec.not_udp {
+        return parse_tcp(layout, frame);
     }
     let udp = layout.udp_off;
     if len < udp + 8 || !SIP_PORTS.contains(&spec.dport) {
@@ -1179,6 +1258,30 @@ fn parse(spec: &Spec, layout: &Layout, len: usize) -> Parsed {
         first_fragment,
         off: udp + 8,
         end: udp + layout.ulen,
+    }
+}
+
+/// TCP (never fragmented here, no IPv6 chain): a frame cut before the
+/// destination port is not ours; to a SIP TCP port, a header that does not
+/// fit the segment, or a data offset under 5, is malformed.
+fn parse_tcp(layout: &Layout, frame: &[u8]) -> Parsed {
+    let tcp = layout.udp_off;
+    if frame.len() < tcp + 4 {
+        return Parsed::Other;
+    }
+    let dport = u16::from_be_bytes([frame[tcp + 2], frame[tcp + 3]]);
+    if !TCP_PORTS.contains(&dport) {
+        return Parsed::Other;
+    }
+    if layout.l4_end > frame.len() || tcp + 20 > layout.l4_end {
+        return Parsed::Malformed;
+    }
+    let doff = (frame[tcp + 12] >> 4) as usize;
+    if doff < 5 || tcp + doff * 4 > layout.l4_end {
+        return Parsed::Malformed;
+    }
+    Parsed::Tcp {
+        syn: frame[tcp + 13] & 0x12 == 0x02,
     }
 }
 
@@ -1286,6 +1389,7 @@ impl Scenario {
         let custom_signatures = rng.u8(0..10) < 3;
         let cfg = FilterConfig {
             sip_ports: SIP_PORTS.to_vec(),
+            tcp_ports: TCP_PORTS.to_vec(),
             mode: if rng.bool() {
                 VerdictMode::Pass
             } else {
@@ -1358,6 +1462,15 @@ impl Scenario {
                 .collect(),
             emergency_budget: Budget::random(rng, true),
             emergency_charged: 0,
+            // Often a burst of one: a scenario sees few SYNs per source.
+            syn_per_source: if rng.bool() {
+                Budget::Burst(1)
+            } else {
+                Budget::random(rng, false)
+            },
+            syn_buckets: HashMap::new(),
+            syn_cpu: Budget::random(rng, true),
+            syn_cpu_charged: 0,
         };
         Scenario {
             pool,
@@ -1378,6 +1491,8 @@ impl Scenario {
         c.unverified = m.unverified.rate();
         c.auto_ban = m.auto_ban_budget.rate();
         c.emergency = m.emergency_budget.rate();
+        c.syn = m.syn_per_source.rate();
+        c.syn_cpu = m.syn_cpu.rate();
         for (i, r) in m.rates.iter().enumerate() {
             c.rates[i] = r.rate();
         }
@@ -1437,10 +1552,11 @@ impl Scenario {
             };
             filter.note_emergency_call(*a, ttl).unwrap();
         }
-        let (unverified_tat, auto_ban_tat, emergency_tat) = (
+        let (unverified_tat, auto_ban_tat, emergency_tat, syn_tat) = (
             m.unverified.start_tat(now),
             m.auto_ban_budget.start_tat(now),
             m.emergency_budget.start_tat(now),
+            m.syn_cpu.start_tat(now),
         );
         filter.update_cpu_budgets(|_| abi::Overload {
             window_start_ns: 0,
@@ -1448,6 +1564,7 @@ impl Scenario {
             unverified_tat,
             auto_ban_tat,
             emergency_tat,
+            syn_tat,
         });
     }
 

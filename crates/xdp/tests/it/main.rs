@@ -8,3 +8,4 @@ mod emergency;
 mod program;
 mod reload;
 mod support;
+mod tcp;

@@ -190,18 +190,6 @@ fn udp_to_another_port_passes_untouched_even_with_a_scanner_agent() {
 }
 
 #[test]
-fn tcp_to_the_sip_port_passes_untouched() {
-    let Some(h) = Harness::new("tcp_to_the_sip_port_passes_untouched") else {
-        return;
-    };
-    let mut f = udp4(b"garbage");
-    f.dport = 5060;
-    let mut bytes = f.build();
-    bytes[14 + 9] = 6; // protocol TCP (checksum no longer matters here)
-    h.expect(&bytes, XDP_PASS, slot::PASSED_OTHER, &[]);
-}
-
-#[test]
 fn ssh_and_arp_pass_untouched() {
     let Some(h) = Harness::new("ssh_and_arp_pass_untouched") else {
         return;
