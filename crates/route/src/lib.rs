@@ -21,9 +21,10 @@ pub mod trie;
 
 pub use cps::{Admission, CpsShares};
 pub use files::{LoadedRoutes, RouteErrors, RoutesConfig};
-pub use health::{HealthSettings, TargetHealth};
+pub use health::{HealthCause, HealthSettings, InviteActivity, TargetBook, TargetHealth};
 pub use reload::{Decision, RouteControl, WorkerRoutes};
 pub use select::HealthView;
 pub use table::{
-    Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target, Transport, UpstreamId,
+    Action, GroupId, Probe, RouteGroup, RouteMatch, RouteTable, Target, Transport, UpstreamId,
+    WhenAllDown,
 };
