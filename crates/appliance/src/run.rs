@@ -83,6 +83,8 @@ pub struct Appliance {
     started: Instant,
     changes: Vec<HealthChange>,
     transitions: Vec<Transition>,
+    /// The cause of each target's last change, for the console.
+    causes: HashMap<SocketAddr, String>,
     reloads_accepted: u64,
     reloads_refused: u64,
     last_reload_error: Option<String>,
@@ -251,6 +253,7 @@ impl Appliance {
             started: Instant::now(),
             changes: Vec::new(),
             transitions: Vec::new(),
+            causes: HashMap::new(),
             reloads_accepted: 0,
             reloads_refused: 0,
             last_reload_error: None,
@@ -468,6 +471,7 @@ impl Appliance {
         );
         for c in &self.transitions {
             self.routes.set_health(c.addr, c.up);
+            self.causes.insert(c.addr, c.cause.to_string());
             let group = self
                 .routes
                 .table()
@@ -1404,6 +1408,7 @@ impl Appliance {
             &self.cfg,
             &self.routes,
             &self.prober,
+            &self.causes,
             self.started,
             self.reload_counts(),
             &self.last_workers,
@@ -1451,6 +1456,7 @@ impl Appliance {
             &self.cfg,
             &self.routes,
             &self.prober,
+            &self.causes,
             self.started,
             reloads,
             &finals,
@@ -1482,6 +1488,7 @@ fn assemble(
     cfg: &ApplianceConfig,
     routes: &RouteControl,
     prober: &Prober,
+    causes: &HashMap<SocketAddr, String>,
     started: Instant,
     (reloads_accepted, reloads_refused, last_reload_error): (u64, u64, Option<String>),
     workers: &[WorkerSnapshot<ProxyStats>],
@@ -1551,6 +1558,7 @@ fn assemble(
                     group: g.name.clone(),
                     target: t.addr.to_string(),
                     up: routes.is_up(t.addr),
+                    cause: causes.get(&t.addr).cloned(),
                     rtt_ms: probes.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     probes_sent: probes.sent,
                     probes_answered: probes.answered,
