@@ -350,6 +350,8 @@ pub struct EdgeProxy {
     passive: Vec<(SocketAddr, InviteActivity)>,
     /// When the last [`ProxyEvent::InviteActivity`] reports went out (ns).
     passive_reported: u64,
+    /// The target the next report starts at (where the last one stopped).
+    passive_cursor: usize,
     /// Networks an operator allowed at run time.
     runtime_allows: Vec<Cidr>,
     /// The text of a redirect's contacts, written before the answer.
@@ -537,6 +539,7 @@ impl EdgeProxy {
             upstream_ips: Vec::new(),
             passive: Vec::new(),
             passive_reported: 0,
+            passive_cursor: 0,
             runtime_allows: Vec::with_capacity(RUNTIME_ALLOWS),
             contacts: [[0; 80]; MAX_CONTACTS],
             contact_lens: [0; MAX_CONTACTS],
@@ -600,6 +603,7 @@ impl EdgeProxy {
             .collect();
         passive.sort_by_key(|&(a, _)| a);
         self.passive = passive;
+        self.passive_cursor = 0;
         // Only forward targets are trusted: a redirect group's targets are
         // addresses the edge tells callers about, not its upstreams.
         let mut ips: Vec<IpAddr> = table.forward_upstreams().iter().map(|a| a.ip()).collect();
@@ -679,15 +683,27 @@ impl EdgeProxy {
     }
 
     /// Reports what INVITEs toward each target met since the last report,
-    /// for the targets where anything happened.
+    /// for the targets where anything happened. Reports fill at most half
+    /// the event queue, so that abuse and proof events always find room
+    /// (and the ring to the control thread, of the same size, is not
+    /// flooded); targets left over keep counting and are reported first
+    /// next time.
     fn report_activity(&mut self) {
-        for i in 0..self.passive.len() {
+        let n = self.passive.len();
+        for k in 0..n {
+            let i = (self.passive_cursor + k) % n;
             let (target, activity) = self.passive[i];
-            if !activity.is_empty() {
-                self.passive[i].1 = InviteActivity::default();
-                self.emit(ProxyEvent::InviteActivity { target, activity });
+            if activity.is_empty() {
+                continue;
             }
+            if self.events.len() >= EVENT_QUEUE / 2 {
+                self.passive_cursor = i;
+                return;
+            }
+            self.passive[i].1 = InviteActivity::default();
+            self.emit(ProxyEvent::InviteActivity { target, activity });
         }
+        self.passive_cursor = 0;
     }
 
     /// The passive health counters of the forward target at `addr`.
