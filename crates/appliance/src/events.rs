@@ -46,7 +46,8 @@ pub enum ControlEvent {
         group: String,
         /// Its new state.
         up: bool,
-        /// What made the change, for a person ("3 probes unanswered").
+        /// What made the change, for a person ("3 OPTIONS probes unanswered",
+        /// "5 INVITEs in a row answered 503").
         cause: String,
     },
     /// A ban the control thread did not make itself appeared in the XDP

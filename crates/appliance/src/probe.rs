@@ -328,11 +328,12 @@ impl Prober {
         self.core.set_settings(settings);
     }
 
-    /// Probes the forward targets of `table` on its schedule: call it at
-    /// start and after every accepted reload.
+    /// Probes the forward targets of `table` that its groups want probed
+    /// ([`RouteTable::probed_upstreams`](route::table::RouteTable::probed_upstreams))
+    /// on its schedule: call it at start and after every accepted reload.
     pub fn follow_table(&mut self, table: &route::table::RouteTable) {
         self.core.set_settings(table.health_settings());
-        self.core.set_targets(&table.forward_upstreams_udp());
+        self.core.set_targets(&table.probed_upstreams());
     }
 
     /// Reads every waiting answer, then starts a round if one is due at
@@ -445,6 +446,7 @@ mod tests {
             interval: Duration::from_secs(1),
             down_after: 2,
             up_after: 2,
+            ..HealthSettings::default()
         }
     }
 

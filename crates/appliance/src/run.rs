@@ -26,7 +26,7 @@ const STREAM_WAIT: Duration = Duration::from_millis(100);
 use proxy::rate::{RateLimit, RateState};
 use proxy::verified::{Proof, VerifiedSources};
 use proxy::{EdgeProxy, ProxyControl, ProxyEvent, ProxyStats};
-use route::health::HealthChange;
+use route::health::{HealthChange, InviteActivity, TargetBook, Transition};
 use route::{RouteControl, RouteErrors};
 use telemetry::stats::{self, Snapshot};
 use xdp::config::Cidr;
@@ -78,8 +78,13 @@ pub struct Appliance {
     last_stream: Option<stats::StreamReport>,
     routes: RouteControl,
     prober: Prober,
+    /// Every target's health: the probes' verdict and passive health's.
+    book: TargetBook,
     started: Instant,
     changes: Vec<HealthChange>,
+    transitions: Vec<Transition>,
+    /// The cause of each target's last change, for the console.
+    causes: HashMap<SocketAddr, String>,
     reloads_accepted: u64,
     reloads_refused: u64,
     last_reload_error: Option<String>,
@@ -205,6 +210,8 @@ impl Appliance {
         if let Some(layer) = stream_layer.as_mut() {
             udp_from_the_sip_port(layer, &mut dataplane, cfg.dataplane.mode);
         }
+        let mut book = TargetBook::new(health);
+        follow_table(&mut book, routes.table());
         let stream = stream_layer
             .map(|l| l.spawn(STREAM_WAIT))
             .transpose()
@@ -245,8 +252,11 @@ impl Appliance {
             last_stream: None,
             routes,
             prober,
+            book,
             started: Instant::now(),
             changes: Vec::new(),
+            transitions: Vec::new(),
+            causes: HashMap::new(),
             reloads_accepted: 0,
             reloads_refused: 0,
             last_reload_error: None,
@@ -404,7 +414,12 @@ impl Appliance {
     pub fn tick(&mut self) -> Vec<ControlEvent> {
         let mut out = std::mem::take(&mut self.events);
         let mut proofs = Vec::new();
+        let mut activity: Vec<(SocketAddr, InviteActivity)> = Vec::new();
         let mut on_event = |ev| match ev {
+            ProxyEvent::InviteActivity {
+                target,
+                activity: a,
+            } => activity.push((target, a)),
             ProxyEvent::Abuse { source, reason } => out.push(ControlEvent::Abuse {
                 source,
                 reason: reason.as_str(),
@@ -439,11 +454,27 @@ impl Appliance {
         }
         self.enforce_bans(&mut out);
         self.changes.clear();
-        if let Err(e) = self.prober.poll(Instant::now(), &mut self.changes) {
+        self.transitions.clear();
+        let now = Instant::now();
+        if let Err(e) = self.prober.poll(now, &mut self.changes) {
             eprintln!("dce-edge: health prober: {e}");
         }
         for c in &self.changes {
+            self.transitions
+                .extend(self.book.probe(c.addr, c.up, c.after));
+        }
+        for (target, a) in activity {
+            self.transitions.extend(self.book.activity(target, a, now));
+        }
+        let probes = self.prober.probes();
+        self.book.poll(
+            now,
+            |a| probes.target_probes(a).map(|p| p.answered),
+            &mut self.transitions,
+        );
+        for c in &self.transitions {
             self.routes.set_health(c.addr, c.up);
+            self.causes.insert(c.addr, c.cause.to_string());
             let group = self
                 .routes
                 .table()
@@ -453,16 +484,11 @@ impl Appliance {
                 .map(|g| g.name.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let cause = if c.up {
-                format!("{} probes answered", c.after)
-            } else {
-                format!("{} probes unanswered", c.after)
-            };
             out.push(ControlEvent::Health {
                 target: c.addr,
                 group,
                 up: c.up,
-                cause,
+                cause: c.cause.to_string(),
             });
         }
         self.routes.pump();
@@ -678,10 +704,8 @@ impl Appliance {
         };
         let workers_running = self.dataplane.all_running();
         let upstreams = self.routes.table().forward_upstreams();
-        let upstream_reachable = upstreams.is_empty()
-            || upstreams
-                .iter()
-                .any(|t| self.prober.probes().is_up(*t).unwrap_or(true));
+        let upstream_reachable =
+            upstreams.is_empty() || upstreams.iter().any(|t| self.book.is_up(*t));
         for ev in a.update(
             workers_running,
             upstream_reachable,
@@ -791,6 +815,7 @@ impl Appliance {
                 self.reloads_accepted += 1;
                 self.routes_digest = routes_digest(&self.cfg);
                 self.prober.follow_table(self.routes.table());
+                follow_table(&mut self.book, self.routes.table());
                 self.allow_upstreams();
                 if let Err(e) = self.sync_emergency() {
                     eprintln!(
@@ -1386,6 +1411,7 @@ impl Appliance {
             &self.cfg,
             &self.routes,
             &self.prober,
+            &self.causes,
             self.started,
             self.reload_counts(),
             &self.last_workers,
@@ -1433,6 +1459,7 @@ impl Appliance {
             &self.cfg,
             &self.routes,
             &self.prober,
+            &self.causes,
             self.started,
             reloads,
             &finals,
@@ -1453,10 +1480,18 @@ fn stream_report(c: &dataplane::stream::StreamCounters, open: usize) -> stats::S
     }
 }
 
+/// Makes `book` follow the targets and thresholds of `table`: at start and
+/// after every accepted reload.
+fn follow_table(book: &mut TargetBook, table: &route::RouteTable) {
+    book.set_settings(table.health_settings());
+    book.set_targets(&table.forward_upstreams(), &table.probed_upstreams());
+}
+
 fn assemble(
     cfg: &ApplianceConfig,
     routes: &RouteControl,
     prober: &Prober,
+    causes: &HashMap<SocketAddr, String>,
     started: Instant,
     (reloads_accepted, reloads_refused, last_reload_error): (u64, u64, Option<String>),
     workers: &[WorkerSnapshot<ProxyStats>],
@@ -1525,7 +1560,8 @@ fn assemble(
                 s.targets.push(stats::TargetState {
                     group: g.name.clone(),
                     target: t.addr.to_string(),
-                    up: prober.probes().is_up(t.addr).unwrap_or(true),
+                    up: routes.is_up(t.addr),
+                    cause: causes.get(&t.addr).cloned(),
                     rtt_ms: probes.rtt.map(|d| d.as_secs_f64() * 1000.0),
                     probes_sent: probes.sent,
                     probes_answered: probes.answered,

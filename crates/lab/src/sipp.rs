@@ -45,6 +45,17 @@ impl Uas {
     /// health probes see it up), writing its counters to a CSV in `dir`
     /// every second. Returns once it answers an OPTIONS (up to 20 s).
     pub fn start(host: &Host, dir: &Path) -> io::Result<Uas> {
+        Uas::start_with(host, dir, true)
+    }
+
+    /// [`Uas::start`] without `-aa`: the server takes calls but leaves
+    /// OPTIONS unanswered, as many SIP servers and SIPp by default do.
+    /// Returns once it writes its first statistics (up to 20 s).
+    pub fn start_deaf_to_options(host: &Host, dir: &Path) -> io::Result<Uas> {
+        Uas::start_with(host, dir, false)
+    }
+
+    fn start_with(host: &Host, dir: &Path, answer_options: bool) -> io::Result<Uas> {
         let scenario = dir.join("uas_200.xml");
         if !scenario.exists() {
             std::fs::write(&scenario, UAS_200_SCENARIO)?;
@@ -54,7 +65,8 @@ impl Uas {
         let ip = host.addr().to_string();
         let mut cmd = host.ns.command("sipp");
         cmd.args(["-sf", &scenario.to_string_lossy(), "-i", &ip, "-p", "5060"])
-            .args(["-aa", "-nostdin", "-buff_size", BUFF_SIZE])
+            .args(if answer_options { &["-aa"][..] } else { &[] })
+            .args(["-nostdin", "-buff_size", BUFF_SIZE])
             .args(["-trace_stat", "-fd", "1", "-stf"])
             .arg(&stats)
             .current_dir(dir)
@@ -66,6 +78,24 @@ impl Uas {
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot start sipp: {e}")))?,
         );
         let mut uas = Uas { child, addr, stats };
+        if !answer_options {
+            // Nothing to ping: its first statistics line says it runs.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while uas.incoming_calls().is_none() {
+                if let Some(status) = uas.child.wait_timeout(Duration::ZERO)? {
+                    return Err(io::Error::other(format!(
+                        "the SIPp UAS at {addr} exited at start: {status:?}"
+                    )));
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "the SIPp UAS at {addr} wrote no statistics within 20 s"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Ok(uas);
+        }
         let from = SocketAddr::from((host.addr(), 0));
         let answered = host
             .ns

@@ -43,8 +43,9 @@ use super::verified::{Proof, VerifiedSources};
 use crate::handler::{
     ConnId, Datagram, DropReason, Outbox, PacketHandler, Peer, SendError, Timestamp, Transport,
 };
+use route::health::ACTIVITY_REPORT;
 use route::reload::Decision;
-use route::{RouteTable, WorkerRoutes};
+use route::{InviteActivity, RouteTable, WorkerRoutes};
 use sip::write::{ForwardRequest, ResponseBuilder, SentBy};
 use sip::{
     self, reason_phrase, DialedNumber, ErrorKind, Host, Message, Method, Scheme, StartLine, Uri,
@@ -182,6 +183,15 @@ pub enum ProxyEvent {
         source: IpAddr,
         /// When the verification lapses (the dataplane's clock).
         until: Timestamp,
+    },
+    /// What INVITEs toward a route target met on this worker since its
+    /// last report (every [`route::health::ACTIVITY_REPORT`]): the
+    /// control thread's passive health reads it.
+    InviteActivity {
+        /// The target.
+        target: SocketAddr,
+        /// What was seen.
+        activity: InviteActivity,
     },
 }
 
@@ -336,6 +346,14 @@ pub struct EdgeProxy {
     setup: Box<[SetupSlot]>,
     /// Addresses of the current table's forward targets, sorted: trusted.
     upstream_ips: Vec<IpAddr>,
+    /// What INVITEs toward each forward target met since the last report,
+    /// sorted by address (sized when the table changes, never on the hot
+    /// path).
+    passive: Vec<(SocketAddr, InviteActivity)>,
+    /// When the last [`ProxyEvent::InviteActivity`] reports went out (ns).
+    passive_reported: u64,
+    /// The target the next report starts at (where the last one stopped).
+    passive_cursor: usize,
     /// Networks an operator allowed at run time.
     runtime_allows: Vec<Cidr>,
     /// The text of a redirect's contacts, written before the answer.
@@ -434,6 +452,9 @@ impl From<Decision<'_>> for Routed {
 struct Answer {
     code: u16,
     retry_after: Option<u32>,
+    /// Say in a Warning header that no upstream is available (a group whose
+    /// targets are all down); no address is named.
+    no_upstream: bool,
     /// How many of the proxy's contact buffers the answer lists.
     contacts: usize,
 }
@@ -443,6 +464,7 @@ impl Answer {
         Answer {
             code,
             retry_after: None,
+            no_upstream: false,
             contacts: 0,
         }
     }
@@ -460,6 +482,9 @@ struct Forward {
     /// An emergency call's request: paid from the emergency budget, and
     /// its branch says so, so that its responses are too.
     emergency: bool,
+    /// The caller proved its address (trusted or verified): what this
+    /// INVITE meets may count against its target (passive health).
+    proven_caller: bool,
 }
 
 /// What the proxy does with one request, decided before anything is sent.
@@ -514,6 +539,9 @@ impl EdgeProxy {
             network_bans: Vec::with_capacity(NETWORK_BANS),
             setup: vec![SetupSlot::default(); SETUP_SLOTS].into_boxed_slice(),
             upstream_ips: Vec::new(),
+            passive: Vec::new(),
+            passive_reported: 0,
+            passive_cursor: 0,
             runtime_allows: Vec::with_capacity(RUNTIME_ALLOWS),
             contacts: [[0; 80]; MAX_CONTACTS],
             contact_lens: [0; MAX_CONTACTS],
@@ -567,7 +595,17 @@ impl EdgeProxy {
     /// rare and happen between batches).
     fn table_changed(&mut self) {
         self.fold_group_counters();
+        // What was seen under the old table is reported before its targets go.
+        self.report_activity();
         let table: &RouteTable = self.routes.table();
+        let mut passive: Vec<(SocketAddr, InviteActivity)> = table
+            .forward_upstreams()
+            .into_iter()
+            .map(|a| (a, InviteActivity::default()))
+            .collect();
+        passive.sort_by_key(|&(a, _)| a);
+        self.passive = passive;
+        self.passive_cursor = 0;
         // Only forward targets are trusted: a redirect group's targets are
         // addresses the edge tells callers about, not its upstreams.
         let mut ips: Vec<IpAddr> = table.forward_upstreams().iter().map(|a| a.ip()).collect();
@@ -643,6 +681,47 @@ impl EdgeProxy {
                 ..self.emergency.calls()
             },
             emergency_setup_us: self.emergency.setup_us().clone(),
+        }
+    }
+
+    /// Reports what INVITEs toward each target met since the last report,
+    /// for the targets where anything happened. Reports fill at most half
+    /// the event queue, so that abuse and proof events always find room
+    /// (and the ring to the control thread, of the same size, is not
+    /// flooded); targets left over keep counting and are reported first
+    /// next time.
+    fn report_activity(&mut self) {
+        let n = self.passive.len();
+        for k in 0..n {
+            let i = (self.passive_cursor + k) % n;
+            let (target, activity) = self.passive[i];
+            if activity.is_empty() {
+                continue;
+            }
+            if self.events.len() >= EVENT_QUEUE / 2 {
+                self.passive_cursor = i;
+                return;
+            }
+            self.passive[i].1 = InviteActivity::default();
+            self.emit(ProxyEvent::InviteActivity { target, activity });
+        }
+        self.passive_cursor = 0;
+    }
+
+    /// The passive health counters of the forward target at `addr`.
+    #[inline]
+    fn passive_mut(&mut self, addr: SocketAddr) -> Option<&mut InviteActivity> {
+        let i = self.passive.binary_search_by_key(&addr, |&(a, _)| a).ok()?;
+        Some(&mut self.passive[i].1)
+    }
+
+    /// Reports target activity when [`ACTIVITY_REPORT`] has passed since
+    /// the last report; call it between batches.
+    pub fn poll_activity(&mut self, now: Timestamp) {
+        let now = now.as_nanos();
+        if now.saturating_sub(self.passive_reported) >= ACTIVITY_REPORT.as_nanos() as u64 {
+            self.passive_reported = now;
+            self.report_activity();
         }
     }
 
@@ -989,6 +1068,7 @@ impl EdgeProxy {
                 remove_routes: routing.own_routes,
                 initial_invite: false,
                 emergency,
+                proven_caller: false,
             }));
         }
 
@@ -1019,6 +1099,7 @@ impl EdgeProxy {
                     remove_routes: routing.own_routes,
                     initial_invite: false,
                     emergency: false,
+                    proven_caller: false,
                 }));
             }
             let dest_uri = routing.next.as_ref().map_or(uri, |r| *r.uri());
@@ -1034,6 +1115,7 @@ impl EdgeProxy {
                 remove_routes: routing.own_routes,
                 initial_invite: false,
                 emergency: false,
+                proven_caller: false,
             }));
         }
 
@@ -1065,6 +1147,7 @@ impl EdgeProxy {
                 remove_routes,
                 initial_invite,
                 emergency: true,
+                proven_caller: false,
             }))
         };
         if let Some(target) = self.routes.route_emergency(msg.call_id()) {
@@ -1170,6 +1253,7 @@ impl EdgeProxy {
                     remove_routes,
                     initial_invite,
                     emergency: false,
+                    proven_caller: false,
                 }))
             }
             Routed::NoRoute => {
@@ -1223,6 +1307,7 @@ impl EdgeProxy {
                 }
                 let mut a = Answer::new(503);
                 a.retry_after = Some(5);
+                a.no_upstream = true;
                 Ok(Disposition::Answer(a))
             }
         }
@@ -1241,7 +1326,8 @@ impl EdgeProxy {
     ) -> Result<(), ProxyDrop> {
         let standing = self.standing(from.addr.ip(), now);
         match disposition {
-            Disposition::Forward(f) if f.emergency => {
+            Disposition::Forward(mut f) if f.emergency => {
+                f.proven_caller = standing.is_proven();
                 // Emergency requests from unverified sources pay their own
                 // budget: shields up or not, never the unverified budget.
                 if !standing.is_proven() && !self.emergency.admit_request(now) {
@@ -1249,7 +1335,8 @@ impl EdgeProxy {
                 }
                 self.forward_request(now, from, msg, f, out)
             }
-            Disposition::Forward(f) => {
+            Disposition::Forward(mut f) => {
+                f.proven_caller = standing.is_proven();
                 // Every request from an unverified source that would be
                 // forwarded pays the budget, whatever its method.
                 if !self.answers.admit_request(standing, now) {
@@ -1469,6 +1556,11 @@ impl EdgeProxy {
                     answered: false,
                 };
                 self.invites_forwarded += 1;
+                if f.proven_caller {
+                    if let Some(p) = self.passive_mut(f.to.addr) {
+                        p.forwarded += 1;
+                    }
+                }
                 if f.emergency {
                     self.emergency.calls.forwarded += 1;
                     self.emit(ProxyEvent::EmergencyCall {
@@ -1545,6 +1637,20 @@ impl EdgeProxy {
             None => Peer::udp(dest),
         };
         let standing = self.standing(dest.ip(), now);
+        // Passive health: this response passed the checks above (our
+        // branch's MAC, from the hop the request went to), so it is
+        // evidence about that hop. A failure counts only for a caller that
+        // proved its address: a spoofed caller's INVITE proves nothing.
+        if cseq.method == Method::Invite {
+            if let Some(p) = self.passive_mut(from.addr) {
+                p.responded += 1;
+                if (101..300).contains(&status) {
+                    p.answered += 1;
+                } else if status == 503 && standing.is_proven() {
+                    p.rejected += 1;
+                }
+            }
+        }
         // An emergency call's responses reach its caller within the
         // emergency budget, shields up or not; others pay the budgets
         // toward unverified addresses.
@@ -1692,6 +1798,9 @@ impl EdgeProxy {
         if let Some(s) = a.retry_after {
             b = b.retry_after(s);
         }
+        if a.no_upstream {
+            b = b.headers(NO_UPSTREAM_WARNING);
+        }
         match out.send_to(from, |buf| b.write(msg, buf).ok()) {
             Ok(()) => {}
             Err(SendError::PayloadRejected { .. }) => return self.drop(ProxyDrop::TooLarge),
@@ -1739,6 +1848,12 @@ impl Writer<'_> {
         self.len = end;
     }
 }
+
+/// The Warning (RFC 3261 section 20.43, code 399: miscellaneous) of a 503
+/// for a group whose targets are all down. It names no target: callers
+/// need not be trusted with the edge's upstream addresses.
+const NO_UPSTREAM_WARNING: &[(&str, &[u8])] =
+    &[("Warning", b"399 dce-edge \"no upstream available\"")];
 
 /// Room for the Record-Route this edge writes: two entries, IPv6
 /// addresses, the cookie, the target and a flow token.
@@ -1820,8 +1935,9 @@ impl PacketHandler for EdgeProxy {
         }
     }
 
-    fn between_batches(&mut self, _now: Timestamp) {
+    fn between_batches(&mut self, now: Timestamp) {
         self.poll_routes();
+        self.poll_activity(now);
     }
 
     fn stats(&self) -> ProxyStats {

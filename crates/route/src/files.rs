@@ -17,8 +17,8 @@ use toml::Spanned;
 
 use crate::health::{limits, HealthSettings};
 use crate::table::{
-    Action, Emergency, GroupId, RouteGroup, RouteTable, TableError, Target, Transport,
-    MAX_EMERGENCY_DIGITS, MAX_EMERGENCY_NUMBERS,
+    Action, Emergency, GroupId, Probe, RouteGroup, RouteTable, TableError, Target, Transport,
+    WhenAllDown, MAX_EMERGENCY_DIGITS, MAX_EMERGENCY_NUMBERS,
 };
 use crate::trie::{PrefixKey, MAX_PREFIX_DIGITS};
 use config::{ConfigError, SourceFile};
@@ -133,6 +133,13 @@ pub struct HealthSpec {
     pub down_after: Option<Spanned<i64>>,
     /// Answered probes in a row that bring a target back.
     pub up_after: Option<Spanned<i64>>,
+    /// INVITE failures in a row (503s or timeouts) that take a target
+    /// down; 0 turns passive health off.
+    pub invite_failures: Option<Spanned<i64>>,
+    /// Milliseconds an INVITE may wait for any response.
+    pub invite_timeout_ms: Option<Spanned<i64>>,
+    /// Milliseconds a target taken down by passive health stays down.
+    pub hold_down_ms: Option<Spanned<i64>>,
 }
 
 impl HealthSpec {
@@ -155,6 +162,38 @@ impl HealthSpec {
             if let Some(v) = value {
                 match in_range(v, 1, i64::from(limits::COUNT_MAX)) {
                     Ok(n) => *out = n as u32,
+                    Err(why) => errors.push(src.error_at(v.span(), format!("{field} {why}"))),
+                }
+            }
+        }
+        if let Some(v) = &self.invite_failures {
+            match in_range(v, 0, i64::from(limits::COUNT_MAX)) {
+                Ok(n) => settings.invite_failures = n as u32,
+                Err(why) => errors.push(src.error_at(
+                    v.span(),
+                    format!("invite_failures {why} (0 turns passive health off)"),
+                )),
+            }
+        }
+        for (field, value, out, min, max) in [
+            (
+                "invite_timeout_ms",
+                &self.invite_timeout_ms,
+                &mut settings.invite_timeout,
+                limits::INVITE_TIMEOUT_MS_MIN,
+                limits::INVITE_TIMEOUT_MS_MAX,
+            ),
+            (
+                "hold_down_ms",
+                &self.hold_down_ms,
+                &mut settings.hold_down,
+                limits::HOLD_DOWN_MS_MIN,
+                limits::HOLD_DOWN_MS_MAX,
+            ),
+        ] {
+            if let Some(v) = value {
+                match in_range(v, min as i64, max as i64) {
+                    Ok(ms) => *out = Duration::from_millis(ms as u64),
                     Err(why) => errors.push(src.error_at(v.span(), format!("{field} {why}"))),
                 }
             }
@@ -364,6 +403,10 @@ struct RawGroup {
     urns: Option<Spanned<bool>>,
     /// The group emergency calls fail over to when all targets are down.
     fallback: Option<Spanned<String>>,
+    /// `options` (default) or `none`.
+    probe: Option<Spanned<String>>,
+    /// `answer_503` (default) or `try_anyway`.
+    when_all_down: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,6 +503,7 @@ impl GroupsReader<'_> {
         self.add_targets(&mut group, targets);
         self.targets_fit_action(g, action, targets.is_empty());
         self.cps_cap_and_retry_after(&mut group, g);
+        self.health_choices(&mut group, g, action);
         self.emergency(&mut group, g, action);
         self.lines.push(self.line_of(g.name.span()));
         self.groups.push(group);
@@ -723,6 +767,53 @@ impl GroupsReader<'_> {
                 ));
             }
             _ => {}
+        }
+    }
+
+    /// `probe` and `when_all_down`: forward groups only (nothing else has
+    /// targets whose health matters).
+    fn health_choices(&mut self, group: &mut RouteGroup, g: &RawGroup, action: Option<Action>) {
+        let name = g.name.get_ref();
+        let not_forward = action.is_some_and(|a| a != Action::Forward);
+        if let Some(p) = &g.probe {
+            match p.get_ref().as_str() {
+                "options" => group.probe = Probe::Options,
+                "none" => group.probe = Probe::None,
+                other => self.errors.push(self.src.error_at(
+                    p.span(),
+                    format!(
+                        "probe {other:?} is not \"options\" (SIP OPTIONS every interval) or \"none\" (calls alone show health)"
+                    ),
+                )),
+            }
+            if not_forward {
+                self.errors.push(self.src.error_at(
+                    p.span(),
+                    format!(
+                        "probe is for forward groups; group {name:?} has action {}",
+                        g.action.get_ref()
+                    ),
+                ));
+            }
+        }
+        if let Some(w) = &g.when_all_down {
+            match w.get_ref().as_str() {
+                "answer_503" => group.when_all_down = WhenAllDown::Answer503,
+                "try_anyway" => group.when_all_down = WhenAllDown::TryAnyway,
+                other => self.errors.push(self.src.error_at(
+                    w.span(),
+                    format!("when_all_down {other:?} is not \"answer_503\" or \"try_anyway\""),
+                )),
+            }
+            if not_forward {
+                self.errors.push(self.src.error_at(
+                    w.span(),
+                    format!(
+                        "when_all_down is for forward groups; group {name:?} has action {}",
+                        g.action.get_ref()
+                    ),
+                ));
+            }
         }
     }
 
@@ -1048,6 +1139,99 @@ mod emergency_tests {
         assert!(
             stray.to_string().contains("does not say emergency = true"),
             "{stray}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod health_choice_tests {
+    use super::*;
+
+    fn groups(text: &str) -> Result<GroupsFile, RouteErrors> {
+        parse_groups(&SourceFile::from_text("groups.toml", text))
+    }
+
+    fn group(extra: &str) -> String {
+        format!("[[group]]\nname = \"uk\"\naction = \"forward\"\n{extra}targets = [{{ address = \"198.18.0.1:5060\" }}]\n")
+    }
+
+    #[test]
+    fn probe_and_when_all_down_default_to_options_and_503() {
+        let g = groups(&group("")).unwrap();
+        assert_eq!(g.groups[0].probe, Probe::Options);
+        assert_eq!(g.groups[0].when_all_down, WhenAllDown::Answer503);
+    }
+
+    #[test]
+    fn probe_none_and_try_anyway_are_read() {
+        let g = groups(&group("probe = \"none\"\nwhen_all_down = \"try_anyway\"\n")).unwrap();
+        assert_eq!(g.groups[0].probe, Probe::None);
+        assert_eq!(g.groups[0].when_all_down, WhenAllDown::TryAnyway);
+    }
+
+    #[test]
+    fn a_bad_probe_is_refused_with_file_line_and_reason() {
+        let e = groups(&group("probe = \"ping\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups.toml:4:"), "{e}");
+        assert!(e.contains("probe \"ping\" is not \"options\""), "{e}");
+    }
+
+    #[test]
+    fn a_bad_when_all_down_is_refused_with_file_line_and_reason() {
+        let e = groups(&group("when_all_down = \"retry\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups.toml:4:"), "{e}");
+        assert!(e.contains("when_all_down \"retry\""), "{e}");
+    }
+
+    #[test]
+    fn probe_on_a_reject_group_is_refused() {
+        let e =
+            groups("[[group]]\nname = \"x\"\naction = \"reject\"\ncode = 403\nprobe = \"none\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("groups.toml:5:"), "{e}");
+        assert!(e.contains("probe is for forward groups"), "{e}");
+    }
+
+    #[test]
+    fn passive_thresholds_are_read_and_checked() {
+        let g = groups(&format!(
+            "[health]\ninvite_failures = 7\ninvite_timeout_ms = 2000\nhold_down_ms = 10000\n{}",
+            group("")
+        ))
+        .unwrap();
+        assert_eq!(g.health.invite_failures, 7);
+        assert_eq!(g.health.invite_timeout, Duration::from_secs(2));
+        assert_eq!(g.health.hold_down, Duration::from_secs(10));
+        let off = groups(&format!("[health]\ninvite_failures = 0\n{}", group(""))).unwrap();
+        assert_eq!(off.health.invite_failures, 0);
+        let e = groups(&format!("[health]\ninvite_timeout_ms = 100\n{}", group("")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups.toml:2:"), "{e}");
+        assert!(e.contains("invite_timeout_ms is 100"), "{e}");
+    }
+
+    #[test]
+    fn a_target_in_a_probe_none_group_is_not_probed_anywhere() {
+        let text = format!(
+            "{}[[group]]\nname = \"sipp\"\naction = \"forward\"\nprobe = \"none\"\ntargets = [{{ address = \"198.18.0.1:5060\" }}, {{ address = \"198.18.0.2:5060\" }}]\n[[group]]\nname = \"fr\"\naction = \"forward\"\ntargets = [{{ address = \"198.18.0.3:5060\" }}]\n",
+            group("")
+        );
+        let g = groups(&text).unwrap();
+        let t = RouteTable::build(
+            g.groups,
+            &[(PrefixKey::from_digits(b"").unwrap(), GroupId(0))],
+            g.health,
+        )
+        .unwrap();
+        assert_eq!(
+            t.probed_upstreams(),
+            vec!["198.18.0.3:5060".parse::<SocketAddr>().unwrap()]
         );
     }
 }

@@ -7,7 +7,8 @@
 //! and a prefixes CSV ([`files`]), are built and checked off the hot path by
 //! the control thread ([`reload::RouteControl`]) and handed to each worker,
 //! which owns its own copy ([`reload::WorkerRoutes`]). Target health comes from
-//! SIP OPTIONS probes ([`probe`]) as small messages through the same rings.
+//! SIP OPTIONS probes and from what calls toward each target meet
+//! ([`health`]), as small messages through the same rings.
 
 pub mod cps;
 pub mod files;
@@ -21,9 +22,10 @@ pub mod trie;
 
 pub use cps::{Admission, CpsShares};
 pub use files::{LoadedRoutes, RouteErrors, RoutesConfig};
-pub use health::{HealthSettings, TargetHealth};
+pub use health::{HealthCause, HealthSettings, InviteActivity, TargetBook, TargetHealth};
 pub use reload::{Decision, RouteControl, WorkerRoutes};
 pub use select::HealthView;
 pub use table::{
-    Action, GroupId, RouteGroup, RouteMatch, RouteTable, Target, Transport, UpstreamId,
+    Action, GroupId, Probe, RouteGroup, RouteMatch, RouteTable, Target, Transport, UpstreamId,
+    WhenAllDown,
 };

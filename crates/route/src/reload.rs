@@ -114,7 +114,8 @@ pub enum Decision<'a> {
         /// What Retry-After should say.
         retry_after: Duration,
     },
-    /// A forward group whose targets are all down: 503.
+    /// A forward group whose targets are all down, and that answers 503
+    /// then (`when_all_down = "answer_503"`).
     NoTargetUp {
         /// The matched prefix and group.
         route: RouteMatch,
@@ -323,7 +324,14 @@ fn decide<'a>(current: &'a WorkerTable, route: RouteMatch, call_id: &[u8]) -> De
         },
         crate::table::Action::Forward => match group.select(call_id, &current.health) {
             Some(target) => Decision::Forward { route, target },
-            None => Decision::NoTargetUp { route },
+            None => match group.when_all_down {
+                crate::table::WhenAllDown::TryAnyway => match group.select_ignoring_health(call_id)
+                {
+                    Some(target) => Decision::Forward { route, target },
+                    None => Decision::NoTargetUp { route },
+                },
+                crate::table::WhenAllDown::Answer503 => Decision::NoTargetUp { route },
+            },
         },
     }
 }

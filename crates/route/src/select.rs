@@ -100,6 +100,20 @@ impl RouteGroup {
         self.select_hashed(call_id_hash(call_id), health)
     }
 
+    /// The target for a call with this Call-ID as if every target were up
+    /// (`when_all_down = "try_anyway"`): the most preferred priority, by
+    /// the same rendezvous hashing. `None` only for a group without targets.
+    pub fn select_ignoring_health(&self, call_id: &[u8]) -> Option<&Target> {
+        let call = call_id_hash(call_id);
+        let first = self.targets.first()?.priority;
+        let end = self
+            .targets
+            .iter()
+            .take_while(|t| t.priority == first)
+            .count();
+        pick_by(&self.targets[..end], call, |_| true)
+    }
+
     /// [`RouteGroup::select`] with the Call-ID already hashed by
     /// [`call_id_hash`].
     pub fn select_hashed(&self, call: u64, health: &HealthView) -> Option<&Target> {
@@ -124,20 +138,23 @@ impl RouteGroup {
 
 /// The rendezvous winner among the up targets of one priority class.
 fn pick<'a>(class: &'a [Target], call: u64, health: &HealthView) -> Option<&'a Target> {
+    pick_by(class, call, |u| health.is_up(u))
+}
+
+/// The rendezvous winner among the targets of one class that `up` accepts.
+#[inline]
+fn pick_by(class: &[Target], call: u64, up: impl Fn(UpstreamId) -> bool) -> Option<&Target> {
     let first_weight = class.first()?.weight;
     if class.iter().all(|t| t.weight == first_weight) {
         class
             .iter()
-            .filter(|t| health.is_up(t.upstream))
+            .filter(|t| up(t.upstream))
             .max_by_key(|t| draw(call, t.seed))
     } else {
-        class
-            .iter()
-            .filter(|t| health.is_up(t.upstream))
-            .min_by(|a, b| {
-                weighted_score(draw(call, a.seed), a.weight)
-                    .total_cmp(&weighted_score(draw(call, b.seed), b.weight))
-            })
+        class.iter().filter(|t| up(t.upstream)).min_by(|a, b| {
+            weighted_score(draw(call, a.seed), a.weight)
+                .total_cmp(&weighted_score(draw(call, b.seed), b.weight))
+        })
     }
 }
 
@@ -209,6 +226,20 @@ mod tests {
         );
         h.set(g.targets[1].upstream(), false);
         assert_eq!(g.select(b"x", &h), None);
+    }
+
+    #[test]
+    fn try_anyway_picks_a_preferred_target_when_all_are_down() {
+        let t = table(&[("198.18.0.1:5060", 2, 1), ("198.18.0.2:5060", 1, 1)]);
+        let g = t.group(GroupId(0));
+        let mut h = HealthView::all_up(2);
+        h.set(UpstreamId(0), false);
+        h.set(UpstreamId(1), false);
+        assert_eq!(g.select(b"x", &h), None);
+        assert_eq!(
+            g.select_ignoring_health(b"x").unwrap().addr.to_string(),
+            "198.18.0.2:5060"
+        );
     }
 
     #[test]

@@ -206,6 +206,30 @@ impl Default for Emergency {
     }
 }
 
+/// How a group's targets are checked (`probe` in the groups file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Probe {
+    /// A SIP OPTIONS every interval; unanswered ones take a target down.
+    #[default]
+    Options,
+    /// No probes: only what calls show (passive health) takes a target
+    /// down. For servers that take calls but do not answer OPTIONS.
+    None,
+}
+
+/// What a forward group does when every one of its targets is down
+/// (`when_all_down` in the groups file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// Answer 503 at once, saying no upstream is available: the caller's
+    /// own failover (route advance) starts without waiting.
+    #[default]
+    Answer503,
+    /// Send the call to a target anyway, chosen as if all were up: health
+    /// evidence may be wrong, the call's own outcome is the last word.
+    TryAnyway,
+}
+
 /// A route group: what to do with calls to its prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteGroup {
@@ -221,6 +245,10 @@ pub struct RouteGroup {
     pub retry_after: Duration,
     /// Set on the one group emergency calls go to.
     pub emergency: Option<Emergency>,
+    /// Whether its targets are probed with OPTIONS.
+    pub probe: Probe,
+    /// What calls meet when all of its targets are down.
+    pub when_all_down: WhenAllDown,
 }
 
 impl RouteGroup {
@@ -233,6 +261,8 @@ impl RouteGroup {
             cps_cap: None,
             retry_after: Duration::from_secs(1),
             emergency: None,
+            probe: Probe::Options,
+            when_all_down: WhenAllDown::Answer503,
         }
     }
 
@@ -579,6 +609,34 @@ impl RouteTable {
         for g in self.groups.iter().filter(|g| g.action == Action::Forward) {
             for t in g.targets.iter().filter(|t| t.transport == Transport::Udp) {
                 if !std::mem::replace(&mut seen[t.upstream.0 as usize], true) {
+                    out.push(t.addr);
+                }
+            }
+        }
+        out
+    }
+
+    /// The forward targets reached over UDP that OPTIONS probes check: those
+    /// of groups with `probe = "options"`, less any target that a group with
+    /// `probe = "none"` lists too (that group says the server does not
+    /// answer OPTIONS; probes must not take it down there or anywhere).
+    pub fn probed_upstreams(&self) -> Vec<SocketAddr> {
+        let mut unprobed = vec![false; self.upstreams.len()];
+        for g in self.groups.iter().filter(|g| g.probe == Probe::None) {
+            for t in &g.targets {
+                unprobed[t.upstream.0 as usize] = true;
+            }
+        }
+        let mut seen = vec![false; self.upstreams.len()];
+        let mut out = Vec::new();
+        for g in self
+            .groups
+            .iter()
+            .filter(|g| g.action == Action::Forward && g.probe == Probe::Options)
+        {
+            for t in g.targets.iter().filter(|t| t.transport == Transport::Udp) {
+                let i = t.upstream.0 as usize;
+                if !unprobed[i] && !std::mem::replace(&mut seen[i], true) {
                     out.push(t.addr);
                 }
             }

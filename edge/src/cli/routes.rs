@@ -170,6 +170,26 @@ fn table_report(out: &mut String, loaded: &LoadedRoutes) {
         h.down_after,
         h.up_after
     );
+    let unprobed: Vec<&str> = t
+        .groups()
+        .iter()
+        .filter(|g| g.action == Action::Forward && g.probe == route::Probe::None)
+        .map(|g| g.name.as_str())
+        .collect();
+    if !unprobed.is_empty() {
+        let _ = writeln!(out, "  unprobed:   {}", unprobed.join(", "));
+    }
+    let _ = if h.invite_failures == 0 {
+        writeln!(out, "  passive:    off")
+    } else {
+        writeln!(
+            out,
+            "  passive:    down after {} INVITEs answered 503 or unanswered for {} ms, hold-down {} s",
+            h.invite_failures,
+            h.invite_timeout.as_millis(),
+            h.hold_down.as_secs()
+        )
+    };
     let _ = writeln!(out, "  read+parse: {}", ms(loaded.stats.read_and_parse));
     let _ = writeln!(out, "  build:      {}", ms(loaded.stats.build));
     let _ = writeln!(out, "  memory:     {} per worker copy", mib(t.heap_bytes()));

@@ -458,7 +458,12 @@ impl LiveView {
                     Line::from(t.group.clone()),
                     Line::from(t.target.clone()),
                     Line::from(state),
-                    Line::from(t.rtt_ms.map_or("-".into(), |v| format!("{} ms", ms(v)))),
+                    // A down target has no round trip to show: why it is
+                    // down matters more.
+                    Line::from(match (&t.cause, t.up) {
+                        (Some(cause), false) => cause.clone(),
+                        _ => t.rtt_ms.map_or("-".into(), |v| format!("{} ms", ms(v))),
+                    }),
                 ])
             })
             .collect();
@@ -468,10 +473,10 @@ impl LiveView {
                 Constraint::Length(10),
                 Constraint::Min(14),
                 Constraint::Length(5),
-                Constraint::Length(9),
+                Constraint::Min(9),
             ],
         )
-        .header(header(["Group", "Target", "State", "RTT"]))
+        .header(header(["Group", "Target", "State", "RTT / why down"]))
         .block(Block::bordered().title(" Targets "));
         frame.render_widget(table, area);
     }
@@ -661,6 +666,7 @@ mod tests {
                 rtt_ms: None,
                 probes_sent: 3,
                 probes_answered: 0,
+                cause: Some("3 OPTIONS probes unanswered".into()),
             }],
             calls: telemetry::stats::CallCounters {
                 invites_forwarded: answered,
@@ -700,6 +706,7 @@ mod tests {
             "9m 59s",
             "Legitimate CPS: 50.0",
             "DOWN",
+            "3 OPTIONS",
             "attach native",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");

@@ -104,6 +104,7 @@ fn settings() -> HealthSettings {
         interval: Duration::from_millis(400),
         down_after: 3,
         up_after: 2,
+        ..HealthSettings::default()
     }
 }
 

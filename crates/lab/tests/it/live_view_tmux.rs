@@ -175,6 +175,7 @@ fn growing_snapshot(started: Instant) -> Snapshot {
             rtt_ms: Some(0.8),
             probes_sent: 10,
             probes_answered: 10,
+            cause: None,
         }],
         setup_latency: LatencyHistogram {
             bounds_ms: vec![5.0, 50.0],

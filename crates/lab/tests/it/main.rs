@@ -18,3 +18,4 @@ mod metrics_endpoint;
 mod metrics_stats_cli;
 mod redteam;
 mod stream_e2e;
+mod target_health;

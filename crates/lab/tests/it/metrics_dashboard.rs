@@ -101,6 +101,7 @@ fn full_snapshot() -> Snapshot {
             rtt_ms: Some(1.0),
             probes_sent: 1,
             probes_answered: 1,
+            cause: None,
         }],
         setup_latency: LatencyHistogram {
             bounds_ms: vec![1.0],

@@ -799,6 +799,7 @@ mod tests {
                 rtt_ms: Some(1.5),
                 probes_sent: 10,
                 probes_answered: 9,
+                cause: None,
             }],
             setup_latency: LatencyHistogram {
                 bounds_ms: vec![1.0, 5.0, 50.0],

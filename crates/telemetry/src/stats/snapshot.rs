@@ -172,8 +172,14 @@ pub struct TargetState {
     pub group: String,
     /// host:port.
     pub target: String,
-    /// Up or down as the prober sees it.
+    /// Up or down: as the OPTIONS probes and passive health (what calls
+    /// toward it met) see it together.
     pub up: bool,
+    /// Why it is in that state: the cause of its last change ("3 OPTIONS
+    /// probes unanswered", "5 INVITEs in a row answered 503", "answered
+    /// again"); none while it never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// Round trip of the last answered probe, in milliseconds.
     pub rtt_ms: Option<f64>,
     /// Probes sent.
