@@ -121,6 +121,15 @@ fn full_snapshot() -> Snapshot {
             answered: 1,
             ..EmergencyReport::default()
         },
+        top_networks: Some(telemetry::stats::networks::aggregate(
+            &[telemetry::stats::networks::SourceDrops {
+                addr: "198.18.0.9".parse().unwrap(),
+                drops: 7,
+                reason: "scanner".into(),
+            }],
+            8192,
+            10,
+        )),
         stream: None,
         fleet: None,
     }
