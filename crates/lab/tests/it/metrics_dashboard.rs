@@ -339,6 +339,8 @@ fn views_cover_what_the_soc_asked_for() {
     for needed in [
         "dce_edge_xdp_drops_total",
         "dce_edge_top_source_drops",
+        "dce_edge_top_networks_drops",
+        "dce_edge_top_sources_networks",
         "dce_edge_bans_active",
         "dce_edge_calls_total",
         "histogram_quantile(0.5, sum by (le) (rate(dce_edge_call_setup_seconds_bucket",
