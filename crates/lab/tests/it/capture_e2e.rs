@@ -2,7 +2,8 @@
 //! filter` on a veth in a network namespace, during an INVITE flood from
 //! twenty sources mixed with garbage: the pcap holds exactly the count
 //! asked, every frame a rate-limited INVITE from a flooder, none of the
-//! garbage, and tcpdump reads it.
+//! garbage, and tcpdump reads it; the top networks show the flood as one
+//! /24 of twenty sources.
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -224,6 +225,46 @@ fn capture_writes_the_rate_limited_invites_of_a_flood_to_a_pcap() {
     } else {
         eprintln!("tcpdump is not installed: the pcap was checked by our reader only");
     }
+
+    // The same flood as the top networks show it: twenty sources, one /24.
+    let stats = in_netns(&server, &bin)
+        .args(["stats", "--iface", &s_if, "--json", "--interval", "0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let nets = &stats["top_networks"];
+    let entry = |network: &str, reason: &str| {
+        nets["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["network"] == network && n["reason"] == reason)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {network} {reason}: {nets}"))
+    };
+    let flood = entry("198.18.9.0/24", "rate_limit");
+    assert_eq!(flood["sources"], FLOODERS as u64, "{nets}");
+    // Every rate-limit drop of the filter is one of theirs (the budget's
+    // refill over the flood's duration decides how many; the sum does not
+    // depend on it).
+    assert!(flood["drops"].as_u64().unwrap() > 0, "{nets}");
+    assert_eq!(
+        flood["drops"], stats["totals"]["drops"]["rate_limit"],
+        "{stats}"
+    );
+    let garbage = entry("198.18.9.0/24", "not_sip");
+    assert_eq!(
+        (garbage["drops"].as_u64(), garbage["sources"].as_u64()),
+        (Some(INVITES_EACH as u64), Some(1)),
+        "{nets}"
+    );
+    assert_eq!(nets["levels"][0]["networks"], 1, "{nets}");
+    assert_eq!(nets["levels"][0]["sources"], FLOODERS as u64 + 1, "{nets}");
 
     // Disarmed afterwards: a second capture may start at once.
     let again = in_netns(&server, &bin)
