@@ -48,6 +48,9 @@ enum Command {
     Stats(crate::cli::stats::StatsArgs),
     /// Ban a source or network in the running filter, or list the bans.
     Ban(xdp_cli::BanArgs),
+    /// Write frames the running filter drops, of a reason or from a source,
+    /// to a pcap file (at most --count; nothing is copied when no capture runs).
+    Capture(crate::cli::capture::CaptureArgs),
     /// Lift a ban.
     Unban(xdp_cli::UnbanArgs),
     /// Add a source or network to the allowlist (or remove it).
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
                 .map_err(|e| anyhow::anyhow!("{e}")),
         ),
         Command::Ban(args) => exit(xdp_cli::run_ban(&args)),
+        Command::Capture(args) => exit(crate::cli::capture::run(&args)),
         Command::Unban(args) => exit(xdp_cli::run_unban(&args)),
         Command::Allow(args) => exit(xdp_cli::run_allow(&args)),
         Command::Drain(args) => exit(crate::cli::fleet::run_drain(&args)),

@@ -1803,9 +1803,13 @@ pub(crate) fn add_filter(s: &mut Snapshot, f: &Filter) {
             redirected: st.redirected,
         });
     }
-    if let Ok(top) = f.top_sources(20) {
+    // Every source the map holds: the networks are folded from all of them,
+    // the snapshot lists the top 20 one by one.
+    if let Ok(top) = f.top_sources(usize::MAX) {
+        s.top_networks = Some(top_networks(&top));
         s.top_sources = top
             .into_iter()
+            .take(20)
             .map(|t| stats::TopOffender {
                 source: t.source.to_string(),
                 drops: t.drops,
@@ -1828,6 +1832,24 @@ pub(crate) fn add_filter(s: &mut Snapshot, f: &Filter) {
             })
             .collect();
     }
+}
+
+/// The top sources folded into networks (IPv4 /24 and /16, IPv6 /64 and
+/// /48) by reason.
+pub fn top_networks(top: &[xdp::TopSourceEntry]) -> stats::networks::NetworkTally {
+    let sources: Vec<stats::networks::SourceDrops> = top
+        .iter()
+        .map(|t| stats::networks::SourceDrops {
+            addr: t.source.addr,
+            drops: t.drops,
+            reason: t.last_reason.to_string(),
+        })
+        .collect();
+    stats::networks::aggregate(
+        &sources,
+        xdp::abi::TOP_SOURCE_ENTRIES as u64,
+        stats::networks::TOP_PER_LEVEL,
+    )
 }
 
 /// How full the three ban maps are (operators' `bans_v4` and `bans_v6`,

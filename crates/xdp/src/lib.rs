@@ -1,7 +1,8 @@
 //! The XDP filter: the embedded program (`ebpf/`), its configuration (the
 //! `[filter]` table), loading and attaching it, its maps (lists, operator
-//! and automatic bans, verified sources, counters, top sources, the XSKMAP) and the commands around it
-//! (`dce-edge filter`, `stats`, `ban`, `unban`, `allow`).
+//! and automatic bans, verified sources, counters, top sources, the XSKMAP,
+//! the capture of dropped frames) and the commands around it
+//! (`dce-edge filter`, `stats`, `ban`, `unban`, `allow`, `capture`).
 //!
 //! The appliance's control thread uses [`Filter`]; a second process uses
 //! [`Pinned`]. Both dereference to [`FilterMaps`], which holds every map
@@ -9,6 +10,7 @@
 
 pub mod abi;
 mod batch;
+pub mod capture;
 pub mod config;
 pub mod loader;
 pub mod maps;

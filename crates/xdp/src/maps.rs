@@ -279,6 +279,8 @@ pub struct FilterMaps {
     emergency_numbers: Map,
     emergency_sources: Map,
     xsks: Map,
+    capture: Map,
+    capture_ring: Map,
 }
 
 fn batch_err(what: &'static str) -> impl Fn(std::io::Error) -> FilterError {
@@ -288,7 +290,7 @@ fn batch_err(what: &'static str) -> impl Fn(std::io::Error) -> FilterError {
     }
 }
 
-fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
+pub(crate) fn map_err(what: &'static str) -> impl Fn(MapError) -> FilterError {
     move |e| match &e {
         // A preallocated map or trie with no free entry.
         MapError::SyscallError(s)
@@ -443,6 +445,8 @@ impl FilterMaps {
             emergency_numbers: take("emergency_numbers")?,
             emergency_sources: take("emergency_sources")?,
             xsks: take("xsks")?,
+            capture: take("capture")?,
+            capture_ring: take("capture_ring")?,
         })
     }
 
@@ -477,11 +481,13 @@ impl FilterMaps {
             emergency_numbers: open("emergency_numbers")?,
             emergency_sources: open("emergency_sources")?,
             xsks: open("xsks")?,
+            capture: open("capture")?,
+            capture_ring: open("capture_ring")?,
         })
     }
 
     /// Every map with its name, for pinning.
-    pub fn named(&self) -> [(&'static str, &Map); 19] {
+    pub fn named(&self) -> [(&'static str, &Map); 21] {
         [
             ("config", &self.config),
             ("info", &self.info),
@@ -502,6 +508,8 @@ impl FilterMaps {
             ("emergency_numbers", &self.emergency_numbers),
             ("emergency_sources", &self.emergency_sources),
             ("xsks", &self.xsks),
+            ("capture", &self.capture),
+            ("capture_ring", &self.capture_ring),
         ]
     }
 
@@ -1216,6 +1224,21 @@ impl FilterMaps {
     /// The XSKMAP (indexed by RX queue) where AF_XDP sockets go, borrowed.
     pub fn xsk_map(&mut self) -> Result<XskMap<&mut MapData>, FilterError> {
         XskMap::try_from(&mut self.xsks).map_err(map_err("xsks"))
+    }
+
+    /// The `capture` map (one `struct dce_capture`), for [`crate::capture`].
+    pub(crate) fn capture_map(&mut self) -> &mut Map {
+        &mut self.capture
+    }
+
+    /// The `capture` map, read only.
+    pub(crate) fn capture_map_ref(&self) -> &Map {
+        &self.capture
+    }
+
+    /// The `capture_ring` ring buffer, for [`crate::capture`].
+    pub(crate) fn capture_ring_map(&self) -> &Map {
+        &self.capture_ring
     }
 
     /// An owned handle on the XSKMAP (a duplicate of its descriptor), for a

@@ -395,17 +395,32 @@ pub fn run_stats(args: &PinnedStatsArgs) -> Result<()> {
     std::thread::sleep(Duration::from_secs_f64(args.interval));
     let totals = pinned.read_stats()?;
     let rates = totals.rates_since(&first, started.elapsed());
+    let mut top_sources = pinned.top_sources(usize::MAX)?;
+    let top_networks = appliance::run::top_networks(&top_sources);
+    top_sources.truncate(args.top);
     let report = StatsReport {
         iface: pinned.iface().to_string(),
         totals,
         rates,
-        top_sources: pinned.top_sources(args.top)?,
+        top_sources,
         verified_sources: pinned.verified_count()?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        /// The filter's report with the top networks beside it.
+        #[derive(serde::Serialize)]
+        struct WithNetworks<'a> {
+            #[serde(flatten)]
+            report: &'a StatsReport,
+            top_networks: &'a telemetry::stats::networks::NetworkTally,
+        }
+        let out = WithNetworks {
+            report: &report,
+            top_networks: &top_networks,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", report.to_text());
+        print!("{}", super::stats::networks_text(&top_networks, 5));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per `dce-edge` subcommand: its flags and how it prints. The
 //! work itself is done by the library crates.
 
+pub mod capture;
 pub mod cleanup;
 pub mod demo;
 pub mod events;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::watch::{self, count, WatchError, WatchOptions};
 use telemetry::stats::client::{fetch_snapshot, ClientError, DEFAULT_URL};
+use telemetry::stats::networks::NetworkTally;
 use telemetry::stats::Snapshot;
 
 /// Arguments of `dce-edge stats`.
@@ -199,6 +200,31 @@ pub fn summary(s: &Snapshot) -> String {
             top.last_reason
         );
     }
+    if let Some(n) = &s.top_networks {
+        t.push_str(&networks_text(n, 3));
+    }
+    t
+}
+
+/// The top offending networks for a person: the shape line, then the
+/// first `per_level` networks of each level held, with drops, distinct
+/// sources and reason. Shared by the endpoint and the pinned-maps stats.
+pub fn networks_text(n: &NetworkTally, per_level: usize) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(t, "top networks: {}", n.shape());
+    for level in &n.levels {
+        for net in n.at(level.prefix_len).take(per_level) {
+            let _ = writeln!(
+                t,
+                "  net {:<40} {:>14} from {:>8} sources {}",
+                net.network,
+                count(net.drops),
+                count(net.sources),
+                net.reason
+            );
+        }
+    }
     t
 }
 
@@ -262,6 +288,48 @@ mod tests {
         assert!(text.contains("1,234"), "{text}");
         assert!(text.contains("bans: 0 active"), "{text}");
         assert!(!text.contains("sip over tcp/tls"), "{text}");
+    }
+
+    #[test]
+    fn summary_shows_the_shape_of_a_spoofed_flood() {
+        use telemetry::stats::networks::{aggregate, SourceDrops, TOP_PER_LEVEL};
+        let sources: Vec<SourceDrops> = (0..1000u32)
+            .map(|i| SourceDrops {
+                addr: format!("198.51.{}.{}", 100 + i / 250, i % 250)
+                    .parse()
+                    .unwrap(),
+                drops: 1,
+                reason: "unverified".into(),
+            })
+            .collect();
+        let s = Snapshot {
+            top_networks: Some(aggregate(&sources, 8192, TOP_PER_LEVEL)),
+            ..Default::default()
+        };
+        let text = summary(&s);
+        assert!(
+            text.contains(
+                "top networks: 1000 sources held (map of 8192): 1000 ipv4 in 4 /24, 1000 ipv4 in 1 /16"
+            ),
+            "{text}"
+        );
+        let line = text.lines().find(|l| l.contains("198.51.0.0/16")).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "net",
+                "198.51.0.0/16",
+                "1,000",
+                "from",
+                "1,000",
+                "sources",
+                "unverified"
+            ],
+            "{text}"
+        );
+        // Three /24s of four.
+        assert_eq!(text.matches("/24 ").count(), 3, "{text}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `dce-edge stats --watch`: a terminal view of the edge during an attack,
 //! refreshed every second from `/snapshot.json`: drop rates by reason,
 //! passes and redirects, legitimate CPS and setup latency, the top offending
-//! sources, active bans with time left, workers and upstream targets.
+//! sources and the networks they fold into, active bans with time left, workers and upstream targets.
 //!
 //! [`LiveView`] holds what is shown and draws it on any ratatui backend (the
 //! tests draw it into a buffer); [`run`] puts it on the terminal, fetches on
@@ -21,7 +21,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use telemetry::stats::client::{fetch_snapshot, snapshot_url, ClientError};
-use telemetry::stats::rates::Rates;
+use telemetry::stats::rates::{network_key, Rates};
 use telemetry::stats::{Role, Snapshot};
 
 /// How the live view runs.
@@ -125,12 +125,13 @@ impl LiveView {
             .current
             .as_ref()
             .is_some_and(|s| s.modes.attach_fallback);
-        let [title, banner, warning, top, middle, bottom, footer] = Layout::vertical([
+        let [title, banner, warning, top, middle, networks, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(banner_height),
             Constraint::Length(u16::from(fallback)),
             Constraint::Min(8),
             Constraint::Min(7),
+            Constraint::Min(6),
             Constraint::Min(6),
             Constraint::Length(1),
         ])
@@ -174,6 +175,7 @@ impl LiveView {
         self.render_drops(frame, drops);
         self.render_service(frame, service);
         self.render_sources(frame, sources);
+        self.render_networks(frame, networks);
         self.render_bans(frame, bans);
         self.render_workers(frame, workers);
         self.render_targets(frame, targets);
@@ -360,6 +362,55 @@ impl LiveView {
         )
         .header(header(["Source", "Reason", "Drops", "/s"]))
         .block(Block::bordered().title(" Top offending sources "));
+        frame.render_widget(table, area);
+    }
+
+    /// The top sources folded into networks: the shape line in the title,
+    /// then the first few networks of each level (IPv4 /24, /16, IPv6 /64,
+    /// /48), so a flood of single-drop spoofed sources reads as the few
+    /// networks it comes from.
+    fn render_networks(&self, frame: &mut Frame, area: Rect) {
+        let tally = self.current.as_ref().and_then(|s| s.top_networks.as_ref());
+        // Rows that fit (borders and header take three), shared by levels.
+        let levels = tally.map_or(0, |t| t.levels.len()).max(1);
+        let per_level = (usize::from(area.height.saturating_sub(3)) / levels).max(1);
+        let rows: Vec<Row> = tally
+            .iter()
+            .flat_map(|t| {
+                t.levels
+                    .iter()
+                    .flat_map(move |l| t.at(l.prefix_len).take(per_level))
+            })
+            .map(|n| {
+                let rate = self
+                    .rates
+                    .as_ref()
+                    .and_then(|r| r.networks.get(&network_key(&n.network, &n.reason)));
+                Row::new(vec![
+                    n.network.clone(),
+                    n.reason.clone(),
+                    count(n.drops),
+                    count(n.sources),
+                    opt_rate(rate.copied()),
+                ])
+            })
+            .collect();
+        let title = match tally {
+            Some(t) => format!(" Top offending networks · {} ", t.shape()),
+            None => " Top offending networks ".to_string(),
+        };
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Min(24),
+                Constraint::Length(12),
+                Constraint::Length(13),
+                Constraint::Length(9),
+                Constraint::Length(9),
+            ],
+        )
+        .header(header(["Network", "Reason", "Drops", "Sources", "/s"]))
+        .block(Block::bordered().title(title));
         frame.render_widget(table, area);
     }
 
@@ -711,6 +762,43 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_spoofed_flood_shows_as_its_networks_with_rates() {
+        use telemetry::stats::networks::{aggregate, SourceDrops, TOP_PER_LEVEL};
+        // 1,000 sources, `each` drops apiece, in four /24s of 198.51.0.0/16.
+        let flood = |at_ms: u64, each: u64| {
+            let sources: Vec<SourceDrops> = (0..1000u32)
+                .map(|i| SourceDrops {
+                    addr: format!("198.51.{}.{}", i / 250, i % 250).parse().unwrap(),
+                    drops: each,
+                    reason: "unverified".into(),
+                })
+                .collect();
+            let mut s = snapshot(at_ms, 0, 0);
+            s.top_networks = Some(aggregate(&sources, 8192, TOP_PER_LEVEL));
+            s
+        };
+        let mut view = LiveView::new("u");
+        view.update(Ok(flood(1_000, 1)));
+        view.update(Ok(flood(2_000, 3)));
+        let text = screen(&view);
+        for want in [
+            "Top offending networks · 1000 sources held (map of 8192): 1000 ipv4 in 4 /24, 1000 ipv4 in 1 /16",
+            "198.51.0.0/24",
+            "198.51.0.0/16",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        // The /16: 3,000 drops from 1,000 sources, 2,000 more in a second.
+        let line = text.lines().find(|l| l.contains("198.51.0.0/16")).unwrap();
+        let cells: Vec<&str> = line.split(['│', ' ']).filter(|c| !c.is_empty()).collect();
+        assert_eq!(
+            cells,
+            ["198.51.0.0/16", "unverified", "3,000", "1,000", "2000"],
+            "{line}"
+        );
     }
 
     #[test]

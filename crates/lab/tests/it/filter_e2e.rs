@@ -363,6 +363,26 @@ fn filter_stops_scanners_and_floods_and_lets_sip_through() {
     assert_eq!(reason_of(FLOODER).as_deref(), Some("rate_limit"), "{after}");
     assert_eq!(reason_of(SCANNER).as_deref(), Some("scanner"), "{after}");
     assert_eq!(reason_of(CLIENT), None, "{after}");
+    // The same drops folded into networks: the flooder and the scanner
+    // share 198.18.7.0/24 and 198.18.0.0/16, split by reason.
+    let nets = &after["top_networks"];
+    assert_eq!(nets["capacity"], 8192, "{after}");
+    let net = |network: &str, reason: &str| {
+        nets["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["network"] == network && t["reason"] == reason)
+            .map(|t| (t["drops"].as_u64().unwrap(), t["sources"].as_u64().unwrap()))
+    };
+    for network in ["198.18.7.0/24", "198.18.0.0/16"] {
+        let (drops, sources) = net(network, "rate_limit").expect(network);
+        assert!(
+            drops >= (FLOOD_INVITES - flood_passed) as u64 && sources >= 1,
+            "{network}: {after}"
+        );
+        assert!(net(network, "scanner").is_some(), "{network}: {after}");
+    }
 
     // The ban list, read by a second process, is empty: an unverified
     // scanner bans nobody.

@@ -122,6 +122,15 @@ fn full_snapshot() -> Snapshot {
             answered: 1,
             ..EmergencyReport::default()
         },
+        top_networks: Some(telemetry::stats::networks::aggregate(
+            &[telemetry::stats::networks::SourceDrops {
+                addr: "198.18.0.9".parse().unwrap(),
+                drops: 7,
+                reason: "scanner".into(),
+            }],
+            8192,
+            10,
+        )),
         stream: None,
         fleet: None,
     }
@@ -331,6 +340,8 @@ fn views_cover_what_the_soc_asked_for() {
     for needed in [
         "dce_edge_xdp_drops_total",
         "dce_edge_top_source_drops",
+        "dce_edge_top_networks_drops",
+        "dce_edge_top_sources_networks",
         "dce_edge_bans_active",
         "dce_edge_calls_total",
         "histogram_quantile(0.5, sum by (le) (rate(dce_edge_call_setup_seconds_bucket",

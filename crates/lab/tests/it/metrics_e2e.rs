@@ -353,6 +353,37 @@ fn metrics_scraped_during_traffic_match_what_was_sent() {
         "{}",
         excerpt(&last)
     );
+    // ...and to its /24 in the top networks: one source, all of it (under
+    // the reason of its latest drop), and the only /24 with drops.
+    let attacker24 = {
+        let o = ATTACKER_ADDR.octets();
+        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+    };
+    let network_samples: Vec<(u64, u64)> = ["not_sip", "scanner"]
+        .iter()
+        .filter_map(|reason| {
+            let labels = [
+                ("network", attacker24.as_str()),
+                ("prefix_len", "24"),
+                ("reason", *reason),
+            ];
+            let drops =
+                telemetry::metrics::sample_value(&last, "dce_edge_top_networks_drops", &labels)?;
+            let sources =
+                telemetry::metrics::sample_value(&last, "dce_edge_top_networks_sources", &labels)?;
+            Some((drops as u64, sources as u64))
+        })
+        .collect();
+    assert_eq!(network_samples, [(GARBAGE + SCANS, 1)], "{last}");
+    assert_eq!(
+        telemetry::metrics::sample_value(
+            &last,
+            "dce_edge_top_sources_networks",
+            &[("family", "ipv4"), ("prefix_len", "24")]
+        ),
+        Some(1.0),
+        "{last}"
+    );
     // ...and without auto-ban nobody was banned for it.
     assert_eq!(
         count(&last, "dce_edge_bans_active", &[("reason", "scanner")]),

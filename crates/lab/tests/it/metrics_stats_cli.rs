@@ -28,6 +28,15 @@ fn json_prints_the_served_snapshot() {
             answered: 8,
             failed: 1,
         },
+        top_networks: Some(telemetry::stats::networks::aggregate(
+            &[telemetry::stats::networks::SourceDrops {
+                addr: "198.51.100.7".parse().unwrap(),
+                drops: 42,
+                reason: "scanner".into(),
+            }],
+            8192,
+            10,
+        )),
         ..Default::default()
     };
     let server = {
@@ -46,6 +55,12 @@ fn json_prints_the_served_snapshot() {
     );
     let printed: Snapshot = serde_json::from_slice(&out.stdout).expect("stdout is a snapshot");
     assert_eq!(printed, served);
+    // The top networks under their documented names.
+    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        raw["top_networks"]["networks"][0],
+        serde_json::json!({"network": "198.51.100.0/24", "prefix_len": 24, "reason": "scanner", "drops": 42, "sources": 1})
+    );
 }
 
 #[test]

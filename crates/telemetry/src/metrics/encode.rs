@@ -19,6 +19,12 @@ use crate::stats::{LatencyHistogram, Role, Snapshot};
 /// however many addresses an attack spoofs.
 pub const TOP_SOURCES_EXPORTED: usize = 10;
 
+/// How many networks of each aggregation level (IPv4 /24 and /16, IPv6 /64
+/// and /48) become `dce_edge_top_networks_drops` and
+/// `dce_edge_top_networks_sources` series: at most 4 x 5 = 20 series each,
+/// however an attack spreads its addresses.
+pub const TOP_NETWORKS_EXPORTED: usize = 5;
+
 /// Ban reasons always exported (at zero when none is active), so a
 /// dashboard's series exist before the first ban.
 pub const BAN_REASONS: [&str; 6] = [
@@ -184,6 +190,9 @@ impl Collector for SnapshotCollector {
         }
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
+        if let Some(t) = &s.top_networks {
+            encode_top_networks(e, t)?;
+        }
         if let Some(f) = &s.fleet {
             encode_fleet(e, f)?;
         }
@@ -613,6 +622,77 @@ fn encode_top_sources(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std
     )
 }
 
+/// The top offending networks: a few series per level, and per level how
+/// many networks the held sources fall in (four series, whatever the attack
+/// spoofs). A network label lives only while the network is in its level's
+/// top [`TOP_NETWORKS_EXPORTED`]; equal counts keep their order between
+/// scrapes (the snapshot breaks ties by address), so series do not flap.
+fn encode_top_networks(
+    e: &mut DescriptorEncoder,
+    t: &crate::stats::networks::NetworkTally,
+) -> Result<(), std::fmt::Error> {
+    use crate::stats::networks::LEVELS;
+    gauge_one(
+        e,
+        "dce_edge_top_sources_held",
+        "Sources the XDP program's top_sources map holds now (an LRU): the top networks are folded from these.",
+        t.sources_held as f64,
+    )?;
+    gauge_one(
+        e,
+        "dce_edge_top_sources_capacity",
+        "Entries the XDP program's top_sources map holds at most.",
+        t.capacity as f64,
+    )?;
+    gauges(
+        e,
+        "dce_edge_top_sources_networks",
+        "Distinct networks of each prefix length (IPv4 /24 and /16, IPv6 /64 and /48) that the held top sources fall in, all reasons: few networks, a concentrated attack; as many as sources, a spread one.",
+        None,
+        t.levels.iter().map(|l| {
+            (
+                labels([
+                    ("family", l.family.name()),
+                    ("prefix_len", &l.prefix_len.to_string()),
+                ]),
+                l.networks as f64,
+            )
+        }),
+    )?;
+    let top: Vec<&crate::stats::networks::TopNetwork> = LEVELS
+        .iter()
+        .flat_map(|(_, len)| t.at(*len).take(TOP_NETWORKS_EXPORTED))
+        .collect();
+    let series = |value: fn(&crate::stats::networks::TopNetwork) -> u64| {
+        top.iter()
+            .map(move |n| {
+                (
+                    labels([
+                        ("network", &n.network),
+                        ("prefix_len", &n.prefix_len.to_string()),
+                        ("reason", &n.reason),
+                    ]),
+                    value(n) as f64,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    gauges(
+        e,
+        "dce_edge_top_networks_drops",
+        "Packets dropped from the held top sources of each of the top 5 networks per prefix length and drop reason (a source's drops count under its latest reason).",
+        None,
+        series(|n| n.drops),
+    )?;
+    gauges(
+        e,
+        "dce_edge_top_networks_sources",
+        "Distinct held top sources (IPv4 addresses, IPv6 /64s) of each of the top 5 networks per prefix length and drop reason.",
+        None,
+        series(|n| n.sources),
+    )
+}
+
 fn counter_one(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -822,6 +902,7 @@ mod tests {
                 over_budget: 5,
                 ..Default::default()
             },
+            top_networks: None,
             stream: None,
             fleet: None,
         }
@@ -1032,6 +1113,108 @@ mod tests {
         assert_eq!(series.len(), TOP_SOURCES_EXPORTED);
         assert!(series.iter().any(|l| l.contains("198.18.2.24\"")));
         assert!(!series.iter().any(|l| l.contains("198.18.2.14\"")));
+    }
+
+    #[test]
+    fn top_networks_are_exported_five_per_level_with_their_shape() {
+        use crate::stats::networks::{aggregate, SourceDrops, TOP_PER_LEVEL};
+        let mut s = known_snapshot();
+        // A spoofed flood: 2,000 sources with one drop each, in eight /24s
+        // of 198.51.0.0/16, and one IPv6 scanner.
+        let mut sources: Vec<SourceDrops> = (0..2000u32)
+            .map(|i| SourceDrops {
+                addr: format!("198.51.{}.{}", i / 250, i % 250).parse().unwrap(),
+                drops: 1,
+                reason: "rate_limit".into(),
+            })
+            .collect();
+        sources.push(SourceDrops {
+            addr: "2001:db8:7::".parse().unwrap(),
+            drops: 9,
+            reason: "scanner".into(),
+        });
+        s.top_networks = Some(aggregate(&sources, 8192, TOP_PER_LEVEL));
+        let text = render_openmetrics(&s);
+        let series = |name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count()
+        };
+        // Eight /24s held, five exported; one /16; one /64 and one /48.
+        assert_eq!(series("dce_edge_top_networks_drops"), 5 + 1 + 1 + 1);
+        assert_eq!(series("dce_edge_top_networks_sources"), 5 + 1 + 1 + 1);
+        assert_eq!(
+            sample_value(
+                &text,
+                "dce_edge_top_networks_drops",
+                &[
+                    ("network", "198.51.0.0/16"),
+                    ("prefix_len", "16"),
+                    ("reason", "rate_limit")
+                ]
+            ),
+            Some(2000.0)
+        );
+        assert_eq!(
+            sample_value(
+                &text,
+                "dce_edge_top_networks_sources",
+                &[
+                    ("network", "198.51.0.0/24"),
+                    ("prefix_len", "24"),
+                    ("reason", "rate_limit")
+                ]
+            ),
+            Some(250.0)
+        );
+        assert_eq!(
+            sample_value(
+                &text,
+                "dce_edge_top_networks_drops",
+                &[
+                    ("network", "2001:db8:7::/48"),
+                    ("prefix_len", "48"),
+                    ("reason", "scanner")
+                ]
+            ),
+            Some(9.0)
+        );
+        // Ties (every /24 has 250) go by address: the first five.
+        assert!(text.contains("network=\"198.51.4.0/24\""), "{text}");
+        assert!(!text.contains("network=\"198.51.5.0/24\""), "{text}");
+        for (family, len, n) in [
+            ("ipv4", "24", 8.0),
+            ("ipv4", "16", 1.0),
+            ("ipv6", "64", 1.0),
+        ] {
+            assert_eq!(
+                sample_value(
+                    &text,
+                    "dce_edge_top_sources_networks",
+                    &[("family", family), ("prefix_len", len)]
+                ),
+                Some(n),
+                "{family}/{len}"
+            );
+        }
+        assert_eq!(
+            sample_value(&text, "dce_edge_top_sources_held", &[]),
+            Some(2001.0)
+        );
+        assert_eq!(
+            sample_value(&text, "dce_edge_top_sources_capacity", &[]),
+            Some(8192.0)
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn no_top_network_families_without_a_filter() {
+        let mut s = known_snapshot();
+        s.top_networks = None;
+        let text = render_openmetrics(&s);
+        assert!(!text.contains("dce_edge_top_networks"), "{text}");
+        assert!(!text.contains("dce_edge_top_sources_held"), "{text}");
     }
 
     #[test]

@@ -12,6 +12,6 @@ mod server;
 pub use config::{MetricsConfig, MetricsSection, DEFAULT_LISTEN};
 pub use encode::{
     escape_label_value, histogram_buckets_seconds, render_openmetrics, sample_names, sample_value,
-    BAN_REASONS, OPENMETRICS_CONTENT_TYPE, TOP_SOURCES_EXPORTED,
+    BAN_REASONS, OPENMETRICS_CONTENT_TYPE, TOP_NETWORKS_EXPORTED, TOP_SOURCES_EXPORTED,
 };
 pub use server::{MetricsError, MetricsServer, SnapshotPublisher};

@@ -4,11 +4,13 @@
 //! demo report). The control thread assembles a [`Snapshot`]; nothing here
 //! touches the hot path.
 //!
-//! Around it: [`rates`] (per-second rates from two snapshots) and
+//! Around it: [`rates`] (per-second rates from two snapshots),
+//! [`networks`] (the top offending sources folded into networks) and
 //! [`client`] (fetch a snapshot from a running edge over HTTP). The
 //! `dce-edge stats` command and its live view live in the binary.
 
 pub mod client;
+pub mod networks;
 pub mod rates;
 mod snapshot;
 

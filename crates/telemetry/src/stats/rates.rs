@@ -21,6 +21,12 @@ pub fn counter_rate(previous: u64, current: u64, seconds: f64) -> f64 {
     increase as f64 / seconds
 }
 
+/// The key of a top network in [`Rates::networks`]: a network is listed
+/// once per drop reason.
+pub fn network_key(network: &str, reason: &str) -> String {
+    format!("{network} {reason}")
+}
+
 /// One worker's rates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRates {
@@ -55,6 +61,9 @@ pub struct Rates {
     pub calls_failed: f64,
     /// Drops per second of each top source seen in both snapshots.
     pub sources: BTreeMap<String, f64>,
+    /// Drops per second of each listed top network seen in both snapshots,
+    /// keyed by [`network_key`] (network and reason).
+    pub networks: BTreeMap<String, f64>,
     /// Per-worker rates, for workers present in both snapshots.
     pub workers: Vec<WorkerRates>,
 }
@@ -88,6 +97,20 @@ impl Rates {
                     .map(|p| (c.source.clone(), rate(p.drops, c.drops)))
             })
             .collect();
+        let networks = match (&previous.top_networks, &current.top_networks) {
+            (Some(p), Some(c)) => c
+                .networks
+                .iter()
+                .filter_map(|c| {
+                    let key = network_key(&c.network, &c.reason);
+                    p.networks
+                        .iter()
+                        .find(|p| p.network == c.network && p.reason == c.reason)
+                        .map(|p| (key, rate(p.drops, c.drops)))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let workers = current
             .workers
             .iter()
@@ -114,6 +137,7 @@ impl Rates {
             ),
             calls_failed: rate(previous.calls.failed, current.calls.failed),
             sources,
+            networks,
             workers,
         })
     }

@@ -256,6 +256,11 @@ pub struct Snapshot {
     pub xdp: Option<XdpCounters>,
     /// Sources with the most drops, most first.
     pub top_sources: Vec<TopOffender>,
+    /// The sources the XDP program's `top_sources` map holds, folded into
+    /// networks (IPv4 /24 and /16, IPv6 /64 and /48) by drop reason; `None`
+    /// when no XDP filter runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_networks: Option<super::networks::NetworkTally>,
     /// Active bans.
     pub bans: Vec<BanInForce>,
     /// How full the XDP ban maps are, one entry per address family; empty

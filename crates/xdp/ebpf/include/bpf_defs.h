@@ -35,6 +35,9 @@ static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF
 static long (*bpf_xdp_load_bytes)(struct xdp_md *xdp_md, __u32 offset, void *buf,
 				  __u32 len) = (void *)BPF_FUNC_xdp_load_bytes;
 
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)BPF_FUNC_ringbuf_reserve;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)BPF_FUNC_ringbuf_submit;
+
 /*
  * A length in [1, max] (max a power of two) that the verifier can prove is
  * in range: clang may not fold the mask away behind the empty asm, and the

@@ -288,4 +288,38 @@ struct dce_info {
 	__u8 _pad2[4];                    /* padding */
 };
 
+/*
+ * Forensics: `dce-edge capture` copies dropped frames into the ring buffer
+ * `capture_ring`. Unarmed (the default, count == taken) the program pays one
+ * load and compare per drop; nothing per passed packet. The capture is
+ * bounded by count even if the reader dies: a matching drop first claims a
+ * place by adding 1 to taken, and is copied only when its place is below
+ * count.
+ */
+#define DCE_CAPTURE_BYTES 256             /* most bytes of a dropped frame copied into a capture record */
+#define DCE_CAPTURE_RING_BYTES 1048576    /* size of the capture_ring ring buffer (a power of two, whole pages) */
+
+/* Map `capture`, an ARRAY with one entry, written by userspace to arm or disarm a capture. */
+struct dce_capture {
+	__u64 count;                      /* drops to capture in all; equal to taken (0 and 0 at load): unarmed */
+	__u64 taken;                      /* places claimed by matching drops (the program adds 1 per matching drop; may pass count) */
+	__u64 lost;                       /* matching drops within count that the ring had no room for */
+	__u32 reason_mask;                /* bit r set: drops of reason r (a drop slot of enum dce_counter) match; 0: every reason */
+	__u32 owner_pid;                  /* the process that armed the capture (0: none) */
+	__u64 source_net[2];              /* the source filter: a struct dce_source's 16 bytes as two words, in memory order, already masked */
+	__u64 source_mask[2];             /* its mask, same words; all zero: every source (and drops before a source was read) match */
+};
+
+/* One record of the ring buffer `capture_ring`: a dropped frame's first bytes. */
+struct dce_capture_record {
+	__u64 ts_ns;                      /* CLOCK_MONOTONIC of the drop */
+	__u32 reason;                     /* enum dce_counter, a drop slot */
+	__u32 frame_len;                  /* the whole frame's length, in bytes */
+	__u32 captured_len;               /* bytes of it in data: min(frame_len, DCE_CAPTURE_BYTES) */
+	__u32 ifindex;                    /* the interface it arrived on */
+	__u32 rx_queue;                   /* the receive queue it arrived on */
+	__u32 _pad;                       /* padding */
+	__u8 data[DCE_CAPTURE_BYTES];     /* the frame from its Ethernet header on, zero past captured_len */
+};
+
 #endif /* DCE_FILTER_H */

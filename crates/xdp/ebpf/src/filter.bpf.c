@@ -1113,6 +1113,82 @@ static __always_inline void note_drop(const struct packet *pkt, __u32 reason, st
 	bpf_map_update_elem(&top_sources, &pkt->source, &fresh, BPF_NOEXIST);
 }
 
+/* ---------------------------------------------------------- forensics */
+
+/* Armed by `dce-edge capture` (struct dce_capture); see dce_filter.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dce_capture);
+} capture SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, DCE_CAPTURE_RING_BYTES);
+} capture_ring SEC(".maps");
+
+/* Fills a reserved record with the frame's first bytes. Not inlined: its
+ * prototype puts struct dce_capture_record into the object's BTF, where
+ * the ABI test holds the generated Rust layout against it. */
+static __noinline void capture_fill(struct xdp_md *ctx, struct dce_capture_record *r, __u32 reason,
+				    __u64 now)
+{
+	__u32 frame_len = ctx->data_end - ctx->data;
+	__u32 len = frame_len < DCE_CAPTURE_BYTES ? frame_len : DCE_CAPTURE_BYTES;
+
+	r->ts_ns = now;
+	r->reason = reason;
+	r->frame_len = frame_len;
+	r->ifindex = ctx->ingress_ifindex;
+	r->rx_queue = ctx->rx_queue_index;
+	r->_pad = 0;
+	r->captured_len = 0;
+	/* The ring's memory holds earlier records: nothing of them may show. */
+	__builtin_memset(r->data, 0, sizeof(r->data));
+	if (len && bpf_xdp_load_bytes(ctx, 0, r->data, dce_len_in_range(len, DCE_CAPTURE_BYTES)) == 0)
+		r->captured_len = len;
+}
+
+/* Copies a matching drop's first bytes into capture_ring. Only reached
+ * while a capture is armed. */
+static __always_inline void capture_armed(struct xdp_md *ctx, const struct packet *pkt,
+					  __u32 reason, struct clock *clk, struct dce_capture *c)
+{
+	if (c->reason_mask && !(c->reason_mask & (1u << (reason & 31))))
+		return;
+	__u64 w0, w1;
+	__builtin_memcpy(&w0, &pkt->source.addr[0], 8);
+	__builtin_memcpy(&w1, &pkt->source.addr[8], 8);
+	if ((w0 & c->source_mask[0]) != c->source_net[0] ||
+	    (w1 & c->source_mask[1]) != c->source_net[1])
+		return;
+	/* Claim a place first: however many CPUs race, at most count drops
+	 * get one, and a reader that died leaves the capture bounded. */
+	if (__sync_fetch_and_add(&c->taken, 1) >= c->count)
+		return;
+	struct dce_capture_record *r = bpf_ringbuf_reserve(&capture_ring, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&c->lost, 1);
+		return;
+	}
+	capture_fill(ctx, r, reason, clock_now(clk));
+	bpf_ringbuf_submit(r, 0);
+}
+
+/* Every drop passes here. Unarmed, it costs one load and compare of the
+ * capture entry (an ARRAY lookup the verifier turns into an address). */
+static __always_inline void capture_drop(struct xdp_md *ctx, const struct packet *pkt,
+					 __u32 reason, struct clock *clk)
+{
+	__u32 zero = 0;
+	struct dce_capture *c = bpf_map_lookup_elem(&capture, &zero);
+
+	if (!c || c->taken >= c->count)
+		return;
+	capture_armed(ctx, pkt, reason, clk, c);
+}
+
 #define DROP(reason) ((struct verdict){XDP_DROP, (reason)})
 #define PASS(slot) ((struct verdict){XDP_PASS, (slot)})
 /* A budget's drop, of an emergency call's packet over its own budgets too. */
@@ -1308,7 +1384,10 @@ int dce_filter(struct xdp_md *ctx)
 	if (slot >= DCE_VERDICT_SLOTS)
 		slot = DCE_DROP_MALFORMED;
 	cnt->slot[slot]++;
-	if (v.action == XDP_DROP && pkt.have_source)
-		note_drop(&pkt, slot, &clk);
+	if (v.action == XDP_DROP) {
+		if (pkt.have_source)
+			note_drop(&pkt, slot, &clk);
+		capture_drop(ctx, &pkt, slot, &clk);
+	}
 	return v.action;
 }

@@ -2,6 +2,7 @@
 //! every verdict and counter, maps, and attaching to veth pairs in network
 //! namespaces.
 
+mod capture;
 mod cost;
 mod differential;
 mod emergency;
