@@ -104,6 +104,23 @@ pub enum ControlRequest {
     /// This edge's view of its fleet; the answer's message is a JSON
     /// [`telemetry::stats::FleetReport`].
     FleetStatus,
+    /// `dce-edge capture` started or ended on this process's filter (it
+    /// runs on the pinned maps): one `capture` event in the log, which the
+    /// loop owning the log writes ([`crate::events::capture_event`]).
+    CaptureNote {
+        /// Started (true) or ended.
+        started: bool,
+        /// The capturing process.
+        pid: u32,
+        /// What it captures, for a person.
+        what: String,
+        /// Drops written to its file (when it ended).
+        #[serde(default)]
+        written: u64,
+        /// Matching drops the ring had no room for (when it ended).
+        #[serde(default)]
+        lost: u64,
+    },
 }
 
 /// The appliance's answer.

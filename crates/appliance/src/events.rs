@@ -351,6 +351,24 @@ impl ControlEvent {
     }
 }
 
+/// The event-log line of a `dce-edge capture` starting or ending (see
+/// [`crate::control::ControlRequest::CaptureNote`]): packets of other people
+/// leave the box in a file, so the log says who took which.
+pub fn capture_event(started: bool, pid: u32, what: &str, written: u64, lost: u64) -> Event {
+    let e = Event::new(
+        EventKind::Capture,
+        format!("pid {pid}"),
+        if started { "started" } else { "ended" },
+    )
+    .with("what", what)
+    .with("by", "operator");
+    if started {
+        e
+    } else {
+        e.with("written", written).with("lost", lost)
+    }
+}
+
 /// One line for the operator who asked for a filter reload: what changed,
 /// and that the program is the same.
 pub fn describe_reload(
@@ -500,6 +518,38 @@ mod tests {
                 source: "198.18.0.2/32".into(),
                 reason: "removed"
             }]
+        );
+    }
+
+    #[test]
+    fn a_capture_is_logged_when_it_starts_and_ends_with_what_it_wrote() {
+        let start = capture_event(
+            true,
+            42,
+            "on eth0, up to 5 drops of rate_limit into x.pcap",
+            0,
+            0,
+        );
+        assert_eq!(
+            (start.kind, start.subject.as_str(), start.reason.as_str()),
+            (EventKind::Capture, "pid 42", "started")
+        );
+        assert_eq!(start.details["by"], "operator");
+        assert!(!start.details.contains_key("written"));
+        let end = capture_event(
+            false,
+            42,
+            "on eth0, up to 5 drops of rate_limit into x.pcap",
+            5,
+            1,
+        );
+        assert_eq!(end.reason, "ended");
+        assert_eq!(
+            (
+                end.details["written"].as_u64(),
+                end.details["lost"].as_u64()
+            ),
+            (Some(5), Some(1))
         );
     }
 

@@ -292,9 +292,12 @@ impl Shield {
                 ControlResponse::refused("shield mode carries no SIP over TLS: nothing to reload")
             }
             // The process running the shield owns its event log and answers
-            // this itself; a shield handed it has none to reopen.
+            // these itself; a shield handed them has no log.
             ControlRequest::ReopenEvents => {
                 ControlResponse::refused("this shield's process keeps no event log to reopen")
+            }
+            ControlRequest::CaptureNote { .. } => {
+                ControlResponse::refused("this shield's process keeps no event log to note it in")
             }
             ControlRequest::Ban {
                 network,

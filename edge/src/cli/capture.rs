@@ -136,8 +136,8 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         .as_nanos() as u64;
     let mono_ns = monotonic_ns();
     pinned.arm_capture(&spec, std::process::id())?;
-    eprintln!(
-        "dce-edge capture: on {}, up to {} drops{}{} into {} (Ctrl-C stops)",
+    let what = format!(
+        "on {}, up to {} drops{}{} into {}",
         pinned.iface(),
         spec.count,
         if spec.reasons.is_empty() {
@@ -151,6 +151,9 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
             .unwrap_or_default(),
         args.out.display()
     );
+    eprintln!("dce-edge capture: {what} (Ctrl-C stops)");
+    let iface = pinned.iface().to_string();
+    note(&iface, true, &what, 0, 0);
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     let mut written = 0u64;
     let mut by_reason = std::collections::BTreeMap::<&str, u64>::new();
@@ -175,6 +178,13 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         Ok(())
     })();
     let ended = pinned.disarm_capture();
+    note(
+        &iface,
+        false,
+        &what,
+        written,
+        ended.as_ref().map_or(0, |e| e.lost),
+    );
     result?;
     pcap.finish()
         .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -196,6 +206,35 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Asks the appliance or shield that runs the filter of `iface` to log
+/// the capture's start or end (other people's packets leave the box in a
+/// file: the event log says who took which). Without one answering, says
+/// so: the capture itself goes on.
+fn note(iface: &str, started: bool, what: &str, written: u64, lost: u64) {
+    let request = appliance::control::ControlRequest::CaptureNote {
+        started,
+        pid: std::process::id(),
+        what: what.to_string(),
+        written,
+        lost,
+    };
+    for path in super::filter::control_sockets(None, Some(iface)) {
+        match appliance::control::request(&path, &request, Duration::from_secs(5)) {
+            Ok(r) if r.ok => return,
+            Ok(r) => {
+                eprintln!("dce-edge capture: not in the event log: {}", r.message);
+                return;
+            }
+            Err(_) => continue,
+        }
+    }
+    if started {
+        eprintln!(
+            "dce-edge capture: no appliance or shield answered on its control socket: this capture is in no event log"
+        );
+    }
 }
 
 #[cfg(test)]

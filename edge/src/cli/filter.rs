@@ -187,7 +187,7 @@ fn open(iface: &Option<String>) -> Result<Pinned> {
 /// one the appliance running the filter of `iface` (or of the only filter
 /// running) recorded in its pins, the appliance's default and the
 /// shield's.
-fn control_sockets(control: Option<&Path>, iface: Option<&str>) -> Vec<PathBuf> {
+pub(crate) fn control_sockets(control: Option<&Path>, iface: Option<&str>) -> Vec<PathBuf> {
     if let Some(c) = control {
         return vec![c.to_path_buf()];
     }
@@ -353,6 +353,7 @@ pub fn run_filter(args: &FilterArgs) -> Result<()> {
         // The event log is this loop's; everything else is the shield's.
         control.poll(|request| match request {
             ControlRequest::ReopenEvents => super::run::reopen_events(&mut events),
+            ControlRequest::CaptureNote { .. } => super::run::note_capture(&mut events, &request),
             other => shield.handle(other),
         });
         if last_publish.elapsed() >= Duration::from_secs(1) {

@@ -120,6 +120,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         control.poll(|request| match request {
             ControlRequest::ReopenEvents => reopen_events(&mut events),
+            ControlRequest::CaptureNote { .. } => note_capture(&mut events, &request),
             other => handle_control(other, &mut appliance, &cfg),
         });
         for ev in appliance.tick() {
@@ -328,7 +329,9 @@ fn handle_control(
             )),
         },
         // Answered by the loop that owns the event log (see `run`).
-        ControlRequest::ReopenEvents => reopen_events_elsewhere(),
+        ControlRequest::ReopenEvents | ControlRequest::CaptureNote { .. } => {
+            reopen_events_elsewhere()
+        }
         ControlRequest::ReloadTls => answer(appliance.reload_tls()),
         ControlRequest::Ban {
             network,
@@ -405,7 +408,27 @@ pub fn ask(path: &std::path::Path, request: &ControlRequest) -> (String, bool) {
 }
 
 fn reopen_events_elsewhere() -> ControlResponse {
-    ControlResponse::refused("the event log is reopened by the control loop, not here")
+    ControlResponse::refused("the event log is written by the control loop, not here")
+}
+
+/// Writes the `capture` event a `dce-edge capture` asked for, in the
+/// appliance and in shield mode.
+pub(crate) fn note_capture(events: &mut EventLog, request: &ControlRequest) -> ControlResponse {
+    let ControlRequest::CaptureNote {
+        started,
+        pid,
+        what,
+        written,
+        lost,
+    } = request
+    else {
+        return ControlResponse::refused("not a capture note");
+    };
+    let e = appliance::events::capture_event(*started, *pid, what, *written, *lost);
+    match events.write(&e) {
+        Ok(()) => ControlResponse::ok("noted in the event log"),
+        Err(err) => ControlResponse::refused(format!("the event log refused it: {err}")),
+    }
 }
 
 /// Opens the event log's file again by its name (logrotate's `postrotate`,

@@ -160,34 +160,18 @@ pub fn summary(s: &Snapshot) -> String {
         e.setup_latency.p99_ms
     );
     if let Some(st) = &s.stream {
-        let c = |names: &[&str]| -> u64 {
-            names
-                .iter()
-                .map(|n| st.counters.get(*n).copied().unwrap_or(0))
-                .sum()
-        };
+        let m = st.summary();
         let _ = writeln!(
             t,
             "sip over tcp/tls: {} open, {} accepted, {} refused by caps, {} timed out, {} framing errors, {} queue overflows; tls {} handshakes, {} failed",
-            count(st.open_connections),
-            count(c(&["accepted"])),
-            count(c(&["refused_total", "refused_per_source"])),
-            count(c(&["idle_timeouts", "slow_timeouts", "tls_handshake_timeouts"])),
-            count(c(&[
-                "header_too_long",
-                "body_too_long",
-                "no_content_length",
-                "bad_content_length",
-                "conflicting_content_length",
-            ])),
-            count(c(&["queue_overflow"])),
-            count(c(&["tls_handshakes"])),
-            count(c(&[
-                "tls_failed_certificate",
-                "tls_failed_protocol",
-                "tls_failed_alert",
-                "tls_failed_other",
-            ])),
+            count(m.open),
+            count(m.accepted),
+            count(m.refused_by_caps),
+            count(m.timed_out),
+            count(m.framing_errors),
+            count(m.queue_overflows),
+            count(m.tls_handshakes),
+            count(m.tls_failed),
         );
     }
     let _ = writeln!(t, "bans: {} active", s.bans.len());

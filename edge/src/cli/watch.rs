@@ -125,11 +125,18 @@ impl LiveView {
             .current
             .as_ref()
             .is_some_and(|s| s.modes.attach_fallback);
+        // Two more lines in the service panel for SIP over TCP/TLS: its
+        // ten lines and the borders.
+        let top_height = if self.current.as_ref().is_some_and(|s| s.stream.is_some()) {
+            Constraint::Length(12)
+        } else {
+            Constraint::Min(8)
+        };
         let [title, banner, warning, top, middle, networks, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(banner_height),
             Constraint::Length(u16::from(fallback)),
-            Constraint::Min(8),
+            top_height,
             Constraint::Min(7),
             Constraint::Min(6),
             Constraint::Min(6),
@@ -325,6 +332,20 @@ impl LiveView {
                 lines.push(Line::from(Span::styled(
                     format!("Last refused reload: {e}"),
                     Style::new().fg(Color::Yellow),
+                )));
+            }
+            // Last: on a short screen it is what the panel cuts.
+            if let Some(st) = &s.stream {
+                let m = st.summary();
+                lines.push(Line::from(format!(
+                    "SIP over TCP/TLS: {} open · {} accepted · {} refused by caps · {} timed out · {} framing errors · TLS {} handshakes, {} failed",
+                    count(m.open),
+                    count(m.accepted),
+                    count(m.refused_by_caps),
+                    count(m.timed_out),
+                    count(m.framing_errors),
+                    count(m.tls_handshakes),
+                    count(m.tls_failed)
                 )));
             }
         }
@@ -799,6 +820,40 @@ mod tests {
             ["198.51.0.0/16", "unverified", "3,000", "1,000", "2000"],
             "{line}"
         );
+    }
+
+    #[test]
+    fn sip_over_tcp_and_tls_shows_its_connections() {
+        let mut s = snapshot(1_000, 100, 10);
+        s.stream = Some(telemetry::stats::StreamReport {
+            open_connections: 12,
+            counters: [
+                ("accepted", 40),
+                ("refused_per_source", 3),
+                ("refused_total", 1),
+                ("slow_timeouts", 2),
+                ("bad_content_length", 1),
+                ("tls_handshakes", 30),
+                ("tls_failed_certificate", 4),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        });
+        let mut view = LiveView::new("u");
+        view.update(Ok(s));
+        let text = screen(&view);
+        // The panel wraps the line where its width ends.
+        for want in [
+            "SIP over TCP/TLS: 12 open",
+            "40 accepted",
+            "4 refused by caps",
+            "2 timed out",
+            "1 framing errors",
+            "TLS 30 handshakes, 4 failed",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -92,7 +92,8 @@ fn capture_writes_the_rate_limited_invites_of_a_flood_to_a_pcap() {
     std::fs::write(
         &config,
         "[filter]\nsip_ports = [5060]\nattach = \"auto\"\n\
-         rate_limits.invite = { rate = 1, burst = 5 }\n",
+         rate_limits.invite = { rate = 1, burst = 5 }\n\
+         [events]\nfile = \"events.jsonl\"\n",
     )
     .unwrap();
     let filter_log = dir.join("filter.log");
@@ -284,6 +285,27 @@ fn capture_writes_the_rate_limited_invites_of_a_flood_to_a_pcap() {
         String::from_utf8_lossy(&again.stdout)
     );
 
+    // Each capture left two lines in the shield's event log: who took
+    // which packets, and how many.
     filter.stop(Duration::from_secs(5)).unwrap();
+    let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let captures: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "capture")
+        .collect();
+    let phases: Vec<&str> = captures
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(phases, ["started", "ended", "started", "ended"], "{log}");
+    assert_eq!(captures[1]["details"]["written"], CAPTURED as u64, "{log}");
+    assert!(
+        captures[0]["details"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("of rate_limit"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

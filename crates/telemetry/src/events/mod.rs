@@ -69,6 +69,10 @@ pub enum EventKind {
     /// An emergency call was forwarded (subject: the caller; details: the
     /// target).
     EmergencyCall,
+    /// An operator's `dce-edge capture` started or ended (subject: its
+    /// process id; reason: `started` or `ended`; details: what it
+    /// captures, and when it ended the drops written and lost).
+    Capture,
     /// The edge announced the fleet's service address (subject: the edge).
     Announce,
     /// The edge withdrew the service address (reason: why).

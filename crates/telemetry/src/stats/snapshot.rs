@@ -308,6 +308,63 @@ pub struct StreamReport {
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 
+/// The stream layer's counters folded the way an operator reads them (the
+/// `stats` line and the live view).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// Connections open.
+    pub open: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused by the total or the per-source cap.
+    pub refused_by_caps: u64,
+    /// Connections closed idle, too slow with a message, or in a TLS
+    /// handshake that did not finish.
+    pub timed_out: u64,
+    /// Connections closed for a framing error (header or body too long,
+    /// Content-Length missing, bad or conflicting).
+    pub framing_errors: u64,
+    /// Connections closed because their peer did not read what was queued.
+    pub queue_overflows: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes failed (certificate, protocol, alert, other).
+    pub tls_failed: u64,
+}
+
+impl StreamReport {
+    /// The counters folded into a [`StreamSummary`].
+    pub fn summary(&self) -> StreamSummary {
+        let c = |names: &[&str]| -> u64 {
+            names
+                .iter()
+                .map(|n| self.counters.get(*n).copied().unwrap_or(0))
+                .sum()
+        };
+        StreamSummary {
+            open: self.open_connections,
+            accepted: c(&["accepted"]),
+            refused_by_caps: c(&["refused_total", "refused_per_source"]),
+            timed_out: c(&["idle_timeouts", "slow_timeouts", "tls_handshake_timeouts"]),
+            framing_errors: c(&[
+                "header_too_long",
+                "body_too_long",
+                "no_content_length",
+                "bad_content_length",
+                "conflicting_content_length",
+            ]),
+            queue_overflows: c(&["queue_overflow"]),
+            tls_handshakes: c(&["tls_handshakes"]),
+            tls_failed: c(&[
+                "tls_failed_certificate",
+                "tls_failed_protocol",
+                "tls_failed_alert",
+                "tls_failed_other",
+            ]),
+        }
+    }
+}
+
 /// An edge of a fleet: its announcement of the service address, the bus,
 /// and the other edges it hears.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
