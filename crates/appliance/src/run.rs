@@ -211,7 +211,7 @@ impl Appliance {
             udp_from_the_sip_port(layer, &mut dataplane, cfg.dataplane.mode);
         }
         let mut book = TargetBook::new(health);
-        follow_table(&mut book, routes.table());
+        follow_table(&mut book, routes.table(), cfg.fleet.is_some());
         let stream = stream_layer
             .map(|l| l.spawn(STREAM_WAIT))
             .transpose()
@@ -815,7 +815,11 @@ impl Appliance {
                 self.reloads_accepted += 1;
                 self.routes_digest = routes_digest(&self.cfg);
                 self.prober.follow_table(self.routes.table());
-                follow_table(&mut self.book, self.routes.table());
+                follow_table(
+                    &mut self.book,
+                    self.routes.table(),
+                    self.cfg.fleet.is_some(),
+                );
                 self.allow_upstreams();
                 if let Err(e) = self.sync_emergency() {
                     eprintln!(
@@ -1481,9 +1485,17 @@ fn stream_report(c: &dataplane::stream::StreamCounters, open: usize) -> stats::S
 }
 
 /// Makes `book` follow the targets and thresholds of `table`: at start and
-/// after every accepted reload.
-fn follow_table(book: &mut TargetBook, table: &route::RouteTable) {
-    book.set_settings(table.health_settings());
+/// after every accepted reload. An edge of a fleet (`in_fleet`) keeps no
+/// passive health: the edges share the service address that their Vias
+/// name, so the answers to this edge's INVITEs may come back through
+/// another edge, and their absence here says nothing of the target (the
+/// probes, which leave from this edge's own address, still decide).
+fn follow_table(book: &mut TargetBook, table: &route::RouteTable, in_fleet: bool) {
+    let mut settings = table.health_settings();
+    if in_fleet {
+        settings.invite_failures = 0;
+    }
+    book.set_settings(settings);
     book.set_targets(&table.forward_upstreams(), &table.probed_upstreams());
 }
 

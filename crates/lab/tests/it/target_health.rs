@@ -134,7 +134,7 @@ fn a_killed_server_in_a_probe_none_group_goes_down_by_its_unanswered_invites() {
         edge_queues: 1,
     })
     .unwrap();
-    let dir = TempDir::new("deafkill").unwrap();
+    let dir = TempDir::new("dkill").unwrap();
     let mut servers: Vec<Uas> = lab
         .upstreams
         .iter()
