@@ -257,7 +257,17 @@ struct Booked {
     /// them was reported.
     unanswered: u32,
     unanswered_since: Option<Instant>,
+    /// When a report last carried a response from it.
+    last_response: Option<Instant>,
 }
+
+/// How long after a report with a response from a target the INVITEs other
+/// workers report toward it are taken as answered: the workers report in
+/// any order (its responses are one flow, on one worker, its INVITEs leave
+/// from all), so INVITEs whose answers were reported first must not start
+/// an "unanswered" streak. Ten report periods; a target that dies right
+/// after a response is still taken down, this much later.
+const REPORT_ORDER_SLACK: Duration = Duration::from_secs(1);
 
 impl Booked {
     fn new(probed: bool) -> Booked {
@@ -268,6 +278,7 @@ impl Booked {
             rejected: 0,
             unanswered: 0,
             unanswered_since: None,
+            last_response: None,
         }
     }
 
@@ -381,10 +392,14 @@ impl TargetBook {
         // Any response shows the target alive: the INVITEs reported with
         // it are taken as answered too (their order within a report is not
         // known; erring this way never takes a live target down).
+        let just_answered = b
+            .last_response
+            .is_some_and(|t| now.saturating_duration_since(t) < REPORT_ORDER_SLACK);
         if a.responded > 0 {
             b.unanswered = 0;
             b.unanswered_since = None;
-        } else if a.forwarded > 0 {
+            b.last_response = Some(now);
+        } else if a.forwarded > 0 && !just_answered {
             b.unanswered = b.unanswered.saturating_add(a.forwarded);
             b.unanswered_since.get_or_insert(now);
         }
@@ -630,6 +645,55 @@ mod book_tests {
         let mut out = Vec::new();
         b.poll(t0 + Duration::from_secs(10), |_| None, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn answers_reported_before_their_invites_by_another_worker_count() {
+        // Worker 0 reports the target's responses, worker 1 the INVITEs
+        // they answer, 50 ms later: the target is alive.
+        let mut b = book(&[]);
+        let t0 = Instant::now();
+        let responses = InviteActivity {
+            responded: 32,
+            answered: 16,
+            ..InviteActivity::default()
+        };
+        let invites = InviteActivity {
+            forwarded: 16,
+            ..InviteActivity::default()
+        };
+        b.activity(addr(A), responses, t0);
+        b.activity(addr(A), invites, t0 + Duration::from_millis(50));
+        let mut out = Vec::new();
+        b.poll(t0 + Duration::from_secs(10), |_| None, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(b.is_up(addr(A)));
+    }
+
+    #[test]
+    fn a_target_that_dies_after_its_last_answer_still_goes_down() {
+        let mut b = book(&[]);
+        let t0 = Instant::now();
+        let invites = |n| InviteActivity {
+            forwarded: n,
+            ..InviteActivity::default()
+        };
+        b.activity(
+            addr(A),
+            InviteActivity {
+                responded: 1,
+                ..InviteActivity::default()
+            },
+            t0,
+        );
+        b.activity(addr(A), invites(3), t0 + Duration::from_millis(50));
+        // Later INVITEs get nothing back.
+        let later = t0 + Duration::from_millis(1_500);
+        b.activity(addr(A), invites(6), later);
+        let mut out = Vec::new();
+        b.poll(later + Duration::from_secs(4), |_| None, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(!out[0].up);
     }
 
     #[test]
