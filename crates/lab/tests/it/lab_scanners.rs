@@ -199,7 +199,12 @@ fn scanners_find_nothing_and_ban_nobody_while_calls_complete() {
     // which could be anyone's. Not in the snapshot...
     assert!(s.bans.is_empty(), "{:?}", s.bans);
     // ...nor in the ban list a second dce-edge process reads from the pins.
-    let list = edge.command(&["ban", "--list", "--json"]).unwrap();
+    // Named by its interface: pins other filters left in a namespace
+    // directory whose inode this one reuses would make "the only filter"
+    // ambiguous.
+    let list = edge
+        .command(&["ban", "--list", "--json", "--iface", edge.iface()])
+        .unwrap();
     assert!(
         list.status.success(),
         "{}",
