@@ -312,6 +312,11 @@ impl ApplianceConfig {
             dataplane.batch = r.batch_size as usize;
             dataplane.worker_priority = r.worker_priority;
         }
+        if profile.as_ref().is_some_and(|p| p.tuning().isolate_workers) {
+            // Workers with cores of their own spin between bursts; on
+            // shared cores spinning costs frames (`IdleConfig::for_mode`).
+            dataplane.idle = dataplane::IdleConfig::isolated(edge.mode);
+        }
         xsk.frame_count = d.frame_count.unwrap_or(xsk.frame_count);
         xsk.frame_size = d.frame_size.unwrap_or(xsk.frame_size);
         xsk.fill_ring = d.fill_ring.unwrap_or(xsk.fill_ring);
@@ -670,7 +675,8 @@ mod tests {
             "[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\nlisten = \"198.18.0.1:5060\"\n{ROUTES}"
         ))
         .unwrap();
-        assert_eq!(afxdp.dataplane.idle.busy_polls, 1024);
+        // Nothing says the worker has its core to itself: it does not spin.
+        assert_eq!(afxdp.dataplane.idle.busy_polls, 0);
         let socket = load(&format!(
             "[edge]\nmode = \"socket\"\nlisten = \"198.18.0.1:5060\"\n\
              [dataplane.idle]\nwait_us = 250\n{ROUTES}"
@@ -685,6 +691,33 @@ mod tests {
         .unwrap();
         assert_eq!(spun.dataplane.idle.busy_polls, 64);
         assert_eq!(spun.dataplane.idle.wait_us, 1000);
+    }
+
+    #[test]
+    fn afxdp_workers_spin_only_on_cores_the_profile_isolates() {
+        let with = |profile: &str| {
+            load(&format!(
+                "profile = \"{profile}\"\n[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\n\
+                 listen = \"198.18.0.1:5060\"\n{ROUTES}"
+            ))
+            .unwrap()
+        };
+        assert!(
+            profile::load("medium-edge")
+                .unwrap()
+                .tuning()
+                .isolate_workers
+        );
+        assert_eq!(with("medium-edge").dataplane.idle.busy_polls, 1024);
+        assert!(!profile::load("lab").unwrap().tuning().isolate_workers);
+        assert_eq!(with("lab").dataplane.idle.busy_polls, 0);
+        // The file still has the last word.
+        let c = load(&format!(
+            "profile = \"medium-edge\"\n[edge]\nmode = \"afxdp\"\ninterface = \"eth0\"\n\
+             listen = \"198.18.0.1:5060\"\n[dataplane.idle]\nbusy_polls = 8\n{ROUTES}"
+        ))
+        .unwrap();
+        assert_eq!(c.dataplane.idle.busy_polls, 8);
     }
 
     #[test]
