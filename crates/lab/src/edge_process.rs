@@ -220,8 +220,9 @@ fn in_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> io::Result<R> 
     })
 }
 
-/// `dce-edge run` in the lab's edge namespace; stopped (SIGTERM, then
-/// SIGKILL) when dropped.
+/// `dce-edge run` in the lab's edge namespace; stopped when dropped
+/// (SIGTERM, repeated so that a fleet edge skips its grace time; SIGKILL
+/// after 30 s).
 #[derive(Debug)]
 pub struct EdgeProcess {
     ns: String,
@@ -592,6 +593,16 @@ impl EdgeProcess {
     /// The edge's SIP address.
     pub fn sip_addr(&self) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(EDGE_ADDR), 5060)
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The second SIGTERM ends a fleet edge's withdrawal grace, so
+            // it exits by itself (removing its pins) well before SIGKILL.
+            let _ = child.stop_now(Duration::from_millis(500), Duration::from_secs(30));
+        }
     }
 }
 

@@ -141,6 +141,21 @@ impl Netns {
         File::open(format!("/run/netns/{}", self.name))
     }
 
+    /// The namespace's inode: what names its folder of XDP pins
+    /// (`netns-<inode>`).
+    pub fn inode(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(std::fs::metadata(format!("/run/netns/{}", self.name))?.ino())
+    }
+
+    /// Removes the XDP pins in this namespace that no running filter owns
+    /// (a filter process killed in it cannot remove its own) and returns
+    /// their folders; the pins of filters that still run stay.
+    pub fn remove_dead_pins(&self) -> io::Result<Vec<std::path::PathBuf>> {
+        xdp::loader::remove_dead_pins_of_netns(self.inode()?)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
     /// Adds `addr` (CIDR notation) to `iface` and brings the link up.
     pub fn addr_up(&self, iface: &str, cidr: &str) -> io::Result<()> {
         let family = if cidr.contains(':') { "-6" } else { "-4" };
@@ -155,6 +170,16 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // A filter killed in here (SIGKILL, or a test that ended before
+        // its child could clean up) left its pins in this namespace's
+        // folder; they must go while the namespace still exists, since the
+        // kernel gives its inode, and so its folder, to a later namespace.
+        if let Err(e) = self.remove_dead_pins() {
+            eprintln!(
+                "warning: could not remove the pins left in network namespace {}: {e}",
+                self.name
+            );
+        }
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!(
                 "warning: could not remove network namespace {}: {e}",
@@ -278,6 +303,38 @@ impl ChildGuard {
         let child = self.child_mut();
         child.kill()?;
         child.wait()
+    }
+
+    /// Sends SIGTERM every `every` until the child exits, then SIGKILL
+    /// after `grace`; returns how it ended. For a process that takes a
+    /// first signal as "begin stopping" (a fleet edge withdraws and serves
+    /// a grace time) and a second as "stop now": one SIGTERM and a short
+    /// wait would kill it mid-grace, before it removed what it made.
+    pub fn stop_now(
+        &mut self,
+        every: Duration,
+        grace: Duration,
+    ) -> io::Result<std::process::ExitStatus> {
+        let pid = self.id() as libc::pid_t;
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.child_mut().try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let child = self.child_mut();
+                child.kill()?;
+                return child.wait();
+            }
+            // SAFETY: kill on the pid of a child we own and have not reaped.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            if let Some(status) = self.wait_timeout(every)? {
+                return Ok(status);
+            }
+        }
     }
 
     /// Gives the child up without ending it.

@@ -9,6 +9,7 @@
 //! operation.
 
 pub mod abi;
+pub mod attachment;
 mod batch;
 pub mod capture;
 pub mod config;

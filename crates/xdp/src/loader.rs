@@ -5,7 +5,11 @@
 //! be read: `/sys/fs/bpf/dce-edge/netns-<inode>/<ifname>/`), so that a second
 //! `dce-edge` process can read its counters and change its lists and bans.
 //! The pins go when the filter is dropped; a leftover from a crashed run
-//! (its owner process gone) is removed by the next start.
+//! (its owner process gone) is removed by the next start. Pins outlive the
+//! interface and the namespace they were made for (and a namespace's inode
+//! is reused by the next one), so a folder counts as a running filter only
+//! while its program is attached to the interface of that name here
+//! ([`pin_state`]).
 
 use std::ffi::CString;
 use std::ops::{Deref, DerefMut};
@@ -16,6 +20,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 use super::abi;
+use super::attachment;
 use super::config::{AttachMode, FilterConfig, VerdictMode};
 use super::maps::{monotonic_ns, FilterMaps};
 use super::FilterError;
@@ -356,14 +361,29 @@ impl Pinned {
     }
 }
 
-/// Interfaces with a filter pinned in this network namespace.
+/// Interfaces of this network namespace with a filter running on them:
+/// pin folders whose program is attached to the interface they are named
+/// for ([`pin_state`]). A folder that no loaded program uses any more (its
+/// process died without removing it) is removed on the way; one whose
+/// program still runs elsewhere (its interface was deleted or moved) is
+/// skipped and left to its owner.
 pub fn running_ifaces() -> Result<Vec<String>, FilterError> {
     let mut out = Vec::new();
     for base in pin_bases()? {
         if let Ok(entries) = std::fs::read_dir(&base) {
             for e in entries.flatten() {
-                if e.path().join("info").exists() {
-                    out.push(e.file_name().to_string_lossy().into_owned());
+                let dir = e.path();
+                if !dir.join("info").exists() {
+                    continue;
+                }
+                let iface = e.file_name().to_string_lossy().into_owned();
+                match pin_state(&dir, &iface) {
+                    PinState::Running | PinState::Unknown(_) => out.push(iface),
+                    PinState::Stale {
+                        orphaned: Some(map),
+                        ..
+                    } => remove_orphaned_pins(&dir, map),
+                    PinState::Stale { orphaned: None, .. } => {}
                 }
             }
         }
@@ -371,6 +391,116 @@ pub fn running_ifaces() -> Result<Vec<String>, FilterError> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Whether the filter pinned in a folder runs, judged from inside the
+/// folder's own network namespace (the only one whose interfaces can be
+/// seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinState {
+    /// Its program is attached to the interface the folder is named for.
+    Running,
+    /// It does not run on that interface here.
+    Stale {
+        /// Why, for a person.
+        reason: String,
+        /// The id of its `config` map when no loaded program uses its maps
+        /// any more: whatever made the folder is gone, and removing it
+        /// loses nothing.
+        orphaned: Option<u32>,
+    },
+    /// The kernel's answers could not be read (why): taken as running, as
+    /// before the check.
+    Unknown(String),
+}
+
+/// Judges the pin folder `dir` of a filter on `iface` from the calling
+/// thread's network namespace, which must be the folder's own ([`pin_bases`]
+/// names no other): running only when an interface of that name exists
+/// here and the XDP program attached to it is the one that uses these
+/// pinned maps. A folder left by a filter whose interface (or whole
+/// namespace) is gone is stale, also when a later namespace got the same
+/// inode and so the same folder.
+pub fn pin_state(dir: &Path, iface: &str) -> PinState {
+    // `config` is pinned first and read by every run of the program.
+    let map = match attachment::pinned_map_id(&dir.join("config")) {
+        Ok(id) => id,
+        Err(e) => return PinState::Unknown(format!("cannot open its maps: {e}")),
+    };
+    let stale = |reason: String| PinState::Stale {
+        reason,
+        orphaned: (attachment::map_in_use(map) == Some(false)).then_some(map),
+    };
+    match attachment::link(iface) {
+        Err(e) => PinState::Unknown(format!("cannot list the interfaces: {e}")),
+        Ok(None) => stale(format!("no interface {iface} in this network namespace")),
+        Ok(Some(attachment::Link {
+            xdp_program: None, ..
+        })) => stale(format!("no XDP program is attached to {iface}")),
+        Ok(Some(attachment::Link {
+            xdp_program: Some(program),
+            ..
+        })) => match attachment::program_uses_map(program, map) {
+            Some(true) => PinState::Running,
+            Some(false) => stale(format!(
+                "the XDP program on {iface} (id {program}) is not the one these pins belong to"
+            )),
+            None => PinState::Unknown(format!(
+                "cannot read the maps of the XDP program on {iface} (id {program})"
+            )),
+        },
+    }
+}
+
+/// Removes the folder `dir` judged orphaned while its `config` map still
+/// is `map`: a filter that started on the same interface since then has
+/// pinned maps of its own there, and those stay.
+fn remove_orphaned_pins(dir: &Path, map: u32) {
+    if attachment::pinned_map_id(&dir.join("config")).ok() == Some(map) {
+        eprintln!(
+            "dce-edge: removing pins that no running filter uses: {}",
+            dir.display()
+        );
+        remove_pins(dir);
+    }
+}
+
+/// Removes the pin folders under `netns-<inode>` that no running filter
+/// owns (its program is unloaded, or its owner process, not this one, is
+/// dead), and returns them. For whoever made that network namespace and
+/// is about to delete it (the lab, after a child it ran was killed): call
+/// it while the namespace still exists, so that its inode, and with it the
+/// folder, cannot belong to another namespace yet. Folders of filters that
+/// still run, and folders whose maps cannot be read, are left alone.
+pub fn remove_dead_pins_of_netns(inode: u64) -> Result<Vec<PathBuf>, FilterError> {
+    let base = PathBuf::from(PIN_ROOT).join(format!("netns-{inode}"));
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return Ok(removed);
+    };
+    private_pin_dirs(&base, false)?;
+    for e in entries.flatten() {
+        let dir = e.path();
+        let unloaded = attachment::pinned_map_id(&dir.join("config"))
+            .ok()
+            .and_then(attachment::map_in_use)
+            == Some(false);
+        let owner_dead = FilterMaps::from_pins(&dir)
+            .ok()
+            .and_then(|m| m.info().ok())
+            .is_some_and(|i| i.owner_pid != std::process::id() && !pid_alive(i.owner_pid));
+        if unloaded || owner_dead {
+            remove_pins(&dir);
+            if dir.exists() {
+                return Err(FilterError::Pins {
+                    dir,
+                    reason: "cannot remove the leftover pins".into(),
+                });
+            }
+            removed.push(dir);
+        }
+    }
+    Ok(removed)
 }
 
 /// What [`remove_leftover_pins`] found in one pin folder.

@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 use dataplane::IoMode;
 use lab::bin::TempDir;
 use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
-use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};
-use lab::topology::{Lab, LabSpec};
+use lab::topology::LabSpec;
 
 const CALLS: u32 = 300;
 
@@ -17,24 +16,17 @@ const CALLS: u32 = 300;
 /// one worker per queue. With more than one, SIPp opens a socket per call,
 /// so the calls are many flows that the veth spreads over the queues.
 fn run_calls_through_the_edge(mode: IoMode, queues: u32, test: &str) {
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = super::sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 2,
+            attacker: false,
+            edge_queues: queues,
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 2,
-        attacker: false,
-        edge_queues: queues,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("sipp").unwrap();
     let _uas: Vec<Uas> = lab
         .upstreams

@@ -14,7 +14,6 @@ use dataplane::IoMode;
 use lab::bin::{workspace_binary, TempDir};
 use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
 use lab::netns::ChildGuard;
-use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};
 use lab::topology::{Host, Lab, LabSpec};
 
@@ -82,24 +81,17 @@ fn calls(
 }
 
 fn emergency_calls_pass_the_attacks(mode: IoMode, test: &str) {
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = super::sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 3,
+            upstreams: 2,
+            attacker: true,
+            edge_queues: 1,
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 3,
-        upstreams: 2,
-        attacker: true,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let attacker = lab.attacker.as_ref().unwrap();
     let dir = TempDir::new("sos").unwrap();
     let carrier = Uas::start(&lab.upstreams[0], dir.path()).unwrap();

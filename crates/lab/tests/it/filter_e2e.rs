@@ -469,3 +469,63 @@ fn filter_stops_scanners_and_floods_and_lets_sip_through() {
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("filter_e2e took {:?}", started.elapsed());
 }
+
+#[test]
+fn filter_killed_leaves_no_pins_once_its_namespace_is_gone() {
+    let test = "filter_killed_leaves_no_pins_once_its_namespace_is_gone";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    if !feature_or_skip(
+        test,
+        have_program("nsenter"),
+        "nsenter",
+        "apt-get install util-linux",
+    ) {
+        return;
+    }
+    let outside = Netns::create("fko").unwrap();
+    let server = Netns::create("fks").unwrap();
+    let (o_if, s_if) = (unique_name("fo"), unique_name("fk"));
+    veth_pair(&outside, &o_if, &server, &s_if).unwrap();
+    server.ip(&["link", "set", &s_if, "up"]).unwrap();
+    let dir = lab::bin::TempDir::new("fkill").unwrap();
+    let log = dir.path().join("filter.log");
+    let mut filter = ChildGuard::new(
+        in_netns(&server, &dce_edge_bin())
+            .args(["filter", "--iface", &s_if, "--mode", "generic", "--control"])
+            .arg(dir.path().join("control.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let pins = {
+        let iface = s_if.clone();
+        server
+            .enter(move || xdp::loader::pin_dir_for(&iface).unwrap())
+            .unwrap()
+    };
+    assert!(
+        lab::wait_until(Duration::from_secs(60), || pins.join("info").exists()),
+        "the filter did not pin its maps in {}:\n{}",
+        pins.display(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // SIGKILL: the filter cannot remove its own pins.
+    filter.child_mut().kill().unwrap();
+    filter.child_mut().wait().unwrap();
+    assert!(pins.is_dir(), "a killed filter removed its pins?");
+    drop(filter);
+
+    // The namespace's owner removes them with it.
+    drop(server);
+    assert!(
+        !pins.exists(),
+        "{} outlived the namespace of its killed filter",
+        pins.display()
+    );
+    drop(outside);
+}

@@ -20,3 +20,24 @@ mod metrics_stats_cli;
 mod redteam;
 mod stream_e2e;
 mod target_health;
+
+use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
+use lab::topology::{Lab, LabSpec};
+
+/// The lab of a test that runs SIPp through `dce-edge run`: `None` (the
+/// test returns) when it is skipped for want of root, `sipp` or `nsenter`,
+/// each with its printed reason; otherwise the lab built from `spec`.
+pub(crate) fn sipp_lab_or_skip(test: &str, spec: &LabSpec) -> Option<Lab> {
+    if !privileged_or_skip(test) {
+        return None;
+    }
+    if !feature_or_skip(
+        test,
+        have_program("sipp") && have_program("nsenter"),
+        "sipp or nsenter",
+        "apt-get install sip-tester util-linux",
+    ) {
+        return None;
+    }
+    Some(Lab::build(spec).unwrap())
+}

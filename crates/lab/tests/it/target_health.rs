@@ -10,9 +10,8 @@ use std::time::Duration;
 use dataplane::IoMode;
 use lab::bin::TempDir;
 use lab::edge_process::{EdgeConfig, EdgeProcess};
-use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
 use lab::sipp::{Uac, Uas};
-use lab::topology::{Lab, LabSpec};
+use lab::topology::LabSpec;
 use lab::wait_until;
 
 /// 20 calls per second for 25 s: past the 15 s (3 probes 5 s apart) after
@@ -23,24 +22,17 @@ const CALLS: u32 = 500;
 #[test]
 fn calls_keep_completing_to_a_server_deaf_to_options_in_a_probe_none_group() {
     let test = "calls_keep_completing_to_a_server_deaf_to_options_in_a_probe_none_group";
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = super::sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 2,
+            attacker: false,
+            edge_queues: 1,
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 2,
-        attacker: false,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("deaf").unwrap();
     let unprobed = Uas::start_deaf_to_options(&lab.upstreams[0], dir.path()).unwrap();
     let probed = Uas::start_deaf_to_options(&lab.upstreams[1], dir.path()).unwrap();
@@ -113,27 +105,20 @@ fn calls_keep_completing_to_a_server_deaf_to_options_in_a_probe_none_group() {
 #[test]
 fn a_killed_server_in_a_probe_none_group_goes_down_by_its_unanswered_invites() {
     let test = "a_killed_server_in_a_probe_none_group_goes_down_by_its_unanswered_invites";
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = super::sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 2,
+            attacker: false,
+            edge_queues: 1,
+        },
+    ) else {
         return;
-    }
+    };
     const CALLS: u32 = 360;
     const AFTER: u32 = 150;
     let patience = Duration::from_secs(60);
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 2,
-        attacker: false,
-        edge_queues: 1,
-    })
-    .unwrap();
     let dir = TempDir::new("dkill").unwrap();
     let mut servers: Vec<Uas> = lab
         .upstreams

@@ -8,5 +8,6 @@ mod differential;
 mod emergency;
 mod program;
 mod reload;
+mod stale_pins;
 mod support;
 mod tcp;
