@@ -433,7 +433,10 @@ const SYN_CPU_BURST: u64 = 100;
 /// (spoofed) sources (`--rand-source`; hping3 cannot draw them from a
 /// range), each new source within its own budget, shed as `syn_overload`
 /// once the per-CPU budget is spent. Neither flood reaches the stream
-/// thread: it accepts SIPp's three connections and nothing else.
+/// thread: it accepts SIPp's three connections and the two the attacker
+/// opened for real within its cap (`max_per_source = 2`), refuses the
+/// attacker's other two, counts all of it under `tcp` as well, and the
+/// event log has one `connections_refused` event naming the attacker.
 #[test]
 fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
     let test = "sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode";
@@ -470,8 +473,28 @@ fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
          syn_per_cpu = {{ rate = {SYN_CPU_RATE}, burst = {SYN_CPU_BURST} }}\n"
     );
     let sip = SocketAddr::from((lab::topology::EDGE_ADDR, 5060));
-    cfg.stream = format!("tcp = \"{sip}\"");
+    cfg.stream = format!("tcp = \"{sip}\"\nmax_per_source = 2");
     let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
+
+    // The attacker's real connections over its cap: four opened, two kept,
+    // two refused (accepted and closed at once), which the event log
+    // summarises in one `connections_refused` event naming it.
+    let cap_probe = lab
+        .attacker
+        .as_ref()
+        .unwrap()
+        .ns
+        .spawn_thread(move || {
+            let conns: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sip).unwrap()).collect();
+            conns
+                .into_iter()
+                .filter(|mut c| {
+                    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    matches!(c.read(&mut [0u8; 16]), Ok(0))
+                })
+                .count()
+        })
+        .unwrap();
 
     // Each SIPp run opens its own connection (a new SYN) from its own port.
     let calls = |port: u16| {
@@ -492,6 +515,11 @@ fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
     // Before any flood: the caller's calls over TCP verify it, in the XDP
     // filter too.
     calls(5070);
+    assert_eq!(
+        cap_probe.join().unwrap().unwrap(),
+        2,
+        "two refused by the cap"
+    );
     edge.wait_for(
         "the caller verified in the XDP filter",
         Duration::from_secs(30),
@@ -548,7 +576,23 @@ fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
     })
     .unwrap();
 
+    // One event for the refusals (the stream thread closes a window of
+    // them every 10 s), naming the attacker.
+    let refused = |e: &serde_json::Value| e["event"] == "connections_refused";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !edge.events().iter().any(refused) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     let last = edge.stop().unwrap();
+    let events: Vec<serde_json::Value> = edge.events().into_iter().filter(refused).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["subject"],
+        lab::topology::ATTACKER_ADDR.to_string(),
+        "{events:?}"
+    );
+    assert_eq!(events[0]["details"]["refused_per_source"], 2, "{events:?}");
     let xdp = last.xdp.as_ref().unwrap();
     eprintln!(
         "{test}: {} calls over TCP completed; {sent} SYNs from one source, {} dropped as \
@@ -562,8 +606,13 @@ fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
     let st = last.stream.expect("the stream thread's counters");
     assert!(st.counters["messages"] >= 9 * CALLS as u64, "{st:?}");
     assert_eq!(
-        st.counters["accepted"], 3,
-        "SIPp's three connections only: {st:?}"
+        st.counters["accepted"], 5,
+        "SIPp's three connections and the attacker's two kept only: {st:?}"
     );
     assert_eq!(st.counters["handler_drops"], 0, "{st:?}");
+    // All of it over TCP, by transport too.
+    let tcp = &st.transports["tcp"];
+    assert_eq!(tcp.counters["accepted"], 5, "{st:?}");
+    assert_eq!(tcp.counters["refused_per_source"], 2, "{st:?}");
+    assert_eq!(st.transports["tls"].counters["accepted"], 0, "{st:?}");
 }
