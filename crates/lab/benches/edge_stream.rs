@@ -433,7 +433,7 @@ fn start_server(ctx: &Ctx, tag: &str) -> Result<(ChildGuard, SocketAddr)> {
 }
 
 enum Proxy {
-    Edge(EdgeProcess),
+    Edge(Box<EdgeProcess>),
     Kamailio(ChildGuard),
 }
 
@@ -462,7 +462,7 @@ fn start_edge(ctx: &Ctx, upstream: SocketAddr) -> Result<Proxy> {
         ctx.plan.connections.max(16)
     );
     let edge = EdgeProcess::start(&ctx.lab, &dir, &cfg).context("starting dce-edge")?;
-    Ok(Proxy::Edge(edge))
+    Ok(Proxy::Edge(Box::new(edge)))
 }
 
 /// Kamailio as the same stateless edge: UDP and TCP on 5060, TLS on 5061,
