@@ -19,7 +19,8 @@
 //! at most 50 ms, calls started at 97% of the offered rate or more), the
 //! proxy's CPU (utime + stime of its processes from /proc, Kamailio's
 //! children included) per completed call, and the generator's own CPU
-//! (its threads) per call.
+//! (its threads) per call. For dce-edge, every drop reason or ring
+//! shortfall its workers counted during the step is printed by name.
 //!
 //! ```text
 //! apt-get install kamailio kamailio-tls-modules
@@ -33,6 +34,7 @@
 //! (`udp,tcp,tls`), `DCE_BENCH_CONNECTIONS` (8), `DCE_BENCH_KEEP=DIR` (keep
 //! configurations and logs there).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -444,6 +446,35 @@ impl Proxy {
             Proxy::Kamailio(k) => ticks(k.id(), true),
         }
     }
+
+    /// dce-edge: its workers' drop reasons and ring shortfalls, summed
+    /// over the workers (so a loss inside the edge shows by name).
+    fn edge_counters(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        if let Proxy::Edge(e) = self {
+            if let Ok(s) = e.snapshot() {
+                for w in &s.workers {
+                    for (k, &n) in w.dropped.iter().chain(&w.rings) {
+                        *m.entry(k.clone()).or_insert(0) += n;
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// The counters that moved between two readings of
+/// [`Proxy::edge_counters`].
+fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .filter_map(|(k, &n)| {
+            let d = n.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| format!("{k} {d}"))
+        })
+        .collect();
+    parts.join(", ")
 }
 
 fn start_edge(ctx: &Ctx, upstream: SocketAddr) -> Result<Proxy> {
@@ -599,11 +630,13 @@ fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()>
                     break 'all;
                 }
             };
+            let counters = proxy.edge_counters();
             let before = proxy.ticks();
             let t0 = Instant::now();
             let report = ctx.lab.callers.ns.enter(|| uac::run(&cfg, &stop))?;
             let wall_s = t0.elapsed().as_secs_f64();
             let after = proxy.ticks();
+            let edge_moved = moved(&counters, &proxy.edge_counters());
             let report = match report {
                 Ok(r) => r,
                 Err(e) => {
@@ -620,6 +653,9 @@ fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()>
                 wall_s,
             };
             line.print();
+            if !edge_moved.is_empty() {
+                println!("      the edge's workers counted: {edge_moved}");
+            }
             lines.push(line);
         }
     }
