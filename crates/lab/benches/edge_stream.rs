@@ -447,6 +447,21 @@ impl Proxy {
         }
     }
 
+    /// How the proxy's process ended, if it did (a crash under load must
+    /// not pass for a slow step).
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Proxy::Edge(e) => e
+                .pid()
+                .filter(|p| proc_ticks(*p).is_none())
+                .map(|_| "dce-edge's process is gone".to_string()),
+            Proxy::Kamailio(k) => match k.child_mut().try_wait() {
+                Ok(Some(status)) => Some(format!("kamailio exited ({status})")),
+                _ => None,
+            },
+        }
+    }
+
     /// dce-edge: its workers' drop reasons and ring shortfalls, summed
     /// over the workers (so a loss inside the edge shows by name).
     fn edge_counters(&self) -> BTreeMap<String, u64> {
@@ -614,7 +629,7 @@ fn callers(ctx: &Ctx, transport: Transport, cps: f64) -> Result<UacConfig> {
 
 fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()> {
     let (mut server, upstream) = start_server(ctx, subject.key())?;
-    let proxy = match subject {
+    let mut proxy = match subject {
         Subject::Edge => start_edge(ctx, upstream)?,
         Subject::Kamailio => start_kamailio(ctx, upstream)?,
     };
@@ -657,6 +672,13 @@ fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()>
                 println!("      the edge's workers counted: {edge_moved}");
             }
             lines.push(line);
+            if let Some(why) = proxy.exited() {
+                result = Err(anyhow!(
+                    "{why} during the step over {} at {cps} cps (its log is in the run's folder)",
+                    transport.name()
+                ));
+                break 'all;
+            }
         }
     }
     match proxy {
