@@ -185,16 +185,10 @@ impl Conns {
                 inbuf: Vec::new(),
                 framer: Framer::default(),
             });
-            let mut down = Vec::new();
-            c.redial(i, 0, &mut down);
-            if let Some((_, loss)) = down.first() {
-                // A dial that fails at once (no route, no port) at the
-                // start is still a counted loss, like a later one.
-                c.conns[i].state = State::Down {
-                    at_ns: 0,
-                    loss: *loss,
-                };
-            }
+            // A dial that fails at once (no route) leaves the connection
+            // down: the calls that need it are counted as lost, as after a
+            // later failure (no call is on it yet).
+            c.redial(i, 0, &mut Vec::new());
         }
         Ok(c)
     }
@@ -256,11 +250,12 @@ impl Conns {
         };
         // Calls are small messages that must leave now, not wait for more.
         let _ = sock.set_nodelay(true);
-        if let Err(_e) = self.poll.registry().register(
-            &mut sock,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
             self.counters.refused += 1;
             c.state = State::Down {
                 at_ns: now_ns,
