@@ -6,9 +6,10 @@
 //!
 //! The lab (`lab::topology`): the callers' namespace, one upstream, the
 //! proxy under test in the edge namespace, on one bridge. dce-edge runs
-//! `dce-edge run` in socket mode (two UDP workers; TCP and TLS on its stream
-//! thread, `[stream]`), its certificate made by rcgen for the edge's IP
-//! address. Kamailio listens on the same addresses (UDP and TCP on 5060, TLS
+//! `dce-edge run` in socket mode (two UDP workers) and then in AF_XDP mode
+//! (one worker: lab veths have one queue; the XDP filter in front), TCP
+//! and TLS on its stream thread (`[stream]`) in both, its certificate made
+//! by rcgen for the edge's IP address. Kamailio listens on the same addresses (UDP and TCP on 5060, TLS
 //! on 5061, two UDP and two TCP children, the `tls` module with the same
 //! certificate) and forwards statelessly to the server, Record-Routing
 //! INVITEs, as the edge does. Both route by one prefix to one target.
@@ -30,7 +31,7 @@
 //!
 //! Knobs (environment): `DCE_BENCH_QUICK=1` (3 s steps at 500, 1000 and
 //! 2000 cps), `DCE_BENCH_RATES` (`1000,2000,4000`), `DCE_BENCH_SECS` (10),
-//! `DCE_BENCH_ONLY` (`edge,kamailio`), `DCE_BENCH_TRANSPORTS`
+//! `DCE_BENCH_ONLY` (`edge,afxdp,kamailio`), `DCE_BENCH_TRANSPORTS`
 //! (`udp,tcp,tls`), `DCE_BENCH_CONNECTIONS` (8), `DCE_BENCH_KEEP=DIR` (keep
 //! configurations and logs there).
 
@@ -69,6 +70,7 @@ const KAMAILIO_MODULES: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
     Edge,
+    EdgeXdp,
     Kamailio,
 }
 
@@ -76,6 +78,7 @@ impl Subject {
     fn key(self) -> &'static str {
         match self {
             Subject::Edge => "edge",
+            Subject::EdgeXdp => "afxdp",
             Subject::Kamailio => "kamailio",
         }
     }
@@ -83,6 +86,7 @@ impl Subject {
     fn name(self) -> &'static str {
         match self {
             Subject::Edge => "dce-edge socket",
+            Subject::EdgeXdp => "dce-edge af_xdp",
             Subject::Kamailio => "kamailio 5.6",
         }
     }
@@ -120,13 +124,13 @@ impl Plan {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(if quick { 3.0 } else { 10.0 });
-        let subjects =
-            env_list("DCE_BENCH_ONLY").map_or(vec![Subject::Edge, Subject::Kamailio], |l| {
-                [Subject::Edge, Subject::Kamailio]
-                    .into_iter()
-                    .filter(|s| l.iter().any(|k| k == s.key()))
-                    .collect()
-            });
+        let every = [Subject::Edge, Subject::EdgeXdp, Subject::Kamailio];
+        let subjects = env_list("DCE_BENCH_ONLY").map_or(every.to_vec(), |l| {
+            every
+                .into_iter()
+                .filter(|s| l.iter().any(|k| k == s.key()))
+                .collect()
+        });
         let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
         let transports = env_list("DCE_BENCH_TRANSPORTS").map_or(all.to_vec(), |l| {
             all.into_iter()
@@ -492,14 +496,17 @@ fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Strin
     parts.join(", ")
 }
 
-fn start_edge(ctx: &Ctx, upstream: SocketAddr) -> Result<Proxy> {
-    let dir = ctx.dir.join("edge");
+fn start_edge(ctx: &Ctx, upstream: SocketAddr, mode: IoMode) -> Result<Proxy> {
+    let dir = ctx.dir.join(match mode {
+        IoMode::Socket => "edge-socket",
+        IoMode::AfXdp => "edge-afxdp",
+    });
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(ctx.dir.join("edge.crt"), dir.join("edge.crt"))?;
     std::fs::copy(ctx.dir.join("edge.key"), dir.join("edge.key"))?;
     let mut cfg = EdgeConfig::new(
         &ctx.lab,
-        IoMode::Socket,
+        mode,
         groups_toml(None, &[("uk", &[upstream])]),
         "prefix,group\n44,uk\n".into(),
     );
@@ -630,7 +637,8 @@ fn callers(ctx: &Ctx, transport: Transport, cps: f64) -> Result<UacConfig> {
 fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()> {
     let (mut server, upstream) = start_server(ctx, subject.key())?;
     let mut proxy = match subject {
-        Subject::Edge => start_edge(ctx, upstream)?,
+        Subject::Edge => start_edge(ctx, upstream, IoMode::Socket)?,
+        Subject::EdgeXdp => start_edge(ctx, upstream, IoMode::AfXdp)?,
         Subject::Kamailio => start_kamailio(ctx, upstream)?,
     };
     let stop = AtomicBool::new(false);
