@@ -677,7 +677,9 @@ fn run_subject(ctx: &Ctx, subject: Subject, lines: &mut Vec<Line>) -> Result<()>
             };
             line.print();
             if !edge_moved.is_empty() {
-                println!("      the edge's workers counted: {edge_moved}");
+                println!(
+                    "      the edge's workers' drop and ring counters that moved: {edge_moved}"
+                );
             }
             lines.push(line);
             if let Some(why) = proxy.exited() {
