@@ -955,13 +955,13 @@ impl<'a> Worker<'a> {
         let Some(st) = self.stream.as_mut() else {
             return false;
         };
-        if st.send(sock as usize, &self.scratch[..n]) {
+        // A message the connection refuses (its send queue full) is
+        // counted there, as `queue_full`, once.
+        let queued = st.send(sock as usize, &self.scratch[..n]);
+        if queued {
             self.c.traffic.sent += 1;
-            true
-        } else {
-            self.c.traffic.send_blocked += 1;
-            false
         }
+        queued
     }
 
     fn key(&self, slot: u32) -> CallKey {
