@@ -8,6 +8,7 @@ packages=(
   clang llvm libc6-dev linux-libc-dev   # the XDP program (C, built by build.rs)
   iproute2 ethtool nftables             # the lab: namespaces, veth, nft peer
   sip-tester kamailio sipvicious        # real peers: SIPp, Kamailio, svmap/svwar/svcrack
+  kamailio-tls-modules                  # Kamailio over TLS in the edge_stream bench
   netsniff-ng tcpdump tmux python3      # trafgen, captures, the live-view test
   hping3                                # SYN floods at the SIP-over-TCP listener
   bird2 nats-server                     # the fleet lab: BGP anycast, the shared-state bus

@@ -53,6 +53,23 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl From<TransportArg> for crate::msg::Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Udp => crate::msg::Transport::Udp,
+            TransportArg::Tcp => crate::msg::Transport::Tcp,
+            TransportArg::Tls => crate::msg::Transport::Tls,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ScenarioArg {
     Call,
     Options,
@@ -136,9 +153,23 @@ struct CallerArgs {
     /// First local port; sockets take consecutive ports (default: kernel's).
     #[arg(long)]
     local_port: Option<u16>,
-    /// Sockets (source address and port pairs).
+    /// Sockets (source address and port pairs); UDP only.
     #[arg(long, default_value_t = 32)]
     sources: usize,
+    /// How calls travel to the target: udp, or tcp / tls on a pool of
+    /// connections (framed by Content-Length, no retransmissions).
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: TransportArg,
+    /// TCP and TLS: connections to the target (split between threads).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// TLS: trust the certificates in this PEM file (the target's CA).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// TLS: the name the target's certificate must carry (default: the
+    /// target's IP address).
+    #[arg(long)]
+    tls_server_name: Option<String>,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -179,6 +210,29 @@ impl CallerArgs {
         c.local_addrs = self.local_addrs.clone();
         c.local_port_start = self.local_port;
         c.sources = self.sources;
+        c.transport = self.transport.into();
+        c.connections = self.connections;
+        if c.transport.reliable() && !self.local_addrs.is_empty() {
+            bail!("--local-addr is for UDP; TCP and TLS connections leave from the address the route to the target picks");
+        }
+        c.tls = match (self.transport, &self.tls_ca) {
+            (TransportArg::Tls, Some(ca)) => {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                let name = self
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| self.target.ip().to_string());
+                Some(
+                    crate::stream::TlsClient::new(&pem, &name)
+                        .with_context(|| format!("TLS settings from {}", ca.display()))?,
+                )
+            }
+            (TransportArg::Tls, None) => {
+                bail!("--transport tls needs --tls-ca FILE (the certificates to trust)")
+            }
+            (_, Some(_)) => bail!("--tls-ca is for --transport tls"),
+            (_, None) => None,
+        };
         c.threads = self.threads;
         c.cores = self.cores.clone();
         c.buffer_bytes = self.buffer;

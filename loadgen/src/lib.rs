@@ -21,6 +21,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod sipmsg;
+pub mod stream;
 pub mod timers;
 pub mod uac;
 pub mod uas;

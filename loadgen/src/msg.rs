@@ -101,6 +101,58 @@ pub struct CallerTemplate {
     pub user_agent: Vec<u8>,
     /// SDP offer of this socket.
     pub sdp: Vec<u8>,
+    /// How the caller's messages travel: the Via transport and the
+    /// `transport=` of Request-URIs and Contact.
+    pub transport: Transport,
+}
+
+/// The transport a caller's messages travel over (RFC 3261 section 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Datagrams, retransmitted by the transaction layer.
+    #[default]
+    Udp,
+    /// A TCP connection, messages framed by Content-Length.
+    Tcp,
+    /// TLS over TCP, framed like TCP.
+    Tls,
+}
+
+impl Transport {
+    /// The lower-case name (`udp`, `tcp`, `tls`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The Via header's transport token (section 20.42).
+    pub fn via(self) -> &'static [u8] {
+        match self {
+            Transport::Udp => b"UDP",
+            Transport::Tcp => b"TCP",
+            Transport::Tls => b"TLS",
+        }
+    }
+
+    /// The URI parameter naming the transport (section 19.1.1): none for
+    /// UDP, the default.
+    pub fn uri_param(self) -> &'static [u8] {
+        match self {
+            Transport::Udp => b"",
+            Transport::Tcp => b";transport=tcp",
+            Transport::Tls => b";transport=tls",
+        }
+    }
+
+    /// Whether the transport is reliable: no request retransmissions
+    /// (RFC 3261 sections 17.1.1.2 and 17.1.2.2).
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
+    }
 }
 
 /// Which transaction of a call a request belongs to; it is spelled into the
@@ -175,7 +227,10 @@ pub fn write_request(
         out.put(b"@");
     }
     out.put(&t.target);
-    out.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.put(t.transport.uri_param());
+    out.put(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.put(t.transport.via());
+    out.put(b" ");
     out.put(&t.local);
     out.put(b";branch=z9hG4bK");
     r.key.write(&mut out);
@@ -222,6 +277,7 @@ pub fn write_request(
         out.put(if register { r.number } else { &t.caller });
         out.put(b"@");
         out.put(&t.local);
+        out.put(t.transport.uri_param());
         out.put(b">\r\n");
     }
     if register {
@@ -248,12 +304,19 @@ pub fn write_request(
 /// (stateless, for answers that arrive after the call ended): the same branch
 /// for a non-2xx answer (RFC 3261 section 17.1.1.3), a new one for a 2xx
 /// (section 13.2.2.4).
-pub fn write_ack_from_response(buf: &mut [u8], resp: &SipView<'_>, local: &[u8]) -> Option<usize> {
+pub fn write_ack_from_response(
+    buf: &mut [u8],
+    resp: &SipView<'_>,
+    local: &[u8],
+    transport: Transport,
+) -> Option<usize> {
     let mut out = MsgBuf::new(buf);
     let to_uri = uri_of(resp.to);
     out.put(b"ACK ");
     out.put(to_uri);
-    out.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.put(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.put(transport.via());
+    out.put(b" ");
     out.put(local);
     out.put(b";branch=");
     let branch = resp.top_branch().unwrap_or(b"z9hG4bKlate");
@@ -373,6 +436,7 @@ mod tests {
             caller: b"loadgen".to_vec(),
             user_agent: b"dce-loadgen".to_vec(),
             sdp,
+            transport: Transport::Udp,
         }
     }
 
@@ -452,7 +516,7 @@ mod tests {
         let resp = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
         let resp = parse(resp).unwrap();
         let mut out = [0u8; 1024];
-        let n = write_ack_from_response(&mut out, &resp, b"127.0.0.1:1").unwrap();
+        let n = write_ack_from_response(&mut out, &resp, b"127.0.0.1:1", Transport::Udp).unwrap();
         let ack = parse(&out[..n]).unwrap();
         assert_eq!(ack.method(), Some(Method::Ack));
         assert_eq!(ack.top_branch(), Some(&b"z9hG4bKx"[..]));
@@ -464,6 +528,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_tls_request_names_its_transport_in_via_uri_and_contact() {
+        let mut b = [0u8; 2048];
+        let t = CallerTemplate {
+            transport: Transport::Tls,
+            ..template()
+        };
+        let r = Request {
+            method: Method::Invite,
+            txn: Txn::Invite,
+            number: b"44201234",
+            key: KEY,
+            cseq: 1,
+            to_tag: None,
+            with_sdp: true,
+            route: None,
+        };
+        let n = write_request(&mut b, &t, &r, None).unwrap();
+        let text = std::str::from_utf8(&b[..n]).unwrap();
+        assert!(
+            text.starts_with("INVITE sip:44201234@127.0.0.1:5060;transport=tls SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nVia: SIP/2.0/TLS 127.0.0.1:40000;branch="));
+        assert!(text.contains("\r\nContact: <sip:loadgen@127.0.0.1:40000;transport=tls>\r\n"));
+        assert!(parse(&b[..n]).is_ok());
     }
 
     #[test]

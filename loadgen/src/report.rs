@@ -149,6 +149,15 @@ pub struct Outcomes {
     /// Still running when the run was cut short (stop requested and the
     /// drain limit passed).
     pub unfinished: u64,
+    /// TCP or TLS: the call's connection could not be made (refused,
+    /// unreachable), or was down and not yet due to be dialled again.
+    pub connection_refused: u64,
+    /// TCP or TLS: the call's connection closed (by the peer or an error,
+    /// or it lost its framing) before the call ended.
+    pub connection_closed: u64,
+    /// TLS: the call's connection failed its handshake (or a later TLS
+    /// record).
+    pub tls_failed: u64,
 }
 
 impl Outcomes {
@@ -162,6 +171,9 @@ impl Outcomes {
         self.timed_out_later += o.timed_out_later;
         self.not_sent += o.not_sent;
         self.unfinished += o.unfinished;
+        self.connection_refused += o.connection_refused;
+        self.connection_closed += o.connection_closed;
+        self.tls_failed += o.tls_failed;
     }
 
     /// Calls that did not complete.
@@ -179,6 +191,9 @@ impl Outcomes {
             + self.timed_out_later
             + self.not_sent
             + self.unfinished
+            + self.connection_refused
+            + self.connection_closed
+            + self.tls_failed
     }
 }
 
@@ -202,6 +217,12 @@ pub struct OutcomeReport {
     pub not_sent: u64,
     /// Cut short.
     pub unfinished: u64,
+    /// Connection could not be made (TCP, TLS).
+    pub connection_refused: u64,
+    /// Connection closed under the call (TCP, TLS).
+    pub connection_closed: u64,
+    /// TLS handshake or record failure.
+    pub tls_failed: u64,
     /// Sum of the buckets above.
     pub total: u64,
 }
@@ -217,6 +238,9 @@ impl From<&Outcomes> for OutcomeReport {
             timed_out_later: o.timed_out_later,
             not_sent: o.not_sent,
             unfinished: o.unfinished,
+            connection_refused: o.connection_refused,
+            connection_closed: o.connection_closed,
+            tls_failed: o.tls_failed,
             total: o.total(),
         }
     }
@@ -326,6 +350,39 @@ impl Traffic {
         if f.last_errno != 0 {
             self.last_send_errno = f.last_errno;
         }
+    }
+}
+
+/// Connection counts of a TCP or TLS caller run (all zero over UDP).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections dialled (the first time and again after a loss).
+    pub dialled: u64,
+    /// Connections that completed the TCP handshake.
+    pub opened: u64,
+    /// Dials that failed (refused, unreachable).
+    pub refused: u64,
+    /// Open connections that closed (peer close, reset, write error).
+    pub closed: u64,
+    /// TLS connections that failed their handshake or a later record.
+    pub tls_failed: u64,
+    /// Connections closed because what they carried lost its framing
+    /// (RFC 3261 section 18.3), also counted in `closed`.
+    pub framing_errors: u64,
+    /// Messages not sent because the connection's send queue was full.
+    pub queue_full: u64,
+}
+
+impl Connections {
+    /// Adds another thread's counts.
+    pub fn merge(&mut self, o: &Connections) {
+        self.dialled += o.dialled;
+        self.opened += o.opened;
+        self.refused += o.refused;
+        self.closed += o.closed;
+        self.tls_failed += o.tls_failed;
+        self.framing_errors += o.framing_errors;
+        self.queue_full += o.queue_full;
     }
 }
 
@@ -442,9 +499,13 @@ pub struct UacReport {
     pub retransmissions: Retransmissions,
     /// Messages that fit no call.
     pub unexpected: Unexpected,
-    /// Datagram counts.
+    /// Datagram counts (messages, over TCP and TLS).
     pub traffic: Traffic,
-    /// Sockets the calls came from.
+    /// Transport of the calls: `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// Connection counts (TCP and TLS).
+    pub connections: Connections,
+    /// Sockets (UDP) or connections (TCP, TLS) the calls came from.
     pub sources: usize,
     /// The generator's own CPU use.
     pub threads: Vec<ThreadCpu>,
@@ -472,6 +533,8 @@ pub struct CallerCounters {
     pub unexpected: Unexpected,
     /// Datagrams.
     pub traffic: Traffic,
+    /// Connections (TCP, TLS).
+    pub connections: Connections,
 }
 
 impl CallerCounters {
@@ -484,6 +547,7 @@ impl CallerCounters {
         self.retransmissions.merge(&o.retransmissions);
         self.unexpected.merge(&o.unexpected);
         self.traffic.merge(&o.traffic);
+        self.connections.merge(&o.connections);
     }
 }
 
@@ -494,6 +558,8 @@ pub struct RunFacts {
     pub scenario: String,
     /// Target.
     pub target: String,
+    /// Transport name.
+    pub transport: String,
     /// Offered rate.
     pub offered_cps: f64,
     /// Planned calls.
@@ -539,6 +605,14 @@ impl UacReport {
             warnings.push(format!(
                 "the kernel dropped {} datagrams at the generator's own sockets (receive buffers full)",
                 c.traffic.kernel_drops
+            ));
+        }
+        let lost_conn =
+            c.outcomes.connection_refused + c.outcomes.connection_closed + c.outcomes.tls_failed;
+        if lost_conn > 0 {
+            warnings.push(format!(
+                "{lost_conn} calls lost with their connection ({} could not connect, {} closed, {} TLS failed)",
+                c.outcomes.connection_refused, c.outcomes.connection_closed, c.outcomes.tls_failed
             ));
         }
         if c.traffic.send_blocked + c.traffic.send_errors > 0 {
@@ -591,6 +665,8 @@ impl UacReport {
             retransmissions: c.retransmissions,
             unexpected: c.unexpected,
             traffic: c.traffic,
+            transport: f.transport,
+            connections: c.connections,
             sources: f.sources,
             threads: f.threads,
             warnings,
@@ -644,8 +720,8 @@ impl fmt::Display for UacReport {
         let o = &self.outcomes;
         writeln!(
             f,
-            "dce-loadgen uac: {} against {}",
-            self.scenario, self.target
+            "dce-loadgen uac: {} against {} over {}",
+            self.scenario, self.target, self.transport
         )?;
         writeln!(
             f,
@@ -665,6 +741,11 @@ impl fmt::Display for UacReport {
         writeln!(f, "    timed out, later step   {}", o.timed_out_later)?;
         writeln!(f, "    not sent                {}", o.not_sent)?;
         writeln!(f, "    unfinished (cut short)  {}", o.unfinished)?;
+        if self.transport != "udp" {
+            writeln!(f, "    connection refused      {}", o.connection_refused)?;
+            writeln!(f, "    connection closed       {}", o.connection_closed)?;
+            writeln!(f, "    TLS failed              {}", o.tls_failed)?;
+        }
         writeln!(
             f,
             "    sum of buckets          {} {} {} started{}",
@@ -698,6 +779,14 @@ impl fmt::Display for UacReport {
             "  datagrams: sent {}, received {}, send blocked {}, send errors {}, kernel drops at our sockets {}",
             t.sent, t.received, t.send_blocked, t.send_errors, t.kernel_drops
         )?;
+        if self.transport != "udp" {
+            let c = &self.connections;
+            writeln!(
+                f,
+                "  connections: dialled {}, opened {}, refused {}, closed {}, TLS failed {}, framing errors {}, send queue full {}",
+                c.dialled, c.opened, c.refused, c.closed, c.tls_failed, c.framing_errors, c.queue_full
+            )?;
+        }
         fmt_threads(f, &self.threads)?;
         for w in &self.warnings {
             writeln!(f, "  WARNING: {w}")?;
@@ -730,6 +819,7 @@ mod tests {
         RunFacts {
             scenario: "call".into(),
             target: "127.0.0.1:5060".into(),
+            transport: "udp".into(),
             offered_cps: 10.0,
             planned,
             start_window_s: 1.0,

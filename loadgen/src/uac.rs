@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::digest::{Challenge, Credentials};
-use crate::msg::{self, CallKey, CallerTemplate, Request, Txn};
+use crate::msg::{self, CallKey, CallerTemplate, Request, Transport, Txn};
 use crate::msgbuf::MsgBuf;
 use crate::numbers::Numbers;
 use crate::pacing::Pacer;
 use crate::progress::{Progress, ProgressLine};
 use crate::report::{CallerCounters, RunFacts, ThreadCpu, UacReport};
 use crate::sipmsg::{self, SipView};
+use crate::stream::{Conns, Loss, Received, TlsClient};
 use crate::timers::{SipTimers, TimerLanes};
 use sip::Method;
 use sys::{self, Epoll, RxBatch, TxBatch, UdpOptions};
@@ -100,6 +101,15 @@ pub struct UacConfig {
     /// Send runs of equal-size datagrams as one segmented send (UDP GSO)
     /// and take runs in one receive (UDP GRO); what travels is unchanged.
     pub gso: bool,
+    /// How the calls travel to the target. Over TCP and TLS, `sources`,
+    /// `local_addrs` and `local_port_start` are not used: the calls go on
+    /// `connections` connections from the address the route picks.
+    pub transport: Transport,
+    /// TCP and TLS: connections to the target in total (split between the
+    /// threads).
+    pub connections: usize,
+    /// TLS: whom to trust and the name to check.
+    pub tls: Option<TlsClient>,
 }
 
 impl UacConfig {
@@ -130,6 +140,9 @@ impl UacConfig {
             // comes from kernel stamps, so it is not affected.
             coalesce: Duration::from_millis(1),
             gso: true,
+            transport: Transport::Udp,
+            connections: 8,
+            tls: None,
         }
     }
 }
@@ -176,6 +189,17 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
             cfg.cps
         )));
     }
+    if cfg.transport.reliable() && cfg.connections < cfg.threads {
+        return Err(UacError::Config(format!(
+            "{} connections cannot feed {} threads: give each thread at least one",
+            cfg.connections, cfg.threads
+        )));
+    }
+    if cfg.transport == Transport::Tls && cfg.tls.is_none() {
+        return Err(UacError::Config(
+            "TLS needs the certificates to trust (--tls-ca)".into(),
+        ));
+    }
     if cfg.threads == 0 || cfg.sources == 0 {
         return Err(UacError::Config(
             "threads and sources must be at least 1".into(),
@@ -200,7 +224,10 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
             )));
         }
     }
-    let addrs = if cfg.local_addrs.is_empty() {
+    let reliable = cfg.transport.reliable();
+    let addrs = if reliable {
+        Vec::new()
+    } else if cfg.local_addrs.is_empty() {
         vec![route_source(cfg.target).map_err(io_err(format!(
             "cannot find a local address towards {}",
             cfg.target
@@ -211,7 +238,7 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
     // Sockets are made here, before any thread starts, so a bind error is
     // reported as such instead of as a thread failure.
     let mut per_thread: Vec<Vec<UdpSocket>> = (0..cfg.threads).map(|_| Vec::new()).collect();
-    for j in 0..cfg.sources {
+    for j in 0..if reliable { 0 } else { cfg.sources } {
         let ip = addrs[j % addrs.len()];
         let port = cfg.local_port_start.map_or(0, |p| p + j as u16);
         let sock = sys::bind_udp(
@@ -233,6 +260,9 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
         let mut lines = Vec::new();
         let mut handles = Vec::new();
         for (i, socks) in per_thread.into_iter().enumerate() {
+            // Connections split like sources: thread i takes every
+            // threads-th one.
+            let conns = (cfg.connections + cfg.threads - 1 - i) / cfg.threads;
             let (tx, rx) = rtrb::RingBuffer::<Progress>::new(8);
             lines.push(rx);
             let core = (!cfg.cores.is_empty()).then(|| cfg.cores[i % cfg.cores.len()]);
@@ -240,7 +270,7 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
                 .name(format!("uac-{i}"))
                 .spawn_scoped(scope, move || {
                     let pinned = core.filter(|&c| sys::pin_to_core(c));
-                    let mut w = Worker::new(cfg, i as u16, run_id, socks, started_at, stop)?;
+                    let mut w = Worker::new(cfg, i as u16, run_id, socks, conns, started_at, stop)?;
                     let result = w.run(tx)?;
                     Ok::<_, UacError>((result, w.cpu(pinned)))
                 })
@@ -288,11 +318,16 @@ pub fn run(cfg: &UacConfig, stop: &AtomicBool) -> Result<UacReport, UacError> {
         RunFacts {
             scenario: cfg.scenario.name().into(),
             target: cfg.target.to_string(),
+            transport: cfg.transport.name().into(),
             offered_cps: cfg.cps,
             planned,
             start_window_s: window,
             elapsed_s: end_ns as f64 / 1e9,
-            sources: cfg.sources,
+            sources: if reliable {
+                cfg.connections
+            } else {
+                cfg.sources
+            },
             threads,
             warnings,
         },
@@ -432,6 +467,14 @@ struct Worker<'a> {
     run_id: u32,
     socks: Vec<UdpSocket>,
     fds: Vec<RawFd>,
+    /// TCP and TLS: the connections (calls' `sock` indexes them instead of
+    /// `socks`).
+    stream: Option<Conns>,
+    /// What the connections read in a turn.
+    inbox: Received,
+    /// TCP and TLS: where a message is written before it is queued on its
+    /// connection.
+    scratch: Vec<u8>,
     templates: Vec<CallerTemplate>,
     register_uris: Vec<Vec<u8>>,
     calls: Vec<Call>,
@@ -457,14 +500,34 @@ impl<'a> Worker<'a> {
         thread: u16,
         run_id: u32,
         socks: Vec<UdpSocket>,
+        conns: usize,
         started_at: Instant,
         stop: &'a AtomicBool,
     ) -> Result<Self, UacError> {
         let target = cfg.target.to_string().into_bytes();
         let mut templates = Vec::new();
         let mut register_uris = Vec::new();
-        for (j, s) in socks.iter().enumerate() {
-            let local = s.local_addr().map_err(io_err("local address"))?;
+        let stream = if cfg.transport.reliable() {
+            Some(
+                Conns::dial(cfg.target, conns, cfg.tls.clone())
+                    .map_err(io_err("connections to the target"))?,
+            )
+        } else {
+            None
+        };
+        let mut locals = Vec::new();
+        for s in &socks {
+            locals.push(s.local_addr().map_err(io_err("local address"))?);
+        }
+        if let Some(st) = &stream {
+            let fallback = route_source(cfg.target)
+                .map(|ip| SocketAddr::new(ip, 0))
+                .map_err(io_err("local address"))?;
+            for i in 0..st.len() {
+                locals.push(st.local(i).unwrap_or(fallback));
+            }
+        }
+        for (j, &local) in locals.iter().enumerate() {
             let mut sdp = [0u8; 512];
             let mut o = MsgBuf::new(&mut sdp);
             msg::write_sdp(&mut o, local, u64::from(run_id) ^ j as u64);
@@ -474,6 +537,7 @@ impl<'a> Worker<'a> {
                 caller: cfg.caller.clone().into_bytes(),
                 user_agent: cfg.user_agent.clone().into_bytes(),
                 sdp: o.as_bytes().to_vec(),
+                transport: cfg.transport,
             });
             let mut uri = b"sip:".to_vec();
             uri.extend_from_slice(&target);
@@ -492,6 +556,9 @@ impl<'a> Worker<'a> {
             run_id,
             socks,
             fds,
+            stream,
+            inbox: Received::default(),
+            scratch: vec![0; 65_536],
             templates,
             register_uris,
             calls: Vec::with_capacity(reserve),
@@ -536,8 +603,11 @@ impl<'a> Worker<'a> {
     }
 
     fn run(&mut self, mut progress: rtrb::Producer<Progress>) -> Result<WorkerResult, UacError> {
-        let mut epoll = self.watch_sockets()?;
-        let mut rx = self.receive_batch();
+        let mut udp = if self.stream.is_none() {
+            Some((self.watch_sockets()?, self.receive_batch()))
+        } else {
+            None
+        };
         self.tx.set_gso(self.cfg.gso);
         let mut second = SecondTick {
             next_ns: 1_000_000_000,
@@ -581,8 +651,13 @@ impl<'a> Worker<'a> {
             } else {
                 Duration::from_nanos(wake.saturating_sub(now).min(100_000_000))
             };
-            let ready = epoll.wait(timeout).map_err(io_err("epoll wait"))?;
-            let received = self.receive_ready(&epoll, ready, &mut rx, rt_offset, &mut warnings);
+            let received = match &mut udp {
+                Some((epoll, rx)) => {
+                    let ready = epoll.wait(timeout).map_err(io_err("epoll wait"))?;
+                    self.receive_ready(epoll, ready, rx, rt_offset, &mut warnings)
+                }
+                None => self.receive_stream(timeout)?,
+            };
             did_work = started > 0 || fired > 0 || received > 0;
             let now = self.now();
             if now >= second.next_ns {
@@ -594,12 +669,74 @@ impl<'a> Worker<'a> {
         for s in &self.socks {
             self.c.traffic.kernel_drops += sys::socket_drops(s).unwrap_or(0);
         }
+        if let Some(st) = &self.stream {
+            self.c.connections = st.counters;
+        }
         Ok(WorkerResult {
             counters: std::mem::take(&mut self.c),
             end_ns: self.now(),
             last_start_ns: self.last_start_ns,
             warnings,
         })
+    }
+
+    /// TCP and TLS: waits up to `timeout` on the connections and handles
+    /// every message they carried, then the calls of the connections that
+    /// went down; returns how many messages were read.
+    fn receive_stream(&mut self, timeout: Duration) -> Result<usize, UacError> {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        inbox.clear();
+        let now = self.now();
+        let n = match self.stream.as_mut() {
+            Some(st) => st
+                .poll(timeout, now, &mut inbox)
+                .map_err(io_err("poll of the connections"))?,
+            None => 0,
+        };
+        let now = self.now();
+        for (conn, range) in &inbox.messages {
+            self.c.traffic.received += 1;
+            // No kernel arrival stamps on a byte stream: the time it was
+            // read is its arrival.
+            self.on_datagram(*conn, &inbox.bytes[range.clone()], now, now);
+        }
+        let down = std::mem::take(&mut inbox.down);
+        for &(conn, loss) in &down {
+            self.end_calls_on(conn, loss);
+        }
+        inbox.down = down;
+        self.inbox = inbox;
+        self.flush();
+        Ok(n)
+    }
+
+    /// Every call in flight on connection `conn` ends with it, under the
+    /// reason it went down.
+    fn end_calls_on(&mut self, conn: u32, loss: Loss) {
+        for slot in 0..self.calls.len() {
+            let c = &self.calls[slot];
+            if c.sock == conn && c.state != State::Free {
+                self.count_loss(loss);
+                self.release(slot as u32);
+            }
+        }
+    }
+
+    fn count_loss(&mut self, loss: Loss) {
+        let o = &mut self.c.outcomes;
+        match loss {
+            Loss::Refused => o.connection_refused += 1,
+            Loss::Closed => o.connection_closed += 1,
+            Loss::TlsFailed => o.tls_failed += 1,
+        }
+    }
+
+    /// Sockets (UDP) or connections (TCP, TLS) the calls are spread over.
+    fn lanes(&self) -> usize {
+        match &self.stream {
+            Some(st) => st.len(),
+            None => self.socks.len(),
+        }
     }
 
     /// An epoll set of the worker's sockets, each known by its index.
@@ -800,6 +937,31 @@ impl<'a> Worker<'a> {
             let r = self.tx.flush(&self.fds);
             self.c.traffic.add_flush(r);
         }
+        if let Some(st) = self.stream.as_mut() {
+            let now = self.started_at.elapsed().as_nanos() as u64;
+            let mut inbox = std::mem::take(&mut self.inbox);
+            let before = inbox.down.len();
+            st.flush(now, &mut inbox);
+            let down: Vec<_> = inbox.down[before..].to_vec();
+            self.inbox = inbox;
+            for (conn, loss) in down {
+                self.end_calls_on(conn, loss);
+            }
+        }
+    }
+
+    /// Hands a message written into `scratch` to connection `sock`.
+    fn queue_on_connection(&mut self, sock: u32, n: usize) -> bool {
+        let Some(st) = self.stream.as_mut() else {
+            return false;
+        };
+        // A message the connection refuses (its send queue full) is
+        // counted there, as `queue_full`, once.
+        let queued = st.send(sock as usize, &self.scratch[..n]);
+        if queued {
+            self.c.traffic.sent += 1;
+        }
+        queued
     }
 
     fn key(&self, slot: u32) -> CallKey {
@@ -850,15 +1012,36 @@ impl<'a> Worker<'a> {
         c.state = state;
         c.t_step = now;
         c.sent = 1;
-        self.arm(slot, now, t1, TimerKind::Retransmit);
+        // A reliable transport retransmits by itself: Timers A and E run
+        // over UDP only (RFC 3261 sections 17.1.1.2, 17.1.2.2).
+        if !self.cfg.transport.reliable() {
+            self.arm(slot, now, t1, TimerKind::Retransmit);
+        }
         self.arm(slot, now, timeout, TimerKind::Timeout);
     }
 
     fn start_call(&mut self, index: u64, now: u64) {
         self.c.started += 1;
         let slot = self.alloc();
-        let sock = ((self.local_calls / CALLS_PER_SOCKET_RUN) % self.socks.len() as u64) as u32;
+        let sock = ((self.local_calls / CALLS_PER_SOCKET_RUN) % self.lanes() as u64) as u32;
         self.local_calls += 1;
+        if let Some(st) = self.stream.as_mut() {
+            let dialled_before = st.counters.dialled;
+            match st.usable(sock as usize, now) {
+                Err(loss) => {
+                    self.count_loss(loss);
+                    self.release(slot);
+                    return;
+                }
+                Ok(()) if st.counters.dialled != dialled_before => {
+                    // Dialled again: a new local port for Via and Contact.
+                    if let Some(local) = st.local(sock as usize) {
+                        self.templates[sock as usize].local = local.to_string().into_bytes();
+                    }
+                }
+                Ok(()) => {}
+            }
+        }
         {
             let c = &mut self.calls[slot as usize];
             c.sock = sock;
@@ -963,6 +1146,12 @@ impl<'a> Worker<'a> {
         } else {
             None
         };
+        if self.stream.is_some() {
+            return match msg::write_request(&mut self.scratch, t, &req, auth) {
+                Some(n) => self.queue_on_connection(sock, n),
+                None => false,
+            };
+        }
         match msg::write_request(self.tx.slot(), t, &req, auth) {
             Some(n) => {
                 self.tx.commit(n, sock, self.cfg.target);
@@ -1089,7 +1278,18 @@ impl<'a> Worker<'a> {
                 self.flush();
             }
             let local = &self.templates[sock as usize].local;
-            if let Some(n) = msg::write_ack_from_response(self.tx.slot(), v, local) {
+            let transport = self.cfg.transport;
+            if self.stream.is_some() {
+                if let Some(n) =
+                    msg::write_ack_from_response(&mut self.scratch, v, local, transport)
+                {
+                    if self.queue_on_connection(sock, n) {
+                        self.c.retransmissions.ack_again += 1;
+                    }
+                }
+                return;
+            }
+            if let Some(n) = msg::write_ack_from_response(self.tx.slot(), v, local, transport) {
                 self.tx.commit(n, sock, self.cfg.target);
                 self.c.retransmissions.ack_again += 1;
             }

@@ -99,3 +99,62 @@ fn capacity_with_a_flood_outside_the_lab_is_refused_before_any_step() {
     assert!(err.contains("198.18.0.0/15"), "{err}");
     assert!(!out.contains("highest rate"), "{out}");
 }
+
+#[test]
+fn tls_callers_without_a_ca_to_trust_are_refused() {
+    let (code, _, err) = loadgen(&[
+        "uac",
+        "--target",
+        "127.0.0.1:9",
+        "--transport",
+        "tls",
+        "--quiet",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--tls-ca"), "{err}");
+}
+
+#[test]
+fn a_local_address_for_tcp_callers_is_refused_with_the_reason() {
+    let (code, _, err) = loadgen(&[
+        "uac",
+        "--target",
+        "127.0.0.1:9",
+        "--transport",
+        "tcp",
+        "--local-addr",
+        "127.0.0.2",
+        "--quiet",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--local-addr is for UDP"), "{err}");
+}
+
+#[test]
+fn tcp_callers_against_a_closed_port_report_every_call_as_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let (code, out, err) = loadgen(&[
+        "uac",
+        "--target",
+        &target,
+        "--transport",
+        "tcp",
+        "--cps",
+        "100",
+        "--duration",
+        "0.2",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("over tcp"), "{out}");
+    assert!(out.contains("connection refused      20"), "{out}");
+    assert!(
+        out.contains("sum of buckets          20 = 20 started"),
+        "{out}"
+    );
+}

@@ -6,3 +6,4 @@ mod fleet_bus;
 mod probe;
 mod probe_props;
 mod stream;
+mod stream_load;
