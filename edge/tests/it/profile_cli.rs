@@ -203,12 +203,12 @@ fn profiles_dir_with_a_bad_file_exits_2_naming_file_and_line() {
         .find(|(f, _)| *f == "lab.toml")
         .unwrap()
         .1
-        .replace("batch_size = 64", "batch_size = 4096");
+        .replace("batch_size = 64", "batch_size = 8192");
     std::fs::write(dir.join("lab.toml"), text).unwrap();
     let o = dce_edge(&["profile", "list", "--profiles-dir", dir.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("lab.toml:"), "{err}");
-    assert!(err.contains("batch_size = 4096 is out of range"), "{err}");
+    assert!(err.contains("batch_size = 8192 is out of range"), "{err}");
 }
