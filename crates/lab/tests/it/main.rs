@@ -2,6 +2,7 @@
 
 mod appliance_sipp;
 mod ban_import_e2e;
+mod capacity_flood_e2e;
 mod capture_e2e;
 mod demo_smoke;
 mod emergency_e2e;
