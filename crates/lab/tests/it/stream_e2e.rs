@@ -5,7 +5,10 @@
 //! lose their own connection, and the stream thread's counters agree. In
 //! socket and AF_XDP mode (TCP passes the XDP program to the kernel), and
 //! in AF_XDP mode while SYN floods from one source and from spoofed ones
-//! are shed in XDP (`syn_rate_limit`, `syn_overload`).
+//! are shed in XDP (`syn_rate_limit`, `syn_overload`). Over TLS: a caller
+//! written by hand (rustls) to a UDP upstream, and to a TLS upstream (a
+//! small UAS in the test) next to one whose certificate the edge does not
+//! trust.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
