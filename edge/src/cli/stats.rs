@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::watch::{self, count, WatchError, WatchOptions};
 use telemetry::stats::client::{fetch_snapshot, ClientError, DEFAULT_URL};
 use telemetry::stats::networks::NetworkTally;
-use telemetry::stats::Snapshot;
+use telemetry::stats::{Snapshot, StreamReport};
 
 /// Arguments of `dce-edge stats`.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
@@ -173,37 +173,8 @@ pub fn summary(s: &Snapshot) -> String {
             count(m.tls_handshakes),
             count(m.tls_failed),
         );
-        for (name, tr) in &st.transports {
-            if tr.open_connections == 0 && tr.counters.values().all(|n| *n == 0) {
-                continue; // a transport not in use: no line
-            }
-            let m = tr.summary();
-            let c = |n: &str| count(tr.counters.get(n).copied().unwrap_or(0));
-            let _ = write!(
-                t,
-                "  over {name}: {} open, {} accepted, {} refused by caps ({} per source, {} total), {} timed out, {} framing errors, {} queue overflows",
-                count(m.open),
-                count(m.accepted),
-                count(m.refused_by_caps),
-                c("refused_per_source"),
-                c("refused_total"),
-                count(m.timed_out),
-                count(m.framing_errors),
-                count(m.queue_overflows),
-            );
-            if name == "tls" {
-                let _ = write!(
-                    t,
-                    "; {} handshakes, {} failed ({} certificate, {} protocol, {} alert, {} other)",
-                    count(m.tls_handshakes),
-                    count(m.tls_failed),
-                    c("tls_failed_certificate"),
-                    c("tls_failed_protocol"),
-                    c("tls_failed_alert"),
-                    c("tls_failed_other"),
-                );
-            }
-            t.push('\n');
+        for line in transport_lines(st) {
+            let _ = writeln!(t, "  {line}");
         }
     }
     let _ = writeln!(t, "bans: {} active", s.bans.len());
@@ -220,6 +191,48 @@ pub fn summary(s: &Snapshot) -> String {
         t.push_str(&networks_text(n, 3));
     }
     t
+}
+
+/// One line for each transport the stream thread has used (`over tcp:
+/// ...`, `over tls: ...`), split from the totals' line; a transport with
+/// no connection and no counter moved has none. Shared by `stats` and the
+/// live view, so both say the same.
+pub fn transport_lines(st: &StreamReport) -> Vec<String> {
+    use std::fmt::Write as _;
+    let mut lines = Vec::new();
+    for (name, tr) in &st.transports {
+        if tr.open_connections == 0 && tr.counters.values().all(|n| *n == 0) {
+            continue; // a transport not in use: no line
+        }
+        let m = tr.summary();
+        let c = |n: &str| count(tr.counters.get(n).copied().unwrap_or(0));
+        let mut line = format!(
+            "over {name}: {} open, {} accepted, {} dialled, {} refused by caps ({} per source, {} total), {} timed out, {} framing errors, {} queue overflows",
+            count(m.open),
+            count(m.accepted),
+            c("dialled"),
+            count(m.refused_by_caps),
+            c("refused_per_source"),
+            c("refused_total"),
+            count(m.timed_out),
+            count(m.framing_errors),
+            count(m.queue_overflows),
+        );
+        if name == "tls" {
+            let _ = write!(
+                line,
+                "; {} handshakes, {} failed ({} certificate, {} protocol, {} alert, {} other)",
+                count(m.tls_handshakes),
+                count(m.tls_failed),
+                c("tls_failed_certificate"),
+                c("tls_failed_protocol"),
+                c("tls_failed_alert"),
+                c("tls_failed_other"),
+            );
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// The top offending networks for a person: the shape line, then the
@@ -402,6 +415,7 @@ mod tests {
                             1,
                             &[
                                 ("accepted", 300),
+                                ("dialled", 2),
                                 ("refused_total", 1),
                                 ("tls_handshakes", 290),
                                 ("tls_failed_certificate", 5),
@@ -416,11 +430,11 @@ mod tests {
         };
         let text = summary(&s);
         assert!(
-            text.contains("\n  over tcp: 2 open, 1,200 accepted, 2 refused by caps (2 per source, 0 total), 4 timed out, 1 framing errors, 0 queue overflows\n"),
+            text.contains("\n  over tcp: 2 open, 1,200 accepted, 0 dialled, 2 refused by caps (2 per source, 0 total), 4 timed out, 1 framing errors, 0 queue overflows\n"),
             "{text}"
         );
         assert!(
-            text.contains("\n  over tls: 1 open, 300 accepted, 1 refused by caps (0 per source, 1 total), 0 timed out, 0 framing errors, 0 queue overflows; 290 handshakes, 8 failed (5 certificate, 3 protocol, 0 alert, 0 other)\n"),
+            text.contains("\n  over tls: 1 open, 300 accepted, 2 dialled, 1 refused by caps (0 per source, 1 total), 0 timed out, 0 framing errors, 0 queue overflows; 290 handshakes, 8 failed (5 certificate, 3 protocol, 0 alert, 0 other)\n"),
             "{text}"
         );
     }

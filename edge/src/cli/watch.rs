@@ -125,12 +125,12 @@ impl LiveView {
             .current
             .as_ref()
             .is_some_and(|s| s.modes.attach_fallback);
-        // Two more lines in the service panel for SIP over TCP/TLS: its
-        // ten lines and the borders.
-        let top_height = if self.current.as_ref().is_some_and(|s| s.stream.is_some()) {
-            Constraint::Length(12)
-        } else {
-            Constraint::Min(8)
+        // More lines in the service panel for SIP over TCP/TLS: its other
+        // lines, the totals' line and the borders (12), and about three
+        // wrapped lines for each transport in use.
+        let top_height = match self.current.as_ref().and_then(|s| s.stream.as_ref()) {
+            Some(st) => Constraint::Length(12 + 3 * super::stats::transport_lines(st).len() as u16),
+            None => Constraint::Min(8),
         };
         let [title, banner, warning, top, middle, networks, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
@@ -347,6 +347,10 @@ impl LiveView {
                     count(m.tls_handshakes),
                     count(m.tls_failed)
                 )));
+                // The same words as `dce-edge stats`.
+                for line in super::stats::transport_lines(st) {
+                    lines.push(Line::from(format!("  {line}")));
+                }
             }
         }
         frame.render_widget(
@@ -824,6 +828,10 @@ mod tests {
 
     #[test]
     fn sip_over_tcp_and_tls_shows_its_connections() {
+        let transport = |open: u64, counters: &[(&str, u64)]| telemetry::stats::TransportReport {
+            open_connections: open,
+            counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        };
         let mut s = snapshot(1_000, 100, 10);
         s.stream = Some(telemetry::stats::StreamReport {
             open_connections: 12,
@@ -839,7 +847,24 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-            transports: Default::default(),
+            transports: [
+                transport(10, &[("accepted", 38), ("refused_per_source", 3)]),
+                transport(
+                    2,
+                    &[
+                        ("accepted", 2),
+                        ("dialled", 1),
+                        ("refused_total", 1),
+                        ("tls_handshakes", 30),
+                        ("tls_failed_certificate", 4),
+                    ],
+                ),
+                transport(0, &[("accepted", 0)]),
+            ]
+            .into_iter()
+            .zip(["tcp", "tls", "udp"])
+            .map(|(t, name)| (name.to_string(), t))
+            .collect(),
         });
         let mut view = LiveView::new("u");
         view.update(Ok(s));
@@ -852,9 +877,16 @@ mod tests {
             "2 timed out",
             "1 framing errors",
             "TLS 30 handshakes, 4 failed",
+            // Each transport in use on a line of its own, in `stats`'s
+            // words; one not in use has none.
+            "over tcp: 10 open, 38 accepted",
+            "over tls: 2 open, 2 accepted, 1 dialled",
+            "1 refused by caps (0 per source",
+            "failed (4 certificate, 0 protocol",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+        assert!(!text.contains("over udp"), "{text}");
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! lose their own connection, and the stream thread's counters agree. In
 //! socket and AF_XDP mode (TCP passes the XDP program to the kernel), and
 //! in AF_XDP mode while SYN floods from one source and from spoofed ones
-//! are shed in XDP (`syn_rate_limit`, `syn_overload`).
+//! are shed in XDP (`syn_rate_limit`, `syn_overload`). Over TLS: a caller
+//! written by hand (rustls) to a UDP upstream, and to a TLS upstream (a
+//! small UAS in the test) next to one whose certificate the edge does not
+//! trust.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -129,46 +132,174 @@ fn sipp_calls_over_tcp_complete_through_the_edge_in_afxdp_mode_despite_attackers
     );
 }
 
-/// A CA and a server certificate for the edge's address (PEM: CA, chain,
-/// key).
-fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "lab ca");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut p = CertificateParams::new(vec![lab::topology::EDGE_ADDR.to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "edge");
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &issuer).unwrap().pem();
-    (ca_pem, cert, key.serialize_pem())
+/// A certificate authority made by rcgen for one test.
+struct TestCa {
+    /// Its certificate (PEM), what a peer trusts.
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
-/// Reads one framed SIP message from a TLS stream.
-fn next_message(
-    s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    buf: &mut Vec<u8>,
-) -> String {
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let pem = ca.self_signed(&key).unwrap().pem();
+        TestCa {
+            pem,
+            issuer: Issuer::new(ca, key),
+        }
+    }
+
+    /// A server certificate for `ip`, signed by this CA (PEM: chain, key).
+    fn server(&self, ip: std::net::Ipv4Addr) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let mut p = CertificateParams::new(vec![ip.to_string()]).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, ip.to_string());
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap().pem();
+        (cert, key.serialize_pem())
+    }
+}
+
+/// Reads one framed SIP message from a (decrypted) stream; `None` once the
+/// peer has closed it.
+fn next_message(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
     let mut framer = sip::stream::Framer::default();
     loop {
         match framer.next(buf).unwrap() {
             sip::stream::Frame::Message(n) => {
                 let m = String::from_utf8_lossy(&buf[..n]).into_owned();
                 buf.drain(..n);
-                return m;
+                return Some(m);
             }
             sip::stream::Frame::Ping(n) | sip::stream::Frame::Skip(n) => {
                 buf.drain(..n);
             }
             sip::stream::Frame::Incomplete => {
                 let mut chunk = [0u8; 4096];
-                let n = s.read(&mut chunk).unwrap();
-                assert!(n > 0, "the edge closed the connection");
-                buf.extend_from_slice(&chunk[..n]);
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
             }
         }
+    }
+}
+
+/// A caller on one TLS connection to the edge, written by hand (Debian's
+/// SIPp has no TLS): it trusts the test's CA for the edge's address.
+struct TlsCaller {
+    s: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+    edge: SocketAddr,
+    local: SocketAddr,
+    me: std::net::Ipv4Addr,
+    /// Messages read that were not for the call being made.
+    others: Vec<String>,
+}
+
+impl TlsCaller {
+    /// Connects to the edge's TLS listener (from the caller's namespace).
+    fn connect(ca_pem: &str, edge: SocketAddr, me: std::net::Ipv4Addr) -> TlsCaller {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(dataplane::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::IpAddress(edge.ip().into());
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let sock = TcpStream::connect(edge).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        TlsCaller {
+            s: rustls::StreamOwned::new(conn, sock),
+            buf: Vec::new(),
+            edge,
+            local,
+            me,
+            others: Vec::new(),
+        }
+    }
+
+    /// A request of call `call` to `number` (no body).
+    fn request(&self, method: &str, number: &str, call: u32, cseq: u32, to_tag: &str) -> String {
+        let (edge, local, me) = (self.edge, self.local, self.me);
+        let branch = format!("{}{number}x{call}", &method[..1].to_ascii_lowercase());
+        format!(
+            "{method} sip:{number}@{edge};transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS {local};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:c@{me}>;tag=ft{call}\r\n\
+             To: <sip:{number}@{edge}>{to_tag}\r\nCall-ID: tls-e2e-{number}-{call}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:c@{local};transport=tls>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// The next message for call `call` to `number`; those for other
+    /// calls are kept in `others`.
+    fn next(&mut self, number: &str, call: u32) -> String {
+        let id = format!("Call-ID: tls-e2e-{number}-{call}\r\n");
+        loop {
+            let m =
+                next_message(&mut self.s, &mut self.buf).expect("the edge closed the connection");
+            if m.contains(&id) {
+                return m;
+            }
+            self.others.push(m);
+        }
+    }
+
+    /// Sends an INVITE and nothing else (a call that is not expected to
+    /// be answered).
+    fn invite_only(&mut self, number: &str, call: u32) {
+        let invite = self.request("INVITE", number, call, 1, "");
+        self.s.write_all(invite.as_bytes()).unwrap();
+    }
+
+    /// One call: INVITE, its 200 (provisional answers skipped), ACK, BYE
+    /// and the BYE's 200, each checked.
+    fn call(&mut self, number: &str, call: u32) {
+        self.invite_only(number, call);
+        let ok = loop {
+            let m = self.next(number, call);
+            if m.starts_with("SIP/2.0 200") {
+                break m;
+            }
+            assert!(m.starts_with("SIP/2.0 1"), "{m}");
+        };
+        assert!(ok.contains("CSeq: 1 INVITE"), "{ok}");
+        let to_tag = ok
+            .split("\r\n")
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split(";tag=").nth(1))
+            .unwrap()
+            .to_string();
+        let tag = format!(";tag={to_tag}");
+        let ack = self.request("ACK", number, call, 1, &tag);
+        self.s.write_all(ack.as_bytes()).unwrap();
+        let bye = self.request("BYE", number, call, 2, &tag);
+        self.s.write_all(bye.as_bytes()).unwrap();
+        let bye_ok = self.next(number, call);
+        assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+        assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+    }
+
+    /// Closes the connection; returns the messages read that were not for
+    /// the call being made.
+    fn close(mut self) -> Vec<String> {
+        self.s.conn.send_close_notify();
+        let _ = self.s.flush();
+        self.others
     }
 }
 
@@ -194,7 +325,8 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
     })
     .unwrap();
     let dir = TempDir::new("stls").unwrap();
-    let (ca, cert, key) = certificates();
+    let ca = TestCa::new("lab ca");
+    let (cert, key) = ca.server(lab::topology::EDGE_ADDR);
     std::fs::write(dir.path().join("edge.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("edge.key"), &key).unwrap();
     let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
@@ -208,12 +340,12 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
     cfg.stream = format!("tls = \"{tls}\"\ncertificate = \"edge.crt\"\nkey = \"edge.key\"");
     let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
     let me = lab.callers.addr();
+    let ca_pem = ca.pem.clone();
 
     let calls = lab
         .callers
         .ns
         .spawn_thread(move || {
-            use rustls::pki_types::pem::PemObject;
             // Plain SIP to the TLS port first: refused, counted.
             let mut plain = TcpStream::connect(tls).unwrap();
             plain
@@ -224,60 +356,11 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
                 .unwrap();
             let _ = plain.read(&mut [0u8; 64]);
 
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
-                roots.add(c.unwrap()).unwrap();
-            }
-            let cfg = rustls::ClientConfig::builder_with_provider(dataplane::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            let name = rustls::pki_types::ServerName::IpAddress(lab::topology::EDGE_ADDR.into());
-            let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
-            let sock = TcpStream::connect(tls).unwrap();
-            sock.set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
-            let local = sock.local_addr().unwrap();
-            let mut s = rustls::StreamOwned::new(conn, sock);
-            let mut buf = Vec::new();
+            let mut caller = TlsCaller::connect(&ca_pem, tls, me);
             for call in 0..5 {
-                let head = |method: &str, cseq: u32, to_tag: &str, branch: &str| {
-                    format!(
-                        "{method} sip:442071234567@{tls};transport=tls SIP/2.0\r\n\
-                         Via: SIP/2.0/TLS {local};branch=z9hG4bK{branch};rport\r\n\
-                         Max-Forwards: 70\r\nFrom: <sip:c@{me}>;tag=ft{call}\r\n\
-                         To: <sip:442071234567@{tls}>{to_tag}\r\nCall-ID: tls-e2e-{call}\r\n\
-                         CSeq: {cseq} {method}\r\nContact: <sip:c@{local};transport=tls>\r\n\
-                         Content-Length: 0\r\n\r\n"
-                    )
-                };
-                s.write_all(head("INVITE", 1, "", &format!("i{call}")).as_bytes())
-                    .unwrap();
-                let ok = loop {
-                    let m = next_message(&mut s, &mut buf);
-                    if m.starts_with("SIP/2.0 200") {
-                        break m;
-                    }
-                    assert!(m.starts_with("SIP/2.0 1"), "{m}");
-                };
-                let to_tag = ok
-                    .split("\r\n")
-                    .find(|l| l.starts_with("To:"))
-                    .and_then(|l| l.split(";tag=").nth(1))
-                    .unwrap()
-                    .to_string();
-                let tag = format!(";tag={to_tag}");
-                s.write_all(head("ACK", 1, &tag, &format!("a{call}")).as_bytes())
-                    .unwrap();
-                s.write_all(head("BYE", 2, &tag, &format!("b{call}")).as_bytes())
-                    .unwrap();
-                let bye_ok = next_message(&mut s, &mut buf);
-                assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
-                assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+                caller.call("442071234567", call);
             }
-            s.conn.send_close_notify();
-            let _ = s.flush();
+            assert_eq!(caller.close(), Vec::<String>::new());
         })
         .unwrap();
     calls.join().unwrap().unwrap();
@@ -288,6 +371,334 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
     assert_eq!(st.counters["tls_failed_protocol"], 1, "{st:?}");
     assert!(st.counters["messages"] >= 15, "{st:?}");
     assert_eq!(st.counters["handler_drops"], 0, "{st:?}");
+}
+
+/// What a [`TlsUas`] saw.
+#[derive(Debug, Default)]
+struct UasLog {
+    /// Where each connection came from.
+    peers: Vec<SocketAddr>,
+    /// Connections whose TLS handshake failed.
+    failed_handshakes: usize,
+    /// Every request received, as it came.
+    requests: Vec<String>,
+}
+
+/// A small SIP UAS over TLS, written in the test: listens in an upstream's
+/// namespace with a certificate it is given, answers INVITE (with a
+/// Contact and a To tag) and every other request but ACK with 200,
+/// keeping the Via, From, To, Call-ID, CSeq and Record-Route headers as a
+/// UAS must (RFC 3261 8.2.6.2, 12.1.1), on the connection the request came
+/// on, framed by Content-Length.
+struct TlsUas {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<UasLog>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl TlsUas {
+    fn start(host: &lab::topology::Host, port: u16, chain: &str, key: &str) -> TlsUas {
+        use rustls::pki_types::pem::PemObject;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let addr = SocketAddr::from((host.addr(), port));
+        // Bound in the namespace before the edge can dial it; the socket
+        // stays there whichever thread then uses it.
+        let listener = host
+            .ns
+            .enter(move || std::net::TcpListener::bind(addr))
+            .unwrap()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(dataplane::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(UasLog::default()));
+        let thread = {
+            let (stop, log) = (stop.clone(), log.clone());
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((sock, peer)) => {
+                            sock.set_nonblocking(false).unwrap();
+                            // Bounded: a connection the edge never closes
+                            // cannot hang the test.
+                            sock.set_read_timeout(Some(Duration::from_secs(60)))
+                                .unwrap();
+                            log.lock().unwrap().peers.push(peer);
+                            let (cfg, log) = (cfg.clone(), log.clone());
+                            conns.push(std::thread::spawn(move || {
+                                TlsUas::serve(sock, cfg, addr, &log)
+                            }));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => panic!("accept on {addr}: {e}"),
+                    }
+                }
+                for c in conns {
+                    c.join().unwrap();
+                }
+            })
+        };
+        TlsUas {
+            addr,
+            stop,
+            log,
+            thread,
+        }
+    }
+
+    /// One connection: the handshake, then each request answered until
+    /// the peer closes.
+    fn serve(
+        sock: TcpStream,
+        cfg: std::sync::Arc<rustls::ServerConfig>,
+        me: SocketAddr,
+        log: &std::sync::Mutex<UasLog>,
+    ) {
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            if s.conn.complete_io(&mut s.sock).is_err() {
+                log.lock().unwrap().failed_handshakes += 1;
+                return;
+            }
+        }
+        let mut buf = Vec::new();
+        while let Some(request) = next_message(&mut s, &mut buf) {
+            let answer = TlsUas::answer(&request, me);
+            log.lock().unwrap().requests.push(request);
+            if let Some(answer) = answer {
+                if s.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The 200 for `request` (none for an ACK).
+    fn answer(request: &str, me: SocketAddr) -> Option<String> {
+        let method = request.split(' ').next()?;
+        if method == "ACK" {
+            return None;
+        }
+        let mut out = String::from("SIP/2.0 200 OK\r\n");
+        for line in request.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+            let name = line.split(':').next().unwrap_or("").trim();
+            let name = name.to_ascii_lowercase();
+            let to = name == "to" || name == "t";
+            if to
+                || [
+                    "via",
+                    "v",
+                    "from",
+                    "f",
+                    "call-id",
+                    "i",
+                    "cseq",
+                    "record-route",
+                ]
+                .contains(&name.as_str())
+            {
+                out.push_str(line);
+                if to && method == "INVITE" && !line.contains(";tag=") {
+                    out.push_str(";tag=tlsuas");
+                }
+                out.push_str("\r\n");
+            }
+        }
+        if method == "INVITE" {
+            out.push_str(&format!("Contact: <sip:uas@{me};transport=tls>\r\n"));
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        Some(out)
+    }
+
+    /// Stops accepting, waits for its connections to end (the edge closes
+    /// them when it stops) and returns what it saw.
+    fn stop(self) -> UasLog {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// Calls a TLS caller makes through the edge to a TLS upstream.
+const TLS_CALLS: u32 = 20;
+/// Calls routed to an upstream whose certificate the edge does not trust.
+const UNTRUSTED_CALLS: u32 = 3;
+
+/// A TLS caller to a TLS upstream through the real `dce-edge run` (socket
+/// mode): the edge dials the route target over TLS once, verifying its
+/// certificate against `upstream_ca`, and every call completes (INVITE,
+/// 200, ACK, BYE, 200) through it, the upstream seeing the edge's Via with
+/// transport TLS on top. A second target presents a certificate from
+/// another CA, for the right address: each call routed there is never
+/// sent (the edge's handshake fails, counted as `tls_failed_certificate`),
+/// the upstream receives no request, and the good upstream's calls do not
+/// notice.
+#[test]
+fn a_tls_caller_completes_calls_to_a_tls_upstream_and_an_untrusted_one_gets_nothing() {
+    let test = "a_tls_caller_completes_calls_to_a_tls_upstream_and_an_untrusted_one_gets_nothing";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    let lab = Lab::build(&LabSpec {
+        caller_addrs: 1,
+        upstreams: 1,
+        attacker: false,
+        edge_queues: 1,
+    })
+    .unwrap();
+    let dir = TempDir::new("stlsup").unwrap();
+    let ca = TestCa::new("lab ca");
+    let (cert, key) = ca.server(lab::topology::EDGE_ADDR);
+    std::fs::write(dir.path().join("edge.crt"), &cert).unwrap();
+    std::fs::write(dir.path().join("edge.key"), &key).unwrap();
+    std::fs::write(dir.path().join("upstreams-ca.crt"), &ca.pem).unwrap();
+    let upstream = &lab.upstreams[0];
+    let (cert, key) = ca.server(upstream.addr());
+    let good = TlsUas::start(upstream, 5061, &cert, &key);
+    // The right address, the wrong CA.
+    let (cert, key) = TestCa::new("rogue ca").server(upstream.addr());
+    let rogue = TlsUas::start(upstream, 5062, &cert, &key);
+
+    let groups = format!(
+        "[[group]]\nname = \"uk\"\naction = \"forward\"\ntargets = [\n  \
+         {{ address = \"{}\", priority = 1, weight = 1, transport = \"tls\" }},\n]\n\n\
+         [[group]]\nname = \"fr\"\naction = \"forward\"\ntargets = [\n  \
+         {{ address = \"{}\", priority = 1, weight = 1, transport = \"tls\" }},\n]\n",
+        good.addr, rogue.addr
+    );
+    let mut cfg = EdgeConfig::new(
+        &lab,
+        IoMode::Socket,
+        groups,
+        "prefix,group\n44,uk\n33,fr\n".into(),
+    );
+    let tls = SocketAddr::from((lab::topology::EDGE_ADDR, 5061));
+    cfg.stream = format!(
+        "tls = \"{tls}\"\ncertificate = \"edge.crt\"\nkey = \"edge.key\"\n\
+         upstream_ca = \"upstreams-ca.crt\""
+    );
+    let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
+    let me = lab.callers.addr();
+    let ca_pem = ca.pem.clone();
+
+    // The caller makes its calls to the good upstream, then one call at a
+    // time to the rogue one, each after the edge has counted the last.
+    let (next, go_on) = std::sync::mpsc::channel::<()>();
+    let calls = lab
+        .callers
+        .ns
+        .spawn_thread(move || {
+            let mut caller = TlsCaller::connect(&ca_pem, tls, me);
+            for call in 0..TLS_CALLS {
+                caller.call("442071234567", call);
+            }
+            for call in 0..UNTRUSTED_CALLS {
+                caller.invite_only("33123456789", call);
+                go_on.recv().unwrap();
+            }
+            // The good upstream's calls still complete afterwards.
+            caller.call("442071234567", TLS_CALLS);
+            caller.close()
+        })
+        .unwrap();
+    let tls_counter = |s: &telemetry::stats::Snapshot, name: &str| {
+        s.stream
+            .as_ref()
+            .and_then(|st| st.transports.get("tls"))
+            .and_then(|t| t.counters.get(name).copied())
+            .unwrap_or(0)
+    };
+    for n in 1..=u64::from(UNTRUSTED_CALLS) {
+        edge.wait_for(
+            "the edge refusing the rogue upstream's certificate",
+            Duration::from_secs(60),
+            |s| tls_counter(s, "tls_failed_certificate") >= n,
+        )
+        .unwrap();
+        next.send(()).unwrap();
+    }
+    // Whatever the caller heard about the calls that went nowhere (a
+    // stateless edge sends nothing for them).
+    let others = calls.join().unwrap().unwrap();
+    eprintln!(
+        "{test}: the caller got {} other messages: {others:?}",
+        others.len()
+    );
+
+    let last = edge.stop().unwrap();
+    let good = good.stop();
+    let rogue = rogue.stop();
+    let st = last.stream.expect("the stream thread's counters");
+    let t = &st.transports["tls"];
+    eprintln!("{test}: edge tls {t:?}; rogue upstream {rogue:?}");
+    // One connection from the caller, one dialled to the good upstream and
+    // reused for every call, one dial per call to the rogue upstream.
+    assert_eq!(t.counters["accepted"], 1, "{st:?}");
+    assert_eq!(
+        t.counters["dialled"],
+        1 + u64::from(UNTRUSTED_CALLS),
+        "{st:?}"
+    );
+    assert_eq!(t.counters["tls_handshakes"], 2, "{st:?}");
+    assert_eq!(
+        t.counters["tls_failed_certificate"],
+        u64::from(UNTRUSTED_CALLS),
+        "{st:?}"
+    );
+    assert_eq!(st.counters["dial_failed"], 0, "{st:?}");
+    assert_eq!(st.counters["handler_drops"], 0, "{st:?}");
+    assert_eq!(st.transports["tcp"].counters["accepted"], 0, "{st:?}");
+
+    // The good upstream: one connection, from the edge; every request of
+    // every call, each with the edge's Via on top, over TLS.
+    assert_eq!(good.peers.len(), 1, "{good:?}");
+    assert_eq!(good.peers[0].ip(), lab::topology::EDGE_ADDR, "{good:?}");
+    assert_eq!(good.failed_handshakes, 0, "{good:?}");
+    let calls = TLS_CALLS as usize + 1;
+    for method in ["INVITE", "ACK", "BYE"] {
+        let n = good
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(&format!("{method} ")))
+            .count();
+        assert_eq!(n, calls, "{method}s at the upstream");
+    }
+    assert_eq!(good.requests.len(), 3 * calls, "{:?}", good.requests);
+    let edge_via = format!("Via: SIP/2.0/TLS {}", lab::topology::EDGE_ADDR);
+    for r in &good.requests {
+        let top = r.split("\r\n").find(|l| l.starts_with("Via:")).unwrap();
+        assert!(top.starts_with(&edge_via), "top Via {top:?} in\n{r}");
+        assert!(
+            !r.contains("Call-ID: tls-e2e-33"),
+            "a rogue-routed call reached the good upstream:\n{r}"
+        );
+    }
+
+    // The rogue upstream: dialled once per call, never past the handshake.
+    assert!(rogue.requests.is_empty(), "{rogue:?}");
+    assert_eq!(rogue.peers.len(), UNTRUSTED_CALLS as usize, "{rogue:?}");
+    assert_eq!(
+        rogue.failed_handshakes, UNTRUSTED_CALLS as usize,
+        "{rogue:?}"
+    );
 }
 
 #[test]
