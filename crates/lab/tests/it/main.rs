@@ -29,14 +29,36 @@ use lab::topology::{Lab, LabSpec};
 /// test returns) when it is skipped for want of root, `sipp` or `nsenter`,
 /// each with its printed reason; otherwise the lab built from `spec`.
 pub(crate) fn sipp_lab_or_skip(test: &str, spec: &LabSpec) -> Option<Lab> {
+    lab_with_or_skip(
+        test,
+        spec,
+        &[("sipp", "sip-tester"), ("nsenter", "util-linux")],
+    )
+}
+
+/// The lab of a test that needs root and the given programs (each with
+/// the Debian package that has it): `None` (the test returns) when one is
+/// missing, with the printed reason; otherwise the lab built from `spec`.
+pub(crate) fn lab_with_or_skip(
+    test: &str,
+    spec: &LabSpec,
+    programs: &[(&str, &str)],
+) -> Option<Lab> {
     if !privileged_or_skip(test) {
         return None;
     }
+    let names: Vec<&str> = programs.iter().map(|(p, _)| *p).collect();
+    let what = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let packages: Vec<&str> = programs.iter().map(|(_, pkg)| *pkg).collect();
     if !feature_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
+        programs.iter().all(|(p, _)| have_program(p)),
+        &what,
+        &format!("apt-get install {}", packages.join(" ")),
     ) {
         return None;
     }

@@ -17,31 +17,26 @@ use std::time::Duration;
 use dataplane::IoMode;
 use lab::bin::TempDir;
 use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
-use lab::privilege::{feature_or_skip, have_program, privileged_or_skip};
+use lab::privilege::privileged_or_skip;
 use lab::sipp::{Uac, Uas};
 use lab::topology::{Lab, LabSpec};
+
+use super::{lab_with_or_skip, sipp_lab_or_skip};
 
 const CALLS: u32 = 50;
 
 fn calls_over_tcp(mode: IoMode, test: &str) {
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 1,
+            attacker: false,
+            edge_queues: 1,
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 1,
-        attacker: false,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("stcp").unwrap();
     let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
     let targets: Vec<SocketAddr> = vec![uas.addr()];
@@ -306,24 +301,17 @@ impl TlsCaller {
 #[test]
 fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counted() {
     let test = "a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counted";
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = sipp_lab_or_skip(
         test,
-        have_program("sipp") && have_program("nsenter"),
-        "sipp or nsenter",
-        "apt-get install sip-tester util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 1,
+            attacker: false,
+            edge_queues: 1,
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 1,
-        attacker: false,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("stls").unwrap();
     let ca = TestCa::new("lab ca");
     let (cert, key) = ca.server(lab::topology::EDGE_ADDR);
@@ -704,24 +692,22 @@ fn a_tls_caller_completes_calls_to_a_tls_upstream_and_an_untrusted_one_gets_noth
 #[test]
 fn sipp_calls_over_tcp_complete_during_a_syn_flood_at_the_sip_port() {
     let test = "sipp_calls_over_tcp_complete_during_a_syn_flood_at_the_sip_port";
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = lab_with_or_skip(
         test,
-        have_program("sipp") && have_program("hping3") && have_program("nsenter"),
-        "sipp, hping3 or nsenter",
-        "apt-get install sip-tester hping3 util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 1,
+            attacker: true,
+            edge_queues: 1,
+        },
+        &[
+            ("sipp", "sip-tester"),
+            ("hping3", "hping3"),
+            ("nsenter", "util-linux"),
+        ],
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 1,
-        attacker: true,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("ssyn").unwrap();
     let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
     let mut cfg = EdgeConfig::new(
@@ -851,24 +837,22 @@ const SYN_CPU_BURST: u64 = 100;
 #[test]
 fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
     let test = "sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode";
-    if !privileged_or_skip(test) {
-        return;
-    }
-    if !feature_or_skip(
+    let Some(lab) = lab_with_or_skip(
         test,
-        have_program("sipp") && have_program("hping3") && have_program("nsenter"),
-        "sipp, hping3 or nsenter",
-        "apt-get install sip-tester hping3 util-linux",
-    ) {
+        &LabSpec {
+            caller_addrs: 1,
+            upstreams: 1,
+            attacker: true,
+            edge_queues: 1,
+        },
+        &[
+            ("sipp", "sip-tester"),
+            ("hping3", "hping3"),
+            ("nsenter", "util-linux"),
+        ],
+    ) else {
         return;
-    }
-    let lab = Lab::build(&LabSpec {
-        caller_addrs: 1,
-        upstreams: 1,
-        attacker: true,
-        edge_queues: 1,
-    })
-    .unwrap();
+    };
     let dir = TempDir::new("sxdp").unwrap();
     let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
     let mut cfg = EdgeConfig::new(
