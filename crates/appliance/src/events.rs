@@ -118,6 +118,10 @@ pub enum ControlEvent {
         /// Why it was not banned.
         refused: &'static str,
     },
+    /// Connections to the `[stream]` listeners were refused by the caps: the
+    /// stream thread's summary of one window (at most one per window,
+    /// whatever the flood).
+    ConnectionsRefused(dataplane::stream::refusals::RefusalSummary),
     /// An emergency call was forwarded (every one is an event).
     EmergencyCall {
         /// The caller.
@@ -301,6 +305,19 @@ impl ControlEvent {
                 Event::new(EventKind::FilterReloadRefused, file, reason.as_str())
                     .with("kept", "the running rules")
             }
+            ControlEvent::ConnectionsRefused(r) => {
+                let (subject, top) = match r.top {
+                    Some((ip, n)) => (ip.to_string(), n),
+                    None => ("sip over tcp/tls".to_string(), 0),
+                };
+                Event::new(EventKind::ConnectionsRefused, subject, "connection_caps")
+                    .with("refused_per_source", r.per_source)
+                    .with("refused_total", r.total)
+                    .with("sources", r.sources)
+                    .with("untallied", r.untallied)
+                    .with("top_refused", top)
+                    .with("seconds", r.millis as f64 / 1000.0)
+            }
             ControlEvent::EmergencyCall { source, target } => {
                 Event::new(EventKind::EmergencyCall, source.to_string(), "forwarded")
                     .with("target", target.to_string())
@@ -478,6 +495,37 @@ mod tests {
             reason: "scanner".into(),
             seconds_left: left,
         }
+    }
+
+    #[test]
+    fn refused_connections_are_one_event_naming_the_top_source_and_the_caps() {
+        let r = dataplane::stream::refusals::RefusalSummary {
+            seq: 3,
+            millis: 10_200,
+            per_source: 5_000,
+            total: 12,
+            sources: 256,
+            untallied: 40,
+            top: Some(("198.18.0.9".parse().unwrap(), 4_000)),
+        };
+        let e = ControlEvent::ConnectionsRefused(r)
+            .to_event("routes.csv")
+            .unwrap();
+        assert_eq!(e.kind, EventKind::ConnectionsRefused);
+        assert_eq!(
+            (e.subject.as_str(), e.reason.as_str()),
+            ("198.18.0.9", "connection_caps")
+        );
+        for (k, v) in [
+            ("refused_per_source", 5_000),
+            ("refused_total", 12),
+            ("sources", 256),
+            ("untallied", 40),
+            ("top_refused", 4_000),
+        ] {
+            assert_eq!(e.details[k], v, "{k}: {:?}", e.details);
+        }
+        assert_eq!(e.details["seconds"], 10.2);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Appliance {
     stream: Option<StreamThread<EdgeProxy>>,
     /// Its counters as last asked for.
     last_stream: Option<stats::StreamReport>,
+    /// The last window of refused connections logged (its number).
+    refusals_logged: u64,
     routes: RouteControl,
     prober: Prober,
     /// Every target's health: the probes' verdict and passive health's.
@@ -250,6 +252,7 @@ impl Appliance {
             dataplane,
             stream,
             last_stream: None,
+            refusals_logged: 0,
             routes,
             prober,
             book,
@@ -998,6 +1001,12 @@ impl Appliance {
             .and_then(|t| t.snapshot(Duration::from_secs(2)))
         {
             self.last_stream = Some(stream_report(&s.counters, s.open_connections));
+            // One event per window of refusals the stream thread closed
+            // (its summary stays until the next one: logged once).
+            if let Some(r) = s.refusals.filter(|r| r.seq > self.refusals_logged) {
+                self.refusals_logged = r.seq;
+                self.events.push(ControlEvent::ConnectionsRefused(r));
+            }
         }
         let mut s = self.assemble();
         // The program bans scanners by itself, `dce-edge ban` may run on the
@@ -1481,6 +1490,16 @@ fn stream_report(c: &dataplane::stream::StreamCounters, open: usize) -> stats::S
     stats::StreamReport {
         open_connections: open as u64,
         counters: c.named().iter().map(|&(n, v)| (n.to_string(), v)).collect(),
+        transports: [("tcp", &c.tcp), ("tls", &c.tls)]
+            .into_iter()
+            .map(|(name, t)| {
+                let report = stats::TransportReport {
+                    open_connections: t.open,
+                    counters: t.named().iter().map(|&(n, v)| (n.to_string(), v)).collect(),
+                };
+                (name.to_string(), report)
+            })
+            .collect(),
     }
 }
 

@@ -59,11 +59,14 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use sip::stream::{Frame, FrameError, FrameLimits, Framer};
 
+pub mod refusals;
+
 use super::handoff::{self, HandoffRx, HandoffTx};
 use super::tls::TlsFailure;
 use super::{
     ConnId, Datagram, DropReason, OutboxBuffer, PacketHandler, Peer, Timestamp, Transport,
 };
+use refusals::{Cap, RefusalSummary, RefusalTally};
 
 const TCP_LISTENER: Token = Token(0);
 const UDP: Token = Token(1);
@@ -215,6 +218,120 @@ pub struct StreamCounters {
     pub tls_failed_other: u64,
     /// TLS connections closed: the handshake did not complete in time.
     pub tls_handshake_timeouts: u64,
+    /// The connections' counters of SIP over TCP alone.
+    pub tcp: TransportCounters,
+    /// The connections' counters of SIP over TLS alone.
+    pub tls: TransportCounters,
+}
+
+/// The connection counters of one transport (TCP or TLS), accepted and
+/// dialled connections alike: the same events as the totals in
+/// [`StreamCounters`] under the same names, so an operator can tell which
+/// listener a refusal, a timeout or a framing error came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// Connections open now (a gauge, not a counter).
+    pub open: u64,
+    /// Connections accepted and kept.
+    pub accepted: u64,
+    /// Connections dialled by this layer.
+    pub dialled: u64,
+    /// Connections closed at once: the total cap was reached.
+    pub refused_total: u64,
+    /// Connections closed at once: their source had its cap open.
+    pub refused_per_source: u64,
+    /// Connections closed by their peer.
+    pub closed_by_peer: u64,
+    /// Connections closed on a read or write error.
+    pub io_errors: u64,
+    /// Connections closed for sending nothing for the idle timeout.
+    pub idle_timeouts: u64,
+    /// Connections closed for not completing a message in time.
+    pub slow_timeouts: u64,
+    /// Connections closed: header block over the limit.
+    pub header_too_long: u64,
+    /// Connections closed: a message without Content-Length.
+    pub no_content_length: u64,
+    /// Connections closed: a malformed Content-Length.
+    pub bad_content_length: u64,
+    /// Connections closed: Content-Length values that differ.
+    pub conflicting_content_length: u64,
+    /// Connections closed: body over the limit.
+    pub body_too_long: u64,
+    /// Connections closed: the peer did not read what it was sent.
+    pub queue_overflow: u64,
+    /// TLS handshakes completed (TLS only).
+    pub tls_handshakes: u64,
+    /// TLS connections closed: the peer's certificate was missing,
+    /// invalid or untrusted.
+    pub tls_failed_certificate: u64,
+    /// TLS connections closed: not TLS, or TLS we do not accept.
+    pub tls_failed_protocol: u64,
+    /// TLS connections closed: the peer sent an alert.
+    pub tls_failed_alert: u64,
+    /// TLS connections closed for another TLS error.
+    pub tls_failed_other: u64,
+    /// TLS connections closed: the handshake did not complete in time.
+    pub tls_handshake_timeouts: u64,
+}
+
+impl TransportCounters {
+    /// Every counter with its name (the names of [`StreamCounters::named`]);
+    /// the `open` gauge is apart.
+    pub fn named(&self) -> [(&'static str, u64); 20] {
+        [
+            ("accepted", self.accepted),
+            ("dialled", self.dialled),
+            ("refused_total", self.refused_total),
+            ("refused_per_source", self.refused_per_source),
+            ("closed_by_peer", self.closed_by_peer),
+            ("io_errors", self.io_errors),
+            ("idle_timeouts", self.idle_timeouts),
+            ("slow_timeouts", self.slow_timeouts),
+            ("header_too_long", self.header_too_long),
+            ("no_content_length", self.no_content_length),
+            ("bad_content_length", self.bad_content_length),
+            (
+                "conflicting_content_length",
+                self.conflicting_content_length,
+            ),
+            ("body_too_long", self.body_too_long),
+            ("queue_overflow", self.queue_overflow),
+            ("tls_handshakes", self.tls_handshakes),
+            ("tls_failed_certificate", self.tls_failed_certificate),
+            ("tls_failed_protocol", self.tls_failed_protocol),
+            ("tls_failed_alert", self.tls_failed_alert),
+            ("tls_failed_other", self.tls_failed_other),
+            ("tls_handshake_timeouts", self.tls_handshake_timeouts),
+        ]
+    }
+
+    /// Counts a connection of this transport closed for `why`.
+    fn count_close(&mut self, why: Close) {
+        self.open = self.open.saturating_sub(1);
+        let n = match why {
+            Close::ByPeer => &mut self.closed_by_peer,
+            Close::Io => &mut self.io_errors,
+            Close::Idle => &mut self.idle_timeouts,
+            Close::Slow => &mut self.slow_timeouts,
+            Close::Framing(FrameError::HeaderTooLong) => &mut self.header_too_long,
+            Close::Framing(FrameError::NoContentLength) => &mut self.no_content_length,
+            Close::Framing(FrameError::BadContentLength) => &mut self.bad_content_length,
+            Close::Framing(FrameError::ConflictingContentLength) => {
+                &mut self.conflicting_content_length
+            }
+            Close::Framing(FrameError::BodyTooLong) => &mut self.body_too_long,
+            Close::Overflow => &mut self.queue_overflow,
+            Close::Tls(TlsFailure::Certificate) => &mut self.tls_failed_certificate,
+            Close::Tls(TlsFailure::Protocol) => &mut self.tls_failed_protocol,
+            Close::Tls(TlsFailure::Alert) => &mut self.tls_failed_alert,
+            Close::Tls(TlsFailure::Other) => &mut self.tls_failed_other,
+            Close::HandshakeTimeout => &mut self.tls_handshake_timeouts,
+            // A dial that failed is counted in the totals' dial_failed.
+            Close::DialFailed => return,
+        };
+        *n += 1;
+    }
 }
 
 impl StreamCounters {
@@ -258,6 +375,15 @@ impl StreamCounters {
             ("tls_failed_other", self.tls_failed_other),
             ("tls_handshake_timeouts", self.tls_handshake_timeouts),
         ]
+    }
+
+    /// The counters of one transport.
+    fn transport(&mut self, tls: bool) -> &mut TransportCounters {
+        if tls {
+            &mut self.tls
+        } else {
+            &mut self.tcp
+        }
     }
 
     fn count_framing(&mut self, e: FrameError) {
@@ -341,6 +467,7 @@ pub struct StreamLayer<H: PacketHandler> {
     handler: H,
     handler_drops: Vec<u64>,
     counters: StreamCounters,
+    refusals: RefusalTally,
     last_sweep: u64,
 }
 
@@ -416,6 +543,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             handler_drops: vec![0; H::Drop::NAMES.len()],
             handler,
             counters: StreamCounters::default(),
+            refusals: RefusalTally::default(),
             last_sweep: 0,
             cfg,
         })
@@ -485,6 +613,12 @@ impl<H: PacketHandler> StreamLayer<H> {
     /// The counters so far.
     pub fn counters(&self) -> &StreamCounters {
         &self.counters
+    }
+
+    /// The last window of connections refused by the caps that had any
+    /// (see [`refusals`]): one summary per window, however many there were.
+    pub fn refusals(&self) -> Option<RefusalSummary> {
+        self.refusals.last()
     }
 
     /// Handler drops, indexed as the handler's [`DropReason::NAMES`].
@@ -570,11 +704,16 @@ impl<H: PacketHandler> StreamLayer<H> {
             };
             if self.open >= self.cfg.max_connections {
                 self.counters.refused_total += 1;
+                self.counters.transport(tls).refused_total += 1;
+                self.refusals.note(now, source_key(peer.ip()), Cap::Total);
                 continue; // dropped: closed
             }
             let n = self.per_source.entry(source_key(peer.ip())).or_insert(0);
             if *n >= self.cfg.max_per_source {
                 self.counters.refused_per_source += 1;
+                self.counters.transport(tls).refused_per_source += 1;
+                self.refusals
+                    .note(now, source_key(peer.ip()), Cap::PerSource);
                 continue;
             }
             *n += 1;
@@ -592,6 +731,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 self.free.push(slot);
                 self.release_source(source_key(peer.ip()));
                 self.counters.io_errors += 1;
+                self.counters.transport(tls).io_errors += 1;
                 continue;
             }
             let _ = sock.set_nodelay(true);
@@ -607,6 +747,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                         self.free.push(slot);
                         self.release_source(source_key(peer.ip()));
                         self.counters.tls_failed_other += 1;
+                        self.counters.tls.tls_failed_other += 1;
                         continue;
                     }
                 },
@@ -633,6 +774,9 @@ impl<H: PacketHandler> StreamLayer<H> {
             });
             self.open += 1;
             self.counters.accepted += 1;
+            let t = self.counters.transport(tls);
+            t.accepted += 1;
+            t.open += 1;
             // Data may have arrived with the handshake.
             self.pending.push(slot);
         }
@@ -743,6 +887,7 @@ impl<H: PacketHandler> StreamLayer<H> {
         };
         if was_handshaking && !tls.is_handshaking() {
             self.counters.tls_handshakes += 1;
+            self.counters.tls.tls_handshakes += 1;
         }
         let mut available = state.plaintext_bytes_to_read();
         let peer_closed = state.peer_has_closed();
@@ -994,6 +1139,9 @@ impl<H: PacketHandler> StreamLayer<H> {
         });
         self.open += 1;
         self.counters.dialled += 1;
+        let t = self.counters.transport(transport == Transport::Tls);
+        t.dialled += 1;
+        t.open += 1;
         Some(slot)
     }
 
@@ -1118,6 +1266,7 @@ impl<H: PacketHandler> StreamLayer<H> {
         }
         self.open -= 1;
         self.free.push(slot);
+        self.counters.transport(c.tls.is_some()).count_close(why);
         let k = &mut self.counters;
         match why {
             Close::ByPeer => k.closed_by_peer += 1,
@@ -1160,6 +1309,8 @@ impl<H: PacketHandler> StreamLayer<H> {
     }
 
     fn sweep(&mut self, now: u64) {
+        // A window of refusals closes even when no refusal follows it.
+        self.refusals.roll(now);
         let idle = self.cfg.idle_timeout.as_nanos() as u64;
         let slow = self.cfg.message_timeout.as_nanos() as u64;
         for slot in 0..self.conns.len() {
@@ -1213,6 +1364,8 @@ pub struct StreamSnapshot {
     pub counters: StreamCounters,
     /// Connections open.
     pub open_connections: usize,
+    /// The last window of connections refused by the caps that had any.
+    pub refusals: Option<RefusalSummary>,
 }
 
 /// A stream layer running on its own thread: control messages in, the
@@ -1253,6 +1406,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                             let _ = snapshots_tx.push(StreamSnapshot {
                                 counters: self.counters.clone(),
                                 open_connections: self.open,
+                                refusals: self.refusals.last(),
                             });
                         }
                         StreamControl::Stop => return self,

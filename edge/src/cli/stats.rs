@@ -173,6 +173,38 @@ pub fn summary(s: &Snapshot) -> String {
             count(m.tls_handshakes),
             count(m.tls_failed),
         );
+        for (name, tr) in &st.transports {
+            if tr.open_connections == 0 && tr.counters.values().all(|n| *n == 0) {
+                continue; // a transport not in use: no line
+            }
+            let m = tr.summary();
+            let c = |n: &str| count(tr.counters.get(n).copied().unwrap_or(0));
+            let _ = write!(
+                t,
+                "  over {name}: {} open, {} accepted, {} refused by caps ({} per source, {} total), {} timed out, {} framing errors, {} queue overflows",
+                count(m.open),
+                count(m.accepted),
+                count(m.refused_by_caps),
+                c("refused_per_source"),
+                c("refused_total"),
+                count(m.timed_out),
+                count(m.framing_errors),
+                count(m.queue_overflows),
+            );
+            if name == "tls" {
+                let _ = write!(
+                    t,
+                    "; {} handshakes, {} failed ({} certificate, {} protocol, {} alert, {} other)",
+                    count(m.tls_handshakes),
+                    count(m.tls_failed),
+                    c("tls_failed_certificate"),
+                    c("tls_failed_protocol"),
+                    c("tls_failed_alert"),
+                    c("tls_failed_other"),
+                );
+            }
+            t.push('\n');
+        }
     }
     let _ = writeln!(t, "bans: {} active", s.bans.len());
     for top in s.top_sources.iter().take(5) {
@@ -328,12 +360,67 @@ mod tests {
                     ("tls_failed_certificate".to_string(), 5),
                 ]
                 .into(),
+                transports: Default::default(),
             }),
             ..Default::default()
         };
         let text = summary(&s);
         assert!(
             text.contains("sip over tcp/tls: 3 open, 1,500 accepted, 2 refused by caps, 4 timed out, 0 framing errors, 0 queue overflows; tls 0 handshakes, 5 failed"),
+            "{text}"
+        );
+        // No per-transport lines from an edge that does not split them.
+        assert!(!text.contains("  over "), "{text}");
+    }
+
+    #[test]
+    fn summary_splits_the_stream_thread_by_transport() {
+        let transport = |open: u64, counters: &[(&str, u64)]| telemetry::stats::TransportReport {
+            open_connections: open,
+            counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        };
+        let s = Snapshot {
+            stream: Some(telemetry::stats::StreamReport {
+                open_connections: 3,
+                counters: [("accepted".to_string(), 1500)].into(),
+                transports: [
+                    (
+                        "tcp".to_string(),
+                        transport(
+                            2,
+                            &[
+                                ("accepted", 1200),
+                                ("refused_per_source", 2),
+                                ("slow_timeouts", 4),
+                                ("header_too_long", 1),
+                            ],
+                        ),
+                    ),
+                    (
+                        "tls".to_string(),
+                        transport(
+                            1,
+                            &[
+                                ("accepted", 300),
+                                ("refused_total", 1),
+                                ("tls_handshakes", 290),
+                                ("tls_failed_certificate", 5),
+                                ("tls_failed_protocol", 3),
+                            ],
+                        ),
+                    ),
+                ]
+                .into(),
+            }),
+            ..Default::default()
+        };
+        let text = summary(&s);
+        assert!(
+            text.contains("\n  over tcp: 2 open, 1,200 accepted, 2 refused by caps (2 per source, 0 total), 4 timed out, 1 framing errors, 0 queue overflows\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  over tls: 1 open, 300 accepted, 1 refused by caps (0 per source, 1 total), 0 timed out, 0 framing errors, 0 queue overflows; 290 handshakes, 8 failed (5 certificate, 3 protocol, 0 alert, 0 other)\n"),
             "{text}"
         );
     }

@@ -839,6 +839,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            transports: Default::default(),
         });
         let mut view = LiveView::new("u");
         view.update(Ok(s));

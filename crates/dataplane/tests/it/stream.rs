@@ -136,6 +136,21 @@ fn framing_errors_close_only_their_connection_each_counted() {
         (1, 1, 1, 1),
         "{k:?}"
     );
+    // All of it on the TCP listener: the TCP transport's counters carry
+    // the same, the TLS transport's nothing.
+    assert_eq!(
+        (
+            k.tcp.no_content_length,
+            k.tcp.bad_content_length,
+            k.tcp.body_too_long,
+            k.tcp.header_too_long,
+            k.tcp.accepted,
+            k.tcp.open
+        ),
+        (1, 1, 1, 1, 5, 1),
+        "{k:?}"
+    );
+    assert_eq!(k.tls, Default::default(), "{k:?}");
     assert_eq!(k.messages, 0);
     // The well-behaved connection still works.
     let m = message("still here");
@@ -158,6 +173,8 @@ fn connection_caps_per_source_and_in_total_refuse_the_extra_ones() {
     let mut extra = connect(&layer);
     assert!(pump(&mut layer, |_| drain(&mut extra, &mut Vec::new())));
     assert_eq!(layer.counters().refused_per_source, 1);
+    assert_eq!(layer.counters().tcp.refused_per_source, 1);
+    assert_eq!(layer.counters().tcp.open, 2);
     assert_eq!(layer.open_connections(), 2);
     // Closing one frees its place.
     kept.pop();
@@ -173,6 +190,8 @@ fn connection_caps_per_source_and_in_total_refuse_the_extra_ones() {
     let mut two = connect(&layer);
     assert!(pump(&mut layer, |_| drain(&mut two, &mut Vec::new())));
     assert_eq!(layer.counters().refused_total, 1);
+    assert_eq!(layer.counters().tcp.refused_total, 1);
+    assert_eq!(layer.counters().tls.refused_total, 0);
 }
 
 #[test]
@@ -422,6 +441,13 @@ fn a_tls_caller_reaches_a_udp_upstream_through_the_proxy_and_back_on_its_connect
     assert!(answer.contains("branch=z9hG4bKtls1"), "{answer}");
     let k = layer.counters();
     assert_eq!((k.tls_handshakes, k.messages, k.sent), (1, 1, 1), "{k:?}");
+    // Counted under TLS, not TCP.
+    assert_eq!(
+        (k.tls.accepted, k.tls.tls_handshakes, k.tls.open),
+        (1, 1, 1),
+        "{k:?}"
+    );
+    assert_eq!(k.tcp, Default::default(), "{k:?}");
 }
 
 #[test]

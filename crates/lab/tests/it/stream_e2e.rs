@@ -3,7 +3,9 @@
 //! SIPp server over UDP behind it; every call completes (INVITE to BYE)
 //! while a slow sender, an oversized header and a bad Content-Length each
 //! lose their own connection, and the stream thread's counters agree. In
-//! socket and AF_XDP mode (TCP passes the XDP program to the kernel).
+//! socket and AF_XDP mode (TCP passes the XDP program to the kernel), and
+//! in AF_XDP mode while SYN floods from one source and from spoofed ones
+//! are shed in XDP (`syn_rate_limit`, `syn_overload`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -357,4 +359,260 @@ fn sipp_calls_over_tcp_complete_during_a_syn_flood_at_the_sip_port() {
     eprintln!("{test}: {CALLS} calls over TCP completed while hping3 sent {sent} SYNs");
     let st = edge.stop().unwrap().stream.unwrap();
     assert!(st.counters["messages"] >= 3 * CALLS as u64, "{st:?}");
+}
+
+/// Runs a bounded, paced hping3 SYN flood at the SIP TCP port from the
+/// attacker's namespace (`extra` picks its sources) and waits for it: the
+/// SYNs it reports sent and how many whole seconds it ran, rounded up.
+fn syn_flood(
+    lab: &Lab,
+    dir: &std::path::Path,
+    name: &str,
+    syns: u64,
+    gap_us: u32,
+    extra: &[&str],
+    during: impl FnOnce(),
+) -> (u64, u64) {
+    let attacker = lab.attacker.as_ref().unwrap();
+    let err = dir.join(format!("{name}.err"));
+    let started = std::time::Instant::now();
+    let mut flood = lab::netns::ChildGuard::new(
+        attacker
+            .ns
+            .command("timeout")
+            .args(["-s", "INT", "120", "hping3", "-S", "-p", "5060", "-c"])
+            .arg(syns.to_string())
+            .args(["-i", &format!("u{gap_us}")])
+            .args(extra)
+            .arg(lab::topology::EDGE_ADDR.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    during();
+    flood
+        .wait_timeout(Duration::from_secs(180))
+        .unwrap()
+        .expect("hping3 ended by its timeout");
+    let secs = started.elapsed().as_secs() + 1;
+    let text = std::fs::read_to_string(&err).unwrap();
+    let sent: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.split(" packets transmitted")
+                .next()
+                .filter(|_| l.contains(" packets transmitted"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(sent, syns, "hping3 {name}: {text}");
+    (sent, secs)
+}
+
+/// The per-source SYN budget the XDP flood test gives the filter.
+const SYN_SOURCE_RATE: u64 = 10;
+const SYN_SOURCE_BURST: u64 = 20;
+/// The per-CPU SYN budget (for sources neither allowlisted nor verified):
+/// above one source's budget, so a single source never spends it, and low
+/// enough that a paced hping3 overruns it.
+const SYN_CPU_RATE: u64 = 100;
+const SYN_CPU_BURST: u64 = 100;
+
+/// Issue 19: the real `dce-edge run` in AF_XDP mode with the XDP program on
+/// the edge's interface. The caller is NOT allowlisted (the lab allowlists
+/// callers by default; here it earns its standing): its first TCP
+/// connection carries SIP, which proves its address, and the control
+/// thread marks it verified in the XDP filter. A verified source skips the
+/// per-CPU SYN budget (`syn_overload`) and still meets its own per-source
+/// budget, which a caller opening one connection per run never reaches.
+/// Then, each while SIPp opens a new TCP connection and completes its calls
+/// (INVITE to BYE): a single-source SYN flood from the attacker's own
+/// address, shed in XDP as `syn_rate_limit`, and a flood from random
+/// (spoofed) sources (`--rand-source`; hping3 cannot draw them from a
+/// range), each new source within its own budget, shed as `syn_overload`
+/// once the per-CPU budget is spent. Neither flood reaches the stream
+/// thread: it accepts SIPp's three connections and the two the attacker
+/// opened for real within its cap (`max_per_source = 2`), refuses the
+/// attacker's other two, counts all of it under `tcp` as well, and the
+/// event log has one `connections_refused` event naming the attacker.
+#[test]
+fn sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode() {
+    let test = "sipp_calls_over_tcp_complete_while_xdp_sheds_syn_floods_in_afxdp_mode";
+    if !privileged_or_skip(test) {
+        return;
+    }
+    if !feature_or_skip(
+        test,
+        have_program("sipp") && have_program("hping3") && have_program("nsenter"),
+        "sipp, hping3 or nsenter",
+        "apt-get install sip-tester hping3 util-linux",
+    ) {
+        return;
+    }
+    let lab = Lab::build(&LabSpec {
+        caller_addrs: 1,
+        upstreams: 1,
+        attacker: true,
+        edge_queues: 1,
+    })
+    .unwrap();
+    let dir = TempDir::new("sxdp").unwrap();
+    let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
+    let mut cfg = EdgeConfig::new(
+        &lab,
+        IoMode::AfXdp,
+        groups_toml(None, &[("uk", &[uas.addr()])]),
+        "prefix,group\n44,uk\n".into(),
+    );
+    let caller = lab.callers.addr();
+    cfg.allowlist.retain(|a| *a != format!("{caller}/32"));
+    cfg.filter = format!(
+        "syn_per_source = {{ rate = {SYN_SOURCE_RATE}, burst = {SYN_SOURCE_BURST} }}\n\
+         syn_per_cpu = {{ rate = {SYN_CPU_RATE}, burst = {SYN_CPU_BURST} }}\n"
+    );
+    let sip = SocketAddr::from((lab::topology::EDGE_ADDR, 5060));
+    cfg.stream = format!("tcp = \"{sip}\"\nmax_per_source = 2");
+    let mut edge = EdgeProcess::start(&lab, dir.path(), &cfg).unwrap();
+
+    // The attacker's real connections over its cap: four opened, two kept,
+    // two refused (accepted and closed at once), which the event log
+    // summarises in one `connections_refused` event naming it.
+    let cap_probe = lab
+        .attacker
+        .as_ref()
+        .unwrap()
+        .ns
+        .spawn_thread(move || {
+            let conns: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(sip).unwrap()).collect();
+            conns
+                .into_iter()
+                .filter(|mut c| {
+                    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    matches!(c.read(&mut [0u8; 16]), Ok(0))
+                })
+                .count()
+        })
+        .unwrap();
+
+    // Each SIPp run opens its own connection (a new SYN) from its own port.
+    let calls = |port: u16| {
+        let mut uac = Uac::new(caller, sip, "442071234567", 20, CALLS);
+        uac.transport = "t1";
+        uac.port = port;
+        let run = uac.run(&lab.callers.ns, dir.path()).unwrap();
+        assert!(
+            run.all_successful(),
+            "SIPp from port {port}: {}",
+            run.report()
+        );
+    };
+    let drops = |s: &telemetry::stats::Snapshot, reason: &str| {
+        s.xdp.as_ref().map_or(0, |x| x.drops[reason])
+    };
+
+    // Before any flood: the caller's calls over TCP verify it, in the XDP
+    // filter too.
+    calls(5070);
+    assert_eq!(
+        cap_probe.join().unwrap().unwrap(),
+        2,
+        "two refused by the cap"
+    );
+    edge.wait_for(
+        "the caller verified in the XDP filter",
+        Duration::from_secs(30),
+        |s| s.verified_sources >= 1,
+    )
+    .unwrap();
+
+    // One source floods; the caller opens a new connection meanwhile.
+    let (sent, secs) = syn_flood(&lab, dir.path(), "flood-one", 3000, 1000, &[], || {
+        std::thread::sleep(Duration::from_millis(300));
+        calls(5071);
+    });
+    // At most the burst and the rate for each second of the flood passed.
+    let floor = sent - SYN_SOURCE_BURST - SYN_SOURCE_RATE * secs;
+    let one = edge
+        .wait_for(
+            "the single-source flood counted",
+            Duration::from_secs(30),
+            |s| drops(s, "syn_rate_limit") >= floor,
+        )
+        .unwrap();
+    assert_eq!(drops(&one, "syn_overload"), 0, "{:?}", one.xdp);
+    let attacker = format!("{}/32", lab::topology::ATTACKER_ADDR);
+    let top = one.top_sources.iter().find(|t| t.source == attacker);
+    assert_eq!(
+        top.map(|t| t.last_reason.as_str()),
+        Some("syn_rate_limit"),
+        "{:?}",
+        one.top_sources
+    );
+    let limited = drops(&one, "syn_rate_limit");
+
+    // Spoofed sources flood; the caller opens a new connection meanwhile.
+    // The per-CPU budget is per CPU: every CPU that runs the XDP program
+    // may pass its burst and rate.
+    // SAFETY: sysconf reads a constant of the running system.
+    #[allow(unsafe_code)]
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as u64;
+    let (spoofed, secs) = syn_flood(
+        &lab,
+        dir.path(),
+        "flood-spoofed",
+        6000,
+        500,
+        &["--rand-source"],
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            calls(5072);
+        },
+    );
+    let floor = spoofed.saturating_sub(cpus * (SYN_CPU_BURST + SYN_CPU_RATE * secs));
+    edge.wait_for("the spoofed flood counted", Duration::from_secs(30), |s| {
+        drops(s, "syn_overload") >= floor
+    })
+    .unwrap();
+
+    // One event for the refusals (the stream thread closes a window of
+    // them every 10 s), naming the attacker.
+    let refused = |e: &serde_json::Value| e["event"] == "connections_refused";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !edge.events().iter().any(refused) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let last = edge.stop().unwrap();
+    let events: Vec<serde_json::Value> = edge.events().into_iter().filter(refused).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["subject"],
+        lab::topology::ATTACKER_ADDR.to_string(),
+        "{events:?}"
+    );
+    assert_eq!(events[0]["details"]["refused_per_source"], 2, "{events:?}");
+    let xdp = last.xdp.as_ref().unwrap();
+    eprintln!(
+        "{test}: {} calls over TCP completed; {sent} SYNs from one source, {} dropped as \
+         syn_rate_limit; {spoofed} from random sources, {} dropped as syn_overload",
+        3 * CALLS,
+        limited,
+        xdp.drops["syn_overload"]
+    );
+    assert!(xdp.drops["syn_overload"] >= floor, "{xdp:?}");
+    assert!(xdp.drops["syn_overload"] <= spoofed, "{xdp:?}");
+    let st = last.stream.expect("the stream thread's counters");
+    assert!(st.counters["messages"] >= 9 * CALLS as u64, "{st:?}");
+    assert_eq!(
+        st.counters["accepted"], 5,
+        "SIPp's three connections and the attacker's two kept only: {st:?}"
+    );
+    assert_eq!(st.counters["handler_drops"], 0, "{st:?}");
+    // All of it over TCP, by transport too.
+    let tcp = &st.transports["tcp"];
+    assert_eq!(tcp.counters["accepted"], 5, "{st:?}");
+    assert_eq!(tcp.counters["refused_per_source"], 2, "{st:?}");
+    assert_eq!(st.transports["tls"].counters["accepted"], 0, "{st:?}");
 }

@@ -84,6 +84,11 @@ pub enum EventKind {
     BusDown,
     /// The bus is back and the shared state was read again.
     BusUp,
+    /// Connections to the SIP over TCP/TLS listeners were refused by the
+    /// per-source or the total cap: one summary per window (subject: the
+    /// source refused most; details: how many by each cap, from how many
+    /// sources), never one line per connection.
+    ConnectionsRefused,
 }
 
 /// One event, before it is stamped and written.

@@ -187,6 +187,27 @@ impl Collector for SnapshotCollector {
                     .iter()
                     .map(|(name, n)| (labels([("counter", name)]), *n)),
             )?;
+            if !st.transports.is_empty() {
+                gauges(
+                    e,
+                    "dce_edge_stream_transport_open_connections",
+                    "SIP over TCP and TLS: connections open, by transport.",
+                    None,
+                    st.transports
+                        .iter()
+                        .map(|(t, r)| (labels([("transport", t)]), r.open_connections as f64)),
+                )?;
+                counters(
+                    e,
+                    "dce_edge_stream_transport",
+                    "SIP over TCP and TLS, by transport and counter: connections accepted, dialled, refused by the total or the per-source cap, closed by the peer or an I/O error, timed out (idle, slow message, TLS handshake), closed for a framing error by kind or a full send queue, TLS handshakes completed and failed by reason.",
+                    st.transports.iter().flat_map(|(t, r)| {
+                        r.counters.iter().map(move |(name, n)| {
+                            (labels([("transport", t), ("counter", name)]), *n)
+                        })
+                    }),
+                )?;
+            }
         }
         encode_bans(e, s)?;
         encode_top_sources(e, s)?;
@@ -1293,6 +1314,7 @@ mod tests {
                 ("tls_failed_certificate".to_string(), 1),
             ]
             .into(),
+            transports: Default::default(),
         });
         let text = render_openmetrics(&s);
         assert!(
@@ -1310,6 +1332,68 @@ mod tests {
                 &[("counter", "tls_failed_certificate")]
             ),
             Some(1.0)
+        );
+        // An edge that does not split by transport: no per-transport
+        // series at all.
+        assert!(!text.contains("dce_edge_stream_transport"), "{text}");
+    }
+
+    #[test]
+    fn stream_connections_render_by_transport_beside_the_totals() {
+        let mut s = known_snapshot();
+        let transport = |open: u64, counters: &[(&str, u64)]| crate::stats::TransportReport {
+            open_connections: open,
+            counters: counters.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        };
+        s.stream = Some(crate::stats::StreamReport {
+            open_connections: 5,
+            counters: [
+                ("accepted".to_string(), 9),
+                ("refused_per_source".to_string(), 7),
+                ("tls_failed_protocol".to_string(), 2),
+            ]
+            .into(),
+            transports: [
+                (
+                    "tcp".to_string(),
+                    transport(3, &[("accepted", 6), ("refused_per_source", 7)]),
+                ),
+                (
+                    "tls".to_string(),
+                    transport(2, &[("accepted", 3), ("tls_failed_protocol", 2)]),
+                ),
+            ]
+            .into(),
+        });
+        let text = render_openmetrics(&s);
+        let open = |t| {
+            sample_value(
+                &text,
+                "dce_edge_stream_transport_open_connections",
+                &[("transport", t)],
+            )
+        };
+        assert_eq!((open("tcp"), open("tls")), (Some(3.0), Some(2.0)), "{text}");
+        let total = |t, c| {
+            sample_value(
+                &text,
+                "dce_edge_stream_transport_total",
+                &[("transport", t), ("counter", c)],
+            )
+        };
+        assert_eq!(total("tcp", "accepted"), Some(6.0), "{text}");
+        assert_eq!(total("tls", "accepted"), Some(3.0), "{text}");
+        assert_eq!(total("tcp", "refused_per_source"), Some(7.0), "{text}");
+        assert_eq!(total("tls", "tls_failed_protocol"), Some(2.0), "{text}");
+        assert_eq!(total("tcp", "tls_failed_protocol"), None, "{text}");
+        // The totals keep their names.
+        assert_eq!(
+            sample_value(&text, "dce_edge_stream_total", &[("counter", "accepted")]),
+            Some(9.0)
+        );
+        assert!(
+            text.contains("dce_edge_stream_open_connections 5"),
+            "{text}"
         );
     }
 }

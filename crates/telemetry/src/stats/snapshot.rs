@@ -304,8 +304,32 @@ pub struct StreamReport {
     /// Connections open when the snapshot was taken.
     pub open_connections: u64,
     /// Its counters by name (`accepted`, `refused_per_source`,
-    /// `slow_timeouts`, `tls_failed_certificate`, ...), since start.
+    /// `slow_timeouts`, `tls_failed_certificate`, ...), since start: both
+    /// transports together.
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// The connections' counters of each transport (`tcp`, `tls`) apart,
+    /// under the same names; empty from an edge that does not split them.
+    #[serde(default)]
+    pub transports: BTreeMap<String, TransportReport>,
+}
+
+/// The connections of one transport of the stream thread (SIP over TCP, or
+/// over TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TransportReport {
+    /// Connections of this transport open when the snapshot was taken.
+    pub open_connections: u64,
+    /// Its connection counters by name (`accepted`, `dialled`,
+    /// `refused_total`, `refused_per_source`, `idle_timeouts`,
+    /// `header_too_long`, `tls_failed_protocol`, ...), since start.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl TransportReport {
+    /// The counters folded into a [`StreamSummary`].
+    pub fn summary(&self) -> StreamSummary {
+        StreamSummary::of(self.open_connections, &self.counters)
+    }
 }
 
 /// The stream layer's counters folded the way an operator reads them (the
@@ -333,16 +357,24 @@ pub struct StreamSummary {
 }
 
 impl StreamReport {
-    /// The counters folded into a [`StreamSummary`].
+    /// The counters folded into a [`StreamSummary`] (both transports).
     pub fn summary(&self) -> StreamSummary {
+        StreamSummary::of(self.open_connections, &self.counters)
+    }
+}
+
+impl StreamSummary {
+    /// Folds counters by name (those of [`StreamReport`] or of one
+    /// [`TransportReport`]); a name missing counts as 0.
+    pub fn of(open: u64, counters: &BTreeMap<String, u64>) -> StreamSummary {
         let c = |names: &[&str]| -> u64 {
             names
                 .iter()
-                .map(|n| self.counters.get(*n).copied().unwrap_or(0))
+                .map(|n| counters.get(*n).copied().unwrap_or(0))
                 .sum()
         };
         StreamSummary {
-            open: self.open_connections,
+            open,
             accepted: c(&["accepted"]),
             refused_by_caps: c(&["refused_total", "refused_per_source"]),
             timed_out: c(&["idle_timeouts", "slow_timeouts", "tls_handshake_timeouts"]),
