@@ -99,6 +99,12 @@ impl HandoffRx {
         self.ring.slots() >= HEADER
     }
 
+    /// Bytes waiting now: whole records (each pushed in one piece), so
+    /// reading this many drains what was there and nothing pushed since.
+    pub fn waiting(&self) -> usize {
+        self.ring.slots()
+    }
+
     /// The next record: its peer and its payload, copied into `buf` (which
     /// must hold the largest message). `None` when the ring is empty.
     pub fn next<'b>(&mut self, buf: &'b mut [u8]) -> Option<(Peer, &'b [u8])> {
@@ -165,5 +171,41 @@ mod tests {
             assert_eq!(payload, format!("hello{i}").as_bytes());
         }
         assert!(rx.next(&mut buf).is_none());
+    }
+
+    /// The stream thread's poll is edge-triggered on the waker: a wake
+    /// after each batch must rouse it every time, the second batch's too
+    /// (a missed wake leaves the thread asleep up to its poll timeout
+    /// while the ring fills), and a batch with nothing handed over wakes
+    /// nobody.
+    #[test]
+    fn a_wake_after_each_batch_rouses_the_poll_every_time() {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(9)).unwrap());
+        let (mut tx, mut rx) = channel(4096, 100, waker);
+        let to = Peer::at("198.18.0.20:5060".parse().unwrap(), Transport::Tcp);
+        let mut buf = [0u8; 100];
+        let mut woken = |poll: &mut mio::Poll| {
+            poll.poll(&mut events, Some(std::time::Duration::ZERO))
+                .unwrap();
+            events.iter().any(|e| e.token() == mio::Token(9))
+        };
+        for batch in 0..3 {
+            for _ in 0..=batch {
+                tx.reserve()[..2].copy_from_slice(b"ok");
+                assert!(tx.commit(to, 2));
+            }
+            tx.wake();
+            assert!(woken(&mut poll), "batch {batch}");
+            let mut n = 0;
+            while rx.next(&mut buf).is_some() {
+                n += 1;
+            }
+            assert_eq!(n, batch + 1);
+            // Nothing handed over since: no wake, nothing to rouse.
+            tx.wake();
+            assert!(!woken(&mut poll), "batch {batch}: a spurious wake");
+        }
     }
 }

@@ -80,6 +80,11 @@ const READS_PER_ROUND: usize = 8;
 const READ_CHUNK: usize = 16 * 1024;
 /// Most UDP datagrams read per round.
 const UDP_PER_ROUND: usize = 64;
+/// Bytes queued on a connection in one round before they are written at
+/// once: messages for one connection are gathered and written once a
+/// round (one syscall, or one TLS flush, for many messages), or sooner
+/// when this much waits.
+const WRITE_BATCH: usize = 16 * 1024;
 /// How often connections are checked for timeouts.
 const SWEEP_EVERY: u64 = 200_000_000;
 /// Messages one handler call may send.
@@ -436,6 +441,8 @@ struct Conn {
     last_active: u64,
     message_started: Option<u64>,
     writable: bool,
+    /// Bytes queued this round, not yet written (see [`WRITE_BATCH`]).
+    unflushed: usize,
 }
 
 /// The stream layer: a TCP listener, its connections and a handler; see
@@ -458,6 +465,8 @@ pub struct StreamLayer<H: PacketHandler> {
     next_id: u64,
     /// Connections with unread data left (their read budget ran out).
     pending: Vec<usize>,
+    /// Connections with messages queued this round, written at its end.
+    unflushed: Vec<usize>,
     udp_pending: bool,
     ready: Vec<(Token, bool)>,
     staging: Option<OutboxBuffer>,
@@ -534,6 +543,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             open: 0,
             next_id: 1,
             pending: Vec::new(),
+            unflushed: Vec::new(),
             udp_pending: false,
             ready: Vec::with_capacity(256),
             staging: Some(OutboxBuffer::new(STAGING_SLOTS, slot)),
@@ -680,11 +690,27 @@ impl<H: PacketHandler> StreamLayer<H> {
             self.read_udp(now);
         }
         self.read_inbound(now);
+        self.flush_queued();
         if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.sweep(now);
         }
         Ok(())
+    }
+
+    /// Writes what this round queued, once per connection.
+    fn flush_queued(&mut self) {
+        let mut slots = std::mem::take(&mut self.unflushed);
+        for &slot in &slots {
+            // A slot closed (and perhaps reused) since: flushing a
+            // connection with nothing queued writes nothing.
+            if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                c.unflushed = 0;
+                self.flush(slot);
+            }
+        }
+        slots.clear();
+        self.unflushed = slots;
     }
 
     fn accept_all(&mut self, now: u64, tls: bool) {
@@ -771,6 +797,7 @@ impl<H: PacketHandler> StreamLayer<H> {
                 last_active: now,
                 message_started: None,
                 writable: false,
+                unflushed: 0,
             });
             self.open += 1;
             self.counters.accepted += 1;
@@ -1036,15 +1063,20 @@ impl<H: PacketHandler> StreamLayer<H> {
         }
     }
 
-    /// Sends what the UDP workers handed over.
+    /// Sends what the UDP workers handed over: every record each ring held
+    /// when the round began. Bounded by that (a busy worker cannot keep the
+    /// thread from its sockets), and not by a count: a fixed count per round
+    /// lets a ring that filled while the thread waited for its core fill
+    /// further, and the workers drop what does not fit.
     fn read_inbound(&mut self, now: u64) {
         let mut buf = std::mem::take(&mut self.inbound_buf);
         for i in 0..self.inbound.len() {
-            // Bounded per round: a busy worker cannot starve the sockets.
-            for _ in 0..UDP_PER_ROUND {
+            let mut left = self.inbound[i].waiting();
+            while left > 0 {
                 let Some((to, bytes)) = self.inbound[i].next(&mut buf) else {
                     break;
                 };
+                left = left.saturating_sub(handoff::HEADER + bytes.len());
                 self.counters.handed_over += 1;
                 // Only stream peers are handed over; anything else is a bug
                 // of the sender, not a datagram to send from here.
@@ -1136,6 +1168,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             last_active: now,
             message_started: None,
             writable: true,
+            unflushed: 0,
         });
         self.open += 1;
         self.counters.dialled += 1;
@@ -1162,9 +1195,22 @@ impl<H: PacketHandler> StreamLayer<H> {
         self.flush(slot);
     }
 
-    /// Queues `bytes` on connection `slot` and writes what it can; false
-    /// when the connection was closed (queue over its cap, write error).
+    /// Queues `bytes` on connection `slot`, written at the end of the
+    /// round with whatever else the round queued for it (or at once when
+    /// [`WRITE_BATCH`] bytes wait); false when the connection was closed
+    /// (queue over its cap, write error).
     fn queue(&mut self, slot: usize, bytes: &[u8]) -> bool {
+        let Some(c) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        if c.unflushed > 0 && c.unflushed + bytes.len() > WRITE_BATCH {
+            // Write what waits first: the cap below is for a peer that does
+            // not read, not for a batch this thread has not written yet.
+            c.unflushed = 0;
+            if !self.flush(slot) {
+                return false;
+            }
+        }
         let Some(c) = self.conns[slot].as_mut() else {
             return false;
         };
@@ -1175,14 +1221,18 @@ impl<H: PacketHandler> StreamLayer<H> {
                 self.close(slot, Close::Overflow);
                 return false;
             }
-            return self.flush(slot);
+        } else {
+            if c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
+                self.close(slot, Close::Overflow);
+                return false;
+            }
+            c.tx.extend_from_slice(bytes);
         }
-        if c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
-            self.close(slot, Close::Overflow);
-            return false;
+        if c.unflushed == 0 {
+            self.unflushed.push(slot);
         }
-        c.tx.extend_from_slice(bytes);
-        self.flush(slot)
+        c.unflushed += bytes.len();
+        true
     }
 
     /// Writes what connection `slot` has queued; false when it was closed.

@@ -476,3 +476,60 @@ fn a_stream_thread_takes_control_messages_and_gives_its_layer_back() {
     assert!(layer.counters().messages >= 1);
     assert_eq!(layer.open_connections(), 1);
 }
+
+/// What the UDP workers hand over after the stream thread waited (for its
+/// core, say) is all sent in the next round, none left for later rounds
+/// while the workers' rings fill, and all of it reaches the connection, in
+/// order. (With a fixed count per round, 64, a backlog grew while the
+/// thread was busy and the workers dropped answers as `no_stream_path`.)
+#[test]
+fn a_backlog_handed_over_is_drained_in_one_round_and_all_reaches_the_connection() {
+    use dataplane::{Peer, Transport};
+    use std::net::TcpListener;
+
+    let mut layer = StreamLayer::open(StreamConfig::new(local()), Echo::new()).unwrap();
+    let mut tx = layer.handoff(1 << 20);
+    let upstream = TcpListener::bind(local()).unwrap();
+    let to = Peer::at(upstream.local_addr().unwrap(), Transport::Tcp);
+    let hand = |tx: &mut dataplane::handoff::HandoffTx, m: &str| {
+        tx.reserve()[..m.len()].copy_from_slice(m.as_bytes());
+        assert!(tx.commit(to, m.len()), "the ring has room");
+    };
+    // The first record dials the connection; its answer says it is up.
+    let first = message("first");
+    hand(&mut tx, &first);
+    tx.wake();
+    upstream.set_nonblocking(true).unwrap();
+    let mut peer = None;
+    let mut got = Vec::new();
+    assert!(pump(&mut layer, |_| {
+        if peer.is_none() {
+            peer = upstream.accept().ok().map(|(s, _)| s);
+        }
+        let Some(p) = peer.as_mut() else {
+            return false;
+        };
+        p.set_nonblocking(true).unwrap();
+        drain(p, &mut got);
+        got.len() >= first.len()
+    }));
+    let mut peer = peer.unwrap();
+    // A backlog: far more than one round's old bound, more than one write
+    // batch, less than the connection's queue cap.
+    let backlog: Vec<String> = (0..1000).map(|i| message(&format!("{i:05}"))).collect();
+    for m in &backlog {
+        hand(&mut tx, m);
+    }
+    tx.wake();
+    layer.poll_once(Duration::ZERO).unwrap();
+    let k = layer.counters();
+    assert_eq!((k.handed_over, k.sent), (1001, 1001), "one round: {k:?}");
+    assert_eq!(k.queue_overflow, 0);
+    let want: String = std::iter::once(first).chain(backlog).collect();
+    assert!(pump(&mut layer, |_| {
+        drain(&mut peer, &mut got);
+        got.len() >= want.len()
+    }));
+    assert_eq!(String::from_utf8(got).unwrap(), want);
+    assert_eq!(layer.counters().queue_overflow, 0);
+}
