@@ -43,6 +43,7 @@ use anyhow::{bail, Context, Result};
 
 use dataplane::IoMode;
 use lab::bin::TempDir;
+use lab::cpu;
 use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
 use lab::netns::ChildGuard;
 use lab::privilege::{have_program, is_root};
@@ -202,34 +203,9 @@ fn load_average() -> String {
 // ---------------------------------------------------------------------------
 // CPU from /proc.
 
-fn ticks_of(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
 /// utime + stime of a process (all its threads), in clock ticks.
 fn process_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| ticks_of(&s))
-        .unwrap_or(0)
-}
-
-/// utime + stime of the threads of `pid` whose name starts with `prefix`.
-fn thread_ticks(pid: u32, prefix: &str) -> u64 {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    dir.flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter(|s| s.find('(').is_some_and(|i| s[i + 1..].starts_with(prefix)))
-        .filter_map(|s| ticks_of(&s))
-        .sum()
-}
-
-fn tps() -> f64 {
-    sys::clock_ticks_per_second() as f64
+    cpu::proc_stat(pid).map_or(0, |s| s.ticks)
 }
 
 // ---------------------------------------------------------------------------
@@ -435,7 +411,7 @@ fn run_rates(
             let u = uac(lab, target, rate, rate * plan.secs, plan.socket_per_call);
             let t0 = Instant::now();
             let e0 = process_ticks(pid);
-            let w0 = thread_ticks(pid, "dce-worker");
+            let w0 = cpu::thread_ticks(pid, "dce-worker");
             let s0: u64 = uas.iter().map(|u| process_ticks(u.pid())).sum();
             let running = u.spawn(&lab.callers.ns, dir)?;
             let uac_pid = running.pid();
@@ -455,7 +431,7 @@ fn run_rates(
             })?;
             let secs = t0.elapsed().as_secs_f64();
             let e1 = process_ticks(pid);
-            let w1 = thread_ticks(pid, "dce-worker");
+            let w1 = cpu::thread_ticks(pid, "dce-worker");
             let s1: u64 = uas.iter().map(|u| process_ticks(u.pid())).sum();
             let latency = match tcpdump {
                 Some(mut t) => {
@@ -472,10 +448,10 @@ fn run_rates(
                 offered: rate,
                 outcome: waiter,
                 secs,
-                edge_cores: (e1 - e0) as f64 / tps() / secs,
-                worker_cores: (w1 - w0) as f64 / tps() / secs,
-                uac_cores: c_last as f64 / tps() / secs,
-                uas_cores: (s1 - s0) as f64 / tps() / secs,
+                edge_cores: (e1 - e0) as f64 / cpu::ticks_per_second() / secs,
+                worker_cores: (w1 - w0) as f64 / cpu::ticks_per_second() / secs,
+                uac_cores: c_last as f64 / cpu::ticks_per_second() / secs,
+                uas_cores: (s1 - s0) as f64 / cpu::ticks_per_second() / secs,
                 drops: drop_deltas(before.as_ref(), after.as_ref()),
                 worker_wait_secs: worker_wait(after.as_ref())
                     .saturating_sub(worker_wait(before.as_ref()))

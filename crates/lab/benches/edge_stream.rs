@@ -200,38 +200,14 @@ fn certificates() -> Result<(String, String, String)> {
     Ok((ca_pem, cert, key.serialize_pem()))
 }
 
-/// utime + stime of a process (all its threads) in clock ticks, and its
-/// parent's pid.
-fn proc_ticks(pid: u32) -> Option<(u64, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid: u32 = f.get(1)?.parse().ok()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime, ppid))
-}
-
 /// CPU ticks of `pid` and, with `children`, of its children (Kamailio's
 /// workers are children of its main process).
 fn ticks(pid: u32, children: bool) -> u64 {
-    let mut sum = proc_ticks(pid).map_or(0, |t| t.0);
     if children {
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let Some(p) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                    continue;
-                };
-                if let Some((t, ppid)) = proc_ticks(p) {
-                    if ppid == pid {
-                        sum += t;
-                    }
-                }
-            }
-        }
+        lab::cpu::ticks(&[], &[pid])
+    } else {
+        lab::cpu::ticks(&[pid], &[])
     }
-    sum
 }
 
 fn loadavg() -> String {
@@ -457,7 +433,7 @@ impl Proxy {
         match self {
             Proxy::Edge(e) => e
                 .pid()
-                .filter(|p| proc_ticks(*p).is_none())
+                .filter(|p| lab::cpu::proc_stat(*p).is_none())
                 .map(|_| "dce-edge's process is gone".to_string()),
             Proxy::Kamailio(k) => match k.child_mut().try_wait() {
                 Ok(Some(status)) => Some(format!("kamailio exited ({status})")),

@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use lab::bin::{workspace_binary, TempDir};
+use lab::cpu::ticks_per_second;
 use lab::netns::ChildGuard;
 use lab::ping::options_ping;
 use lab::topology::{Lab, LabSpec, EDGE_ADDR};
@@ -322,21 +323,6 @@ fn dialed_numbers(prefixes: usize) -> String {
 // ---------------------------------------------------------------------------
 // CPU accounting from /proc.
 
-/// utime + stime of a process (all its threads) in clock ticks, and its
-/// parent's pid.
-fn proc_ticks(pid: u32) -> Option<(u64, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid: u32 = f.get(1)?.parse().ok()?;
-    // Fields 14 and 15 of stat are 12 and 13 after the name and state.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime, ppid))
-}
-
-/// Whose CPU to count.
 #[derive(Debug, Clone, Default)]
 struct Cpu {
     /// These processes (with all their threads).
@@ -348,32 +334,8 @@ struct Cpu {
 
 impl Cpu {
     fn ticks(&self) -> u64 {
-        let mut sum: u64 = self
-            .pids
-            .iter()
-            .filter_map(|&p| proc_ticks(p))
-            .map(|t| t.0)
-            .sum();
-        if !self.trees.is_empty() {
-            if let Ok(dir) = std::fs::read_dir("/proc") {
-                for entry in dir.flatten() {
-                    let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                        continue;
-                    };
-                    if let Some((t, ppid)) = proc_ticks(pid) {
-                        if self.trees.contains(&pid) || self.trees.contains(&ppid) {
-                            sum += t;
-                        }
-                    }
-                }
-            }
-        }
-        sum
+        lab::cpu::ticks(&self.pids, &self.trees)
     }
-}
-
-fn ticks_per_second() -> f64 {
-    sys::clock_ticks_per_second() as f64
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -390,7 +352,7 @@ impl Mark {
             at: Instant::now(),
             proxy: proxy.ticks(),
             servers: servers.ticks(),
-            callers: proc_ticks(std::process::id()).map_or(0, |t| t.0),
+            callers: lab::cpu::ticks(&[std::process::id()], &[]),
         }
     }
 }

@@ -25,6 +25,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use lab::cpu::ticks_per_second;
 use lab::netns::ChildGuard;
 use loadgen::held::{self, GeneratorLoad, Limits, StepFacts, StepVerdict};
 
@@ -249,19 +250,7 @@ fn search(
 
 /// utime + stime of a process in clock ticks, and its state letter.
 fn proc_ticks(pid: u32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    // Fields 14 and 15 of stat are 12 and 13 after the name and state.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime, state))
-}
-
-fn ticks_per_second() -> f64 {
-    sys::clock_ticks_per_second() as f64
+    lab::cpu::proc_stat(pid).map(|s| (s.ticks, s.state))
 }
 
 /// Waits for `child` to exit, returning its CPU ticks read while it is a

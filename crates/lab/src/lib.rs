@@ -3,6 +3,7 @@
 //! without touching any real network.
 
 pub mod bin;
+pub mod cpu;
 pub mod demo;
 pub mod edge_process;
 pub mod fleet;
