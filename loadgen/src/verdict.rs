@@ -221,7 +221,7 @@ mod tests {
         let b = band("lab").unwrap();
         let v = verdict("lab", &b, 20_000.0, None);
         assert!(
-            v.summary.contains("measured: 15217 CPS held on 2026-11-25"),
+            v.summary.contains("measured: 21624 CPS held on 2026-12-07"),
             "{}",
             v.summary
         );

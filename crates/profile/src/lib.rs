@@ -214,7 +214,7 @@ mod tests {
         let m = band.measurement.as_ref().unwrap();
         assert_eq!(
             (m.cps, m.on.as_str(), m.flood_pps),
-            (15_217, "2026-11-25", 0)
+            (21_624, "2026-12-07", 0)
         );
         assert!(band.measured_cps >= Some(band.target_cps));
         assert_eq!(
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_measured_basis_without_its_date_is_refused() {
-        let src = lab_with("measured_on = \"2026-11-25\"\n", "");
+        let src = lab_with("measured_on = \"2026-12-07\"\n", "");
         let err = refusal(&src);
         assert_eq!(err.line, line_of(&src, "target_basis"));
         assert!(err.reason.contains("without measured_on"), "{err}");
@@ -312,14 +312,14 @@ mod tests {
         assert!(err.reason.contains("without command"), "{err}");
         let err = refusal(&lab_with("measured_flood_pps = 0\n", ""));
         assert!(err.reason.contains("without measured_flood_pps"), "{err}");
-        let err = refusal(&lab_with("measured_cps = 15217\n", ""));
+        let err = refusal(&lab_with("measured_cps = 21624\n", ""));
         assert!(err.reason.contains("without measured_cps"), "{err}");
     }
 
     #[test]
     fn a_measured_date_that_is_not_a_date_is_refused_at_its_line() {
         let src = lab_with(
-            "measured_on = \"2026-11-25\"",
+            "measured_on = \"2026-12-07\"",
             "measured_on = \"last week\"",
         );
         let err = refusal(&src);
@@ -329,10 +329,10 @@ mod tests {
 
     #[test]
     fn a_measured_target_above_what_held_is_refused() {
-        let src = lab_with("target_cps = 15000", "target_cps = 16000");
+        let src = lab_with("target_cps = 15000", "target_cps = 22000");
         let err = refusal(&src);
         assert_eq!(err.line, line_of(&src, "target_cps"));
-        assert!(err.reason.contains("above the measured 15217"), "{err}");
+        assert!(err.reason.contains("above the measured 21624"), "{err}");
     }
 
     fn large_text() -> &'static str {
@@ -503,18 +503,18 @@ mod tests {
 
     #[test]
     fn measured_value_makes_the_band_confirmed() {
-        let src = lab_with("measured_cps = 15217", "measured_cps = 16200");
+        let src = lab_with("measured_cps = 21624", "measured_cps = 16200");
         let band = parse(&src).unwrap().band().clone();
         assert_eq!(band.measured_cps, Some(16_200));
         assert!(band.is_confirmed());
         assert!(band
             .basis_line()
-            .contains("measured: 16200 CPS held on 2026-11-25"));
+            .contains("measured: 16200 CPS held on 2026-12-07"));
     }
 
     #[test]
     fn a_measured_value_of_zero_is_refused() {
-        let src = lab_with("measured_cps = 15217", "measured_cps = 0");
+        let src = lab_with("measured_cps = 21624", "measured_cps = 0");
         let err = refusal(&src);
         assert_eq!(err.line, line_of(&src, "measured_cps"));
     }

@@ -42,7 +42,7 @@ fn list_names_every_builtin_tier() {
     }
     // The lab's band is the measured one; the others are extrapolated
     // from a model, which they may not exceed.
-    assert!(out.contains("measured 15217 on 2026-11-25"), "{out}");
+    assert!(out.contains("measured 21624 on 2026-12-07"), "{out}");
     assert!(out.contains("extrapolated (model 91503)"), "{out}");
 }
 
@@ -53,10 +53,10 @@ fn show_prints_the_file_with_its_comments() {
     let out = stdout(&o);
     assert!(out.starts_with("# hardware-profiles/lab.toml\n"), "{out}");
     assert!(
-        out.contains("# band: target 15000 CPS; measured: 15217 CPS held on 2026-11-25"),
+        out.contains("# band: target 15000 CPS; measured: 21624 CPS held on 2026-12-07"),
         "{out}"
     );
-    assert!(out.contains("measured_cps = 15217"), "{out}");
+    assert!(out.contains("measured_cps = 21624"), "{out}");
     assert!(
         out.contains("# The capacity `dce-loadgen capacity --profile lab` found"),
         "{out}"
