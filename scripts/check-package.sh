@@ -80,7 +80,7 @@ if [ "${1:-}" = "--inside" ]; then
   if [ "$(unit_value LimitMEMLOCK)" = infinity ] && prlimit --pid $$ --memlock=unlimited:unlimited 2>/dev/null; then
     ok "LimitMEMLOCK=infinity applied"
   else
-    umem=$'[dataplane]\nframe_count = 2048\nfill_ring = 1024\nrx_ring = 512\n'
+    umem=$'[dataplane]\nframe_count = 2048\nfill_ring = 1024\nrx_ring = 512\ntx_ring = 512\ncompletion_ring = 512\n'
     ok "LimitMEMLOCK=infinity cannot be applied here (memlock $(ulimit -l) KiB): lab UMEM 4 MiB"
   fi
 
