@@ -17,7 +17,9 @@
 //!
 //! Configurations: "nothing between" (callers straight to one server),
 //! Kamailio (config written by [`kamailio`] below), dce-edge in AF_XDP mode
-//! (one worker: lab veths have one queue) and in socket mode (two workers,
+//! (one worker on a one-queue veth; `DCE_BENCH_AFXDP_WORKERS=2`: two
+//! workers on a two-queue veth, as many workers as socket mode) and in
+//! socket mode (two workers,
 //! the XDP filter passing in front of them). dce-edge runs the `lab` profile
 //! with the demo's configuration (`lab::demo::write_config`) and
 //! per-source limits raised so they do not cap the measurement; Kamailio's
@@ -37,6 +39,8 @@
 //! sockets), `DCE_BENCH_CALLER_THREADS` (1), `DCE_BENCH_CALLER_CORES` and
 //! `DCE_BENCH_SERVER_CORES` (e.g. `0`; default unpinned),
 //! `DCE_BENCH_BUSY_POLLS` (the edge's `[dataplane.idle] busy_polls`),
+//! `DCE_BENCH_AFXDP_WORKERS` (1 or 2: AF_XDP workers, one per queue of the
+//! edge's veth),
 //! `DCE_BENCH_LIMIT_SECS` (1200: the whole run stops there),
 //! `DCE_BENCH_KEEP=DIR` (keep configurations and logs there),
 //! `DCE_BENCH_LAB_PROFILE=1` (instead of the comparison, run
@@ -142,6 +146,8 @@ struct Plan {
     caller_cores: Vec<usize>,
     server_cores: Vec<usize>,
     busy_polls: Option<u32>,
+    /// AF_XDP workers, one per queue of the edge's veth (1 or 2).
+    afxdp_workers: u32,
     only: Vec<Subject>,
     edge_toml: Option<String>,
     limit: Duration,
@@ -178,6 +184,7 @@ impl Plan {
             busy_polls: std::env::var("DCE_BENCH_BUSY_POLLS")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            afxdp_workers: (env_f64("DCE_BENCH_AFXDP_WORKERS", 1.0) as u32).clamp(1, 2),
             only,
             edge_toml: std::env::var("DCE_BENCH_EDGE_TOML").ok(),
             limit: Duration::from_secs_f64(env_f64("DCE_BENCH_LIMIT_SECS", 1200.0)),
@@ -290,7 +297,7 @@ fn build_ctx<'a>(plan: &'a Plan, tmp: &TempDir) -> Result<Ctx<'a>> {
         caller_addrs: CALLER_ADDRS,
         upstreams: 2,
         attacker: false,
-        edge_queues: 1,
+        edge_queues: plan.afxdp_workers,
     })
     .context("building the lab")?;
     lab::demo::write_routes(&dir, &lab, PREFIXES)?;
@@ -644,10 +651,9 @@ fn wait_ready(ctx: &Ctx, proxy: &mut Proxy, what: &str) -> Result<()> {
 
 /// The overrides the bench puts over the demo's edge configuration.
 fn edge_overrides(plan: &Plan, mode: &str) -> Result<toml::Table> {
-    let (workers, cores) = if mode == "socket" {
-        (2, "[0, 1]")
-    } else {
-        (1, "[1]")
+    let (workers, cores) = match (mode, plan.afxdp_workers) {
+        ("socket", _) | (_, 2) => (2, "[0, 1]"),
+        _ => (1, "[1]"),
     };
     let idle = plan.busy_polls.map_or(String::new(), |b| {
         format!("[dataplane.idle]\nbusy_polls = {b}\n")
@@ -985,11 +991,13 @@ fn compare(plan: &Plan, stop: &AtomicBool) -> Result<()> {
     let tmp = TempDir::new("evk")?;
     let ctx = build_ctx(plan, &tmp)?;
     println!(
-        "lab: {CALLER_ADDRS} caller addresses, {} caller sockets, {} caller thread(s) (cores {:?}), 2 servers (cores {:?}); {PREFIXES} prefixes; files in {}",
+        "lab: {CALLER_ADDRS} caller addresses, {} caller sockets, {} caller thread(s) (cores {:?}), 2 servers (cores {:?}); {PREFIXES} prefixes; edge veth with {} queue(s), {} AF_XDP worker(s); files in {}",
         plan.sources,
         plan.caller_threads,
         plan.caller_cores,
         plan.server_cores,
+        plan.afxdp_workers,
+        plan.afxdp_workers,
         ctx.dir.display()
     );
     let mut outcomes: Vec<Outcome> = Vec::new();
