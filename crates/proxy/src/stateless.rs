@@ -248,6 +248,10 @@ const SETUP_SLOTS: usize = 1 << 14;
 /// How long a setup slot stays valid: older entries are stale calls.
 const SETUP_STALE_NS: u64 = 64_000_000_000;
 
+/// Length of one of this edge's own Via parameters: `;dcc=` or `;dct=` and
+/// 16 hex digits.
+const VIA_PARAM_LEN: usize = 21;
+
 /// Seeds of the per-source tables (domains of the secret's table seed).
 mod table {
     pub const ANSWERS: u8 = 1;
@@ -1516,17 +1520,27 @@ impl EdgeProxy {
         } else {
             None
         };
-        // The connection the request came on, for its response to go back
-        // on (covered by the branch's MAC).
-        let mut via_params = [0u8; 21];
-        let via_params: &[u8] = match from.conn {
-            Some(c) => {
-                via_params[..5].copy_from_slice(b";dcc=");
-                cookie::write_hex16(c.0, &mut via_params[5..]);
-                &via_params[..]
-            }
-            None => b"",
-        };
+        // An initial INVITE's send time (`dct`), so that the worker its
+        // final answer reaches times the call's setup even when another
+        // worker forwarded it; then the connection the request came on, for
+        // its response to go back on (covered by the branch's MAC).
+        let mut via_params = [0u8; 2 * VIA_PARAM_LEN];
+        let mut len = 0;
+        if f.initial_invite {
+            via_params[..5].copy_from_slice(b";dct=");
+            // On the wall clock, as the dialog cookie's epoch: the answer
+            // may come in at another edge of a fleet, whose monotonic
+            // clock started elsewhere.
+            let wall = now.wrapping_add(self.cfg.cookie_clock_offset_ns);
+            cookie::write_hex16(wall, &mut via_params[5..VIA_PARAM_LEN]);
+            len = VIA_PARAM_LEN;
+        }
+        if let Some(c) = from.conn {
+            via_params[len..len + 5].copy_from_slice(b";dcc=");
+            cookie::write_hex16(c.0, &mut via_params[len + 5..len + VIA_PARAM_LEN]);
+            len += VIA_PARAM_LEN;
+        }
+        let via_params: &[u8] = &via_params[..len];
         let fwd = ForwardRequest {
             sent_by: SentBy::Addr(self.cfg.advertise_for(f.to.transport)),
             branch: &branch,
@@ -1705,43 +1719,66 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
-            self.note_final_answer(now, branch, status, emergency);
+            // When the INVITE left (`dct`), for a worker that did not send
+            // it. Not covered by the MAC: only the hop the INVITE went to
+            // saw it, and a value it changed moves only this edge's own
+            // histogram, within the bounds `note_final_answer` checks.
+            let sent_at = top
+                .params()
+                .get(b"dct")
+                .flatten()
+                .and_then(cookie::read_hex16)
+                .map(|wall| wall.wrapping_sub(self.cfg.cookie_clock_offset_ns));
+            self.note_final_answer(now, branch, status, emergency, sent_at);
         }
         Ok(())
     }
 
     /// Times the call's setup and counts its outcome, once per call: the
     /// slot also tells a retransmitted final answer from the first. The
-    /// setup time is known when this worker forwarded the INVITE too
-    /// (always with one worker; a sample of calls with several, since the
-    /// answer may arrive on another worker's queue, where it is counted
-    /// but not timed).
-    fn note_final_answer(&mut self, now: u64, branch: &[u8], status: u16, emergency: bool) {
+    /// setup starts when this worker first forwarded the INVITE, or, when
+    /// another worker forwarded it (the answer came in on another queue),
+    /// at the send time `sent_at` that worker wrote in its Via (`dct`, on
+    /// the wall clock; the workers of an edge read one clock, the edges of
+    /// a fleet keep theirs in step with NTP). A `sent_at` in the future or
+    /// older than a transaction lives is not a setup time: counted, not
+    /// timed.
+    fn note_final_answer(
+        &mut self,
+        now: u64,
+        branch: &[u8],
+        status: u16,
+        emergency: bool,
+        sent_at: Option<u64>,
+    ) {
         let key = setup_key(branch);
         let slot = &mut self.setup[(key as usize) & (SETUP_SLOTS - 1)];
-        let first = if slot.key == key {
+        let (first, started) = if slot.key == key {
             let first = !slot.answered;
-            if first && slot.started != 0 {
-                let us = (now.saturating_sub(slot.started) / 1000).clamp(1, 120_000_000);
-                let _ = self.setup_us.record(us);
-                if emergency {
-                    let _ = self.emergency.setup_us.record(us);
-                }
-            }
             slot.answered = true;
-            first
+            (first, slot.started)
         } else {
             // The INVITE left from another worker and its answer came in on
             // this worker's queue: counted here, and remembered, so that
             // its retransmissions (the same flow, so the same queue) are
-            // not counted again; not timed (the start is the other's).
+            // not counted again.
             *slot = SetupSlot {
                 key,
                 started: 0,
                 answered: true,
             };
-            true
+            let started = sent_at
+                .filter(|&t| t != 0 && t <= now && now - t <= SETUP_STALE_NS)
+                .unwrap_or(0);
+            (true, started)
         };
+        if first && started != 0 {
+            let us = (now.saturating_sub(started) / 1000).clamp(1, 120_000_000);
+            let _ = self.setup_us.record(us);
+            if emergency {
+                let _ = self.emergency.setup_us.record(us);
+            }
+        }
         if first {
             if status < 300 {
                 self.calls_answered += 1;

@@ -1181,14 +1181,15 @@ fn while_the_shields_are_up_a_spoofed_request_costs_no_route_lookup() {
 }
 
 #[test]
-fn a_final_answer_arriving_on_another_worker_is_counted_once_however_often_it_comes() {
-    // Two workers of one edge (one secret): the INVITE leaves from the
-    // first, its 200 and the 200's retransmissions come in on the second.
+fn a_final_answer_arriving_on_another_worker_is_counted_and_timed_once_however_often_it_comes() {
+    // Two workers of one edge (one secret, one clock): the INVITE leaves
+    // from the first, its 200 and the 200's retransmissions come in on the
+    // second, 7 ms later.
     let mut first = Lab::new();
     let mut second = Lab::new();
     let (r, sent) = first.send(CALLER, &invite("442071234567", "xq", "z9hG4bKxq"));
     assert_eq!(r, Ok(()));
-    second.now = first.now;
+    second.now = first.now + 7 * MS;
     for _ in 0..3 {
         let (r, back) = second.respond(&sent[0], "200 OK", "uas", true);
         assert_eq!(r, Ok(()));
@@ -1198,9 +1199,55 @@ fn a_final_answer_arriving_on_another_worker_is_counted_once_however_often_it_co
     assert_eq!(r, Ok(()));
     let s = second.proxy.snapshot();
     assert_eq!((s.calls_answered, s.calls_failed), (1, 0));
-    assert_eq!(s.setup_us.len(), 0, "timed only where the INVITE left");
+    assert_eq!(
+        s.setup_us.len(),
+        1,
+        "timed once, from the send time in the Via"
+    );
+    // 7 ms, and the lab's step of 1 ms before each message it hands over.
+    assert_eq!(s.setup_us.value_at_quantile(0.5) / 1000, 8, "milliseconds");
     let s = first.proxy.snapshot();
     assert_eq!((s.invites_forwarded, s.calls_answered), (1, 0));
+}
+
+#[test]
+fn a_send_time_from_the_future_the_distant_past_or_garbage_is_counted_not_timed() {
+    // The upstream (or anyone on its path) can rewrite the Via parameter
+    // the edge wrote: the call is still counted once, but a time that is
+    // no setup time stays out of the histogram. The untouched stamp 7 ms
+    // later is the control.
+    let cases: [(Option<&str>, u64, usize); 5] = [
+        (None, 7 * MS, 1),
+        (Some("dct=ffffffffffffffff"), 7 * MS, 0),
+        (Some("dct=zz"), 7 * MS, 0),
+        (Some("dct"), 7 * MS, 0),
+        (None, 70_000 * MS, 0),
+    ];
+    for (i, (forged, later, timed)) in cases.into_iter().enumerate() {
+        let mut first = Lab::new();
+        let mut second = Lab::new();
+        let call = format!("xf{i}");
+        let (r, sent) = first.send(CALLER, &invite("442071234567", &call, "z9hG4bKxf"));
+        assert_eq!(r, Ok(()));
+        second.now = first.now + later;
+        let fwd = &sent[0];
+        let via = header(&fwd.1, "Via")[0];
+        let at = via.find(";dct=").expect("the INVITE carries its send time") + 1;
+        let stamp = &via[at..at + 20];
+        let mut msg = upstream_response(&fwd.1, "200 OK", "uas", true);
+        if let Some(f) = forged {
+            msg = msg.replace(stamp, f);
+        }
+        let (r, back) = second.send(&fwd.0.to_string(), &msg);
+        assert_eq!(r, Ok(()), "case {i}");
+        assert_eq!(back.len(), 1, "relayed all the same (case {i})");
+        let s = second.proxy.snapshot();
+        assert_eq!(
+            (s.calls_answered, s.setup_us.len() as usize),
+            (1, timed),
+            "case {i}"
+        );
+    }
 }
 
 #[test]

@@ -95,11 +95,13 @@ fn a_tls_caller_reaches_a_udp_upstream_and_its_answer_goes_back_on_its_connectio
     assert_eq!(sent.len(), 1);
     let (to, fwd) = &sent[0];
     assert_eq!(*to, Peer::udp(addr(UP_A)));
-    // Our Via names UDP (what it is sent over) and the caller's connection.
+    // Our Via names UDP (what it is sent over), the INVITE's send time
+    // and the caller's connection.
     let via = header(fwd, "Via")[0];
     assert!(
         via.starts_with("SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bKdce")
-            && via.ends_with(";rport;dcc=0000000000000007"),
+            && via.contains(";rport;dct=")
+            && via.ends_with(";dcc=0000000000000007"),
         "{via}"
     );
     // Two Record-Route entries: the upstream's side (UDP), then the
