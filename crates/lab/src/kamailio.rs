@@ -122,6 +122,15 @@ fn ere_literal(s: &str) -> Result<String> {
     Ok(out)
 }
 
+/// A POSIX ERE alternation matching any of `signatures` literally.
+fn ere_alternatives(signatures: &[String]) -> Result<String> {
+    Ok(signatures
+        .iter()
+        .map(|s| ere_literal(s))
+        .collect::<Result<Vec<_>>>()?
+        .join("|"))
+}
+
 /// The route block of one group: what dce-edge's proxy does with it.
 fn group_route(out: &mut String, i: usize, g: &RouteGroup) -> Result<()> {
     if g.cps_cap.is_some() {
@@ -387,18 +396,8 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<Files> {
     writeln!(cfg, "request_route {{")?;
     if spec.scanners {
         let filter = FilterConfig::default();
-        let agents = filter
-            .scanner_user_agents
-            .iter()
-            .map(|s| ere_literal(s))
-            .collect::<Result<Vec<_>>>()?
-            .join("|");
-        let from_names = filter
-            .scanner_from_names
-            .iter()
-            .map(|s| ere_literal(s))
-            .collect::<Result<Vec<_>>>()?
-            .join("|");
+        let agents = ere_alternatives(&filter.scanner_user_agents)?;
+        let from_names = ere_alternatives(&filter.scanner_from_names)?;
         writeln!(
             cfg,
             "\x20   # Scanners, by User-Agent or From display name (dce-edge: in XDP).\n\
@@ -526,8 +525,16 @@ mod tests {
             .collect()
     }
 
-    fn has(lines: &[String], line: &str) -> bool {
-        lines.iter().any(|l| l == line)
+    /// Asserts that each of `present` is a line of `cfg` and none of
+    /// `absent` is.
+    fn assert_lines(cfg: &[String], present: &[&str], absent: &[&str]) {
+        let has = |line: &str| cfg.iter().any(|l| l == line);
+        for l in present {
+            assert!(has(l), "no {l:?} in\n{}", cfg.join("\n"));
+        }
+        for l in absent {
+            assert!(!has(l), "{l:?} in\n{}", cfg.join("\n"));
+        }
     }
 
     /// Runs `kamailio -c` on the configuration when Kamailio (and, for a
@@ -567,26 +574,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = stream_spec(dir.path());
         let files = write(dir.path(), &spec).unwrap();
-        let cfg = lines(&files);
-        for l in [
-            "listen=udp:198.18.0.1:5060",
-            "listen=tcp:198.18.0.1:5060",
-            "listen=tls:198.18.0.1:5061",
-            "enable_tls=yes",
-            "tcp_children=2",
-            "loadmodule \"tls.so\"",
-            "    $du = \"sip:198.18.2.1:5060;transport=udp\";",
-        ] {
-            assert!(has(&cfg, l), "no {l:?} in\n{}", cfg.join("\n"));
-        }
-        for l in [
-            "disable_tcp=yes",
-            "loadmodule \"pike.so\"",
-            "loadmodule \"sanity.so\"",
-            "loadmodule \"mtree.so\"",
-        ] {
-            assert!(!has(&cfg, l), "{l:?} in\n{}", cfg.join("\n"));
-        }
+        assert_lines(
+            &lines(&files),
+            &[
+                "listen=udp:198.18.0.1:5060",
+                "listen=tcp:198.18.0.1:5060",
+                "listen=tls:198.18.0.1:5061",
+                "enable_tls=yes",
+                "tcp_children=2",
+                "loadmodule \"tls.so\"",
+                "    $du = \"sip:198.18.2.1:5060;transport=udp\";",
+            ],
+            &[
+                "disable_tcp=yes",
+                "loadmodule \"pike.so\"",
+                "loadmodule \"sanity.so\"",
+                "loadmodule \"mtree.so\"",
+            ],
+        );
         let tls = std::fs::read_to_string(dir.path().join("tls.cfg")).unwrap();
         assert!(tls.contains(&format!(
             "private_key = {}",
@@ -615,24 +620,23 @@ mod tests {
         };
         let files = write(dir.path(), &spec).unwrap();
         let cfg = lines(&files);
-        for l in [
-            "listen=udp:198.18.0.1:5060",
-            "disable_tcp=yes",
-            "loadmodule \"pike.so\"",
-            "loadmodule \"sanity.so\"",
-            "loadmodule \"mtree.so\"",
-            "modparam(\"pike\", \"reqs_density_per_unit\", 2000000)",
-            "    if (!sanity_check()) {",
-            "        route(GROUP0);",
-            "    sl_send_reply(\"302\", \"Moved Temporarily\");",
-            "    sl_send_reply(\"403\", \"Forbidden\");",
-        ] {
-            assert!(has(&cfg, l), "no {l:?} in\n{}", cfg.join("\n"));
-        }
+        assert_lines(
+            &cfg,
+            &[
+                "listen=udp:198.18.0.1:5060",
+                "disable_tcp=yes",
+                "loadmodule \"pike.so\"",
+                "loadmodule \"sanity.so\"",
+                "loadmodule \"mtree.so\"",
+                "modparam(\"pike\", \"reqs_density_per_unit\", 2000000)",
+                "    if (!sanity_check()) {",
+                "        route(GROUP0);",
+                "    sl_send_reply(\"302\", \"Moved Temporarily\");",
+                "    sl_send_reply(\"403\", \"Forbidden\");",
+            ],
+            &["enable_tls=yes", "loadmodule \"tls.so\"", "tcp_children=2"],
+        );
         assert!(cfg.iter().any(|l| l.starts_with("    if ($ua =~ \"^(")));
-        for l in ["enable_tls=yes", "loadmodule \"tls.so\"", "tcp_children=2"] {
-            assert!(!has(&cfg, l), "{l:?} in\n{}", cfg.join("\n"));
-        }
         assert_eq!(files.prefixes, 3);
         let rows = std::fs::read_to_string(dir.path().join("db").join(TABLE)).unwrap();
         assert!(rows.contains(":routes:44:uk\n"), "{rows}");
