@@ -30,5 +30,6 @@ forbid dce-sip "$io|dce-.*" "the parser reads bytes, nothing else"
 forbid dce-wire "$io|dce-.*" "frame views and writers depend on nothing"
 forbid dce-config "$io|dce-.*" "configuration errors depend on nothing of ours"
 forbid dce-fleet "$io|$ours_io" "the fleet's decisions (announce or withdraw, which shared bans to take) are sans-IO; the appliance drives BIRD and the bus"
+forbid dce-testpki "dce-.*" "test certificates depend on nothing of ours, so any crate's tests can use them without a cycle"
 forbid dce-loadgen "dce-xdp|aya|aya-obj|xdpilone|dce-dataplane|dce-appliance" "the load generator builds without clang"
 exit $status

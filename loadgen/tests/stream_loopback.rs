@@ -16,6 +16,7 @@ use loadgen::sipmsg;
 use loadgen::stream::TlsClient;
 use loadgen::uac::{self, UacConfig};
 use sip::stream::{Frame, Framer};
+use testpki::TestCa;
 
 /// What the test server does with a connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,41 +25,6 @@ enum Behaviour {
     Answer,
     /// Closes the connection when the first message arrives.
     CloseOnFirst,
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it (PEM).
-fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "test ca");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "sip server");
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &issuer).unwrap().pem();
-    (ca_pem, cert, key.serialize_pem())
-}
-
-fn server_config(cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-    )
 }
 
 /// Serves SIP on one connection until it closes or `stop` is set.
@@ -180,9 +146,10 @@ fn run(c: &UacConfig) -> UacReport {
 
 #[test]
 fn a_tls_caller_completes_its_calls() {
-    let (ca, cert, key) = certificates();
-    let srv = server(Behaviour::Answer, Some(server_config(&cert, &key)));
-    let tls = TlsClient::new(ca.as_bytes(), "127.0.0.1").unwrap();
+    let ca = TestCa::new("test ca");
+    let (cert, key) = ca.server(&["127.0.0.1"]);
+    let srv = server(Behaviour::Answer, Some(testpki::server_config(&cert, &key)));
+    let tls = TlsClient::new(ca.pem.as_bytes(), "127.0.0.1").unwrap();
     let r = run(&callers(srv.addr, Transport::Tls, Some(tls)));
     assert_eq!(r.transport, "tls");
     assert_eq!((r.started, r.outcomes.completed), (100, 100), "{r}");
@@ -220,11 +187,11 @@ fn calls_on_a_connection_the_server_closes_are_counted_as_closed() {
 
 #[test]
 fn a_failed_tls_handshake_is_counted_as_its_own_loss() {
-    let (_, cert, key) = certificates();
+    let (cert, key) = TestCa::new("test ca").server(&["127.0.0.1"]);
     // The caller trusts another CA: the server's certificate is refused.
-    let (other_ca, _, _) = certificates();
-    let srv = server(Behaviour::Answer, Some(server_config(&cert, &key)));
-    let tls = TlsClient::new(other_ca.as_bytes(), "127.0.0.1").unwrap();
+    let other_ca = TestCa::new("other ca");
+    let srv = server(Behaviour::Answer, Some(testpki::server_config(&cert, &key)));
+    let tls = TlsClient::new(other_ca.pem.as_bytes(), "127.0.0.1").unwrap();
     let r = run(&callers(srv.addr, Transport::Tls, Some(tls)));
     assert_eq!(r.started, 100);
     assert_eq!(r.outcomes.completed, 0, "{r}");

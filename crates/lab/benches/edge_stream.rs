@@ -498,72 +498,37 @@ fn start_edge(ctx: &Ctx, upstream: SocketAddr, mode: IoMode) -> Result<Proxy> {
 /// one route to the server.
 fn start_kamailio(ctx: &Ctx, upstream: SocketAddr) -> Result<Proxy> {
     let dir = ctx.dir.join("kamailio");
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir)?;
-    let tls_cfg = dir.join("tls.cfg");
-    std::fs::write(
-        &tls_cfg,
-        format!(
-            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
-             private_key = {key}\ncertificate = {cert}\n\n\
-             [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
-            key = ctx.dir.join("edge.key").display(),
-            cert = ctx.dir.join("edge.crt").display(),
-        ),
+    let files = lab::kamailio::write(
+        &dir,
+        &lab::kamailio::Spec {
+            about: "Kamailio 5.6 as a stateless SIP edge over UDP, TCP and TLS, written by\n\
+                    the dce-lab benchmark edge_stream: OPTIONS answered locally, one\n\
+                    route to the server, stateless forwarding over UDP, Record-Route.",
+            children: 2,
+            listen: vec![
+                (lab::kamailio::Transport::Udp, (EDGE_ADDR, 5060).into()),
+                (lab::kamailio::Transport::Tcp, (EDGE_ADDR, 5060).into()),
+                (lab::kamailio::Transport::Tls, (EDGE_ADDR, 5061).into()),
+            ],
+            tls: Some(lab::kamailio::TlsFiles {
+                certificate: ctx.dir.join("edge.crt"),
+                key: ctx.dir.join("edge.key"),
+            }),
+            scanners: false,
+            pike_density: None,
+            sanity: false,
+            routes: lab::kamailio::Routes::Upstream(upstream),
+        },
     )?;
-    let cfg = format!(
-        "#!KAMAILIO\n\
-         # Kamailio 5.6 as a stateless SIP edge over UDP, TCP and TLS, written by\n\
-         # the dce-lab benchmark edge_stream: OPTIONS answered locally, one\n\
-         # route to the server, stateless forwarding over UDP, Record-Route.\n\
-         debug=0\nlog_stderror=yes\nchildren=2\ntcp_children=2\nenable_tls=yes\n\
-         auto_aliases=no\ndns=no\nrev_dns=no\nmaxbuffer=4194304\n\
-         tcp_max_connections=4096\ntcp_connection_lifetime=3600\n\
-         listen=udp:{e}:5060\nlisten=tcp:{e}:5060\nlisten=tls:{e}:5061\n\n\
-         loadmodule \"tls.so\"\nloadmodule \"sl.so\"\nloadmodule \"pv.so\"\n\
-         loadmodule \"maxfwd.so\"\nloadmodule \"textops.so\"\nloadmodule \"siputils.so\"\n\
-         loadmodule \"rr.so\"\n\n\
-         modparam(\"tls\", \"config\", \"{tls}\")\nmodparam(\"rr\", \"append_fromtag\", 0)\n\n\
-         request_route {{\n\
-         \x20   if (!mf_process_maxfwd_header(\"70\")) {{\n\
-         \x20       sl_send_reply(\"483\", \"Too Many Hops\");\n\
-         \x20       exit;\n\
-         \x20   }}\n\
-         \x20   if (is_method(\"OPTIONS\") && uri == myself && $rU == $null) {{\n\
-         \x20       sl_send_reply(\"200\", \"OK\");\n\
-         \x20       exit;\n\
-         \x20   }}\n\
-         \x20   if (has_totag()) {{\n\
-         \x20       if (uri == myself) {{\n\
-         \x20           # Sent to the edge's address (number@edge, as dce-loadgen\n\
-         \x20           # does): our Route entries go, the route below takes it.\n\
-         \x20           remove_hf(\"Route\");\n\
-         \x20       }} else {{\n\
-         \x20           loose_route();\n\
-         \x20           forward();\n\
-         \x20           exit;\n\
-         \x20       }}\n\
-         \x20   }} else if (is_method(\"INVITE\")) {{\n\
-         \x20       record_route();\n\
-         \x20   }}\n\
-         \x20   $du = \"sip:{upstream};transport=udp\";\n\
-         \x20   forward();\n\
-         \x20   exit;\n\
-         }}\n",
-        e = EDGE_ADDR,
-        tls = tls_cfg.display(),
-    );
-    let cfg_path = dir.join("kamailio.cfg");
-    std::fs::write(&cfg_path, cfg)?;
     let log = dir.join("kamailio.log");
     let out = std::fs::File::create(&log)?;
     let mut cmd = ctx.lab.edge.ns.command("kamailio");
     cmd.arg("-f")
-        .arg(&cfg_path)
+        .arg(&files.cfg)
         .args(["-DD", "-E", "-w"])
-        .arg(&run_dir)
+        .arg(&files.run_dir)
         .arg("-P")
-        .arg(run_dir.join("kamailio.pid"))
+        .arg(&files.pidfile)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);

@@ -16,7 +16,7 @@
 //! servers and the callers (this process) over every step.
 //!
 //! Configurations: "nothing between" (callers straight to one server),
-//! Kamailio (config written by [`kamailio`] below), dce-edge in AF_XDP mode
+//! Kamailio (config written by `lab::kamailio`), dce-edge in AF_XDP mode
 //! (one worker on a one-queue veth; `DCE_BENCH_AFXDP_WORKERS=2`: two
 //! workers on a two-queue veth, as many workers as socket mode) and in
 //! socket mode (two workers,
@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use lab::bin::{workspace_binary, TempDir};
 use lab::cpu::ticks_per_second;
+use lab::kamailio;
 use lab::netns::ChildGuard;
 use lab::ping::options_ping;
 use lab::topology::{Lab, LabSpec, EDGE_ADDR};
@@ -81,6 +82,9 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(4);
 /// caller addresses send, so the limiters run on every packet without
 /// capping the measurement.
 const PER_SOURCE_LIMIT: u32 = 1_000_000;
+/// Kamailio's worker processes: one per core of the 2-core box, as
+/// dce-edge's socket mode runs two workers.
+const KAMAILIO_CHILDREN: u32 = 2;
 
 fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name)
@@ -741,11 +745,25 @@ fn wait_verified(ctx: &Ctx) {
 }
 
 fn start_kamailio(ctx: &Ctx) -> Result<Proxy> {
+    let (groups, prefixes) = (ctx.dir.join("groups.toml"), ctx.dir.join("prefixes.csv"));
     let files = kamailio::write(
         &ctx.dir.join("kamailio"),
-        ctx.edge_target(),
-        &ctx.dir.join("groups.toml"),
-        &ctx.dir.join("prefixes.csv"),
+        &kamailio::Spec {
+            about: "Kamailio 5.6 as a stateless SIP edge proxy doing dce-edge's job, written\n\
+                    by the dce-lab benchmark edge_vs_kamailio: scanner drop, pike, sanity\n\
+                    checks, OPTIONS answered locally, prefix routing (mtree) over the same\n\
+                    route files as dce-edge, stateless forwarding, Record-Route.",
+            children: KAMAILIO_CHILDREN,
+            listen: vec![(kamailio::Transport::Udp, ctx.edge_target())],
+            tls: None,
+            scanners: true,
+            pike_density: Some(2 * PER_SOURCE_LIMIT),
+            sanity: true,
+            routes: kamailio::Routes::Files {
+                groups: &groups,
+                prefixes: &prefixes,
+            },
+        },
     )?;
     let log = ctx.dir.join("kamailio.log");
     let out = std::fs::File::create(&log)?;
@@ -774,7 +792,7 @@ fn start_kamailio(ctx: &Ctx) -> Result<Proxy> {
     println!(
         "  kamailio up: {} prefixes in its mtree, {} children (config {})",
         files.prefixes,
-        kamailio::CHILDREN,
+        KAMAILIO_CHILDREN,
         files.cfg.display()
     );
     Ok(proxy)
@@ -1226,290 +1244,4 @@ fn lab_band(plan: &Plan, stop: &AtomicBool) -> Result<()> {
     }
     servers.stop();
     Ok(())
-}
-
-// ---------------------------------------------------------------------------
-
-/// Kamailio 5.6 as the same stateless edge: our own configuration text,
-/// generated from the route files dce-edge reads.
-mod kamailio {
-    use std::fmt::Write as _;
-    use std::net::SocketAddr;
-    use std::path::{Path, PathBuf};
-
-    use anyhow::{anyhow, bail, Context, Result};
-    use config::SourceFile;
-    use route::files::{parse_groups, parse_prefixes};
-    use route::trie::MAX_PREFIX_DIGITS;
-    use route::{Action, RouteGroup};
-    use sip::reason_phrase;
-    use xdp::config::FilterConfig;
-
-    /// Worker processes: one per core of the 2-core box, as dce-edge's
-    /// socket mode runs two workers.
-    pub const CHILDREN: u32 = 2;
-    /// The mtree tree's name.
-    const TREE: &str = "routes";
-    /// The db_text table holding the trees (the `mtrees` layout).
-    const TABLE: &str = "mtrees";
-
-    /// What [`write`] made.
-    pub struct Files {
-        pub cfg: PathBuf,
-        pub run_dir: PathBuf,
-        pub pidfile: PathBuf,
-        pub prefixes: usize,
-    }
-
-    /// A POSIX ERE alternative matching `s` literally.
-    fn ere_literal(s: &str) -> Result<String> {
-        let mut out = String::new();
-        for c in s.chars() {
-            match c {
-                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | ' ' => out.push(c),
-                '.' | '*' | '+' | '?' | '(' | ')' | '{' | '}' | '|' | '$' | '[' => {
-                    out.push('[');
-                    out.push(c);
-                    out.push(']');
-                }
-                other => bail!("scanner signature {s:?}: {other:?} has no literal form here"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The route block of one group: what dce-edge's proxy does with it.
-    fn group_route(out: &mut String, i: usize, g: &RouteGroup) -> Result<()> {
-        if g.cps_cap.is_some() {
-            bail!(
-                "group {:?} has a CPS cap; this bench does not translate caps",
-                g.name
-            );
-        }
-        writeln!(out, "# group {:?}: {}", g.name, g.action.name())?;
-        writeln!(out, "route[GROUP{i}] {{")?;
-        match g.action {
-            Action::Forward => {
-                // dce-edge: the most preferred priority, weighted between
-                // equals, the same Call-ID to the same target. Here: the
-                // core's Call-ID hash over the weights of that priority.
-                let best = g
-                    .targets
-                    .iter()
-                    .map(|t| t.priority)
-                    .min()
-                    .ok_or_else(|| anyhow!("group {:?} has no target", g.name))?;
-                let top: Vec<_> = g.targets.iter().filter(|t| t.priority == best).collect();
-                let total: u32 = top.iter().map(|t| u32::from(t.weight.max(1))).sum();
-                if top.len() == 1 {
-                    writeln!(out, "    $du = \"sip:{}\";", top[0].addr)?;
-                } else {
-                    writeln!(out, "    $var(h) = $(ci{{s.corehash,{total}}});")?;
-                    let mut upto = 0u32;
-                    for (k, t) in top.iter().enumerate() {
-                        upto += u32::from(t.weight.max(1));
-                        let head = if k == 0 { "if" } else { "} else if" };
-                        if k + 1 == top.len() {
-                            writeln!(out, "    }} else {{")?;
-                        } else {
-                            writeln!(out, "    {head} ($var(h) < {upto}) {{")?;
-                        }
-                        writeln!(out, "        $du = \"sip:{}\";", t.addr)?;
-                    }
-                    writeln!(out, "    }}")?;
-                }
-                writeln!(out, "    forward();")?;
-            }
-            Action::Redirect => {
-                for t in &g.targets {
-                    writeln!(
-                        out,
-                        "    append_to_reply(\"Contact: <sip:$rU@{}>\\r\\n\");",
-                        t.addr
-                    )?;
-                }
-                writeln!(out, "    sl_send_reply(\"302\", \"Moved Temporarily\");")?;
-            }
-            Action::Reject { code } => {
-                writeln!(
-                    out,
-                    "    sl_send_reply(\"{code}\", \"{}\");",
-                    reason_phrase(code)
-                )?;
-            }
-        }
-        writeln!(out, "    exit;\n}}\n")?;
-        Ok(())
-    }
-
-    /// Writes the configuration, the db_text directory (the mtree from the
-    /// prefixes file, read with dce-edge's own parser) and a run folder
-    /// into `dir`.
-    pub fn write(
-        dir: &Path,
-        listen: SocketAddr,
-        groups_path: &Path,
-        prefixes_path: &Path,
-    ) -> Result<Files> {
-        let db = dir.join("db");
-        let run_dir = dir.join("run");
-        std::fs::create_dir_all(&db)?;
-        std::fs::create_dir_all(&run_dir)?;
-
-        let groups_src = SourceFile::read(groups_path).map_err(|e| anyhow!("{e}"))?;
-        let groups = parse_groups(&groups_src).map_err(|e| anyhow!("{e}"))?;
-        let prefixes_src = SourceFile::read(prefixes_path).map_err(|e| anyhow!("{e}"))?;
-        let prefixes = parse_prefixes(&prefixes_src, Some(&groups)).map_err(|e| anyhow!("{e}"))?;
-
-        // db_text: a header of typed columns, then rows separated by ':'.
-        let mut rows = String::from("id(int,auto) tname(str) tprefix(str) tvalue(str)\n");
-        let mut default_group = None;
-        let mut n = 0usize;
-        let mut buf = [0u8; MAX_PREFIX_DIGITS];
-        for &(key, group) in &prefixes.entries {
-            let name = &groups.groups[group.0 as usize].name;
-            if key.is_empty() {
-                default_group = Some(group.0 as usize);
-                continue;
-            }
-            n += 1;
-            let digits = std::str::from_utf8(key.write_digits(&mut buf)).expect("digits");
-            writeln!(rows, "{n}:{TREE}:{digits}:{name}")?;
-        }
-        std::fs::write(db.join(TABLE), rows)?;
-        std::fs::write(
-            db.join("version"),
-            format!("table_name(str) table_version(int)\n{TABLE}:2\n"),
-        )?;
-
-        let filter = FilterConfig::default();
-        let agents = filter
-            .scanner_user_agents
-            .iter()
-            .map(|s| ere_literal(s))
-            .collect::<Result<Vec<_>>>()?
-            .join("|");
-        let from_names = filter
-            .scanner_from_names
-            .iter()
-            .map(|s| ere_literal(s))
-            .collect::<Result<Vec<_>>>()?
-            .join("|");
-
-        let mut cfg = String::new();
-        writeln!(
-            cfg,
-            "#!KAMAILIO\n\
-             # Kamailio 5.6 as a stateless SIP edge proxy doing dce-edge's job, written\n\
-             # by the dce-lab benchmark edge_vs_kamailio: scanner drop, pike, sanity\n\
-             # checks, OPTIONS answered locally, prefix routing (mtree) over the same\n\
-             # route files as dce-edge, stateless forwarding, Record-Route.\n\
-             debug=0\n\
-             log_stderror=yes\n\
-             children={CHILDREN}\n\
-             disable_tcp=yes\n\
-             auto_aliases=no\n\
-             dns=no\n\
-             rev_dns=no\n\
-             # The same 4 MiB receive buffer the load generator asks for.\n\
-             maxbuffer=4194304\n\
-             listen=udp:{listen}\n\
-             \n\
-             loadmodule \"sl.so\"\n\
-             loadmodule \"pv.so\"\n\
-             loadmodule \"maxfwd.so\"\n\
-             loadmodule \"sanity.so\"\n\
-             loadmodule \"pike.so\"\n\
-             loadmodule \"textops.so\"\n\
-             loadmodule \"siputils.so\"\n\
-             loadmodule \"rr.so\"\n\
-             loadmodule \"db_text.so\"\n\
-             loadmodule \"mtree.so\"\n\
-             \n\
-             # Per source: as high as the edge's own per-source limits in this\n\
-             # bench, so it runs on every request without capping the calls.\n\
-             modparam(\"pike\", \"sampling_time_unit\", 2)\n\
-             modparam(\"pike\", \"reqs_density_per_unit\", {density})\n\
-             modparam(\"pike\", \"remove_latency\", 4)\n\
-             modparam(\"mtree\", \"db_url\", \"text://{db}\")\n\
-             modparam(\"mtree\", \"db_table\", \"{TABLE}\")\n\
-             modparam(\"mtree\", \"pv_value\", \"$var(group)\")\n\
-             modparam(\"rr\", \"append_fromtag\", 0)\n",
-            density = 2 * super::PER_SOURCE_LIMIT,
-            db = db.display(),
-        )?;
-        writeln!(
-            cfg,
-            "request_route {{\n\
-             \x20   # Scanners, by User-Agent or From display name (dce-edge: in XDP).\n\
-             \x20   if ($ua =~ \"^({agents})\" || $fn =~ \"^\\\"?({from_names})\") {{\n\
-             \x20       drop;\n\
-             \x20   }}\n\
-             \x20   if (!pike_check_req()) {{\n\
-             \x20       drop;\n\
-             \x20   }}\n\
-             \x20   # RFC 3261 section 16.3.\n\
-             \x20   if (!mf_process_maxfwd_header(\"70\")) {{\n\
-             \x20       sl_send_reply(\"483\", \"Too Many Hops\");\n\
-             \x20       exit;\n\
-             \x20   }}\n\
-             \x20   if (!sanity_check()) {{\n\
-             \x20       exit;\n\
-             \x20   }}\n\
-             \x20   # OPTIONS to the edge itself.\n\
-             \x20   if (is_method(\"OPTIONS\") && uri == myself && $rU == $null) {{\n\
-             \x20       sl_send_reply(\"200\", \"OK\");\n\
-             \x20       exit;\n\
-             \x20   }}\n\
-             \x20   if (has_totag()) {{\n\
-             \x20       if (uri == myself) {{\n\
-             \x20           # Sent to the edge's address (Request-URI number@edge,\n\
-             \x20           # as SIPp and dce-loadgen do): our Route entry goes and\n\
-             \x20           # the number routes it below. loose_route() would take\n\
-             \x20           # the previous hop for a strict router and put our\n\
-             \x20           # Route entry into the Request-URI.\n\
-             \x20           remove_hf(\"Route\");\n\
-             \x20       }} else {{\n\
-             \x20           loose_route();\n\
-             \x20           forward();\n\
-             \x20           exit;\n\
-             \x20       }}\n\
-             \x20   }} else if (is_method(\"INVITE\")) {{\n\
-             \x20       record_route();\n\
-             \x20   }}\n\
-             \x20   # Requests for the edge's address (initial INVITEs, and ACK and\n\
-             \x20   # BYE sent to it) route by the dialed number.\n\
-             \x20   if (!mt_match(\"{TREE}\", \"$rU\", \"0\")) {{"
-        )?;
-        match default_group {
-            Some(g) => writeln!(cfg, "        route(GROUP{g});")?,
-            None => writeln!(
-                cfg,
-                "        sl_send_reply(\"404\", \"Not Found\");\n        exit;"
-            )?,
-        }
-        writeln!(cfg, "    }}\n    switch ($var(group)) {{")?;
-        for (i, g) in groups.groups.iter().enumerate() {
-            writeln!(
-                cfg,
-                "        case \"{}\":\n            route(GROUP{i});\n            break;",
-                g.name
-            )?;
-        }
-        writeln!(
-            cfg,
-            "    }}\n    sl_send_reply(\"500\", \"Server Internal Error\");\n    exit;\n}}\n"
-        )?;
-        for (i, g) in groups.groups.iter().enumerate() {
-            group_route(&mut cfg, i, g)?;
-        }
-        let path = dir.join("kamailio.cfg");
-        std::fs::write(&path, cfg).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Files {
-            cfg: path,
-            pidfile: run_dir.join("kamailio.pid"),
-            run_dir,
-            prefixes: n,
-        })
-    }
 }

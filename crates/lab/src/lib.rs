@@ -8,6 +8,7 @@ pub mod demo;
 pub mod edge_process;
 pub mod fleet;
 pub mod fleet_demo;
+pub mod kamailio;
 pub mod nats;
 pub mod netns;
 pub mod ping;

@@ -118,44 +118,12 @@ fn a_tcp_caller_reaches_a_udp_upstream_through_the_appliance() {
     assert_eq!(last.counters["sent"], 1);
 }
 
-/// A CA and two server certificates for localhost from it (PEM).
-fn certificates() -> (String, [(String, String); 2]) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "reload ca");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = |cn: &str| {
-        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let key = KeyPair::generate().unwrap();
-        (
-            p.signed_by(&key, &issuer).unwrap().pem(),
-            key.serialize_pem(),
-        )
-    };
-    (ca_pem, [leaf("first"), leaf("second")])
-}
-
 /// Connects over TLS and returns the DER of the certificate the edge
 /// presented.
 fn presented(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(dataplane::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let mut conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(cfg),
-        ServerName::try_from("localhost").unwrap(),
+        testpki::client_config(ca_pem, None),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
     )
     .unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
@@ -167,15 +135,14 @@ fn presented(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
 }
 
 fn der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
+    testpki::certificates(pem)[0].to_vec()
 }
 
 #[test]
 fn a_reloaded_certificate_serves_new_tls_connections_and_a_bad_one_is_refused() {
-    let (ca, [first, second]) = certificates();
+    // Two certificates for the same name from one CA.
+    let ca = testpki::TestCa::new("reload ca");
+    let (first, second) = (ca.server(&["localhost"]), ca.server(&["localhost"]));
     let dir = tempfile::tempdir().unwrap();
     let write = |(cert, key): &(String, String)| {
         std::fs::write(dir.path().join("edge.crt"), cert).unwrap();
@@ -202,13 +169,13 @@ fn a_reloaded_certificate_serves_new_tls_connections_and_a_bad_one_is_refused() 
     .unwrap();
     let mut edge = Appliance::start(ApplianceConfig::load(&path).unwrap()).unwrap();
     let tls = edge.stream_addrs().1.unwrap();
-    assert_eq!(presented(tls, &ca), der(&first.0));
+    assert_eq!(presented(tls, &ca.pem), der(&first.0));
 
     write(&second);
     edge.reload_tls().unwrap();
     // Taken by the stream thread between rounds: new connections see it.
     let deadline = Instant::now() + WAIT;
-    while presented(tls, &ca) != der(&second.0) {
+    while presented(tls, &ca.pem) != der(&second.0) {
         assert!(
             Instant::now() < deadline,
             "the new certificate was not taken"
@@ -220,6 +187,6 @@ fn a_reloaded_certificate_serves_new_tls_connections_and_a_bad_one_is_refused() 
     std::fs::write(dir.path().join("edge.key"), &first.1).unwrap();
     let e = edge.reload_tls().unwrap_err();
     assert!(e.contains("edge.toml:") && e.contains("refused"), "{e}");
-    assert_eq!(presented(tls, &ca), der(&second.0));
+    assert_eq!(presented(tls, &ca.pem), der(&second.0));
     edge.stop().unwrap();
 }

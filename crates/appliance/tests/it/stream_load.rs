@@ -11,25 +11,10 @@ use loadgen::msg::Transport;
 use loadgen::stream::TlsClient;
 use loadgen::uac::{self, UacConfig};
 use loadgen::uas::{Uas, UasConfig};
-
-/// A CA, and a certificate for 127.0.0.1 signed by it (PEM).
-fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "load ca");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "edge");
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &issuer).unwrap().pem();
-    (ca_pem, cert, key.serialize_pem())
-}
+use testpki::TestCa;
 
 fn start(upstream: SocketAddr, dir: &std::path::Path) -> Appliance {
-    let (_, cert, key) = certificates();
+    let (cert, key) = TestCa::new("load ca").server(&["127.0.0.1"]);
     start_with(upstream, dir, &cert, &key)
 }
 
@@ -80,7 +65,8 @@ fn callers(target: SocketAddr, transport: Transport, tls: Option<TlsClient>) -> 
 fn loadgen_calls_over_tcp_and_tls_complete_through_the_stream_thread() {
     let uas = Uas::start(UasConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates();
+    let ca = TestCa::new("load ca");
+    let (cert, key) = ca.server(&["127.0.0.1"]);
     let edge = start_with(uas.local_addr(), dir.path(), &cert, &key);
     let (tcp, tls) = edge.stream_addrs();
     let stop = AtomicBool::new(false);
@@ -89,7 +75,7 @@ fn loadgen_calls_over_tcp_and_tls_complete_through_the_stream_thread() {
     assert!(r.accounting.balanced, "{r}");
     assert_eq!((r.started, r.outcomes.completed), (100, 100), "{r}");
 
-    let trust = TlsClient::new(ca.as_bytes(), "127.0.0.1").unwrap();
+    let trust = TlsClient::new(ca.pem.as_bytes(), "127.0.0.1").unwrap();
     let r = uac::run(&callers(tls.unwrap(), Transport::Tls, Some(trust)), &stop).unwrap();
     assert!(r.accounting.balanced, "{r}");
     assert_eq!((r.started, r.outcomes.completed), (100, 100), "{r}");
@@ -111,8 +97,8 @@ fn a_tls_caller_that_does_not_trust_the_edge_loses_every_call_as_tls_failed() {
     let edge = start(uas.local_addr(), dir.path());
     let (_, tls) = edge.stream_addrs();
     // A CA the edge's certificate does not chain to.
-    let (other_ca, _, _) = certificates();
-    let trust = TlsClient::new(other_ca.as_bytes(), "127.0.0.1").unwrap();
+    let other_ca = TestCa::new("other ca");
+    let trust = TlsClient::new(other_ca.pem.as_bytes(), "127.0.0.1").unwrap();
     let r = uac::run(
         &callers(tls.unwrap(), Transport::Tls, Some(trust)),
         &AtomicBool::new(false),

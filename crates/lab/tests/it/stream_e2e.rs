@@ -20,6 +20,7 @@ use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
 use lab::privilege::privileged_or_skip;
 use lab::sipp::{Uac, Uas};
 use lab::topology::{Lab, LabSpec};
+use testpki::TestCa;
 
 use super::{lab_with_or_skip, sipp_lab_or_skip};
 
@@ -127,39 +128,6 @@ fn sipp_calls_over_tcp_complete_through_the_edge_in_afxdp_mode_despite_attackers
     );
 }
 
-/// A certificate authority made by rcgen for one test.
-struct TestCa {
-    /// Its certificate (PEM), what a peer trusts.
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let pem = ca.self_signed(&key).unwrap().pem();
-        TestCa {
-            pem,
-            issuer: Issuer::new(ca, key),
-        }
-    }
-
-    /// A server certificate for `ip`, signed by this CA (PEM: chain, key).
-    fn server(&self, ip: std::net::Ipv4Addr) -> (String, String) {
-        use rcgen::{CertificateParams, DnType, KeyPair};
-        let mut p = CertificateParams::new(vec![ip.to_string()]).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, ip.to_string());
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.issuer).unwrap().pem();
-        (cert, key.serialize_pem())
-    }
-}
-
 /// Reads one framed SIP message from a (decrypted) stream; `None` once the
 /// peer has closed it.
 fn next_message(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
@@ -200,18 +168,9 @@ struct TlsCaller {
 impl TlsCaller {
     /// Connects to the edge's TLS listener (from the caller's namespace).
     fn connect(ca_pem: &str, edge: SocketAddr, me: std::net::Ipv4Addr) -> TlsCaller {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(dataplane::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let name = rustls::pki_types::ServerName::IpAddress(edge.ip().into());
-        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+        let conn =
+            rustls::ClientConnection::new(testpki::client_config(ca_pem, None), name).unwrap();
         let sock = TcpStream::connect(edge).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -314,7 +273,7 @@ fn a_tls_caller_completes_calls_through_the_edge_and_a_plain_text_peer_is_counte
     };
     let dir = TempDir::new("stls").unwrap();
     let ca = TestCa::new("lab ca");
-    let (cert, key) = ca.server(lab::topology::EDGE_ADDR);
+    let (cert, key) = ca.server(&[&lab::topology::EDGE_ADDR.to_string()]);
     std::fs::write(dir.path().join("edge.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("edge.key"), &key).unwrap();
     let uas = Uas::start(&lab.upstreams[0], dir.path()).unwrap();
@@ -387,7 +346,6 @@ struct TlsUas {
 
 impl TlsUas {
     fn start(host: &lab::topology::Host, port: u16, chain: &str, key: &str) -> TlsUas {
-        use rustls::pki_types::pem::PemObject;
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let addr = SocketAddr::from((host.addr(), port));
@@ -399,18 +357,7 @@ impl TlsUas {
             .unwrap()
             .unwrap();
         listener.set_nonblocking(true).unwrap();
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(chain.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        let cfg = Arc::new(
-            rustls::ServerConfig::builder_with_provider(dataplane::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap(),
-        );
+        let cfg = testpki::server_config(chain, key);
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(UasLog::default()));
         let thread = {
@@ -554,15 +501,15 @@ fn a_tls_caller_completes_calls_to_a_tls_upstream_and_an_untrusted_one_gets_noth
     .unwrap();
     let dir = TempDir::new("stlsup").unwrap();
     let ca = TestCa::new("lab ca");
-    let (cert, key) = ca.server(lab::topology::EDGE_ADDR);
+    let (cert, key) = ca.server(&[&lab::topology::EDGE_ADDR.to_string()]);
     std::fs::write(dir.path().join("edge.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("edge.key"), &key).unwrap();
     std::fs::write(dir.path().join("upstreams-ca.crt"), &ca.pem).unwrap();
     let upstream = &lab.upstreams[0];
-    let (cert, key) = ca.server(upstream.addr());
+    let (cert, key) = ca.server(&[&upstream.addr().to_string()]);
     let good = TlsUas::start(upstream, 5061, &cert, &key);
     // The right address, the wrong CA.
-    let (cert, key) = TestCa::new("rogue ca").server(upstream.addr());
+    let (cert, key) = TestCa::new("rogue ca").server(&[&upstream.addr().to_string()]);
     let rogue = TlsUas::start(upstream, 5062, &cert, &key);
 
     let groups = format!(

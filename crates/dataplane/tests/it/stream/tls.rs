@@ -1,4 +1,4 @@
-//! TLS on the stream layer: certificates made here (rcgen), a non-blocking
+//! TLS on the stream layer: certificates from a test CA, a non-blocking
 //! rustls client the test drives between polls, and the handshakes that
 //! fail, each counted under its reason without disturbing other
 //! connections.
@@ -10,13 +10,9 @@ use std::time::Duration;
 
 use dataplane::echo::Echo;
 use dataplane::stream::{StreamConfig, StreamLayer};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig};
+use testpki::TestCa;
 
 use super::{local, message, pump};
 
@@ -42,76 +38,20 @@ impl Pki {
     }
 }
 
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), Issuer::new(params, key))
-}
-
-fn leaf(
-    names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-    issuer: &Issuer<'_, KeyPair>,
-) -> (String, String) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.extended_key_usages = vec![usage];
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 pub fn pki() -> Pki {
-    let (ca_pem, issuer) = ca("dce test ca");
-    let (_, rogue) = ca("rogue ca");
+    let ca = TestCa::new("dce test ca");
     Pki {
-        ca: ca_pem,
-        server: leaf(
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-            &issuer,
-        ),
-        client: leaf(
-            &["trunk.test"],
-            ExtendedKeyUsagePurpose::ClientAuth,
-            &issuer,
-        ),
-        rogue_client: leaf(&["trunk.test"], ExtendedKeyUsagePurpose::ClientAuth, &rogue),
+        server: ca.server(&["localhost", "127.0.0.1"]),
+        client: ca.client(&["trunk.test"]),
+        rogue_client: TestCa::new("rogue ca").client(&["trunk.test"]),
+        ca: ca.pem,
     }
 }
 
 /// A client trusting the test CA, presenting `cert` (PEM certificate and
 /// key) when given.
 pub fn client_config(pki: &Pki, cert: Option<&(String, String)>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(pki.ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = ClientConfig::builder_with_provider(dataplane::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let cfg = match cert {
-        None => b.with_no_client_auth(),
-        Some((c, k)) => b
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(c.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    };
-    Arc::new(cfg)
+    testpki::client_config(&pki.ca, cert)
 }
 
 /// A non-blocking TLS client: [`TlsClient::io`] moves what it can both
