@@ -37,7 +37,9 @@
 //!
 //! Messages the handler sends over UDP (a TCP caller routed to a UDP
 //! upstream, a response relayed to a UDP caller) leave from a UDP socket
-//! of this thread: by default on the listener's address and a port of its
+//! of this thread, gathered over a round and sent with one `sendmmsg` per
+//! [`UDP_BATCH`] datagrams ([`sys::TxBatch`]) instead of one `sendto`
+//! each: by default on the listener's address and a port of its
 //! own, whose answers this thread reads. The appliance gives it the SIP
 //! port instead ([`StreamLayer::set_udp_socket`]), so UDP peers see the
 //! edge's one address; in socket mode the workers read that port and hand
@@ -49,6 +51,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -85,6 +88,10 @@ const UDP_PER_ROUND: usize = 64;
 /// round (one syscall, or one TLS flush, for many messages), or sooner
 /// when this much waits.
 const WRITE_BATCH: usize = 16 * 1024;
+/// Most UDP datagrams gathered before they are sent with one `sendmmsg`;
+/// what a round gathers is sent at its end (or when this many wait). The
+/// batch's buffers are allocated once, with the layer.
+pub const UDP_BATCH: usize = 32;
 /// How often connections are checked for timeouts.
 const SWEEP_EVERY: u64 = 200_000_000;
 /// Messages one handler call may send.
@@ -206,7 +213,9 @@ pub struct StreamCounters {
     pub udp_requests_refused: u64,
     /// UDP datagrams sent.
     pub udp_sent: u64,
-    /// UDP datagrams the kernel refused.
+    /// UDP datagrams the kernel refused, one per datagram: an error, or a
+    /// send buffer that stayed full (EAGAIN) through the batch's bounded
+    /// retry (SIP's retransmission timers cover those).
     pub udp_errors: u64,
     /// Handler events that found the ring to the control thread full.
     pub events_lost: u64,
@@ -436,6 +445,10 @@ struct Conn {
     peer: SocketAddr,
     rx: Vec<u8>,
     framer: Framer,
+    /// Bytes to write: on TCP, the wire bytes; on TLS, the plaintext of
+    /// this round's messages, handed to rustls in one write when the
+    /// connection is flushed, so that they share TLS records (rustls seals
+    /// every write into records of its own).
     tx: Vec<u8>,
     tx_at: usize,
     last_active: u64,
@@ -456,6 +469,8 @@ pub struct StreamLayer<H: PacketHandler> {
     udp: UdpSocket,
     udp_local: SocketAddr,
     udp_buf: Vec<u8>,
+    /// UDP datagrams of this round, not yet sent (see [`UDP_BATCH`]).
+    udp_tx: sys::TxBatch,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     by_id: HashMap<u64, usize>,
@@ -535,6 +550,7 @@ impl<H: PacketHandler> StreamLayer<H> {
             udp,
             udp_local,
             udp_buf: vec![0; 65_536],
+            udp_tx: sys::TxBatch::new(UDP_BATCH),
             conns: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
@@ -585,6 +601,8 @@ impl<H: PacketHandler> StreamLayer<H> {
     /// socket is only sent from: another thread (the UDP workers, socket
     /// mode) reads what arrives on it.
     pub fn set_udp_socket(&mut self, socket: std::net::UdpSocket, receive: bool) -> io::Result<()> {
+        // What waits leaves from the socket it was gathered for.
+        self.flush_udp();
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let mut udp = UdpSocket::from_std(socket);
@@ -690,12 +708,24 @@ impl<H: PacketHandler> StreamLayer<H> {
             self.read_udp(now);
         }
         self.read_inbound(now);
+        self.flush_udp();
         self.flush_queued();
         if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.sweep(now);
         }
         Ok(())
+    }
+
+    /// Sends the UDP datagrams gathered so far, counting each one the
+    /// kernel took or refused.
+    fn flush_udp(&mut self) {
+        if self.udp_tx.is_empty() {
+            return;
+        }
+        let r = self.udp_tx.flush(&[self.udp.as_raw_fd()]);
+        self.counters.udp_sent += r.sent;
+        self.counters.udp_errors += r.errors + r.blocked;
     }
 
     /// Writes what this round queued, once per connection.
@@ -1044,10 +1074,20 @@ impl<H: PacketHandler> StreamLayer<H> {
     /// socket, on the connection named, or to a target's connection.
     fn deliver(&mut self, now: u64, to: Peer, bytes: &[u8]) {
         if !to.transport.is_stream() {
-            match self.udp.send_to(bytes, to.addr) {
-                Ok(_) => self.counters.udp_sent += 1,
-                Err(_) => self.counters.udp_errors += 1,
+            if bytes.len() > sys::TX_SLOT {
+                // Longer than a batch slot (a large message from a stream
+                // caller): sent alone, after what was gathered before it.
+                self.flush_udp();
+                match self.udp.send_to(bytes, to.addr) {
+                    Ok(_) => self.counters.udp_sent += 1,
+                    Err(_) => self.counters.udp_errors += 1,
+                }
+                return;
             }
+            if self.udp_tx.is_full() {
+                self.flush_udp();
+            }
+            self.udp_tx.push(bytes, 0, to.addr);
             return;
         }
         let Some(conn) = to.conn else {
@@ -1214,20 +1254,14 @@ impl<H: PacketHandler> StreamLayer<H> {
         let Some(c) = self.conns[slot].as_mut() else {
             return false;
         };
-        if let Some(tls) = c.tls.as_mut() {
-            // rustls holds at most `max_queued` unsent bytes (its buffer
-            // limit); a message it cannot take whole is an overflow.
-            if !matches!(tls.writer().write(bytes), Ok(n) if n == bytes.len()) {
-                self.close(slot, Close::Overflow);
-                return false;
-            }
-        } else {
-            if c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
-                self.close(slot, Close::Overflow);
-                return false;
-            }
-            c.tx.extend_from_slice(bytes);
+        // On TLS the plaintext waits here until the flush (at most
+        // WRITE_BATCH bytes and a message, see above), where rustls's
+        // buffer limit is the cap.
+        if c.tls.is_none() && c.tx.len() - c.tx_at + bytes.len() > self.cfg.max_queued {
+            self.close(slot, Close::Overflow);
+            return false;
         }
+        c.tx.extend_from_slice(bytes);
         if c.unflushed == 0 {
             self.unflushed.push(slot);
         }
@@ -1240,6 +1274,19 @@ impl<H: PacketHandler> StreamLayer<H> {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return false;
         };
+        if let Some(tls) = c.tls.as_mut() {
+            if !c.tx.is_empty() {
+                // The round's messages in one write: one record for up to
+                // 16 KiB of them. rustls holds at most `max_queued` unsent
+                // bytes (its buffer limit, which applies while the
+                // handshake runs too); what it cannot take whole is an
+                // overflow.
+                if !matches!(tls.writer().write(&c.tx), Ok(n) if n == c.tx.len()) {
+                    return self.closed(slot, Close::Overflow);
+                }
+                c.tx.clear();
+            }
+        }
         if c.connecting {
             return true;
         }

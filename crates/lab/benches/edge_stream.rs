@@ -34,6 +34,14 @@
 //! `DCE_BENCH_ONLY` (`edge,afxdp,kamailio`), `DCE_BENCH_TRANSPORTS`
 //! (`udp,tcp,tls`), `DCE_BENCH_CONNECTIONS` (8), `DCE_BENCH_KEEP=DIR` (keep
 //! configurations and logs there).
+//!
+//! `DCE_BENCH_SEARCH=1` runs, instead of the fixed rates, the capacity
+//! search of `dce-loadgen capacity` (`loadgen::capacity::search`: rising
+//! rates from `DCE_BENCH_SEARCH_START` (2000 cps), x1.5 a step, then three
+//! bisection steps, each step judged by the same `loadgen::held` rule)
+//! through dce-edge in socket mode, once per transport, and prints per
+//! transport the highest rate held with the edge's CPU per call and the
+//! generator's CPU per call at that rate.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +57,7 @@ use lab::edge_process::{groups_toml, EdgeConfig, EdgeProcess};
 use lab::netns::ChildGuard;
 use lab::ping::options_ping;
 use lab::topology::{Lab, LabSpec, EDGE_ADDR};
+use loadgen::capacity::{self, CapacityConfig, Step};
 use loadgen::held::{self, GeneratorLoad, Limits, StepFacts};
 use loadgen::msg::Transport;
 use loadgen::report::UacReport;
@@ -100,6 +109,8 @@ struct Plan {
     connections: usize,
     keep: Option<PathBuf>,
     quick: bool,
+    /// Run the capacity search instead of the fixed rates, from this rate.
+    search_from: Option<f64>,
 }
 
 fn env_list(name: &str) -> Option<Vec<String>> {
@@ -148,6 +159,14 @@ impl Plan {
                 .unwrap_or(8),
             keep: std::env::var_os("DCE_BENCH_KEEP").map(PathBuf::from),
             quick,
+            search_from: std::env::var("DCE_BENCH_SEARCH")
+                .is_ok_and(|v| v != "0")
+                .then(|| {
+                    std::env::var("DCE_BENCH_SEARCH_START")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(2000.0)
+                }),
         }
     }
 }
@@ -312,8 +331,11 @@ fn run(plan: &Plan) -> Result<()> {
     let date = humantime_now();
     let before = loadavg();
     println!(
-        "edge_stream {date}: rates {:?} cps, {:.0} s steps, {} connections over TCP/TLS, pass = failed <= 0.1%, p99 setup <= 50 ms, started >= 97% of offered; load average before: {before}{}",
-        plan.rates,
+        "edge_stream {date}: {}, {:.0} s steps, {} connections over TCP/TLS, pass = failed <= 0.1%, p99 setup <= 50 ms, started >= 97% of offered; load average before: {before}{}",
+        match plan.search_from {
+            Some(from) => format!("capacity search from {from:.0} cps"),
+            None => format!("rates {:?} cps", plan.rates),
+        },
         plan.step.as_secs_f64(),
         plan.connections,
         if plan.quick { " (quick)" } else { "" }
@@ -337,6 +359,22 @@ fn run(plan: &Plan) -> Result<()> {
         ca,
     };
     let started = Instant::now();
+    if let Some(from) = plan.search_from {
+        let results = search_edge(&ctx, from)?;
+        println!(
+            "edge_stream capacity search, dce-edge socket ({date}; load average before {before}, after {}; {:.0} s)",
+            loadavg(),
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "  {:<4} {:>9} {:>12} {:>14} {:>11} {:>14}  note",
+            "tx", "held cps", "first failed", "edge us/call", "edge cores", "gen us/call"
+        );
+        for r in &results {
+            r.print();
+        }
+        return Ok(());
+    }
     let mut lines = Vec::new();
     for &subject in &plan.subjects {
         println!("{}:", subject.name());
@@ -387,6 +425,121 @@ fn humantime_now() -> String {
     out.ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// What the capacity search found over one transport.
+struct Searched {
+    transport: Transport,
+    held: Option<f64>,
+    first_failed: Option<f64>,
+    generator_limited: bool,
+    /// The highest held step, with the edge's CPU seconds and wall seconds
+    /// during it.
+    at_held: Option<(Step, f64, f64)>,
+}
+
+impl Searched {
+    fn print(&self) {
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |c| format!("{c:.0}"));
+        let (edge_us, edge_cores, gen_us) = match &self.at_held {
+            Some((s, cpu_s, wall_s)) => (
+                Line::per_call_us(*cpu_s, s.completed),
+                format!("{:.2}", cpu_s / wall_s.max(1e-9)),
+                s.generator_us_per_call
+                    .map_or("-".into(), |u| format!("{u:.0}")),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "  {:<4} {:>9} {:>12} {:>14} {:>11} {:>14}  {}",
+            self.transport.name(),
+            fmt(self.held),
+            fmt(self.first_failed),
+            edge_us,
+            edge_cores,
+            gen_us,
+            if self.generator_limited {
+                "a failing step had a saturated generator thread: the limit may be the generator's"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// The capacity search (`loadgen::capacity::search`, each step judged by
+/// `loadgen::held`) through dce-edge in socket mode, once per transport,
+/// with the edge's CPU during every step.
+fn search_edge(ctx: &Ctx, from: f64) -> Result<Vec<Searched>> {
+    let (mut server, upstream) = start_server(ctx, "search")?;
+    let mut proxy = start_edge(ctx, upstream, IoMode::Socket)?;
+    let hz = sys::clock_ticks_per_second() as f64;
+    let stop = AtomicBool::new(false);
+    let mut results = Vec::new();
+    let mut outcome = Ok(());
+    println!("dce-edge socket, capacity search from {from:.0} cps:");
+    for &transport in &ctx.plan.transports {
+        let mut cfg = match callers(ctx, transport, from) {
+            Ok(u) => CapacityConfig::new(u),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        cfg.start_cps = from;
+        cfg.step_duration = ctx.plan.step;
+        // The pause between steps is taken below, outside the CPU windows.
+        cfg.settle = Duration::ZERO;
+        std::thread::sleep(SETTLE);
+        let mut best: Option<(Step, f64, f64)> = None;
+        let report = ctx.lab.callers.ns.enter(|| {
+            let mut before = (proxy.ticks(), Instant::now());
+            capacity::search(&cfg, &stop, |s| {
+                let cpu_s = proxy.ticks().saturating_sub(before.0) as f64 / hz;
+                let wall_s = before.1.elapsed().as_secs_f64();
+                println!(
+                    "  {:<4} {:>7.0} cps (achieved {:>7.1}) completed {:>7} failed {:>7.3}% p99 setup {:>6.2} ms  edge {:>4} us/call ({:.2} cores)  generator {:>4} us/call  {}",
+                    transport.name(),
+                    s.offered_cps,
+                    s.achieved_cps,
+                    s.completed,
+                    s.failed_ratio * 100.0,
+                    s.latency.p99_us as f64 / 1000.0,
+                    Line::per_call_us(cpu_s, s.completed),
+                    cpu_s / wall_s.max(1e-9),
+                    s.generator_us_per_call.map_or("-".into(), |u| format!("{u:.0}")),
+                    s.reason.as_deref().unwrap_or("held"),
+                );
+                if s.held && best.as_ref().is_none_or(|b| b.0.offered_cps < s.offered_cps) {
+                    best = Some((s.clone(), cpu_s, wall_s));
+                }
+                std::thread::sleep(SETTLE);
+                before = (proxy.ticks(), Instant::now());
+            })
+        });
+        match report {
+            Ok(Ok(r)) => results.push(Searched {
+                transport,
+                held: r.highest_held_cps,
+                first_failed: r.lowest_failed_cps,
+                generator_limited: r.generator_limited,
+                at_held: best,
+            }),
+            Ok(Err(e)) => outcome = Err(anyhow!("search over {}: {e}", transport.name())),
+            Err(e) => outcome = Err(anyhow!("search over {}: {e}", transport.name())),
+        }
+        if let Some(why) = proxy.exited() {
+            outcome = Err(anyhow!("{why} during the search over {}", transport.name()));
+        }
+        if outcome.is_err() {
+            break;
+        }
+    }
+    if let Proxy::Edge(mut e) = proxy {
+        let _ = e.stop();
+    }
+    let _ = server.stop(Duration::from_secs(5));
+    outcome.map(|()| results)
 }
 
 /// The dce-loadgen server on the upstream, over UDP.

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use dataplane::echo::Echo;
-use dataplane::stream::{StreamConfig, StreamLayer};
+use dataplane::stream::{StreamConfig, StreamLayer, UDP_BATCH};
 use dataplane::PacketHandler;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -261,6 +261,103 @@ fn a_peer_that_does_not_read_is_closed_at_its_queue_cap() {
         l.counters().queue_overflow == 1
     }));
     assert_eq!(layer.open_connections(), 0);
+}
+
+/// A layer that answers UDP requests (the echo handler) on its own UDP
+/// socket, and a client socket on 127.0.0.1 to send them from.
+fn udp_echo_layer(echo: Echo) -> (StreamLayer<Echo>, UdpSocket) {
+    let mut cfg = StreamConfig::new(local());
+    cfg.udp_requests = true;
+    let layer = StreamLayer::open(cfg, echo).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    (layer, client)
+}
+
+#[test]
+fn a_round_with_more_udp_datagrams_than_a_batch_sends_them_all_each_counted() {
+    let (mut layer, client) = udp_echo_layer(Echo::new());
+    let n = 2 * UDP_BATCH;
+    for i in 0..n {
+        client
+            .send_to(format!("n{i}").as_bytes(), layer.local_udp())
+            .unwrap();
+    }
+    // Everything a round reads is sent by the round's end, whole batches
+    // and the rest.
+    let mut biggest_round = 0;
+    let mut read_before = 0;
+    assert!(pump(&mut layer, |l| {
+        let k = l.counters();
+        assert_eq!(k.udp_sent + k.udp_errors, k.udp_received, "{k:?}");
+        biggest_round = biggest_round.max(k.udp_received - read_before);
+        read_before = k.udp_received;
+        k.udp_received == n as u64
+    }));
+    assert!(
+        biggest_round > UDP_BATCH as u64,
+        "one round read {biggest_round} datagrams, not more than a batch ({UDP_BATCH})"
+    );
+    let k = layer.counters();
+    assert_eq!((k.udp_sent, k.udp_errors), (n as u64, 0), "{k:?}");
+    let mut got: Vec<String> = (0..n)
+        .map(|_| {
+            let mut buf = [0u8; 64];
+            let (len, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, layer.local_udp());
+            String::from_utf8(buf[..len].to_vec()).unwrap()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_udp_datagram_the_kernel_refuses_is_counted_and_the_rest_of_the_batch_goes_out() {
+    // Payloads starting with `lost` go to an IPv6 address, which the
+    // layer's IPv4 socket refuses (EAFNOSUPPORT): one error per datagram,
+    // in the same batches as the answers that go out.
+    let (mut layer, client) = udp_echo_layer(Echo::with_blackhole("[::1]:9".parse().unwrap()));
+    let pairs = UDP_BATCH;
+    for i in 0..pairs {
+        for what in ["lost", "ok"] {
+            client
+                .send_to(format!("{what}{i}").as_bytes(), layer.local_udp())
+                .unwrap();
+        }
+    }
+    assert!(pump(&mut layer, |l| l.counters().udp_received
+        == 2 * pairs as u64));
+    let k = layer.counters();
+    assert_eq!(
+        (k.udp_sent, k.udp_errors),
+        (pairs as u64, pairs as u64),
+        "{k:?}"
+    );
+    for _ in 0..pairs {
+        let mut buf = [0u8; 64];
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        assert!(buf[..len].starts_with(b"ok"));
+    }
+}
+
+#[test]
+fn a_udp_datagram_longer_than_a_batch_slot_goes_out_whole_in_its_order() {
+    let (mut layer, client) = udp_echo_layer(Echo::new());
+    let big = vec![b'b'; sys::TX_SLOT + 1000];
+    client.send_to(b"first", layer.local_udp()).unwrap();
+    client.send_to(&big, layer.local_udp()).unwrap();
+    client.send_to(b"last", layer.local_udp()).unwrap();
+    assert!(pump(&mut layer, |l| l.counters().udp_sent == 3));
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        got.push(buf[..len].to_vec());
+    }
+    assert_eq!(got, [b"first".to_vec(), big, b"last".to_vec()]);
 }
 
 mod tls;

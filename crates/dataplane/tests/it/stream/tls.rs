@@ -65,6 +65,13 @@ pub struct TlsClient {
     pub closed: bool,
     /// The TLS error that ended it, if one did.
     pub error: Option<rustls::Error>,
+    /// Application-data records received (TLS 1.3 post-handshake messages
+    /// travel as such records too).
+    pub app_records: usize,
+    /// Every byte received, for reading record headers.
+    wire: Vec<u8>,
+    /// Where the next record header starts in `wire`.
+    next_record: usize,
 }
 
 impl TlsClient {
@@ -78,6 +85,9 @@ impl TlsClient {
             got: Vec::new(),
             closed: false,
             error: None,
+            app_records: 0,
+            wire: Vec::new(),
+            next_record: 0,
         }
     }
 
@@ -119,27 +129,56 @@ impl TlsClient {
     }
 
     fn read(&mut self) {
+        let mut raw = vec![0u8; 65536];
         while !self.closed {
-            match self.conn.read_tls(&mut self.sock) {
+            match self.sock.read(&mut raw) {
                 Ok(0) => self.closed = true,
-                Ok(_) => match self.conn.process_new_packets() {
-                    Ok(_) => {
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = self.conn.reader().read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            self.got.extend_from_slice(&buf[..n]);
+                Ok(n) => {
+                    self.count_records(&raw[..n]);
+                    let mut rest = &raw[..n];
+                    while !rest.is_empty() && !self.closed {
+                        match self.conn.read_tls(&mut rest) {
+                            Ok(_) => self.process(),
+                            Err(_) => self.closed = true,
                         }
                     }
-                    Err(e) => {
-                        self.error = Some(e);
-                        self.closed = true;
-                    }
-                },
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => self.closed = true,
             }
+        }
+    }
+
+    fn process(&mut self) {
+        match self.conn.process_new_packets() {
+            Ok(_) => {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = self.conn.reader().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    self.got.extend_from_slice(&buf[..n]);
+                }
+            }
+            Err(e) => {
+                self.error = Some(e);
+                self.closed = true;
+            }
+        }
+    }
+
+    /// Counts the application-data records whose header arrived: a
+    /// record header is its type (23 for application data), the version
+    /// (2 bytes) and the length (2 bytes).
+    fn count_records(&mut self, bytes: &[u8]) {
+        self.wire.extend_from_slice(bytes);
+        while self.wire.len() >= self.next_record + 5 {
+            let h = &self.wire[self.next_record..self.next_record + 5];
+            if h[0] == 23 {
+                self.app_records += 1;
+            }
+            self.next_record += 5 + usize::from(u16::from_be_bytes([h[3], h[4]]));
         }
     }
 }
@@ -160,6 +199,39 @@ fn messages_and_pings_over_tls_are_answered_on_the_connection() {
     assert_eq!(String::from_utf8(c.got.clone()).unwrap(), want);
     let k = layer.counters();
     assert_eq!((k.tls_handshakes, k.messages, k.pings), (1, 2, 1), "{k:?}");
+}
+
+#[test]
+fn messages_answered_in_one_round_on_a_tls_connection_share_records() {
+    let pki = pki();
+    let cfg = StreamConfig::tls_only(Some((local(), pki.server_config(false))));
+    let mut layer = StreamLayer::open(cfg, Echo::new()).unwrap();
+    let mut c = TlsClient::connect(layer.local_tls().unwrap(), client_config(&pki, None));
+    // A first exchange: the handshake, and the session tickets the server
+    // sends after it, are behind us.
+    let first = message("first");
+    c.send(first.as_bytes());
+    assert!(pump(&mut layer, |_| {
+        c.io();
+        c.got.len() >= first.len()
+    }));
+    let (records_before, messages_before) = (c.app_records, layer.counters().messages);
+    c.got.clear();
+    // Ten messages in one client record: the layer reads them in one
+    // round and answers them together.
+    let ten: String = (0..10).map(|i| message(&format!("m{i}"))).collect();
+    c.send(ten.as_bytes());
+    assert!(pump(&mut layer, |_| {
+        c.io();
+        c.got.len() >= ten.len()
+    }));
+    assert_eq!(String::from_utf8(c.got.clone()).unwrap(), ten);
+    assert_eq!(layer.counters().messages - messages_before, 10);
+    let records = c.app_records - records_before;
+    assert!(
+        records < 10,
+        "ten answers came in {records} records, one each: they were sealed one by one"
+    );
 }
 
 #[test]
