@@ -9,7 +9,7 @@
 //! `dce-edge run` in socket mode (two UDP workers) and then in AF_XDP mode
 //! (one worker: lab veths have one queue; the XDP filter in front), TCP
 //! and TLS on its stream thread (`[stream]`) in both, its certificate made
-//! by rcgen for the edge's IP address. Kamailio listens on the same addresses (UDP and TCP on 5060, TLS
+//! by the test PKI (`testpki`) for the edge's IP address. Kamailio listens on the same addresses (UDP and TCP on 5060, TLS
 //! on 5061, two UDP and two TCP children, the `tls` module with the same
 //! certificate) and forwards statelessly to the server, Record-Routing
 //! INVITEs, as the edge does. Both route by one prefix to one target.
@@ -204,19 +204,9 @@ fn main() {
 
 /// A CA, and a certificate for the edge's IP address signed by it (PEM).
 fn certificates() -> Result<(String, String, String)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "edge_stream bench ca");
-    let ca_key = KeyPair::generate()?;
-    let ca_pem = ca.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut p = CertificateParams::new(vec![EDGE_ADDR.to_string()])?;
-    p.distinguished_name.push(DnType::CommonName, "edge");
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?.pem();
-    Ok((ca_pem, cert, key.serialize_pem()))
+    let ca = testpki::TestCa::new("edge_stream bench ca");
+    let (cert, key) = ca.server(&[&EDGE_ADDR.to_string()]);
+    Ok((ca.pem, cert, key))
 }
 
 /// CPU ticks of `pid` and, with `children`, of its children (Kamailio's
@@ -674,17 +664,7 @@ fn start_kamailio(ctx: &Ctx, upstream: SocketAddr) -> Result<Proxy> {
         },
     )?;
     let log = dir.join("kamailio.log");
-    let out = std::fs::File::create(&log)?;
-    let mut cmd = ctx.lab.edge.ns.command("kamailio");
-    cmd.arg("-f")
-        .arg(&files.cfg)
-        .args(["-DD", "-E", "-w"])
-        .arg(&files.run_dir)
-        .arg("-P")
-        .arg(&files.pidfile)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
+    let mut cmd = files.command(&ctx.lab.edge.ns, &log)?;
     let mut guard = ChildGuard::new(cmd.spawn().context("starting kamailio")?);
     let caller = ctx.lab.callers.addr();
     let to = SocketAddr::from((EDGE_ADDR, 5060));

@@ -766,17 +766,7 @@ fn start_kamailio(ctx: &Ctx) -> Result<Proxy> {
         },
     )?;
     let log = ctx.dir.join("kamailio.log");
-    let out = std::fs::File::create(&log)?;
-    let mut cmd = ctx.lab.edge.ns.command("kamailio");
-    cmd.arg("-f")
-        .arg(&files.cfg)
-        .args(["-DD", "-E", "-w"])
-        .arg(&files.run_dir)
-        .arg("-P")
-        .arg(&files.pidfile)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
+    let mut cmd = files.command(&ctx.lab.edge.ns, &log)?;
     let child = cmd.spawn().context("starting kamailio")?;
     let pid = child.id();
     let mut proxy = Proxy {

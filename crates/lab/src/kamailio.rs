@@ -105,6 +105,26 @@ pub struct Files {
     pub prefixes: usize,
 }
 
+impl Files {
+    /// Kamailio on these files, in the foreground (`-DD -E`) inside `ns`,
+    /// its output written to `log` (created afresh): spawn it.
+    pub fn command(&self, ns: &crate::netns::Netns, log: &Path) -> Result<std::process::Command> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = ns.command("kamailio");
+        cmd.arg("-f")
+            .arg(&self.cfg)
+            .args(["-DD", "-E", "-w"])
+            .arg(&self.run_dir)
+            .arg("-P")
+            .arg(&self.pidfile)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        Ok(cmd)
+    }
+}
+
 /// A POSIX ERE alternative matching `s` literally.
 fn ere_literal(s: &str) -> Result<String> {
     let mut out = String::new();
