@@ -262,11 +262,12 @@ mod tests {
             }
         }
         assert_eq!(extrapolated, 4);
-        // 1,000,000 / 153 us per call per worker once a second worker
-        // runs: the large edge's 14 workers carry 91,503 CPS, not 210K.
+        // 1,000,000 / 39.8 us per call per worker once a second worker
+        // runs: the large edge's 14 workers carry 351,758 CPS, over its
+        // 210K target.
         let large = load("large-edge").unwrap();
-        assert_eq!(large.band().model.as_ref().unwrap().supported_cps, 91_503);
-        assert_eq!(large.band().target_cps, 91_500);
+        assert_eq!(large.band().model.as_ref().unwrap().supported_cps, 351_758);
+        assert_eq!(large.band().target_cps, 210_000);
     }
 
     #[test]
@@ -345,13 +346,13 @@ mod tests {
 
     #[test]
     fn an_extrapolated_target_above_its_model_is_refused_at_its_line() {
-        let text = large_text().replacen("target_cps = 91500", "target_cps = 210000", 1);
+        let text = large_text().replacen("target_cps = 210000", "target_cps = 400000", 1);
         let src = SourceFile::from_text("large-edge.toml", text);
         let err = refusal(&src);
         assert_eq!(err.line, line_of(&src, "target_cps"));
         assert!(
             err.reason.contains("above what its model supports")
-                && err.reason.contains("= 91503 CPS"),
+                && err.reason.contains("= 351758 CPS"),
             "{err}"
         );
     }
@@ -373,8 +374,8 @@ mod tests {
     #[test]
     fn an_extrapolated_basis_with_measurement_fields_is_refused() {
         let text = large_text().replacen(
-            "model_us_per_call = 44.0",
-            "model_us_per_call = 44.0\nmeasured_cps = 90000",
+            "model_us_per_call = 32.1",
+            "model_us_per_call = 32.1\nmeasured_cps = 90000",
             1,
         );
         let err = refusal(&SourceFile::from_text("large-edge.toml", text));

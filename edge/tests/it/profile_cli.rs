@@ -43,7 +43,7 @@ fn list_names_every_builtin_tier() {
     // The lab's band is the measured one; the others are extrapolated
     // from a model, which they may not exceed.
     assert!(out.contains("measured 21624 on 2026-12-07"), "{out}");
-    assert!(out.contains("extrapolated (model 91503)"), "{out}");
+    assert!(out.contains("extrapolated (model 351758)"), "{out}");
 }
 
 #[test]
@@ -69,9 +69,9 @@ fn show_json_carries_runtime_and_band() {
     assert_eq!(v["runtime"]["workers"], 3);
     assert_eq!(v["runtime"]["worker_cores"], serde_json::json!([1, 2, 3]));
     assert_eq!(v["runtime"]["rate_limits"]["invite"]["rate"], 20);
-    assert_eq!(v["band"]["target_cps"], 19600);
+    assert_eq!(v["band"]["target_cps"], 45000);
     assert_eq!(v["band"]["target_basis"], "extrapolated");
-    assert_eq!(v["band"]["model"]["supported_cps"], 19607);
+    assert_eq!(v["band"]["model"]["supported_cps"], 75376);
     assert_eq!(v["band"]["guide_range_cps"]["max"], 30000);
     assert_eq!(v["band"]["tier_split"], "dce-edge");
     assert_eq!(v["band"]["measured_cps"], serde_json::Value::Null);
