@@ -360,6 +360,7 @@ fn a_udp_datagram_longer_than_a_batch_slot_goes_out_whole_in_its_order() {
     assert_eq!(got, [b"first".to_vec(), big, b"last".to_vec()]);
 }
 
+mod attacks;
 mod tls;
 
 mod through_the_proxy {
