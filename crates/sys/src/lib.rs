@@ -786,10 +786,16 @@ impl TxBatch {
                     return Some(first);
                 }
                 io::ErrorKind::WouldBlock => {
-                    result.blocked += n as u64;
+                    // Still full after the bounded wait: the rest of this
+                    // run to the same socket is given up too (counted), at
+                    // no further call or wait. `spins` stays spent until a
+                    // send succeeds, so a flush into a queue that stays
+                    // full waits at most once.
+                    for g in &self.groups[at..end] {
+                        result.blocked += g.1 as u64;
+                    }
                     result.last_errno = errno;
-                    at += 1;
-                    spins = 0;
+                    at = end;
                 }
                 _ => {
                     // sendmmsg reports the error of the first header; skip
