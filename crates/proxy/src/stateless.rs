@@ -248,7 +248,7 @@ const SETUP_SLOTS: usize = 1 << 14;
 /// How long a setup slot stays valid: older entries are stale calls.
 const SETUP_STALE_NS: u64 = 64_000_000_000;
 
-/// Length of one of this edge's own Via parameters: `;dcc=` or `;dct=` and
+/// Length of one of this edge's own Via parameters: `;dcc=` or `;dcw=` and
 /// 16 hex digits.
 const VIA_PARAM_LEN: usize = 21;
 
@@ -1520,14 +1520,14 @@ impl EdgeProxy {
         } else {
             None
         };
-        // An initial INVITE's send time (`dct`), so that the worker its
+        // An initial INVITE's send time (`dcw`), so that the worker its
         // final answer reaches times the call's setup even when another
         // worker forwarded it; then the connection the request came on, for
         // its response to go back on (covered by the branch's MAC).
         let mut via_params = [0u8; 2 * VIA_PARAM_LEN];
         let mut len = 0;
         if f.initial_invite {
-            via_params[..5].copy_from_slice(b";dct=");
+            via_params[..5].copy_from_slice(b";dcw=");
             // On the wall clock, as the dialog cookie's epoch: the answer
             // may come in at another edge of a fleet, whose monotonic
             // clock started elsewhere.
@@ -1719,13 +1719,13 @@ impl EdgeProxy {
         }
         self.forwarded_responses += 1;
         if cseq.method == Method::Invite && status >= 200 {
-            // When the INVITE left (`dct`), for a worker that did not send
+            // When the INVITE left (`dcw`), for a worker that did not send
             // it. Not covered by the MAC: only the hop the INVITE went to
             // saw it, and a value it changed moves only this edge's own
             // histogram, within the bounds `note_final_answer` checks.
             let sent_at = top
                 .params()
-                .get(b"dct")
+                .get(b"dcw")
                 .flatten()
                 .and_then(cookie::read_hex16)
                 .map(|wall| wall.wrapping_sub(self.cfg.cookie_clock_offset_ns));
@@ -1738,7 +1738,7 @@ impl EdgeProxy {
     /// slot also tells a retransmitted final answer from the first. The
     /// setup starts when this worker first forwarded the INVITE, or, when
     /// another worker forwarded it (the answer came in on another queue),
-    /// at the send time `sent_at` that worker wrote in its Via (`dct`, on
+    /// at the send time `sent_at` that worker wrote in its Via (`dcw`, on
     /// the wall clock; the workers of an edge read one clock, the edges of
     /// a fleet keep theirs in step with NTP). A `sent_at` in the future or
     /// older than a transaction lives is not a setup time: counted, not

@@ -1218,9 +1218,9 @@ fn a_send_time_from_the_future_the_distant_past_or_garbage_is_counted_not_timed(
     // later is the control.
     let cases: [(Option<&str>, u64, usize); 5] = [
         (None, 7 * MS, 1),
-        (Some("dct=ffffffffffffffff"), 7 * MS, 0),
-        (Some("dct=zz"), 7 * MS, 0),
-        (Some("dct"), 7 * MS, 0),
+        (Some("dcw=ffffffffffffffff"), 7 * MS, 0),
+        (Some("dcw=zz"), 7 * MS, 0),
+        (Some("dcw"), 7 * MS, 0),
         (None, 70_000 * MS, 0),
     ];
     for (i, (forged, later, timed)) in cases.into_iter().enumerate() {
@@ -1232,7 +1232,7 @@ fn a_send_time_from_the_future_the_distant_past_or_garbage_is_counted_not_timed(
         second.now = first.now + later;
         let fwd = &sent[0];
         let via = header(&fwd.1, "Via")[0];
-        let at = via.find(";dct=").expect("the INVITE carries its send time") + 1;
+        let at = via.find(";dcw=").expect("the INVITE carries its send time") + 1;
         let stamp = &via[at..at + 20];
         let mut msg = upstream_response(&fwd.1, "200 OK", "uas", true);
         if let Some(f) = forged {

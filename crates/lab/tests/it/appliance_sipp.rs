@@ -74,7 +74,7 @@ fn run_calls_through_the_edge(mode: IoMode, queues: u32, test: &str) {
     );
     // Every answered call is timed once, by whichever worker its answer
     // reaches: the one that forwarded the INVITE from its own record, any
-    // other from the send time in the edge's Via (`dct`). With two
+    // other from the send time in the edge's Via (`dcw`). With two
     // workers many answers come in on the other worker's queue.
     assert_eq!(
         last.setup_latency.count, last.calls.answered,

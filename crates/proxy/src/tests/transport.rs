@@ -100,7 +100,7 @@ fn a_tls_caller_reaches_a_udp_upstream_and_its_answer_goes_back_on_its_connectio
     let via = header(fwd, "Via")[0];
     assert!(
         via.starts_with("SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bKdce")
-            && via.contains(";rport;dct=")
+            && via.contains(";rport;dcw=")
             && via.ends_with(";dcc=0000000000000007"),
         "{via}"
     );
